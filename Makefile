@@ -1,0 +1,52 @@
+# bench: host set-up, demo and tests. Run `make` for the list of targets.
+PYTHON      ?= python3
+VENV        ?= .venv
+PYTEST_ARGS ?=
+
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup host venv demo test lint clean
+# Nothing here gains from -j, and `host` must finish before the venv is made
+# (it may install python3-venv): keep every run serial.
+.NOTPARALLEL:
+
+help:
+	@echo 'Targets:'
+	@echo '  setup   install/start the host engines (scripts/setup-host.sh, may use apt as root),'
+	@echo '          then create $(VENV) and pip install -e ".[dev]" (again only when pyproject.toml changes)'
+	@echo '  demo    setup, then build the images and run scenarios/quickstart.yaml'
+	@echo '  test    setup, then run the tests: $(VENV)/bin/python -m pytest -q tests $$PYTEST_ARGS'
+	@echo '  lint    ruff check bench tests (needs only the venv)'
+	@echo '  clean   bench clean (removes what bench created), if the venv exists'
+	@echo 'Variables: PYTHON=$(PYTHON) VENV=$(VENV) PYTEST_ARGS=$(PYTEST_ARGS)'
+
+setup: host venv
+
+host:
+	PYTHON='$(PYTHON)' scripts/setup-host.sh
+
+venv: $(STAMP)
+
+# The stamp is newer than pyproject.toml once the editable install succeeded.
+$(STAMP): pyproject.toml
+	@test -x '$(VENV)/bin/python' || { echo '$(PYTHON) -m venv $(VENV)'; '$(PYTHON)' -m venv '$(VENV)'; }
+	'$(VENV)/bin/pip' install -e '.[dev]'
+	@touch '$@'
+
+demo: setup
+	'$(VENV)/bin/bench' images build
+	'$(VENV)/bin/bench' run scenarios/quickstart.yaml
+
+test: setup
+	'$(VENV)/bin/python' -m pytest -q tests $(PYTEST_ARGS)
+
+lint: venv
+	'$(VENV)/bin/ruff' check bench tests
+
+clean:
+	@if [ -x '$(VENV)/bin/bench' ]; then \
+		echo '$(VENV)/bin/bench clean'; '$(VENV)/bin/bench' clean; \
+	else \
+		echo 'no $(VENV)/bin/bench: nothing to clean'; \
+	fi

@@ -1,0 +1,38 @@
+"""Backend registry. A new engine is one module plus one line in BACKENDS.
+
+Modules are imported only when a scenario names them, so `bench --help` stays
+instant and a host without libvirt can still run docker-only scenarios.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.backends.base import Backend
+    from bench.scenario import PlatformBase
+
+BACKENDS: dict[str, str] = {
+    "docker": "bench.backends.docker_backend:DockerBackend",
+    "libvirt": "bench.backends.libvirt_backend:LibvirtBackend",
+    # In-process stand-in for unit tests of the runner; measures nothing real.
+    "fake": "bench.backends.fake:FakeBackend",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise KeyError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})") from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def settings_model(name: str) -> type[PlatformBase]:
+    return backend_class(name).Settings
+
+
+def make_backend(settings: PlatformBase) -> Backend:
+    return backend_class(settings.backend)(settings)

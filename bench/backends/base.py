@@ -1,0 +1,81 @@
+"""The backend interface: what the runner may ask of an engine, and nothing more.
+
+A backend creates, starts and destroys instances on one engine through that engine's
+own SDK and streams each instance's console into its `Console`. It measures nothing
+and computes no statistics: the runner owns the clock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from bench.console import Console
+from bench.scenario import PlatformBase
+
+# Everything bench creates carries these, so `bench clean` finds it after a crash.
+LABEL_RUN = "bench.run_id"
+LABEL_PLATFORM = "bench.platform"
+NAME_PREFIX = "bench-"
+
+
+@dataclass
+class Instance:
+    name: str
+    run_id: str
+    platform: str
+    console: Console
+    handle: Any = None  # the backend's own object (container, domain, ...)
+    info: dict[str, Any] = field(default_factory=dict)  # stored with the sample
+
+
+@dataclass(frozen=True)
+class Leftover:
+    backend: str
+    kind: str  # "container" | "domain" | "file"
+    name: str
+    run_id: str | None
+
+
+class Backend(ABC):
+    #: "container" or "vm": what one instance of this backend is.
+    kind: ClassVar[str]
+    #: The pydantic model of this backend's platform keys.
+    Settings: ClassVar[type[PlatformBase]]
+
+    def __init__(self, settings: PlatformBase):
+        self.settings = settings
+
+    @abstractmethod
+    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+        """Connect, resolve the image (building the bench pair if allowed).
+
+        Returns facts for the run's metadata (engine versions, accel, image digest).
+        Raises EngineUnavailable / ImageError with an actionable message.
+        """
+
+    @abstractmethod
+    def create(self, inst: Instance) -> None:
+        """Create the instance, not yet running, with its console attached to inst.console.
+
+        Attaching before start means no console output can be missed.
+        """
+
+    @abstractmethod
+    def start(self, inst: Instance) -> None:
+        """Let the instance run."""
+
+    @abstractmethod
+    def destroy(self, inst: Instance) -> None:
+        """Stop and remove the instance and its files. Idempotent; "already gone" is fine."""
+
+    @abstractmethod
+    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
+        """Instances and files bench created on this engine that still exist."""
+
+    @abstractmethod
+    def remove_leftover(self, leftover: Leftover) -> None: ...
+
+    def close(self) -> None:
+        """Release connections and I/O threads."""

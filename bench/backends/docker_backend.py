@@ -1,0 +1,258 @@
+"""Docker Engine through the docker SDK (low-level APIClient: one API call per step,
+no hidden inspect round-trips inflating `create_s`)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from typing import Any, Literal
+
+from pydantic import Field
+
+from bench import images
+from bench.backends.base import LABEL_PLATFORM, LABEL_RUN, Backend, Instance, Leftover
+from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
+from bench.iohub import IOHub
+from bench.scenario import PlatformBase
+
+API_TIMEOUT_S = 60  # every engine call is bounded: a dead dockerd must not hang a run
+
+
+class DockerSettings(PlatformBase):
+    backend: Literal["docker"]
+    cpus: float | None = Field(None, gt=0, le=1024)
+    network: str = Field("none", min_length=1, max_length=64)
+    # Docker Engine address (unix:///var/run/docker.sock, ssh://host); default: $DOCKER_HOST.
+    host: str | None = Field(None, max_length=512)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class _Demux:
+    """Split docker's multiplexed attach stream (8-byte frame headers) into payloads."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= 8:
+            (size,) = struct.unpack(">I", self._buf[4:8])
+            if len(self._buf) < 8 + size:
+                break
+            out.append(self._buf[8 : 8 + size])
+            self._buf = self._buf[8 + size :]
+        return out
+
+
+class DockerBackend(Backend):
+    kind = "container"
+    Settings = DockerSettings
+
+    def __init__(self, settings: DockerSettings):
+        super().__init__(settings)
+        self.settings: DockerSettings = settings
+        self._api: Any = None
+        self._hub: IOHub | None = None
+        self._image_ref = settings.image
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        return self.settings.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def connect(self) -> Any:
+        if self._api is None:
+            import docker
+
+            if self.address.startswith("unix://"):
+                sock = self.address.removeprefix("unix://")
+                if not os.path.exists(sock):
+                    raise EngineUnavailable(
+                        f"cannot reach Docker Engine: no socket at {sock}: start it "
+                        "(`dockerd &`, `systemctl start docker` or `make demo`) or set `host:`"
+                    )
+            try:
+                api = docker.APIClient(base_url=self.address, timeout=API_TIMEOUT_S, version="auto")
+                api.ping()
+            except Exception as e:
+                raise EngineUnavailable(
+                    f"cannot reach Docker Engine at {self.address} ({first_line(e)}): start it "
+                    "(`dockerd &`, `systemctl start docker` or `make demo`) or set `host:`"
+                ) from None
+            self._api = api
+        return self._api
+
+    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+        api = self.connect()
+        name = self.settings.image
+        if images.is_bench_image(name):
+            self._image_ref = images.docker_ref(name)
+            if not self.has_image(self._image_ref):
+                if not build_missing:
+                    raise MissingImage(
+                        f"image {self._image_ref} is not built: run `bench images build`"
+                    )
+                import_bench_image(api, name)
+        elif not self.has_image(name):
+            raise MissingImage(
+                f"image {name!r} is not on {self.address} and bench never pulls (hosts may be "
+                "air-gapped): `docker load` it first, or use `image: busybox`"
+            )
+        img = api.inspect_image(self._image_ref)
+        version = api.version()
+        components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
+        info = api.info()
+        return {
+            "engine": "docker",
+            "address": self.address,
+            "docker_version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "containerd_version": components.get("containerd"),
+            "runc_version": components.get("runc"),
+            "storage_driver": info.get("Driver"),
+            "cgroup_version": info.get("CgroupVersion"),
+            "runtime": info.get("DefaultRuntime"),
+            "image": self._image_ref,
+            "image_id": img["Id"],
+            "image_bytes": img.get("Size"),
+            "rootfs_sha256": (img.get("Config") or {}).get("Labels", {}).get(images.LABEL_ROOTFS),
+        }
+
+    def has_image(self, ref: str) -> bool:
+        import docker.errors
+
+        try:
+            self._api.inspect_image(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def _io(self) -> IOHub:
+        with self._lock:
+            if self._hub is None:
+                self._hub = IOHub("bench-docker-io")
+            return self._hub
+
+    def create(self, inst: Instance) -> None:
+        api = self.connect()
+        s = self.settings
+        host_config = api.create_host_config(
+            mem_limit=s.memory,
+            memswap_limit=s.memory,  # no swap: a memory limit that swaps measures the disk
+            nano_cpus=int(s.cpus * 1e9) if s.cpus else None,
+            network_mode=s.network,
+        )
+        created = api.create_container(
+            self._image_ref,
+            command=s.command,
+            name=inst.name,
+            labels={LABEL_RUN: inst.run_id, LABEL_PLATFORM: inst.platform},
+            host_config=host_config,
+            environment=s.env or None,
+            detach=True,
+            tty=False,
+        )
+        inst.handle = created["Id"]
+        inst.info["container_id"] = created["Id"][:12]
+        # Attach before start, so not one byte of output can be missed.
+        sock = api.attach_socket(
+            inst.handle, params={"stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
+        )
+        raw = getattr(sock, "_sock", sock)
+        raw.setblocking(False)
+        inst.info["_sock"] = (sock, raw)
+        demux = _Demux()
+
+        def on_readable() -> None:
+            try:
+                data = raw.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                data, err = b"", e
+            else:
+                err = None
+            if not data:
+                self._hub.remove(raw)  # type: ignore[union-attr]
+                inst.console.close(f"container output ended ({err or 'container exited'})")
+                return
+            for chunk in demux.feed(data):
+                inst.console.feed(chunk)
+
+        self._io().add(raw, on_readable)
+
+    def start(self, inst: Instance) -> None:
+        self.connect().start(inst.handle)
+
+    def destroy(self, inst: Instance) -> None:
+        import docker.errors
+
+        socks = inst.info.pop("_sock", None)
+        if socks:
+            if self._hub:
+                self._hub.remove(socks[1])
+            socks[1].close()
+        if inst.handle is None:
+            return
+        try:
+            self.connect().remove_container(inst.handle, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
+        api = self.connect()
+        label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+        return [
+            Leftover("docker", "container", c["Names"][0].lstrip("/"), c["Labels"].get(LABEL_RUN))
+            for c in api.containers(all=True, filters={"label": label})
+        ]
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        import docker.errors
+
+        try:
+            self.connect().remove_container(leftover.name, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+    def close(self) -> None:
+        if self._hub:
+            self._hub.close()
+            self._hub = None
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+
+def import_bench_image(api: Any, name: str) -> str:
+    """`docker import` the cached rootfs tar of a bench image; returns the image id."""
+    manifest = images.ensure_rootfs(name)
+    tar = images.image_dir(name) / "rootfs.tar"
+    ref = images.docker_ref(name)
+    try:
+        previous = api.inspect_image(ref)["Id"]
+    except Exception:
+        previous = None
+    changes = [
+        'CMD ["/init"]',
+        f"LABEL {images.LABEL_ROOTFS}={manifest['rootfs_sha256']}",
+    ]
+    try:
+        api.import_image_from_file(
+            str(tar),
+            repository=images.DOCKER_REPO.format(name=name),
+            tag=images.DOCKER_TAG,
+            changes=changes,
+        )
+    except Exception as e:
+        raise ImageError(f"docker import of {tar} failed: {first_line(e)}") from None
+    image_id = api.inspect_image(ref)["Id"]
+    if previous and previous != image_id:
+        # The old build is now untagged; drop it unless a container still uses it.
+        try:
+            api.remove_image(previous)
+        except Exception:
+            pass
+    return image_id

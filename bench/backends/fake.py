@@ -1,0 +1,92 @@
+"""An in-process backend for unit tests of the runner's logic. It starts nothing:
+each "instance" is a timer that prints the marker on its console after `boot`.
+Never use it to measure anything."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Literal
+
+from pydantic import Field
+
+from bench.backends.base import Backend, Instance, Leftover
+from bench.scenario import PlatformBase, Seconds
+
+
+class FakeSettings(PlatformBase):
+    backend: Literal["fake"]
+    image: str = "fake"
+    boot: Seconds = 0.01
+    # Instances whose index (within a step) is listed here never print the marker...
+    silent: list[int] = Field(default_factory=list)
+    # ...and these exit (console closed) right after start.
+    crash: list[int] = Field(default_factory=list)
+    fail_launch: list[int] = Field(default_factory=list)
+    create_delay: Seconds = 0.0  # a slow create call, to see launches queue
+
+
+class FakeBackend(Backend):
+    kind = "container"
+    Settings = FakeSettings
+
+    def __init__(self, settings: FakeSettings):
+        super().__init__(settings)
+        self.settings: FakeSettings = settings
+        self.live: dict[str, Instance] = {}
+        self.created = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._lock = threading.Lock()
+
+    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+        return {"engine": "fake"}
+
+    def create(self, inst: Instance) -> None:
+        index = int(inst.name.rsplit("-", 1)[1])
+        if index in self.settings.fail_launch:
+            raise RuntimeError("fake launch failure")
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        time.sleep(self.settings.create_delay)
+        with self._lock:
+            self.in_flight -= 1
+            self.live[inst.name] = inst
+            self.created += 1
+        inst.handle = index
+
+    def start(self, inst: Instance) -> None:
+        if inst.handle in self.settings.crash:
+            inst.console.feed(b"fake: exiting\n")
+            inst.console.close("fake instance exited")
+            return
+        if inst.handle in self.settings.silent:
+            return
+        timer = threading.Timer(
+            self.settings.boot,
+            inst.console.feed,
+            args=(f"booting\nBENCH_READY uptime=0.5 kernel=fake-{inst.handle}\n".encode(),),
+        )
+        timer.daemon = True
+        inst.info["_timer"] = timer
+        timer.start()
+
+    def destroy(self, inst: Instance) -> None:
+        timer = inst.info.pop("_timer", None)
+        if timer:
+            timer.cancel()
+        with self._lock:
+            self.live.pop(inst.name, None)
+
+    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
+        with self._lock:
+            return [
+                Leftover("fake", "container", i.name, i.run_id)
+                for i in self.live.values()
+                if run_id is None or i.run_id == run_id
+            ]
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        with self._lock:
+            self.live.pop(leftover.name, None)

@@ -1,0 +1,464 @@
+"""libvirt/QEMU through libvirt-python.
+
+Each instance is a transient domain created paused, its serial console opened as a
+non-blocking libvirt stream served by libvirt's event loop, then resumed: so the
+console sees the guest from its first byte, and `start_s` is the resume call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from bench import images
+from bench.backends.base import NAME_PREFIX, Backend, Instance, Leftover
+from bench.console import Console
+from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
+from bench.paths import cache_dir, state_dir
+from bench.scenario import Bytes, PlatformBase
+
+METADATA_NS = "http://bench.invalid/xmlns/instance/1"
+METADATA_KEY = "bench"
+DEFAULT_MEMORY = 256 * 2**20
+KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
+
+
+class LibvirtSettings(PlatformBase):
+    backend: Literal["libvirt"]
+    uri: str = Field("qemu:///system", min_length=1, max_length=512)
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    vcpus: int = Field(1, ge=1, le=512, strict=True)
+    memory: Bytes | None = DEFAULT_MEMORY
+    kernel: Path | None = None
+    initrd: Path | None = None
+    cmdline: str | None = Field(None, max_length=4096)
+    disk: Path | None = None  # a qcow2 base image; each instance boots its own overlay
+    network: str | None = Field(None, max_length=64)  # a libvirt network name; none by default
+
+    @model_validator(mode="after")
+    def _boot_source(self) -> LibvirtSettings:
+        if self.disk and (self.kernel or self.initrd):
+            raise ValueError("give either disk: or kernel:/initrd:, not both")
+        if self.initrd and not self.kernel:
+            raise ValueError("initrd: needs kernel:")
+        if self.command:
+            raise ValueError("command: applies to containers; a VM runs its own init")
+        return self
+
+
+# libvirt's event loop runs once per process, in one daemon thread; it serves the
+# console streams of every domain of every connection.
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def _ensure_event_loop() -> Any:
+    global _event_loop_started
+    import libvirt
+
+    with _event_loop_lock:
+        if not _event_loop_started:
+            libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # we report errors
+            libvirt.virEventRegisterDefaultImpl()
+
+            def run() -> None:
+                while True:
+                    libvirt.virEventRunDefaultImpl()
+
+            threading.Thread(target=run, name="bench-libvirt-events", daemon=True).start()
+            _event_loop_started = True
+    return libvirt
+
+
+class LibvirtBackend(Backend):
+    kind = "vm"
+    Settings = LibvirtSettings
+
+    def __init__(self, settings: LibvirtSettings):
+        super().__init__(settings)
+        self.settings: LibvirtSettings = settings
+        self._conn: Any = None
+        self.accel: str | None = None
+        self._boot: dict[str, Any] = {}
+
+    def connect(self) -> Any:
+        if self._conn is None:
+            libvirt = _ensure_event_loop()
+            try:
+                self._conn = libvirt.open(self.settings.uri)
+            except libvirt.libvirtError as e:
+                raise EngineUnavailable(
+                    f"cannot reach libvirt at {self.settings.uri} ({first_line(e)}): start it "
+                    "(`libvirtd -d` after `virtlogd -d`, `systemctl start libvirtd` or "
+                    "`make demo`) or set `uri:`"
+                ) from None
+        return self._conn
+
+    # -- preparation ---------------------------------------------------------------
+
+    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+        conn = self.connect()
+        self._boot = self._resolve_boot(build_missing)
+        self.accel = self.resolve_accel()
+        lib = conn.getLibVersion()
+        hv = conn.getVersion()
+        return {
+            "engine": "libvirt",
+            "uri": self.settings.uri,
+            "libvirt_version": version_string(lib),
+            "qemu_version": version_string(hv),
+            "accel": self.accel,
+            **{k: v for k, v in self._boot.items() if k != "paths"},
+        }
+
+    def _resolve_boot(self, build_missing: bool) -> dict[str, Any]:
+        s = self.settings
+        if s.disk:
+            if not s.disk.is_file():
+                raise MissingImage(f"disk {s.disk} does not exist")
+            return {"boot": "disk", "image": str(s.disk), "image_bytes": _allocated(s.disk)}
+        if s.kernel:
+            for p in (s.kernel, s.initrd):
+                if p and not p.is_file():
+                    raise MissingImage(f"{p} does not exist")
+            size = sum(_allocated(p) for p in (s.kernel, s.initrd) if p)
+            return {
+                "boot": "kernel",
+                "image": str(s.kernel),
+                "image_bytes": size,
+                "paths": (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
+            }
+        if not images.is_bench_image(s.image):
+            raise MissingImage(
+                f"image {s.image!r} is not a bench image (known: {', '.join(images.BENCH_IMAGES)})"
+                "; for your own guest give kernel:/initrd: or disk:"
+            )
+        art = images.vm_artifacts(s.image)
+        if art is None:
+            if not build_missing:
+                raise MissingImage(f"VM image {s.image!r} is not built: run `bench images build`")
+            art = images.build_rootfs(s.image)
+        return {
+            "boot": "kernel",
+            "image": s.image,
+            "image_bytes": _allocated(art.kernel) + _allocated(art.initrd),
+            "rootfs_sha256": art.manifest.get("rootfs_sha256"),
+            "guest_kernel": art.manifest.get("kernel_release"),
+            "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
+        }
+
+    def resolve_accel(self) -> str:
+        if self.settings.accel != "auto":
+            return self.settings.accel
+        if not self._kvm_offered():
+            return "tcg"
+        key = self._probe_key()
+        cache = cache_dir() / "accel-probe.json"
+        try:
+            known = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if key in known:
+            return known[key]["accel"]
+        works, detail = self._probe_kvm()
+        result = "kvm" if works else "tcg"
+        known[key] = {"accel": result, "detail": detail}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known, indent=2))
+        return result
+
+    def _kvm_offered(self) -> bool:
+        import libvirt
+
+        try:
+            self._conn.getDomainCapabilities(None, None, None, "kvm")
+            return True
+        except libvirt.libvirtError:
+            return False
+
+    def _probe_key(self) -> str:
+        # Re-probe when anything that decides whether KVM works has changed.
+        parts = [self.settings.uri, self._conn.getHostname(), str(self._conn.getVersion())]
+        parts.append(os.uname().release)
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def _probe_kvm(self) -> tuple[bool, str]:
+        """Boot the bench guest once under KVM: only a real boot tells whether KVM works
+        (an opened /dev/kvm is not enough; under nested PVM guests hang after decompression)."""
+        art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
+        done = threading.Event()
+        console = Console(images_marker(), on_change=done.set)
+        name = f"{NAME_PREFIX}kvm-probe-{os.getpid()}"
+        inst = Instance(name, "kvm-probe", "kvm-probe", console)
+        xml = domain_xml(
+            name,
+            "kvm-probe",
+            "kvm-probe",
+            "kvm",
+            128 * 2**20,
+            1,
+            kernel=(art.kernel, art.initrd, art.cmdline),
+        )
+        try:
+            self._create_xml(inst, xml)
+            inst.handle.resume()
+            done.wait(KVM_PROBE_TIMEOUT_S)
+        except Exception as e:  # any failure to boot under KVM means: use TCG
+            return False, f"kvm probe failed: {first_line(e)}"
+        finally:
+            self.destroy(inst)
+        if console.ready_at is not None:
+            return True, "guest booted under kvm"
+        return (
+            False,
+            f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm ({console.closed_reason})",
+        )
+
+    # -- instances -------------------------------------------------------------------
+
+    def create(self, inst: Instance) -> None:
+        s = self.settings
+        overlay = None
+        if s.disk:
+            overlay = overlay_dir(inst.run_id) / f"{inst.name}.qcow2"
+            make_overlay(s.disk, overlay)
+            inst.info["_overlay"] = str(overlay)
+        xml = domain_xml(
+            inst.name,
+            inst.run_id,
+            inst.platform,
+            self.accel or "tcg",
+            s.memory or DEFAULT_MEMORY,
+            s.vcpus,
+            kernel=self._boot.get("paths"),
+            disk=overlay,
+            network=s.network,
+        )
+        inst.info["accel"] = self.accel
+        self._create_xml(inst, xml)
+
+    def _create_xml(self, inst: Instance, xml: str) -> None:
+        libvirt = _ensure_event_loop()
+        conn = self.connect()
+        dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
+        inst.handle = dom
+        stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+        dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        inst.info["_stream"] = stream
+        console = inst.console
+
+        def on_event(st: Any, events: int, _opaque: Any) -> None:
+            while True:
+                try:
+                    data = st.recv(65536)
+                except libvirt.libvirtError as e:
+                    _close_stream(st)
+                    console.close(f"serial console error: {first_line(e)}")
+                    return
+                if data == -2:  # EAGAIN: drained for now
+                    break
+                if not data:
+                    _close_stream(st)
+                    console.close("serial console closed (domain stopped)")
+                    return
+                console.feed(data)
+            if events & (libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP):
+                _close_stream(st)
+                console.close("serial console hung up (domain stopped)")
+
+        stream.eventAddCallback(
+            libvirt.VIR_STREAM_EVENT_READABLE
+            | libvirt.VIR_STREAM_EVENT_ERROR
+            | libvirt.VIR_STREAM_EVENT_HANGUP,
+            on_event,
+            None,
+        )
+
+    def start(self, inst: Instance) -> None:
+        inst.handle.resume()
+
+    def destroy(self, inst: Instance) -> None:
+        import libvirt
+
+        stream = inst.info.pop("_stream", None)
+        if stream is not None:
+            _close_stream(stream)
+        if inst.handle is not None:
+            try:
+                inst.handle.destroy()
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN and inst.handle.isActive():
+                    raise
+        overlay = inst.info.pop("_overlay", None)
+        if overlay:
+            Path(overlay).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(overlay).parent.rmdir()
+
+    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
+        import libvirt
+
+        out = []
+        for dom in self.connect().listAllDomains():
+            if not dom.name().startswith(NAME_PREFIX):
+                continue
+            try:
+                meta = ET.fromstring(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS))
+            except libvirt.libvirtError:
+                continue  # not ours: no bench metadata
+            rid = meta.get("run_id")
+            if run_id is None or rid == run_id:
+                out.append(Leftover("libvirt", "domain", dom.name(), rid))
+        # Overlays live in one directory per run: the directory name is the run id.
+        root = state_dir() / "overlays"
+        for f in sorted(root.glob("*/*.qcow2")) if root.is_dir() else []:
+            rid = f.parent.name
+            if run_id is None or rid == run_id:
+                out.append(Leftover("libvirt", "file", str(f), rid))
+        return out
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        import libvirt
+
+        if leftover.kind == "file":
+            path = Path(leftover.name)
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # the run's directory, once empty
+            return
+        try:
+            dom = self.connect().lookupByName(leftover.name)
+        except libvirt.libvirtError:
+            return
+        if dom.isActive():
+            dom.destroy()
+        if dom.isPersistent():
+            dom.undefine()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+
+def images_marker() -> str:
+    from bench.scenario import DEFAULT_MARKER
+
+    return DEFAULT_MARKER
+
+
+def domain_xml(
+    name: str,
+    run_id: str,
+    platform: str,
+    accel: str,
+    memory_bytes: int,
+    vcpus: int,
+    *,
+    kernel: tuple[Path, Path | None, str] | None = None,
+    disk: Path | None = None,
+    network: str | None = None,
+) -> str:
+    """Domain XML built as a tree: names and paths are escaped by the XML library."""
+    dom = ET.Element("domain", type="kvm" if accel == "kvm" else "qemu")
+    ET.SubElement(dom, "name").text = name
+    meta = ET.SubElement(dom, "metadata")
+    ET.SubElement(meta, f"{{{METADATA_NS}}}instance", {"run_id": run_id, "platform": platform})
+    ET.SubElement(dom, "memory", unit="KiB").text = str(memory_bytes // 1024)
+    ET.SubElement(dom, "vcpu").text = str(vcpus)
+    os_el = ET.SubElement(dom, "os")
+    ET.SubElement(os_el, "type", arch="x86_64").text = "hvm"
+    if kernel:
+        k, initrd, cmdline = kernel
+        ET.SubElement(os_el, "kernel").text = str(k)
+        if initrd:
+            ET.SubElement(os_el, "initrd").text = str(initrd)
+        ET.SubElement(os_el, "cmdline").text = cmdline
+    else:
+        ET.SubElement(os_el, "boot", dev="hd")
+    # No <cpu> element: the probe boot and the measured instances use the same XML,
+    # and libvirt's default model is the one most likely to boot everywhere.
+    ET.SubElement(dom, "clock", offset="utc")
+    for event in ("on_poweroff", "on_reboot", "on_crash"):
+        ET.SubElement(dom, event).text = "destroy"
+    devices = ET.SubElement(dom, "devices")
+    if disk:
+        d = ET.SubElement(devices, "disk", type="file", device="disk")
+        ET.SubElement(d, "driver", name="qemu", type="qcow2")
+        ET.SubElement(d, "source", file=str(disk))
+        ET.SubElement(d, "target", dev="vda", bus="virtio")
+    if network:
+        iface = ET.SubElement(devices, "interface", type="network")
+        ET.SubElement(iface, "source", network=network)
+        ET.SubElement(iface, "model", type="virtio")
+    serial = ET.SubElement(devices, "serial", type="pty")
+    ET.SubElement(serial, "target", port="0")
+    console = ET.SubElement(devices, "console", type="pty")
+    ET.SubElement(console, "target", type="serial", port="0")
+    ET.register_namespace(METADATA_KEY, METADATA_NS)
+    return ET.tostring(dom, encoding="unicode")
+
+
+def overlay_dir(run_id: str) -> Path:
+    d = state_dir() / "overlays" / run_id
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def make_overlay(base: Path, overlay: Path) -> None:
+    # libvirt's storage API needs a defined pool; qemu-img on the host is what libvirt
+    # itself would run. Remote hosts will need the storage-pool route.
+    try:
+        subprocess.run(
+            [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                str(base.resolve()),
+                str(overlay),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except FileNotFoundError:
+        raise ImageError("qemu-img not found: `apt-get install qemu-utils`") from None
+    except subprocess.CalledProcessError as e:
+        raise ImageError(f"qemu-img create failed: {e.stderr.strip()[:200]}") from None
+
+
+def _close_stream(stream: Any) -> None:
+    try:
+        stream.eventRemoveCallback()
+    except Exception:
+        pass
+    try:
+        stream.abort()
+    except Exception:
+        pass
+
+
+def _allocated(p: Path) -> int:
+    return p.stat().st_blocks * 512
+
+
+def version_string(v: int) -> str:
+    return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"

@@ -1,0 +1,201 @@
+"""The `bench` command line. Thin: each command parses, calls one library function,
+prints. Heavy modules (pydantic models, SDKs, pandas) load inside the commands, so
+`bench --help` answers at once.
+
+Exit codes (bench.errors.ExitCode): 0 ok, 1 regression found by `compare`,
+2 bad usage or scenario, 3 engine unreachable, 4 run finished with failed
+instances, 5 other error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bench.errors import BenchError, ExitCode
+
+app = typer.Typer(
+    name="bench",
+    help="Measure containers against virtual machines on this host: boot time, memory, "
+    "disk, density. Start with `bench doctor`, then `bench run scenarios/quickstart.yaml`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+images_app = typer.Typer(help="Build the bench image pair (offline, no registry).")
+app.add_typer(images_app, name="images")
+
+_state = {"debug": bool(os.environ.get("BENCH_DEBUG"))}
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _stdout() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    if debug:
+        _state["debug"] = True
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory that receives results/<run-id>/.")
+    ] = Path("results"),
+    name: Annotated[
+        str | None, typer.Option("--name", help="Prefix of the run id (default: scenario name).")
+    ] = None,
+) -> None:
+    """Run a scenario on the real engines and store every raw sample.
+
+    Prints live progress, then a summary per platform and N; the last line is the run
+    directory. Exit 4 if some instances never became ready (they are recorded).
+    """
+    from bench.progress import RichEvents
+    from bench.results import load_run
+    from bench.run import run_scenario
+    from bench.scenario import load_scenario
+    from bench.summary import summarize
+    from bench.views import summary_table
+
+    loaded = load_scenario(scenario)
+    err = _stderr()
+    with RichEvents(err, loaded.scenario) as events:
+        outcome = run_scenario(
+            loaded,
+            out,
+            name=name,
+            events=events,
+            warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+        )
+    stored = load_run(outcome.directory)
+    _stdout().print(summary_table(summarize(stored.samples), stored.metadata))
+    print(outcome.directory)
+    if outcome.failures:
+        raise typer.Exit(ExitCode.INSTANCE_FAILURES)
+
+
+@app.command()
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+) -> None:
+    """Check a scenario and print its plan. Starts nothing."""
+    from bench.scenario import load_scenario
+    from bench.views import plan_table
+
+    loaded = load_scenario(scenario)
+    _stdout().print(plan_table(loaded.scenario))
+
+
+@images_app.command("build")
+def images_build(
+    name: Annotated[str, typer.Argument(help="Image pair to build.")] = "busybox",
+    kernel: Annotated[
+        Path | None,
+        typer.Option("--kernel", help="Guest kernel (default: $BENCH_KERNEL or /boot/vmlinuz-*)."),
+    ] = None,
+    docker_host: Annotated[
+        str | None, typer.Option("--docker-host", help="Docker Engine address.")
+    ] = None,
+    skip_docker: Annotated[
+        bool, typer.Option("--skip-docker", help="Build only the VM artifacts.")
+    ] = False,
+) -> None:
+    """Build the docker image and the VM kernel+initramfs from ONE busybox rootfs."""
+    from bench import images
+    from bench.backends.docker_backend import DockerBackend, DockerSettings, import_bench_image
+    from bench.units import format_bytes
+
+    art = images.build_rootfs(name, kernel)
+    m = art.manifest
+    out = _stdout()
+    out.print(f"rootfs   {m['busybox']}, sha256 {m['rootfs_sha256'][:16]}…")
+    out.print(f"vm       {art.kernel} ({m['kernel_release']}, {format_bytes(m['kernel_bytes'])})")
+    out.print(f"         {art.initrd} ({format_bytes(m['initramfs_bytes'])})")
+    if not skip_docker:
+        backend = DockerBackend(
+            DockerSettings(name="images", backend="docker", image=name, host=docker_host)
+        )
+        try:
+            image_id = import_bench_image(backend.connect(), name)
+        finally:
+            backend.close()
+        out.print(f"docker   {images.docker_ref(name)} ({image_id[7:19]})")
+
+
+@app.command()
+def doctor(
+    docker_host: Annotated[str | None, typer.Option("--docker-host")] = None,
+    libvirt_uri: Annotated[str, typer.Option("--libvirt-uri")] = "qemu:///system",
+) -> None:
+    """Check this host: engines reachable, KVM or TCG only (by a probe boot), images built."""
+    from bench.doctor import run_checks
+
+    checks = run_checks(docker_host, libvirt_uri)
+    out = _stdout()
+    for c in checks:
+        mark = "[green]ok[/]  " if c.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {c.name:<13} {c.detail}")
+        if not c.ok and c.fix:
+            out.print(f"      {'':<13} fix: {c.fix}")
+    if not all(c.ok for c in checks):
+        raise typer.Exit(ExitCode.ERROR)
+
+
+@app.command()
+def clean(
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Only what this run id left behind.")
+    ] = None,
+    docker_host: Annotated[str | None, typer.Option("--docker-host")] = None,
+    libvirt_uri: Annotated[
+        list[str] | None,
+        typer.Option("--libvirt-uri", help="libvirt URI(s) to clean (default qemu:///system)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+) -> None:
+    """Remove every container, domain and overlay file that bench created and left over."""
+    from bench.clean import clean as do_clean
+    from bench.clean import default_backends
+
+    report = do_clean(
+        default_backends(docker_host, libvirt_uri or ["qemu:///system"]), run_id, dry_run
+    )
+    out = _stdout()
+    verb = "would remove" if dry_run else "removed"
+    for left in report.removed:
+        out.print(f"{verb} {left.backend} {left.kind} {left.name}")
+    for left, why in report.failed:
+        out.print(f"[red]could not remove[/] {left.backend} {left.kind} {left.name}: {why}")
+    for msg in report.unreachable:
+        out.print(f"[yellow]skipped:[/] {msg}")
+    out.print(f"{len(report.removed)} {verb}, {len(report.failed)} failed")
+    if report.failed:
+        raise typer.Exit(ExitCode.ERROR)
+
+
+def main() -> None:
+    # Typer handles its own usage errors (exit 2); bench's expected errors are one line.
+    try:
+        app()
+    except BenchError as e:
+        if _state["debug"]:
+            raise
+        print(f"bench: error: {e}", file=sys.stderr)
+        sys.exit(int(e.exit_code))

@@ -1,0 +1,107 @@
+"""An instance's console as the runner sees it: bytes in, readiness out.
+
+Backends push raw console bytes into `Console.feed` from their own I/O thread (a
+selector over docker attach sockets, libvirt's event loop for serial streams) and
+call `Console.close` on end of stream. The runner blocks on a shared condition
+that consoles notify, so waiting for N instances costs no CPU and no polling.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+TAIL_BYTES = 4096  # kept per instance to explain a failure
+MAX_LINE = 8192  # a console that never sends a newline must not grow without bound
+
+
+def parse_marker_fields(rest: str) -> dict[str, str]:
+    """`key=value` tokens after the marker; anything else on the line is ignored."""
+    fields: dict[str, str] = {}
+    for token in rest.split():
+        key, sep, value = token.partition("=")
+        if sep and key and key.replace("_", "").isalnum():
+            fields[key] = value
+    return fields
+
+
+def find_marker(line: str, marker: str) -> dict[str, str] | None:
+    """The marker's fields if `line` carries the marker as a word, else None.
+
+    The marker may sit mid-line: on a serial console kernel messages can land on the
+    same line as the guest's output.
+    """
+    start = line.find(marker)
+    while start != -1:
+        end = start + len(marker)
+        before_ok = start == 0 or not (line[start - 1].isalnum() or line[start - 1] == "_")
+        after_ok = end == len(line) or line[end].isspace()
+        if before_ok and after_ok:
+            return parse_marker_fields(line[end:])
+        start = line.find(marker, start + 1)
+    return None
+
+
+class Console:
+    def __init__(
+        self,
+        marker: str,
+        on_change: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.marker = marker
+        self._on_change = on_change
+        self._clock = clock
+        self._partial = b""
+        self._tail: deque[bytes] = deque()
+        self._tail_len = 0
+        self._lock = threading.Lock()
+        self.ready_at: float | None = None
+        self.fields: dict[str, str] = {}
+        self.closed_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.ready_at is not None or self.closed_reason is not None
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        now = self._clock()
+        with self._lock:
+            self._remember(data)
+            if self.ready_at is not None:
+                return
+            buf = self._partial + data
+            *lines, self._partial = buf.split(b"\n")
+            self._partial = self._partial[-MAX_LINE:]
+            for raw in lines:
+                fields = find_marker(raw.decode("utf-8", "replace").rstrip("\r"), self.marker)
+                if fields is not None:
+                    self.ready_at, self.fields = now, fields
+                    break
+            else:
+                return
+        self._on_change()
+
+    def close(self, reason: str) -> None:
+        """End of stream: the instance exited, crashed or its console went away."""
+        with self._lock:
+            if self.closed_reason is not None:
+                return
+            self.closed_reason = reason
+        self._on_change()
+
+    def tail(self, max_lines: int = 20) -> str:
+        with self._lock:
+            text = b"".join(self._tail).decode("utf-8", "replace")
+        lines = [ln.rstrip("\r") for ln in text.splitlines() if ln.strip()]
+        return "\n".join(lines[-max_lines:])
+
+    def _remember(self, data: bytes) -> None:
+        self._tail.append(data)
+        self._tail_len += len(data)
+        while self._tail_len - len(self._tail[0]) >= TAIL_BYTES and len(self._tail) > 1:
+            self._tail_len -= len(self._tail.popleft())

@@ -1,0 +1,68 @@
+"""One exception root and the documented exit codes.
+
+Every expected failure is a `BenchError` subclass carrying its exit code; the CLI
+prints its message as one line (no traceback unless --debug) and exits with it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    REGRESSION = 1  # `bench compare` found a significant regression
+    USAGE = 2  # bad command line or scenario file; nothing was started
+    ENGINE_UNAVAILABLE = 3  # docker / libvirt not reachable; nothing was started
+    INSTANCE_FAILURES = 4  # the run finished but some instances never became ready
+    ERROR = 5  # any other failure bench could explain
+    INTERRUPTED = 130  # SIGINT/SIGTERM: instances destroyed, results flushed
+
+
+class BenchError(Exception):
+    """Root of every error bench expects; the message is one actionable line."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+
+class UsageError(BenchError):
+    exit_code = ExitCode.USAGE
+
+
+class ScenarioError(UsageError):
+    """A scenario file that cannot be run, located as precisely as possible."""
+
+    def __init__(self, path: str, message: str, key: str | None = None, line: int | None = None):
+        where = str(path)
+        if line is not None:
+            where += f":{line}"
+        if key:
+            where += f": {key}"
+        super().__init__(f"{where}: {message}")
+        self.path, self.key, self.line = path, key, line
+
+
+class EngineUnavailable(BenchError):
+    exit_code = ExitCode.ENGINE_UNAVAILABLE
+
+
+class ImageError(BenchError):
+    """An image or VM artifact is missing or cannot be built."""
+
+
+class InstanceError(BenchError):
+    """One instance failed to launch; recorded as a failed sample, never fatal to the run."""
+
+
+class Interrupted(BenchError):
+    exit_code = ExitCode.INTERRUPTED
+
+
+class MissingImage(UsageError):
+    """A scenario names an image this host does not have (bench never pulls)."""
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one short line, for per-instance failure reasons."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]

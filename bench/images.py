@@ -1,0 +1,148 @@
+"""The bench image pair, built offline from one busybox rootfs.
+
+`busybox` resolves to a docker image (`bench/busybox:latest`, imported from the
+rootfs tar) and to VM artifacts in the cache (the host's kernel plus an initramfs of
+the same rootfs). The manifest records the rootfs digest; the docker image carries
+it as a label, so a run can show both sides share the same userland.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import rootfs
+from bench.errors import ImageError
+from bench.paths import cache_dir
+
+BENCH_IMAGES = ("busybox",)
+DOCKER_REPO = "bench/{name}"
+DOCKER_TAG = "latest"
+LABEL_ROOTFS = "bench.rootfs_sha256"
+DEFAULT_CMDLINE = "console=ttyS0 panic=-1 quiet loglevel=3"
+
+
+@dataclass(frozen=True)
+class VmArtifacts:
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    manifest: dict[str, Any]
+
+
+def image_dir(name: str) -> Path:
+    return cache_dir() / "images" / name
+
+
+def docker_ref(name: str) -> str:
+    return f"{DOCKER_REPO.format(name=name)}:{DOCKER_TAG}"
+
+
+def is_bench_image(name: str) -> bool:
+    return name in BENCH_IMAGES
+
+
+def find_kernel() -> Path:
+    """The kernel a VM boots: $BENCH_KERNEL, the running kernel's image, or any other."""
+    if env := os.environ.get("BENCH_KERNEL"):
+        p = Path(env)
+        if not _readable(p):
+            raise ImageError(f"BENCH_KERNEL={env} is not a readable file")
+        return p
+    candidates = [Path(f"/boot/vmlinuz-{platform.release()}")]
+    candidates += sorted(Path("/boot").glob("vmlinuz-*"), reverse=True)
+    candidates += sorted((cache_dir() / "kernel").glob("vmlinuz-*"), reverse=True)
+    for c in candidates:
+        if _readable(c):
+            return c
+    raise ImageError(
+        "no readable guest kernel: set BENCH_KERNEL=/path/to/vmlinuz, or install one "
+        "(`apt-get install linux-image-amd64`; `make demo` fetches it without installing)"
+    )
+
+
+def kernel_release(path: Path) -> str:
+    """The version string embedded in an x86 bzImage header ("6.1.0-56-amd64 ...")."""
+    with path.open("rb") as f:
+        head = f.read(0x10000)
+    if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
+        return "unknown"
+    (offset,) = struct.unpack_from("<H", head, 0x20E)
+    start = offset + 0x200
+    end = head.find(b"\0", start)
+    return head[start:end].decode(errors="replace").split()[0] if end > start else "unknown"
+
+
+def _readable(p: Path) -> bool:
+    return p.is_file() and os.access(p, os.R_OK)
+
+
+def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifacts:
+    """Build the rootfs tar, the initramfs and a copy of the kernel into the cache."""
+    if name not in BENCH_IMAGES:
+        raise ImageError(f"unknown bench image {name!r} (known: {', '.join(BENCH_IMAGES)})")
+    busybox = rootfs.find_busybox()
+    kernel = kernel or find_kernel()
+    entries = rootfs.busybox_entries(busybox)
+    tar = rootfs.to_tar(entries)
+    cpio = rootfs.to_cpio_gz(entries)
+    out = image_dir(name)
+    out.mkdir(parents=True, exist_ok=True)
+    # World-readable: qemu may run as its own user.
+    out.chmod(0o755)
+    out.parent.chmod(0o755)
+    cache_dir().chmod(0o755)
+    _write(out / "rootfs.tar", tar)
+    _write(out / "initramfs.cpio.gz", cpio)
+    rootfs.copy_file(kernel, out / "vmlinuz")
+    (out / "vmlinuz").chmod(0o644)
+    manifest = {
+        "name": name,
+        "rootfs_sha256": hashlib.sha256(tar).hexdigest(),
+        "rootfs_bytes": len(tar),
+        "initramfs_bytes": len(cpio),
+        "busybox": rootfs.busybox_version(busybox),
+        "kernel_source": str(kernel),
+        "kernel_release": kernel_release(kernel),
+        "kernel_bytes": kernel.stat().st_size,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write(out / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return vm_artifacts(name)  # type: ignore[return-value]
+
+
+def load_manifest(name: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((image_dir(name) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def vm_artifacts(name: str) -> VmArtifacts | None:
+    d = image_dir(name)
+    manifest = load_manifest(name)
+    if manifest is None or not all((d / f).is_file() for f in ("vmlinuz", "initramfs.cpio.gz")):
+        return None
+    return VmArtifacts(d / "vmlinuz", d / "initramfs.cpio.gz", DEFAULT_CMDLINE, manifest)
+
+
+def ensure_rootfs(name: str) -> dict[str, Any]:
+    """The manifest of a built rootfs, building it first if the cache lacks it."""
+    manifest = load_manifest(name)
+    if manifest is None or not (image_dir(name) / "rootfs.tar").is_file():
+        manifest = build_rootfs(name).manifest
+    return manifest
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o644)
+    tmp.replace(path)

@@ -1,0 +1,79 @@
+"""One thread that waits on many sockets at once.
+
+Consoles of hundreds of instances are read by a single selector thread instead of a
+thread (or a poll loop) per instance: the harness shares the host's cores with the
+instances it times, so waiting must cost nothing and must not grow with N.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class IOHub:
+    def __init__(self, name: str = "bench-io"):
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._pending: list[tuple[str, Any, Callable[[], None] | None]] = []
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def add(self, fileobj: Any, on_readable: Callable[[], None]) -> None:
+        """Call on_readable() in the hub thread whenever fileobj has data (or EOF)."""
+        self._request("add", fileobj, on_readable)
+
+    def remove(self, fileobj: Any) -> None:
+        self._request("remove", fileobj, None)
+
+    def close(self) -> None:
+        self._stopping = True
+        os.write(self._wake_w, b"x")
+        self._thread.join(timeout=5)
+        self._sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _request(self, op: str, fileobj: Any, cb: Callable[[], None] | None) -> None:
+        # Registration happens in the hub thread, so the selector is never touched
+        # by two threads at once.
+        with self._lock:
+            self._pending.append((op, fileobj, cb))
+        os.write(self._wake_w, b"x")
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for op, fileobj, cb in pending:
+            try:
+                if op == "add":
+                    self._sel.register(fileobj, selectors.EVENT_READ, cb)
+                else:
+                    self._sel.unregister(fileobj)
+            except (KeyError, ValueError, OSError):
+                pass  # already removed or closed: nothing left to watch
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            for key, _ in self._sel.select():
+                if key.data is None:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    continue
+                try:
+                    key.data()
+                except Exception:  # a broken callback must not stop every other console
+                    try:
+                        self._sel.unregister(key.fileobj)
+                    except (KeyError, ValueError):
+                        pass
+            self._apply_pending()

@@ -1,0 +1,141 @@
+"""`bench run` as a library call: validate, prepare engines, run, store."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.backends import make_backend
+from bench.backends.base import Backend, Leftover
+from bench.errors import Interrupted, ScenarioError
+from bench.host import LocalHost
+from bench.results import RunWriter, new_run_id
+from bench.runner import Events, NoEvents, Runner
+from bench.scenario import LoadedScenario
+
+
+@dataclass
+class RunOutcome:
+    directory: Path
+    run_id: str
+    status: str
+    failures: int
+
+
+def check_against_host(loaded: LoadedScenario, host: LocalHost) -> None:
+    """Refuse what this host can never do, before anything starts."""
+    total = host.mem_total_bytes()
+    for i, p in enumerate(loaded.scenario.platforms):
+        if p.memory and p.memory > total:
+            raise ScenarioError(
+                str(loaded.path),
+                f"{p.memory / 2**30:.1f} GiB per instance is more than this host's "
+                f"{total / 2**30:.1f} GiB of memory",
+                key=f"platforms[{i}].memory",
+            )
+
+
+def prepare_backends(
+    loaded: LoadedScenario, factory: Callable[[Any], Backend] = make_backend
+) -> tuple[dict[str, Backend], dict[str, dict[str, Any]]]:
+    """Connect every platform's engine and resolve its image, or raise before any start."""
+    backends: dict[str, Backend] = {}
+    engines: dict[str, dict[str, Any]] = {}
+    try:
+        for p in loaded.scenario.platforms:
+            backends[p.name] = factory(p)
+            engines[p.name] = backends[p.name].prepare(build_missing=True)
+    except BaseException:
+        close_all(backends)
+        raise
+    return backends, engines
+
+
+def leftovers_of_other_runs(backends: dict[str, Backend]) -> list[Leftover]:
+    seen: dict[tuple[str, str], Leftover] = {}
+    for b in backends.values():
+        for left in b.leftovers():
+            seen[(left.backend, left.name)] = left
+    return list(seen.values())
+
+
+def run_scenario(
+    loaded: LoadedScenario,
+    out_dir: Path,
+    *,
+    name: str | None = None,
+    events: Events | None = None,
+    warn: Callable[[str], None] = lambda _msg: None,
+    factory: Callable[[Any], Backend] = make_backend,
+) -> RunOutcome:
+    host = LocalHost()
+    check_against_host(loaded, host)
+    backends, engines = prepare_backends(loaded, factory)
+    try:
+        left = leftovers_of_other_runs(backends)
+        if left:
+            runs = sorted({x.run_id or "?" for x in left})
+            warn(
+                f"{len(left)} instance(s)/file(s) left over from earlier runs "
+                f"({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''}) may skew "
+                "memory and timing: remove them with `bench clean`"
+            )
+        run_id = new_run_id(name or loaded.scenario.name)
+        writer = RunWriter(out_dir / run_id, run_id)
+        writer.start(
+            {
+                "scenario": loaded.scenario.model_dump(mode="json"),
+                "scenario_text": loaded.text,
+                "scenario_path": str(loaded.path),
+                "scenario_sha256": loaded.sha256,
+                "host": host.describe(),
+                "engines": engines,
+            }
+        )
+        runner = Runner(loaded, run_id, backends, writer, events or NoEvents())
+        try:
+            with _sigterm_as_interrupt():
+                results = runner.run()
+        except KeyboardInterrupt:
+            writer.finish("interrupted")
+            raise Interrupted(
+                f"interrupted: instances destroyed, finished steps kept in {writer.dir}"
+            ) from None
+        except BaseException as e:
+            writer.finish("failed", error=str(e)[:500])
+            raise
+        failures = sum(r.failures for r in results)
+        writer.finish("complete", failures=failures)
+        return RunOutcome(writer.dir, run_id, "complete", failures)
+    finally:
+        close_all(backends)
+
+
+def close_all(backends: dict[str, Backend]) -> None:
+    for b in backends.values():
+        try:
+            b.close()
+        except Exception:
+            pass
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the same clean-up path as Ctrl-C."""
+
+    def handler(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,268 @@
+"""The runner: steps, instances, the clock. It knows no engine.
+
+For each platform, each N, each repeat: launch N instances (at most `concurrency`
+launch calls in flight), wait until every one is ready or has timed out, then
+destroy them all and record one sample per instance. Every time is taken from one
+monotonic clock, relative to the instance's own launch call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bench.backends.base import NAME_PREFIX, Backend, Instance
+from bench.console import Console
+from bench.errors import first_line
+from bench.scenario import LoadedScenario, Step
+
+Clock = Callable[[], float]
+
+
+class Events(Protocol):
+    """What the runner tells its user interface; all methods are optional no-ops."""
+
+    def step_started(self, index: int, total: int, step: Step) -> None: ...
+    def instance_done(self, step: Step, ok: bool) -> None: ...
+    def step_finished(self, step: Step, samples: list[dict[str, Any]]) -> None: ...
+
+
+class NoEvents:
+    def step_started(self, index: int, total: int, step: Step) -> None:
+        pass
+
+    def instance_done(self, step: Step, ok: bool) -> None:
+        pass
+
+    def step_finished(self, step: Step, samples: list[dict[str, Any]]) -> None:
+        pass
+
+
+@dataclass
+class _Launch:
+    inst: Instance
+    launch_at: float | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    error: str | None = None
+    reported: bool = False
+
+
+@dataclass
+class StepResult:
+    samples: list[dict[str, Any]]
+    record: dict[str, Any]
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for s in self.samples if not s["ok"])
+
+
+@dataclass
+class Runner:
+    loaded: LoadedScenario
+    run_id: str
+    backends: dict[str, Backend]
+    sink: Any  # RunWriter-like: add_samples(list), add_step(dict)
+    events: Events = field(default_factory=NoEvents)
+    clock: Clock = time.monotonic
+
+    def run(self) -> list[StepResult]:
+        sc = self.loaded.scenario
+        plan = sc.plan()
+        results: list[StepResult] = []
+        for index, step in enumerate(plan):
+            self.events.step_started(index, len(plan), step)
+            result = self.run_step(step, index)
+            self.sink.add_samples(result.samples)
+            self.sink.add_step(result.record)
+            self.events.step_finished(step, result.samples)
+            results.append(result)
+            if result.failures and sc.on_failure == "stop":
+                break
+        return results
+
+    def run_step(self, step: Step, index: int) -> StepResult:
+        sc = self.loaded.scenario
+        backend = self.backends[step.platform.name]
+        cond = threading.Condition()
+
+        def wake() -> None:
+            with cond:
+                cond.notify_all()
+
+        launches = [
+            _Launch(
+                Instance(
+                    name=instance_name(self.run_id, step.platform.name, index, i),
+                    run_id=self.run_id,
+                    platform=step.platform.name,
+                    console=Console(step.platform.ready.marker, wake, self.clock),
+                )
+            )
+            for i in range(step.n)
+        ]
+        step_start = self.clock()
+        pool = ThreadPoolExecutor(
+            max_workers=min(sc.launch.concurrency, step.n), thread_name_prefix="bench-launch"
+        )
+        try:
+            for launch in launches:
+                pool.submit(self._launch, backend, launch, wake)
+            self._wait(step, launches, cond, sc.timeout)
+            wait_end = self.clock()
+        finally:
+            # Launches still in flight finish first, so nothing is created after teardown.
+            pool.shutdown(wait=True, cancel_futures=True)
+            teardown_start = self.clock()
+            self._destroy_all(backend, launches, sc.launch.concurrency)
+        teardown_s = self.clock() - teardown_start
+        samples = [
+            self._sample(step, index, i, launch, step_start, sc.timeout)
+            for i, launch in enumerate(launches)
+        ]
+        ready = [s["ready_s"] for s in samples if s["ok"]]
+        record = {
+            "run_id": self.run_id,
+            "step": index,
+            "platform": step.platform.name,
+            "backend": step.platform.backend,
+            "kind": backend.kind,
+            "n": step.n,
+            "repeat": step.repeat,
+            "failures": sum(1 for s in samples if not s["ok"]),
+            # Wall time from the first launch call to the last instance ready.
+            "all_ready_s": (
+                max(s["ready_at_s"] for s in samples) if len(ready) == step.n else None
+            ),
+            "wait_s": wait_end - step_start,
+            "teardown_s": teardown_s,
+        }
+        return StepResult(samples, record)
+
+    def _launch(self, backend: Backend, launch: _Launch, wake: Callable[[], None]) -> None:
+        launch.launch_at = self.clock()
+        try:
+            backend.create(launch.inst)
+            launch.created_at = self.clock()
+            backend.start(launch.inst)
+            launch.started_at = self.clock()
+        except Exception as e:  # recorded per instance; the step goes on
+            launch.error = f"launch failed: {first_line(e)}"
+        finally:
+            wake()
+
+    def _wait(
+        self, step: Step, launches: list[_Launch], cond: threading.Condition, timeout: float
+    ) -> None:
+        """Block until every instance is ready, failed, or past its deadline.
+
+        Woken by console events and launch completions; sleeps otherwise.
+        """
+
+        def pending() -> list[_Launch]:
+            now = self.clock()
+            out = []
+            for launch in launches:
+                finished = (
+                    launch.error
+                    or launch.inst.console.done
+                    or (launch.launch_at is not None and now >= launch.launch_at + timeout)
+                )
+                if finished and not launch.reported:
+                    launch.reported = True
+                    ok = launch.error is None and launch.inst.console.ready_at is not None
+                    self.events.instance_done(step, ok)
+                if not finished:
+                    out.append(launch)
+            return out
+
+        with cond:
+            while True:
+                left = pending()
+                if not left:
+                    return
+                started = [x.launch_at for x in left if x.launch_at is not None]
+                # Not yet launched instances wake us when their launch call returns.
+                wait = (min(started) + timeout - self.clock()) if started else timeout
+                cond.wait(timeout=max(wait, 0.01))
+
+    def _destroy_all(self, backend: Backend, launches: list[_Launch], concurrency: int) -> None:
+        def destroy(launch: _Launch) -> None:
+            try:
+                backend.destroy(launch.inst)
+            except Exception as e:
+                launch.inst.info["destroy_error"] = first_line(e)
+
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-destroy") as p:
+            list(p.map(destroy, launches))
+
+    def _sample(
+        self,
+        step: Step,
+        index: int,
+        i: int,
+        launch: _Launch,
+        step_start: float,
+        timeout: float,
+    ) -> dict[str, Any]:
+        inst, console = launch.inst, launch.inst.console
+        t0 = launch.launch_at
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None or t0 is None else t - t0
+
+        ok = launch.error is None and console.ready_at is not None
+        error = launch.error
+        if error is None and console.ready_at is None:
+            if console.closed_reason:
+                error = f"{console.closed_reason} before {console.marker}"
+            elif t0 is None:
+                error = "never launched"
+            else:
+                error = f"no {console.marker} within {timeout:g}s"
+        guest_uptime = _float(console.fields.get("uptime"))
+        return {
+            "run_id": self.run_id,
+            "step": index,
+            "platform": step.platform.name,
+            "backend": step.platform.backend,
+            "kind": self.backends[step.platform.name].kind,
+            "n": step.n,
+            "repeat": step.repeat,
+            "index": i,
+            "name": inst.name,
+            "ok": ok,
+            "error": error,
+            # Launch call relative to the step's start: queueing behind `concurrency`.
+            "queued_s": rel_to(t0, step_start),
+            "create_s": rel(launch.created_at),
+            "start_s": rel(launch.started_at),
+            "ready_s": rel(console.ready_at),
+            # Ready time relative to the step's start (for step wall time, launch rate).
+            "ready_at_s": rel_to(console.ready_at, step_start),
+            "guest_uptime_s": guest_uptime,
+            "guest_kernel": console.fields.get("kernel"),
+            "marker_fields": console.fields,
+            "console_tail": None if ok else console.tail(),
+            **{k: v for k, v in inst.info.items() if not k.startswith("_")},
+        }
+
+
+def instance_name(run_id: str, platform: str, step: int, i: int) -> str:
+    return f"{NAME_PREFIX}{run_id}-{platform}-s{step}-{i}"
+
+
+def rel_to(t: float | None, origin: float) -> float | None:
+    return None if t is None else t - origin
+
+
+def _float(v: str | None) -> float | None:
+    try:
+        return float(v) if v is not None else None
+    except ValueError:
+        return None

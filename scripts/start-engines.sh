@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Start the engines bench talks to, unless they already answer:
+#   - Docker Engine (dockerd) on /var/run/docker.sock (or DOCKER_HOST=unix://...)
+#   - libvirt: virtlogd + libvirtd, checked through qemu:///system
+# With systemd as PID 1 and the unit installed it uses systemctl; otherwise
+# (containers, CI sandboxes) it starts the daemons directly in the background.
+# Then waits, at most BENCH_ENGINE_TIMEOUT seconds (default 30), until both answer.
+# Idempotent: when both already answer it only runs two quick probes.
+set -euo pipefail
+
+TIMEOUT=${BENCH_ENGINE_TIMEOUT:-30}
+DOCKERD_LOG=/var/log/bench-dockerd.log
+LIBVIRTD_LOG=/var/log/bench-libvirtd.log
+VIRTLOGD_LOG=/var/log/bench-virtlogd.log
+LIBVIRT_URI=qemu:///system
+
+log() { printf 'start-engines: %s\n' "$*" >&2; }
+die() {
+    local line
+    for line in "$@"; do printf 'start-engines: ERROR: %s\n' "$line" >&2; done
+    exit 1
+}
+
+SUDO=()
+if ((EUID != 0)); then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO=(sudo)
+    fi
+fi
+
+# Docker socket: honour DOCKER_HOST only when it is a local unix socket.
+MANAGE_DOCKER=1
+DOCKER_SOCK=/var/run/docker.sock
+case "${DOCKER_HOST:-}" in
+    "") ;;
+    unix://*) DOCKER_SOCK=${DOCKER_HOST#unix://} ;;
+    *)
+        log "DOCKER_HOST=$DOCKER_HOST is not local: not managing a local dockerd"
+        MANAGE_DOCKER=0
+        ;;
+esac
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+docker_ok() {
+    if have curl && [[ -S "$DOCKER_SOCK" ]]; then
+        [[ "$("${SUDO[@]}" curl -fsS --max-time 5 --unix-socket "$DOCKER_SOCK" http://localhost/_ping 2>/dev/null)" == OK ]]
+    elif have docker; then
+        "${SUDO[@]}" timeout 10 docker -H "unix://$DOCKER_SOCK" info >/dev/null 2>&1
+    else
+        return 1
+    fi
+}
+
+libvirt_ok() {
+    have virsh && "${SUDO[@]}" timeout 10 virsh -c "$LIBVIRT_URI" version >/dev/null 2>&1
+}
+
+# systemd as PID 1 (the check sd_booted() uses) and a unit file for $1?
+use_systemd_for() {
+    [[ -d /run/systemd/system ]] && have systemctl \
+        && [[ -n "$(systemctl list-unit-files --no-legend "$1" 2>/dev/null)" ]]
+}
+
+# Is the daemon that owns these sockets alive? Read its pid file rather than search
+# process names: no procps needed, and daemons of nested containers (visible in the
+# host's /proc) are not mistaken for this host's.
+declare -A PIDFILE=(
+    [dockerd]=/var/run/docker.pid
+    [libvirtd]=/run/libvirtd.pid
+    [virtlogd]=/run/virtlogd.pid
+)
+running() {
+    local pid comm
+    [[ -r "${PIDFILE[$1]}" ]] || return 1
+    read -r pid <"${PIDFILE[$1]}" 2>/dev/null || [[ -n "${pid:-}" ]] || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    read -r comm <"/proc/$pid/comm" 2>/dev/null || return 1
+    [[ "$comm" == "$1" ]]
+}
+
+require_root() { # daemon, how it was probed
+    ((EUID == 0)) || ((${#SUDO[@]})) \
+        || die "$1 does not answer on $2 for user $(id -un): either it is not running (starting it needs root: sudo $0)" \
+            "or this user may not use it (root, or membership in the ${3} group, is needed)"
+}
+
+show_log() {
+    if [[ -r "$1" && -s "$1" ]]; then
+        log "last lines of $1:"
+        tail -n 10 "$1" | sed 's/^/    /' >&2 || true
+    fi
+}
+
+# --- docker -------------------------------------------------------------------
+
+start_docker() {
+    if use_systemd_for docker.service; then
+        log "starting docker.service (systemctl)"
+        "${SUDO[@]}" systemctl start docker.service
+        return
+    fi
+    have dockerd || die "dockerd not found: install docker.io (scripts/setup-host.sh does)"
+    if running dockerd; then
+        log "dockerd is running but not answering yet; waiting for it"
+        return
+    fi
+    # cgroup v1 hosts without systemd need the hierarchies mounted (docker.io recommends cgroupfs-mount).
+    if [[ ! -e /sys/fs/cgroup/cgroup.controllers ]] && ! grep -q ' /sys/fs/cgroup/' /proc/self/mounts \
+        && have cgroupfs-mount; then
+        log "mounting cgroup hierarchies (cgroupfs-mount)"
+        "${SUDO[@]}" cgroupfs-mount || true
+    fi
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    # setsid: keep dockerd alive when the caller's process group (make, CI step) ends.
+    # shellcheck disable=SC2016  # $1 is expanded by the inner sh
+    "${SUDO[@]}" sh -c 'setsid nohup dockerd >"$1" 2>&1 </dev/null &' sh "$DOCKERD_LOG"
+}
+
+# --- libvirt ------------------------------------------------------------------
+
+start_libvirt() {
+    if use_systemd_for libvirtd.service; then
+        if use_systemd_for virtlogd.socket; then
+            "${SUDO[@]}" systemctl start virtlogd.socket || true
+        fi
+        log "starting libvirtd.service (systemctl)"
+        "${SUDO[@]}" systemctl start libvirtd.service
+        return
+    fi
+    have libvirtd || die "libvirtd not found: install libvirt-daemon-system (scripts/setup-host.sh does)"
+    if ! running virtlogd; then
+        have virtlogd || die "virtlogd not found: install libvirt-daemon-system"
+        log "starting virtlogd (log: $VIRTLOGD_LOG)"
+        "${SUDO[@]}" env LIBVIRT_LOG_OUTPUTS="3:file:$VIRTLOGD_LOG" virtlogd -d \
+            || { show_log "$VIRTLOGD_LOG"; die "virtlogd -d failed; see $VIRTLOGD_LOG"; }
+    fi
+    if running libvirtd; then
+        log "libvirtd is running but not answering yet; waiting for it"
+        return
+    fi
+    log "starting libvirtd (log: $LIBVIRTD_LOG)"
+    "${SUDO[@]}" env LIBVIRT_LOG_OUTPUTS="3:file:$LIBVIRTD_LOG" libvirtd -d \
+        || { show_log "$LIBVIRTD_LOG"; die "libvirtd -d failed; see $LIBVIRTD_LOG"; }
+}
+
+# --- main ---------------------------------------------------------------------
+
+WAIT_DOCKER=0
+WAIT_LIBVIRT=0
+if ((MANAGE_DOCKER)) && ! docker_ok; then
+    require_root dockerd "$DOCKER_SOCK" docker
+    start_docker
+    WAIT_DOCKER=1
+fi
+if ! libvirt_ok; then
+    require_root libvirtd "$LIBVIRT_URI" libvirt
+    start_libvirt
+    WAIT_LIBVIRT=1
+fi
+
+# Report why an engine did not come up, with the tail of its log.
+report_failure() { # name, where it should answer, systemd unit, log file
+    local name=$1 where=$2 unit=$3 logfile=$4
+    if use_systemd_for "$unit"; then
+        log "ERROR: $name did not answer on $where; see: systemctl status $unit; journalctl -u $unit"
+        return
+    fi
+    if running "$name"; then
+        log "ERROR: $name is running but did not answer on $where within ${TIMEOUT}s; log: $logfile"
+    else
+        log "ERROR: $name exited without answering on $where; log: $logfile"
+    fi
+    show_log "$logfile"
+}
+
+if ((WAIT_DOCKER || WAIT_LIBVIRT)); then
+    started=$SECONDS
+    deadline=$((SECONDS + TIMEOUT))
+    while :; do
+        if ((WAIT_DOCKER)) && docker_ok; then
+            log "dockerd is up ($DOCKER_SOCK, $((SECONDS - started))s)"
+            WAIT_DOCKER=0
+        fi
+        if ((WAIT_LIBVIRT)) && libvirt_ok; then
+            log "libvirtd is up ($LIBVIRT_URI, $((SECONDS - started))s)"
+            WAIT_LIBVIRT=0
+        fi
+        ((WAIT_DOCKER || WAIT_LIBVIRT)) || break
+        # Give up at the deadline, or early when a daemon we started directly has died.
+        failed=0
+        if ((SECONDS >= deadline)); then
+            failed=1
+        elif ((SECONDS - started >= 3)); then
+            if ((WAIT_DOCKER)) && ! use_systemd_for docker.service && ! running dockerd; then failed=1; fi
+            if ((WAIT_LIBVIRT)) && ! use_systemd_for libvirtd.service && ! running libvirtd; then failed=1; fi
+        fi
+        if ((failed)); then
+            ((WAIT_DOCKER)) && report_failure dockerd "$DOCKER_SOCK" docker.service "$DOCKERD_LOG"
+            ((WAIT_LIBVIRT)) && report_failure libvirtd "$LIBVIRT_URI" libvirtd.service "$LIBVIRTD_LOG"
+            exit 1
+        fi
+        sleep 0.5
+    done
+fi

@@ -1,0 +1,109 @@
+"""Steps on the real engines, through the runner with the real backends.
+
+Each test checks that nothing labelled with its run id is left behind, and removes
+whatever is in a `finally`, so a failing test still leaves the host clean.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from bench.backends import make_backend
+from bench.runner import Runner
+from bench.scenario import LoadedScenario, parse_scenario
+from tests.helpers import MemorySink
+
+
+def run_real(text: str):
+    sc = parse_scenario(text)
+    loaded = LoadedScenario(sc, path=None, text=text)
+    run_id = f"test-{secrets.token_hex(3)}"
+    backends = {p.name: make_backend(p) for p in sc.platforms}
+    sink = MemorySink()
+    try:
+        engines = {name: b.prepare() for name, b in backends.items()}
+        Runner(loaded, run_id, backends, sink).run()
+        left = [x for b in backends.values() for x in b.leftovers(run_id)]
+        return sink, engines, left
+    finally:
+        for b in backends.values():
+            for x in b.leftovers(run_id):
+                b.remove_leftover(x)
+            b.close()
+
+
+def test_docker_step_of_three(docker_api):
+    sink, engines, left = run_real(
+        "name: t\ntimeout: 30s\ncounts: [3]\n"
+        "platforms:\n  - {name: c, backend: docker, image: busybox, memory: 64MiB}\n"
+    )
+    assert left == []
+    assert len(sink.samples) == 3
+    for s in sink.samples:
+        assert s["ok"], s["error"]
+        assert 0 < s["create_s"] < s["ready_s"] < 30
+        # A container shares the host kernel: its marker reports the host's release.
+        import platform
+
+        assert s["guest_kernel"] == platform.release()
+    assert engines["c"]["docker_version"] and engines["c"]["image_id"].startswith("sha256:")
+    assert engines["c"]["rootfs_sha256"]
+
+
+def test_docker_container_exiting_at_once_fails_fast_with_output(docker_api):
+    sink, _, left = run_real(
+        "name: t\ntimeout: 60s\n"
+        "platforms:\n  - name: c\n    backend: docker\n    image: busybox\n"
+        "    command: [sh, -c, 'echo about to fail; exit 3']\n"
+    )
+    assert left == []
+    (s,) = sink.samples
+    assert not s["ok"]
+    assert "before BENCH_READY" in s["error"]
+    assert "about to fail" in s["console_tail"]
+    assert s["create_s"] < 10  # noticed on stream end, not after the 60 s timeout
+
+
+def test_docker_command_is_argv_not_shell(docker_api):
+    sink, _, left = run_real(
+        "name: t\ntimeout: 30s\n"
+        "platforms:\n  - name: c\n    backend: docker\n    image: busybox\n"
+        "    command: [echo, 'BENCH_READY x=$(id)', ';', 'reboot']\n"
+    )
+    assert left == []
+    (s,) = sink.samples
+    # echo got the words literally: no shell expanded $(id) or ran `reboot`.
+    assert s["ok"] and s["marker_fields"] == {"x": "$(id)"}
+
+
+def test_docker_missing_image_is_refused_before_start(docker_api):
+    from bench.errors import MissingImage
+
+    sc = parse_scenario(
+        "name: t\nplatforms:\n  - {name: c, backend: docker, image: 'bench/does-not-exist:1'}\n"
+    )
+    b = make_backend(sc.platforms[0])
+    try:
+        with pytest.raises(MissingImage, match="never pulls"):
+            b.prepare()
+    finally:
+        b.close()
+
+
+def test_libvirt_step_of_one_under_tcg(libvirt_conn):
+    sink, engines, left = run_real(
+        "name: t\ntimeout: 120s\ncounts: [1]\n"
+        "platforms:\n  - {name: v, backend: libvirt, image: busybox, accel: tcg, memory: 192MiB}\n"
+    )
+    assert left == []
+    (s,) = sink.samples
+    assert s["ok"], (s["error"], s["console_tail"])
+    assert s["accel"] == "tcg"
+    assert 0 < s["create_s"] <= s["start_s"] < s["ready_s"] < 120
+    # The VM runs its own kernel, reports its own uptime (seconds since its boot).
+    assert s["guest_kernel"] == engines["v"]["guest_kernel"]
+    assert 0 < s["guest_uptime_s"] < s["ready_s"] + 1
+    assert engines["v"]["accel"] == "tcg" and engines["v"]["qemu_version"]
+    assert engines["v"]["rootfs_sha256"]

@@ -1,0 +1,111 @@
+from pathlib import Path
+
+import pytest
+
+from bench.errors import ScenarioError
+from bench.scenario import load_scenario, parse_scenario
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_quickstart_accepted_as_written():
+    sc = load_scenario(REPO / "scenarios" / "quickstart.yaml").scenario
+    assert sc.name == "quickstart"
+    assert sc.repeat == 2 and sc.timeout == 120.0 and sc.counts == [1, 2]
+    assert sc.launch.concurrency == 4
+    container, vm = sc.platforms
+    assert (container.backend, container.image, container.memory) == (
+        "docker",
+        "busybox",
+        128 * 2**20,
+    )
+    assert container.cpus == 1 and container.counts == [1, 4, 16]
+    assert (vm.backend, vm.uri, vm.accel, vm.memory, vm.vcpus) == (
+        "libvirt",
+        "qemu:///system",
+        "auto",
+        256 * 2**20,
+        1,
+    )
+    # Platform counts override the scenario's; every step repeated twice.
+    plan = sc.plan()
+    assert [(s.platform.name, s.n) for s in plan[::2]] == [
+        ("container", 1),
+        ("container", 4),
+        ("container", 16),
+        ("vm", 1),
+        ("vm", 2),
+    ]
+    assert len(plan) == 10
+
+
+def test_defaults():
+    sc = parse_scenario("name: x\nplatforms:\n  - {name: c, backend: docker, image: busybox}\n")
+    p = sc.platforms[0]
+    assert p.ready.marker == "BENCH_READY" and p.network == "none"
+    assert sc.on_failure == "continue"
+
+
+def test_ready_marker_shorthand_and_command_argv():
+    sc = parse_scenario(
+        "name: x\nplatforms:\n"
+        "  - name: c\n    backend: docker\n    image: nginx:1.27\n"
+        "    ready: 'start worker'\n"
+        "    command: sh -c 'echo hi; rm -rf / && true'\n"
+    )
+    p = sc.platforms[0]
+    assert p.ready.marker == "start worker"
+    # Split into argv words, never handed to a shell by bench.
+    assert p.command == ["sh", "-c", "echo hi; rm -rf / && true"]
+
+
+def _error(text: str) -> str:
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(text, "s.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+BASE = "name: x\nplatforms:\n  - name: c\n    backend: docker\n    image: busybox\n"
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("name: [unclosed\n", "s.yaml:2: YAML syntax error"),
+        (BASE + "    colour: red\n", "s.yaml:6: platforms[0].colour: unknown key"),
+        (BASE + "repeat: two\n", "s.yaml:6: repeat: "),
+        (BASE + "counts: [0]\n", "s.yaml:6: counts[0]: "),
+        (BASE + "counts: [-3]\n", "counts[0]"),
+        (BASE + "counts: [1000000000]\n", "counts[0]"),
+        (BASE + "    memory: 12XB\n", "s.yaml:6: platforms[0].memory: bad size '12XB'"),
+        (BASE + "timeout: 120\n", "timeout: duration 120 has no unit"),
+        (
+            "name: x\nplatforms:\n  - {name: c, backend: podmanx, image: b}\n",
+            "platforms[0].backend: unknown backend 'podmanx'",
+        ),
+        ("name: x\nplatforms: []\n", "platforms: "),
+        (
+            "name: x\nplatforms:\n  - {name: ../../etc, backend: docker, image: b}\n",
+            "platforms[0].name",
+        ),
+        (
+            "name: x\nplatforms:\n  - {name: '</name><devices>', backend: docker, image: b}\n",
+            "platforms[0].name",
+        ),
+        (BASE + "  - name: c\n    backend: docker\n    image: busybox\n", "used twice"),
+        (
+            "name: x\nplatforms:\n  - {name: c, backend: docker}\n",
+            "platforms[0].image: required key is missing",
+        ),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
+def test_bad_scenarios_name_the_key(text, expected):
+    assert expected in _error(text)
+
+
+def test_missing_file():
+    with pytest.raises(ScenarioError, match="cannot read"):
+        load_scenario("/nonexistent/scenario.yaml")
