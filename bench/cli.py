@@ -71,7 +71,7 @@ def run(
     from bench.results import load_run
     from bench.run import run_scenario
     from bench.scenario import load_scenario
-    from bench.summary import summarize
+    from bench.summary import density_results, memory_disagreements, summarize
     from bench.views import summary_table
 
     loaded = load_scenario(scenario)
@@ -85,7 +85,11 @@ def run(
             warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
         )
     stored = load_run(outcome.directory)
-    _stdout().print(summary_table(summarize(stored.samples), stored.metadata))
+    rows = summarize(stored.samples, stored.steps)
+    out = _stdout()
+    out.print(summary_table(rows, stored.metadata, density_results(stored.steps)))
+    for line in memory_disagreements(rows):
+        out.print(f"[yellow]note:[/] {line}")
     print(outcome.directory)
     if outcome.failures:
         raise typer.Exit(ExitCode.INSTANCE_FAILURES)
@@ -95,11 +99,14 @@ def run(
 def validate(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
 ) -> None:
-    """Check a scenario and print its plan. Starts nothing."""
+    """Check a scenario (and its memory against this host) and print its plan. Starts nothing."""
+    from bench.host import LocalHost
+    from bench.run import check_against_host
     from bench.scenario import load_scenario
     from bench.views import plan_table
 
     loaded = load_scenario(scenario)
+    check_against_host(loaded, LocalHost())
     _stdout().print(plan_table(loaded.scenario))
 
 
@@ -188,6 +195,64 @@ def clean(
     out.print(f"{len(report.removed)} {verb}, {len(report.failed)} failed")
     if report.failed:
         raise typer.Exit(ExitCode.ERROR)
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more results/<run-id>/ dirs.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output directory (default: reports/<run-id or name>/)."),
+    ] = None,
+) -> None:
+    """Tables (CSV, Markdown), PNG plots and one self-contained report.html from stored runs.
+
+    Reads only the results directories, never an engine. The last line is the report
+    directory.
+    """
+    from bench.report import build_report
+
+    built = build_report(run_dirs, out)
+    err = _stderr()
+    for note in built.notes:
+        err.print(f"[yellow]note:[/] {note}")
+    for f in built.files:
+        print(f)
+    print(built.directory)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline results/<run-id>/ dir.")],
+    current: Annotated[Path, typer.Argument(help="Current results/<run-id>/ dir.")],
+    threshold: Annotated[
+        str, typer.Option("--threshold", help="Smallest slow-down that counts, e.g. 10%.")
+    ] = "10%",
+    metric: Annotated[str, typer.Option("--metric", help="Sample field to compare.")] = "ready_s",
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+) -> None:
+    """Compare two runs per (platform, N); exit 1 on a significant regression.
+
+    A regression is p < alpha (Mann-Whitney U, one-sided) and a median worse by more than
+    the threshold. Prints a Markdown table (for CI job summaries) or JSON; warnings about
+    different hosts, engine versions or accel go to stderr. Exit 0 none, 1 regression,
+    2 usage error or too few samples to decide.
+    """
+    from bench.compare import compare_runs, parse_threshold
+    from bench.errors import UsageError
+    from bench.results import load_run
+
+    result = compare_runs(
+        load_run(baseline), load_run(current), metric, parse_threshold(threshold), alpha
+    )
+    err = _stderr()
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    print(result.to_json() if as_json else result.to_markdown(), end="")
+    if result.exit_code == ExitCode.USAGE:
+        raise UsageError(result.undecided_message())
+    raise typer.Exit(int(result.exit_code))
 
 
 def main() -> None:

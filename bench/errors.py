@@ -61,6 +61,10 @@ class Interrupted(BenchError):
 class MissingImage(UsageError):
     """A scenario names an image this host does not have (bench never pulls)."""
 
+    def __init__(self, message: str, key: str = "image"):
+        super().__init__(message)
+        self.key = key  # the platform key at fault: image, kernel, initrd or disk
+
 
 def first_line(e: BaseException, limit: int = 300) -> str:
     """An exception as one short line, for per-instance failure reasons."""

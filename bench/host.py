@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,144 @@ class LocalHost:
         import psutil
 
         return psutil.virtual_memory().available
+
+    def process_memory(self, pids: list[int]) -> dict[str, int] | None:
+        """PSS, USS and RSS summed over these host processes (None if none readable).
+
+        PSS splits each shared page among the processes that map it, so summing PSS
+        over all instances never counts the shared image or libraries twice.
+        """
+        import psutil
+
+        totals = {"pss_bytes": 0, "uss_bytes": 0, "rss_bytes": 0}
+        seen = 0
+        for pid in pids:
+            try:
+                m = psutil.Process(pid).memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            totals["pss_bytes"] += getattr(m, "pss", 0)
+            totals["uss_bytes"] += m.uss
+            totals["rss_bytes"] += m.rss
+            seen += 1
+        return {**totals, "processes": seen} if seen else None
+
+    def children(self, pid: int) -> list[int]:
+        """pid and all its descendants."""
+        import psutil
+
+        try:
+            p = psutil.Process(pid)
+            return [pid] + [c.pid for c in p.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def parent(self, pid: int) -> int | None:
+        import psutil
+
+        try:
+            return psutil.Process(pid).ppid()
+        except psutil.Error:
+            return None
+
+    def read_pidfile(self, path: str) -> int | None:
+        try:
+            return int(Path(path).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def memory_facts(self) -> dict[str, Any]:
+        """Host settings that change what memory numbers mean: KSM and THP."""
+        ksm = Path("/sys/kernel/mm/ksm")
+        facts: dict[str, Any] = {}
+        for name in ("run", "pages_shared", "pages_sharing"):
+            facts[f"ksm_{name}"] = _read_int(ksm / name)
+        thp = _read_text(Path("/sys/kernel/mm/transparent_hugepage/enabled"))
+        facts["thp_mode"] = thp[thp.find("[") + 1 : thp.find("]")] if thp and "[" in thp else thp
+        return facts
+
+    def drop_caches(self) -> bool:
+        """Drop clean page cache so MemAvailable readings are comparable; False if not root."""
+        try:
+            os.sync()
+            Path("/proc/sys/vm/drop_caches").write_text("3\n")
+            return True
+        except OSError:
+            return False
+
+    def snapshot_entries(self, dirs: list[Path]) -> dict[Path, set[str]]:
+        """Names present in each directory now (to find what a step adds)."""
+        out = {}
+        for d in dirs:
+            try:
+                out[d] = set(os.listdir(d))
+            except OSError:
+                out[d] = set()
+        return out
+
+    def new_entries_bytes(self, before: dict[Path, set[str]]) -> int:
+        """Allocated bytes of the entries that appeared since `before`.
+
+        Only new entries are walked: an engine's storage may hold gigabytes of images
+        that a step does not touch, and walking them every step would cost seconds.
+        """
+        total = 0
+        for d, names in before.items():
+            try:
+                now = set(os.listdir(d))
+            except OSError:
+                continue
+            seen: set[tuple[int, int]] = set()
+            for name in now - names:
+                total += allocated_bytes(d / name, seen)
+        return total
+
+
+def allocated_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
+    """Disk blocks used under path, like `du -s -x`: each inode once, one filesystem."""
+    seen = set() if seen is None else seen
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    dev = st.st_dev
+    total = 0
+    stack = [(path, st)]
+    while stack:
+        p, st = stack.pop()
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += st.st_blocks * 512
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                with os.scandir(p) as it:
+                    for entry in it:
+                        try:
+                            est = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        if est.st_dev == dev:  # skip mount points (overlay "merged")
+                            stack.append((Path(entry.path), est))
+            except OSError:
+                continue
+    return total
+
+
+def _read_int(p: Path) -> int | None:
+    text = _read_text(p)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _read_text(p: Path) -> str | None:
+    try:
+        return p.read_text().strip()
+    except OSError:
+        return None
 
 
 def _cpu_model() -> str:

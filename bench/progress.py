@@ -59,6 +59,12 @@ class RichEvents:
             self._failed += 1
         self._progress.advance(self._instances)
 
+    def step_refused(self, step: Step, reason: str) -> None:
+        self._progress.advance(self._steps)
+        self._progress.console.print(
+            f"[yellow]{step.platform.name} N={step.n} refused:[/] {reason}"
+        )
+
     def step_finished(self, step: Step, samples: list[dict[str, Any]]) -> None:
         self._progress.advance(self._steps)
         failed = [s for s in samples if not s["ok"]]

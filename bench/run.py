@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
-from bench.errors import Interrupted, ScenarioError
+from bench.errors import Interrupted, MissingImage
 from bench.host import LocalHost
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
@@ -31,11 +31,10 @@ def check_against_host(loaded: LoadedScenario, host: LocalHost) -> None:
     total = host.mem_total_bytes()
     for i, p in enumerate(loaded.scenario.platforms):
         if p.memory and p.memory > total:
-            raise ScenarioError(
-                str(loaded.path),
+            raise loaded.error(
+                ("platforms", i, "memory"),
                 f"{p.memory / 2**30:.1f} GiB per instance is more than this host's "
                 f"{total / 2**30:.1f} GiB of memory",
-                key=f"platforms[{i}].memory",
             )
 
 
@@ -46,9 +45,12 @@ def prepare_backends(
     backends: dict[str, Backend] = {}
     engines: dict[str, dict[str, Any]] = {}
     try:
-        for p in loaded.scenario.platforms:
+        for i, p in enumerate(loaded.scenario.platforms):
             backends[p.name] = factory(p)
-            engines[p.name] = backends[p.name].prepare(build_missing=True)
+            try:
+                engines[p.name] = backends[p.name].prepare(build_missing=True)
+            except MissingImage as e:
+                raise loaded.error(("platforms", i, e.key), str(e)) from None
     except BaseException:
         close_all(backends)
         raise

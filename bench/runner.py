@@ -18,7 +18,9 @@ from typing import Any, Protocol
 from bench.backends.base import NAME_PREFIX, Backend, Instance
 from bench.console import Console
 from bench.errors import first_line
-from bench.scenario import LoadedScenario, Step
+from bench.host import LocalHost
+from bench.scenario import Density, LoadedScenario, Step
+from bench.stats import percentile
 
 Clock = Callable[[], float]
 
@@ -29,6 +31,7 @@ class Events(Protocol):
     def step_started(self, index: int, total: int, step: Step) -> None: ...
     def instance_done(self, step: Step, ok: bool) -> None: ...
     def step_finished(self, step: Step, samples: list[dict[str, Any]]) -> None: ...
+    def step_refused(self, step: Step, reason: str) -> None: ...
 
 
 class NoEvents:
@@ -39,6 +42,9 @@ class NoEvents:
         pass
 
     def step_finished(self, step: Step, samples: list[dict[str, Any]]) -> None:
+        pass
+
+    def step_refused(self, step: Step, reason: str) -> None:
         pass
 
 
@@ -62,6 +68,13 @@ class StepResult:
         return sum(1 for s in self.samples if not s["ok"])
 
 
+# Measured memory per instance is scaled by this before predicting a larger step:
+# instances of a bigger step cost a little more each (page tables, engine bookkeeping).
+GUARD_MARGIN = 1.25
+# First step of a platform with no memory setting: a guess, replaced by measurement.
+DEFAULT_INSTANCE_ESTIMATE = 64 * 2**20
+
+
 @dataclass
 class Runner:
     loaded: LoadedScenario
@@ -70,21 +83,113 @@ class Runner:
     sink: Any  # RunWriter-like: add_samples(list), add_step(dict)
     events: Events = field(default_factory=NoEvents)
     clock: Clock = time.monotonic
+    host: Any = field(default_factory=LocalHost)
+    _index: int = 0
 
     def run(self) -> list[StepResult]:
         sc = self.loaded.scenario
-        plan = sc.plan()
+        total = len(sc.plan())
         results: list[StepResult] = []
-        for index, step in enumerate(plan):
-            self.events.step_started(index, len(plan), step)
-            result = self.run_step(step, index)
-            self.sink.add_samples(result.samples)
-            self.sink.add_step(result.record)
-            self.events.step_finished(step, result.samples)
-            results.append(result)
-            if result.failures and sc.on_failure == "stop":
-                break
+        for platform in sc.platforms:
+            search = sc.search_for(platform)
+            per_instance: list[int] = []  # measured host drop per instance, this platform
+            for n in sc.counts_for(platform):
+                stop = False
+                for r in range(sc.repeat):
+                    step = Step(platform=platform, n=n, repeat=r)
+                    index = self._index
+                    self._index += 1
+                    self.events.step_started(index, total, step)
+                    refusal = self._guard(step, per_instance)
+                    if refusal is not None:
+                        self.sink.add_step(refusal)
+                        self.events.step_refused(step, refusal["limit_detail"])
+                        stop = True
+                        break
+                    result = self.run_step(step, index)
+                    drop = result.record.get("host_drop_per_instance_bytes")
+                    if drop is not None and drop > 0:
+                        per_instance.append(drop)
+                    if search is not None:
+                        self._check_limits(result, search, sc.reserve_for(platform))
+                    self.sink.add_samples(result.samples)
+                    self.sink.add_step(result.record)
+                    self.events.step_finished(step, result.samples)
+                    results.append(result)
+                    if result.failures and sc.on_failure == "stop":
+                        return results
+                    if result.record.get("limit"):
+                        stop = True
+                        break
+                # A refused or limit-breaking N ends a density search; with fixed counts
+                # a refused N skips only the larger ones that would need even more.
+                if stop:
+                    break
         return results
+
+    def _guard(self, step: Step, per_instance: list[int]) -> dict[str, Any] | None:
+        """Refuse a step predicted to push MemAvailable below the reserve, before it starts."""
+        sc = self.loaded.scenario
+        reserve = sc.reserve_for(step.platform)
+        if per_instance:
+            estimate = int(max(per_instance) * GUARD_MARGIN)
+            basis = "measured"
+        else:
+            estimate = step.platform.memory or DEFAULT_INSTANCE_ESTIMATE
+            basis = "configured memory" if step.platform.memory else "default guess"
+        available = self.host.mem_available_bytes()
+        predicted = estimate * step.n
+        if available - predicted >= reserve:
+            return None
+        detail = (
+            f"N={step.n} needs ~{predicted / 2**20:.0f} MiB ({basis} {estimate / 2**20:.0f} MiB "
+            f"each) but only {(available - reserve) / 2**20:.0f} MiB is available above the "
+            f"{reserve / 2**20:.0f} MiB reserve"
+        )
+        return {
+            **self._step_head(step, self._index - 1),
+            "status": "refused",
+            "limit": "memory_reserve",
+            "limit_detail": detail,
+            "predicted_bytes": predicted,
+            "mem_available_before_bytes": available,
+            "memory_reserve_bytes": reserve,
+        }
+
+    def _check_limits(self, result: StepResult, search: Density, reserve: int) -> None:
+        """Mark the step with the first density limit it broke, if any."""
+        rec = result.record
+        ready = [s["ready_s"] for s in result.samples if s["ok"]]
+        limit = detail = None
+        if result.failures:
+            errors = sorted({s["error"] for s in result.samples if not s["ok"]})
+            timeouts = all("within" in e for e in errors)
+            limit = "timeout" if timeouts else "failure"
+            detail = f"{result.failures} of {rec['n']} not ready: {errors[0]}"
+        elif search.slo.ready_p95 is not None:
+            p95 = percentile(ready, 95)
+            if p95 is not None and p95 > search.slo.ready_p95:
+                limit = "slo"
+                detail = f"ready p95 {p95:.3f}s > SLO {search.slo.ready_p95:g}s"
+        after = rec.get("mem_available_after_bytes")
+        if limit is None and after is not None and after < reserve:
+            limit = "memory_reserve"
+            detail = (
+                f"MemAvailable fell to {after / 2**20:.0f} MiB, below the "
+                f"{reserve / 2**20:.0f} MiB reserve"
+            )
+        rec["limit"], rec["limit_detail"] = limit, detail
+
+    def _step_head(self, step: Step, index: int) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "step": index,
+            "platform": step.platform.name,
+            "backend": step.platform.backend,
+            "kind": self.backends[step.platform.name].kind,
+            "n": step.n,
+            "repeat": step.repeat,
+        }
 
     def run_step(self, step: Step, index: int) -> StepResult:
         sc = self.loaded.scenario
@@ -106,15 +211,19 @@ class Runner:
             )
             for i in range(step.n)
         ]
+        before = self._host_before(backend)
         step_start = self.clock()
         pool = ThreadPoolExecutor(
             max_workers=min(sc.launch.concurrency, step.n), thread_name_prefix="bench-launch"
         )
+        measured: dict[str, Any] = {}
         try:
             for launch in launches:
                 pool.submit(self._launch, backend, launch, wake)
             self._wait(step, launches, cond, sc.timeout)
             wait_end = self.clock()
+            pool.shutdown(wait=True)
+            measured = self._measure(backend, launches, before, step.n)
         finally:
             # Launches still in flight finish first, so nothing is created after teardown.
             pool.shutdown(wait=True, cancel_futures=True)
@@ -126,23 +235,71 @@ class Runner:
             for i, launch in enumerate(launches)
         ]
         ready = [s["ready_s"] for s in samples if s["ok"]]
+        all_ready = max(s["ready_at_s"] for s in samples) if len(ready) == step.n else None
         record = {
-            "run_id": self.run_id,
-            "step": index,
-            "platform": step.platform.name,
-            "backend": step.platform.backend,
-            "kind": backend.kind,
-            "n": step.n,
-            "repeat": step.repeat,
+            **self._step_head(step, index),
+            "status": "ran",
             "failures": sum(1 for s in samples if not s["ok"]),
             # Wall time from the first launch call to the last instance ready.
-            "all_ready_s": (
-                max(s["ready_at_s"] for s in samples) if len(ready) == step.n else None
-            ),
+            "all_ready_s": all_ready,
+            "launch_rate_per_s": step.n / all_ready if all_ready else None,
             "wait_s": wait_end - step_start,
             "teardown_s": teardown_s,
+            **measured,
         }
         return StepResult(samples, record)
+
+    # -- measurement around a step ------------------------------------------------------
+
+    def _host_before(self, backend: Backend) -> dict[str, Any]:
+        sc = self.loaded.scenario
+        dropped = self.host.drop_caches() if sc.drop_caches else False
+        return {
+            "mem_available": self.host.mem_available_bytes(),
+            "storage": self.host.snapshot_entries(backend.storage_dirs()),
+            "dropped_caches": dropped,
+        }
+
+    def _measure(
+        self, backend: Backend, launches: list[_Launch], before: dict[str, Any], n: int
+    ) -> dict[str, Any]:
+        """After the step is ready: settle, then the host, process and engine views."""
+        sc = self.loaded.scenario
+        if sc.settle > 0:
+            time.sleep(sc.settle)
+        if sc.drop_caches:
+            self.host.drop_caches()
+        after = self.host.mem_available_bytes()
+        live = [x for x in launches if x.error is None and x.inst.handle is not None]
+
+        def sample(launch: _Launch) -> None:
+            inst = launch.inst
+            try:
+                raw = backend.sample(inst, self.host)
+            except Exception as e:  # a dead instance has no memory to report
+                inst.info["sample_error"] = first_line(e)
+                return
+            pids = raw.pop("pids", [])
+            inst.info.update(raw)
+            if pids:
+                inst.info.update(self.host.process_memory(pids) or {})
+
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(sc.launch.concurrency, len(live))),
+            thread_name_prefix="bench-sample",
+        ) as pool:
+            list(pool.map(sample, live))
+        drop = before["mem_available"] - after
+        return {
+            "settle_s": sc.settle,
+            "dropped_caches": before["dropped_caches"],
+            "mem_available_before_bytes": before["mem_available"],
+            "mem_available_after_bytes": after,
+            "host_drop_bytes": drop,
+            "host_drop_per_instance_bytes": drop / n,
+            "disk_growth_bytes": self.host.new_entries_bytes(before["storage"]),
+            **self.host.memory_facts(),
+        }
 
     def _launch(self, backend: Backend, launch: _Launch, wake: Callable[[], None]) -> None:
         launch.launch_at = self.clock()

@@ -1,22 +1,38 @@
-"""The end-of-run summary, computed from the stored raw samples."""
+"""The end-of-run summary, computed from the stored raw samples and step records."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from statistics import median
 from typing import Any
 
 from bench.stats import percentile
 
+# Host drop and summed PSS further apart than this get a one-line explanation.
+MEMORY_DISAGREEMENT = 0.25
 
-def summarize(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+
+def _median(values: list[Any]) -> float | None:
+    xs = [v for v in values if v is not None]
+    return median(xs) if xs else None
+
+
+def summarize(
+    samples: list[dict[str, Any]], steps: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """One row per (platform, N), in the order the platforms ran."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for s in samples:
         groups[(s["platform"], s["n"])].append(s)
+    step_groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for st in steps or []:
+        if st.get("status", "ran") == "ran":
+            step_groups[(st["platform"], st["n"])].append(st)
     rows = []
     for (platform, n), group in groups.items():
         ready = [s["ready_s"] for s in group if s["ok"]]
         first = group[0]
+        st = step_groups.get((platform, n), [])
         rows.append(
             {
                 "platform": platform,
@@ -29,7 +45,79 @@ def summarize(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "ready_p50_s": percentile(ready, 50),
                 "ready_p95_s": percentile(ready, 95),
                 "ready_max_s": max(ready) if ready else None,
+                "mem_host_per_instance_bytes": _median(
+                    [x.get("host_drop_per_instance_bytes") for x in st]
+                ),
+                "mem_pss_per_instance_bytes": _median([s.get("pss_bytes") for s in group]),
+                "mem_engine_per_instance_bytes": _median(
+                    [s.get("engine_mem_bytes") for s in group]
+                ),
+                "disk_per_instance_bytes": _median([s.get("disk_writable_bytes") for s in group]),
+                "disk_growth_per_instance_bytes": _median(
+                    [
+                        x["disk_growth_bytes"] / n
+                        for x in st
+                        if x.get("disk_growth_bytes") is not None
+                    ]
+                ),
+                "launch_rate_per_s": _median([x.get("launch_rate_per_s") for x in st]),
                 "errors": sorted({s["error"] for s in group if s["error"]}),
             }
         )
     return rows
+
+
+def density_results(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per platform: the largest N whose every step met every limit, and what stopped it.
+
+    Only platforms whose steps carry a density verdict (a `limit` key) are included.
+    """
+    by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for st in steps:
+        if "limit" in st:
+            by_platform[st["platform"]].append(st)
+    out = {}
+    for platform, sts in by_platform.items():
+        bad_ns = {
+            st["n"]
+            for st in sts
+            if st.get("status") != "ran" or st.get("failures") or st.get("limit")
+        }
+        good = [st["n"] for st in sts if st["n"] not in bad_ns]
+        stopper = next((st for st in sts if st.get("limit") or st.get("status") == "refused"), None)
+        out[platform] = {
+            "max_density": max(good) if good else 0,
+            "limit": stopper["limit"] if stopper else "max",
+            "limit_detail": stopper.get("limit_detail") if stopper else "reached the search's max",
+        }
+    return out
+
+
+def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per (platform, N) where summed PSS and the host drop disagree by > 25%."""
+    lines = []
+    for r in rows:
+        host, pss = r["mem_host_per_instance_bytes"], r["mem_pss_per_instance_bytes"]
+        if not host or not pss or host <= 0:
+            continue
+        gap = abs(host - pss) / max(host, pss)
+        if gap <= MEMORY_DISAGREEMENT:
+            continue
+        if host > pss:
+            why = (
+                "the host drop also counts kernel memory no process owns (page tables, "
+                "cgroup and overlay bookkeeping, engine daemons' growth)"
+                if r["kind"] == "container"
+                else "the host drop also counts kernel memory (page tables, KVM/TCG "
+                "structures) and libvirt's own growth"
+            )
+        else:
+            why = (
+                "PSS includes pages the host could reclaim or already counted before the "
+                "step (shared libraries, KSM-merged or cached pages); small N is also noisy"
+            )
+        lines.append(
+            f"{r['platform']} N={r['n']}: host view {host / 2**20:.1f} MiB vs PSS "
+            f"{pss / 2**20:.1f} MiB per instance ({gap:.0%} apart): {why}"
+        )
+    return lines

@@ -7,29 +7,54 @@ from typing import Any
 from bench.units import format_bytes, format_seconds
 
 
-def summary_table(rows: list[dict[str, Any]], metadata: dict[str, Any]) -> Any:
+def summary_table(
+    rows: list[dict[str, Any]],
+    metadata: dict[str, Any],
+    density: dict[str, dict[str, Any]] | None = None,
+) -> Any:
     from rich.table import Table
 
     t = Table(title=f"run {metadata.get('run_id')} ({metadata.get('status')})")
-    for col in ("platform", "kind", "accel", "N", "samples", "failures"):
-        t.add_column(col, justify="right" if col in ("N", "samples", "failures") else "left")
-    for col in ("ready p50", "ready p95", "ready max"):
-        t.add_column(col, justify="right")
+    columns = [
+        ("platform", "left"),
+        ("accel", "left"),
+        ("N", "right"),
+        ("ok/all", "right"),
+        ("ready p50", "right"),
+        ("p95", "right"),
+        ("max", "right"),
+        ("mem host", "right"),
+        ("mem PSS", "right"),
+        ("mem engine", "right"),
+        ("disk", "right"),
+    ]
+    for name, justify in columns:
+        t.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in rows:
+        ok = r["samples"] - r["failures"]
         t.add_row(
             r["platform"],
-            r["kind"],
             r["accel"] or "-",
             str(r["n"]),
-            str(r["samples"]),
-            f"[red]{r['failures']}[/]" if r["failures"] else "0",
+            f"[red]{ok}/{r['samples']}[/]" if r["failures"] else f"{ok}/{r['samples']}",
             format_seconds(r["ready_p50_s"]),
             format_seconds(r["ready_p95_s"]),
             format_seconds(r["ready_max_s"]),
+            format_bytes(r["mem_host_per_instance_bytes"]),
+            format_bytes(r["mem_pss_per_instance_bytes"]),
+            format_bytes(r["mem_engine_per_instance_bytes"]),
+            format_bytes(r["disk_per_instance_bytes"]),
+        )
+    notes = ["memory and disk per instance (medians); mem host = drop of host MemAvailable"]
+    for platform, d in (density or {}).items():
+        notes.append(
+            f"max density {platform}: {d['max_density']} "
+            f"(stopped by {d['limit']}: {d['limit_detail']})"
         )
     errors = sorted({e for r in rows for e in r["errors"]})
     if errors:
-        t.caption = "failures: " + "; ".join(errors[:5])
+        notes.append("failures: " + "; ".join(errors[:5]))
+    t.caption = "\n".join(notes)
     return t
 
 

@@ -106,31 +106,35 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 # Python: the venv module needs ensurepip, which Debian/Ubuntu ship separately in
-# python3-venv (`python3 -m venv --help` works without it, so also import ensurepip).
+# python3-venv (`python3 -m venv --help` succeeds without it, so check the modules).
 # A system python also needs its headers (python3-dev) to build libvirt-python.
 # For a non-system python (pyenv, conda, ...) apt cannot help: only warn.
 PY_NOTES=()
-if ! PY_PATH=$(command -v "$PY" 2>/dev/null); then
+if ! command -v "$PY" >/dev/null 2>&1; then
     if [[ "$PY" == python3 ]]; then
         MISSING+=(python3 python3-venv python3-dev)
     else
         PY_NOTES+=("'$PY' (PYTHON) not found: install it or run with PYTHON=python3")
     fi
 else
-    PY_REAL=$("$PY" -c 'import sys; print(sys.executable)' 2>/dev/null || true)
+    # One interpreter start (a pyenv shim alone costs ~0.1 s).
     PY_INFO=$("$PY" - <<'EOF' 2>/dev/null || true
 import importlib.util, os, sys, sysconfig
 ok_venv = all(importlib.util.find_spec(m) is not None for m in ("venv", "ensurepip"))
 inc = sysconfig.get_paths().get("include") or ""
 ok_dev = os.path.exists(os.path.join(inc, "Python.h"))
-print("venv=%d dev=%d" % (ok_venv, ok_dev))
+# The distribution's python (also when run from a venv made from it): apt can fix it.
+ok_sys = sys.base_prefix == "/usr"
+print("venv=%d dev=%d system=%d exe=%s" % (ok_venv, ok_dev, ok_sys, sys.executable))
 EOF
 )
+    PY_REAL=${PY_INFO#*exe=}
+    [[ "$PY_INFO" == *exe=* && -n "$PY_REAL" ]] || PY_REAL=$PY
     system_py=0
-    case "${PY_REAL:-$PY_PATH}" in /usr/bin/python3*|/bin/python3*) system_py=1 ;; esac
-    if [[ "$PY_INFO" != *venv=1* ]] || ! "$PY" -m venv --help >/dev/null 2>&1; then
+    [[ "$PY_INFO" == *system=1* ]] && system_py=1
+    if [[ "$PY_INFO" != *venv=1* ]]; then
         if ((system_py)); then MISSING+=(python3-venv)
-        else PY_NOTES+=("$PY_REAL has no working venv/ensurepip module; use another PYTHON=...")
+        else PY_NOTES+=("$PY_REAL has no venv/ensurepip module: \`$PY -m venv\` will fail; use another PYTHON=...")
         fi
     fi
     if [[ "$PY_INFO" != *dev=1* ]]; then

@@ -19,7 +19,7 @@ def run(yaml_text: str):
 
 def scenario(platform_extra: str = "", top: str = "") -> str:
     return (
-        "name: t\ntimeout: 2s\ncounts: [3]\nrepeat: 2\n"
+        "name: t\ntimeout: 2s\nsettle: 0s\ncounts: [3]\nrepeat: 2\n"
         + top
         + "platforms:\n  - name: f\n    backend: fake\n"
         + platform_extra
@@ -77,7 +77,7 @@ def test_on_failure_stop_ends_the_run():
 
 def test_concurrency_bounds_launches_and_is_visible_as_queueing():
     text = (
-        "name: t\ntimeout: 5s\ncounts: [8]\nlaunch: {concurrency: 2}\n"
+        "name: t\ntimeout: 5s\nsettle: 0s\ncounts: [8]\nlaunch: {concurrency: 2}\n"
         "platforms:\n  - {name: f, backend: fake, boot: 10ms, create_delay: 50ms}\n"
     )
     _, sink, backends = run(text)

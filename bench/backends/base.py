@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from bench.console import Console
@@ -76,6 +77,20 @@ class Backend(ABC):
 
     @abstractmethod
     def remove_leftover(self, leftover: Leftover) -> None: ...
+
+    def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
+        """Raw facts about a running, ready instance, from the engine's point of view.
+
+        `host` (bench.host.LocalHost or a remote equivalent) answers process questions.
+        Keys (all optional): `pids` (its host processes, for the process view),
+        `engine_mem_bytes` + `engine_mem_source` (the engine's own memory figure),
+        `disk_writable_bytes` (its own writable storage), plus anything else to store.
+        """
+        return {}
+
+    def storage_dirs(self) -> list[Path]:
+        """Directories where the engine puts per-instance state (for step disk growth)."""
+        return []
 
     def close(self) -> None:
         """Release connections and I/O threads."""

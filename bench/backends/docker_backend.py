@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -185,6 +186,39 @@ class DockerBackend(Backend):
 
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
+
+    def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
+        api = self.connect()
+        info = api.inspect_container(inst.handle)
+        # The list endpoint is the SDK's way to ask for sizes (inspect takes no size flag).
+        listed = api.containers(all=True, filters={"id": inst.handle}, size=True)
+        # The engine leaves SizeRw out when the writable layer is empty.
+        size_rw = listed[0].get("SizeRw", 0) if listed else None
+        pid = info["State"].get("Pid") or 0
+        # The process view of a container: its containerd-shim (the parent of its init)
+        # plus every process inside it.
+        pids = host.children(pid) if pid else []
+        shim = host.parent(pid) if pid else None
+        if shim and shim > 1:
+            pids.append(shim)
+        stats = api.stats(inst.handle, stream=False, one_shot=True)
+        mem = stats.get("memory_stats") or {}
+        st = mem.get("stats") or {}
+        # What `docker stats` should show: usage minus reclaimable page cache
+        # (cgroup v1 calls it total_inactive_file, v2 inactive_file).
+        inactive = st.get("total_inactive_file", st.get("inactive_file", 0))
+        usage = mem.get("usage")
+        return {
+            "pids": pids,
+            "engine_mem_bytes": usage - inactive if usage is not None else None,
+            "engine_mem_source": "cgroup usage - inactive_file",
+            "disk_writable_bytes": size_rw,
+        }
+
+    def storage_dirs(self) -> list[Path]:
+        info = self.connect().info()
+        root = Path(info.get("DockerRootDir") or "/var/lib/docker")
+        return [root / "containers", root / (info.get("Driver") or "overlay2")]
 
     def destroy(self, inst: Instance) -> None:
         import docker.errors

@@ -24,7 +24,7 @@ from bench.backends.base import NAME_PREFIX, Backend, Instance, Leftover
 from bench.console import Console
 from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
 from bench.paths import cache_dir, state_dir
-from bench.scenario import Bytes, PlatformBase
+from bench.scenario import Bytes, KeyedValueError, PlatformBase
 
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
@@ -47,11 +47,17 @@ class LibvirtSettings(PlatformBase):
     @model_validator(mode="after")
     def _boot_source(self) -> LibvirtSettings:
         if self.disk and (self.kernel or self.initrd):
-            raise ValueError("give either disk: or kernel:/initrd:, not both")
+            raise KeyedValueError("disk", "give either disk: or kernel:/initrd:, not both")
         if self.initrd and not self.kernel:
-            raise ValueError("initrd: needs kernel:")
+            raise KeyedValueError("initrd", "initrd: needs kernel:")
         if self.command:
-            raise ValueError("command: applies to containers; a VM runs its own init")
+            raise KeyedValueError("command", "applies to containers only; a VM runs its own init")
+        if not (self.disk or self.kernel) and not images.is_bench_image(self.image):
+            raise KeyedValueError(
+                "image",
+                f"{self.image!r} is not a bench image (known: {', '.join(images.BENCH_IMAGES)}); "
+                "for your own guest give kernel:/initrd: or disk:",
+            )
         return self
 
 
@@ -124,12 +130,12 @@ class LibvirtBackend(Backend):
         s = self.settings
         if s.disk:
             if not s.disk.is_file():
-                raise MissingImage(f"disk {s.disk} does not exist")
+                raise MissingImage(f"{s.disk} does not exist", key="disk")
             return {"boot": "disk", "image": str(s.disk), "image_bytes": _allocated(s.disk)}
         if s.kernel:
-            for p in (s.kernel, s.initrd):
+            for key, p in (("kernel", s.kernel), ("initrd", s.initrd)):
                 if p and not p.is_file():
-                    raise MissingImage(f"{p} does not exist")
+                    raise MissingImage(f"{p} does not exist", key=key)
             size = sum(_allocated(p) for p in (s.kernel, s.initrd) if p)
             return {
                 "boot": "kernel",
@@ -285,6 +291,38 @@ class LibvirtBackend(Backend):
 
     def start(self, inst: Instance) -> None:
         inst.handle.resume()
+
+    def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
+        dom = inst.handle
+        stats = dom.memoryStats()  # rss always; balloon figures when the guest has a driver
+        pid = host.read_pidfile(f"{self._run_dir()}/{dom.name()}.pid")
+        overlay = inst.info.get("_overlay")
+        out: dict[str, Any] = {
+            "pids": [pid] if pid else [],
+            "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
+            "engine_mem_source": "libvirt memoryStats rss",
+            # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
+            "disk_writable_bytes": _allocated(Path(overlay)) if overlay else 0,
+        }
+        for key in ("actual", "available", "unused", "usable"):
+            if key in stats:
+                out[f"balloon_{key}_bytes"] = stats[key] * 1024
+        return out
+
+    def _run_dir(self) -> str:
+        # Where the QEMU driver keeps pid files (local hosts only).
+        if self.settings.uri.startswith("qemu:///session"):
+            base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+            return f"{base}/libvirt/qemu/run"
+        return "/run/libvirt/qemu"
+
+    def storage_dirs(self) -> list[Path]:
+        dirs = [
+            state_dir() / "overlays",
+            Path("/var/lib/libvirt/qemu"),
+            Path("/var/log/libvirt/qemu"),
+        ]
+        return [d for d in dirs if d.is_dir()]
 
     def destroy(self, inst: Instance) -> None:
         import libvirt
