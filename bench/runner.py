@@ -384,13 +384,7 @@ class Runner:
                 error = f"no {console.marker} within {timeout:g}s"
         guest_uptime = _float(console.fields.get("uptime"))
         return {
-            "run_id": self.run_id,
-            "step": index,
-            "platform": step.platform.name,
-            "backend": step.platform.backend,
-            "kind": self.backends[step.platform.name].kind,
-            "n": step.n,
-            "repeat": step.repeat,
+            **self._step_head(step, index),
             "index": i,
             "name": inst.name,
             "ok": ok,
