@@ -215,7 +215,7 @@ def report(
     built = build_report(run_dirs, out)
     err = _stderr()
     for note in built.notes:
-        err.print(f"[yellow]note:[/] {note}")
+        err.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     for f in built.files:
         print(f)
     print(built.directory)
@@ -248,7 +248,7 @@ def compare(
     )
     err = _stderr()
     for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
+        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     print(result.to_json() if as_json else result.to_markdown(), end="")
     if result.exit_code == ExitCode.USAGE:
         raise UsageError(result.undecided_message())

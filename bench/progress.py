@@ -1,10 +1,16 @@
-"""Live progress of a run on stderr (rich), fed by the runner's events."""
+"""Live progress of a run on stderr (rich), fed by the runner's events.
+
+On a terminal: a bar for the steps and one for the current step's instances. Always
+(terminal or CI log): one line per finished or refused step.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bench.scenario import Scenario, Step
+from bench.stats import percentile
+from bench.units import format_seconds
 
 
 class RichEvents:
@@ -24,13 +30,11 @@ class RichEvents:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
-            transient=False,
+            transient=True,
+            disable=not console.is_terminal,
         )
         self._steps = self._progress.add_task("steps", total=len(scenario.plan()))
         self._instances: Any = None
-        self._ok = 0
-        self._failed = 0
-
         self._live = False
 
     def __enter__(self) -> RichEvents:
@@ -40,36 +44,38 @@ class RichEvents:
         if self._live:
             self._progress.__exit__(*exc)
 
+    def say(self, text: str) -> None:
+        self._console.print(text)
+
     def step_started(self, index: int, total: int, step: Step) -> None:
         # Shown from the first step on: an error while preparing stays one clean line.
         if not self._live:
             self._progress.__enter__()
             self._live = True
         label = f"{step.platform.name} N={step.n} #{step.repeat + 1}"
-        self._ok = self._failed = 0
         if self._instances is None:
             self._instances = self._progress.add_task(label, total=step.n)
         else:
             self._progress.reset(self._instances, total=step.n, description=label)
 
     def instance_done(self, step: Step, ok: bool) -> None:
-        if ok:
-            self._ok += 1
-        else:
-            self._failed += 1
         self._progress.advance(self._instances)
 
     def step_refused(self, step: Step, reason: str) -> None:
         self._progress.advance(self._steps)
-        self._progress.console.print(
-            f"[yellow]{step.platform.name} N={step.n} refused:[/] {reason}"
-        )
+        self._console.print(f"[yellow]{step.platform.name} N={step.n} refused:[/] {reason}")
 
-    def step_finished(self, step: Step, samples: list[dict[str, Any]]) -> None:
+    def step_finished(self, step: Step, samples: list[dict[str, Any]], record: dict) -> None:
         self._progress.advance(self._steps)
+        ready = [s["ready_s"] for s in samples if s["ok"]]
         failed = [s for s in samples if not s["ok"]]
+        line = (
+            f"{step.platform.name} N={step.n} #{step.repeat + 1}: {len(ready)}/{step.n} ready, "
+            f"p50 {format_seconds(percentile(ready, 50))}, "
+            f"p95 {format_seconds(percentile(ready, 95))}"
+        )
         if failed:
-            self._progress.console.print(
-                f"[red]{step.platform.name} N={step.n}: {len(failed)} of {step.n} not ready[/]"
-                f" ({failed[0]['error']})"
-            )
+            line += f" [red]({len(failed)} failed: {failed[0]['error']})[/]"
+        if record.get("limit"):
+            line += f" [yellow]-> search ends: {record['limit_detail']}[/]"
+        self._console.print(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from typing import Any
 
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
-from bench.errors import Interrupted, MissingImage
+from bench.errors import ExitCode, Interrupted, MissingImage
 from bench.host import LocalHost
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
@@ -100,15 +101,24 @@ def run_scenario(
         )
         runner = Runner(loaded, run_id, backends, writer, events or NoEvents())
         try:
-            with _sigterm_as_interrupt():
+            with _interrupts(runner, writer):
                 results = runner.run()
         except KeyboardInterrupt:
+            # Results first (fast, and what matters if a second signal forces exit),
+            # then every instance of this run, whatever phase the run was in.
             writer.finish("interrupted")
+            left = runner.cleanup()
+            if left:
+                raise Interrupted(
+                    f"interrupted; {len(left)} instance(s) could not be destroyed: "
+                    f"run `bench clean --run {run_id}`; finished steps kept in {writer.dir}"
+                ) from None
             raise Interrupted(
-                f"interrupted: instances destroyed, finished steps kept in {writer.dir}"
+                f"interrupted: every instance destroyed, finished steps kept in {writer.dir}"
             ) from None
         except BaseException as e:
             writer.finish("failed", error=str(e)[:500])
+            runner.cleanup()
             raise
         failures = sum(r.failures for r in results)
         writer.finish("complete", failures=failures)
@@ -126,18 +136,33 @@ def close_all(backends: dict[str, Backend]) -> None:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM takes the same clean-up path as Ctrl-C."""
+def _interrupts(runner: Runner, writer: RunWriter) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the run cleanly; a second one forces exit at once.
+
+    Forced exit leaves the results marked interrupted and any remaining instance
+    labelled with the run id, for `bench clean --run RUN_ID`.
+    """
 
     def handler(_signum: int, _frame: Any) -> None:
+        if runner.stopping:
+            if writer.metadata.get("status") == "running":
+                writer.update(status="interrupted")
+            os.write(
+                2,
+                f"bench: forced exit; remove what is left with `bench clean --run "
+                f"{runner.run_id}`\n".encode(),
+            )
+            os._exit(int(ExitCode.INTERRUPTED))
+        runner.stop()
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread (tests): leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)

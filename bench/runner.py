@@ -30,7 +30,9 @@ class Events(Protocol):
 
     def step_started(self, index: int, total: int, step: Step) -> None: ...
     def instance_done(self, step: Step, ok: bool) -> None: ...
-    def step_finished(self, step: Step, samples: list[dict[str, Any]]) -> None: ...
+    def step_finished(
+        self, step: Step, samples: list[dict[str, Any]], record: dict[str, Any]
+    ) -> None: ...
     def step_refused(self, step: Step, reason: str) -> None: ...
 
 
@@ -41,7 +43,9 @@ class NoEvents:
     def instance_done(self, step: Step, ok: bool) -> None:
         pass
 
-    def step_finished(self, step: Step, samples: list[dict[str, Any]]) -> None:
+    def step_finished(
+        self, step: Step, samples: list[dict[str, Any]], record: dict[str, Any]
+    ) -> None:
         pass
 
     def step_refused(self, step: Step, reason: str) -> None:
@@ -71,6 +75,8 @@ class StepResult:
 # Measured memory per instance is scaled by this before predicting a larger step:
 # instances of a bigger step cost a little more each (page tables, engine bookkeeping).
 GUARD_MARGIN = 1.25
+# Teardown is not measured: it may use more parallel calls than launches do.
+TEARDOWN_WORKERS = 16
 # First step of a platform with no memory setting: a guess, replaced by measurement.
 DEFAULT_INSTANCE_ESTIMATE = 64 * 2**20
 
@@ -85,6 +91,11 @@ class Runner:
     clock: Clock = time.monotonic
     host: Any = field(default_factory=LocalHost)
     _index: int = 0
+    # Every instance from its launch call until its destroy succeeded: what an
+    # interrupted run must still tear down, whatever phase it was in.
+    _live: dict[str, tuple[Backend, Instance]] = field(default_factory=dict)
+    _live_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> list[StepResult]:
         sc = self.loaded.scenario
@@ -92,7 +103,8 @@ class Runner:
         results: list[StepResult] = []
         for platform in sc.platforms:
             search = sc.search_for(platform)
-            per_instance: list[int] = []  # measured host drop per instance, this platform
+            # (N, measured host drop per instance) of this platform's steps so far.
+            per_instance: list[tuple[int, float]] = []
             for n in sc.counts_for(platform):
                 stop = False
                 for r in range(sc.repeat):
@@ -109,12 +121,12 @@ class Runner:
                     result = self.run_step(step, index)
                     drop = result.record.get("host_drop_per_instance_bytes")
                     if drop is not None and drop > 0:
-                        per_instance.append(drop)
+                        per_instance.append((n, drop))
                     if search is not None:
                         self._check_limits(result, search, sc.reserve_for(platform))
                     self.sink.add_samples(result.samples)
                     self.sink.add_step(result.record)
-                    self.events.step_finished(step, result.samples)
+                    self.events.step_finished(step, result.samples, result.record)
                     results.append(result)
                     if result.failures and sc.on_failure == "stop":
                         return results
@@ -127,13 +139,19 @@ class Runner:
                     break
         return results
 
-    def _guard(self, step: Step, per_instance: list[int]) -> dict[str, Any] | None:
-        """Refuse a step predicted to push MemAvailable below the reserve, before it starts."""
+    def _guard(self, step: Step, per_instance: list[tuple[int, float]]) -> dict[str, Any] | None:
+        """Refuse a step predicted to push MemAvailable below the reserve, before it starts.
+
+        The prediction scales the per-instance host drop of the largest step measured so
+        far: small steps are dominated by noise (a few MiB of page cache either way).
+        """
         sc = self.loaded.scenario
         reserve = sc.reserve_for(step.platform)
         if per_instance:
-            estimate = int(max(per_instance) * GUARD_MARGIN)
-            basis = "measured"
+            largest = max(n for n, _ in per_instance)
+            measured = [d for n, d in per_instance if n == largest][-1]
+            estimate = int(measured * GUARD_MARGIN)
+            basis = f"{measured / 2**20:.0f} MiB measured at N={largest}, x{GUARD_MARGIN:g}"
         else:
             estimate = step.platform.memory or DEFAULT_INSTANCE_ESTIMATE
             basis = "configured memory" if step.platform.memory else "default guess"
@@ -142,9 +160,9 @@ class Runner:
         if available - predicted >= reserve:
             return None
         detail = (
-            f"N={step.n} needs ~{predicted / 2**20:.0f} MiB ({basis} {estimate / 2**20:.0f} MiB "
-            f"each) but only {(available - reserve) / 2**20:.0f} MiB is available above the "
-            f"{reserve / 2**20:.0f} MiB reserve"
+            f"N={step.n} needs ~{predicted / 2**20:.0f} MiB ({estimate / 2**20:.0f} MiB each: "
+            f"{basis}) but only {(available - reserve) / 2**20:.0f} MiB is available above "
+            f"the {reserve / 2**20:.0f} MiB reserve"
         )
         return {
             **self._step_head(step, self._index - 1),
@@ -228,7 +246,7 @@ class Runner:
             # Launches still in flight finish first, so nothing is created after teardown.
             pool.shutdown(wait=True, cancel_futures=True)
             teardown_start = self.clock()
-            self._destroy_all(backend, launches, sc.launch.concurrency)
+            self._destroy_all(backend, launches, max(sc.launch.concurrency, TEARDOWN_WORKERS))
         teardown_s = self.clock() - teardown_start
         samples = [
             self._sample(step, index, i, launch, step_start, sc.timeout)
@@ -270,6 +288,7 @@ class Runner:
         if sc.drop_caches:
             self.host.drop_caches()
         after = self.host.mem_available_bytes()
+        sampling_start = self.clock()
         live = [x for x in launches if x.error is None and x.inst.handle is not None]
 
         def sample(launch: _Launch) -> None:
@@ -298,10 +317,18 @@ class Runner:
             "host_drop_bytes": drop,
             "host_drop_per_instance_bytes": drop / n,
             "disk_growth_bytes": self.host.new_entries_bytes(before["storage"]),
+            # Time bench spent asking engines and /proc about the running instances.
+            "sampling_s": self.clock() - sampling_start,
             **self.host.memory_facts(),
         }
 
     def _launch(self, backend: Backend, launch: _Launch, wake: Callable[[], None]) -> None:
+        if self._stopping.is_set():
+            launch.error = "not launched: run interrupted"
+            wake()
+            return
+        with self._live_lock:
+            self._live[launch.inst.name] = (backend, launch.inst)
         launch.launch_at = self.clock()
         try:
             backend.create(launch.inst)
@@ -349,14 +376,49 @@ class Runner:
                 cond.wait(timeout=max(wait, 0.01))
 
     def _destroy_all(self, backend: Backend, launches: list[_Launch], concurrency: int) -> None:
-        def destroy(launch: _Launch) -> None:
-            try:
-                backend.destroy(launch.inst)
-            except Exception as e:
-                launch.inst.info["destroy_error"] = first_line(e)
+        insts = [x.inst for x in launches if x.inst.name in self._live]
+        self._destroy(backend, insts, concurrency)
 
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-destroy") as p:
-            list(p.map(destroy, launches))
+    def _destroy(self, backend: Backend, insts: list[Instance], workers: int) -> None:
+        def destroy(inst: Instance) -> None:
+            try:
+                backend.destroy(inst)
+            except Exception as e:
+                inst.info["destroy_error"] = first_line(e)
+                return
+            with self._live_lock:
+                self._live.pop(inst.name, None)
+
+        if not insts:
+            return
+        workers = max(1, min(workers, len(insts)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-destroy") as p:
+            list(p.map(destroy, insts))
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """No new launches from now on (the current step still tears down)."""
+        self._stopping.set()
+
+    def cleanup(self, workers: int = 32) -> list[str]:
+        """Destroy every instance this run still has, whatever it was doing.
+
+        Called after an interrupt; returns the names that could not be destroyed
+        (`bench clean --run RUN_ID` finds them by their labels).
+        """
+        self._stopping.set()
+        with self._live_lock:
+            live = list(self._live.values())
+        by_backend: dict[int, tuple[Backend, list[Instance]]] = {}
+        for backend, inst in live:
+            by_backend.setdefault(id(backend), (backend, []))[1].append(inst)
+        for backend, insts in by_backend.values():
+            self._destroy(backend, insts, workers)
+        with self._live_lock:
+            return sorted(self._live)
 
     def _sample(
         self,

@@ -65,22 +65,34 @@ def plan_table(scenario: Any) -> Any:
     for col in ("platform", "backend", "image", "memory", "counts", "repeat", "instances"):
         t.add_column(col)
     total = 0
+    searches = False
     for p in scenario.platforms:
         counts = scenario.counts_for(p)
         n = sum(counts) * scenario.repeat
         total += n
+        search = scenario.search_for(p)
+        if search is not None:
+            searches = True
+            grow = f"+{search.step}" if search.step else f"x{search.factor or 2:g}"
+            slo = search.slo.ready_p95
+            shown = f"density search {counts[0]}..{counts[-1]} ({grow})" + (
+                f", until p95 > {slo:g}s" if slo is not None else ""
+            )
+        else:
+            shown = ", ".join(map(str, counts))
         t.add_row(
             p.name,
             p.backend,
             p.image,
             format_bytes(p.memory),
-            ", ".join(map(str, counts)),
+            shown,
             str(scenario.repeat),
-            str(n),
+            f"<= {n}" if search is not None else str(n),
         )
     steps = len(scenario.plan())
     t.caption = (
-        f"{steps} steps, {total} instances in total; timeout {scenario.timeout:g}s per "
-        f"instance; {scenario.launch.concurrency} launches in flight"
+        f"{'at most ' if searches else ''}{steps} steps, {total} instances in total; "
+        f"timeout {scenario.timeout:g}s per instance; {scenario.launch.concurrency} launches "
+        "in flight"
     )
     return t

@@ -100,6 +100,12 @@ BASE = "name: x\nplatforms:\n  - name: c\n    backend: docker\n    image: busybo
             "platforms[0].image: required key is missing",
         ),
         ("- just\n- a list\n", "expected a mapping"),
+        (BASE + "density: {max: 8}\ncounts: [1]\n", "give counts or density, not both"),
+        (BASE + "density: {max: 8, factor: 2, step: 4}\n", "density: give factor"),
+        (BASE + "density: {max: 8, start: 16}\n", "start 16 is above max 8"),
+        (BASE + "density: {max: 8, factor: 1}\n", "density.factor: "),
+        (BASE + "density: {factor: 2}\n", "density.max: required key is missing"),
+        (BASE + "    image: again\n", "s.yaml:6: platforms[0].image: duplicate key"),
     ],
 )
 def test_bad_scenarios_name_the_key(text, expected):

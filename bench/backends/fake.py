@@ -24,6 +24,8 @@ class FakeSettings(PlatformBase):
     crash: list[int] = Field(default_factory=list)
     fail_launch: list[int] = Field(default_factory=list)
     create_delay: Seconds = 0.0  # a slow create call, to see launches queue
+    # Extra boot time per instance already running: a crude model of contention.
+    boot_per_instance: Seconds = 0.0
 
 
 class FakeBackend(Backend):
@@ -63,8 +65,10 @@ class FakeBackend(Backend):
             return
         if inst.handle in self.settings.silent:
             return
+        with self._lock:
+            boot = self.settings.boot + self.settings.boot_per_instance * len(self.live)
         timer = threading.Timer(
-            self.settings.boot,
+            boot,
             inst.console.feed,
             args=(f"booting\nBENCH_READY uptime=0.5 kernel=fake-{inst.handle}\n".encode(),),
         )

@@ -29,6 +29,8 @@ from bench.scenario import Bytes, KeyedValueError, PlatformBase
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
 DEFAULT_MEMORY = 256 * 2**20
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
 KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
 
 
@@ -101,6 +103,9 @@ class LibvirtBackend(Backend):
             libvirt = _ensure_event_loop()
             try:
                 self._conn = libvirt.open(self.settings.uri)
+                # A libvirtd that stops answering closes the connection after ~15 s
+                # instead of hanging the run (needs the event loop started above).
+                self._conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
             except libvirt.libvirtError as e:
                 raise EngineUnavailable(
                     f"cannot reach libvirt at {self.settings.uri} ({first_line(e)}): start it "
