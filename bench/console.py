@@ -52,7 +52,7 @@ class Console:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.marker = marker
-        self._on_change = on_change
+        self.on_change = on_change
         self._clock = clock
         self._partial = b""
         self._tail: deque[bytes] = deque()
@@ -84,7 +84,7 @@ class Console:
                     break
             else:
                 return
-        self._on_change()
+        self.on_change()
 
     def close(self, reason: str) -> None:
         """End of stream: the instance exited, crashed or its console went away."""
@@ -92,7 +92,7 @@ class Console:
             if self.closed_reason is not None:
                 return
             self.closed_reason = reason
-        self._on_change()
+        self.on_change()
 
     def tail(self, max_lines: int = 20) -> str:
         with self._lock:

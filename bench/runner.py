@@ -8,8 +8,11 @@ monotonic clock, relative to the instance's own launch call.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,7 +62,26 @@ class _Launch:
     created_at: float | None = None
     started_at: float | None = None
     error: str | None = None
-    reported: bool = False
+    done: bool = False  # ready, failed or past its deadline: no longer waited for
+    deadline_set: bool = False
+
+
+class _StepWait:
+    """Who of a step is still pending, updated per event: O(log N) per wake-up.
+
+    Consoles and launch threads push the instance that changed; the runner pops only
+    those, plus deadlines from a heap, so a step of hundreds of instances never
+    re-scans the whole step on every line of console output.
+    """
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.changed: deque[_Launch] = deque()
+
+    def wake(self, launch: _Launch) -> None:
+        with self.cond:
+            self.changed.append(launch)
+            self.cond.notify()
 
 
 @dataclass
@@ -212,23 +234,20 @@ class Runner:
     def run_step(self, step: Step, index: int) -> StepResult:
         sc = self.loaded.scenario
         backend = self.backends[step.platform.name]
-        cond = threading.Condition()
-
-        def wake() -> None:
-            with cond:
-                cond.notify_all()
-
-        launches = [
-            _Launch(
+        waiter = _StepWait()
+        launches = []
+        for i in range(step.n):
+            console = Console(step.platform.ready.marker, clock=self.clock)
+            launch = _Launch(
                 Instance(
                     name=instance_name(self.run_id, step.platform.name, index, i),
                     run_id=self.run_id,
                     platform=step.platform.name,
-                    console=Console(step.platform.ready.marker, wake, self.clock),
+                    console=console,
                 )
             )
-            for i in range(step.n)
-        ]
+            console.on_change = functools.partial(waiter.wake, launch)
+            launches.append(launch)
         before = self._host_before(backend)
         step_start = self.clock()
         pool = ThreadPoolExecutor(
@@ -237,8 +256,8 @@ class Runner:
         measured: dict[str, Any] = {}
         try:
             for launch in launches:
-                pool.submit(self._launch, backend, launch, wake)
-            self._wait(step, launches, cond, sc.timeout)
+                pool.submit(self._launch, backend, launch, waiter.wake)
+            self._wait(step, launches, waiter, sc.timeout)
             wait_end = self.clock()
             pool.shutdown(wait=True)
             measured = self._measure(backend, launches, before, step.n)
@@ -290,6 +309,11 @@ class Runner:
         after = self.host.mem_available_bytes()
         sampling_start = self.clock()
         live = [x for x in launches if x.error is None and x.inst.handle is not None]
+        try:
+            backend.prefetch([x.inst for x in live])
+        except Exception as e:  # sampling is best effort; each sample says what it lacks
+            for x in live:
+                x.inst.info["sample_error"] = first_line(e)
 
         def sample(launch: _Launch) -> None:
             inst = launch.inst
@@ -322,14 +346,15 @@ class Runner:
             **self.host.memory_facts(),
         }
 
-    def _launch(self, backend: Backend, launch: _Launch, wake: Callable[[], None]) -> None:
+    def _launch(self, backend: Backend, launch: _Launch, wake: Callable[[_Launch], None]) -> None:
         if self._stopping.is_set():
             launch.error = "not launched: run interrupted"
-            wake()
+            wake(launch)
             return
         with self._live_lock:
             self._live[launch.inst.name] = (backend, launch.inst)
         launch.launch_at = self.clock()
+        wake(launch)  # its deadline starts now
         try:
             backend.create(launch.inst)
             launch.created_at = self.clock()
@@ -338,42 +363,46 @@ class Runner:
         except Exception as e:  # recorded per instance; the step goes on
             launch.error = f"launch failed: {first_line(e)}"
         finally:
-            wake()
+            wake(launch)
 
-    def _wait(
-        self, step: Step, launches: list[_Launch], cond: threading.Condition, timeout: float
-    ) -> None:
+    def _wait(self, step: Step, launches: list[_Launch], waiter: _StepWait, timeout: float) -> None:
         """Block until every instance is ready, failed, or past its deadline.
 
-        Woken by console events and launch completions; sleeps otherwise.
+        Sleeps on a condition; woken by console events and launch calls, or by the
+        earliest deadline.
         """
+        pending = len(launches)
+        deadlines: list[tuple[float, int, _Launch]] = []
 
-        def pending() -> list[_Launch]:
-            now = self.clock()
-            out = []
-            for launch in launches:
-                finished = (
-                    launch.error
-                    or launch.inst.console.done
-                    or (launch.launch_at is not None and now >= launch.launch_at + timeout)
-                )
-                if finished and not launch.reported:
-                    launch.reported = True
-                    ok = launch.error is None and launch.inst.console.ready_at is not None
-                    self.events.instance_done(step, ok)
-                if not finished:
-                    out.append(launch)
-            return out
+        def finish(launch: _Launch) -> None:
+            nonlocal pending
+            launch.done = True
+            pending -= 1
+            ok = launch.error is None and launch.inst.console.ready_at is not None
+            self.events.instance_done(step, ok)
 
-        with cond:
-            while True:
-                left = pending()
-                if not left:
+        with waiter.cond:
+            while pending:
+                while waiter.changed:
+                    launch = waiter.changed.popleft()
+                    if launch.done:
+                        continue
+                    if launch.error or launch.inst.console.done:
+                        finish(launch)
+                    elif launch.launch_at is not None and not launch.deadline_set:
+                        launch.deadline_set = True
+                        heapq.heappush(deadlines, (launch.launch_at + timeout, id(launch), launch))
+                now = self.clock()
+                while deadlines and deadlines[0][0] <= now:
+                    launch = heapq.heappop(deadlines)[2]
+                    if not launch.done:
+                        finish(launch)
+                if not pending:
                     return
-                started = [x.launch_at for x in left if x.launch_at is not None]
-                # Not yet launched instances wake us when their launch call returns.
-                wait = (min(started) + timeout - self.clock()) if started else timeout
-                cond.wait(timeout=max(wait, 0.01))
+                # Not yet launched instances wake us when their launch call starts.
+                wait = deadlines[0][0] - now if deadlines else timeout
+                if not waiter.changed:
+                    waiter.cond.wait(timeout=max(wait, 0.001))
 
     def _destroy_all(self, backend: Backend, launches: list[_Launch], concurrency: int) -> None:
         insts = [x.inst for x in launches if x.inst.name in self._live]
@@ -435,9 +464,14 @@ class Runner:
         def rel(t: float | None) -> float | None:
             return None if t is None or t0 is None else t - t0
 
-        ok = launch.error is None and console.ready_at is not None
+        # A marker that arrives after the deadline (while the step tore down) is late:
+        # the instance did not become ready within the timeout.
+        in_time = (
+            console.ready_at is not None and t0 is not None and console.ready_at - t0 <= timeout
+        )
+        ok = launch.error is None and in_time
         error = launch.error
-        if error is None and console.ready_at is None:
+        if error is None and not in_time:
             if console.closed_reason:
                 error = f"{console.closed_reason} before {console.marker}"
             elif t0 is None:

@@ -26,7 +26,8 @@ def summary_table(
         ("mem host", "right"),
         ("mem PSS", "right"),
         ("mem engine", "right"),
-        ("disk", "right"),
+        ("disk rw", "right"),
+        ("storage", "right"),
     ]
     for name, justify in columns:
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -44,8 +45,12 @@ def summary_table(
             format_bytes(r["mem_pss_per_instance_bytes"]),
             format_bytes(r["mem_engine_per_instance_bytes"]),
             format_bytes(r["disk_per_instance_bytes"]),
+            format_bytes(r["disk_growth_per_instance_bytes"]),
         )
-    notes = ["memory and disk per instance (medians); mem host = drop of host MemAvailable"]
+    notes = [
+        "per instance (medians): mem host = drop of host MemAvailable; disk rw = its own "
+        "writable layer/overlay; storage = growth of the engine's storage"
+    ]
     for platform, d in (density or {}).items():
         notes.append(
             f"max density {platform}: {d['max_density']} "

@@ -78,6 +78,9 @@ class Backend(ABC):
     @abstractmethod
     def remove_leftover(self, leftover: Leftover) -> None: ...
 
+    def prefetch(self, insts: list[Instance]) -> None:
+        """Before sample() is called for each of insts: fetch what one call can answer for all."""
+
     def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
         """Raw facts about a running, ready instance, from the engine's point of view.
 

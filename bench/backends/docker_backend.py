@@ -58,6 +58,7 @@ class DockerBackend(Backend):
         self._hub: IOHub | None = None
         self._image_ref = settings.image
         self._lock = threading.Lock()
+        self._sizes: dict[str, int] = {}
 
     @property
     def address(self) -> str:
@@ -187,13 +188,22 @@ class DockerBackend(Backend):
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
 
+    def prefetch(self, insts: list[Instance]) -> None:
+        # Writable-layer sizes of the whole step in one list call (the list endpoint is
+        # the SDK's way to ask for sizes; one call per container would cost O(N) each).
+        run_ids = {i.run_id for i in insts}
+        self._sizes = {}
+        for run_id in run_ids:
+            for c in self.connect().containers(
+                all=True, filters={"label": f"{LABEL_RUN}={run_id}"}, size=True
+            ):
+                # The engine leaves SizeRw out when the writable layer is empty.
+                self._sizes[c["Id"]] = c.get("SizeRw", 0)
+
     def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
         api = self.connect()
         info = api.inspect_container(inst.handle)
-        # The list endpoint is the SDK's way to ask for sizes (inspect takes no size flag).
-        listed = api.containers(all=True, filters={"id": inst.handle}, size=True)
-        # The engine leaves SizeRw out when the writable layer is empty.
-        size_rw = listed[0].get("SizeRw", 0) if listed else None
+        size_rw = self._sizes.get(inst.handle)
         pid = info["State"].get("Pid") or 0
         # The process view of a container: its containerd-shim (the parent of its init)
         # plus every process inside it.

@@ -1,0 +1,98 @@
+"""`bench report`: tables, plots and one HTML page from stored runs (never a live engine).
+
+    build_report(["results/quickstart-…"]) -> Report(directory, files, notes)
+
+Modules: frame (runs -> DataFrames), tables (summary, classic containers-vs-VMs
+table, host differences), plots (one function per PNG), html (the self-contained
+page). pandas and matplotlib load only when a report is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import UsageError
+
+DEFAULT_ROOT = Path("reports")
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+CLASSIC_MD = "containers-vs-vms.md"
+REPORT_HTML = "report.html"
+
+CAPTIONS = {
+    "ready-distribution.png": "Ready time of every successful instance, per platform and N "
+    "(box: quartiles; points: instances).",
+    "ready-percentiles.png": "Ready time p50 (solid) and p95 (dashed) against N.",
+    "memory-per-instance.png": "Memory per instance against N, one panel per view.",
+    "density.png": "Density search: ready p95 against N, the SLO, the max density reached "
+    "and the limit that stopped the search.",
+    "disk-per-instance.png": "Disk per instance against N.",
+}
+
+
+@dataclass
+class Report:
+    directory: Path
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # plots skipped, TCG, host differences
+
+
+def default_directory(run_ids: Sequence[str], names: Sequence[str]) -> Path:
+    """reports/<run-id>/ for one run; reports/<scenario names>-<n>runs-<hash>/ for many
+    (the same runs always land in the same directory)."""
+    if len(run_ids) == 1:
+        return DEFAULT_ROOT / run_ids[0]
+    digest = hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:6]
+    stem = "+".join(dict.fromkeys(n for n in names if n)) or "runs"
+    return DEFAULT_ROOT / f"{stem}-{len(run_ids)}runs-{digest}"
+
+
+def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
+    from bench.report import plots, tables
+    from bench.report.frame import load_frames
+    from bench.report.html import render_html
+
+    frames = load_frames(run_dirs)
+    names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
+    directory = Path(out) if out else default_directory([r.run_id for r in frames.runs], names)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--out {directory} exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    report = Report(directory)
+
+    def write(name: str, text: str) -> None:
+        path = directory / name
+        path.write_text(text)
+        report.files.append(path)
+
+    frames.summary.to_csv(directory / SUMMARY_CSV, index=False)
+    report.files.append(directory / SUMMARY_CSV)
+    write(SUMMARY_MD, tables.summary_markdown(frames))
+    write(CLASSIC_MD, tables.classic_markdown(frames))
+
+    drawn, skipped = [], []
+    for name, draw in plots.PLOTS.items():
+        try:
+            fig = draw(frames)
+        except plots.NoData as e:
+            skipped.append((name, str(e)))
+            report.notes.append(f"{name} not drawn: {e}")
+            (directory / name).unlink(missing_ok=True)  # no stale plot from an older report
+            continue
+        path = directory / name
+        fig.savefig(path, format="png")
+        drawn.append((name, CAPTIONS[name], path))
+        report.files.append(path)
+    write(REPORT_HTML, render_html(frames, drawn, skipped))
+
+    if tables.any_tcg(frames):
+        report.notes.append("VMs ran under TCG (software emulation): not representative of KVM")
+    if tables.host_differences(frames) is not None:
+        report.notes.append("the runs differ in host or engine: see report.html")
+    for r in frames.runs:
+        if r.status != "complete":
+            report.notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")
+    return report

@@ -1,0 +1,287 @@
+"""Stored runs as pandas DataFrames: one row per sample, per step, per (run, platform, N).
+
+Fields written by newer runners (memory, disk, density verdicts) are optional: a
+column that no run carries is still present, filled with NaN, so tables and plots
+can test for data instead of for columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UsageError
+from bench.results import Run, load_run
+
+MIB = 2**20
+
+SAMPLE_FIELDS = (
+    "run",
+    "host",
+    "platform",
+    "backend",
+    "kind",
+    "accel",
+    "n",
+    "repeat",
+    "ok",
+    "error",
+    "ready_s",
+    "guest_kernel",
+    "pss_bytes",
+    "uss_bytes",
+    "rss_bytes",
+    "engine_mem_bytes",
+    "disk_writable_bytes",
+)
+STEP_FIELDS = (
+    "run",
+    "host",
+    "step",
+    "platform",
+    "kind",
+    "n",
+    "repeat",
+    "status",
+    "failures",
+    "limit",
+    "host_drop_per_instance_bytes",
+    "disk_growth_bytes",
+    "launch_rate_per_s",
+)
+SUMMARY_COLUMNS = [
+    "run",
+    "host",
+    "platform",
+    "backend",
+    "kind",
+    "accel",
+    "n",
+    "samples",
+    "failures",
+    "ready_p50_s",
+    "ready_p95_s",
+    "ready_max_s",
+    "mem_host_per_instance_mib",
+    "mem_pss_per_instance_mib",
+    "disk_per_instance_mib",
+]
+DENSITY_COLUMNS = ["max_density", "density_limit"]
+NUMERIC = {
+    "ready_s",
+    "pss_bytes",
+    "uss_bytes",
+    "rss_bytes",
+    "engine_mem_bytes",
+    "disk_writable_bytes",
+    "host_drop_per_instance_bytes",
+    "disk_growth_bytes",
+    "launch_rate_per_s",
+}
+
+
+@dataclass
+class Frames:
+    """Everything a report is made of, computed once from the stored runs."""
+
+    runs: list[Run]
+    labels: dict[str, str]  # run id -> short label for legends ("" for a single run)
+    samples: Any  # DataFrame, SAMPLE_FIELDS + `series`
+    steps: Any  # DataFrame, STEP_FIELDS + `series`
+    summary: Any  # DataFrame, SUMMARY_COLUMNS (+ DENSITY_COLUMNS when any run has a search)
+    density: dict[tuple[str, str], dict[str, Any]]  # (run, platform) -> its search block
+    names: dict[tuple[str, str], str]  # (run, platform) -> legend name (`series` column)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.runs) > 1
+
+
+def load_frames(run_dirs: Sequence[str | Path]) -> Frames:
+    if not run_dirs:
+        raise UsageError("give at least one results/<run-id>/ directory")
+    runs = [load_run(d) for d in run_dirs]
+    seen: dict[str, Path] = {}
+    for r in runs:
+        if r.run_id in seen:
+            raise UsageError(f"run {r.run_id} is given twice ({seen[r.run_id]} and {r.dir})")
+        seen[r.run_id] = r.dir
+    return frames_of(runs)
+
+
+def frames_of(runs: list[Run]) -> Frames:
+    labels = run_labels(runs)
+    samples = samples_frame(runs)
+    steps = steps_frame(runs)
+    density = {(r.run_id, name): block for r in runs for name, block in density_searches(r).items()}
+    names = series_names(samples, labels)
+    for df in (samples, steps):
+        df["series"] = [
+            names.get((r, p), p) for r, p in zip(df["run"], df["platform"], strict=True)
+        ]
+    summary = summary_frame(runs, samples, steps, density)
+    return Frames(runs, labels, samples, steps, summary, density, names)
+
+
+def series_names(samples: Any, labels: dict[str, str]) -> dict[tuple[str, str], str]:
+    """Legend name per (run, platform): the platform, its accel when not native (a TCG VM
+    must never pass for a KVM one in a plot shown alone), and the run when several."""
+    out = {}
+    for (run, platform), g in samples.groupby(["run", "platform"], sort=False):
+        accels = sorted(g["accel"].dropna().astype(str).unique())
+        name = f"{platform} [{','.join(accels)}]" if accels else platform
+        out[(run, platform)] = f"{name} · {labels[run]}" if labels[run] else name
+    return out
+
+
+def run_labels(runs: list[Run]) -> dict[str, str]:
+    """Short, unique legend labels: the run id without the shared scenario-name prefix."""
+    if len(runs) == 1:
+        return {runs[0].run_id: ""}
+    names = {r.metadata.get("scenario", {}).get("name") for r in runs}
+    labels = {}
+    for r in runs:
+        name = r.metadata.get("scenario", {}).get("name", "")
+        short = r.run_id
+        if len(names) == 1 and name and short.startswith(name + "-"):
+            short = short[len(name) + 1 :]
+        labels[r.run_id] = short
+    if len(set(labels.values())) < len(labels):
+        return {r.run_id: r.run_id for r in runs}
+    return labels
+
+
+def samples_frame(runs: list[Run]) -> Any:
+    return _frame(runs, "samples", SAMPLE_FIELDS)
+
+
+def steps_frame(runs: list[Run]) -> Any:
+    return _frame(runs, "steps", STEP_FIELDS)
+
+
+def _frame(runs: list[Run], attr: str, fields: Sequence[str]) -> Any:
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        host = r.metadata.get("host", {}).get("hostname")
+        for row in getattr(r, attr):
+            rows.append({**row, "run": r.run_id, "host": host})
+    df = pd.DataFrame(rows)
+    for f in fields:
+        if f not in df.columns:
+            df[f] = pd.NA
+    for f in NUMERIC & set(df.columns):
+        df[f] = pd.to_numeric(df[f], errors="coerce").astype(float)
+    if "status" in df.columns:
+        # Steps written before density searches existed all ran.
+        df["status"] = df["status"].fillna("ran")
+    return df[list(fields) + [c for c in df.columns if c not in fields]]
+
+
+def platform_order(runs: list[Run]) -> list[str]:
+    """Platform names in the order the scenarios list them (first run first)."""
+    names: list[str] = []
+    for r in runs:
+        for p in r.metadata.get("scenario", {}).get("platforms", []):
+            if p.get("name") not in names:
+                names.append(p.get("name"))
+        for s in r.samples:
+            if s["platform"] not in names:
+                names.append(s["platform"])
+    return names
+
+
+def density_searches(run: Run) -> dict[str, dict[str, Any]]:
+    """Platforms of this run that ran a density search, with their search block.
+
+    A platform's own `density` wins; a platform with its own `counts` does not search;
+    otherwise the scenario's `density` applies (as in Scenario.search_for).
+    """
+    scenario = run.metadata.get("scenario", {})
+    out = {}
+    for p in scenario.get("platforms", []):
+        if p.get("density"):
+            out[p["name"]] = p["density"]
+        elif not p.get("counts") and scenario.get("density"):
+            out[p["name"]] = scenario["density"]
+    return out
+
+
+def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
+    """The largest N whose steps all ran with no failure and no limit, and what stopped it.
+
+    The limit is that of the first step that broke one ("max" when none did: the
+    search reached its configured maximum).
+    """
+    bad = {
+        s["n"]
+        for s in steps
+        if s.get("status", "ran") != "ran" or s.get("failures") or s.get("limit")
+    }
+    good = [s["n"] for s in steps if s["n"] not in bad]
+    stopper = next((s for s in steps if s.get("limit")), None)
+    return (max(good) if good else 0), (stopper["limit"] if stopper else "max")
+
+
+def summary_frame(
+    runs: list[Run], samples: Any, steps: Any, density: dict[tuple[str, str], Any]
+) -> Any:
+    """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search."""
+    import pandas as pd
+
+    order = {name: i for i, name in enumerate(platform_order(runs))}
+    rows = []
+    for r in runs:
+        host = r.metadata.get("host", {}).get("hostname")
+        s_run = samples[samples["run"] == r.run_id]
+        t_run = steps[steps["run"] == r.run_id]
+        keys = sorted(
+            {(p, int(n)) for p, n in zip(s_run["platform"], s_run["n"], strict=True)}
+            | {(p, int(n)) for p, n in zip(t_run["platform"], t_run["n"], strict=True)},
+            key=lambda k: (order.get(k[0], len(order)), k[1]),
+        )
+        for platform, n in keys:
+            g = s_run[(s_run["platform"] == platform) & (s_run["n"] == n)]
+            st = t_run[(t_run["platform"] == platform) & (t_run["n"] == n)]
+            ok = g[g["ok"] == True]  # noqa: E712 (a pandas mask, not an identity test)
+            ran = st[st["status"] == "ran"]
+            first = g.iloc[0] if len(g) else st.iloc[0]
+            ready = ok["ready_s"].dropna()
+            row = {
+                "run": r.run_id,
+                "host": host,
+                "platform": platform,
+                "backend": first.get("backend", _backend(r, platform)),
+                "kind": first.get("kind"),
+                "accel": ",".join(sorted(ok["accel"].dropna().astype(str).unique())) or None,
+                "n": n,
+                "samples": len(g),
+                "failures": int((g["ok"] != True).sum()),  # noqa: E712
+                "ready_p50_s": ready.quantile(0.50) if len(ready) else float("nan"),
+                "ready_p95_s": ready.quantile(0.95) if len(ready) else float("nan"),
+                "ready_max_s": ready.max() if len(ready) else float("nan"),
+                "mem_host_per_instance_mib": ran["host_drop_per_instance_bytes"].median() / MIB,
+                "mem_pss_per_instance_mib": ok["pss_bytes"].median() / MIB,
+                "disk_per_instance_mib": ok["disk_writable_bytes"].median() / MIB,
+            }
+            if density:
+                row["max_density"], row["density_limit"] = pd.NA, None
+                if (r.run_id, platform) in density:
+                    p_steps = [s for s in r.steps if s["platform"] == platform]
+                    row["max_density"], row["density_limit"] = max_density(p_steps)
+            rows.append(row)
+    columns = SUMMARY_COLUMNS + (DENSITY_COLUMNS if density else [])
+    df = pd.DataFrame(rows, columns=columns)
+    if density:
+        df["max_density"] = df["max_density"].astype("Int64")
+    return df
+
+
+def _backend(run: Run, platform: str) -> str | None:
+    for p in run.metadata.get("scenario", {}).get("platforms", []):
+        if p.get("name") == platform:
+            return p.get("backend")
+    return None

@@ -1,0 +1,268 @@
+"""The report's tables, as pandas DataFrames, and their Markdown renderings."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.compare import differences
+from bench.report.frame import Frames, platform_order
+from bench.units import format_bytes
+
+TCG_NOTE = (
+    "VMs ran under TCG (software emulation, accel=tcg): their boot times are many "
+    "times slower than under KVM and not representative of VMs on real hardware; "
+    "re-run on a host where `bench doctor` reports KVM."
+)
+HOST_FIELDS = (
+    "hostname",
+    "cpu_model",
+    "cpu_cores",
+    "cpu_physical_cores",
+    "mem_total_bytes",
+    "kernel",
+    "os",
+    "arch",
+    "kvm_device",
+    "cgroup_version",
+    "bench_version",
+)
+ENGINE_FIELDS = ("engine", "accel", "storage_driver", "runtime", "image", "image_id", "boot")
+USUAL_CLAIMS = {
+    "kernel": "containers share the host's kernel; VMs boot their own",
+    "weight (image)": "MBs vs GBs",
+    "boot p50 / p95, smallest N": "milliseconds vs seconds",
+    "boot p50 / p95, largest N": "",
+    "memory per instance, host view": "MBs vs hundreds of MBs",
+    "memory per instance, PSS": "",
+    "disk per instance (writable)": "a thin layer vs a whole disk",
+    "density (max N)": "hundreds or thousands vs tens",
+}
+
+
+def any_tcg(frames: Frames) -> bool:
+    s = frames.samples
+    return bool(((s["kind"] == "vm") & (s["accel"] == "tcg")).any())
+
+
+def summary_display(summary: Any, drop: tuple[str, ...] = ()) -> Any:
+    """The summary for reading: rounded, missing values as '-'."""
+    df = summary.drop(columns=list(drop))
+    out = df.astype(object)
+    for col in df.columns:
+        if col.endswith("_s"):
+            out[col] = [_num(v, 3) for v in df[col]]
+        elif col.endswith("_mib"):
+            out[col] = [_num(v, 1) for v in df[col]]
+        else:
+            out[col] = ["-" if _missing(v) else v for v in df[col]]
+    return out
+
+
+def summary_markdown(frames: Frames) -> str:
+    """One Markdown table per run, each headed by its run id and host."""
+    parts = [f"# bench summary: {', '.join(r.run_id for r in frames.runs)}", ""]
+    if any_tcg(frames):
+        parts += [f"> **Note:** {TCG_NOTE}", ""]
+    for r in frames.runs:
+        host = r.metadata.get("host", {})
+        rows = frames.summary[frames.summary["run"] == r.run_id]
+        parts += [
+            f"## {r.run_id}",
+            "",
+            f"host `{host.get('hostname')}` ({host.get('cpu_model')}, "
+            f"{host.get('cpu_cores')} cores, kernel {host.get('kernel')}), "
+            f"status {r.status}, bench {r.metadata.get('bench_version')}",
+            "",
+            summary_display(rows, drop=("run", "host")).to_markdown(index=False),
+            "",
+        ]
+    diff = host_differences(frames)
+    if diff is not None:
+        parts += [
+            "## Differences between the runs' hosts and engines",
+            "",
+            diff.to_markdown(),
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def classic_table(frames: Frames) -> Any:
+    """The classic containers-vs-VMs table, one column per (run, platform), measured."""
+    import pandas as pd
+
+    columns: dict[str, dict[str, str]] = {}
+    for r in frames.runs:
+        host_kernel = r.metadata.get("host", {}).get("kernel")
+        engines = r.metadata.get("engines", {})
+        for platform in platform_order([r]):
+            s = frames.samples[
+                (frames.samples["run"] == r.run_id) & (frames.samples["platform"] == platform)
+            ]
+            rows = frames.summary[
+                (frames.summary["run"] == r.run_id) & (frames.summary["platform"] == platform)
+            ]
+            if rows.empty:
+                continue
+            ok = s[s["ok"] == True]  # noqa: E712
+            label = platform if not frames.multi else f"{platform} ({frames.labels[r.run_id]})"
+            kind = rows["kind"].iloc[0]
+            accel = ",".join(sorted(ok["accel"].dropna().astype(str).unique()))
+            columns[label] = {
+                "kind": kind,
+                "accel": accel or ("native" if kind == "container" else "-"),
+                "kernel": kernel_cell(ok["guest_kernel"].dropna().tolist(), host_kernel),
+                "weight (image)": _mb(engines.get(platform, {}).get("image_bytes")),
+                "boot p50 / p95, smallest N": _boot(rows, smallest=True),
+                "boot p50 / p95, largest N": _boot(rows, smallest=False),
+                "memory per instance, host view": _mem(rows, "mem_host_per_instance_mib"),
+                "memory per instance, PSS": _mem(rows, "mem_pss_per_instance_mib"),
+                "disk per instance (writable)": _mem(rows, "disk_per_instance_mib"),
+                "density (max N)": _density(frames, r.run_id, platform, rows),
+            }
+    df = pd.DataFrame(columns)
+    df["usual claim"] = [USUAL_CLAIMS.get(k, "") for k in df.index]
+    df.index.name = "measured"
+    return df
+
+
+def classic_markdown(frames: Frames) -> str:
+    r0 = frames.runs[0]
+    host = r0.metadata.get("host", {})
+    where = (
+        f"on `{host.get('hostname')}` ({host.get('cpu_model')}, {host.get('cpu_cores')} cores, "
+        f"{format_bytes(host.get('mem_total_bytes'))}, kernel {host.get('kernel')})"
+        if not frames.multi
+        else f"from {len(frames.runs)} runs"
+    )
+    parts = [
+        "# Containers vs VMs, measured",
+        "",
+        f"Measured {where} by bench {r0.metadata.get('bench_version')}: "
+        f"{', '.join(f'`{r.run_id}`' for r in frames.runs)}. Kernel: the kernel each "
+        "instance reported at readiness, compared with the host's. Weight: the image "
+        "all instances share. Boot: launch call to readiness line. Memory and disk: "
+        "median per instance at the largest N measured.",
+        "",
+    ]
+    if any_tcg(frames):
+        parts += [f"> **Note:** {TCG_NOTE}", ""]
+    parts += [classic_table(frames).to_markdown(), ""]
+    return "\n".join(parts)
+
+
+def kernel_cell(guest_kernels: list[str], host_kernel: str | None) -> str:
+    kernels = sorted(set(guest_kernels))
+    if not kernels:
+        return "not reported"
+    if host_kernel and kernels == [host_kernel]:
+        return f"shared with the host ({host_kernel})"
+    if host_kernel and host_kernel not in kernels:
+        return f"own ({', '.join(kernels)})"
+    return f"mixed ({', '.join(kernels)}; host {host_kernel})"
+
+
+def host_differences(frames: Frames) -> Any:
+    """Host and engine facts that differ between runs (rows) per run (columns), or None."""
+    import pandas as pd
+
+    if not frames.multi:
+        return None
+    metas = [r.metadata for r in frames.runs]
+    records: dict[str, list[Any]] = {}
+    diff = differences([m.get("host", {}) for m in metas], HOST_FIELDS)
+    records.update({f"host.{k}": v for k, v in diff.items()})
+    for platform in platform_order(frames.runs):
+        engines = [m.get("engines", {}).get(platform, {}) for m in metas]
+        if sum(1 for e in engines if e) < 2:
+            continue
+        keys = sorted({k for e in engines for k in e if k.endswith("_version")})
+        diff = differences(engines, [*ENGINE_FIELDS, *keys])
+        records.update({f"{platform}.{k}": v for k, v in diff.items()})
+    if not records:
+        return None
+    return pd.DataFrame.from_dict(
+        records, orient="index", columns=[frames.labels[r.run_id] for r in frames.runs]
+    ).astype(str)
+
+
+def run_metadata(frames: Frames) -> list[tuple[str, Any, Any]]:
+    """Per run: (run id, host facts, engine facts per platform) as DataFrames."""
+    import pandas as pd
+
+    out = []
+    for r in frames.runs:
+        host = r.metadata.get("host", {})
+        facts = {
+            "status": r.status,
+            "started": r.metadata.get("started_at"),
+            "finished": r.metadata.get("finished_at"),
+            "scenario": r.metadata.get("scenario_path"),
+            "scenario sha256": (r.metadata.get("scenario_sha256") or "")[:16],
+            **{k: host.get(k) for k in HOST_FIELDS if k in host},
+        }
+        if "mem_total_bytes" in facts:
+            facts["mem_total_bytes"] = format_bytes(facts["mem_total_bytes"])
+        host_df = pd.DataFrame({"value": facts}).astype(str)
+        engines = r.metadata.get("engines", {})
+        eng_df = pd.DataFrame(engines).astype(object).where(pd.DataFrame(engines).notna(), "-")
+        if "image_bytes" in eng_df.index:
+            eng_df.loc["image_bytes"] = [
+                format_bytes(v) if isinstance(v, int | float) else v
+                for v in eng_df.loc["image_bytes"]
+            ]
+        out.append((r.run_id, host_df, eng_df.astype(str)))
+    return out
+
+
+def _missing(v: Any) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):  # a list or an array: a value, not a missing one
+        return False
+
+
+def _num(v: Any, digits: int) -> str:
+    if _missing(v) or not math.isfinite(float(v)):
+        return "-"
+    return f"{float(v):.{digits}f}"
+
+
+def _mb(v: Any) -> str:
+    if not isinstance(v, int | float):
+        return "not recorded"
+    return f"{v / 1e6:.1f} MB"
+
+
+def _secs(v: float) -> str:
+    if _missing(v):
+        return "-"
+    return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+
+
+def _boot(rows: Any, smallest: bool) -> str:
+    measured = rows.dropna(subset=["ready_p50_s"])
+    if measured.empty:
+        return "no instance became ready"
+    row = measured.iloc[0] if smallest else measured.iloc[-1]
+    return f"{_secs(row['ready_p50_s'])} / {_secs(row['ready_p95_s'])} (N={row['n']})"
+
+
+def _mem(rows: Any, column: str) -> str:
+    measured = rows.dropna(subset=[column])
+    if measured.empty:
+        return "not measured"
+    row = measured.iloc[-1]
+    return f"{format_bytes(row[column] * 2**20)} (N={row['n']})"
+
+
+def _density(frames: Frames, run_id: str, platform: str, rows: Any) -> str:
+    if (run_id, platform) not in frames.density:
+        return "not a density run"
+    n, limit = rows["max_density"].iloc[0], rows["density_limit"].iloc[0]
+    if limit == "max":
+        return f"≥ {n} (the search's max; no limit reached)"
+    return f"{n} (stopped by {limit})"
