@@ -72,23 +72,18 @@ class LocalHost:
             seen += 1
         return {**totals, "processes": seen} if seen else None
 
-    def children(self, pid: int) -> list[int]:
-        """pid and all its descendants."""
+    def processes(self) -> ProcessTable:
+        """A snapshot of who is whose parent, taken once per step.
+
+        psutil's children() scans every process on the host per call; asking it once
+        per instance would make sampling a step O(N x processes).
+        """
         import psutil
 
-        try:
-            p = psutil.Process(pid)
-            return [pid] + [c.pid for c in p.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def parent(self, pid: int) -> int | None:
-        import psutil
-
-        try:
-            return psutil.Process(pid).ppid()
-        except psutil.Error:
-            return None
+        parents = {}
+        for p in psutil.process_iter(["pid", "ppid"]):
+            parents[p.info["pid"]] = p.info["ppid"]
+        return ProcessTable(parents)
 
     def read_pidfile(self, path: str) -> int | None:
         try:
@@ -141,6 +136,28 @@ class LocalHost:
             for name in now - names:
                 total += allocated_bytes(d / name, seen)
         return total
+
+
+class ProcessTable:
+    def __init__(self, parents: dict[int, int]):
+        self._parents = parents
+        self._children: dict[int, list[int]] = {}
+        for pid, ppid in parents.items():
+            self._children.setdefault(ppid, []).append(pid)
+
+    def parent(self, pid: int) -> int | None:
+        return self._parents.get(pid)
+
+    def descendants(self, pid: int) -> list[int]:
+        """pid and all its descendants (pid itself only if it exists)."""
+        if pid not in self._parents:
+            return []
+        out, stack = [], [pid]
+        while stack:
+            p = stack.pop()
+            out.append(p)
+            stack.extend(self._children.get(p, ()))
+        return out
 
 
 def allocated_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:

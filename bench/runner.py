@@ -99,6 +99,9 @@ class StepResult:
 GUARD_MARGIN = 1.25
 # Teardown is not measured: it may use more parallel calls than launches do.
 TEARDOWN_WORKERS = 16
+# Sampling waits on engine calls (docker's stats takes ~1 s per container on some
+# engines), not on CPU: many in flight keep a 256-instance step's sampling short.
+SAMPLING_WORKERS = 32
 # First step of a platform with no memory setting: a guess, replaced by measurement.
 DEFAULT_INSTANCE_ESTIMATE = 64 * 2**20
 
@@ -310,7 +313,7 @@ class Runner:
         sampling_start = self.clock()
         live = [x for x in launches if x.error is None and x.inst.handle is not None]
         try:
-            backend.prefetch([x.inst for x in live])
+            backend.prefetch([x.inst for x in live], self.host)
         except Exception as e:  # sampling is best effort; each sample says what it lacks
             for x in live:
                 x.inst.info["sample_error"] = first_line(e)
@@ -328,7 +331,7 @@ class Runner:
                 inst.info.update(self.host.process_memory(pids) or {})
 
         with ThreadPoolExecutor(
-            max_workers=max(1, min(sc.launch.concurrency, len(live))),
+            max_workers=max(1, min(SAMPLING_WORKERS, len(live))),
             thread_name_prefix="bench-sample",
         ) as pool:
             list(pool.map(sample, live))

@@ -78,8 +78,9 @@ class Backend(ABC):
     @abstractmethod
     def remove_leftover(self, leftover: Leftover) -> None: ...
 
-    def prefetch(self, insts: list[Instance]) -> None:
-        """Before sample() is called for each of insts: fetch what one call can answer for all."""
+    def prefetch(self, insts: list[Instance], host: Any) -> None:
+        """Before sample() is called for each of insts: fetch what one call can answer
+        for all (sizes, the host's process table), so sampling a step stays O(N)."""
 
     def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
         """Raw facts about a running, ready instance, from the engine's point of view.

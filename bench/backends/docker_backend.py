@@ -18,6 +18,7 @@ from bench.iohub import IOHub
 from bench.scenario import PlatformBase
 
 API_TIMEOUT_S = 60  # every engine call is bounded: a dead dockerd must not hang a run
+API_CONNECTIONS = 64
 
 
 class DockerSettings(PlatformBase):
@@ -59,6 +60,7 @@ class DockerBackend(Backend):
         self._image_ref = settings.image
         self._lock = threading.Lock()
         self._sizes: dict[str, int] = {}
+        self._procs: Any = None  # host process table, per sampling round
 
     @property
     def address(self) -> str:
@@ -76,7 +78,13 @@ class DockerBackend(Backend):
                         "(`dockerd &`, `systemctl start docker` or `make demo`) or set `host:`"
                     )
             try:
-                api = docker.APIClient(base_url=self.address, timeout=API_TIMEOUT_S, version="auto")
+                api = docker.APIClient(
+                    base_url=self.address,
+                    timeout=API_TIMEOUT_S,
+                    version="auto",
+                    # Launches, sampling and teardown run many calls at once.
+                    max_pool_size=API_CONNECTIONS,
+                )
                 api.ping()
             except Exception as e:
                 raise EngineUnavailable(
@@ -188,10 +196,11 @@ class DockerBackend(Backend):
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
 
-    def prefetch(self, insts: list[Instance]) -> None:
+    def prefetch(self, insts: list[Instance], host: Any) -> None:
         # Writable-layer sizes of the whole step in one list call (the list endpoint is
         # the SDK's way to ask for sizes; one call per container would cost O(N) each).
         run_ids = {i.run_id for i in insts}
+        self._procs = host.processes()
         self._sizes = {}
         for run_id in run_ids:
             for c in self.connect().containers(
@@ -207,8 +216,9 @@ class DockerBackend(Backend):
         pid = info["State"].get("Pid") or 0
         # The process view of a container: its containerd-shim (the parent of its init)
         # plus every process inside it.
-        pids = host.children(pid) if pid else []
-        shim = host.parent(pid) if pid else None
+        procs = host.processes() if self._procs is None else self._procs
+        pids = procs.descendants(pid) if pid else []
+        shim = procs.parent(pid) if pid else None
         if shim and shim > 1:
             pids.append(shim)
         stats = api.stats(inst.handle, stream=False, one_shot=True)

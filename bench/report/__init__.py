@@ -83,7 +83,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
             (directory / name).unlink(missing_ok=True)  # no stale plot from an older report
             continue
         path = directory / name
-        fig.savefig(path, format="png")
+        fig.savefig(path, format="png", bbox_inches="tight")  # keeps outside legends
         drawn.append((name, CAPTIONS[name], path))
         report.files.append(path)
     write(REPORT_HTML, render_html(frames, drawn, skipped))

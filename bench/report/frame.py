@@ -7,6 +7,7 @@ can test for data instead of for columns.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,20 +137,25 @@ def series_names(samples: Any, labels: dict[str, str]) -> dict[tuple[str, str], 
     return out
 
 
+_RUN_ID_RE = re.compile(r"^(?P<name>.+)-(?P<date>\d{8})-(?P<time>\d{6})-(?P<id>[0-9a-f]+)$")
+
+
 def run_labels(runs: list[Run]) -> dict[str, str]:
-    """Short, unique legend labels: the run id without the shared scenario-name prefix."""
+    """Short, unique legend labels: run ids without what all of them share (scenario
+    name, date), e.g. "033745-2d57" for two runs of one scenario on one day."""
     if len(runs) == 1:
         return {runs[0].run_id: ""}
-    names = {r.metadata.get("scenario", {}).get("name") for r in runs}
-    labels = {}
-    for r in runs:
-        name = r.metadata.get("scenario", {}).get("name", "")
-        short = r.run_id
-        if len(names) == 1 and name and short.startswith(name + "-"):
-            short = short[len(name) + 1 :]
-        labels[r.run_id] = short
+    ids = [r.run_id for r in runs]
+    parts = [_RUN_ID_RE.match(i) for i in ids]
+    if not all(parts):
+        return {i: i for i in ids}
+    keep = [k for k in ("name", "date") if len({m[k] for m in parts}) > 1]
+    labels = {
+        i: "-".join([*(m[k] for k in keep), m["time"], m["id"]])
+        for i, m in zip(ids, parts, strict=True)
+    }
     if len(set(labels.values())) < len(labels):
-        return {r.run_id: r.run_id for r in runs}
+        return {i: i for i in ids}
     return labels
 
 

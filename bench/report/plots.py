@@ -32,7 +32,8 @@ def ready_distribution(frames: Frames) -> Any:
         (f"{series}  N={n}", g["ready_s"].to_numpy(), colors[series])
         for (series, n), g in _ordered(ok, frames)
     ]
-    fig = _figure(8, 1.2 + 0.42 * len(groups))
+    longest = max(len(g[0]) for g in groups)
+    fig = _figure(6 + 0.075 * longest, 1.2 + 0.42 * len(groups))
     ax = fig.add_subplot()
     data = [g[1] for g in groups]
     positions = list(range(len(groups), 0, -1))  # first group on top
@@ -98,7 +99,7 @@ def ready_percentiles(frames: Frames) -> Any:
     ax.set_ylabel("ready time")
     ax.set_title("Ready time p50 / p95 vs N (instances started together)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
+    _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -200,7 +201,7 @@ def density_curve(frames: Frames) -> Any:
     ax.set_ylabel("ready p95")
     ax.set_title("Density: ready p95 vs N (red: the step that broke a limit)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
+    _legend(ax)
     if rate_ax is not None:
         _n_axis(rate_ax, s["n"])
         rate_ax.set_ylabel("instances ready per second")
@@ -299,6 +300,14 @@ def _medians(frames: Frames, source: str, column: str, df: Any = None) -> Any:
     return out.reset_index().sort_values(["n"], kind="stable")
 
 
+def _legend(ax: Any) -> None:
+    """Inside the axes when short; under them when it would hide the data."""
+    if len(ax.get_legend_handles_labels()[0]) <= 3:
+        ax.legend(fontsize="small")
+    else:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
+
+
 def _size_panel(ax: Any, medians: Any, colors: dict[str, Any]) -> None:
     """Median bytes per instance against N, one line per series, in a readable unit."""
     unit, factor = _size_unit(medians["value"])
@@ -352,7 +361,7 @@ def _n_axis(ax: Any, ns: Any) -> None:
 
 def _seconds_axis(ax: Any, axis: str) -> None:
     """Ticks read as "200 ms", "1 s", "5 s"; on a log axis at 1-2-5 steps, no minor labels."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     def fmt(v: float, _pos: Any) -> str:
         if v <= 0:
@@ -365,4 +374,6 @@ def _seconds_axis(ax: Any, axis: str) -> None:
     if target.get_scale() == "log":
         target.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
         target.set_minor_formatter(NullFormatter())
+    else:  # labels like "750 ms" are wide: fewer of them
+        target.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
     target.set_major_formatter(FuncFormatter(fmt))
