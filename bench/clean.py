@@ -20,11 +20,15 @@ def default_backends(docker_host: str | None, libvirt_uris: list[str]) -> list[B
     from bench.backends.libvirt_backend import LibvirtBackend, LibvirtSettings
 
     out: list[Backend] = [
-        DockerBackend(DockerSettings(name="clean", backend="docker", image="-", host=docker_host))
+        DockerBackend(
+            DockerSettings(name="clean", backend="docker", image="busybox", host=docker_host)
+        )
     ]
     for uri in libvirt_uris:
         out.append(
-            LibvirtBackend(LibvirtSettings(name="clean", backend="libvirt", image="-", uri=uri))
+            LibvirtBackend(
+                LibvirtSettings(name="clean", backend="libvirt", image="busybox", uri=uri)
+            )
         )
     return out
 

@@ -280,6 +280,9 @@ class Comparison:
         table = tabulate(rows, headers, tablefmt="github", disable_numparse=True)
         k = len(self.regressions)
         outcome = f"**{k} regression{'s' if k != 1 else ''}**" if k else "no regression"
+        if self.undecided:
+            outcome += f" ({len(self.undecided)} undecided: too few samples, at least "
+            outcome += f"{self.needed} per run needed)"
         lines = [
             f"### bench compare: `{self.metric}`",
             "",

@@ -257,6 +257,7 @@ class Runner:
             max_workers=min(sc.launch.concurrency, step.n), thread_name_prefix="bench-launch"
         )
         measured: dict[str, Any] = {}
+        wait_end: float | None = None
         try:
             for launch in launches:
                 pool.submit(self._launch, backend, launch, waiter.wake)
@@ -264,12 +265,19 @@ class Runner:
             wait_end = self.clock()
             pool.shutdown(wait=True)
             measured = self._measure(backend, launches, before, step.n)
-        finally:
-            # Launches still in flight finish first, so nothing is created after teardown.
-            pool.shutdown(wait=True, cancel_futures=True)
-            teardown_start = self.clock()
-            self._destroy_all(backend, launches, max(sc.launch.concurrency, TEARDOWN_WORKERS))
-        teardown_s = self.clock() - teardown_start
+            teardown_s = self._teardown(backend, pool, launches)
+        except BaseException:
+            # Interrupted (or broken) mid-step, teardown included: destroy what is left
+            # (only instances not yet destroyed), then keep what was measured.
+            self._teardown(backend, pool, launches)
+            self.sink.add_samples(
+                [
+                    self._sample(step, index, i, x, step_start, sc.timeout, "run interrupted")
+                    for i, x in enumerate(launches)
+                    if x.launch_at is not None
+                ]
+            )
+            raise
         samples = [
             self._sample(step, index, i, launch, step_start, sc.timeout)
             for i, launch in enumerate(launches)
@@ -283,11 +291,21 @@ class Runner:
             # Wall time from the first launch call to the last instance ready.
             "all_ready_s": all_ready,
             "launch_rate_per_s": step.n / all_ready if all_ready else None,
-            "wait_s": wait_end - step_start,
+            "wait_s": wait_end - step_start if wait_end is not None else None,
             "teardown_s": teardown_s,
             **measured,
         }
         return StepResult(samples, record)
+
+    def _teardown(
+        self, backend: Backend, pool: ThreadPoolExecutor, launches: list[_Launch]
+    ) -> float:
+        # Launches still in flight finish first, so nothing is created after teardown.
+        pool.shutdown(wait=True, cancel_futures=True)
+        start = self.clock()
+        workers = max(self.loaded.scenario.launch.concurrency, TEARDOWN_WORKERS)
+        self._destroy_all(backend, launches, workers)
+        return self.clock() - start
 
     # -- measurement around a step ------------------------------------------------------
 
@@ -460,6 +478,7 @@ class Runner:
         launch: _Launch,
         step_start: float,
         timeout: float,
+        unfinished: str | None = None,
     ) -> dict[str, Any]:
         inst, console = launch.inst, launch.inst.console
         t0 = launch.launch_at
@@ -479,6 +498,8 @@ class Runner:
                 error = f"{console.closed_reason} before {console.marker}"
             elif t0 is None:
                 error = "never launched"
+            elif unfinished:
+                error = unfinished
             else:
                 error = f"no {console.marker} within {timeout:g}s"
         guest_uptime = _float(console.fields.get("uptime"))

@@ -63,7 +63,8 @@ def test_first_step_uses_configured_memory():
     )
     (refused,) = sink.steps
     assert (
-        refused["status"] == "refused" and "(1536 MiB each: configured memory)" in refused["limit_detail"]
+        refused["status"] == "refused"
+        and "(1536 MiB each: configured memory)" in refused["limit_detail"]
     )
     assert backend.created == 0 and sink.samples == []
 

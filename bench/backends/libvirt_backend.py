@@ -382,9 +382,11 @@ class LibvirtBackend(Backend):
             dom = self.connect().lookupByName(leftover.name)
         except libvirt.libvirtError:
             return
+        # A transient domain is gone once destroyed: ask before destroying it.
+        persistent = dom.isPersistent()
         if dom.isActive():
             dom.destroy()
-        if dom.isPersistent():
+        if persistent:
             dom.undefine()
 
     def close(self) -> None:

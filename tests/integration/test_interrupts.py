@@ -1,0 +1,395 @@
+"""Interrupts and crashes, as a user causes them: `bench run` as a subprocess on the real
+engines, a signal (or kill -9) sent at a chosen moment of the run, then what is left.
+
+Each test gives its run a unique `--name` prefix, watches the engines for what that run
+creates (docker's event stream, libvirt polled every 20 ms) to pick the moment, and
+removes everything of that prefix in a `finally` (`bench clean --run`, then the SDKs),
+so a failing test still leaves the host clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.results import load_run
+from tests.conftest import REPO
+from tests.integration.engine_watch import (
+    DockerEvents,
+    action,
+    bench_clean,
+    bench_cmd,
+    domain_running,
+    overlay_files,
+    purge,
+    remaining,
+    wait_domain,
+)
+
+EXIT_INTERRUPTED = 130
+# The issue's bound: every instance destroyed and bench gone within 30 s of the signal.
+EXIT_WITHIN_S = 30
+ENV = {**os.environ, "COLUMNS": "200"}
+
+DOCKER_8 = """\
+name: interrupt
+timeout: 60s
+counts: [8]
+settle: 0s
+launch: {concurrency: 2}
+platforms:
+  - {name: c, backend: docker, image: busybox, memory: 64MiB}
+"""
+
+# A step that stays up: its instances never print the marker, so the runner waits for
+# them (up to the timeout) while they all run. A first, normal step gives samples.
+DOCKER_HELD = """\
+name: held
+timeout: 120s
+settle: 0s
+launch: {concurrency: 4}
+platforms:
+  - {name: warm, backend: docker, image: busybox, memory: 64MiB, counts: [2]}
+  - name: held
+    backend: docker
+    image: busybox
+    memory: 64MiB
+    counts: [%(n)d]
+    ready: NEVER_PRINTED_MARKER
+"""
+
+VM_BUSYBOX = """\
+name: vm
+timeout: 120s
+counts: [1]
+settle: 0s
+platforms:
+  - {name: vm, backend: libvirt, image: busybox, accel: tcg, memory: 192MiB}
+"""
+
+# A blank qcow2 base: the guest finds nothing to boot and sits in the firmware, never
+# ready, but each instance has its own overlay file, which must not leak either.
+VM_DISK = """\
+name: vmdisk
+timeout: 120s
+counts: [1]
+settle: 0s
+platforms:
+  - {name: vm, backend: libvirt, image: blank, disk: %(disk)s, accel: tcg, memory: 128MiB}
+"""
+
+TINY = """\
+name: tiny
+timeout: 60s
+counts: [1]
+settle: 0s
+platforms:
+  - {name: c, backend: docker, image: busybox, memory: 64MiB}
+"""
+
+
+class BenchRun:
+    """One `bench run` subprocess in its own session: signals reach only it."""
+
+    def __init__(self, directory: Path, scenario: str, name: str):
+        directory.mkdir(parents=True)
+        self.out = directory / "results"
+        path = directory / "scenario.yaml"
+        path.write_text(scenario)
+        self._stdout = (directory / "stdout").open("w+")
+        self._stderr = (directory / "stderr").open("w+")
+        self.proc = subprocess.Popen(
+            bench_cmd("run", str(path), "--out", str(self.out), "--name", name),
+            stdout=self._stdout,
+            stderr=self._stderr,
+            start_new_session=True,
+            cwd=REPO,
+            env=ENV,
+        )
+        self.signalled_at: float | None = None
+        self.exit_s: float | None = None  # from the (last) signal to exit
+
+    def signal(self, sig: int) -> None:
+        self.signalled_at = time.monotonic()
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = EXIT_WITHIN_S) -> int | None:
+        """Exit code, or None if bench is still running after `timeout` s."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        if self.signalled_at is not None:
+            self.exit_s = time.monotonic() - self.signalled_at
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def _read(self, f) -> str:
+        f.flush()
+        f.seek(0)
+        return f.read()
+
+    @property
+    def stdout(self) -> str:
+        return self._read(self._stdout)
+
+    @property
+    def stderr(self) -> str:
+        return self._read(self._stderr)
+
+    @property
+    def run_dirs(self) -> list[Path]:
+        return sorted(d for d in self.out.iterdir() if d.is_dir()) if self.out.is_dir() else []
+
+    @property
+    def run_dir(self) -> Path:
+        dirs = self.run_dirs
+        assert len(dirs) == 1, f"expected one run directory in {self.out}: {dirs}\n{self.stderr}"
+        return dirs[0]
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    def report(self) -> str:
+        rc = self.proc.returncode
+        return f"exit {rc}\n--- stderr:\n{self.stderr}\n--- stdout:\n{self.stdout}"
+
+    def close(self) -> None:
+        self._stdout.close()
+        self._stderr.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"it{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def runs(tmp_path, prefix):
+    """Starts `bench run`s; afterwards kills them and removes all they left, always."""
+    started: list[BenchRun] = []
+
+    def start(scenario: str, name: str = "") -> BenchRun:
+        run = BenchRun(tmp_path / f"run{len(started)}", scenario, name or prefix)
+        started.append(run)
+        return run
+
+    try:
+        yield start
+    finally:
+        try:
+            for run in started:
+                run.kill()
+                run.close()
+        finally:
+            purge(prefix, [d.name for run in started for d in run.run_dirs])
+
+
+@pytest.fixture
+def docker_events(docker_api, prefix):
+    watch = DockerEvents(prefix)
+    try:
+        yield watch
+    finally:
+        watch.close()
+
+
+@pytest.fixture
+def blank_disk():
+    """A blank qcow2 base image where QEMU (not root under qemu:///system) can read it."""
+    d = Path(tempfile.mkdtemp(prefix="bench-it-", dir="/var/tmp"))
+    try:
+        d.chmod(0o755)
+        base = d / "base.qcow2"
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", str(base), "16M"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        base.chmod(0o644)
+        yield base
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def vm_scenario(kind: str, disk: Path | None) -> str:
+    return VM_BUSYBOX if kind == "busybox" else VM_DISK % {"disk": disk}
+
+
+def assert_interrupted(run: BenchRun, rc: int | None) -> None:
+    """Exit 130 within the bound, says so last, results readable and marked."""
+    assert rc is not None, f"bench still running {EXIT_WITHIN_S}s after the signal\n{run.stderr}"
+    assert rc == EXIT_INTERRUPTED, run.report()
+    assert run.exit_s is not None and run.exit_s < EXIT_WITHIN_S
+    lines = run.stderr.strip().splitlines()
+    assert lines and "interrupted" in lines[-1], run.report()
+    assert "Traceback" not in run.stderr, run.report()
+    meta = json.loads((run.run_dir / "metadata.json").read_text())
+    assert meta["status"] == "interrupted", meta
+    stored = load_run(run.run_dir)  # readable; the samples of finished steps (maybe none)
+    assert stored.status == "interrupted"
+    assert all(s["run_id"] == run.run_id for s in stored.samples)
+
+
+def assert_bench_clean(run_id: str) -> subprocess.CompletedProcess[str]:
+    p = bench_clean(run_id)
+    assert p.returncode == 0, (
+        f"bench clean --run {run_id}: exit {p.returncode}\n{p.stdout}{p.stderr[-3000:]}"
+    )
+    return p
+
+
+# -- SIGINT / SIGTERM ----------------------------------------------------------------
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_launch_of_8_containers(sig, runs, docker_events, docker_api, prefix):
+    run = runs(DOCKER_8)
+    docker_events.wait_for(action("create"), timeout=60)
+    run.signal(sig)
+    rc = run.wait()
+    left = remaining(prefix, docker_api)  # right after exit: nothing may still be going
+    creates = [e for e in docker_events.events if e.action == "create"]
+    print(f"{sig.name} during launch: exit {rc} in {run.exit_s:.2f}s, {len(creates)} created")
+    assert_interrupted(run, rc)
+    assert left == []
+    # The signal landed during launch (not after it): no new launch began afterwards.
+    assert len(creates) < 8, creates
+
+
+@pytest.mark.libvirt
+@pytest.mark.parametrize("kind", ["busybox", "disk"])
+def test_sigint_while_vm_boots(kind, runs, libvirt_conn, prefix, request):
+    disk = request.getfixturevalue("blank_disk") if kind == "disk" else None
+    run = runs(vm_scenario(kind, disk))
+    wait_domain(libvirt_conn, prefix, timeout=60)
+    if kind == "disk":
+        assert overlay_files(prefix), "the instance's overlay should exist once its domain does"
+    run.signal(signal.SIGINT)
+    rc = run.wait()
+    left = remaining(prefix, libvirt_conn=libvirt_conn)
+    print(f"SIGINT during VM boot ({kind}): exit {rc} in {run.exit_s:.2f}s")
+    assert_interrupted(run, rc)
+    assert left == []  # no domain, no overlay file
+
+
+@pytest.mark.docker
+def test_sigint_during_teardown(runs, docker_events, docker_api, prefix):
+    run = runs(DOCKER_8)
+    # All 8 ready, then teardown: the first container bench kills (remove, force=True).
+    docker_events.wait_for(action("kill", "die", "destroy"), timeout=60)
+    run.signal(signal.SIGINT)
+    rc = run.wait()
+    left = remaining(prefix, docker_api)
+    creates = [e for e in docker_events.events if e.action == "create"]
+    kept = len(load_run(run.run_dir).samples) if run.run_dirs else None
+    print(f"SIGINT during teardown: exit {rc} in {run.exit_s:.2f}s, {kept} samples kept")
+    assert len(creates) == 8  # the signal came after every launch: in teardown
+    assert_interrupted(run, rc)
+    # Every container was ready and measured before teardown: none of it is lost.
+    samples = load_run(run.run_dir).samples
+    assert len(samples) == 8 and all(s["ok"] for s in samples), samples
+    assert left == []
+
+
+@pytest.mark.docker
+def test_second_sigint_forces_exit_and_bench_clean_finishes(
+    runs, docker_events, docker_api, prefix
+):
+    run = runs(DOCKER_8)
+    docker_events.wait_for(action("create"), timeout=60)
+    first = docker_events.mark()
+    run.signal(signal.SIGINT)
+    # Cleanup has begun once bench removes its first container: the second Ctrl-C.
+    docker_events.wait_for(action("kill", "die", "destroy"), after=first, timeout=EXIT_WITHIN_S)
+    run.signal(signal.SIGINT)
+    rc = run.wait()
+    actions = [e.action for e in docker_events.events]
+    print(f"second SIGINT: exit {rc} in {run.exit_s:.3f}s, events {actions}")
+    assert rc == EXIT_INTERRUPTED, run.report()
+    assert run.exit_s is not None and run.exit_s < 3, "a second Ctrl-C must exit at once"
+    assert f"bench clean --run {run.run_id}" in run.stderr, run.report()
+    assert load_run(run.run_dir).status == "interrupted"
+    print("left by the forced exit:", remaining(prefix, docker_api))
+    assert_bench_clean(run.run_id)
+    assert remaining(prefix, docker_api) == []
+
+
+# -- kill -9 -------------------------------------------------------------------------
+
+
+def kill9_with_containers_up(runs, docker_events, n: int) -> BenchRun:
+    """A run killed with SIGKILL while its second step's n containers all run."""
+    run = runs(DOCKER_HELD % {"n": n})
+    docker_events.wait_for(lambda e: e.action == "start" and e.platform == "held", n, timeout=60)
+    run.signal(signal.SIGKILL)
+    assert run.wait() == -signal.SIGKILL
+    return run
+
+
+@pytest.mark.docker
+def test_kill9_keeps_results_and_bench_clean_removes_containers(
+    runs, docker_events, docker_api, prefix
+):
+    run = kill9_with_containers_up(runs, docker_events, 8)
+    stored = load_run(run.run_dir)
+    assert stored.status == "incomplete"  # still "running" on disk, its pid gone
+    assert stored.metadata["status"] == "running"
+    # The first step finished before the kill: its samples and step record are kept.
+    assert [s["platform"] for s in stored.samples] == ["warm", "warm"]
+    assert all(s["ok"] for s in stored.samples)
+    assert [s["platform"] for s in stored.steps] == ["warm"]
+    assert len(remaining(prefix, docker_api)) == 8  # what kill -9 leaves behind
+    clean = assert_bench_clean(run.run_id)
+    assert "8 removed" in clean.stdout, clean.stdout
+    assert remaining(prefix, docker_api) == []
+
+
+@pytest.mark.libvirt
+@pytest.mark.parametrize("kind", ["busybox", "disk"])
+def test_kill9_during_vm_and_bench_clean_removes_domain_and_overlay(
+    kind, runs, libvirt_conn, prefix, request
+):
+    disk = request.getfixturevalue("blank_disk") if kind == "disk" else None
+    run = runs(vm_scenario(kind, disk))
+    wait_domain(libvirt_conn, prefix, ready=domain_running, timeout=60)
+    run.signal(signal.SIGKILL)
+    assert run.wait() == -signal.SIGKILL
+    stored = load_run(run.run_dir)
+    assert stored.status == "incomplete" and stored.samples == []
+    left = remaining(prefix, libvirt_conn=libvirt_conn)
+    assert len(left) == (2 if kind == "disk" else 1), left  # the domain (+ its overlay)
+    assert_bench_clean(run.run_id)
+    assert remaining(prefix, libvirt_conn=libvirt_conn) == []
+
+
+@pytest.mark.docker
+def test_run_warns_about_leftovers_of_a_killed_run(runs, docker_events, docker_api, prefix):
+    killed = kill9_with_containers_up(runs, docker_events, 2)
+    tiny = runs(TINY, name=f"{prefix}-tiny")
+    rc = tiny.wait(120)
+    assert rc == 0, tiny.report()
+    warning = " ".join(tiny.stderr.split())
+    assert "warning:" in warning and "left over" in warning, tiny.report()
+    assert "`bench clean`" in warning, tiny.report()
+    assert killed.run_id in warning or ", ..." in warning, tiny.report()
+    # The tiny run itself left nothing.
+    assert remaining(tiny.run_id, docker_api) == []
+    assert_bench_clean(killed.run_id)
+    assert remaining(prefix, docker_api) == []
