@@ -41,7 +41,9 @@ def _stderr() -> Any:
 def _stdout() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped into a file or a CI log, a table must not be squeezed into 80 columns.
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(highlight=False, width=wide)
 
 
 @app.callback()

@@ -67,30 +67,30 @@ def summarize(
     return rows
 
 
-def density_results(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per platform: the largest N whose every step met every limit, and what stopped it.
+def density_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One platform's density search: the largest N whose every step met every limit,
+    and the limit of the first step that broke one ("max": the search reached its max)."""
+    bad_ns = {
+        st["n"]
+        for st in steps
+        if st.get("status", "ran") != "ran" or st.get("failures") or st.get("limit")
+    }
+    good = [st["n"] for st in steps if st["n"] not in bad_ns]
+    stopper = next((st for st in steps if st.get("limit")), None)
+    return {
+        "max_density": max(good) if good else 0,
+        "limit": stopper["limit"] if stopper else "max",
+        "limit_detail": stopper.get("limit_detail") if stopper else "reached the search's max",
+    }
 
-    Only platforms whose steps carry a density verdict (a `limit` key) are included.
-    """
+
+def density_results(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """density_of() per platform, for platforms whose steps carry a density verdict."""
     by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for st in steps:
         if "limit" in st:
             by_platform[st["platform"]].append(st)
-    out = {}
-    for platform, sts in by_platform.items():
-        bad_ns = {
-            st["n"]
-            for st in sts
-            if st.get("status") != "ran" or st.get("failures") or st.get("limit")
-        }
-        good = [st["n"] for st in sts if st["n"] not in bad_ns]
-        stopper = next((st for st in sts if st.get("limit") or st.get("status") == "refused"), None)
-        out[platform] = {
-            "max_density": max(good) if good else 0,
-            "limit": stopper["limit"] if stopper else "max",
-            "limit_detail": stopper.get("limit_detail") if stopper else "reached the search's max",
-        }
-    return out
+    return {platform: density_of(sts) for platform, sts in by_platform.items()}
 
 
 def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:

@@ -289,8 +289,7 @@ def main() -> int:
         marginal = (per_instance[hi] * hi - per_instance[lo] * lo) / (hi - lo)
         rows.append(
             (
-                f"CPU per instance N={hi} / N={lo} "
-                f"(marginal {marginal * 1000:.1f} ms/instance)",
+                f"CPU per instance N={hi} / N={lo} (marginal {marginal * 1000:.1f} ms/instance)",
                 f"{per_instance[hi] * 1000:.1f} / {per_instance[lo] * 1000:.1f} ms",
                 f"{per_instance[hi] / per_instance[lo]:.2f}",
                 f"<= {TARGETS['cpu_per_instance_ratio']:.1f}",

@@ -217,19 +217,11 @@ def density_searches(run: Run) -> dict[str, dict[str, Any]]:
 
 
 def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
-    """The largest N whose steps all ran with no failure and no limit, and what stopped it.
+    """The largest N whose steps all met every limit, and what stopped the search."""
+    from bench.summary import density_of
 
-    The limit is that of the first step that broke one ("max" when none did: the
-    search reached its configured maximum).
-    """
-    bad = {
-        s["n"]
-        for s in steps
-        if s.get("status", "ran") != "ran" or s.get("failures") or s.get("limit")
-    }
-    good = [s["n"] for s in steps if s["n"] not in bad]
-    stopper = next((s for s in steps if s.get("limit")), None)
-    return (max(good) if good else 0), (stopper["limit"] if stopper else "max")
+    d = density_of(steps)
+    return d["max_density"], d["limit"]
 
 
 def summary_frame(

@@ -1,0 +1,119 @@
+"""`bench report` and `bench compare` as a user runs them, on real docker runs.
+
+Docker only and small: three runs of 10 one-container steps each (~15 s in all).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.report.frame import SUMMARY_COLUMNS
+from tests.integration.test_cli import bench
+
+SCENARIO = """\
+name: gate
+repeat: 10
+timeout: 60s
+settle: 0s
+counts: [1]
+platforms:
+  - name: container
+    backend: docker
+    image: busybox
+    memory: 64MiB
+"""
+# The same container, ready 200 ms later: its init is started after a sleep.
+DELAYED = SCENARIO + "    command: [sh, -c, 'sleep 0.2; exec /init']\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_scenario(tmp_path: Path, text: str, name: str) -> Path:
+    scenario = tmp_path / f"{name}.yaml"
+    scenario.write_text(text)
+    p = bench("run", str(scenario), "--out", str(tmp_path / "results"))
+    assert p.returncode == 0, p.stderr
+    return Path(p.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, docker_api):
+    """baseline, a second run of the same scenario, and the delayed one."""
+    tmp = tmp_path_factory.mktemp("gate")
+    out = {
+        "baseline": run_scenario(tmp, SCENARIO, "baseline"),
+        "same": run_scenario(tmp, SCENARIO, "same"),
+        "delayed": run_scenario(tmp, DELAYED, "delayed"),
+    }
+    yield out
+    for d in out.values():
+        run_id = json.loads((d / "metadata.json").read_text())["run_id"]
+        left = docker_api.containers(all=True, filters={"label": f"bench.run_id={run_id}"})
+        assert left == [], f"containers left behind by {run_id}"
+
+
+def test_report_of_a_real_run_writes_every_file(runs, tmp_path):
+    out = tmp_path / "report"
+    p = bench("report", str(runs["baseline"]), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == str(out)
+    for name in ("summary.csv", "summary.md", "containers-vs-vms.md", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    with (out / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == SUMMARY_COLUMNS
+    assert [(r["platform"], r["n"], r["samples"], r["failures"]) for r in rows] == [
+        ("container", "1", "10", "0")
+    ]
+    assert 0 < float(rows[0]["ready_p50_s"]) < 5
+    from PIL import Image
+
+    pngs = sorted(out.glob("*.png"))
+    assert {"ready-distribution.png", "ready-percentiles.png"} <= {p.name for p in pngs}
+    for png in pngs:
+        assert png.read_bytes()[:8] == PNG_SIGNATURE
+        with Image.open(png) as im:
+            im.verify()
+    # No density search here: that plot is skipped with a note, never drawn empty.
+    assert not (out / "density.png").exists()
+    assert "density.png not drawn" in p.stderr
+    assert "shared with the host" in (out / "containers-vs-vms.md").read_text()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(pngs)
+
+
+def test_compare_same_scenario_exits_0(runs):
+    # A generous threshold: this host is shared with other tests; the 200 ms case
+    # below is a +100% change or more on a ~150 ms container start.
+    p = bench("compare", str(runs["baseline"]), str(runs["same"]), "--threshold", "50%")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "| container  | 1" in p.stdout and "no regression" in p.stdout
+
+
+def test_compare_delayed_readiness_exits_1(runs):
+    p = bench("compare", str(runs["baseline"]), str(runs["delayed"]), "--threshold", "50%")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "**REGRESSION**" in p.stdout
+    # The scenarios differ in the container's command: said on stderr.
+    assert "scenario settings differ (command None → ['sh', '-c'" in p.stderr
+    p = bench("compare", str(runs["baseline"]), str(runs["delayed"]), "--json")
+    assert p.returncode == 1
+    data = json.loads(p.stdout)
+    [g] = data["groups"]
+    assert g["verdict"] == "regression" and g["current_median"] - g["baseline_median"] > 0.15
+
+
+def test_compare_usage_errors_exit_2_with_one_line(runs, tmp_path):
+    p = bench("compare", str(runs["baseline"]), str(tmp_path / "missing"))
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "not a bench run directory" in p.stderr
+    # At alpha 1e-6 a one-sided Mann-Whitney U needs 12 samples per run to ever reject;
+    # these runs have 10.
+    p = bench("compare", str(runs["baseline"]), str(runs["same"]), "--alpha", "0.000001")
+    assert p.returncode == 2
+    assert "at least 12 per run are needed" in p.stderr
+    p = bench("compare", str(runs["baseline"]), str(runs["same"]), "--threshold", "10")
+    assert p.returncode == 2 and "percentage such as 10%" in p.stderr

@@ -1,0 +1,318 @@
+"""`bench report` on synthetic run directories: every file, the CSV columns, the classic
+table, plots skipped when their data is absent, density, host differences."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.errors import UsageError
+from bench.report import build_report, default_directory
+from bench.report.frame import DENSITY_COLUMNS, SUMMARY_COLUMNS, max_density
+
+HOST = {
+    "hostname": "lab1",
+    "cpu_model": "AMD EPYC",
+    "cpu_cores": 2,
+    "mem_total_bytes": 24 * 2**30,
+    "kernel": "6.18.44-host",
+    "os": "Debian GNU/Linux 12",
+    "arch": "x86_64",
+    "kvm_device": True,
+    "bench_version": "0.1.0",
+}
+ENGINES = {
+    "container": {"engine": "docker", "docker_version": "20.10.24", "image_bytes": 1985736},
+    "vm": {"engine": "libvirt", "qemu_version": "7.2.22", "accel": "tcg", "image_bytes": 9285632},
+}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(root, run_id, samples, steps, scenario=None, host=None, engines=None):
+    d = Path(root) / run_id
+    d.mkdir(parents=True)
+    meta = {
+        "schema_version": 1,
+        "bench_version": "0.1.0",
+        "run_id": run_id,
+        "status": "complete",
+        "scenario": scenario
+        or {
+            "name": "quickstart",
+            "platforms": [
+                {"name": "container", "backend": "docker", "counts": [1, 4]},
+                {"name": "vm", "backend": "libvirt", "counts": None},
+            ],
+        },
+        "scenario_path": "scenarios/quickstart.yaml",
+        "host": host or HOST,
+        "engines": engines or ENGINES,
+    }
+    (d / "metadata.json").write_text(json.dumps(meta))
+    (d / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    (d / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    return d
+
+
+def sample(platform, n, ready_s, ok=True, **extra):
+    vm = platform == "vm"
+    return {
+        "platform": platform,
+        "backend": "libvirt" if vm else "docker",
+        "kind": "vm" if vm else "container",
+        "n": n,
+        "repeat": 0,
+        "ok": ok,
+        "error": None if ok else "not ready within 120s",
+        "ready_s": ready_s if ok else None,
+        "guest_kernel": "6.1.0-guest" if vm else HOST["kernel"],
+        "accel": "tcg" if vm else None,
+        **extra,
+    }
+
+
+def step(platform, n, repeat=0, failures=0, **extra):
+    return {
+        "platform": platform,
+        "kind": "vm" if platform == "vm" else "container",
+        "n": n,
+        "repeat": repeat,
+        "failures": failures,
+        **extra,
+    }
+
+
+def quickstart_run(root, run_id="quickstart-20261129-000000-aaaa", **kw):
+    """Like a quickstart run from before memory probes: no memory, disk or density."""
+    samples = [sample("container", 1, 0.15), sample("container", 1, 0.16)]
+    samples += [sample("container", 4, 0.3 + i / 100) for i in range(8)]
+    samples += [sample("vm", 1, 4.3), sample("vm", 1, 4.4, ok=False)]
+    steps = [step("container", 1), step("container", 4), step("vm", 1, failures=1)]
+    return write_run(root, run_id, samples, steps, **kw)
+
+
+def density_run(root, run_id="density-20261129-000000-bbbb"):
+    """Containers searched 1, 2, 4, 8: N=8 broke the SLO. VMs: N=2 refused by memory."""
+    mem = {"pss_bytes": 6 * 2**20, "uss_bytes": 3 * 2**20, "rss_bytes": 12 * 2**20}
+    samples, steps = [], []
+    for n, ready, limit in ((1, 0.15, None), (2, 0.2, None), (4, 0.3, None), (8, 2.5, "slo")):
+        samples += [
+            sample("container", n, ready, engine_mem_bytes=2**20, disk_writable_bytes=8192, **mem)
+            for _ in range(n)
+        ]
+        steps.append(
+            step(
+                "container",
+                n,
+                status="ran",
+                limit=limit,
+                host_drop_per_instance_bytes=5 * 2**20,
+                disk_growth_bytes=n * 12288,
+                launch_rate_per_s=n / ready,
+            )
+        )
+    samples.append(
+        sample("vm", 1, 4.0, pss_bytes=200 * 2**20, disk_writable_bytes=2 * 2**20, rss_bytes=1)
+    )
+    steps.append(step("vm", 1, status="ran", limit=None, host_drop_per_instance_bytes=180 * 2**20))
+    steps.append(step("vm", 2, status="refused", limit="memory_reserve"))
+    scenario = {
+        "name": "density",
+        "density": {"start": 1, "factor": 2, "max": 64, "slo": {"ready_p95": 1.0}},
+        "platforms": [
+            {"name": "container", "backend": "docker", "counts": None, "density": None},
+            {"name": "vm", "backend": "libvirt", "counts": None, "density": {"max": 4}},
+        ],
+    }
+    return write_run(root, run_id, samples, steps, scenario=scenario)
+
+
+def assert_png(path: Path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.size[0] > 300 and im.size[1] > 200
+
+
+def test_report_of_a_run_without_memory_writes_every_table_and_skips_absent_plots(tmp_path):
+    run = quickstart_run(tmp_path / "results")
+    out = tmp_path / "report"
+    report = build_report([run], out)
+    names = sorted(p.name for p in report.files)
+    assert names == [
+        "containers-vs-vms.md",
+        "ready-distribution.png",
+        "ready-percentiles.png",
+        "report.html",
+        "summary.csv",
+        "summary.md",
+    ]
+    for name in ("ready-distribution.png", "ready-percentiles.png"):
+        assert_png(out / name)
+    for name in ("memory-per-instance.png", "density.png", "disk-per-instance.png"):
+        assert not (out / name).exists()
+        assert any(n.startswith(f"{name} not drawn:") for n in report.notes)
+    with (out / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == SUMMARY_COLUMNS  # no density columns for a counts run
+    vm = next(r for r in rows if r["platform"] == "vm")
+    assert (vm["samples"], vm["failures"], vm["accel"]) == ("2", "1", "tcg")
+    assert float(vm["ready_p50_s"]) == 4.3  # the failed instance is not in the statistics
+    assert vm["mem_host_per_instance_mib"] == "" and vm["disk_per_instance_mib"] == ""
+    c4 = next(r for r in rows if r["platform"] == "container" and r["n"] == "4")
+    assert float(c4["ready_max_s"]) == pytest.approx(0.37)
+
+    classic = (out / "containers-vs-vms.md").read_text()
+    assert "shared with the host (6.18.44-host)" in classic
+    assert "own (6.1.0-guest)" in classic
+    assert "2.0 MB" in classic and "9.3 MB" in classic
+    assert "TCG" in classic and "not representative of" in classic
+    assert "not measured" in classic and "not a density run" in classic
+    summary_md = (out / "summary.md").read_text()
+    assert "| platform" in summary_md and "TCG" in summary_md
+
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert "memory-per-instance.png not drawn" in html
+    assert 'src="http' not in html and "<link" not in html  # self-contained
+    assert "20.10.24" in html and "AMD EPYC" in html and "tcg" in html
+
+
+def test_density_run_fills_density_columns_and_draws_every_plot(tmp_path):
+    run = density_run(tmp_path / "results")
+    out = tmp_path / "report"
+    report = build_report([run], out)
+    for name in (
+        "ready-distribution.png",
+        "ready-percentiles.png",
+        "memory-per-instance.png",
+        "density.png",
+        "disk-per-instance.png",
+    ):
+        assert_png(out / name)
+    assert not [n for n in report.notes if "not drawn" in n]
+    with (out / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == SUMMARY_COLUMNS + DENSITY_COLUMNS
+    c = [r for r in rows if r["platform"] == "container"]
+    assert {(r["max_density"], r["density_limit"]) for r in c} == {("4", "slo")}
+    vm = [r for r in rows if r["platform"] == "vm"]
+    assert [(r["n"], r["samples"]) for r in vm] == [("1", "1"), ("2", "0")]  # refused: no samples
+    assert {(r["max_density"], r["density_limit"]) for r in vm} == {("1", "memory_reserve")}
+    assert float(c[0]["mem_host_per_instance_mib"]) == 5.0
+    assert float(c[0]["mem_pss_per_instance_mib"]) == 6.0
+    assert float(c[0]["disk_per_instance_mib"]) == pytest.approx(8192 / 2**20)
+    classic = (out / "containers-vs-vms.md").read_text()
+    assert "4 (stopped by slo)" in classic and "1 (stopped by memory_reserve)" in classic
+    assert "200.0 MiB (N=1)" in classic
+
+
+def test_density_columns_are_empty_for_a_counts_run_next_to_a_density_run(tmp_path):
+    runs = [quickstart_run(tmp_path / "r"), density_run(tmp_path / "r")]
+    build_report(runs, tmp_path / "out")
+    with (tmp_path / "out" / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    quick = [r for r in rows if r["run"].startswith("quickstart")]
+    assert quick and all(r["max_density"] == "" for r in quick)
+
+
+@pytest.mark.parametrize(
+    "steps,expected",
+    [
+        # every step fine: the search reached its max
+        (
+            [step("c", 1, status="ran", limit=None), step("c", 2, status="ran", limit=None)],
+            (2, "max"),
+        ),
+        # a failed instance at N=2 makes N=2 not count, even if no limit is named
+        (
+            [step("c", 1, status="ran", limit=None), step("c", 2, failures=1, limit=None)],
+            (1, "max"),
+        ),
+        # repeats: one bad repeat of N=4 disqualifies N=4
+        (
+            [
+                step("c", 4, 0, status="ran", limit=None),
+                step("c", 4, 1, status="ran", limit="timeout"),
+            ],
+            (0, "timeout"),
+        ),
+        # the first limit broken is the one reported
+        (
+            [
+                step("c", 1, status="ran", limit=None),
+                step("c", 2, status="ran", limit="slo"),
+                step("c", 4, status="refused", limit="memory_reserve"),
+            ],
+            (1, "slo"),
+        ),
+    ],
+)
+def test_max_density(steps, expected):
+    assert max_density(steps) == expected
+
+
+def test_report_of_runs_from_two_hosts_calls_out_the_differences(tmp_path):
+    a = quickstart_run(tmp_path / "r", "quickstart-20261129-000000-aaaa")
+    b = quickstart_run(
+        tmp_path / "r",
+        "quickstart-20261130-000000-bbbb",
+        host={**HOST, "hostname": "lab2", "kernel": "6.8.0"},
+        engines={**ENGINES, "container": {**ENGINES["container"], "docker_version": "24.0.7"}},
+    )
+    out = tmp_path / "out"
+    report = build_report([a, b], out)
+    assert "the runs differ in host or engine: see report.html" in report.notes
+    html = (out / "report.html").read_text()
+    assert "These runs differ in host or engine" in html
+    for text in ("host.hostname", "lab2", "host.kernel", "container.docker_version", "24.0.7"):
+        assert text in html
+    md = (out / "summary.md").read_text()
+    assert "Differences between the runs" in md and "24.0.7" in md
+    with (out / "summary.csv").open() as f:
+        hosts = {r["run"]: r["host"] for r in csv.DictReader(f)}
+    assert hosts == {a.name: "lab1", b.name: "lab2"}
+    # Legends name the run (without the shared scenario prefix) and the accel.
+    assert_png(out / "ready-percentiles.png")
+
+
+def test_default_directory():
+    assert default_directory(["quickstart-x"], ["quickstart"]) == Path("reports/quickstart-x")
+    many = default_directory(["q-1", "q-2"], ["q", "q"])
+    assert many.parent == Path("reports") and many.name.startswith("q-2runs-")
+    assert default_directory(["q-2", "q-1"], ["q", "q"]) == many  # order does not matter
+
+
+def test_not_a_run_directory_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="not a bench run directory"):
+        build_report([tmp_path], tmp_path / "out")
+    run = quickstart_run(tmp_path / "r")
+    with pytest.raises(UsageError, match="given twice"):
+        build_report([run, run], tmp_path / "out")
+
+
+def test_stale_plots_from_an_older_report_are_removed(tmp_path):
+    out = tmp_path / "out"
+    build_report([density_run(tmp_path / "r")], out)
+    assert (out / "density.png").exists()
+    build_report([quickstart_run(tmp_path / "r")], out)
+    assert not (out / "density.png").exists()
+
+
+def test_cli_module_does_not_import_pandas_or_matplotlib():
+    code = (
+        "import sys, bench.cli; "
+        "heavy = {'pandas', 'matplotlib', 'scipy', 'numpy'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"
