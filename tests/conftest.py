@@ -43,3 +43,53 @@ def libvirt_conn():
         require_engine("libvirt (qemu:///system)", False, str(e)[:200])
     yield conn
     conn.close()
+
+
+# -- nothing left behind ------------------------------------------------------------------
+
+
+def _bench_leftovers() -> set[str]:
+    """Containers labelled by bench, bench domains and overlay files on this machine."""
+    found: set[str] = set()
+    try:
+        import docker
+
+        api = docker.APIClient(version="auto", timeout=10)
+        for c in api.containers(all=True, filters={"label": "bench.run_id"}):
+            found.add(f"container {c['Names'][0]}")
+        api.close()
+    except Exception:
+        pass
+    try:
+        import libvirt
+
+        libvirt.registerErrorHandler(lambda *_: None, None)
+        conn = libvirt.open("qemu:///system")
+        found |= {
+            f"domain {d.name()}" for d in conn.listAllDomains() if d.name().startswith("bench-")
+        }
+        conn.close()
+    except Exception:
+        pass
+    from bench.paths import state_dir
+
+    overlays = state_dir() / "overlays"
+    if overlays.is_dir():
+        found |= {f"file {p}" for p in overlays.rglob("*") if p.is_file()}
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_BEFORE] = _bench_leftovers()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if the suite left any container, domain or overlay behind."""
+    before = session.config.stash.get(_BEFORE, set())
+    new = sorted(_bench_leftovers() - before)
+    if new:
+        print(f"\n{len(new)} bench resource(s) left behind by the tests:", *new[:20], sep="\n  ")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[set]()
