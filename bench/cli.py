@@ -89,7 +89,11 @@ def run(
     stored = load_run(outcome.directory)
     rows = summarize(stored.samples, stored.steps)
     out = _stdout()
-    out.print(summary_table(rows, stored.metadata, density_results(stored.steps)))
+    out.print(
+        summary_table(
+            rows, stored.metadata, density_results(stored.steps, stored.metadata["scenario"])
+        )
+    )
     for line in memory_disagreements(rows):
         out.print(f"[yellow]note:[/] {line}")
     print(outcome.directory)
@@ -266,3 +270,14 @@ def main() -> None:
             raise
         print(f"bench: error: {e}", file=sys.stderr)
         sys.exit(int(e.exit_code))
+    except Exception as e:  # not foreseen: still one line, and never exit 1 (regression)
+        if _state["debug"]:
+            raise
+        from bench.errors import first_line
+
+        print(
+            f"bench: error: {type(e).__name__}: {first_line(e)} (run with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(int(ExitCode.ERROR))

@@ -50,10 +50,6 @@ class ImageError(BenchError):
     """An image or VM artifact is missing or cannot be built."""
 
 
-class InstanceError(BenchError):
-    """One instance failed to launch; recorded as a failed sample, never fatal to the run."""
-
-
 class Interrupted(BenchError):
     exit_code = ExitCode.INTERRUPTED
 

@@ -44,9 +44,6 @@ class RichEvents:
         if self._live:
             self._progress.__exit__(*exc)
 
-    def say(self, text: str) -> None:
-        self._console.print(text)
-
     def step_started(self, index: int, total: int, step: Step) -> None:
         # Shown from the first step on: an error while preparing stays one clean line.
         if not self._live:

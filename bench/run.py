@@ -121,7 +121,14 @@ def run_scenario(
             runner.cleanup()
             raise
         failures = sum(r.failures for r in results)
-        writer.finish("complete", failures=failures)
+        # Instances an engine refused to destroy during the run get one more try.
+        left = runner.cleanup()
+        writer.finish("complete", failures=failures, leftovers=left)
+        if left:
+            warn(
+                f"{len(left)} instance(s) could not be destroyed; remove them with "
+                f"`bench clean --run {run_id}`"
+            )
         return RunOutcome(writer.dir, run_id, "complete", failures)
     finally:
         close_all(backends)

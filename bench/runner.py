@@ -103,7 +103,7 @@ TEARDOWN_WORKERS = 16
 # engines), not on CPU: many in flight keep a 256-instance step's sampling short.
 SAMPLING_WORKERS = 32
 # First step of a platform with no memory setting: a guess, replaced by measurement.
-DEFAULT_INSTANCE_ESTIMATE = 64 * 2**20
+DEFAULT_INSTANCE_ESTIMATE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Runner:
                     index = self._index
                     self._index += 1
                     self.events.step_started(index, total, step)
-                    refusal = self._guard(step, per_instance)
+                    refusal = self._guard(step, index, per_instance)
                     if refusal is not None:
                         self.sink.add_step(refusal)
                         self.events.step_refused(step, refusal["limit_detail"])
@@ -164,7 +164,9 @@ class Runner:
                     break
         return results
 
-    def _guard(self, step: Step, per_instance: list[tuple[int, float]]) -> dict[str, Any] | None:
+    def _guard(
+        self, step: Step, index: int, per_instance: list[tuple[int, float]]
+    ) -> dict[str, Any] | None:
         """Refuse a step predicted to push MemAvailable below the reserve, before it starts.
 
         The prediction scales the per-instance host drop of the largest step measured so
@@ -178,7 +180,7 @@ class Runner:
             estimate = int(measured * GUARD_MARGIN)
             basis = f"{measured / 2**20:.0f} MiB measured at N={largest}, x{GUARD_MARGIN:g}"
         else:
-            estimate = step.platform.memory or DEFAULT_INSTANCE_ESTIMATE
+            estimate = step.platform.memory or DEFAULT_INSTANCE_ESTIMATE_BYTES
             basis = "configured memory" if step.platform.memory else "default guess"
         available = self.host.mem_available_bytes()
         predicted = estimate * step.n
@@ -190,7 +192,7 @@ class Runner:
             f"the {reserve / 2**20:.0f} MiB reserve"
         )
         return {
-            **self._step_head(step, self._index - 1),
+            **self._step_head(step, index),
             "status": "refused",
             "limit": "memory_reserve",
             "limit_detail": detail,
@@ -205,9 +207,9 @@ class Runner:
         ready = [s["ready_s"] for s in result.samples if s["ok"]]
         limit = detail = None
         if result.failures:
-            errors = sorted({s["error"] for s in result.samples if not s["ok"]})
-            timeouts = all("within" in e for e in errors)
-            limit = "timeout" if timeouts else "failure"
+            failed = [s for s in result.samples if not s["ok"]]
+            errors = sorted({s["error"] for s in failed})
+            limit = "timeout" if all(s["failure"] == "timeout" for s in failed) else "failure"
             detail = f"{result.failures} of {rec['n']} not ready: {errors[0]}"
         elif search.slo.ready_p95 is not None:
             p95 = percentile(ready, 95)
@@ -270,12 +272,15 @@ class Runner:
             # Interrupted (or broken) mid-step, teardown included: destroy what is left
             # (only instances not yet destroyed), then keep what was measured.
             self._teardown(backend, pool, launches)
+            launched = [(i, x) for i, x in enumerate(launches) if x.launch_at is not None]
             self.sink.add_samples(
                 [
                     self._sample(step, index, i, x, step_start, sc.timeout, "run interrupted")
-                    for i, x in enumerate(launches)
-                    if x.launch_at is not None
+                    for i, x in launched
                 ]
+            )
+            self.sink.add_step(
+                {**self._step_head(step, index), "status": "interrupted", **measured}
             )
             raise
         samples = [
@@ -293,6 +298,8 @@ class Runner:
             "launch_rate_per_s": step.n / all_ready if all_ready else None,
             "wait_s": wait_end - step_start if wait_end is not None else None,
             "teardown_s": teardown_s,
+            # Instances the engine would not destroy: still running, skewing later steps.
+            "destroy_failures": sum(1 for x in launches if x.inst.name in self._live),
             **measured,
         }
         return StepResult(samples, record)
@@ -305,6 +312,8 @@ class Runner:
         start = self.clock()
         workers = max(self.loaded.scenario.launch.concurrency, TEARDOWN_WORKERS)
         self._destroy_all(backend, launches, workers)
+        if any(x.inst.name in self._live for x in launches):
+            self._destroy_all(backend, launches, workers)  # one retry: a busy engine (409)
         return self.clock() - start
 
     # -- measurement around a step ------------------------------------------------------
@@ -340,13 +349,12 @@ class Runner:
             inst = launch.inst
             try:
                 raw = backend.sample(inst, self.host)
+                pids = raw.pop("pids", [])
+                inst.info.update(raw)
+                if pids:
+                    inst.info.update(self.host.process_memory(pids) or {})
             except Exception as e:  # a dead instance has no memory to report
                 inst.info["sample_error"] = first_line(e)
-                return
-            pids = raw.pop("pids", [])
-            inst.info.update(raw)
-            if pids:
-                inst.info.update(self.host.process_memory(pids) or {})
 
         with ThreadPoolExecutor(
             max_workers=max(1, min(SAMPLING_WORKERS, len(live))),
@@ -492,22 +500,25 @@ class Runner:
             console.ready_at is not None and t0 is not None and console.ready_at - t0 <= timeout
         )
         ok = launch.error is None and in_time
-        error = launch.error
+        error, failure = launch.error, "launch" if launch.error else None
         if error is None and not in_time:
             if console.closed_reason:
                 error = f"{console.closed_reason} before {console.marker}"
+                failure = "exited"
             elif t0 is None:
-                error = "never launched"
+                error, failure = "never launched", "launch"
             elif unfinished:
-                error = unfinished
+                error, failure = unfinished, "interrupted"
             else:
-                error = f"no {console.marker} within {timeout:g}s"
+                error, failure = f"no {console.marker} within {timeout:g}s", "timeout"
         guest_uptime = _float(console.fields.get("uptime"))
         return {
             **self._step_head(step, index),
             "index": i,
             "name": inst.name,
             "ok": ok,
+            # Why not ok: launch | exited | timeout | interrupted (None when ok).
+            "failure": failure,
             "error": error,
             # Launch call relative to the step's start: queueing behind `concurrency`.
             "queued_s": rel_to(t0, step_start),

@@ -64,7 +64,7 @@ class Model(BaseModel):
 
 
 class ReadyRule(Model):
-    """When an instance counts as ready: a line on its console that starts with `marker`."""
+    """When an instance counts as ready: a console line holding `marker` as a word."""
 
     marker: str = Field(DEFAULT_MARKER, min_length=1, max_length=200)
 

@@ -30,15 +30,17 @@ def summarize(
             step_groups[(st["platform"], st["n"])].append(st)
     rows = []
     for (platform, n), group in groups.items():
-        ready = [s["ready_s"] for s in group if s["ok"]]
+        ok = [s for s in group if s["ok"]]
+        ready = [s["ready_s"] for s in ok]
         first = group[0]
+        accels = sorted({s["accel"] for s in ok if s.get("accel")})
         st = step_groups.get((platform, n), [])
         rows.append(
             {
                 "platform": platform,
                 "backend": first["backend"],
                 "kind": first["kind"],
-                "accel": first.get("accel"),
+                "accel": ",".join(accels) or None,
                 "n": n,
                 "samples": len(group),
                 "failures": sum(1 for s in group if not s["ok"]),
@@ -48,11 +50,10 @@ def summarize(
                 "mem_host_per_instance_bytes": _median(
                     [x.get("host_drop_per_instance_bytes") for x in st]
                 ),
-                "mem_pss_per_instance_bytes": _median([s.get("pss_bytes") for s in group]),
-                "mem_engine_per_instance_bytes": _median(
-                    [s.get("engine_mem_bytes") for s in group]
-                ),
-                "disk_per_instance_bytes": _median([s.get("disk_writable_bytes") for s in group]),
+                # Ready instances only: one still booting at its timeout is no steady state.
+                "mem_pss_per_instance_bytes": _median([s.get("pss_bytes") for s in ok]),
+                "mem_engine_per_instance_bytes": _median([s.get("engine_mem_bytes") for s in ok]),
+                "disk_per_instance_bytes": _median([s.get("disk_writable_bytes") for s in ok]),
                 "disk_growth_per_instance_bytes": _median(
                     [
                         x["disk_growth_bytes"] / n
@@ -84,11 +85,29 @@ def density_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def density_results(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """density_of() per platform, for platforms whose steps carry a density verdict."""
+def searched_platforms(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Platforms of a stored scenario that ran a density search, with their search block.
+
+    A platform's own `density` wins; a platform with its own `counts` does not search;
+    otherwise the scenario's `density` applies (as Scenario.search_for decides).
+    """
+    out = {}
+    for p in scenario.get("platforms", []):
+        if p.get("density"):
+            out[p["name"]] = p["density"]
+        elif not p.get("counts") and scenario.get("density"):
+            out[p["name"]] = scenario["density"]
+    return out
+
+
+def density_results(
+    steps: list[dict[str, Any]], scenario: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """density_of() for each platform that searched (fixed-count platforms have none)."""
+    searched = searched_platforms(scenario)
     by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for st in steps:
-        if "limit" in st:
+        if st["platform"] in searched:
             by_platform[st["platform"]].append(st)
     return {platform: density_of(sts) for platform, sts in by_platform.items()}
 

@@ -39,14 +39,12 @@ def parse_size(value: str | int) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
 
-def parse_duration(value: str | int | float, *, bare_unit: str | None = None) -> float:
-    """Seconds from "120s", "500ms", "2m". A bare number needs `bare_unit` to be allowed."""
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from "120s", "500ms", "2m". A bare number is refused: 120 what?"""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, not a boolean")
     if isinstance(value, int | float):
-        if bare_unit is None:
-            raise ValueError(f"duration {value!r} has no unit: write e.g. {value}s or {value}ms")
-        value = f"{value}{bare_unit}"
+        raise ValueError(f"duration {value!r} has no unit: write e.g. {value}s or {value}ms")
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as 30s, got {value!r}")
     m = _DURATION_RE.match(value)

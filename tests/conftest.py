@@ -84,12 +84,17 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the run if the suite left any container, domain or overlay behind."""
+    """In CI, fail the run if the suite left any container, domain or overlay behind.
+
+    Outside CI the machine may be running benchmarks of its own: only warn there.
+    """
     before = session.config.stash.get(_BEFORE, set())
     new = sorted(_bench_leftovers() - before)
     if new:
-        print(f"\n{len(new)} bench resource(s) left behind by the tests:", *new[:20], sep="\n  ")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\n{len(new)} bench resource(s) appeared during the tests and remain:")
+        print(*new[:20], sep="\n  ")
+        if os.environ.get("CI") == "true":
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 _BEFORE = pytest.StashKey[set]()

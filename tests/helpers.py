@@ -4,8 +4,10 @@
 class MemorySink:
     """Collects what the runner would write to results/<run-id>/."""
 
-    def __init__(self):
+    def __init__(self, scenario=None):
         self.samples, self.steps = [], []
+        # The scenario as results/<run-id>/metadata.json stores it.
+        self.scenario = scenario.model_dump(mode="json") if scenario is not None else {}
 
     def add_samples(self, rows):
         self.samples += rows

@@ -12,7 +12,7 @@ def run(text: str, **host_args):
     backends = {p.name: make_backend(p) for p in sc.platforms}
     (backend,) = backends.values()
     host = FakeHost(lambda: backend.live, **host_args)
-    sink = MemorySink()
+    sink = MemorySink(sc)
     Runner(LoadedScenario(sc, None, text), "run-d", backends, sink, host=host).run()
     return sink, backend
 
@@ -22,15 +22,16 @@ HEAD = "name: d\nsettle: 0s\ntimeout: 3s\n"
 
 def test_search_stops_at_the_first_step_over_the_slo():
     sink, backend = run(
-        HEAD + "density: {factor: 2, max: 64, slo: {ready_p95: 120ms}, memory_reserve: 1MiB}\n"
-        "platforms:\n  - {name: f, backend: fake, boot: 10ms, boot_per_instance: 10ms}\n",
+        HEAD + "density: {factor: 2, max: 64, slo: {ready_p95: 600ms}, memory_reserve: 1MiB}\n"
+        "platforms:\n  - {name: f, backend: fake, boot: 50ms, boot_per_instance: 50ms}\n",
         total=64 * 2**30,
     )
     ns = [st["n"] for st in sink.steps]
-    assert ns == [1, 2, 4, 8, 16]  # 16 instances boot in ~170 ms: over the SLO, search ends
-    assert sink.steps[-1]["limit"] == "slo" and "SLO 0.12s" in sink.steps[-1]["limit_detail"]
+    # N=8 boots in ~400 ms, N=16 in ~800 ms: over the SLO, the search ends.
+    assert ns == [1, 2, 4, 8, 16]
+    assert sink.steps[-1]["limit"] == "slo" and "SLO 0.6s" in sink.steps[-1]["limit_detail"]
     assert all(st["limit"] is None for st in sink.steps[:-1])
-    assert density_results(sink.steps)["f"] == {
+    assert density_results(sink.steps, sink.scenario)["f"] == {
         "max_density": 8,
         "limit": "slo",
         "limit_detail": sink.steps[-1]["limit_detail"],
@@ -51,7 +52,7 @@ def test_memory_guard_refuses_a_step_before_starting_any_instance():
     # Not one instance of the refused step was created.
     assert backend.created == 1 + 2 + 4 + 8
     assert {s["n"] for s in sink.samples} == {1, 2, 4, 8}
-    assert density_results(sink.steps)["f"]["max_density"] == 8
+    assert density_results(sink.steps, sink.scenario)["f"]["max_density"] == 8
     # The measured host view is what the guard used.
     assert sink.steps[0]["host_drop_per_instance_bytes"] == 100 * 2**20
 
@@ -77,7 +78,7 @@ def test_timeout_ends_the_search():
     )
     assert [st["n"] for st in sink.steps] == [1, 2, 4]
     assert sink.steps[-1]["limit"] == "timeout"
-    assert density_results(sink.steps)["f"]["max_density"] == 2
+    assert density_results(sink.steps, sink.scenario)["f"]["max_density"] == 2
 
 
 def test_platform_density_overrides_scenario_and_step_progression():
@@ -95,4 +96,4 @@ def test_platform_density_overrides_scenario_and_step_progression():
 
 def test_non_density_runs_report_no_density():
     sink, _ = run(HEAD + "counts: [1, 2]\nplatforms:\n  - {name: f, backend: fake}\n")
-    assert density_results(sink.steps) == {}
+    assert density_results(sink.steps, sink.scenario) == {}

@@ -5,15 +5,18 @@ import time
 from bench.backends import make_backend
 from bench.runner import Runner
 from bench.scenario import LoadedScenario, parse_scenario
-from tests.helpers import MemorySink
+from tests.helpers import FakeHost, MemorySink
 
 
 def run(yaml_text: str):
     sc = parse_scenario(yaml_text)
     loaded = LoadedScenario(sc, path=None, text=yaml_text)
     backends = {p.name: make_backend(p) for p in sc.platforms}
-    sink = MemorySink()
-    results = Runner(loaded, "run-test", backends, sink).run()
+    (backend,) = backends.values()
+    sink = MemorySink(sc)
+    # A fake host too: the real one's memory moves with whatever else the machine runs.
+    host = FakeHost(lambda: backend.live, total=64 * 2**30)
+    results = Runner(loaded, "run-test", backends, sink, host=host).run()
     return results, sink, backends
 
 
@@ -53,10 +56,9 @@ def test_silent_instance_times_out_and_run_goes_on():
 
 
 def test_crash_is_reported_at_once_with_console_tail():
-    t0 = time.monotonic()
     _, sink, _ = run(scenario("    crash: [0]\n"))
-    # A crashed instance ends the wait immediately; it does not sit out the timeout.
-    assert time.monotonic() - t0 < 1.5
+    # A crashed instance ends the wait immediately; it does not sit out the 2 s timeout.
+    assert all(st["wait_s"] < 1.0 for st in sink.steps)
     failed = [s for s in sink.samples if not s["ok"]]
     assert failed and all(s["error"] == "fake instance exited before BENCH_READY" for s in failed)
     assert all(s["console_tail"] == "fake: exiting" for s in failed)
@@ -84,7 +86,7 @@ def test_concurrency_bounds_launches_and_is_visible_as_queueing():
     assert all(s["ok"] for s in sink.samples)
     assert backends["f"].peak_in_flight == 2
     queued = sorted(s["queued_s"] for s in sink.samples)
-    assert queued[0] < 0.04
+    assert queued[0] < queued[-1] / 2
     # 8 launches, 2 at a time, 50 ms each: the last two wait for three rounds.
     assert queued[-1] >= 0.15
     # ready_s counts from each instance's own launch call, not from the step start.

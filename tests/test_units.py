@@ -39,10 +39,6 @@ def test_durations_need_a_unit(bad):
         parse_duration(bad)
 
 
-def test_bare_number_allowed_when_unit_given():
-    assert parse_duration(3, bare_unit="s") == 3.0
-
-
 def test_formatting():
     assert format_bytes(128 * 2**20) == "128.0 MiB"
     assert format_bytes(None) == "-"

@@ -3,17 +3,19 @@ no hidden inspect round-trips inflating `create_s`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import struct
 import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bench import images
 from bench.backends.base import LABEL_PLATFORM, LABEL_RUN, Backend, Instance, Leftover
-from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
+from bench.errors import EngineUnavailable, ImageError, MissingImage, UsageError, first_line
 from bench.iohub import IOHub
 from bench.scenario import PlatformBase
 
@@ -28,6 +30,17 @@ class DockerSettings(PlatformBase):
     # Docker Engine address (unix:///var/run/docker.sock, ssh://host); default: $DOCKER_HOST.
     host: str | None = Field(None, max_length=512)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("host")
+    @classmethod
+    def _local_only(cls, v: str | None) -> str | None:
+        # Memory and disk are read on this machine (/proc, the engine's storage):
+        # a remote engine would get this host's figures. Remote hosts need a remote Host.
+        if v is not None and not v.startswith("unix://"):
+            raise ValueError(
+                "only a local engine (unix:///path/to/docker.sock) can be measured for now"
+            )
+        return v
 
 
 class _Demux:
@@ -95,6 +108,11 @@ class DockerBackend(Backend):
         return self._api
 
     def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+        if not self.address.startswith("unix://"):
+            raise UsageError(
+                f"DOCKER_HOST={self.address}: only a local engine (unix://) can be measured "
+                "for now; unset DOCKER_HOST or set `host: unix:///var/run/docker.sock`"
+            )
         api = self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
@@ -247,11 +265,11 @@ class DockerBackend(Backend):
         if socks:
             if self._hub:
                 self._hub.remove(socks[1])
-            socks[1].close()
-        if inst.handle is None:
-            return
+            _close_attach(*socks)
+        # By name when the create call never answered (timeout, dropped connection):
+        # the engine may have created it all the same, and names are bench's own.
         try:
-            self.connect().remove_container(inst.handle, force=True, v=True)
+            self.connect().remove_container(inst.handle or inst.name, force=True, v=True)
         except docker.errors.NotFound:
             pass
 
@@ -278,6 +296,21 @@ class DockerBackend(Backend):
         if self._api is not None:
             self._api.close()
             self._api = None
+
+
+def _close_attach(sock: Any, raw: Any) -> None:
+    """Really close an attach socket: docker-py's SocketIO wrapper holds a reference to
+    the socket (and the HTTP response a cycle to it), so closing the raw socket alone
+    leaves the descriptor open until a garbage collection."""
+    with contextlib.suppress(OSError):
+        raw.shutdown(socket.SHUT_RDWR)
+    raw.close()
+    with contextlib.suppress(Exception):
+        sock.close()
+    response = getattr(sock, "_response", None)
+    if response is not None:
+        with contextlib.suppress(Exception):
+            response.close()
 
 
 def import_bench_image(api: Any, name: str) -> str:

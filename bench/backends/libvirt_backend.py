@@ -13,18 +13,19 @@ import json
 import os
 import subprocess
 import threading
+import urllib.parse
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from bench import images
 from bench.backends.base import NAME_PREFIX, Backend, Instance, Leftover
 from bench.console import Console
 from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
 from bench.paths import cache_dir, state_dir
-from bench.scenario import Bytes, KeyedValueError, PlatformBase
+from bench.scenario import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
 
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
@@ -45,6 +46,17 @@ class LibvirtSettings(PlatformBase):
     cmdline: str | None = Field(None, max_length=4096)
     disk: Path | None = None  # a qcow2 base image; each instance boots its own overlay
     network: str | None = Field(None, max_length=64)  # a libvirt network name; none by default
+
+    @field_validator("uri")
+    @classmethod
+    def _local_only(cls, v: str) -> str:
+        # Memory and disk are read on this machine: a remote hypervisor would get this
+        # host's figures. Remote hosts need a remote Host first.
+        if urllib.parse.urlparse(v).netloc:
+            raise ValueError(
+                "only a local hypervisor (qemu:///system, qemu:///session) can be measured for now"
+            )
+        return v
 
     @model_validator(mode="after")
     def _boot_source(self) -> LibvirtSettings:
@@ -207,7 +219,7 @@ class LibvirtBackend(Backend):
         (an opened /dev/kvm is not enough; under nested PVM guests hang after decompression)."""
         art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
         done = threading.Event()
-        console = Console(images_marker(), on_change=done.set)
+        console = Console(DEFAULT_MARKER, on_change=done.set)
         name = f"{NAME_PREFIX}kvm-probe-{os.getpid()}"
         inst = Instance(name, "kvm-probe", "kvm-probe", console)
         xml = domain_xml(
@@ -241,8 +253,10 @@ class LibvirtBackend(Backend):
         overlay = None
         if s.disk:
             overlay = overlay_dir(inst.run_id) / f"{inst.name}.qcow2"
-            make_overlay(s.disk, overlay)
+            # Recorded first: destroy() removes it (and its run directory) even when
+            # qemu-img fails half-way.
             inst.info["_overlay"] = str(overlay)
+            make_overlay(s.disk, overlay)
         xml = domain_xml(
             inst.name,
             inst.run_id,
@@ -332,20 +346,32 @@ class LibvirtBackend(Backend):
     def destroy(self, inst: Instance) -> None:
         import libvirt
 
+        gone = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
         stream = inst.info.pop("_stream", None)
         if stream is not None:
             _close_stream(stream)
-        if inst.handle is not None:
-            try:
-                inst.handle.destroy()
-            except libvirt.libvirtError as e:
-                if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN and inst.handle.isActive():
-                    raise
-        overlay = inst.info.pop("_overlay", None)
-        if overlay:
-            Path(overlay).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                Path(overlay).parent.rmdir()
+        try:
+            dom = inst.handle
+            if dom is None:
+                # createXML never answered (timeout, dropped connection): libvirtd may
+                # have created it all the same, and the name is bench's own.
+                try:
+                    dom = self.connect().lookupByName(inst.name)
+                except libvirt.libvirtError as e:
+                    if e.get_error_code() not in gone:
+                        raise
+            if dom is not None:
+                try:
+                    dom.destroy()
+                except libvirt.libvirtError as e:
+                    if e.get_error_code() not in gone:
+                        raise
+        finally:
+            overlay = inst.info.pop("_overlay", None)
+            if overlay:
+                Path(overlay).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    Path(overlay).parent.rmdir()
 
     def leftovers(self, run_id: str | None = None) -> list[Leftover]:
         import libvirt
@@ -396,12 +422,6 @@ class LibvirtBackend(Backend):
             except Exception:
                 pass
             self._conn = None
-
-
-def images_marker() -> str:
-    from bench.scenario import DEFAULT_MARKER
-
-    return DEFAULT_MARKER
 
 
 def domain_xml(

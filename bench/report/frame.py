@@ -201,19 +201,10 @@ def platform_order(runs: list[Run]) -> list[str]:
 
 
 def density_searches(run: Run) -> dict[str, dict[str, Any]]:
-    """Platforms of this run that ran a density search, with their search block.
+    """Platforms of this run that ran a density search, with their search block."""
+    from bench.summary import searched_platforms
 
-    A platform's own `density` wins; a platform with its own `counts` does not search;
-    otherwise the scenario's `density` applies (as in Scenario.search_for).
-    """
-    scenario = run.metadata.get("scenario", {})
-    out = {}
-    for p in scenario.get("platforms", []):
-        if p.get("density"):
-            out[p["name"]] = p["density"]
-        elif not p.get("counts") and scenario.get("density"):
-            out[p["name"]] = scenario["density"]
-    return out
+    return searched_platforms(run.metadata.get("scenario", {}))
 
 
 def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:

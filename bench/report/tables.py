@@ -7,7 +7,7 @@ from typing import Any
 
 from bench.compare import differences
 from bench.report.frame import Frames, platform_order
-from bench.units import format_bytes
+from bench.units import format_bytes, format_seconds
 
 TCG_NOTE = (
     "VMs ran under TCG (software emulation, accel=tcg): their boot times are many "
@@ -238,9 +238,7 @@ def _mb(v: Any) -> str:
 
 
 def _secs(v: float) -> str:
-    if _missing(v):
-        return "-"
-    return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+    return "-" if _missing(v) else format_seconds(v)
 
 
 def _boot(rows: Any, smallest: bool) -> str:

@@ -21,7 +21,7 @@ def run_real(text: str):
     loaded = LoadedScenario(sc, path=None, text=text)
     run_id = f"test-{secrets.token_hex(3)}"
     backends = {p.name: make_backend(p) for p in sc.platforms}
-    sink = MemorySink()
+    sink = MemorySink(sc)
     try:
         engines = {name: b.prepare() for name, b in backends.items()}
         Runner(loaded, run_id, backends, sink).run()
@@ -63,7 +63,9 @@ def test_docker_container_exiting_at_once_fails_fast_with_output(docker_api):
     assert not s["ok"]
     assert "before BENCH_READY" in s["error"]
     assert "about to fail" in s["console_tail"]
-    assert s["create_s"] < 10  # noticed on stream end, not after the 60 s timeout
+    assert s["failure"] == "exited"
+    # Noticed on stream end, not after the 60 s timeout.
+    assert sink.steps[0]["wait_s"] < 10
 
 
 def test_docker_command_is_argv_not_shell(docker_api):

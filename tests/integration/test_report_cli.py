@@ -26,8 +26,9 @@ platforms:
     image: busybox
     memory: 64MiB
 """
-# The same container, ready 200 ms later: its init is started after a sleep.
-DELAYED = SCENARIO + "    command: [sh, -c, 'sleep 0.2; exec /init']\n"
+# The same container, ready 1 s later: its init is started after a sleep. (The issue's
+# manual check uses 200 ms; here a margin keeps a loaded CI host from hiding it.)
+DELAYED = SCENARIO + "    command: [sh, -c, 'sleep 1; exec /init']\n"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -86,8 +87,8 @@ def test_report_of_a_real_run_writes_every_file(runs, tmp_path):
 
 
 def test_compare_same_scenario_exits_0(runs):
-    # A generous threshold: this host is shared with other tests; the 200 ms case
-    # below is a +100% change or more on a ~150 ms container start.
+    # A generous threshold: this host is shared with other tests; the 1 s case below
+    # is a +100% change or more even on a container start slowed to 1 s by load.
     p = bench("compare", str(runs["baseline"]), str(runs["same"]), "--threshold", "50%")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "| container  | 1" in p.stdout and "no regression" in p.stdout
