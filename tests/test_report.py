@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -306,13 +304,3 @@ def test_stale_plots_from_an_older_report_are_removed(tmp_path):
     assert (out / "density.png").exists()
     build_report([quickstart_run(tmp_path / "r")], out)
     assert not (out / "density.png").exists()
-
-
-def test_cli_module_does_not_import_pandas_or_matplotlib():
-    code = (
-        "import sys, bench.cli; "
-        "heavy = {'pandas', 'matplotlib', 'scipy', 'numpy'} & set(sys.modules); "
-        "print(sorted(heavy))"
-    )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert p.stdout.strip() == "[]"
