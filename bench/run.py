@@ -46,12 +46,17 @@ def prepare_backends(
     backends: dict[str, Backend] = {}
     engines: dict[str, dict[str, Any]] = {}
     try:
-        for i, p in enumerate(loaded.scenario.platforms):
+        platforms = list(enumerate(loaded.scenario.platforms))
+        for _, p in platforms:
             backends[p.name] = factory(p)
+        # Every platform's cheap checks first: a bad file starts and builds nothing.
+        for i, p in platforms:
             try:
-                engines[p.name] = backends[p.name].prepare(build_missing=True)
+                backends[p.name].preflight()
             except MissingImage as e:
                 raise loaded.error(("platforms", i, e.key), str(e)) from None
+        for _, p in platforms:
+            engines[p.name] = backends[p.name].prepare(build_missing=True)
     except BaseException:
         close_all(backends)
         raise

@@ -48,6 +48,11 @@ class Backend(ABC):
     def __init__(self, settings: PlatformBase):
         self.settings = settings
 
+    def preflight(self) -> None:
+        """Cheap checks that start and build nothing: engine reachable, the scenario's
+        own images present. Every platform passes these before any is prepared, so a
+        bad file never gets as far as a probe boot or an image build."""
+
     @abstractmethod
     def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
         """Connect, resolve the image (building the bench pair if allowed).

@@ -107,12 +107,22 @@ class DockerBackend(Backend):
             self._api = api
         return self._api
 
-    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+    def preflight(self) -> None:
         if not self.address.startswith("unix://"):
             raise UsageError(
                 f"DOCKER_HOST={self.address}: only a local engine (unix://) can be measured "
                 "for now; unset DOCKER_HOST or set `host: unix:///var/run/docker.sock`"
             )
+        self.connect()
+        name = self.settings.image
+        if not images.is_bench_image(name) and not self.has_image(name):
+            raise MissingImage(
+                f"image {name!r} is not on {self.address} and bench never pulls (hosts may be "
+                "air-gapped): `docker load` it first, or use `image: busybox`"
+            )
+
+    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+        self.preflight()
         api = self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
@@ -123,11 +133,6 @@ class DockerBackend(Backend):
                         f"image {self._image_ref} is not built: run `bench images build`"
                     )
                 import_bench_image(api, name)
-        elif not self.has_image(name):
-            raise MissingImage(
-                f"image {name!r} is not on {self.address} and bench never pulls (hosts may be "
-                "air-gapped): `docker load` it first, or use `image: busybox`"
-            )
         img = api.inspect_image(self._image_ref)
         version = api.version()
         components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}

@@ -128,7 +128,15 @@ class LibvirtBackend(Backend):
 
     # -- preparation ---------------------------------------------------------------
 
+    def preflight(self) -> None:
+        self.connect()
+        s = self.settings
+        for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
+            if p and not p.is_file():
+                raise MissingImage(f"{p} does not exist", key=key)
+
     def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+        self.preflight()
         conn = self.connect()
         self._boot = self._resolve_boot(build_missing)
         self.accel = self.resolve_accel()
@@ -146,13 +154,8 @@ class LibvirtBackend(Backend):
     def _resolve_boot(self, build_missing: bool) -> dict[str, Any]:
         s = self.settings
         if s.disk:
-            if not s.disk.is_file():
-                raise MissingImage(f"{s.disk} does not exist", key="disk")
             return {"boot": "disk", "image": str(s.disk), "image_bytes": _allocated(s.disk)}
         if s.kernel:
-            for key, p in (("kernel", s.kernel), ("initrd", s.initrd)):
-                if p and not p.is_file():
-                    raise MissingImage(f"{p} does not exist", key=key)
             size = sum(_allocated(p) for p in (s.kernel, s.initrd) if p)
             return {
                 "boot": "kernel",
