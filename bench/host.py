@@ -36,6 +36,7 @@ class LocalHost:
             "os": _os_release(),
             "arch": platform.machine(),
             "kvm_device": os.path.exists("/dev/kvm"),
+            "load_avg_1m": os.getloadavg()[0],
             "cgroup_version": 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1,
             "python": sys.version.split()[0],
             "bench_version": bench.__version__,
@@ -99,6 +100,8 @@ class LocalHost:
             facts[f"ksm_{name}"] = _read_int(ksm / name)
         thp = _read_text(Path("/sys/kernel/mm/transparent_hugepage/enabled"))
         facts["thp_mode"] = thp[thp.find("[") + 1 : thp.find("]")] if thp and "[" in thp else thp
+        # A busy host slows every boot: kept so a surprising step can be explained.
+        facts["load_avg_1m"] = os.getloadavg()[0]
         return facts
 
     def drop_caches(self) -> bool:

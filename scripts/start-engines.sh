@@ -73,9 +73,9 @@ declare -A PIDFILE=(
 running() {
     local pid comm
     [[ -r "${PIDFILE[$1]}" ]] || return 1
-    read -r pid <"${PIDFILE[$1]}" 2>/dev/null || [[ -n "${pid:-}" ]] || return 1
+    { read -r pid <"${PIDFILE[$1]}"; } 2>/dev/null || [[ -n "${pid:-}" ]] || return 1
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    read -r comm <"/proc/$pid/comm" 2>/dev/null || return 1
+    { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 1
     [[ "$comm" == "$1" ]]
 }
 
