@@ -391,6 +391,14 @@ def run_warnings(
             if diff:
                 out.append(f"platform {p!r}: scenario settings differ ({_describe(diff)})")
     for label, run in (("baseline", baseline), ("current", current)):
+        cores = run.metadata.get("host", {}).get("cpu_cores") or 1
+        loads = [st["load_avg_1m"] for st in run.steps if st.get("load_avg_1m") is not None]
+        if loads and max(loads) > cores:
+            out.append(
+                f"{label} run {run.run_id}: the host was busy (load {max(loads):.1f} on "
+                f"{cores} cores during a step): its timings may be inflated; run the gate "
+                "on an otherwise idle host"
+            )
         if run.status != "complete":
             out.append(
                 f"{label} run {run.run_id} is {run.status}: some steps may be missing; "

@@ -245,6 +245,17 @@ def test_failed_instances_are_left_out_counted_and_warned_about():
     assert any("current has failed instances (container N=1: 3)" in w for w in result.warnings)
 
 
+def test_warns_when_a_run_ran_on_a_busy_host():
+    rng = np.random.default_rng(8)
+    base = make_run("b", {("container", 1): startup_times(rng, 20)})
+    cur = make_run("c", {("container", 1): startup_times(rng, 20)})
+    base.metadata["host"]["cpu_cores"] = cur.metadata["host"]["cpu_cores"] = 2
+    base.steps.append({"platform": "container", "n": 1, "load_avg_1m": 0.4})
+    cur.steps.append({"platform": "container", "n": 1, "load_avg_1m": 7.5})
+    [w] = compare_runs(base, cur).warnings
+    assert w.startswith("current run c: the host was busy (load 7.5 on 2 cores")
+
+
 def test_warns_when_hosts_engines_accel_or_settings_differ():
     rng = np.random.default_rng(6)
     vals = {("container", 1): startup_times(rng, 20), ("vm", 1): startup_times(rng, 20, 4.0)}
