@@ -160,7 +160,8 @@ def doctor(
     """Check this host: engines reachable, KVM or TCG only (by a probe boot), images built."""
     from bench.doctor import run_checks
 
-    checks = run_checks(docker_host, libvirt_uri)
+    err = _stderr()
+    checks = run_checks(docker_host, libvirt_uri, say=lambda m: err.print(m, style="dim"))
     out = _stdout()
     for c in checks:
         mark = "[green]ok[/]  " if c.ok else "[red]FAIL[/]"

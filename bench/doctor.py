@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.errors import BenchError
@@ -16,10 +17,19 @@ class Check:
     fix: str = ""
 
 
-def run_checks(docker_host: str | None = None, libvirt_uri: str = "qemu:///system") -> list[Check]:
+def run_checks(
+    docker_host: str | None = None,
+    libvirt_uri: str = "qemu:///system",
+    say: Callable[[str], None] = lambda _msg: None,
+) -> list[Check]:
     from bench import images, rootfs
     from bench.backends.docker_backend import DockerBackend, DockerSettings
-    from bench.backends.libvirt_backend import LibvirtBackend, LibvirtSettings, version_string
+    from bench.backends.libvirt_backend import (
+        KVM_PROBE_TIMEOUT_S,
+        LibvirtBackend,
+        LibvirtSettings,
+        version_string,
+    )
 
     checks: list[Check] = []
 
@@ -76,6 +86,10 @@ def run_checks(docker_host: str | None = None, libvirt_uri: str = "qemu:///syste
             )
         )
         if art is not None:
+            say(
+                "probing KVM with a test boot (once per host, cached; up to "
+                f"{KVM_PROBE_TIMEOUT_S:.0f} s)..."
+            )
             accel = lv.resolve_accel()
             detail = (
                 "KVM boots guests"

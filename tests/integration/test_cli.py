@@ -119,3 +119,17 @@ def test_help_loads_no_heavy_module():
 def test_subcommand_help(cmd):
     p = bench(*cmd)
     assert p.returncode == 0 and "Usage" in p.stdout
+
+
+def test_doctor_reports_engines_and_accel(docker_api, libvirt_conn):
+    p = bench("doctor")
+    assert p.returncode == 0, p.stdout + p.stderr
+    for check in ("docker", "libvirt", "accel", "vm image", "docker image"):
+        assert any(line.startswith(f"ok   {check} ") for line in p.stdout.splitlines()), p.stdout
+    assert "KVM boots guests" in p.stdout or "TCG only" in p.stdout
+
+
+def test_clean_dry_run_lists_nothing_it_does_not_own(docker_api, libvirt_conn):
+    p = bench("clean", "--dry-run", "--run", "no-such-run")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "0 would remove, 0 failed"
