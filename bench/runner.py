@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from bench.backends.base import NAME_PREFIX, Backend, Instance
 from bench.console import Console
-from bench.errors import first_line
+from bench.errors import EngineUnavailable, first_line
 from bench.host import LocalHost
 from bench.scenario import Density, LoadedScenario, Step
 from bench.stats import percentile
@@ -144,6 +144,7 @@ class Runner:
                         stop = True
                         break
                     result = self.run_step(step, index)
+                    self._check_engine(step, result)
                     drop = result.record.get("host_drop_per_instance_bytes")
                     if drop is not None and drop > 0:
                         per_instance.append((n, drop))
@@ -163,6 +164,23 @@ class Runner:
                 if stop:
                     break
         return results
+
+    def _check_engine(self, step: Step, result: StepResult) -> None:
+        """A step where every launch failed and the engine no longer answers: the engine
+        died mid-run. Keep the step, then stop with one clear line instead of failing
+        every remaining step the same way."""
+        if not result.samples or any(s["failure"] != "launch" for s in result.samples):
+            return
+        backend = self.backends[step.platform.name]
+        if backend.reachable():
+            return
+        self.sink.add_samples(result.samples)
+        self.sink.add_step(result.record)
+        raise EngineUnavailable(
+            f"the {step.platform.backend} engine of platform {step.platform.name!r} stopped "
+            f"answering mid-run ({result.samples[0]['error']}); finished steps are kept; "
+            f"once it is back, remove leftovers with `bench clean --run {self.run_id}`"
+        )
 
     def _guard(
         self, step: Step, index: int, per_instance: list[tuple[int, float]]

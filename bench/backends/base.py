@@ -97,6 +97,10 @@ class Backend(ABC):
         """
         return {}
 
+    def reachable(self) -> bool:
+        """Whether the engine still answers (asked when a whole step failed)."""
+        return True
+
     def storage_dirs(self) -> list[Path]:
         """Directories where the engine puts per-instance state (for step disk growth)."""
         return []

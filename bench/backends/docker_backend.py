@@ -74,6 +74,7 @@ class DockerBackend(Backend):
         self._lock = threading.Lock()
         self._sizes: dict[str, int] = {}
         self._procs: Any = None  # host process table, per sampling round
+        self._storage_dirs: list[Path] = []
 
     @property
     def address(self) -> str:
@@ -137,6 +138,8 @@ class DockerBackend(Backend):
         version = api.version()
         components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
         info = api.info()
+        root = Path(info.get("DockerRootDir") or "/var/lib/docker")
+        self._storage_dirs = [root / "containers", root / (info.get("Driver") or "overlay2")]
         return {
             "engine": "docker",
             "address": self.address,
@@ -259,9 +262,13 @@ class DockerBackend(Backend):
         }
 
     def storage_dirs(self) -> list[Path]:
-        info = self.connect().info()
-        root = Path(info.get("DockerRootDir") or "/var/lib/docker")
-        return [root / "containers", root / (info.get("Driver") or "overlay2")]
+        return self._storage_dirs
+
+    def reachable(self) -> bool:
+        try:
+            return bool(self.connect().ping())
+        except Exception:
+            return False
 
     def destroy(self, inst: Instance) -> None:
         import docker.errors

@@ -338,6 +338,12 @@ class LibvirtBackend(Backend):
             return f"{base}/libvirt/qemu/run"
         return "/run/libvirt/qemu"
 
+    def reachable(self) -> bool:
+        try:
+            return bool(self._conn is not None and self._conn.isAlive())
+        except Exception:
+            return False
+
     def storage_dirs(self) -> list[Path]:
         dirs = [
             state_dir() / "overlays",
