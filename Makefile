@@ -15,7 +15,7 @@ help:
 	@echo 'Targets:'
 	@echo '  setup   install/start the host engines (scripts/setup-host.sh, may use apt as root),'
 	@echo '          then create $(VENV) and pip install -e ".[dev]" (again only when pyproject.toml changes)'
-	@echo '  demo    setup, then build the images and run scenarios/quickstart.yaml'
+	@echo '  demo    setup, then build the images, run scenarios/quickstart.yaml and report it'
 	@echo '  test    setup, then run the tests: $(VENV)/bin/python -m pytest -q tests $$PYTEST_ARGS'
 	@echo '  lint    ruff check bench tests (needs only the venv)'
 	@echo '  clean   bench clean (removes what bench created), if the venv exists'
@@ -34,9 +34,16 @@ $(STAMP): pyproject.toml
 	'$(VENV)/bin/pip' install -e '.[dev]'
 	@touch '$@'
 
+# The run's summary, then the report of that run (its last output line is the run
+# directory) and the measured containers-vs-VMs table.
 demo: setup
 	'$(VENV)/bin/bench' images build
-	'$(VENV)/bin/bench' run scenarios/quickstart.yaml
+	@log=$$(mktemp) && trap 'rm -f "$$log"' EXIT; \
+	'$(VENV)/bin/bench' run scenarios/quickstart.yaml >"$$log"; rc=$$?; cat "$$log"; \
+	[ $$rc -eq 0 ] || exit $$rc; \
+	run=$$(tail -n 1 "$$log"); \
+	'$(VENV)/bin/bench' report "$$run" && \
+	cat "reports/$$(basename "$$run")/containers-vs-vms.md"
 
 test: setup
 	'$(VENV)/bin/python' -m pytest -q tests $(PYTEST_ARGS)
