@@ -82,7 +82,12 @@ def run_scenario(
 ) -> RunOutcome:
     host = LocalHost()
     check_against_host(loaded, host)
-    backends, engines = prepare_backends(loaded, factory)
+    try:
+        backends, engines = prepare_backends(loaded, factory)
+    except KeyboardInterrupt:
+        # A KVM probe boot or an image build can take a while; what they started is
+        # already gone (their own finally blocks), and nothing was measured.
+        raise Interrupted("interrupted while preparing the engines: nothing was measured") from None
     try:
         left = leftovers_of_other_runs(backends)
         if left:
