@@ -20,26 +20,32 @@ def _median(values: list[Any]) -> float | None:
 def summarize(
     samples: list[dict[str, Any]], steps: list[dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
-    """One row per (platform, N), in the order the platforms ran."""
+    """One row per (platform, N) in the order they ran, refused steps included (0 samples).
+
+    The one place these statistics are computed: the terminal summary and the
+    report's summary.csv both come from here.
+    """
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    for s in samples:
-        groups[(s["platform"], s["n"])].append(s)
     step_groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for st in steps or []:
+        groups.setdefault((st["platform"], st["n"]), [])
         if st.get("status", "ran") == "ran":
             step_groups[(st["platform"], st["n"])].append(st)
+    for s in samples:
+        groups[(s["platform"], s["n"])].append(s)
+    heads = {(st["platform"], st["n"]): st for st in steps or []}
     rows = []
     for (platform, n), group in groups.items():
         ok = [s for s in group if s["ok"]]
         ready = [s["ready_s"] for s in ok]
-        first = group[0]
+        first = group[0] if group else heads[(platform, n)]
         accels = sorted({s["accel"] for s in ok if s.get("accel")})
         st = step_groups.get((platform, n), [])
         rows.append(
             {
                 "platform": platform,
-                "backend": first["backend"],
-                "kind": first["kind"],
+                "backend": first.get("backend"),
+                "kind": first.get("kind"),
                 "accel": ",".join(accels) or None,
                 "n": n,
                 "samples": len(group),

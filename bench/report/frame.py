@@ -218,43 +218,47 @@ def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
 def summary_frame(
     runs: list[Run], samples: Any, steps: Any, density: dict[tuple[str, str], Any]
 ) -> Any:
-    """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search."""
+    """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search.
+
+    The statistics are bench.summary.summarize's, the same the terminal summary shows.
+    """
     import pandas as pd
 
+    from bench.summary import summarize
+
     order = {name: i for i, name in enumerate(platform_order(runs))}
+
+    def mib(v: float | None) -> float:
+        return float("nan") if v is None else v / MIB
+
+    def secs(v: float | None) -> float:
+        return float("nan") if v is None else v
+
     rows = []
     for r in runs:
         host = r.metadata.get("host", {}).get("hostname")
-        s_run = samples[samples["run"] == r.run_id]
-        t_run = steps[steps["run"] == r.run_id]
-        keys = sorted(
-            {(p, int(n)) for p, n in zip(s_run["platform"], s_run["n"], strict=True)}
-            | {(p, int(n)) for p, n in zip(t_run["platform"], t_run["n"], strict=True)},
-            key=lambda k: (order.get(k[0], len(order)), k[1]),
+        summary = sorted(
+            summarize(r.samples, r.steps),
+            key=lambda x: (order.get(x["platform"], len(order)), x["n"]),
         )
-        for platform, n in keys:
-            g = s_run[(s_run["platform"] == platform) & (s_run["n"] == n)]
-            st = t_run[(t_run["platform"] == platform) & (t_run["n"] == n)]
-            ok = g[g["ok"] == True]  # noqa: E712 (a pandas mask, not an identity test)
-            ran = st[st["status"] == "ran"]
-            first = g.iloc[0] if len(g) else st.iloc[0]
-            ready = ok["ready_s"].dropna()
+        for x in summary:
+            platform = x["platform"]
             row = {
                 "run": r.run_id,
                 "host": host,
                 "platform": platform,
-                "backend": first.get("backend", _backend(r, platform)),
-                "kind": first.get("kind"),
-                "accel": ",".join(sorted(ok["accel"].dropna().astype(str).unique())) or None,
-                "n": n,
-                "samples": len(g),
-                "failures": int((g["ok"] != True).sum()),  # noqa: E712
-                "ready_p50_s": ready.quantile(0.50) if len(ready) else float("nan"),
-                "ready_p95_s": ready.quantile(0.95) if len(ready) else float("nan"),
-                "ready_max_s": ready.max() if len(ready) else float("nan"),
-                "mem_host_per_instance_mib": ran["host_drop_per_instance_bytes"].median() / MIB,
-                "mem_pss_per_instance_mib": ok["pss_bytes"].median() / MIB,
-                "disk_per_instance_mib": ok["disk_writable_bytes"].median() / MIB,
+                "backend": x["backend"] or _backend(r, platform),
+                "kind": x["kind"],
+                "accel": x["accel"],
+                "n": x["n"],
+                "samples": x["samples"],
+                "failures": x["failures"],
+                "ready_p50_s": secs(x["ready_p50_s"]),
+                "ready_p95_s": secs(x["ready_p95_s"]),
+                "ready_max_s": secs(x["ready_max_s"]),
+                "mem_host_per_instance_mib": mib(x["mem_host_per_instance_bytes"]),
+                "mem_pss_per_instance_mib": mib(x["mem_pss_per_instance_bytes"]),
+                "disk_per_instance_mib": mib(x["disk_per_instance_bytes"]),
             }
             if density:
                 row["max_density"], row["density_limit"] = pd.NA, None
