@@ -12,6 +12,7 @@ from bench.errors import BenchError
 class CleanReport:
     removed: list[Leftover] = field(default_factory=list)
     failed: list[tuple[Leftover, str]] = field(default_factory=list)
+    live: list[Leftover] = field(default_factory=list)  # of a run still going: untouched
     unreachable: list[str] = field(default_factory=list)
 
 
@@ -33,7 +34,9 @@ def default_backends(docker_host: str | None, libvirt_uris: list[str]) -> list[B
     return out
 
 
-def clean(backends: list[Backend], run_id: str | None = None, dry_run: bool = False) -> CleanReport:
+def clean(
+    backends: list[Backend], run_id: str | None = None, dry_run: bool = False, force: bool = False
+) -> CleanReport:
     report = CleanReport()
     for b in backends:
         try:
@@ -43,6 +46,9 @@ def clean(backends: list[Backend], run_id: str | None = None, dry_run: bool = Fa
             b.close()
             continue
         for left in found:
+            if left.owner_alive and not force:
+                report.live.append(left)
+                continue
             if dry_run:
                 report.removed.append(left)
                 continue

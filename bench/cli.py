@@ -183,13 +183,16 @@ def clean(
         typer.Option("--libvirt-uri", help="libvirt URI(s) to clean (default qemu:///system)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also remove what a still-running bench owns.")
+    ] = False,
 ) -> None:
     """Remove every container, domain and overlay file that bench created and left over."""
     from bench.clean import clean as do_clean
     from bench.clean import default_backends
 
     report = do_clean(
-        default_backends(docker_host, libvirt_uri or ["qemu:///system"]), run_id, dry_run
+        default_backends(docker_host, libvirt_uri or ["qemu:///system"]), run_id, dry_run, force
     )
     out = _stdout()
     verb = "would remove" if dry_run else "removed"
@@ -197,6 +200,12 @@ def clean(
         out.print(f"{verb} {left.backend} {left.kind} {left.name}")
     for left, why in report.failed:
         out.print(f"[red]could not remove[/] {left.backend} {left.kind} {left.name}: {why}")
+    for run, pid in sorted({(x.run_id, x.owner_pid) for x in report.live}, key=str):
+        n = sum(1 for x in report.live if x.run_id == run)
+        out.print(
+            f"[yellow]left alone:[/] {n} of run {run}, which is still running (pid {pid}); "
+            "--force removes them anyway"
+        )
     for msg in report.unreachable:
         out.print(f"[yellow]skipped:[/] {msg}")
     out.print(f"{len(report.removed)} {verb}, {len(report.failed)} failed")

@@ -67,7 +67,8 @@ def leftovers_of_other_runs(backends: dict[str, Backend]) -> list[Leftover]:
     seen: dict[tuple[str, str], Leftover] = {}
     for b in backends.values():
         for left in b.leftovers():
-            seen[(left.backend, left.name)] = left
+            if not left.owner_alive:  # another bench running now is not a leftover
+                seen[(left.backend, left.name)] = left
     return list(seen.values())
 
 

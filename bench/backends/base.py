@@ -7,6 +7,7 @@ and computes no statistics: the runner owns the clock.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from bench.scenario import PlatformBase
 # Everything bench creates carries these, so `bench clean` finds it after a crash.
 LABEL_RUN = "bench.run_id"
 LABEL_PLATFORM = "bench.platform"
+# The pid of the bench process that owns it: `bench clean` leaves a live run alone.
+LABEL_OWNER = "bench.owner_pid"
 NAME_PREFIX = "bench-"
 
 
@@ -37,6 +40,30 @@ class Leftover:
     kind: str  # "container" | "domain" | "file"
     name: str
     run_id: str | None
+    owner_pid: int | None = None
+
+    @property
+    def owner_alive(self) -> bool:
+        """Its bench process still runs: not a leftover but part of a live run."""
+        return owner_alive(self.owner_pid)
+
+
+def owner_alive(pid: int | None) -> bool:
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            # A reused pid belongs to some other program: only a bench process counts.
+            return b"bench" in f.read()
+    except OSError:
+        return False
+
+
+def parse_pid(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class Backend(ABC):

@@ -14,7 +14,15 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from bench import images
-from bench.backends.base import LABEL_PLATFORM, LABEL_RUN, Backend, Instance, Leftover
+from bench.backends.base import (
+    LABEL_OWNER,
+    LABEL_PLATFORM,
+    LABEL_RUN,
+    Backend,
+    Instance,
+    Leftover,
+    parse_pid,
+)
 from bench.errors import EngineUnavailable, ImageError, MissingImage, UsageError, first_line
 from bench.iohub import IOHub
 from bench.scenario import PlatformBase
@@ -184,7 +192,11 @@ class DockerBackend(Backend):
             self._image_ref,
             command=s.command,
             name=inst.name,
-            labels={LABEL_RUN: inst.run_id, LABEL_PLATFORM: inst.platform},
+            labels={
+                LABEL_RUN: inst.run_id,
+                LABEL_PLATFORM: inst.platform,
+                LABEL_OWNER: str(os.getpid()),
+            },
             host_config=host_config,
             environment=s.env or None,
             detach=True,
@@ -289,7 +301,13 @@ class DockerBackend(Backend):
         api = self.connect()
         label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
         return [
-            Leftover("docker", "container", c["Names"][0].lstrip("/"), c["Labels"].get(LABEL_RUN))
+            Leftover(
+                "docker",
+                "container",
+                c["Names"][0].lstrip("/"),
+                c["Labels"].get(LABEL_RUN),
+                parse_pid(c["Labels"].get(LABEL_OWNER)),
+            )
             for c in api.containers(all=True, filters={"label": label})
         ]
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from bench import images
-from bench.backends.base import NAME_PREFIX, Backend, Instance, Leftover
+from bench.backends.base import NAME_PREFIX, Backend, Instance, Leftover, parse_pid
 from bench.console import Console
 from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
 from bench.paths import cache_dir, state_dir
@@ -395,13 +395,16 @@ class LibvirtBackend(Backend):
                 continue  # not ours: no bench metadata
             rid = meta.get("run_id")
             if run_id is None or rid == run_id:
-                out.append(Leftover("libvirt", "domain", dom.name(), rid))
+                owner = parse_pid(meta.get("owner_pid"))
+                out.append(Leftover("libvirt", "domain", dom.name(), rid, owner))
         # Overlays live in one directory per run: the directory name is the run id.
+        # They belong to the owner of their run's domains.
+        owners = {x.run_id: x.owner_pid for x in out}
         root = state_dir() / "overlays"
         for f in sorted(root.glob("*/*.qcow2")) if root.is_dir() else []:
             rid = f.parent.name
             if run_id is None or rid == run_id:
-                out.append(Leftover("libvirt", "file", str(f), rid))
+                out.append(Leftover("libvirt", "file", str(f), rid, owners.get(rid)))
         return out
 
     def remove_leftover(self, leftover: Leftover) -> None:
@@ -449,7 +452,11 @@ def domain_xml(
     dom = ET.Element("domain", type="kvm" if accel == "kvm" else "qemu")
     ET.SubElement(dom, "name").text = name
     meta = ET.SubElement(dom, "metadata")
-    ET.SubElement(meta, f"{{{METADATA_NS}}}instance", {"run_id": run_id, "platform": platform})
+    ET.SubElement(
+        meta,
+        f"{{{METADATA_NS}}}instance",
+        {"run_id": run_id, "platform": platform, "owner_pid": str(os.getpid())},
+    )
     ET.SubElement(dom, "memory", unit="KiB").text = str(memory_bytes // 1024)
     ET.SubElement(dom, "vcpu").text = str(vcpus)
     os_el = ET.SubElement(dom, "os")

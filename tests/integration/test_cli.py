@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,57 @@ def test_clean_dry_run_lists_nothing_it_does_not_own(docker_api, libvirt_conn):
     p = bench("clean", "--dry-run", "--run", "no-such-run")
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip().splitlines()[-1] == "0 would remove, 0 failed"
+
+
+def test_clean_leaves_a_live_run_alone(tmp_path, docker_api):
+    import signal
+
+    scenario = tmp_path / "live.yaml"
+    scenario.write_text(
+        "name: live\nsettle: 60s\ntimeout: 30s\ncounts: [2]\n"
+        "platforms:\n  - {name: c, backend: docker, image: busybox}\n"
+    )
+    name = f"live{os.getpid()}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            str(scenario),
+            "--out",
+            str(tmp_path / "r"),
+            "--name",
+            name,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    label = {"label": "bench.run_id"}
+
+    def ours():
+        return [
+            c
+            for c in docker_api.containers(all=True, filters=label)
+            if c["Labels"]["bench.run_id"].startswith(name)
+        ]
+
+    try:
+        deadline = time.monotonic() + 30
+        while len(ours()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(ours()) == 2
+        p = bench("clean")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "left alone: 2 of run" in p.stdout and "still running" in p.stdout
+        assert len(ours()) == 2  # the live run's containers were not touched
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+        for c in ours():
+            docker_api.remove_container(c["Id"], force=True)
+    assert rc == 130
+    assert ours() == []
