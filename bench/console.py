@@ -61,6 +61,7 @@ class Console:
         self.ready_at: float | None = None
         self.fields: dict[str, str] = {}
         self.closed_reason: str | None = None
+        self.closed_at: float | None = None
 
     @property
     def done(self) -> bool:
@@ -92,6 +93,7 @@ class Console:
             if self.closed_reason is not None:
                 return
             self.closed_reason = reason
+            self.closed_at = self._clock()
         self.on_change()
 
     def tail(self, max_lines: int = 20) -> str:

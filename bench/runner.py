@@ -293,7 +293,9 @@ class Runner:
             launched = [(i, x) for i, x in enumerate(launches) if x.launch_at is not None]
             self.sink.add_samples(
                 [
-                    self._sample(step, index, i, x, step_start, sc.timeout, "run interrupted")
+                    self._sample(
+                        step, index, i, x, step_start, sc.timeout, wait_end, "run interrupted"
+                    )
                     for i, x in launched
                 ]
             )
@@ -302,7 +304,7 @@ class Runner:
             )
             raise
         samples = [
-            self._sample(step, index, i, launch, step_start, sc.timeout)
+            self._sample(step, index, i, launch, step_start, sc.timeout, wait_end)
             for i, launch in enumerate(launches)
         ]
         ready = [s["ready_s"] for s in samples if s["ok"]]
@@ -504,6 +506,7 @@ class Runner:
         launch: _Launch,
         step_start: float,
         timeout: float,
+        wait_end: float | None,
         unfinished: str | None = None,
     ) -> dict[str, Any]:
         inst, console = launch.inst, launch.inst.console
@@ -518,15 +521,23 @@ class Runner:
             console.ready_at is not None and t0 is not None and console.ready_at - t0 <= timeout
         )
         ok = launch.error is None and in_time
+        # A console that closed after its deadline, or once the wait was over, was
+        # closed by bench's own teardown: the instance did not exit by itself.
+        exited = (
+            console.closed_at is not None
+            and t0 is not None
+            and console.closed_at <= t0 + timeout
+            and (wait_end is None or console.closed_at <= wait_end)
+        )
         error, failure = launch.error, "launch" if launch.error else None
         if error is None and not in_time:
-            if console.closed_reason:
-                error = f"{console.closed_reason} before {console.marker}"
-                failure = "exited"
-            elif t0 is None:
+            if t0 is None:
                 error, failure = "never launched", "launch"
             elif unfinished:
                 error, failure = unfinished, "interrupted"
+            elif exited:
+                error = f"{console.closed_reason} before {console.marker}"
+                failure = "exited"
             else:
                 error, failure = f"no {console.marker} within {timeout:g}s", "timeout"
         guest_uptime = _float(console.fields.get("uptime"))
