@@ -391,12 +391,14 @@ def run_warnings(
             if diff:
                 out.append(f"platform {p!r}: scenario settings differ ({_describe(diff)})")
     for label, run in (("baseline", baseline), ("current", current)):
-        cores = run.metadata.get("host", {}).get("cpu_cores") or 1
-        loads = [st["load_avg_1m"] for st in run.steps if st.get("load_avg_1m") is not None]
-        if loads and max(loads) > cores:
+        # The load when the run started: what else the host was doing. (Loads during
+        # steps include the run's own instances, so they say nothing about the host.)
+        host = run.metadata.get("host", {})
+        load, cores = host.get("load_avg_1m"), host.get("cpu_cores") or 1
+        if load is not None and load > cores:
             out.append(
-                f"{label} run {run.run_id}: the host was busy (load {max(loads):.1f} on "
-                f"{cores} cores during a step): its timings may be inflated; run the gate "
+                f"{label} run {run.run_id}: the host was busy when it started (load "
+                f"{load:.1f} on {cores} cores): its timings may be inflated; run the gate "
                 "on an otherwise idle host"
             )
         if run.status != "complete":

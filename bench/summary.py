@@ -121,9 +121,13 @@ def density_results(
 def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:
     """One line per platform whose summed PSS and host drop disagree by > 25% at some N."""
     by_platform: dict[str, list[tuple[dict[str, Any], float]]] = defaultdict(list)
+    rose: dict[str, list[int]] = defaultdict(list)
     for r in rows:
         host, pss = r["mem_host_per_instance_bytes"], r["mem_pss_per_instance_bytes"]
-        if not host or not pss or host <= 0:
+        if host is not None and host <= 0:
+            rose[r["platform"]].append(r["n"])
+            continue
+        if not host or not pss:
             continue
         gap = abs(host - pss) / max(host, pss)
         if gap > MEMORY_DISAGREEMENT:
@@ -154,5 +158,11 @@ def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:
             f"{platform}: host view and PSS per instance differ by more than "
             f"{MEMORY_DISAGREEMENT:.0%} at {ns}; {why}; at small N the host view is "
             "mostly noise"
+        )
+    for platform, ns in rose.items():
+        lines.append(
+            f"{platform}: host MemAvailable rose during the step at "
+            f"{', '.join(f'N={n}' for n in ns)} (the kernel reclaimed cache, or other "
+            "processes freed memory): the host view there is noise; use PSS or a larger N"
         )
     return lines
