@@ -104,15 +104,25 @@ def run(
 @app.command()
 def validate(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Check the file only: do not ask the engines about images."),
+    ] = False,
 ) -> None:
-    """Check a scenario (and its memory against this host) and print its plan. Starts nothing."""
+    """Check a scenario and print its plan. Starts and builds nothing.
+
+    Also checks it against this host: memory per instance, and (unless --offline) that
+    each engine answers and has the images the scenario names, as `bench run` would.
+    """
     from bench.host import LocalHost
-    from bench.run import check_against_host
+    from bench.run import check_against_host, preflight
     from bench.scenario import load_scenario
     from bench.views import plan_table
 
     loaded = load_scenario(scenario)
     check_against_host(loaded, LocalHost())
+    if not offline:
+        preflight(loaded)
     _stdout().print(plan_table(loaded.scenario))
 
 

@@ -50,17 +50,30 @@ def prepare_backends(
         for _, p in platforms:
             backends[p.name] = factory(p)
         # Every platform's cheap checks first: a bad file starts and builds nothing.
-        for i, p in platforms:
-            try:
-                backends[p.name].preflight()
-            except MissingImage as e:
-                raise loaded.error(("platforms", i, e.key), str(e)) from None
+        _preflight(loaded, backends)
         for _, p in platforms:
             engines[p.name] = backends[p.name].prepare(build_missing=True)
     except BaseException:
         close_all(backends)
         raise
     return backends, engines
+
+
+def _preflight(loaded: LoadedScenario, backends: dict[str, Backend]) -> None:
+    for i, p in enumerate(loaded.scenario.platforms):
+        try:
+            backends[p.name].preflight()
+        except MissingImage as e:
+            raise loaded.error(("platforms", i, e.key), str(e)) from None
+
+
+def preflight(loaded: LoadedScenario, factory: Callable[[Any], Backend] = make_backend) -> None:
+    """What `bench run` checks before it starts anything, on its own (for validate)."""
+    backends = {p.name: factory(p) for p in loaded.scenario.platforms}
+    try:
+        _preflight(loaded, backends)
+    finally:
+        close_all(backends)
 
 
 def leftovers_of_other_runs(backends: dict[str, Backend]) -> list[Leftover]:

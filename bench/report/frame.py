@@ -68,6 +68,9 @@ SUMMARY_COLUMNS = [
     "mem_host_per_instance_mib",
     "mem_pss_per_instance_mib",
     "disk_per_instance_mib",
+    # Beyond the writable layer: what a step added to the engine's storage, per instance
+    # (container dirs and layer metadata; libvirt's per-domain files and overlays).
+    "storage_per_instance_mib",
 ]
 DENSITY_COLUMNS = ["max_density", "density_limit"]
 NUMERIC = {
@@ -259,6 +262,7 @@ def summary_frame(
                 "mem_host_per_instance_mib": mib(x["mem_host_per_instance_bytes"]),
                 "mem_pss_per_instance_mib": mib(x["mem_pss_per_instance_bytes"]),
                 "disk_per_instance_mib": mib(x["disk_per_instance_bytes"]),
+                "storage_per_instance_mib": mib(x["disk_growth_per_instance_bytes"]),
             }
             if density:
                 row["max_density"], row["density_limit"] = pd.NA, None

@@ -36,6 +36,7 @@ USUAL_CLAIMS = {
     "memory per instance, host view": "MBs vs hundreds of MBs",
     "memory per instance, PSS": "",
     "disk per instance (writable)": "a thin layer vs a whole disk",
+    "engine storage per instance": "",
     "density (max N)": "hundreds or thousands vs tens",
 }
 
@@ -119,6 +120,7 @@ def classic_table(frames: Frames) -> Any:
                 "memory per instance, host view": _mem(rows, "mem_host_per_instance_mib"),
                 "memory per instance, PSS": _mem(rows, "mem_pss_per_instance_mib"),
                 "disk per instance (writable)": _mem(rows, "disk_per_instance_mib"),
+                "engine storage per instance": _mem(rows, "storage_per_instance_mib"),
                 "density (max N)": _density(frames, r.run_id, platform, rows),
             }
     df = pd.DataFrame(columns)

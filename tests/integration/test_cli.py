@@ -84,7 +84,7 @@ def test_bad_scenario_exits_2_with_one_line_and_starts_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_validate_prints_plan_and_starts_nothing():
+def test_validate_prints_plan_and_starts_nothing(docker_api, libvirt_conn):
     p = bench("validate", "scenarios/quickstart.yaml")
     assert p.returncode == 0, p.stderr
     assert "48 instances in total" in p.stdout
