@@ -167,7 +167,10 @@ def doctor(
     docker_host: Annotated[str | None, typer.Option("--docker-host")] = None,
     libvirt_uri: Annotated[str, typer.Option("--libvirt-uri")] = "qemu:///system",
 ) -> None:
-    """Check this host: engines reachable, KVM or TCG only (by a probe boot), images built."""
+    """Check this host: engines reachable, KVM or TCG only (by a probe boot), images built.
+
+    Exit 0 when all is well, 3 when an engine is unreachable, 5 for anything else.
+    """
     from bench.doctor import run_checks
 
     err = _stderr()
@@ -178,6 +181,8 @@ def doctor(
         out.print(f"{mark} {c.name:<13} {c.detail}")
         if not c.ok and c.fix:
             out.print(f"      {'':<13} fix: {c.fix}")
+    if any(c.engine and not c.ok for c in checks):
+        raise typer.Exit(ExitCode.ENGINE_UNAVAILABLE)
     if not all(c.ok for c in checks):
         raise typer.Exit(ExitCode.ERROR)
 

@@ -15,6 +15,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    engine: bool = False  # an unreachable engine: exit 3, like bench run
 
 
 def run_checks(
@@ -59,7 +60,7 @@ def run_checks(
             Check("docker image", has, ref if has else f"{ref} missing", "bench images build")
         )
     except BenchError as e:
-        checks.append(Check("docker", False, str(e), "dockerd & (or: make demo)"))
+        checks.append(Check("docker", False, str(e), "dockerd & (or: make demo)", engine=True))
     finally:
         docker.close()
 
@@ -86,11 +87,12 @@ def run_checks(
             )
         )
         if art is not None:
-            say(
-                "probing KVM with a test boot (once per host, cached; up to "
-                f"{KVM_PROBE_TIMEOUT_S:.0f} s)..."
+            accel = lv.resolve_accel(
+                on_probe=lambda: say(
+                    "probing KVM with a test boot (once per host, then cached; up to "
+                    f"{KVM_PROBE_TIMEOUT_S:.0f} s)..."
+                )
             )
-            accel = lv.resolve_accel()
             detail = (
                 "KVM boots guests"
                 if accel == "kvm"
@@ -99,7 +101,11 @@ def run_checks(
             )
             checks.append(Check("accel", True, detail))
     except BenchError as e:
-        checks.append(Check("libvirt", False, str(e), "virtlogd -d && libvirtd -d (or: make demo)"))
+        checks.append(
+            Check(
+                "libvirt", False, str(e), "virtlogd -d && libvirtd -d (or: make demo)", engine=True
+            )
+        )
     finally:
         lv.close()
 

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,8 @@ KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
 
 class LibvirtSettings(PlatformBase):
     backend: Literal["libvirt"]
+    # Only the bench pair's name matters here; a guest of your own is kernel:/disk:.
+    image: str = Field("busybox", min_length=1, max_length=512)
     uri: str = Field("qemu:///system", min_length=1, max_length=512)
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     vcpus: int = Field(1, ge=1, le=512, strict=True)
@@ -182,7 +185,8 @@ class LibvirtBackend(Backend):
             "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
         }
 
-    def resolve_accel(self) -> str:
+    def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> str:
+        """The accel instances will use; `on_probe` is called before a probe boot."""
         if self.settings.accel != "auto":
             return self.settings.accel
         if not self._kvm_offered():
@@ -195,6 +199,7 @@ class LibvirtBackend(Backend):
             known = {}
         if key in known:
             return known[key]["accel"]
+        on_probe()
         works, detail = self._probe_kvm()
         result = "kvm" if works else "tcg"
         known[key] = {"accel": result, "detail": detail}
