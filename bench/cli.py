@@ -85,6 +85,7 @@ def run(
             name=name,
             events=events,
             warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+            say=lambda m: err.print(m, style="dim"),
         )
     stored = load_run(outcome.directory)
     rows = summarize(stored.samples, stored.steps)

@@ -40,7 +40,9 @@ def check_against_host(loaded: LoadedScenario, host: LocalHost) -> None:
 
 
 def prepare_backends(
-    loaded: LoadedScenario, factory: Callable[[Any], Backend] = make_backend
+    loaded: LoadedScenario,
+    factory: Callable[[Any], Backend] = make_backend,
+    say: Callable[[str], None] = lambda _msg: None,
 ) -> tuple[dict[str, Backend], dict[str, dict[str, Any]]]:
     """Connect every platform's engine and resolve its image, or raise before any start."""
     backends: dict[str, Backend] = {}
@@ -52,7 +54,7 @@ def prepare_backends(
         # Every platform's cheap checks first: a bad file starts and builds nothing.
         _preflight(loaded, backends)
         for _, p in platforms:
-            engines[p.name] = backends[p.name].prepare(build_missing=True)
+            engines[p.name] = backends[p.name].prepare(build_missing=True, say=say)
     except BaseException:
         close_all(backends)
         raise
@@ -92,12 +94,13 @@ def run_scenario(
     name: str | None = None,
     events: Events | None = None,
     warn: Callable[[str], None] = lambda _msg: None,
+    say: Callable[[str], None] = lambda _msg: None,
     factory: Callable[[Any], Backend] = make_backend,
 ) -> RunOutcome:
     host = LocalHost()
     check_against_host(loaded, host)
     try:
-        backends, engines = prepare_backends(loaded, factory)
+        backends, engines = prepare_backends(loaded, factory, say)
     except KeyboardInterrupt:
         # A KVM probe boot or an image build can take a while; what they started is
         # already gone (their own finally blocks), and nothing was measured.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,6 +49,10 @@ class Leftover:
         return owner_alive(self.owner_pid)
 
 
+def print_nothing(_message: str) -> None:
+    pass
+
+
 def owner_alive(pid: int | None) -> bool:
     if not pid or pid == os.getpid():
         return False
@@ -81,9 +86,12 @@ class Backend(ABC):
         bad file never gets as far as a probe boot or an image build."""
 
     @abstractmethod
-    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+    def prepare(
+        self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
+    ) -> dict[str, Any]:
         """Connect, resolve the image (building the bench pair if allowed).
 
+        `say` tells the user about slow first-time work (an image build, a KVM probe).
         Returns facts for the run's metadata (engine versions, accel, image digest).
         Raises EngineUnavailable / ImageError with an actionable message.
         """

@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from bench.backends.base import (
     Instance,
     Leftover,
     parse_pid,
+    print_nothing,
 )
 from bench.errors import EngineUnavailable, ImageError, MissingImage, UsageError, first_line
 from bench.iohub import IOHub
@@ -130,7 +132,9 @@ class DockerBackend(Backend):
                 "air-gapped): `docker load` it first, or use `image: busybox`"
             )
 
-    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+    def prepare(
+        self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
+    ) -> dict[str, Any]:
         self.preflight()
         api = self.connect()
         name = self.settings.image
@@ -141,6 +145,7 @@ class DockerBackend(Backend):
                     raise MissingImage(
                         f"image {self._image_ref} is not built: run `bench images build`"
                     )
+                say(f"importing the bench image {self._image_ref} (first use on this engine)...")
                 import_bench_image(api, name)
         img = api.inspect_image(self._image_ref)
         version = api.version()

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import Field
 
-from bench.backends.base import Backend, Instance, Leftover
+from bench.backends.base import Backend, Instance, Leftover, print_nothing
 from bench.scenario import PlatformBase, Seconds
 
 
@@ -41,7 +42,9 @@ class FakeBackend(Backend):
         self.peak_in_flight = 0
         self._lock = threading.Lock()
 
-    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+    def prepare(
+        self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
+    ) -> dict[str, Any]:
         return {"engine": "fake"}
 
     def create(self, inst: Instance) -> None:

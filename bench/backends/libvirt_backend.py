@@ -22,7 +22,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from bench import images
-from bench.backends.base import NAME_PREFIX, Backend, Instance, Leftover, parse_pid
+from bench.backends.base import (
+    NAME_PREFIX,
+    Backend,
+    Instance,
+    Leftover,
+    parse_pid,
+    print_nothing,
+)
 from bench.console import Console
 from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
 from bench.paths import cache_dir, state_dir
@@ -138,11 +145,18 @@ class LibvirtBackend(Backend):
             if p and not p.is_file():
                 raise MissingImage(f"{p} does not exist", key=key)
 
-    def prepare(self, *, build_missing: bool = True) -> dict[str, Any]:
+    def prepare(
+        self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
+    ) -> dict[str, Any]:
         self.preflight()
         conn = self.connect()
-        self._boot = self._resolve_boot(build_missing)
-        self.accel = self.resolve_accel()
+        self._boot = self._resolve_boot(build_missing, say)
+        self.accel = self.resolve_accel(
+            on_probe=lambda: say(
+                f"probing KVM on {self.settings.uri} with a test boot (once per host, then "
+                f"cached; up to {KVM_PROBE_TIMEOUT_S:.0f} s)..."
+            )
+        )
         lib = conn.getLibVersion()
         hv = conn.getVersion()
         return {
@@ -154,7 +168,7 @@ class LibvirtBackend(Backend):
             **{k: v for k, v in self._boot.items() if k != "paths"},
         }
 
-    def _resolve_boot(self, build_missing: bool) -> dict[str, Any]:
+    def _resolve_boot(self, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
         s = self.settings
         if s.disk:
             return {"boot": "disk", "image": str(s.disk), "image_bytes": _allocated(s.disk)}
@@ -175,6 +189,7 @@ class LibvirtBackend(Backend):
         if art is None:
             if not build_missing:
                 raise MissingImage(f"VM image {s.image!r} is not built: run `bench images build`")
+            say(f"building the bench VM image {s.image!r} (first use on this host)...")
             art = images.build_rootfs(s.image)
         return {
             "boot": "kernel",
