@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.backends.base import Backend, Leftover
 from bench.errors import BenchError
@@ -16,22 +17,11 @@ class CleanReport:
     unreachable: list[str] = field(default_factory=list)
 
 
-def default_backends(docker_host: str | None, libvirt_uris: list[str]) -> list[Backend]:
-    from bench.backends.docker_backend import DockerBackend, DockerSettings
-    from bench.backends.libvirt_backend import LibvirtBackend, LibvirtSettings
+def default_backends(options: dict[str, Any]) -> list[Backend]:
+    """Every registered backend's engines on this host (each reads its own options)."""
+    from bench.backends import BACKENDS, backend_class
 
-    out: list[Backend] = [
-        DockerBackend(
-            DockerSettings(name="clean", backend="docker", image="busybox", host=docker_host)
-        )
-    ]
-    for uri in libvirt_uris:
-        out.append(
-            LibvirtBackend(
-                LibvirtSettings(name="clean", backend="libvirt", image="busybox", uri=uri)
-            )
-        )
-    return out
+    return [b for name in BACKENDS for b in backend_class(name).for_cleanup(options)]
 
 
 def clean(

@@ -208,7 +208,10 @@ def clean(
     from bench.clean import default_backends
 
     report = do_clean(
-        default_backends(docker_host, libvirt_uri or ["qemu:///system"]), run_id, dry_run, force
+        default_backends({"docker_host": docker_host, "libvirt_uris": libvirt_uri}),
+        run_id,
+        dry_run,
+        force,
     )
     out = _stdout()
     verb = "would remove" if dry_run else "removed"

@@ -80,6 +80,15 @@ class Backend(ABC):
     def __init__(self, settings: PlatformBase):
         self.settings = settings
 
+    @classmethod
+    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+        """This backend's engines on this host that `bench clean` searches for leftovers.
+
+        `options` holds the CLI's engine options (docker_host, libvirt_uris); each
+        backend reads its own.
+        """
+        return []
+
     def preflight(self) -> None:
         """Cheap checks that start and build nothing: engine reachable, the scenario's
         own images present. Every platform passes these before any is prepared, so a

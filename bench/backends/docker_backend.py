@@ -86,6 +86,11 @@ class DockerBackend(Backend):
         self._procs: Any = None  # host process table, per sampling round
         self._storage_dirs: list[Path] = []
 
+    @classmethod
+    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+        host = options.get("docker_host")
+        return [cls(DockerSettings(name="clean", backend="docker", image="busybox", host=host))]
+
     @property
     def address(self) -> str:
         return self.settings.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"

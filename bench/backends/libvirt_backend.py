@@ -120,6 +120,14 @@ class LibvirtBackend(Backend):
         self.accel: str | None = None
         self._boot: dict[str, Any] = {}
 
+    @classmethod
+    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+        uris = options.get("libvirt_uris") or ["qemu:///system"]
+        return [
+            cls(LibvirtSettings(name="clean", backend="libvirt", image="busybox", uri=uri))
+            for uri in uris
+        ]
+
     def connect(self) -> Any:
         if self._conn is None:
             libvirt = _ensure_event_loop()
