@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.integration.engine_watch import bench_cmd, containers, purge
 
 SMALL = """\
 name: small
@@ -26,7 +27,7 @@ platforms:
 
 def bench(*args: str, cwd: Path | None = None, timeout: float = 600):
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args],
+        bench_cmd(*args),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -146,45 +147,26 @@ def test_clean_leaves_a_live_run_alone(tmp_path, docker_api):
     )
     name = f"live{os.getpid()}"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "run",
-            str(scenario),
-            "--out",
-            str(tmp_path / "r"),
-            "--name",
-            name,
-        ],
+        bench_cmd("run", str(scenario), "--out", str(tmp_path / "r"), "--name", name),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
-    label = {"label": "bench.run_id"}
-
-    def ours():
-        return [
-            c
-            for c in docker_api.containers(all=True, filters=label)
-            if c["Labels"]["bench.run_id"].startswith(name)
-        ]
-
     try:
         deadline = time.monotonic() + 30
-        while len(ours()) < 2 and time.monotonic() < deadline:
+        while len(containers(docker_api, name)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(ours()) == 2
+        assert len(containers(docker_api, name)) == 2
         p = bench("clean")
         assert p.returncode == 0, p.stdout + p.stderr
         assert "left alone: 2 of run" in p.stdout and "still running" in p.stdout
-        assert len(ours()) == 2  # the live run's containers were not touched
+        assert len(containers(docker_api, name)) == 2  # the live run's were not touched
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=60)
-        for c in ours():
-            docker_api.remove_container(c["Id"], force=True)
+        left = containers(docker_api, name)
+        purge(name, [])
     assert rc == 130
-    assert ours() == []
+    assert left == []

@@ -7,12 +7,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.integration.engine_watch import bench_cmd, purge
 
 DOCKER_SOCK = "/var/run/docker.sock"
 
@@ -78,17 +78,7 @@ def test_engine_dying_mid_run_stops_with_one_line_and_keeps_finished_steps(tmp_p
         f"    host: unix://{proxy.path}\n"
     )
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "run",
-            str(scenario),
-            "--out",
-            str(tmp_path / "r"),
-            "--name",
-            name,
-        ],
+        bench_cmd("run", str(scenario), "--out", str(tmp_path / "r"), "--name", name),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -110,9 +100,7 @@ def test_engine_dying_mid_run_stops_with_one_line_and_keeps_finished_steps(tmp_p
     finally:
         if proc.poll() is None:
             proc.kill()
-        for c in docker_api.containers(all=True, filters={"label": "bench.run_id"}):
-            if c["Labels"]["bench.run_id"].startswith(name):
-                docker_api.remove_container(c["Id"], force=True)
+        purge(name, [])
     assert proc.returncode == 3, out + err
     lines = err.strip().splitlines()
     assert lines[-1].startswith("bench: error: the docker engine of platform 'c' stopped answering")
