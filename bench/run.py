@@ -23,8 +23,7 @@ from bench.scenario import LoadedScenario
 class RunOutcome:
     directory: Path
     run_id: str
-    status: str
-    failures: int
+    failures: int  # instances that never became ready (the run itself completed)
 
 
 def check_against_host(loaded: LoadedScenario, host: LocalHost) -> None:
@@ -48,13 +47,12 @@ def prepare_backends(
     backends: dict[str, Backend] = {}
     engines: dict[str, dict[str, Any]] = {}
     try:
-        platforms = list(enumerate(loaded.scenario.platforms))
-        for _, p in platforms:
+        for p in loaded.scenario.platforms:
             backends[p.name] = factory(p)
         # Every platform's cheap checks first: a bad file starts and builds nothing.
         _preflight(loaded, backends)
-        for _, p in platforms:
-            engines[p.name] = backends[p.name].prepare(build_missing=True, say=say)
+        for name, backend in backends.items():
+            engines[name] = backend.prepare(build_missing=True, say=say)
     except BaseException:
         close_all(backends)
         raise
@@ -156,7 +154,7 @@ def run_scenario(
                 f"{len(left)} instance(s) could not be destroyed; remove them with "
                 f"`bench clean --run {run_id}`"
             )
-        return RunOutcome(writer.dir, run_id, "complete", failures)
+        return RunOutcome(writer.dir, run_id, failures)
     finally:
         close_all(backends)
 

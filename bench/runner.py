@@ -159,8 +159,9 @@ class Runner:
                     if result.record.get("limit"):
                         stop = True
                         break
-                # A refused or limit-breaking N ends a density search; with fixed counts
-                # a refused N skips only the larger ones that would need even more.
+                # A refused or limit-breaking N ends this platform's steps: a density
+                # search is over, and fixed counts after a refused N would need as much
+                # memory or more (counts are usually given in increasing order).
                 if stop:
                     break
         return results

@@ -250,7 +250,7 @@ def summary_frame(
                 "run": r.run_id,
                 "host": host,
                 "platform": platform,
-                "backend": x["backend"] or _backend(r, platform),
+                "backend": x["backend"],
                 "kind": x["kind"],
                 "accel": x["accel"],
                 "n": x["n"],
@@ -275,10 +275,3 @@ def summary_frame(
     if density:
         df["max_density"] = df["max_density"].astype("Int64")
     return df
-
-
-def _backend(run: Run, platform: str) -> str | None:
-    for p in run.metadata.get("scenario", {}).get("platforms", []):
-        if p.get("name") == platform:
-            return p.get("backend")
-    return None
