@@ -92,7 +92,7 @@ def run(
     out = _stdout()
     out.print(
         summary_table(
-            rows, stored.metadata, density_results(stored.steps, stored.metadata["scenario"])
+            rows, stored.metadata, density_results(stored.steps, stored.metadata["searches"])
         )
     )
     for line in memory_disagreements(rows):

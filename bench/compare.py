@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import ExitCode, UsageError
+from bench.records import Sample, metrics, unit_of
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_THRESHOLD = 0.10
@@ -291,7 +292,7 @@ class Comparison:
             table,
             "",
             f"{outcome}: a regression is p < {self.alpha:g} (Mann-Whitney U, one-sided) "
-            f"and a median {'slower' if self.metric.endswith('_s') else 'larger'} by more "
+            f"and a median {'slower' if unit_of(self.metric) == 's' else 'larger'} by more "
             f"than {self.threshold:.0%}.",
         ]
         if self.warnings:
@@ -460,19 +461,17 @@ def _is_number(v: Any) -> bool:
 
 
 def _check_metric(metric: str, samples: list[dict[str, Any]]) -> None:
-    available = sorted(
-        {
-            k
-            for s in samples
-            for k, v in s.items()
-            if (k.endswith("_s") or k.endswith("_bytes")) and _is_number(v)
-        }
-    )
-    if metric not in available:
+    """A metric bench.records declares for samples, and that these runs measured."""
+    declared = metrics(Sample)
+    measured = [m for m in declared if any(_is_number(s.get(m)) for s in samples)]
+    if metric not in measured:
+        what = "not a sample metric" if metric not in declared else "not measured in these runs"
         raise UsageError(
-            f"--metric {metric!r} is not a measured value in these runs; "
-            f"use one of: {', '.join(available) or 'none (no samples)'}"
+            f"--metric {metric!r} is {what}; "
+            f"use one of: {', '.join(measured) or 'none (no samples)'}"
         )
+    if declared[metric].worse != "higher":
+        raise UsageError(f"--metric {metric!r}: only higher-is-worse metrics can be gated")
 
 
 def _accels(engine: dict[str, Any], groups: dict[tuple[str, int], Any], platform: str) -> list[str]:

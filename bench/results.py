@@ -1,13 +1,17 @@
 """results/<run-id>/: the run's metadata and its raw samples, written as measured.
 
-Layout (schema version in bench.SCHEMA_VERSION):
-- metadata.json: scenario as run (+ sha256), host, engines, status
+Layout (schema version in bench.SCHEMA_VERSION; fields in bench.records):
+- metadata.json (`RunMetadata`): scenario as run (+ sha256), hosts, engines, status
   ("running" while in progress; "complete", "interrupted" or "failed" at the end;
   a run still "running" with no live process was killed: treat it as incomplete).
-- samples.jsonl: one JSON object per instance per step, appended and flushed as
-  each step ends, so a crash keeps every finished step.
-- steps.jsonl: one JSON object per step (wall time, failures, step-level facts).
+- samples.jsonl (`Sample`): one JSON object per instance per step, appended and
+  flushed as each step ends, so a crash keeps every finished step.
+- steps.jsonl (`StepRecord`): one JSON object per step (wall time, failures, step-level
+  facts).
 Statistics are never stored: they are computed when reading.
+
+Older schema versions are upgraded in memory when read (`UPGRADES`, like asv's
+update_to_N), never refused; the files on disk are left as they were written.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import bench
 from bench.errors import UsageError
+from bench.records import RunMetadata, Sample, StepRecord, split_extras
 
 METADATA = "metadata.json"
 SAMPLES = "samples.jsonl"
@@ -52,15 +58,16 @@ class RunWriter:
             "started_at": _now(),
             **metadata,
         }
+        RunMetadata.model_validate(self.metadata)  # a typo in a key fails here, not on read
         self._write_metadata()
         self._samples = (self.dir / SAMPLES).open("a")
         self._steps = (self.dir / STEPS).open("a")
 
-    def add_samples(self, samples: list[dict[str, Any]]) -> None:
-        _append(self._samples, samples)
+    def add_samples(self, samples: list[Sample]) -> None:
+        _append(self._samples, [_record(Sample, s).row() for s in samples])
 
-    def add_step(self, step: dict[str, Any]) -> None:
-        _append(self._steps, [step])
+    def add_step(self, step: StepRecord) -> None:
+        _append(self._steps, [_record(StepRecord, step).row()])
 
     def update(self, **fields: Any) -> None:
         self.metadata.update(fields)
@@ -78,6 +85,11 @@ class RunWriter:
         tmp = self.dir / (METADATA + ".tmp")
         tmp.write_text(json.dumps(self.metadata, indent=2, default=str) + "\n")
         tmp.replace(self.dir / METADATA)
+
+
+def _record(model: type[Any], r: Any) -> Any:
+    """A record as is; a plain dict validated (undeclared keys nested in `extras`)."""
+    return r if isinstance(r, model) else model.model_validate(split_extras(model, r))
 
 
 def _append(f: IO[str] | None, rows: list[dict[str, Any]]) -> None:
@@ -113,6 +125,7 @@ class Run:
 
 
 def load_run(directory: str | Path) -> Run:
+    """A stored run, upgraded to the current schema and validated through bench.records."""
     d = Path(directory)
     meta_path = d / METADATA
     if not meta_path.is_file():
@@ -121,13 +134,77 @@ def load_run(directory: str | Path) -> Run:
         metadata = json.loads(meta_path.read_text())
     except ValueError as e:
         raise UsageError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(metadata, dict):
+        raise UsageError(f"{meta_path}: not a bench metadata object")
     version = metadata.get("schema_version")
-    if version != bench.SCHEMA_VERSION:
+    if not isinstance(version, int) or version < 1:
+        raise UsageError(f"{meta_path}: no valid schema_version ({version!r})")
+    if version > bench.SCHEMA_VERSION:
         raise UsageError(
-            f"{d}: results schema version {version}, this bench reads "
-            f"{bench.SCHEMA_VERSION}: use the bench version that wrote it"
+            f"{d}: results schema version {version} was written by a newer bench (this one "
+            f"reads up to {bench.SCHEMA_VERSION}): upgrade bench to read it"
         )
-    return Run(d, metadata, _read_jsonl(d / SAMPLES), _read_jsonl(d / STEPS))
+    samples, steps = _read_jsonl(d / SAMPLES), _read_jsonl(d / STEPS)
+    for v in range(version, bench.SCHEMA_VERSION):
+        metadata, samples, steps = UPGRADES[v](metadata, samples, steps)
+    try:
+        meta = RunMetadata.model_validate(metadata).model_dump(mode="json")
+        sample_rows = [Sample.model_validate(s).row() for s in samples]
+        step_rows = [StepRecord.model_validate(s).row() for s in steps]
+    except ValueError as e:
+        raise UsageError(
+            f"{d}: stored records do not match schema {bench.SCHEMA_VERSION}: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
+    return Run(d, meta, sample_rows, step_rows)
+
+
+# -- upgrades of older schema versions, in memory --------------------------------------
+
+Rows = list[dict[str, Any]]
+
+
+def update_to_2(metadata: dict[str, Any], samples: Rows, steps: Rows) -> tuple[Any, Rows, Rows]:
+    """Schema 1 (bench 0.1, one local host) -> 2 (a host per backend, typed records).
+
+    - every engine ran on the run's one host: its hostname becomes the host key of
+      metadata.hosts, of each engines entry and of every sample and step;
+    - sample and step keys that schema 2 does not declare (backend facts such as
+      container_id or balloon_*_bytes) move into `extras`;
+    - which platforms ran a density search is stored as metadata.searches, by the rule
+      schema-1 scenarios followed.
+    """
+    host = metadata.get("host") or {}
+    key = host.get("hostname") or "local"
+    meta = {
+        **metadata,
+        "schema_version": 2,
+        "hosts": {key: host},
+        "engines": {p: {**e, "host": key} for p, e in (metadata.get("engines") or {}).items()},
+        "searches": _v1_searches(metadata.get("scenario") or {}),
+    }
+    return (
+        meta,
+        [split_extras(Sample, {**s, "host": key}) for s in samples],
+        [split_extras(StepRecord, {"status": "ran", **st, "host": key}) for st in steps],
+    )
+
+
+def _v1_searches(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A platform's own `density` wins; one with its own `counts` does not search;
+    otherwise the scenario's `density` applies (Scenario.search_for today)."""
+    out = {}
+    for p in scenario.get("platforms", []):
+        if p.get("density"):
+            out[p["name"]] = p["density"]
+        elif not p.get("counts") and scenario.get("density"):
+            out[p["name"]] = scenario["density"]
+    return out
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any], Rows, Rows], tuple[Any, Rows, Rows]]] = {
+    1: update_to_2,
+}
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -120,6 +120,7 @@ def run_scenario(
                 "scenario_text": loaded.text,
                 "scenario_path": str(loaded.path),
                 "scenario_sha256": loaded.sha256,
+                "searches": loaded.scenario.searches(),
                 "host": host.describe(),
                 "engines": engines,
             }

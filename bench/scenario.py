@@ -198,6 +198,16 @@ class Scenario(Model):
             return None
         return self.density
 
+    def searches(self) -> dict[str, dict[str, Any]]:
+        """Platform name -> its density search block, for platforms that search (stored
+        in the run's metadata, so readers never re-derive it)."""
+        out = {}
+        for p in self.platforms:
+            search = self.search_for(p)
+            if search is not None:
+                out[p.name] = search.model_dump(mode="json")
+        return out
+
     def counts_for(self, platform: PlatformBase) -> list[int]:
         """Fixed counts, or every N a density search may reach."""
         search = self.search_for(platform)

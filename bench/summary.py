@@ -6,6 +6,7 @@ from collections import defaultdict
 from statistics import median
 from typing import Any
 
+from bench.records import Sample, StepRecord, metrics
 from bench.stats import percentile
 
 # Host drop and summed PSS further apart than this get a one-line explanation.
@@ -17,60 +18,74 @@ def _median(values: list[Any]) -> float | None:
     return median(xs) if xs else None
 
 
+_STATISTICS = {
+    "median": _median,
+    "p50": lambda xs: percentile([x for x in xs if x is not None], 50),
+    "p95": lambda xs: percentile([x for x in xs if x is not None], 95),
+    "max": lambda xs: max((x for x in xs if x is not None), default=None),
+}
+
+
+def summary_columns() -> list[str]:
+    """Every statistic column of a summary row, as bench.records declares them."""
+    return [
+        col
+        for model in (Sample, StepRecord)
+        for info in metrics(model).values()
+        for col in info.summary
+    ]
+
+
 def summarize(
     samples: list[dict[str, Any]], steps: list[dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
-    """One row per (platform, N) in the order they ran, refused steps included (0 samples).
+    """One row per (host, platform, N) in the order they ran, refused steps included.
 
     The one place these statistics are computed: the terminal summary and the
-    report's summary.csv both come from here.
+    report's summary.csv both come from here. Which statistics: every metric of
+    bench.records with its declared summary columns (sample metrics over ready
+    instances, step metrics over the steps that ran).
     """
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    step_groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+
+    # Statistics never pool hosts: one row per (host, platform, N).
+    def key(r: dict[str, Any]) -> tuple[Any, str, int]:
+        return (r.get("host"), r["platform"], r["n"])
+
+    groups: dict[tuple[Any, str, int], list[dict[str, Any]]] = defaultdict(list)
+    step_groups: dict[tuple[Any, str, int], list[dict[str, Any]]] = defaultdict(list)
     for st in steps or []:
-        groups.setdefault((st["platform"], st["n"]), [])
+        groups.setdefault(key(st), [])
         if st.get("status", "ran") == "ran":
-            step_groups[(st["platform"], st["n"])].append(st)
+            step_groups[key(st)].append(st)
     for s in samples:
-        groups[(s["platform"], s["n"])].append(s)
-    heads = {(st["platform"], st["n"]): st for st in steps or []}
+        groups[key(s)].append(s)
+    heads = {key(st): st for st in steps or []}
     rows = []
-    for (platform, n), group in groups.items():
+    for (host, platform, n), group in groups.items():
+        # Ready instances only: one still booting at its timeout is no steady state.
         ok = [s for s in group if s["ok"]]
-        ready = [s["ready_s"] for s in ok]
-        first = group[0] if group else heads[(platform, n)]
+        first = group[0] if group else heads[(host, platform, n)]
         accels = sorted({s["accel"] for s in ok if s.get("accel")})
-        st = step_groups.get((platform, n), [])
-        rows.append(
-            {
-                "platform": platform,
-                "backend": first.get("backend"),
-                "kind": first.get("kind"),
-                "accel": ",".join(accels) or None,
-                "n": n,
-                "samples": len(group),
-                "failures": sum(1 for s in group if not s["ok"]),
-                "ready_p50_s": percentile(ready, 50),
-                "ready_p95_s": percentile(ready, 95),
-                "ready_max_s": max(ready) if ready else None,
-                "mem_host_per_instance_bytes": _median(
-                    [x.get("host_drop_per_instance_bytes") for x in st]
-                ),
-                # Ready instances only: one still booting at its timeout is no steady state.
-                "mem_pss_per_instance_bytes": _median([s.get("pss_bytes") for s in ok]),
-                "mem_engine_per_instance_bytes": _median([s.get("engine_mem_bytes") for s in ok]),
-                "disk_per_instance_bytes": _median([s.get("disk_writable_bytes") for s in ok]),
-                "disk_growth_per_instance_bytes": _median(
-                    [
-                        x["disk_growth_bytes"] / n
-                        for x in st
-                        if x.get("disk_growth_bytes") is not None
-                    ]
-                ),
-                "launch_rate_per_s": _median([x.get("launch_rate_per_s") for x in st]),
-                "errors": sorted({s["error"] for s in group if s["error"]}),
-            }
-        )
+        row: dict[str, Any] = {
+            "platform": platform,
+            "host": host,
+            "backend": first.get("backend"),
+            "kind": first.get("kind"),
+            "accel": ",".join(accels) or None,
+            "n": n,
+            "samples": len(group),
+            "failures": sum(1 for s in group if not s["ok"]),
+        }
+        sources = ((Sample, ok), (StepRecord, step_groups.get((host, platform, n), [])))
+        for model, records in sources:
+            for name, info in metrics(model).items():
+                values = [r.get(name) for r in records]
+                if info.per_instance:
+                    values = [v / n if v is not None else None for v in values]
+                for column, statistic in info.summary.items():
+                    row[column] = _STATISTICS[statistic](values)
+        row["errors"] = sorted({s["error"] for s in group if s["error"]})
+        rows.append(row)
     return rows
 
 
@@ -91,29 +106,17 @@ def density_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def searched_platforms(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Platforms of a stored scenario that ran a density search, with their search block.
-
-    A platform's own `density` wins; a platform with its own `counts` does not search;
-    otherwise the scenario's `density` applies (as Scenario.search_for decides).
-    """
-    out = {}
-    for p in scenario.get("platforms", []):
-        if p.get("density"):
-            out[p["name"]] = p["density"]
-        elif not p.get("counts") and scenario.get("density"):
-            out[p["name"]] = scenario["density"]
-    return out
-
-
 def density_results(
-    steps: list[dict[str, Any]], scenario: dict[str, Any]
+    steps: list[dict[str, Any]], searches: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """density_of() for each platform that searched (fixed-count platforms have none)."""
-    searched = searched_platforms(scenario)
+    """density_of() for each platform that searched (fixed-count platforms have none).
+
+    `searches` is the run's metadata["searches"]: which platforms searched is decided
+    once, by the scenario, when the run is written (bench.results upgrades older runs).
+    """
     by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for st in steps:
-        if st["platform"] in searched:
+        if st["platform"] in searches:
             by_platform[st["platform"]].append(st)
     return {platform: density_of(sts) for platform, sts in by_platform.items()}
 

@@ -45,7 +45,7 @@ def summary_table(
             format_bytes(r["mem_pss_per_instance_bytes"]),
             format_bytes(r["mem_engine_per_instance_bytes"]),
             format_bytes(r["disk_per_instance_bytes"]),
-            format_bytes(r["disk_growth_per_instance_bytes"]),
+            format_bytes(r["storage_per_instance_bytes"]),
         )
     notes = [
         "per instance (medians): mem host = drop of host MemAvailable; disk rw = its own "

@@ -8,6 +8,8 @@ class MemorySink:
         self.samples, self.steps = [], []
         # The scenario as results/<run-id>/metadata.json stores it.
         self.scenario = scenario.model_dump(mode="json") if scenario is not None else {}
+        # What results/<run-id>/metadata.json stores as "searches".
+        self.searches = scenario.searches() if scenario is not None else {}
 
     def add_samples(self, rows):
         self.samples += rows

@@ -31,7 +31,7 @@ def test_search_stops_at_the_first_step_over_the_slo():
     assert ns == [1, 2, 4, 8, 16]
     assert sink.steps[-1]["limit"] == "slo" and "SLO 0.6s" in sink.steps[-1]["limit_detail"]
     assert all(st["limit"] is None for st in sink.steps[:-1])
-    assert density_results(sink.steps, sink.scenario)["f"] == {
+    assert density_results(sink.steps, sink.searches)["f"] == {
         "max_density": 8,
         "limit": "slo",
         "limit_detail": sink.steps[-1]["limit_detail"],
@@ -52,7 +52,7 @@ def test_memory_guard_refuses_a_step_before_starting_any_instance():
     # Not one instance of the refused step was created.
     assert backend.created == 1 + 2 + 4 + 8
     assert {s["n"] for s in sink.samples} == {1, 2, 4, 8}
-    assert density_results(sink.steps, sink.scenario)["f"]["max_density"] == 8
+    assert density_results(sink.steps, sink.searches)["f"]["max_density"] == 8
     # The measured host view is what the guard used.
     assert sink.steps[0]["host_drop_per_instance_bytes"] == 100 * 2**20
 
@@ -78,7 +78,7 @@ def test_timeout_ends_the_search():
     )
     assert [st["n"] for st in sink.steps] == [1, 2, 4]
     assert sink.steps[-1]["limit"] == "timeout"
-    assert density_results(sink.steps, sink.scenario)["f"]["max_density"] == 2
+    assert density_results(sink.steps, sink.searches)["f"]["max_density"] == 2
 
 
 def test_platform_density_overrides_scenario_and_step_progression():
@@ -96,4 +96,4 @@ def test_platform_density_overrides_scenario_and_step_progression():
 
 def test_non_density_runs_report_no_density():
     sink, _ = run(HEAD + "counts: [1, 2]\nplatforms:\n  - {name: f, backend: fake}\n")
-    assert density_results(sink.steps, sink.scenario) == {}
+    assert density_results(sink.steps, sink.searches) == {}

@@ -11,7 +11,7 @@ import pytest
 
 from bench.errors import UsageError
 from bench.report import build_report, default_directory
-from bench.report.frame import DENSITY_COLUMNS, SUMMARY_COLUMNS, max_density
+from bench.report.frame import DENSITY_COLUMNS, SUMMARY_COLUMNS, max_density, more_columns
 
 HOST = {
     "hostname": "lab1",
@@ -161,7 +161,7 @@ def test_report_of_a_run_without_memory_writes_every_table_and_skips_absent_plot
         assert any(n.startswith(f"{name} not drawn:") for n in report.notes)
     with (out / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == SUMMARY_COLUMNS  # no density columns for a counts run
+    assert list(rows[0]) == SUMMARY_COLUMNS + more_columns()  # no density columns
     vm = next(r for r in rows if r["platform"] == "vm")
     assert (vm["samples"], vm["failures"], vm["accel"]) == ("2", "1", "tcg")
     assert float(vm["ready_p50_s"]) == 4.3  # the failed instance is not in the statistics
@@ -200,7 +200,7 @@ def test_density_run_fills_density_columns_and_draws_every_plot(tmp_path):
     assert not [n for n in report.notes if "not drawn" in n]
     with (out / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == SUMMARY_COLUMNS + DENSITY_COLUMNS
+    assert list(rows[0]) == SUMMARY_COLUMNS + DENSITY_COLUMNS + more_columns()
     c = [r for r in rows if r["platform"] == "container"]
     assert {(r["max_density"], r["density_limit"]) for r in c} == {("4", "slo")}
     vm = [r for r in rows if r["platform"] == "vm"]

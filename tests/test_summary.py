@@ -1,4 +1,4 @@
-from bench.summary import density_of, memory_disagreements, searched_platforms, summarize
+from bench.summary import density_of, density_results, memory_disagreements, summarize
 
 MiB = 2**20
 
@@ -78,20 +78,11 @@ def test_summary_counts_refused_steps_and_uses_ready_instances_for_memory():
     one, two = summarize(samples, steps)
     assert (one["samples"], one["failures"], one["ready_p50_s"]) == (2, 1, 4.0)
     assert one["mem_pss_per_instance_bytes"] == 200 * MiB  # the still-booting one is left out
-    assert one["disk_growth_per_instance_bytes"] == 32768 and one["accel"] == "tcg"
+    assert one["storage_per_instance_bytes"] == 32768 and one["accel"] == "tcg"
     assert (two["n"], two["samples"], two["ready_p50_s"]) == (2, 0, None)
 
 
 def test_density_only_for_platforms_that_searched():
-    scenario = {
-        "density": {"max": 8},
-        "platforms": [
-            {"name": "c"},
-            {"name": "w", "counts": [1]},
-            {"name": "v", "density": {"max": 4}},
-        ],
-    }
-    assert set(searched_platforms(scenario)) == {"c", "v"}
     steps = [
         {"platform": "c", "n": 1, "status": "ran", "failures": 0, "limit": None},
         {
@@ -104,4 +95,7 @@ def test_density_only_for_platforms_that_searched():
         },
     ]
     assert density_of(steps) == {"max_density": 1, "limit": "slo", "limit_detail": "p95"}
+    # Which platforms searched comes from the run's metadata["searches"].
+    assert density_results(steps, {"c": {"max": 8}}) == {"c": density_of(steps)}
+    assert density_results(steps, {"v": {"max": 4}}) == {}
     assert density_of(steps[:1])["limit"] == "max"

@@ -14,54 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
+from bench.records import Sample, StepRecord, fields_of
 from bench.results import Run, load_run
 
 MIB = 2**20
 
-SAMPLE_FIELDS = (
-    "run",
-    "host",
-    "platform",
-    "backend",
-    "kind",
-    "accel",
-    "n",
-    "repeat",
-    "ok",
-    "error",
-    "ready_s",
-    "guest_kernel",
-    "pss_bytes",
-    "uss_bytes",
-    "rss_bytes",
-    "engine_mem_bytes",
-    "disk_writable_bytes",
-)
-STEP_FIELDS = (
-    "run",
-    "host",
-    "step",
-    "platform",
-    "kind",
-    "n",
-    "repeat",
-    "status",
-    "failures",
-    "limit",
-    "host_drop_per_instance_bytes",
-    "disk_growth_bytes",
-    "launch_rate_per_s",
-)
-SUMMARY_COLUMNS = [
-    "run",
-    "host",
-    "platform",
-    "backend",
-    "kind",
-    "accel",
-    "n",
-    "samples",
-    "failures",
+# Columns of the sample and step frames: the run, then every field bench.records declares.
+SAMPLE_FIELDS = ("run", *(f for f in Sample.model_fields if f != "extras"))
+STEP_FIELDS = ("run", *(f for f in StepRecord.model_fields if f != "extras"))
+# Declared numbers (metrics and values with a unit) are floats in the frames.
+NUMERIC = {
+    name
+    for model in (Sample, StepRecord)
+    for name, info in fields_of(model).items()
+    if info.metric or info.unit
+} - {"settle_s"}
+KEYS = ["run", "host", "platform", "backend", "kind", "accel", "n", "samples", "failures"]
+# What the report's tables show, in this order (sizes in MiB); summary.csv has these
+# first, then every other statistic bench.records declares.
+HEADLINE = [
     "ready_p50_s",
     "ready_p95_s",
     "ready_max_s",
@@ -72,18 +43,20 @@ SUMMARY_COLUMNS = [
     # (container dirs and layer metadata; libvirt's per-domain files and overlays).
     "storage_per_instance_mib",
 ]
+SUMMARY_COLUMNS = KEYS + HEADLINE
 DENSITY_COLUMNS = ["max_density", "density_limit"]
-NUMERIC = {
-    "ready_s",
-    "pss_bytes",
-    "uss_bytes",
-    "rss_bytes",
-    "engine_mem_bytes",
-    "disk_writable_bytes",
-    "host_drop_per_instance_bytes",
-    "disk_growth_bytes",
-    "launch_rate_per_s",
-}
+
+
+def csv_name(column: str) -> str:
+    """Summary columns in bytes are shown in MiB (the unit stays in the name)."""
+    return column.removesuffix("_bytes") + "_mib" if column.endswith("_bytes") else column
+
+
+def more_columns() -> list[str]:
+    """Every declared summary statistic the headline leaves out, in declaration order."""
+    from bench.summary import summary_columns
+
+    return [c for c in map(csv_name, summary_columns()) if c not in HEADLINE]
 
 
 @dataclass
@@ -101,6 +74,11 @@ class Frames:
     @property
     def multi(self) -> bool:
         return len(self.runs) > 1
+
+    @property
+    def table(self) -> Any:
+        """The summary as the report's tables show it: keys and headline statistics."""
+        return self.summary.drop(columns=more_columns())
 
 
 def load_frames(run_dirs: Sequence[str | Path]) -> Frames:
@@ -173,11 +151,7 @@ def steps_frame(runs: list[Run]) -> Any:
 def _frame(runs: list[Run], attr: str, fields: Sequence[str]) -> Any:
     import pandas as pd
 
-    rows = []
-    for r in runs:
-        host = r.metadata.get("host", {}).get("hostname")
-        for row in getattr(r, attr):
-            rows.append({**row, "run": r.run_id, "host": host})
+    rows = [{**row, "run": r.run_id} for r in runs for row in getattr(r, attr)]
     df = pd.DataFrame(rows)
     for f in fields:
         if f not in df.columns:
@@ -205,9 +179,7 @@ def platform_order(runs: list[Run]) -> list[str]:
 
 def density_searches(run: Run) -> dict[str, dict[str, Any]]:
     """Platforms of this run that ran a density search, with their search block."""
-    from bench.summary import searched_platforms
-
-    return searched_platforms(run.metadata.get("scenario", {}))
+    return run.metadata.get("searches") or {}
 
 
 def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
@@ -221,7 +193,8 @@ def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
 def summary_frame(
     runs: list[Run], samples: Any, steps: Any, density: dict[tuple[str, str], Any]
 ) -> Any:
-    """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search.
+    """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search,
+    then every other statistic bench.records declares (more_columns()).
 
     The statistics are bench.summary.summarize's, the same the terminal summary shows.
     """
@@ -230,48 +203,30 @@ def summary_frame(
     from bench.summary import summarize
 
     order = {name: i for i, name in enumerate(platform_order(runs))}
-
-    def mib(v: float | None) -> float:
-        return float("nan") if v is None else v / MIB
-
-    def secs(v: float | None) -> float:
-        return float("nan") if v is None else v
-
     rows = []
     for r in runs:
-        host = r.metadata.get("host", {}).get("hostname")
         summary = sorted(
             summarize(r.samples, r.steps),
             key=lambda x: (order.get(x["platform"], len(order)), x["n"]),
         )
         for x in summary:
             platform = x["platform"]
-            row = {
-                "run": r.run_id,
-                "host": host,
-                "platform": platform,
-                "backend": x["backend"],
-                "kind": x["kind"],
-                "accel": x["accel"],
-                "n": x["n"],
-                "samples": x["samples"],
-                "failures": x["failures"],
-                "ready_p50_s": secs(x["ready_p50_s"]),
-                "ready_p95_s": secs(x["ready_p95_s"]),
-                "ready_max_s": secs(x["ready_max_s"]),
-                "mem_host_per_instance_mib": mib(x["mem_host_per_instance_bytes"]),
-                "mem_pss_per_instance_mib": mib(x["mem_pss_per_instance_bytes"]),
-                "disk_per_instance_mib": mib(x["disk_per_instance_bytes"]),
-                "storage_per_instance_mib": mib(x["disk_growth_per_instance_bytes"]),
-            }
+            row: dict[str, Any] = {"run": r.run_id}
+            for column, v in x.items():
+                if column.endswith("_bytes"):
+                    v = float("nan") if v is None else v / MIB
+                row[csv_name(column)] = v
             if density:
                 row["max_density"], row["density_limit"] = pd.NA, None
                 if (r.run_id, platform) in density:
                     p_steps = [s for s in r.steps if s["platform"] == platform]
                     row["max_density"], row["density_limit"] = max_density(p_steps)
             rows.append(row)
-    columns = SUMMARY_COLUMNS + (DENSITY_COLUMNS if density else [])
+    columns = SUMMARY_COLUMNS + (DENSITY_COLUMNS if density else []) + more_columns()
     df = pd.DataFrame(rows, columns=columns)
+    for column in columns:
+        if column.endswith(("_s", "_mib")):
+            df[column] = pd.to_numeric(df[column], errors="coerce").astype(float)
     if density:
         df["max_density"] = df["max_density"].astype("Int64")
     return df

@@ -57,7 +57,7 @@ def render_html(
         "<h2>Summary per run, platform and N</h2>",
         "<p>Times in seconds, sizes in MiB; ready times over successful instances only.</p>",
         _table(
-            tables.summary_display(frames.summary, drop=() if frames.multi else ("run", "host")),
+            tables.summary_display(frames.table, drop=() if frames.multi else ("run", "host")),
             index=False,
             classes="numbers",
         ),

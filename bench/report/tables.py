@@ -67,7 +67,7 @@ def summary_markdown(frames: Frames) -> str:
         parts += [f"> **Note:** {TCG_NOTE}", ""]
     for r in frames.runs:
         host = r.metadata.get("host", {})
-        rows = frames.summary[frames.summary["run"] == r.run_id]
+        rows = frames.table[frames.table["run"] == r.run_id]
         parts += [
             f"## {r.run_id}",
             "",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report.frame import SUMMARY_COLUMNS
+from bench.report.frame import SUMMARY_COLUMNS, more_columns
 from tests.integration.test_cli import bench
 
 SCENARIO = """\
@@ -65,7 +65,7 @@ def test_report_of_a_real_run_writes_every_file(runs, tmp_path):
         assert (out / name).stat().st_size > 0, name
     with (out / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == SUMMARY_COLUMNS
+    assert list(rows[0]) == SUMMARY_COLUMNS + more_columns()
     assert [(r["platform"], r["n"], r["samples"], r["failures"]) for r in rows] == [
         ("container", "1", "10", "0")
     ]
@@ -118,3 +118,37 @@ def test_compare_usage_errors_exit_2_with_one_line(runs, tmp_path):
     assert "at least 12 per run are needed" in p.stderr
     p = bench("compare", str(runs["baseline"]), str(runs["same"]), "--threshold", "10")
     assert p.returncode == 2 and "percentage such as 10%" in p.stderr
+
+
+# A real run written by bench 0.1 (schema 1), kept as it was written.
+SCHEMA1_RUN = Path(__file__).parent.parent / "data" / "schema1-quickstart"
+
+
+def test_schema1_run_reports_with_todays_bench(tmp_path):
+    out = tmp_path / "report"
+    p = bench("report", str(SCHEMA1_RUN), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    with (out / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == SUMMARY_COLUMNS + more_columns()
+    assert {r["platform"] for r in rows} == {"container", "vm"}
+    assert all(r["host"] and float(r["ready_p50_s"]) > 0 for r in rows)
+    classic = (out / "containers-vs-vms.md").read_text()
+    assert "container" in classic and "vm" in classic
+    assert (out / "report.html").read_bytes().startswith(b"<!DOCTYPE html>")
+
+
+def test_schema1_run_compares_with_a_run_of_todays_bench(runs):
+    # Against itself: nothing changed. Its N=1 steps hold 2 samples each, too few to
+    # decide, so the exit is 2, yet the groups with enough samples are judged.
+    p = bench("compare", str(SCHEMA1_RUN), str(SCHEMA1_RUN), "--json")
+    assert p.returncode == 2 and "too few successful samples" in p.stderr, p.stderr
+    verdicts = {(g["platform"], g["n"]): g["verdict"] for g in json.loads(p.stdout)["groups"]}
+    assert verdicts[("container", 16)] == "no significant change"
+    assert verdicts[("container", 1)] == "too few samples"
+    # Against a schema-2 run of another scenario: they share (container, N=1) only.
+    p = bench("compare", str(SCHEMA1_RUN), str(runs["baseline"]), "--json")
+    assert p.returncode == 2, p.stderr
+    (group,) = json.loads(p.stdout)["groups"]
+    assert (group["platform"], group["n"]) == ("container", 1)
+    assert group["baseline_samples"] == 2 and group["current_samples"] == 10

@@ -1,0 +1,316 @@
+"""The one typed result model: every stored field, its unit, and whether it is a metric.
+
+`Sample` (one instance of one step), `StepRecord` (one step), `HostFacts` (one machine)
+and `RunMetadata` (one run) declare each field once. The runner builds them, the results
+writer stores their dumps, the reader validates what it reads through them (after
+upgrading older schema versions, see bench.results), and summary, compare and the
+report take their metric lists, units and directions from here. A new metric declared
+here appears in summary.csv, `bench compare --metric` and the report with no other edit.
+
+A backend's own facts go into `extras`, a nested mapping: a backend key can never
+overwrite a core field such as `ok`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Worse = Literal["higher", "lower"]
+
+
+def metric(
+    unit: str,
+    doc: str,
+    *,
+    worse: Worse = "higher",
+    summary: dict[str, str] | None = None,
+    per_instance: bool = False,
+) -> Any:
+    """A measured value: compared by `bench compare`, summarised per (platform, N).
+
+    `summary` maps summary columns to the statistic that fills them (p50, p95, max,
+    median); by default one column named like the field holds its median. Statistics
+    over samples use ready instances only. `per_instance` (step fields): divided by the
+    step's N before summarising.
+    """
+    return Field(
+        None,
+        description=doc,
+        json_schema_extra={
+            "unit": unit,
+            "metric": True,
+            "worse": worse,
+            "summary": summary,
+            "per_instance": per_instance,
+        },
+    )
+
+
+def value(doc: str, unit: str | None = None, default: Any = None) -> Any:
+    """A stored fact that is not compared (labels, reasons, counts of things)."""
+    return Field(default, description=doc, json_schema_extra={"unit": unit, "metric": False})
+
+
+class Record(BaseModel):
+    # Immutable once built; unknown keys are an error (the reader moves keys of older
+    # schema versions into `extras` before validating).
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def row(self) -> dict[str, Any]:
+        """The stored form: a flat JSON-ready dict, `extras` nested."""
+        return self.model_dump(mode="json")
+
+
+class Sample(Record):
+    """One instance of one step: its times from its own launch call, and its costs."""
+
+    # Only platform and n are required: hand-written or partial rows still load.
+    run_id: str | None = None
+    step: int | None = value("0-based index of the step in the run")
+    platform: str
+    backend: str | None = None
+    kind: str | None = value("container or vm")
+    host: str | None = value("key of the machine the engine ran on (metadata.hosts)")
+    n: int = value("instances started together in the step")
+    repeat: int = value("0-based repetition of this (platform, N)", default=0)
+    index: int = value("0-based index of the instance within its step", default=0)
+    name: str = value("the container or domain name", default="")
+    ok: bool = value("ready within the timeout", default=False)
+    # A str, not a Literal: a kind added later must not make older readers refuse a run.
+    failure: str | None = value("why not ok: launch, exited, timeout or interrupted")
+    error: str | None = value("one line: what went wrong")
+    queued_s: float | None = metric(
+        "s", "launch call relative to the step's start: queueing behind `concurrency`"
+    )
+    create_s: float | None = metric("s", "create call returned, from the launch call")
+    start_s: float | None = metric("s", "start call returned, from the launch call")
+    ready_s: float | None = metric(
+        "s",
+        "readiness marker seen, from the launch call",
+        summary={"ready_p50_s": "p50", "ready_p95_s": "p95", "ready_max_s": "max"},
+    )
+    ready_at_s: float | None = metric("s", "readiness marker seen, from the step's start")
+    guest_uptime_s: float | None = metric("s", "the guest's own uptime in its marker line")
+    guest_kernel: str | None = value("kernel release the guest reported")
+    marker_fields: dict[str, str] = Field(default_factory=dict, description="key=value fields")
+    console_tail: str | None = value("last console lines of a failed instance")
+    accel: str | None = value("kvm or tcg (VMs)")
+    pss_bytes: int | None = metric(
+        "bytes",
+        "proportional set size of its host processes (process view)",
+        summary={"mem_pss_per_instance_bytes": "median"},
+    )
+    uss_bytes: int | None = metric("bytes", "unique set size of its host processes")
+    rss_bytes: int | None = metric("bytes", "resident set size of its host processes")
+    processes: int | None = value("host processes counted in the process view")
+    engine_mem_bytes: int | None = metric(
+        "bytes",
+        "the engine's own memory figure (engine view)",
+        summary={"mem_engine_per_instance_bytes": "median"},
+    )
+    engine_mem_source: str | None = value("where engine_mem_bytes comes from")
+    disk_writable_bytes: int | None = metric(
+        "bytes",
+        "its own writable storage: container layer or VM overlay",
+        summary={"disk_per_instance_bytes": "median"},
+    )
+    sample_error: str | None = value("why some of its measurements are missing")
+    destroy_error: str | None = value("why the engine would not destroy it")
+    extras: dict[str, Any] = Field(
+        default_factory=dict, description="backend-specific facts (never core fields)"
+    )
+
+
+class StepRecord(Record):
+    """One step: N instances started, waited for, measured, torn down (or refused)."""
+
+    run_id: str | None = None
+    step: int | None = value("0-based index of the step in the run")
+    platform: str
+    backend: str | None = None
+    kind: str | None = None
+    host: str | None = value("key of the machine the engine ran on")
+    n: int
+    repeat: int = 0
+    status: str = value("ran, refused or interrupted", default="ran")
+    failures: int | None = value("instances not ready within the timeout")
+    all_ready_s: float | None = metric("s", "first launch call to the last instance ready")
+    launch_rate_per_s: float | None = metric(
+        "1/s", "instances made ready per second of the step", worse="lower"
+    )
+    wait_s: float | None = metric("s", "first launch call to the end of the wait")
+    teardown_s: float | None = metric("s", "destroying every instance of the step")
+    destroy_failures: int | None = value("instances the engine would not destroy")
+    settle_s: float | None = value("wait before the memory readings", "s")
+    dropped_caches: bool | None = value("page cache dropped before both readings")
+    mem_available_before_bytes: int | None = value("host MemAvailable before launch", "bytes")
+    mem_available_after_bytes: int | None = value("host MemAvailable after settle", "bytes")
+    host_drop_bytes: int | None = value("drop of host MemAvailable over the step", "bytes")
+    host_drop_per_instance_bytes: float | None = metric(
+        "bytes",
+        "drop of host MemAvailable per instance (host view)",
+        summary={"mem_host_per_instance_bytes": "median"},
+    )
+    disk_growth_bytes: int | None = metric(
+        "bytes",
+        "growth of the engine's storage over the step",
+        summary={"storage_per_instance_bytes": "median"},
+        per_instance=True,
+    )
+    sampling_s: float | None = metric("s", "bench's own time spent sampling the instances")
+    ksm_run: int | None = None
+    ksm_pages_shared: int | None = None
+    ksm_pages_sharing: int | None = None
+    thp_mode: str | None = None
+    load_avg_1m: float | None = value("host load when the step was measured")
+    limit: str | None = value("density limit the step broke: failure, timeout, slo, memory_reserve")
+    limit_detail: str | None = None
+    predicted_bytes: int | None = value("memory the guard predicted for a refused step", "bytes")
+    memory_reserve_bytes: int | None = value("the reserve the guard kept", "bytes")
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class HostFacts(BaseModel):
+    """One machine as seen when a run started. New facts may be added freely."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    hostname: str | None = None
+    cpu_model: str | None = None
+    cpu_cores: int | None = None
+    cpu_physical_cores: int | None = None
+    mem_total_bytes: int | None = None
+    mem_available_bytes: int | None = None
+    kernel: str | None = None
+    os: str | None = None
+    arch: str | None = None
+    kvm_device: bool | None = None
+    load_avg_1m: float | None = None
+    cgroup_version: int | None = None
+    python: str | None = None
+    bench_version: str | None = None
+
+
+class RunMetadata(BaseModel):
+    """metadata.json. Written at the start, updated at the end (status, counts)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int
+    bench_version: str | None = None
+    run_id: str
+    status: str = "unknown"
+    pid: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    scenario: dict[str, Any] = Field(default_factory=dict)
+    scenario_text: str | None = None
+    scenario_path: str | None = None
+    scenario_sha256: str | None = None
+    # The controller's host, where bench ran (kept for readers of schema 1).
+    host: dict[str, Any] = Field(default_factory=dict)
+    # Every machine an engine of this run ran on, by key (Sample.host).
+    hosts: dict[str, HostFacts] = Field(default_factory=dict)
+    engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Platform name -> its density search block, for platforms that searched.
+    searches: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    failures: int | None = None
+    leftovers: list[str] | None = None
+    error: str | None = None
+
+
+# -- declarations, read by summary, compare and the report ------------------------------
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    name: str
+    unit: str | None
+    metric: bool
+    worse: Worse | None
+    doc: str
+    summary: dict[str, str]  # summary column -> statistic (metrics only)
+    per_instance: bool
+
+
+@cache
+def fields_of(model: type[Record]) -> dict[str, FieldInfo]:
+    out = {}
+    for name, f in model.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        is_metric = bool(extra.get("metric"))
+        summary = extra.get("summary") or ({name: "median"} if is_metric else {})
+        out[name] = FieldInfo(
+            name=name,
+            unit=extra.get("unit"),
+            metric=is_metric,
+            worse=extra.get("worse") if is_metric else None,
+            doc=f.description or "",
+            summary=dict(summary),
+            per_instance=bool(extra.get("per_instance")),
+        )
+    return out
+
+
+def metrics(model: type[Record]) -> dict[str, FieldInfo]:
+    """The metric fields of a record type, in declaration order."""
+    return {k: f for k, f in fields_of(model).items() if f.metric}
+
+
+def core_fields(model: type[Record]) -> frozenset[str]:
+    return frozenset(model.model_fields)
+
+
+def split_extras(model: type[Record], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with every key the model does not declare moved into `extras`.
+
+    For backend facts and for rows of older schema versions: nothing undeclared can
+    land on (or shadow) a core field.
+    """
+    core = core_fields(model)
+    out = {k: v for k, v in data.items() if k in core}
+    extras = {k: v for k, v in data.items() if k not in core}
+    if extras:
+        out["extras"] = {**(data.get("extras") or {}), **extras}
+    return out
+
+
+# The Sample fields a backend's sample() and the measurer may fill; every other key a
+# backend reports is kept in `extras`, so it can never overwrite what the runner measured.
+BACKEND_FIELDS = frozenset(
+    {
+        "accel",
+        "pss_bytes",
+        "uss_bytes",
+        "rss_bytes",
+        "processes",
+        "engine_mem_bytes",
+        "engine_mem_source",
+        "disk_writable_bytes",
+        "sample_error",
+        "destroy_error",
+    }
+)
+
+
+def backend_facts(info: dict[str, Any]) -> dict[str, Any]:
+    """A backend's facts about one instance as Sample keyword arguments: the fields it
+    may fill, and everything else (private `_` keys dropped) under `extras`."""
+    out = {k: v for k, v in info.items() if k in BACKEND_FIELDS}
+    extras = {k: v for k, v in info.items() if k not in BACKEND_FIELDS and not k.startswith("_")}
+    if extras:
+        out["extras"] = extras
+    return out
+
+
+def unit_of(name: str) -> str | None:
+    """The declared unit of a sample or step field, by name."""
+    for model in (Sample, StepRecord):
+        info = fields_of(model).get(name)
+        if info is not None:
+            return info.unit
+    return None

@@ -1,0 +1,114 @@
+"""The typed result model (bench.records) and the upgrade of older results (bench.results)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import bench
+from bench.errors import UsageError
+from bench.records import (
+    Sample,
+    StepRecord,
+    backend_facts,
+    fields_of,
+    metrics,
+    split_extras,
+    unit_of,
+)
+from bench.results import load_run
+from bench.summary import summary_columns
+
+DATA = Path(__file__).parent / "data"
+# A real run written by bench 0.1 (schema 1): quickstart, docker and libvirt under TCG.
+V1_RUN = DATA / "schema1-quickstart"
+
+
+def test_every_metric_has_a_unit_in_its_name():
+    for model in (Sample, StepRecord):
+        for name, info in metrics(model).items():
+            assert info.unit, name
+            suffix = {"s": "_s", "bytes": "_bytes", "1/s": "_per_s"}[info.unit]
+            assert name.endswith(suffix), name
+            for column in info.summary:
+                assert column.endswith(suffix), column
+            assert info.worse in ("higher", "lower")
+
+
+def test_a_backend_key_cannot_shadow_a_core_field():
+    facts = backend_facts(
+        {"ok": False, "ready_s": 99.0, "container_id": "abc", "engine_mem_bytes": 5, "_sock": 1}
+    )
+    s = Sample(platform="c", n=1, ok=True, ready_s=0.2, **facts)
+    assert s.ok is True and s.ready_s == 0.2
+    assert s.engine_mem_bytes == 5
+    assert s.extras == {"ok": False, "ready_s": 99.0, "container_id": "abc"}
+
+
+def test_records_refuse_undeclared_fields_and_are_immutable():
+    with pytest.raises(ValueError):
+        Sample(platform="c", n=1, no_such_field=1)
+    s = Sample(platform="c", n=1)
+    with pytest.raises(ValueError):
+        s.ok = True
+
+
+def test_split_extras_keeps_declared_fields_and_nests_the_rest():
+    row = split_extras(Sample, {"platform": "c", "n": 2, "balloon_actual_bytes": 7})
+    assert row == {"platform": "c", "n": 2, "extras": {"balloon_actual_bytes": 7}}
+
+
+def test_units_and_summary_columns_come_from_the_declarations():
+    assert unit_of("ready_s") == "s" and unit_of("pss_bytes") == "bytes"
+    assert unit_of("launch_rate_per_s") == "1/s" and unit_of("no_such") is None
+    cols = summary_columns()
+    assert cols[:3] == ["queued_s", "create_s", "start_s"]
+    assert {"ready_p50_s", "ready_p95_s", "mem_host_per_instance_bytes"} <= set(cols)
+    assert fields_of(StepRecord)["disk_growth_bytes"].per_instance
+
+
+def test_schema1_run_is_upgraded_in_memory_not_refused():
+    raw = json.loads((V1_RUN / "metadata.json").read_text())
+    assert raw["schema_version"] == 1 and "hosts" not in raw
+    run = load_run(V1_RUN)
+    m = run.metadata
+    assert m["schema_version"] == bench.SCHEMA_VERSION == 2
+    hostname = raw["host"]["hostname"]
+    assert list(m["hosts"]) == [hostname]
+    assert m["hosts"][hostname]["cpu_model"] == raw["host"]["cpu_model"]
+    assert {e["host"] for e in m["engines"].values()} == {hostname}
+    assert m["searches"] == {}  # quickstart has fixed counts
+    assert {s["host"] for s in run.samples} == {hostname}
+    assert {st["host"] for st in run.steps} == {hostname}
+    docker = [s for s in run.samples if s["backend"] == "docker"]
+    # Backend facts of schema 1 move into extras; core fields stay where they were.
+    assert all(s["extras"]["container_id"] for s in docker)
+    assert all("container_id" not in s for s in docker)
+    assert all(s["ready_s"] > 0 for s in run.samples if s["ok"])
+    # The files on disk are left as they were written.
+    assert json.loads((V1_RUN / "metadata.json").read_text()) == raw
+
+
+def test_schema1_density_searches_follow_the_schema1_rule(tmp_path):
+    d = tmp_path / "r"
+    shutil.copytree(V1_RUN, d)
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["scenario"]["density"] = {"max": 8}
+    meta["scenario"]["platforms"][0]["counts"] = None  # searches (scenario density)
+    meta["scenario"]["platforms"][1]["counts"] = [1]  # its own counts: no search
+    (d / "metadata.json").write_text(json.dumps(meta))
+    run = load_run(d)
+    assert run.metadata["searches"] == {"container": {"max": 8}}
+
+
+def test_a_run_from_a_newer_bench_is_refused_with_what_to_do(tmp_path):
+    d = tmp_path / "r"
+    shutil.copytree(V1_RUN, d)
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["schema_version"] = bench.SCHEMA_VERSION + 1
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(UsageError, match="newer bench.*upgrade bench"):
+        load_run(d)
