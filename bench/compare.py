@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import comparability
 from bench.errors import ExitCode, UsageError
 from bench.records import Sample, metrics, unit_of
 
@@ -48,8 +49,6 @@ WITHIN_THRESHOLD = "within threshold"
 NO_CHANGE = "no significant change"
 TOO_FEW = "too few samples"
 
-# Scenario keys that do not change what is measured (platforms are compared one by one).
-SCENARIO_FREE_KEYS = {"name", "description", "platforms"}
 _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -348,53 +347,17 @@ def run_warnings(
     cur_groups: dict[tuple[str, int], list[dict[str, Any]]],
 ) -> list[str]:
     """What makes the two runs less than like for like, each with what to do about it."""
-    out = []
-    bm, cm = baseline.metadata, current.metadata
-    host_diff = differences(
-        [bm.get("host", {}), cm.get("host", {})], ("hostname", "cpu_model", "cpu_cores", "kernel")
-    )
-    if host_diff:
-        out.append(
-            f"the runs come from different hosts ({_describe(host_diff)}): a change may "
-            "come from the host, not from what you changed; compare runs from one host"
-        )
-    bs = {k: v for k, v in bm.get("scenario", {}).items() if k not in SCENARIO_FREE_KEYS}
-    cs = {k: v for k, v in cm.get("scenario", {}).items() if k not in SCENARIO_FREE_KEYS}
-    # Keys only one run has come from a newer bench (a default filled in), not a change.
-    diff = differences([bs, cs], sorted(bs.keys() & cs.keys()))
-    if diff:
-        out.append(
-            f"the scenarios differ ({_describe(diff)}): timings depend on these; compare "
-            "runs of one scenario file"
-        )
     platforms = list(dict.fromkeys(p for p, _ in common))
-    for p in platforms:
-        be = bm.get("engines", {}).get(p, {})
-        ce = cm.get("engines", {}).get(p, {})
-        keys = sorted(k for k in {*be, *ce} if k.endswith("_version"))
-        diff = differences([be, ce], keys)
-        if diff:
-            out.append(
-                f"platform {p!r}: engine versions differ ({_describe(diff)}): expected if "
-                "the upgrade is what you test, otherwise pin the versions"
-            )
-        accels = [_accels(be, base_groups, p), _accels(ce, cur_groups, p)]
-        if accels[0] != accels[1]:
-            out.append(
-                f"platform {p!r}: accel differs ({'/'.join(accels[0]) or '-'} → "
-                f"{'/'.join(accels[1]) or '-'}): TCG and KVM boot times are not comparable; "
-                "run both on hosts with the same accel"
-            )
-        bp = _platform_settings(bm, p)
-        cp = _platform_settings(cm, p)
-        if bp is not None and cp is not None:
-            diff = differences([bp, cp], sorted(bp.keys() & cp.keys()))
-            if diff:
-                out.append(f"platform {p!r}: scenario settings differ ({_describe(diff)})")
+    accels = (
+        {p: _accels(base_groups, p) for p in platforms},
+        {p: _accels(cur_groups, p) for p in platforms},
+    )
+    found = comparability.run_mismatches(baseline.metadata, current.metadata, platforms, accels)
+    out = comparability.warnings(found)
     for label, run in (("baseline", baseline), ("current", current)):
         # The load when the run started: what else the host was doing. (Loads during
         # steps include the run's own instances, so they say nothing about the host.)
-        host = run.metadata.get("host", {})
+        host = comparability.host_facts(run.metadata)
         load, cores = host.get("load_avg_1m"), host.get("cpu_cores") or 1
         if load is not None and load > cores:
             out.append(
@@ -417,20 +380,6 @@ def run_warnings(
                 "statistics; look at their errors in samples.jsonl"
             )
     return out
-
-
-def differences(records: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, list[Any]]:
-    """The keys whose values are not the same in every record, with each record's value."""
-    out = {}
-    for k in keys:
-        values = [r.get(k) for r in records]
-        if any(v != values[0] for v in values[1:]):
-            out[k] = values
-    return out
-
-
-def _describe(diff: dict[str, list[Any]]) -> str:
-    return "; ".join(f"{k} {' → '.join(str(v) for v in vs)}" for k, vs in diff.items())
 
 
 def _groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
@@ -474,17 +423,10 @@ def _check_metric(metric: str, samples: list[dict[str, Any]]) -> None:
         raise UsageError(f"--metric {metric!r}: only higher-is-worse metrics can be gated")
 
 
-def _accels(engine: dict[str, Any], groups: dict[tuple[str, int], Any], platform: str) -> list[str]:
+def _accels(groups: dict[tuple[str, int], Any], platform: str) -> list[str]:
+    """The accels the platform's samples report (a VM may fall back from KVM to TCG)."""
     found = {s.get("accel") for (p, _), ss in groups.items() if p == platform for s in ss}
-    found.add(engine.get("accel"))
     return sorted(a for a in found if a)
-
-
-def _platform_settings(metadata: dict[str, Any], name: str) -> dict[str, Any] | None:
-    for p in metadata.get("scenario", {}).get("platforms", []):
-        if p.get("name") == name:
-            return p
-    return None
 
 
 def _group_dict(g: GroupComparison) -> dict[str, Any]:
@@ -526,16 +468,9 @@ def _pct(x: float) -> str:
 
 
 def _formatter(metric: str) -> Any:
-    from bench.units import format_bytes
+    from bench.units import format_bytes, format_seconds
 
+    # More digits than elsewhere: medians a few percent apart must not print the same.
     if metric.endswith("_bytes"):
-        return format_bytes
-    return _seconds
-
-
-def _seconds(v: float) -> str:
-    if abs(v) >= 1:
-        return f"{v:.3f} s"
-    if abs(v) >= 1e-3:
-        return f"{v * 1e3:.1f} ms"
-    return f"{v * 1e6:.0f} µs"
+        return lambda v: format_bytes(v, decimals=2)
+    return lambda v: format_seconds(v, digits=4)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable
 
 _SIZE_UNITS = {
     "": 1,
@@ -53,18 +55,57 @@ def parse_duration(value: str | int | float) -> float:
     return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
 
 
-def format_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= factor:
-            return f"{n / factor:.1f} {unit}"
-    return f"{n:.0f} B"
+# Output is always in binary units, like the scenario files' MiB and GiB: a size printed
+# in MB next to one in MiB would differ by 5% for no reason.
+SIZE_UNITS = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1))
+_DURATION_STEPS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6))
 
 
-def format_seconds(s: float | None) -> str:
-    if s is None:
+def size_unit(values: Iterable[float | None]) -> tuple[str, int]:
+    """The unit and its factor in bytes for a column or axis of sizes: the largest unit the
+    biggest magnitude reaches, so every value reads as at least a fraction of it."""
+    top = max((abs(float(v)) for v in values if _finite(v)), default=0.0)
+    return next((u, f) for u, f in SIZE_UNITS if top >= f or f == 1)
+
+
+def format_bytes(n: float | None, decimals: int = 1) -> str:
+    """Sizes such as "512 B", "1.5 KiB", "128.0 MiB", "-2.0 GiB"; "-" for None or NaN."""
+    if n is None or math.isnan(n):
         return "-"
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    return f"{s:.2f} s"
+    i = next((i for i, (_, f) in enumerate(SIZE_UNITS) if abs(n) >= f), len(SIZE_UNITS) - 1)
+    places = decimals if SIZE_UNITS[i][0] != "B" else 0
+    # Rounding may carry into the next unit up: 1023.96 KiB is "1.0 MiB", not "1024.0 KiB".
+    if i > 0 and abs(round(n / SIZE_UNITS[i][1], places)) >= 1024:
+        i, places = i - 1, decimals
+    unit, factor = SIZE_UNITS[i]
+    return f"{n / factor:.{places}f} {unit}"
+
+
+def format_seconds(s: float | None, digits: int = 3, trim: bool = False) -> str:
+    """Durations such as "420 µs", "12.3 ms", "4.32 s", "125 s": `digits` significant digits in the
+    largest unit the value reaches, seconds at most. `trim` drops trailing zeros ("1 s",
+    not "1.00 s"), for axis ticks. "-" for None or NaN."""
+    if s is None or math.isnan(s):
+        return "-"
+    if s == 0 or math.isinf(s):
+        return f"{s:g} s"
+    units = _DURATION_STEPS
+    i = next((i for i, (_, f) in enumerate(units) if abs(s) >= f), len(units) - 1)
+    # Rounding may carry into the next unit up: 999.96 ms is "1.00 s", not "1000 ms".
+    if i > 0 and abs(_significant(s / units[i][1], digits)) >= 1000:
+        i -= 1
+    unit, factor = units[i]
+    value = s / factor
+    places = max(0, digits - 1 - math.floor(math.log10(abs(_significant(value, digits)))))
+    text = f"{value:.{places}f}"
+    if trim and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} {unit}"
+
+
+def _significant(v: float, digits: int) -> float:
+    return float(f"{v:.{digits}g}")
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)

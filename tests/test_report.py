@@ -172,7 +172,9 @@ def test_report_of_a_run_without_memory_writes_every_table_and_skips_absent_plot
     classic = (out / "containers-vs-vms.md").read_text()
     assert "shared with the host (6.18.44-host)" in classic
     assert "own (6.1.0-guest)" in classic
-    assert "2.0 MB" in classic and "9.3 MB" in classic
+    # image_bytes 1985736 and 9285632, in binary units like every size bench prints
+    assert "| 1.9 MiB" in classic and "| 8.9 MiB" in classic and " MB" not in classic
+    assert "MiBs vs GiBs" in classic
     assert "TCG" in classic and "not representative of" in classic
     assert "not measured" in classic and "not a density run" in classic
     summary_md = (out / "summary.md").read_text()
@@ -269,9 +271,9 @@ def test_report_of_runs_from_two_hosts_calls_out_the_differences(tmp_path):
     )
     out = tmp_path / "out"
     report = build_report([a, b], out)
-    assert "the runs differ in host or engine: see report.html" in report.notes
+    assert "the runs differ in host, engine or scenario: see report.html" in report.notes
     html = (out / "report.html").read_text()
-    assert "These runs differ in host or engine" in html
+    assert "These runs differ in host, engine or scenario" in html
     for text in ("host.hostname", "lab2", "host.kernel", "container.docker_version", "24.0.7"):
         assert text in html
     md = (out / "summary.md").read_text()
@@ -281,6 +283,33 @@ def test_report_of_runs_from_two_hosts_calls_out_the_differences(tmp_path):
     assert hosts == {a.name: "lab1", b.name: "lab2"}
     # Legends name the run (without the shared scenario prefix) and the accel.
     assert_png(out / "ready-percentiles.png")
+
+
+def test_report_shows_what_compare_warns_about_and_what_is_only_shown(tmp_path):
+    from bench.compare import compare_runs
+    from bench.report import tables
+    from bench.report.frame import load_frames
+    from bench.results import load_run
+
+    a = quickstart_run(tmp_path / "r", "quickstart-20261129-000000-aaaa")
+    b = quickstart_run(
+        tmp_path / "r",
+        "quickstart-20261130-000000-bbbb",
+        host={**HOST, "kernel": "6.8.0", "mem_total_bytes": 32 * 2**30},
+        engines={**ENGINES, "vm": {**ENGINES["vm"], "qemu_version": "8.2.0"}},
+    )
+    diff = tables.host_differences(load_frames([a, b]))
+    assert diff.loc["host.kernel"].tolist() == ["6.18.44-host", "6.8.0", "must match"]
+    assert diff.loc["host.mem_total_bytes"].tolist() == ["24.0 GiB", "32.0 GiB", "shown"]
+    assert diff.loc["vm.qemu_version"].tolist() == ["7.2.22", "8.2.0", "must match"]
+    assert list(diff.index) == ["host.mem_total_bytes", "host.kernel", "vm.qemu_version"]
+    warnings = compare_runs(load_run(a), load_run(b)).warnings
+    assert [w.split(" (")[0] for w in warnings] == [
+        "the runs come from different hosts",
+        "platform 'vm': engine versions differ",
+        "baseline has failed instances",  # not a matter of setup: compare's own warning
+        "current has failed instances",
+    ]
 
 
 def test_default_directory():

@@ -1,6 +1,6 @@
 import pytest
 
-from bench.units import format_bytes, format_seconds, parse_duration, parse_size
+from bench.units import format_bytes, format_seconds, parse_duration, parse_size, size_unit
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,85 @@ def test_durations(text, expected):
 def test_durations_need_a_unit(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    "n,text",
+    [
+        (0, "0 B"),
+        (1, "1 B"),
+        (1023, "1023 B"),
+        (1023.6, "1.0 KiB"),  # rounds to 1024 B: said in the next unit up
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (1023.9 * 2**10, "1023.9 KiB"),
+        (1023.96 * 2**10, "1.0 MiB"),  # not "1024.0 KiB"
+        (128 * 2**20, "128.0 MiB"),
+        (1985736, "1.9 MiB"),  # binary units: 1.99 MB would be "2.0 MB"
+        (24 * 2**30, "24.0 GiB"),
+        (3 * 2**40, "3.0 TiB"),
+        (-5 * 2**20, "-5.0 MiB"),  # a host drop can be negative
+        (-512, "-512 B"),
+        (None, "-"),
+        (float("nan"), "-"),
+    ],
+)
+def test_format_bytes(n, text):
+    assert format_bytes(n) == text
+
+
+def test_format_bytes_decimals():
+    assert format_bytes(150.25 * 2**20, decimals=2) == "150.25 MiB"
+    assert format_bytes(1023.996 * 2**20, decimals=2) == "1.00 GiB"
+
+
+@pytest.mark.parametrize(
+    "s,text",
+    [
+        (0, "0 s"),
+        (4.2e-4, "420 µs"),
+        (0.0009994, "999 µs"),
+        (0.0009996, "1.00 ms"),  # rounds to 1000 µs: said in the next unit up
+        (0.001, "1.00 ms"),
+        (0.0123, "12.3 ms"),
+        (0.1234, "123 ms"),
+        (0.9996, "1.00 s"),
+        (1, "1.00 s"),
+        (4.321, "4.32 s"),
+        (12.345, "12.3 s"),
+        (3600, "3600 s"),  # seconds at most: no exponent, no minutes
+        (-0.15, "-150 ms"),
+        (None, "-"),
+        (float("nan"), "-"),
+    ],
+)
+def test_format_seconds(s, text):
+    assert format_seconds(s) == text
+
+
+def test_format_seconds_digits_and_trim():
+    assert format_seconds(1.2346, digits=4) == "1.235 s"
+    assert format_seconds(0.15024, digits=4) == "150.2 ms"
+    assert format_seconds(0.0999996, digits=4) == "100.0 ms"
+    # axis ticks: no trailing zeros
+    assert format_seconds(1.0, digits=4, trim=True) == "1 s"
+    assert format_seconds(0.2, digits=4, trim=True) == "200 ms"
+    assert format_seconds(2.5, digits=4, trim=True) == "2.5 s"
+    assert format_seconds(5e-5, digits=4, trim=True) == "50 µs"
+
+
+@pytest.mark.parametrize(
+    "values,unit",
+    [
+        ([], ("B", 1)),
+        ([0, 512, None, float("nan")], ("B", 1)),
+        ([100, 2048], ("KiB", 2**10)),
+        ([3 * 2**20, 5 * 2**10], ("MiB", 2**20)),  # the largest value picks the unit
+        ([2**20, -2 * 2**30], ("GiB", 2**30)),  # by magnitude
+    ],
+)
+def test_size_unit(values, unit):
+    assert size_unit(values) == unit
 
 
 def test_formatting():

@@ -91,7 +91,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     if tables.any_tcg(frames):
         report.notes.append("VMs ran under TCG (software emulation): not representative of KVM")
     if tables.host_differences(frames) is not None:
-        report.notes.append("the runs differ in host or engine: see report.html")
+        report.notes.append("the runs differ in host, engine or scenario: see report.html")
     for r in frames.runs:
         if r.status != "complete":
             report.notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")

@@ -43,8 +43,9 @@ def render_html(
     diff = tables.host_differences(frames)
     if diff is not None:
         body += [
-            '<div class="diff"><b>These runs differ in host or engine</b>: differences in '
-            "the numbers below may come from these, not only from what was measured.",
+            '<div class="diff"><b>These runs differ in host, engine or scenario</b>: '
+            "differences in the numbers below may come from these, not only from what was "
+            f"measured. {_text(tables.POLICY_NOTE)}",
             _table(diff),
             "</div>",
         ]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.report.frame import MIB, Frames
+from bench.report.frame import Frames
+from bench.units import format_seconds, size_unit
 
 # A metric spanning more than this ratio (max / min) gets a log axis.
 LOG_RATIO = 30
@@ -310,7 +311,7 @@ def _legend(ax: Any) -> None:
 
 def _size_panel(ax: Any, medians: Any, colors: dict[str, Any]) -> None:
     """Median bytes per instance against N, one line per series, in a readable unit."""
-    unit, factor = _size_unit(medians["value"])
+    unit, factor = size_unit(medians["value"])
     for series, g in medians.groupby("series", sort=False):
         ax.plot(
             g["n"],
@@ -326,19 +327,11 @@ def _size_panel(ax: Any, medians: Any, colors: dict[str, Any]) -> None:
         ax.set_ylim(bottom=low * 1.1 if low < 0 else 0)
         if low < 0:  # a negative host drop: memory came back during the step (noise)
             ax.axhline(0, color="grey", linewidth=0.6)
-    if unit == "bytes":
+    if unit == "B":
         from matplotlib.ticker import MaxNLocator
 
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{unit} per instance (median)")
-
-
-def _size_unit(values: Any) -> tuple[str, float]:
-    top = max((abs(float(v)) for v in values), default=0.0)
-    for unit, factor in (("GiB", 2**30), ("MiB", MIB), ("KiB", 2**10)):
-        if top >= factor:
-            return unit, factor
-    return "bytes", 1.0
+    ax.set_ylabel(f"{'bytes' if unit == 'B' else unit} per instance (median)")
 
 
 def _maybe_log(ax: Any, axis: str, values: Any) -> None:
@@ -364,11 +357,7 @@ def _seconds_axis(ax: Any, axis: str) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     def fmt(v: float, _pos: Any) -> str:
-        if v <= 0:
-            return "0"
-        if v < 1:
-            return f"{v * 1000:.4g} ms"
-        return f"{v:.4g} s"
+        return format_seconds(v, digits=4, trim=True)
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     if target.get_scale() == "log":

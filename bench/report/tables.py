@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.compare import differences
+from bench import comparability
+from bench.comparability import host_facts
 from bench.report.frame import Frames, platform_order
 from bench.units import format_bytes, format_seconds
 
@@ -14,26 +15,16 @@ TCG_NOTE = (
     "times slower than under KVM and not representative of VMs on real hardware; "
     "re-run on a host where `bench doctor` reports KVM."
 )
-HOST_FIELDS = (
-    "hostname",
-    "cpu_model",
-    "cpu_cores",
-    "cpu_physical_cores",
-    "mem_total_bytes",
-    "kernel",
-    "os",
-    "arch",
-    "kvm_device",
-    "cgroup_version",
-    "bench_version",
+POLICY_NOTE = (
+    "Policy: `must match` differences make `bench compare` warn (the numbers may move "
+    "for that reason alone); `shown` ones are for information."
 )
-ENGINE_FIELDS = ("engine", "accel", "storage_driver", "runtime", "image", "image_id", "boot")
 USUAL_CLAIMS = {
     "kernel": "containers share the host's kernel; VMs boot their own",
-    "weight (image)": "MBs vs GBs",
+    "weight (image)": "MiBs vs GiBs",
     "boot p50 / p95, smallest N": "milliseconds vs seconds",
     "boot p50 / p95, largest N": "",
-    "memory per instance, host view": "MBs vs hundreds of MBs",
+    "memory per instance, host view": "MiBs vs hundreds of MiBs",
     "memory per instance, PSS": "",
     "disk per instance (writable)": "a thin layer vs a whole disk",
     "engine storage per instance": "",
@@ -66,7 +57,7 @@ def summary_markdown(frames: Frames) -> str:
     if any_tcg(frames):
         parts += [f"> **Note:** {TCG_NOTE}", ""]
     for r in frames.runs:
-        host = r.metadata.get("host", {})
+        host = host_facts(r.metadata)
         rows = frames.table[frames.table["run"] == r.run_id]
         parts += [
             f"## {r.run_id}",
@@ -81,7 +72,9 @@ def summary_markdown(frames: Frames) -> str:
     diff = host_differences(frames)
     if diff is not None:
         parts += [
-            "## Differences between the runs' hosts and engines",
+            "## Differences between the runs' hosts, engines and scenarios",
+            "",
+            POLICY_NOTE,
             "",
             diff.to_markdown(),
             "",
@@ -95,7 +88,7 @@ def classic_table(frames: Frames) -> Any:
 
     columns: dict[str, dict[str, str]] = {}
     for r in frames.runs:
-        host_kernel = r.metadata.get("host", {}).get("kernel")
+        host_kernel = host_facts(r.metadata).get("kernel")
         engines = r.metadata.get("engines", {})
         for platform in platform_order([r]):
             s = frames.samples[
@@ -114,7 +107,7 @@ def classic_table(frames: Frames) -> Any:
                 "kind": kind,
                 "accel": accel or ("native" if kind == "container" else "-"),
                 "kernel": kernel_cell(ok["guest_kernel"].dropna().tolist(), host_kernel),
-                "weight (image)": _mb(engines.get(platform, {}).get("image_bytes")),
+                "weight (image)": _size(engines.get(platform, {}).get("image_bytes")),
                 "boot p50 / p95, smallest N": _boot(rows, smallest=True),
                 "boot p50 / p95, largest N": _boot(rows, smallest=False),
                 "memory per instance, host view": _mem(rows, "mem_host_per_instance_mib"),
@@ -131,7 +124,7 @@ def classic_table(frames: Frames) -> Any:
 
 def classic_markdown(frames: Frames) -> str:
     r0 = frames.runs[0]
-    host = r0.metadata.get("host", {})
+    host = host_facts(r0.metadata)
     where = (
         f"on `{host.get('hostname')}` ({host.get('cpu_model')}, {host.get('cpu_cores')} cores, "
         f"{format_bytes(host.get('mem_total_bytes'))}, kernel {host.get('kernel')})"
@@ -166,27 +159,40 @@ def kernel_cell(guest_kernels: list[str], host_kernel: str | None) -> str:
 
 
 def host_differences(frames: Frames) -> Any:
-    """Host and engine facts that differ between runs (rows) per run (columns), or None."""
+    """What differs between the runs (rows) per run (columns), or None: the mismatches
+    `bench compare` warns about ("must match") and the facts merely shown ("shown")."""
     import pandas as pd
 
     if not frames.multi:
         return None
-    metas = [r.metadata for r in frames.runs]
-    records: dict[str, list[Any]] = {}
-    diff = differences([m.get("host", {}) for m in metas], HOST_FIELDS)
-    records.update({f"host.{k}": v for k, v in diff.items()})
-    for platform in platform_order(frames.runs):
-        engines = [m.get("engines", {}).get(platform, {}) for m in metas]
-        if sum(1 for e in engines if e) < 2:
-            continue
-        keys = sorted({k for e in engines for k in e if k.endswith("_version")})
-        diff = differences(engines, [*ENGINE_FIELDS, *keys])
-        records.update({f"{platform}.{k}": v for k, v in diff.items()})
-    if not records:
+    found = comparability.mismatches([r.metadata for r in frames.runs], accels=_accels(frames))
+    if not found:
         return None
-    return pd.DataFrame.from_dict(
-        records, orient="index", columns=[frames.labels[r.run_id] for r in frames.runs]
-    ).astype(str)
+    labels = [frames.labels[r.run_id] for r in frames.runs]
+    rows = {
+        m.label: [_fact(m.key, v) for v in m.values]
+        + ["must match" if m.severity == comparability.WARNING else "shown"]
+        for m in found
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[*labels, "policy"])
+
+
+def _accels(frames: Frames) -> list[dict[str, list[str]]]:
+    """Per run, the accels its samples report per platform."""
+    s = frames.samples
+    return [
+        {
+            p: g["accel"].dropna().astype(str).unique().tolist()
+            for p, g in s[s["run"] == r.run_id].groupby("platform", sort=False)
+        }
+        for r in frames.runs
+    ]
+
+
+def _fact(key: str, value: Any) -> str:
+    if key.endswith("_bytes") and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_bytes(value)
+    return str(value)
 
 
 def run_metadata(frames: Frames) -> list[tuple[str, Any, Any]]:
@@ -195,14 +201,14 @@ def run_metadata(frames: Frames) -> list[tuple[str, Any, Any]]:
 
     out = []
     for r in frames.runs:
-        host = r.metadata.get("host", {})
+        host = host_facts(r.metadata)
         facts = {
             "status": r.status,
             "started": r.metadata.get("started_at"),
             "finished": r.metadata.get("finished_at"),
             "scenario": r.metadata.get("scenario_path"),
             "scenario sha256": (r.metadata.get("scenario_sha256") or "")[:16],
-            **{k: host.get(k) for k in HOST_FIELDS if k in host},
+            **{k: host.get(k) for k in comparability.HOST_FACTS if k in host},
         }
         if "mem_total_bytes" in facts:
             facts["mem_total_bytes"] = format_bytes(facts["mem_total_bytes"])
@@ -233,10 +239,8 @@ def _num(v: Any, digits: int) -> str:
     return f"{float(v):.{digits}f}"
 
 
-def _mb(v: Any) -> str:
-    if not isinstance(v, int | float):
-        return "not recorded"
-    return f"{v / 1e6:.1f} MB"
+def _size(v: Any) -> str:
+    return format_bytes(v) if isinstance(v, int | float) else "not recorded"
 
 
 def _secs(v: float) -> str:
