@@ -14,6 +14,8 @@ class CleanReport:
     removed: list[Leftover] = field(default_factory=list)
     failed: list[tuple[Leftover, str]] = field(default_factory=list)
     live: list[Leftover] = field(default_factory=list)  # of a run still going: untouched
+    # Owned by a bench on another controller host, which this one cannot ask: untouched.
+    remote: list[Leftover] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
 
 
@@ -36,8 +38,8 @@ def clean(
             b.close()
             continue
         for left in found:
-            if left.owner_alive and not force:
-                report.live.append(left)
+            if left.in_use and not force:
+                (report.remote if left.owner_remote else report.live).append(left)
                 continue
             if dry_run:
                 report.removed.append(left)

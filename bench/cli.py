@@ -9,12 +9,15 @@ instances, 5 other error, 130 interrupted.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from bench.errors import BenchError, ExitCode
 
@@ -44,6 +47,57 @@ def _stdout() -> Any:
     # Piped into a file or a CI log, a table must not be squeezed into 80 columns.
     wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
     return Console(highlight=False, width=wide)
+
+
+def _backend_options_command(command: str) -> type[TyperCommand]:
+    """A command that also takes the options the registered backends declare for it
+    (Backend.cli_options: --docker-host, --libvirt-uri, ...), so a new backend brings
+    its options without an edit here. They are loaded only when this command runs or
+    shows its help, and reach it as one dict: `_backend_options(ctx)`."""
+
+    class WithBackendOptions(TyperCommand):
+        def get_params(self, ctx: Any) -> list[Any]:
+            params = super().get_params(ctx)
+            # Before --help, which click puts last.
+            n = len(params) - (self.get_help_option(ctx) is not None)
+            return [*params[:n], *_backend_params(command), *params[n:]]
+
+        def invoke(self, ctx: Any) -> Any:
+            keys = [p.name for p in _backend_params(command)]
+            ctx.meta["bench.backend_options"] = {k: ctx.params.pop(k, None) for k in keys}
+            return super().invoke(ctx)
+
+    return WithBackendOptions
+
+
+@functools.cache
+def _backend_params(command: str) -> list[Any]:
+    """Click parameters for the backends' options, built by typer from a signature."""
+    from bench.backends import cli_options
+
+    params = []
+    for opt in cli_options(command):
+        kind: Any = bool if opt.is_flag else list[str] | None if opt.multiple else str | None
+        info = typer.Option(opt.flag, help=opt.help, metavar=opt.metavar, hidden=opt.hidden)
+        params.append(
+            inspect.Parameter(
+                opt.key,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=False if opt.is_flag else None,
+                annotation=Annotated[kind, info],
+            )
+        )
+
+    def options(**_values: Any) -> None: ...
+
+    options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    holder = typer.Typer(add_completion=False)
+    holder.command()(options)
+    return list(typer.main.get_command(holder).params)
+
+
+def _backend_options(ctx: typer.Context) -> dict[str, Any]:
+    return ctx.meta["bench.backend_options"]
 
 
 @app.callback()
@@ -127,47 +181,42 @@ def validate(
     _stdout().print(plan_table(loaded.scenario))
 
 
-@images_app.command("build")
+@images_app.command("build", cls=_backend_options_command("images"))
 def images_build(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Image pair to build.")] = "busybox",
     kernel: Annotated[
         Path | None,
         typer.Option("--kernel", help="Guest kernel (default: $BENCH_KERNEL or /boot/vmlinuz-*)."),
     ] = None,
-    docker_host: Annotated[
-        str | None, typer.Option("--docker-host", help="Docker Engine address.")
-    ] = None,
-    skip_docker: Annotated[
-        bool, typer.Option("--skip-docker", help="Build only the VM artifacts.")
-    ] = False,
 ) -> None:
     """Build the docker image and the VM kernel+initramfs from ONE busybox rootfs."""
     from bench import images
-    from bench.backends.docker_backend import DockerBackend, DockerSettings, import_bench_image
-    from bench.units import format_bytes
+    from bench.backends import backend_classes
 
     art = images.build_rootfs(name, kernel)
     m = art.manifest
     out = _stdout()
+    err = _stderr()
     out.print(f"rootfs   {m['busybox']}, sha256 {m['rootfs_sha256'][:16]}…")
-    out.print(f"vm       {art.kernel} ({m['kernel_release']}, {format_bytes(m['kernel_bytes'])})")
-    out.print(f"         {art.initrd} ({format_bytes(m['initramfs_bytes'])})")
-    if not skip_docker:
-        backend = DockerBackend(
-            DockerSettings(name="images", backend="docker", image=name, host=docker_host)
-        )
+    # Each engine's part; one engine failing does not keep the others from theirs.
+    failed: BenchError | None = None
+    for cls in backend_classes():
         try:
-            image_id = import_bench_image(backend.connect(), name)
-        finally:
-            backend.close()
-        out.print(f"docker   {images.docker_ref(name)} ({image_id[7:19]})")
+            lines = cls.build_images(
+                name, _backend_options(ctx), say=lambda m: err.print(m, style="dim")
+            )
+        except BenchError as e:
+            failed = failed or e
+            continue
+        for label, text in lines:
+            out.print(f"{label:<8} {text}")
+    if failed is not None:
+        raise failed
 
 
-@app.command()
-def doctor(
-    docker_host: Annotated[str | None, typer.Option("--docker-host")] = None,
-    libvirt_uri: Annotated[str, typer.Option("--libvirt-uri")] = "qemu:///system",
-) -> None:
+@app.command(cls=_backend_options_command("doctor"))
+def doctor(ctx: typer.Context) -> None:
     """Check this host: engines reachable, KVM or TCG only (by a probe boot), images built.
 
     Exit 0 when all is well, 3 when an engine is unreachable, 5 for anything else.
@@ -175,7 +224,7 @@ def doctor(
     from bench.doctor import run_checks
 
     err = _stderr()
-    checks = run_checks(docker_host, libvirt_uri, say=lambda m: err.print(m, style="dim"))
+    checks = run_checks(_backend_options(ctx), say=lambda m: err.print(m, style="dim"))
     out = _stdout()
     for c in checks:
         mark = "[green]ok[/]  " if c.ok else "[red]FAIL[/]"
@@ -188,15 +237,11 @@ def doctor(
         raise typer.Exit(ExitCode.ERROR)
 
 
-@app.command()
+@app.command(cls=_backend_options_command("clean"))
 def clean(
+    ctx: typer.Context,
     run_id: Annotated[
         str | None, typer.Option("--run", help="Only what this run id left behind.")
-    ] = None,
-    docker_host: Annotated[str | None, typer.Option("--docker-host")] = None,
-    libvirt_uri: Annotated[
-        list[str] | None,
-        typer.Option("--libvirt-uri", help="libvirt URI(s) to clean (default qemu:///system)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
     force: Annotated[
@@ -207,12 +252,7 @@ def clean(
     from bench.clean import clean as do_clean
     from bench.clean import default_backends
 
-    report = do_clean(
-        default_backends({"docker_host": docker_host, "libvirt_uris": libvirt_uri}),
-        run_id,
-        dry_run,
-        force,
-    )
+    report = do_clean(default_backends(_backend_options(ctx)), run_id, dry_run, force)
     out = _stdout()
     verb = "would remove" if dry_run else "removed"
     for left in report.removed:
@@ -224,6 +264,12 @@ def clean(
         out.print(
             f"[yellow]left alone:[/] {n} of run {run}, which is still running (pid {pid}); "
             "--force removes them anyway"
+        )
+    for run, host in sorted({(x.run_id, x.owner_host) for x in report.remote}, key=str):
+        n = sum(1 for x in report.remote if x.run_id == run)
+        out.print(
+            f"[yellow]left alone:[/] {n} of run {run}, owned by bench on host {host} (this "
+            "host cannot tell whether it still runs); --force removes them anyway"
         )
     for msg in report.unreachable:
         out.print(f"[yellow]skipped:[/] {msg}")

@@ -80,7 +80,7 @@ def leftovers_of_other_runs(backends: dict[str, Backend]) -> list[Leftover]:
     seen: dict[tuple[str, str], Leftover] = {}
     for b in backends.values():
         for left in b.leftovers():
-            if not left.owner_alive:  # another bench running now is not a leftover
+            if not left.in_use:  # another bench running now is not a leftover
                 seen[(left.backend, left.name)] = left
     return list(seen.values())
 

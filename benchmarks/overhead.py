@@ -193,6 +193,7 @@ def cpu_while_waiting_for_vms(n: int = 2) -> dict[str, float]:
 
     try:
         for b in backends.values():
+            b.preflight()
             b.prepare()
         Runner(
             LoadedScenario(sc, None, text), f"overhead-vm-{os.getpid()}", backends, Sink(), Events()

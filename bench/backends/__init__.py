@@ -6,12 +6,13 @@ instant and a host without libvirt can still run docker-only scenarios.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.backends.base import Backend
-    from bench.scenario import PlatformBase
+    from bench.backends.base import Backend, CliOption
+    from bench.settings import PlatformBase
 
 BACKENDS: dict[str, str] = {
     "docker": "bench.backends.docker_backend:DockerBackend",
@@ -36,3 +37,22 @@ def settings_model(name: str) -> type[PlatformBase]:
 
 def make_backend(settings: PlatformBase) -> Backend:
     return backend_class(settings.backend)(settings)
+
+
+def backend_classes() -> list[type[Backend]]:
+    """Every registered backend, in registry order (imports each module)."""
+    return [backend_class(name) for name in BACKENDS]
+
+
+def cli_options(command: str) -> list[CliOption]:
+    """The options registered backends add to one CLI command ("doctor", "clean",
+    "images"), checked for clashes: two backends cannot claim one flag."""
+    out: dict[str, CliOption] = {}
+    for cls in backend_classes():
+        for opt in cls.cli_options:
+            if command not in opt.commands:
+                continue
+            if opt.flag in out or any(o.key == opt.key for o in out.values()):
+                raise ValueError(f"{cls.__name__}: {opt.flag} ({opt.key}) is already taken")
+            out[opt.flag] = opt if cls.listed else dataclasses.replace(opt, hidden=True)
+    return list(out.values())

@@ -7,22 +7,28 @@ and computes no statistics: the runner owns the clock.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bench import owner
 from bench.console import Console
-from bench.scenario import PlatformBase
+from bench.settings import PlatformBase
 
 # Everything bench creates carries these, so `bench clean` finds it after a crash.
 LABEL_RUN = "bench.run_id"
 LABEL_PLATFORM = "bench.platform"
-# The pid of the bench process that owns it: `bench clean` leaves a live run alone.
+# The bench process that owns it (pid, and the controller host it runs on): `bench
+# clean` leaves a live run alone, and never judges another host's pid by this /proc.
+LABEL_PREFIX = "bench."
 LABEL_OWNER = "bench.owner_pid"
+LABEL_OWNER_HOST = "bench.owner_host"
 NAME_PREFIX = "bench-"
+
+#: The commands whose options a backend may extend (see CliOption.commands).
+CLI_COMMANDS = frozenset({"doctor", "clean", "images"})
 
 
 @dataclass
@@ -42,26 +48,56 @@ class Leftover:
     name: str
     run_id: str | None
     owner_pid: int | None = None
+    owner_host: str | None = None  # None: labelled before bench recorded hosts (local)
+
+    @property
+    def owner_remote(self) -> bool:
+        """Owned by a bench on another controller host: this machine cannot tell
+        whether that run still goes."""
+        return not owner.is_local(self.owner_host)
 
     @property
     def owner_alive(self) -> bool:
-        """Its bench process still runs: not a leftover but part of a live run."""
-        return owner_alive(self.owner_pid)
+        """Its bench process still runs here: not a leftover but part of a live run."""
+        return not self.owner_remote and owner.bench_process_alive(self.owner_pid)
+
+    @property
+    def in_use(self) -> bool:
+        """Possibly part of a run still going (here, or on another host): leave it alone."""
+        return self.owner_remote or self.owner_alive
+
+
+@dataclass
+class Check:
+    """One line of `bench doctor`."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    engine: bool = False  # an unreachable engine: exit 3, like bench run
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """A command-line option a backend adds to `bench doctor`, `clean` or `images build`.
+
+    Its value reaches the backend's hooks as options[key]: None or False when not given,
+    a list when `multiple`.
+    """
+
+    flag: str  # "--docker-host"
+    key: str  # "docker_host"
+    help: str
+    multiple: bool = False
+    is_flag: bool = False
+    metavar: str | None = None
+    commands: frozenset[str] = CLI_COMMANDS
+    hidden: bool = False  # left out of --help
 
 
 def print_nothing(_message: str) -> None:
     pass
-
-
-def owner_alive(pid: int | None) -> bool:
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            # A reused pid belongs to some other program: only a bench process counts.
-            return b"bench" in f.read()
-    except OSError:
-        return False
 
 
 def parse_pid(value: Any) -> int | None:
@@ -77,15 +113,38 @@ class Backend(ABC):
     #: The pydantic model of this backend's platform keys.
     Settings: ClassVar[type[PlatformBase]]
 
+    #: Options this backend adds to the CLI (its engine's address, ...).
+    cli_options: ClassVar[tuple[CliOption, ...]] = ()
+    #: False hides this backend's options from --help (a backend for tests).
+    listed: ClassVar[bool] = True
+
     def __init__(self, settings: PlatformBase):
         self.settings = settings
 
+    # -- what the CLI asks every registered backend ----------------------------------
+    # `options` holds the values of every backend's cli_options, by key; each backend
+    # reads its own. None of these is called for a scenario's platforms.
+
     @classmethod
     def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
-        """This backend's engines on this host that `bench clean` searches for leftovers.
+        """This backend's engines that `bench clean` searches for leftovers."""
+        return []
 
-        `options` holds the CLI's engine options (docker_host, libvirt_uris); each
-        backend reads its own.
+    @classmethod
+    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+        """`bench doctor`'s checks of this backend: engine reachable, images built, ...
+
+        `say` tells the user about slow work (a probe boot). Never raises: a failure is a
+        failed Check with a fix.
+        """
+        return []
+
+    @classmethod
+    def build_images(
+        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+    ) -> list[tuple[str, str]]:
+        """This backend's part of `bench images build NAME`, after the shared rootfs,
+        initramfs and kernel are built (bench.images). Returns (label, text) lines to show.
         """
         return []
 
@@ -98,7 +157,9 @@ class Backend(ABC):
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> dict[str, Any]:
-        """Connect, resolve the image (building the bench pair if allowed).
+        """Connect, resolve the image (building the bench pair if allowed). Called only
+        after preflight() passed (bench.run.prepare_backends does both), so it does not
+        repeat those checks.
 
         `say` tells the user about slow first-time work (an image build, a KVM probe).
         Returns facts for the run's metadata (engine versions, accel, image digest).

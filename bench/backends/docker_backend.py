@@ -12,22 +12,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from bench import images
 from bench.backends.base import (
     LABEL_OWNER,
+    LABEL_OWNER_HOST,
     LABEL_PLATFORM,
+    LABEL_PREFIX,
     LABEL_RUN,
     Backend,
+    Check,
+    CliOption,
     Instance,
     Leftover,
     parse_pid,
     print_nothing,
 )
-from bench.errors import EngineUnavailable, ImageError, MissingImage, UsageError, first_line
+from bench.errors import (
+    BenchError,
+    EngineUnavailable,
+    ImageError,
+    MissingImage,
+    UsageError,
+    first_line,
+)
 from bench.iohub import IOHub
-from bench.scenario import PlatformBase
+from bench.owner import owner_labels
+from bench.settings import PlatformBase
 
 API_TIMEOUT_S = 60  # every engine call is bounded: a dead dockerd must not hang a run
 API_CONNECTIONS = 64
@@ -37,7 +49,8 @@ class DockerSettings(PlatformBase):
     backend: Literal["docker"]
     cpus: float | None = Field(None, gt=0, le=1024)
     network: str = Field("none", min_length=1, max_length=64)
-    # Docker Engine address (unix:///var/run/docker.sock, ssh://host); default: $DOCKER_HOST.
+    # Docker Engine address, unix:///path/to/docker.sock (local engines only, see below);
+    # default: $DOCKER_HOST, else unix:///var/run/docker.sock.
     host: str | None = Field(None, max_length=512)
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -86,10 +99,67 @@ class DockerBackend(Backend):
         self._procs: Any = None  # host process table, per sampling round
         self._storage_dirs: list[Path] = []
 
+    cli_options = (
+        CliOption(
+            "--docker-host",
+            "docker_host",
+            "Docker Engine address, unix://PATH (default: $DOCKER_HOST).",
+            metavar="ADDRESS",
+        ),
+        CliOption(
+            "--skip-docker",
+            "skip_docker",
+            "Build only the VM artifacts.",
+            is_flag=True,
+            commands=frozenset({"images"}),
+        ),
+    )
+
+    @classmethod
+    def _for_options(cls, options: dict[str, Any], name: str) -> DockerBackend:
+        host = options.get("docker_host")
+        try:
+            settings = DockerSettings(name=name, backend="docker", image="busybox", host=host)
+        except ValidationError as e:
+            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+            raise UsageError(f"--docker-host {host}: {msg}") from None
+        return cls(settings)
+
     @classmethod
     def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
-        host = options.get("docker_host")
-        return [cls(DockerSettings(name="clean", backend="docker", image="busybox", host=host))]
+        return [cls._for_options(options, "clean")]
+
+    @classmethod
+    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+        docker = cls._for_options(options, "doctor")
+        try:
+            v = docker.connect().version()
+            checks = [
+                Check("docker", True, f"Docker Engine {v.get('Version')} at {docker.address}")
+            ]
+            ref = images.docker_ref("busybox")
+            has = docker.has_image(ref)
+            checks.append(
+                Check("docker image", has, ref if has else f"{ref} missing", "bench images build")
+            )
+            return checks
+        except BenchError as e:
+            return [Check("docker", False, str(e), "dockerd & (or: make demo)", engine=True)]
+        finally:
+            docker.close()
+
+    @classmethod
+    def build_images(
+        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+    ) -> list[tuple[str, str]]:
+        if options.get("skip_docker"):
+            return []
+        backend = cls._for_options(options, "images")
+        try:
+            image_id = import_bench_image(backend.connect(), name)
+        finally:
+            backend.close()
+        return [("docker", f"{images.docker_ref(name)} ({image_id[7:19]})")]
 
     @property
     def address(self) -> str:
@@ -140,7 +210,6 @@ class DockerBackend(Backend):
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> dict[str, Any]:
-        self.preflight()
         api = self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
@@ -205,7 +274,7 @@ class DockerBackend(Backend):
             labels={
                 LABEL_RUN: inst.run_id,
                 LABEL_PLATFORM: inst.platform,
-                LABEL_OWNER: str(os.getpid()),
+                **owner_labels(LABEL_PREFIX),
             },
             host_config=host_config,
             environment=s.env or None,
@@ -317,6 +386,7 @@ class DockerBackend(Backend):
                 c["Names"][0].lstrip("/"),
                 c["Labels"].get(LABEL_RUN),
                 parse_pid(c["Labels"].get(LABEL_OWNER)),
+                c["Labels"].get(LABEL_OWNER_HOST),
             )
             for c in api.containers(all=True, filters={"label": label})
         ]

@@ -1,18 +1,24 @@
 """An in-process backend for unit tests of the runner's logic. It starts nothing:
 each "instance" is a timer that prints the marker on its console after `boot`.
-Never use it to measure anything."""
+Never use it to measure anything.
+
+It also shows the CLI's side of the backend boundary: `bench doctor`, `bench clean`
+and `bench images build` reach it through the registry like any other backend, but
+only while a test has plugged in a `FakeEngine` (so users never see it).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bench.backends.base import Backend, Instance, Leftover, print_nothing
-from bench.scenario import PlatformBase, Seconds
+from bench.backends.base import Backend, Check, CliOption, Instance, Leftover, print_nothing
+from bench.settings import PlatformBase, Seconds
 
 
 class FakeSettings(PlatformBase):
@@ -29,9 +35,57 @@ class FakeSettings(PlatformBase):
     boot_per_instance: Seconds = 0.0
 
 
+@dataclass
+class FakeEngine:
+    """What the CLI hooks of the fake backend see and do, for tests to plant and read."""
+
+    healthy: bool = True
+    leftovers: list[Leftover] = field(default_factory=list)  # what `bench clean` finds
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (hook, options)
+
+
 class FakeBackend(Backend):
     kind = "container"
     Settings = FakeSettings
+    listed = False
+    cli_options = (
+        CliOption("--fake-address", "fake_address", "The fake engine's address.", metavar="ADDR"),
+        CliOption(
+            "--skip-fake",
+            "skip_fake",
+            "Skip the fake part.",
+            is_flag=True,
+            commands=frozenset({"images"}),
+        ),
+    )
+    #: Plugged in by tests; None (the default) hides the fake from the CLI's hooks.
+    engine: ClassVar[FakeEngine | None] = None
+
+    @classmethod
+    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+        if cls.engine is None:
+            return []
+        cls.engine.calls.append(("clean", options))
+        return [cls(FakeSettings(name="clean", backend="fake"))]
+
+    @classmethod
+    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+        if cls.engine is None:
+            return []
+        cls.engine.calls.append(("doctor", options))
+        where = options.get("fake_address") or "fake://default"
+        if not cls.engine.healthy:
+            return [Check("fake", False, f"no fake engine at {where}", "plug one in", engine=True)]
+        return [Check("fake", True, f"fake engine at {where}")]
+
+    @classmethod
+    def build_images(
+        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+    ) -> list[tuple[str, str]]:
+        if cls.engine is None or options.get("skip_fake"):
+            return []
+        cls.engine.calls.append(("images", options))
+        return [("fake", f"{name} (nothing to build)")]
 
     def __init__(self, settings: FakeSettings):
         super().__init__(settings)
@@ -88,12 +142,12 @@ class FakeBackend(Backend):
 
     def leftovers(self, run_id: str | None = None) -> list[Leftover]:
         with self._lock:
-            return [
-                Leftover("fake", "container", i.name, i.run_id)
-                for i in self.live.values()
-                if run_id is None or i.run_id == run_id
-            ]
+            live = [Leftover("fake", "container", i.name, i.run_id) for i in self.live.values()]
+        planted = self.engine.leftovers if self.engine else []
+        return [x for x in live + planted if run_id is None or x.run_id == run_id]
 
     def remove_leftover(self, leftover: Leftover) -> None:
         with self._lock:
             self.live.pop(leftover.name, None)
+        if self.engine and leftover in self.engine.leftovers:
+            self.engine.leftovers.remove(leftover)

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 import urllib.parse
@@ -19,24 +20,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bench import images
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
+    Check,
+    CliOption,
     Instance,
     Leftover,
     parse_pid,
     print_nothing,
 )
 from bench.console import Console
-from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
+from bench.errors import (
+    BenchError,
+    EngineUnavailable,
+    ImageError,
+    MissingImage,
+    UsageError,
+    first_line,
+)
+from bench.owner import owner_labels
 from bench.paths import cache_dir, state_dir
-from bench.scenario import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
+from bench.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
+from bench.units import format_bytes
 
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
+DEFAULT_URI = "qemu:///system"
 DEFAULT_MEMORY = 256 * 2**20
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
@@ -47,7 +60,7 @@ class LibvirtSettings(PlatformBase):
     backend: Literal["libvirt"]
     # Only the bench pair's name matters here; a guest of your own is kernel:/disk:.
     image: str = Field("busybox", min_length=1, max_length=512)
-    uri: str = Field("qemu:///system", min_length=1, max_length=512)
+    uri: str = Field(DEFAULT_URI, min_length=1, max_length=512)
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     vcpus: int = Field(1, ge=1, le=512, strict=True)
     memory: Bytes | None = DEFAULT_MEMORY
@@ -120,12 +133,102 @@ class LibvirtBackend(Backend):
         self.accel: str | None = None
         self._boot: dict[str, Any] = {}
 
+    cli_options = (
+        CliOption(
+            "--libvirt-uri",
+            "libvirt_uris",
+            f"libvirt URI; repeat for several (default {DEFAULT_URI}).",
+            multiple=True,
+            metavar="URI",
+            commands=frozenset({"doctor", "clean"}),
+        ),
+    )
+
+    @classmethod
+    def _for_options(cls, options: dict[str, Any], name: str) -> list[LibvirtBackend]:
+        out = []
+        for uri in options.get("libvirt_uris") or [DEFAULT_URI]:
+            try:
+                settings = LibvirtSettings(name=name, backend="libvirt", image="busybox", uri=uri)
+            except ValidationError as e:
+                msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+                raise UsageError(f"--libvirt-uri {uri}: {msg}") from None
+            out.append(cls(settings))
+        return out
+
     @classmethod
     def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
-        uris = options.get("libvirt_uris") or ["qemu:///system"]
+        return list(cls._for_options(options, "clean"))
+
+    @classmethod
+    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+        checks = []
+        for lv in cls._for_options(options, "doctor"):
+            try:
+                checks += lv._doctor_checks(say)
+            except BenchError as e:
+                fix = "virtlogd -d && libvirtd -d (or: make demo)"
+                checks.append(Check("libvirt", False, str(e), fix, engine=True))
+            finally:
+                lv.close()
+        qemu_img = shutil.which("qemu-img")
+        checks.append(
+            Check(
+                "qemu-img",
+                qemu_img is not None,
+                qemu_img or "not found (only needed for disk: VMs)",
+                "apt-get install qemu-utils",
+            )
+        )
+        return checks
+
+    def _doctor_checks(self, say: Callable[[str], None]) -> list[Check]:
+        conn = self.connect()
+        uri = self.settings.uri
+        checks = [
+            Check(
+                "libvirt",
+                True,
+                f"libvirt {version_string(conn.getLibVersion())}, "
+                f"QEMU {version_string(conn.getVersion())} at {uri}",
+            )
+        ]
+        art = images.vm_artifacts("busybox")
+        checks.append(
+            Check(
+                "vm image",
+                art is not None,
+                f"{art.kernel.parent}" if art else "busybox kernel+initramfs not built",
+                "bench images build",
+            )
+        )
+        if art is not None:
+            accel = self.resolve_accel(
+                on_probe=lambda: say(
+                    "probing KVM with a test boot (once per host, then cached; up to "
+                    f"{KVM_PROBE_TIMEOUT_S:.0f} s)..."
+                )
+            )
+            detail = (
+                "KVM boots guests"
+                if accel == "kvm"
+                else "TCG only (software emulation): KVM is absent or a probe boot under "
+                "KVM did not reach the guest's init; VM boot times are not representative of KVM"
+            )
+            checks.append(Check("accel", True, detail))
+        return checks
+
+    @classmethod
+    def build_images(
+        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+    ) -> list[tuple[str, str]]:
+        # The kernel and initramfs are built with the shared rootfs (bench.images);
+        # nothing goes into libvirt itself: each domain's XML points at the files.
+        art = images.vm_artifacts(name) or images.build_rootfs(name)
+        m = art.manifest
         return [
-            cls(LibvirtSettings(name="clean", backend="libvirt", image="busybox", uri=uri))
-            for uri in uris
+            ("vm", f"{art.kernel} ({m['kernel_release']}, {format_bytes(m['kernel_bytes'])})"),
+            ("", f"{art.initrd} ({format_bytes(m['initramfs_bytes'])})"),
         ]
 
     def connect(self) -> Any:
@@ -156,7 +259,6 @@ class LibvirtBackend(Backend):
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> dict[str, Any]:
-        self.preflight()
         conn = self.connect()
         self._boot = self._resolve_boot(build_missing, say)
         self.accel = self.resolve_accel(
@@ -188,11 +290,7 @@ class LibvirtBackend(Backend):
                 "image_bytes": size,
                 "paths": (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
             }
-        if not images.is_bench_image(s.image):
-            raise MissingImage(
-                f"image {s.image!r} is not a bench image (known: {', '.join(images.BENCH_IMAGES)})"
-                "; for your own guest give kernel:/initrd: or disk:"
-            )
+        # LibvirtSettings refuses any other image name without kernel: or disk:.
         art = images.vm_artifacts(s.image)
         if art is None:
             if not build_missing:
@@ -423,16 +521,17 @@ class LibvirtBackend(Backend):
                 continue  # not ours: no bench metadata
             rid = meta.get("run_id")
             if run_id is None or rid == run_id:
-                owner = parse_pid(meta.get("owner_pid"))
-                out.append(Leftover("libvirt", "domain", dom.name(), rid, owner))
+                pid, host = parse_pid(meta.get("owner_pid")), meta.get("owner_host")
+                out.append(Leftover("libvirt", "domain", dom.name(), rid, pid, host))
         # Overlays live in one directory per run: the directory name is the run id.
         # They belong to the owner of their run's domains.
-        owners = {x.run_id: x.owner_pid for x in out}
+        owners = {x.run_id: (x.owner_pid, x.owner_host) for x in out}
         root = state_dir() / "overlays"
         for f in sorted(root.glob("*/*.qcow2")) if root.is_dir() else []:
             rid = f.parent.name
             if run_id is None or rid == run_id:
-                out.append(Leftover("libvirt", "file", str(f), rid, owners.get(rid)))
+                pid, host = owners.get(rid, (None, None))
+                out.append(Leftover("libvirt", "file", str(f), rid, pid, host))
         return out
 
     def remove_leftover(self, leftover: Leftover) -> None:
@@ -483,7 +582,7 @@ def domain_xml(
     ET.SubElement(
         meta,
         f"{{{METADATA_NS}}}instance",
-        {"run_id": run_id, "platform": platform, "owner_pid": str(os.getpid())},
+        {"run_id": run_id, "platform": platform, **owner_labels()},
     )
     ET.SubElement(dom, "memory", unit="KiB").text = str(memory_bytes // 1024)
     ET.SubElement(dom, "vcpu").text = str(vcpus)

@@ -23,6 +23,8 @@ def run_real(text: str):
     backends = {p.name: make_backend(p) for p in sc.platforms}
     sink = MemorySink(sc)
     try:
+        for b in backends.values():
+            b.preflight()  # prepare() relies on it, as bench.run.prepare_backends does
         engines = {name: b.prepare() for name, b in backends.items()}
         Runner(loaded, run_id, backends, sink).run()
         left = [x for b in backends.values() for x in b.leftovers(run_id)]
@@ -89,7 +91,7 @@ def test_docker_missing_image_is_refused_before_start(docker_api):
     b = make_backend(sc.platforms[0])
     try:
         with pytest.raises(MissingImage, match="never pulls"):
-            b.prepare()
+            b.preflight()
     finally:
         b.close()
 

@@ -1,0 +1,126 @@
+"""No import circle inside bench/: every module can be read before the modules that
+import it. Imports inside functions count too (a lazy import that closes a circle is
+still a circle, only deferred); imports under `if TYPE_CHECKING:` do not, and the
+backend registry's lazy targets count as imports of bench.backends."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "bench"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imported_modules(tree: ast.AST, known: set[str], package: str) -> set[str]:
+    """The bench modules a module imports (anywhere but under `if TYPE_CHECKING:`)."""
+    out: set[str] = set()
+
+    def add(name: str) -> None:
+        # `from bench.backends import base` imports bench.backends.base too; `from
+        # bench.scenario import Scenario` imports bench.scenario only.
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name:
+            out.add(name)
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            # `from bench.report import tables` needs bench.report.tables (its package is
+            # always initialised first); `from bench.report import build` needs the package.
+            for alias in node.names:
+                if f"{base}.{alias.name}" in known:
+                    out.add(f"{base}.{alias.name}")
+                else:
+                    add(base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(files)
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = imported_modules(ast.parse(path.read_text()), known, package) - {name}
+    from bench.backends import BACKENDS
+
+    graph["bench.backends"] |= {target.partition(":")[0] for target in BACKENDS.values()}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_bench_has_no_import_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_the_checker_sees_a_cycle_and_ignores_type_checking_imports():
+    known = {"p.a", "p.b", "p.c"}
+    a = ast.parse("def f():\n    from p.b import x\n")
+    b = ast.parse("import p.c\nif TYPE_CHECKING:\n    from p.a import y\n")
+    c = ast.parse("from p import a\nfrom p.b import z\n")
+    graph = {
+        "p.a": imported_modules(a, known, "p"),
+        "p.b": imported_modules(b, known, "p"),
+        "p.c": imported_modules(c, known, "p"),
+    }
+    assert graph == {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a", "p.b"}}
+    assert find_cycle(graph) == ["p.a", "p.b", "p.c", "p.a"]
+    assert find_cycle({**graph, "p.c": set()}) is None
+
+
+def test_settings_and_owner_are_leaves():
+    graph = import_graph()
+    assert graph["bench.settings"] <= {"bench.errors", "bench.units"}
+    assert graph["bench.owner"] <= {"bench.errors"}
+    assert "bench.scenario" not in graph["bench.backends.base"]
