@@ -204,7 +204,8 @@ class RunMetadata(BaseModel):
     bench_version: str | None = None
     run_id: str
     status: str = "unknown"
-    pid: int | None = None
+    pid: int | None = value("the bench process that wrote the run")
+    controller: str | None = value("hostname of the machine bench ran on (schema 2)")
     started_at: str | None = None
     finished_at: str | None = None
     scenario: dict[str, Any] = Field(default_factory=dict)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import bench
+from bench import owner
 from bench.errors import UsageError
 from bench.records import RunMetadata, Sample, StepRecord, split_extras
 
@@ -55,6 +56,8 @@ class RunWriter:
             "run_id": self.run_id,
             "status": "running",
             "pid": os.getpid(),
+            # The machine bench ran on (engines may be elsewhere): where `pid` means something.
+            "controller": owner.hostname(),
             "started_at": _now(),
             **metadata,
         }
@@ -119,7 +122,11 @@ class Run:
     @property
     def status(self) -> str:
         status = self.metadata.get("status", "unknown")
-        if status == "running" and not _alive(self.metadata.get("pid")):
+        # The pid is judged only where it ran: a run written on another controller is
+        # taken at its word.
+        host = self.metadata.get("controller")
+        alive = not owner.is_local(host) or owner.pid_alive(self.metadata.get("pid"))
+        if status == "running" and not alive:
             return "incomplete"  # its process is gone: killed or crashed mid-run
         return status
 
@@ -217,15 +224,3 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             break  # a line cut short by a crash: everything before it is intact
     return rows
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -112,3 +112,16 @@ def test_a_run_from_a_newer_bench_is_refused_with_what_to_do(tmp_path):
     (d / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(UsageError, match="newer bench.*upgrade bench"):
         load_run(d)
+
+
+def test_a_running_run_is_judged_by_its_pid_only_on_its_own_controller(tmp_path):
+    d = tmp_path / "r"
+    shutil.copytree(V1_RUN, d)
+    meta = json.loads((d / "metadata.json").read_text())
+    dead_pid = 2**22 + 1  # above pid_max's default: no such process
+    meta.update(status="running", pid=dead_pid)
+    (d / "metadata.json").write_text(json.dumps(meta))
+    assert load_run(d).status == "incomplete"  # schema 1: the controller was this machine
+    meta.update(controller="some-other-controller")
+    (d / "metadata.json").write_text(json.dumps(meta))
+    assert load_run(d).status == "running"  # its pid means nothing here
