@@ -11,13 +11,12 @@ import contextlib
 import hashlib
 import json
 import os
-import subprocess
 import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,6 +33,9 @@ from bench.console import Console
 from bench.errors import EngineUnavailable, ImageError, MissingImage, first_line
 from bench.paths import cache_dir, state_dir
 from bench.scenario import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
+
+if TYPE_CHECKING:
+    from bench.host import Host
 
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
@@ -113,8 +115,8 @@ class LibvirtBackend(Backend):
     kind = "vm"
     Settings = LibvirtSettings
 
-    def __init__(self, settings: LibvirtSettings):
-        super().__init__(settings)
+    def __init__(self, settings: LibvirtSettings, host: Host | None = None):
+        super().__init__(settings, host)
         self.settings: LibvirtSettings = settings
         self._conn: Any = None
         self.accel: str | None = None
@@ -127,6 +129,9 @@ class LibvirtBackend(Backend):
             cls(LibvirtSettings(name="clean", backend="libvirt", image="busybox", uri=uri))
             for uri in uris
         ]
+
+    def engine_address(self) -> str | None:
+        return self.settings.uri
 
     def connect(self) -> Any:
         if self._conn is None:
@@ -179,9 +184,9 @@ class LibvirtBackend(Backend):
     def _resolve_boot(self, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
         s = self.settings
         if s.disk:
-            return {"boot": "disk", "image": str(s.disk), "image_bytes": _allocated(s.disk)}
+            return {"boot": "disk", "image": str(s.disk), "image_bytes": self._allocated(s.disk)}
         if s.kernel:
-            size = sum(_allocated(p) for p in (s.kernel, s.initrd) if p)
+            size = sum(self._allocated(p) for p in (s.kernel, s.initrd) if p)
             return {
                 "boot": "kernel",
                 "image": str(s.kernel),
@@ -202,11 +207,14 @@ class LibvirtBackend(Backend):
         return {
             "boot": "kernel",
             "image": s.image,
-            "image_bytes": _allocated(art.kernel) + _allocated(art.initrd),
+            "image_bytes": self._allocated(art.kernel) + self._allocated(art.initrd),
             "rootfs_sha256": art.manifest.get("rootfs_sha256"),
             "guest_kernel": art.manifest.get("kernel_release"),
             "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
         }
+
+    def _allocated(self, path: Path) -> int:
+        return self.host.allocated_bytes(path)
 
     def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> str:
         """The accel instances will use; `on_probe` is called before a probe boot."""
@@ -287,7 +295,8 @@ class LibvirtBackend(Backend):
             # Recorded first: destroy() removes it (and its run directory) even when
             # qemu-img fails half-way.
             inst.info["_overlay"] = str(overlay)
-            make_overlay(s.disk, overlay)
+            self.host.make_dirs(overlay.parent)
+            make_overlay(self.host, s.disk, overlay)
         xml = domain_xml(
             inst.name,
             inst.run_id,
@@ -342,7 +351,7 @@ class LibvirtBackend(Backend):
     def start(self, inst: Instance) -> None:
         inst.handle.resume()
 
-    def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
         dom = inst.handle
         stats = dom.memoryStats()  # rss always; balloon figures when the guest has a driver
         pid = host.read_pidfile(f"{self._run_dir()}/{dom.name()}.pid")
@@ -352,7 +361,7 @@ class LibvirtBackend(Backend):
             "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
             "engine_mem_source": "libvirt memoryStats rss",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
-            "disk_writable_bytes": _allocated(Path(overlay)) if overlay else 0,
+            "disk_writable_bytes": host.allocated_bytes(overlay) if overlay else 0,
         }
         for key in ("actual", "available", "unused", "usable"):
             if key in stats:
@@ -378,7 +387,7 @@ class LibvirtBackend(Backend):
             Path("/var/lib/libvirt/qemu"),
             Path("/var/log/libvirt/qemu"),
         ]
-        return [d for d in dirs if d.is_dir()]
+        return [d for d in dirs if self.host.is_dir(d)]
 
     def destroy(self, inst: Instance) -> None:
         import libvirt
@@ -406,9 +415,8 @@ class LibvirtBackend(Backend):
         finally:
             overlay = inst.info.pop("_overlay", None)
             if overlay:
-                Path(overlay).unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    Path(overlay).parent.rmdir()
+                self.host.remove_file(overlay)
+                self.host.remove_empty_dir(Path(overlay).parent)
 
     def leftovers(self, run_id: str | None = None) -> list[Leftover]:
         import libvirt
@@ -521,37 +529,19 @@ def domain_xml(
 
 
 def overlay_dir(run_id: str) -> Path:
-    d = state_dir() / "overlays" / run_id
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """Where a run's overlays live (on the engine's host: create it there)."""
+    return state_dir() / "overlays" / run_id
 
 
-def make_overlay(base: Path, overlay: Path) -> None:
-    # libvirt's storage API needs a defined pool; qemu-img on the host is what libvirt
-    # itself would run. Remote hosts will need the storage-pool route.
-    try:
-        subprocess.run(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                "qcow2",
-                "-b",
-                str(base.resolve()),
-                str(overlay),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except FileNotFoundError:
-        raise ImageError("qemu-img not found: `apt-get install qemu-utils`") from None
-    except subprocess.CalledProcessError as e:
-        raise ImageError(f"qemu-img create failed: {e.stderr.strip()[:200]}") from None
+def make_overlay(host: Host, base: Path, overlay: Path) -> None:
+    # libvirt's storage API needs a defined pool; qemu-img on the engine's host is what
+    # libvirt itself would run.
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2"]
+    done = host.run([*argv, "-b", str(base.resolve()), str(overlay)], timeout=60)
+    if done.returncode == 127:
+        raise ImageError("qemu-img not found: `apt-get install qemu-utils`")
+    if done.returncode != 0:
+        raise ImageError(f"qemu-img create failed: {done.stderr.strip()[:200]}")
 
 
 def _close_stream(stream: Any) -> None:
@@ -563,10 +553,6 @@ def _close_stream(stream: Any) -> None:
         stream.abort()
     except Exception:
         pass
-
-
-def _allocated(p: Path) -> int:
-    return p.stat().st_blocks * 512
 
 
 def version_string(v: int) -> str:
