@@ -140,3 +140,33 @@ def test_guard_reads_the_backends_host():
     assert refused["status"] == "refused" and refused["host"] == "fakehost"
     assert refused["mem_available_before_bytes"] == 2 * 2**30
     assert backends["f"].created == 0 and sink.samples == []
+
+
+def test_each_platform_is_measured_on_its_own_backends_host():
+    from bench.backends.fake import FakeBackend
+    from bench.clock import FakeClock
+    from bench.runner import Runner
+    from bench.scenario import LoadedScenario, parse_scenario
+    from tests.helpers import FakeHost, MemorySink
+
+    text = (
+        "name: t\nsettle: 0s\ncounts: [2]\nplatforms:\n"
+        "  - {name: a, backend: fake}\n  - {name: b, backend: fake}\n"
+    )
+    sc = parse_scenario(text)
+    clock = FakeClock()
+    backends = {}
+    hosts = {
+        "a": FakeHost(lambda: backends["a"].live, total=8 * 2**30, key="lab1"),
+        "b": FakeHost(lambda: backends["b"].live, total=4 * 2**30, key="lab2", per_instance=0),
+    }
+    for p in sc.platforms:
+        backends[p.name] = FakeBackend(p, host=hosts[p.name], clock=clock)
+    sink = MemorySink(sc)
+    Runner(LoadedScenario(sc, None, text), "r", backends, sink, clock=clock).run()
+    by = {st["platform"]: st for st in sink.steps}
+    assert by["a"]["host"] == "lab1" and by["b"]["host"] == "lab2"
+    assert by["a"]["mem_available_before_bytes"] == 8 * 2**30
+    assert by["b"]["mem_available_before_bytes"] == 4 * 2**30
+    assert by["a"]["host_drop_bytes"] == 2 * 100 * 2**20 and by["b"]["host_drop_bytes"] == 0
+    assert {(s["platform"], s["host"]) for s in sink.samples} == {("a", "lab1"), ("b", "lab2")}
