@@ -1,32 +1,113 @@
-"""What bench knows about the host it measures on.
+"""The machine an engine runs on, and what bench reads there.
 
-Host-side facts and probes sit behind `Host`, given to whoever needs them, instead
-of psutil being called on the local machine from everywhere: platforms on remote
-hosts (docker ssh://, qemu+ssh://) will bring their own Host.
+Every backend is given a `Host` (see `host_for`): memory, processes, files and
+commands of its engine's machine are read through it, never from this process's
+own machine directly, so a remote engine (docker ssh://, qemu+ssh://) only needs
+a remote Host. Only `LocalHost` exists for now.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
 import stat
+import subprocess
 import sys
+import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import bench
+from bench.errors import UsageError
+
+
+@runtime_checkable
+class Host(Protocol):
+    """What bench asks of the machine an engine runs on. Paths are that machine's."""
+
+    #: A short stable name of the machine, stored with every sample and step.
+    key: str
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the run's metadata: CPU, memory, kernel, KVM, load."""
+        ...
+
+    def mem_total_bytes(self) -> int: ...
+    def mem_available_bytes(self) -> int: ...
+    def load_avg_1m(self) -> float: ...
+    def memory_facts(self) -> dict[str, Any]:
+        """Settings that change what memory numbers mean (KSM, THP), and the load."""
+        ...
+
+    def drop_caches(self) -> bool: ...
+    def processes(self) -> ProcessTable:
+        """Who is whose parent, one snapshot (taken once per step)."""
+        ...
+
+    def process_memory(self, pids: list[int]) -> dict[str, int] | None:
+        """PSS, USS and RSS summed over these processes."""
+        ...
+
+    def read_pidfile(self, path: str) -> int | None: ...
+    def allocated_bytes(self, path: str | Path) -> int:
+        """Disk blocks used under path (`du -s -x`)."""
+        ...
+
+    def snapshot_entries(self, dirs: list[Path]) -> dict[Path, set[str]]: ...
+    def new_entries_bytes(self, before: dict[Path, set[str]]) -> int: ...
+    def is_file(self, path: str | Path) -> bool: ...
+    def is_dir(self, path: str | Path) -> bool: ...
+    def make_dirs(self, path: str | Path) -> None: ...
+    def remove_file(self, path: str | Path) -> None:
+        """Remove a file; already gone is fine."""
+        ...
+
+    def remove_empty_dir(self, path: str | Path) -> None:
+        """Remove a directory if it is empty; otherwise leave it."""
+        ...
+
+    def run(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run a command there; a missing program is returncode 127, as in a shell."""
+        ...
+
+
+def is_local_address(address: str | None) -> bool:
+    """An engine address on this machine: a unix socket or a URI without a host part."""
+    if not address:
+        return True
+    parsed = urllib.parse.urlparse(address)
+    return parsed.scheme == "unix" or (bool(parsed.scheme) and not parsed.netloc)
+
+
+def host_for(address: str | None) -> Host:
+    """The Host of an engine address (unix://..., qemu:///system; None: the default)."""
+    if is_local_address(address):
+        return local_host()
+    raise UsageError(
+        f"{address}: only an engine on this machine (a unix socket, qemu:///...) can be "
+        "measured for now"
+    )
+
+
+@functools.cache
+def local_host() -> LocalHost:
+    """One LocalHost per process: every local backend shares it."""
+    return LocalHost()
 
 
 class LocalHost:
-    name = "local"
+    def __init__(self) -> None:
+        self.key = socket.gethostname()
 
     def describe(self) -> dict[str, Any]:
         import psutil
 
         mem = psutil.virtual_memory()
         return {
-            "hostname": socket.gethostname(),
+            "hostname": self.key,
             "cpu_model": _cpu_model(),
             "cpu_cores": os.cpu_count(),
             "cpu_physical_cores": psutil.cpu_count(logical=False),
@@ -36,7 +117,7 @@ class LocalHost:
             "os": _os_release(),
             "arch": platform.machine(),
             "kvm_device": os.path.exists("/dev/kvm"),
-            "load_avg_1m": os.getloadavg()[0],
+            "load_avg_1m": self.load_avg_1m(),
             "cgroup_version": 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1,
             "python": sys.version.split()[0],
             "bench_version": bench.__version__,
@@ -92,6 +173,38 @@ class LocalHost:
         except (OSError, ValueError):
             return None
 
+    def load_avg_1m(self) -> float:
+        return os.getloadavg()[0]
+
+    def allocated_bytes(self, path: str | Path) -> int:
+        return allocated_bytes(Path(path))
+
+    def is_file(self, path: str | Path) -> bool:
+        return Path(path).is_file()
+
+    def is_dir(self, path: str | Path) -> bool:
+        return Path(path).is_dir()
+
+    def make_dirs(self, path: str | Path) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+    def remove_file(self, path: str | Path) -> None:
+        Path(path).unlink(missing_ok=True)
+
+    def remove_empty_dir(self, path: str | Path) -> None:
+        try:
+            Path(path).rmdir()
+        except OSError:
+            pass
+
+    def run(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                list(argv), capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except FileNotFoundError:
+            return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: not found")
+
     def memory_facts(self) -> dict[str, Any]:
         """Host settings that change what memory numbers mean: KSM and THP."""
         ksm = Path("/sys/kernel/mm/ksm")
@@ -101,7 +214,7 @@ class LocalHost:
         thp = _read_text(Path("/sys/kernel/mm/transparent_hugepage/enabled"))
         facts["thp_mode"] = thp[thp.find("[") + 1 : thp.find("]")] if thp and "[" in thp else thp
         # A busy host slows every boot: kept so a surprising step can be explained.
-        facts["load_avg_1m"] = os.getloadavg()[0]
+        facts["load_avg_1m"] = self.load_avg_1m()
         return facts
 
     def drop_caches(self) -> bool:

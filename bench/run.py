@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
 from bench.errors import ExitCode, Interrupted, MissingImage
-from bench.host import LocalHost
+from bench.host import Host
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
 from bench.scenario import LoadedScenario
@@ -26,10 +26,17 @@ class RunOutcome:
     failures: int  # instances that never became ready (the run itself completed)
 
 
-def check_against_host(loaded: LoadedScenario, host: LocalHost) -> None:
-    """Refuse what this host can never do, before anything starts."""
-    total = host.mem_total_bytes()
+def check_against_host(loaded: LoadedScenario, host: Host | Mapping[str, Host]) -> None:
+    """Refuse what a platform's host can never do, before anything starts.
+
+    `host`: each platform's host by platform name, or one host for all of them.
+    """
+    totals: dict[str, int] = {}
     for i, p in enumerate(loaded.scenario.platforms):
+        h = host[p.name] if isinstance(host, Mapping) else host
+        if h.key not in totals:
+            totals[h.key] = h.mem_total_bytes()
+        total = totals[h.key]
         if p.memory and p.memory > total:
             raise loaded.error(
                 ("platforms", i, "memory"),
@@ -49,6 +56,7 @@ def prepare_backends(
     try:
         for p in loaded.scenario.platforms:
             backends[p.name] = factory(p)
+        check_against_host(loaded, {name: b.host for name, b in backends.items()})
         # Every platform's cheap checks first: a bad file starts and builds nothing.
         _preflight(loaded, backends)
         for name, backend in backends.items():
@@ -95,8 +103,6 @@ def run_scenario(
     say: Callable[[str], None] = lambda _msg: None,
     factory: Callable[[Any], Backend] = make_backend,
 ) -> RunOutcome:
-    host = LocalHost()
-    check_against_host(loaded, host)
     try:
         backends, engines = prepare_backends(loaded, factory, say)
     except KeyboardInterrupt:
@@ -114,6 +120,7 @@ def run_scenario(
             )
         run_id = new_run_id(name or loaded.scenario.name)
         writer = RunWriter(out_dir / run_id, run_id)
+        hosts = describe_hosts(backends, engines)
         writer.start(
             {
                 "scenario": loaded.scenario.model_dump(mode="json"),
@@ -121,7 +128,9 @@ def run_scenario(
                 "scenario_path": str(loaded.path),
                 "scenario_sha256": loaded.sha256,
                 "searches": loaded.scenario.searches(),
-                "host": host.describe(),
+                # The first platform's host, for readers that know one host per run.
+                "host": next(iter(hosts.values())),
+                "hosts": hosts,
                 "engines": engines,
             }
         )
@@ -158,6 +167,20 @@ def run_scenario(
         return RunOutcome(writer.dir, run_id, failures)
     finally:
         close_all(backends)
+
+
+def describe_hosts(
+    backends: dict[str, Backend], engines: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """One record of facts per distinct host, in platform order; each engine entry
+    names its host by key."""
+    hosts: dict[str, dict[str, Any]] = {}
+    for name, backend in backends.items():
+        host = backend.host
+        if host.key not in hosts:
+            hosts[host.key] = host.describe()
+        engines.setdefault(name, {})["host"] = host.key
+    return hosts
 
 
 def close_all(backends: dict[str, Backend]) -> None:

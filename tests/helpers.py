@@ -1,5 +1,31 @@
 """Small test doubles shared by unit and integration tests."""
 
+import subprocess
+
+from bench.host import ProcessTable
+
+
+def run_fake(text, run_id="run-test", **host_args):
+    """Run a scenario of fake platforms on a FakeClock and a FakeHost.
+
+    Returns (results, sink, backends). The host's MemAvailable falls with the fake
+    instances alive; times are virtual and exact.
+    """
+    from bench.backends.fake import FakeBackend
+    from bench.clock import FakeClock
+    from bench.runner import Runner
+    from bench.scenario import LoadedScenario, parse_scenario
+
+    sc = parse_scenario(text)
+    clock = FakeClock()
+    backends = {}
+    host = FakeHost(lambda: [i for b in backends.values() for i in b.live], **host_args)
+    for p in sc.platforms:
+        backends[p.name] = FakeBackend(p, host=host, clock=clock)
+    sink = MemorySink(sc)
+    results = Runner(LoadedScenario(sc, None, text), run_id, backends, sink, clock=clock).run()
+    return results, sink, backends
+
 
 class MemorySink:
     """Collects what the runner would write to results/<run-id>/."""
@@ -19,16 +45,43 @@ class MemorySink:
 
 
 class FakeHost:
-    """A host whose MemAvailable falls by `per_instance` for each live fake instance."""
+    """A bench.host.Host whose MemAvailable falls by `per_instance` for each live fake
+    instance; everything else reads as an empty, quiet machine."""
 
-    def __init__(self, live, total=2 * 2**30, per_instance=100 * 2**20):
+    def __init__(self, live, total=2 * 2**30, per_instance=100 * 2**20, key="fakehost"):
         self._live, self.total, self.per_instance = live, total, per_instance
+        self.key = key
+        self.commands = []  # argv of every run() call
+
+    def describe(self):
+        return {"hostname": self.key, "mem_total_bytes": self.total}
+
+    def mem_total_bytes(self):
+        return self.total
 
     def mem_available_bytes(self):
         return self.total - self.per_instance * len(self._live())
 
+    def load_avg_1m(self):
+        return 0.0
+
+    def memory_facts(self):
+        return {}
+
     def drop_caches(self):
         return False
+
+    def processes(self):
+        return ProcessTable({})
+
+    def process_memory(self, pids):
+        return None
+
+    def read_pidfile(self, path):
+        return None
+
+    def allocated_bytes(self, path):
+        return 0
 
     def snapshot_entries(self, dirs):
         return {}
@@ -36,8 +89,21 @@ class FakeHost:
     def new_entries_bytes(self, before):
         return 0
 
-    def memory_facts(self):
-        return {}
+    def is_file(self, path):
+        return False
 
-    def process_memory(self, pids):
-        return None
+    def is_dir(self, path):
+        return False
+
+    def make_dirs(self, path):
+        pass
+
+    def remove_file(self, path):
+        pass
+
+    def remove_empty_dir(self, path):
+        pass
+
+    def run(self, argv, timeout):
+        self.commands.append(list(argv))
+        return subprocess.CompletedProcess(list(argv), 0, "", "")

@@ -1,19 +1,15 @@
 """Density search and the memory guard, on the fake backend and a fake host."""
 
-from bench.backends import make_backend
-from bench.runner import Runner
-from bench.scenario import LoadedScenario, parse_scenario
+import pytest
+
+from bench.scenario import parse_scenario
 from bench.summary import density_results
-from tests.helpers import FakeHost, MemorySink
+from tests.helpers import run_fake
 
 
 def run(text: str, **host_args):
-    sc = parse_scenario(text)
-    backends = {p.name: make_backend(p) for p in sc.platforms}
+    _, sink, backends = run_fake(text, "run-d", **host_args)
     (backend,) = backends.values()
-    host = FakeHost(lambda: backend.live, **host_args)
-    sink = MemorySink(sc)
-    Runner(LoadedScenario(sc, None, text), "run-d", backends, sink, host=host).run()
     return sink, backend
 
 
@@ -27,8 +23,10 @@ def test_search_stops_at_the_first_step_over_the_slo():
         total=64 * 2**30,
     )
     ns = [st["n"] for st in sink.steps]
-    # N=8 boots in ~400 ms, N=16 in ~800 ms: over the SLO, the search ends.
+    # The last of N=8 boots in 50 + 8 x 50 = 450 ms, of N=16 in 850 ms: over the SLO.
     assert ns == [1, 2, 4, 8, 16]
+    assert max(s["ready_s"] for s in sink.samples if s["n"] == 8) == pytest.approx(0.45)
+    assert max(s["ready_s"] for s in sink.samples if s["n"] == 16) == pytest.approx(0.85)
     assert sink.steps[-1]["limit"] == "slo" and "SLO 0.6s" in sink.steps[-1]["limit_detail"]
     assert all(st["limit"] is None for st in sink.steps[:-1])
     assert density_results(sink.steps, sink.searches)["f"] == {

@@ -1,23 +1,21 @@
-"""The runner's logic against the fake backend (no engine, nothing measured)."""
+"""The runner's logic against the fake backend, on a virtual clock: no engine,
+nothing measured, and times are exact (a 120 s timeout takes no wall time)."""
 
 import time
 
-from bench.backends import make_backend
-from bench.runner import Runner
-from bench.scenario import LoadedScenario, parse_scenario
-from tests.helpers import FakeHost, MemorySink
+import pytest
+
+from tests.helpers import run_fake
 
 
-def run(yaml_text: str):
-    sc = parse_scenario(yaml_text)
-    loaded = LoadedScenario(sc, path=None, text=yaml_text)
-    backends = {p.name: make_backend(p) for p in sc.platforms}
-    (backend,) = backends.values()
-    sink = MemorySink(sc)
-    # A fake host too: the real one's memory moves with whatever else the machine runs.
-    host = FakeHost(lambda: backend.live, total=64 * 2**30)
-    results = Runner(loaded, "run-test", backends, sink, host=host).run()
-    return results, sink, backends
+def exactly(x):
+    # Virtual times are sums of the scenario's durations: exact up to float rounding.
+    return pytest.approx(x, abs=1e-9)
+
+
+def run(yaml_text: str, **host_args):
+    # A fake host: the real one's memory moves with whatever else the machine runs.
+    return run_fake(yaml_text, **{"total": 64 * 2**30, **host_args})
 
 
 def scenario(platform_extra: str = "", top: str = "") -> str:
@@ -34,33 +32,46 @@ def test_every_instance_measured_and_destroyed():
     assert len(sink.samples) == 6 and len(sink.steps) == 2
     for s in sink.samples:
         assert s["ok"] and s["error"] is None
-        assert 0 <= s["create_s"] <= s["start_s"] <= s["ready_s"]
-        assert s["ready_s"] >= 0.02
+        assert s["queued_s"] == 0 and s["create_s"] == 0 and s["start_s"] == 0
+        assert s["ready_s"] == exactly(0.02) and s["ready_at_s"] == exactly(0.02)
         assert s["guest_kernel"].startswith("fake-") and s["guest_uptime_s"] == 0.5
+        assert s["host"] == "fakehost"
     assert {s["name"] for s in sink.samples} == {
         f"bench-run-test-f-s{step}-{i}" for step in range(2) for i in range(3)
     }
     assert backends["f"].live == {}
-    assert all(r["failures"] == 0 and r["all_ready_s"] > 0 for r in sink.steps)
+    for r in sink.steps:
+        assert r["failures"] == 0 and r["host"] == "fakehost" and r["status"] == "ran"
+        assert r["all_ready_s"] == exactly(0.02) and r["wait_s"] == exactly(0.02)
+        assert r["launch_rate_per_s"] == pytest.approx(3 / 0.02)
+        # The host view: 100 MiB per live instance on the fake host.
+        assert r["host_drop_per_instance_bytes"] == 100 * 2**20
+        assert r["destroy_failures"] == 0
 
 
-def test_silent_instance_times_out_and_run_goes_on():
+def test_silent_instance_times_out_at_its_deadline_in_no_wall_time():
     t0 = time.monotonic()
-    _, sink, backends = run(scenario("    silent: [1]\n"))
-    assert time.monotonic() - t0 < 10
+    _, sink, backends = run(scenario("    silent: [1]\n").replace("timeout: 2s", "timeout: 120s"))
+    assert time.monotonic() - t0 < 5  # 2 x 120 s of virtual time
     failed = [s for s in sink.samples if not s["ok"]]
     assert len(failed) == 2  # one per repeat
-    assert all(s["error"] == "no BENCH_READY within 2s" for s in failed)
-    assert all(s["ready_s"] is None for s in failed)
+    assert all(s["error"] == "no BENCH_READY within 120s" for s in failed)
+    assert all(s["failure"] == "timeout" and s["ready_s"] is None for s in failed)
+    # The wait ends exactly at the silent instance's deadline.
+    assert all(st["wait_s"] == exactly(120) for st in sink.steps)
+    assert all(st["all_ready_s"] is None and st["failures"] == 1 for st in sink.steps)
     assert backends["f"].live == {}
 
 
 def test_crash_is_reported_at_once_with_console_tail():
-    _, sink, _ = run(scenario("    crash: [0]\n"))
-    # A crashed instance ends the wait immediately; it does not sit out the 2 s timeout.
-    assert all(st["wait_s"] < 1.0 for st in sink.steps)
+    _, sink, _ = run(scenario("    crash: [0]\n    boot: 30ms\n"))
+    # A crashed instance ends its wait at once: the step waits only for the others'
+    # boot (30 ms), never for the 2 s timeout.
+    assert all(st["wait_s"] == exactly(0.03) for st in sink.steps)
     failed = [s for s in sink.samples if not s["ok"]]
-    assert failed and all(s["error"] == "fake instance exited before BENCH_READY" for s in failed)
+    assert [s["index"] for s in failed] == [0, 0]
+    assert all(s["error"] == "fake instance exited before BENCH_READY" for s in failed)
+    assert all(s["failure"] == "exited" for s in failed)
     assert all(s["console_tail"] == "fake: exiting" for s in failed)
 
 
@@ -69,12 +80,18 @@ def test_launch_failure_is_a_failed_sample():
     failed = [s for s in sink.samples if not s["ok"]]
     assert [s["index"] for s in failed] == [2, 2]
     assert all(s["error"] == "launch failed: fake launch failure" for s in failed)
+    assert all(s["failure"] == "launch" and s["create_s"] is None for s in failed)
     assert backends["f"].live == {}
 
 
 def test_on_failure_stop_ends_the_run():
     results, sink, _ = run(scenario("    crash: [0]\n", top="on_failure: stop\n"))
     assert len(results) == 1 and len(sink.steps) == 1
+
+
+def test_on_failure_continue_runs_every_step():
+    results, sink, _ = run(scenario("    crash: [0]\n"))
+    assert len(results) == 2 and len(sink.steps) == 2
 
 
 def test_concurrency_bounds_launches_and_is_visible_as_queueing():
@@ -85,9 +102,89 @@ def test_concurrency_bounds_launches_and_is_visible_as_queueing():
     _, sink, backends = run(text)
     assert all(s["ok"] for s in sink.samples)
     assert backends["f"].peak_in_flight == 2
+    # 8 launches, 2 at a time, 50 ms each: launch calls start in rounds of two.
     queued = sorted(s["queued_s"] for s in sink.samples)
-    assert queued[0] < queued[-1] / 2
-    # 8 launches, 2 at a time, 50 ms each: the last two wait for three rounds.
-    assert queued[-1] >= 0.15
-    # ready_s counts from each instance's own launch call, not from the step start.
-    assert all(s["ready_s"] < 0.5 for s in sink.samples)
+    assert queued == [exactly(x) for x in (0, 0, 0.05, 0.05, 0.1, 0.1, 0.15, 0.15)]
+    # Each instance's times count from its own launch call, not from the step start.
+    assert all(s["create_s"] == exactly(0.05) for s in sink.samples)
+    assert all(s["ready_s"] == exactly(0.06) for s in sink.samples)
+    (step,) = sink.steps
+    assert step["all_ready_s"] == exactly(0.21)
+
+
+def test_contention_model_runs_on_the_clock():
+    # Each instance boots 10 ms + 10 ms per instance already running (created).
+    text = (
+        "name: t\ntimeout: 5s\nsettle: 0s\ncounts: [4]\nlaunch: {concurrency: 1}\n"
+        "platforms:\n  - {name: f, backend: fake, boot: 10ms, boot_per_instance: 10ms}\n"
+    )
+    _, sink, _ = run(text)
+    assert sorted(s["ready_s"] for s in sink.samples) == [
+        exactly(x) for x in (0.02, 0.03, 0.04, 0.05)
+    ]
+
+
+def test_settle_is_virtual_time():
+    t0 = time.monotonic()
+    _, sink, _ = run(scenario("", top="").replace("settle: 0s", "settle: 60s"))
+    assert time.monotonic() - t0 < 5
+    assert all(st["settle_s"] == 60 for st in sink.steps)
+
+
+def test_guard_reads_the_backends_host():
+    # The host given to the backend decides: 2 GiB, 1.5 GiB reserve, 3 x 256 MiB.
+    _, sink, backends = run(
+        scenario("    memory: 256MiB\n", top="memory_reserve: 1536MiB\n"), total=2 * 2**30
+    )
+    (refused,) = sink.steps
+    assert refused["status"] == "refused" and refused["host"] == "fakehost"
+    assert refused["mem_available_before_bytes"] == 2 * 2**30
+    assert backends["f"].created == 0 and sink.samples == []
+
+
+def test_each_platform_is_measured_on_its_own_backends_host():
+    from bench.backends.fake import FakeBackend
+    from bench.clock import FakeClock
+    from bench.runner import Runner
+    from bench.scenario import LoadedScenario, parse_scenario
+    from tests.helpers import FakeHost, MemorySink
+
+    text = (
+        "name: t\nsettle: 0s\ncounts: [2]\nplatforms:\n"
+        "  - {name: a, backend: fake}\n  - {name: b, backend: fake}\n"
+    )
+    sc = parse_scenario(text)
+    clock = FakeClock()
+    backends = {}
+    hosts = {
+        "a": FakeHost(lambda: backends["a"].live, total=8 * 2**30, key="lab1"),
+        "b": FakeHost(lambda: backends["b"].live, total=4 * 2**30, key="lab2", per_instance=0),
+    }
+    for p in sc.platforms:
+        backends[p.name] = FakeBackend(p, host=hosts[p.name], clock=clock)
+    sink = MemorySink(sc)
+    Runner(LoadedScenario(sc, None, text), "r", backends, sink, clock=clock).run()
+    by = {st["platform"]: st for st in sink.steps}
+    assert by["a"]["host"] == "lab1" and by["b"]["host"] == "lab2"
+    assert by["a"]["mem_available_before_bytes"] == 8 * 2**30
+    assert by["b"]["mem_available_before_bytes"] == 4 * 2**30
+    assert by["a"]["host_drop_bytes"] == 2 * 100 * 2**20 and by["b"]["host_drop_bytes"] == 0
+    assert {(s["platform"], s["host"]) for s in sink.samples} == {("a", "lab1"), ("b", "lab2")}
+
+
+def test_backend_facts_never_overwrite_what_the_runner_measured(monkeypatch):
+    from bench.backends.fake import FakeBackend
+    from bench.records import Sample, fields_of
+
+    def sample(self, inst, host):
+        # A backend reporting keys that collide with core fields, and one of its own.
+        return {"ok": False, "ready_s": 99.0, "engine_mem_bytes": 7, "balloon_x_bytes": 1}
+
+    monkeypatch.setattr(FakeBackend, "sample", sample)
+    _, sink, _ = run(scenario("    boot: 20ms\n"))
+    for s in sink.samples:
+        assert s["ok"] is True and s["ready_s"] == exactly(0.02)
+        assert s["engine_mem_bytes"] == 7  # a field backends may fill
+        assert s["extras"] == {"ok": False, "ready_s": 99.0, "balloon_x_bytes": 1}
+        # Every key the runner wrote is one bench.records declares.
+        assert set(s) == set(fields_of(Sample))

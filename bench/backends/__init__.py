@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bench.backends.base import Backend, CliOption
+    from bench.host import Host
     from bench.settings import PlatformBase
 
 BACKENDS: dict[str, str] = {
@@ -35,8 +36,9 @@ def settings_model(name: str) -> type[PlatformBase]:
     return backend_class(name).Settings
 
 
-def make_backend(settings: PlatformBase) -> Backend:
-    return backend_class(settings.backend)(settings)
+def make_backend(settings: PlatformBase, host: Host | None = None) -> Backend:
+    """The backend of a platform; its Host defaults to the one its engine address names."""
+    return backend_class(settings.backend)(settings, host=host)
 
 
 def backend_classes() -> list[type[Backend]]:

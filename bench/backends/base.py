@@ -11,11 +11,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench import owner
 from bench.console import Console
 from bench.settings import PlatformBase
+
+if TYPE_CHECKING:
+    from bench.host import Host
 
 # Everything bench creates carries these, so `bench clean` finds it after a crash.
 LABEL_RUN = "bench.run_id"
@@ -118,8 +121,26 @@ class Backend(ABC):
     #: False hides this backend's options from --help (a backend for tests).
     listed: ClassVar[bool] = True
 
-    def __init__(self, settings: PlatformBase):
+    def __init__(self, settings: PlatformBase, host: Host | None = None):
         self.settings = settings
+        self._host = host
+
+    @property
+    def host(self) -> Host:
+        """The machine this backend's engine runs on: where its instances are measured.
+
+        Chosen from the engine's address when first asked, so a backend can be made
+        (for `bench clean`, for a preflight that explains a bad address) without one.
+        """
+        if self._host is None:
+            from bench.host import host_for
+
+            self._host = host_for(self.engine_address())
+        return self._host
+
+    def engine_address(self) -> str | None:
+        """The engine's address (socket path, URI); None: this machine."""
+        return None
 
     # -- what the CLI asks every registered backend ----------------------------------
     # `options` holds the values of every backend's cli_options, by key; each backend
@@ -188,14 +209,14 @@ class Backend(ABC):
     @abstractmethod
     def remove_leftover(self, leftover: Leftover) -> None: ...
 
-    def prefetch(self, insts: list[Instance], host: Any) -> None:
+    def prefetch(self, insts: list[Instance], host: Host) -> None:
         """Before sample() is called for each of insts: fetch what one call can answer
         for all (sizes, the host's process table), so sampling a step stays O(N)."""
 
-    def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
         """Raw facts about a running, ready instance, from the engine's point of view.
 
-        `host` (bench.host.LocalHost or a remote equivalent) answers process questions.
+        `host` (this backend's own `self.host`) answers process questions.
         Keys (all optional): `pids` (its host processes, for the process view),
         `engine_mem_bytes` + `engine_mem_source` (the engine's own memory figure),
         `disk_writable_bytes` (its own writable storage), plus anything else to store.

@@ -10,7 +10,7 @@ import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -40,6 +40,9 @@ from bench.errors import (
 from bench.iohub import IOHub
 from bench.owner import owner_labels
 from bench.settings import PlatformBase
+
+if TYPE_CHECKING:
+    from bench.host import Host
 
 API_TIMEOUT_S = 60  # every engine call is bounded: a dead dockerd must not hang a run
 API_CONNECTIONS = 64
@@ -88,8 +91,8 @@ class DockerBackend(Backend):
     kind = "container"
     Settings = DockerSettings
 
-    def __init__(self, settings: DockerSettings):
-        super().__init__(settings)
+    def __init__(self, settings: DockerSettings, host: Host | None = None):
+        super().__init__(settings, host)
         self.settings: DockerSettings = settings
         self._api: Any = None
         self._hub: IOHub | None = None
@@ -164,6 +167,9 @@ class DockerBackend(Backend):
     @property
     def address(self) -> str:
         return self.settings.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def engine_address(self) -> str | None:
+        return self.address
 
     def connect(self) -> Any:
         if self._api is None:
@@ -313,7 +319,7 @@ class DockerBackend(Backend):
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
 
-    def prefetch(self, insts: list[Instance], host: Any) -> None:
+    def prefetch(self, insts: list[Instance], host: Host) -> None:
         # Writable-layer sizes of the whole step in one list call (the list endpoint is
         # the SDK's way to ask for sizes; one call per container would cost O(N) each).
         run_ids = {i.run_id for i in insts}
@@ -326,7 +332,7 @@ class DockerBackend(Backend):
                 # The engine leaves SizeRw out when the writable layer is empty.
                 self._sizes[c["Id"]] = c.get("SizeRw", 0)
 
-    def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
         api = self.connect()
         info = api.inspect_container(inst.handle)
         size_rw = self._sizes.get(inst.handle)

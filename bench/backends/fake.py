@@ -2,6 +2,9 @@
 each "instance" is a timer that prints the marker on its console after `boot`.
 Never use it to measure anything.
 
+Its timers and slow creates run on the clock it is given: give it the runner's
+`FakeClock` and a test's times are exact and take no wall time.
+
 It also shows the CLI's side of the backend boundary: `bench doctor`, `bench clean`
 and `bench images build` reach it through the registry like any other backend, but
 only while a test has plugged in a `FakeEngine` (so users never see it).
@@ -10,15 +13,18 @@ only while a test has plugged in a `FakeEngine` (so users never see it).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
 from bench.backends.base import Backend, Check, CliOption, Instance, Leftover, print_nothing
+from bench.clock import REAL_CLOCK, Clock
 from bench.settings import PlatformBase, Seconds
+
+if TYPE_CHECKING:
+    from bench.host import Host
 
 
 class FakeSettings(PlatformBase):
@@ -87,9 +93,10 @@ class FakeBackend(Backend):
         cls.engine.calls.append(("images", options))
         return [("fake", f"{name} (nothing to build)")]
 
-    def __init__(self, settings: FakeSettings):
-        super().__init__(settings)
+    def __init__(self, settings: FakeSettings, host: Host | None = None, clock: Clock = REAL_CLOCK):
+        super().__init__(settings, host)
         self.settings: FakeSettings = settings
+        self.clock = clock
         self.live: dict[str, Instance] = {}
         self.created = 0
         self.in_flight = 0
@@ -108,7 +115,7 @@ class FakeBackend(Backend):
         with self._lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        time.sleep(self.settings.create_delay)
+        self.clock.sleep(self.settings.create_delay)
         with self._lock:
             self.in_flight -= 1
             self.live[inst.name] = inst
@@ -124,14 +131,8 @@ class FakeBackend(Backend):
             return
         with self._lock:
             boot = self.settings.boot + self.settings.boot_per_instance * len(self.live)
-        timer = threading.Timer(
-            boot,
-            inst.console.feed,
-            args=(f"booting\nBENCH_READY uptime=0.5 kernel=fake-{inst.handle}\n".encode(),),
-        )
-        timer.daemon = True
-        inst.info["_timer"] = timer
-        timer.start()
+        line = f"booting\nBENCH_READY uptime=0.5 kernel=fake-{inst.handle}\n".encode()
+        inst.info["_timer"] = self.clock.call_later(boot, inst.console.feed, line)
 
     def destroy(self, inst: Instance) -> None:
         timer = inst.info.pop("_timer", None)

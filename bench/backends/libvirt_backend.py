@@ -11,14 +11,12 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -46,6 +44,9 @@ from bench.owner import owner_labels
 from bench.paths import cache_dir, state_dir
 from bench.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
 from bench.units import format_bytes
+
+if TYPE_CHECKING:
+    from bench.host import Host
 
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
@@ -126,8 +127,8 @@ class LibvirtBackend(Backend):
     kind = "vm"
     Settings = LibvirtSettings
 
-    def __init__(self, settings: LibvirtSettings):
-        super().__init__(settings)
+    def __init__(self, settings: LibvirtSettings, host: Host | None = None):
+        super().__init__(settings, host)
         self.settings: LibvirtSettings = settings
         self._conn: Any = None
         self.accel: str | None = None
@@ -171,15 +172,6 @@ class LibvirtBackend(Backend):
                 checks.append(Check("libvirt", False, str(e), fix, engine=True))
             finally:
                 lv.close()
-        qemu_img = shutil.which("qemu-img")
-        checks.append(
-            Check(
-                "qemu-img",
-                qemu_img is not None,
-                qemu_img or "not found (only needed for disk: VMs)",
-                "apt-get install qemu-utils",
-            )
-        )
         return checks
 
     def _doctor_checks(self, say: Callable[[str], None]) -> list[Check]:
@@ -193,6 +185,18 @@ class LibvirtBackend(Backend):
                 f"QEMU {version_string(conn.getVersion())} at {uri}",
             )
         ]
+        # On the hypervisor's host, which makes the overlays of disk: VMs.
+        qemu_img = self.host.run(["qemu-img", "--version"], timeout=10)
+        found = qemu_img.returncode == 0
+        version = qemu_img.stdout.splitlines()[0] if found and qemu_img.stdout else ""
+        checks.append(
+            Check(
+                "qemu-img",
+                found,
+                version or "not found (only needed for disk: VMs)",
+                "apt-get install qemu-utils",
+            )
+        )
         art = images.vm_artifacts("busybox")
         checks.append(
             Check(
@@ -230,6 +234,9 @@ class LibvirtBackend(Backend):
             ("vm", f"{art.kernel} ({m['kernel_release']}, {format_bytes(m['kernel_bytes'])})"),
             ("", f"{art.initrd} ({format_bytes(m['initramfs_bytes'])})"),
         ]
+
+    def engine_address(self) -> str | None:
+        return self.settings.uri
 
     def connect(self) -> Any:
         if self._conn is None:
@@ -281,9 +288,9 @@ class LibvirtBackend(Backend):
     def _resolve_boot(self, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
         s = self.settings
         if s.disk:
-            return {"boot": "disk", "image": str(s.disk), "image_bytes": _allocated(s.disk)}
+            return {"boot": "disk", "image": str(s.disk), "image_bytes": self._allocated(s.disk)}
         if s.kernel:
-            size = sum(_allocated(p) for p in (s.kernel, s.initrd) if p)
+            size = sum(self._allocated(p) for p in (s.kernel, s.initrd) if p)
             return {
                 "boot": "kernel",
                 "image": str(s.kernel),
@@ -300,11 +307,14 @@ class LibvirtBackend(Backend):
         return {
             "boot": "kernel",
             "image": s.image,
-            "image_bytes": _allocated(art.kernel) + _allocated(art.initrd),
+            "image_bytes": self._allocated(art.kernel) + self._allocated(art.initrd),
             "rootfs_sha256": art.manifest.get("rootfs_sha256"),
             "guest_kernel": art.manifest.get("kernel_release"),
             "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
         }
+
+    def _allocated(self, path: Path) -> int:
+        return self.host.allocated_bytes(path)
 
     def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> str:
         """The accel instances will use; `on_probe` is called before a probe boot."""
@@ -385,7 +395,8 @@ class LibvirtBackend(Backend):
             # Recorded first: destroy() removes it (and its run directory) even when
             # qemu-img fails half-way.
             inst.info["_overlay"] = str(overlay)
-            make_overlay(s.disk, overlay)
+            self.host.make_dirs(overlay.parent)
+            make_overlay(self.host, s.disk, overlay)
         xml = domain_xml(
             inst.name,
             inst.run_id,
@@ -440,7 +451,7 @@ class LibvirtBackend(Backend):
     def start(self, inst: Instance) -> None:
         inst.handle.resume()
 
-    def sample(self, inst: Instance, host: Any) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
         dom = inst.handle
         stats = dom.memoryStats()  # rss always; balloon figures when the guest has a driver
         pid = host.read_pidfile(f"{self._run_dir()}/{dom.name()}.pid")
@@ -450,7 +461,7 @@ class LibvirtBackend(Backend):
             "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
             "engine_mem_source": "libvirt memoryStats rss",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
-            "disk_writable_bytes": _allocated(Path(overlay)) if overlay else 0,
+            "disk_writable_bytes": host.allocated_bytes(overlay) if overlay else 0,
         }
         for key in ("actual", "available", "unused", "usable"):
             if key in stats:
@@ -476,7 +487,7 @@ class LibvirtBackend(Backend):
             Path("/var/lib/libvirt/qemu"),
             Path("/var/log/libvirt/qemu"),
         ]
-        return [d for d in dirs if d.is_dir()]
+        return [d for d in dirs if self.host.is_dir(d)]
 
     def destroy(self, inst: Instance) -> None:
         import libvirt
@@ -504,9 +515,8 @@ class LibvirtBackend(Backend):
         finally:
             overlay = inst.info.pop("_overlay", None)
             if overlay:
-                Path(overlay).unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    Path(overlay).parent.rmdir()
+                self.host.remove_file(overlay)
+                self.host.remove_empty_dir(Path(overlay).parent)
 
     def leftovers(self, run_id: str | None = None) -> list[Leftover]:
         import libvirt
@@ -620,37 +630,19 @@ def domain_xml(
 
 
 def overlay_dir(run_id: str) -> Path:
-    d = state_dir() / "overlays" / run_id
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """Where a run's overlays live (on the engine's host: create it there)."""
+    return state_dir() / "overlays" / run_id
 
 
-def make_overlay(base: Path, overlay: Path) -> None:
-    # libvirt's storage API needs a defined pool; qemu-img on the host is what libvirt
-    # itself would run. Remote hosts will need the storage-pool route.
-    try:
-        subprocess.run(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                "qcow2",
-                "-b",
-                str(base.resolve()),
-                str(overlay),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except FileNotFoundError:
-        raise ImageError("qemu-img not found: `apt-get install qemu-utils`") from None
-    except subprocess.CalledProcessError as e:
-        raise ImageError(f"qemu-img create failed: {e.stderr.strip()[:200]}") from None
+def make_overlay(host: Host, base: Path, overlay: Path) -> None:
+    # libvirt's storage API needs a defined pool; qemu-img on the engine's host is what
+    # libvirt itself would run.
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2"]
+    done = host.run([*argv, "-b", str(base.resolve()), str(overlay)], timeout=60)
+    if done.returncode == 127:
+        raise ImageError("qemu-img not found: `apt-get install qemu-utils`")
+    if done.returncode != 0:
+        raise ImageError(f"qemu-img create failed: {done.stderr.strip()[:200]}")
 
 
 def _close_stream(stream: Any) -> None:
@@ -662,10 +654,6 @@ def _close_stream(stream: Any) -> None:
         stream.abort()
     except Exception:
         pass
-
-
-def _allocated(p: Path) -> int:
-    return p.stat().st_blocks * 512
 
 
 def version_string(v: int) -> str:

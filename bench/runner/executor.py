@@ -1,0 +1,228 @@
+"""Step executor: launches a step's instances, waits for them, tears them down.
+
+It owns the launch pool (at most `concurrency` launch calls in flight), the
+event-driven wait (a deadline heap and a queue of changed instances), teardown
+with one retry, and the live registry an interrupted run tears down from.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from bench.backends.base import Backend, Instance
+from bench.clock import Clock
+from bench.console import Console
+from bench.errors import first_line
+
+# Teardown is not measured: it may use more parallel calls than launches do.
+TEARDOWN_WORKERS = 16
+
+
+@dataclass
+class Launch:
+    inst: Instance
+    launch_at: float | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    error: str | None = None
+    done: bool = False  # ready, failed or past its deadline: no longer waited for
+    deadline_set: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.error is None and self.inst.console.ready_at is not None
+
+
+class StepWait:
+    """Who of a step is still pending, updated per event: O(log N) per wake-up.
+
+    Consoles and launch threads push the instance that changed; the runner pops only
+    those, plus deadlines from a heap, so a step of hundreds of instances never
+    re-scans the whole step on every line of console output.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.cond = clock.condition()
+        self.changed: deque[Launch] = deque()
+
+    def wake(self, launch: Launch) -> None:
+        with self.cond:
+            self.changed.append(launch)
+            self.cond.notify()
+
+
+@dataclass
+class LaunchedStep:
+    """One step's instances on their backend, from before launch to teardown."""
+
+    backend: Backend
+    launches: list[Launch]
+    waiter: StepWait
+    pool: ThreadPoolExecutor | None = None
+    start: float = 0.0  # the step's first launch call, on the runner's clock
+
+
+@dataclass
+class StepExecutor:
+    clock: Clock
+    concurrency: int
+    # Every instance from its launch call until its destroy succeeded: what an
+    # interrupted run must still tear down, whatever phase it was in.
+    _live: dict[str, tuple[Backend, Instance]] = field(default_factory=dict)
+    _live_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def new_step(
+        self, backend: Backend, names: list[str], run_id: str, platform: str, marker: str
+    ) -> LaunchedStep:
+        waiter = StepWait(self.clock)
+        launches = []
+        for name in names:
+            console = Console(marker, clock=self.clock.now)
+            launch = Launch(Instance(name=name, run_id=run_id, platform=platform, console=console))
+            console.on_change = functools.partial(waiter.wake, launch)
+            launches.append(launch)
+        return LaunchedStep(backend, launches, waiter)
+
+    def launch(self, step: LaunchedStep) -> None:
+        step.start = self.clock.now()
+        step.pool = ThreadPoolExecutor(
+            max_workers=min(self.concurrency, len(step.launches)),
+            thread_name_prefix="bench-launch",
+        )
+        for launch in step.launches:
+            self.clock.submit(step.pool, self._launch, step.backend, launch, step.waiter.wake)
+
+    def _launch(self, backend: Backend, launch: Launch, wake: Callable[[Launch], None]) -> None:
+        if self._stopping.is_set():
+            launch.error = "not launched: run interrupted"
+            wake(launch)
+            return
+        with self._live_lock:
+            self._live[launch.inst.name] = (backend, launch.inst)
+        # No wake-up here: the runner learns this instance's deadline when its launch
+        # call returns (below), which saves N context switches on the hot path.
+        now = self.clock.now
+        launch.launch_at = now()
+        try:
+            backend.create(launch.inst)
+            launch.created_at = now()
+            backend.start(launch.inst)
+            launch.started_at = now()
+        except Exception as e:  # recorded per instance; the step goes on
+            launch.error = f"launch failed: {first_line(e)}"
+        finally:
+            wake(launch)
+
+    def wait(self, step: LaunchedStep, timeout: float, on_done: Callable[[bool], None]) -> None:
+        """Block until every instance is ready, failed, or past its deadline.
+
+        Sleeps on a condition; woken by console events and launch calls, or by the
+        earliest deadline. `on_done(ok)` is called once per instance.
+        """
+        waiter, now = step.waiter, self.clock.now
+        pending = len(step.launches)
+        deadlines: list[tuple[float, int, Launch]] = []
+
+        def finish(launch: Launch) -> None:
+            nonlocal pending
+            launch.done = True
+            pending -= 1
+            on_done(launch.ready)
+
+        with waiter.cond:
+            while pending:
+                while waiter.changed:
+                    launch = waiter.changed.popleft()
+                    if launch.done:
+                        continue
+                    if launch.error or launch.inst.console.done:
+                        finish(launch)
+                    elif launch.launch_at is not None and not launch.deadline_set:
+                        launch.deadline_set = True
+                        heapq.heappush(deadlines, (launch.launch_at + timeout, id(launch), launch))
+                t = now()
+                while deadlines and deadlines[0][0] <= t:
+                    launch = heapq.heappop(deadlines)[2]
+                    if not launch.done:
+                        finish(launch)
+                if not pending:
+                    return
+                # Instances still in their launch call wake us when it returns.
+                if not waiter.changed:
+                    self.clock.wait_until(
+                        waiter.cond, deadlines[0][0] if deadlines else t + timeout
+                    )
+
+    def join_launches(self, step: LaunchedStep) -> None:
+        if step.pool is not None:
+            with self.clock.idle():
+                step.pool.shutdown(wait=True)
+
+    def teardown(self, step: LaunchedStep) -> float:
+        """Destroy the step's instances (one retry); returns the seconds it took."""
+        if step.pool is not None:
+            # Launches still in flight finish first, so nothing is created after teardown.
+            with self.clock.idle():
+                step.pool.shutdown(wait=True, cancel_futures=True)
+        start = self.clock.now()
+        workers = max(self.concurrency, TEARDOWN_WORKERS)
+        self._destroy_all(step, workers)
+        if self.still_live(step):
+            self._destroy_all(step, workers)  # one retry: a busy engine (409)
+        return self.clock.now() - start
+
+    def still_live(self, step: LaunchedStep) -> int:
+        """Instances the engine would not destroy: still running, skewing later steps."""
+        return sum(1 for x in step.launches if x.inst.name in self._live)
+
+    def _destroy_all(self, step: LaunchedStep, workers: int) -> None:
+        insts = [x.inst for x in step.launches if x.inst.name in self._live]
+        self._destroy(step.backend, insts, workers)
+
+    def _destroy(self, backend: Backend, insts: list[Instance], workers: int) -> None:
+        def destroy(inst: Instance) -> None:
+            try:
+                backend.destroy(inst)
+            except Exception as e:
+                inst.info["destroy_error"] = first_line(e)
+                return
+            with self._live_lock:
+                self._live.pop(inst.name, None)
+
+        if not insts:
+            return
+        workers = max(1, min(workers, len(insts)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-destroy") as p:
+            list(p.map(destroy, insts))
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """No new launches from now on (the current step still tears down)."""
+        self._stopping.set()
+
+    def cleanup(self, workers: int = 32) -> list[str]:
+        """Destroy every instance this run still has, whatever it was doing.
+
+        Called after an interrupt; returns the names that could not be destroyed
+        (`bench clean --run RUN_ID` finds them by their labels).
+        """
+        self._stopping.set()
+        with self._live_lock:
+            live = list(self._live.values())
+        by_backend: dict[int, tuple[Backend, list[Instance]]] = {}
+        for backend, inst in live:
+            by_backend.setdefault(id(backend), (backend, []))[1].append(inst)
+        for backend, insts in by_backend.values():
+            self._destroy(backend, insts, workers)
+        with self._live_lock:
+            return sorted(self._live)

@@ -1,0 +1,187 @@
+"""Recorder: the only writer of a run's results.
+
+A sample row and a step row are each built by one function here (`sample_row`,
+`step_row`), through the typed records of bench.records: a field the model does not
+declare cannot be written, and a backend's facts land in `extras`, never on a core
+field. The rows are the records' dumps, as stored; everything the runner writes to
+the sink goes through `Recorder`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.backends.base import Backend
+from bench.records import Sample, StepRecord, backend_facts, split_extras
+from bench.runner.executor import Launch, LaunchedStep
+from bench.runner.policy import Refusal
+from bench.scenario import Step
+
+
+def step_head(run_id: str, step: Step, index: int, backend: Backend) -> dict[str, Any]:
+    """The keys a step's record and each of its samples share."""
+    return {
+        "run_id": run_id,
+        "step": index,
+        "platform": step.platform.name,
+        "backend": step.platform.backend,
+        "kind": backend.kind,
+        # The machine the instances ran on (metadata's "hosts" has its facts).
+        "host": backend.host.key,
+        "n": step.n,
+        "repeat": step.repeat,
+    }
+
+
+def sample_row(
+    head: dict[str, Any],
+    i: int,
+    launch: Launch,
+    step_start: float,
+    timeout: float,
+    wait_end: float | None,
+    unfinished: str | None = None,
+) -> dict[str, Any]:
+    """One instance's sample: its times from its own launch call, and why it failed."""
+    inst, console = launch.inst, launch.inst.console
+    t0 = launch.launch_at
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None or t0 is None else t - t0
+
+    # A marker that arrives after the deadline (while the step tore down) is late:
+    # the instance did not become ready within the timeout.
+    in_time = console.ready_at is not None and t0 is not None and console.ready_at - t0 <= timeout
+    ok = launch.error is None and in_time
+    # A console that closed after its deadline, or once the wait was over, was
+    # closed by bench's own teardown: the instance did not exit by itself.
+    exited = (
+        console.closed_at is not None
+        and t0 is not None
+        and console.closed_at <= t0 + timeout
+        and (wait_end is None or console.closed_at <= wait_end)
+    )
+    error, failure = launch.error, "launch" if launch.error else None
+    if error is None and not in_time:
+        if t0 is None:
+            error, failure = "never launched", "launch"
+        elif unfinished:
+            error, failure = unfinished, "interrupted"
+        elif exited:
+            error = f"{console.closed_reason} before {console.marker}"
+            failure = "exited"
+        else:
+            error, failure = f"no {console.marker} within {timeout:g}s", "timeout"
+    guest_uptime = _float(console.fields.get("uptime"))
+    return Sample(
+        **head,
+        index=i,
+        name=inst.name,
+        ok=ok,
+        failure=failure,
+        error=error,
+        queued_s=rel_to(t0, step_start),
+        create_s=rel(launch.created_at),
+        start_s=rel(launch.started_at),
+        ready_s=rel(console.ready_at),
+        ready_at_s=rel_to(console.ready_at, step_start),
+        guest_uptime_s=guest_uptime,
+        guest_kernel=console.fields.get("kernel"),
+        marker_fields=console.fields,
+        console_tail=None if ok else console.tail(),
+        # What the backend and the measurer found: declared fields or extras.
+        **backend_facts(inst.info),
+    ).row()
+
+
+def step_row(
+    head: dict[str, Any],
+    status: str,
+    *,
+    samples: Sequence[dict[str, Any]] = (),
+    wait_s: float | None = None,
+    teardown_s: float | None = None,
+    destroy_failures: int = 0,
+    measured: dict[str, Any] | None = None,
+    refusal: Refusal | None = None,
+) -> dict[str, Any]:
+    """A step's record: "ran", "interrupted" (what was measured so far) or "refused"."""
+    # Host readings the record does not declare (a new /sys fact) are kept as extras.
+    facts = split_extras(StepRecord, measured or {})
+    if status == "refused":
+        assert refusal is not None
+        return StepRecord(
+            **head,
+            status="refused",
+            limit="memory_reserve",
+            limit_detail=refusal.detail,
+            predicted_bytes=refusal.predicted_bytes,
+            mem_available_before_bytes=refusal.mem_available_bytes,
+            memory_reserve_bytes=refusal.reserve_bytes,
+        ).row()
+    if status == "interrupted":
+        return StepRecord(**{**head, **facts, "status": "interrupted"}).row()
+    n = head["n"]
+    ready = [s for s in samples if s["ok"]]
+    all_ready = max(s["ready_at_s"] for s in samples) if len(ready) == n else None
+    return StepRecord(
+        **{
+            **facts,
+            **head,
+            "status": status,
+            "failures": len(samples) - len(ready),
+            "all_ready_s": all_ready,
+            "launch_rate_per_s": n / all_ready if all_ready else None,
+            "wait_s": wait_s,
+            "teardown_s": teardown_s,
+            "destroy_failures": destroy_failures,
+        }
+    ).row()
+
+
+@dataclass
+class Recorder:
+    """Writes samples and step records to the run's sink (RunWriter-like:
+    add_samples(list), add_step(dict)), and nothing else does."""
+
+    sink: Any
+
+    def step(self, samples: list[dict[str, Any]], record: dict[str, Any]) -> None:
+        self.sink.add_samples(samples)
+        self.sink.add_step(record)
+
+    def refused(self, head: dict[str, Any], refusal: Refusal) -> dict[str, Any]:
+        record = step_row(head, "refused", refusal=refusal)
+        self.sink.add_step(record)
+        return record
+
+    def interrupted(
+        self,
+        head: dict[str, Any],
+        step: LaunchedStep,
+        timeout: float,
+        wait_end: float | None,
+        measured: dict[str, Any],
+    ) -> None:
+        """What an interrupted step got to: a sample per launched instance."""
+        self.step(
+            [
+                sample_row(head, i, x, step.start, timeout, wait_end, "run interrupted")
+                for i, x in enumerate(step.launches)
+                if x.launch_at is not None
+            ],
+            step_row(head, "interrupted", measured=measured),
+        )
+
+
+def rel_to(t: float | None, origin: float) -> float | None:
+    return None if t is None else t - origin
+
+
+def _float(v: str | None) -> float | None:
+    try:
+        return float(v) if v is not None else None
+    except ValueError:
+        return None
