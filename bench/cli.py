@@ -166,18 +166,16 @@ def validate(
 ) -> None:
     """Check a scenario and print its plan. Starts and builds nothing.
 
-    Also checks it against this host: memory per instance, and (unless --offline) that
-    each engine answers and has the images the scenario names, as `bench run` would.
+    Also checks it against each platform's host: memory per instance, and (unless
+    --offline) that each engine answers and has the images the scenario names, as
+    `bench run` would.
     """
-    from bench.host import LocalHost
-    from bench.run import check_against_host, preflight
+    from bench.run import preflight
     from bench.scenario import load_scenario
     from bench.views import plan_table
 
     loaded = load_scenario(scenario)
-    check_against_host(loaded, LocalHost())
-    if not offline:
-        preflight(loaded)
+    preflight(loaded, engines=not offline)
     _stdout().print(plan_table(loaded.scenario))
 
 

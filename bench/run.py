@@ -75,11 +75,19 @@ def _preflight(loaded: LoadedScenario, backends: dict[str, Backend]) -> None:
             raise loaded.error(("platforms", i, e.key), str(e)) from None
 
 
-def preflight(loaded: LoadedScenario, factory: Callable[[Any], Backend] = make_backend) -> None:
-    """What `bench run` checks before it starts anything, on its own (for validate)."""
+def preflight(
+    loaded: LoadedScenario,
+    factory: Callable[[Any], Backend] = make_backend,
+    *,
+    engines: bool = True,
+) -> None:
+    """What `bench run` checks before it starts anything, on its own (for validate):
+    each platform against its host, then (with `engines`) its engine and images."""
     backends = {p.name: factory(p) for p in loaded.scenario.platforms}
     try:
-        _preflight(loaded, backends)
+        check_against_host(loaded, {name: b.host for name, b in backends.items()})
+        if engines:
+            _preflight(loaded, backends)
     finally:
         close_all(backends)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import SCHEMA_VERSION
 from tests.conftest import REPO
 from tests.integration.engine_watch import bench_cmd, containers, purge
 
@@ -60,7 +61,7 @@ def test_run_small_scenario_end_to_end(tmp_path, docker_api, libvirt_conn):
     run_dir = Path(p.stdout.strip().splitlines()[-1])
     assert run_dir.parent == out and run_dir.is_dir()
     meta = json.loads((run_dir / "metadata.json").read_text())
-    assert meta["status"] == "complete" and meta["schema_version"] == 1
+    assert meta["status"] == "complete" and meta["schema_version"] == SCHEMA_VERSION == 2
     assert meta["scenario_text"] == SMALL and len(meta["scenario_sha256"]) == 64
     assert meta["host"]["cpu_cores"] >= 1 and meta["host"]["mem_total_bytes"] > 0
     assert meta["engines"]["container"]["docker_version"]
@@ -68,6 +69,9 @@ def test_run_small_scenario_end_to_end(tmp_path, docker_api, libvirt_conn):
     samples = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 1 + 2 + 1
     assert all(s["ok"] and s["ready_s"] > 0 for s in samples)
+    # One host record per distinct host, and every sample says which host it ran on.
+    (key,) = meta["hosts"]
+    assert {s["host"] for s in samples} == {key} == {e["host"] for e in meta["engines"].values()}
     # The summary names both platforms with their p50.
     assert "container" in p.stdout and "vm" in p.stdout and "tcg" in p.stdout
     assert bench_leftovers(meta["run_id"]) == []
