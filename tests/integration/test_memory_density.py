@@ -57,7 +57,7 @@ def test_density_search_stops_on_a_deliberately_low_slo(docker_api):
     # No container is ready within 1 ms of its launch call: the first step ends it.
     assert [st["n"] for st in sink.steps] == [1]
     assert sink.steps[0]["limit"] == "slo"
-    assert density_results(sink.steps, sink.scenario)["c"]["max_density"] == 0
+    assert density_results(sink.steps, sink.searches)["c"]["max_density"] == 0
     assert len(sink.samples) == 1 and sink.samples[0]["ok"]
 
 
