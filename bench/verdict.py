@@ -254,17 +254,16 @@ def runs_needed(
     """Fewest baseline runs whose prediction-test MDE is at most `threshold` at this
     run-to-run spread; None when none would (the current run's own drift alone is too
     large for the threshold: only a paired design, `bench ab`, can help then)."""
+    import numpy as np
     from scipy import stats
 
     if threshold <= 0 or not math.isfinite(spread):
         return None
     target = math.log1p(threshold)
-    for k in range(2, 1001):
-        df = k - 1
-        mde = (stats.t.ppf(1 - alpha, df) + stats.t.ppf(power, df)) * spread * math.sqrt(1 + 1 / k)
-        if mde <= target:
-            return k
-    return None
+    k = np.arange(2, 1001)
+    factor = stats.t.ppf(1 - alpha, k - 1) + stats.t.ppf(power, k - 1)
+    ok = np.nonzero(factor * spread * np.sqrt(1 + 1 / k) <= target)[0]
+    return int(k[ok[0]]) if len(ok) else None
 
 
 def drift_test(
