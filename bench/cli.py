@@ -2,9 +2,10 @@
 prints. Heavy modules (pydantic models, SDKs, pandas) load inside the commands, so
 `bench --help` answers at once.
 
-Exit codes (bench.errors.ExitCode): 0 ok, 1 regression found by `compare`,
+Exit codes (bench.errors.ExitCode): 0 ok, 1 regression found by `compare` or `ab`,
 2 bad usage or scenario, 3 engine unreachable, 4 run finished with failed
-instances, 5 other error, 130 interrupted.
+instances, 5 other error, 6 inconclusive (`compare` or `ab`: too little evidence either
+way; more repeats or baseline runs would decide), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -302,8 +303,12 @@ def report(
 
 @app.command()
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="Baseline results/<run-id>/ dir.")],
-    current: Annotated[Path, typer.Argument(help="Current results/<run-id>/ dir.")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="One or more baseline results/<run-id>/ dirs, then the current one (last).",
+        ),
+    ],
     threshold: Annotated[
         str, typer.Option("--threshold", help="Smallest slow-down that counts, e.g. 10%.")
     ] = "10%",
@@ -311,26 +316,36 @@ def compare(
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
 ) -> None:
-    """Compare two runs per (platform, N); exit 1 on a significant regression.
+    """Compare the last run with the baseline runs before it, per (platform, N).
 
-    A regression is p < alpha (Mann-Whitney U, one-sided) and a median worse by more than
-    the threshold. Prints a Markdown table (for CI job summaries) or JSON; warnings about
-    different hosts, engine versions or accel go to stderr. Exit 0 none, 1 regression,
-    2 usage error or too few samples to decide.
+    Runs are the unit: with several baseline runs their spread is the run-to-run drift
+    the current run is tested against; with one, a drift of 10% is assumed, so only a
+    gross slow-down is significant (use `bench ab` for a side-by-side change). A
+    regression is p < alpha (Holm over groups) and a change above half the threshold.
+    Prints Markdown (for CI job summaries) or JSON; warnings go to stderr. Exit 0 none,
+    1 regression, 6 inconclusive (too little evidence: more baseline runs needed),
+    2 usage error.
     """
     from bench.compare import compare_runs, parse_threshold
     from bench.errors import UsageError
     from bench.results import load_run
 
+    if len(run_dirs) < 2:
+        raise UsageError("give one or more baseline run directories, then the current one")
+    *baselines, current = run_dirs
     result = compare_runs(
-        load_run(baseline), load_run(current), metric, parse_threshold(threshold), alpha
+        [load_run(b) for b in baselines],
+        load_run(current),
+        metric,
+        parse_threshold(threshold),
+        alpha,
     )
     err = _stderr()
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     print(result.to_json() if as_json else result.to_markdown(), end="")
-    if result.exit_code == ExitCode.USAGE:
-        raise UsageError(result.undecided_message())
+    if result.exit_code == ExitCode.INCONCLUSIVE:
+        err.print(f"inconclusive: {result.inconclusive_message()}", soft_wrap=True)
     raise typer.Exit(int(result.exit_code))
 
 
