@@ -158,6 +158,89 @@ def run(
 
 
 @app.command()
+def ab(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario YAML file (not with --analyse).")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="The scenario's platform to compare against.")
+    ] = None,
+    candidate: Annotated[
+        str | None, typer.Option("--candidate", help="The scenario's platform under test.")
+    ] = None,
+    analyse: Annotated[
+        Path | None,
+        typer.Option("--analyse", metavar="RUN_DIR", help="Judge a stored A/B run again."),
+    ] = None,
+    threshold: Annotated[
+        str, typer.Option("--threshold", help="Smallest slow-down that counts, e.g. 10%.")
+    ] = "10%",
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory that receives results/<run-id>/.")
+    ] = Path("results"),
+    name: Annotated[
+        str | None, typer.Option("--name", help="Prefix of the run id (default: scenario name).")
+    ] = None,
+) -> None:
+    """Run two platforms of a scenario side by side on this host; judge the candidate.
+
+    After a warm-up, the two platforms' steps run in counterbalanced pairs (AB, BA,
+    ...) with the N values spread through the run; the step pair is the unit of one
+    paired test. A regression is p < alpha and a slow-down above half the threshold.
+    Prints the verdict (Markdown, or --json); the last line is the run directory.
+    Exit 0 no regression, 1 regression, 6 inconclusive (it says how many more
+    repeats would decide), 2 usage error, 3 engine unreachable.
+    """
+    from bench.ab import analyse_ab
+    from bench.compare import parse_threshold
+    from bench.errors import UsageError
+    from bench.results import load_run
+
+    fraction = parse_threshold(threshold)  # before a long run, not after it
+    err = _stderr()
+    if analyse is not None:
+        if scenario is not None:
+            raise UsageError("give a scenario to run or --analyse RUN_DIR, not both")
+        run_dir = analyse
+    else:
+        if scenario is None or baseline is None or candidate is None:
+            raise UsageError(
+                "usage: bench ab SCENARIO --baseline P --candidate Q (or --analyse RUN_DIR)"
+            )
+        from bench.progress import RichEvents
+        from bench.run import check_ab, run_scenario
+        from bench.runner.policy import ab_order
+        from bench.scenario import load_scenario
+
+        loaded = load_scenario(scenario)
+        check_ab(loaded, baseline, candidate)
+        sc = loaded.scenario
+        pairs = len(ab_order(sc.counts_for(sc.platforms[0]), sc.repeat))
+        with RichEvents(err, sc, total=2 * pairs) as events:
+            outcome = run_scenario(
+                loaded,
+                out,
+                name=name,
+                events=events,
+                warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+                say=lambda m: err.print(m, style="dim"),
+                ab=(baseline, candidate),
+            )
+        run_dir = outcome.directory
+    result = analyse_ab(load_run(run_dir), fraction, alpha, baseline=baseline, candidate=candidate)
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    print(result.to_json() if as_json else result.to_markdown(), end="")
+    advice = result.advice()
+    if advice and as_json:  # the Markdown says it already
+        err.print(advice, soft_wrap=True)
+    print(run_dir)
+    raise typer.Exit(int(result.exit_code))
+
+
+@app.command()
 def validate(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     offline: Annotated[
