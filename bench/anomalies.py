@@ -133,17 +133,19 @@ class Anomaly:
                 f"in {where} ({_span(self.values_s)} against a median of "
                 f"{_span(self.reference_s)}): {ADVICE[self.phase]}"
             )
-        hint = (
-            " (a freshly started libvirtd is known to do this)"
-            if self.backend == "libvirt" and self.phase == "create"
-            else ""
-        )
+        if self.phase == "rest":
+            verdict = "the host side, not the guest, was slow; re-run, and look at the "
+            verdict += "engine's logs and the VM's console log"
+        else:
+            verdict = "the engine, not the guest, was slow"
+            if self.backend == "libvirt" and self.phase == "create":
+                verdict += " (a freshly started libvirtd is known to do this)"
+            verdict += "; re-run, and look at the engine's logs"
         return (
             f"{self.platform}: time the guest cannot explain (ready_s - guest_uptime_s) "
             f"dominated {where} (median {_s(median(self.values_s))}; the guest itself "
-            f"booted in {_s(median(self.reference_s))}), most of it in {LABELS[self.phase]} "
-            f"(median {_s(median(self.largest_s))}): the engine, not the guest, was "
-            f"slow{hint}; re-run, and look at the engine's logs"
+            f"booted in {_s(median(self.reference_s))}), most of it "
+            f"(median {_s(median(self.largest_s))}) in {LABELS[self.phase]}: {verdict}"
         )
 
 
