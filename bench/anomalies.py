@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from bench.units import format_seconds
+
 # Rule 1. 5x: the example the issue gives, and far beyond the spread of a healthy
 # step here (container create 9-66 ms, VM ready 5.5-9.5 s: under 2x between the
 # fastest and slowest instance of a step, let alone its median).
@@ -251,10 +253,10 @@ def _outliers(platform: str, group: list[dict[str, Any]]) -> list[Anomaly]:
 
 
 def _s(x: float) -> str:
-    """Seconds with 3 significant digits: 0.0152 s, 2 s, 43.1 s."""
-    return f"{x:.3g} s"
+    """A duration as the summary table shows it, trimmed: 221 µs, 15.2 ms, 2 s, 43.1 s."""
+    return format_seconds(x, trim=True)
 
 
 def _span(xs: tuple[float, ...]) -> str:
-    lo, hi = min(xs), max(xs)
-    return _s(lo) if f"{lo:.3g}" == f"{hi:.3g}" else f"{lo:.3g}-{hi:.3g} s"
+    lo, hi = _s(min(xs)), _s(max(xs))
+    return lo if lo == hi else f"{lo} to {hi}"
