@@ -124,6 +124,9 @@ def run(
     Prints live progress, then a summary per platform and N; the last line is the run
     directory. Exit 4 if some instances never became ready (they are recorded).
     """
+    from rich.markup import escape
+
+    from bench.anomalies import anomaly_notes
     from bench.progress import RichEvents
     from bench.results import load_run
     from bench.run import run_scenario
@@ -150,8 +153,8 @@ def run(
             rows, stored.metadata, density_results(stored.steps, stored.metadata["searches"])
         )
     )
-    for line in memory_disagreements(rows):
-        out.print(f"[yellow]note:[/] {line}")
+    for line in memory_disagreements(rows) + anomaly_notes(stored.samples):
+        out.print(f"[yellow]note:[/] {escape(line)}")
     print(outcome.directory)
     if outcome.failures:
         raise typer.Exit(ExitCode.INSTANCE_FAILURES)
