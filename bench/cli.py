@@ -2,9 +2,10 @@
 prints. Heavy modules (pydantic models, SDKs, pandas) load inside the commands, so
 `bench --help` answers at once.
 
-Exit codes (bench.errors.ExitCode): 0 ok, 1 regression found by `compare`,
+Exit codes (bench.errors.ExitCode): 0 ok, 1 regression found by `compare` or `ab`,
 2 bad usage or scenario, 3 engine unreachable, 4 run finished with failed
-instances, 5 other error, 130 interrupted.
+instances, 5 other error, 6 inconclusive (`compare` or `ab`: too little evidence either
+way; more repeats or baseline runs would decide), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def run(
     Prints live progress, then a summary per platform and N; the last line is the run
     directory. Exit 4 if some instances never became ready (they are recorded).
     """
+    from rich.markup import escape
+
+    from bench.anomalies import anomaly_notes
     from bench.progress import RichEvents
     from bench.results import load_run
     from bench.run import run_scenario
@@ -149,11 +153,94 @@ def run(
             rows, stored.metadata, density_results(stored.steps, stored.metadata["searches"])
         )
     )
-    for line in memory_disagreements(rows):
-        out.print(f"[yellow]note:[/] {line}")
+    for line in memory_disagreements(rows) + anomaly_notes(stored.samples):
+        out.print(f"[yellow]note:[/] {escape(line)}")
     print(outcome.directory)
     if outcome.failures:
         raise typer.Exit(ExitCode.INSTANCE_FAILURES)
+
+
+@app.command()
+def ab(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario YAML file (not with --analyse).")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="The scenario's platform to compare against.")
+    ] = None,
+    candidate: Annotated[
+        str | None, typer.Option("--candidate", help="The scenario's platform under test.")
+    ] = None,
+    analyse: Annotated[
+        Path | None,
+        typer.Option("--analyse", metavar="RUN_DIR", help="Judge a stored A/B run again."),
+    ] = None,
+    threshold: Annotated[
+        str, typer.Option("--threshold", help="Smallest slow-down that counts, e.g. 10%.")
+    ] = "10%",
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory that receives results/<run-id>/.")
+    ] = Path("results"),
+    name: Annotated[
+        str | None, typer.Option("--name", help="Prefix of the run id (default: scenario name).")
+    ] = None,
+) -> None:
+    """Run two platforms of a scenario side by side on this host; judge the candidate.
+
+    After a warm-up, the two platforms' steps run in counterbalanced pairs (AB, BA,
+    ...) with the N values spread through the run; the step pair is the unit of one
+    paired test. A regression is p < alpha and a slow-down above half the threshold.
+    Prints the verdict (Markdown, or --json); the last line is the run directory.
+    Exit 0 no regression, 1 regression, 6 inconclusive (it says how many more
+    repeats would decide), 2 usage error, 3 engine unreachable.
+    """
+    from bench.ab import analyse_ab
+    from bench.compare import parse_threshold
+    from bench.errors import UsageError
+    from bench.results import load_run
+
+    fraction = parse_threshold(threshold)  # before a long run, not after it
+    err = _stderr()
+    if analyse is not None:
+        if scenario is not None:
+            raise UsageError("give a scenario to run or --analyse RUN_DIR, not both")
+        run_dir = analyse
+    else:
+        if scenario is None or baseline is None or candidate is None:
+            raise UsageError(
+                "usage: bench ab SCENARIO --baseline P --candidate Q (or --analyse RUN_DIR)"
+            )
+        from bench.progress import RichEvents
+        from bench.run import check_ab, run_scenario
+        from bench.runner.policy import ab_order
+        from bench.scenario import load_scenario
+
+        loaded = load_scenario(scenario)
+        check_ab(loaded, baseline, candidate)
+        sc = loaded.scenario
+        pairs = len(ab_order(sc.counts_for(sc.platforms[0]), sc.repeat))
+        with RichEvents(err, sc, total=2 * pairs) as events:
+            outcome = run_scenario(
+                loaded,
+                out,
+                name=name,
+                events=events,
+                warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+                say=lambda m: err.print(m, style="dim"),
+                ab=(baseline, candidate),
+            )
+        run_dir = outcome.directory
+    result = analyse_ab(load_run(run_dir), fraction, alpha, baseline=baseline, candidate=candidate)
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    print(result.to_json() if as_json else result.to_markdown(), end="")
+    advice = result.advice()
+    if advice and as_json:  # the Markdown says it already
+        err.print(advice, soft_wrap=True)
+    print(run_dir)
+    raise typer.Exit(int(result.exit_code))
 
 
 @app.command()
@@ -302,8 +389,12 @@ def report(
 
 @app.command()
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="Baseline results/<run-id>/ dir.")],
-    current: Annotated[Path, typer.Argument(help="Current results/<run-id>/ dir.")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="One or more baseline results/<run-id>/ dirs, then the current one (last).",
+        ),
+    ],
     threshold: Annotated[
         str, typer.Option("--threshold", help="Smallest slow-down that counts, e.g. 10%.")
     ] = "10%",
@@ -311,26 +402,36 @@ def compare(
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
 ) -> None:
-    """Compare two runs per (platform, N); exit 1 on a significant regression.
+    """Compare the last run with the baseline runs before it, per (platform, N).
 
-    A regression is p < alpha (Mann-Whitney U, one-sided) and a median worse by more than
-    the threshold. Prints a Markdown table (for CI job summaries) or JSON; warnings about
-    different hosts, engine versions or accel go to stderr. Exit 0 none, 1 regression,
-    2 usage error or too few samples to decide.
+    Runs are the unit: with several baseline runs their spread is the run-to-run drift
+    the current run is tested against; with one, a drift of 10% is assumed, so only a
+    gross slow-down is significant (use `bench ab` for a side-by-side change). A
+    regression is p < alpha (Holm over groups) and a change above half the threshold.
+    Prints Markdown (for CI job summaries) or JSON; warnings go to stderr. Exit 0 none,
+    1 regression, 6 inconclusive (too little evidence: more baseline runs needed),
+    2 usage error.
     """
     from bench.compare import compare_runs, parse_threshold
     from bench.errors import UsageError
     from bench.results import load_run
 
+    if len(run_dirs) < 2:
+        raise UsageError("give one or more baseline run directories, then the current one")
+    *baselines, current = run_dirs
     result = compare_runs(
-        load_run(baseline), load_run(current), metric, parse_threshold(threshold), alpha
+        [load_run(b) for b in baselines],
+        load_run(current),
+        metric,
+        parse_threshold(threshold),
+        alpha,
     )
     err = _stderr()
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     print(result.to_json() if as_json else result.to_markdown(), end="")
-    if result.exit_code == ExitCode.USAGE:
-        raise UsageError(result.undecided_message())
+    if result.exit_code == ExitCode.INCONCLUSIVE:
+        err.print(f"inconclusive: {result.inconclusive_message()}", soft_wrap=True)
     raise typer.Exit(int(result.exit_code))
 
 

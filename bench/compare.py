@@ -1,26 +1,30 @@
-"""`bench compare`: did a metric get significantly worse between two stored runs?
+"""`bench compare BASELINE... CURRENT`: is the current run slower than its history?
 
-Two layers:
-- pure statistics on lists of floats (`shift_test`, `verdict`, `min_samples`), testable
-  without files or engines;
-- `compare_runs`, which groups two runs' successful samples by (platform, N), applies
-  the statistics to each group and collects the warnings a reader needs (different
-  hosts, engine versions, accel, failed instances).
+The unit of evidence is a RUN, never an instance. Every sample of a run shares the
+host's level of that day (run-to-run drift of several percent on one machine), and the
+N instances of a step share contention, so p-values over instance samples are far too
+small: instance-level tests gave 20% false alarms once drift was in the model
+(issue 10, benchmarks/gate.py). So each run is summarised per (platform, N) by its
+mean log value (the mean over its steps of each step's mean log value) and:
 
-The test is Mann-Whitney U, one-sided ("current greater than baseline"): the gate asks
-one directional question, "did it get slower?". A two-sided test at the same alpha
-spends half of it on speed-ups, which never fail a build, so it detects fewer real
-slow-downs at the same false-alarm rate. Speed-ups are labelled with the mirrored
-one-sided test, which never changes the exit code. A regression needs both: p < alpha
-AND a change of the medians above the threshold, so a tiny but very consistent
-slow-down does not fail CI, and a large but noisy one does not either.
+- with SEVERAL baseline runs, their spread estimates the run-to-run drift and the
+  current run is tested against their distribution (bench.verdict.prediction_test,
+  t with runs - 1 degrees of freedom);
+- with ONE baseline run, that spread cannot be seen: the change is tested against an
+  assumed drift of bench.verdict.ASSUMED_DRIFT per run (drift_test). Only a change
+  larger than drift could plausibly make is significant, and the minimum detectable
+  effect is large, so at a 10% threshold one baseline gives "inconclusive" (or a
+  regression for a gross slow-down), never "no regression". The output says to pass
+  several baseline runs, or to use `bench ab` for a change that can run side by side.
 
-The confidence interval of the relative change of medians is a percentile bootstrap
-(seeded, so the same runs always print the same interval) at level 1 - alpha.
+Several (platform, N) groups are one family: their p-values are Holm-adjusted (valid
+whatever their dependence; groups of a run share its drift), and each group's MDE and
+interval are computed at alpha / groups. The verdict rule (regression, inconclusive,
+no regression) is bench.verdict.decide, shared with `bench ab`.
 
-Caveat: the N instances of one step start together and share contention, so samples
-from one step are not fully independent; prefer several repeats of small N to one
-large N when the aim is a regression gate.
+Exit code: 1 when any group is a regression; else 6 (inconclusive) when any group
+lacks the evidence to rule out a threshold-sized slow-down; else 0. Usage errors
+(paths, no common group, a bad --metric) stay 2.
 """
 
 from __future__ import annotations
@@ -33,41 +37,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import comparability
+from bench import verdict as v
 from bench.errors import ExitCode, UsageError
 from bench.records import Sample, metrics, unit_of
 
-DEFAULT_ALPHA = 0.01
-DEFAULT_THRESHOLD = 0.10
+DEFAULT_ALPHA = v.DEFAULT_ALPHA
+DEFAULT_THRESHOLD = v.DEFAULT_THRESHOLD
 DEFAULT_METRIC = "ready_s"
-BOOTSTRAP_RESAMPLES = 4000
-# Enough samples per run to detect a ~10% shift of a typical container start reliably.
-RECOMMENDED_SAMPLES = 20
 
-REGRESSION = "regression"
-IMPROVEMENT = "improvement"
-WITHIN_THRESHOLD = "within threshold"
-NO_CHANGE = "no significant change"
-TOO_FEW = "too few samples"
+REGRESSION = v.REGRESSION
+INCONCLUSIVE = v.INCONCLUSIVE
+WITHIN_THRESHOLD = v.WITHIN_THRESHOLD
+FASTER = v.FASTER
+NO_CHANGE = v.NO_CHANGE
 
 _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-
-
-# --- pure statistics -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Shift:
-    """How `current` moved against `baseline`: medians, relative change, CI, p-values."""
-
-    n_baseline: int
-    n_current: int
-    baseline_median: float
-    current_median: float
-    change: float  # current_median / baseline_median - 1 (0.3 = 30% slower)
-    ci_low: float  # bootstrap interval of `change`, level 1 - alpha
-    ci_high: float
-    p_slower: float  # one-sided Mann-Whitney U: current tends to be greater
-    p_faster: float  # the mirrored test: current tends to be smaller
 
 
 def parse_threshold(text: str) -> float:
@@ -78,112 +62,96 @@ def parse_threshold(text: str) -> float:
     return float(m.group(1)) / 100
 
 
-def min_samples(alpha: float) -> int:
-    """Fewest samples per run with which the one-sided test can reach p < alpha at all.
-
-    With n samples on each side and no ties, the smallest p-value Mann-Whitney U can
-    give is 1 / C(2n, n) (every current sample above every baseline sample).
-    """
-    check_alpha(alpha)
-    n = 1
-    while 1 / math.comb(2 * n, n) >= alpha:
-        n += 1
-    return n
-
-
 def check_alpha(alpha: float) -> None:
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha {alpha}: use a probability between 0 and 1, e.g. 0.01")
 
 
-def shift_test(
-    baseline: Sequence[float],
-    current: Sequence[float],
-    alpha: float = DEFAULT_ALPHA,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-) -> Shift:
-    """Compare two samples of a higher-is-worse metric (times, bytes)."""
-    import numpy as np
-    from scipy.stats import mannwhitneyu
-
-    b = np.asarray(baseline, dtype=float)
-    c = np.asarray(current, dtype=float)
-    if len(b) == 0 or len(c) == 0:
-        raise ValueError("both samples need at least one value")
-    mb, mc = float(np.median(b)), float(np.median(c))
-    slower = mannwhitneyu(c, b, alternative="greater")
-    faster = mannwhitneyu(c, b, alternative="less")
-    low, high = _bootstrap_change(b, c, alpha, resamples, seed)
-    return Shift(
-        n_baseline=len(b),
-        n_current=len(c),
-        baseline_median=mb,
-        current_median=mc,
-        change=_relative(mc, mb),
-        ci_low=low,
-        ci_high=high,
-        p_slower=float(slower.pvalue),
-        p_faster=float(faster.pvalue),
-    )
+def check_metric(metric: str, samples: list[dict[str, Any]]) -> None:
+    """A metric bench.records declares for samples, and that these runs measured."""
+    declared = metrics(Sample)
+    measured = [m for m in declared if any(_is_number(s.get(m)) for s in samples)]
+    if metric not in measured:
+        what = "not a sample metric" if metric not in declared else "not measured in these runs"
+        raise UsageError(
+            f"--metric {metric!r} is {what}; "
+            f"use one of: {', '.join(measured) or 'none (no samples)'}"
+        )
+    if declared[metric].worse != "higher":
+        raise UsageError(f"--metric {metric!r}: only higher-is-worse metrics can be gated")
 
 
-def verdict(shift: Shift, threshold: float, alpha: float) -> str:
-    """regression, improvement, within threshold (significant but small) or no change."""
-    if shift.p_slower < alpha:
-        return REGRESSION if shift.change > threshold else WITHIN_THRESHOLD
-    if shift.p_faster < alpha:
-        return IMPROVEMENT if shift.change < -threshold else WITHIN_THRESHOLD
-    return NO_CHANGE
+# --- one run, one group ----------------------------------------------------------------
 
 
-def _relative(new: float, old: float) -> float:
-    if old == 0:
-        return 0.0 if new == 0 else math.inf
-    return new / old - 1
+@dataclass(frozen=True)
+class Level:
+    """One run's (platform, N): its mean log value and how precisely the run knows it."""
+
+    samples: int  # ready instances with a value of the metric
+    failures: int
+    steps: int
+    mean_log: float | None  # mean over steps of the step's mean log value
+    se: float  # its within-run standard error, steps as the unit
 
 
-def _bootstrap_change(
-    b: Any, c: Any, alpha: float, resamples: int, seed: int
-) -> tuple[float, float]:
-    import numpy as np
+def level_of(rows: list[dict[str, Any]], metric: str) -> Level:
+    by_step: dict[Any, list[float]] = {}
+    for s in rows:
+        x = s.get(metric)
+        if s.get("ok") and _is_number(x) and math.isfinite(x) and x > 0:
+            # Samples of schema-1 or hand-written runs may lack `step`: (N, repeat) is one.
+            key = s.get("step") if s.get("step") is not None else ("r", s.get("repeat", 0))
+            by_step.setdefault(key, []).append(math.log(x))
+    failures = sum(1 for s in rows if not s.get("ok"))
+    samples = sum(len(xs) for xs in by_step.values())
+    if not by_step:
+        return Level(0, failures, 0, None, math.nan)
+    means = [sum(xs) / len(xs) for xs in by_step.values()]
+    k = len(means)
+    mean = sum(means) / k
+    if k >= 2:
+        se = _sd(means) / math.sqrt(k)
+    else:  # one step: its instances are all there is (they understate the error)
+        xs = next(iter(by_step.values()))
+        se = _sd(xs) / math.sqrt(len(xs)) if len(xs) >= 2 else 0.0
+    return Level(samples, failures, k, mean, se)
 
-    rng = np.random.default_rng(seed)
-    # In chunks, so a run of thousands of samples does not allocate gigabytes.
-    chunk = max(1, 2_000_000 // max(len(b), len(c)))
-    changes = []
-    for start in range(0, resamples, chunk):
-        k = min(chunk, resamples - start)
-        mb = np.median(b[rng.integers(0, len(b), (k, len(b)))], axis=1)
-        mc = np.median(c[rng.integers(0, len(c), (k, len(c)))], axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            changes.append(mc / mb - 1)
-    all_changes = np.concatenate(changes)
-    low, high = np.nanquantile(all_changes, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
 
-
-# --- two runs --------------------------------------------------------------------
+# --- several runs ----------------------------------------------------------------------
 
 
 @dataclass
 class GroupComparison:
-    """One (platform, N) present in both runs."""
+    """One (platform, N) of the current run, against the baseline runs that have it."""
 
     platform: str
     n: int
     kind: str | None
-    baseline_samples: int  # successful samples with a value of the metric
+    baseline_runs: int  # baseline runs with at least one ready sample in the group
+    baseline_samples: int
     current_samples: int
     baseline_failures: int
     current_failures: int
-    shift: Shift | None  # None when there are too few samples to decide
+    test: v.Test | None  # None: no ready sample on one side
+    p_slower_adjusted: float | None  # Holm over the groups
     verdict: str
+    baseline_geomean: float | None = None  # exp(mean of the baseline runs' levels)
+    current_geomean: float | None = None
+    advice: str | None = None  # why inconclusive, and what would make it conclusive
+
+    @property
+    def method(self) -> str:
+        if self.test is None:
+            return "-"
+        if self.baseline_runs == 1:
+            return f"one baseline, drift assumed {v.ASSUMED_DRIFT:.0%}"
+        return f"{self.baseline_runs} baseline runs"
 
 
 @dataclass
 class Comparison:
-    baseline: str
+    baselines: list[str]
     current: str
     metric: str
     threshold: float
@@ -192,49 +160,41 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def needed(self) -> int:
-        return min_samples(self.alpha)
-
-    @property
     def regressions(self) -> list[GroupComparison]:
         return [g for g in self.groups if g.verdict == REGRESSION]
 
     @property
-    def undecided(self) -> list[GroupComparison]:
-        return [g for g in self.groups if g.verdict == TOO_FEW]
+    def inconclusive(self) -> list[GroupComparison]:
+        return [g for g in self.groups if g.verdict == INCONCLUSIVE]
 
     @property
     def exit_code(self) -> ExitCode:
-        """1 on any regression; else 2 when a group could not be decided; else 0."""
+        """1 on any regression; else 6 when a group could not be decided; else 0."""
         if self.regressions:
             return ExitCode.REGRESSION
-        if self.undecided:
-            return ExitCode.USAGE
+        if self.inconclusive:
+            return ExitCode.INCONCLUSIVE
         return ExitCode.OK
 
-    def undecided_message(self) -> str:
-        parts = [
-            f"{g.platform} N={g.n} ({g.baseline_samples} vs {g.current_samples})"
-            for g in self.undecided
-        ]
-        return (
-            f"too few successful samples to decide for {', '.join(parts)}: "
-            f"at least {self.needed} per run are needed to reach p < {self.alpha:g} "
-            f"(≥{RECOMMENDED_SAMPLES} to detect a {self.threshold:.0%} change reliably); "
-            "raise `repeat` in the scenario (a step of N gives N samples)"
-        )
+    def inconclusive_message(self) -> str:
+        return "; ".join(f"{g.platform} N={g.n}: {g.advice}" for g in self.inconclusive)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "baseline": self.baseline,
+            "baselines": self.baselines,
             "current": self.current,
             "metric": self.metric,
             "threshold": self.threshold,
             "alpha": self.alpha,
-            "test": "Mann-Whitney U, one-sided (current greater than baseline)",
-            "ci": f"percentile bootstrap of the change of medians, {1 - self.alpha:.0%}",
-            "min_samples": self.needed,
+            "power": v.POWER,
+            "regression_fraction": v.REGRESSION_FRACTION,
+            "test": (
+                "runs as the unit: current run's mean log value against the baseline runs' "
+                "(t prediction test; one baseline: z test with an assumed drift of "
+                f"{v.ASSUMED_DRIFT:.0%}), one-sided, Holm-adjusted over groups"
+            ),
             "regressions": len(self.regressions),
+            "inconclusive": len(self.inconclusive),
             "exit_code": int(self.exit_code),
             "warnings": self.warnings,
             "groups": [_group_dict(g) for g in self.groups],
@@ -247,31 +207,38 @@ class Comparison:
         from tabulate import tabulate
 
         fmt = _formatter(self.metric)
-        level = f"{1 - self.alpha:.0%}"
         headers = [
             "platform",
             "N",
-            "baseline median",
-            "current median",
+            "baseline",
+            "current",
             "change",
-            f"{level} CI of change",
-            "p (slower)",
+            "interval",
+            "run spread",
+            f"MDE ({v.POWER:.0%} power)",
+            "p (Holm)",
+            "runs",
             "samples",
             "failures",
             "verdict",
         ]
         rows = []
         for g in self.groups:
-            s = g.shift
+            t = g.test
             rows.append(
                 [
                     g.platform,
                     g.n,
-                    fmt(s.baseline_median) if s else "-",
-                    fmt(s.current_median) if s else "-",
-                    _pct(s.change) if s else "-",
-                    f"{_pct(s.ci_low)} … {_pct(s.ci_high)}" if s else "-",
-                    f"{s.p_slower:.2g}" if s else "-",
+                    fmt(g.baseline_geomean) if g.baseline_geomean else "-",
+                    fmt(g.current_geomean) if g.current_geomean else "-",
+                    _pct(t.change) if t else "-",
+                    f"{_pct(t.ci_low)} … {_pct(t.ci_high)}" if t else "-",
+                    (f"{t.spread:.1%}" + (" (assumed)" if g.baseline_runs == 1 else ""))
+                    if t
+                    else "-",
+                    _pct(t.mde) if t else "-",
+                    f"{g.p_slower_adjusted:.2g}" if g.p_slower_adjusted is not None else "-",
+                    f"{g.baseline_runs} → 1",
                     f"{g.baseline_samples} → {g.current_samples}",
                     f"{g.baseline_failures} → {g.current_failures}",
                     f"**{g.verdict.upper()}**" if g.verdict == REGRESSION else g.verdict,
@@ -280,81 +247,152 @@ class Comparison:
         table = tabulate(rows, headers, tablefmt="github", disable_numparse=True)
         k = len(self.regressions)
         outcome = f"**{k} regression{'s' if k != 1 else ''}**" if k else "no regression"
-        if self.undecided:
-            outcome += f" ({len(self.undecided)} undecided: too few samples, at least "
-            outcome += f"{self.needed} per run needed)"
+        if self.inconclusive:
+            outcome += f" ({len(self.inconclusive)} inconclusive)"
+        worse = "slower" if unit_of(self.metric) == "s" else "larger"
+        level = 1 - self.alpha / max(1, len(self.groups))
         lines = [
             f"### bench compare: `{self.metric}`",
             "",
-            f"baseline `{self.baseline}` → current `{self.current}`",
+            f"{len(self.baselines)} baseline run(s) `{'`, `'.join(self.baselines)}` → "
+            f"current `{self.current}`",
             "",
             table,
             "",
-            f"{outcome}: a regression is p < {self.alpha:g} (Mann-Whitney U, one-sided) "
-            f"and a median {'slower' if unit_of(self.metric) == 's' else 'larger'} by more "
-            f"than {self.threshold:.0%}.",
+            f"{outcome}. Runs are the unit: baseline and current are geometric means; the "
+            f"interval is at {level:.1%} (alpha / groups). A regression is p < "
+            f"{self.alpha:g} after Holm's correction and a change {worse} than "
+            f"{v.REGRESSION_FRACTION:g} × {self.threshold:.0%}; inconclusive when the "
+            f"minimum detectable effect is above {self.threshold:.0%}.",
         ]
+        for g in self.inconclusive:
+            lines += ["", f"{g.platform} N={g.n}: {g.advice}"]
         if self.warnings:
             lines += ["", *[f"> warning: {w}" for w in self.warnings]]
         return "\n".join(lines) + "\n"
 
 
 def compare_runs(
-    baseline: Any,
+    baselines: Any,
     current: Any,
     metric: str = DEFAULT_METRIC,
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
 ) -> Comparison:
-    """Compare two `bench.results.Run`s, (platform, N) by (platform, N)."""
+    """Compare `current` (a `bench.results.Run`) with one or several baseline runs,
+    (platform, N) by (platform, N) of the current run."""
+    base_runs: list[Any] = [baselines] if hasattr(baselines, "samples") else list(baselines)
+    if not base_runs:
+        raise UsageError("give at least one baseline run before the current one")
     check_alpha(alpha)
     if threshold < 0:
         raise UsageError(f"--threshold {threshold:.0%}: use a percentage of zero or more")
-    _check_metric(metric, baseline.samples + current.samples)
-    base_groups = _groups(baseline.samples)
+    ids = [r.run_id for r in base_runs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise UsageError(
+            f"baseline run {', '.join(dupes)} given more than once: a repeated run would "
+            "fake a run-to-run spread of zero"
+        )
+    check_metric(metric, [s for r in [*base_runs, current] for s in r.samples])
+    base_groups = [_groups(r.samples) for r in base_runs]
     cur_groups = _groups(current.samples)
-    common = [k for k in base_groups if k in cur_groups]
+    common = [k for k in cur_groups if any(k in g for g in base_groups)]
     if not common:
         raise UsageError(
-            f"{baseline.run_id} and {current.run_id} have no (platform, N) in common "
-            f"(baseline: {_keys(base_groups)}; current: {_keys(cur_groups)}): "
-            "compare two runs of the same scenario"
+            f"{current.run_id} has no (platform, N) in common with the baseline run(s) "
+            f"(baseline: {_keys({k: 0 for g in base_groups for k in g})}; current: "
+            f"{_keys(cur_groups)}): compare runs of the same scenario"
         )
-    needed = min_samples(alpha)
-    result = Comparison(baseline.run_id, current.run_id, metric, threshold, alpha, groups=[])
+    alpha_each = alpha / len(common)
+    rows: list[tuple[tuple[str, int], list[Level], Level, v.Test | None]] = []
     for key in common:
-        b_vals, b_fail, kind = _values(base_groups[key], metric)
-        c_vals, c_fail, _ = _values(cur_groups[key], metric)
-        shift = None
-        decision = TOO_FEW
-        if len(b_vals) >= needed and len(c_vals) >= needed:
-            shift = shift_test(b_vals, c_vals, alpha)
-            decision = verdict(shift, threshold, alpha)
-        result.groups.append(
-            GroupComparison(
-                key[0], key[1], kind, len(b_vals), len(c_vals), b_fail, c_fail, shift, decision
-            )
+        levels = [level_of(g[key], metric) for g in base_groups if key in g]
+        cur = level_of(cur_groups[key], metric)
+        have = [lv for lv in levels if lv.mean_log is not None]
+        test = None
+        if cur.mean_log is not None and have:
+            if len(have) == 1:
+                se = math.sqrt(_nan0(have[0].se) ** 2 + _nan0(cur.se) ** 2)
+                test = v.drift_test(have[0].mean_log, cur.mean_log, se, alpha_each)
+            else:
+                test = v.prediction_test([lv.mean_log for lv in have], cur.mean_log, alpha_each)
+        rows.append((key, levels, cur, test))
+    tested = [t for *_, t in rows if t is not None]
+    adj_slower = iter(v.holm([t.p_slower for t in tested]))
+    adj_faster = iter(v.holm([t.p_faster for t in tested]))
+    result = Comparison(ids, current.run_id, metric, threshold, alpha, groups=[])
+    for key, levels, cur, test in rows:
+        have = [lv for lv in levels if lv.mean_log is not None]
+        p_s = p_f = None
+        if test is None:
+            decision = INCONCLUSIVE
+        else:
+            p_s, p_f = next(adj_slower), next(adj_faster)
+            decision = v.decide(test, threshold, alpha, p_slower=p_s, p_faster=p_f)
+        g = GroupComparison(
+            platform=key[0],
+            n=key[1],
+            kind=cur_groups[key][0].get("kind"),
+            baseline_runs=len(have),
+            baseline_samples=sum(lv.samples for lv in levels),
+            current_samples=cur.samples,
+            baseline_failures=sum(lv.failures for lv in levels),
+            current_failures=cur.failures,
+            test=test,
+            p_slower_adjusted=p_s,
+            verdict=decision,
+            baseline_geomean=math.exp(sum(lv.mean_log for lv in have) / len(have))
+            if have
+            else None,
+            current_geomean=math.exp(cur.mean_log) if cur.mean_log is not None else None,
         )
-    result.warnings = run_warnings(baseline, current, common, base_groups, cur_groups)
+        if decision == INCONCLUSIVE:
+            g.advice = _advice(g, threshold, alpha_each)
+        result.groups.append(g)
+    result.warnings = run_warnings(base_runs, current, common, base_groups, cur_groups)
     return result
 
 
+def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:
+    t = g.test
+    if t is None:
+        side = "the current run" if g.current_samples == 0 else "any baseline run"
+        return f"no ready sample in {side}: nothing to compare"
+    if g.baseline_runs == 1:
+        return (
+            "one baseline run cannot show the run-to-run drift; assuming "
+            f"{v.ASSUMED_DRIFT:.0%} per run, a slow-down below {_pct(t.mde)} cannot be told "
+            "from drift. Pass several baseline runs (a CI history), or use `bench ab` for a "
+            "change you can run side by side"
+        )
+    need = v.runs_needed(t.spread, threshold, alpha_each)
+    more = (
+        f"about {need} baseline runs would make it conclusive"
+        if need is not None
+        else f"no number of baseline runs would: a run-to-run spread of {t.spread:.1%} "
+        f"hides a {threshold:.0%} change; use `bench ab` (paired, on one host)"
+    )
+    return (
+        f"with {g.baseline_runs} baseline runs spread by {t.spread:.1%}, the smallest "
+        f"detectable slow-down is {_pct(t.mde)}, above {threshold:.0%}: {more}"
+    )
+
+
 def run_warnings(
-    baseline: Any,
+    baselines: list[Any],
     current: Any,
     common: list[tuple[str, int]],
-    base_groups: dict[tuple[str, int], list[dict[str, Any]]],
+    base_groups: list[dict[tuple[str, int], list[dict[str, Any]]]],
     cur_groups: dict[tuple[str, int], list[dict[str, Any]]],
 ) -> list[str]:
-    """What makes the two runs less than like for like, each with what to do about it."""
+    """What makes the runs less than like for like, each with what to do about it."""
     platforms = list(dict.fromkeys(p for p, _ in common))
-    accels = (
-        {p: _accels(base_groups, p) for p in platforms},
-        {p: _accels(cur_groups, p) for p in platforms},
-    )
-    found = comparability.run_mismatches(baseline.metadata, current.metadata, platforms, accels)
-    out = comparability.warnings(found)
-    for label, run in (("baseline", baseline), ("current", current)):
+    accels = [{p: _accels(g, p) for p in platforms} for g in [*base_groups, cur_groups]]
+    metas = [r.metadata for r in [*baselines, current]]
+    out = comparability.warnings(comparability.mismatches(metas, platforms, accels))
+    labelled = [("baseline", r) for r in baselines] + [("current", current)]
+    for label, run in labelled:
         # The load when the run started: what else the host was doing. (Loads during
         # steps include the run's own instances, so they say nothing about the host.)
         host = comparability.host_facts(run.metadata)
@@ -370,13 +408,14 @@ def run_warnings(
                 f"{label} run {run.run_id} is {run.status}: some steps may be missing; "
                 "re-run it to completion for a fair comparison"
             )
-    for label, groups in (("baseline", base_groups), ("current", cur_groups)):
-        failed = [(k, sum(1 for s in groups[k] if not s.get("ok"))) for k in common]
+    for (label, run), groups in zip(labelled, [*base_groups, cur_groups], strict=True):
+        failed = [(k, sum(1 for s in groups.get(k, []) if not s.get("ok"))) for k in common]
         failed = [(k, f) for k, f in failed if f]
         if failed:
             where = ", ".join(f"{p} N={n}: {f}" for (p, n), f in failed)
+            who = label if len(baselines) == 1 or label == "current" else f"{label} {run.run_id}"
             out.append(
-                f"{label} has failed instances ({where}): they are left out of the "
+                f"{who} has failed instances ({where}): they are left out of the "
                 "statistics; look at their errors in samples.jsonl"
             )
     return out
@@ -395,32 +434,17 @@ def _keys(groups: dict[tuple[str, int], Any]) -> str:
     return ", ".join(f"{p} N={n}" for p, n in groups) or "no samples"
 
 
-def _values(group: list[dict[str, Any]], metric: str) -> tuple[list[float], int, str | None]:
-    values = [
-        float(s[metric])
-        for s in group
-        if s.get("ok") and _is_number(s.get(metric)) and math.isfinite(s[metric])
-    ]
-    failures = sum(1 for s in group if not s.get("ok"))
-    return values, failures, group[0].get("kind")
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+def _nan0(x: float) -> float:
+    return 0.0 if not math.isfinite(x) else x
 
 
-def _check_metric(metric: str, samples: list[dict[str, Any]]) -> None:
-    """A metric bench.records declares for samples, and that these runs measured."""
-    declared = metrics(Sample)
-    measured = [m for m in declared if any(_is_number(s.get(m)) for s in samples)]
-    if metric not in measured:
-        what = "not a sample metric" if metric not in declared else "not measured in these runs"
-        raise UsageError(
-            f"--metric {metric!r} is {what}; "
-            f"use one of: {', '.join(measured) or 'none (no samples)'}"
-        )
-    if declared[metric].worse != "higher":
-        raise UsageError(f"--metric {metric!r}: only higher-is-worse metrics can be gated")
+def _sd(xs: Sequence[float]) -> float:
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def _accels(groups: dict[tuple[str, int], Any], platform: str) -> list[str]:
@@ -430,23 +454,29 @@ def _accels(groups: dict[tuple[str, int], Any], platform: str) -> list[str]:
 
 
 def _group_dict(g: GroupComparison) -> dict[str, Any]:
-    s = g.shift
+    t = g.test
     return {
         "platform": g.platform,
         "n": g.n,
         "kind": g.kind,
+        "method": g.method,
+        "baseline_runs": g.baseline_runs,
         "baseline_samples": g.baseline_samples,
         "current_samples": g.current_samples,
         "baseline_failures": g.baseline_failures,
         "current_failures": g.current_failures,
-        "baseline_median": s.baseline_median if s else None,
-        "current_median": s.current_median if s else None,
-        "change": s.change if s else None,
-        "ci_low": s.ci_low if s else None,
-        "ci_high": s.ci_high if s else None,
-        "p_slower": s.p_slower if s else None,
-        "p_faster": s.p_faster if s else None,
+        "baseline_geomean": g.baseline_geomean,
+        "current_geomean": g.current_geomean,
+        "change": t.change if t else None,
+        "ci_low": t.ci_low if t else None,
+        "ci_high": t.ci_high if t else None,
+        "run_spread": t.spread if t else None,
+        "spread_assumed": g.baseline_runs == 1,
+        "mde": t.mde if t else None,
+        "p_slower": t.p_slower if t else None,
+        "p_slower_holm": g.p_slower_adjusted,
         "verdict": g.verdict,
+        "advice": g.advice,
     }
 
 
@@ -455,9 +485,9 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _finite(x) for k, x in obj.items()}
     if isinstance(obj, list):
-        return [_finite(v) for v in obj]
+        return [_finite(x) for x in obj]
     return obj
 
 
@@ -470,7 +500,7 @@ def _pct(x: float) -> str:
 def _formatter(metric: str) -> Any:
     from bench.units import format_bytes, format_seconds
 
-    # More digits than elsewhere: medians a few percent apart must not print the same.
+    # More digits than elsewhere: levels a few percent apart must not print the same.
     if metric.endswith("_bytes"):
-        return lambda v: format_bytes(v, decimals=2)
-    return lambda v: format_seconds(v, digits=4)
+        return lambda x: format_bytes(x, decimals=2)
+    return lambda x: format_seconds(x, digits=4)

@@ -11,11 +11,15 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    REGRESSION = 1  # `bench compare` found a significant regression
+    REGRESSION = 1  # `bench compare` or `bench ab` found a significant regression
     USAGE = 2  # bad command line or scenario file; nothing was started
     ENGINE_UNAVAILABLE = 3  # docker / libvirt not reachable; nothing was started
     INSTANCE_FAILURES = 4  # the run finished but some instances never became ready
     ERROR = 5  # any other failure bench could explain
+    # `bench compare` / `bench ab`: too little evidence either way (too few pairs, runs
+    # or samples, or a minimum detectable effect above the threshold). Not 2: the
+    # command line was fine; more repeats or baseline runs would answer.
+    INCONCLUSIVE = 6
     INTERRUPTED = 130  # SIGINT/SIGTERM: instances destroyed, results flushed
 
 

@@ -14,7 +14,7 @@ from bench.units import format_seconds
 
 
 class RichEvents:
-    def __init__(self, console: Any, scenario: Scenario):
+    def __init__(self, console: Any, scenario: Scenario, total: int | None = None):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -33,7 +33,8 @@ class RichEvents:
             transient=True,
             disable=not console.is_terminal,
         )
-        self._steps = self._progress.add_task("steps", total=len(scenario.plan()))
+        steps = len(scenario.plan()) if total is None else total
+        self._steps = self._progress.add_task("steps", total=steps)
         self._instances: Any = None
         self._live = False
 
@@ -54,6 +55,11 @@ class RichEvents:
             self._instances = self._progress.add_task(label, total=step.n)
         else:
             self._progress.reset(self._instances, total=step.n, description=label)
+
+    def warmup_started(self, platform: str, instances: int) -> None:
+        self._console.print(
+            f"{platform}: warming up with {instances} instance(s), not measured", style="dim"
+        )
 
     def instance_done(self, step: Step, ok: bool) -> None:
         self._progress.advance(self._instances)

@@ -219,6 +219,11 @@ class RunMetadata(BaseModel):
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Platform name -> its density search block, for platforms that searched.
     searches: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Warm-up instances per platform before its first step (never counted): how many,
+    # and per platform how many became ready and their ready_s.
+    warmup: dict[str, Any] | None = None
+    # `bench ab`: baseline and candidate platforms and the step pairs (bench.ab).
+    ab: dict[str, Any] | None = None
     failures: int | None = None
     leftovers: list[str] | None = None
     error: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
-from bench.errors import ExitCode, Interrupted, MissingImage
+from bench.errors import ExitCode, Interrupted, MissingImage, UsageError
 from bench.host import Host
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
@@ -33,6 +33,8 @@ def check_against_host(loaded: LoadedScenario, host: Host | Mapping[str, Host]) 
     """
     totals: dict[str, int] = {}
     for i, p in enumerate(loaded.scenario.platforms):
+        if isinstance(host, Mapping) and p.name not in host:
+            continue  # not part of this run (bench ab runs two platforms)
         h = host[p.name] if isinstance(host, Mapping) else host
         if h.key not in totals:
             totals[h.key] = h.mem_total_bytes()
@@ -49,13 +51,16 @@ def prepare_backends(
     loaded: LoadedScenario,
     factory: Callable[[Any], Backend] = make_backend,
     say: Callable[[str], None] = lambda _msg: None,
+    only: Collection[str] | None = None,
 ) -> tuple[dict[str, Backend], dict[str, dict[str, Any]]]:
-    """Connect every platform's engine and resolve its image, or raise before any start."""
+    """Connect every platform's engine (or those named in `only`) and resolve its image,
+    or raise before any start."""
     backends: dict[str, Backend] = {}
     engines: dict[str, dict[str, Any]] = {}
     try:
         for p in loaded.scenario.platforms:
-            backends[p.name] = factory(p)
+            if only is None or p.name in only:
+                backends[p.name] = factory(p)
         check_against_host(loaded, {name: b.host for name, b in backends.items()})
         # Every platform's cheap checks first: a bad file starts and builds nothing.
         _preflight(loaded, backends)
@@ -69,6 +74,8 @@ def prepare_backends(
 
 def _preflight(loaded: LoadedScenario, backends: dict[str, Backend]) -> None:
     for i, p in enumerate(loaded.scenario.platforms):
+        if p.name not in backends:
+            continue
         try:
             backends[p.name].preflight()
         except MissingImage as e:
@@ -110,9 +117,14 @@ def run_scenario(
     warn: Callable[[str], None] = lambda _msg: None,
     say: Callable[[str], None] = lambda _msg: None,
     factory: Callable[[Any], Backend] = make_backend,
+    ab: tuple[str, str] | None = None,
 ) -> RunOutcome:
+    """Run a scenario and store it; with `ab` (baseline, candidate), only those two
+    platforms, as counterbalanced step pairs (bench ab)."""
+    if ab is not None:
+        check_ab(loaded, *ab)
     try:
-        backends, engines = prepare_backends(loaded, factory, say)
+        backends, engines = prepare_backends(loaded, factory, say, only=ab)
     except KeyboardInterrupt:
         # A KVM probe boot or an image build can take a while; what they started is
         # already gone (their own finally blocks), and nothing was measured.
@@ -140,9 +152,10 @@ def run_scenario(
                 "host": next(iter(hosts.values())),
                 "hosts": hosts,
                 "engines": engines,
+                **({"ab": {"baseline": ab[0], "candidate": ab[1], "pairs": []}} if ab else {}),
             }
         )
-        runner = Runner(loaded, run_id, backends, writer, events or NoEvents())
+        runner = Runner(loaded, run_id, backends, writer, events or NoEvents(), ab=ab)
         try:
             with _interrupts(runner, writer):
                 results = runner.run()
@@ -175,6 +188,31 @@ def run_scenario(
         return RunOutcome(writer.dir, run_id, failures)
     finally:
         close_all(backends)
+
+
+def check_ab(loaded: LoadedScenario, baseline: str, candidate: str) -> None:
+    """Two distinct platforms of the scenario, with the same fixed counts."""
+    sc = loaded.scenario
+    names = [p.name for p in sc.platforms]
+    for option, name in (("--baseline", baseline), ("--candidate", candidate)):
+        if name not in names:
+            raise UsageError(
+                f"{option} {name!r} is not a platform of {loaded.path} "
+                f"(platforms: {', '.join(names)})"
+            )
+    if baseline == candidate:
+        raise UsageError(f"--baseline and --candidate are both {baseline!r}: name two platforms")
+    a, b = (next(p for p in sc.platforms if p.name == x) for x in (baseline, candidate))
+    for p in (a, b):
+        if sc.search_for(p) is not None:
+            raise UsageError(
+                f"platform {p.name!r} runs a density search: an A/B run needs fixed counts"
+            )
+    if sc.counts_for(a) != sc.counts_for(b):
+        raise UsageError(
+            f"{baseline!r} and {candidate!r} have different counts ({sc.counts_for(a)} vs "
+            f"{sc.counts_for(b)}): an A/B run pairs steps of the same N"
+        )
 
 
 def describe_hosts(

@@ -41,6 +41,10 @@ class Scenario(Model):
     density: Density | None = None
     launch: Launch = Launch()
     on_failure: Literal["continue", "stop"] = "continue"
+    # Instances per platform started, waited for and destroyed before its first measured
+    # step, never counted: the first boots on an engine pay for cold caches and lazy
+    # engine set-up that no later step sees.
+    warmup: int = Field(1, ge=0, le=64, strict=True)
     # Wait after the last instance is ready before reading memory: lets page cache and
     # lazily touched guest memory settle, so the host view is not caught mid-boot.
     settle: Seconds = 3.0

@@ -5,7 +5,7 @@ import subprocess
 from bench.host import ProcessTable
 
 
-def run_fake(text, run_id="run-test", **host_args):
+def run_fake(text, run_id="run-test", ab=None, **host_args):
     """Run a scenario of fake platforms on a FakeClock and a FakeHost.
 
     Returns (results, sink, backends). The host's MemAvailable falls with the fake
@@ -23,7 +23,8 @@ def run_fake(text, run_id="run-test", **host_args):
     for p in sc.platforms:
         backends[p.name] = FakeBackend(p, host=host, clock=clock)
     sink = MemorySink(sc)
-    results = Runner(LoadedScenario(sc, None, text), run_id, backends, sink, clock=clock).run()
+    loaded = LoadedScenario(sc, None, text)
+    results = Runner(loaded, run_id, backends, sink, clock=clock, ab=ab).run()
     return results, sink, backends
 
 
@@ -36,6 +37,11 @@ class MemorySink:
         self.scenario = scenario.model_dump(mode="json") if scenario is not None else {}
         # What results/<run-id>/metadata.json stores as "searches".
         self.searches = scenario.searches() if scenario is not None else {}
+        # What the run adds to metadata.json as it goes (warmup, ab).
+        self.metadata = {}
+
+    def update(self, **fields):
+        self.metadata.update(fields)
 
     def add_samples(self, rows):
         self.samples += rows

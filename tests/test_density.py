@@ -48,7 +48,7 @@ def test_memory_guard_refuses_a_step_before_starting_any_instance():
     assert refused["status"] == "refused" and refused["limit"] == "memory_reserve"
     assert "N=16 needs" in refused["limit_detail"] and "measured" in refused["limit_detail"]
     # Not one instance of the refused step was created.
-    assert backend.created == 1 + 2 + 4 + 8
+    assert backend.created == 1 + (1 + 2 + 4 + 8)  # the warm-up instance, then the steps
     assert {s["n"] for s in sink.samples} == {1, 2, 4, 8}
     assert density_results(sink.steps, sink.searches)["f"]["max_density"] == 8
     # The measured host view is what the guard used.

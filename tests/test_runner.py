@@ -2,6 +2,7 @@
 nothing measured, and times are exact (a 120 s timeout takes no wall time)."""
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -139,7 +140,8 @@ def test_guard_reads_the_backends_host():
     (refused,) = sink.steps
     assert refused["status"] == "refused" and refused["host"] == "fakehost"
     assert refused["mem_available_before_bytes"] == 2 * 2**30
-    assert backends["f"].created == 0 and sink.samples == []
+    # One warm-up instance fits above the reserve (256 MiB of 512); N=3 does not.
+    assert backends["f"].created == 1 and sink.samples == []
 
 
 def test_each_platform_is_measured_on_its_own_backends_host():
@@ -188,3 +190,63 @@ def test_backend_facts_never_overwrite_what_the_runner_measured(monkeypatch):
         assert s["extras"] == {"ok": False, "ready_s": 99.0, "balloon_x_bytes": 1}
         # Every key the runner wrote is one bench.records declares.
         assert set(s) == set(fields_of(Sample))
+
+
+def test_warm_up_runs_first_is_never_counted_and_is_kept_in_the_metadata():
+    text = scenario("    boot: 20ms\n", top="warmup: 2\n")
+    _, sink, backends = run(text)
+    assert backends["f"].created == 2 + 6  # the warm-up instances, then 2 steps of 3
+    assert len(sink.samples) == 6 and not any("-w-" in s["name"] for s in sink.samples)
+    assert sink.metadata["warmup"] == {
+        "instances": 2,
+        "platforms": {"f": {"ready": 2, "ready_s": [exactly(0.02), exactly(0.02)]}},
+    }
+    assert backends["f"].live == {}
+    _, sink, backends = run(text.replace("warmup: 2", "warmup: 0"))
+    assert backends["f"].created == 6 and "warmup" not in sink.metadata
+
+
+def test_ab_runs_counterbalanced_pairs_with_every_n_spread_through_the_run():
+    text = (
+        "name: t\ntimeout: 2s\nsettle: 0s\ncounts: [1, 4]\nrepeat: 3\n"
+        "platforms:\n"
+        "  - {name: a, backend: fake, boot: 20ms}\n"
+        "  - {name: b, backend: fake, boot: 30ms}\n"
+        "  - {name: other, backend: fake}\n"
+    )
+    _, sink, backends = run(text, ab=("a", "b"))
+    order = [(st["platform"], st["n"]) for st in sink.steps]
+    # Pair i runs AB when (i + i // 2) is even: N=1 AB, N=4 BA, N=1 BA, N=4 AB, ...
+    assert order == [
+        ("a", 1), ("b", 1), ("b", 4), ("a", 4),
+        ("b", 1), ("a", 1), ("a", 4), ("b", 4),
+        ("a", 1), ("b", 1), ("b", 4), ("a", 4),
+    ]  # fmt: skip
+    ab = sink.metadata["ab"]
+    assert (ab["baseline"], ab["candidate"]) == ("a", "b")
+    steps = {st["step"]: st for st in sink.steps}
+    assert len(ab["pairs"]) == 6
+    for a_step, b_step in ab["pairs"]:
+        assert steps[a_step]["platform"] == "a" and steps[b_step]["platform"] == "b"
+        assert steps[a_step]["n"] == steps[b_step]["n"]
+    assert backends["other"].created == 0  # only the two platforms run
+    assert set(sink.metadata["warmup"]["platforms"]) == {"a", "b"}
+
+
+def test_ab_pairs_are_what_the_analysis_reads():
+    from bench.ab import analyse_ab
+    from bench.errors import ExitCode
+    from bench.results import Run
+
+    text = (
+        "name: t\ntimeout: 2s\nsettle: 0s\ncounts: [1, 4]\nrepeat: 5\n"
+        "platforms:\n"
+        "  - {name: a, backend: fake, boot: 20ms, boot_per_instance: 1ms}\n"
+        "  - {name: b, backend: fake, boot: 30ms, boot_per_instance: 1ms}\n"
+    )
+    _, sink, _ = run(text, ab=("a", "b"))
+    stored = Run(Path("t"), {"run_id": "t", **sink.metadata}, sink.samples, sink.steps)
+    result = analyse_ab(stored)
+    assert len(result.pairs) == 10
+    # The candidate boots 10 ms slower on the same virtual clock: a clear regression.
+    assert result.exit_code == ExitCode.REGRESSION and result.test.change > 0.2

@@ -37,6 +37,14 @@ class FakeSettings(PlatformBase):
     crash: list[int] = Field(default_factory=list)
     fail_launch: list[int] = Field(default_factory=list)
     create_delay: Seconds = 0.0  # a slow create call, to see launches queue
+    # Instances whose index (within a step) is listed here take `slow_create_delay`
+    # more to create: one stalled engine call, for the phase-anomaly notes.
+    slow_create: list[int] = Field(default_factory=list)
+    slow_create_delay: Seconds = 2.0
+    # The uptime its marker line reports, and the kind the runner records: test-only,
+    # to make the fake look like a VM whose guest booted in `uptime`.
+    uptime: Seconds = 0.5
+    kind: Literal["container", "vm"] = "container"
     # Extra boot time per instance already running: a crude model of contention.
     boot_per_instance: Seconds = 0.0
 
@@ -96,6 +104,7 @@ class FakeBackend(Backend):
     def __init__(self, settings: FakeSettings, host: Host | None = None, clock: Clock = REAL_CLOCK):
         super().__init__(settings, host)
         self.settings: FakeSettings = settings
+        self.kind = settings.kind  # test-only: lets a fake claim to be a VM
         self.clock = clock
         self.live: dict[str, Instance] = {}
         self.created = 0
@@ -115,7 +124,10 @@ class FakeBackend(Backend):
         with self._lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        self.clock.sleep(self.settings.create_delay)
+        delay = self.settings.create_delay
+        if index in self.settings.slow_create:
+            delay += self.settings.slow_create_delay
+        self.clock.sleep(delay)
         with self._lock:
             self.in_flight -= 1
             self.live[inst.name] = inst
@@ -131,7 +143,8 @@ class FakeBackend(Backend):
             return
         with self._lock:
             boot = self.settings.boot + self.settings.boot_per_instance * len(self.live)
-        line = f"booting\nBENCH_READY uptime=0.5 kernel=fake-{inst.handle}\n".encode()
+        uptime = self.settings.uptime
+        line = f"booting\nBENCH_READY uptime={uptime:g} kernel=fake-{inst.handle}\n".encode()
         inst.info["_timer"] = self.clock.call_later(boot, inst.console.feed, line)
 
     def destroy(self, inst: Instance) -> None:

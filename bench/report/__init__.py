@@ -37,7 +37,8 @@ CAPTIONS = {
 class Report:
     directory: Path
     files: list[Path] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # plots skipped, TCG, host differences
+    # plots skipped, TCG, phase anomalies, host differences
+    notes: list[str] = field(default_factory=list)
 
 
 def default_directory(run_ids: Sequence[str], names: Sequence[str]) -> Path:
@@ -90,6 +91,9 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
 
     if tables.any_tcg(frames):
         report.notes.append("VMs ran under TCG (software emulation): not representative of KVM")
+    for run_id, lines in tables.anomalies(frames).items():
+        prefix = f"run {run_id}: " if frames.multi else ""
+        report.notes += [prefix + line for line in lines]
     if tables.host_differences(frames) is not None:
         report.notes.append("the runs differ in host, engine or scenario: see report.html")
     for r in frames.runs:

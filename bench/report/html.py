@@ -21,6 +21,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left;
 th { background: #f4f4f4; }
 table.numbers td { text-align: right; font-variant-numeric: tabular-nums; }
 .note { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.6em 1em; }
+.anomaly { background: #fde8e8; border-left: 4px solid #c0392b; padding: 0.6em 1em; }
 .diff { background: #fde8e8; border-left: 4px solid #c0392b; padding: 0.6em 1em; }
 .skipped { color: #666; font-style: italic; }
 figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
@@ -40,6 +41,17 @@ def render_html(
     body = [f"<h1>bench report: {escape(runs)}</h1>"]
     if tables.any_tcg(frames):
         body.append(f'<p class="note"><b>Note:</b> {_text(tables.TCG_NOTE)}</p>')
+    odd = tables.anomalies(frames)
+    if odd:
+        body.append(
+            '<div class="anomaly"><b>Phase anomalies</b>: one phase of some instances\' '
+            "boot took far longer than the rest of their platform or than their guest's own "
+            "boot; their times below are not representative.<ul>"
+        )
+        for run_id, lines in odd.items():
+            prefix = f"{escape(run_id)}: " if frames.multi else ""
+            body += [f"<li>{prefix}{escape(line)}</li>" for line in lines]
+        body.append("</ul></div>")
     diff = tables.host_differences(frames)
     if diff is not None:
         body += [

@@ -23,9 +23,10 @@ from bench.clock import REAL_CLOCK, Clock
 from bench.errors import EngineUnavailable
 from bench.runner.executor import StepExecutor
 from bench.runner.measurer import Measurer
-from bench.runner.policy import PlatformPolicy
+from bench.runner.policy import PlatformPolicy, ab_order
 from bench.runner.recorder import Recorder, sample_row, step_head, step_row
 from bench.scenario import LoadedScenario, Step
+from bench.settings import PlatformBase
 
 __all__ = ["Events", "NoEvents", "Runner", "StepResult", "instance_name"]
 
@@ -39,6 +40,7 @@ class Events(Protocol):
         self, step: Step, samples: list[dict[str, Any]], record: dict[str, Any]
     ) -> None: ...
     def step_refused(self, step: Step, reason: str) -> None: ...
+    def warmup_started(self, platform: str, instances: int) -> None: ...
 
 
 class NoEvents:
@@ -54,6 +56,9 @@ class NoEvents:
         pass
 
     def step_refused(self, step: Step, reason: str) -> None:
+        pass
+
+    def warmup_started(self, platform: str, instances: int) -> None:
         pass
 
 
@@ -75,6 +80,8 @@ class Runner:
     sink: Any  # RunWriter-like: add_samples(list), add_step(dict); written by the recorder
     events: Events = field(default_factory=NoEvents)
     clock: Clock = REAL_CLOCK
+    # (baseline, candidate) platform names: run them as counterbalanced pairs (bench ab).
+    ab: tuple[str, str] | None = None
     _index: int = 0
 
     def __post_init__(self) -> None:
@@ -84,33 +91,102 @@ class Runner:
         self._recorder = Recorder(self.sink)
 
     def run(self) -> list[StepResult]:
+        """Every platform in turn: its warm-up, then its steps as its policy allows."""
+        if self.ab is not None:
+            return self._run_ab(*self.ab)
         sc = self.loaded.scenario
         total = len(sc.plan())
         results: list[StepResult] = []
         for platform in sc.platforms:
             policy = PlatformPolicy.of(sc, platform)
-            backend = self.backends[platform.name]
+            self._warm_up(platform, policy)
             for n, r in policy.steps():
-                step = Step(platform=platform, n=n, repeat=r)
-                index = self._index
-                self._index += 1
-                self.events.step_started(index, total, step)
-                refusal = policy.guard(n, backend.host.mem_available_bytes())
-                if refusal is not None:
-                    self._recorder.refused(self._head(step, index), refusal)
-                    self.events.step_refused(step, refusal.detail)
-                    continue  # the policy has ended this platform's steps
-                result = self.run_step(step, index)
-                self._check_engine(step, result)
-                limit = policy.judge(n, result.samples, result.record)
-                if limit is not None:
-                    result.record["limit"], result.record["limit_detail"] = limit
-                self._recorder.step(result.samples, result.record)
-                self.events.step_finished(step, result.samples, result.record)
+                result = self._step(Step(platform=platform, n=n, repeat=r), policy, total)
+                if result is None:
+                    continue  # refused: the policy has ended this platform's steps
                 results.append(result)
                 if policy.stops_run(result.failures):
                     return results
         return results
+
+    def _run_ab(self, baseline: str, candidate: str) -> list[StepResult]:
+        """Counterbalanced pairs of the baseline's and the candidate's steps (bench ab).
+
+        Both platforms warm up first; then every repeat goes through every N, each pair
+        in AB or BA order (policy.ab_order). The pairs are recorded as they finish.
+        """
+        sc = self.loaded.scenario
+        a, b = (next(p for p in sc.platforms if p.name == x) for x in (baseline, candidate))
+        policies = {p.name: PlatformPolicy.of(sc, p) for p in (a, b)}
+        order = ab_order(sc.counts_for(a), sc.repeat)
+        total = 2 * len(order)
+        self._warm_up(a, policies[a.name])
+        self._warm_up(b, policies[b.name])
+        results: list[StepResult] = []
+        pairs: list[list[int]] = []
+        for n, r, baseline_first in order:
+            steps = {}
+            for p in (a, b) if baseline_first else (b, a):
+                result = self._step(Step(platform=p, n=n, repeat=r), policies[p.name], total)
+                if result is None:
+                    return results  # refused by the memory guard: no pair without it
+                results.append(result)
+                steps[p.name] = result.record["step"]
+                if policies[p.name].stops_run(result.failures):
+                    return results
+            pairs.append([steps[a.name], steps[b.name]])
+            self._recorder.ab_pairs(a.name, b.name, pairs)
+        return results
+
+    def _step(self, step: Step, policy: PlatformPolicy, total: int) -> StepResult | None:
+        """One step, guarded, run, judged and recorded; None when the guard refused it."""
+        backend = self.backends[step.platform.name]
+        index = self._index
+        self._index += 1
+        self.events.step_started(index, total, step)
+        refusal = policy.guard(step.n, backend.host.mem_available_bytes())
+        if refusal is not None:
+            self._recorder.refused(self._head(step, index), refusal)
+            self.events.step_refused(step, refusal.detail)
+            return None
+        result = self.run_step(step, index)
+        self._check_engine(step, result)
+        limit = policy.judge(step.n, result.samples, result.record)
+        if limit is not None:
+            result.record["limit"], result.record["limit_detail"] = limit
+        self._recorder.step(result.samples, result.record)
+        self.events.step_finished(step, result.samples, result.record)
+        return result
+
+    def _warm_up(self, platform: PlatformBase, policy: PlatformPolicy) -> None:
+        """Start `warmup` instances, wait for them, destroy them: nothing is measured.
+
+        What they saw goes to the metadata only (a first boot of minutes is worth
+        knowing about), never into the samples. The memory guard applies to it too:
+        a warm-up the host cannot hold is skipped (the first step is then refused).
+        """
+        k = self.loaded.scenario.warmup
+        backend = self.backends[platform.name]
+        if k == 0 or policy.would_refuse(k, backend.host.mem_available_bytes()):
+            return
+        names = [f"{NAME_PREFIX}{self.run_id}-{platform.name}-w-{i}" for i in range(k)]
+        launched = self._executor.new_step(
+            backend, names, self.run_id, platform.name, platform.ready.marker
+        )
+        self.events.warmup_started(platform.name, k)
+        try:
+            self._executor.launch(launched)
+            self._executor.wait(launched, self.loaded.scenario.timeout, lambda _ok: None)
+            self._executor.join_launches(launched)
+        finally:
+            self._executor.teardown(launched)
+        ready_s = [
+            x.inst.console.ready_at - x.launch_at
+            if x.error is None and x.launch_at is not None and x.inst.console.ready_at
+            else None
+            for x in launched.launches
+        ]
+        self._recorder.warmup(k, platform.name, ready_s)
 
     def _check_engine(self, step: Step, result: StepResult) -> None:
         """A step where every launch failed and the engine no longer answers: the engine

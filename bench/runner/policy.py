@@ -30,6 +30,20 @@ class Refusal:
     reserve_bytes: int
 
 
+def ab_order(counts: Sequence[int], repeat: int) -> list[tuple[int, int, bool]]:
+    """The pairs of an A/B run: (N, repeat, baseline first?) in the order they run.
+
+    Every repeat goes through every N, so N values are spread evenly through the run,
+    and the order within a pair is counterbalanced (AB, BA, BA, AB, ... per N as well as
+    overall), so a drift that is linear in time adds as much to A as to B.
+    """
+    k = len(counts)
+    out = []
+    for i, (r, n) in enumerate((r, n) for r in range(repeat) for n in counts):
+        out.append((n, r, (i + i // k) % 2 == 0))
+    return out
+
+
 def guard(
     n: int,
     available_bytes: int,
@@ -128,6 +142,14 @@ class PlatformPolicy:
                 if self.ended:
                     return
                 yield n, r
+
+    def would_refuse(self, n: int, available_bytes: int) -> bool:
+        """The guard's answer for n instances, without ending the platform's steps."""
+        measured = self.measured
+        return (
+            guard(n, available_bytes, self.reserve_bytes, self.configured_bytes, measured)
+            is not None
+        )
 
     def guard(self, n: int, available_bytes: int) -> Refusal | None:
         refusal = guard(

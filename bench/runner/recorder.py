@@ -10,7 +10,7 @@ the sink goes through `Recorder`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.backends.base import Backend
@@ -147,6 +147,27 @@ class Recorder:
     add_samples(list), add_step(dict)), and nothing else does."""
 
     sink: Any
+    warmups: dict[str, Any] = field(default_factory=dict)
+
+    def warmup(self, instances: int, platform: str, ready_s: list[float | None]) -> None:
+        """What a platform's warm-up saw, in the run's metadata (never as samples)."""
+        self.warmups[platform] = {
+            "ready": sum(1 for x in ready_s if x is not None),
+            "ready_s": ready_s,
+        }
+        self._update(warmup={"instances": instances, "platforms": self.warmups})
+
+    def ab_pairs(self, baseline: str, candidate: str, pairs: list[list[int]]) -> None:
+        """The A/B pairs finished so far: kept after each pair, so an interrupted run
+        can still be analysed."""
+        self._update(
+            ab={"baseline": baseline, "candidate": candidate, "pairs": pairs, "warmup_steps": []}
+        )
+
+    def _update(self, **fields: Any) -> None:
+        update = getattr(self.sink, "update", None)
+        if update is not None:
+            update(**fields)
 
     def step(self, samples: list[dict[str, Any]], record: dict[str, Any]) -> None:
         self.sink.add_samples(samples)

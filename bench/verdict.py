@@ -1,0 +1,315 @@
+"""The statistics behind bench's verdicts, on plain numbers (no files, no runs).
+
+Everything works on the log of a higher-is-worse metric (ready_s): a slow-down is a
+ratio, and a difference of logs is the same whatever the absolute times are, so pairs
+or runs of different N can be pooled. A change is reported as exp(mean log ratio) - 1.
+
+Two designs, two units of evidence:
+
+- `paired_test` (`bench ab`): the unit is a STEP PAIR, a baseline step and a candidate
+  step run next to each other on one host. Its log ratio d = mean(log B) - mean(log A)
+  cancels whatever the two steps share: the host's level of the day (run-to-run drift),
+  and most of any slow drift within the run (counterbalanced order ABBA... turns what
+  is left into noise of alternating sign, not a bias). The N instances of a step share
+  contention, so they are averaged into one number per step and never counted as
+  independent. One-sided paired t-test over all pairs (all N together: d is a ratio),
+  a pair-level percentile bootstrap interval, and the minimum detectable effect (MDE).
+  Why t and not the signed-rank test: on the simulated noise (benchmarks/gate.py) both
+  hold alpha, and t has as much power or slightly more; the t-test is also the one
+  whose MDE formula matches the test, so "conclusive" means what it says.
+
+- `prediction_test` (`bench compare` with several baseline runs): the unit is a RUN.
+  Each run is summarised by its mean log value; the baseline runs' spread estimates the
+  run-to-run drift, and the current run is tested against their mean with a t-based
+  prediction interval (df = runs - 1). With ONE baseline that spread cannot be seen:
+  `drift_test` assumes ASSUMED_DRIFT per run, so only a change larger than drift of
+  that size could plausibly produce is called significant, never one shown by
+  instance samples alone.
+
+The verdict (`decide`), for both:
+- regression: p < alpha AND the change is above REGRESSION_FRACTION x threshold;
+- inconclusive: too little evidence (too few pairs or runs) or an MDE above the
+  threshold: a change of the size the gate exists to catch could have been missed;
+- otherwise no regression (within threshold, faster, or no significant change).
+
+REGRESSION_FRACTION = 0.5. With a one-sided test at alpha and power P, a design whose
+MDE equals the threshold T has a standard error of log(1+T) / (z_alpha + z_P); p < alpha
+then already implies an estimate above z_alpha / (z_alpha + z_P) = 2.33 / 3.97 = 0.59 of
+T (alpha 0.01, P 0.95). Any fraction up to 0.59 therefore costs no power at a true
+change of T in a conclusive run, while refusing to fail a build for a significant but
+small change (under T/2). 0.5 is the round value below 0.59, and at --threshold 10% it
+is Firecracker's A/B gate (p < 0.01 and more than 5%).
+
+The MDE is the smallest true change the test detects with probability POWER (95%, the
+power bench's targets ask for) at alpha: (t_{1-alpha} + t_{POWER}) x standard error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DEFAULT_ALPHA = 0.01
+DEFAULT_THRESHOLD = 0.10
+POWER = 0.95
+REGRESSION_FRACTION = 0.5
+# Fewer pairs than this give no usable estimate of their own spread.
+MIN_PAIRS = 6
+# Between-run drift assumed when only one baseline run is given (log-sd of a run's
+# level): the upper end of what this machine showed (groups moving by up to +-5% between
+# runs minutes apart; 7-10% in the gate's noise model). Assuming less would let drift
+# alone fail builds; a user who wants a real estimate passes several baseline runs.
+ASSUMED_DRIFT = 0.10
+BOOTSTRAP_RESAMPLES = 2000
+# Beyond this many pairs or runs "how many more" is not a useful answer.
+_NEEDED_CAP = 100_000
+
+REGRESSION = "regression"
+INCONCLUSIVE = "inconclusive"
+WITHIN_THRESHOLD = "within threshold"
+FASTER = "faster"
+NO_CHANGE = "no significant change"
+
+
+@dataclass(frozen=True)
+class Test:
+    """A one-sided test of "the candidate is slower", with its interval and MDE.
+
+    `change`, `ci_*` and `mde` are relative (0.10 = 10% slower). `n` counts the units
+    (pairs, or baseline runs). `mde` is inf when the spread cannot be estimated."""
+
+    n: int
+    log_change: float
+    spread: float  # sd of the unit differences (pairs) or of the runs' levels (runs)
+    change: float
+    ci_low: float
+    ci_high: float
+    p_slower: float
+    p_faster: float
+    mde: float
+    alpha: float  # the level the MDE was computed at (alpha / groups under Holm)
+
+
+def relative(log_change: float) -> float:
+    return math.expm1(log_change)
+
+
+def decide(
+    test: Test,
+    threshold: float,
+    alpha: float,
+    enough: bool = True,
+    p_slower: float | None = None,
+    p_faster: float | None = None,
+) -> str:
+    """The verdict label. `p_*`: adjusted p-values when several groups are tested."""
+    ps = test.p_slower if p_slower is None else p_slower
+    pf = test.p_faster if p_faster is None else p_faster
+    if not enough:
+        return INCONCLUSIVE
+    if ps < alpha and test.change > REGRESSION_FRACTION * threshold:
+        return REGRESSION
+    if test.mde > threshold:
+        return INCONCLUSIVE
+    if ps < alpha:
+        return WITHIN_THRESHOLD
+    if pf < alpha:
+        return FASTER
+    return NO_CHANGE
+
+
+# --- paired: bench ab ------------------------------------------------------------------
+
+
+def paired_test(
+    log_ratios: Sequence[float],
+    alpha: float = DEFAULT_ALPHA,
+    power: float = POWER,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Test:
+    """One-sided paired t-test of the step pairs' log ratios (candidate / baseline).
+
+    The interval is a percentile bootstrap over pairs at level 1 - alpha (seeded: the
+    same run always prints the same interval)."""
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(log_ratios, dtype=float)
+    n = len(d)
+    if n == 0:
+        nan = math.nan
+        return Test(0, nan, nan, nan, nan, nan, 1.0, 1.0, math.inf, alpha)
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    if n < 2:
+        p_slower = p_faster = 1.0
+    elif sd == 0:
+        p_slower, p_faster = float(mean <= 0), float(mean >= 0)
+    else:
+        t = mean / (sd / math.sqrt(n))
+        p_slower = float(stats.t.sf(t, n - 1))
+        p_faster = float(stats.t.cdf(t, n - 1))
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, n, (resamples, n))].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return Test(
+        n=n,
+        log_change=mean,
+        spread=sd,
+        change=relative(mean),
+        ci_low=relative(float(low)),
+        ci_high=relative(float(high)),
+        p_slower=p_slower,
+        p_faster=p_faster,
+        mde=paired_mde(sd, n, alpha, power),
+        alpha=alpha,
+    )
+
+
+def paired_mde(sd: float, n: int, alpha: float = DEFAULT_ALPHA, power: float = POWER) -> float:
+    """Smallest relative slow-down n pairs of this spread detect with `power` at alpha."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(sd):
+        return math.inf
+    k = stats.t.ppf(1 - alpha, n - 1) + stats.t.ppf(power, n - 1)
+    return relative(k * sd / math.sqrt(n))
+
+
+def pairs_needed(
+    sd: float, threshold: float, alpha: float = DEFAULT_ALPHA, power: float = POWER
+) -> int | None:
+    """Fewest pairs (at least MIN_PAIRS) whose MDE is at most `threshold`, at this
+    spread; None when no number below a hundred thousand would do."""
+    if not math.isfinite(sd) or threshold <= 0:
+        return None
+    n = MIN_PAIRS
+    while paired_mde(sd, n, alpha, power) > threshold:
+        # Doubling then bisecting: MDE falls monotonically with n.
+        if n >= _NEEDED_CAP:
+            return None
+        n = min(2 * n, _NEEDED_CAP)
+    lo = max(MIN_PAIRS, n // 2)
+    while lo < n:
+        mid = (lo + n) // 2
+        if paired_mde(sd, mid, alpha, power) <= threshold:
+            n = mid
+        else:
+            lo = mid + 1
+    return n
+
+
+# --- runs as the unit: bench compare ------------------------------------------------------
+
+
+def prediction_test(
+    baseline_levels: Sequence[float],
+    current_level: float,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = POWER,
+) -> Test:
+    """Is the current run's mean log value above what the baseline runs predict?
+
+    t = (current - mean(baselines)) / (s x sqrt(1 + 1/k)), df = k - 1: the current run
+    is one more draw from the baselines' distribution under "no change". The interval
+    is the matching prediction interval of the change at level 1 - alpha."""
+    from scipy import stats
+
+    b = [float(x) for x in baseline_levels]
+    k = len(b)
+    if k < 2:
+        raise ValueError("a prediction test needs at least two baseline runs")
+    mean = sum(b) / k
+    s = math.sqrt(sum((x - mean) ** 2 for x in b) / (k - 1))
+    scale = s * math.sqrt(1 + 1 / k)
+    diff = current_level - mean
+    if scale == 0:
+        p_slower, p_faster = float(diff <= 0), float(diff >= 0)
+        half = 0.0
+    else:
+        t = diff / scale
+        p_slower = float(stats.t.sf(t, k - 1))
+        p_faster = float(stats.t.cdf(t, k - 1))
+        half = float(stats.t.ppf(1 - alpha / 2, k - 1)) * scale
+    mde = (stats.t.ppf(1 - alpha, k - 1) + stats.t.ppf(power, k - 1)) * scale
+    return Test(
+        n=k,
+        log_change=diff,
+        spread=s,
+        change=relative(diff),
+        ci_low=relative(diff - half),
+        ci_high=relative(diff + half),
+        p_slower=p_slower,
+        p_faster=p_faster,
+        mde=relative(float(mde)),
+        alpha=alpha,
+    )
+
+
+def runs_needed(
+    spread: float, threshold: float, alpha: float = DEFAULT_ALPHA, power: float = POWER
+) -> int | None:
+    """Fewest baseline runs whose prediction-test MDE is at most `threshold` at this
+    run-to-run spread; None when none would (the current run's own drift alone is too
+    large for the threshold: only a paired design, `bench ab`, can help then)."""
+    import numpy as np
+    from scipy import stats
+
+    if threshold <= 0 or not math.isfinite(spread):
+        return None
+    target = math.log1p(threshold)
+    k = np.arange(2, 1001)
+    factor = stats.t.ppf(1 - alpha, k - 1) + stats.t.ppf(power, k - 1)
+    ok = np.nonzero(factor * spread * np.sqrt(1 + 1 / k) <= target)[0]
+    return int(k[ok[0]]) if len(ok) else None
+
+
+def drift_test(
+    baseline_level: float,
+    current_level: float,
+    within_se: float,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = POWER,
+    drift: float = ASSUMED_DRIFT,
+) -> Test:
+    """One baseline run: a z-test of the change against an ASSUMED run-to-run drift.
+
+    Each run's level carries its own drift, so the difference of two runs has a
+    variance of 2 x drift^2 on top of their within-run standard errors (`within_se`,
+    both runs together, from their steps). Only a change that such drift could not
+    plausibly produce is significant; many instance samples cannot make it so."""
+    from scipy import stats
+
+    scale = math.sqrt(2 * drift**2 + within_se**2)
+    diff = current_level - baseline_level
+    z = diff / scale
+    half = float(stats.norm.ppf(1 - alpha / 2)) * scale
+    mde = (stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)) * scale
+    return Test(
+        n=1,
+        log_change=diff,
+        spread=drift,
+        change=relative(diff),
+        ci_low=relative(diff - half),
+        ci_high=relative(diff + half),
+        p_slower=float(stats.norm.sf(z)),
+        p_faster=float(stats.norm.cdf(z)),
+        mde=relative(float(mde)),
+        alpha=alpha,
+    )
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values: compare each with alpha, and the family of tests keeps
+    its false-alarm rate at alpha whatever their dependence (groups of one run share
+    its drift, so they are far from independent)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    out = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
