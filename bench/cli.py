@@ -187,14 +187,15 @@ def ab(
         str | None, typer.Option("--name", help="Prefix of the run id (default: scenario name).")
     ] = None,
 ) -> None:
-    """Run two platforms of a scenario side by side on this host; judge the candidate.
+    """Run two platforms of a scenario side by side; judge the candidate.
 
-    After a warm-up, the two platforms' steps run in counterbalanced pairs (AB, BA,
-    ...) with the N values spread through the run; the step pair is the unit of one
-    paired test. A regression is p < alpha and a slow-down above half the threshold.
-    Prints the verdict (Markdown, or --json); the last line is the run directory.
-    Exit 0 no regression, 1 regression, 6 inconclusive (it says how many more
-    repeats would decide), 2 usage error, 3 engine unreachable.
+    After a warm-up, their steps run in counterbalanced pairs (AB, BA, ...),
+    every N in every repeat; the step pair is the unit of one paired test.
+    A regression: p < alpha and a slow-down above half the threshold.
+
+    Prints the verdict (Markdown, or --json); the last line is the run dir.
+    Exit 0 no regression, 1 regression, 6 inconclusive (it says how many
+    more repeats would decide), 2 usage error, 3 engine unreachable.
     """
     from bench.ab import analyse_ab
     from bench.compare import parse_threshold
