@@ -209,6 +209,19 @@ def cpu_while_waiting_for_vms(n: int = 2) -> dict[str, float]:
 # -- the table ---------------------------------------------------------------------------
 
 
+def write_section(path: Path, text: str) -> None:
+    """Replace this benchmark's section of the results file, keeping the others (the
+    file also holds benchmarks/gate.py's verdict figures)."""
+    old = path.read_text() if path.exists() else ""
+    start = old.find("# bench overhead")
+    if start < 0:
+        path.write_text(text + ("\n" + old if old else ""))
+        return
+    nxt = old.find("\n# ", start + 1)
+    rest = old[nxt + 1 :] if nxt >= 0 else ""
+    path.write_text(old[:start] + text + ("\n" + rest if rest else ""))
+
+
 def host_line() -> str:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -336,7 +349,7 @@ def main() -> int:
         + "\n".join(table)
         + "\n"
     )
-    args.out.write_text(text)
+    write_section(args.out, text)
     print(text)
     if missed:
         print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
