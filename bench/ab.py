@@ -88,7 +88,7 @@ class AbResult:
             why = f"only {len(self.used)} usable pairs (at least {v.MIN_PAIRS} needed)"
         else:
             why = (
-                f"the smallest slow-down these {t.n} pairs can detect ({_pct(t.mde)} at "
+                f"the smallest slow-down these {t.n} pairs can detect ({v.pct(t.mde)} at "
                 f"{v.POWER:.0%} power) is above the {self.threshold:.0%} threshold"
             )
         if self.extra_repeats is None:
@@ -138,7 +138,7 @@ class AbResult:
         }
 
     def to_json(self) -> str:
-        return json.dumps(_finite(self.to_dict()), indent=2, ensure_ascii=False)
+        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False)
 
     def to_markdown(self) -> str:
         from tabulate import tabulate
@@ -150,10 +150,10 @@ class AbResult:
                 f"{self.candidate} vs {self.baseline}",
                 ", ".join(str(n) for n in self.counts),
                 t.n,
-                _pct(t.change),
-                f"{_pct(t.ci_low)} … {_pct(t.ci_high)}",
+                v.pct(t.change),
+                f"{v.pct(t.ci_low)} … {v.pct(t.ci_high)}",
                 f"{t.p_slower:.2g}",
-                _pct(t.mde),
+                v.pct(t.mde),
                 f"**{self.verdict.upper()}**" if self.verdict == v.REGRESSION else self.verdict,
             ]
         ]
@@ -331,17 +331,3 @@ def _warnings(run: Any, pairs: list[Pair], a: str, b: str) -> list[str]:
     if run.status != "complete":
         out.append(f"run {run.run_id} is {run.status}: some pairs may be missing")
     return out
-
-
-def _pct(x: float) -> str:
-    return f"{x:+.1%}" if math.isfinite(x) else "n/a"
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(x) for k, x in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(x) for x in obj]
-    return obj

@@ -201,7 +201,7 @@ class Comparison:
         }
 
     def to_json(self) -> str:
-        return json.dumps(_finite(self.to_dict()), indent=2, ensure_ascii=False)
+        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False)
 
     def to_markdown(self) -> str:
         from tabulate import tabulate
@@ -231,12 +231,12 @@ class Comparison:
                     g.n,
                     fmt(g.baseline_geomean) if g.baseline_geomean else "-",
                     fmt(g.current_geomean) if g.current_geomean else "-",
-                    _pct(t.change) if t else "-",
-                    f"{_pct(t.ci_low)} … {_pct(t.ci_high)}" if t else "-",
+                    v.pct(t.change) if t else "-",
+                    f"{v.pct(t.ci_low)} … {v.pct(t.ci_high)}" if t else "-",
                     (f"{t.spread:.1%}" + (" (assumed)" if g.baseline_runs == 1 else ""))
                     if t
                     else "-",
-                    _pct(t.mde) if t else "-",
+                    v.pct(t.mde) if t else "-",
                     f"{g.p_slower_adjusted:.2g}" if g.p_slower_adjusted is not None else "-",
                     f"{g.baseline_runs} → 1",
                     f"{g.baseline_samples} → {g.current_samples}",
@@ -362,7 +362,7 @@ def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:
     if g.baseline_runs == 1:
         return (
             "one baseline run cannot show the run-to-run drift; assuming "
-            f"{v.ASSUMED_DRIFT:.0%} per run, a slow-down below {_pct(t.mde)} cannot be told "
+            f"{v.ASSUMED_DRIFT:.0%} per run, a slow-down below {v.pct(t.mde)} cannot be told "
             "from drift. Pass several baseline runs (a CI history), or use `bench ab` for a "
             "change you can run side by side"
         )
@@ -375,7 +375,7 @@ def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:
     )
     return (
         f"with {g.baseline_runs} baseline runs spread by {t.spread:.1%}, the smallest "
-        f"detectable slow-down is {_pct(t.mde)}, above {threshold:.0%}: {more}"
+        f"detectable slow-down is {v.pct(t.mde)}, above {threshold:.0%}: {more}"
     )
 
 
@@ -478,23 +478,6 @@ def _group_dict(g: GroupComparison) -> dict[str, Any]:
         "verdict": g.verdict,
         "advice": g.advice,
     }
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN or infinity: write null instead."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(x) for k, x in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(x) for x in obj]
-    return obj
-
-
-def _pct(x: float) -> str:
-    if not math.isfinite(x):
-        return "n/a"
-    return f"{x:+.1%}"
 
 
 def _formatter(metric: str) -> Any:

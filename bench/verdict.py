@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_THRESHOLD = 0.10
@@ -313,3 +314,19 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * pvalues[i]))
         out[i] = running
     return out
+
+
+def pct(x: float) -> str:
+    """A relative change as a signed percentage ("+10.2%"); "n/a" when not finite."""
+    return f"{x:+.1%}" if math.isfinite(x) else "n/a"
+
+
+def json_ready(obj: Any) -> Any:
+    """JSON has no NaN or infinity: null instead, in nested dicts and lists."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_ready(x) for k, x in obj.items()}
+    if isinstance(obj, list):
+        return [json_ready(x) for x in obj]
+    return obj
