@@ -9,7 +9,6 @@ Which steps pair up is stored in the run's metadata, written by the ab runner:
         "pairs": [[0, 1], [3, 2]],  # [baseline step, candidate step] (Sample.step /
                                     # StepRecord.step), in the order they ran; the
                                     # execution order within a pair is the step order
-        "warmup_steps": [],         # steps run before the first pair: never analysed
     }
 
 Without "pairs" (a plain run of two platforms), a baseline step pairs with the
@@ -59,6 +58,9 @@ class AbResult:
     extra_pairs: int | None  # more pairs for a conclusive run (None: unknown or none)
     counts: list[int]  # the N values the pairs cover
     warnings: list[str] = field(default_factory=list)
+    # Failed instances in the paired steps: (baseline, candidate). A candidate that
+    # fails more instances is a regression whatever its ready times say.
+    failures: tuple[int, int] = (0, 0)
 
     @property
     def used(self) -> list[Pair]:
@@ -100,6 +102,14 @@ class AbResult:
             )
         return f"inconclusive: {why}; {more}"
 
+    def failure_verdict(self) -> str:
+        fa, fb = self.failures
+        return (
+            f"**regression:** {self.candidate} failed {fb} instance(s) in the paired steps "
+            f"against {fa} for {self.baseline}: an instance that never becomes ready is "
+            "worse than any slow-down, whatever the ready times of the others"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         t = self.test
         per_n = {}
@@ -133,12 +143,13 @@ class AbResult:
             "extra_pairs": self.extra_pairs if self.verdict == v.INCONCLUSIVE else None,
             "extra_repeats": self.extra_repeats if self.verdict == v.INCONCLUSIVE else None,
             "exit_code": int(self.exit_code),
+            "failures": {"baseline": self.failures[0], "candidate": self.failures[1]},
             "per_n": per_n,
             "warnings": self.warnings,
         }
 
     def to_json(self) -> str:
-        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False)
+        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
 
     def to_markdown(self) -> str:
         from tabulate import tabulate
@@ -172,6 +183,8 @@ class AbResult:
             f"inconclusive when the MDE is above {self.threshold:.0%} or there are fewer "
             f"than {v.MIN_PAIRS} pairs.",
         ]
+        if self.failures[1] > self.failures[0]:
+            lines += ["", self.failure_verdict()]
         if (advice := self.advice()) is not None:
             lines += ["", advice]
         if self.warnings:
@@ -212,11 +225,10 @@ def analyse_ab(
                 f"{run.run_id}: {role} platform {name!r} has no samples "
                 f"(platforms: {', '.join(sorted(platforms)) or 'none'})"
             )
-    warmup = set(spec.get("warmup_steps") or [])
     pairs = (
         _stored_pairs(run, spec["pairs"], a, b, metric)
         if spec.get("pairs") and a == spec.get("baseline") and b == spec.get("candidate")
-        else _pairs_by_repeat(run, a, b, metric, warmup)
+        else _pairs_by_repeat(run, a, b, metric)
     )
     if not pairs:
         raise UsageError(f"{run.run_id}: no step of {a!r} pairs with a step of {b!r}")
@@ -224,6 +236,9 @@ def analyse_ab(
     test = v.paired_test(ratios, alpha)
     enough = len(ratios) >= v.MIN_PAIRS
     decision = v.decide(test, threshold, alpha, enough=enough)
+    failures = _failures(run, pairs)
+    if failures[1] > failures[0]:
+        decision = v.REGRESSION
     needed = v.pairs_needed(test.spread, threshold, alpha) if len(ratios) >= 2 else None
     if needed is None and len(ratios) < 2:
         needed = v.MIN_PAIRS
@@ -242,7 +257,16 @@ def analyse_ab(
         extra_pairs=extra,
         counts=counts,
         warnings=_warnings(run, pairs, a, b),
+        failures=failures,
     )
+
+
+def _failures(run: Any, pairs: list[Pair]) -> tuple[int, int]:
+    """Failed instances of the paired baseline steps and of the paired candidate steps."""
+    a_steps = {p.baseline_step for p in pairs}
+    b_steps = {p.candidate_step for p in pairs}
+    failed = [s.get("step") for s in run.samples if not s.get("ok")]
+    return sum(1 for x in failed if x in a_steps), sum(1 for x in failed if x in b_steps)
 
 
 def _stored_pairs(
@@ -271,10 +295,10 @@ def _stored_pairs(
     return out
 
 
-def _pairs_by_repeat(run: Any, a: str, b: str, metric: str, warmup: set[int]) -> list[Pair]:
+def _pairs_by_repeat(run: Any, a: str, b: str, metric: str) -> list[Pair]:
     groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for s in run.samples:
-        if s["platform"] in (a, b) and s.get("step") not in warmup:
+        if s["platform"] in (a, b):
             groups.setdefault((s["platform"], s["n"], s.get("repeat", 0)), []).append(s)
     out = []
     for (platform, n, repeat), rows_a in groups.items():

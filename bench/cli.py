@@ -221,7 +221,8 @@ def ab(
         loaded = load_scenario(scenario)
         check_ab(loaded, baseline, candidate)
         sc = loaded.scenario
-        pairs = len(ab_order(sc.counts_for(sc.platforms[0]), sc.repeat))
+        base = next(p for p in sc.platforms if p.name == baseline)
+        pairs = len(ab_order(sc.counts_for(base), sc.repeat))
         with RichEvents(err, sc, total=2 * pairs) as events:
             outcome = run_scenario(
                 loaded,

@@ -177,7 +177,13 @@ class Comparison:
         return ExitCode.OK
 
     def inconclusive_message(self) -> str:
-        return "; ".join(f"{g.platform} N={g.n}: {g.advice}" for g in self.inconclusive)
+        """One line for stderr: the Markdown already gives each group's advice."""
+        groups = ", ".join(f"{g.platform} N={g.n}" for g in self.inconclusive)
+        if all(g.baseline_runs == 1 for g in self.inconclusive):
+            more = "pass several baseline runs, or use `bench ab` for a side-by-side change"
+        else:
+            more = "pass more baseline runs (the table's notes say how many)"
+        return f"{len(self.inconclusive)} group(s) inconclusive ({groups}): {more}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -201,7 +207,7 @@ class Comparison:
         }
 
     def to_json(self) -> str:
-        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False)
+        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
 
     def to_markdown(self) -> str:
         from tabulate import tabulate
@@ -265,8 +271,9 @@ class Comparison:
             f"{v.REGRESSION_FRACTION:g} × {self.threshold:.0%}; inconclusive when the "
             f"minimum detectable effect is above {self.threshold:.0%}.",
         ]
-        for g in self.inconclusive:
-            lines += ["", f"{g.platform} N={g.n}: {g.advice}"]
+        for g in self.groups:
+            if g.advice:  # why inconclusive, or a regression by failed instances
+                lines += ["", f"{g.platform} N={g.n}: {g.advice}"]
         if self.warnings:
             lines += ["", *[f"> warning: {w}" for w in self.warnings]]
         return "\n".join(lines) + "\n"
@@ -288,6 +295,11 @@ def compare_runs(
     if threshold < 0:
         raise UsageError(f"--threshold {threshold:.0%}: use a percentage of zero or more")
     ids = [r.run_id for r in base_runs]
+    if current.run_id in ids:
+        raise UsageError(
+            f"run {current.run_id} is both a baseline and the current run: compare a new "
+            "run against the ones before it"
+        )
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise UsageError(
@@ -349,9 +361,23 @@ def compare_runs(
         )
         if decision == INCONCLUSIVE:
             g.advice = _advice(g, threshold, alpha_each)
+        worst = max((_failed_share(lv) for lv in levels), default=0.0)
+        if cur.failures and _failed_share(cur) > worst:
+            # An instance that never becomes ready is worse than any slow-down.
+            g.verdict = REGRESSION
+            g.advice = (
+                f"{cur.failures} of {cur.failures + cur.samples} instances failed, a larger "
+                f"share than in any baseline run ({worst:.0%} at most): a regression whatever "
+                "the ready times of the others; see their errors in samples.jsonl"
+            )
         result.groups.append(g)
     result.warnings = run_warnings(base_runs, current, common, base_groups, cur_groups)
     return result
+
+
+def _failed_share(lv: Level) -> float:
+    total = lv.failures + lv.samples
+    return lv.failures / total if total else 0.0
 
 
 def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:
@@ -484,6 +510,9 @@ def _formatter(metric: str) -> Any:
     from bench.units import format_bytes, format_seconds
 
     # More digits than elsewhere: levels a few percent apart must not print the same.
-    if metric.endswith("_bytes"):
+    unit = unit_of(metric)
+    if unit == "bytes":
         return lambda x: format_bytes(x, decimals=2)
-    return lambda x: format_seconds(x, digits=4)
+    if unit == "s":
+        return lambda x: format_seconds(x, digits=4)
+    return lambda x: f"{x:.4g} {unit or ''}".rstrip()

@@ -60,6 +60,10 @@ class Host(Protocol):
     def new_entries_bytes(self, before: dict[Path, set[str]]) -> int: ...
     def is_file(self, path: str | Path) -> bool: ...
     def is_dir(self, path: str | Path) -> bool: ...
+    def list_dir(self, path: str | Path) -> list[str]:
+        """Names in a directory, sorted; [] when it does not exist."""
+        ...
+
     def make_dirs(self, path: str | Path) -> None: ...
     def remove_file(self, path: str | Path) -> None:
         """Remove a file; already gone is fine."""
@@ -184,6 +188,12 @@ class LocalHost:
 
     def is_dir(self, path: str | Path) -> bool:
         return Path(path).is_dir()
+
+    def list_dir(self, path: str | Path) -> list[str]:
+        try:
+            return sorted(os.listdir(path))
+        except OSError:
+            return []
 
     def make_dirs(self, path: str | Path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,9 @@ class Sample(Record):
         summary={"ready_p50_s": "p50", "ready_p95_s": "p95", "ready_max_s": "max"},
     )
     ready_at_s: float | None = metric("s", "readiness marker seen, from the step's start")
-    guest_uptime_s: float | None = metric("s", "the guest's own uptime in its marker line")
+    guest_uptime_s: float | None = metric(
+        "s", "the guest's own uptime in its marker line (VMs; a container shares the host's)"
+    )
     guest_kernel: str | None = value("kernel release the guest reported")
     marker_fields: dict[str, str] = Field(default_factory=dict, description="key=value fields")
     console_tail: str | None = value("last console lines of a failed instance")

@@ -101,6 +101,9 @@ class FakeHost:
     def is_dir(self, path):
         return False
 
+    def list_dir(self, path):
+        return []
+
     def make_dirs(self, path):
         pass
 

@@ -107,7 +107,7 @@ def test_one_baseline_same_is_inconclusive_and_a_gross_delay_is_a_regression():
     assert g.test.change > 1.0
 
 
-def test_a_group_without_ready_samples_is_inconclusive():
+def test_a_current_group_whose_instances_failed_is_a_regression():
     rng = np.random.default_rng(1)
     bases = [make_run(f"b{i}", {("container", 1): startup_times(rng, 20)}) for i in range(5)]
     cur = make_run("c", {("container", 1): startup_times(rng, 20)})
@@ -116,9 +116,31 @@ def test_a_group_without_ready_samples_is_inconclusive():
     cur.samples.append({**cur.samples[0], "ok": True, "ready_s": 0.1, "n": 4})
     result = compare_runs(bases, cur)
     [g] = [g for g in result.groups if g.n == 1]
+    assert g.verdict == REGRESSION and g.test is None
+    assert "20 of 20 instances failed" in g.advice
+    assert result.exit_code == ExitCode.REGRESSION
+    assert "20 of 20 instances failed" in result.to_markdown()
+
+
+def test_a_group_without_ready_baseline_samples_is_inconclusive():
+    rng = np.random.default_rng(1)
+    bases = [make_run(f"b{i}", {("container", 1): startup_times(rng, 20)}) for i in range(5)]
+    for b in bases:
+        for s in b.samples:
+            s.update(ok=False, ready_s=None)
+    cur = make_run("c", {("container", 1): startup_times(rng, 20)})
+    result = compare_runs(bases, cur)
+    [g] = result.groups
     assert g.verdict == INCONCLUSIVE and g.test is None
-    assert "no ready sample in the current run" in g.advice
+    assert "no ready sample in any baseline run" in g.advice
     assert result.exit_code == ExitCode.INCONCLUSIVE
+
+
+def test_the_current_run_cannot_be_its_own_baseline():
+    rng = np.random.default_rng(1)
+    run = make_run("c", {("container", 1): startup_times(rng, 20)})
+    with pytest.raises(UsageError, match="both a baseline and the current run"):
+        compare_runs([run], run)
 
 
 def test_a_regression_wins_over_an_inconclusive_group():
@@ -139,8 +161,9 @@ def test_no_common_platform_and_n_is_a_usage_error():
 
 def test_unknown_metric_is_a_usage_error_listing_the_known_ones():
     base = make_run("b", {("container", 1): [0.1] * 10})
+    cur = make_run("c", {("container", 1): [0.1] * 10})
     with pytest.raises(UsageError, match="use one of: create_s, ready_s"):
-        compare_runs(base, base, metric="boot_time")
+        compare_runs(base, cur, metric="boot_time")
 
 
 def test_another_metric_can_be_compared():
@@ -231,9 +254,9 @@ def test_markdown_and_json_outputs():
 def test_inconclusive_group_has_nulls_in_json():
     base = make_run("b", {("container", 1): [0.1, 0.2]})
     cur = make_run("c", {("container", 1): [0.1, 0.2]})
-    for s in cur.samples:
-        s.update(ok=False, ready_s=None)
-    cur.samples.append({**base.samples[0], "ok": True, "create_s": 0.01, "ready_s": None})
+    for s in base.samples:  # no ready baseline sample: nothing to compare against
+        s.update(ok=True, ready_s=None)
+    cur.samples.append({**cur.samples[0], "create_s": 0.01, "ready_s": None})
     data = json.loads(compare_runs(base, cur).to_json())
     assert data["exit_code"] == 6 and data["inconclusive"] == 1
     assert data["groups"][0]["change"] is None and data["groups"][0]["verdict"] == INCONCLUSIVE

@@ -35,7 +35,10 @@ def test_every_instance_measured_and_destroyed():
         assert s["ok"] and s["error"] is None
         assert s["queued_s"] == 0 and s["create_s"] == 0 and s["start_s"] == 0
         assert s["ready_s"] == exactly(0.02) and s["ready_at_s"] == exactly(0.02)
-        assert s["guest_kernel"].startswith("fake-") and s["guest_uptime_s"] == 0.5
+        assert s["guest_kernel"].startswith("fake-")
+        # A container shares the host's kernel: its "uptime" is the host's, not stored
+        # as the guest's own (the marker's raw fields keep it).
+        assert s["guest_uptime_s"] is None and s["marker_fields"]["uptime"] == "0.5"
         assert s["host"] == "fakehost"
     assert {s["name"] for s in sink.samples} == {
         f"bench-run-test-f-s{step}-{i}" for step in range(2) for i in range(3)
@@ -216,11 +219,11 @@ def test_ab_runs_counterbalanced_pairs_with_every_n_spread_through_the_run():
     )
     _, sink, backends = run(text, ab=("a", "b"))
     order = [(st["platform"], st["n"]) for st in sink.steps]
-    # Pair i runs AB when (i + i // 2) is even: N=1 AB, N=4 BA, N=1 BA, N=4 AB, ...
+    # Per N: AB, BA, BA (then AB); neighbouring N alternate within a repeat.
     assert order == [
         ("a", 1), ("b", 1), ("b", 4), ("a", 4),
         ("b", 1), ("a", 1), ("a", 4), ("b", 4),
-        ("a", 1), ("b", 1), ("b", 4), ("a", 4),
+        ("b", 1), ("a", 1), ("a", 4), ("b", 4),
     ]  # fmt: skip
     ab = sink.metadata["ab"]
     assert (ab["baseline"], ab["candidate"]) == ("a", "b")

@@ -1,5 +1,7 @@
 """The step policy on plain data: no threads, no engines, no clock."""
 
+import pytest
+
 from bench.runner.policy import (
     DEFAULT_INSTANCE_ESTIMATE_BYTES,
     GUARD_MARGIN,
@@ -126,3 +128,17 @@ def test_on_failure_stop_rule():
     assert policy(text.format("on_failure: stop\n")).stops_run(1)
     assert not policy(text.format("on_failure: stop\n")).stops_run(0)
     assert not policy(text.format("")).stops_run(3)
+
+
+@pytest.mark.parametrize("counts", [[4], [1, 4], [1, 2, 4]])
+def test_ab_order_is_abba_for_every_n_whatever_the_number_of_counts(counts):
+    from bench.runner.policy import ab_order
+
+    order = ab_order(counts, 8)
+    assert [n for n, _, _ in order] == counts * 8  # every N in every repeat
+    for n in counts:
+        x = [a_first for m, _, a_first in order if m == n]
+        # AB BA BA AB (or its mirror) per N: balanced within every 4 repeats.
+        assert x == [x[0], not x[0], not x[0], x[0]] * 2
+    overall = [a_first for _, _, a_first in order]
+    assert overall.count(True) == overall.count(False) or len(counts) % 2

@@ -15,6 +15,7 @@ from bench.ab import analyse_ab
 from bench.compare import compare_runs
 from bench.errors import ExitCode, UsageError
 from bench.results import Run
+from bench.runner.policy import ab_order
 from tests.test_compare import make_run, startup_times
 
 # --- pure statistics -----------------------------------------------------------------
@@ -90,37 +91,39 @@ def test_prediction_test_against_baseline_runs():
 # --- bench ab on a run -------------------------------------------------------------------
 
 
-def make_ab_run(rng, pairs_per_n, effect=0.0, counts=(1, 4), cv=0.15, icc=0.4, pairs=True):
-    """An A/B run in memory, steps in counterbalanced order, one cold warm-up pair."""
+def make_ab_run(
+    rng, pairs_per_n, effect=0.0, counts=(1, 4), cv=0.15, icc=0.4, pairs=True, failed_b=0
+):
+    """An A/B run in memory, steps in the runner's counterbalanced order (ab_order).
+
+    `failed_b`: that many of B's instances (the first ones) never became ready.
+    """
     total = math.sqrt(math.log1p(cv**2))
     sd_step, sd_inst = math.sqrt(icc) * total, math.sqrt(1 - icc) * total
-    samples, stored, warmup, step = [], [], [], 0
-    for i in range(-1, pairs_per_n * len(counts)):
-        n = counts[i % len(counts)]
-        order = ("A", "B") if (i + i // len(counts)) % 2 == 0 else ("B", "A")
+    samples, stored, step = [], [], 0
+    for n, repeat, a_first in ab_order(list(counts), pairs_per_n):
         ids = {}
-        for platform in order:
-            level = math.log(0.3) + rng.normal(0, sd_step) + (math.log(5) if i < 0 else 0)
+        for platform in ("A", "B") if a_first else ("B", "A"):
+            level = math.log(0.3) + rng.normal(0, sd_step)
             for k, x in enumerate(np.exp(level + rng.normal(0, sd_inst, n))):
                 ready = x * (1 + effect) if platform == "B" else x
+                ok = not (platform == "B" and failed_b > 0)
+                failed_b -= 0 if ok else 1
                 samples.append(
                     {
                         "step": step,
                         "platform": platform,
                         "n": n,
-                        "repeat": max(i, 0) // len(counts),
+                        "repeat": repeat,
                         "index": k,
-                        "ok": True,
-                        "ready_s": float(ready),
+                        "ok": ok,
+                        "ready_s": float(ready) if ok else None,
                     }
                 )
             ids[platform] = step
             step += 1
-        if i < 0:
-            warmup += [ids["A"], ids["B"]]
-        else:
-            stored.append([ids["A"], ids["B"]])
-    spec = {"baseline": "A", "candidate": "B", "warmup_steps": warmup}
+        stored.append([ids["A"], ids["B"]])
+    spec = {"baseline": "A", "candidate": "B"}
     if pairs:
         spec["pairs"] = stored
     metadata = {"schema_version": 2, "run_id": "ab", "status": "complete", "ab": spec}
@@ -148,14 +151,20 @@ def test_ab_a_over_a_exits_0():
     assert abs(result.test.change) < 0.05
 
 
-def test_ab_warmup_pair_is_never_counted():
-    # The warm-up pair is 5x slower on both sides; with pairs derived from (N, repeat)
-    # it would collide with repeat 0 if it were not excluded by warmup_steps.
+def test_ab_pairs_by_repeat_when_the_run_stored_none():
     run = make_ab_run(np.random.default_rng(3), 30, pairs=False)
     result = analyse_ab(run)
-    steps = {p.baseline_step for p in result.pairs} | {p.candidate_step for p in result.pairs}
-    assert not steps & set(run.metadata["ab"]["warmup_steps"])
     assert result.test.n == 60
+    assert all(p.baseline_step != p.candidate_step for p in result.pairs)
+
+
+def test_ab_a_candidate_that_fails_instances_is_a_regression_whatever_its_times():
+    run = make_ab_run(np.random.default_rng(5), 50, cv=0.08, failed_b=3)
+    result = analyse_ab(run)
+    assert result.failures == (0, 3)
+    assert result.exit_code == ExitCode.REGRESSION
+    assert "failed 3 instance(s)" in result.to_markdown()
+    assert json.loads(result.to_json())["failures"] == {"baseline": 0, "candidate": 3}
 
 
 def test_ab_too_few_pairs_is_inconclusive_and_says_how_many_more_repeats():

@@ -7,7 +7,6 @@ console sees the guest from its first byte, and `start_s` is the resume call.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -260,7 +259,7 @@ class LibvirtBackend(Backend):
         self.connect()
         s = self.settings
         for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
-            if p and not p.is_file():
+            if p and not self.host.is_file(p):
                 raise MissingImage(f"{p} does not exist", key=key)
 
     def prepare(
@@ -350,7 +349,7 @@ class LibvirtBackend(Backend):
     def _probe_key(self) -> str:
         # Re-probe when anything that decides whether KVM works has changed.
         parts = [self.settings.uri, self._conn.getHostname(), str(self._conn.getVersion())]
-        parts.append(os.uname().release)
+        parts.append(str(self.host.describe().get("kernel")))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def _probe_kvm(self) -> tuple[bool, str]:
@@ -469,7 +468,9 @@ class LibvirtBackend(Backend):
         return out
 
     def _run_dir(self) -> str:
-        # Where the QEMU driver keeps pid files (local hosts only).
+        # Where the QEMU driver keeps pid files, on the hypervisor's host. qemu:///session
+        # is always the calling user's own daemon on this machine (a session URI cannot
+        # name another host), so the controller's environment is the right one there.
         if self.settings.uri.startswith("qemu:///session"):
             base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
             return f"{base}/libvirt/qemu/run"
@@ -537,11 +538,13 @@ class LibvirtBackend(Backend):
         # They belong to the owner of their run's domains.
         owners = {x.run_id: (x.owner_pid, x.owner_host) for x in out}
         root = state_dir() / "overlays"
-        for f in sorted(root.glob("*/*.qcow2")) if root.is_dir() else []:
-            rid = f.parent.name
-            if run_id is None or rid == run_id:
-                pid, host = owners.get(rid, (None, None))
-                out.append(Leftover("libvirt", "file", str(f), rid, pid, host))
+        for rid in self.host.list_dir(root):
+            if run_id is not None and rid != run_id:
+                continue
+            pid, host = owners.get(rid, (None, None))
+            for name in self.host.list_dir(root / rid):
+                if name.endswith(".qcow2"):
+                    out.append(Leftover("libvirt", "file", str(root / rid / name), rid, pid, host))
         return out
 
     def remove_leftover(self, leftover: Leftover) -> None:
@@ -549,9 +552,8 @@ class LibvirtBackend(Backend):
 
         if leftover.kind == "file":
             path = Path(leftover.name)
-            path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                path.parent.rmdir()  # the run's directory, once empty
+            self.host.remove_file(path)
+            self.host.remove_empty_dir(path.parent)  # the run's directory, once empty
             return
         try:
             dom = self.connect().lookupByName(leftover.name)

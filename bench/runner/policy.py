@@ -33,15 +33,16 @@ class Refusal:
 def ab_order(counts: Sequence[int], repeat: int) -> list[tuple[int, int, bool]]:
     """The pairs of an A/B run: (N, repeat, baseline first?) in the order they run.
 
-    Every repeat goes through every N, so N values are spread evenly through the run,
-    and the order within a pair is counterbalanced (AB, BA, BA, AB, ... per N as well as
-    overall), so a drift that is linear in time adds as much to A as to B.
+    Every repeat goes through every N, so N values are spread evenly through the run.
+    Each N's pairs run AB, BA, BA, AB (then again), whatever the number of N values:
+    a drift that is linear in time adds as much to A as to B within every 4 repeats.
+    Neighbouring N values of a repeat alternate, so the run as a whole alternates too.
     """
-    k = len(counts)
-    out = []
-    for i, (r, n) in enumerate((r, n) for r in range(repeat) for n in counts):
-        out.append((n, r, (i + i // k) % 2 == 0))
-    return out
+    return [
+        (n, r, (r % 4 in (0, 3)) != (j % 2 == 1))
+        for r in range(repeat)
+        for j, n in enumerate(counts)
+    ]
 
 
 def guard(

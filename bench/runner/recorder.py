@@ -87,7 +87,9 @@ def sample_row(
         start_s=rel(launch.started_at),
         ready_s=rel(console.ready_at),
         ready_at_s=rel_to(console.ready_at, step_start),
-        guest_uptime_s=guest_uptime,
+        # A container's init reads the host's uptime (shared kernel): only a guest with
+        # its own kernel reports its own (the raw value stays in marker_fields).
+        guest_uptime_s=guest_uptime if head["kind"] != "container" else None,
         guest_kernel=console.fields.get("kernel"),
         marker_fields=console.fields,
         console_tail=None if ok else console.tail(),
@@ -122,7 +124,7 @@ def step_row(
             memory_reserve_bytes=refusal.reserve_bytes,
         ).row()
     if status == "interrupted":
-        return StepRecord(**{**head, **facts, "status": "interrupted"}).row()
+        return StepRecord(**{**facts, **head, "status": "interrupted"}).row()
     n = head["n"]
     ready = [s for s in samples if s["ok"]]
     all_ready = max(s["ready_at_s"] for s in samples) if len(ready) == n else None
@@ -160,9 +162,7 @@ class Recorder:
     def ab_pairs(self, baseline: str, candidate: str, pairs: list[list[int]]) -> None:
         """The A/B pairs finished so far: kept after each pair, so an interrupted run
         can still be analysed."""
-        self._update(
-            ab={"baseline": baseline, "candidate": candidate, "pairs": pairs, "warmup_steps": []}
-        )
+        self._update(ab={"baseline": baseline, "candidate": candidate, "pairs": pairs})
 
     def _update(self, **fields: Any) -> None:
         update = getattr(self.sink, "update", None)
