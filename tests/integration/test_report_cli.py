@@ -151,13 +151,15 @@ def test_schema1_run_reports_with_todays_bench(tmp_path):
 
 
 def test_schema1_run_compares_with_a_run_of_todays_bench(runs):
-    # Against itself, one baseline: nothing changed, but one run cannot rule out a 10%
-    # slow-down, so every group is inconclusive (6) and is still reported.
+    # The same run as its own baseline is refused: it would show a spread of zero.
     p = bench("compare", str(SCHEMA1_RUN), str(SCHEMA1_RUN), "--json")
+    assert p.returncode == 2 and "both a baseline and the current run" in p.stderr
+    # A schema-2 baseline, the schema-1 run as the current one: one run cannot rule out
+    # a 10% slow-down, so the shared group is inconclusive (6), and still reported.
+    p = bench("compare", str(runs["baseline"]), str(SCHEMA1_RUN), "--json")
     assert p.returncode == 6 and "inconclusive" in p.stderr, p.stderr
-    groups = {(g["platform"], g["n"]): g for g in json.loads(p.stdout)["groups"]}
-    assert groups[("container", 16)]["change"] == 0
-    assert {g["verdict"] for g in groups.values()} == {"inconclusive"}
+    (group,) = json.loads(p.stdout)["groups"]
+    assert (group["platform"], group["n"], group["verdict"]) == ("container", 1, "inconclusive")
     # Against a schema-2 run of another scenario: they share (container, N=1) only.
     p = bench("compare", str(SCHEMA1_RUN), str(runs["baseline"]), "--json")
     assert p.returncode == 6, p.stderr
