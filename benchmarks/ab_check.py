@@ -1,0 +1,105 @@
+"""`bench ab` on the real engines: A/A and A/B runs of scenarios/ci-ab.yaml. A benchmark,
+not a test (about 3.5 minutes per run here).
+
+Runs `bench ab scenarios/ci-ab.yaml --baseline baseline --candidate same` (A/A: must
+exit 0) and `--candidate slower` (A/B: its init starts 20 ms late; must exit 1),
+alternately, RUNS times each, then prints a Markdown table of every run (exit code,
+change, interval, MDE, pairs, time per side) and the counts. With --tabulate DIR it only
+tabulates the runs already stored under DIR.
+
+    .venv/bin/python benchmarks/ab_check.py [--runs 10] [--out DIR]
+    .venv/bin/python benchmarks/ab_check.py --tabulate DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.ab import analyse_ab  # noqa: E402
+from bench.results import load_run  # noqa: E402
+
+EXPECTED = {"same": 0, "slower": 1}
+
+
+def run_all(runs: int, out: Path) -> None:
+    for i in range(runs):
+        for candidate in EXPECTED:
+            started = time.monotonic()
+            p = subprocess.run(
+                [sys.executable, "-m", "bench", "ab", "scenarios/ci-ab.yaml"]
+                + ["--baseline", "baseline", "--candidate", candidate, "--out", str(out)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            )
+            took = time.monotonic() - started
+            print(f"run {i + 1} {candidate}: exit {p.returncode} in {took:.0f} s", file=sys.stderr)
+
+
+def side_seconds(run) -> float:
+    """The larger side's time in its steps: wait, sampling and teardown."""
+    sides: dict[str, float] = {}
+    for st in run.steps:
+        spent = sum(st.get(k) or 0.0 for k in ("wait_s", "sampling_s", "teardown_s"))
+        sides[st["platform"]] = sides.get(st["platform"], 0.0) + spent
+    return max(sides.values()) if sides else 0.0
+
+
+def tabulate(root: Path) -> str:
+    rows = []
+    for d in sorted(root.iterdir()):
+        if not (d / "metadata.json").is_file():
+            continue
+        run = load_run(d)
+        if not (run.metadata.get("ab") or {}).get("pairs"):
+            continue
+        r = analyse_ab(run)
+        t = r.test
+        rows.append((run.metadata.get("started_at"), r, t, side_seconds(run)))
+    lines = [
+        "| started (UTC) | candidate | expected | exit | change | 99% CI | p | MDE | pairs "
+        "| s per side |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    tally: dict[tuple[str, int], int] = {}
+    for started, r, t, secs in rows:
+        code = int(r.exit_code)
+        tally[(r.candidate, code)] = tally.get((r.candidate, code), 0) + 1
+        lines.append(
+            f"| {started} | {r.candidate} | {EXPECTED.get(r.candidate, '?')} | {code} "
+            f"| {t.change:+.1%} | {t.ci_low:+.1%} … {t.ci_high:+.1%} | {t.p_slower:.2g} "
+            f"| {t.mde:+.1%} | {t.n} | {secs:.0f} |"
+        )
+    lines.append("")
+    for candidate, expected in EXPECTED.items():
+        got = {code: n for (c, code), n in tally.items() if c == candidate}
+        total = sum(got.values())
+        summary = ", ".join(f"exit {code}: {n}" for code, n in sorted(got.items()))
+        lines.append(
+            f"- `{candidate}` (expected exit {expected}): {total} runs; {summary or 'none'}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=10, help="runs of each candidate")
+    ap.add_argument("--out", type=Path, default=REPO / "results" / "ab-check")
+    ap.add_argument("--tabulate", type=Path, help="only tabulate the runs stored here")
+    args = ap.parse_args()
+    if args.tabulate is None:
+        run_all(args.runs, args.out)
+    table = tabulate(args.tabulate or args.out)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
