@@ -18,6 +18,8 @@ from bench.backends.qemu_backend import (
     QemuBackend,
     QemuSettings,
     find_leftovers,
+    guest_cmdline,
+    host_tsc_khz,
     instance_state,
     is_instance_process,
     qemu_argv,
@@ -252,3 +254,23 @@ def test_accel_probe_result_is_cached(monkeypatch, tmp_path):
     )
     assert backend.resolve_accel(lambda: said.append(1))[0] == "tcg"
     assert len(probes) == 1 and said == [1]
+
+
+VM_CPUINFO = "processor\t: 0\ncpu MHz\t\t: 2596.122\nflags\t\t: fpu tsc hypervisor\n"
+
+
+def test_tsc_frequency_only_from_a_virtual_hosts_cpuinfo():
+    assert host_tsc_khz(VM_CPUINFO) == 2596122
+    # Bare metal: "cpu MHz" is the scaled current clock, not the TSC's.
+    assert host_tsc_khz(VM_CPUINFO.replace(" hypervisor", "")) is None
+    assert host_tsc_khz("processor\t: 0\n") is None
+
+
+def test_microvm_under_tcg_is_told_its_tsc_frequency():
+    base = "console=ttyS0 panic=-1"
+    assert guest_cmdline(base, "microvm", "tcg", 2596122) == f"{base} tsc_early_khz=2596122"
+    assert guest_cmdline(base, "microvm", "kvm", 2596122) == base
+    assert guest_cmdline(base, "q35", "tcg", 2596122) == base  # HPET, PM timer: calibrates
+    assert guest_cmdline(base, "microvm", "tcg", None) == base
+    own = f"{base} tsc_early_khz=1000"
+    assert guest_cmdline(own, "microvm", "tcg", 2596122) == own

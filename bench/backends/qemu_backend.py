@@ -235,6 +235,43 @@ def qemu_argv(
     return argv
 
 
+def host_tsc_khz(cpuinfo: str | None = None) -> int | None:
+    """This host's TSC frequency when it can be known for sure, else None.
+
+    The kernel's own figure if exported; else /proc/cpuinfo's "cpu MHz", but only on a
+    virtual host ("hypervisor" flag), where it is the fixed TSC frequency the hypervisor
+    reports (on bare metal it is the current, scaled clock: useless here).
+    """
+    if cpuinfo is None:
+        try:
+            return int(Path("/sys/devices/system/cpu/cpu0/tsc_freq_khz").read_text())
+        except (OSError, ValueError):
+            pass
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    if not (mhz and flags and "hypervisor" in flags.group(1).split()):
+        return None
+    return round(float(mhz.group(1)) * 1000)
+
+
+def guest_cmdline(cmdline: str, machine: str, accel: str | None, tsc_khz: int | None) -> str:
+    """The kernel command line a direct-QEMU guest boots with.
+
+    microvm has no HPET and no ACPI PM timer, so the guest kernel can calibrate its TSC
+    only against the PIT; under TCG on a busy host that timing loop fails now and then
+    ("tsc: Unable to calibrate against PIT"), and the guest then hangs before its init
+    (seen here in about 1 boot of 3 under load). Under TCG the guest's TSC is the host's
+    (QEMU reads the host's TSC), so telling the guest its frequency skips the calibration.
+    """
+    if machine != "microvm" or accel != "tcg" or not tsc_khz or "tsc_early_khz=" in cmdline:
+        return cmdline
+    return f"{cmdline} tsc_early_khz={tsc_khz}"
+
+
 def is_instance_process(pid: int, name: str, binary: str = QEMU_BINARY) -> bool:
     """Whether pid is still the QEMU of instance `name` (a pid may have been reused).
 
@@ -434,6 +471,12 @@ class QemuBackend(Backend):
                 f"up to {KVM_PROBE_TIMEOUT_S:.0f} s)..."
             )
         )
+        paths = self._boot.get("paths")
+        if paths:
+            k, initrd, cmdline = paths
+            cmdline = guest_cmdline(cmdline, self.settings.machine, self.accel, host_tsc_khz())
+            self._boot["paths"] = (k, initrd, cmdline)
+            self._boot["cmdline"] = cmdline
         self.host.make_dirs(qemu_root())
         return {
             "engine": "qemu",
@@ -526,9 +569,8 @@ class QemuBackend(Backend):
             probe.close()
         if console.ready_at is not None:
             return True, "guest booted under kvm"
-        return False, (
-            f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm ({console.closed_reason})"
-        )
+        why = f" ({console.closed_reason})" if console.closed_reason else ""
+        return False, f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm{why}"
 
     # -- instances -------------------------------------------------------------------
 
