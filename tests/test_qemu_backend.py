@@ -274,3 +274,24 @@ def test_microvm_under_tcg_is_told_its_tsc_frequency():
     assert guest_cmdline(base, "microvm", "tcg", None) == base
     own = f"{base} tsc_early_khz=1000"
     assert guest_cmdline(own, "microvm", "tcg", 2596122) == own
+
+
+def test_a_qemu_that_exits_at_once_fails_create_with_its_reason(tmp_path, monkeypatch):
+    """A program that exits instead of connecting (here `false`): create fails fast with
+    its exit status, and destroy leaves no file behind."""
+    monkeypatch.setenv("BENCH_STATE_DIR", str(tmp_path))
+    backend = QemuBackend(QemuSettings(name="p", backend="qemu", accel="tcg"))
+    backend.binary = "false"
+    backend._boot = {"paths": KERNEL}
+    inst = Instance("bench-r-p-s0-0", "r", "p", Console("BENCH_READY"))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(Exception, match="qemu exited before connecting: exit status 1"):
+            backend.create(inst)
+        assert time.monotonic() - t0 < 10
+        assert [x.kind for x in backend.leftovers("r")] == ["files"]
+        backend.destroy(inst)
+        assert backend.leftovers() == []
+        assert list((tmp_path / "qemu").iterdir()) == []
+    finally:
+        backend.close()
