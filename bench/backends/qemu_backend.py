@@ -793,7 +793,7 @@ class QemuBackend(Backend):
             deadline = time.monotonic() + 10
             while pid_alive(pid) and is_instance_process(pid, leftover.name, self.binary):
                 if time.monotonic() > deadline:
-                    raise ImageError(f"qemu pid {pid} of {leftover.name} would not die")
+                    raise BenchError(f"qemu pid {pid} of {leftover.name} would not die")
                 time.sleep(0.05)
         remove_instance_files(paths)
 
