@@ -45,11 +45,26 @@ def libvirt_conn():
     conn.close()
 
 
+@pytest.fixture(scope="session")
+def qemu_binary():
+    """qemu-system-x86_64 and the qemu.qmp package, for the qemu backend (no libvirt)."""
+    import shutil
+
+    path = shutil.which("qemu-system-x86_64")
+    require_engine("qemu-system-x86_64", path is not None, "not on PATH")
+    try:
+        import qemu.qmp  # noqa: F401
+    except ImportError as e:
+        require_engine("qemu.qmp", False, str(e))
+    return path
+
+
 # -- nothing left behind ------------------------------------------------------------------
 
 
 def _bench_leftovers() -> set[str]:
-    """Containers labelled by bench, bench domains and overlay files on this machine."""
+    """Containers labelled by bench, bench domains, overlay files and direct-QEMU instances
+    (state files and directories) on this machine."""
     found: set[str] = set()
     try:
         import docker
@@ -76,6 +91,10 @@ def _bench_leftovers() -> set[str]:
     overlays = state_dir() / "overlays"
     if overlays.is_dir():
         found |= {f"file {p}" for p in overlays.rglob("*") if p.is_file()}
+    # Direct QEMU (the qemu backend): a state file per instance, and its directory.
+    qemu = state_dir() / "qemu"
+    if qemu.is_dir():
+        found |= {f"qemu {p}" for p in qemu.iterdir() if p.suffix == ".json" or p.is_dir()}
     return found
 
 

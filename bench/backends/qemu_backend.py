@@ -1,0 +1,851 @@
+"""QEMU launched directly, no libvirt: the Firecracker-like `microvm` machine by default.
+
+Each instance is a `qemu-system-x86_64` process, bench's own child in its own session
+(a Ctrl-C in bench's terminal never reaches it; bench tears it down), started paused
+(`-S`). Bench listens on two unix sockets in the instance's directory before spawning
+it and QEMU connects to both as a client while it initialises: QMP (through the
+`qemu.qmp` package) and the serial console (read by the harness's selector thread,
+bench.iohub). So no byte of the console is missed, nothing is polled for, and
+`start_s` is the QMP `cont`.
+
+Housekeeping, for a bench that dies without tearing down: every instance has a state
+file, written before its process exists, naming the instance, its run, its owner and
+(once spawned) its pid. `leftovers()` reads these files; `bench clean` kills a process
+only if its command line is still that instance's QEMU.
+
+State layout under bench.paths.state_dir():
+    qemu/<key>.json   the state file (written first, removed last)
+    qemu/<key>/       sockets, pid file, QEMU's stderr, the disk overlay
+<key> is a hash of the instance name: unix socket paths must stay under 108 bytes
+whatever the run id's length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from bench import images
+from bench.backends.base import (
+    NAME_PREFIX,
+    Backend,
+    Check,
+    Instance,
+    Leftover,
+    parse_pid,
+    print_nothing,
+)
+from bench.console import Console
+from bench.errors import BenchError, EngineUnavailable, ImageError, MissingImage, first_line
+from bench.iohub import IOHub
+from bench.owner import owner_labels, pid_alive
+from bench.paths import cache_dir, state_dir
+from bench.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
+
+if TYPE_CHECKING:
+    from bench.host import Host
+
+QEMU_BINARY = "qemu-system-x86_64"
+DEFAULT_MEMORY = 256 * 2**20
+# QEMU connects to bench's sockets while it initialises: well under a second even on a
+# loaded host; a QEMU that has not connected by then is stuck.
+CONNECT_TIMEOUT_S = 30
+QMP_TIMEOUT_S = 30
+QUIT_WAIT_S = 5  # after QMP quit, before SIGKILL
+KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
+STATE_VERSION = 1
+
+# Machines with no PCI bus take virtio-mmio devices; the others virtio-pci.
+MMIO_MACHINES = frozenset({"microvm"})
+# microvm's options as checked by hand (HOST.md): no option ROMs, no RTC.
+MACHINE_ARGS = {
+    "microvm": "microvm,x-option-roms=off,rtc=off",
+    "q35": "q35",
+    "pc": "pc",
+}
+
+
+class QemuSettings(PlatformBase):
+    backend: Literal["qemu"]
+    # Only the bench pair's name matters here; a guest of your own is kernel:/disk:.
+    image: str = Field("busybox", min_length=1, max_length=512)
+    machine: Literal["microvm", "q35", "pc"] = "microvm"
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    vcpus: int = Field(1, ge=1, le=512, strict=True)
+    memory: Bytes | None = DEFAULT_MEMORY
+    kernel: Path | None = None
+    initrd: Path | None = None
+    cmdline: str | None = Field(None, max_length=4096)
+    disk: Path | None = None  # a qcow2 base image; each instance boots its own overlay
+
+    @model_validator(mode="after")
+    def _boot_source(self) -> QemuSettings:
+        # The same boot sources and rules as the libvirt backend.
+        if self.disk and (self.kernel or self.initrd):
+            raise KeyedValueError("disk", "give either disk: or kernel:/initrd:, not both")
+        if self.initrd and not self.kernel:
+            raise KeyedValueError("initrd", "initrd: needs kernel:")
+        if self.command:
+            raise KeyedValueError("command", "applies to containers only; a VM runs its own init")
+        if not (self.disk or self.kernel) and not images.is_bench_image(self.image):
+            raise KeyedValueError(
+                "image",
+                f"{self.image!r} is not a bench image (known: {', '.join(images.BENCH_IMAGES)}); "
+                "for your own guest give kernel:/initrd: or disk:",
+            )
+        return self
+
+
+# -- files of one instance -----------------------------------------------------------
+
+
+def qemu_root() -> Path:
+    return state_dir() / "qemu"
+
+
+@dataclass(frozen=True)
+class InstancePaths:
+    state: Path  # the state file, outside the directory: written first, removed last
+    dir: Path
+    qmp: Path
+    serial: Path
+    pidfile: Path
+    log: Path  # QEMU's stderr: why it would not start
+    overlay: Path
+
+    @classmethod
+    def of(cls, name: str, root: Path | None = None) -> InstancePaths:
+        root = qemu_root() if root is None else root
+        key = hashlib.sha256(name.encode()).hexdigest()[:16]
+        d = root / key
+        return cls(
+            root / f"{key}.json",
+            d,
+            d / "qmp.sock",
+            d / "serial.sock",
+            d / "qemu.pid",
+            d / "qemu.log",
+            d / "overlay.qcow2",
+        )
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically: a reader (bench clean) sees the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("name"), str) else None
+
+
+def instance_state(inst: Instance, paths: InstancePaths, pid: int | None) -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "name": inst.name,
+        "run_id": inst.run_id,
+        "platform": inst.platform,
+        **owner_labels(),
+        "pid": pid,
+        "dir": str(paths.dir),
+        "pidfile": str(paths.pidfile),
+        "overlay": str(paths.overlay),
+    }
+
+
+def qemu_argv(
+    *,
+    binary: str,
+    name: str,
+    machine: str,
+    accel: str,
+    memory_bytes: int,
+    vcpus: int,
+    paths: InstancePaths,
+    kernel: tuple[Path, Path | None, str] | None = None,
+    disk: Path | None = None,
+) -> list[str]:
+    """The command line of one paused instance (never run through a shell)."""
+    argv = [
+        binary,
+        # The name lands in /proc/PID/cmdline: `bench clean` checks it before a kill.
+        "-name",
+        f"guest={name}",
+        "-machine",
+        MACHINE_ARGS[machine],
+        "-accel",
+        accel,
+        "-m",
+        f"{max(1, memory_bytes // 2**20)}M",
+        "-smp",
+        str(vcpus),
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",  # a guest that reboots or panics (panic=-1) ends its process
+        "-S",
+        # Client sockets: bench listens before spawning, QEMU connects while it starts.
+        "-chardev",
+        f"socket,id=qmp0,path={paths.qmp}",
+        "-mon",
+        "chardev=qmp0,mode=control",
+        "-chardev",
+        f"socket,id=ser0,path={paths.serial}",
+        "-serial",
+        "chardev:ser0",
+        "-pidfile",
+        str(paths.pidfile),
+    ]
+    if kernel:
+        k, initrd, cmdline = kernel
+        argv += ["-kernel", str(k)]
+        if initrd:
+            argv += ["-initrd", str(initrd)]
+        argv += ["-append", cmdline]
+    if disk:
+        blk = "virtio-blk-device" if machine in MMIO_MACHINES else "virtio-blk-pci"
+        argv += [
+            "-drive",
+            f"if=none,id=disk0,format=qcow2,file={disk}",
+            "-device",
+            f"{blk},drive=disk0,bootindex=0" if blk.endswith("pci") else f"{blk},drive=disk0",
+        ]
+    return argv
+
+
+def host_tsc_khz(cpuinfo: str | None = None) -> int | None:
+    """This host's TSC frequency when it can be known for sure, else None.
+
+    The kernel's own figure if exported; else /proc/cpuinfo's "cpu MHz", but only on a
+    virtual host ("hypervisor" flag), where it is the fixed TSC frequency the hypervisor
+    reports (on bare metal it is the current, scaled clock: useless here).
+    """
+    if cpuinfo is None:
+        try:
+            return int(Path("/sys/devices/system/cpu/cpu0/tsc_freq_khz").read_text())
+        except (OSError, ValueError):
+            pass
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    if not (mhz and flags and "hypervisor" in flags.group(1).split()):
+        return None
+    return round(float(mhz.group(1)) * 1000)
+
+
+def guest_cmdline(cmdline: str, machine: str, accel: str | None, tsc_khz: int | None) -> str:
+    """The kernel command line a direct-QEMU guest boots with.
+
+    microvm has no HPET and no ACPI PM timer, so the guest kernel can calibrate its TSC
+    only against the PIT; under TCG on a busy host that timing loop fails now and then
+    ("tsc: Unable to calibrate against PIT"), and the guest then hangs before its init
+    (seen here in about 1 boot of 3 under load). Under TCG the guest's TSC is the host's
+    (QEMU reads the host's TSC), so telling the guest its frequency skips the calibration.
+    """
+    if machine != "microvm" or accel != "tcg" or not tsc_khz or "tsc_early_khz=" in cmdline:
+        return cmdline
+    return f"{cmdline} tsc_early_khz={tsc_khz}"
+
+
+def is_instance_process(pid: int, name: str, binary: str = QEMU_BINARY) -> bool:
+    """Whether pid is still the QEMU of instance `name` (a pid may have been reused).
+
+    Read from this machine's /proc: the backend only runs local QEMUs.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return (
+        bool(args)
+        and Path(os.fsdecode(args[0])).name == Path(binary).name
+        and (f"guest={name}".encode() in args)
+    )
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the instance's process group (it leads its own session), else the pid."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def remove_instance_files(paths: InstancePaths) -> None:
+    shutil.rmtree(paths.dir, ignore_errors=True)
+    paths.state.unlink(missing_ok=True)
+    paths.state.with_name(paths.state.name + ".tmp").unlink(missing_ok=True)
+
+
+# -- QMP on one event-loop thread ----------------------------------------------------
+
+
+class _Loop:
+    """One asyncio loop in a daemon thread; the backend's QMP clients all live on it.
+
+    qemu.qmp is asyncio-only. The runner calls the backend from many launch threads, so
+    every call is handed to this loop and waited for with a timeout.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="bench-qemu-qmp", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except TimeoutError:
+            fut.cancel()
+            raise
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+@dataclass
+class _Live:
+    """What one running instance holds in this bench process."""
+
+    paths: InstancePaths
+    proc: subprocess.Popen[bytes] | None = None
+    qmp: Any = None  # qemu.qmp.QMPClient, once connected
+    console: socket.socket | None = None
+    destroyed: bool = False
+
+
+class QemuBackend(Backend):
+    kind = "vm"
+    Settings = QemuSettings
+
+    def __init__(self, settings: QemuSettings, host: Host | None = None):
+        super().__init__(settings, host)
+        self.settings: QemuSettings = settings
+        self.binary = QEMU_BINARY
+        self.accel: str | None = None
+        self._boot: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._loop: _Loop | None = None
+        self._hub: IOHub | None = None
+        self._version: str | None = None
+
+    # -- the CLI's hooks ----------------------------------------------------------------
+
+    @classmethod
+    def _default(cls, name: str) -> QemuBackend:
+        return cls(QemuSettings(name=name, backend="qemu"))
+
+    @classmethod
+    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+        # State files are on this machine: there is one "engine" and nothing to reach.
+        return [cls._default("clean")]
+
+    @classmethod
+    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+        q = cls._default("doctor")
+        try:
+            return q._doctor_checks(say)
+        except BenchError as e:
+            fix = "apt-get install qemu-system-x86 qemu-utils; pip install qemu.qmp"
+            return [Check("qemu", False, str(e), fix, engine=True)]
+        finally:
+            q.close()
+
+    def _doctor_checks(self, say: Callable[[str], None]) -> list[Check]:
+        version = self.qemu_version()
+        machines = self.machines()
+        checks = [Check("qemu", True, f"{self.binary} {version}")]
+        has_microvm = "microvm" in machines
+        checks.append(
+            Check(
+                "qemu machines",
+                has_microvm,
+                ", ".join(m for m in MACHINE_ARGS if m in machines) or "none of bench's",
+                "" if has_microvm else "a QEMU with the microvm machine (5.0 or later)",
+            )
+        )
+        try:
+            import qemu.qmp  # noqa: F401
+        except ImportError:
+            checks.append(Check("qemu.qmp", False, "not installed", "pip install qemu.qmp"))
+        if images.vm_artifacts("busybox") is not None:
+            accel, detail = self.resolve_accel(
+                on_probe=lambda: say(
+                    "probing KVM for direct QEMU with a test boot (once per host, then "
+                    f"cached; up to {KVM_PROBE_TIMEOUT_S:.0f} s)..."
+                )
+            )
+            text = (
+                "KVM boots guests"
+                if accel == "kvm"
+                else f"TCG only (software emulation): {detail}; VM boot times are not "
+                "representative of KVM"
+            )
+            checks.append(Check("qemu accel", True, text))
+        return checks
+
+    # -- the engine: a program on this host ------------------------------------------
+
+    def qemu_version(self) -> str:
+        """`7.2.22`; raises EngineUnavailable when the program is missing."""
+        if self._version is None:
+            done = self.host.run([self.binary, "--version"], timeout=30)
+            if done.returncode == 127:
+                raise EngineUnavailable(
+                    f"{self.binary} not found: `apt-get install qemu-system-x86`"
+                )
+            m = re.search(r"version\s+(\S+)", done.stdout)
+            if done.returncode != 0 or not m:
+                raise EngineUnavailable(
+                    f"{self.binary} --version failed: {(done.stderr or done.stdout).strip()[:200]}"
+                )
+            self._version = m.group(1)
+        return self._version
+
+    def machines(self) -> set[str]:
+        done = self.host.run([self.binary, "-machine", "help"], timeout=30)
+        return {line.split()[0] for line in done.stdout.splitlines()[1:] if line.strip()}
+
+    def preflight(self) -> None:
+        self.qemu_version()
+        try:
+            import qemu.qmp  # noqa: F401
+        except ImportError:
+            raise EngineUnavailable(
+                "the qemu backend needs the qemu.qmp package: `pip install qemu.qmp`"
+            ) from None
+        if self.settings.machine not in self.machines():
+            raise EngineUnavailable(
+                f"{self.binary} {self._version} has no {self.settings.machine!r} machine"
+            )
+        s = self.settings
+        for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
+            if p and not self.host.is_file(p):
+                raise MissingImage(f"{p} does not exist", key=key)
+
+    def prepare(
+        self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
+    ) -> dict[str, Any]:
+        self._boot = self._resolve_boot(build_missing, say)
+        self.accel, accel_detail = self.resolve_accel(
+            on_probe=lambda: say(
+                "probing KVM for direct QEMU with a test boot (once per host, then cached; "
+                f"up to {KVM_PROBE_TIMEOUT_S:.0f} s)..."
+            )
+        )
+        paths = self._boot.get("paths")
+        if paths:
+            k, initrd, cmdline = paths
+            cmdline = guest_cmdline(cmdline, self.settings.machine, self.accel, host_tsc_khz())
+            self._boot["paths"] = (k, initrd, cmdline)
+            self._boot["cmdline"] = cmdline
+        self.host.make_dirs(qemu_root())
+        return {
+            "engine": "qemu",
+            "qemu_binary": self.binary,
+            "qemu_version": self.qemu_version(),
+            "machine": self.settings.machine,
+            "accel": self.accel,
+            "accel_detail": accel_detail,
+            **{k: v for k, v in self._boot.items() if k != "paths"},
+        }
+
+    def _resolve_boot(self, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
+        s = self.settings
+        allocated = self.host.allocated_bytes
+        if s.disk:
+            return {"boot": "disk", "image": str(s.disk), "image_bytes": allocated(s.disk)}
+        if s.kernel:
+            return {
+                "boot": "kernel",
+                "image": str(s.kernel),
+                "image_bytes": sum(allocated(p) for p in (s.kernel, s.initrd) if p),
+                "paths": (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
+            }
+        art = images.vm_artifacts(s.image)
+        if art is None:
+            if not build_missing:
+                raise MissingImage(f"VM image {s.image!r} is not built: run `bench images build`")
+            say(f"building the bench VM image {s.image!r} (first use on this host)...")
+            art = images.build_rootfs(s.image)
+        return {
+            "boot": "kernel",
+            "image": s.image,
+            "image_bytes": allocated(art.kernel) + allocated(art.initrd),
+            "rootfs_sha256": art.manifest.get("rootfs_sha256"),
+            "guest_kernel": art.manifest.get("kernel_release"),
+            "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
+        }
+
+    # -- accel: the same rule as libvirt's, by a probe boot of QEMU itself -------------
+
+    def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> tuple[str, str]:
+        """(accel, why) for this platform's instances; `on_probe` before a probe boot."""
+        if self.settings.accel != "auto":
+            return self.settings.accel, "set by accel:"
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            return "tcg", "no usable /dev/kvm"
+        key = self._probe_key()
+        cache = cache_dir() / "accel-probe.json"
+        try:
+            known = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if key not in known:
+            on_probe()
+            works, detail = self._probe_kvm()
+            # Re-read: libvirt's probe shares the file (its own keys).
+            with contextlib.suppress(OSError, ValueError):
+                known = json.loads(cache.read_text())
+            known[key] = {"accel": "kvm" if works else "tcg", "detail": detail}
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_state(cache, known)
+        return known[key]["accel"], known[key].get("detail", "")
+
+    def _probe_key(self) -> str:
+        # Re-probe when anything that decides whether KVM works has changed.
+        parts = ["qemu-direct", self.binary, self.qemu_version(), os.uname().release]
+        parts.append(self.host.key)
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def _probe_kvm(self) -> tuple[bool, str]:
+        """Boot the bench guest once under KVM: only a real boot tells whether KVM works
+        (an openable /dev/kvm is not enough; under nested PVM guests hang)."""
+        art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
+        settings = QemuSettings(name="kvm-probe", backend="qemu", accel="kvm", memory=128 * 2**20)
+        probe = type(self)(settings, self.host)
+        probe.accel = "kvm"
+        probe._boot = {"paths": (art.kernel, art.initrd, art.cmdline)}
+        done = threading.Event()
+        console = Console(DEFAULT_MARKER, on_change=done.set)
+        name = f"{NAME_PREFIX}kvm-probe-qemu-{os.getpid()}"
+        inst = Instance(name, "kvm-probe", "kvm-probe", console)
+        try:
+            probe.create(inst)
+            probe.start(inst)
+            done.wait(KVM_PROBE_TIMEOUT_S)
+        except Exception as e:  # any failure to boot under KVM means: use TCG
+            return False, f"kvm probe failed: {first_line(e)}"
+        finally:
+            probe.destroy(inst)
+            probe.close()
+        if console.ready_at is not None:
+            return True, "guest booted under kvm"
+        why = f" ({console.closed_reason})" if console.closed_reason else ""
+        return False, f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm{why}"
+
+    # -- instances -------------------------------------------------------------------
+
+    def _qmp_loop(self) -> _Loop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = _Loop()
+            return self._loop
+
+    def _io(self) -> IOHub:
+        with self._lock:
+            if self._hub is None:
+                self._hub = IOHub("bench-qemu-io")
+            return self._hub
+
+    def create(self, inst: Instance) -> None:
+        from qemu.qmp import QMPClient
+
+        s = self.settings
+        paths = InstancePaths.of(inst.name)
+        live = _Live(paths)
+        with self._lock:
+            inst.handle = live
+        # The state file first: from here on `bench clean` finds this instance.
+        self.host.make_dirs(paths.state.parent)
+        write_state(paths.state, instance_state(inst, paths, None))
+        self.host.make_dirs(paths.dir)
+        disk = None
+        if s.disk:
+            make_overlay(self.host, s.disk, paths.overlay)
+            disk = paths.overlay
+        loop = self._qmp_loop()
+        qmp = QMPClient(inst.name)
+        serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            serial.bind(str(paths.serial))
+            serial.listen(1)
+            loop.run(qmp.start_server(str(paths.qmp)), QMP_TIMEOUT_S)
+            argv = qemu_argv(
+                binary=self.binary,
+                name=inst.name,
+                machine=s.machine,
+                accel=self.accel or "tcg",
+                memory_bytes=s.memory or DEFAULT_MEMORY,
+                vcpus=s.vcpus,
+                paths=paths,
+                kernel=self._boot.get("paths"),
+                disk=disk,
+            )
+            with self._lock:
+                if live.destroyed:  # torn down (interrupt) before it was spawned
+                    raise RuntimeError("destroyed before start")
+                with paths.log.open("wb") as log:
+                    live.proc = subprocess.Popen(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                        start_new_session=True,  # its own process group; no terminal signals
+                    )
+            write_state(paths.state, instance_state(inst, paths, live.proc.pid))
+            inst.info["accel"] = self.accel
+            inst.info["machine"] = s.machine
+            inst.info["qemu_pid"] = live.proc.pid
+            accept = loop.submit(qmp.accept())
+            self._wait_connected(live, accept, inst)
+            live.qmp = qmp
+            serial.settimeout(CONNECT_TIMEOUT_S)
+            # QEMU opened its serial chardev before its monitor: already in the backlog.
+            conn, _ = serial.accept()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                loop.run(qmp.disconnect(), QMP_TIMEOUT_S)
+            if live.destroyed:
+                # destroy() ran while this was starting and may have found no files
+                # yet: what it missed goes now (a spawned QEMU it did kill).
+                remove_instance_files(paths)
+            raise
+        finally:
+            serial.close()
+            # Connected: the paths are no longer needed (and would outlive a kill -9).
+            paths.qmp.unlink(missing_ok=True)
+            paths.serial.unlink(missing_ok=True)
+        conn.setblocking(False)
+        live.console = conn
+        console = inst.console
+
+        def on_readable() -> None:
+            try:
+                data = conn.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                data, err = b"", e
+            else:
+                err = None
+            if not data:
+                self._hub.remove(conn)  # type: ignore[union-attr]
+                console.close(f"serial console closed ({err or 'qemu exited'})")
+                return
+            console.feed(data)
+
+        self._io().add(conn, on_readable)
+
+    def _wait_connected(self, live: _Live, accept: Any, inst: Instance) -> None:
+        """Until QEMU has connected to QMP; fails at once if QEMU exits or is destroyed."""
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while True:
+            try:
+                accept.result(0.05)
+                return
+            except TimeoutError:
+                pass
+            proc = live.proc
+            if live.destroyed or (proc is not None and proc.poll() is not None):
+                accept.cancel()
+                why = "destroyed while starting" if live.destroyed else self._log_tail(live)
+                raise EngineUnavailable(f"qemu exited before connecting: {why}")
+            if time.monotonic() > deadline:
+                accept.cancel()
+                raise EngineUnavailable(
+                    f"qemu did not connect to QMP within {CONNECT_TIMEOUT_S}s ({inst.name})"
+                )
+
+    @staticmethod
+    def _log_tail(live: _Live) -> str:
+        try:
+            text = live.paths.log.read_text(errors="replace").strip()
+        except OSError:
+            text = ""
+        code = live.proc.returncode if live.proc else None
+        return (text.splitlines()[-1] if text else f"exit status {code}")[:300]
+
+    def start(self, inst: Instance) -> None:
+        live: _Live = inst.handle
+        self._qmp_loop().run(live.qmp.execute("cont"), QMP_TIMEOUT_S)
+
+    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+        live: _Live = inst.handle
+        pid = live.proc.pid if live.proc else host.read_pidfile(str(live.paths.pidfile))
+        disk = self.settings.disk
+        return {
+            "pids": [pid] if pid else [],
+            # QEMU keeps no account of its own memory use (no cgroup, no balloon device
+            # here): the process view (PSS of the QEMU process) is the measure.
+            "engine_mem_bytes": None,
+            "engine_mem_source": "none (direct QEMU: see the process view)",
+            # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
+            "disk_writable_bytes": host.allocated_bytes(live.paths.overlay) if disk else 0,
+        }
+
+    def reachable(self) -> bool:
+        return True  # no daemon: each instance is its own process
+
+    def storage_dirs(self) -> list[Path]:
+        root = qemu_root()
+        return [root] if self.host.is_dir(root) else []
+
+    def destroy(self, inst: Instance) -> None:
+        live: _Live | None = inst.handle
+        paths = live.paths if live else InstancePaths.of(inst.name)
+        if live is not None:
+            with self._lock:
+                live.destroyed = True
+                proc = live.proc
+            if live.console is not None:
+                if self._hub:
+                    self._hub.remove(live.console)
+                live.console.close()
+                live.console = None
+            asked = False
+            if live.qmp is not None:
+                asked = self._quit(live.qmp)
+                live.qmp = None
+            if proc is not None:
+                try:
+                    proc.wait(QUIT_WAIT_S if asked else 0)
+                except subprocess.TimeoutExpired:
+                    kill_group(proc.pid)
+                    proc.wait(30)
+        else:
+            # create() never got as far as a handle: go by the state file.
+            state = read_state(paths.state)
+            pid = parse_pid(state.get("pid")) if state else None
+            if pid and is_instance_process(pid, inst.name, self.binary):
+                kill_group(pid)
+        remove_instance_files(paths)
+
+    def _quit(self, qmp: Any) -> bool:
+        """QMP quit; False if QEMU could not be asked (it gets SIGKILL at once)."""
+        loop = self._qmp_loop()
+        asked = True
+        try:
+            loop.run(qmp.execute("quit"), QUIT_WAIT_S)
+        except EOFError:
+            pass  # QEMU hung up before its reply reached us: it is quitting
+        except Exception:
+            asked = False
+        # QEMU hangs up after quit: the EOFError disconnect() raises is the normal end.
+        with contextlib.suppress(Exception):
+            loop.run(qmp.disconnect(), QUIT_WAIT_S)
+        return asked
+
+    # -- what a crashed bench left -------------------------------------------------------
+
+    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
+        return find_leftovers(qemu_root(), run_id, self.binary)
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        root = qemu_root()
+        if leftover.kind == "file":  # an instance directory without its state file
+            shutil.rmtree(leftover.name, ignore_errors=True)
+            return
+        paths = InstancePaths.of(leftover.name, root)
+        state = read_state(paths.state) or {}
+        pid = parse_pid(state.get("pid")) or self.host.read_pidfile(str(paths.pidfile))
+        if pid and is_instance_process(pid, leftover.name, self.binary):
+            kill_group(pid)
+            # Not our child: wait for it to go before its files do.
+            deadline = time.monotonic() + 10
+            while pid_alive(pid) and is_instance_process(pid, leftover.name, self.binary):
+                if time.monotonic() > deadline:
+                    raise BenchError(f"qemu pid {pid} of {leftover.name} would not die")
+                time.sleep(0.05)
+        remove_instance_files(paths)
+
+    def close(self) -> None:
+        with self._lock:
+            hub, self._hub = self._hub, None
+            loop, self._loop = self._loop, None
+        if hub:
+            hub.close()
+        if loop:
+            loop.close()
+
+
+def find_leftovers(root: Path, run_id: str | None, binary: str = QEMU_BINARY) -> list[Leftover]:
+    """Instances whose state file is still there (kind "vm" if the QEMU still runs,
+    else "files"), and instance directories whose state file is gone ("file")."""
+    out: list[Leftover] = []
+    if not root.is_dir():
+        return out
+    # Directories before state files: a directory seen here had its state file
+    # written before it, so a run starting meanwhile is never taken for debris.
+    dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    keys = set()
+    for f in sorted(root.glob("*.json")):
+        state = read_state(f)
+        if state is None:
+            continue
+        keys.add(f.stem)
+        rid = state.get("run_id")
+        if run_id is not None and rid != run_id:
+            continue
+        name = state["name"]
+        pid = parse_pid(state.get("pid"))
+        running = bool(pid) and is_instance_process(pid, name, binary)  # type: ignore[arg-type]
+        owner_pid = parse_pid(state.get("owner_pid"))
+        out.append(
+            Leftover(
+                "qemu", "vm" if running else "files", name, rid, owner_pid, state.get("owner_host")
+            )
+        )
+    if run_id is None:
+        # A directory is made after its state file and removed before it: one alone is
+        # what a removal cut short left.
+        for d in (d for d in dirs if d.name not in keys):
+            out.append(Leftover("qemu", "file", str(d), None))
+    return out
+
+
+def make_overlay(host: Host, base: Path, overlay: Path) -> None:
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2"]
+    done = host.run([*argv, "-b", str(base.resolve()), str(overlay)], timeout=60)
+    if done.returncode == 127:
+        raise ImageError("qemu-img not found: `apt-get install qemu-utils`")
+    if done.returncode != 0:
+        raise ImageError(f"qemu-img create failed: {done.stderr.strip()[:200]}")
