@@ -124,6 +124,9 @@ class Backend(ABC):
     def __init__(self, settings: PlatformBase, host: Host | None = None):
         self.settings = settings
         self._host = host
+        # Tells the user about slow work in preflight() (a runtime probe): prepare() is
+        # given `say`, preflight() has it here (bench.run sets it).
+        self.say: Callable[[str], None] = print_nothing
 
     @property
     def host(self) -> Host:
