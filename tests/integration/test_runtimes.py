@@ -76,7 +76,7 @@ def test_crun_is_refused_in_preflight_with_its_own_reason(docker_api, tmp_path):
         "platforms:\n  - {name: c, backend: docker, image: busybox, runtime: crun}\n"
     )
     out = tmp_path / "results"
-    p = bench("run", str(scenario), "--out", str(out), cwd=tmp_path)
+    p = bench("run", str(scenario), "--out", str(out))
     assert p.returncode == 3, p.stdout + p.stderr
     # Before it, at most the notice that a probe runs; the error itself is one line.
     lines = p.stderr.strip("\n").splitlines()
@@ -97,7 +97,7 @@ def test_an_unknown_runtime_exits_2_naming_the_registered_ones(docker_api, tmp_p
         "platforms:\n  - {name: c, backend: docker, image: busybox, runtime: nosuch}\n"
     )
     out = tmp_path / "results"
-    p = bench("run", str(scenario), "--out", str(out), cwd=tmp_path)
+    p = bench("run", str(scenario), "--out", str(out))
     assert p.returncode == 2, p.stdout + p.stderr
     assert p.stderr.count("\n") == 1, p.stderr
     assert "runtime: runtime 'nosuch' is not registered" in p.stderr
@@ -113,7 +113,7 @@ def test_doctor_lists_each_runtime_and_whether_it_starts_the_bench_image(docker_
         name: next((x for x in p.stdout.splitlines() if f" runtime {name} " in x), "")
         for name in runtimes
     }
-    for name, line in lines.items():
+    for line in lines.values():
         assert line.startswith("ok   "), p.stdout
     if "runsc" in runtimes:
         assert "starts the bench image (kernel 4.4.0)" in lines["runsc"]
