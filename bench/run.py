@@ -92,6 +92,8 @@ def preflight(
     """What `bench run` checks before it starts anything, on its own (for validate):
     each platform against its host, then (with `engines`) its engine and images."""
     backends = {p.name: factory(p) for p in loaded.scenario.platforms}
+    for b in backends.values():
+        b.may_probe = False  # validate starts nothing; a cached probe result still counts
     try:
         check_against_host(loaded, {name: b.host for name, b in backends.items()})
         if engines:

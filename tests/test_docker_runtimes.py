@@ -318,3 +318,28 @@ def test_prepare_records_the_runtime_and_its_version(docker_backend):
     assert engine["runtime"] == "runsc" and engine["runtime_version"] == "release-20221219.0"
     assert engine["default_runtime"] == "runc"
     assert len(api.created) == 1  # probed once, in preflight, not again in prepare
+
+
+def test_validate_starts_no_probe_but_a_cached_refusal_still_counts(monkeypatch, tmp_path):
+    from bench.backends.docker_backend import DockerBackend
+    from bench.run import preflight
+    from bench.scenario import load_scenario
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    reason = "cgroups in hybrid mode not supported, drop all controllers from cgroupv2"
+    api = Api(start_error=f"OCI runtime create failed: {reason}: unknown")
+    monkeypatch.setattr(DockerBackend, "connect", lambda self: setattr(self, "_api", api) or api)
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nplatforms:\n  - {name: c, backend: docker, image: busybox, runtime: crun}\n"
+    )
+    preflight(load_scenario(path))  # bench validate: nothing known, nothing started
+    assert api.created == []
+    b = DockerBackend(load_scenario(path).scenario.platforms[0])  # the same host as validate
+    b._api = api
+    with pytest.raises(RuntimeUnusable):
+        b.preflight()  # bench run probes
+    assert len(api.created) == 1
+    with pytest.raises(RuntimeUnusable, match=reason):
+        preflight(load_scenario(path))  # validate now knows
+    assert len(api.created) == 1

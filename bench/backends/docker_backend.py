@@ -289,7 +289,9 @@ class DockerBackend(Backend):
         runtime = self.settings.runtime
         if runtime is None or self._runtime_checked:
             return
-        result = self.probe_runtime(runtime, say)
+        result = self.probe_runtime(runtime, say, start=self.may_probe)
+        if result is None:
+            return  # not probed yet, and not allowed to (bench validate)
         if not result["ok"]:
             raise RuntimeUnusable(
                 f"platform {self.settings.name!r}: runtime {runtime!r} cannot start the bench "
@@ -320,10 +322,13 @@ class DockerBackend(Backend):
             return None
         return version_line(out.stdout) if out.returncode == 0 else None
 
-    def probe_runtime(self, runtime: str, say: Callable[[str], None] = print_nothing) -> dict:
+    def probe_runtime(
+        self, runtime: str, say: Callable[[str], None] = print_nothing, *, start: bool = True
+    ) -> dict[str, Any] | None:
         """Whether `runtime` can start the bench image here: {"ok", "detail"}. Only a
         real start tells (crun is registered fine on a hybrid-cgroup host, then refuses
-        every container); cached per host, daemon and runtime, like the KVM probe."""
+        every container); cached per host, daemon and runtime, like the KVM probe.
+        Without `start`, only a cached result (None if there is none)."""
         info = self.daemon_info()
         key = runtime_probe_key(self.host.key, info, runtime)
         cache = cache_dir() / "runtime-probe.json"
@@ -333,6 +338,8 @@ class DockerBackend(Backend):
             known = {}
         if isinstance(known.get(key), dict) and "ok" in known[key]:
             return known[key]
+        if not start:
+            return None
         say(f"probing runtime {runtime} (once per host, then cached)...")
         ok, detail = self._probe_runtime(runtime)
         known[key] = {"runtime": runtime, "ok": ok, "detail": detail}
