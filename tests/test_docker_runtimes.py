@@ -149,6 +149,7 @@ def test_runtime_reason_is_the_runtimes_own_line():
         crun
     )
     assert runtime_reason(f"OCI runtime create failed: {crun}: unknown\nmore") == crun
+    assert runtime_reason(f"crun: {crun}: unknown", "crun") == crun
     assert runtime_reason("no such file") == "no such file"
 
 

@@ -373,7 +373,7 @@ class DockerBackend(Backend):
             status = api.wait(created["Id"], timeout=RUNTIME_PROBE_TIMEOUT_S)
             out = api.logs(created["Id"]).decode(errors="replace").strip()
         except docker.errors.APIError as e:
-            return False, runtime_reason(e.explanation or str(e))
+            return False, runtime_reason(e.explanation or str(e), runtime)
         except Exception as e:  # a timeout, a dropped connection
             return False, f"the probe container did not finish: {first_line(e)}"
         finally:
@@ -635,14 +635,17 @@ _REASON_PREFIXES = (
 )
 
 
-def runtime_reason(text: str) -> str:
+def runtime_reason(text: str, runtime: str = "") -> str:
     """A runtime's own one-line reason out of dockerd's error for a failed start:
-    "failed to create shim: OCI runtime create failed: <reason>: unknown" -> <reason>."""
+    "failed to create shim: OCI runtime create failed: <reason>: unknown" -> <reason>
+    (also without a "crun: " naming the runtime again)."""
     line = first_line(Exception(text), limit=1000)
     for prefix in _REASON_PREFIXES:
         if prefix in line:
             line = line.split(prefix, 1)[1]
     line = line.strip()
+    if runtime:
+        line = line.removeprefix(f"{runtime}: ")
     for suffix in (": unknown", ": Unknown"):
         line = line.removesuffix(suffix)
     return line[:300] or "the runtime gave no reason"
