@@ -66,6 +66,17 @@ class MissingImage(UsageError):
         self.key = key  # the platform key at fault: image, kernel, initrd or disk
 
 
+class UnknownRuntime(UsageError):
+    """A docker platform's `runtime:` that its daemon has not registered."""
+
+    key = "runtime"
+
+
+class RuntimeUnusable(EngineUnavailable):
+    """A registered runtime that cannot start a container on this host (its probe failed):
+    the host's set-up, not the scenario, is at fault."""
+
+
 def first_line(e: BaseException, limit: int = 300) -> str:
     """An exception as one short line, for per-instance failure reasons."""
     text = str(e).strip()

@@ -101,6 +101,7 @@ class Sample(Record):
     marker_fields: dict[str, str] = Field(default_factory=dict, description="key=value fields")
     console_tail: str | None = value("last console lines of a failed instance")
     accel: str | None = value("kvm or tcg (VMs)")
+    runtime: str | None = value("the OCI runtime a container ran under: runc, runsc, crun, ...")
     pss_bytes: int | None = metric(
         "bytes",
         "proportional set size of its host processes (process view)",
@@ -292,6 +293,7 @@ def split_extras(model: type[Record], data: dict[str, Any]) -> dict[str, Any]:
 BACKEND_FIELDS = frozenset(
     {
         "accel",
+        "runtime",
         "pss_bytes",
         "uss_bytes",
         "rss_bytes",

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
-from bench.errors import ExitCode, Interrupted, MissingImage, UsageError
+from bench.errors import ExitCode, Interrupted, MissingImage, UnknownRuntime, UsageError
 from bench.host import Host
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
@@ -61,6 +61,7 @@ def prepare_backends(
         for p in loaded.scenario.platforms:
             if only is None or p.name in only:
                 backends[p.name] = factory(p)
+                backends[p.name].say = say
         check_against_host(loaded, {name: b.host for name, b in backends.items()})
         # Every platform's cheap checks first: a bad file starts and builds nothing.
         _preflight(loaded, backends)
@@ -78,7 +79,7 @@ def _preflight(loaded: LoadedScenario, backends: dict[str, Backend]) -> None:
             continue
         try:
             backends[p.name].preflight()
-        except MissingImage as e:
+        except (MissingImage, UnknownRuntime) as e:
             raise loaded.error(("platforms", i, e.key), str(e)) from None
 
 
@@ -91,6 +92,8 @@ def preflight(
     """What `bench run` checks before it starts anything, on its own (for validate):
     each platform against its host, then (with `engines`) its engine and images."""
     backends = {p.name: factory(p) for p in loaded.scenario.platforms}
+    for b in backends.values():
+        b.may_probe = False  # validate starts nothing; a cached probe result still counts
     try:
         check_against_host(loaded, {name: b.host for name, b in backends.items()})
         if engines:

@@ -17,6 +17,8 @@
 #                             BENCH_KERNEL, /boot/vmlinuz-* and an already cached kernel,
 #                             and downloads/extracts the kernel into the cache again.
 #   BENCH_SKIP_ENGINES        =1: do not run scripts/start-engines.sh at the end.
+#   BENCH_DOCKER_DAEMON_JSON  dockerd's configuration, where runsc and crun are registered
+#                             (default /etc/docker/daemon.json).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -37,6 +39,13 @@ PACKAGES=(
     qemu-system-x86        # the VM engine (TCG or KVM)
     qemu-utils             # qemu-img
     make                   # the Makefile is the entry point (absent on minimal images)
+)
+
+# Other OCI runtimes for docker platforms' `runtime:` key. Optional: a distribution
+# release without them only loses those platforms (a warning, not an error).
+RUNTIME_PACKAGES=(
+    runsc                  # gVisor: a sandboxed container runtime (`runtime: runsc`)
+    crun                   # `runtime: crun` (works on pure cgroup v1 or v2 hosts only)
 )
 
 log() { printf 'setup-host: %s\n' "$*" >&2; }
@@ -99,10 +108,15 @@ done
 declare -A STATUS=()
 while IFS=' ' read -r pkg status; do
     STATUS[$pkg]=$status
-done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" \
+    2>/dev/null || true)
 MISSING=()
 for pkg in "${PACKAGES[@]}"; do
     [[ "${STATUS[$pkg]:-}" == ii* ]] || MISSING+=("$pkg")
+done
+MISSING_RUNTIMES=()
+for pkg in "${RUNTIME_PACKAGES[@]}"; do
+    [[ "${STATUS[$pkg]:-}" == ii* ]] || MISSING_RUNTIMES+=("$pkg")
 done
 
 # Python: the venv module needs ensurepip, which Debian/Ubuntu ship separately in
@@ -221,6 +235,18 @@ if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y* ]] \
         apt-get install -y -q --no-install-recommends apparmor || die "apt-get install apparmor failed"
 fi
 
+if ((${#MISSING_RUNTIMES[@]})); then
+    if ((EUID != 0)) && ((${#SUDO[@]} == 0)); then
+        log "WARNING: not installing ${MISSING_RUNTIMES[*]} (needs root): \`runtime:\` platforms using them will be refused"
+    else
+        apt_update_once
+        log "installing the container runtimes: ${MISSING_RUNTIMES[*]}"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends "${MISSING_RUNTIMES[@]}" \
+            || log "WARNING: apt-get install ${MISSING_RUNTIMES[*]} failed: \`runtime:\` platforms using them will be refused"
+    fi
+fi
+
 for note in ${PY_NOTES[@]+"${PY_NOTES[@]}"}; do log "WARNING: $note"; done
 
 # --- 5. guest kernel --------------------------------------------------------
@@ -265,7 +291,48 @@ if ((NEED_KERNEL)); then
     fetch_kernel
 fi
 
-# --- 6. engines -------------------------------------------------------------
+# --- 6. docker runtimes -----------------------------------------------------
+
+# Register runsc and crun with dockerd (merged into daemon.json: other keys and runtimes
+# stay), and reload a running dockerd only when the file changed; a dockerd started
+# below reads it anyway. runsc needs --network=none (scripts/docker_runtimes.py).
+DAEMON_JSON=${BENCH_DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}
+register_docker_runtimes() {
+    local args=() name path result pid comm
+    for name in runsc crun; do
+        path=$(command -v "$name" 2>/dev/null) || path=/usr/bin/$name
+        [[ -x "$path" ]] && args+=("$name=$path")
+    done
+    ((${#args[@]})) || return 0
+    result=$("${SUDO[@]}" python3 "$SCRIPT_DIR/docker_runtimes.py" "$DAEMON_JSON" "${args[@]}") \
+        || die "could not register ${args[*]} in $DAEMON_JSON (see above); fix the file or register them by hand"
+    [[ "$result" == changed ]] || return 0
+    log "registered with dockerd in $DAEMON_JSON: ${args[*]}"
+    if [[ "$DAEMON_JSON" != /etc/docker/daemon.json ]]; then
+        log "not reloading dockerd: it reads /etc/docker/daemon.json, not $DAEMON_JSON"
+        return 0
+    fi
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1 \
+        && systemctl is-active --quiet docker.service 2>/dev/null; then
+        log "reloading docker.service"
+        "${SUDO[@]}" systemctl reload docker.service || log "WARNING: reload failed: restart dockerd to use the new runtimes"
+        return 0
+    fi
+    # The pid file names this host's dockerd (not one of a nested container's).
+    { read -r pid </var/run/docker.pid; } 2>/dev/null || return 0
+    { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 0
+    if [[ "$comm" == dockerd ]]; then
+        log "reloading dockerd (SIGHUP to $pid)"
+        "${SUDO[@]}" kill -HUP "$pid"
+    fi
+}
+
+case "${DOCKER_HOST:-unix://}" in
+    unix://*) register_docker_runtimes ;;
+    *) log "DOCKER_HOST=$DOCKER_HOST is not local: not registering runtimes" ;;
+esac
+
+# --- 7. engines -------------------------------------------------------------
 
 if [[ "${BENCH_SKIP_ENGINES:-0}" != 1 ]]; then
     "${SUDO[@]}" "$SCRIPT_DIR/start-engines.sh"

@@ -124,6 +124,12 @@ class Backend(ABC):
     def __init__(self, settings: PlatformBase, host: Host | None = None):
         self.settings = settings
         self._host = host
+        # Tells the user about slow work in preflight() (a runtime probe): prepare() is
+        # given `say`, preflight() has it here (bench.run sets it).
+        self.say: Callable[[str], None] = print_nothing
+        # Whether preflight() may start a probe (a runtime that cannot start anything is
+        # refused before a run); `bench validate` starts nothing: known results only.
+        self.may_probe = True
 
     @property
     def host(self) -> Host:

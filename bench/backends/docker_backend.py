@@ -4,6 +4,8 @@ no hidden inspect round-trips inflating `create_s`)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import socket
 import struct
@@ -21,6 +23,7 @@ from bench.backends.base import (
     LABEL_PLATFORM,
     LABEL_PREFIX,
     LABEL_RUN,
+    NAME_PREFIX,
     Backend,
     Check,
     CliOption,
@@ -34,11 +37,14 @@ from bench.errors import (
     EngineUnavailable,
     ImageError,
     MissingImage,
+    RuntimeUnusable,
+    UnknownRuntime,
     UsageError,
     first_line,
 )
 from bench.iohub import IOHub
 from bench.owner import owner_labels
+from bench.paths import cache_dir
 from bench.settings import PlatformBase
 
 if TYPE_CHECKING:
@@ -46,6 +52,9 @@ if TYPE_CHECKING:
 
 API_TIMEOUT_S = 60  # every engine call is bounded: a dead dockerd must not hang a run
 API_CONNECTIONS = 64
+RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "30"))
+# The run id on a probe container's label: `bench clean` finds one a crash left behind.
+PROBE_RUN_ID = "runtime-probe"
 
 
 class DockerSettings(PlatformBase):
@@ -56,6 +65,11 @@ class DockerSettings(PlatformBase):
     # default: $DOCKER_HOST, else unix:///var/run/docker.sock.
     host: str | None = Field(None, max_length=512)
     env: dict[str, str] = Field(default_factory=dict)
+    # An OCI runtime the daemon has registered (runc, runsc, crun, ...); default: the
+    # daemon's default runtime.
+    runtime: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+    )
 
     @field_validator("host")
     @classmethod
@@ -101,6 +115,9 @@ class DockerBackend(Backend):
         self._sizes: dict[str, int] = {}
         self._procs: Any = None  # host process table, per sampling round
         self._storage_dirs: list[Path] = []
+        self._info: dict[str, Any] | None = None  # the daemon's info(), once per connection
+        self._runtime_checked = False  # the probe of `runtime:` passed
+        self._runtime_version: str | None = None
 
     cli_options = (
         CliOption(
@@ -145,11 +162,52 @@ class DockerBackend(Backend):
             checks.append(
                 Check("docker image", has, ref if has else f"{ref} missing", "bench images build")
             )
+            checks += docker._runtime_checks(has, say)
             return checks
         except BenchError as e:
             return [Check("docker", False, str(e), "dockerd & (or: make demo)", engine=True)]
         finally:
             docker.close()
+
+    def _runtime_checks(self, probe: bool, say: Callable[[str], None]) -> list[Check]:
+        """One line per registered runtime: its version and whether it can really start
+        the bench image here (the probe `runtime:` platforms pass, cached)."""
+        info = self.daemon_info()
+        default = info.get("DefaultRuntime")
+        checks = []
+        for name in sorted(info.get("Runtimes") or {}):
+            version = self.runtime_version(name)
+            head = f"{name} {version}" if version else name
+            if name == default:
+                head += " (default)"
+            if not probe:
+                detail = f"{head}: not probed (no bench image)"
+                checks.append(Check(f"runtime {name}", True, detail))
+                continue
+            result = self.probe_runtime(name, say)
+            if result["ok"]:
+                checks.append(Check(f"runtime {name}", True, f"{head}: {result['detail']}"))
+            elif name == default:
+                # Every docker platform without `runtime:` uses it: bench cannot run here.
+                checks.append(
+                    Check(
+                        f"runtime {name}",
+                        False,
+                        f"{head}: cannot start the bench image: {result['detail']}",
+                        "set another default-runtime in /etc/docker/daemon.json",
+                    )
+                )
+            else:
+                # A fact about this host, like TCG-only: bench refuses such platforms.
+                checks.append(
+                    Check(
+                        f"runtime {name}",
+                        True,
+                        f"{head}: cannot start the bench image on this host "
+                        f"({result['detail']}); platforms with `runtime: {name}` are refused",
+                    )
+                )
+        return checks
 
     @classmethod
     def build_images(
@@ -206,12 +264,127 @@ class DockerBackend(Backend):
                 "for now; unset DOCKER_HOST or set `host: unix:///var/run/docker.sock`"
             )
         self.connect()
+        runtime = self.settings.runtime
+        if runtime is not None:
+            registered = sorted(self.daemon_info().get("Runtimes") or {})
+            if runtime not in registered:
+                raise UnknownRuntime(
+                    f"runtime {runtime!r} is not registered with the Docker Engine at "
+                    f"{self.address} (registered: {', '.join(registered) or 'none'}): register "
+                    "it in /etc/docker/daemon.json (scripts/setup-host.sh does runsc and crun)"
+                )
         name = self.settings.image
         if not images.is_bench_image(name) and not self.has_image(name):
             raise MissingImage(
                 f"image {name!r} is not on {self.address} and bench never pulls (hosts may be "
                 "air-gapped): `docker load` it first, or use `image: busybox`"
             )
+        if runtime is not None and self.has_image(images.docker_ref(PROBE_IMAGE)):
+            # Without the bench image yet, prepare() probes once it has imported it.
+            self._require_runtime(self.say)
+
+    def _require_runtime(self, say: Callable[[str], None]) -> None:
+        """Refuse a `runtime:` that cannot start the bench image on this host (exit 3),
+        with the runtime's own reason: every instance would fail the same way."""
+        runtime = self.settings.runtime
+        if runtime is None or self._runtime_checked:
+            return
+        result = self.probe_runtime(runtime, say, start=self.may_probe)
+        if result is None:
+            return  # not probed yet, and not allowed to (bench validate)
+        if not result["ok"]:
+            raise RuntimeUnusable(
+                f"platform {self.settings.name!r}: runtime {runtime!r} cannot start the bench "
+                f"image on this host: {result['detail']}"
+            )
+        self._runtime_checked = True
+
+    def daemon_info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = self.connect().info()
+        return self._info
+
+    @property
+    def runtime(self) -> str | None:
+        """The OCI runtime instances run under: `runtime:`, else the daemon's default."""
+        return self.settings.runtime or self.daemon_info().get("DefaultRuntime")
+
+    def runtime_version(self, name: str) -> str | None:
+        """`<runtime binary> --version`, first line, on the engine's host (docker's info
+        names the binary but not its version)."""
+        conf = (self.daemon_info().get("Runtimes") or {}).get(name) or {}
+        path = conf.get("path")
+        if not path:
+            return None  # a containerd shim (runtimeType) has no binary to ask
+        try:
+            out = self.host.run([path, "--version"], timeout=10)
+        except Exception:
+            return None
+        return version_line(out.stdout) if out.returncode == 0 else None
+
+    def probe_runtime(
+        self, runtime: str, say: Callable[[str], None] = print_nothing, *, start: bool = True
+    ) -> dict[str, Any] | None:
+        """Whether `runtime` can start the bench image here: {"ok", "detail"}. Only a
+        real start tells (crun is registered fine on a hybrid-cgroup host, then refuses
+        every container); cached per host, daemon and runtime, like the KVM probe.
+        Without `start`, only a cached result (None if there is none)."""
+        info = self.daemon_info()
+        key = runtime_probe_key(self.host.key, info, runtime)
+        cache = cache_dir() / "runtime-probe.json"
+        try:
+            known = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if isinstance(known.get(key), dict) and "ok" in known[key]:
+            return known[key]
+        if not start:
+            return None
+        say(f"probing runtime {runtime} (once per host, then cached)...")
+        ok, detail = self._probe_runtime(runtime)
+        known[key] = {"runtime": runtime, "ok": ok, "detail": detail}
+        with contextlib.suppress(OSError):  # an unwritable cache only costs a re-probe
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(known, indent=2))
+            tmp.replace(cache)
+        return known[key]
+
+    def _probe_runtime(self, runtime: str) -> tuple[bool, str]:
+        import docker.errors
+
+        api = self.connect()
+        safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in runtime)
+        name = f"{NAME_PREFIX}runtime-probe-{safe}-{os.getpid()}"
+        try:
+            created = api.create_container(
+                images.docker_ref(PROBE_IMAGE),
+                command=["uname", "-r"],
+                name=name,
+                labels={
+                    LABEL_RUN: PROBE_RUN_ID,
+                    LABEL_PLATFORM: PROBE_RUN_ID,
+                    **owner_labels(LABEL_PREFIX),
+                },
+                host_config=api.create_host_config(network_mode="none", runtime=runtime),
+                detach=True,
+            )
+            api.start(created["Id"])
+            status = api.wait(created["Id"], timeout=RUNTIME_PROBE_TIMEOUT_S)
+            out = api.logs(created["Id"]).decode(errors="replace").strip()
+        except docker.errors.APIError as e:
+            return False, runtime_reason(e.explanation or str(e), runtime)
+        except Exception as e:  # a timeout, a dropped connection
+            return False, f"the probe container did not finish: {first_line(e)}"
+        finally:
+            with contextlib.suppress(Exception):
+                api.remove_container(name, force=True, v=True)
+        code = status.get("StatusCode")
+        if code != 0:
+            tail = out.splitlines()[-1] if out else "no output"
+            return False, f"the bench image exited with status {code} ({tail})"
+        kernel = out.splitlines()[-1] if out else "?"
+        return True, f"starts the bench image (kernel {kernel})"
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
@@ -227,10 +400,21 @@ class DockerBackend(Backend):
                     )
                 say(f"importing the bench image {self._image_ref} (first use on this engine)...")
                 import_bench_image(api, name)
+        if self.settings.runtime is not None and not self._runtime_checked:
+            # preflight() could not probe: the bench image was not on the engine yet.
+            if not self.has_image(images.docker_ref(PROBE_IMAGE)):
+                if not build_missing:
+                    raise MissingImage(
+                        f"image {images.docker_ref(PROBE_IMAGE)} (the runtime probe's) is not "
+                        "built: run `bench images build`"
+                    )
+                import_bench_image(api, PROBE_IMAGE)
+            self._require_runtime(say)
         img = api.inspect_image(self._image_ref)
         version = api.version()
         components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
-        info = api.info()
+        info = self.daemon_info()
+        self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
         root = Path(info.get("DockerRootDir") or "/var/lib/docker")
         self._storage_dirs = [root / "containers", root / (info.get("Driver") or "overlay2")]
         return {
@@ -242,7 +426,9 @@ class DockerBackend(Backend):
             "runc_version": components.get("runc"),
             "storage_driver": info.get("Driver"),
             "cgroup_version": info.get("CgroupVersion"),
-            "runtime": info.get("DefaultRuntime"),
+            "runtime": self.runtime,
+            "runtime_version": self._runtime_version,
+            "default_runtime": info.get("DefaultRuntime"),
             "image": self._image_ref,
             "image_id": img["Id"],
             "image_bytes": img.get("Size"),
@@ -272,7 +458,10 @@ class DockerBackend(Backend):
             memswap_limit=s.memory,  # no swap: a memory limit that swaps measures the disk
             nano_cpus=int(s.cpus * 1e9) if s.cpus else None,
             network_mode=s.network,
+            runtime=s.runtime,  # None: the daemon's default
         )
+        inst.info["runtime"] = self.runtime
+        inst.info["runtime_version"] = self._runtime_version
         created = api.create_container(
             self._image_ref,
             command=s.command,
@@ -412,6 +601,65 @@ class DockerBackend(Backend):
         if self._api is not None:
             self._api.close()
             self._api = None
+        self._info = None
+
+
+PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
+
+
+def runtime_probe_key(host_key: str, info: dict[str, Any], runtime: str) -> str:
+    """The cache key of a runtime probe: re-probe when anything that decides whether the
+    runtime works has changed (the host, the daemon and its version, the runtime's
+    registration, the kernel and its cgroup set-up)."""
+    conf = (info.get("Runtimes") or {}).get(runtime)
+    parts = [
+        host_key,
+        info.get("ID"),
+        info.get("ServerVersion"),
+        runtime,
+        json.dumps(conf, sort_keys=True),
+        info.get("KernelVersion"),
+        info.get("CgroupVersion"),
+        info.get("CgroupDriver"),
+    ]
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+# What dockerd and containerd wrap a runtime's own message in.
+_REASON_PREFIXES = (
+    "failed to create shim task: ",
+    "failed to create shim: ",
+    "OCI runtime create failed: ",
+    "OCI runtime start failed: ",
+    "runc create failed: ",
+)
+
+
+def runtime_reason(text: str, runtime: str = "") -> str:
+    """A runtime's own one-line reason out of dockerd's error for a failed start:
+    "failed to create shim: OCI runtime create failed: <reason>: unknown" -> <reason>
+    (also without a "crun: " naming the runtime again)."""
+    line = first_line(Exception(text), limit=1000)
+    for prefix in _REASON_PREFIXES:
+        if prefix in line:
+            line = line.split(prefix, 1)[1]
+    line = line.strip()
+    if runtime:
+        line = line.removeprefix(f"{runtime}: ")
+    for suffix in (": unknown", ": Unknown"):
+        line = line.removesuffix(suffix)
+    return line[:300] or "the runtime gave no reason"
+
+
+def version_line(stdout: str) -> str | None:
+    """`runc --version` / `runsc --version` / `crun --version` -> the version itself:
+    "runsc version release-20221219.0" -> "release-20221219.0"."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return None
+    first = lines[0].strip()
+    _, sep, rest = first.partition(" version ")
+    return (rest.strip() if sep else first)[:100] or None
 
 
 def _close_attach(sock: Any, raw: Any) -> None:

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Register OCI runtimes with dockerd: merge them into /etc/docker/daemon.json.
+
+Usage: docker_runtimes.py DAEMON_JSON NAME=PATH [NAME=PATH ...]
+
+Merges, never clobbers: every other key of daemon.json, and every other runtime, stays
+as it was; a runtime already registered keeps its own arguments. runsc gets
+`--network=none` (without it every container fails where gVisor cannot take over the
+root network namespace, as on bench's CI hosts). Writes only when something changed
+(atomically, keeping the file's mode) and prints `changed` or `unchanged`, so the
+caller reloads dockerd only when needed. An unreadable or invalid daemon.json is an
+error (exit 1): the file is left alone.
+
+Standard library only: scripts/setup-host.sh runs it with the system python3, before
+bench's venv exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Arguments a runtime needs to start bench's containers at all.
+REQUIRED_ARGS: dict[str, list[str]] = {"runsc": ["--network=none"]}
+
+
+def merge_runtimes(config: dict[str, Any], runtimes: dict[str, str]) -> dict[str, Any]:
+    """`config` (daemon.json's content) with `runtimes` (name -> binary path) registered.
+
+    Returns a new dict; `config` is not modified.
+    """
+    out = json.loads(json.dumps(config))  # a deep copy of plain JSON
+    registered = out.get("runtimes")
+    if registered is None:
+        registered = out["runtimes"] = {}
+    if not isinstance(registered, dict):
+        raise ValueError('"runtimes" in daemon.json is not a mapping')
+    for name, path in runtimes.items():
+        entry = registered.get(name)
+        if not isinstance(entry, dict):
+            entry = registered[name] = {}
+        if not entry.get("path") and not entry.get("runtimeType"):
+            entry["path"] = path
+        required = REQUIRED_ARGS.get(name, [])
+        args = entry.get("runtimeArgs") or []
+        missing = [a for a in required if a not in args]
+        if missing:
+            entry["runtimeArgs"] = [*args, *missing]
+    return out
+
+
+def update_file(path: Path, runtimes: dict[str, str]) -> bool:
+    """Merge `runtimes` into the daemon.json at `path` (created if absent); True if it
+    changed."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = ""
+    config = json.loads(text) if text.strip() else {}
+    if not isinstance(config, dict):
+        raise ValueError("daemon.json is not a JSON object")
+    merged = merge_runtimes(config, runtimes)
+    if merged == config:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(merged, f, indent=4)
+            f.write("\n")
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or any("=" not in a for a in argv[1:]):
+        print(__doc__.splitlines()[2], file=sys.stderr)
+        return 2
+    runtimes = dict(a.split("=", 1) for a in argv[1:])
+    try:
+        changed = update_file(Path(argv[0]), runtimes)
+    except (OSError, ValueError) as e:
+        print(f"docker_runtimes: {argv[0]}: {e} (left unchanged)", file=sys.stderr)
+        return 1
+    print("changed" if changed else "unchanged")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
