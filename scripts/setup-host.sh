@@ -319,7 +319,8 @@ register_docker_runtimes() {
         return 0
     fi
     # The pid file names this host's dockerd (not one of a nested container's).
-    { read -r pid </var/run/docker.pid; } 2>/dev/null || return 0
+    # (dockerd writes it without a trailing newline: `read` would fail on it.)
+    pid=$(cat /var/run/docker.pid 2>/dev/null) || return 0
     { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 0
     if [[ "$comm" == dockerd ]]; then
         log "reloading dockerd (SIGHUP to $pid)"
