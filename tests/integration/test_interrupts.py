@@ -40,11 +40,14 @@ EXIT_INTERRUPTED = 130
 EXIT_WITHIN_S = 30
 ENV = {**os.environ, "COLUMNS": "200"}
 
+# No warm-up in these scenarios: they interrupt measured steps, and each waits for the
+# first engine event of a step (a warm-up instance would be the first instead).
 DOCKER_8 = """\
 name: interrupt
 timeout: 60s
 counts: [8]
 settle: 0s
+warmup: 0
 launch: {concurrency: 2}
 platforms:
   - {name: c, backend: docker, image: busybox, memory: 64MiB}
@@ -56,6 +59,7 @@ DOCKER_HELD = """\
 name: held
 timeout: 120s
 settle: 0s
+warmup: 0
 launch: {concurrency: 4}
 platforms:
   - {name: warm, backend: docker, image: busybox, memory: 64MiB, counts: [2]}
@@ -72,6 +76,7 @@ name: vm
 timeout: 120s
 counts: [1]
 settle: 0s
+warmup: 0
 platforms:
   - {name: vm, backend: libvirt, image: busybox, accel: tcg, memory: 192MiB}
 """
@@ -83,6 +88,7 @@ name: vmdisk
 timeout: 120s
 counts: [1]
 settle: 0s
+warmup: 0
 platforms:
   - {name: vm, backend: libvirt, image: blank, disk: %(disk)s, accel: tcg, memory: 128MiB}
 """
@@ -92,6 +98,7 @@ name: tiny
 timeout: 60s
 counts: [1]
 settle: 0s
+warmup: 0
 platforms:
   - {name: c, backend: docker, image: busybox, memory: 64MiB}
 """
@@ -274,6 +281,24 @@ def test_signal_during_launch_of_8_containers(sig, runs, docker_events, docker_a
     # Instances cut short say so; bench's own teardown is not mistaken for an exit.
     failures = {s["failure"] for s in load_run(run.run_dir).samples if not s["ok"]}
     assert failures <= {"interrupted"}, failures
+
+
+@pytest.mark.docker
+def test_sigint_during_warm_up_destroys_it_and_keeps_no_sample(
+    runs, docker_events, docker_api, prefix
+):
+    run = runs(DOCKER_8.replace("warmup: 0", "warmup: 2"))
+    # The first containers of the run are the warm-up's: interrupt while they start.
+    docker_events.wait_for(action("create"), timeout=60)
+    run.signal(signal.SIGINT)
+    rc = run.wait()
+    left = remaining(prefix, docker_api)
+    names = {e.name for e in docker_events.events if e.action == "create"}
+    assert_interrupted(run, rc)
+    assert left == []
+    assert names and all("-w-" in n for n in names), names  # warm-up instances only
+    stored = load_run(run.run_dir)
+    assert stored.samples == [] and stored.steps == []  # a warm-up is never a sample
 
 
 @pytest.mark.libvirt

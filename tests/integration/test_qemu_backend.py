@@ -31,6 +31,8 @@ name: qemu
 timeout: 120s
 counts: [%(n)d]
 settle: 0s
+# No warm-up: the interrupt tests stop a measured step's boot, not a warm-up's.
+warmup: 0
 platforms:
   - {name: vm, backend: qemu, image: busybox, accel: tcg, memory: 192MiB}
 """
@@ -159,6 +161,10 @@ def test_kill9_then_bench_clean_reaps_qemu(runs, prefix, qemu_purge):  # noqa: F
     assert InstancePaths.of(state["name"]).dir.is_dir()
     clean = assert_bench_clean(run.run_id)
     assert "1 removed" in clean.stdout, clean.stdout
-    assert f"qemu vm {state['name']}" in clean.stdout, clean.stdout
+    # A QEMU whose console and QMP peer (bench) is gone may exit by itself meanwhile:
+    # clean then finds only its files. Either way nothing may remain.
+    assert any(f"qemu {what} {state['name']}" in clean.stdout for what in ("vm", "files")), (
+        clean.stdout
+    )
     assert qemu_remaining(prefix) == []
     assert not running(state["pid"])
