@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from bench import images
 from bench.backends.base import (
@@ -30,18 +30,18 @@ from bench.backends.base import (
     parse_pid,
     print_nothing,
 )
+from bench.backends.guest import DEFAULT_MEMORY, GuestSettings, make_overlay
 from bench.console import Console
 from bench.errors import (
     BenchError,
     EngineUnavailable,
-    ImageError,
     MissingImage,
     UsageError,
     first_line,
 )
 from bench.owner import owner_labels
 from bench.paths import cache_dir, state_dir
-from bench.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
+from bench.settings import DEFAULT_MARKER
 from bench.units import format_bytes
 
 if TYPE_CHECKING:
@@ -50,24 +50,14 @@ if TYPE_CHECKING:
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
 DEFAULT_URI = "qemu:///system"
-DEFAULT_MEMORY = 256 * 2**20
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
 KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
 
 
-class LibvirtSettings(PlatformBase):
+class LibvirtSettings(GuestSettings):
     backend: Literal["libvirt"]
-    # Only the bench pair's name matters here; a guest of your own is kernel:/disk:.
-    image: str = Field("busybox", min_length=1, max_length=512)
     uri: str = Field(DEFAULT_URI, min_length=1, max_length=512)
-    accel: Literal["auto", "kvm", "tcg"] = "auto"
-    vcpus: int = Field(1, ge=1, le=512, strict=True)
-    memory: Bytes | None = DEFAULT_MEMORY
-    kernel: Path | None = None
-    initrd: Path | None = None
-    cmdline: str | None = Field(None, max_length=4096)
-    disk: Path | None = None  # a qcow2 base image; each instance boots its own overlay
     network: str | None = Field(None, max_length=64)  # a libvirt network name; none by default
 
     @field_validator("uri")
@@ -80,22 +70,6 @@ class LibvirtSettings(PlatformBase):
                 "only a local hypervisor (qemu:///system, qemu:///session) can be measured for now"
             )
         return v
-
-    @model_validator(mode="after")
-    def _boot_source(self) -> LibvirtSettings:
-        if self.disk and (self.kernel or self.initrd):
-            raise KeyedValueError("disk", "give either disk: or kernel:/initrd:, not both")
-        if self.initrd and not self.kernel:
-            raise KeyedValueError("initrd", "initrd: needs kernel:")
-        if self.command:
-            raise KeyedValueError("command", "applies to containers only; a VM runs its own init")
-        if not (self.disk or self.kernel) and not images.is_bench_image(self.image):
-            raise KeyedValueError(
-                "image",
-                f"{self.image!r} is not a bench image (known: {', '.join(images.BENCH_IMAGES)}); "
-                "for your own guest give kernel:/initrd: or disk:",
-            )
-        return self
 
 
 # libvirt's event loop runs once per process, in one daemon thread; it serves the
@@ -634,17 +608,6 @@ def domain_xml(
 def overlay_dir(run_id: str) -> Path:
     """Where a run's overlays live (on the engine's host: create it there)."""
     return state_dir() / "overlays" / run_id
-
-
-def make_overlay(host: Host, base: Path, overlay: Path) -> None:
-    # libvirt's storage API needs a defined pool; qemu-img on the engine's host is what
-    # libvirt itself would run.
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2"]
-    done = host.run([*argv, "-b", str(base.resolve()), str(overlay)], timeout=60)
-    if done.returncode == 127:
-        raise ImageError("qemu-img not found: `apt-get install qemu-utils`")
-    if done.returncode != 0:
-        raise ImageError(f"qemu-img create failed: {done.stderr.strip()[:200]}")
 
 
 def _close_stream(stream: Any) -> None:

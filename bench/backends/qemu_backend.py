@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
-
 from bench import images
 from bench.backends.base import (
     NAME_PREFIX,
@@ -51,18 +49,18 @@ from bench.backends.base import (
     parse_pid,
     print_nothing,
 )
+from bench.backends.guest import DEFAULT_MEMORY, GuestSettings, make_overlay
 from bench.console import Console
-from bench.errors import BenchError, EngineUnavailable, ImageError, MissingImage, first_line
+from bench.errors import BenchError, EngineUnavailable, MissingImage, first_line
 from bench.iohub import IOHub
 from bench.owner import owner_labels, pid_alive
 from bench.paths import cache_dir, state_dir
-from bench.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
+from bench.settings import DEFAULT_MARKER
 
 if TYPE_CHECKING:
     from bench.host import Host
 
 QEMU_BINARY = "qemu-system-x86_64"
-DEFAULT_MEMORY = 256 * 2**20
 # QEMU connects to bench's sockets while it initialises: well under a second even on a
 # loaded host; a QEMU that has not connected by then is stuck.
 CONNECT_TIMEOUT_S = 30
@@ -81,35 +79,9 @@ MACHINE_ARGS = {
 }
 
 
-class QemuSettings(PlatformBase):
+class QemuSettings(GuestSettings):
     backend: Literal["qemu"]
-    # Only the bench pair's name matters here; a guest of your own is kernel:/disk:.
-    image: str = Field("busybox", min_length=1, max_length=512)
     machine: Literal["microvm", "q35", "pc"] = "microvm"
-    accel: Literal["auto", "kvm", "tcg"] = "auto"
-    vcpus: int = Field(1, ge=1, le=512, strict=True)
-    memory: Bytes | None = DEFAULT_MEMORY
-    kernel: Path | None = None
-    initrd: Path | None = None
-    cmdline: str | None = Field(None, max_length=4096)
-    disk: Path | None = None  # a qcow2 base image; each instance boots its own overlay
-
-    @model_validator(mode="after")
-    def _boot_source(self) -> QemuSettings:
-        # The same boot sources and rules as the libvirt backend.
-        if self.disk and (self.kernel or self.initrd):
-            raise KeyedValueError("disk", "give either disk: or kernel:/initrd:, not both")
-        if self.initrd and not self.kernel:
-            raise KeyedValueError("initrd", "initrd: needs kernel:")
-        if self.command:
-            raise KeyedValueError("command", "applies to containers only; a VM runs its own init")
-        if not (self.disk or self.kernel) and not images.is_bench_image(self.image):
-            raise KeyedValueError(
-                "image",
-                f"{self.image!r} is not a bench image (known: {', '.join(images.BENCH_IMAGES)}); "
-                "for your own guest give kernel:/initrd: or disk:",
-            )
-        return self
 
 
 # -- files of one instance -----------------------------------------------------------
@@ -840,12 +812,3 @@ def find_leftovers(root: Path, run_id: str | None, binary: str = QEMU_BINARY) ->
         for d in (d for d in dirs if d.name not in keys):
             out.append(Leftover("qemu", "file", str(d), None))
     return out
-
-
-def make_overlay(host: Host, base: Path, overlay: Path) -> None:
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2"]
-    done = host.run([*argv, "-b", str(base.resolve()), str(overlay)], timeout=60)
-    if done.returncode == 127:
-        raise ImageError("qemu-img not found: `apt-get install qemu-utils`")
-    if done.returncode != 0:
-        raise ImageError(f"qemu-img create failed: {done.stderr.strip()[:200]}")
