@@ -101,6 +101,13 @@ def _backend_options(ctx: typer.Context) -> dict[str, Any]:
     return ctx.meta["bench.backend_options"]
 
 
+# Options `run` and `ab` share: both write a run directory.
+OutDir = Annotated[Path, typer.Option("--out", help="Directory that receives results/<run-id>/.")]
+RunName = Annotated[
+    str | None, typer.Option("--name", help="Prefix of the run id (default: scenario name).")
+]
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
@@ -112,12 +119,8 @@ def _root(
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-    out: Annotated[
-        Path, typer.Option("--out", help="Directory that receives results/<run-id>/.")
-    ] = Path("results"),
-    name: Annotated[
-        str | None, typer.Option("--name", help="Prefix of the run id (default: scenario name).")
-    ] = None,
+    out: OutDir = Path("results"),
+    name: RunName = None,
 ) -> None:
     """Run a scenario on the real engines and store every raw sample.
 
@@ -180,12 +183,8 @@ def ab(
     ] = "10%",
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
-    out: Annotated[
-        Path, typer.Option("--out", help="Directory that receives results/<run-id>/.")
-    ] = Path("results"),
-    name: Annotated[
-        str | None, typer.Option("--name", help="Prefix of the run id (default: scenario name).")
-    ] = None,
+    out: OutDir = Path("results"),
+    name: RunName = None,
 ) -> None:
     """Run two platforms of a scenario side by side; judge the candidate.
 

@@ -30,6 +30,32 @@ class IOHub:
         """Call on_readable() in the hub thread whenever fileobj has data (or EOF)."""
         self._request("add", fileobj, on_readable)
 
+    def add_stream(
+        self,
+        sock: Any,
+        on_data: Callable[[bytes], None],
+        on_end: Callable[[OSError | None], None],
+    ) -> None:
+        """Read a non-blocking socket in the hub thread: on_data(bytes) per read, then
+        on_end(error or None) once, at EOF or a socket error (the socket is removed)."""
+
+        def on_readable() -> None:
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                data, err = b"", e
+            else:
+                err = None
+            if not data:
+                self.remove(sock)
+                on_end(err)
+                return
+            on_data(data)
+
+        self.add(sock, on_readable)
+
     def remove(self, fileobj: Any) -> None:
         self._request("remove", fileobj, None)
 

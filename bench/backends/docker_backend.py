@@ -487,23 +487,15 @@ class DockerBackend(Backend):
         inst.info["_sock"] = (sock, raw)
         demux = _Demux()
 
-        def on_readable() -> None:
-            try:
-                data = raw.recv(65536)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                data, err = b"", e
-            else:
-                err = None
-            if not data:
-                self._hub.remove(raw)  # type: ignore[union-attr]
-                inst.console.close(f"container output ended ({err or 'container exited'})")
-                return
+        def on_data(data: bytes) -> None:
             for chunk in demux.feed(data):
                 inst.console.feed(chunk)
 
-        self._io().add(raw, on_readable)
+        self._io().add_stream(
+            raw,
+            on_data,
+            lambda err: inst.console.close(f"container output ended ({err or 'container exited'})"),
+        )
 
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)

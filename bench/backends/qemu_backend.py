@@ -630,22 +630,11 @@ class QemuBackend(Backend):
         live.console = conn
         console = inst.console
 
-        def on_readable() -> None:
-            try:
-                data = conn.recv(65536)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                data, err = b"", e
-            else:
-                err = None
-            if not data:
-                self._hub.remove(conn)  # type: ignore[union-attr]
-                console.close(f"serial console closed ({err or 'qemu exited'})")
-                return
-            console.feed(data)
-
-        self._io().add(conn, on_readable)
+        self._io().add_stream(
+            conn,
+            console.feed,
+            lambda err: console.close(f"serial console closed ({err or 'qemu exited'})"),
+        )
 
     def _wait_connected(self, live: _Live, accept: Any, inst: Instance) -> None:
         """Until QEMU has connected to QMP; fails at once if QEMU exits or is destroyed."""
