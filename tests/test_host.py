@@ -74,8 +74,7 @@ def test_local_host_runs_commands_and_reads_files(tmp_path):
 
 
 def test_overlays_are_made_by_qemu_img_on_the_engines_host(tmp_path):
-    pytest.importorskip("libvirt")
-    from bench.backends.libvirt_backend import make_overlay
+    from bench.backends.guest import make_overlay
     from bench.errors import ImageError
 
     host = FakeHost(lambda: [])
