@@ -10,10 +10,11 @@ from its launch call; the phases of one instance are:
 - create: `create_s`;
 - start: `start_s - create_s`;
 - boot: `ready_s - start_s`;
-- host-side (VMs that report their uptime only): `ready_s - guest_uptime_s`, the part
-  of the wait the guest's own clock does not cover (create and start calls, QEMU
-  start, firmware, console). A container's uptime is the host's (shared kernel), so
-  it is never used for containers.
+- host-side (instances with their own kernel that report its uptime only: VMs,
+  microVMs, gVisor sandboxes): `ready_s - guest_uptime_s`, the part of the wait the
+  guest's own clock does not cover (create and start calls, QEMU start, firmware,
+  console). A container's uptime is the host's (shared kernel), so it is never used
+  for containers.
 
 Two rules, each tuned on what this machine produced:
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from bench import kinds
 from bench.units import format_seconds
 
 # Rule 1. 5x: the example the issue gives, and beyond the spread of a healthy step
@@ -104,9 +106,10 @@ def phases(sample: dict[str, Any]) -> dict[str, float]:
 
 
 def guest_uptime(sample: dict[str, Any]) -> float | None:
-    """The guest's own uptime at its marker: VMs only (a container reports the host's)."""
+    """The guest's own uptime at its marker: own kernels only (sandboxes, microVMs, VMs);
+    a container reports the host's."""
     uptime = _num(sample.get("guest_uptime_s"))
-    if sample.get("kind") != "vm" or uptime is None or uptime <= 0:
+    if not kinds.own_kernel(sample.get("kind")) or uptime is None or uptime <= 0:
         return None
     return uptime
 

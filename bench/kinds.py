@@ -51,3 +51,17 @@ def order(kind: str | None) -> int:
 
 def label(kind: str | None) -> str:
     return LABELS.get(kind or "", kind or "-")
+
+
+# The project behind a runtime, as people know it: the report names whose kernel a
+# sandbox ran ("gVisor's own"), which the runtime's binary name does not say.
+_RUNTIME_PROJECTS = {"runsc": "gVisor"}
+
+
+def runtime_project(runtime: str | None) -> str | None:
+    """The project an OCI runtime comes from (runsc: gVisor), or None if bench does not
+    know it. Registered names may carry a suffix (runsc-kvm): matched by prefix."""
+    for prefix, project in _RUNTIME_PROJECTS.items():
+        if runtime and runtime.startswith(prefix):
+            return project
+    return None

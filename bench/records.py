@@ -73,7 +73,7 @@ class Sample(Record):
     step: int | None = value("0-based index of the step in the run")
     platform: str
     backend: str | None = None
-    kind: str | None = value("container or vm")
+    kind: str | None = value("container, sandbox, microvm or vm (bench.kinds)")
     host: str | None = value("key of the machine the engine ran on (metadata.hosts)")
     n: int = value("instances started together in the step")
     repeat: int = value("0-based repetition of this (platform, N)", default=0)
@@ -95,7 +95,9 @@ class Sample(Record):
     )
     ready_at_s: float | None = metric("s", "readiness marker seen, from the step's start")
     guest_uptime_s: float | None = metric(
-        "s", "the guest's own uptime in its marker line (VMs; a container shares the host's)"
+        "s",
+        "the guest's own uptime in its marker line (own kernels: sandboxes and VMs; a "
+        "container shares the host's)",
     )
     guest_kernel: str | None = value("kernel release the guest reported")
     marker_fields: dict[str, str] = Field(default_factory=dict, description="key=value fields")

@@ -6,6 +6,7 @@ from collections import defaultdict
 from statistics import median
 from typing import Any
 
+from bench import kinds
 from bench.records import Sample, StepRecord, metrics
 from bench.stats import percentile
 
@@ -142,14 +143,17 @@ def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:
             for r, _ in found
             if r["mem_host_per_instance_bytes"] > r["mem_pss_per_instance_bytes"]
         )
-        kind = found[0][0]["kind"]
+        first = found[0][0]
         if host_higher * 2 >= len(found):
+            # A sandbox is still a container to the host: cgroups, overlay, the daemons.
             why = (
                 "the host drop also counts kernel memory no process owns (page tables, "
                 "cgroup and overlay bookkeeping) and the engine daemons' own growth"
-                if kind == "container"
+                if not kinds.is_vm(first["kind"])
                 else "the host drop also counts kernel memory (page tables, KVM/TCG "
-                "structures) and libvirt's own growth"
+                "structures)"
+                # QEMU launched directly is in PSS already; libvirt's daemons are not.
+                + (" and libvirt's own growth" if first.get("backend") != "qemu" else "")
             )
         else:
             why = (

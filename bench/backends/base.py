@@ -111,8 +111,9 @@ def parse_pid(value: Any) -> int | None:
 
 
 class Backend(ABC):
-    #: "container" or "vm": what one instance of this backend is.
-    kind: ClassVar[str]
+    #: Where its instances sit from container to VM (bench.kinds): a class default,
+    #: which a backend whose settings decide it (runtime, machine) sets per instance.
+    kind: str
     #: The pydantic model of this backend's platform keys.
     Settings: ClassVar[type[PlatformBase]]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from bench import images
+from bench import images, kinds
 from bench.backends.base import (
     LABEL_OWNER,
     LABEL_OWNER_HOST,
@@ -102,12 +102,14 @@ class _Demux:
 
 
 class DockerBackend(Backend):
-    kind = "container"
+    kind = kinds.CONTAINER
     Settings = DockerSettings
 
     def __init__(self, settings: DockerSettings, host: Host | None = None):
         super().__init__(settings, host)
         self.settings: DockerSettings = settings
+        # runsc makes a sandbox; without `runtime:`, prepare() asks the daemon's default.
+        self.kind = kinds.for_runtime(settings.runtime)
         self._api: Any = None
         self._hub: IOHub | None = None
         self._image_ref = settings.image
@@ -415,6 +417,7 @@ class DockerBackend(Backend):
         components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
         info = self.daemon_info()
         self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
+        self.kind = kinds.for_runtime(self.runtime)
         root = Path(info.get("DockerRootDir") or "/var/lib/docker")
         self._storage_dirs = [root / "containers", root / (info.get("Driver") or "overlay2")]
         return {

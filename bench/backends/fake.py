@@ -41,10 +41,10 @@ class FakeSettings(PlatformBase):
     # more to create: one stalled engine call, for the phase-anomaly notes.
     slow_create: list[int] = Field(default_factory=list)
     slow_create_delay: Seconds = 2.0
-    # The uptime its marker line reports, and the kind the runner records: test-only,
-    # to make the fake look like a VM whose guest booted in `uptime`.
+    # The uptime its marker line reports, and the kind the runner records (bench.kinds):
+    # test-only, to make the fake look like a VM whose guest booted in `uptime`.
     uptime: Seconds = 0.5
-    kind: Literal["container", "vm"] = "container"
+    kind: Literal["container", "sandbox", "microvm", "vm"] = "container"
     # Extra boot time per instance already running: a crude model of contention.
     boot_per_instance: Seconds = 0.0
 

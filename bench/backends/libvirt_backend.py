@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from bench import images
+from bench import images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
@@ -97,7 +97,7 @@ def _ensure_event_loop() -> Any:
 
 
 class LibvirtBackend(Backend):
-    kind = "vm"
+    kind = kinds.VM
     Settings = LibvirtSettings
 
     def __init__(self, settings: LibvirtSettings, host: Host | None = None):

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bench import images
+from bench import images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
@@ -325,12 +325,14 @@ class _Live:
 
 
 class QemuBackend(Backend):
-    kind = "vm"
+    kind = kinds.VM
     Settings = QemuSettings
 
     def __init__(self, settings: QemuSettings, host: Host | None = None):
         super().__init__(settings, host)
         self.settings: QemuSettings = settings
+        # No PCI and no firmware: the Firecracker design. q35 and pc are full VMs.
+        self.kind = kinds.MICROVM if settings.machine == "microvm" else kinds.VM
         self.binary = QEMU_BINARY
         self.accel: str | None = None
         self._boot: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import kinds
 from bench.backends.base import Backend
 from bench.records import Sample, StepRecord, backend_facts, split_extras
 from bench.runner.executor import Launch, LaunchedStep
@@ -88,8 +89,9 @@ def sample_row(
         ready_s=rel(console.ready_at),
         ready_at_s=rel_to(console.ready_at, step_start),
         # A container's init reads the host's uptime (shared kernel): only a guest with
-        # its own kernel reports its own (the raw value stays in marker_fields).
-        guest_uptime_s=guest_uptime if head["kind"] != "container" else None,
+        # its own kernel (a VM's, gVisor's) reports its own (the raw value stays in
+        # marker_fields).
+        guest_uptime_s=guest_uptime if kinds.own_kernel(head["kind"]) else None,
         guest_kernel=console.fields.get("kernel"),
         marker_fields=console.fields,
         console_tail=None if ok else console.tail(),
