@@ -171,7 +171,8 @@ def test_report_of_a_run_without_memory_writes_every_table_and_skips_absent_plot
 
     classic = (out / "containers-vs-vms.md").read_text()
     assert "shared with the host (6.18.44-host)" in classic
-    assert "own (6.1.0-guest)" in classic
+    assert "guest's own (6.1.0-guest)" in classic
+    assert "| runtime" not in classic  # no sample recorded one: no empty row
     # image_bytes 1985736 and 9285632, in binary units like every size bench prints
     assert "| 1.9 MiB" in classic and "| 8.9 MiB" in classic and " MB" not in classic
     assert "MiBs vs GiBs" in classic
@@ -333,3 +334,148 @@ def test_stale_plots_from_an_older_report_are_removed(tmp_path):
     assert (out / "density.png").exists()
     build_report([quickstart_run(tmp_path / "r")], out)
     assert not (out / "density.png").exists()
+
+
+# -- the spectrum: container, sandboxed container, microVM, VM -------------------------
+
+GVISOR_KERNEL = "4.4.0"
+# name, backend, kind, runtime, kernel reported, accel: listed (and run) out of order.
+SPECTRUM = [
+    ("vm", "libvirt", "vm", None, "6.1.0-guest", "tcg"),
+    ("runsc", "docker", "sandbox", "runsc", GVISOR_KERNEL, None),
+    ("microvm", "qemu", "microvm", None, "6.1.0-guest", "tcg"),
+    ("runc", "docker", "container", "runc", HOST["kernel"], None),
+]
+SPECTRUM_ENGINES = {
+    "vm": ENGINES["vm"],
+    "runsc": {"engine": "docker", "runtime": "runsc", "runtime_version": "release-20221219.0"},
+    "microvm": {"engine": "qemu", "qemu_version": "7.2.22", "machine": "microvm"},
+    "runc": {"engine": "docker", "runtime": "runc", "runtime_version": "1.1.5"},
+}
+
+
+def spectrum_run(root, run_id="spectrum-20261201-000000-cccc"):
+    samples, steps = [], []
+    for name, backend, kind, runtime, kernel, accel in SPECTRUM:
+        for n in (1, 4):
+            samples += [
+                sample(
+                    name,
+                    n,
+                    0.2 * n,
+                    backend=backend,
+                    kind=kind,
+                    runtime=runtime,
+                    guest_kernel=kernel,
+                    accel=accel,
+                )
+                for _ in range(n)
+            ]
+            steps.append(step(name, n, kind=kind, backend=backend))
+    scenario = {
+        "name": "spectrum",
+        "platforms": [{"name": p[0], "backend": p[1]} for p in SPECTRUM],
+    }
+    return write_run(root, run_id, samples, steps, scenario=scenario, engines=SPECTRUM_ENGINES)
+
+
+def test_the_table_has_one_column_per_platform_from_container_to_vm(tmp_path):
+    from bench.report import plots, tables
+    from bench.report.frame import load_frames
+
+    frames = load_frames([spectrum_run(tmp_path)])
+    table = tables.classic_table(frames)
+    assert list(table.columns) == ["runc", "runsc", "microvm", "vm", "usual claim"]
+    platforms = table.drop(columns="usual claim")
+    assert platforms.loc["kind"].tolist() == ["container", "sandboxed container", "microVM", "VM"]
+    assert platforms.loc["kernel"].tolist() == [
+        "shared with the host (6.18.44-host)",
+        "gVisor's own (4.4.0)",
+        "guest's own (6.1.0-guest)",
+        "guest's own (6.1.0-guest)",
+    ]
+    assert platforms.loc["runtime"].tolist() == [
+        "runc, 1.1.5",
+        "runsc (gVisor), release-20221219.0",
+        "-",
+        "-",
+    ]
+    assert platforms.loc["accel"].tolist() == ["native", "native", "tcg", "tcg"]
+    assert list(table.index[:4]) == ["kind", "accel", "kernel", "runtime"]
+    # The summary, the plots' series and the engines table follow the same order.
+    assert frames.summary["platform"].drop_duplicates().tolist() == list(platforms.columns)
+    assert plots.series_order(frames) == ["runc", "runsc", "microvm [tcg]", "vm [tcg]"]
+    (_, _, engines) = tables.run_metadata(frames)[0]
+    assert list(engines.columns) == list(platforms.columns)
+    assert tables.any_tcg(frames)
+
+
+def test_the_spectrum_report_renders_every_file_in_order(tmp_path):
+    out = tmp_path / "report"
+    build_report([spectrum_run(tmp_path / "results")], out)
+    classic = (out / "containers-vs-vms.md").read_text()
+    header = next(line for line in classic.splitlines() if line.startswith("| measured"))
+    assert [c.strip() for c in header.split("|")[2:-2]] == ["runc", "runsc", "microvm", "vm"]
+    assert "sandboxed containers" in classic  # the note says what the columns are
+    with (out / "summary.csv").open() as f:
+        order = list(dict.fromkeys(r["platform"] for r in csv.DictReader(f)))
+    assert order == ["runc", "runsc", "microvm", "vm"]
+    html = (out / "report.html").read_text()
+    positions = [html.index(s) for s in ("shared with the host", "gVisor's own", "guest's own")]
+    assert positions == sorted(positions)
+    for name in ("ready-distribution.png", "ready-percentiles.png"):
+        assert_png(out / name)
+
+
+def test_every_kind_has_its_own_marker():
+    from bench import kinds
+    from bench.report.plots import KIND_MARKERS
+
+    assert set(KIND_MARKERS) == set(kinds.KINDS)
+    assert len(set(KIND_MARKERS.values())) == len(kinds.KINDS)
+
+
+def test_a_microvm_under_tcg_gets_the_tcg_note(tmp_path):
+    from bench.report import tables
+    from bench.report.frame import load_frames
+
+    samples = [sample("m", 1, 2.0, backend="qemu", kind="microvm", accel="tcg")]
+    scenario = {"name": "m", "platforms": [{"name": "m", "backend": "qemu"}]}
+    run = write_run(tmp_path, "m-20261201-000000-dddd", samples, [step("m", 1)], scenario)
+    assert tables.any_tcg(load_frames([run]))
+
+
+@pytest.mark.parametrize(
+    ("kernels", "kind", "runtimes", "expected"),
+    [
+        (["6.18.44-host"] * 2, "container", ["runc"], "shared with the host (6.18.44-host)"),
+        (["6.18.44-host"], "sandbox", ["runsc"], "shared with the host (6.18.44-host)"),
+        (["4.4.0", "4.4.0"], "sandbox", ["runsc"], "gVisor's own (4.4.0)"),
+        (["4.4.0"], "sandbox", ["runsc-kvm"], "gVisor's own (4.4.0)"),
+        (["5.15.0-kata"], "sandbox", ["kata"], "kata's own (5.15.0-kata)"),
+        (["4.4.0"], "sandbox", [], "the sandbox's own (4.4.0)"),
+        (["6.1.0-guest"], "microvm", [], "guest's own (6.1.0-guest)"),
+        (["6.1.0-guest"], "vm", [], "guest's own (6.1.0-guest)"),
+        (["6.1.0-a", "6.1.0-b"], "vm", [], "guest's own (6.1.0-a, 6.1.0-b)"),
+        (
+            ["4.4.0", "6.18.44-host"],
+            "sandbox",
+            ["runsc"],
+            "mixed (4.4.0, 6.18.44-host; host 6.18.44-host)",
+        ),
+        ([], "sandbox", ["runsc"], "not reported"),
+        ([], "vm", [], "not reported"),
+    ],
+)
+def test_kernel_cell(kernels, kind, runtimes, expected):
+    from bench.report.tables import kernel_cell
+
+    assert kernel_cell(kernels, "6.18.44-host", kind, runtimes) == expected
+
+
+def test_kernel_cell_without_the_hosts_kernel_says_so():
+    from bench.report.tables import kernel_cell
+
+    assert kernel_cell(["4.4.0"], None, "sandbox", ["runsc"]) == (
+        "4.4.0 (the host's was not recorded)"
+    )

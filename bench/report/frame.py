@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import kinds
 from bench.errors import UsageError
 from bench.records import Sample, StepRecord, fields_of
 from bench.results import Run, load_run
@@ -165,16 +166,22 @@ def _frame(runs: list[Run], attr: str, fields: Sequence[str]) -> Any:
 
 
 def platform_order(runs: list[Run]) -> list[str]:
-    """Platform names in the order the scenarios list them (first run first)."""
+    """Platform names along the spectrum, container → sandboxed container → microVM → VM
+    (bench.kinds.order), each kind's in the order the scenarios list them (first run
+    first). A platform's kind is its first recorded sample's or step's; one that never
+    ran (nothing recorded) comes last."""
     names: list[str] = []
+    kind_of: dict[str, str | None] = {}
     for r in runs:
         for p in r.metadata.get("scenario", {}).get("platforms", []):
             if p.get("name") not in names:
                 names.append(p.get("name"))
-        for s in r.samples:
-            if s["platform"] not in names:
-                names.append(s["platform"])
-    return names
+        for row in [*r.samples, *r.steps]:
+            if row["platform"] not in names:
+                names.append(row["platform"])
+            if kind_of.get(row["platform"]) is None:
+                kind_of[row["platform"]] = row.get("kind")
+    return sorted(names, key=lambda name: kinds.order(kind_of.get(name)))  # stable
 
 
 def density_searches(run: Run) -> dict[str, dict[str, Any]]:

@@ -63,9 +63,7 @@ def render_html(
         ]
     body += [
         "<h2>Containers vs VMs, measured</h2>",
-        "<p>Kernel: what each instance reported at readiness vs the host's kernel. "
-        "Weight: the image all instances share. Boot: launch call to readiness line. "
-        "Memory and disk: median per instance at the largest N measured.</p>",
+        f"<p>{_text(tables.COLUMNS_NOTE)} {_text(tables.ROWS_NOTE)}</p>",
         _table(tables.classic_table(frames)),
         "<h2>Summary per run, platform and N</h2>",
         "<p>Times in seconds, sizes in MiB; ready times over successful instances only.</p>",

@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.report.frame import Frames
+from bench import kinds
+from bench.report.frame import Frames, platform_order
 from bench.units import format_seconds, size_unit
 
 # A metric spanning more than this ratio (max / min) gets a log axis.
 LOG_RATIO = 30
-KIND_MARKERS = {"container": "o", "vm": "s"}
+# One marker per kind (bench.kinds), so a line says where its platform sits from
+# container to VM even in grey: circle, diamond, triangle, square.
+KIND_MARKERS = {kinds.CONTAINER: "o", kinds.SANDBOX: "D", kinds.MICROVM: "^", kinds.VM: "s"}
 
 
 class NoData(Exception):
@@ -257,11 +260,24 @@ PLOTS = {
 
 
 def series_colors(frames: Frames) -> dict[str, Any]:
+    """A colour per series, in the report's order (series_order)."""
     import matplotlib
 
     palette = matplotlib.colormaps["tab10"].colors
-    names = list(dict.fromkeys(frames.samples["series"].tolist() + frames.steps["series"].tolist()))
-    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    return {name: palette[i % len(palette)] for i, name in enumerate(series_order(frames))}
+
+
+def series_order(frames: Frames) -> list[str]:
+    """Series run by run (first run first), each run's platforms in the tables' order:
+    along the spectrum from container to VM (frame.platform_order)."""
+    position = {p: i for i, p in enumerate(platform_order(frames.runs))}
+    run_index = {r.run_id: i for i, r in enumerate(frames.runs)}
+    seen: dict[str, tuple[int, int]] = {}
+    for df in (frames.samples, frames.steps):
+        for run, platform, series in zip(df["run"], df["platform"], df["series"], strict=True):
+            key = (run_index.get(run, len(run_index)), position.get(platform, len(position)))
+            seen.setdefault(series, key)
+    return sorted(seen, key=lambda s: seen[s])  # stable: ties keep their first appearance
 
 
 def _figure(width: float, height: float) -> Any:
@@ -298,7 +314,10 @@ def _medians(frames: Frames, source: str, column: str, df: Any = None) -> Any:
     out = df.groupby(["series", "n"], sort=False).agg(
         value=(column, "median"), kind=("kind", "first")
     )
-    return out.reset_index().sort_values(["n"], kind="stable")
+    out = out.reset_index()
+    position = {s: i for i, s in enumerate(series_order(frames))}
+    out["position"] = [position.get(s, len(position)) for s in out["series"]]
+    return out.sort_values(["position", "n"], kind="stable").drop(columns="position")
 
 
 def _legend(ax: Any) -> None:

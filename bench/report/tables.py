@@ -5,11 +5,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench import comparability
+from bench import comparability, kinds
 from bench.comparability import host_facts
 from bench.report.frame import Frames, platform_order
 from bench.units import format_bytes, format_seconds
 
+COLUMNS_NOTE = (
+    "Columns run along the spectrum: containers (the host's kernel), sandboxed "
+    "containers (a user-space kernel such as gVisor's between them and the host's), "
+    "microVMs (a guest kernel on minimal virtual hardware), then VMs."
+)
+ROWS_NOTE = (
+    "Kernel: the kernel each instance reported at readiness, compared with the host's. "
+    "Weight: the image all instances share. Boot: launch call to readiness line. Memory "
+    "and disk: median per instance at the largest N measured."
+)
 TCG_NOTE = (
     "VMs ran under TCG (software emulation, accel=tcg): their boot times are many "
     "times slower than under KVM and not representative of VMs on real hardware; "
@@ -21,6 +31,7 @@ POLICY_NOTE = (
 )
 USUAL_CLAIMS = {
     "kernel": "containers share the host's kernel; VMs boot their own",
+    "runtime": "",
     "weight (image)": "MiBs vs GiBs",
     "boot p50 / p95, smallest N": "milliseconds vs seconds",
     "boot p50 / p95, largest N": "",
@@ -34,7 +45,8 @@ USUAL_CLAIMS = {
 
 def any_tcg(frames: Frames) -> bool:
     s = frames.samples
-    return bool(((s["kind"] == "vm") & (s["accel"] == "tcg")).any())
+    vm = s["kind"].map(kinds.is_vm).astype(bool)
+    return bool((vm & (s["accel"] == "tcg")).any())
 
 
 def anomalies(frames: Frames) -> dict[str, list[str]]:
@@ -93,10 +105,13 @@ def summary_markdown(frames: Frames) -> str:
 
 
 def classic_table(frames: Frames) -> Any:
-    """The classic containers-vs-VMs table, one column per (run, platform), measured."""
+    """The classic containers-vs-VMs table, one column per (run, platform), measured:
+    platforms along the spectrum from container to VM (frame.platform_order). A
+    `runtime` row only when some sample recorded its OCI runtime."""
     import pandas as pd
 
     columns: dict[str, dict[str, str]] = {}
+    any_runtime = frames.samples["runtime"].notna().any()
     for r in frames.runs:
         host_kernel = host_facts(r.metadata).get("kernel")
         engines = r.metadata.get("engines", {})
@@ -113,10 +128,13 @@ def classic_table(frames: Frames) -> Any:
             label = platform if not frames.multi else f"{platform} ({frames.labels[r.run_id]})"
             kind = rows["kind"].iloc[0]
             accel = ",".join(sorted(ok["accel"].dropna().astype(str).unique()))
-            columns[label] = {
-                "kind": kind,
-                "accel": accel or ("native" if kind == "container" else "-"),
-                "kernel": kernel_cell(ok["guest_kernel"].dropna().tolist(), host_kernel),
+            runtimes = sorted(ok["runtime"].dropna().astype(str).unique())
+            column = {
+                "kind": kinds.label(kind),
+                "accel": accel or ("native" if not kinds.is_vm(kind) else "-"),
+                "kernel": kernel_cell(
+                    ok["guest_kernel"].dropna().tolist(), host_kernel, kind, runtimes
+                ),
                 "weight (image)": _size(engines.get(platform, {}).get("image_bytes")),
                 "boot p50 / p95, smallest N": _boot(rows, smallest=True),
                 "boot p50 / p95, largest N": _boot(rows, smallest=False),
@@ -126,6 +144,11 @@ def classic_table(frames: Frames) -> Any:
                 "engine storage per instance": _mem(rows, "storage_per_instance_mib"),
                 "density (max N)": _density(frames, r.run_id, platform, rows),
             }
+            if any_runtime:
+                column = _insert_after(
+                    column, "kernel", "runtime", runtime_cell(runtimes, engines.get(platform, {}))
+                )
+            columns[label] = column
     df = pd.DataFrame(columns)
     df["usual claim"] = [USUAL_CLAIMS.get(k, "") for k in df.index]
     df.index.name = "measured"
@@ -145,10 +168,8 @@ def classic_markdown(frames: Frames) -> str:
         "# Containers vs VMs, measured",
         "",
         f"Measured {where} by bench {r0.metadata.get('bench_version')}: "
-        f"{', '.join(f'`{r.run_id}`' for r in frames.runs)}. Kernel: the kernel each "
-        "instance reported at readiness, compared with the host's. Weight: the image "
-        "all instances share. Boot: launch call to readiness line. Memory and disk: "
-        "median per instance at the largest N measured.",
+        f"{', '.join(f'`{r.run_id}`' for r in frames.runs)}. {COLUMNS_NOTE} "
+        f"{ROWS_NOTE}",
         "",
     ]
     if any_tcg(frames):
@@ -157,15 +178,58 @@ def classic_markdown(frames: Frames) -> str:
     return "\n".join(parts)
 
 
-def kernel_cell(guest_kernels: list[str], host_kernel: str | None) -> str:
+def kernel_cell(
+    guest_kernels: list[str],
+    host_kernel: str | None,
+    kind: str | None = None,
+    runtimes: list[str] | None = None,
+) -> str:
+    """Whose kernel a platform's instances ran, from the release each reported at
+    readiness (`kernel=`) against the host's: shared with the host, gVisor's (a
+    sandbox's runtime) own, the guest's own, or mixed."""
     kernels = sorted(set(guest_kernels))
     if not kernels:
         return "not reported"
-    if host_kernel and kernels == [host_kernel]:
+    listed = ", ".join(kernels)
+    if not host_kernel:
+        return f"{listed} (the host's was not recorded)"
+    if kernels == [host_kernel]:
         return f"shared with the host ({host_kernel})"
-    if host_kernel and host_kernel not in kernels:
-        return f"own ({', '.join(kernels)})"
-    return f"mixed ({', '.join(kernels)}; host {host_kernel})"
+    if host_kernel not in kernels:
+        return f"{_kernel_owner(kind, runtimes or [])} ({listed})"
+    return f"mixed ({listed}; host {host_kernel})"
+
+
+def _kernel_owner(kind: str | None, runtimes: list[str]) -> str:
+    """Who the kernel that is not the host's belongs to, as the kernel row names it."""
+    if kind == kinds.SANDBOX:
+        projects = {kinds.runtime_project(r) or r for r in runtimes}
+        return f"{projects.pop()}'s own" if len(projects) == 1 else "the sandbox's own"
+    if kinds.is_vm(kind):
+        return "guest's own"
+    return "own"  # a container that did not see the host's kernel: said as measured
+
+
+def runtime_cell(runtimes: list[str], engine: dict[str, Any]) -> str:
+    """The OCI runtime(s) a platform's instances ran under, with the project behind a
+    sandbox's (runsc: gVisor) and the version the engine recorded."""
+    if not runtimes:
+        return "-"
+    version = engine.get("runtime_version") if engine.get("runtime") in runtimes else None
+    names = []
+    for r in runtimes:
+        project = kinds.runtime_project(r)
+        names.append(f"{r} ({project})" if project else r)
+    return ", ".join(names) + (f", {version}" if version else "")
+
+
+def _insert_after(row: dict[str, str], key: str, new: str, value: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in row.items():
+        out[k] = v
+        if k == key:
+            out[new] = value
+    return out
 
 
 def host_differences(frames: Frames) -> Any:
@@ -224,6 +288,8 @@ def run_metadata(frames: Frames) -> list[tuple[str, Any, Any]]:
             facts["mem_total_bytes"] = format_bytes(facts["mem_total_bytes"])
         host_df = pd.DataFrame({"value": facts}).astype(str)
         engines = r.metadata.get("engines", {})
+        # Platforms in the tables' order (along the spectrum), not the scenario's.
+        engines = {p: engines[p] for p in platform_order([r]) if p in engines} | engines
         eng_df = pd.DataFrame(engines).astype(object).where(pd.DataFrame(engines).notna(), "-")
         if "image_bytes" in eng_df.index:
             eng_df.loc["image_bytes"] = [
