@@ -28,6 +28,7 @@ figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
 img { max-width: 100%; border: 1px solid #eee; }
 .meta { display: flex; gap: 2em; flex-wrap: wrap; }
 code { background: #f4f4f4; padding: 0 0.2em; }
+.nowrap { white-space: nowrap; }
 """
 
 
@@ -64,7 +65,7 @@ def render_html(
     body += [
         "<h2>Containers vs VMs, measured</h2>",
         f"<p>{_text(tables.COLUMNS_NOTE)} {_text(tables.ROWS_NOTE)}</p>",
-        _table(tables.classic_table(frames)),
+        _classic(tables.classic_table(frames)),
         "<h2>Summary per run, platform and N</h2>",
         "<p>Times in seconds, sizes in MiB; ready times over successful instances only.</p>",
         _table(
@@ -100,6 +101,22 @@ def render_html(
 
 def _table(df: Any, index: bool = True, classes: str | None = None) -> str:
     return df.to_html(index=index, border=0, na_rep="-", escape=True, classes=classes)
+
+
+def _classic(df: Any) -> str:
+    """The containers-vs-VMs table: "measured" heads the row names (not a row of its own),
+    and what a cell has in parentheses stays on one line: a kernel release such as
+    6.1.0-57-amd64 must not break at its hyphens in a narrow column."""
+    cells = df.astype(str).map(
+        lambda v: re.sub(
+            r"\(([^()]*)\)", r'(<span class="nowrap">\1</span>)', escape(v, quote=False)
+        )
+    )
+    # Element content only: like pandas' own escaping, quotes stay as they are.
+    cells.index = [escape(str(i), quote=False) for i in cells.index]
+    cells.columns = [escape(str(c), quote=False) for c in cells.columns]
+    cells = cells.rename_axis(index=None, columns=escape(str(df.index.name or ""), quote=False))
+    return cells.to_html(border=0, na_rep="-", escape=False)
 
 
 def _text(text: str) -> str:

@@ -215,12 +215,13 @@ def runtime_cell(runtimes: list[str], engine: dict[str, Any]) -> str:
     sandbox's (runsc: gVisor) and the version the engine recorded."""
     if not runtimes:
         return "-"
-    version = engine.get("runtime_version") if engine.get("runtime") in runtimes else None
     names = []
     for r in runtimes:
+        # The engine records the version of the one runtime its platform asked for.
+        version = engine.get("runtime_version") if engine.get("runtime") == r else None
         project = kinds.runtime_project(r)
-        names.append(f"{r} ({project})" if project else r)
-    return ", ".join(names) + (f", {version}" if version else "")
+        names.append(r + (f" {version}" if version else "") + (f" ({project})" if project else ""))
+    return ", ".join(names)
 
 
 def _insert_after(row: dict[str, str], key: str, new: str, value: str) -> dict[str, str]:
