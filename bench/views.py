@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import kinds
 from bench.units import format_bytes, format_seconds
 
 
@@ -31,7 +32,7 @@ def summary_table(
     ]
     for name, justify in columns:
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for r in rows:
+    for r in spectrum_order(rows):
         ok = r["samples"] - r["failures"]
         t.add_row(
             r["platform"],
@@ -61,6 +62,15 @@ def summary_table(
         notes.append("failures: " + "; ".join(errors[:5]))
     t.caption = "\n".join(notes)
     return t
+
+
+def spectrum_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary rows with platforms from container to VM, as the report orders them; a
+    kind's platforms, and each platform's rows, in the order they ran."""
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r["platform"], i)
+    return sorted(rows, key=lambda r: (kinds.order(r.get("kind")), first[r["platform"]]))
 
 
 def plan_table(scenario: Any) -> Any:

@@ -156,3 +156,21 @@ def test_the_memory_note_explains_a_sandbox_as_a_container_and_a_microvm_as_a_vm
     assert "KVM/TCG structures)" in by_platform["microvm"]
     assert "libvirt" not in by_platform["microvm"]  # QEMU is bench's child: in its PSS
     assert "KVM/TCG structures) and libvirt's own growth" in by_platform["vm"]
+
+
+def test_the_terminal_summary_lists_platforms_from_container_to_vm():
+    from bench.views import spectrum_order
+
+    ran = [("vm", "vm", 1), ("runc", "container", 1), ("vm", "vm", 4), ("gv", "sandbox", 1)]
+    ran += [("runc", "container", 4), ("crun", "container", 1), ("m", "microvm", 1)]
+    rows = [{"platform": p, "kind": k, "n": n} for p, k, n in ran]
+    got = [(r["platform"], r["n"]) for r in spectrum_order(rows)]
+    assert got == [
+        ("runc", 1),
+        ("runc", 4),
+        ("crun", 1),
+        ("gv", 1),
+        ("m", 1),
+        ("vm", 1),
+        ("vm", 4),
+    ]
