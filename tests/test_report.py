@@ -484,3 +484,19 @@ def test_kernel_cell_without_the_hosts_kernel_says_so():
     assert kernel_cell(["4.4.0"], None, "sandbox", ["runsc"]) == (
         "4.4.0 (the host's was not recorded)"
     )
+
+
+def test_samples_without_a_kind_still_render(tmp_path):
+    from bench.report import tables
+    from bench.report.frame import load_frames
+
+    bare = [{"platform": "p", "n": 1, "ok": True, "ready_s": 0.2, "guest_kernel": "6.18.44-host"}]
+    scenario = {"name": "bare", "platforms": [{"name": "p", "backend": "docker"}]}
+    run = write_run(
+        tmp_path, "bare-20261201-000000-eeee", bare, [{"platform": "p", "n": 1}], scenario
+    )
+    frames = load_frames([run])
+    assert not tables.any_tcg(frames)
+    column = tables.classic_table(frames)["p"]
+    assert (column["kind"], column["accel"]) == ("-", "native")
+    assert column["kernel"] == "shared with the host (6.18.44-host)"

@@ -45,7 +45,8 @@ USUAL_CLAIMS = {
 
 def any_tcg(frames: Frames) -> bool:
     s = frames.samples
-    vm = s["kind"].map(kinds.is_vm).astype(bool)
+    # A column no sample filled holds pd.NA, which has no truth value: strings only.
+    vm = s["kind"].map(lambda k: isinstance(k, str) and kinds.is_vm(k)).astype(bool)
     return bool((vm & (s["accel"] == "tcg")).any())
 
 
