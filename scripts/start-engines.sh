@@ -2,7 +2,8 @@
 # Start the engines bench talks to, unless they already answer:
 #   - Docker Engine (dockerd) on /var/run/docker.sock (or DOCKER_HOST=unix://...)
 #   - podman's REST service (`podman system service`) on /run/podman/podman.sock
-#     (or CONTAINER_HOST=unix://...); a unix socket only, never TCP
+#     (or CONTAINER_HOST=unix://...); a unix socket only, never TCP; its default OCI
+#     runtime is BENCH_PODMAN_RUNTIME (default runc)
 #   - libvirt: virtlogd + libvirtd, checked through qemu:///system
 # With systemd as PID 1 and the unit installed it uses systemctl; otherwise
 # (containers, CI sandboxes) it starts the daemons directly in the background.
@@ -56,6 +57,10 @@ case "${CONTAINER_HOST:-}" in
         ;;
 esac
 PODMAN_PIDFILE=$(dirname -- "$PODMAN_SOCK")/bench-podman.pid
+# The service's default OCI runtime. podman 4.3's API ignores a container's own runtime
+# (podman issue #28429): its containers all run under this one. runc is bench's default:
+# crun, podman's, fails on hybrid-cgroup hosts.
+PODMAN_RUNTIME=${BENCH_PODMAN_RUNTIME:-runc}
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -162,11 +167,12 @@ start_podman() {
     # The socket's directory must exist first (/run/podman is not made by the service).
     "${SUDO[@]}" mkdir -p "$(dirname -- "$PODMAN_SOCK")"
     log "starting podman system service (unix://$PODMAN_SOCK, log: $PODMAN_LOG)"
-    # --time=0: never exit when idle. setsid: outlive the caller's process group. The
-    # shell writes its pid, then becomes podman (exec): the pid file names the service.
-    # shellcheck disable=SC2016  # $1..$3 are expanded by the inner sh
-    "${SUDO[@]}" sh -c 'setsid sh -c '\''echo $$ >"$2"; exec podman system service --time=0 "unix://$1"'\'' sh "$1" "$2" >"$3" 2>&1 </dev/null &' \
-        sh "$PODMAN_SOCK" "$PODMAN_PIDFILE" "$PODMAN_LOG"
+    # --runtime: see PODMAN_RUNTIME. --time=0: never exit when idle. setsid: outlive the
+    # caller's process group. The shell writes its pid, then becomes podman (exec): the
+    # pid file names the service.
+    # shellcheck disable=SC2016  # $1..$4 are expanded by the inner sh
+    "${SUDO[@]}" sh -c 'setsid sh -c '\''echo $$ >"$2"; exec podman --runtime "$3" system service --time=0 "unix://$1"'\'' sh "$1" "$2" "$3" >"$4" 2>&1 </dev/null &' \
+        sh "$PODMAN_SOCK" "$PODMAN_PIDFILE" "$PODMAN_RUNTIME" "$PODMAN_LOG"
 }
 
 # --- libvirt ------------------------------------------------------------------
