@@ -153,12 +153,8 @@ start_docker() {
 # --- podman -------------------------------------------------------------------
 
 start_podman() {
-    # The packaged podman.socket unit listens on /run/podman/podman.sock only.
-    if [[ "$PODMAN_SOCK" == /run/podman/podman.sock ]] && use_systemd_for podman.socket; then
-        log "starting podman.socket (systemctl)"
-        "${SUDO[@]}" systemctl start podman.socket
-        return
-    fi
+    # Started directly also under systemd: the packaged podman.socket unit cannot be
+    # given a default runtime (an already active one answers, and is used as it is).
     have podman || die "podman not found: install podman (scripts/setup-host.sh does)"
     if running podman; then
         log "podman system service is running but not answering yet; waiting for it"
@@ -289,12 +285,12 @@ if ((WAIT_DOCKER || WAIT_LIBVIRT || WAIT_PODMAN)); then
         elif ((SECONDS - started >= 3)); then
             if ((WAIT_DOCKER)) && ! use_systemd_for docker.service && ! running dockerd; then failed=1; fi
             if ((WAIT_LIBVIRT)) && ! use_systemd_for libvirtd.service && ! running libvirtd; then failed=1; fi
-            if ((WAIT_PODMAN)) && ! use_systemd_for podman.socket && ! running podman; then failed=1; fi
+            if ((WAIT_PODMAN)) && ! running podman; then failed=1; fi
         fi
         if ((failed)); then
             ((WAIT_DOCKER)) && report_failure dockerd "$DOCKER_SOCK" docker.service "$DOCKERD_LOG"
             ((WAIT_LIBVIRT)) && report_failure libvirtd "$LIBVIRT_URI" libvirtd.service "$LIBVIRTD_LOG"
-            ((WAIT_PODMAN)) && report_failure podman "$PODMAN_SOCK" podman.socket "$PODMAN_LOG"
+            ((WAIT_PODMAN)) && report_failure podman "$PODMAN_SOCK" none "$PODMAN_LOG"  # never a systemd unit
             exit 1
         fi
         sleep 0.5
