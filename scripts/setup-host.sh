@@ -30,6 +30,7 @@ PY=${PYTHON:-python3}
 # Packages bench needs on the host (Debian and Ubuntu use the same names).
 PACKAGES=(
     docker.io              # Docker Engine (dockerd, containerd, runc)
+    podman                 # podman, whose REST service (`podman system service`) bench drives
     busybox-static         # rootfs for the locally built container/guest images
     libvirt-daemon-system  # libvirtd, virtlogd, QEMU driver
     libvirt-clients        # virsh
@@ -61,6 +62,7 @@ print_requirements() {
     cat >&2 <<'EOF'
 setup-host: bench needs, on the host:
   - Docker Engine (dockerd) reachable on /var/run/docker.sock
+  - podman, its REST service on /run/podman/podman.sock (`podman system service`)
   - libvirt (libvirtd + virtlogd, virsh) with the QEMU driver, and qemu-system-x86_64 + qemu-img
   - a static busybox binary (to build the container/guest images)
   - gcc, pkg-config and the libvirt development headers (pip builds libvirt-python)
@@ -68,7 +70,7 @@ setup-host: bench needs, on the host:
   - a Linux kernel image for the guests (/boot/vmlinuz-*, or set BENCH_KERNEL=/path/to/vmlinuz)
   On Debian/Ubuntu, as root:
     apt-get update
-    apt-get install -y --no-install-recommends docker.io busybox-static libvirt-daemon-system \
+    apt-get install -y --no-install-recommends docker.io podman busybox-static libvirt-daemon-system \
         libvirt-clients libvirt-dev pkg-config gcc python3-venv python3-dev qemu-system-x86 qemu-utils make
 EOF
 }

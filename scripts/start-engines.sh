@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Start the engines bench talks to, unless they already answer:
 #   - Docker Engine (dockerd) on /var/run/docker.sock (or DOCKER_HOST=unix://...)
+#   - podman's REST service (`podman system service`) on /run/podman/podman.sock
+#     (or CONTAINER_HOST=unix://...); a unix socket only, never TCP; its default OCI
+#     runtime is BENCH_PODMAN_RUNTIME (default runc)
 #   - libvirt: virtlogd + libvirtd, checked through qemu:///system
 # With systemd as PID 1 and the unit installed it uses systemctl; otherwise
 # (containers, CI sandboxes) it starts the daemons directly in the background.
-# Then waits, at most BENCH_ENGINE_TIMEOUT seconds (default 30), until both answer.
-# Idempotent: when both already answer it only runs two quick probes.
+# Then waits, at most BENCH_ENGINE_TIMEOUT seconds (default 30), until all answer.
+# Idempotent: when all already answer it only runs three quick probes.
 set -euo pipefail
 
 TIMEOUT=${BENCH_ENGINE_TIMEOUT:-30}
 DOCKERD_LOG=/var/log/bench-dockerd.log
 LIBVIRTD_LOG=/var/log/bench-libvirtd.log
 VIRTLOGD_LOG=/var/log/bench-virtlogd.log
+PODMAN_LOG=/var/log/bench-podman.log
 KVM_NODE=/dev/kvm
 LIBVIRT_URI=qemu:///system
 
@@ -41,6 +45,23 @@ case "${DOCKER_HOST:-}" in
         ;;
 esac
 
+# podman's socket: honour CONTAINER_HOST (podman's own variable) only when it is local.
+MANAGE_PODMAN=1
+PODMAN_SOCK=/run/podman/podman.sock
+case "${CONTAINER_HOST:-}" in
+    "") ;;
+    unix://*) PODMAN_SOCK=${CONTAINER_HOST#unix://} ;;
+    *)
+        log "CONTAINER_HOST=$CONTAINER_HOST is not local: not managing a local podman service"
+        MANAGE_PODMAN=0
+        ;;
+esac
+PODMAN_PIDFILE=$(dirname -- "$PODMAN_SOCK")/bench-podman.pid
+# The service's default OCI runtime. podman 4.3's API ignores a container's own runtime
+# (podman issue #28429): its containers all run under this one. runc is bench's default:
+# crun, podman's, fails on hybrid-cgroup hosts.
+PODMAN_RUNTIME=${BENCH_PODMAN_RUNTIME:-runc}
+
 have() { command -v "$1" >/dev/null 2>&1; }
 
 docker_ok() {
@@ -48,6 +69,16 @@ docker_ok() {
         [[ "$("${SUDO[@]}" curl -fsS --max-time 5 --unix-socket "$DOCKER_SOCK" http://localhost/_ping 2>/dev/null)" == OK ]]
     elif have docker; then
         "${SUDO[@]}" timeout 10 docker -H "unix://$DOCKER_SOCK" info >/dev/null 2>&1
+    else
+        return 1
+    fi
+}
+
+podman_ok() {
+    if have curl && [[ -S "$PODMAN_SOCK" ]]; then
+        [[ "$("${SUDO[@]}" curl -fsS --max-time 5 --unix-socket "$PODMAN_SOCK" http://d/libpod/_ping 2>/dev/null)" == OK ]]
+    elif have podman && [[ -S "$PODMAN_SOCK" ]]; then
+        "${SUDO[@]}" timeout 10 podman --url "unix://$PODMAN_SOCK" version >/dev/null 2>&1
     else
         return 1
     fi
@@ -70,6 +101,7 @@ declare -A PIDFILE=(
     [dockerd]=/var/run/docker.pid
     [libvirtd]=/run/libvirtd.pid
     [virtlogd]=/run/virtlogd.pid
+    [podman]=$PODMAN_PIDFILE  # written by start_podman below: the service writes none
 )
 running() {
     local pid comm
@@ -116,6 +148,27 @@ start_docker() {
     # setsid: keep dockerd alive when the caller's process group (make, CI step) ends.
     # shellcheck disable=SC2016  # $1 is expanded by the inner sh
     "${SUDO[@]}" sh -c 'setsid nohup dockerd >"$1" 2>&1 </dev/null &' sh "$DOCKERD_LOG"
+}
+
+# --- podman -------------------------------------------------------------------
+
+start_podman() {
+    # Started directly also under systemd: the packaged podman.socket unit cannot be
+    # given a default runtime (an already active one answers, and is used as it is).
+    have podman || die "podman not found: install podman (scripts/setup-host.sh does)"
+    if running podman; then
+        log "podman system service is running but not answering yet; waiting for it"
+        return
+    fi
+    # The socket's directory must exist first (/run/podman is not made by the service).
+    "${SUDO[@]}" mkdir -p "$(dirname -- "$PODMAN_SOCK")"
+    log "starting podman system service (unix://$PODMAN_SOCK, log: $PODMAN_LOG)"
+    # --runtime: see PODMAN_RUNTIME. --time=0: never exit when idle. setsid: outlive the
+    # caller's process group. The shell writes its pid, then becomes podman (exec): the
+    # pid file names the service.
+    # shellcheck disable=SC2016  # $1..$4 are expanded by the inner sh
+    "${SUDO[@]}" sh -c 'setsid sh -c '\''echo $$ >"$2"; exec podman --runtime "$3" system service --time=0 "unix://$1"'\'' sh "$1" "$2" "$3" >"$4" 2>&1 </dev/null &' \
+        sh "$PODMAN_SOCK" "$PODMAN_PIDFILE" "$PODMAN_RUNTIME" "$PODMAN_LOG"
 }
 
 # --- libvirt ------------------------------------------------------------------
@@ -172,10 +225,16 @@ start_libvirt() {
 
 WAIT_DOCKER=0
 WAIT_LIBVIRT=0
+WAIT_PODMAN=0
 if ((MANAGE_DOCKER)) && ! docker_ok; then
     require_root dockerd "$DOCKER_SOCK" docker
     start_docker
     WAIT_DOCKER=1
+fi
+if ((MANAGE_PODMAN)) && ! podman_ok; then
+    require_root podman "$PODMAN_SOCK" root
+    start_podman
+    WAIT_PODMAN=1
 fi
 if ! libvirt_ok; then
     require_root libvirtd "$LIBVIRT_URI" libvirt
@@ -202,7 +261,7 @@ report_failure() { # name, where it should answer, systemd unit, log file
     show_log "$logfile"
 }
 
-if ((WAIT_DOCKER || WAIT_LIBVIRT)); then
+if ((WAIT_DOCKER || WAIT_LIBVIRT || WAIT_PODMAN)); then
     started=$SECONDS
     deadline=$((SECONDS + TIMEOUT))
     while :; do
@@ -214,7 +273,11 @@ if ((WAIT_DOCKER || WAIT_LIBVIRT)); then
             log "libvirtd is up ($LIBVIRT_URI, $((SECONDS - started))s)"
             WAIT_LIBVIRT=0
         fi
-        ((WAIT_DOCKER || WAIT_LIBVIRT)) || break
+        if ((WAIT_PODMAN)) && podman_ok; then
+            log "podman is up ($PODMAN_SOCK, $((SECONDS - started))s)"
+            WAIT_PODMAN=0
+        fi
+        ((WAIT_DOCKER || WAIT_LIBVIRT || WAIT_PODMAN)) || break
         # Give up at the deadline, or early when a daemon we started directly has died.
         failed=0
         if ((SECONDS >= deadline)); then
@@ -222,10 +285,12 @@ if ((WAIT_DOCKER || WAIT_LIBVIRT)); then
         elif ((SECONDS - started >= 3)); then
             if ((WAIT_DOCKER)) && ! use_systemd_for docker.service && ! running dockerd; then failed=1; fi
             if ((WAIT_LIBVIRT)) && ! use_systemd_for libvirtd.service && ! running libvirtd; then failed=1; fi
+            if ((WAIT_PODMAN)) && ! running podman; then failed=1; fi
         fi
         if ((failed)); then
             ((WAIT_DOCKER)) && report_failure dockerd "$DOCKER_SOCK" docker.service "$DOCKERD_LOG"
             ((WAIT_LIBVIRT)) && report_failure libvirtd "$LIBVIRT_URI" libvirtd.service "$LIBVIRTD_LOG"
+            ((WAIT_PODMAN)) && report_failure podman "$PODMAN_SOCK" none "$PODMAN_LOG"  # never a systemd unit
             exit 1
         fi
         sleep 0.5

@@ -32,6 +32,24 @@ def docker_api():
     api.close()
 
 
+PODMAN_URL = os.environ.get("CONTAINER_HOST") or "unix:///run/podman/podman.sock"
+
+
+@pytest.fixture(scope="session")
+def podman_client():
+    """The podman REST service (`podman system service`, started by start-engines.sh)."""
+    try:
+        from podman import PodmanClient
+
+        client = PodmanClient(base_url=PODMAN_URL, timeout=30)
+        if not client.ping():
+            raise OSError("no answer to ping")
+    except Exception as e:
+        require_engine(f"podman service ({PODMAN_URL})", False, str(e)[:200])
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def libvirt_conn():
     import libvirt
@@ -63,8 +81,8 @@ def qemu_binary():
 
 
 def _bench_leftovers() -> set[str]:
-    """Containers labelled by bench, bench domains, overlay files and direct-QEMU instances
-    (state files and directories) on this machine."""
+    """Containers labelled by bench (docker, podman), bench domains, overlay files and
+    direct-QEMU instances (state files and directories) on this machine."""
     found: set[str] = set()
     try:
         import docker
@@ -73,6 +91,15 @@ def _bench_leftovers() -> set[str]:
         for c in api.containers(all=True, filters={"label": "bench.run_id"}):
             found.add(f"container {c['Names'][0]}")
         api.close()
+    except Exception:
+        pass
+    try:
+        from podman import PodmanClient
+
+        client = PodmanClient(base_url=PODMAN_URL, timeout=10)
+        for c in client.containers.list(all=True, filters={"label": "bench.run_id"}):
+            found.add(f"podman container {c.name}")
+        client.close()
     except Exception:
         pass
     try:

@@ -134,6 +134,7 @@ def test_legacy_engine_flags_still_parse_and_reach_their_backends(monkeypatch):
     assert seen == {
         "docker_host": "unix:///x.sock",
         "libvirt_uris": ["a:///", "b:///"],
+        "podman_url": None,
         "fake_address": None,
     }
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 BACKENDS: dict[str, str] = {
     "docker": "bench.backends.docker_backend:DockerBackend",
+    "podman": "bench.backends.podman_backend:PodmanBackend",
     "libvirt": "bench.backends.libvirt_backend:LibvirtBackend",
     "qemu": "bench.backends.qemu_backend:QemuBackend",
     # In-process stand-in for unit tests of the runner; measures nothing real.

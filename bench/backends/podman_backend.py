@@ -1,0 +1,774 @@
+"""podman through its REST service (`podman system service`), with the `podman` Python
+bindings' HTTP client: one API call per step, no hidden inspect after create.
+
+Three things podman 4.3 (Debian 12) does differently from docker, handled here:
+- A container's OCI runtime cannot be chosen through the API: the libpod spec's
+  `oci_runtime` (what the bindings' `runtime=` sends) is ignored and the service's own
+  default runtime is used (podman issue #28429, fixed in later releases). bench still
+  sends it, checks what the engine really used (inspect's `OCIRuntime`) in a probe
+  before a run, and records it per sample. scripts/start-engines.sh starts the service
+  with `--runtime runc`, bench's default.
+- podman's default nofile/nproc limits (1048576) may exceed the host's hard limits (a
+  sandboxed host), and then every start fails ("error setting rlimit"): bench asks for
+  podman's defaults clamped to the hard limits of the service and of bench itself.
+- The bindings have no attach socket: bench opens its own HTTP upgrade on the service's
+  socket (docker's multiplexed stream format) before start, read by the IOHub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from bench import images, kinds
+from bench.backends.base import (
+    LABEL_OWNER,
+    LABEL_OWNER_HOST,
+    LABEL_PLATFORM,
+    LABEL_PREFIX,
+    LABEL_RUN,
+    NAME_PREFIX,
+    Backend,
+    Check,
+    CliOption,
+    Instance,
+    Leftover,
+    parse_pid,
+    print_nothing,
+)
+from bench.backends.docker_backend import DockerSettings, _Demux, version_line
+from bench.errors import (
+    BenchError,
+    EngineUnavailable,
+    ImageError,
+    MissingImage,
+    RuntimeUnusable,
+    UsageError,
+    first_line,
+)
+from bench.iohub import IOHub
+from bench.owner import owner_labels
+
+if TYPE_CHECKING:
+    from bench.host import Host
+
+DEFAULT_ADDRESS = "unix:///run/podman/podman.sock"
+DEFAULT_RUNTIME = "runc"  # crun, podman's own default, fails on hybrid-cgroup hosts
+API_TIMEOUT_S = 60  # every engine call is bounded: a dead service must not hang a run
+API_CONNECTIONS = 64
+RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "30"))
+PROBE_RUN_ID = "runtime-probe"
+PROBE_IMAGE = "busybox"
+# podman's own defaults for a rootful container (containers.conf), before clamping.
+WANTED_RLIMITS = {"nofile": 1048576, "nproc": 1048576}
+_RLIMIT_CONSTANTS = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC}
+_LIMITS_ROWS = {"nofile": "Max open files", "nproc": "Max processes"}
+START_HINT = "scripts/start-engines.sh (or `podman --runtime runc system service --time=0 &`)"
+
+
+class PodmanSettings(DockerSettings):
+    """docker's keys, same meaning: image, memory, cpus, network, env, command, ready,
+    runtime; `host` is the podman service's address."""
+
+    backend: Literal["podman"]  # type: ignore[assignment]
+    # The OCI runtime (runc, crun, runsc, ...): runc unless told, not podman's default.
+    runtime: str = Field(  # type: ignore[assignment]
+        DEFAULT_RUNTIME, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _local_only(cls, v: str | None) -> str | None:
+        # Memory and disk are read on this machine: a remote service would get this
+        # host's figures. Never TCP: the service has no authentication.
+        if v is not None and not v.startswith("unix://"):
+            raise ValueError(
+                "only a local podman service (unix:///run/podman/podman.sock) can be measured"
+            )
+        return v
+
+
+# -- pure pieces ----------------------------------------------------------------------
+
+
+def parse_limits(text: str) -> dict[str, int | None]:
+    """/proc/PID/limits -> {"nofile": hard, "nproc": hard}; None: unlimited."""
+    out: dict[str, int | None] = {}
+    for key, row in _LIMITS_ROWS.items():
+        for line in text.splitlines():
+            if line.startswith(row):
+                fields = line[len(row) :].split()
+                if len(fields) >= 2:
+                    out[key] = None if fields[1] == "unlimited" else int(fields[1])
+    return out
+
+
+def clamp_rlimits(wanted: dict[str, int], *hards: dict[str, int | None]) -> list[dict[str, Any]]:
+    """The libpod spec's r_limits: each wanted limit, soft = hard, no higher than any of
+    the given hard limits (None or a missing key: unlimited)."""
+    out = []
+    for name, value in wanted.items():
+        for hard in hards:
+            h = hard.get(name)
+            if h is not None and h >= 0:
+                value = min(value, h)
+        out.append({"type": name, "soft": value, "hard": value})
+    return out
+
+
+def own_hard_limits() -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for name, const in _RLIMIT_CONSTANTS.items():
+        hard = resource.getrlimit(const)[1]
+        out[name] = None if hard == resource.RLIM_INFINITY else hard
+    return out
+
+
+def socket_owner_pid(path: str) -> int | None:
+    """The pid of the process listening on the unix socket `path` on this machine (the
+    podman service), or None when it cannot be told."""
+    try:
+        rows = Path("/proc/net/unix").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    inodes = {
+        f"socket:[{r.split()[6]}]" for r in rows if len(r.split()) >= 8 and r.split()[7] == path
+    }
+    if not inodes:
+        return None
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}") in inodes:
+                    return int(pid)
+            except OSError:
+                continue
+    return None
+
+
+def netns(network: str) -> dict[str, Any]:
+    """docker's `network:` in the libpod spec: none/host/bridge/private are modes, any
+    other name a network to join."""
+    if network in ("none", "host", "bridge", "private"):
+        return {"netns": {"nsmode": network}}
+    return {"netns": {"nsmode": "bridge"}, "networks": {network: {}}}
+
+
+def container_spec(
+    settings: PodmanSettings,
+    *,
+    image: str,
+    name: str,
+    labels: dict[str, str],
+    rlimits: list[dict[str, Any]],
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """The libpod SpecGenerator of one instance (the body of POST /libpod/containers/create)."""
+    s = settings
+    spec: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "labels": labels,
+        "oci_runtime": s.runtime,  # honoured by podman releases with #28429 fixed
+        "r_limits": rlimits,
+        **netns(s.network),
+    }
+    cmd = command if command is not None else s.command
+    if cmd:
+        spec["command"] = cmd
+    if s.env:
+        spec["env"] = dict(s.env)
+    limits: dict[str, Any] = {}
+    if s.memory:
+        # swap = limit: no swap (a memory limit that swaps measures the disk), as docker.
+        limits["memory"] = {"limit": s.memory, "swap": s.memory}
+    if s.cpus:
+        limits["cpu"] = {"quota": int(s.cpus * 100_000), "period": 100_000}
+    if limits:
+        spec["resource_limits"] = limits
+    return spec
+
+
+def podman_reason(text: str, runtime: str = "") -> str:
+    """The runtime's own reason out of podman's error: "crun: <reason>: OCI runtime
+    error" -> <reason>."""
+    line = first_line(Exception(text), limit=1000).strip()
+    for suffix in (": OCI runtime error", ": OCI permission denied", ": OCI not found"):
+        line = line.removesuffix(suffix)
+    if runtime:
+        line = line.removeprefix(f"{runtime}: ")
+    return line[:300] or "the runtime gave no reason"
+
+
+# -- the backend ----------------------------------------------------------------------
+
+
+class PodmanBackend(Backend):
+    kind = kinds.CONTAINER
+    Settings = PodmanSettings
+
+    cli_options = (
+        CliOption(
+            "--podman-url",
+            "podman_url",
+            "podman service address, unix://PATH "
+            f"(default: $CONTAINER_HOST, else {DEFAULT_ADDRESS}).",
+            metavar="ADDRESS",
+        ),
+        CliOption(
+            "--skip-podman",
+            "skip_podman",
+            "Do not load the bench image into podman.",
+            is_flag=True,
+            commands=frozenset({"images"}),
+        ),
+    )
+
+    def __init__(self, settings: PodmanSettings, host: Host | None = None):
+        super().__init__(settings, host)
+        self.settings: PodmanSettings = settings
+        self.kind = kinds.for_runtime(settings.runtime)
+        self._client: Any = None
+        self._hub: IOHub | None = None
+        self._image_ref = settings.image
+        self._lock = threading.Lock()
+        self._sizes: dict[str, int | None] = {}
+        self._procs: Any = None
+        self._storage_dirs: list[Path] = []
+        self._info: dict[str, Any] | None = None
+        self._runtime_checked = False
+        self._runtime_version: str | None = None
+        self._rlimits: list[dict[str, Any]] | None = None
+
+    # -- CLI hooks ---------------------------------------------------------------------
+
+    @classmethod
+    def _for_options(cls, options: dict[str, Any], name: str) -> PodmanBackend:
+        url = options.get("podman_url")
+        try:
+            settings = PodmanSettings(name=name, backend="podman", image="busybox", host=url)
+        except ValidationError as e:
+            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+            raise UsageError(f"--podman-url {url}: {msg}") from None
+        return cls(settings)
+
+    @classmethod
+    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+        return [cls._for_options(options, "clean")]
+
+    @classmethod
+    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+        podman = cls._for_options(options, "doctor")
+        try:
+            v = podman.connect().version()
+            checks = [Check("podman", True, f"podman {v.get('Version')} at {podman.address}")]
+            ref = images.docker_ref(PROBE_IMAGE)
+            has = podman.has_image(ref)
+            checks.append(
+                Check(
+                    "podman image",
+                    has,
+                    ref if has else f"{ref} missing",
+                    "bench images build",
+                )
+            )
+            runtime = podman.settings.runtime
+            version = podman.runtime_version(runtime)
+            head = f"{runtime} {version}" if version else runtime
+            default = podman.default_runtime
+            if default and default != runtime:
+                head += f" (the service's default: {default})"
+            if not has:
+                checks.append(Check("podman runtime", True, f"{head}: not probed (no bench image)"))
+            else:
+                ok, detail = podman.probe_runtime(runtime, say)
+                checks.append(
+                    Check(
+                        "podman runtime",
+                        ok,
+                        f"{head}: {detail}"
+                        if ok
+                        else f"{head}: cannot start the bench image: {detail}",
+                        START_HINT,
+                    )
+                )
+            return checks
+        except BenchError as e:
+            return [Check("podman", False, str(e), START_HINT, engine=True)]
+        finally:
+            podman.close()
+
+    @classmethod
+    def build_images(
+        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+    ) -> list[tuple[str, str]]:
+        if options.get("skip_podman"):
+            return []
+        backend = cls._for_options(options, "images")
+        try:
+            image_id = import_bench_image(backend.connect(), name)
+        finally:
+            backend.close()
+        return [("podman", f"{images.docker_ref(name)} ({image_id[:12]})")]
+
+    # -- connection ----------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.settings.host or os.environ.get("CONTAINER_HOST") or DEFAULT_ADDRESS
+
+    @property
+    def socket_path(self) -> str:
+        return self.address.removeprefix("unix://")
+
+    def engine_address(self) -> str | None:
+        return self.address
+
+    def connect(self) -> Any:
+        if self._client is None:
+            if not self.address.startswith("unix://"):
+                raise UsageError(
+                    f"CONTAINER_HOST={self.address}: only a local podman service (unix://) "
+                    f"can be measured; unset it or set `host: {DEFAULT_ADDRESS}`"
+                )
+            if not os.path.exists(self.socket_path):
+                raise EngineUnavailable(
+                    f"cannot reach podman: no socket at {self.socket_path}: start the service "
+                    f"({START_HINT}) or set `host:`"
+                )
+            from podman import PodmanClient
+
+            try:
+                client = PodmanClient(
+                    base_url=self.address, timeout=API_TIMEOUT_S, max_pool_size=API_CONNECTIONS
+                )
+                if not client.ping():
+                    raise OSError("no answer to ping")
+            except Exception as e:
+                raise EngineUnavailable(
+                    f"cannot reach podman at {self.address} ({first_line(e)}): start the "
+                    f"service ({START_HINT}) or set `host:`"
+                ) from None
+            self._client = client
+        return self._client
+
+    @property
+    def api(self) -> Any:
+        """The bindings' HTTP client: paths are relative to /vX/libpod/."""
+        return self.connect().api
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One libpod API call; raises the bindings' APIError / NotFound on an error."""
+        response = getattr(self.api, method)(path, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def service_info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = self.connect().info()
+        return self._info
+
+    @property
+    def default_runtime(self) -> str | None:
+        return ((self.service_info().get("host") or {}).get("ociRuntime") or {}).get("name")
+
+    def runtime_version(self, name: str) -> str | None:
+        """The runtime's version: podman's info for its default, else `<name> --version`
+        on the engine's host."""
+        oci = (self.service_info().get("host") or {}).get("ociRuntime") or {}
+        if oci.get("name") == name and oci.get("version"):
+            return version_line(oci["version"])
+        try:
+            out = self.host.run([name, "--version"], timeout=10)
+        except Exception:
+            return None
+        return version_line(out.stdout) if out.returncode == 0 else None
+
+    def has_image(self, ref: str) -> bool:
+        return bool(self.connect().images.exists(ref))
+
+    def rlimits(self) -> list[dict[str, Any]]:
+        """podman's default limits, no higher than the service's and bench's hard limits."""
+        if self._rlimits is None:
+            hards = [own_hard_limits()]
+            pid = socket_owner_pid(self.socket_path)
+            if pid is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    hards.append(parse_limits(Path(f"/proc/{pid}/limits").read_text()))
+            self._rlimits = clamp_rlimits(WANTED_RLIMITS, *hards)
+        return self._rlimits
+
+    # -- runtime probe -------------------------------------------------------------------
+
+    def probe_runtime(
+        self, runtime: str, say: Callable[[str], None] = print_nothing
+    ) -> tuple[bool, str]:
+        """Whether `runtime` really starts the bench image here: a container that runs
+        `uname -r`, checked for the runtime podman actually used."""
+        from podman.errors import APIError
+
+        say(f"probing podman's runtime {runtime}...")
+        safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in runtime)
+        name = f"{NAME_PREFIX}runtime-probe-podman-{safe}-{os.getpid()}"
+        spec = container_spec(
+            self.settings.model_copy(update={"runtime": runtime, "command": None, "env": {}}),
+            image=images.docker_ref(PROBE_IMAGE),
+            name=name,
+            labels={
+                LABEL_RUN: PROBE_RUN_ID,
+                LABEL_PLATFORM: PROBE_RUN_ID,
+                **owner_labels(LABEL_PREFIX),
+            },
+            rlimits=self.rlimits(),
+            command=["uname", "-r"],
+        )
+        try:
+            self._call(
+                "post",
+                "/containers/create",
+                data=json.dumps(spec),
+                headers={"content-type": "application/json"},
+            )
+            used = self._call("get", f"/containers/{name}/json").json().get("OCIRuntime")
+            if used != runtime:
+                return False, (
+                    f"podman ran the container under {used}, not {runtime}: its API ignores "
+                    "a container's runtime (podman issue #28429); start the service with "
+                    f"`podman --runtime {runtime} system service`"
+                )
+            self._call("post", f"/containers/{name}/start")
+            code = self._call(
+                "post",
+                f"/containers/{name}/wait",
+                params={"condition": "exited"},
+                timeout=RUNTIME_PROBE_TIMEOUT_S,
+            ).json()
+            logs = self._call(
+                "get", f"/containers/{name}/logs", params={"stdout": True, "stderr": True}
+            )
+            out = "".join(c.decode(errors="replace") for c in _Demux().feed(logs.content)).strip()
+        except APIError as e:
+            return False, podman_reason(e.explanation or str(e), runtime)
+        except Exception as e:
+            return False, f"the probe container did not finish: {first_line(e)}"
+        finally:
+            with contextlib.suppress(Exception):
+                self.api.delete(f"/containers/{name}", params={"force": True, "timeout": 0})
+        if code != 0:
+            tail = out.splitlines()[-1] if out else "no output"
+            return False, f"the bench image exited with status {code} ({tail})"
+        kernel = out.splitlines()[-1] if out else "?"
+        return True, f"starts the bench image (kernel {kernel})"
+
+    def _require_runtime(self, say: Callable[[str], None]) -> None:
+        if self._runtime_checked or not self.may_probe:
+            return
+        ok, detail = self.probe_runtime(self.settings.runtime, say)
+        if not ok:
+            raise RuntimeUnusable(
+                f"platform {self.settings.name!r}: podman runtime {self.settings.runtime!r} "
+                f"cannot start the bench image on this host: {detail}"
+            )
+        self._runtime_checked = True
+
+    # -- run ----------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        self.connect()
+        name = self.settings.image
+        if not images.is_bench_image(name) and not self.has_image(name):
+            raise MissingImage(
+                f"image {name!r} is not on the podman service at {self.address} and bench never "
+                "pulls (hosts may be air-gapped): `podman load` it first, or use `image: busybox`"
+            )
+        if self.has_image(images.docker_ref(PROBE_IMAGE)):
+            # Without the bench image yet, prepare() probes once it has imported it.
+            self._require_runtime(self.say)
+
+    def prepare(
+        self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
+    ) -> dict[str, Any]:
+        client = self.connect()
+        name = self.settings.image
+        if images.is_bench_image(name):
+            self._image_ref = images.docker_ref(name)
+        if not self.has_image(images.docker_ref(PROBE_IMAGE)) or not self.has_image(
+            self._image_ref
+        ):
+            if not build_missing:
+                raise MissingImage(
+                    f"image {images.docker_ref(PROBE_IMAGE)} is not in podman's storage: run "
+                    "`bench images build`"
+                )
+            say("loading the bench image into podman (first use on this engine)...")
+            for n in {PROBE_IMAGE, name if images.is_bench_image(name) else PROBE_IMAGE}:
+                import_bench_image(client, n)
+        self._require_runtime(say)
+        img = self._call(
+            "get", f"/images/{urllib.parse.quote(self._image_ref, safe='')}/json"
+        ).json()
+        info = self.service_info()
+        host_info = info.get("host") or {}
+        store = info.get("store") or {}
+        version = info.get("version") or {}
+        self._runtime_version = self.runtime_version(self.settings.runtime)
+        root = Path(store.get("graphRoot") or "/var/lib/containers/storage")
+        driver = store.get("graphDriverName") or "overlay"
+        self._storage_dirs = [root / f"{driver}-containers", root / driver]
+        return {
+            "engine": "podman",
+            "address": self.address,
+            "podman_version": version.get("Version"),
+            "api_version": version.get("APIVersion"),
+            "conmon_version": version_line(
+                ((host_info.get("conmon") or {}).get("version") or "").replace(",", "\n")
+            ),
+            "storage_driver": driver,
+            "cgroup_version": host_info.get("cgroupVersion"),
+            "cgroup_manager": host_info.get("cgroupManager"),
+            "runtime": self.settings.runtime,
+            "runtime_version": self._runtime_version,
+            "default_runtime": self.default_runtime,
+            "rlimits": {r["type"]: r["hard"] for r in self.rlimits()},
+            "image": self._image_ref,
+            "image_id": img.get("Id"),
+            "image_bytes": img.get("Size"),
+            "rootfs_sha256": ((img.get("Config") or {}).get("Labels") or {}).get(
+                images.LABEL_ROOTFS
+            ),
+        }
+
+    def _io(self) -> IOHub:
+        with self._lock:
+            if self._hub is None:
+                self._hub = IOHub("bench-podman-io")
+            return self._hub
+
+    def create(self, inst: Instance) -> None:
+        spec = container_spec(
+            self.settings,
+            image=self._image_ref,
+            name=inst.name,
+            labels={
+                LABEL_RUN: inst.run_id,
+                LABEL_PLATFORM: inst.platform,
+                **owner_labels(LABEL_PREFIX),
+            },
+            rlimits=self.rlimits(),
+        )
+        inst.info["runtime"] = self.settings.runtime
+        inst.info["runtime_version"] = self._runtime_version
+        created = self._call(
+            "post",
+            "/containers/create",
+            data=json.dumps(spec),
+            headers={"content-type": "application/json"},
+        ).json()
+        inst.handle = created["Id"]
+        inst.info["container_id"] = created["Id"][:12]
+        # Attach before start, so not one byte of output can be missed.
+        sock, early = self._attach(inst.handle)
+        inst.info["_sock"] = sock
+        demux = _Demux()
+
+        def on_data(data: bytes) -> None:
+            for chunk in demux.feed(data):
+                inst.console.feed(chunk)
+
+        if early:
+            on_data(early)
+        self._io().add_stream(
+            sock,
+            on_data,
+            lambda err: inst.console.close(f"container output ended ({err or 'container exited'})"),
+        )
+
+    def _attach(self, container_id: str) -> tuple[socket.socket, bytes]:
+        """An attach stream (HTTP upgrade on the service's socket): the socket, non-blocking,
+        and any stream bytes that came with the response head."""
+        path = (
+            f"{self.api.path_prefix.rstrip('/')}/containers/{container_id}/attach"
+            "?stream=true&stdout=true&stderr=true&logs=true"
+        )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(API_TIMEOUT_S)
+            sock.connect(self.socket_path)
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\n"
+                "Upgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode()
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = sock.recv(65536)
+                if not data:
+                    raise OSError("the service closed the attach connection")
+                head += data
+                if len(head) > 65536:
+                    raise OSError("no end to the attach response's head")
+            head, _, rest = head.partition(b"\r\n\r\n")
+            status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+            if " 101 " not in f"{status} " and " 200 " not in f"{status} ":
+                raise EngineUnavailable(
+                    f"podman refused to attach: {status}: {rest.decode(errors='replace')[:200]}"
+                )
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock, rest
+
+    def start(self, inst: Instance) -> None:
+        self._call("post", f"/containers/{inst.handle}/start")
+
+    def prefetch(self, insts: list[Instance], host: Host) -> None:
+        # Writable-layer sizes of the whole step in one list call per run.
+        self._procs = host.processes()
+        self._sizes = {}
+        for run_id in {i.run_id for i in insts}:
+            for c in self._list(f"{LABEL_RUN}={run_id}", size=True):
+                self._sizes[c["Id"]] = (c.get("Size") or {}).get("rwSize")
+
+    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+        info = self._call("get", f"/containers/{inst.handle}/json").json()
+        state = info.get("State") or {}
+        # The runtime podman really used (its API may ignore the one asked for).
+        inst.info["runtime"] = info.get("OCIRuntime") or inst.info.get("runtime")
+        pid = state.get("Pid") or 0
+        conmon = state.get("ConmonPid") or 0
+        # The process view of a container: its conmon plus every process inside it.
+        procs = host.processes() if self._procs is None else self._procs
+        pids = procs.descendants(pid) if pid else []
+        if conmon and conmon > 1:
+            pids.append(conmon)
+        stats = self._call(
+            "get", "/containers/stats", params={"containers": inst.handle, "stream": False}
+        ).json()
+        rows = stats.get("Stats") or []
+        usage = rows[0].get("MemUsage") if rows else None
+        return {
+            "pids": pids,
+            "engine_mem_bytes": usage,
+            "engine_mem_source": "podman stats MemUsage (its cgroup memory usage)",
+            "disk_writable_bytes": self._sizes.get(inst.handle),
+        }
+
+    def storage_dirs(self) -> list[Path]:
+        return self._storage_dirs
+
+    def reachable(self) -> bool:
+        try:
+            return bool(self.connect().ping())
+        except Exception:
+            return False
+
+    def destroy(self, inst: Instance) -> None:
+        sock = inst.info.pop("_sock", None)
+        if sock is not None:
+            if self._hub:
+                self._hub.remove(sock)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        # By name when the create call never answered: the engine may have created it.
+        self._remove(inst.handle or inst.name)
+
+    def _remove(self, name: str) -> None:
+        from podman.errors import NotFound
+
+        try:
+            # timeout=0: killed at once, like docker's forced removal.
+            self._call("delete", f"/containers/{name}", params={"force": True, "timeout": 0})
+        except NotFound:
+            pass
+
+    def _list(self, label: str, size: bool = False) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"all": True, "filters": json.dumps({"label": [label]})}
+        if size:
+            params["size"] = True
+        return self._call("get", "/containers/json", params=params).json() or []
+
+    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
+        label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+        out = []
+        for c in self._list(label):
+            labels = c.get("Labels") or {}
+            out.append(
+                Leftover(
+                    "podman",
+                    "container",
+                    (c.get("Names") or [c["Id"][:12]])[0].lstrip("/"),
+                    labels.get(LABEL_RUN),
+                    parse_pid(labels.get(LABEL_OWNER)),
+                    labels.get(LABEL_OWNER_HOST),
+                )
+            )
+        return out
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        self._remove(leftover.name)
+
+    def close(self) -> None:
+        if self._hub:
+            self._hub.close()
+            self._hub = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        self._info = None
+
+
+def import_bench_image(client: Any, name: str) -> str:
+    """Load the cached rootfs tar of a bench image into podman's storage (libpod's image
+    import, as `podman import`); returns the image id. Same userland already there: kept."""
+    manifest = images.ensure_rootfs(name)
+    tar = images.image_dir(name) / "rootfs.tar"
+    ref = images.docker_ref(name)
+    api = client.api
+    existing = None
+    if client.images.exists(ref):
+        existing = api.get(f"/images/{urllib.parse.quote(ref, safe='')}/json").json()
+    labels = ((existing or {}).get("Config") or {}).get("Labels") or {}
+    if existing and labels.get(images.LABEL_ROOTFS) == manifest["rootfs_sha256"]:
+        return existing["Id"]
+    try:
+        with open(tar, "rb") as f:
+            response = api.post(
+                "/images/import",
+                params={
+                    "reference": ref,
+                    "changes": [
+                        'CMD ["/init"]',
+                        f"LABEL {images.LABEL_ROOTFS}={manifest['rootfs_sha256']}",
+                    ],
+                },
+                data=f,
+                headers={"content-type": "application/x-tar"},
+            )
+        response.raise_for_status()
+        image_id = response.json()["Id"].removeprefix("sha256:")
+    except Exception as e:
+        raise ImageError(f"podman import of {tar} failed: {first_line(e)}") from None
+    if existing and existing["Id"] != image_id:
+        # The old build is now untagged; drop it unless a container still uses it.
+        with contextlib.suppress(Exception):
+            api.delete(f"/images/{existing['Id']}")
+    return image_id
