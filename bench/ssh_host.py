@@ -79,6 +79,7 @@ class SshHost:
         self._lock = threading.Lock()
         self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
         self._memory: dict[int, dict[str, int]] = {}
+        self._listed: set[int] = set()  # pids of the last snapshot, readable or not
         self._memory_at = -1e9
         #: Execs run on this connection (each one round trip): tests count them.
         self.exec_count = 0
@@ -305,15 +306,18 @@ class SshHost:
         )
         out = self._sh(script)[1]
         stats, _, rollups = out.partition(f"{_MARK}\n")
+        parents = procfs.parse_stat_parents(stats)
         self._memory = procfs.parse_rollups_by_path(rollups)
+        self._listed = set(parents)
         self._memory_at = time.monotonic()
-        return ProcessTable(procfs.parse_stat_parents(stats))
+        return ProcessTable(parents)
 
     def process_memory(self, pids: list[int]) -> dict[str, int] | None:
         """PSS, USS and RSS summed over these processes: from the last processes()
-        snapshot when it is fresh and has them all, else read in one round trip."""
+        snapshot when it is fresh and listed them all (kernel threads and others' processes
+        have no readable memory there either), else read in one round trip."""
         fresh = time.monotonic() - self._memory_at < SNAPSHOT_MAX_AGE_S
-        if not (fresh and all(p in self._memory for p in pids)):
+        if not (fresh and self._listed.issuperset(pids)):
             paths = " ".join(f"/proc/{int(p)}/smaps_rollup" for p in pids)
             if not paths:
                 return None
