@@ -3,7 +3,8 @@
 Every backend is given a `Host` (see `host_for`): memory, processes, files and
 commands of its engine's machine are read through it, never from this process's
 own machine directly, so a remote engine (docker ssh://, qemu+ssh://) only needs
-a remote Host. Only `LocalHost` exists for now.
+a remote Host: `LocalHost` here, `SshHost` (bench.ssh_host) over SSH. The text of
+/proc and /sys is parsed in bench.procfs, once for both.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import bench
+from bench import procfs
 from bench.errors import UsageError
+from bench.procfs import ProcessTable
 
 
 @runtime_checkable
@@ -77,6 +80,12 @@ class Host(Protocol):
         """Run a command there; a missing program is returncode 127, as in a shell."""
         ...
 
+    def rtt_s(self) -> float:
+        """Round-trip time from bench to this machine (0 for this machine itself): bench
+        times readiness on its own clock from a streamed console, so a remote engine's
+        boot times include it."""
+        ...
+
 
 def is_local_address(address: str | None) -> bool:
     """An engine address on this machine: a unix socket or a URI without a host part."""
@@ -86,14 +95,36 @@ def is_local_address(address: str | None) -> bool:
     return parsed.scheme == "unix" or (bool(parsed.scheme) and not parsed.netloc)
 
 
+def ssh_address(address: str) -> str | None:
+    """The SSH address (ssh://[user@]host[:port]) of a remote engine address: docker's
+    ssh://user@host[:port], or libvirt's qemu+ssh://user@host[:port]/system. None for
+    any other (tcp://, qemu+tls://...): bench cannot read such a machine's memory."""
+    parsed = urllib.parse.urlparse(address)
+    if parsed.scheme not in ("ssh", "qemu+ssh") or not parsed.hostname:
+        return None
+    return f"ssh://{parsed.netloc}"
+
+
 def host_for(address: str | None) -> Host:
-    """The Host of an engine address (unix://..., qemu:///system; None: the default)."""
+    """The Host of an engine address: this machine for unix://..., qemu:///system and
+    None (the default); an SshHost (one per SSH address and process, connected when
+    first used) for ssh://user@host[:port] and qemu+ssh://user@host/system.
+
+    Runs refuse remote engines before they ask for a host (bench.run.refuse_remote):
+    their steps need the per-host round-trip time and memory guard first.
+    """
     if is_local_address(address):
         return local_host()
-    raise UsageError(
-        f"{address}: only an engine on this machine (a unix socket, qemu:///...) can be "
-        "measured for now"
-    )
+    assert address is not None
+    ssh = ssh_address(address)
+    if ssh is None:
+        raise UsageError(
+            f"{address}: bench reads a remote engine's machine over SSH: give "
+            "ssh://user@host[:port] (docker) or qemu+ssh://user@host/system (libvirt)"
+        )
+    from bench.ssh_host import ssh_host
+
+    return ssh_host(ssh)
 
 
 @functools.cache
@@ -107,16 +138,20 @@ class LocalHost:
         self.key = socket.gethostname()
 
     def describe(self) -> dict[str, Any]:
-        import psutil
+        meminfo = self._meminfo()
+        cpuinfo = _read_text(Path("/proc/cpuinfo")) or ""
+        physical = procfs.parse_cpu_counts(cpuinfo)[1]
+        if physical is None:
+            import psutil
 
-        mem = psutil.virtual_memory()
+            physical = psutil.cpu_count(logical=False)
         return {
             "hostname": self.key,
-            "cpu_model": _cpu_model(),
+            "cpu_model": procfs.parse_cpu_model(cpuinfo) or platform.processor() or "unknown",
             "cpu_cores": os.cpu_count(),
-            "cpu_physical_cores": psutil.cpu_count(logical=False),
-            "mem_total_bytes": mem.total,
-            "mem_available_bytes": mem.available,
+            "cpu_physical_cores": physical,
+            "mem_total_bytes": meminfo["MemTotal"],
+            "mem_available_bytes": meminfo["MemAvailable"],
             "kernel": platform.release(),
             "os": _os_release(),
             "arch": platform.machine(),
@@ -127,49 +162,40 @@ class LocalHost:
             "bench_version": bench.__version__,
         }
 
-    def mem_total_bytes(self) -> int:
-        import psutil
+    def _meminfo(self) -> dict[str, int]:
+        return procfs.parse_meminfo(Path("/proc/meminfo").read_text())
 
-        return psutil.virtual_memory().total
+    def mem_total_bytes(self) -> int:
+        return self._meminfo()["MemTotal"]
 
     def mem_available_bytes(self) -> int:
-        import psutil
-
-        return psutil.virtual_memory().available
+        return self._meminfo()["MemAvailable"]
 
     def process_memory(self, pids: list[int]) -> dict[str, int] | None:
-        """PSS, USS and RSS summed over these host processes (None if none readable).
-
-        PSS splits each shared page among the processes that map it, so summing PSS
-        over all instances never counts the shared image or libraries twice.
-        """
-        import psutil
-
-        totals = {"pss_bytes": 0, "uss_bytes": 0, "rss_bytes": 0}
-        seen = 0
+        """PSS, USS and RSS summed over these host processes (None if none readable),
+        from /proc/<pid>/smaps_rollup (smaps before Linux 4.14)."""
+        by_pid = {}
         for pid in pids:
-            try:
-                m = psutil.Process(pid).memory_full_info()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            totals["pss_bytes"] += getattr(m, "pss", 0)
-            totals["uss_bytes"] += m.uss
-            totals["rss_bytes"] += m.rss
-            seen += 1
-        return {**totals, "processes": seen} if seen else None
+            for name in ("smaps_rollup", "smaps"):
+                text = _read_text(Path(f"/proc/{pid}/{name}"))
+                if text is not None:
+                    mem = procfs.parse_rollup(text)
+                    if mem is not None:
+                        by_pid[pid] = mem
+                    break
+        return procfs.sum_memory(by_pid, pids)
 
     def processes(self) -> ProcessTable:
-        """A snapshot of who is whose parent, taken once per step.
-
-        psutil's children() scans every process on the host per call; asking it once
-        per instance would make sampling a step O(N x processes).
-        """
-        import psutil
-
-        parents = {}
-        for p in psutil.process_iter(["pid", "ppid"]):
-            parents[p.info["pid"]] = p.info["ppid"]
-        return ProcessTable(parents)
+        """A snapshot of who is whose parent, taken once per step (scanning /proc once
+        per instance would make sampling a step O(N x processes))."""
+        lines = []
+        with os.scandir("/proc") as it:
+            for entry in it:
+                if entry.name.isdigit():
+                    text = _read_text(Path(entry.path) / "stat")
+                    if text:
+                        lines.append(text)
+        return ProcessTable(procfs.parse_stat_parents("\n".join(lines)))
 
     def read_pidfile(self, path: str) -> int | None:
         try:
@@ -215,14 +241,17 @@ class LocalHost:
         except FileNotFoundError:
             return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: not found")
 
+    def rtt_s(self) -> float:
+        return 0.0
+
     def memory_facts(self) -> dict[str, Any]:
         """Host settings that change what memory numbers mean: KSM and THP."""
         ksm = Path("/sys/kernel/mm/ksm")
         facts: dict[str, Any] = {}
         for name in ("run", "pages_shared", "pages_sharing"):
-            facts[f"ksm_{name}"] = _read_int(ksm / name)
+            facts[f"ksm_{name}"] = procfs.parse_int(_read_text(ksm / name))
         thp = _read_text(Path("/sys/kernel/mm/transparent_hugepage/enabled"))
-        facts["thp_mode"] = thp[thp.find("[") + 1 : thp.find("]")] if thp and "[" in thp else thp
+        facts["thp_mode"] = procfs.parse_thp_mode(thp)
         # A busy host slows every boot: kept so a surprising step can be explained.
         facts["load_avg_1m"] = self.load_avg_1m()
         return facts
@@ -264,28 +293,6 @@ class LocalHost:
         return total
 
 
-class ProcessTable:
-    def __init__(self, parents: dict[int, int]):
-        self._parents = parents
-        self._children: dict[int, list[int]] = {}
-        for pid, ppid in parents.items():
-            self._children.setdefault(ppid, []).append(pid)
-
-    def parent(self, pid: int) -> int | None:
-        return self._parents.get(pid)
-
-    def descendants(self, pid: int) -> list[int]:
-        """pid and all its descendants (pid itself only if it exists)."""
-        if pid not in self._parents:
-            return []
-        out, stack = [], [pid]
-        while stack:
-            p = stack.pop()
-            out.append(p)
-            stack.extend(self._children.get(p, ()))
-        return out
-
-
 def allocated_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
     """Disk blocks used under path, like `du -s -x`: each inode once, one filesystem."""
     seen = set() if seen is None else seen
@@ -318,14 +325,6 @@ def allocated_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int
     return total
 
 
-def _read_int(p: Path) -> int | None:
-    text = _read_text(p)
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
 def _read_text(p: Path) -> str | None:
     try:
         return p.read_text().strip()
@@ -333,21 +332,5 @@ def _read_text(p: Path) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _os_release() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return platform.system()
+    return procfs.parse_os_release(_read_text(Path("/etc/os-release")) or "") or platform.system()

@@ -13,7 +13,7 @@ from typing import Any
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
 from bench.errors import ExitCode, Interrupted, MissingImage, UnknownRuntime, UsageError
-from bench.host import Host
+from bench.host import Host, is_local_address
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
 from bench.scenario import LoadedScenario
@@ -47,6 +47,22 @@ def check_against_host(loaded: LoadedScenario, host: Host | Mapping[str, Host]) 
             )
 
 
+def refuse_remote(backends: Mapping[str, Backend]) -> None:
+    """Refuse a remote engine before its host is asked anything.
+
+    bench.host.host_for can already build a remote engine's SshHost, but a run does not
+    measure one yet: its steps first need the controller-to-host round-trip time
+    recorded, a memory guard per host and the image pair built there.
+    """
+    for b in backends.values():
+        address = b.engine_address()
+        if not is_local_address(address):
+            raise UsageError(
+                f"{address}: only an engine on this machine (a unix socket, qemu:///...) "
+                "can be measured for now"
+            )
+
+
 def prepare_backends(
     loaded: LoadedScenario,
     factory: Callable[[Any], Backend] = make_backend,
@@ -62,6 +78,7 @@ def prepare_backends(
             if only is None or p.name in only:
                 backends[p.name] = factory(p)
                 backends[p.name].say = say
+        refuse_remote(backends)
         check_against_host(loaded, {name: b.host for name, b in backends.items()})
         # Every platform's cheap checks first: a bad file starts and builds nothing.
         _preflight(loaded, backends)
@@ -95,6 +112,7 @@ def preflight(
     for b in backends.values():
         b.may_probe = False  # validate starts nothing; a cached probe result still counts
     try:
+        refuse_remote(backends)
         check_against_host(loaded, {name: b.host for name, b in backends.items()})
         if engines:
             _preflight(loaded, backends)

@@ -19,6 +19,8 @@
 #   BENCH_SKIP_ENGINES        =1: do not run scripts/start-engines.sh at the end.
 #   BENCH_DOCKER_DAEMON_JSON  dockerd's configuration, where runsc and crun are registered
 #                             (default /etc/docker/daemon.json).
+#   BENCH_SKIP_SSH_LAB        =1 (read by start-engines.sh): no loopback sshd, no second
+#                             dockerd; openssh-server is still installed.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -248,6 +250,32 @@ if ((${#MISSING_RUNTIMES[@]})); then
             || log "WARNING: apt-get install ${MISSING_RUNTIMES[*]} failed: \`runtime:\` platforms using them will be refused"
     fi
 fi
+
+
+# --- 4b. ssh lab ------------------------------------------------------------
+
+# openssh-server for the SSH lab that scripts/start-engines.sh starts (a loopback-only
+# sshd of its own, for the remote-host tests). Its own block: not needed to measure
+# local engines, so without root it is a warning, not an error.
+SSH_LAB_PACKAGES=(openssh-server)
+install_ssh_lab() {
+    local missing=() pkg
+    for pkg in "${SSH_LAB_PACKAGES[@]}"; do
+        [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null)" == ii* ]] || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    if ((EUID != 0)) && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+        log "WARNING: not installing ${missing[*]} (needs root): the SSH lab (remote-host tests) cannot start"
+        return 0
+    fi
+    ((EUID == 0)) || SUDO=(sudo)
+    apt_update_once
+    log "installing for the SSH lab: ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed (see the apt output above)"
+}
+install_ssh_lab
 
 for note in ${PY_NOTES[@]+"${PY_NOTES[@]}"}; do log "WARNING: $note"; done
 

@@ -9,6 +9,11 @@
 # (containers, CI sandboxes) it starts the daemons directly in the background.
 # Then waits, at most BENCH_ENGINE_TIMEOUT seconds (default 30), until all answer.
 # Idempotent: when all already answer it only runs three quick probes.
+#
+# Then, as root, the SSH lab that tests remote hosts on this one machine (see the block
+# "ssh lab" at the end; BENCH_SKIP_SSH_LAB=1 skips it): a test key, an sshd on
+# 127.0.0.1:22, a second independent dockerd on unix:///run/docker2.sock and a second
+# sshd on 127.0.0.1:2222 whose sessions reach that dockerd (DOCKER_HOST).
 set -euo pipefail
 
 TIMEOUT=${BENCH_ENGINE_TIMEOUT:-30}
@@ -295,4 +300,196 @@ if ((WAIT_DOCKER || WAIT_LIBVIRT || WAIT_PODMAN)); then
         fi
         sleep 0.5
     done
+fi
+
+# --- ssh lab: loopback sshd + a second dockerd (remote hosts, tested on this one) --------
+# bench's SSH Host and remote engines are tested against this machine as if it were
+# another: an sshd bound to 127.0.0.1 only (root, by key only), a key made for the tests,
+# and a second, independent dockerd (its own socket, data, state and pid file; no TCP, no
+# bridge, no iptables) that a second loopback sshd on port 2222 hands to its sessions as
+# DOCKER_HOST, so `ssh://root@127.0.0.1:2222` is truly a different engine.
+# The user's own keys, known_hosts and ssh config are only appended to, once.
+
+SSH_LAB_DIR=/run/bench-ssh             # generated sshd configs (tmpfs: made anew each boot)
+SSH_LAB_KEY=${BENCH_SSH_TEST_KEY:-/root/.ssh/bench_test_ed25519}
+SSHD_LOG=/var/log/bench-sshd.log
+SSHD2_LOG=/var/log/bench-sshd2.log
+DOCKERD2_LOG=/var/log/bench-dockerd2.log
+DOCKER2_SOCK=/run/docker2.sock
+DOCKER2_PIDFILE=/run/docker2.pid
+DOCKER2_CONFIG=$SSH_LAB_DIR/docker2-daemon.json
+
+# A daemon of ours alive? By its pid file and its /proc/<pid>/comm, as running() does.
+ssh_lab_alive() { # pidfile, comm
+    local pid comm
+    { read -r pid <"$1"; } 2>/dev/null || [[ -n "${pid:-}" ]] || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 1
+    [[ "$comm" == "$2" ]]
+}
+
+sshd_answers() { # port
+    have ssh-keyscan && [[ -n "$(ssh-keyscan -T 3 -p "$1" 127.0.0.1 2>/dev/null)" ]]
+}
+
+docker2_ok() {
+    [[ -S "$DOCKER2_SOCK" ]] || return 1
+    if have curl; then
+        [[ "$(curl -fsS --max-time 5 --unix-socket "$DOCKER2_SOCK" http://localhost/_ping 2>/dev/null)" == OK ]]
+    else
+        timeout 10 docker -H "unix://$DOCKER2_SOCK" info >/dev/null 2>&1
+    fi
+}
+
+# The test key, in root's authorized_keys and named for 127.0.0.1 in root's ssh config
+# (so the docker SDK's paramiko and bench's SSH Host find it), each added once.
+ssh_lab_key() {
+    local ssh_dir pub config
+    ssh_dir=$(dirname "$SSH_LAB_KEY")
+    install -d -m 0700 "$ssh_dir"
+    if [[ ! -f "$SSH_LAB_KEY" ]]; then
+        log "making the SSH test key $SSH_LAB_KEY"
+        ssh-keygen -q -t ed25519 -N '' -C "bench-test@$(hostname)" -f "$SSH_LAB_KEY"
+    fi
+    pub=$(cut -d' ' -f1,2 "$SSH_LAB_KEY.pub")
+    touch "$ssh_dir/authorized_keys"
+    chmod 0600 "$ssh_dir/authorized_keys"
+    if ! grep -qF "$pub" "$ssh_dir/authorized_keys"; then
+        log "adding the test key to $ssh_dir/authorized_keys"
+        cat "$SSH_LAB_KEY.pub" >>"$ssh_dir/authorized_keys"
+    fi
+    config=$ssh_dir/config
+    if ! grep -qF "IdentityFile $SSH_LAB_KEY" "$config" 2>/dev/null; then
+        log "naming the test key for 127.0.0.1 in $config"
+        [[ -s "$config" ]] && printf '\n' >>"$config"
+        printf '%s\n' "# bench's loopback test sshd (scripts/start-engines.sh)" \
+            "Host 127.0.0.1" "    IdentityFile $SSH_LAB_KEY" >>"$config"
+        chmod 0600 "$config"
+    fi
+}
+
+# One sshd of ours: loopback only, root by key only, its own pid file; extra lines follow.
+write_sshd_config() { # file, port, pidfile, extra lines...
+    local file=$1 port=$2 pidfile=$3 key
+    shift 3
+    {
+        printf '%s\n' "# Written by bench's scripts/start-engines.sh: a loopback sshd for the tests." \
+            "Port $port" "ListenAddress 127.0.0.1" "PidFile $pidfile" \
+            "PermitRootLogin prohibit-password" "PubkeyAuthentication yes" \
+            "PasswordAuthentication no" "KbdInteractiveAuthentication no" "UsePAM no" \
+            "AuthorizedKeysFile .ssh/authorized_keys" "X11Forwarding no" "AllowTcpForwarding no" \
+            "Subsystem sftp internal-sftp"
+        for key in /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ecdsa_key /etc/ssh/ssh_host_rsa_key; do
+            [[ -f "$key" ]] && printf 'HostKey %s\n' "$key"
+        done
+        printf '%s\n' "$@"
+    } >"$file.tmp"
+    mv -f "$file.tmp" "$file"
+}
+
+start_sshd() { # name, port, pidfile, log, extra config lines...
+    local name=$1 port=$2 pidfile=$3 logfile=$4
+    shift 4
+    if sshd_answers "$port"; then
+        ssh_lab_alive "$pidfile" sshd || log "an sshd not started by bench answers on 127.0.0.1:$port: using it"
+        return
+    fi
+    if ssh_lab_alive "$pidfile" sshd; then
+        log "$name is running but not answering yet; waiting for it"
+        return
+    fi
+    write_sshd_config "$SSH_LAB_DIR/$name.conf" "$port" "$pidfile" "$@"
+    /usr/sbin/sshd -t -f "$SSH_LAB_DIR/$name.conf" || die "$SSH_LAB_DIR/$name.conf: sshd refuses it (see above)"
+    log "starting $name on 127.0.0.1:$port (log: $logfile)"
+    /usr/sbin/sshd -f "$SSH_LAB_DIR/$name.conf" -E "$logfile" \
+        || { show_log "$logfile"; die "$name failed to start; see $logfile"; }
+}
+
+start_docker2() {
+    if ssh_lab_alive "$DOCKER2_PIDFILE" dockerd; then
+        log "the second dockerd is running but not answering yet; waiting for it"
+        return
+    fi
+    # Its own configuration (/etc/docker/daemon.json may name hosts or a data-root), and
+    # its own identity: dockerd 20.10 takes its engine ID from a key file that would
+    # otherwise be the first's (/etc/docker/key.json), making the two look like one engine.
+    # (Later dockerds keep the ID in their data-root and refuse that key.)
+    local major
+    major=$(dockerd --version 2>/dev/null | sed -n 's/^Docker version \([0-9]*\)\..*/\1/p')
+    if [[ "$major" =~ ^[0-9]+$ ]] && ((major < 23)); then
+        printf '{"deprecated-key-path": "/var/lib/docker2/key.json"}\n' >"$DOCKER2_CONFIG"
+    else
+        printf '{}\n' >"$DOCKER2_CONFIG"
+    fi
+    log "starting a second dockerd on $DOCKER2_SOCK (log: $DOCKERD2_LOG)"
+    # Its own containerd namespace too, should it share a system containerd with the first.
+    # shellcheck disable=SC2016  # $1.. are expanded by the inner sh
+    sh -c 'setsid nohup dockerd --config-file "$2" --host "unix://$3" --data-root /var/lib/docker2 \
+        --exec-root /run/docker2 --pidfile "$4" --bridge none --iptables=false --ip-masq=false \
+        --containerd-namespace docker2 --containerd-plugins-namespace docker2-plugins \
+        >"$1" 2>&1 </dev/null &' sh "$DOCKERD2_LOG" "$DOCKER2_CONFIG" "$DOCKER2_SOCK" "$DOCKER2_PIDFILE"
+}
+
+# Host keys of both sshds in known_hosts, each key once: paramiko (the docker SDK's and
+# bench's) refuses a host whose key type it negotiates is not there.
+ssh_lab_known_hosts() {
+    local known port name line host keytype key
+    known=$(dirname "$SSH_LAB_KEY")/known_hosts
+    touch "$known"
+    for port in 22 2222; do
+        name=127.0.0.1
+        ((port == 22)) || name="[127.0.0.1]:$port"
+        while read -r host keytype key; do
+            [[ -n "${key:-}" ]] || continue
+            if ! ssh-keygen -F "$name" -f "$known" 2>/dev/null | grep -qF "$keytype $key"; then
+                line="$host $keytype $key"
+                log "adding $name's $keytype host key to $known"
+                printf '%s\n' "$line" >>"$known"
+            fi
+        done < <(ssh-keyscan -T 5 -t ecdsa,rsa,ed25519 -p "$port" 127.0.0.1 2>/dev/null)
+    done
+}
+
+ssh_lab() {
+    if ((EUID != 0)); then
+        log "not root: skipping the SSH lab (loopback sshd, second dockerd) that remote-host tests use"
+        return 0
+    fi
+    [[ -x /usr/sbin/sshd ]] || die "/usr/sbin/sshd not found: install openssh-server (scripts/setup-host.sh does)"
+    have dockerd || die "dockerd not found: install docker.io (scripts/setup-host.sh does)"
+    install -d -m 0755 "$SSH_LAB_DIR"
+    install -d -m 0755 /run/sshd # sshd's privilege separation directory
+    ssh-keygen -A >/dev/null     # host keys, only those missing
+    ssh_lab_key
+    local wait_docker2=0
+    if ! docker2_ok; then
+        start_docker2
+        wait_docker2=1
+    fi
+    start_sshd bench-sshd 22 /run/bench-sshd.pid "$SSHD_LOG"
+    start_sshd bench-sshd2 2222 /run/bench-sshd2.pid "$SSHD2_LOG" "SetEnv DOCKER_HOST=unix://$DOCKER2_SOCK"
+    local deadline=$((SECONDS + TIMEOUT)) port
+    for port in 22 2222; do
+        until sshd_answers "$port"; do
+            ((SECONDS < deadline)) || die "no sshd answers on 127.0.0.1:$port within ${TIMEOUT}s; see $SSHD_LOG, $SSHD2_LOG"
+            sleep 0.3
+        done
+    done
+    ssh_lab_known_hosts
+    if ((wait_docker2)); then
+        local started=$SECONDS
+        until docker2_ok; do
+            if ((SECONDS >= deadline)) || { ((SECONDS - started >= 3)) && ! ssh_lab_alive "$DOCKER2_PIDFILE" dockerd; }; then
+                log "ERROR: the second dockerd did not answer on $DOCKER2_SOCK; log: $DOCKERD2_LOG"
+                show_log "$DOCKERD2_LOG"
+                exit 1
+            fi
+            sleep 0.5
+        done
+        log "the second dockerd is up ($DOCKER2_SOCK, $((SECONDS - started))s)"
+    fi
+}
+
+if [[ "${BENCH_SKIP_SSH_LAB:-0}" != 1 ]]; then
+    ssh_lab
 fi

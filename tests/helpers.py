@@ -71,6 +71,9 @@ class FakeHost:
     def load_avg_1m(self):
         return 0.0
 
+    def rtt_s(self):
+        return 0.0
+
     def memory_facts(self):
         return {}
 

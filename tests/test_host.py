@@ -2,12 +2,20 @@
 
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from bench.backends import make_backend
 from bench.errors import UsageError
-from bench.host import Host, LocalHost, host_for, is_local_address, local_host
+from bench.host import (
+    Host,
+    LocalHost,
+    host_for,
+    is_local_address,
+    local_host,
+    ssh_address,
+)
 from bench.scenario import parse_scenario
 from tests.helpers import FakeHost
 
@@ -23,12 +31,41 @@ def test_local_addresses_get_the_one_local_host(address):
 
 
 @pytest.mark.parametrize(
-    "address", ["ssh://lab2", "tcp://10.0.0.2:2375", "qemu+ssh://root@lab2/system"]
+    ("address", "ssh", "key"),
+    [
+        ("ssh://lab2", "ssh://lab2", "lab2"),
+        ("ssh://root@127.0.0.1:2222", "ssh://root@127.0.0.1:2222", "127.0.0.1:2222"),
+        ("qemu+ssh://root@lab2/system", "ssh://root@lab2", "lab2"),
+        ("qemu+ssh://me@lab3:2200/system?keyfile=/k", "ssh://me@lab3:2200", "lab3:2200"),
+    ],
 )
-def test_remote_addresses_are_refused_clearly(address):
+def test_ssh_addresses_get_one_ssh_host_each_without_connecting(address, ssh, key):
+    from bench.ssh_host import SshHost
+
     assert not is_local_address(address)
-    with pytest.raises(UsageError, match="only an engine on this machine"):
+    assert ssh_address(address) == ssh
+    host = host_for(address)
+    assert isinstance(host, SshHost) and isinstance(host, Host)
+    assert (host.address, host.key, host.exec_count) == (ssh, key, 0)
+    assert host_for(address) is host  # one connection per host and process
+
+
+@pytest.mark.parametrize("address", ["tcp://10.0.0.2:2375", "qemu+tls://lab2/system"])
+def test_addresses_bench_cannot_read_the_machine_of_are_refused(address):
+    assert ssh_address(address) is None
+    with pytest.raises(UsageError, match="over SSH: give ssh://user@host"):
         host_for(address)
+
+
+def test_a_run_still_refuses_a_remote_engine_before_asking_its_host(monkeypatch):
+    from bench.run import preflight
+    from bench.scenario import LoadedScenario
+
+    monkeypatch.setenv("DOCKER_HOST", "ssh://root@127.0.0.1:2222")
+    text = "name: r\nplatforms:\n  - {name: c, backend: docker, image: busybox}\n"
+    loaded = LoadedScenario(parse_scenario(text), Path("r.yaml"), text)
+    with pytest.raises(UsageError, match="only an engine on this machine"):
+        preflight(loaded, engines=False)
 
 
 def test_local_and_fake_hosts_implement_the_protocol():

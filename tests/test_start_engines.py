@@ -102,3 +102,65 @@ def test_no_kvm_device_no_change(tmp_path):
     plain.write_text("")
     plain.chmod(0o600)
     assert (_fix(plain).returncode, stat.S_IMODE(plain.stat().st_mode)) == (0, 0o600)
+
+
+# -- the SSH lab: a test key and loopback-only sshds -------------------------------------
+
+
+def _lab(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    text = SCRIPT.read_text()
+    funcs = []
+    for name in ("have", "ssh_lab_key", "write_sshd_config"):
+        m = re.search(rf"^{name}\(\) \{{.*?^\}}\n|^{name}\(\) \{{.*?\}}\n", text, re.S | re.M)
+        assert m, f"{name} not found in {SCRIPT}"
+        funcs.append(m.group(0))
+    prelude = "log() { printf 'start-engines: %s\\n' \"$*\" >&2; }\n"
+    return subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + prelude + "\n".join(funcs) + script],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_test_key_is_made_once_and_the_users_files_are_only_appended_to(tmp_path):
+    ssh = tmp_path / ".ssh"
+    ssh.mkdir()
+    (ssh / "authorized_keys").write_text("ssh-ed25519 AAAAmine me@laptop\n")
+    (ssh / "config").write_text("Host lab2\n    User me\n")
+    key = ssh / "bench_test_ed25519"
+    done = _lab(f"\nSSH_LAB_KEY={key}\nssh_lab_key")
+    assert done.returncode == 0, done.stderr
+    pub = key.with_suffix(".pub").read_text().split()[:2]
+    auth = (ssh / "authorized_keys").read_text()
+    assert auth.startswith("ssh-ed25519 AAAAmine me@laptop\n") and " ".join(pub) in auth
+    config = (ssh / "config").read_text()
+    assert config.startswith("Host lab2\n    User me\n")
+    assert f"Host 127.0.0.1\n    IdentityFile {key}\n" in config
+    private = key.read_bytes()
+    again = _lab(f"\nSSH_LAB_KEY={key}\nssh_lab_key")
+    assert (again.returncode, again.stderr) == (0, "")  # nothing to do the second time
+    assert key.read_bytes() == private
+    assert (ssh / "authorized_keys").read_text() == auth
+    assert (ssh / "config").read_text() == config
+
+
+def test_the_lab_sshd_listens_on_loopback_only_and_takes_keys_only(tmp_path):
+    sshd = Path("/usr/sbin/sshd")
+    if not sshd.exists():
+        pytest.skip("no sshd (openssh-server) here")
+    conf = tmp_path / "sshd.conf"
+    done = _lab(f"\nwrite_sshd_config {conf} 2222 {tmp_path}/pid 'SetEnv DOCKER_HOST=unix:///x'")
+    assert done.returncode == 0, done.stderr
+    text = conf.read_text()
+    listen = [line for line in text.splitlines() if line.startswith("ListenAddress")]
+    assert listen == ["ListenAddress 127.0.0.1"]
+    for line in ("Port 2222", "PermitRootLogin prohibit-password", "PasswordAuthentication no"):
+        assert line in text.splitlines()
+    assert text.splitlines()[-1] == "SetEnv DOCKER_HOST=unix:///x"
+    if Path("/etc/ssh/ssh_host_ed25519_key").exists():  # sshd -t needs a host key
+        checked = subprocess.run(
+            [str(sshd), "-t", "-f", str(conf)], capture_output=True, text=True, timeout=10
+        )
+        assert checked.returncode == 0, checked.stderr

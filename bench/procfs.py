@@ -1,0 +1,181 @@
+"""What /proc, /sys and /etc say about a Linux machine, parsed from their text.
+
+LocalHost reads the files itself and SshHost reads them over one SSH exec; both hand
+the text to these functions, so each format is parsed (and tested) once, on plain text.
+Every parser is pure: text in, values out, nothing read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+KIB = 1024
+
+#: smaps_rollup fields bench needs. USS is what only this process maps: its private pages.
+ROLLUP_FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty")
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo as bytes by field ("MemTotal", "MemAvailable", ...)."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        words = rest.split()
+        if not sep or not words or not words[0].isdigit():
+            continue
+        scale = KIB if len(words) > 1 and words[1] == "kB" else 1
+        out[name.strip()] = int(words[0]) * scale
+    return out
+
+
+def parse_loadavg(text: str) -> float:
+    """The 1-minute load average from /proc/loadavg ("0.52 0.58 0.59 1/189 4242")."""
+    return float(text.split()[0])
+
+
+def parse_rollup(text: str) -> dict[str, int] | None:
+    """PSS, USS and RSS in bytes from /proc/<pid>/smaps_rollup (or the per-mapping
+    /proc/<pid>/smaps of kernels before 4.14: its fields are summed the same way).
+    None when the text has no Rss line (an unreadable or vanished process)."""
+    fields = dict.fromkeys(ROLLUP_FIELDS, 0)
+    seen = False
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        if sep and name in fields:
+            words = rest.split()
+            if words and words[0].isdigit():
+                fields[name] += int(words[0]) * KIB
+                seen = seen or name == "Rss"
+    if not seen:
+        return None
+    return {
+        "pss_bytes": fields["Pss"],
+        "uss_bytes": fields["Private_Clean"] + fields["Private_Dirty"],
+        "rss_bytes": fields["Rss"],
+    }
+
+
+def parse_rollups_by_path(text: str) -> dict[int, dict[str, int]]:
+    """`grep -H FIELDS /proc/[0-9]*/smaps_rollup` output: each readable process's
+    memory by pid. Lines look like `/proc/42/smaps_rollup:Pss:   942 kB`."""
+    by_pid: dict[int, list[str]] = {}
+    for line in text.splitlines():
+        path, sep, field = line.partition(":")
+        parts = path.split("/")
+        if not sep or len(parts) < 3 or not parts[2].isdigit():
+            continue
+        by_pid.setdefault(int(parts[2]), []).append(field)
+    out = {}
+    for pid, lines in by_pid.items():
+        mem = parse_rollup("\n".join(lines))
+        if mem is not None:
+            out[pid] = mem
+    return out
+
+
+def parse_stat_parents(text: str) -> dict[int, int]:
+    """Each process's parent from /proc/<pid>/stat lines (any number, concatenated).
+
+    The command name sits in parentheses and may itself hold spaces and parentheses:
+    the fields after the last ")" are state, then ppid.
+    """
+    parents = {}
+    for line in text.splitlines():
+        head, _, tail = line.rpartition(")")
+        pid = head.split(" (", 1)[0].strip()
+        fields = tail.split()
+        if pid.isdigit() and len(fields) >= 2 and fields[1].isdigit():
+            parents[int(pid)] = int(fields[1])
+    return parents
+
+
+def sum_memory(
+    by_pid: Mapping[int, Mapping[str, int]], pids: Iterable[int]
+) -> dict[str, int] | None:
+    """PSS, USS and RSS summed over these processes, and how many were readable (None
+    if none was). PSS splits each shared page among the processes that map it, so
+    summing PSS over all instances never counts the shared image or libraries twice."""
+    totals = {"pss_bytes": 0, "uss_bytes": 0, "rss_bytes": 0}
+    seen = 0
+    for pid in pids:
+        mem = by_pid.get(pid)
+        if mem is None:
+            continue
+        for k in totals:
+            totals[k] += mem[k]
+        seen += 1
+    return {**totals, "processes": seen} if seen else None
+
+
+def parse_cpu_model(cpuinfo: str) -> str | None:
+    for line in cpuinfo.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def parse_cpu_counts(cpuinfo: str) -> tuple[int | None, int | None]:
+    """Logical CPUs online, and physical cores (distinct physical id/core id pairs;
+    None where /proc/cpuinfo does not say, as on some ARM kernels)."""
+    logical, cores = 0, set()
+    physical = core = None
+    for line in [*cpuinfo.splitlines(), ""]:
+        name, _, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if name == "processor":
+            logical += 1
+        elif name == "physical id":
+            physical = value
+        elif name == "core id":
+            core = value
+        elif not line.strip():  # end of one processor's block
+            if physical is not None and core is not None:
+                cores.add((physical, core))
+            physical = core = None
+    return (logical or None), (len(cores) or None)
+
+
+def parse_os_release(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return None
+
+
+def parse_thp_mode(text: str | None) -> str | None:
+    """The selected mode of /sys/kernel/mm/transparent_hugepage/enabled ("always
+    [madvise] never" -> "madvise")."""
+    if text and "[" in text:
+        return text[text.find("[") + 1 : text.find("]")]
+    return text
+
+
+def parse_int(text: str | None) -> int | None:
+    try:
+        return int(text.strip()) if text is not None else None
+    except ValueError:
+        return None
+
+
+class ProcessTable:
+    """Who is whose parent, from one snapshot of the process table."""
+
+    def __init__(self, parents: dict[int, int]):
+        self._parents = parents
+        self._children: dict[int, list[int]] = {}
+        for pid, ppid in parents.items():
+            self._children.setdefault(ppid, []).append(pid)
+
+    def parent(self, pid: int) -> int | None:
+        return self._parents.get(pid)
+
+    def descendants(self, pid: int) -> list[int]:
+        """pid and all its descendants (pid itself only if it exists)."""
+        if pid not in self._parents:
+            return []
+        out, stack = [], [pid]
+        while stack:
+            p = stack.pop()
+            out.append(p)
+            stack.extend(self._children.get(p, ()))
+        return out
