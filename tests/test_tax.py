@@ -242,6 +242,10 @@ def test_failed_instances_and_refused_steps_are_left_out(tmp_path):
     run.steps.append(dict(run.steps[1], step=99, status="refused", teardown_s=50.0))
     tax = libvirt_tax(frames_of([run], tmp_path))
     assert row(tax.table, 1, "ready_s").libvirt == pytest.approx(4.5)
+    assert tax.notes == [
+        "N=1: 1 of 4 `lv` instances never became ready (no reason recorded); "
+        "left out of the medians."
+    ]
     assert row(tax.table, 1, "teardown_per_instance_s").libvirt == pytest.approx(1.0)
 
 

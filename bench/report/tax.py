@@ -17,7 +17,7 @@ instance, is the unit that is resampled (an interval needs two steps or more).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.report.frame import Frames
@@ -87,7 +87,11 @@ def libvirt_tax(
     """The tax table of every tax pair in the frames' runs; None when there is none."""
     import pandas as pd
 
-    pairs = [p for r in frames.runs for p in tax_pairs(r, frames)]
+    pairs = [
+        replace(p, notes=p.notes + tuple(_failure_notes(frames, p)))
+        for r in frames.runs
+        for p in tax_pairs(r, frames)
+    ]
     if not pairs:
         return None
     rows = []
@@ -162,6 +166,22 @@ def _guest(platform: dict[str, Any], engine: dict[str, Any], run: Any) -> dict[s
         "cmdline": platform.get("cmdline"),
         "tsc_early_khz": tsc,
     }
+
+
+def _failure_notes(frames: Frames, pair: Pair) -> list[str]:
+    """Instances left out of the medians because they never became ready."""
+    s = frames.samples
+    s = s[(s["run"] == pair.run) & s["platform"].isin([pair.qemu, pair.libvirt])]
+    out = []
+    for (n, name), g in s.groupby(["n", "platform"], sort=True):
+        failed = int((g["ok"] != True).sum())  # noqa: E712 (a pandas mask)
+        if failed:
+            why = ", ".join(sorted({str(f) for f in g.loc[g["ok"] != True, "failure"].dropna()}))  # noqa: E712
+            out.append(
+                f"N={n}: {failed} of {len(g)} `{name}` instances never became ready "
+                f"({why or 'no reason recorded'}); left out of the medians."
+            )
+    return out
 
 
 # -- the figures ----------------------------------------------------------------------
