@@ -264,7 +264,16 @@ def validate(
 
     loaded = load_scenario(scenario)
     preflight(loaded, engines=not offline)
-    _stdout().print(plan_table(loaded.scenario))
+    out = _stdout()
+    out.print(plan_table(loaded.scenario))
+    if offline:
+        out.print(
+            "Checked: the file's keys and values, memory per instance against this host. "
+            "Not checked (--offline): that each engine answers and has the images; "
+            "`bench validate` without --offline does."
+        )
+    else:
+        out.print("Checked: the file, each engine and its images, memory against each host.")
 
 
 @images_app.command("build", cls=_backend_options_command("images"))

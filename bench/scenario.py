@@ -7,6 +7,7 @@ this file. Every error names the file, the line where YAML can tell it, and the 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,20 @@ from bench.settings import (
     Seconds,
     check_name,
 )
+from bench.units import format_bytes
+
+# A scenario is a page of YAML. Anything much bigger is the wrong file or an attack, and
+# must be refused before it is read into memory (the promise: bench never pushes a lab
+# host into swap, not even while reading its input).
+MAX_SCENARIO_BYTES = 256 * 1024
+# Nodes after expanding aliases: an alias bomb ("billion laughs") of 500 bytes expands to
+# billions of nodes. The largest real scenario is a few hundred.
+MAX_YAML_NODES = 20_000
+# Top-level keys bench ignores, as docker compose does: a place for YAML anchors shared
+# by several platforms (`x-guest: &guest {...}` then `- <<: *guest`).
+EXTENSION_PREFIX = "x-"
+# Longer than any title should be: the description heads tables and terminal output.
+MAX_DESCRIPTION_CHARS = 2_000
 
 
 class Launch(Model):
@@ -34,7 +49,7 @@ class Launch(Model):
 
 class Scenario(Model):
     name: str
-    description: str = ""
+    description: str = Field("", max_length=MAX_DESCRIPTION_CHARS)
     repeat: int = Field(1, ge=1, le=1000, strict=True)
     timeout: Seconds = 120.0
     counts: list[Count] = Field([1], min_length=1)
@@ -78,7 +93,9 @@ class Scenario(Model):
     @model_validator(mode="after")
     def _counts_or_density(self) -> Scenario:
         if "counts" in self.model_fields_set and self.density is not None:
-            raise ValueError("give counts or density, not both")
+            raise KeyedValueError(
+                "density", "give counts or density, not both (counts is a fixed list of N)"
+            )
         return self
 
     def search_for(self, platform: PlatformBase) -> Density | None:
@@ -150,9 +167,18 @@ class LoadedScenario:
 def load_scenario(path: str | Path) -> LoadedScenario:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_SCENARIO_BYTES + 1)
     except OSError as e:
         raise ScenarioError(str(path), f"cannot read: {e.strerror}") from None
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(
+            str(path),
+            f"file is larger than {format_bytes(MAX_SCENARIO_BYTES, 0)}, the most a scenario "
+            "may be: is it the right file?",
+        )
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ScenarioError(str(path), f"not UTF-8 text (byte {e.start})") from None
     scenario, lines = _parse(text, str(path))
@@ -164,14 +190,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
 
 
 def _parse(text: str, source: str) -> tuple[Scenario, dict[tuple[Any, ...], int]]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ScenarioError(source, f"YAML syntax error: {problem}", line=line) from None
+    root, data = _read_yaml(text, source)
     if not isinstance(data, dict):
         raise ScenarioError(source, "expected a mapping of keys (name, platforms, ...)", line=1)
     lines = _key_lines(root)
@@ -187,14 +206,90 @@ def _parse(text: str, source: str) -> tuple[Scenario, dict[tuple[Any, ...], int]
     for key in data:
         if not isinstance(key, str):
             raise fail((str(key),), "unknown key (keys are words: name, platforms, ...)")
+        if key not in Scenario.model_fields and not key.startswith(EXTENSION_PREFIX):
+            # Before validation: a misspelled `platfroms:` would otherwise be reported as
+            # `platforms` missing, on line 1.
+            raise fail((key,), unknown_key(key, Scenario.model_fields))
+    data = {k: v for k, v in data.items() if not k.startswith(EXTENSION_PREFIX)}
     platforms = data.get("platforms")
     if isinstance(platforms, list):
-        data = {**data, "platforms": [_platform(p, i, fail) for i, p in enumerate(platforms)]}
+        data = {**data, "platforms": [_platform(p, i, fail, root) for i, p in enumerate(platforms)]}
     try:
         return Scenario(**data), lines
     except ValidationError as e:
         err = e.errors()[0]
-        raise fail(_error_loc(err), _describe(err)) from None
+        loc = _error_loc(err)
+        raise fail(loc, _describe(err, _node_at(root, loc))) from None
+
+
+def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The composed document and its Python value, refusing what would cost more than a
+    scenario is worth before building it."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            nodes = _expanded_nodes(root, MAX_YAML_NODES)
+            if nodes > MAX_YAML_NODES:
+                raise ScenarioError(
+                    source,
+                    f"more than {MAX_YAML_NODES} YAML nodes once aliases are expanded: "
+                    "a scenario needs a few hundred (an alias bomb?)",
+                )
+        return root, loader.construct_document(root) if root is not None else None
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, source) from None
+    except RecursionError:
+        raise ScenarioError(source, "YAML nested too deeply for a scenario") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(e: yaml.YAMLError, source: str) -> ScenarioError:
+    mark = getattr(e, "problem_mark", None)
+    line = mark.line + 1 if mark else None
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None) or ""
+    if "expected a single document" in context:
+        return ScenarioError(
+            source, "a second YAML document starts here (---): one scenario per file", line=line
+        )
+    if "'\\t'" in problem:
+        return ScenarioError(source, "tab character: indent YAML with spaces", line=line)
+    return ScenarioError(source, f"YAML syntax error: {problem}", line=line)
+
+
+def _expanded_nodes(root: yaml.Node, limit: int) -> int:
+    """How many nodes the document has with every alias expanded, counting no further
+    than a little past `limit`. Memoised per node, so an alias bomb costs its own size."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(node)] = total = min(total, limit + 1)
+        return total
+
+    return size(root)
+
+
+def unknown_key(key: str, known: Any) -> str:
+    """ "unknown key", with the nearest known spelling when there is one."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"unknown key: did you mean {close[0]}?"
+    return "unknown key (check its spelling and the README's key list)"
 
 
 def _error_loc(err: Any) -> tuple[Any, ...]:
@@ -203,7 +298,7 @@ def _error_loc(err: Any) -> tuple[Any, ...]:
     return (*loc, cause.key) if isinstance(cause, KeyedValueError) else loc
 
 
-def _platform(raw: Any, i: int, fail: Any) -> PlatformBase:
+def _platform(raw: Any, i: int, fail: Any, root: yaml.Node | None = None) -> PlatformBase:
     """Validate one platform with the Settings model of the backend it names."""
     from bench.backends import BACKENDS, settings_model
 
@@ -219,22 +314,87 @@ def _platform(raw: Any, i: int, fail: Any) -> PlatformBase:
             ("platforms", i, "backend"),
             f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})",
         )
+    model = settings_model(backend)
     try:
-        return settings_model(backend)(**raw)
+        return model(**raw)
     except ValidationError as e:
         err = e.errors()[0]
-        raise fail(("platforms", i, *_error_loc(err)), _describe(err)) from None
+        loc = ("platforms", i, *_error_loc(err))
+        raise fail(loc, _describe(err, _node_at(root, loc), model.model_fields)) from None
 
 
-def _describe(err: dict[str, Any]) -> str:
-    kind, msg = err["type"], err["msg"]
+def _describe(err: dict[str, Any], node: yaml.Node | None = None, known: Any = None) -> str:
+    """pydantic's error in the words of the scenario file: what was written, what to
+    write instead."""
+    kind, msg, value = err["type"], err["msg"], err.get("input")
+    written = node.value if isinstance(node, yaml.ScalarNode) else None
     if kind == "extra_forbidden":
-        return "unknown key (check its spelling and the README's key list)"
+        return unknown_key(str(err["loc"][-1]), known or {})
     if kind == "missing":
         return "required key is missing"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
+    if kind == "list_type":
+        return _not_a_list(err["loc"], value)
+    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+        what = "a whole number" if kind.startswith("int") else "a number"
+        return f"expected {what}, got {_shown(written, value)}"
+    if kind == "string_type" and isinstance(value, bool | int | float) and written is not None:
+        # YAML 1.1 reads no/yes/on/off as booleans and 1.0 as a number.
+        return (
+            f"YAML read {written} as {_yaml_value(value)}, not text: quote it, "
+            f'e.g. {err["loc"][-1]}: "{written}"'
+        )
+    if kind == "string_too_long":
+        return (
+            f"longer than {err['ctx']['max_length']} characters: keep it to a title and a "
+            "sentence or two (it heads tables and terminal output)"
+        )
+    if kind == "literal_error":
+        return f"expected {err['ctx']['expected']}, got {_shown(written, value)}"
+    if kind == "bool_type" or kind == "bool_parsing":
+        return f"expected true or false, got {_shown(written, value)}"
+    shown = msg.removeprefix("Input should be ")
+    if shown != msg:
+        return f"should be {shown}, got {_shown(written, value)}"
     return msg
+
+
+def _not_a_list(loc: tuple[Any, ...], value: Any) -> str:
+    if loc and loc[-1] == "platforms" and isinstance(value, dict):
+        return "expected a list: write each platform as `- name: ...` under platforms:"
+    if isinstance(value, str) and "," in value:
+        items = ", ".join(p.strip() for p in value.split(","))
+        return f"expected a list, got the text {value!r}: write [{items}]"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"expected a list, got {value!r}: write [{value}]"
+    return f"expected a list (write [a, b] or one `- item` per line), got {_shown(None, value)}"
+
+
+def _shown(written: str | None, value: Any) -> str:
+    """The value as the file wrote it: quoted when YAML read it as text."""
+    if written is not None:
+        text = repr(written) if isinstance(value, str) else written
+    else:
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _yaml_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """The YAML node at a key path, to quote what the file says (not what YAML made of it)."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            return None
+    return node
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:

@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterable
 
 _SIZE_UNITS = {
-    "": 1,
     "B": 1,
     "KB": 10**3,
     "MB": 10**6,
@@ -21,38 +20,56 @@ _SIZE_UNITS = {
 _DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _SIZE_RE = re.compile(rf"^\s*{_NUMBER}\s*([A-Za-z]*)\s*$")
-_DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*([a-z]*)\s*$")
+# A duration is one or more number-unit parts, largest first: "90s", "1m30s", "1h 5min".
+_DURATION_PART = re.compile(rf"\s*{_NUMBER}\s*([a-z]*)")
+SIZE_HELP = "B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
+DURATION_HELP = "ms, s, m (or min) and h, alone or combined as in 1m30s"
 
 
 def parse_size(value: str | int) -> int:
-    """Bytes from "128MiB", "2GB", "512KiB" or a plain integer of bytes."""
+    """Bytes from "128MiB", "2GB", "512KiB" or "4096B". A number without a unit is an
+    error (is `memory: 512` 512 bytes or 512 MiB?), except 0, which is 0 in any unit."""
     if isinstance(value, bool):
         raise ValueError("expected a size such as 256MiB, not a boolean")
     if isinstance(value, int):
         if value < 0:
             raise ValueError("a size cannot be negative")
-        return value
+        if value == 0:
+            return 0
+        raise ValueError(f"size {value} has no unit: write e.g. {value}MiB, or {value}B for bytes")
     if not isinstance(value, str):
         raise ValueError(f"expected a size such as 256MiB, got {value!r}")
     m = _SIZE_RE.match(value)
+    if m and not m.group(2):
+        if float(m.group(1)) == 0:
+            return 0
+        raise ValueError(f"size {value!r} has no unit: write e.g. {value.strip()}MiB")
     unit = m.group(2).upper() if m else None
     if not m or unit not in _SIZE_UNITS:
-        raise ValueError(f"bad size {value!r}: use a number with B, KiB, MiB, GiB, KB, MB or GB")
+        raise ValueError(f"bad size {value!r}: use a number with {SIZE_HELP}")
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
 
 def parse_duration(value: str | int | float) -> float:
-    """Seconds from "120s", "500ms", "2m". A bare number is refused: 120 what?"""
+    """Seconds from "120s", "500ms", "2m", "1m30s", "1h". A bare number is refused:
+    120 what?"""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, not a boolean")
     if isinstance(value, int | float):
         raise ValueError(f"duration {value!r} has no unit: write e.g. {value}s or {value}ms")
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as 30s, got {value!r}")
-    m = _DURATION_RE.match(value)
-    if not m or m.group(2) not in _DURATION_UNITS:
-        raise ValueError(f"bad duration {value!r}: use a number with ms, s or m (e.g. 120s)")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    total, pos, parts = 0.0, 0, 0
+    text = value.strip()
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if not m or m.group(2) not in _DURATION_UNITS:
+            raise ValueError(f"bad duration {value!r}: use a number with {DURATION_HELP}")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos, parts = m.end(), parts + 1
+    if parts == 0:
+        raise ValueError(f"bad duration {value!r}: use a number with {DURATION_HELP}")
+    return total
 
 
 # Output is always in binary units, like the scenario files' MiB and GiB: a size printed
@@ -109,3 +126,8 @@ def _significant(v: float, digits: int) -> float:
 
 def _finite(v: float | None) -> bool:
     return v is not None and math.isfinite(v)
+
+
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 step", "3 steps": a count with its noun, singular when it is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench import kinds
-from bench.units import format_bytes, format_seconds
+from bench.units import count_of, format_bytes, format_seconds
 
 
 def summary_table(
@@ -106,8 +106,10 @@ def plan_table(scenario: Any) -> Any:
         )
     steps = len(scenario.plan())
     t.caption = (
-        f"{'at most ' if searches else ''}{steps} steps, {total} instances in total; "
-        f"timeout {scenario.timeout:g}s per instance; {scenario.launch.concurrency} launches "
-        "in flight"
+        f"{'at most ' if searches else ''}{count_of(steps, 'step')}, "
+        f"{count_of(total, 'instance')} in total; timeout "
+        f"{format_seconds(scenario.timeout, trim=True)} per instance; "
+        f"{count_of(scenario.launch.concurrency, 'launch', 'launches')} in flight"
     )
+    t.caption_justify = "left"
     return t

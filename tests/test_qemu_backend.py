@@ -157,6 +157,11 @@ def fake_qemu():
         [sys.executable, "-c", "import time; time.sleep(120)", f"guest={name}"],
         start_new_session=True,
     )
+    # Popen returns once exec started; on this kernel /proc/PID/cmdline can still read
+    # empty for a moment after that.
+    deadline = time.monotonic() + 5
+    while not Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.005)
     try:
         yield name, proc
     finally:

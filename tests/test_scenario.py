@@ -125,10 +125,63 @@ BASE = "name: x\nplatforms:\n  - name: c\n    backend: docker\n    image: busybo
         (BASE + "density: {max: 8, factor: 1}\n", "density.factor: "),
         (BASE + "density: {factor: 2}\n", "density.max: required key is missing"),
         (BASE + "    image: again\n", "s.yaml:6: platforms[0].image: duplicate key"),
+        # Messages in the file's words: what was written, what to write instead.
+        (
+            BASE.replace("platforms:", "platfroms:"),
+            "s.yaml:2: platfroms: unknown key: did you mean platforms?",
+        ),
+        (
+            BASE + "    memroy: 1GiB\n",
+            "s.yaml:6: platforms[0].memroy: unknown key: did you mean memory?",
+        ),
+        (
+            BASE + "counts: '1,2,4'\n",
+            "counts: expected a list, got the text '1,2,4': write [1, 2, 4]",
+        ),
+        (BASE + "counts: 1,2,4\n", "write [1, 2, 4]"),
+        (BASE + "counts: 3\n", "counts: expected a list, got 3: write [3]"),
+        (
+            "name: x\nplatforms:\n  c:\n    backend: docker\n",
+            "s.yaml:2: platforms: expected a list: write each platform as `- name: ...`",
+        ),
+        (BASE + "    cpus: 50%\n", "platforms[0].cpus: expected a number, got '50%'"),
+        (
+            BASE.replace("name: x", "name: no"),
+            's.yaml:1: name: YAML read no as false, not text: quote it, e.g. name: "no"',
+        ),
+        (BASE + "repeat: 0\n", "repeat: should be greater than or equal to 1, got 0"),
+        (BASE + "on_failure: maybe\n", "on_failure: expected 'continue' or 'stop', got 'maybe'"),
+        (
+            BASE + "---\n" + BASE,
+            "s.yaml:6: a second YAML document starts here (---): one scenario per file",
+        ),
+        ("name: x\nplatforms:\n\t- name: c\n", "s.yaml:3: tab character: indent YAML with spaces"),
+        (
+            BASE + "counts: [1]\ndensity: {max: 8}\n",
+            "s.yaml:7: density: give counts or density, not both",
+        ),
+        (
+            BASE + "    memory: 512\n",
+            "platforms[0].memory: size 512 has no unit: write e.g. 512MiB",
+        ),
+        ("description: " + "d" * 2001 + "\n" + BASE, "description: longer than 2000 characters"),
     ],
 )
 def test_bad_scenarios_name_the_key(text, expected):
     assert expected in _error(text)
+
+
+def test_durations_combine_units():
+    s = parse_scenario(BASE + "timeout: 1m30s\nsettle: 1s500ms\n")
+    assert (s.timeout, s.settle) == (90.0, 1.5)
+
+
+def test_x_keys_are_ignored_and_hold_anchors():
+    s = parse_scenario(
+        "name: x\nx-box: &box {backend: docker, image: busybox}\n"
+        "platforms:\n  - {<<: *box, name: c}\n"
+    )
+    assert (s.platforms[0].name, s.platforms[0].image) == ("c", "busybox")
 
 
 def test_missing_file():

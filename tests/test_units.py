@@ -12,8 +12,9 @@ from bench.units import format_bytes, format_seconds, parse_duration, parse_size
         ("1GB", 10**9),
         ("1.5MB", 1_500_000),
         ("64 MiB", 64 * 2**20),
-        ("100", 100),
-        (4096, 4096),
+        ("100B", 100),
+        ("0", 0),
+        (0, 0),
     ],
 )
 def test_sizes(text, expected):
@@ -26,14 +27,32 @@ def test_bad_sizes(bad):
         parse_size(bad)
 
 
+@pytest.mark.parametrize("bare", [512, "512", 4096])
+def test_a_size_without_a_unit_is_an_error_that_suggests_one(bare):
+    # `memory: 512` used to be 512 bytes: nobody means that.
+    with pytest.raises(ValueError, match=r"has no unit: write e\.g\. 512MiB|4096MiB"):
+        parse_size(bare)
+
+
 @pytest.mark.parametrize(
-    "text,expected", [("120s", 120.0), ("500ms", 0.5), ("2m", 120.0), ("1.5s", 1.5)]
+    "text,expected",
+    [
+        ("120s", 120.0),
+        ("500ms", 0.5),
+        ("2m", 120.0),
+        ("2min", 120.0),
+        ("1h", 3600.0),
+        ("1.5s", 1.5),
+        ("1m30s", 90.0),
+        ("1h 5min", 3900.0),
+        ("1s500ms", 1.5),
+    ],
 )
 def test_durations(text, expected):
     assert parse_duration(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("bad", ["10", 10, "10 parsecs", "s", True])
+@pytest.mark.parametrize("bad", ["10", 10, "10 parsecs", "s", True, "1m30", "", "1m-30s"])
 def test_durations_need_a_unit(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)
