@@ -163,7 +163,7 @@ def test_tax_table_gives_medians_their_difference_and_intervals(tmp_path):
 
 def test_markdown_has_a_table_per_n_with_units_and_intervals(tmp_path):
     md = libvirt_tax(frames_of([make_run(PLATFORMS, ENGINES, SPEC)], tmp_path)).markdown
-    assert "`lv` (libvirt) vs `direct` (direct QEMU), machine pc, tcg" in md
+    assert "lv (libvirt) vs direct (direct QEMU), machine pc, tcg" in md
     assert md.count("| N=1 ") == 1 and md.count("| N=2 ") == 1
     line = next(x for x in md.splitlines() if x.startswith("| ready_s") and "+0.40 s" in x)
     assert "4.10 s [" in line and "(3)" in line
@@ -255,3 +255,23 @@ def test_two_runs_give_a_table_each(tmp_path):
     tax = libvirt_tax(frames_of([a, b], tmp_path))
     assert sorted(tax.table["run"].unique()) == [a.run_id, b.run_id]
     assert tax.markdown.count("#### The libvirt tax") == 2
+
+
+def test_the_report_shows_the_tax_only_for_runs_that_have_a_pair(tmp_path):
+    from bench.report import REPORT_HTML, TAX_MD, build_report
+
+    frames_of([make_run(PLATFORMS, ENGINES, SPEC)], tmp_path)
+    run_dir = tmp_path / "libvirt-tax-20261130-000000-aaaa"
+    report = build_report([run_dir], out=tmp_path / "report")
+    md = (tmp_path / "report" / TAX_MD).read_text()
+    assert md.startswith("# What libvirt adds, measured") and "+0.40 s" in md
+    html = (tmp_path / "report" / REPORT_HTML).read_text()
+    assert "<h2>What libvirt adds, measured</h2>" in html and "+0.40 s" in html
+    assert tmp_path / "report" / TAX_MD in report.files
+
+    # A run with only one of the two backends: no tax file, and none left from before.
+    solo = make_run(PLATFORMS[:1], {"direct": ENGINES["direct"]}, SPEC[::2], run_id="solo-1")
+    frames_of([solo], tmp_path)
+    build_report([tmp_path / "solo-1"], out=tmp_path / "report")
+    assert not (tmp_path / "report" / TAX_MD).exists()
+    assert "What libvirt adds" not in (tmp_path / "report" / REPORT_HTML).read_text()

@@ -3,7 +3,7 @@
     build_report(["results/quickstart-…"]) -> Report(directory, files, notes)
 
 Modules: frame (runs -> DataFrames), tables (summary, classic containers-vs-VMs
-table, host differences), plots (one function per PNG), html (the self-contained
+table, host differences), tax (what libvirt adds over direct QEMU), plots (one function per PNG), html (the self-contained
 page). pandas and matplotlib load only when a report is built.
 """
 
@@ -20,6 +20,7 @@ DEFAULT_ROOT = Path("reports")
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 CLASSIC_MD = "containers-vs-vms.md"
+TAX_MD = "libvirt-tax.md"
 REPORT_HTML = "report.html"
 
 CAPTIONS = {
@@ -55,6 +56,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     from bench.report import plots, tables
     from bench.report.frame import load_frames
     from bench.report.html import render_html
+    from bench.report.tax import libvirt_tax
 
     frames = load_frames(run_dirs)
     names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
@@ -73,6 +75,12 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     report.files.append(directory / SUMMARY_CSV)
     write(SUMMARY_MD, tables.summary_markdown(frames))
     write(CLASSIC_MD, tables.classic_markdown(frames))
+    # Only runs that boot one guest both through libvirt and directly have one.
+    tax = libvirt_tax(frames)
+    if tax is not None:
+        write(TAX_MD, "# What libvirt adds, measured\n\n" + tax.markdown)
+    else:
+        (directory / TAX_MD).unlink(missing_ok=True)  # no stale table from an older report
 
     drawn, skipped = [], []
     for name, draw in plots.PLOTS.items():
@@ -87,7 +95,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         fig.savefig(path, format="png", bbox_inches="tight")  # keeps outside legends
         drawn.append((name, CAPTIONS[name], path))
         report.files.append(path)
-    write(REPORT_HTML, render_html(frames, drawn, skipped))
+    write(REPORT_HTML, render_html(frames, drawn, skipped, tax))
 
     if tables.any_tcg(frames):
         report.notes.append("VMs ran under TCG (software emulation): not representative of KVM")

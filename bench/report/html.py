@@ -36,8 +36,10 @@ def render_html(
     frames: Frames,
     plots: list[tuple[str, str, Path]],
     skipped: list[tuple[str, str]],
+    tax: Any = None,
 ) -> str:
-    """`plots`: (file name, caption, PNG path) drawn; `skipped`: (file name, why not)."""
+    """`plots`: (file name, caption, PNG path) drawn; `skipped`: (file name, why not);
+    `tax`: bench.report.tax.Tax when the runs measured one guest via libvirt and directly."""
     runs = ", ".join(r.run_id for r in frames.runs)
     body = [f"<h1>bench report: {escape(runs)}</h1>"]
     if tables.any_tcg(frames):
@@ -66,6 +68,7 @@ def render_html(
         "<h2>Containers vs VMs, measured</h2>",
         f"<p>{_text(tables.COLUMNS_NOTE)} {_text(tables.ROWS_NOTE)}</p>",
         _classic(tables.classic_table(frames)),
+        *_tax(tax),
         "<h2>Summary per run, platform and N</h2>",
         "<p>Times in seconds, sizes in MiB; ready times over successful instances only.</p>",
         _table(
@@ -97,6 +100,19 @@ def render_html(
         f"<title>bench report: {escape(runs)}</title><style>{CSS}</style></head>"
         f"<body>\n{chr(10).join(body)}\n</body></html>\n"
     )
+
+
+def _tax(tax: Any) -> list[str]:
+    if tax is None:
+        return []
+    from bench.report.tax import tax_sections
+
+    out = ["<h2>What libvirt adds, measured</h2>"]
+    for heading, frames, notes in tax_sections(tax.table, tax.pairs):
+        out.append(f"<h3>{escape(heading)}</h3>")
+        out += [_table(df, index=False, classes="numbers") for df in frames]
+        out += [f'<p class="note">{_text(n)}</p>' for n in notes]
+    return out
 
 
 def _table(df: Any, index: bool = True, classes: str | None = None) -> str:

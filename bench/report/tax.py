@@ -281,17 +281,22 @@ def _interval(values: Any, level: float) -> tuple[float, float]:
 # -- Markdown -----------------------------------------------------------------------------
 
 
-def tax_markdown(table: Any, pairs: list[Pair], level: float = LEVEL) -> str:
-    from tabulate import tabulate
+def tax_sections(
+    table: Any, pairs: list[Pair], level: float = LEVEL
+) -> list[tuple[str, list[Any], list[str]]]:
+    """Per pair: its heading, one display DataFrame per N, and the notes under them (the
+    Markdown file and the HTML page render the same sections)."""
+    import pandas as pd
 
-    parts = []
+    out = []
     for pair in pairs:
         rows = table[table["run"] == pair.run]
         accel = pair.accel or "accel unknown"
-        parts.append(
-            f"#### The libvirt tax: `{pair.libvirt}` (libvirt) vs `{pair.qemu}` (direct "
-            f"QEMU), machine {pair.machine}, {accel} · {pair.run}\n"
+        heading = (
+            f"The libvirt tax: {pair.libvirt} (libvirt) vs {pair.qemu} (direct QEMU), "
+            f"machine {pair.machine}, {accel} · {pair.run}"
         )
+        frames = []
         for n, g in rows.groupby("n", sort=True):
             body = [
                 [
@@ -304,13 +309,24 @@ def tax_markdown(table: Any, pairs: list[Pair], level: float = LEVEL) -> str:
                 for r in g.itertuples()
             ]
             headers = ["N=" + str(n), "direct QEMU", "libvirt", "tax (libvirt - QEMU)", "tax %"]
-            parts.append(tabulate(body, headers, tablefmt="github", disable_numparse=True))
-            parts.append("")
-        parts.append(
+            frames.append(pd.DataFrame(body, columns=headers))
+        notes = [
             f"Medians; [{level:.0%} interval, bootstrap over steps]; (steps). Times from "
-            "each instance's launch call; memory and storage per instance."
-        )
-        parts.extend(pair.notes)
+            "each instance's launch call; memory and storage per instance.",
+            *pair.notes,
+        ]
+        out.append((heading, frames, notes))
+    return out
+
+
+def tax_markdown(table: Any, pairs: list[Pair], level: float = LEVEL) -> str:
+    parts = []
+    for heading, frames, notes in tax_sections(table, pairs, level):
+        parts.append(f"#### {heading}\n")
+        for df in frames:
+            parts.append(df.to_markdown(index=False, disable_numparse=True))
+            parts.append("")
+        parts.extend(notes)
         parts.append("")
     return "\n".join(parts)
 
