@@ -44,16 +44,17 @@ def test_spectrum_has_the_same_userland_from_container_to_vm():
 
     sc = load_scenario(REPO / "scenarios" / "spectrum.yaml").scenario
     assert sc.counts == [1, 4] and sc.repeat >= 1
-    assert [p.name for p in sc.platforms] == ["runc", "runsc", "microvm", "vm"]
+    assert [p.name for p in sc.platforms] == ["runc", "podman", "runsc", "microvm", "vm"]
     assert {p.image for p in sc.platforms} == {"busybox"}  # one userland everywhere
-    runc, runsc, microvm, vm = sc.platforms
+    runc, podman, runsc, microvm, vm = sc.platforms
     assert (runc.backend, runc.runtime) == ("docker", "runc")
+    assert (podman.backend, podman.runtime) == ("podman", "runc")
     assert (runsc.backend, runsc.runtime) == ("docker", "runsc")
     assert (microvm.backend, microvm.machine) == ("qemu", "microvm")
     assert vm.backend == "libvirt"
     # What each backend makes of its settings: one platform per kind, in the spectrum's order.
     kinds = [backend_class(p.backend)(p).kind for p in sc.platforms]
-    assert kinds == ["container", "sandbox", "microvm", "vm"]
+    assert kinds == ["container", "container", "sandbox", "microvm", "vm"]
     # A VM boots in seconds under TCG, 4 at once on 2 cores several times that.
     assert 30 <= sc.timeout <= 120
 

@@ -3,8 +3,9 @@
     build_report(["results/quickstart-…"]) -> Report(directory, files, notes)
 
 Modules: frame (runs -> DataFrames), tables (summary, classic containers-vs-VMs
-table, host differences), tax (what libvirt adds over direct QEMU), plots (one function per PNG), html (the self-contained
-page). pandas and matplotlib load only when a report is built.
+table, host differences), tax (what libvirt adds over direct QEMU), plots (one
+function per PNG), html (the self-contained page). pandas and matplotlib load only
+when a report is built.
 """
 
 from __future__ import annotations
