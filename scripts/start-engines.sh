@@ -15,6 +15,10 @@
 # 127.0.0.1:22, a second independent dockerd on unix:///run/docker2.sock and a second
 # sshd on 127.0.0.1:2222 whose sessions reach that dockerd (DOCKER_HOST).
 set -euo pipefail
+# The daemons started below inherit this directory: one started from a checkout that is
+# later deleted breaks (conmon's "Failed to get working directory" fails every podman
+# container). Nothing below uses a relative path.
+cd /
 
 TIMEOUT=${BENCH_ENGINE_TIMEOUT:-30}
 DOCKERD_LOG=/var/log/bench-dockerd.log
