@@ -97,3 +97,37 @@ def test_version():
     p = CliRunner().invoke(cli.app, ["--version"])
     assert p.exit_code == 0
     assert p.output == f"bench {bench.__version__}\n"
+
+
+def test_the_readme_commands_table_names_every_option():
+    """Each command's row in the README's Commands table names all its options (those of
+    the backends included): none exists undocumented."""
+    import re
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Commands") : readme.index("## Scenario files")]
+    rows = {}
+    for line in section.splitlines():
+        m = re.match(r"\| `bench ([a-z]+(?: [a-z]+)?)", line)
+        if m:
+            rows[m.group(1)] = line
+    root = typer.main.get_command(cli.app)
+    for path in COMMANDS:
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        if hasattr(cmd, "commands"):
+            continue  # a group: its subcommands have the rows
+        name = " ".join(path)
+        row = next((r for key, r in rows.items() if name == key.split(" [")[0]), None)
+        assert row is not None, f"no row for bench {name}"
+        for param in cmd.get_params(typer.Context(cmd)):
+            if getattr(param, "hidden", False):
+                continue
+            for flag in param.opts:
+                if flag.startswith("--") and flag != "--help":
+                    assert flag in row, f"bench {name} {flag} is not in its README row"
+    for flag in ("--debug", "--version"):
+        assert flag in section
