@@ -108,9 +108,27 @@ RunName = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from bench import __version__
+
+        print(f"bench {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            expose_value=False,
+            help="Print bench's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     if debug:
         _state["debug"] = True
@@ -192,7 +210,7 @@ def ab(
     every N in every repeat; the step pair is the unit of one paired test.
     A regression: p < alpha and a slow-down above half the threshold.
 
-    Prints the verdict (Markdown, or --json); the last line is the run dir.
+    Prints the verdict (Markdown, or --json); the last line is the run directory.
     Exit 0 no regression, 1 regression, 6 inconclusive (it says how many
     more repeats would decide), 2 usage error, 3 engine unreachable.
     """
@@ -418,6 +436,7 @@ def compare(
     the current run is tested against; with one, a drift of 10% is assumed, so only a
     gross slow-down is significant (use `bench ab` for a side-by-side change). A
     regression is p < alpha (Holm over groups) and a change above half the threshold.
+
     Prints Markdown (for CI job summaries) or JSON; warnings go to stderr. Exit 0 none,
     1 regression, 6 inconclusive (too little evidence: more baseline runs needed),
     2 usage error.
@@ -443,6 +462,40 @@ def compare(
     if result.exit_code == ExitCode.INCONCLUSIVE:
         err.print(f"inconclusive: {result.inconclusive_message()}", soft_wrap=True)
     raise typer.Exit(int(result.exit_code))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files, for editors' completion and inline errors.
+
+    Generated from the models that validate scenarios, with each key's meaning and
+    default. Save it (`bench schema > bench-scenario.schema.json`) and name it on a
+    scenario's first line: `# yaml-language-server: $schema=bench-scenario.schema.json`.
+    `bench validate` stays the judge: some rules (counts or density, unique names) are
+    beyond a schema.
+    """
+    import json
+
+    from bench.schema import scenario_schema
+
+    print(json.dumps(scenario_schema(), indent=2))
+
+
+def _paragraphs(text: str) -> str:
+    """Docstring text with each paragraph on one line. In rich markup mode typer keeps
+    the line breaks of every paragraph after the first, so breaks made to fit the
+    source file's width would show as ragged lines at any terminal width; rich wraps
+    a one-line paragraph to the terminal instead."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+# Last, after every command is registered (typer reads the help when it builds click's
+# commands, at the first call of the app).
+for _typer in (app, images_app):
+    for _info in _typer.registered_commands:
+        if _info.help is None and _info.callback is not None and _info.callback.__doc__:
+            _info.help = _paragraphs(_info.callback.__doc__)
 
 
 def main() -> None:

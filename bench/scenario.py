@@ -44,32 +44,60 @@ MAX_DESCRIPTION_CHARS = 2_000
 
 
 class Launch(Model):
-    concurrency: int = Field(4, ge=1, le=256, strict=True)
+    concurrency: int = Field(
+        4, ge=1, le=256, strict=True, description="launch calls in flight at once (1-256)"
+    )
 
 
 class Scenario(Model):
-    name: str
-    description: str = Field("", max_length=MAX_DESCRIPTION_CHARS)
-    repeat: int = Field(1, ge=1, le=1000, strict=True)
-    timeout: Seconds = 120.0
-    counts: list[Count] = Field([1], min_length=1)
-    density: Density | None = None
-    launch: Launch = Launch()
-    on_failure: Literal["continue", "stop"] = "continue"
+    name: str = Field(
+        description="names the run (results/<name>-<time>-<id>/); letters, digits, '.', '_', '-'"
+    )
+    description: str = Field("", max_length=MAX_DESCRIPTION_CHARS, description="free text")
+    repeat: int = Field(
+        1, ge=1, le=1000, strict=True, description="times each (platform, N) step is run"
+    )
+    timeout: Seconds = Field(
+        120.0, description="per instance, from its launch call to its readiness line"
+    )
+    counts: list[Count] = Field(
+        [1], min_length=1, description="N values; each step starts N instances together"
+    )
+    density: Density | None = Field(None, description="a density search instead of counts")
+    launch: Launch = Field(Launch(), description="how instances are launched")
+    on_failure: Literal["continue", "stop"] = Field(
+        "continue", description="stop ends the run after the first step with a failed instance"
+    )
     # Instances per platform started, waited for and destroyed before its first measured
     # step, never counted: the first boots on an engine pay for cold caches and lazy
     # engine set-up that no later step sees.
-    warmup: int = Field(1, ge=0, le=64, strict=True)
+    warmup: int = Field(
+        1,
+        ge=0,
+        le=64,
+        strict=True,
+        description="instances per platform started, waited for and destroyed before its "
+        "first step, never counted; 0 turns it off",
+    )
     # Wait after the last instance is ready before reading memory: lets page cache and
     # lazily touched guest memory settle, so the host view is not caught mid-boot.
-    settle: Seconds = 3.0
+    settle: Seconds = Field(
+        3.0, description="wait after the last instance is ready before memory is read"
+    )
     # Drop the page cache before both MemAvailable readings (root only).
-    drop_caches: bool = False
+    drop_caches: bool = Field(
+        False, description="drop the page cache before both MemAvailable readings (root)"
+    )
     # bench never launches a step predicted to push host MemAvailable below this.
-    memory_reserve: Bytes = 1 * 2**30
+    memory_reserve: Bytes = Field(
+        1 * 2**30,
+        description="bench never launches a step predicted to push host MemAvailable below this",
+    )
     # Already validated by each backend's Settings model (see parse_scenario);
     # SerializeAsAny keeps the backend's own keys when the scenario is dumped.
-    platforms: list[SerializeAsAny[PlatformBase]] = Field(min_length=1)
+    platforms: list[SerializeAsAny[PlatformBase]] = Field(
+        min_length=1, description="one or more, with unique names"
+    )
 
     _check_name = field_validator("name")(check_name)
 

@@ -10,9 +10,17 @@ import re
 import shlex
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from bench.units import parse_duration, parse_size
+from bench.units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
 
 # Names end up in container names, domain names and file names: keep them boring.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
@@ -29,9 +37,42 @@ def _duration(v: Any) -> float:
     return parse_duration(v)
 
 
-Bytes = Annotated[int, BeforeValidator(_size)]
-Seconds = Annotated[float, BeforeValidator(_duration)]
+# What `bench schema` says of the unit types: text with a unit, as the file must write
+# them (they are validated into ints and floats). JSON Schema patterns have no
+# case-insensitive flag, hence the letter classes; tests/test_schema.py holds each
+# pattern against its parser.
+SIZE_PATTERN = r"^\s*(\d+(\.\d+)?\s*([KkMmGgTt][Ii]?)?[Bb]|0+(\.0+)?)\s*$"
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|min|s|m|h)\s*)+$"
+SIZE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": SIZE_PATTERN, "examples": ["256MiB", "2GiB"]},
+        {"const": 0},
+    ],
+    "description": f"a size: a number with {SIZE_HELP}; 0 needs no unit",
+}
+DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "examples": ["120s", "500ms", "1m30s"],
+    "description": f"a duration: a number with {DURATION_HELP}",
+}
+
+Bytes = Annotated[int, BeforeValidator(_size), WithJsonSchema(SIZE_SCHEMA)]
+Seconds = Annotated[float, BeforeValidator(_duration), WithJsonSchema(DURATION_SCHEMA)]
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)]
+
+
+def _or_text(text: dict[str, Any]) -> Any:
+    """A field's JSON schema, widened to also accept the text form its validator takes."""
+
+    def widen(schema: dict[str, Any]) -> None:
+        keep = ("description", "default", "title")
+        inner = {k: v for k, v in schema.items() if k not in keep}
+        for k in inner:
+            del schema[k]
+        schema["anyOf"] = [text, *inner.pop("anyOf", [inner])]
+
+    return widen
 
 
 def check_name(v: str) -> str:
@@ -50,7 +91,12 @@ class Model(BaseModel):
 class ReadyRule(Model):
     """When an instance counts as ready: a console line holding `marker` as a word."""
 
-    marker: str = Field(DEFAULT_MARKER, min_length=1, max_length=200)
+    marker: str = Field(
+        DEFAULT_MARKER,
+        min_length=1,
+        max_length=200,
+        description="the readiness marker: a console line that contains it as a word",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -59,18 +105,28 @@ class ReadyRule(Model):
 
 
 class Slo(Model):
-    ready_p95: Seconds | None = None  # a step whose p95 ready time exceeds this ends a search
+    ready_p95: Seconds | None = Field(
+        None, description="a step whose p95 ready time exceeds this ends the search"
+    )
 
 
 class Density(Model):
     """A density search: N grows until a step breaks a limit; replaces `counts`."""
 
-    start: Count = 1
-    factor: float | None = Field(None, gt=1, le=16)
-    step: Count | None = None
-    max: Count
-    slo: Slo = Slo()
-    memory_reserve: Bytes | None = None  # default: the scenario's memory_reserve
+    start: Count = Field(1, description="the first N")
+    factor: float | None = Field(
+        None, gt=1, le=16, description="N grows by this factor (1, 2, 4, ...; default 2)"
+    )
+    step: Count | None = Field(
+        None, description="N grows by this step (8, 16, 24, ...), instead of a factor"
+    )
+    max: Count = Field(description="the largest N tried")
+    slo: Slo = Field(Slo(), description="limits a step must meet for the search to go on")
+    memory_reserve: Bytes | None = Field(
+        None,
+        description="never let host MemAvailable fall below this (default: the scenario's "
+        "memory_reserve)",
+    )
 
     @model_validator(mode="after")
     def _one_progression(self) -> Density:
@@ -93,14 +149,34 @@ class Density(Model):
 class PlatformBase(Model):
     """Keys every platform has; a backend's Settings subclass adds its own."""
 
-    name: str
-    backend: str
-    image: str = Field(min_length=1, max_length=512)
-    memory: Bytes | None = None
-    counts: list[Count] | None = Field(None, min_length=1)
-    density: Density | None = None
-    ready: ReadyRule = ReadyRule()
-    command: list[str] | None = None
+    name: str = Field(
+        description="unique in the scenario; letters, digits, '.', '_', '-' (at most 48)"
+    )
+    backend: str = Field(description="the engine that runs this platform")
+    image: str = Field(
+        min_length=1,
+        max_length=512,
+        description="busybox = the bench image pair; containers: any local image, never pulled",
+    )
+    memory: Bytes | None = Field(
+        None, description="memory limit per container / RAM per VM (default: none)"
+    )
+    counts: list[Count] | None = Field(
+        None, min_length=1, description="overrides the scenario's counts (or density)"
+    )
+    density: Density | None = Field(None, description="this platform's own density search")
+    ready: ReadyRule = Field(
+        ReadyRule(),
+        description="the readiness marker, a word on a console line (container stdout/stderr, "
+        "VM serial); key=value words after it are stored. Also {marker: TEXT}",
+        json_schema_extra=_or_text({"type": "string", "minLength": 1, "maxLength": 200}),
+    )
+    command: list[str] | None = Field(
+        None,
+        description="containers only: argv list, or a string split into words like a shell "
+        "would, but never run through a shell (default: the image's)",
+        json_schema_extra=_or_text({"type": "string"}),
+    )
 
     _check_name = field_validator("name")(check_name)
 

@@ -61,6 +61,7 @@ def test_ab_json_parses_and_the_last_line_is_the_run_dir(tmp_path):
     p = ab(tmp_path, "--baseline", "a", "--candidate", "slow", "--json")
     assert p.returncode == 1, p.stderr
     directory = run_dir(p)
+    assert p.stdout[: p.stdout.rindex(str(directory))].endswith("}\n")
     data = json.loads(p.stdout[: p.stdout.rindex(str(directory))])
     assert data["exit_code"] == 1 and data["pairs"] == 8 and data["change"] > 0.5
     # Judged again from the stored run: the same verdict.

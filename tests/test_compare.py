@@ -240,6 +240,7 @@ def test_markdown_and_json_outputs():
     assert "| platform" in md and "MDE (95% power)" in md and "p (Holm)" in md
     assert "**REGRESSION**" in md and "**1 regression**" in md
     assert "0.5 × 20%" in md and "5 baseline run(s)" in md
+    assert result.to_json().endswith("}\n")  # a shell prompt after it starts on its own line
     data = json.loads(result.to_json())
     assert data["exit_code"] == 1 and data["regressions"] == 1
     assert data["threshold"] == 0.2 and data["alpha"] == 0.05
@@ -260,3 +261,42 @@ def test_inconclusive_group_has_nulls_in_json():
     data = json.loads(compare_runs(base, cur).to_json())
     assert data["exit_code"] == 6 and data["inconclusive"] == 1
     assert data["groups"][0]["change"] is None and data["groups"][0]["verdict"] == INCONCLUSIVE
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "compare", *args], capture_output=True, text=True, cwd=REPO
+    )
+
+
+def test_compare_json_on_the_command_line_ends_with_a_newline(tmp_path):
+    """A real (schema 1) run against a copy of itself under another run id."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    real = REPO / "tests/data/schema1-quickstart"
+    copy = tmp_path / "again"
+    shutil.copytree(real, copy)
+    meta = json.loads((copy / "metadata.json").read_text())
+    meta["run_id"] = "quickstart-again"
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    p = _cli(str(real), str(copy), "--json")
+    assert p.returncode in (0, 6), p.stderr  # one baseline run: no regression claimed
+    assert p.stdout.endswith("}\n")
+    assert json.loads(p.stdout)["current"] == "quickstart-again"
+
+
+def test_a_run_against_itself_is_refused_up_front_in_one_line():
+    from tests.conftest import REPO
+
+    run = str(REPO / "tests/data/schema1-quickstart")
+    p = _cli(run, run)
+    assert p.returncode == ExitCode.USAGE
+    assert p.stdout == ""  # no table first
+    assert p.stderr.count("\n") == 1 and "both a baseline and the current run" in p.stderr

@@ -58,17 +58,28 @@ PROBE_RUN_ID = "runtime-probe"
 
 
 class DockerSettings(PlatformBase):
-    backend: Literal["docker"]
-    cpus: float | None = Field(None, gt=0, le=1024)
-    network: str = Field("none", min_length=1, max_length=64)
+    backend: Literal["docker"] = Field(description="a container on Docker Engine")
+    cpus: float | None = Field(None, gt=0, le=1024, description="CPU limit, e.g. 1 or 0.5")
+    network: str = Field("none", min_length=1, max_length=64, description="network mode")
     # Docker Engine address, unix:///path/to/docker.sock (local engines only, see below);
     # default: $DOCKER_HOST, else unix:///var/run/docker.sock.
-    host: str | None = Field(None, max_length=512)
-    env: dict[str, str] = Field(default_factory=dict)
+    host: str | None = Field(
+        None,
+        max_length=512,
+        description="engine socket, unix://PATH (default: $DOCKER_HOST, else the local socket)",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment variables of the container"
+    )
     # An OCI runtime the daemon has registered (runc, runsc, crun, ...); default: the
     # daemon's default runtime.
     runtime: str | None = Field(
-        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+        description="an OCI runtime the daemon has registered: runc, runsc, crun, ... "
+        "(default: the daemon's default)",
     )
 
     @field_validator("host")
@@ -131,7 +142,7 @@ class DockerBackend(Backend):
         CliOption(
             "--skip-docker",
             "skip_docker",
-            "Build only the VM artifacts.",
+            "Do not build the bench image in Docker.",
             is_flag=True,
             commands=frozenset({"images"}),
         ),

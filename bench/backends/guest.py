@@ -25,14 +25,23 @@ DEFAULT_MEMORY = 256 * 2**20
 
 class GuestSettings(PlatformBase):
     # Only the bench pair's name matters here; a guest of your own is kernel:/disk:.
-    image: str = Field("busybox", min_length=1, max_length=512)
-    accel: Literal["auto", "kvm", "tcg"] = "auto"
-    vcpus: int = Field(1, ge=1, le=512, strict=True)
-    memory: Bytes | None = DEFAULT_MEMORY
-    kernel: Path | None = None
-    initrd: Path | None = None
-    cmdline: str | None = Field(None, max_length=4096)
-    disk: Path | None = None  # a qcow2 base image; each instance boots its own overlay
+    image: str = Field(
+        "busybox",
+        min_length=1,
+        max_length=512,
+        description="busybox = the bench image pair; ignored with kernel: or disk:",
+    )
+    accel: Literal["auto", "kvm", "tcg"] = Field(
+        "auto", description="auto probes once per host whether KVM really boots a guest"
+    )
+    vcpus: int = Field(1, ge=1, le=512, strict=True, description="virtual CPUs per VM")
+    memory: Bytes | None = Field(DEFAULT_MEMORY, description="RAM per VM")
+    kernel: Path | None = Field(None, description="your own guest's kernel (with initrd:)")
+    initrd: Path | None = Field(None, description="your own guest's initramfs (needs kernel:)")
+    cmdline: str | None = Field(None, max_length=4096, description="kernel command line")
+    disk: Path | None = Field(
+        None, description="a qcow2 base image; each instance boots its own overlay"
+    )
 
     @model_validator(mode="after")
     def _boot_source(self) -> GuestSettings:

@@ -56,9 +56,11 @@ KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
 
 
 class LibvirtSettings(GuestSettings):
-    backend: Literal["libvirt"]
-    uri: str = Field(DEFAULT_URI, min_length=1, max_length=512)
-    network: str | None = Field(None, max_length=64)  # a libvirt network name; none by default
+    backend: Literal["libvirt"] = Field(description="a VM through libvirt")
+    uri: str = Field(DEFAULT_URI, min_length=1, max_length=512, description="libvirt URI")
+    network: str | None = Field(
+        None, max_length=64, description="a libvirt network name (default: none)"
+    )
 
     @field_validator("uri")
     @classmethod

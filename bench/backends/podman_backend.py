@@ -80,10 +80,16 @@ class PodmanSettings(DockerSettings):
     """docker's keys, same meaning: image, memory, cpus, network, env, command, ready,
     runtime; `host` is the podman service's address."""
 
-    backend: Literal["podman"]  # type: ignore[assignment]
+    backend: Literal["podman"] = Field(  # type: ignore[assignment]
+        description="a container through podman's REST service"
+    )
     # The OCI runtime (runc, crun, runsc, ...): runc unless told, not podman's default.
     runtime: str = Field(  # type: ignore[assignment]
-        DEFAULT_RUNTIME, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+        DEFAULT_RUNTIME,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+        description="the OCI runtime the service must use: runc, crun, runsc, ...",
     )
 
     @field_validator("host")

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field
+
 from bench import images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
@@ -80,8 +82,10 @@ MACHINE_ARGS = {
 
 
 class QemuSettings(GuestSettings):
-    backend: Literal["qemu"]
-    machine: Literal["microvm", "q35", "pc"] = "microvm"
+    backend: Literal["qemu"] = Field(description="a VM of qemu-system-x86_64, without libvirt")
+    machine: Literal["microvm", "q35", "pc"] = Field(
+        "microvm", description="microvm: no PCI or firmware (Firecracker's design); q35, pc"
+    )
 
 
 # -- files of one instance -----------------------------------------------------------
