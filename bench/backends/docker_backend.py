@@ -20,6 +20,7 @@ from bench.backends.oci import (
     API_TIMEOUT_S,
     PROBE_IMAGE,
     PROBE_RUN_ID,
+    RUNTIME_NAME,
     RUNTIME_PROBE_TIMEOUT_S,
     ContainerBackend,
     binary_version,
@@ -54,9 +55,7 @@ class DockerSettings(PlatformBase):
     env: dict[str, str] = Field(default_factory=dict)
     # An OCI runtime the daemon has registered (runc, runsc, crun, ...); default: the
     # daemon's default runtime.
-    runtime: str | None = Field(
-        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-    )
+    runtime: str | None = Field(None, min_length=1, max_length=64, pattern=RUNTIME_NAME)
 
     @field_validator("host")
     @classmethod

@@ -48,6 +48,8 @@ RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "3
 # The run id on a probe container's label: `bench clean` finds one a crash left behind.
 PROBE_RUN_ID = "runtime-probe"
 PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
+# What `runtime:` may name: an engine's runtime name, never a path or an option.
+RUNTIME_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
 
 class Demux:

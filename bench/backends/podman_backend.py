@@ -37,6 +37,7 @@ from bench.backends.oci import (
     API_TIMEOUT_S,
     PROBE_IMAGE,
     PROBE_RUN_ID,
+    RUNTIME_NAME,
     RUNTIME_PROBE_TIMEOUT_S,
     ContainerBackend,
     Demux,
@@ -75,7 +76,7 @@ class PodmanSettings(DockerSettings):
     backend: Literal["podman"]  # type: ignore[assignment]
     # The OCI runtime (runc, crun, runsc, ...): runc unless told, not podman's default.
     runtime: str = Field(  # type: ignore[assignment]
-        DEFAULT_RUNTIME, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+        DEFAULT_RUNTIME, min_length=1, max_length=64, pattern=RUNTIME_NAME
     )
 
     @field_validator("host")
