@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -39,6 +38,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import results_md  # noqa: E402  benchmarks/results_md.py (this script's folder is on sys.path)
 
 SCENARIO = REPO / "scenarios" / "libvirt-tax.yaml"
 SECTION = "# The libvirt tax (issue 11 part 3, issue 14 target 4)"
@@ -213,19 +214,6 @@ def run_ab(scenario: Path, out: Path) -> tuple[Path, dict, float]:
 # -- the section ----------------------------------------------------------------------------
 
 
-def host_line() -> str:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, "
-        f"kernel {platform.release()}"
-    )
-
-
 def section(run_dir: Path, verdict: dict | None, note: str) -> str:
     from bench.ab import analyse_ab
     from bench.report.frame import load_frames
@@ -247,7 +235,7 @@ def section(run_dir: Path, verdict: dict | None, note: str) -> str:
     out = [
         SECTION,
         "",
-        f"Host: {host_line()}; libvirt {lv.get('libvirt_version')}, QEMU "
+        f"Host: {results_md.host_line()}; libvirt {lv.get('libvirt_version')}, QEMU "
         f"{q.get('qemu_version')}, accel {q.get('accel')}.",
         "",
         f"Measured {started} by `benchmarks/libvirt_tax.py` (`bench ab "
@@ -278,18 +266,6 @@ def section(run_dir: Path, verdict: dict | None, note: str) -> str:
             out += lines
             out.append("")
     return "\n".join(out)
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of the results file, keeping the others."""
-    old = path.read_text() if path.exists() else ""
-    start = old.find(SECTION)
-    if start < 0:
-        path.write_text(old.rstrip("\n") + "\n\n" + text if old else text)
-        return
-    nxt = old.find("\n# ", start + 1)
-    rest = old[nxt + 1 :] if nxt >= 0 else ""
-    path.write_text(old[:start] + text + ("\n" + rest if rest else ""))
 
 
 def main() -> int:
@@ -323,7 +299,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     print(text)
     if not args.no_write:
-        write_section(args.out, text)
+        results_md.write_section(args.out, SECTION, text)
         print(f"wrote its section of {args.out}", file=sys.stderr)
     return 0
 

@@ -29,10 +29,12 @@ import time
 from pathlib import Path
 
 import docker
+import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "bench/busybox:latest"
 MARKER = b"BENCH_READY"
+SECTION = "# bench overhead"
 
 TARGETS = {
     "wall_ratio": 1.10,
@@ -209,31 +211,9 @@ def cpu_while_waiting_for_vms(n: int = 2) -> dict[str, float]:
 # -- the table ---------------------------------------------------------------------------
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of the results file, keeping the others (the
-    file also holds benchmarks/gate.py's verdict figures)."""
-    old = path.read_text() if path.exists() else ""
-    start = old.find("# bench overhead")
-    if start < 0:
-        path.write_text(text + ("\n" + old if old else ""))
-        return
-    nxt = old.find("\n# ", start + 1)
-    rest = old[nxt + 1 :] if nxt >= 0 else ""
-    path.write_text(old[:start] + text + ("\n" + rest if rest else ""))
-
-
 def host_line() -> str:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     v = docker.APIClient(version="auto").version()
-    return (
-        f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, "
-        f"kernel {platform.release()}, Docker {v['Version']}, Python {platform.python_version()}"
-    )
+    return f"{results_md.host_line()}, Docker {v['Version']}, Python {platform.python_version()}"
 
 
 def main() -> int:
@@ -343,13 +323,14 @@ def main() -> int:
     table += [f"| {a} | {b} | {c} | {d} | {verdict[ok]} |" for a, b, c, d, ok in rows]
     missed = [a for a, _, _, _, ok in rows if ok is False]
     text = (
-        f"# bench overhead\n\nHost: {host_line()}\n\n"
+        f"{SECTION}\n\nHost: {host_line()}\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
         f"`benchmarks/overhead.py --rounds {args.rounds}` in {elapsed / 60:.1f} min.\n\n"
         + "\n".join(table)
         + "\n"
     )
-    write_section(args.out, text)
+    # First in the file, as ever (it also holds benchmarks/gate.py's verdict figures).
+    results_md.write_section(args.out, SECTION, text, first=True)
     print(text)
     if missed:
         print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)

@@ -154,7 +154,7 @@ def test_runtime_reason_is_the_runtimes_own_line():
 
 
 def test_version_line():
-    from bench.backends.docker_backend import version_line
+    from bench.backends.oci import version_line
 
     assert version_line("runsc version release-20221219.0\nspec: 1.0.2-dev\n") == (
         "release-20221219.0"

@@ -7,33 +7,29 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
-import struct
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from bench import images, kinds
-from bench.backends.base import (
-    LABEL_OWNER,
-    LABEL_OWNER_HOST,
-    LABEL_PLATFORM,
-    LABEL_PREFIX,
-    LABEL_RUN,
-    NAME_PREFIX,
-    Backend,
-    Check,
-    CliOption,
-    Instance,
-    Leftover,
-    parse_pid,
-    print_nothing,
+from bench.backends.base import Check, CliOption, Instance, print_nothing
+from bench.backends.oci import (
+    API_CONNECTIONS,
+    API_TIMEOUT_S,
+    PROBE_IMAGE,
+    PROBE_RUN_ID,
+    RUNTIME_NAME,
+    RUNTIME_PROBE_TIMEOUT_S,
+    ContainerBackend,
+    binary_version,
+    container_pids,
+    instance_labels,
+    probe_name,
+    probe_verdict,
 )
 from bench.errors import (
-    BenchError,
     EngineUnavailable,
     ImageError,
     MissingImage,
@@ -42,19 +38,11 @@ from bench.errors import (
     UsageError,
     first_line,
 )
-from bench.iohub import IOHub
-from bench.owner import owner_labels
 from bench.paths import cache_dir
 from bench.settings import PlatformBase
 
 if TYPE_CHECKING:
     from bench.host import Host
-
-API_TIMEOUT_S = 60  # every engine call is bounded: a dead dockerd must not hang a run
-API_CONNECTIONS = 64
-RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "30"))
-# The run id on a probe container's label: `bench clean` finds one a crash left behind.
-PROBE_RUN_ID = "runtime-probe"
 
 
 class DockerSettings(PlatformBase):
@@ -77,7 +65,7 @@ class DockerSettings(PlatformBase):
         None,
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+        pattern=RUNTIME_NAME,
         description="an OCI runtime the daemon has registered: runc, runsc, crun, ... "
         "(default: the daemon's default)",
     )
@@ -94,43 +82,16 @@ class DockerSettings(PlatformBase):
         return v
 
 
-class _Demux:
-    """Split docker's multiplexed attach stream (8-byte frame headers) into payloads."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
-        out = []
-        while len(self._buf) >= 8:
-            (size,) = struct.unpack(">I", self._buf[4:8])
-            if len(self._buf) < 8 + size:
-                break
-            out.append(self._buf[8 : 8 + size])
-            self._buf = self._buf[8 + size :]
-        return out
-
-
-class DockerBackend(Backend):
-    kind = kinds.CONTAINER
+class DockerBackend(ContainerBackend):
     Settings = DockerSettings
+    engine = "docker"
+    engine_title = "Docker Engine"
+    start_hint = "dockerd & (or: make demo)"
 
     def __init__(self, settings: DockerSettings, host: Host | None = None):
         super().__init__(settings, host)
         self.settings: DockerSettings = settings
-        # runsc makes a sandbox; without `runtime:`, prepare() asks the daemon's default.
-        self.kind = kinds.for_runtime(settings.runtime)
         self._api: Any = None
-        self._hub: IOHub | None = None
-        self._image_ref = settings.image
-        self._lock = threading.Lock()
-        self._sizes: dict[str, int] = {}
-        self._procs: Any = None  # host process table, per sampling round
-        self._storage_dirs: list[Path] = []
-        self._info: dict[str, Any] | None = None  # the daemon's info(), once per connection
-        self._runtime_checked = False  # the probe of `runtime:` passed
-        self._runtime_version: str | None = None
 
     cli_options = (
         CliOption(
@@ -148,44 +109,10 @@ class DockerBackend(Backend):
         ),
     )
 
-    @classmethod
-    def _for_options(cls, options: dict[str, Any], name: str) -> DockerBackend:
-        host = options.get("docker_host")
-        try:
-            settings = DockerSettings(name=name, backend="docker", image="busybox", host=host)
-        except ValidationError as e:
-            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
-            raise UsageError(f"--docker-host {host}: {msg}") from None
-        return cls(settings)
-
-    @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
-        return [cls._for_options(options, "clean")]
-
-    @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
-        docker = cls._for_options(options, "doctor")
-        try:
-            v = docker.connect().version()
-            checks = [
-                Check("docker", True, f"Docker Engine {v.get('Version')} at {docker.address}")
-            ]
-            ref = images.docker_ref("busybox")
-            has = docker.has_image(ref)
-            checks.append(
-                Check("docker image", has, ref if has else f"{ref} missing", "bench images build")
-            )
-            checks += docker._runtime_checks(has, say)
-            return checks
-        except BenchError as e:
-            return [Check("docker", False, str(e), "dockerd & (or: make demo)", engine=True)]
-        finally:
-            docker.close()
-
     def _runtime_checks(self, probe: bool, say: Callable[[str], None]) -> list[Check]:
         """One line per registered runtime: its version and whether it can really start
         the bench image here (the probe `runtime:` platforms pass, cached)."""
-        info = self.daemon_info()
+        info = self.engine_info()
         default = info.get("DefaultRuntime")
         checks = []
         for name in sorted(info.get("Runtimes") or {}):
@@ -222,25 +149,9 @@ class DockerBackend(Backend):
                 )
         return checks
 
-    @classmethod
-    def build_images(
-        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
-    ) -> list[tuple[str, str]]:
-        if options.get("skip_docker"):
-            return []
-        backend = cls._for_options(options, "images")
-        try:
-            image_id = import_bench_image(backend.connect(), name)
-        finally:
-            backend.close()
-        return [("docker", f"{images.docker_ref(name)} ({image_id[7:19]})")]
-
     @property
     def address(self) -> str:
         return self.settings.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-    def engine_address(self) -> str | None:
-        return self.address
 
     def connect(self) -> Any:
         if self._api is None:
@@ -258,7 +169,6 @@ class DockerBackend(Backend):
                     base_url=self.address,
                     timeout=API_TIMEOUT_S,
                     version="auto",
-                    # Launches, sampling and teardown run many calls at once.
                     max_pool_size=API_CONNECTIONS,
                 )
                 api.ping()
@@ -279,7 +189,7 @@ class DockerBackend(Backend):
         self.connect()
         runtime = self.settings.runtime
         if runtime is not None:
-            registered = sorted(self.daemon_info().get("Runtimes") or {})
+            registered = sorted(self.engine_info().get("Runtimes") or {})
             if runtime not in registered:
                 raise UnknownRuntime(
                     f"runtime {runtime!r} is not registered with the Docker Engine at "
@@ -312,28 +222,19 @@ class DockerBackend(Backend):
             )
         self._runtime_checked = True
 
-    def daemon_info(self) -> dict[str, Any]:
-        if self._info is None:
-            self._info = self.connect().info()
-        return self._info
-
     @property
     def runtime(self) -> str | None:
         """The OCI runtime instances run under: `runtime:`, else the daemon's default."""
-        return self.settings.runtime or self.daemon_info().get("DefaultRuntime")
+        return self.settings.runtime or self.engine_info().get("DefaultRuntime")
 
     def runtime_version(self, name: str) -> str | None:
         """`<runtime binary> --version`, first line, on the engine's host (docker's info
         names the binary but not its version)."""
-        conf = (self.daemon_info().get("Runtimes") or {}).get(name) or {}
+        conf = (self.engine_info().get("Runtimes") or {}).get(name) or {}
         path = conf.get("path")
         if not path:
             return None  # a containerd shim (runtimeType) has no binary to ask
-        try:
-            out = self.host.run([path, "--version"], timeout=10)
-        except Exception:
-            return None
-        return version_line(out.stdout) if out.returncode == 0 else None
+        return binary_version(self.host, path)
 
     def probe_runtime(
         self, runtime: str, say: Callable[[str], None] = print_nothing, *, start: bool = True
@@ -342,7 +243,7 @@ class DockerBackend(Backend):
         real start tells (crun is registered fine on a hybrid-cgroup host, then refuses
         every container); cached per host, daemon and runtime, like the KVM probe.
         Without `start`, only a cached result (None if there is none)."""
-        info = self.daemon_info()
+        info = self.engine_info()
         key = runtime_probe_key(self.host.key, info, runtime)
         cache = cache_dir() / "runtime-probe.json"
         try:
@@ -367,18 +268,13 @@ class DockerBackend(Backend):
         import docker.errors
 
         api = self.connect()
-        safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in runtime)
-        name = f"{NAME_PREFIX}runtime-probe-{safe}-{os.getpid()}"
+        name = probe_name(runtime)
         try:
             created = api.create_container(
                 images.docker_ref(PROBE_IMAGE),
                 command=["uname", "-r"],
                 name=name,
-                labels={
-                    LABEL_RUN: PROBE_RUN_ID,
-                    LABEL_PLATFORM: PROBE_RUN_ID,
-                    **owner_labels(LABEL_PREFIX),
-                },
+                labels=instance_labels(PROBE_RUN_ID, PROBE_RUN_ID),
                 host_config=api.create_host_config(network_mode="none", runtime=runtime),
                 detach=True,
             )
@@ -392,12 +288,7 @@ class DockerBackend(Backend):
         finally:
             with contextlib.suppress(Exception):
                 api.remove_container(name, force=True, v=True)
-        code = status.get("StatusCode")
-        if code != 0:
-            tail = out.splitlines()[-1] if out else "no output"
-            return False, f"the bench image exited with status {code} ({tail})"
-        kernel = out.splitlines()[-1] if out else "?"
-        return True, f"starts the bench image (kernel {kernel})"
+        return probe_verdict(status.get("StatusCode"), out)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
@@ -412,7 +303,7 @@ class DockerBackend(Backend):
                         f"image {self._image_ref} is not built: run `bench images build`"
                     )
                 say(f"importing the bench image {self._image_ref} (first use on this engine)...")
-                import_bench_image(api, name)
+                self.import_image(name)
         if self.settings.runtime is not None and not self._runtime_checked:
             # preflight() could not probe: the bench image was not on the engine yet.
             if not self.has_image(images.docker_ref(PROBE_IMAGE)):
@@ -421,12 +312,12 @@ class DockerBackend(Backend):
                         f"image {images.docker_ref(PROBE_IMAGE)} (the runtime probe's) is not "
                         "built: run `bench images build`"
                     )
-                import_bench_image(api, PROBE_IMAGE)
+                self.import_image(PROBE_IMAGE)
             self._require_runtime(say)
         img = api.inspect_image(self._image_ref)
         version = api.version()
         components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
-        info = self.daemon_info()
+        info = self.engine_info()
         self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
         self.kind = kinds.for_runtime(self.runtime)
         root = Path(info.get("DockerRootDir") or "/var/lib/docker")
@@ -458,11 +349,8 @@ class DockerBackend(Backend):
         except docker.errors.ImageNotFound:
             return False
 
-    def _io(self) -> IOHub:
-        with self._lock:
-            if self._hub is None:
-                self._hub = IOHub("bench-docker-io")
-            return self._hub
+    def import_image(self, name: str) -> str:
+        return import_bench_image(self.connect(), name)
 
     def create(self, inst: Instance) -> None:
         api = self.connect()
@@ -480,11 +368,7 @@ class DockerBackend(Backend):
             self._image_ref,
             command=s.command,
             name=inst.name,
-            labels={
-                LABEL_RUN: inst.run_id,
-                LABEL_PLATFORM: inst.platform,
-                **owner_labels(LABEL_PREFIX),
-            },
+            labels=instance_labels(inst.run_id, inst.platform),
             host_config=host_config,
             environment=s.env or None,
             detach=True,
@@ -498,47 +382,27 @@ class DockerBackend(Backend):
         )
         raw = getattr(sock, "_sock", sock)
         raw.setblocking(False)
-        inst.info["_sock"] = (sock, raw)
-        demux = _Demux()
-
-        def on_data(data: bytes) -> None:
-            for chunk in demux.feed(data):
-                inst.console.feed(chunk)
-
-        self._io().add_stream(
-            raw,
-            on_data,
-            lambda err: inst.console.close(f"container output ended ({err or 'container exited'})"),
-        )
+        self._attach_console(inst, sock, raw)
 
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
 
-    def prefetch(self, insts: list[Instance], host: Host) -> None:
-        # Writable-layer sizes of the whole step in one list call (the list endpoint is
-        # the SDK's way to ask for sizes; one call per container would cost O(N) each).
-        run_ids = {i.run_id for i in insts}
-        self._procs = host.processes()
-        self._sizes = {}
-        for run_id in run_ids:
-            for c in self.connect().containers(
-                all=True, filters={"label": f"{LABEL_RUN}={run_id}"}, size=True
-            ):
-                # The engine leaves SizeRw out when the writable layer is empty.
-                self._sizes[c["Id"]] = c.get("SizeRw", 0)
+    def _list(self, label: str, size: bool = False) -> list[dict[str, Any]]:
+        return self.connect().containers(all=True, filters={"label": label}, size=size)
+
+    @staticmethod
+    def _writable_bytes(row: dict[str, Any]) -> int | None:
+        # The engine leaves SizeRw out when the writable layer is empty.
+        return row.get("SizeRw", 0)
 
     def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
         api = self.connect()
         info = api.inspect_container(inst.handle)
         size_rw = self._sizes.get(inst.handle)
         pid = info["State"].get("Pid") or 0
-        # The process view of a container: its containerd-shim (the parent of its init)
-        # plus every process inside it.
-        procs = host.processes() if self._procs is None else self._procs
-        pids = procs.descendants(pid) if pid else []
-        shim = procs.parent(pid) if pid else None
-        if shim and shim > 1:
-            pids.append(shim)
+        # The process view: its containerd-shim (the parent of its init) keeps it.
+        procs = self._processes(host)
+        pids = container_pids(procs, pid, procs.parent(pid) if pid else None)
         stats = api.stats(inst.handle, stream=False, one_shot=True)
         mem = stats.get("memory_stats") or {}
         st = mem.get("stats") or {}
@@ -553,64 +417,18 @@ class DockerBackend(Backend):
             "disk_writable_bytes": size_rw,
         }
 
-    def storage_dirs(self) -> list[Path]:
-        return self._storage_dirs
-
-    def reachable(self) -> bool:
-        try:
-            return bool(self.connect().ping())
-        except Exception:
-            return False
-
-    def destroy(self, inst: Instance) -> None:
-        import docker.errors
-
-        socks = inst.info.pop("_sock", None)
-        if socks:
-            if self._hub:
-                self._hub.remove(socks[1])
-            _close_attach(*socks)
-        # By name when the create call never answered (timeout, dropped connection):
-        # the engine may have created it all the same, and names are bench's own.
-        try:
-            self.connect().remove_container(inst.handle or inst.name, force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-
-    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
-        api = self.connect()
-        label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
-        return [
-            Leftover(
-                "docker",
-                "container",
-                c["Names"][0].lstrip("/"),
-                c["Labels"].get(LABEL_RUN),
-                parse_pid(c["Labels"].get(LABEL_OWNER)),
-                c["Labels"].get(LABEL_OWNER_HOST),
-            )
-            for c in api.containers(all=True, filters={"label": label})
-        ]
-
-    def remove_leftover(self, leftover: Leftover) -> None:
+    def _remove(self, name: str) -> None:
         import docker.errors
 
         try:
-            self.connect().remove_container(leftover.name, force=True, v=True)
+            self.connect().remove_container(name, force=True, v=True)
         except docker.errors.NotFound:
             pass
 
-    def close(self) -> None:
-        if self._hub:
-            self._hub.close()
-            self._hub = None
+    def _disconnect(self) -> None:
         if self._api is not None:
             self._api.close()
             self._api = None
-        self._info = None
-
-
-PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
 
 
 def runtime_probe_key(host_key: str, info: dict[str, Any], runtime: str) -> str:
@@ -655,32 +473,6 @@ def runtime_reason(text: str, runtime: str = "") -> str:
     for suffix in (": unknown", ": Unknown"):
         line = line.removesuffix(suffix)
     return line[:300] or "the runtime gave no reason"
-
-
-def version_line(stdout: str) -> str | None:
-    """`runc --version` / `runsc --version` / `crun --version` -> the version itself:
-    "runsc version release-20221219.0" -> "release-20221219.0"."""
-    lines = stdout.strip().splitlines()
-    if not lines:
-        return None
-    first = lines[0].strip()
-    _, sep, rest = first.partition(" version ")
-    return (rest.strip() if sep else first)[:100] or None
-
-
-def _close_attach(sock: Any, raw: Any) -> None:
-    """Really close an attach socket: docker-py's SocketIO wrapper holds a reference to
-    the socket (and the HTTP response a cycle to it), so closing the raw socket alone
-    leaves the descriptor open until a garbage collection."""
-    with contextlib.suppress(OSError):
-        raw.shutdown(socket.SHUT_RDWR)
-    raw.close()
-    with contextlib.suppress(Exception):
-        sock.close()
-    response = getattr(sock, "_response", None)
-    if response is not None:
-        with contextlib.suppress(Exception):
-            response.close()
 
 
 def import_bench_image(api: Any, name: str) -> str:

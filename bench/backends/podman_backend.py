@@ -22,33 +22,33 @@ import json
 import os
 import resource
 import socket
-import threading
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from bench import images, kinds
-from bench.backends.base import (
-    LABEL_OWNER,
-    LABEL_OWNER_HOST,
-    LABEL_PLATFORM,
-    LABEL_PREFIX,
-    LABEL_RUN,
-    NAME_PREFIX,
-    Backend,
-    Check,
-    CliOption,
-    Instance,
-    Leftover,
-    parse_pid,
-    print_nothing,
+from bench import images
+from bench.backends.base import Check, CliOption, Instance, print_nothing
+from bench.backends.docker_backend import DockerSettings
+from bench.backends.oci import (
+    API_CONNECTIONS,
+    API_TIMEOUT_S,
+    PROBE_IMAGE,
+    PROBE_RUN_ID,
+    RUNTIME_NAME,
+    RUNTIME_PROBE_TIMEOUT_S,
+    ContainerBackend,
+    Demux,
+    binary_version,
+    container_pids,
+    instance_labels,
+    probe_name,
+    probe_verdict,
+    version_line,
 )
-from bench.backends.docker_backend import DockerSettings, _Demux, version_line
 from bench.errors import (
-    BenchError,
     EngineUnavailable,
     ImageError,
     MissingImage,
@@ -56,19 +56,12 @@ from bench.errors import (
     UsageError,
     first_line,
 )
-from bench.iohub import IOHub
-from bench.owner import owner_labels
 
 if TYPE_CHECKING:
     from bench.host import Host
 
 DEFAULT_ADDRESS = "unix:///run/podman/podman.sock"
 DEFAULT_RUNTIME = "runc"  # crun, podman's own default, fails on hybrid-cgroup hosts
-API_TIMEOUT_S = 60  # every engine call is bounded: a dead service must not hang a run
-API_CONNECTIONS = 64
-RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "30"))
-PROBE_RUN_ID = "runtime-probe"
-PROBE_IMAGE = "busybox"
 # podman's own defaults for a rootful container (containers.conf), before clamping.
 WANTED_RLIMITS = {"nofile": 1048576, "nproc": 1048576}
 _RLIMIT_CONSTANTS = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC}
@@ -88,7 +81,7 @@ class PodmanSettings(DockerSettings):
         DEFAULT_RUNTIME,
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+        pattern=RUNTIME_NAME,
         description="the OCI runtime the service must use: runc, crun, runsc, ...",
     )
 
@@ -226,9 +219,11 @@ def podman_reason(text: str, runtime: str = "") -> str:
 # -- the backend ----------------------------------------------------------------------
 
 
-class PodmanBackend(Backend):
-    kind = kinds.CONTAINER
+class PodmanBackend(ContainerBackend):
     Settings = PodmanSettings
+    engine = "podman"
+    engine_title = "podman"
+    start_hint = START_HINT
 
     cli_options = (
         CliOption(
@@ -250,89 +245,25 @@ class PodmanBackend(Backend):
     def __init__(self, settings: PodmanSettings, host: Host | None = None):
         super().__init__(settings, host)
         self.settings: PodmanSettings = settings
-        self.kind = kinds.for_runtime(settings.runtime)
         self._client: Any = None
-        self._hub: IOHub | None = None
-        self._image_ref = settings.image
-        self._lock = threading.Lock()
-        self._sizes: dict[str, int | None] = {}
-        self._procs: Any = None
-        self._storage_dirs: list[Path] = []
-        self._info: dict[str, Any] | None = None
-        self._runtime_checked = False
-        self._runtime_version: str | None = None
         self._rlimits: list[dict[str, Any]] | None = None
 
     # -- CLI hooks ---------------------------------------------------------------------
 
-    @classmethod
-    def _for_options(cls, options: dict[str, Any], name: str) -> PodmanBackend:
-        url = options.get("podman_url")
-        try:
-            settings = PodmanSettings(name=name, backend="podman", image="busybox", host=url)
-        except ValidationError as e:
-            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
-            raise UsageError(f"--podman-url {url}: {msg}") from None
-        return cls(settings)
-
-    @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
-        return [cls._for_options(options, "clean")]
-
-    @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
-        podman = cls._for_options(options, "doctor")
-        try:
-            v = podman.connect().version()
-            checks = [Check("podman", True, f"podman {v.get('Version')} at {podman.address}")]
-            ref = images.docker_ref(PROBE_IMAGE)
-            has = podman.has_image(ref)
-            checks.append(
-                Check(
-                    "podman image",
-                    has,
-                    ref if has else f"{ref} missing",
-                    "bench images build",
-                )
-            )
-            runtime = podman.settings.runtime
-            version = podman.runtime_version(runtime)
-            head = f"{runtime} {version}" if version else runtime
-            default = podman.default_runtime
-            if default and default != runtime:
-                head += f" (the service's default: {default})"
-            if not has:
-                checks.append(Check("podman runtime", True, f"{head}: not probed (no bench image)"))
-            else:
-                ok, detail = podman.probe_runtime(runtime, say)
-                checks.append(
-                    Check(
-                        "podman runtime",
-                        ok,
-                        f"{head}: {detail}"
-                        if ok
-                        else f"{head}: cannot start the bench image: {detail}",
-                        START_HINT,
-                    )
-                )
-            return checks
-        except BenchError as e:
-            return [Check("podman", False, str(e), START_HINT, engine=True)]
-        finally:
-            podman.close()
-
-    @classmethod
-    def build_images(
-        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
-    ) -> list[tuple[str, str]]:
-        if options.get("skip_podman"):
-            return []
-        backend = cls._for_options(options, "images")
-        try:
-            image_id = import_bench_image(backend.connect(), name)
-        finally:
-            backend.close()
-        return [("podman", f"{images.docker_ref(name)} ({image_id[:12]})")]
+    def _runtime_checks(self, probe: bool, say: Callable[[str], None]) -> list[Check]:
+        """One line: the platform runtime's version and whether podman really starts the
+        bench image with it (without the bench image: not probed)."""
+        runtime = self.settings.runtime
+        version = self.runtime_version(runtime)
+        head = f"{runtime} {version}" if version else runtime
+        default = self.default_runtime
+        if default and default != runtime:
+            head += f" (the service's default: {default})"
+        if not probe:
+            return [Check("podman runtime", True, f"{head}: not probed (no bench image)")]
+        ok, detail = self.probe_runtime(runtime, say)
+        detail = f"{head}: {detail}" if ok else f"{head}: cannot start the bench image: {detail}"
+        return [Check("podman runtime", ok, detail, START_HINT)]
 
     # -- connection ----------------------------------------------------------------------
 
@@ -343,9 +274,6 @@ class PodmanBackend(Backend):
     @property
     def socket_path(self) -> str:
         return self.address.removeprefix("unix://")
-
-    def engine_address(self) -> str | None:
-        return self.address
 
     def connect(self) -> Any:
         if self._client is None:
@@ -386,26 +314,17 @@ class PodmanBackend(Backend):
         response.raise_for_status()
         return response
 
-    def service_info(self) -> dict[str, Any]:
-        if self._info is None:
-            self._info = self.connect().info()
-        return self._info
-
     @property
     def default_runtime(self) -> str | None:
-        return ((self.service_info().get("host") or {}).get("ociRuntime") or {}).get("name")
+        return ((self.engine_info().get("host") or {}).get("ociRuntime") or {}).get("name")
 
     def runtime_version(self, name: str) -> str | None:
         """The runtime's version: podman's info for its default, else `<name> --version`
         on the engine's host."""
-        oci = (self.service_info().get("host") or {}).get("ociRuntime") or {}
+        oci = (self.engine_info().get("host") or {}).get("ociRuntime") or {}
         if oci.get("name") == name and oci.get("version"):
             return version_line(oci["version"])
-        try:
-            out = self.host.run([name, "--version"], timeout=10)
-        except Exception:
-            return None
-        return version_line(out.stdout) if out.returncode == 0 else None
+        return binary_version(self.host, name)
 
     def has_image(self, ref: str) -> bool:
         return bool(self.connect().images.exists(ref))
@@ -431,17 +350,12 @@ class PodmanBackend(Backend):
         from podman.errors import APIError
 
         say(f"probing podman's runtime {runtime}...")
-        safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in runtime)
-        name = f"{NAME_PREFIX}runtime-probe-podman-{safe}-{os.getpid()}"
+        name = probe_name(runtime, "podman")
         spec = container_spec(
             self.settings.model_copy(update={"runtime": runtime, "command": None, "env": {}}),
             image=images.docker_ref(PROBE_IMAGE),
             name=name,
-            labels={
-                LABEL_RUN: PROBE_RUN_ID,
-                LABEL_PLATFORM: PROBE_RUN_ID,
-                **owner_labels(LABEL_PREFIX),
-            },
+            labels=instance_labels(PROBE_RUN_ID, PROBE_RUN_ID),
             rlimits=self.rlimits(),
             command=["uname", "-r"],
         )
@@ -469,7 +383,7 @@ class PodmanBackend(Backend):
             logs = self._call(
                 "get", f"/containers/{name}/logs", params={"stdout": True, "stderr": True}
             )
-            out = "".join(c.decode(errors="replace") for c in _Demux().feed(logs.content)).strip()
+            out = "".join(c.decode(errors="replace") for c in Demux().feed(logs.content)).strip()
         except APIError as e:
             return False, podman_reason(e.explanation or str(e), runtime)
         except Exception as e:
@@ -477,11 +391,7 @@ class PodmanBackend(Backend):
         finally:
             with contextlib.suppress(Exception):
                 self.api.delete(f"/containers/{name}", params={"force": True, "timeout": 0})
-        if code != 0:
-            tail = out.splitlines()[-1] if out else "no output"
-            return False, f"the bench image exited with status {code} ({tail})"
-        kernel = out.splitlines()[-1] if out else "?"
-        return True, f"starts the bench image (kernel {kernel})"
+        return probe_verdict(code, out)
 
     def _require_runtime(self, say: Callable[[str], None]) -> None:
         if self._runtime_checked or not self.may_probe:
@@ -511,7 +421,7 @@ class PodmanBackend(Backend):
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> dict[str, Any]:
-        client = self.connect()
+        self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
             self._image_ref = images.docker_ref(name)
@@ -525,12 +435,12 @@ class PodmanBackend(Backend):
                 )
             say("loading the bench image into podman (first use on this engine)...")
             for n in {PROBE_IMAGE, name if images.is_bench_image(name) else PROBE_IMAGE}:
-                import_bench_image(client, n)
+                self.import_image(n)
         self._require_runtime(say)
         img = self._call(
             "get", f"/images/{urllib.parse.quote(self._image_ref, safe='')}/json"
         ).json()
-        info = self.service_info()
+        info = self.engine_info()
         host_info = info.get("host") or {}
         store = info.get("store") or {}
         version = info.get("version") or {}
@@ -561,22 +471,15 @@ class PodmanBackend(Backend):
             ),
         }
 
-    def _io(self) -> IOHub:
-        with self._lock:
-            if self._hub is None:
-                self._hub = IOHub("bench-podman-io")
-            return self._hub
+    def import_image(self, name: str) -> str:
+        return import_bench_image(self.connect(), name)
 
     def create(self, inst: Instance) -> None:
         spec = container_spec(
             self.settings,
             image=self._image_ref,
             name=inst.name,
-            labels={
-                LABEL_RUN: inst.run_id,
-                LABEL_PLATFORM: inst.platform,
-                **owner_labels(LABEL_PREFIX),
-            },
+            labels=instance_labels(inst.run_id, inst.platform),
             rlimits=self.rlimits(),
         )
         inst.info["runtime"] = self.settings.runtime
@@ -591,20 +494,7 @@ class PodmanBackend(Backend):
         inst.info["container_id"] = created["Id"][:12]
         # Attach before start, so not one byte of output can be missed.
         sock, early = self._attach(inst.handle)
-        inst.info["_sock"] = sock
-        demux = _Demux()
-
-        def on_data(data: bytes) -> None:
-            for chunk in demux.feed(data):
-                inst.console.feed(chunk)
-
-        if early:
-            on_data(early)
-        self._io().add_stream(
-            sock,
-            on_data,
-            lambda err: inst.console.close(f"container output ended ({err or 'container exited'})"),
-        )
+        self._attach_console(inst, sock, sock, early)
 
     def _attach(self, container_id: str) -> tuple[socket.socket, bytes]:
         """An attach stream (HTTP upgrade on the service's socket): the socket, non-blocking,
@@ -644,13 +534,9 @@ class PodmanBackend(Backend):
     def start(self, inst: Instance) -> None:
         self._call("post", f"/containers/{inst.handle}/start")
 
-    def prefetch(self, insts: list[Instance], host: Host) -> None:
-        # Writable-layer sizes of the whole step in one list call per run.
-        self._procs = host.processes()
-        self._sizes = {}
-        for run_id in {i.run_id for i in insts}:
-            for c in self._list(f"{LABEL_RUN}={run_id}", size=True):
-                self._sizes[c["Id"]] = (c.get("Size") or {}).get("rwSize")
+    @staticmethod
+    def _writable_bytes(row: dict[str, Any]) -> int | None:
+        return (row.get("Size") or {}).get("rwSize")
 
     def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
         info = self._call("get", f"/containers/{inst.handle}/json").json()
@@ -659,11 +545,8 @@ class PodmanBackend(Backend):
         inst.info["runtime"] = info.get("OCIRuntime") or inst.info.get("runtime")
         pid = state.get("Pid") or 0
         conmon = state.get("ConmonPid") or 0
-        # The process view of a container: its conmon plus every process inside it.
-        procs = host.processes() if self._procs is None else self._procs
-        pids = procs.descendants(pid) if pid else []
-        if conmon and conmon > 1:
-            pids.append(conmon)
+        # The process view: its conmon keeps it.
+        pids = container_pids(self._processes(host), pid, conmon)
         stats = self._call(
             "get", "/containers/stats", params={"containers": inst.handle, "stream": False}
         ).json()
@@ -675,26 +558,6 @@ class PodmanBackend(Backend):
             "engine_mem_source": "podman stats MemUsage (its cgroup memory usage)",
             "disk_writable_bytes": self._sizes.get(inst.handle),
         }
-
-    def storage_dirs(self) -> list[Path]:
-        return self._storage_dirs
-
-    def reachable(self) -> bool:
-        try:
-            return bool(self.connect().ping())
-        except Exception:
-            return False
-
-    def destroy(self, inst: Instance) -> None:
-        sock = inst.info.pop("_sock", None)
-        if sock is not None:
-            if self._hub:
-                self._hub.remove(sock)
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        # By name when the create call never answered: the engine may have created it.
-        self._remove(inst.handle or inst.name)
 
     def _remove(self, name: str) -> None:
         from podman.errors import NotFound
@@ -711,35 +574,11 @@ class PodmanBackend(Backend):
             params["size"] = True
         return self._call("get", "/containers/json", params=params).json() or []
 
-    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
-        label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
-        out = []
-        for c in self._list(label):
-            labels = c.get("Labels") or {}
-            out.append(
-                Leftover(
-                    "podman",
-                    "container",
-                    (c.get("Names") or [c["Id"][:12]])[0].lstrip("/"),
-                    labels.get(LABEL_RUN),
-                    parse_pid(labels.get(LABEL_OWNER)),
-                    labels.get(LABEL_OWNER_HOST),
-                )
-            )
-        return out
-
-    def remove_leftover(self, leftover: Leftover) -> None:
-        self._remove(leftover.name)
-
-    def close(self) -> None:
-        if self._hub:
-            self._hub.close()
-            self._hub = None
+    def _disconnect(self) -> None:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
             self._client = None
-        self._info = None
 
 
 def import_bench_image(client: Any, name: str) -> str:

@@ -1,0 +1,358 @@
+"""What the OCI container backends (docker, podman) share: bench's labels and leftovers,
+the attach stream's framing and its reading into a console, the process view of a
+container, runtime version lines, the runtime probe's verdict and the doctor lines.
+
+Engine calls stay in each backend (docker's APIClient, podman's REST service): this
+module imports neither SDK, so `bench --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import threading
+from abc import abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import ValidationError
+
+from bench import images, kinds
+from bench.backends.base import (
+    LABEL_OWNER,
+    LABEL_OWNER_HOST,
+    LABEL_PLATFORM,
+    LABEL_PREFIX,
+    LABEL_RUN,
+    NAME_PREFIX,
+    Backend,
+    Check,
+    Instance,
+    Leftover,
+    parse_pid,
+)
+from bench.errors import BenchError, UsageError
+from bench.iohub import IOHub
+from bench.owner import owner_labels
+
+if TYPE_CHECKING:
+    from bench.host import Host
+    from bench.procfs import ProcessTable
+
+API_TIMEOUT_S = 60  # every engine call is bounded: a dead engine must not hang a run
+API_CONNECTIONS = 64  # launches, sampling and teardown run many calls at once
+RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "30"))
+# The run id on a probe container's label: `bench clean` finds one a crash left behind.
+PROBE_RUN_ID = "runtime-probe"
+PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
+# What `runtime:` may name: an engine's runtime name, never a path or an option.
+RUNTIME_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
+class Demux:
+    """Split docker's multiplexed attach stream (8-byte frame headers) into payloads
+    (podman's attach and logs speak the same format)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= 8:
+            (size,) = struct.unpack(">I", self._buf[4:8])
+            if len(self._buf) < 8 + size:
+                break
+            out.append(self._buf[8 : 8 + size])
+            self._buf = self._buf[8 + size :]
+        return out
+
+
+def version_line(stdout: str) -> str | None:
+    """`runc --version` / `runsc --version` / `crun --version` -> the version itself:
+    "runsc version release-20221219.0" -> "release-20221219.0"."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return None
+    first = lines[0].strip()
+    _, sep, rest = first.partition(" version ")
+    return (rest.strip() if sep else first)[:100] or None
+
+
+def binary_version(host: Host, path: str) -> str | None:
+    """`<path> --version` on the engine's host, its version line; None if it cannot say."""
+    try:
+        out = host.run([path, "--version"], timeout=10)
+    except Exception:
+        return None
+    return version_line(out.stdout) if out.returncode == 0 else None
+
+
+def instance_labels(run_id: str, platform: str) -> dict[str, str]:
+    """The labels of everything bench creates: `bench clean` finds it after a crash and
+    leaves a live run's alone."""
+    return {LABEL_RUN: run_id, LABEL_PLATFORM: platform, **owner_labels(LABEL_PREFIX)}
+
+
+def run_label(run_id: str | None) -> str:
+    """The label filter of one run's containers, or of every bench container."""
+    return f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+
+
+def container_leftover(backend: str, row: dict[str, Any]) -> Leftover:
+    """A leftover from one row of the engine's container list."""
+    labels = row.get("Labels") or {}
+    return Leftover(
+        backend,
+        "container",
+        (row.get("Names") or [row["Id"][:12]])[0].lstrip("/"),
+        labels.get(LABEL_RUN),
+        parse_pid(labels.get(LABEL_OWNER)),
+        labels.get(LABEL_OWNER_HOST),
+    )
+
+
+def container_pids(procs: ProcessTable, pid: int, keeper: int | None) -> list[int]:
+    """The process view of a container: every process inside it (its init `pid` and
+    descendants) plus the engine's process that keeps it (docker's containerd-shim,
+    podman's conmon)."""
+    pids = procs.descendants(pid) if pid else []
+    if keeper and keeper > 1:
+        pids.append(keeper)
+    return pids
+
+
+def probe_name(runtime: str, engine: str = "") -> str:
+    """The name of a runtime probe container (bench's prefix: `bench clean` finds it)."""
+    safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in runtime)
+    middle = f"{engine}-" if engine else ""
+    return f"{NAME_PREFIX}runtime-probe-{middle}{safe}-{os.getpid()}"
+
+
+def probe_verdict(code: Any, out: str) -> tuple[bool, str]:
+    """A finished probe container (it ran `uname -r`): its exit status and output ->
+    (ok, detail)."""
+    if code != 0:
+        tail = out.splitlines()[-1] if out else "no output"
+        return False, f"the bench image exited with status {code} ({tail})"
+    kernel = out.splitlines()[-1] if out else "?"
+    return True, f"starts the bench image (kernel {kernel})"
+
+
+def close_attach(sock: Any, raw: Any) -> None:
+    """Really close an attach socket: docker-py's SocketIO wrapper holds a reference to
+    the socket (and the HTTP response a cycle to it), so closing the raw socket alone
+    leaves the descriptor open until a garbage collection."""
+    with contextlib.suppress(OSError):
+        raw.shutdown(socket.SHUT_RDWR)
+    raw.close()
+    with contextlib.suppress(Exception):
+        sock.close()
+    response = getattr(sock, "_response", None)
+    if response is not None:
+        with contextlib.suppress(Exception):
+            response.close()
+
+
+class ContainerBackend(Backend):
+    """The part of the docker and podman backends that does not depend on the engine's
+    API. A subclass names its engine and start hint, lists its address option first in
+    `cli_options` (its skip option second), and implements the engine calls below
+    `connect()`: `_list`, `_remove`, `_disconnect`, `import_image`, `_runtime_checks`."""
+
+    kind = kinds.CONTAINER
+    #: "docker" | "podman": the doctor's and leftovers' name, the I/O thread's.
+    engine: ClassVar[str]
+    #: How the doctor names a reachable engine ("Docker Engine 24.0 at ...").
+    engine_title: ClassVar[str]
+    #: The doctor's fix for an engine it cannot reach.
+    start_hint: ClassVar[str]
+
+    def __init__(self, settings: Any, host: Host | None = None):
+        super().__init__(settings, host)
+        # runsc makes a sandbox; docker without `runtime:` asks the daemon in prepare().
+        self.kind = kinds.for_runtime(settings.runtime)
+        self._hub: IOHub | None = None
+        self._image_ref = settings.image
+        self._lock = threading.Lock()
+        self._sizes: dict[str, int | None] = {}
+        self._procs: Any = None  # host process table, per sampling round
+        self._storage_dirs: list[Path] = []
+        self._info: dict[str, Any] | None = None  # the engine's info(), once per connection
+        self._runtime_checked = False  # the probe of the runtime passed
+        self._runtime_version: str | None = None
+
+    # -- what each engine implements ---------------------------------------------------
+
+    @property
+    @abstractmethod
+    def address(self) -> str:
+        """The engine's socket, unix://PATH."""
+
+    @abstractmethod
+    def connect(self) -> Any:
+        """The engine's client, connected once (raises EngineUnavailable)."""
+
+    @abstractmethod
+    def has_image(self, ref: str) -> bool: ...
+
+    @abstractmethod
+    def import_image(self, name: str) -> str:
+        """Import bench image `name` into the engine; returns the image id."""
+
+    @abstractmethod
+    def _list(self, label: str, size: bool = False) -> list[dict[str, Any]]:
+        """The engine's container list rows (all states) carrying `label`."""
+
+    @staticmethod
+    @abstractmethod
+    def _writable_bytes(row: dict[str, Any]) -> int | None:
+        """A list row's writable-layer size (asked with size=True)."""
+
+    @abstractmethod
+    def _remove(self, name: str) -> None:
+        """Force-remove a container by id or name; already gone is fine."""
+
+    def _disconnect(self) -> None:
+        """Close the engine connection, if any."""
+
+    def _runtime_checks(self, probe: bool, say: Callable[[str], None]) -> list[Check]:
+        return []
+
+    # -- CLI hooks ---------------------------------------------------------------------
+
+    @classmethod
+    def _for_options(cls, options: dict[str, Any], name: str) -> Any:
+        """A backend for the CLI's own use, at the address its option gives."""
+        option = cls.cli_options[0]
+        address = options.get(option.key)
+        try:
+            settings = cls.Settings(name=name, backend=cls.engine, image="busybox", host=address)
+        except ValidationError as e:
+            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+            raise UsageError(f"{option.flag} {address}: {msg}") from None
+        return cls(settings)
+
+    @classmethod
+    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+        return [cls._for_options(options, "clean")]
+
+    @classmethod
+    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+        backend = cls._for_options(options, "doctor")
+        try:
+            v = backend.connect().version()
+            title = f"{cls.engine_title} {v.get('Version')} at {backend.address}"
+            checks = [Check(cls.engine, True, title)]
+            ref = images.docker_ref(PROBE_IMAGE)
+            has = backend.has_image(ref)
+            checks.append(
+                Check(
+                    f"{cls.engine} image",
+                    has,
+                    ref if has else f"{ref} missing",
+                    "bench images build",
+                )
+            )
+            checks += backend._runtime_checks(has, say)
+            return checks
+        except BenchError as e:
+            return [Check(cls.engine, False, str(e), cls.start_hint, engine=True)]
+        finally:
+            backend.close()
+
+    @classmethod
+    def build_images(
+        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+    ) -> list[tuple[str, str]]:
+        if options.get(cls.cli_options[1].key):
+            return []
+        backend = cls._for_options(options, "images")
+        try:
+            image_id = backend.import_image(name)
+        finally:
+            backend.close()
+        short = image_id.removeprefix("sha256:")[:12]
+        return [(cls.engine, f"{images.docker_ref(name)} ({short})")]
+
+    # -- run ----------------------------------------------------------------------------
+
+    def engine_address(self) -> str | None:
+        return self.address
+
+    def engine_info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = self.connect().info()
+        return self._info
+
+    def _io(self) -> IOHub:
+        with self._lock:
+            if self._hub is None:
+                self._hub = IOHub(f"bench-{self.engine}-io")
+            return self._hub
+
+    def _attach_console(self, inst: Instance, sock: Any, raw: Any, early: bytes = b"") -> None:
+        """Read a created container's attach stream (`raw`: non-blocking, `early`: stream
+        bytes already read) into its console, until the stream ends."""
+        inst.info["_sock"] = (sock, raw)
+        demux = Demux()
+
+        def on_data(data: bytes) -> None:
+            for chunk in demux.feed(data):
+                inst.console.feed(chunk)
+
+        if early:
+            on_data(early)
+        self._io().add_stream(
+            raw,
+            on_data,
+            lambda err: inst.console.close(f"container output ended ({err or 'container exited'})"),
+        )
+
+    def _processes(self, host: Host) -> ProcessTable:
+        return host.processes() if self._procs is None else self._procs
+
+    def prefetch(self, insts: list[Instance], host: Host) -> None:
+        # Writable-layer sizes of the whole step in one list call per run (the list
+        # endpoint is the way to ask for sizes; one call per container would cost O(N)
+        # each), and the host's process table once.
+        self._procs = host.processes()
+        self._sizes = {}
+        for run_id in {i.run_id for i in insts}:
+            for c in self._list(run_label(run_id), size=True):
+                self._sizes[c["Id"]] = self._writable_bytes(c)
+
+    def storage_dirs(self) -> list[Path]:
+        return self._storage_dirs
+
+    def reachable(self) -> bool:
+        try:
+            return bool(self.connect().ping())
+        except Exception:
+            return False
+
+    def destroy(self, inst: Instance) -> None:
+        socks = inst.info.pop("_sock", None)
+        if socks:
+            if self._hub:
+                self._hub.remove(socks[1])
+            close_attach(*socks)
+        # By name when the create call never answered (timeout, dropped connection):
+        # the engine may have created it all the same, and names are bench's own.
+        self._remove(inst.handle or inst.name)
+
+    def leftovers(self, run_id: str | None = None) -> list[Leftover]:
+        return [container_leftover(self.engine, c) for c in self._list(run_label(run_id))]
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        self._remove(leftover.name)
+
+    def close(self) -> None:
+        if self._hub:
+            self._hub.close()
+            self._hub = None
+        self._disconnect()
+        self._info = None

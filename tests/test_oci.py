@@ -1,0 +1,148 @@
+"""What the docker and podman backends share (bench.backends.oci), without an engine."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+import pytest
+
+from bench.backends.base import LABEL_OWNER, LABEL_OWNER_HOST, LABEL_PLATFORM, LABEL_RUN
+from bench.backends.docker_backend import DockerBackend, DockerSettings
+from bench.backends.oci import (
+    ContainerBackend,
+    Demux,
+    close_attach,
+    container_leftover,
+    container_pids,
+    instance_labels,
+    probe_name,
+    probe_verdict,
+    run_label,
+)
+from bench.backends.podman_backend import PodmanBackend, PodmanSettings
+from bench.host import ProcessTable
+from tests.helpers import FakeHost
+
+
+def frame(payload: bytes, stream: int = 1) -> bytes:
+    return struct.pack(">BxxxI", stream, len(payload)) + payload
+
+
+def test_demux_splits_frames_across_reads():
+    d = Demux()
+    data = frame(b"hello ") + frame(b"BENCH_READY\n", 2)
+    assert d.feed(data[:5]) == []  # half a header
+    assert d.feed(data[5:12]) == []  # header, half a payload
+    assert d.feed(data[12:]) == [b"hello ", b"BENCH_READY\n"]
+    assert d.feed(frame(b"")) == [b""]
+
+
+def test_labels_and_run_filter():
+    labels = instance_labels("r1", "c")
+    assert labels[LABEL_RUN] == "r1" and labels[LABEL_PLATFORM] == "c"
+    assert labels[LABEL_OWNER] == str(os.getpid()) and labels[LABEL_OWNER_HOST]
+    assert run_label("r1") == f"{LABEL_RUN}=r1"
+    assert run_label(None) == LABEL_RUN
+
+
+def test_leftover_from_a_list_row_of_either_engine():
+    row = {
+        "Id": "abcdef0123456789",
+        "Names": ["/bench-r1-c-s0-0"],
+        "Labels": {LABEL_RUN: "r1", LABEL_OWNER: "42", LABEL_OWNER_HOST: "h"},
+    }
+    got = container_leftover("docker", row)
+    assert (got.backend, got.kind, got.name, got.run_id) == (
+        "docker",
+        "container",
+        "bench-r1-c-s0-0",
+        "r1",
+    )
+    assert (got.owner_pid, got.owner_host) == (42, "h")
+    bare = container_leftover("podman", {"Id": "abcdef0123456789", "Labels": None})
+    assert (bare.name, bare.run_id, bare.owner_pid) == ("abcdef012345", None, None)
+
+
+def test_process_view_is_the_container_plus_its_keeper():
+    procs = ProcessTable({10: 1, 11: 10, 12: 11, 20: 1})
+    assert sorted(container_pids(procs, 11, 10)) == [10, 11, 12]
+    assert sorted(container_pids(procs, 11, 1)) == [11, 12]  # init is no keeper
+    assert container_pids(procs, 0, None) == []  # not running
+
+
+def test_probe_name_and_verdict():
+    assert probe_name("io.x/y") == f"bench-runtime-probe-io.x-y-{os.getpid()}"
+    assert probe_name("runc", "podman") == f"bench-runtime-probe-podman-runc-{os.getpid()}"
+    assert probe_verdict(0, "6.1.0\n") == (True, "starts the bench image (kernel 6.1.0)")
+    assert probe_verdict(1, "") == (False, "the bench image exited with status 1 (no output)")
+    assert probe_verdict(2, "a\nb") == (False, "the bench image exited with status 2 (b)")
+
+
+def test_close_attach_closes_a_plain_socket_and_a_wrapper():
+    a, b = socket.socketpair()
+    close_attach(a, a)
+    assert a.fileno() == -1
+
+    class Wrapper:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    w = Wrapper()
+    close_attach(w, b)
+    assert b.fileno() == -1 and w.closed
+
+
+@pytest.mark.parametrize(
+    ("cls", "settings", "flag"),
+    [
+        (DockerBackend, DockerSettings, "--docker-host"),
+        (PodmanBackend, PodmanSettings, "--podman-url"),
+    ],
+)
+def test_both_backends_share_the_cli_hooks(cls, settings, flag):
+    assert issubclass(cls, ContainerBackend)
+    assert cls.cli_options[0].flag == flag  # the address option comes first
+    made = cls._for_options({cls.cli_options[0].key: "unix:///tmp/e.sock"}, "clean")
+    assert isinstance(made.settings, settings) and made.address == "unix:///tmp/e.sock"
+    (check,) = cls.doctor_checks({cls.cli_options[0].key: "unix:///nonexistent/e.sock"}, print)
+    assert not check.ok and check.engine and check.name == cls.engine
+    assert "no socket at /nonexistent/e.sock" in check.detail
+    assert check.fix == cls.start_hint
+    assert cls.build_images("busybox", {cls.cli_options[1].key: True}, print) == []
+
+
+class _Lister(PodmanBackend):
+    """podman's shared parts against a canned container list."""
+
+    rows: list = []
+
+    def _list(self, label, size=False):
+        return [r for r in self.rows if label.partition("=")[2] in ("", r["Labels"][LABEL_RUN])]
+
+
+def test_prefetch_and_leftovers_read_one_list_per_run():
+    rows = [
+        {
+            "Id": "a" * 64,
+            "Names": ["bench-r1-0"],
+            "Labels": {LABEL_RUN: "r1"},
+            "Size": {"rwSize": 7},
+        },
+        {"Id": "b" * 64, "Names": ["bench-r2-0"], "Labels": {LABEL_RUN: "r2"}, "Size": None},
+    ]
+    b = _Lister(PodmanSettings(name="p", backend="podman", image="busybox"))
+    b.rows = rows
+    host = FakeHost(lambda: [])
+
+    class Inst:
+        def __init__(self, run_id):
+            self.run_id = run_id
+
+    b.prefetch([Inst("r1"), Inst("r2")], host)
+    assert b._sizes == {"a" * 64: 7, "b" * 64: None}
+    assert [x.name for x in b.leftovers("r2")] == ["bench-r2-0"]
+    assert [x.name for x in b.leftovers()] == ["bench-r1-0", "bench-r2-0"]
