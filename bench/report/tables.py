@@ -185,7 +185,7 @@ def n_differs_note(table: Any) -> str | None:
         f"The memory and disk rows compare different N ({ns}): each platform is shown at "
         "the largest N it ran, and the scenario's `counts` differ between platforms. "
         "Per-instance memory falls as N grows (shared pages spread over more instances), "
-        "so compare like for like in the summary below, at an N both ran."
+        "so compare like for like in the summary table, at an N both ran."
     )
 
 
@@ -277,7 +277,17 @@ def classic_markdown(frames: Frames) -> str:
     ]
     if any_tcg(frames):
         parts += [f"> **Note:** {TCG_NOTE}", ""]
-    parts += [classic_table(frames).to_markdown(), ""]
+    for host in frames.hosts if frames.multi_host else [None]:
+        table = classic_table(frames, host)
+        if host is not None:
+            parts += [f"## On host `{host}`", ""]
+        parts += [table.to_markdown(), ""]
+        why = n_differs_note(table)
+        if why:
+            parts += [why, ""]
+    for run_id, lines in memory_disagreements(frames).items():
+        prefix = f"{run_id}: " if frames.multi else ""
+        parts += [f"> **Memory views disagree:** {prefix}{line}\n" for line in lines]
     return "\n".join(parts)
 
 
