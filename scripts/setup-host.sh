@@ -277,6 +277,30 @@ install_ssh_lab() {
 }
 install_ssh_lab
 
+# --- 4c. test packages --------------------------------------------------------
+
+# Headless Chromium for tests/integration/test_report_browser.py (report.html at 1400
+# and 400 px). Only the tests need it; in CI a missing one fails that test.
+TEST_PACKAGES=(chromium)
+install_test_packages() {
+    local missing=() pkg
+    for pkg in "${TEST_PACKAGES[@]}"; do
+        [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null)" == ii* ]] || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    if ((EUID != 0)) && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+        log "WARNING: not installing ${missing[*]} (needs root): the report's browser test cannot run"
+        return 0
+    fi
+    ((EUID == 0)) || SUDO=(sudo)
+    apt_update_once
+    log "installing for the tests: ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed (see the apt output above)"
+}
+install_test_packages
+
 for note in ${PY_NOTES[@]+"${PY_NOTES[@]}"}; do log "WARNING: $note"; done
 
 # --- 5. guest kernel --------------------------------------------------------

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UsageError
-from bench.report import build_report, default_directory
-from bench.report.frame import DENSITY_COLUMNS, SUMMARY_COLUMNS, max_density, more_columns
+from bench.report import build_report, default_directory, tables
+from bench.report.frame import (
+    DENSITY_COLUMNS,
+    SUMMARY_COLUMNS,
+    load_frames,
+    max_density,
+    more_columns,
+)
 
 HOST = {
     "hostname": "lab1",
@@ -101,8 +107,19 @@ def density_run(root, run_id="density-20261129-000000-bbbb"):
     samples, steps = [], []
     for n, ready, limit in ((1, 0.15, None), (2, 0.2, None), (4, 0.3, None), (8, 2.5, "slo")):
         samples += [
-            sample("container", n, ready, engine_mem_bytes=2**20, disk_writable_bytes=8192, **mem)
-            for _ in range(n)
+            sample(
+                "container",
+                n,
+                ready,
+                engine_mem_bytes=2**20,
+                disk_writable_bytes=8192,
+                queued_s=0.01 * i,
+                create_s=0.2 * ready,
+                start_s=0.5 * ready,
+                index=i,
+                **mem,
+            )
+            for i in range(n)
         ]
         steps.append(
             step(
@@ -116,7 +133,18 @@ def density_run(root, run_id="density-20261129-000000-bbbb"):
             )
         )
     samples.append(
-        sample("vm", 1, 4.0, pss_bytes=200 * 2**20, disk_writable_bytes=2 * 2**20, rss_bytes=1)
+        sample(
+            "vm",
+            1,
+            4.0,
+            pss_bytes=200 * 2**20,
+            disk_writable_bytes=2 * 2**20,
+            rss_bytes=1,
+            queued_s=0.0,
+            create_s=0.5,
+            start_s=0.8,
+            guest_uptime_s=1.5,
+        )
     )
     steps.append(step("vm", 1, status="ran", limit=None, host_drop_per_instance_bytes=180 * 2**20))
     steps.append(step("vm", 2, status="refused", limit="memory_reserve"))
@@ -215,7 +243,7 @@ def test_density_run_fills_density_columns_and_draws_every_plot(tmp_path):
     assert float(c[0]["disk_per_instance_mib"]) == pytest.approx(8192 / 2**20)
     classic = (out / "containers-vs-vms.md").read_text()
     assert "4 (stopped by slo)" in classic and "1 (stopped by memory_reserve)" in classic
-    assert "200.0 MiB (N=1)" in classic
+    assert "200.0 MiB (N=1, n=1)" in classic
 
 
 def test_density_columns_are_empty_for_a_counts_run_next_to_a_density_run(tmp_path):
@@ -500,3 +528,48 @@ def test_samples_without_a_kind_still_render(tmp_path):
     column = tables.classic_table(frames)["p"]
     assert (column["kind"], column["accel"]) == ("-", "native")
     assert column["kernel"] == "shared with the host (6.18.44-host)"
+
+
+def test_the_page_is_for_people_viewport_human_names_short_digests_code(tmp_path):
+    engines = {
+        **ENGINES,
+        "container": {**ENGINES["container"], "image_id": "sha256:" + "ab" * 32},
+    }
+    report = build_report([quickstart_run(tmp_path / "results", engines=engines)], tmp_path / "r")
+    html = (report.directory / "report.html").read_text()
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in html
+    assert "ready p95 (s)" in html and ">ready_p95_s<" not in html
+    assert f'<abbr title="sha256:{"ab" * 32}"><code>abababababab…</code></abbr>' in html
+    assert ">memory<" in html and "mem_total_bytes" not in html
+    text = re.sub(r"<[^>]+>", "", html.split("<body>")[1])
+    assert "`" not in text, "backticks left in a note"
+    # No host column, no hosts.png, no note about it: one host keeps its shape.
+    assert ">host<" not in html.split("<h2>Plots</h2>")[0].split("Summary per run")[1]
+    assert not (report.directory / "hosts.png").exists()
+    assert not [n for n in report.notes if "hosts.png" in n]
+
+
+def test_two_runs_show_the_change_and_compares_verdict(tmp_path):
+    a = quickstart_run(tmp_path / "results", "quickstart-20261129-000000-aaaa")
+    b = quickstart_run(tmp_path / "results", "quickstart-20261129-010000-dddd")
+    html = (build_report([a, b], tmp_path / "r").directory / "report.html").read_text()
+    assert "<h2>Change between runs</h2>" in html and "+0.0%" in html
+    # compare's own verdict: one baseline run cannot rule out a 10% change.
+    assert "Verdict of <code>bench compare</code>" in html and "inconclusive" in html
+
+
+def test_a_run_on_two_hosts_has_a_table_per_host_and_hosts_png(tmp_path):
+    from tests.integration.test_report_browser import multi_host_run
+
+    report = build_report([multi_host_run(tmp_path / "results")], tmp_path / "r")
+    html = (report.directory / "report.html").read_text()
+    assert "<h3>On host lab1</h3>" in html and "<h3>On host lab2</h3>" in html
+    assert_png(report.directory / "hosts.png")
+    for name in ("boot-phases.png", "timeline.png"):
+        assert_png(report.directory / name)
+    frames = load_frames([tmp_path / "results" / "quickstart-20261129-000000-cccc"])
+    assert frames.hosts == ["lab1", "lab2"]
+    # Never pooled: each host's container at N=4 is its own series.
+    assert set(frames.samples["series"]) >= {"container @ lab1", "container @ lab2"}
+    lab2 = tables.classic_table(frames, "lab2")
+    assert lab2.loc["boot p50 / p95, largest N", "container"].endswith("(N=4, n=4)")

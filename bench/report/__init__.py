@@ -27,8 +27,16 @@ REPORT_HTML = "report.html"
 CAPTIONS = {
     "ready-distribution.png": "Ready time of every successful instance, per platform and N "
     "(box: quartiles; points: instances).",
-    "ready-percentiles.png": "Ready time p50 (solid) and p95 (dashed) against N.",
-    "memory-per-instance.png": "Memory per instance against N, one panel per view.",
+    "ready-percentiles.png": "Ready time p50 (solid) and p95 (dashed) against N; the band "
+    "is the interquartile range, n the ready instances summarised.",
+    "boot-phases.png": "Where the time to ready goes: each phase's share (queued, create "
+    "call, start call, start to ready outside the guest, the guest's own uptime) per "
+    "platform and N.",
+    "timeline.png": "Every instance of the largest step of each platform on the step's "
+    "clock: instances an engine serialises form a staircase.",
+    "hosts.png": "The same platform across hosts: ready p50 and p95 against N, one line per host.",
+    "memory-per-instance.png": "Memory per instance against N, one panel per view, one "
+    "axis rule for all panels.",
     "density.png": "Density search: ready p95 against N, the SLO, the max density reached "
     "and the limit that stopped the search.",
     "disk-per-instance.png": "Disk per instance against N.",
@@ -87,6 +95,9 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     for name, draw in plots.PLOTS.items():
         try:
             fig = draw(frames)
+        except plots.NotApplicable:
+            (directory / name).unlink(missing_ok=True)
+            continue
         except plots.NoData as e:
             skipped.append((name, str(e)))
             report.notes.append(f"{name} not drawn: {e}")

@@ -71,10 +71,20 @@ class Frames:
     summary: Any  # DataFrame, SUMMARY_COLUMNS (+ DENSITY_COLUMNS when any run has a search)
     density: dict[tuple[str, str], dict[str, Any]]  # (run, platform) -> its search block
     names: dict[tuple[str, str], str]  # (run, platform) -> legend name (`series` column)
+    hosts: list[str]  # host keys the samples and steps carry, in the order they appear
 
     @property
     def multi(self) -> bool:
         return len(self.runs) > 1
+
+    @property
+    def multi_host(self) -> bool:
+        """Several hosts: tables and plots get a host dimension (never pooled)."""
+        return len(self.hosts) > 1
+
+    def series_of(self, run: str, platform: str, host: Any = None) -> str:
+        """The legend name of (run, platform) on `host`: the host only when several."""
+        return series_name(self.names, run, platform, host, self.multi_host)
 
     @property
     def table(self) -> Any:
@@ -100,12 +110,24 @@ def frames_of(runs: list[Run]) -> Frames:
     steps = steps_frame(runs)
     density = {(r.run_id, name): block for r in runs for name, block in density_searches(r).items()}
     names = series_names(samples, labels)
+    hosts = list(
+        dict.fromkeys(h for df in (samples, steps) for h in df["host"] if isinstance(h, str))
+    )
     for df in (samples, steps):
         df["series"] = [
-            names.get((r, p), p) for r, p in zip(df["run"], df["platform"], strict=True)
+            series_name(names, r, p, h, len(hosts) > 1)
+            for r, p, h in zip(df["run"], df["platform"], df["host"], strict=True)
         ]
     summary = summary_frame(runs, samples, steps, density)
-    return Frames(runs, labels, samples, steps, summary, density, names)
+    return Frames(runs, labels, samples, steps, summary, density, names, hosts)
+
+
+def series_name(
+    names: dict[tuple[str, str], str], run: str, platform: str, host: Any, multi_host: bool
+) -> str:
+    name = names.get((run, platform), platform)
+    # Statistics never pool hosts: with several, each host's instances are their own series.
+    return f"{name} @ {host}" if multi_host and isinstance(host, str) else name
 
 
 def series_names(samples: Any, labels: dict[str, str]) -> dict[tuple[str, str], str]:

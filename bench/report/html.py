@@ -11,11 +11,19 @@ from typing import Any
 from bench.report import tables
 from bench.report.frame import Frames
 
+# Readable from a phone (400 px) to a desktop (1400 px): wide tables scroll inside their
+# own box (.scroll), never the page; long words (ids, paths) break; plots shrink.
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto;
-       padding: 0 1em; color: #222; line-height: 1.4; }
+       padding: 0 1em; color: #222; line-height: 1.4; overflow-wrap: anywhere; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.88em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.88em;
+        overflow-wrap: normal; }
+td { max-width: 28em; }
+abbr { text-decoration: underline dotted; cursor: help; }
+@media (max-width: 600px) { body { margin: 1em auto; padding: 0 0.6em; }
+  h1 { font-size: 1.25em; } table { font-size: 0.8em; } }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left;
          vertical-align: top; }
 th { background: #f4f4f4; }
@@ -27,6 +35,7 @@ table.numbers td { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
 img { max-width: 100%; border: 1px solid #eee; }
 .meta { display: flex; gap: 2em; flex-wrap: wrap; }
+.meta > div { min-width: 0; max-width: 100%; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 .nowrap { white-space: nowrap; }
 """
@@ -49,11 +58,12 @@ def render_html(
         body.append(
             '<div class="anomaly"><b>Phase anomalies</b>: one phase of some instances\' '
             "boot took far longer than the rest of their platform or than their guest's own "
-            "boot; their times below are not representative.<ul>"
+            "boot; their times below are not representative (see boot-phases.png and the "
+            "timeline).<ul>"
         )
         for run_id, lines in odd.items():
             prefix = f"{escape(run_id)}: " if frames.multi else ""
-            body += [f"<li>{prefix}{escape(line)}</li>" for line in lines]
+            body += [f"<li>{prefix}{_text(line)}</li>" for line in lines]
         body.append("</ul></div>")
     diff = tables.host_differences(frames)
     if diff is not None:
@@ -67,12 +77,26 @@ def render_html(
     body += [
         "<h2>Containers vs VMs, measured</h2>",
         f"<p>{_text(tables.COLUMNS_NOTE)} {_text(tables.ROWS_NOTE)}</p>",
-        _classic(tables.classic_table(frames)),
-        *_tax(tax),
+    ]
+    for host in frames.hosts if frames.multi_host else [None]:
+        classic = tables.classic_table(frames, host)
+        if host is not None:
+            body.append(f"<h3>On host {escape(host)}</h3>")
+        body.append(_classic(classic))
+        why = tables.n_differs_note(classic)
+        if why:
+            body.append(f'<p class="note">{_text(why)}</p>')
+    body += _memory_views(frames)
+    body += _tax(tax)
+    body += _changes(frames)
+    keys = ("run",) if frames.multi else ("run",)
+    drop = keys + (() if frames.multi_host else ("host",))
+    body += [
         "<h2>Summary per run, platform and N</h2>",
-        "<p>Times in seconds, sizes in MiB; ready times over successful instances only.</p>",
+        "<p>Times in seconds, sizes in MiB; ready times over successful instances only; "
+        "N: instances started together; n: instances summarised (ready ones).</p>",
         _table(
-            tables.summary_display(frames.table, drop=() if frames.multi else ("run", "host")),
+            _human(tables.summary_display(frames.table, drop=() if frames.multi else drop)),
             index=False,
             classes="numbers",
         ),
@@ -82,24 +106,63 @@ def render_html(
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         body.append(
             f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{escape(caption)}</figcaption></figure>"
+            f"<figcaption>{_text(caption)}</figcaption></figure>"
         )
     for name, why in skipped:
-        body.append(f'<p class="skipped">{escape(name)} not drawn: {escape(why)}</p>')
+        body.append(f'<p class="skipped">{escape(name)} not drawn: {_text(why)}</p>')
     body.append("<h2>Runs</h2>")
     for run_id, host_df, engines_df in tables.run_metadata(frames):
         body += [
             f"<h3>{escape(run_id)}</h3>",
             '<div class="meta">',
-            f"<div><b>run and host</b>{_table(host_df)}</div>",
-            f"<div><b>engines per platform</b>{_table(engines_df)}</div>",
+            f"<div><b>run and host</b>{_facts(host_df)}</div>",
+            f"<div><b>engines per platform</b>{_facts(engines_df)}</div>",
             "</div>",
         ]
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>bench report: {escape(runs)}</title><style>{CSS}</style></head>"
         f"<body>\n{chr(10).join(body)}\n</body></html>\n"
     )
+
+
+def _memory_views(frames: Frames) -> list[str]:
+    """Why the host view and PSS disagree, where they do (what `bench run` prints)."""
+    found = tables.memory_disagreements(frames)
+    if not found:
+        return []
+    out = [
+        '<div class="note"><b>Memory views disagree</b>: the host view (drop of '
+        "MemAvailable) and the process view (PSS) measure different things; where they "
+        "differ by more than a quarter, here is why.<ul>"
+    ]
+    for run_id, lines in found.items():
+        prefix = f"{escape(run_id)}: " if frames.multi else ""
+        out += [f"<li>{prefix}{_text(line)}</li>" for line in lines]
+    return [*out, "</ul></div>"]
+
+
+def _changes(frames: Frames) -> list[str]:
+    """Several runs: the change of ready p50, and `bench compare`'s verdict where the
+    runs are comparable."""
+    changes = tables.run_changes(frames)
+    if changes is None:
+        return []
+    out = [
+        "<h2>Change between runs</h2>",
+        "<p>Ready p50 per run (n: ready instances) and the last run's change against the "
+        "first.</p>",
+        _table(changes, index=False, classes="numbers"),
+    ]
+    verdict, notes = tables.compare_verdict(frames)
+    if verdict is not None:
+        out += [
+            "<h3>Verdict of <code>bench compare</code></h3>",
+            _table(verdict, index=False, classes="numbers"),
+        ]
+    out += [f'<p class="note">{_text(n)}</p>' for n in notes]
+    return out
 
 
 def _tax(tax: Any) -> list[str]:
@@ -115,8 +178,35 @@ def _tax(tax: Any) -> list[str]:
     return out
 
 
+def _human(df: Any) -> Any:
+    return df.rename(columns=tables.human_column)
+
+
 def _table(df: Any, index: bool = True, classes: str | None = None) -> str:
-    return df.to_html(index=index, border=0, na_rep="-", escape=True, classes=classes)
+    """A table in its own scrolling box: a wide table never widens the page."""
+    html = df.to_html(index=index, border=0, na_rep="-", escape=True, classes=classes)
+    return f'<div class="scroll">{html}</div>'
+
+
+# A digest (sha256:…, a 64-hex image id or rootfs hash): shortened, full value on hover.
+_DIGEST = re.compile(r"^(sha256:)?[0-9a-f]{32,}$")
+
+
+def _facts(df: Any) -> str:
+    """Run, host and engine facts, with digests shortened to 12 hex digits (the whole
+    value on hover)."""
+
+    def cell(v: Any) -> str:
+        text = str(v)
+        if _DIGEST.match(text):
+            short = text.removeprefix("sha256:")[:12]
+            return f'<abbr title="{escape(text)}"><code>{escape(short)}…</code></abbr>'
+        return escape(text, quote=False)
+
+    cells = df.astype(str).map(cell)
+    cells.index = [escape(str(i), quote=False) for i in cells.index]
+    cells.columns = [escape(str(c), quote=False) for c in cells.columns]
+    return f'<div class="scroll">{cells.to_html(border=0, na_rep="-", escape=False)}</div>'
 
 
 def _classic(df: Any) -> str:
@@ -132,7 +222,7 @@ def _classic(df: Any) -> str:
     cells.index = [escape(str(i), quote=False) for i in cells.index]
     cells.columns = [escape(str(c), quote=False) for c in cells.columns]
     cells = cells.rename_axis(index=None, columns=escape(str(df.index.name or ""), quote=False))
-    return cells.to_html(border=0, na_rep="-", escape=False)
+    return f'<div class="scroll">{cells.to_html(border=0, na_rep="-", escape=False)}</div>'
 
 
 def _text(text: str) -> str:

@@ -26,6 +26,11 @@ class NoData(Exception):
     """This plot has nothing to draw; the message says what is missing and why."""
 
 
+class NotApplicable(Exception):
+    """This plot is not for these runs (hosts.png of a one-host run): skipped silently,
+    so that a report does not change shape for a dimension it does not have."""
+
+
 def ready_distribution(frames: Frames) -> Any:
     """Ready time of every successful instance, one box (and its points) per platform and N."""
     ok = frames.samples[(frames.samples["ok"] == True) & frames.samples["ready_s"].notna()]  # noqa: E712
@@ -33,7 +38,7 @@ def ready_distribution(frames: Frames) -> Any:
         raise NoData("no instance became ready: there is no ready time to plot")
     colors = series_colors(frames)
     groups = [
-        (f"{series}  N={n}", g["ready_s"].to_numpy(), colors[series])
+        (f"{series}  N={n} (n={len(g)})", g["ready_s"].to_numpy(), colors[series])
         for (series, n), g in _ordered(ok, frames)
     ]
     longest = max(len(g[0]) for g in groups)
@@ -75,33 +80,38 @@ def ready_distribution(frames: Frames) -> Any:
 
 
 def ready_percentiles(frames: Frames) -> Any:
-    """Ready p50 (solid) and p95 (dashed) against N, one colour per platform."""
+    """Ready p50 (solid) and p95 (dashed) against N, one colour per platform; the band is
+    the interquartile range of the instances' ready times, n the instances summarised."""
     s = frames.summary.dropna(subset=["ready_p50_s"])
     if s.empty:
         raise NoData("no instance became ready: there is no ready time to plot")
     colors = series_colors(frames)
+    spread = _stats(frames, "samples", "ready_s")
     fig = _figure(7, 4.2)
     ax = fig.add_subplot()
     for series, g in _by_series(s, frames):
         kind = g["kind"].iloc[0]
         marker = KIND_MARKERS.get(kind, "o")
-        ax.plot(
-            g["n"], g["ready_p50_s"], marker=marker, color=colors[series], label=f"{series} p50"
-        )
+        color = colors[series]
+        ax.plot(g["n"], g["ready_p50_s"], marker=marker, color=color, label=f"{series} p50")
         ax.plot(
             g["n"],
             g["ready_p95_s"],
             marker=marker,
             linestyle="--",
-            color=colors[series],
+            color=color,
             alpha=0.7,
             label=f"{series} p95",
         )
+        band = spread[spread["series"] == series]
+        if not band.empty:
+            ax.fill_between(band["n"], band["low"], band["high"], color=color, alpha=0.15, lw=0)
+        _counts(ax, g["n"], g["ready_p95_s"], g["samples"] - g["failures"])
     _n_axis(ax, s["n"])
     _maybe_log(ax, "y", list(s["ready_p50_s"]) + list(s["ready_p95_s"]))
     _seconds_axis(ax, "y")
     ax.set_ylabel("ready time")
-    ax.set_title("Ready time p50 / p95 vs N (instances started together)")
+    ax.set_title("Ready time p50 / p95 vs N (band: IQR; n: ready instances)")
     ax.grid(alpha=0.3, which="both")
     _legend(ax)
     fig.tight_layout()
@@ -118,30 +128,37 @@ MEMORY_VIEWS = (
 
 
 def memory_per_instance(frames: Frames) -> Any:
-    """Memory per instance against N, one panel per view that was measured."""
+    """Memory per instance against N, one panel per view that was measured. Every panel
+    takes the same axis rule (log for all when the views together span more than
+    LOG_RATIO, else linear for all), so panels can be read side by side."""
     views = []
     for title, source, column in MEMORY_VIEWS:
-        medians = _medians(frames, source, column)
-        if not medians.empty:
-            views.append((title, medians))
+        stats = _stats(frames, source, column)
+        if not stats.empty:
+            views.append((title, stats))
     if not views:
         raise NoData(
             "memory was not measured in these runs (no host drop, PSS, USS, RSS or "
             "engine figures): runs from a bench with memory probes have them"
         )
     colors = series_colors(frames)
-    cols = min(len(views), 3)
+    lows = [v for _, st in views for v in st["low"].fillna(st["value"])]
+    # A log axis cannot show a negative host drop: then every panel is linear.
+    log = _wants_log([v for _, st in views for v in st["value"]]) and min(lows) > 0
+    cols = min(len(views), 2)  # two columns stay readable on a narrow screen
     rows = math.ceil(len(views) / cols)
-    fig = _figure(4.3 * cols, 3.4 * rows)
-    for i, (title, medians) in enumerate(views, start=1):
+    fig = _figure(4.6 * cols, 3.3 * rows + 0.6)
+    for i, (title, stats) in enumerate(views, start=1):
         ax = fig.add_subplot(rows, cols, i)
-        _size_panel(ax, medians, colors)
+        _size_panel(ax, stats, colors, log=log)
         ax.set_title(title, fontsize="medium")
         ax.grid(alpha=0.3, which="both")
-        if i == 1:
-            ax.legend(fontsize="small")
-    fig.suptitle("Memory per instance vs N, by view (views are not interchangeable)")
-    fig.tight_layout()
+    fig.suptitle(
+        "Memory per instance vs N, by view (views are not interchangeable)\n"
+        "line: median; band: IQR; n: instances (host view: steps)",
+        fontsize="medium",
+    )
+    _figure_legend(fig, fig.axes[0])
     return fig
 
 
@@ -163,7 +180,7 @@ def density_curve(frames: Frames) -> Any:
         steps = frames.steps[
             (frames.steps["run"] == run_id) & (frames.steps["platform"] == platform)
         ]
-        series = frames.names.get((run_id, platform), platform)
+        series = frames.series_of(run_id, platform)
         color = colors.get(series, "black")
         ready = rows.dropna(subset=["ready_p95_s"])
         best, limit = rows["max_density"].iloc[0], rows["density_limit"].iloc[0]
@@ -218,14 +235,14 @@ def density_curve(frames: Frames) -> Any:
 
 def disk_per_instance(frames: Frames) -> Any:
     """Disk per instance against N: the writable layer / overlay, and the engine storage's
-    growth for the step divided by N."""
+    growth for the step divided by N. A panel where nothing was written says so."""
     panels = []
-    writable = _medians(frames, "samples", "disk_writable_bytes")
+    writable = _stats(frames, "samples", "disk_writable_bytes")
     if not writable.empty:
         panels.append(("writable layer (container) / overlay (VM)", writable))
     steps = frames.steps.copy()
     steps["disk_growth_per_instance_bytes"] = steps["disk_growth_bytes"] / steps["n"]
-    growth = _medians(frames, "steps", "disk_growth_per_instance_bytes", steps)
+    growth = _stats(frames, "steps", "disk_growth_per_instance_bytes", steps)
     if not growth.empty:
         panels.append(("engine storage growth for the step / N", growth))
     if not panels:
@@ -234,14 +251,188 @@ def disk_per_instance(frames: Frames) -> Any:
             "figures): runs from a bench with disk probes have them"
         )
     colors = series_colors(frames)
-    fig = _figure(5.2 * len(panels), 3.8)
-    for i, (title, medians) in enumerate(panels, start=1):
+    fig = _figure(4.6 * len(panels), 3.9)
+    drawn = None
+    for i, (title, stats) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, len(panels), i)
-        _size_panel(ax, medians, colors)
         ax.set_title(title, fontsize="medium")
+        if (stats["high"].fillna(stats["value"]) == 0).all():
+            # An axis of 0.000-0.054 bytes says nothing: say it in words.
+            ax.text(
+                0.5,
+                0.5,
+                f"nothing written\n(0 B per instance at every N, n={int(stats['count'].sum())})",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="#555",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        _size_panel(ax, stats, colors)
+        ax.grid(alpha=0.3, which="both")
+        drawn = drawn or ax
+    fig.suptitle("Disk per instance vs N (line: median; band: IQR; n: samples)", fontsize="medium")
+    _figure_legend(fig, drawn if drawn is not None else fig.axes[0])
+    return fig
+
+
+# The phases of one instance's boot, in order; colours read from waiting to the guest.
+PHASES = (
+    ("queued (behind `concurrency`)", "#bdbdbd"),
+    ("create call", "#f28e2b"),
+    ("start call", "#edc948"),
+    ("start → ready, outside the guest (engine, firmware, console)", "#e15759"),
+    ("the guest's own uptime at ready", "#59a14f"),
+)
+
+
+def boot_phases(frames: Frames) -> Any:
+    """Where the time to ready goes, per platform and N: the share of each phase in the
+    medians of queued_s, create_s, start_s - create_s and ready_s - start_s, the last
+    split by the guest's own uptime (sandboxes and VMs only: a container's uptime is
+    the host's)."""
+    import numpy as np
+
+    ok = frames.samples[(frames.samples["ok"] == True) & frames.samples["ready_s"].notna()]  # noqa: E712
+    ok = ok[ok["create_s"].notna() | ok["start_s"].notna()]
+    if ok.empty:
+        raise NoData("no ready instance recorded its create and start times")
+    groups = []
+    for (series, n), g in _ordered(ok, frames):
+        ready = g["ready_s"].to_numpy()
+        create = g["create_s"].fillna(0).clip(lower=0).to_numpy()
+        start = np.maximum(g["start_s"].fillna(0).to_numpy(), create)
+        after = np.maximum(ready - np.minimum(start, ready), 0)
+        start = np.minimum(start, ready) - np.minimum(create, ready)
+        own = g["kind"].map(lambda k: kinds.own_kernel(k) if isinstance(k, str) else False)
+        uptime = np.where(own.to_numpy(bool), g["guest_uptime_s"].fillna(0).to_numpy(), 0)
+        guest = np.minimum(uptime, after)
+        parts = [
+            g["queued_s"].fillna(0).clip(lower=0).to_numpy(),
+            np.minimum(create, ready),
+            start,
+            after - guest,
+            guest,
+        ]
+        medians = [float(np.median(p)) for p in parts]
+        groups.append((f"{series}  N={n}", medians, float(np.median(ready)), len(g)))
+    fig = _figure(8.5, 1.6 + 0.42 * len(groups))
+    ax = fig.add_subplot()
+    ys = list(range(len(groups), 0, -1))
+    for (label, color), i in zip(PHASES, range(len(PHASES)), strict=True):
+        left = [sum(m[:i]) / (sum(m) or 1) for _, m, _, _ in groups]
+        width = [m[i] / (sum(m) or 1) for _, m, _, _ in groups]
+        ax.barh(ys, width, left=left, color=color, height=0.6, label=label.replace("`", ""))
+    for y, (_, _, ready, count) in zip(ys, groups, strict=True):
+        ax.text(1.01, y, f"{format_seconds(ready)}, n={count}", va="center", fontsize="small")
+    ax.set_yticks(ys, [g[0] for g in groups])
+    ax.set_xlim(0, 1)
+    from matplotlib.ticker import PercentFormatter
+
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("share of queue + launch call → readiness line (medians per phase)")
+    ax.set_title("Boot phases per platform and N (right: median ready time, n instances)")
+    ax.legend(
+        fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(0.0, -0.13 - 0.5 / len(groups)),
+        ncols=2,
+        frameon=False,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def timeline(frames: Frames) -> Any:
+    """Each instance of the largest step of each platform on the step's clock: queued,
+    create, start, then until ready. Instances an engine serialises show as a staircase."""
+    s = frames.samples[frames.samples["queued_s"].notna() | frames.samples["create_s"].notna()]
+    if s.empty:
+        raise NoData("no instance recorded its launch times (queued_s, create_s)")
+    steps = []
+    for series in series_order(frames):
+        g = s[s["series"] == series]
+        if g.empty:
+            continue
+        g = g[g["n"] == g["n"].max()]
+        g = g[g["repeat"] == g["repeat"].min()].sort_values("index")
+        steps.append((series, g))
+    heights = [0.9 + 0.16 * min(len(g), 24) for _, g in steps]
+    fig = _figure(8.5, sum(heights) + 0.9)
+    grid = fig.add_gridspec(len(steps), 1, height_ratios=heights)
+    for i, (series, g) in enumerate(steps):
+        ax = fig.add_subplot(grid[i])
+        queued = g["queued_s"].fillna(0).to_numpy()
+        create = g["create_s"].fillna(0).to_numpy()
+        start = g["start_s"].fillna(0).to_numpy()
+        ready = g["ready_s"].to_numpy()
+        rows = list(range(len(g), 0, -1))
+        segments = [
+            (0 * queued, queued, PHASES[0][1]),
+            (queued, create, PHASES[1][1]),
+            (queued + create, (start - create).clip(0), PHASES[2][1]),
+            (queued + start, (ready - start).clip(0), PHASES[3][1]),
+        ]
+        for left, width, color in segments:
+            ax.barh(rows, width, left=left, color=color, height=0.8)
+        failed = [r for r, ok in zip(rows, g["ok"], strict=True) if ok is not True]
+        if failed:
+            ends = [q + (r if r == r else 0) for q, r in zip(queued, ready, strict=True)]
+            ax.plot([ends[len(g) - r] for r in failed], failed, "x", color="red")
+        ax.set_yticks([])
+        ax.set_ylabel(f"{len(g)} inst.", fontsize="small")
+        n, repeat = int(g["n"].iloc[0]), int(g["repeat"].iloc[0])
+        ax.set_title(f"{series}: N={n}, repeat {repeat}", fontsize="medium", loc="left")
+        ax.set_xlim(left=0)
+        _seconds_axis(ax, "x")
+        ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("time since the step started (each panel its own scale)")
+    from matplotlib.patches import Patch
+
+    labels = ["queued", "create call", "start call", "start → ready"]
+    handles = [Patch(color=c) for _, c in PHASES[:4]]
+    fig.legend(handles, labels, loc="lower center", ncols=4, fontsize="small", frameon=False)
+    fig.suptitle("Instances of the largest step of each platform, on the step's clock")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def hosts_plot(frames: Frames) -> Any:
+    """The same platform across hosts: ready p50 (solid) and p95 (dashed) against N, one
+    panel per platform, one line per host (and run)."""
+    if not frames.multi_host:
+        raise NotApplicable("one host")
+    s = frames.summary.dropna(subset=["ready_p50_s"])
+    if s.empty:
+        raise NoData("no instance became ready: there is no ready time to plot")
+    platforms = [p for p in platform_order(frames.runs) if p in set(s["platform"])]
+    cols = min(len(platforms), 2)
+    rows = math.ceil(len(platforms) / cols)
+    fig = _figure(4.8 * cols, 3.5 * rows + 0.5)
+    palette = _palette()
+    lines = list(dict.fromkeys(zip(s["run"], s["host"], strict=True)))
+    for i, platform in enumerate(platforms, start=1):
+        ax = fig.add_subplot(rows, cols, i)
+        rows_p = s[s["platform"] == platform]
+        for j, (run, host) in enumerate(lines):
+            g = rows_p[(rows_p["run"] == run) & (rows_p["host"] == host)].sort_values("n")
+            if g.empty:
+                continue
+            label = f"{host} · {frames.labels[run]}" if frames.labels[run] else str(host)
+            color = palette[j % len(palette)]
+            ax.plot(g["n"], g["ready_p50_s"], marker="o", color=color, label=f"{label} p50")
+            ax.plot(g["n"], g["ready_p95_s"], marker="o", ls="--", color=color, alpha=0.7)
+            _counts(ax, g["n"], g["ready_p95_s"], g["samples"] - g["failures"])
+        _n_axis(ax, rows_p["n"])
+        _maybe_log(ax, "y", list(rows_p["ready_p50_s"]) + list(rows_p["ready_p95_s"]))
+        _seconds_axis(ax, "y")
+        ax.set_ylabel("ready time")
+        ax.set_title(platform, fontsize="medium")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize="small")
-    fig.suptitle("Disk per instance vs N")
+    fig.suptitle("One platform across hosts: ready p50 (solid) / p95 (dashed) vs N")
     fig.tight_layout()
     return fig
 
@@ -250,6 +441,9 @@ def disk_per_instance(frames: Frames) -> Any:
 PLOTS = {
     "ready-distribution.png": ready_distribution,
     "ready-percentiles.png": ready_percentiles,
+    "boot-phases.png": boot_phases,
+    "timeline.png": timeline,
+    "hosts.png": hosts_plot,
     "memory-per-instance.png": memory_per_instance,
     "density.png": density_curve,
     "disk-per-instance.png": disk_per_instance,
@@ -295,54 +489,117 @@ def _ordered(df: Any, frames: Frames) -> list[tuple[tuple[str, int], Any]]:
 def _by_series(summary: Any, frames: Frames) -> list[tuple[str, Any]]:
     summary = summary.assign(
         series=[
-            frames.names.get((r, p), p)
-            for r, p in zip(summary["run"], summary["platform"], strict=True)
+            frames.series_of(r, p, h)
+            for r, p, h in zip(summary["run"], summary["platform"], summary["host"], strict=True)
         ]
     )
     return [(k, g.sort_values("n")) for k, g in summary.groupby("series", sort=False)]
 
 
-def _medians(frames: Frames, source: str, column: str, df: Any = None) -> Any:
-    """Median of `column` per (series, N): successful samples, or steps that ran."""
+def _stats(frames: Frames, source: str, column: str, df: Any = None) -> Any:
+    """Per (series, N) of successful samples, or steps that ran: the median of `column`
+    (`value`), its quartiles (`low`, `high`) and how many values (`count`)."""
     if df is None:
         df = frames.samples if source == "samples" else frames.steps
     keep = df["ok"] == True if source == "samples" else df["status"] == "ran"  # noqa: E712
     df = df[keep]
     df = df.dropna(subset=[column])
     if df.empty:
-        return df.assign(value=[])
-    out = df.groupby(["series", "n"], sort=False).agg(
-        value=(column, "median"), kind=("kind", "first")
-    )
+        return df.assign(value=[], low=[], high=[], count=[])
+    grouped = df.groupby(["series", "n"], sort=False)[column]
+    out = df.groupby(["series", "n"], sort=False).agg(kind=("kind", "first"))
+    out["value"] = grouped.median()
+    out["low"] = grouped.quantile(0.25)
+    out["high"] = grouped.quantile(0.75)
+    out["count"] = grouped.count()
     out = out.reset_index()
     position = {s: i for i, s in enumerate(series_order(frames))}
     out["position"] = [position.get(s, len(position)) for s in out["series"]]
     return out.sort_values(["position", "n"], kind="stable").drop(columns="position")
 
 
+def _counts(ax: Any, xs: Any, ys: Any, counts: Any) -> None:
+    """ "n=K" over each point: how many values a summarised point stands for."""
+    for x, y, k in zip(xs, ys, counts, strict=True):
+        if y == y:  # not NaN
+            ax.annotate(
+                f"n={int(k)}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, 5),
+                ha="center",
+                fontsize=6.5,
+                color="#555",
+            )
+
+
 def _legend(ax: Any) -> None:
-    """Inside the axes when short; under them when it would hide the data."""
+    """Inside the axes when short; right of them when it would hide the data (below,
+    it would collide with the axis label)."""
     if len(ax.get_legend_handles_labels()[0]) <= 3:
         ax.legend(fontsize="small")
     else:
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
-def _size_panel(ax: Any, medians: Any, colors: dict[str, Any]) -> None:
-    """Median bytes per instance against N, one line per series, in a readable unit."""
-    unit, factor = size_unit(medians["value"])
-    for series, g in medians.groupby("series", sort=False):
+def _figure_legend(fig: Any, ax: Any) -> None:
+    """One legend for a figure of panels, under them (panels stay free of it), then the
+    layout, leaving the legend's rows free."""
+    handles, labels = ax.get_legend_handles_labels()
+    rows = math.ceil(len(labels) / 3)
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncols=min(len(labels), 3),
+            fontsize="small",
+            frameon=False,
+        )
+    fig.tight_layout(rect=(0, min(0.4, 0.25 * rows / fig.get_figheight()), 1, 1))
+
+
+def _palette() -> Any:
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"].colors
+
+
+def _wants_log(values: Any) -> bool:
+    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return bool(xs) and min(xs) > 0 and max(xs) / min(xs) > LOG_RATIO
+
+
+def _size_panel(ax: Any, stats: Any, colors: dict[str, Any], log: bool | None = None) -> None:
+    """Median bytes per instance against N, one line per series, its IQR as a band and
+    its count over each point, in a readable binary unit. `log`: the figure's axis rule
+    (None: decide from this panel's values)."""
+    unit, factor = size_unit(stats["value"])
+    for series, g in stats.groupby("series", sort=False):
+        color = colors.get(series, "black")
         ax.plot(
             g["n"],
             g["value"] / factor,
             marker=KIND_MARKERS.get(g["kind"].iloc[0], "o"),
-            color=colors[series],
+            color=color,
             label=series,
         )
-    _n_axis(ax, medians["n"])
-    _maybe_log(ax, "y", medians["value"])
-    if ax.get_yscale() == "linear":
-        low = min(0.0, float(medians["value"].min()) / factor)
+        if (g["high"] > g["low"]).any():
+            ax.fill_between(g["n"], g["low"] / factor, g["high"] / factor, color=color, alpha=0.15)
+        _counts(ax, g["n"], g["value"] / factor, g["count"])
+    _n_axis(ax, stats["n"])
+    if log is None:
+        log = _wants_log(stats["value"])
+    if log and (stats["low"].fillna(stats["value"]) > 0).all():
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.margins(y=0.12)  # room for the counts over the top points
+    else:
+        low = min(0.0, float(stats["low"].fillna(stats["value"]).min()) / factor)
         ax.set_ylim(bottom=low * 1.1 if low < 0 else 0)
         if low < 0:  # a negative host drop: memory came back during the step (noise)
             ax.axhline(0, color="grey", linewidth=0.6)
@@ -350,12 +607,11 @@ def _size_panel(ax: Any, medians: Any, colors: dict[str, Any]) -> None:
         from matplotlib.ticker import MaxNLocator
 
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{'bytes' if unit == 'B' else unit} per instance (median)")
+    ax.set_ylabel(f"{'bytes' if unit == 'B' else unit} per instance")
 
 
 def _maybe_log(ax: Any, axis: str, values: Any) -> None:
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if xs and min(xs) > 0 and max(xs) / min(xs) > LOG_RATIO:
+    if _wants_log(values):
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 

@@ -18,7 +18,8 @@ COLUMNS_NOTE = (
 ROWS_NOTE = (
     "Kernel: the kernel each instance reported at readiness, compared with the host's. "
     "Weight: the image all instances share. Boot: launch call to readiness line. Memory "
-    "and disk: median per instance at the largest N measured."
+    "and disk: median per instance at the largest N measured. N: instances started "
+    "together; n: values summarised (ready instances; steps for the host view)."
 )
 TCG_NOTE = (
     "VMs ran under TCG (software emulation, accel=tcg): their boot times are many "
@@ -105,24 +106,28 @@ def summary_markdown(frames: Frames) -> str:
     return "\n".join(parts)
 
 
-def classic_table(frames: Frames) -> Any:
+def classic_table(frames: Frames, host: str | None = None) -> Any:
     """The classic containers-vs-VMs table, one column per (run, platform), measured:
     platforms along the spectrum from container to VM (frame.platform_order). A
-    `runtime` row only when some sample recorded its OCI runtime."""
+    `runtime` row only when some sample recorded its OCI runtime. `host`: only what ran
+    on that host (a report of several hosts has one table per host)."""
     import pandas as pd
 
     columns: dict[str, dict[str, str]] = {}
     any_runtime = frames.samples["runtime"].notna().any()
+    samples, summary, steps = frames.samples, frames.summary, frames.steps
+    if host is not None:
+        samples = samples[samples["host"] == host]
+        summary = summary[summary["host"] == host]
+        steps = steps[steps["host"] == host]
     for r in frames.runs:
-        host_kernel = host_facts(r.metadata).get("kernel")
+        facts = (r.metadata.get("hosts") or {}).get(host) if host is not None else None
+        host_kernel = (facts or host_facts(r.metadata)).get("kernel")
         engines = r.metadata.get("engines", {})
         for platform in platform_order([r]):
-            s = frames.samples[
-                (frames.samples["run"] == r.run_id) & (frames.samples["platform"] == platform)
-            ]
-            rows = frames.summary[
-                (frames.summary["run"] == r.run_id) & (frames.summary["platform"] == platform)
-            ]
+            s = samples[(samples["run"] == r.run_id) & (samples["platform"] == platform)]
+            rows = summary[(summary["run"] == r.run_id) & (summary["platform"] == platform)]
+            st = steps[(steps["run"] == r.run_id) & (steps["platform"] == platform)]
             if rows.empty:
                 continue
             ok = s[s["ok"] == True]  # noqa: E712
@@ -139,7 +144,7 @@ def classic_table(frames: Frames) -> Any:
                 "weight (image)": _size(engines.get(platform, {}).get("image_bytes")),
                 "boot p50 / p95, smallest N": _boot(rows, smallest=True),
                 "boot p50 / p95, largest N": _boot(rows, smallest=False),
-                "memory per instance, host view": _mem(rows, "mem_host_per_instance_mib"),
+                "memory per instance, host view": _mem(rows, "mem_host_per_instance_mib", st),
                 "memory per instance, PSS": _mem(rows, "mem_pss_per_instance_mib"),
                 "disk per instance (writable)": _mem(rows, "disk_per_instance_mib"),
                 "engine storage per instance": _mem(rows, "storage_per_instance_mib"),
@@ -154,6 +159,103 @@ def classic_table(frames: Frames) -> Any:
     df["usual claim"] = [USUAL_CLAIMS.get(k, "") for k in df.index]
     df.index.name = "measured"
     return df
+
+
+def n_differs_note(table: Any) -> str | None:
+    """Why the memory and disk rows compare different N, when they do: each platform
+    is shown at the largest N it ran, and the scenario gave the platforms different
+    counts (per-instance memory falls as N grows and shared pages spread)."""
+    import re
+
+    rows = [
+        "memory per instance, host view",
+        "memory per instance, PSS",
+        "disk per instance (writable)",
+    ]
+    found: dict[str, str] = {}
+    for column in table.columns:
+        for row in rows:
+            m = re.search(r"\(N=(\d+)", str(table.at[row, column])) if row in table.index else None
+            if m:
+                found.setdefault(column, m.group(1))
+    if len(set(found.values())) < 2:
+        return None
+    ns = ", ".join(f"{c} N={n}" for c, n in found.items())
+    return (
+        f"The memory and disk rows compare different N ({ns}): each platform is shown at "
+        "the largest N it ran, and the scenario's `counts` differ between platforms. "
+        "Per-instance memory falls as N grows (shared pages spread over more instances), "
+        "so compare like for like in the summary table, at an N both ran."
+    )
+
+
+HUMAN_COLUMNS = {
+    "run": "run",
+    "host": "host",
+    "platform": "platform",
+    "backend": "backend",
+    "kind": "kind",
+    "accel": "accel",
+    "n": "N",
+    "samples": "instances (n)",
+    "failures": "failed",
+    "ready_p50_s": "ready p50 (s)",
+    "ready_p95_s": "ready p95 (s)",
+    "ready_max_s": "ready max (s)",
+    "mem_host_per_instance_mib": "memory, host view (MiB)",
+    "mem_pss_per_instance_mib": "memory, PSS (MiB)",
+    "mem_engine_per_instance_mib": "memory, engine view (MiB)",
+    "disk_per_instance_mib": "disk, writable (MiB)",
+    "storage_per_instance_mib": "engine storage (MiB)",
+    "max_density": "max density",
+    "density_limit": "stopped by",
+}
+
+
+def human_column(column: str) -> str:
+    """A column name for people: `ready_p95_s` reads "ready p95 (s)"."""
+    if column in HUMAN_COLUMNS:
+        return HUMAN_COLUMNS[column]
+    for suffix, unit in (("_s", "s"), ("_mib", "MiB"), ("_bytes", "bytes")):
+        if column.endswith(suffix):
+            return f"{column.removesuffix(suffix).replace('_', ' ')} ({unit})"
+    return column.replace("_", " ")
+
+
+HOST_LABELS = {
+    "hostname": "host name",
+    "cpu_model": "CPU",
+    "cpu_cores": "CPU cores (logical)",
+    "cpu_physical_cores": "CPU cores (physical)",
+    "mem_total_bytes": "memory",
+    "kernel": "kernel",
+    "os": "OS",
+    "arch": "architecture",
+    "kvm_device": "/dev/kvm present",
+    "cgroup_version": "cgroup version",
+    "bench_version": "bench version",
+}
+
+
+def memory_disagreements(frames: Frames) -> dict[str, list[str]]:
+    """Run id -> why its host view and PSS disagree (bench.summary's explanation, the one
+    `bench run` prints), for runs where they do."""
+    from bench.summary import memory_disagreements as explain
+    from bench.summary import summarize
+
+    out = {}
+    for r in frames.runs:
+        rows = summarize(r.samples, r.steps)
+        by_host: dict[Any, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_host.setdefault(row.get("host"), []).append(row)
+        lines = []
+        for host, host_rows in by_host.items():
+            prefix = f"{host}: " if frames.multi_host and host else ""
+            lines += [prefix + line for line in explain(host_rows)]
+        if lines:
+            out[r.run_id] = lines
+    return out
 
 
 def classic_markdown(frames: Frames) -> str:
@@ -175,7 +277,17 @@ def classic_markdown(frames: Frames) -> str:
     ]
     if any_tcg(frames):
         parts += [f"> **Note:** {TCG_NOTE}", ""]
-    parts += [classic_table(frames).to_markdown(), ""]
+    for host in frames.hosts if frames.multi_host else [None]:
+        table = classic_table(frames, host)
+        if host is not None:
+            parts += [f"## On host `{host}`", ""]
+        parts += [table.to_markdown(), ""]
+        why = n_differs_note(table)
+        if why:
+            parts += [why, ""]
+    for run_id, lines in memory_disagreements(frames).items():
+        prefix = f"{run_id}: " if frames.multi else ""
+        parts += [f"> **Memory views disagree:** {prefix}{line}\n" for line in lines]
     return "\n".join(parts)
 
 
@@ -272,34 +384,52 @@ def _fact(key: str, value: Any) -> str:
 
 
 def run_metadata(frames: Frames) -> list[tuple[str, Any, Any]]:
-    """Per run: (run id, host facts, engine facts per platform) as DataFrames."""
+    """Per run: (run id, run and host facts, engine facts per platform) as DataFrames of
+    strings, rows labelled for people (`mem_total_bytes` is "memory"). A run on several
+    hosts has one column per host."""
     import pandas as pd
 
     out = []
     for r in frames.runs:
-        host = host_facts(r.metadata)
-        facts = {
+        hosts = r.metadata.get("hosts") or {}
+        if len(hosts) < 2:
+            hosts = {"value": host_facts(r.metadata)}
+        run_facts = {
             "status": r.status,
             "started": r.metadata.get("started_at"),
             "finished": r.metadata.get("finished_at"),
             "scenario": r.metadata.get("scenario_path"),
-            "scenario sha256": (r.metadata.get("scenario_sha256") or "")[:16],
-            **{k: host.get(k) for k in comparability.HOST_FACTS if k in host},
+            "scenario sha256": r.metadata.get("scenario_sha256") or "",
         }
-        if "mem_total_bytes" in facts:
-            facts["mem_total_bytes"] = format_bytes(facts["mem_total_bytes"])
-        host_df = pd.DataFrame({"value": facts}).astype(str)
+        columns = {}
+        for key, host in hosts.items():
+            facts = dict(run_facts)
+            for k in comparability.HOST_FACTS:
+                if k in host:
+                    v = host[k]
+                    facts[HOST_LABELS.get(k, k)] = format_bytes(v) if k.endswith("_bytes") else v
+            columns[key] = facts
+        host_df = pd.DataFrame(columns).astype(object)
+        host_df = host_df.where(host_df.notna(), "-").astype(str)
         engines = r.metadata.get("engines", {})
         # Platforms in the tables' order (along the spectrum), not the scenario's.
         engines = {p: engines[p] for p in platform_order([r]) if p in engines} | engines
         eng_df = pd.DataFrame(engines).astype(object).where(pd.DataFrame(engines).notna(), "-")
-        if "image_bytes" in eng_df.index:
-            eng_df.loc["image_bytes"] = [
-                format_bytes(v) if isinstance(v, int | float) else v
-                for v in eng_df.loc["image_bytes"]
-            ]
+        for row in eng_df.index:
+            if str(row).endswith("_bytes"):
+                eng_df.loc[row] = [
+                    format_bytes(v) if isinstance(v, int | float) else v for v in eng_df.loc[row]
+                ]
+        eng_df.index = [_engine_label(str(i)) for i in eng_df.index]
         out.append((r.run_id, host_df, eng_df.astype(str)))
     return out
+
+
+def _engine_label(key: str) -> str:
+    """`image_bytes` reads "image size", `docker_version` "docker version"."""
+    if key.endswith("_bytes"):
+        return key.removesuffix("_bytes").replace("_", " ") + " size"
+    return key.replace("_", " ")
 
 
 def _missing(v: Any) -> bool:
@@ -330,15 +460,21 @@ def _boot(rows: Any, smallest: bool) -> str:
     if measured.empty:
         return "no instance became ready"
     row = measured.iloc[0] if smallest else measured.iloc[-1]
-    return f"{_secs(row['ready_p50_s'])} / {_secs(row['ready_p95_s'])} (N={row['n']})"
+    n = int(row["samples"] - row["failures"])
+    return f"{_secs(row['ready_p50_s'])} / {_secs(row['ready_p95_s'])} (N={row['n']}, n={n})"
 
 
-def _mem(rows: Any, column: str) -> str:
+def _mem(rows: Any, column: str, steps: Any = None) -> str:
     measured = rows.dropna(subset=[column])
     if measured.empty:
         return "not measured"
     row = measured.iloc[-1]
-    return f"{format_bytes(row[column] * 2**20)} (N={row['n']})"
+    # The host view is one figure per step that ran; the others one per ready instance.
+    if steps is not None:
+        n = int(((steps["n"] == row["n"]) & (steps["status"] == "ran")).sum())
+    else:
+        n = int(row["samples"] - row["failures"])
+    return f"{format_bytes(row[column] * 2**20)} (N={row['n']}, n={n})"
 
 
 def _density(frames: Frames, run_id: str, platform: str, rows: Any) -> str:
@@ -348,3 +484,103 @@ def _density(frames: Frames, run_id: str, platform: str, rows: Any) -> str:
     if limit == "max":
         return f"≥ {n} (the search's max; no limit reached)"
     return f"{n} (stopped by {limit})"
+
+
+def run_changes(frames: Frames) -> Any:
+    """For several runs: ready p50 per (host, platform, N) in each run, and the last
+    run's change against the first (None for one run, or when no group is shared)."""
+    import pandas as pd
+
+    if not frames.multi:
+        return None
+    s = frames.summary.dropna(subset=["ready_p50_s"])
+    first, last = frames.runs[0].run_id, frames.runs[-1].run_id
+    keys = ["host", "platform", "n"] if frames.multi_host else ["platform", "n"]
+    rows = []
+    for key, g in s.groupby(keys, sort=False):
+        by_run = dict(zip(g["run"], g["ready_p50_s"], strict=True))
+        counts = dict(zip(g["run"], g["samples"] - g["failures"], strict=True))
+        if first not in by_run or last not in by_run:
+            continue
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        for r in frames.runs:
+            v = by_run.get(r.run_id)
+            cell = f"{format_seconds(v)} (n={int(counts[r.run_id])})" if v is not None else "-"
+            row[f"ready p50, {frames.labels[r.run_id]}"] = cell
+        row["change"] = f"{by_run[last] / by_run[first] - 1:+.1%}"
+        rows.append(row)
+    if not rows:
+        return None
+    return pd.DataFrame(rows).rename(columns={"n": "N"})
+
+
+def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
+    """`bench compare` of the runs (the last one current, the others its baselines), as
+    a table, with what the reader must know; or (None, why not) when the runs are not
+    comparable. Statistics are bench.compare's: never pooled across hosts."""
+    import dataclasses
+
+    import pandas as pd
+
+    from bench import verdict as v
+    from bench.compare import compare_runs
+    from bench.errors import BenchError
+
+    if not frames.multi:
+        return None, []
+    found = comparability.mismatches([r.metadata for r in frames.runs], accels=_accels(frames))
+    must = [m for m in found if m.severity == comparability.WARNING]
+    if must:
+        return None, [
+            "No `bench compare` verdict: the runs differ in what must match ("
+            + "; ".join(m.label for m in must)
+            + "), so a change may come from that alone."
+        ]
+    rows, notes = [], []
+    for host in frames.hosts or [None]:
+
+        def on(run: Any, host: Any = host) -> Any:
+            if host is None or not frames.multi_host:
+                return run
+            return dataclasses.replace(
+                run,
+                samples=[x for x in run.samples if x.get("host") == host],
+                steps=[x for x in run.steps if x.get("host") == host],
+            )
+
+        runs = [on(r) for r in frames.runs]
+        try:
+            result = compare_runs(runs[:-1], runs[-1])
+        except BenchError as e:
+            notes.append(f"No `bench compare` verdict{f' on {host}' if host else ''}: {e}")
+            continue
+        for g in result.groups:
+            t = g.test
+            row = {"host": host} if frames.multi_host else {}
+            row.update(
+                {
+                    "platform": g.platform,
+                    "N": g.n,
+                    "baseline": format_seconds(g.baseline_geomean),
+                    "current": format_seconds(g.current_geomean),
+                    "change": v.pct(t.change) if t else "-",
+                    "interval": f"{v.pct(t.ci_low)} … {v.pct(t.ci_high)}" if t else "-",
+                    "runs": f"{g.baseline_runs} → 1",
+                    "n": f"{g.baseline_samples} → {g.current_samples}",
+                    "verdict": g.verdict,
+                }
+            )
+            rows.append(row)
+            if g.advice:
+                notes.append(f"{g.platform} N={g.n}: {g.advice}")
+        if not frames.multi_host:
+            break
+    if not rows:
+        return None, notes
+    notes.insert(
+        0,
+        f"`bench compare` of the last run against the {len(frames.runs) - 1} before it "
+        "(runs are the unit; geometric means of ready time; regression only beyond the "
+        "threshold and the run-to-run drift).",
+    )
+    return pd.DataFrame(rows), notes
