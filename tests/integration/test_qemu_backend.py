@@ -122,7 +122,7 @@ def test_qemu_step_of_two_microvms_under_tcg(qemu_binary):
     assert len(sink.samples) == 2
     for s in sink.samples:
         assert s["ok"], (s["error"], s["console_tail"])
-        assert s["kind"] == "vm" and s["accel"] == "tcg"
+        assert s["kind"] == "microvm" and s["accel"] == "tcg"  # machine microvm
         assert 0 < s["create_s"] <= s["start_s"] < s["ready_s"] < 120
         # The guest's own kernel (the bench pair's), from its marker line.
         assert s["guest_kernel"] == art.manifest["kernel_release"]
