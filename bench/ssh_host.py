@@ -89,7 +89,13 @@ class SshHost:
     def _connect(self) -> Any:
         with self._lock:
             if self._client is not None:
-                return self._client
+                transport = self._client.get_transport()
+                if transport is not None and transport.is_active():
+                    return self._client
+                # Dropped (sshd restarted, a session killed): the next read reconnects,
+                # so what a failed run left there can still be removed.
+                self._client.close()
+                self._client = None
             import paramiko
 
             cfg = _ssh_config(self._host)
@@ -392,10 +398,47 @@ class SshHost:
     def remove_empty_dir(self, path: str | Path) -> None:
         self._sh(f"rmdir -- {shlex.quote(str(path))} 2>/dev/null; true")
 
+    def ensure_copy(self, local: Path, path: str | Path) -> bool:
+        """Make `path` there a copy of the local file `local` (SFTP), unless it already is
+        one (same sha256); True when it copied."""
+        digest = _sha256(local)
+        quoted = shlex.quote(str(path))
+        status, out, _ = self._sh(f"sha256sum -- {quoted} 2>/dev/null")
+        if status == 0 and out.split()[:1] == [digest]:
+            return False
+        self.make_dirs(Path(path).parent)
+        tmp = f"{path}.bench-{os.getpid()}"
+        import paramiko
+
+        try:
+            with self._channels:
+                sftp = self._connect().open_sftp()
+                try:
+                    sftp.put(str(local), tmp)
+                    sftp.posix_rename(tmp, str(path))
+                finally:
+                    sftp.close()
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self._sh(f"rm -f -- {shlex.quote(tmp)}; true")
+            raise SshError(
+                f"{self.address}: cannot copy {local} to {path}: {_one_line(e)}"
+            ) from None
+        return True
+
     def run(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """Run a command there; a missing program is returncode 127 (the remote shell's)."""
         status, out, err = self._exec(shlex.join(argv), timeout)
         return subprocess.CompletedProcess(list(argv), status, out, err)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _read_all(recv: Any) -> bytes:

@@ -45,7 +45,7 @@ from bench.errors import (
 from bench.iohub import IOHub
 from bench.owner import owner_labels
 from bench.paths import cache_dir
-from bench.settings import PlatformBase
+from bench.settings import LOCAL, PlatformBase, check_name
 
 if TYPE_CHECKING:
     from bench.host import Host
@@ -61,9 +61,10 @@ class DockerSettings(PlatformBase):
     backend: Literal["docker"]
     cpus: float | None = Field(None, gt=0, le=1024)
     network: str = Field("none", min_length=1, max_length=64)
-    # Docker Engine address, unix:///path/to/docker.sock (local engines only, see below);
-    # default: $DOCKER_HOST, else unix:///var/run/docker.sock.
-    host: str | None = Field(None, max_length=512)
+    # Docker Engine address: unix:///path/to/docker.sock, ssh://user@host[:port] (an
+    # engine on another machine, measured there over SSH), or a name from the scenario's
+    # `hosts:`; default: $DOCKER_HOST, else unix:///var/run/docker.sock.
+    host: str | None = Field(None, min_length=1, max_length=512)
     env: dict[str, str] = Field(default_factory=dict)
     # An OCI runtime the daemon has registered (runc, runsc, crun, ...); default: the
     # daemon's default runtime.
@@ -73,14 +74,20 @@ class DockerSettings(PlatformBase):
 
     @field_validator("host")
     @classmethod
-    def _local_only(cls, v: str | None) -> str | None:
-        # Memory and disk are read on this machine (/proc, the engine's storage):
-        # a remote engine would get this host's figures. Remote hosts need a remote Host.
-        if v is not None and not v.startswith("unix://"):
+    def _readable_host(cls, v: str | None) -> str | None:
+        # Memory and disk are read on the engine's machine: here for a socket, over SSH
+        # for ssh://. An engine bench cannot read the machine of (tcp://) is refused.
+        if v is not None and "://" not in v:
+            return check_name(v)  # a `hosts:` name: the scenario resolves it
+        if v is not None and not v.startswith(("unix://", "ssh://")):
             raise ValueError(
-                "only a local engine (unix:///path/to/docker.sock) can be measured for now"
+                "give unix:///path/to/docker.sock, ssh://user@host[:port] or a name from "
+                "hosts: (bench reads a remote engine's machine over SSH, so never tcp://)"
             )
         return v
+
+    def placed_on(self, address: str) -> DockerSettings:
+        return self.model_copy(update={"host": None if address == LOCAL else address})
 
 
 class _Demux:
@@ -125,7 +132,7 @@ class DockerBackend(Backend):
         CliOption(
             "--docker-host",
             "docker_host",
-            "Docker Engine address, unix://PATH (default: $DOCKER_HOST).",
+            "Docker Engine address, unix://PATH or ssh://USER@HOST[:PORT] (default: $DOCKER_HOST).",
             metavar="ADDRESS",
         ),
         CliOption(
@@ -140,6 +147,8 @@ class DockerBackend(Backend):
     @classmethod
     def _for_options(cls, options: dict[str, Any], name: str) -> DockerBackend:
         host = options.get("docker_host")
+        if host is not None and "://" not in host:
+            raise UsageError(f"--docker-host {host}: give unix://PATH or ssh://USER@HOST[:PORT]")
         try:
             settings = DockerSettings(name=name, backend="docker", image="busybox", host=host)
         except ValidationError as e:
@@ -222,7 +231,15 @@ class DockerBackend(Backend):
             image_id = import_bench_image(backend.connect(), name)
         finally:
             backend.close()
-        return [("docker", f"{images.docker_ref(name)} ({image_id[7:19]})")]
+        # The rootfs digest names the userland: the same on two engines, the same image.
+        rootfs = images.ensure_rootfs(name)["rootfs_sha256"]
+        return [
+            (
+                "docker",
+                f"{images.docker_ref(name)} ({image_id[7:19]}) at {backend.address}, "
+                f"rootfs sha256 {rootfs[:12]}",
+            )
+        ]
 
     @property
     def address(self) -> str:
@@ -247,8 +264,12 @@ class DockerBackend(Backend):
                     base_url=self.address,
                     timeout=API_TIMEOUT_S,
                     version="auto",
-                    # Launches, sampling and teardown run many calls at once.
+                    # Launches, sampling and teardown run many calls at once (over ssh://
+                    # each is a session of one SSH connection: sshd's MaxSessions bounds it).
                     max_pool_size=API_CONNECTIONS,
+                    # ssh://: paramiko, which reads ~/.ssh/config and known_hosts and refuses
+                    # an unknown host key; BENCH_DOCKER_SSH_CLIENT=1 uses the ssh binary.
+                    use_ssh_client=os.environ.get("BENCH_DOCKER_SSH_CLIENT") == "1",
                 )
                 api.ping()
             except Exception as e:
@@ -260,10 +281,10 @@ class DockerBackend(Backend):
         return self._api
 
     def preflight(self) -> None:
-        if not self.address.startswith("unix://"):
+        if not self.address.startswith(("unix://", "ssh://")):
             raise UsageError(
-                f"DOCKER_HOST={self.address}: only a local engine (unix://) can be measured "
-                "for now; unset DOCKER_HOST or set `host: unix:///var/run/docker.sock`"
+                f"DOCKER_HOST={self.address}: bench measures an engine through a socket here "
+                "(unix://) or over SSH (ssh://user@host): unset DOCKER_HOST or set `host:`"
             )
         self.connect()
         runtime = self.settings.runtime
