@@ -76,6 +76,7 @@ class SshHost:
         # local host's key (the hostname), as two engines on one machine must.
         self.key = key or (parsed.hostname if parsed.port is None else parsed.netloc.split("@")[-1])
         self._client: Any = None
+        self._lost = False  # a connection dropped; close() allows a new one
         self._lock = threading.Lock()
         self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
         self._memory: dict[int, dict[str, int]] = {}
@@ -92,10 +93,14 @@ class SshHost:
                 transport = self._client.get_transport()
                 if transport is not None and transport.is_active():
                     return self._client
-                # Dropped (sshd restarted, a session killed): the next read reconnects,
-                # so what a failed run left there can still be removed.
+                # Dropped (sshd restarted, the session killed): a run must stop on this
+                # host rather than read on as if nothing happened. close() allows a new
+                # connection (to remove what the run left there).
                 self._client.close()
                 self._client = None
+                self._lost = True
+            if self._lost:
+                raise SshError(f"{self.address}: SSH connection lost")
             import paramiko
 
             cfg = _ssh_config(self._host)
@@ -158,6 +163,7 @@ class SshHost:
 
     def close(self) -> None:
         with self._lock:
+            self._lost = False
             if self._client is not None:
                 self._client.close()
                 self._client = None
@@ -184,6 +190,9 @@ class SshHost:
                 out = _read_all(chan.recv)
                 err = _read_all(chan.recv_stderr)
                 status = chan.recv_exit_status()
+                if status == -1 and not transport.is_active():
+                    # The connection died under the command: no answer, not an empty one.
+                    raise EOFError("the connection closed during a command")
             except TimeoutError:
                 raise subprocess.TimeoutExpired(command, timeout) from None
             except (paramiko.SSHException, OSError, EOFError) as e:
@@ -250,10 +259,16 @@ class SshHost:
         return procfs.parse_meminfo(self._read_files(["/proc/meminfo"])["/proc/meminfo"] or "")
 
     def mem_total_bytes(self) -> int:
-        return self._meminfo()["MemTotal"]
+        return self._meminfo_field("MemTotal")
 
     def mem_available_bytes(self) -> int:
-        return self._meminfo()["MemAvailable"]
+        return self._meminfo_field("MemAvailable")
+
+    def _meminfo_field(self, name: str) -> int:
+        value = self._meminfo().get(name)
+        if value is None:
+            raise SshError(f"{self.address}: no {name} in /proc/meminfo there")
+        return value
 
     def load_avg_1m(self) -> float:
         return procfs.parse_loadavg(self._read_files(["/proc/loadavg"])["/proc/loadavg"] or "0")

@@ -113,6 +113,8 @@ def classic_table(frames: Frames) -> Any:
 
     columns: dict[str, dict[str, str]] = {}
     any_runtime = frames.samples["runtime"].notna().any()
+    rtt = frames.steps.get("rtt_s")
+    any_remote = rtt is not None and bool((rtt > 0).any())
     for r in frames.runs:
         host_kernel = host_facts(r.metadata).get("kernel")
         engines = r.metadata.get("engines", {})
@@ -145,6 +147,15 @@ def classic_table(frames: Frames) -> Any:
                 "engine storage per instance": _mem(rows, "storage_per_instance_mib"),
                 "density (max N)": _density(frames, r.run_id, platform, rows),
             }
+            if any_remote:
+                # Ready is seen on bench's clock, through the link: a remote boot time
+                # includes part of this round trip.
+                column = _insert_after(
+                    column,
+                    "boot p50 / p95, largest N",
+                    "round trip to its host (median)",
+                    _rtt(frames.steps, r.run_id, platform),
+                )
             if any_runtime:
                 column = _insert_after(
                     column, "kernel", "runtime", runtime_cell(runtimes, engines.get(platform, {}))
@@ -154,6 +165,14 @@ def classic_table(frames: Frames) -> Any:
     df["usual claim"] = [USUAL_CLAIMS.get(k, "") for k in df.index]
     df.index.name = "measured"
     return df
+
+
+def _rtt(steps: Any, run_id: str, platform: str) -> str:
+    own = steps[(steps["run"] == run_id) & (steps["platform"] == platform)]["rtt_s"].dropna()
+    if own.empty:
+        return "-"
+    median = float(own.median())
+    return "0 (this machine)" if median == 0 else f"{median * 1000:.2f} ms"
 
 
 def classic_markdown(frames: Frames) -> str:
