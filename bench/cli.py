@@ -139,6 +139,15 @@ def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     out: OutDir = Path("results"),
     name: RunName = None,
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            metavar="HOST",
+            help="Run the whole scenario on this host (a name from its hosts:, `local` or "
+            "ssh://USER@HOST[:PORT]); repeat for several, run in parallel.",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario on the real engines and store every raw sample.
 
@@ -151,11 +160,13 @@ def run(
     from bench.progress import RichEvents
     from bench.results import load_run
     from bench.run import run_scenario
-    from bench.scenario import load_scenario
+    from bench.scenario import load_scenario, on_hosts
     from bench.summary import density_results, memory_disagreements, summarize
     from bench.views import summary_table
 
     loaded = load_scenario(scenario)
+    if hosts:
+        loaded = on_hosts(loaded, hosts)
     err = _stderr()
     with RichEvents(err, loaded.scenario) as events:
         outcome = run_scenario(

@@ -448,9 +448,18 @@ def run_warnings(
 
 
 def _groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """Samples by (platform, N). Never pooled across hosts: a platform a run measured
+    on several hosts (`bench run --host A --host B`) is one group per host, named
+    platform@host, matched with the same host's group in the other runs."""
+    hosts: dict[str, set[Any]] = {}
+    for s in samples:
+        hosts.setdefault(s["platform"], set()).add(s.get("host"))
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for s in samples:
-        out.setdefault((s["platform"], s["n"]), []).append(s)
+        name = s["platform"]
+        if len(hosts[name]) > 1:
+            name = f"{name}@{s.get('host')}"
+        out.setdefault((name, s["n"]), []).append(s)
     # Platforms in the order they ran, N ascending within each.
     order = {p: i for i, p in enumerate(dict.fromkeys(p for p, _ in out))}
     return dict(sorted(out.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])))

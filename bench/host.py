@@ -80,6 +80,11 @@ class Host(Protocol):
         """Run a command there; a missing program is returncode 127, as in a shell."""
         ...
 
+    def ensure_copy(self, local: Path, path: str | Path) -> bool:
+        """Make `path` there a copy of this machine's file `local` (a VM's kernel and
+        initramfs for a remote hypervisor); True when it had to copy."""
+        ...
+
     def rtt_s(self) -> float:
         """Round-trip time from bench to this machine (0 for this machine itself): bench
         times readiness on its own clock from a streamed console, so a remote engine's
@@ -110,8 +115,7 @@ def host_for(address: str | None) -> Host:
     None (the default); an SshHost (one per SSH address and process, connected when
     first used) for ssh://user@host[:port] and qemu+ssh://user@host/system.
 
-    Runs refuse remote engines before they ask for a host (bench.run.refuse_remote):
-    their steps need the per-host round-trip time and memory guard first.
+    An address bench cannot read the machine of (tcp://, qemu+tls://) is refused.
     """
     if is_local_address(address):
         return local_host()
@@ -240,6 +244,15 @@ class LocalHost:
             )
         except FileNotFoundError:
             return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: not found")
+
+    def ensure_copy(self, local: Path, path: str | Path) -> bool:
+        if Path(local).resolve() == Path(path).resolve():
+            return False
+        import shutil
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, path)
+        return True
 
     def rtt_s(self) -> float:
         return 0.0

@@ -172,6 +172,11 @@ class StepRecord(Record):
     ksm_pages_sharing: int | None = None
     thp_mode: str | None = None
     load_avg_1m: float | None = value("host load when the step was measured")
+    rtt_s: float | None = value(
+        "round trip from bench to the engine's machine before the step (SSH keepalive; 0 on "
+        "this machine): ready_s is seen on bench's clock, so a remote one includes its share",
+        "s",
+    )
     limit: str | None = value("density limit the step broke: failure, timeout, slo, memory_reserve")
     limit_detail: str | None = None
     predicted_bytes: int | None = value("memory the guard predicted for a refused step", "bytes")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class RunWriter:
         self.metadata: dict[str, Any] = {}
         self._samples: IO[str] | None = None
         self._steps: IO[str] | None = None
+        # Several hosts' runners write at once (bench.runner.lanes): one line at a time.
+        self._lock = threading.RLock()
 
     def start(self, metadata: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=False)
@@ -67,21 +70,27 @@ class RunWriter:
         self._steps = (self.dir / STEPS).open("a")
 
     def add_samples(self, samples: list[Sample]) -> None:
-        _append(self._samples, [_record(Sample, s).row() for s in samples])
+        rows = [_record(Sample, s).row() for s in samples]
+        with self._lock:
+            _append(self._samples, rows)
 
     def add_step(self, step: StepRecord) -> None:
-        _append(self._steps, [_record(StepRecord, step).row()])
+        row = _record(StepRecord, step).row()
+        with self._lock:
+            _append(self._steps, [row])
 
     def update(self, **fields: Any) -> None:
-        self.metadata.update(fields)
-        self._write_metadata()
+        with self._lock:
+            self.metadata.update(fields)
+            self._write_metadata()
 
     def finish(self, status: str, **fields: Any) -> None:
-        for f in (self._samples, self._steps):
-            if f:
-                f.close()
-        self._samples = self._steps = None
-        self.update(status=status, finished_at=_now(), **fields)
+        with self._lock:
+            for f in (self._samples, self._steps):
+                if f:
+                    f.close()
+            self._samples = self._steps = None
+            self.update(status=status, finished_at=_now(), **fields)
 
     def _write_metadata(self) -> None:
         # Write-then-rename: a reader (or a crash) never sees half a file.

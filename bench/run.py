@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import signal
+import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,10 +16,21 @@ from typing import Any
 
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
-from bench.errors import ExitCode, Interrupted, MissingImage, UnknownRuntime, UsageError
-from bench.host import Host, is_local_address
+from bench.errors import (
+    BenchError,
+    EngineUnavailable,
+    ExitCode,
+    Interrupted,
+    MissingImage,
+    UnknownRuntime,
+    UsageError,
+    first_line,
+)
+from bench.host import Host, host_for, is_local_address
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
+from bench.runner.lanes import HostLanes
+from bench.runner.recorder import Recorder
 from bench.scenario import LoadedScenario
 
 
@@ -26,41 +41,54 @@ class RunOutcome:
     failures: int  # instances that never became ready (the run itself completed)
 
 
+def slot_names(loaded: LoadedScenario) -> dict[int, str]:
+    """Each platform's key in a run's backends, engines and warm-ups, by position: its
+    name, or name@host when `bench run --host` put one name on several hosts."""
+    platforms = loaded.scenario.platforms
+    counts = Counter(p.name for p in platforms)
+    return {
+        i: p.name if counts[p.name] == 1 else f"{p.name}@{host_label(p)}"
+        for i, p in enumerate(platforms)
+    }
+
+
+def host_label(p: Any) -> str:
+    """The machine a placed platform runs on, as a short label (the SSH host[:port])."""
+    address = getattr(p, "uri", None) or p.host
+    if not address or is_local_address(address):
+        return "local"
+    parsed = urllib.parse.urlparse(address)
+    return parsed.netloc.split("@")[-1] or address
+
+
 def check_against_host(loaded: LoadedScenario, host: Host | Mapping[str, Host]) -> None:
     """Refuse what a platform's host can never do, before anything starts.
 
-    `host`: each platform's host by platform name, or one host for all of them.
+    `host`: each platform's host by its slot (slot_names: its name unless it runs on
+    several hosts), or one host for all of them.
     """
     totals: dict[str, int] = {}
+    slots = slot_names(loaded)
     for i, p in enumerate(loaded.scenario.platforms):
-        if isinstance(host, Mapping) and p.name not in host:
+        if isinstance(host, Mapping) and slots[i] not in host:
             continue  # not part of this run (bench ab runs two platforms)
-        h = host[p.name] if isinstance(host, Mapping) else host
+        h = host[slots[i]] if isinstance(host, Mapping) else host
         if h.key not in totals:
             totals[h.key] = h.mem_total_bytes()
         total = totals[h.key]
         if p.memory and p.memory > total:
             raise loaded.error(
                 ("platforms", i, "memory"),
-                f"{p.memory / 2**30:.1f} GiB per instance is more than this host's "
+                f"{p.memory / 2**30:.1f} GiB per instance is more than {h.key}'s "
                 f"{total / 2**30:.1f} GiB of memory",
             )
 
 
-def refuse_remote(backends: Mapping[str, Backend]) -> None:
-    """Refuse a remote engine before its host is asked anything.
-
-    bench.host.host_for can already build a remote engine's SshHost, but a run does not
-    measure one yet: its steps first need the controller-to-host round-trip time
-    recorded, a memory guard per host and the image pair built there.
-    """
+def refuse_unreadable(backends: Mapping[str, Backend]) -> None:
+    """Refuse an engine whose machine bench cannot read (tcp://, qemu+tls://: no SSH),
+    before anything is asked of it: its memory would be read from the wrong machine."""
     for b in backends.values():
-        address = b.engine_address()
-        if not is_local_address(address):
-            raise UsageError(
-                f"{address}: only an engine on this machine (a unix socket, qemu:///...) "
-                "can be measured for now"
-            )
+        host_for(b.engine_address())
 
 
 def prepare_backends(
@@ -73,12 +101,13 @@ def prepare_backends(
     or raise before any start."""
     backends: dict[str, Backend] = {}
     engines: dict[str, dict[str, Any]] = {}
+    slots = slot_names(loaded)
     try:
-        for p in loaded.scenario.platforms:
+        for i, p in enumerate(loaded.scenario.platforms):
             if only is None or p.name in only:
-                backends[p.name] = factory(p)
-                backends[p.name].say = say
-        refuse_remote(backends)
+                backends[slots[i]] = factory(p)
+                backends[slots[i]].say = say
+        refuse_unreadable(backends)
         check_against_host(loaded, {name: b.host for name, b in backends.items()})
         # Every platform's cheap checks first: a bad file starts and builds nothing.
         _preflight(loaded, backends)
@@ -91,11 +120,12 @@ def prepare_backends(
 
 
 def _preflight(loaded: LoadedScenario, backends: dict[str, Backend]) -> None:
-    for i, p in enumerate(loaded.scenario.platforms):
-        if p.name not in backends:
+    slots = slot_names(loaded)
+    for i, _p in enumerate(loaded.scenario.platforms):
+        if slots[i] not in backends:
             continue
         try:
-            backends[p.name].preflight()
+            backends[slots[i]].preflight()
         except (MissingImage, UnknownRuntime) as e:
             raise loaded.error(("platforms", i, e.key), str(e)) from None
 
@@ -108,11 +138,12 @@ def preflight(
 ) -> None:
     """What `bench run` checks before it starts anything, on its own (for validate):
     each platform against its host, then (with `engines`) its engine and images."""
-    backends = {p.name: factory(p) for p in loaded.scenario.platforms}
+    slots = slot_names(loaded)
+    backends = {slots[i]: factory(p) for i, p in enumerate(loaded.scenario.platforms)}
     for b in backends.values():
         b.may_probe = False  # validate starts nothing; a cached probe result still counts
     try:
-        refuse_remote(backends)
+        refuse_unreadable(backends)
         check_against_host(loaded, {name: b.host for name, b in backends.items()})
         if engines:
             _preflight(loaded, backends)
@@ -176,10 +207,12 @@ def run_scenario(
                 **({"ab": {"baseline": ab[0], "candidate": ab[1], "pairs": []}} if ab else {}),
             }
         )
-        runner = Runner(loaded, run_id, backends, writer, events or NoEvents(), ab=ab)
+        runner = _runner(loaded, run_id, backends, writer, events or NoEvents(), ab)
         try:
             with _interrupts(runner, writer):
                 results = runner.run()
+            if isinstance(runner, HostLanes) and runner.errors:
+                raise _host_failure(runner, writer)
         except KeyboardInterrupt:
             # Results first (fast, and what matters if a second signal forces exit),
             # then every instance of this run, whatever phase the run was in.
@@ -193,6 +226,8 @@ def run_scenario(
             raise Interrupted(
                 f"interrupted: every instance destroyed, finished steps kept in {writer.dir}"
             ) from None
+        except HostFailed as e:
+            raise e.error from None  # recorded and cleaned up by _host_failure
         except BaseException as e:
             writer.finish("failed", error=str(e)[:500])
             runner.cleanup()
@@ -236,6 +271,91 @@ def check_ab(loaded: LoadedScenario, baseline: str, candidate: str) -> None:
         )
 
 
+def _runner(
+    loaded: LoadedScenario,
+    run_id: str,
+    backends: dict[str, Backend],
+    writer: RunWriter,
+    events: Events,
+    ab: tuple[str, str] | None,
+) -> Runner | HostLanes:
+    """One runner for a run on one host (and for bench ab, whose pairs must stay in
+    order); one per host, run in parallel, for several."""
+    slots = slot_names(loaded)
+    platforms = [p for i, p in enumerate(loaded.scenario.platforms) if slots[i] in backends]
+    slot_of = {id(p): slots[i] for i, p in enumerate(loaded.scenario.platforms)}
+
+    def slot(p: Any) -> str:
+        return slot_of[id(p)]
+
+    by_host: dict[str, list[Any]] = {}
+    for p in platforms:
+        by_host.setdefault(backends[slot(p)].host.key, []).append(p)
+    if ab is not None or len(by_host) == 1:
+        return Runner(loaded, run_id, backends, writer, events, ab=ab, slot_of=slot)
+    counter, recorder = itertools.count(), Recorder(writer)
+    runners = {
+        key: Runner(
+            loaded,
+            run_id,
+            backends,
+            writer,
+            events,
+            platforms=ps,
+            slot_of=slot,
+            counter=counter,
+            recorder=recorder,
+        )
+        for key, ps in by_host.items()
+    }
+
+    def reset(key: str) -> None:
+        # New connections for the teardown: the failed ones may be dead (SSH dropped).
+        for p in by_host[key]:
+            backend = backends[slot(p)]
+            with contextlib.suppress(Exception):
+                backend.close()
+            close = getattr(backend.host, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    return HostLanes(runners, reset=reset)
+
+
+class HostFailed(Exception):
+    """Carries a failed host's one-line error past run_scenario's generic handler."""
+
+    def __init__(self, error: BenchError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _host_failure(lanes: HostLanes, writer: RunWriter) -> HostFailed:
+    """Some hosts stopped (each already cleaned up), the others finished: keep every
+    finished step, and say in one line which host failed and why."""
+    lines = {key: first_line(e, 500) for key, e in lanes.errors.items()}
+    left = lanes.cleanup()
+    writer.finish("failed", error="; ".join(lines.values()), host_errors=lines, leftovers=left)
+    key, error = next(iter(lanes.errors.items()))
+    others = [k for k in lanes.runners if k not in lanes.errors]
+    kept = (
+        f"{', '.join(others)} finished; every finished step is kept in {writer.dir}"
+        if others
+        else f"finished steps are kept in {writer.dir}"
+    )
+    more = f" (and {len(lanes.errors) - 1} other host(s))" if len(lanes.errors) > 1 else ""
+    message = f"host {key} stopped{more}: {first_line(error, 300)}; {kept}"
+    if left:
+        message += f"; remove what is left with `bench clean --run {writer.run_id}`"
+    cls = type(error) if isinstance(error, EngineUnavailable) else BenchError
+    try:
+        out = cls(message)
+    except TypeError:
+        out = BenchError(message)
+    return HostFailed(out)
+
+
 def describe_hosts(
     backends: dict[str, Backend], engines: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
@@ -245,8 +365,16 @@ def describe_hosts(
     for name, backend in backends.items():
         host = backend.host
         if host.key not in hosts:
-            hosts[host.key] = host.describe()
-        engines.setdefault(name, {})["host"] = host.key
+            hosts[host.key] = {**host.describe(), "rtt_s": host.rtt_s(), "engines": {}}
+        engine = engines.setdefault(name, {})
+        engine["host"] = host.key
+        # Each host's own engine versions and image digests, next to its facts: the same
+        # rootfs_sha256 on two hosts is the same userland.
+        hosts[host.key]["engines"][name] = {
+            k: v
+            for k, v in engine.items()
+            if k.endswith("_version") or k in ("engine", "accel", "image_id", "rootfs_sha256")
+        }
     return hosts
 
 
@@ -259,7 +387,7 @@ def close_all(backends: dict[str, Backend]) -> None:
 
 
 @contextmanager
-def _interrupts(runner: Runner, writer: RunWriter) -> Iterator[None]:
+def _interrupts(runner: Runner | HostLanes, writer: RunWriter) -> Iterator[None]:
     """SIGINT and SIGTERM stop the run cleanly; a second one forces exit at once.
 
     Forced exit leaves the results marked interrupted and any remaining instance

@@ -7,8 +7,10 @@ this file. Every error names the file, the line where YAML can tell it, and the 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,8 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from bench.errors import ScenarioError
+from bench.errors import ScenarioError, UsageError
 from bench.settings import (
+    LOCAL,
     Bytes,
     Count,
     Density,
@@ -98,8 +101,28 @@ class Scenario(Model):
     platforms: list[SerializeAsAny[PlatformBase]] = Field(
         min_length=1, description="one or more, with unique names"
     )
+    # Short names of the machines engines run on: `local` (this one) or
+    # ssh://[user@]host[:port]; a platform's `host:` (or `bench run --host`) names one.
+    hosts: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="short names of the machines engines run on: local or "
+        "ssh://[user@]host[:port]; a platform's host: names one",
+    )
 
     _check_name = field_validator("name")(check_name)
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_addresses(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, address in v.items():
+            check_name(name)
+            if not is_host_address(address):
+                raise ValueError(
+                    f"hosts.{name}: {address!r} is not a host address: write `local` or "
+                    "ssh://[user@]host[:port]"
+                )
+        return v
 
     @field_validator("platforms")
     @classmethod
@@ -192,6 +215,70 @@ class LoadedScenario:
         )
 
 
+def is_host_address(address: str) -> bool:
+    """`local`, or ssh://[user@]host[:port] and nothing more (no path, no query)."""
+    if address == LOCAL:
+        return True
+    parsed = urllib.parse.urlparse(address)
+    return (
+        parsed.scheme == "ssh"
+        and bool(parsed.hostname)
+        and parsed.path in ("", "/")
+        and not parsed.query
+        and not parsed.fragment
+    )
+
+
+def host_address(scenario: Scenario, host: str) -> str | None:
+    """The address a `host:` value names: a `hosts:` entry, `local`, or an address
+    written out (ssh://...); None for a name the scenario does not define."""
+    if host in scenario.hosts:
+        return scenario.hosts[host]
+    if host == LOCAL or "://" in host:
+        return host
+    return None
+
+
+def _placed(scenario: Scenario, fail: Any) -> Scenario:
+    """Each platform whose `host:` names a machine, pointed at that machine's engine."""
+    placed = []
+    for i, p in enumerate(scenario.platforms):
+        address = host_address(scenario, p.host) if p.host else None
+        if p.host and address is None:
+            known = ", ".join(scenario.hosts) or "none"
+            raise fail(("platforms", i, "host"), f"no host {p.host!r} in hosts: (known: {known})")
+        if address is None or not is_host_address(address):
+            placed.append(p)  # no host, or an engine address the backend checks itself
+            continue
+        try:
+            placed.append(p.placed_on(address))
+        except ValueError as e:
+            raise fail(("platforms", i, "host"), str(e)) from None
+    return scenario.model_copy(update={"platforms": placed})
+
+
+def on_hosts(loaded: LoadedScenario, hosts: list[str]) -> LoadedScenario:
+    """The whole scenario once per host (`bench run --host A --host B`): every platform
+    placed on each host in turn, under its own name (records tell the hosts apart)."""
+    sc = loaded.scenario
+    platforms = []
+    for host in dict.fromkeys(hosts):
+        address = host_address(sc, host)
+        if address is None or not is_host_address(address):
+            known = ", ".join([*sc.hosts, LOCAL])
+            raise UsageError(
+                f"--host {host}: not a host of {loaded.path} (known: {known}) nor an "
+                "address (ssh://[user@]host[:port])"
+            )
+        for p in sc.platforms:
+            try:
+                platforms.append(p.placed_on(address))
+            except ValueError as e:
+                raise UsageError(f"--host {host}: platform {p.name!r}: {e}") from None
+    placed = sc.model_copy(update={"platforms": platforms})
+    return dataclasses.replace(loaded, scenario=placed)
+
+
 def load_scenario(path: str | Path) -> LoadedScenario:
     path = Path(path)
     try:
@@ -243,11 +330,12 @@ def _parse(text: str, source: str) -> tuple[Scenario, dict[tuple[Any, ...], int]
     if isinstance(platforms, list):
         data = {**data, "platforms": [_platform(p, i, fail, root) for i, p in enumerate(platforms)]}
     try:
-        return Scenario(**data), lines
+        scenario = Scenario(**data)
     except ValidationError as e:
         err = e.errors()[0]
         loc = _error_loc(err)
         raise fail(loc, _describe(err, _node_at(root, loc))) from None
+    return _placed(scenario, fail), lines
 
 
 def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:

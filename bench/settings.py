@@ -146,6 +146,10 @@ class Density(Model):
         return out
 
 
+#: The `hosts:` address (and `--host` value) of the machine bench runs on.
+LOCAL = "local"
+
+
 class PlatformBase(Model):
     """Keys every platform has; a backend's Settings subclass adds its own."""
 
@@ -177,8 +181,24 @@ class PlatformBase(Model):
         "would, but never run through a shell (default: the image's)",
         json_schema_extra=_or_text({"type": "string"}),
     )
+    # The machine its engine runs on: a name from the scenario's `hosts:` (resolved when
+    # the scenario is read, see placed_on) or, for backends that take one, an address.
+    host: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="the machine its engine runs on: a name from hosts:, or an address",
+    )
 
     _check_name = field_validator("name")(check_name)
+
+    def placed_on(self, address: str) -> PlatformBase:
+        """This platform with its engine on the machine at `address`: LOCAL, or
+        ssh://[user@]host[:port]. A backend that can drive a remote engine overrides
+        this to point its own address key there; by default only this machine will do."""
+        if address == LOCAL:
+            return self.model_copy(update={"host": None})
+        raise ValueError(f"backend {self.backend} runs only on this machine, not on {address}")
 
     @field_validator("command", mode="before")
     @classmethod

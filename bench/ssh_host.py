@@ -76,6 +76,7 @@ class SshHost:
         # local host's key (the hostname), as two engines on one machine must.
         self.key = key or (parsed.hostname if parsed.port is None else parsed.netloc.split("@")[-1])
         self._client: Any = None
+        self._lost = False  # a connection dropped; close() allows a new one
         self._lock = threading.Lock()
         self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
         self._memory: dict[int, dict[str, int]] = {}
@@ -89,7 +90,17 @@ class SshHost:
     def _connect(self) -> Any:
         with self._lock:
             if self._client is not None:
-                return self._client
+                transport = self._client.get_transport()
+                if transport is not None and transport.is_active():
+                    return self._client
+                # Dropped (sshd restarted, the session killed): a run must stop on this
+                # host rather than read on as if nothing happened. close() allows a new
+                # connection (to remove what the run left there).
+                self._client.close()
+                self._client = None
+                self._lost = True
+            if self._lost:
+                raise SshError(f"{self.address}: SSH connection lost")
             import paramiko
 
             cfg = _ssh_config(self._host)
@@ -152,6 +163,7 @@ class SshHost:
 
     def close(self) -> None:
         with self._lock:
+            self._lost = False
             if self._client is not None:
                 self._client.close()
                 self._client = None
@@ -178,6 +190,9 @@ class SshHost:
                 out = _read_all(chan.recv)
                 err = _read_all(chan.recv_stderr)
                 status = chan.recv_exit_status()
+                if status == -1 and not transport.is_active():
+                    # The connection died under the command: no answer, not an empty one.
+                    raise EOFError("the connection closed during a command")
             except TimeoutError:
                 raise subprocess.TimeoutExpired(command, timeout) from None
             except (paramiko.SSHException, OSError, EOFError) as e:
@@ -244,10 +259,16 @@ class SshHost:
         return procfs.parse_meminfo(self._read_files(["/proc/meminfo"])["/proc/meminfo"] or "")
 
     def mem_total_bytes(self) -> int:
-        return self._meminfo()["MemTotal"]
+        return self._meminfo_field("MemTotal")
 
     def mem_available_bytes(self) -> int:
-        return self._meminfo()["MemAvailable"]
+        return self._meminfo_field("MemAvailable")
+
+    def _meminfo_field(self, name: str) -> int:
+        value = self._meminfo().get(name)
+        if value is None:
+            raise SshError(f"{self.address}: no {name} in /proc/meminfo there")
+        return value
 
     def load_avg_1m(self) -> float:
         return procfs.parse_loadavg(self._read_files(["/proc/loadavg"])["/proc/loadavg"] or "0")
@@ -392,10 +413,47 @@ class SshHost:
     def remove_empty_dir(self, path: str | Path) -> None:
         self._sh(f"rmdir -- {shlex.quote(str(path))} 2>/dev/null; true")
 
+    def ensure_copy(self, local: Path, path: str | Path) -> bool:
+        """Make `path` there a copy of the local file `local` (SFTP), unless it already is
+        one (same sha256); True when it copied."""
+        digest = _sha256(local)
+        quoted = shlex.quote(str(path))
+        status, out, _ = self._sh(f"sha256sum -- {quoted} 2>/dev/null")
+        if status == 0 and out.split()[:1] == [digest]:
+            return False
+        self.make_dirs(Path(path).parent)
+        tmp = f"{path}.bench-{os.getpid()}"
+        import paramiko
+
+        try:
+            with self._channels:
+                sftp = self._connect().open_sftp()
+                try:
+                    sftp.put(str(local), tmp)
+                    sftp.posix_rename(tmp, str(path))
+                finally:
+                    sftp.close()
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self._sh(f"rm -f -- {shlex.quote(tmp)}; true")
+            raise SshError(
+                f"{self.address}: cannot copy {local} to {path}: {_one_line(e)}"
+            ) from None
+        return True
+
     def run(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """Run a command there; a missing program is returncode 127 (the remote shell's)."""
         status, out, err = self._exec(shlex.join(argv), timeout)
         return subprocess.CompletedProcess(list(argv), status, out, err)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _read_all(recv: Any) -> bytes:

@@ -32,10 +32,12 @@ def summary_table(
     ]
     for name, justify in columns:
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
+    # Several hosts: each row says which (statistics never pool hosts).
+    several = len({r.get("host") for r in rows}) > 1
     for r in spectrum_order(rows):
         ok = r["samples"] - r["failures"]
         t.add_row(
-            r["platform"],
+            f"{r['platform']} @ {r.get('host')}" if several else r["platform"],
             r["accel"] or "-",
             str(r["n"]),
             f"[red]{ok}/{r['samples']}[/]" if r["failures"] else f"{ok}/{r['samples']}",

@@ -74,6 +74,9 @@ class FakeHost:
     def rtt_s(self):
         return 0.0
 
+    def ensure_copy(self, local, path):
+        return False
+
     def memory_facts(self):
         return {}
 

@@ -300,3 +300,29 @@ def test_a_run_against_itself_is_refused_up_front_in_one_line():
     assert p.returncode == ExitCode.USAGE
     assert p.stdout == ""  # no table first
     assert p.stderr.count("\n") == 1 and "both a baseline and the current run" in p.stderr
+
+
+def on_hosts(run, slow_host=None, delay=0.0):
+    """The run's samples measured on two hosts, lab1 and lab2 (`bench run --host`);
+    `slow_host`'s readiness delayed by `delay`."""
+    samples = [
+        {**s, "host": h, "ready_s": s["ready_s"] + (delay if h == slow_host else 0.0)}
+        for h in ("lab1", "lab2")
+        for s in run.samples
+    ]
+    return Run(run.dir, run.metadata, samples, [])
+
+
+def test_compare_never_pools_samples_of_two_hosts():
+    rng = np.random.default_rng(5)
+    base = on_hosts(make_run("b", {("container", 1): startup_times(rng, 20)}))
+    # lab2 slowed down by 200 ms, lab1 as before: pooled, half the samples would hide
+    # it in a wider spread; per host, lab2 is a regression of its own and lab1 is not.
+    cur = on_hosts(
+        make_run("c", {("container", 1): startup_times(rng, 20)}), slow_host="lab2", delay=0.2
+    )
+    result = compare_runs(base, cur)
+    groups = {(g.platform, g.n): g for g in result.groups}
+    assert set(groups) == {("container@lab1", 1), ("container@lab2", 1)}
+    assert all(g.current_samples == 20 for g in groups.values())
+    assert [g.platform for g in result.regressions] == ["container@lab2"]

@@ -57,14 +57,15 @@ def test_addresses_bench_cannot_read_the_machine_of_are_refused(address):
         host_for(address)
 
 
-def test_a_run_still_refuses_a_remote_engine_before_asking_its_host(monkeypatch):
+def test_a_run_refuses_an_engine_whose_machine_it_cannot_read_before_asking_it(monkeypatch):
     from bench.run import preflight
     from bench.scenario import LoadedScenario
 
-    monkeypatch.setenv("DOCKER_HOST", "ssh://root@127.0.0.1:2222")
+    # tcp:// has no SSH to read the machine by: refused before any connection.
+    monkeypatch.setenv("DOCKER_HOST", "tcp://192.0.2.1:2375")
     text = "name: r\nplatforms:\n  - {name: c, backend: docker, image: busybox}\n"
     loaded = LoadedScenario(parse_scenario(text), Path("r.yaml"), text)
-    with pytest.raises(UsageError, match="only an engine on this machine"):
+    with pytest.raises(UsageError, match="over SSH: give ssh://user@host"):
         preflight(loaded, engines=False)
 
 

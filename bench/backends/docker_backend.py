@@ -39,7 +39,7 @@ from bench.errors import (
     first_line,
 )
 from bench.paths import cache_dir
-from bench.settings import PlatformBase
+from bench.settings import LOCAL, PlatformBase, check_name
 
 if TYPE_CHECKING:
     from bench.host import Host
@@ -49,12 +49,15 @@ class DockerSettings(PlatformBase):
     backend: Literal["docker"] = Field(description="a container on Docker Engine")
     cpus: float | None = Field(None, gt=0, le=1024, description="CPU limit, e.g. 1 or 0.5")
     network: str = Field("none", min_length=1, max_length=64, description="network mode")
-    # Docker Engine address, unix:///path/to/docker.sock (local engines only, see below);
-    # default: $DOCKER_HOST, else unix:///var/run/docker.sock.
+    # Docker Engine address: unix:///path/to/docker.sock, ssh://user@host[:port] (an
+    # engine on another machine, measured there over SSH), or a name from the scenario's
+    # `hosts:`; default: $DOCKER_HOST, else unix:///var/run/docker.sock.
     host: str | None = Field(
         None,
+        min_length=1,
         max_length=512,
-        description="engine socket, unix://PATH (default: $DOCKER_HOST, else the local socket)",
+        description="engine address: unix://PATH, ssh://USER@HOST[:PORT] or a name from "
+        "hosts: (default: $DOCKER_HOST, else the local socket)",
     )
     env: dict[str, str] = Field(
         default_factory=dict, description="environment variables of the container"
@@ -72,14 +75,20 @@ class DockerSettings(PlatformBase):
 
     @field_validator("host")
     @classmethod
-    def _local_only(cls, v: str | None) -> str | None:
-        # Memory and disk are read on this machine (/proc, the engine's storage):
-        # a remote engine would get this host's figures. Remote hosts need a remote Host.
-        if v is not None and not v.startswith("unix://"):
+    def _readable_host(cls, v: str | None) -> str | None:
+        # Memory and disk are read on the engine's machine: here for a socket, over SSH
+        # for ssh://. An engine bench cannot read the machine of (tcp://) is refused.
+        if v is not None and "://" not in v:
+            return check_name(v)  # a `hosts:` name: the scenario resolves it
+        if v is not None and not v.startswith(("unix://", "ssh://")):
             raise ValueError(
-                "only a local engine (unix:///path/to/docker.sock) can be measured for now"
+                "give unix:///path/to/docker.sock, ssh://user@host[:port] or a name from "
+                "hosts: (bench reads a remote engine's machine over SSH, so never tcp://)"
             )
         return v
+
+    def placed_on(self, address: str) -> DockerSettings:
+        return self.model_copy(update={"host": None if address == LOCAL else address})
 
 
 class DockerBackend(ContainerBackend):
@@ -97,7 +106,7 @@ class DockerBackend(ContainerBackend):
         CliOption(
             "--docker-host",
             "docker_host",
-            "Docker Engine address, unix://PATH (default: $DOCKER_HOST).",
+            "Docker Engine address, unix://PATH or ssh://USER@HOST[:PORT] (default: $DOCKER_HOST).",
             metavar="ADDRESS",
         ),
         CliOption(
@@ -169,7 +178,12 @@ class DockerBackend(ContainerBackend):
                     base_url=self.address,
                     timeout=API_TIMEOUT_S,
                     version="auto",
+                    # Launches, sampling and teardown run many calls at once (over ssh://
+                    # each is a session of one SSH connection: sshd's MaxSessions bounds it).
                     max_pool_size=API_CONNECTIONS,
+                    # ssh://: paramiko, which reads ~/.ssh/config and known_hosts and refuses
+                    # an unknown host key; BENCH_DOCKER_SSH_CLIENT=1 uses the ssh binary.
+                    use_ssh_client=os.environ.get("BENCH_DOCKER_SSH_CLIENT") == "1",
                 )
                 api.ping()
             except Exception as e:
@@ -181,10 +195,10 @@ class DockerBackend(ContainerBackend):
         return self._api
 
     def preflight(self) -> None:
-        if not self.address.startswith("unix://"):
+        if not self.address.startswith(("unix://", "ssh://")):
             raise UsageError(
-                f"DOCKER_HOST={self.address}: only a local engine (unix://) can be measured "
-                "for now; unset DOCKER_HOST or set `host: unix:///var/run/docker.sock`"
+                f"DOCKER_HOST={self.address}: bench measures an engine through a socket here "
+                "(unix://) or over SSH (ssh://user@host): unset DOCKER_HOST or set `host:`"
             )
         self.connect()
         runtime = self.settings.runtime

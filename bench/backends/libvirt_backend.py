@@ -41,7 +41,7 @@ from bench.errors import (
 )
 from bench.owner import owner_labels
 from bench.paths import cache_dir, state_dir
-from bench.settings import DEFAULT_MARKER
+from bench.settings import DEFAULT_MARKER, LOCAL
 from bench.units import format_bytes
 
 if TYPE_CHECKING:
@@ -64,14 +64,26 @@ class LibvirtSettings(GuestSettings):
 
     @field_validator("uri")
     @classmethod
-    def _local_only(cls, v: str) -> str:
-        # Memory and disk are read on this machine: a remote hypervisor would get this
-        # host's figures. Remote hosts need a remote Host first.
-        if urllib.parse.urlparse(v).netloc:
+    def _readable_host(cls, v: str) -> str:
+        # Memory and disk are read on the hypervisor's machine: here for qemu:///, over
+        # SSH for qemu+ssh://. A machine bench cannot read (qemu+tcp://, ...) is refused.
+        parsed = urllib.parse.urlparse(v)
+        if parsed.netloc and parsed.scheme != "qemu+ssh":
             raise ValueError(
-                "only a local hypervisor (qemu:///system, qemu:///session) can be measured for now"
+                "give a local hypervisor (qemu:///system) or one reached over SSH "
+                "(qemu+ssh://user@host/system): bench reads a remote machine over SSH"
             )
+        if parsed.scheme == "qemu+ssh" and parsed.path == "/session":
+            raise ValueError("qemu+ssh://.../session: use /system on a remote host")
         return v
+
+    def placed_on(self, address: str) -> LibvirtSettings:
+        """The same hypervisor (system or session) on that machine."""
+        path = urllib.parse.urlparse(self.uri).path or "/system"
+        if address == LOCAL:
+            return self.model_copy(update={"uri": f"qemu://{path}"})
+        netloc = urllib.parse.urlparse(address).netloc
+        return self.model_copy(update={"uri": f"qemu+ssh://{netloc}{path}"})
 
 
 # libvirt's event loop runs once per process, in one daemon thread; it serves the
@@ -279,6 +291,11 @@ class LibvirtBackend(Backend):
                 raise MissingImage(f"VM image {s.image!r} is not built: run `bench images build`")
             say(f"building the bench VM image {s.image!r} (first use on this host)...")
             art = images.build_rootfs(s.image)
+        # A remote hypervisor boots files of its own machine: the same paths there,
+        # copied from this one's cache when missing or different (a no-op here).
+        for path in (art.kernel, art.initrd):
+            if self.host.ensure_copy(path, path):
+                say(f"copied {path} to {self.host.key}")
         return {
             "boot": "kernel",
             "image": s.image,
@@ -332,6 +349,8 @@ class LibvirtBackend(Backend):
         """Boot the bench guest once under KVM: only a real boot tells whether KVM works
         (an opened /dev/kvm is not enough; under nested PVM guests hang after decompression)."""
         art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
+        for path in (art.kernel, art.initrd):
+            self.host.ensure_copy(path, path)
         done = threading.Event()
         console = Console(DEFAULT_MARKER, on_change=done.set)
         name = f"{NAME_PREFIX}kvm-probe-{os.getpid()}"
@@ -487,13 +506,29 @@ class LibvirtBackend(Backend):
                 try:
                     dom.destroy()
                 except libvirt.libvirtError as e:
-                    if e.get_error_code() not in gone:
+                    if e.get_error_code() in gone:
+                        pass
+                    elif self._conn is not None and self._conn.isAlive():
                         raise
+                    else:
+                        # Its connection died (a dropped SSH link): find it again by
+                        # name on a new one.
+                        self.close()
+                        self._destroy_by_name(inst.name, gone)
         finally:
             overlay = inst.info.pop("_overlay", None)
             if overlay:
                 self.host.remove_file(overlay)
                 self.host.remove_empty_dir(Path(overlay).parent)
+
+    def _destroy_by_name(self, name: str, gone: tuple[int, ...]) -> None:
+        import libvirt
+
+        try:
+            self.connect().lookupByName(name).destroy()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() not in gone:
+                raise
 
     def leftovers(self, run_id: str | None = None) -> list[Leftover]:
         import libvirt

@@ -229,6 +229,9 @@ class ContainerBackend(Backend):
         """A backend for the CLI's own use, at the address its option gives."""
         option = cls.cli_options[0]
         address = options.get(option.key)
+        if address is not None and "://" not in address:
+            # A bare word would be read as a `hosts:` name, which only a scenario has.
+            raise UsageError(f"{option.flag} {address}: give an address such as unix://PATH")
         try:
             settings = cls.Settings(name=name, backend=cls.engine, image="busybox", host=address)
         except ValidationError as e:
@@ -276,7 +279,15 @@ class ContainerBackend(Backend):
         finally:
             backend.close()
         short = image_id.removeprefix("sha256:")[:12]
-        return [(cls.engine, f"{images.docker_ref(name)} ({short})")]
+        # The rootfs digest names the userland: the same on two engines, the same image.
+        rootfs = images.ensure_rootfs(name)["rootfs_sha256"]
+        return [
+            (
+                cls.engine,
+                f"{images.docker_ref(name)} ({short}) at {backend.address}, "
+                f"rootfs sha256 {rootfs[:12]}",
+            )
+        ]
 
     # -- run ----------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ from bench.errors import (
     UsageError,
     first_line,
 )
+from bench.settings import LOCAL, check_name
 
 if TYPE_CHECKING:
     from bench.host import Host
@@ -87,14 +88,21 @@ class PodmanSettings(DockerSettings):
 
     @field_validator("host")
     @classmethod
-    def _local_only(cls, v: str | None) -> str | None:
+    def _readable_host(cls, v: str | None) -> str | None:
         # Memory and disk are read on this machine: a remote service would get this
         # host's figures. Never TCP: the service has no authentication.
+        if v is not None and "://" not in v:
+            return check_name(v)  # a `hosts:` name: placed_on() refuses a remote one
         if v is not None and not v.startswith("unix://"):
             raise ValueError(
                 "only a local podman service (unix:///run/podman/podman.sock) can be measured"
             )
         return v
+
+    def placed_on(self, address: str) -> PodmanSettings:
+        if address != LOCAL:
+            raise ValueError(f"podman runs only on this machine for now, not on {address}")
+        return self.model_copy(update={"host": None})
 
 
 # -- pure pieces ----------------------------------------------------------------------

@@ -120,6 +120,8 @@ def classic_table(frames: Frames, host: str | None = None) -> Any:
         samples = samples[samples["host"] == host]
         summary = summary[summary["host"] == host]
         steps = steps[steps["host"] == host]
+    rtt = steps.get("rtt_s")
+    any_remote = rtt is not None and bool((rtt > 0).any())
     for r in frames.runs:
         facts = (r.metadata.get("hosts") or {}).get(host) if host is not None else None
         host_kernel = (facts or host_facts(r.metadata)).get("kernel")
@@ -150,6 +152,15 @@ def classic_table(frames: Frames, host: str | None = None) -> Any:
                 "engine storage per instance": _mem(rows, "storage_per_instance_mib"),
                 "density (max N)": _density(frames, r.run_id, platform, rows),
             }
+            if any_remote:
+                # Ready is seen on bench's clock, through the link: a remote boot time
+                # includes part of this round trip.
+                column = _insert_after(
+                    column,
+                    "boot p50 / p95, largest N",
+                    "round trip to its host (median)",
+                    _rtt(steps, r.run_id, platform),
+                )
             if any_runtime:
                 column = _insert_after(
                     column, "kernel", "runtime", runtime_cell(runtimes, engines.get(platform, {}))
@@ -256,6 +267,14 @@ def memory_disagreements(frames: Frames) -> dict[str, list[str]]:
         if lines:
             out[r.run_id] = lines
     return out
+
+
+def _rtt(steps: Any, run_id: str, platform: str) -> str:
+    own = steps[(steps["run"] == run_id) & (steps["platform"] == platform)]["rtt_s"].dropna()
+    if own.empty:
+        return "-"
+    median = float(own.median())
+    return "0 (this machine)" if median == 0 else f"{median * 1000:.2f} ms"
 
 
 def classic_markdown(frames: Frames) -> str:

@@ -15,6 +15,9 @@ The parts, each in its own module:
 
 from __future__ import annotations
 
+import itertools
+import operator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,13 +85,19 @@ class Runner:
     clock: Clock = REAL_CLOCK
     # (baseline, candidate) platform names: run them as counterbalanced pairs (bench ab).
     ab: tuple[str, str] | None = None
-    _index: int = 0
+    # Several hosts in one run (bench.runner.lanes): this runner's platforms (default:
+    # the scenario's), the key of each one's backend and warm-up (default: its name),
+    # and the step numbers and recorder every host's runner shares.
+    platforms: list[PlatformBase] | None = None
+    slot_of: Callable[[PlatformBase], str] = operator.attrgetter("name")
+    counter: Iterator[int] = field(default_factory=itertools.count)
+    recorder: Recorder | None = None
 
     def __post_init__(self) -> None:
         sc = self.loaded.scenario
         self._executor = StepExecutor(self.clock, sc.launch.concurrency)
         self._measurer = Measurer(sc, self.clock)
-        self._recorder = Recorder(self.sink)
+        self._recorder = self.recorder or Recorder(self.sink)
 
     def run(self) -> list[StepResult]:
         """Every platform in turn: its warm-up, then its steps as its policy allows."""
@@ -97,7 +106,7 @@ class Runner:
         sc = self.loaded.scenario
         total = len(sc.plan())
         results: list[StepResult] = []
-        for platform in sc.platforms:
+        for platform in self.platforms or sc.platforms:
             policy = PlatformPolicy.of(sc, platform)
             self._warm_up(platform, policy)
             for n, r in policy.steps():
@@ -140,9 +149,8 @@ class Runner:
 
     def _step(self, step: Step, policy: PlatformPolicy, total: int) -> StepResult | None:
         """One step, guarded, run, judged and recorded; None when the guard refused it."""
-        backend = self.backends[step.platform.name]
-        index = self._index
-        self._index += 1
+        backend = self.backends[self.slot_of(step.platform)]
+        index = next(self.counter)
         self.events.step_started(index, total, step)
         refusal = policy.guard(step.n, backend.host.mem_available_bytes())
         if refusal is not None:
@@ -166,7 +174,7 @@ class Runner:
         a warm-up the host cannot hold is skipped (the first step is then refused).
         """
         k = self.loaded.scenario.warmup
-        backend = self.backends[platform.name]
+        backend = self.backends[self.slot_of(platform)]
         if k == 0 or policy.would_refuse(k, backend.host.mem_available_bytes()):
             return
         names = [f"{NAME_PREFIX}{self.run_id}-{platform.name}-w-{i}" for i in range(k)]
@@ -186,7 +194,7 @@ class Runner:
             else None
             for x in launched.launches
         ]
-        self._recorder.warmup(k, platform.name, ready_s)
+        self._recorder.warmup(k, self.slot_of(platform), ready_s)
 
     def _check_engine(self, step: Step, result: StepResult) -> None:
         """A step where every launch failed and the engine no longer answers: the engine
@@ -194,7 +202,7 @@ class Runner:
         every remaining step the same way."""
         if not result.samples or any(s["failure"] != "launch" for s in result.samples):
             return
-        backend = self.backends[step.platform.name]
+        backend = self.backends[self.slot_of(step.platform)]
         if backend.reachable():
             return
         self._recorder.step(result.samples, result.record)
@@ -205,11 +213,11 @@ class Runner:
         )
 
     def _head(self, step: Step, index: int) -> dict[str, Any]:
-        return step_head(self.run_id, step, index, self.backends[step.platform.name])
+        return step_head(self.run_id, step, index, self.backends[self.slot_of(step.platform)])
 
     def run_step(self, step: Step, index: int) -> StepResult:
         sc = self.loaded.scenario
-        backend = self.backends[step.platform.name]
+        backend = self.backends[self.slot_of(step.platform)]
         head = self._head(step, index)
         names = [instance_name(self.run_id, step.platform.name, index, i) for i in range(step.n)]
         launched = self._executor.new_step(

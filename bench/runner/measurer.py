@@ -1,6 +1,7 @@
 """Measurer: what a step costs, read through the step's backend's host.
 
-Before the step: MemAvailable and the engine's storage entries. After every
+Before the step: the round trip to the host, MemAvailable and the engine's storage
+entries. After every
 instance is ready: settle, then the host view (MemAvailable drop, storage growth),
 the process view (PSS/USS/RSS) and the engine view (backend.sample) per instance.
 """
@@ -31,6 +32,8 @@ class Measurer:
         host = backend.host
         dropped = host.drop_caches() if self.scenario.drop_caches else False
         return {
+            # Before launch: the link as the step's consoles will see it.
+            "rtt_s": host.rtt_s(),
             "mem_available": host.mem_available_bytes(),
             "storage": host.snapshot_entries(backend.storage_dirs()),
             "dropped_caches": dropped,
@@ -72,6 +75,7 @@ class Measurer:
             list(pool.map(sample, live))
         drop = before["mem_available"] - after
         return {
+            "rtt_s": before["rtt_s"],
             "settle_s": sc.settle,
             "dropped_caches": before["dropped_caches"],
             "mem_available_before_bytes": before["mem_available"],

@@ -9,6 +9,7 @@ the sink goes through `Recorder`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,14 +153,18 @@ class Recorder:
 
     sink: Any
     warmups: dict[str, Any] = field(default_factory=dict)
+    # One recorder serves every host's runner (bench.runner.lanes): warm-ups of two
+    # hosts must not overwrite each other's metadata.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def warmup(self, instances: int, platform: str, ready_s: list[float | None]) -> None:
         """What a platform's warm-up saw, in the run's metadata (never as samples)."""
-        self.warmups[platform] = {
-            "ready": sum(1 for x in ready_s if x is not None),
-            "ready_s": ready_s,
-        }
-        self._update(warmup={"instances": instances, "platforms": self.warmups})
+        with self._lock:
+            self.warmups[platform] = {
+                "ready": sum(1 for x in ready_s if x is not None),
+                "ready_s": ready_s,
+            }
+            self._update(warmup={"instances": instances, "platforms": dict(self.warmups)})
 
     def ab_pairs(self, baseline: str, candidate: str, pairs: list[list[int]]) -> None:
         """The A/B pairs finished so far: kept after each pair, so an interrupted run

@@ -1,0 +1,225 @@
+"""Several hosts in one run, for real: the local dockerd, the second dockerd reached over
+ssh://root@127.0.0.1:2222 and libvirt over qemu+ssh://root@127.0.0.1/system (the SSH lab
+scripts/start-engines.sh starts). Each is its own host in the results.
+
+A missing lab FAILS in CI (never skips): `make test` must start it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench.backends.base import LABEL_RUN, NAME_PREFIX
+from bench.ssh_host import SshError, SshHost
+from tests.conftest import REPO, require_engine
+from tests.integration.engine_watch import bench_cmd, purge
+
+LAB = "ssh://root@127.0.0.1"
+LAB2_PORT = 2222
+DOCKER2_SOCK = "unix:///run/docker2.sock"
+SETUP = "scripts/start-engines.sh starts it (as root)"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """The loopback sshds and the second dockerd behind port 2222."""
+    for address in (LAB, f"{LAB}:{LAB2_PORT}"):
+        host = SshHost(address)
+        try:
+            host.describe()
+        except SshError as e:
+            require_engine(f"loopback sshd ({address})", False, f"{e}; {SETUP}")
+        finally:
+            host.close()
+    import docker
+
+    try:
+        docker.DockerClient(base_url=DOCKER2_SOCK, timeout=30).ping()
+    except Exception as e:
+        require_engine("the second dockerd", False, f"{e}; {SETUP}")
+
+
+def bench_containers(base_url: str | None, prefix: str) -> list[str]:
+    import docker
+
+    client = docker.DockerClient(base_url=base_url, timeout=30) if base_url else docker.from_env()
+    try:
+        return [
+            c.name
+            for c in client.containers.list(all=True, filters={"label": LABEL_RUN})
+            if c.labels.get(LABEL_RUN, "").startswith(prefix)
+        ]
+    finally:
+        client.close()
+
+
+def bench_domains(prefix: str) -> list[str]:
+    import libvirt
+
+    conn = libvirt.open("qemu:///system")
+    try:
+        return [
+            d.name() for d in conn.listAllDomains() if d.name().startswith(NAME_PREFIX + prefix)
+        ]
+    finally:
+        conn.close()
+
+
+def purge_docker2(prefix: str) -> None:
+    import docker
+
+    client = docker.DockerClient(base_url=DOCKER2_SOCK, timeout=30)
+    try:
+        for c in client.containers.list(all=True, filters={"label": LABEL_RUN}):
+            if c.labels.get(LABEL_RUN, "").startswith(prefix):
+                c.remove(force=True, v=True)
+    finally:
+        client.close()
+
+
+def read_run(root: Path, prefix: str) -> tuple[dict, list[dict], list[dict]]:
+    (d,) = list(root.glob(f"{prefix}-*"))
+    rows = [
+        [json.loads(x) for x in (d / f).read_text().splitlines()]
+        for f in ("samples.jsonl", "steps.jsonl")
+    ]
+    return json.loads((d / "metadata.json").read_text()), rows[0], rows[1]
+
+
+def test_a_run_on_three_hosts_measures_each_on_its_own_host(tmp_path, lab):
+    name = f"hosts{os.getpid()}"
+    scenario = tmp_path / "hosts.yaml"
+    scenario.write_text(
+        "name: hosts\nwarmup: 0\nsettle: 0s\ntimeout: 150s\ncounts: [1, 2]\n"
+        f"hosts:\n  lab1: {LAB}\n  lab2: {LAB}:{LAB2_PORT}\n"
+        "platforms:\n"
+        "  - {name: c, backend: docker, image: busybox}\n"
+        "  - {name: c2, backend: docker, image: busybox, host: lab2}\n"
+        "  - {name: vm, backend: libvirt, image: busybox, memory: 256MiB, host: lab1}\n"
+    )
+    try:
+        out = subprocess.run(
+            bench_cmd("run", str(scenario), "--out", str(tmp_path / "r"), "--name", name),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        # What the run left, looked at before the test's own clean-up removes it.
+        left = [*bench_containers(None, name), *bench_containers(DOCKER2_SOCK, name)]
+        left += bench_domains(name)
+        purge(name, [])
+        purge_docker2(name)
+    assert out.returncode == 0, out.stdout + out.stderr
+    meta, samples, steps = read_run(tmp_path / "r", name)
+    host_of = {s["platform"]: s["host"] for s in samples}
+    # Three engines, three hosts: the local machine, and each SSH address apart.
+    assert host_of["c2"] == f"127.0.0.1:{LAB2_PORT}"
+    assert host_of["vm"] == "127.0.0.1"
+    assert host_of["c"] not in (host_of["c2"], host_of["vm"])
+    assert set(meta["hosts"]) == set(host_of.values())
+    assert meta["engines"]["c2"]["address"] == f"{LAB}:{LAB2_PORT}"
+    assert meta["engines"]["vm"]["uri"] == "qemu+ssh://root@127.0.0.1/system"
+    for key, facts in meta["hosts"].items():
+        assert facts["mem_total_bytes"] > 0 and facts["engines"], key
+    # The same userland on both docker engines, known by its rootfs digest.
+    assert meta["engines"]["c"]["rootfs_sha256"] == meta["engines"]["c2"]["rootfs_sha256"]
+    for platform in ("c", "c2", "vm"):
+        own = [s for s in samples if s["platform"] == platform]
+        assert sorted(s["n"] for s in own) == [1, 2, 2], platform
+        assert all(s["ok"] for s in own), [s["error"] for s in own]
+        # The process view was read on the engine's machine (its pids, over SSH).
+        assert all(s["pss_bytes"] and s["pss_bytes"] > 0 for s in own), platform
+        for st in (x for x in steps if x["platform"] == platform):
+            assert st["host"] == host_of[platform]
+            assert st["mem_available_before_bytes"] > 0
+            assert st["rtt_s"] is not None
+            # Over SSH a real round trip; on this machine none.
+            assert (st["rtt_s"] > 0) == (platform != "c"), (platform, st["rtt_s"])
+    # Nothing left on any engine, the second dockerd included.
+    assert left == []
+
+
+def ssh_sessions_of(pid: int, port: int) -> list[int]:
+    """The sshd processes serving `pid`'s SSH connections to 127.0.0.1:port (and only
+    those: other sessions of the lab are left alone)."""
+    mine = {
+        c.laddr.port
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.raddr and c.raddr.port == port
+    }
+    return sorted(
+        {
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.pid and c.laddr.port == port and c.raddr and c.raddr.port in mine
+        }
+    )
+
+
+def test_a_dropped_ssh_connection_stops_its_host_with_one_line(tmp_path, lab):
+    name = f"drop{os.getpid()}"
+    scenario = tmp_path / "drop.yaml"
+    scenario.write_text(
+        "name: drop\nwarmup: 0\nsettle: 0s\ntimeout: 30s\ncounts: [1]\nrepeat: 12\n"
+        f"hosts:\n  lab2: {LAB}:{LAB2_PORT}\n"
+        "platforms:\n"
+        "  - {name: c, backend: docker, image: busybox}\n"
+        "  - {name: c2, backend: docker, image: busybox, host: lab2}\n"
+    )
+    proc = subprocess.Popen(
+        bench_cmd("run", str(scenario), "--out", str(tmp_path / "r"), "--name", name),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed: list[int] = []
+    try:
+        # Once the remote host has finished a step, its SSH sessions are killed.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            found = list((tmp_path / "r").glob(f"{name}-*/steps.jsonl"))
+            text = found[0].read_text() if found else ""
+            if f'"host": "127.0.0.1:{LAB2_PORT}"' in text:
+                for pid in ssh_sessions_of(proc.pid, LAB2_PORT):
+                    try:
+                        psutil.Process(pid).kill()
+                        killed.append(pid)
+                    except psutil.NoSuchProcess:
+                        pass
+            time.sleep(0.05)
+        assert killed, "the remote host never finished a step"
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        left_local = bench_containers(None, name)
+        left_remote = bench_containers(DOCKER2_SOCK, name)
+        purge(name, [])
+        purge_docker2(name)
+    assert proc.returncode == 3, out + err
+    assert "Traceback" not in err
+    errors = [x for x in err.splitlines() if x.startswith("bench: error:")]
+    assert len(errors) == 1, err
+    assert errors[0].startswith(f"bench: error: host 127.0.0.1:{LAB2_PORT} stopped: ")
+    assert "SSH connection lost" in errors[0]
+    meta, samples, steps = read_run(tmp_path / "r", name)
+    assert meta["status"] == "failed"
+    assert list(meta["host_errors"]) == [f"127.0.0.1:{LAB2_PORT}"]
+    # The local host finished every step, all kept; the remote one stopped early.
+    local = [s for s in steps if s["platform"] == "c"]
+    assert len(local) == 12 and all(s["status"] == "ran" for s in local)
+    assert all(s["ok"] for s in samples if s["platform"] == "c")
+    assert 1 <= len([s for s in steps if s["platform"] == "c2"]) < 12
+    # Nothing left on either engine: the remote one was cleaned over a new connection.
+    assert left_remote == [] and left_local == []
