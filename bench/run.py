@@ -269,6 +269,23 @@ def check_ab(loaded: LoadedScenario, baseline: str, candidate: str) -> None:
             f"{baseline!r} and {candidate!r} have different counts ({sc.counts_for(a)} vs "
             f"{sc.counts_for(b)}): an A/B run pairs steps of the same N"
         )
+    # Interleaving only cancels drift that both platforms see: on two machines each has
+    # its own, and the pairs would measure the machines' difference.
+    where_a, where_b = _machine_of(a), _machine_of(b)
+    if where_a != where_b:
+        raise UsageError(
+            f"{baseline!r} runs on {where_a} and {candidate!r} on {where_b}: an A/B run "
+            "compares two platforms on one host (across hosts, use bench compare)"
+        )
+
+
+def _machine_of(platform: Any) -> str:
+    """The machine a platform's engine runs on, as the A/B check names it."""
+    from bench.backends import backend_class
+    from bench.host import ssh_address
+
+    address = backend_class(platform.backend)(platform).engine_address()
+    return (ssh_address(address) if address else None) or "this machine"
 
 
 def _runner(

@@ -90,3 +90,23 @@ def test_ab_usage_errors_exit_2_and_start_nothing(tmp_path):
     assert "--candidate 'nope' is not a platform" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_ab_refuses_platforms_on_two_hosts(tmp_path):
+    # Pairs cancel the drift both platforms see; on two machines they would measure the
+    # machines' difference. Refused before anything connects (the address is never dialled).
+    from bench.errors import UsageError
+    from bench.run import check_ab
+    from bench.scenario import load_scenario
+
+    path = tmp_path / "two-hosts.yaml"
+    path.write_text(
+        "name: twohosts\nhosts: {lab2: 'ssh://root@192.0.2.1'}\ncounts: [1]\nplatforms:\n"
+        "  - {name: here, backend: docker, image: busybox}\n"
+        "  - {name: there, backend: docker, image: busybox, host: lab2}\n"
+        "  - {name: there2, backend: docker, image: busybox, host: lab2, cpus: 1}\n"
+    )
+    loaded = load_scenario(path)
+    with pytest.raises(UsageError, match="runs on this machine and 'there' on ssh://root@192"):
+        check_ab(loaded, "here", "there")
+    check_ab(loaded, "there", "there2")  # both on lab2: a same-host A/B
