@@ -382,7 +382,10 @@ write_sshd_config() { # file, port, pidfile, extra lines...
             "PermitRootLogin prohibit-password" "PubkeyAuthentication yes" \
             "PasswordAuthentication no" "KbdInteractiveAuthentication no" "UsePAM no" \
             "AuthorizedKeysFile .ssh/authorized_keys" "X11Forwarding no" "AllowTcpForwarding no" \
-            "Subsystem sftp internal-sftp"
+            "Subsystem sftp internal-sftp" \
+            "# docker's ssh:// carries every API call in flight and every attached console as" \
+            "# a session of one connection: the default 10 caps a step at a few instances." \
+            "MaxSessions 256"
         for key in /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ecdsa_key /etc/ssh/ssh_host_rsa_key; do
             [[ -f "$key" ]] && printf 'HostKey %s\n' "$key"
         done

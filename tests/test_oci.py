@@ -146,3 +146,21 @@ def test_prefetch_and_leftovers_read_one_list_per_run():
     assert b._sizes == {"a" * 64: 7, "b" * 64: None}
     assert [x.name for x in b.leftovers("r2")] == ["bench-r2-0"]
     assert [x.name for x in b.leftovers()] == ["bench-r1-0", "bench-r2-0"]
+
+
+def test_an_exhausted_ssh_session_limit_is_named():
+    # paramiko's only words when sshd's MaxSessions is reached are "Connect failed".
+    from bench.backends.docker_backend import DockerBackend, DockerSettings
+    from bench.errors import EngineUnavailable
+
+    class ChannelException(Exception):  # paramiko.ssh_exception.ChannelException's name
+        pass
+
+    backend = DockerBackend(
+        DockerSettings(name="c", backend="docker", image="busybox", host="ssh://root@lab2")
+    )
+    limit = pytest.raises(EngineUnavailable, match="raise sshd's MaxSessions")
+    with limit, backend._ssh_sessions():
+        raise ChannelException(2, "Connect failed")
+    with pytest.raises(KeyError), backend._ssh_sessions():  # anything else: unchanged
+        raise KeyError("x")

@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -366,7 +366,27 @@ class DockerBackend(ContainerBackend):
     def import_image(self, name: str) -> str:
         return import_bench_image(self.connect(), name)
 
+    @contextlib.contextmanager
+    def _ssh_sessions(self) -> Iterator[None]:
+        """Over ssh:// every call in flight and every attached console is a session of one
+        SSH connection; when sshd's MaxSessions is reached paramiko only says "Connect
+        failed". Say what it means."""
+        try:
+            yield
+        except Exception as e:
+            if type(e).__name__ != "ChannelException":
+                raise
+            raise EngineUnavailable(
+                f"sshd at {self.address} refused another session ({first_line(e)}): each "
+                "Docker call in flight and each attached console is one; raise sshd's "
+                "MaxSessions there (default 10) above N + launch.concurrency + 16"
+            ) from None
+
     def create(self, inst: Instance) -> None:
+        with self._ssh_sessions():
+            self._create(inst)
+
+    def _create(self, inst: Instance) -> None:
         api = self.connect()
         s = self.settings
         host_config = api.create_host_config(
@@ -410,6 +430,10 @@ class DockerBackend(ContainerBackend):
         return row.get("SizeRw", 0)
 
     def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+        with self._ssh_sessions():
+            return self._sample(inst, host)
+
+    def _sample(self, inst: Instance, host: Host) -> dict[str, Any]:
         api = self.connect()
         info = api.inspect_container(inst.handle)
         size_rw = self._sizes.get(inst.handle)
