@@ -127,9 +127,10 @@ def step_row(
         ).row()
     if status == "interrupted":
         return StepRecord(**{**facts, **head, "status": "interrupted"}).row()
-    n = head["n"]
+    # The instances the step launched: all N, or a ramp level's new ones (its samples).
+    launched = len(samples)
     ready = [s for s in samples if s["ok"]]
-    all_ready = max(s["ready_at_s"] for s in samples) if len(ready) == n else None
+    all_ready = max(s["ready_at_s"] for s in samples) if ready and len(ready) == launched else None
     return StepRecord(
         **{
             **facts,
@@ -137,7 +138,8 @@ def step_row(
             "status": status,
             "failures": len(samples) - len(ready),
             "all_ready_s": all_ready,
-            "launch_rate_per_s": n / all_ready if all_ready else None,
+            "launch_rate_per_s": launched / all_ready if all_ready else None,
+            "added": launched,
             "wait_s": wait_s,
             "teardown_s": teardown_s,
             "destroy_failures": destroy_failures,
