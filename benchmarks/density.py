@@ -67,7 +67,13 @@ def main() -> int:
     proc.wait()
     wall = time.monotonic() - t0
     load_after = os.getloadavg()
-    run_dir = Path(out.strip().splitlines()[-1])
+    lines_out = out.strip().splitlines()
+    # A run that did not complete prints no directory: its newest one under --results.
+    run_dir = (
+        Path(lines_out[-1])
+        if lines_out
+        else max(args.results.iterdir(), key=lambda p: p.stat().st_mtime)
+    )
     steps = [json.loads(x) for x in (run_dir / "steps.jsonl").read_text().splitlines()]
     samples = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
     meta = json.loads((run_dir / "metadata.json").read_text())
@@ -123,6 +129,11 @@ def main() -> int:
             container_s <= TARGET_S,
         ),
     ]
+    for td in meta.get("ramp_teardowns") or []:
+        lines.append(
+            f"| {td['platform']} | ramp teardown | {td['instances']} destroyed | | | | | "
+            f"{td['teardown_s']:.1f} s | | | | {td['destroy_failures']} would not go |"
+        )
     table = ["| target | value | required | met |", "| --- | --- | --- | --- |"]
     table += [f"| {a} | {b} | {c} | {'yes' if ok else '**MISSED**'} |" for a, b, c, ok in checks]
     mode = (meta.get("searches") or {}).get("container", {}).get("mode", "restart")
@@ -133,7 +144,7 @@ def main() -> int:
         f"{mode} mode): whole run {wall / 60:.1f} min (VMs included), run "
         f"{meta['run_id']}. Load average (1, 5, 15 min) before "
         f"{', '.join(f'{x:.1f}' for x in load_before)}, after "
-        f"{', '.join(f'{x:.1f}' for x in load_after)}.\n\n"
+        f"{', '.join(f'{x:.1f}' for x in load_after)}; run status {meta.get('status')}.\n\n"
         + "\n".join(table)
         + "\n\n"
         + "\n".join(lines)

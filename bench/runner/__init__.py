@@ -147,8 +147,7 @@ class Runner:
     ) -> StepResult | None:
         """One step, guarded, run, judged and recorded; None when the guard refused it.
 
-        A ramp's level (`ramp`) launches only the instances it adds; its last level
-        (the search's max, or a limit) tears the whole ramp down before it is recorded.
+        A ramp's level (`ramp`) launches only the instances it adds, and keeps them.
         """
         backend = self.backends[step.platform.name]
         index = self._index
@@ -165,9 +164,6 @@ class Runner:
         limit = policy.judge(step.n, result.samples, result.record)
         if limit is not None:
             result.record["limit"], result.record["limit_detail"] = limit
-        if ramp is not None and (policy.ended or step.n == policy.counts[-1]):
-            teardown_s, left = self._end_ramp(ramp)
-            result.record["teardown_s"], result.record["destroy_failures"] = teardown_s, left
         self._recorder.step(result.samples, result.record)
         self.events.step_finished(step, result.samples, result.record)
         return result
@@ -286,34 +282,47 @@ class Runner:
         results: list[StepResult],
     ) -> bool:
         """A ramp density search: each N adds to the instances of the N before it, whose
-        instances stay up; torn down once, after its last N (and per repeat). True when
-        `on_failure: stop` ends the run."""
-        ramp = Ramp()
+        instances stay up; torn down once, after its last N (and per repeat), whatever
+        ended it (the max, a limit, a refusal, a failure, an interrupt). True when
+        `on_failure: stop` ends the run.
+
+        Every level is recorded when it is measured, before the teardown: a teardown
+        that hangs (an engine deadlocked by thousands of removals) loses no level. The
+        teardown goes to the run's metadata (`ramp_teardowns`)."""
+        ramp = Ramp(platform.name)
         try:
             for n, r in policy.ramp_steps():
                 if r != ramp.repeat:  # a new repeat ramps up from zero again
                     self._end_ramp(ramp)
-                    ramp = Ramp(repeat=r)
+                    ramp = Ramp(platform.name, repeat=r)
                 step = Step(platform=platform, n=n, repeat=r, kept=ramp.n)
                 result = self._step(step, policy, total, ramp)
                 if result is None:
                     return False  # refused: the policy has ended this platform's steps
-                ramp.n = n
+                ramp.n, ramp.last_step = n, result.record["step"]
                 results.append(result)
                 if policy.stops_run(result.failures):
                     return True
             return False
         finally:
-            # Normally done by the last level; after a refusal, a failure or an interrupt
-            # whatever is still up goes here.
             self._end_ramp(ramp)
 
-    def _end_ramp(self, ramp: Ramp) -> tuple[float, int]:
-        """Destroy every level of the ramp; (seconds it took, instances that would not go)."""
-        start = self.clock.now()
+    def _end_ramp(self, ramp: Ramp) -> None:
+        """Destroy every level of the ramp, and record how long it took."""
         levels, ramp.levels = ramp.levels, []
-        self._executor.teardown_many(levels)
-        return self.clock.now() - start, sum(self._executor.still_live(x) for x in levels)
+        if not levels:
+            return
+        seconds = self._executor.teardown_many(levels)
+        self._recorder.ramp_teardown(
+            {
+                "platform": ramp.platform,
+                "repeat": ramp.repeat,
+                "after_step": ramp.last_step,
+                "instances": sum(len(x.launches) for x in levels),
+                "teardown_s": seconds,
+                "destroy_failures": sum(self._executor.still_live(x) for x in levels),
+            }
+        )
 
     # -- interrupts -------------------------------------------------------------------
 
@@ -334,7 +343,9 @@ class Runner:
 class Ramp:
     """A ramp's levels, whose instances stay running from one N to the next."""
 
+    platform: str
     repeat: int = 0
+    last_step: int | None = None  # the index of its last recorded level
     n: int = 0  # instances running: the last level's N
     levels: list[LaunchedStep] = field(default_factory=list)
     before: dict[str, Any] | None = None  # the host before the first level

@@ -154,6 +154,7 @@ class Recorder:
 
     sink: Any
     warmups: dict[str, Any] = field(default_factory=dict)
+    ramp_teardowns: list[dict[str, Any]] = field(default_factory=list)
 
     def warmup(self, instances: int, platform: str, ready_s: list[float | None]) -> None:
         """What a platform's warm-up saw, in the run's metadata (never as samples)."""
@@ -162,6 +163,11 @@ class Recorder:
             "ready_s": ready_s,
         }
         self._update(warmup={"instances": instances, "platforms": self.warmups})
+
+    def ramp_teardown(self, entry: dict[str, Any]) -> None:
+        """A ramp's one teardown of all its levels (its levels' records have none)."""
+        self.ramp_teardowns.append(entry)
+        self._update(ramp_teardowns=list(self.ramp_teardowns))
 
     def ab_pairs(self, baseline: str, candidate: str, pairs: list[list[int]]) -> None:
         """The A/B pairs finished so far: kept after each pair, so an interrupted run
