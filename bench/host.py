@@ -55,6 +55,11 @@ class Host(Protocol):
         ...
 
     def read_pidfile(self, path: str) -> int | None: ...
+    def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Several small text files (/proc, /sys) in one go; None for one that cannot be
+        read (a vanished process, a cgroup that is gone)."""
+        ...
+
     def allocated_bytes(self, path: str | Path) -> int:
         """Disk blocks used under path (`du -s -x`)."""
         ...
@@ -206,6 +211,9 @@ class LocalHost:
             return int(Path(path).read_text().strip())
         except (OSError, ValueError):
             return None
+
+    def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
+        return {p: _read_text(Path(p)) for p in paths}
 
     def load_avg_1m(self) -> float:
         return os.getloadavg()[0]

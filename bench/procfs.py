@@ -179,3 +179,70 @@ class ProcessTable:
             out.append(p)
             stack.extend(self._children.get(p, ()))
         return out
+
+
+# -- a container's cgroup memory --------------------------------------------------------
+
+#: Where the memory controller is mounted: cgroup v1 (its own hierarchy, also the
+#: hybrid layout) and v2 (the unified hierarchy).
+CGROUP_V1_MEMORY_ROOT = "/sys/fs/cgroup/memory"
+CGROUP_V2_ROOT = "/sys/fs/cgroup"
+
+
+def cgroup_memory_dir(proc_cgroup: str, must_contain: str = "") -> tuple[str, int] | None:
+    """The memory cgroup directory of a process and its cgroup version, from the text of
+    its /proc/<pid>/cgroup: `4:memory:/docker/ID` (v1, also on a hybrid host) or
+    `0::/system.slice/docker-ID.scope` (v2, only when no v1 hierarchy has memory).
+
+    None when the path is not one bench can trust: the root ("/", what a cgroup
+    namespace shows) or a path without `must_contain` (a container's id: docker names
+    the cgroup after the container with either cgroup driver).
+    """
+    v1 = v2 = None
+    for line in proc_cgroup.splitlines():
+        parts = line.strip().split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if "memory" in controllers.split(","):
+            v1 = path
+        elif parts[0] == "0" and controllers == "":
+            v2 = path
+    path, version = (v1, 1) if v1 is not None else (v2, 2)
+    if path is None or path in ("", "/") or must_contain not in path:
+        return None
+    root = CGROUP_V1_MEMORY_ROOT if version == 1 else CGROUP_V2_ROOT
+    return root + path.rstrip("/"), version
+
+
+def cgroup_memory_files(directory: str, version: int) -> tuple[str, str]:
+    """(usage file, stat file) of a memory cgroup directory."""
+    usage = "memory.usage_in_bytes" if version == 1 else "memory.current"
+    return f"{directory}/{usage}", f"{directory}/memory.stat"
+
+
+def parse_memory_stat(text: str) -> dict[str, int]:
+    """A cgroup's memory.stat ("cache 8192\\nrss 49152\\n...") as numbers by key."""
+    out = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1].isdigit():
+            out[words[0]] = int(words[1])
+    return out
+
+
+def docker_mem_usage(usage: int, stats: Mapping[str, int]) -> int:
+    """The memory figure `docker stats` shows, from the same two inputs its API returns
+    (memory_stats.usage and memory_stats.stats): usage less the inactive file cache.
+
+    The docker CLI's calculateMemUsageUnixNoCache (cli/command/container/stats_helpers.go):
+    cgroup v1's total_inactive_file if the stats have it and it is below usage, else
+    v2's inactive_file if below usage, else usage itself.
+    """
+    v1 = stats.get("total_inactive_file")
+    if v1 is not None and v1 < usage:
+        return usage - v1
+    v2 = stats.get("inactive_file", 0)
+    if v2 < usage:
+        return usage - v2
+    return usage

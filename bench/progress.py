@@ -50,11 +50,11 @@ class RichEvents:
         if not self._live:
             self._progress.__enter__()
             self._live = True
-        label = f"{step.platform.name} N={step.n} #{step.repeat + 1}"
+        label = f"{step.platform.name} N={step.n}{_added(step)} #{step.repeat + 1}"
         if self._instances is None:
-            self._instances = self._progress.add_task(label, total=step.n)
+            self._instances = self._progress.add_task(label, total=step.added)
         else:
-            self._progress.reset(self._instances, total=step.n, description=label)
+            self._progress.reset(self._instances, total=step.added, description=label)
 
     def warmup_started(self, platform: str, instances: int) -> None:
         self._console.print(
@@ -73,7 +73,8 @@ class RichEvents:
         ready = [s["ready_s"] for s in samples if s["ok"]]
         failed = [s for s in samples if not s["ok"]]
         line = (
-            f"{step.platform.name} N={step.n} #{step.repeat + 1}: {len(ready)}/{step.n} ready, "
+            f"{step.platform.name} N={step.n}{_added(step)} #{step.repeat + 1}: "
+            f"{len(ready)}/{len(samples)} ready, "
             f"p50 {format_seconds(percentile(ready, 50))}, "
             f"p95 {format_seconds(percentile(ready, 95))}"
         )
@@ -82,3 +83,8 @@ class RichEvents:
         if record.get("limit"):
             line += f" [yellow]-> search ends: {record['limit_detail']}[/]"
         self._console.print(line)
+
+
+def _added(step: Step) -> str:
+    """A ramp level's new instances (" (+512)"); nothing for a step started from zero."""
+    return f" (+{step.added})" if step.kept else ""

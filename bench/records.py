@@ -141,6 +141,9 @@ class StepRecord(Record):
     host: str | None = value("key of the machine the engine ran on")
     n: int
     repeat: int = 0
+    added: int | None = value(
+        "instances the step launched: N, or in a ramp the ones added to the previous N's"
+    )
     status: str = value("ran, refused or interrupted", default="ran")
     failures: int | None = value("instances not ready within the timeout")
     all_ready_s: float | None = metric("s", "first launch call to the last instance ready")

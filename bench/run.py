@@ -6,9 +6,11 @@ import contextlib
 import itertools
 import os
 import signal
+import threading
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +194,8 @@ def run_scenario(
             )
         run_id = new_run_id(name or loaded.scenario.name)
         writer = RunWriter(out_dir / run_id, run_id)
-        hosts = describe_hosts(backends, engines)
+        for platform, backend in backends.items():
+            engines.setdefault(platform, {})["host"] = backend.host.key
         writer.start(
             {
                 "scenario": loaded.scenario.model_dump(mode="json"),
@@ -200,22 +203,22 @@ def run_scenario(
                 "scenario_path": str(loaded.path),
                 "scenario_sha256": loaded.sha256,
                 "searches": loaded.scenario.searches(),
-                # The first platform's host, for readers that know one host per run.
-                "host": next(iter(hosts.values())),
-                "hosts": hosts,
                 "engines": engines,
                 **({"ab": {"baseline": ab[0], "candidate": ab[1], "pairs": []}} if ab else {}),
             }
         )
-        runner = _runner(loaded, run_id, backends, writer, events or NoEvents(), ab)
+        facts = HostFacts(backends, engines, writer)
+        runner = _runner(loaded, run_id, backends, writer, facts.events(events), ab)
         try:
             with _interrupts(runner, writer):
                 results = runner.run()
+            facts.write()
             if isinstance(runner, HostLanes) and runner.errors:
                 raise _host_failure(runner, writer)
         except KeyboardInterrupt:
             # Results first (fast, and what matters if a second signal forces exit),
             # then every instance of this run, whatever phase the run was in.
+            facts.write()
             writer.finish("interrupted")
             left = runner.cleanup()
             if left:
@@ -229,6 +232,7 @@ def run_scenario(
         except HostFailed as e:
             raise e.error from None  # recorded and cleaned up by _host_failure
         except BaseException as e:
+            facts.write()
             writer.finish("failed", error=str(e)[:500])
             runner.cleanup()
             raise
@@ -382,7 +386,10 @@ def describe_hosts(
     for name, backend in backends.items():
         host = backend.host
         if host.key not in hosts:
-            hosts[host.key] = {**host.describe(), "rtt_s": host.rtt_s(), "engines": {}}
+            try:
+                hosts[host.key] = {**host.describe(), "rtt_s": host.rtt_s(), "engines": {}}
+            except Exception as e:  # a host lost meanwhile: its lane says why
+                hosts[host.key] = {"error": first_line(e), "engines": {}}
         engine = engines.setdefault(name, {})
         engine["host"] = host.key
         # Each host's own engine versions and image digests, next to its facts: the same
@@ -393,6 +400,54 @@ def describe_hosts(
             if k.endswith("_version") or k in ("engine", "accel", "image_id", "rootfs_sha256")
         }
     return hosts
+
+
+class HostFacts:
+    """Each host's facts (describe_hosts), gathered in a thread while the warm-up and
+    the first step run: nothing before needs them, and a remote host answers over round
+    trips. They reach metadata.json ("host", "hosts") when the first step ends, or the
+    run does, whichever is first; once per run."""
+
+    def __init__(
+        self, backends: dict[str, Backend], engines: dict[str, dict[str, Any]], writer: Any
+    ):
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._written = False
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="bench-facts")
+        self._future = self._pool.submit(describe_hosts, dict(backends), engines)
+
+    def write(self) -> None:
+        with self._lock:
+            if self._written:
+                return
+            self._written = True
+            try:
+                hosts = self._future.result()
+            finally:
+                self._pool.shutdown()
+            # "host": the first platform's, for readers that know one host per run.
+            self._writer.update(host=next(iter(hosts.values())), hosts=hosts)
+
+    def events(self, events: Events | None) -> Events:
+        """`events`, which first writes the facts when the first step ends."""
+        return _FactsFirst(events or NoEvents(), self)
+
+
+class _FactsFirst:
+    def __init__(self, events: Events, facts: HostFacts):
+        self._events, self._facts = events, facts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._events, name)
+
+    def step_finished(self, *args: Any) -> None:
+        self._facts.write()
+        self._events.step_finished(*args)
+
+    def step_refused(self, *args: Any) -> None:
+        self._facts.write()
+        self._events.step_refused(*args)
 
 
 def close_all(backends: dict[str, Backend]) -> None:

@@ -195,6 +195,13 @@ class Step:
     platform: PlatformBase
     n: int
     repeat: int  # 0-based index of this repetition
+    # A ramp's level: instances of the previous level still running; it adds n - kept.
+    kept: int = 0
+
+    @property
+    def added(self) -> int:
+        """Instances this step launches."""
+        return self.n - self.kept
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -126,6 +126,14 @@ class Density(Model):
         None,
         description="never let host MemAvailable fall below this (default: the scenario's "
         "memory_reserve)",
+    )
+    # ramp: each level keeps the previous level's instances and adds to them (readiness
+    # of the new ones under the load already there; one teardown at the end). restart:
+    # each level starts N from zero and tears them all down (N launched together).
+    mode: Literal["restart", "ramp"] = Field(
+        "restart",
+        description="ramp: each N adds to the previous N's instances, torn down once at the "
+        "end; restart: each N starts from zero (N launched together)",
     )
 
     @model_validator(mode="after")

@@ -351,6 +351,9 @@ class SshHost:
 
     # -- files -----------------------------------------------------------------------
 
+    def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
+        return self._read_files(paths)
+
     def allocated_bytes(self, path: str | Path) -> int:
         """Disk blocks used under path, by `du -s -x` there (each inode once)."""
         status, out, _ = self._sh(f"du -s -x -k -- {shlex.quote(str(path))} 2>/dev/null")

@@ -54,10 +54,13 @@ def summary_table(
         "per instance (medians): mem host = drop of host MemAvailable; disk rw = its own "
         "writable layer/overlay; storage = growth of the engine's storage"
     ]
+    searches = metadata.get("searches") or {}
     for platform, d in (density or {}).items():
+        # Runs written before ramps existed all restarted from zero at every N.
+        mode = (searches.get(platform) or {}).get("mode", "restart")
         notes.append(
-            f"max density {platform}: {d['max_density']} "
-            f"(stopped by {d['limit']}: {d['limit_detail']})"
+            f"max density {platform}: {d['max_density']} ({mode} mode; "
+            f"stopped by {d['limit']}: {d['limit_detail']})"
         )
     errors = sorted({e for r in rows for e in r["errors"]})
     if errors:

@@ -5,6 +5,12 @@ waiting, and scale. A benchmark that prints figures, not a test.
 
 Exit 1 when a target is missed (the table marks it).
 
+0. Target 1 of issue 14, whole processes: the bare loop (`overhead.py --reference N C`,
+   its own Python process: start-up, imports, create/attach/start, wait for every
+   marker, remove) against `bench run` of N=32, 8 at a time, `settle: 0s`, interleaved,
+   `--rounds` times: wall-time ratio <= 1.10; and at the default `settle: 3s`, bench's
+   time beyond the settle itself and the loop's time, as a share of the loop's step.
+   Per-phase times of bench's steps (launch calls, wait, settle + sampling, teardown).
 1. N=64 busybox containers, 8 launches in flight: a bare docker-SDK script (the
    reference) and `bench run` of the same scenario, interleaved, `--rounds` times each.
    Compared: launch-to-all-ready wall time, and the median of per-container ready
@@ -12,6 +18,10 @@ Exit 1 when a target is missed (the table marks it).
 2. bench's own CPU while waiting for 2 VMs to boot (TCG here), as % of one core.
 3. `bench run` at N = 32, 64, 128, 256 containers: peak RSS and CPU seconds per
    instance of the bench process (os.wait4 rusage of that one child).
+4. Launch rate (`--rate`, default N=256 and 1024, 16 in flight): sustained launches per
+   second (N / launch-to-all-ready) of `bench run` and of the bare loop: who is the limit.
+5. Teardown overlapped with the next step's launch (issue 14): N=64 launched alone, and
+   launched while the previous 64 are removed; ready p50 and wall time of both.
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ MARKER = b"BENCH_READY"
 SECTION = "# bench overhead"
 
 TARGETS = {
+    "process_ratio": 1.10,
+    "extra_beyond_settle": 0.15,
     "wall_ratio": 1.10,
     "ready_median_ratio": 1.05,
     "wait_cpu_pct": 2.0,
@@ -95,16 +107,40 @@ def reference(n: int, concurrency: int) -> dict[str, float]:
     try:
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(launch, range(n)))
-        done.wait(120)
+        launched = time.monotonic() - start
+        done.wait(120 + n)
         wall = time.monotonic() - start
     finally:
+        t_remove = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda i: api.remove_container(i, force=True), ids))
         api.close()
+        removed = time.monotonic() - t_remove
     if len(ready_s) != n:
         raise RuntimeError(f"reference: only {len(ready_s)} of {n} containers became ready")
     total = time.monotonic() - start
-    return {"wall_s": wall, "ready_median_s": statistics.median(ready_s), "total_s": total}
+    return {
+        "wall_s": wall,
+        "ready_median_s": statistics.median(ready_s),
+        "total_s": total,
+        "launch_s": launched,
+        "teardown_s": removed,
+        "launch_rate_per_s": n / wall,
+    }
+
+
+def reference_process(n: int, concurrency: int) -> dict[str, float]:
+    """The bare loop as its own process (`python overhead.py --reference N C`): the
+    whole-process wall time, as `bench run` is measured, plus the loop's own figures."""
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, __file__, "--reference", str(n), str(concurrency)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "process_s": time.monotonic() - t0}
 
 
 # -- bench as a user runs it ----------------------------------------------------------
@@ -136,9 +172,9 @@ def bench_run(scenario: str, workdir: Path) -> tuple[Path, dict[str, float]]:
     }
 
 
-def containers_scenario(n: int, concurrency: int = 8) -> str:
+def containers_scenario(n: int, concurrency: int = 8, settle: str = "0s") -> str:
     return (
-        f"name: overhead-{n}\nsettle: 0s\ntimeout: 120s\ncounts: [{n}]\n"
+        f"name: overhead-{n}\nsettle: {settle}\ntimeout: 120s\ncounts: [{n}]\n"
         f"launch: {{concurrency: {concurrency}}}\n"
         "platforms:\n  - {name: container, backend: docker, image: busybox}\n"
     )
@@ -154,6 +190,148 @@ def step_figures(run_dir: Path) -> dict[str, float]:
         "ready_median_s": statistics.median(s["ready_s"] for s in samples),
         "sampling_s": steps[0].get("sampling_s", 0.0),
         "teardown_s": steps[0]["teardown_s"],
+        "launch_rate_per_s": steps[0]["launch_rate_per_s"],
+        **phases(samples, steps[0]),
+    }
+
+
+def phases(samples: list[dict], step: dict) -> dict[str, float]:
+    """Where a step's time went: launch calls (first call to the last start returned),
+    wait (first call to the last marker), settle + sampling, teardown."""
+    starts = [s["queued_s"] + s["start_s"] for s in samples if s.get("start_s") is not None]
+    return {
+        "phase_launch_s": max(starts) if starts else None,
+        "phase_wait_s": step["wait_s"],
+        "phase_settle_s": step.get("settle_s") or 0.0,
+        "phase_sample_s": step.get("sampling_s") or 0.0,
+        "phase_teardown_s": step.get("teardown_s"),
+    }
+
+
+def phase_row(label: str, f: dict[str, float]) -> str:
+    def s(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f} s"
+
+    return (
+        f"| {label} | {s(f['phase_launch_s'])} | {s(f['phase_wait_s'])} | "
+        f"{s(f['phase_settle_s'])} + {s(f['phase_sample_s'])} | {s(f['phase_teardown_s'])} |"
+    )
+
+
+PHASE_HEAD = [
+    "| step | launch calls | wait (to all ready) | settle + sampling | teardown |",
+    "| --- | --- | --- | --- | --- |",
+]
+
+
+# -- 5. teardown overlapped with the next launch ------------------------------------------
+
+
+def teardown_overlap(n: int = 64, concurrency: int = 8, rounds: int = 3) -> dict[str, float]:
+    """Would overlapping step k's teardown with step k+1's launch disturb step k+1?
+
+    Per round: n containers launched onto a quiet engine (as restart mode does now),
+    then n more launched while the first n are removed (16 at a time, like bench's
+    teardown). Medians over rounds of ready p50 and launch-to-all-ready wall time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = docker.APIClient(version="auto", timeout=60)
+    alone, overlapped = [], []
+    try:
+        for _ in range(rounds):
+            first = _launch_ready(api, n, concurrency)
+            alone.append(first)
+            with ThreadPoolExecutor(16) as pool:
+                removing = [pool.submit(api.remove_container, i, force=True) for i in first["ids"]]
+                second = _launch_ready(api, n, concurrency)
+                for f in removing:
+                    f.result()
+            overlapped.append(second)
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda i: api.remove_container(i, force=True), second["ids"]))
+    finally:
+        api.close()
+
+    def med(xs: list[dict], k: str) -> float:
+        return statistics.median(x[k] for x in xs)
+
+    return {
+        "alone_ready_p50_s": med(alone, "ready_p50_s"),
+        "alone_wall_s": med(alone, "wall_s"),
+        "overlap_ready_p50_s": med(overlapped, "ready_p50_s"),
+        "overlap_wall_s": med(overlapped, "wall_s"),
+    }
+
+
+def _launch_ready(api, n: int, concurrency: int) -> dict:
+    """n containers launched (concurrency at a time) until every marker: their ids,
+    ready p50 and wall time. The caller removes them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tag = f"overhead-td-{os.getpid()}-{time.monotonic_ns()}"
+    ready: list[float] = []
+    ids: list[str] = []
+    lock, done = threading.Lock(), threading.Event()
+
+    def read(sock, t0: float) -> None:
+        buf = b""
+        while MARKER not in buf:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return
+            buf += chunk
+        with lock:
+            ready.append(time.monotonic() - t0)
+            if len(ready) == n:
+                done.set()
+
+    def launch(i: int) -> None:
+        t0 = time.monotonic()
+        c = api.create_container(
+            IMAGE,
+            name=f"{tag}-{i}",
+            labels={"overhead.ref": tag},
+            detach=True,
+            host_config=api.create_host_config(network_mode="none"),
+        )
+        with lock:
+            ids.append(c["Id"])
+        sock = api.attach_socket(c["Id"], params={"stdout": 1, "stream": 1, "logs": 1})
+        raw = getattr(sock, "_sock", sock)
+        threading.Thread(target=read, args=(raw, t0), daemon=True).start()
+        api.start(c["Id"])
+
+    start = time.monotonic()
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(launch, range(n)))
+        done.wait(120)
+    except BaseException:
+        for i in ids:
+            api.remove_container(i, force=True)
+        raise
+    if len(ready) != n:
+        for i in ids:
+            api.remove_container(i, force=True)
+        raise RuntimeError(f"only {len(ready)} of {n} containers became ready")
+    return {
+        "ids": ids,
+        "ready_p50_s": statistics.median(ready),
+        "wall_s": time.monotonic() - start,
+    }
+
+
+def _median_phases(figs: list[dict]) -> dict[str, float]:
+    return {k: statistics.median(f[k] for f in figs) for k in figs[0] if k.startswith("phase_")}
+
+
+def _loop_phases(loops: list[dict]) -> dict[str, float]:
+    return {
+        "phase_launch_s": statistics.median(x["launch_s"] for x in loops),
+        "phase_wait_s": statistics.median(x["wall_s"] for x in loops),
+        "phase_settle_s": 0.0,
+        "phase_sample_s": 0.0,
+        "phase_teardown_s": statistics.median(x["teardown_s"] for x in loops),
     }
 
 
@@ -223,15 +401,65 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.md")
     ap.add_argument("--scale", default="32,64,128,256")
+    ap.add_argument("--rate", default="256,1024", help="N values of the launch-rate section")
+    ap.add_argument(
+        "--reference", nargs=2, type=int, metavar=("N", "CONCURRENCY"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
+    if args.reference:  # the bare loop as its own process (reference_process)
+        print(json.dumps(reference(*args.reference)))
+        return 0
 
     rows: list[tuple[str, str, str, str]] = []
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         work = Path(tmp)
+        bench_run(containers_scenario(8), work)  # warm-up: image cache, imports
+        # 0. whole processes, N=32, 8 at a time: the bare loop, bench at settle 0s and 3s
+        loops, at0, at3, ph0, ph3 = [], [], [], [], []
+        for r in range(args.rounds):
+            loops.append(reference_process(32, 8))
+            run_dir, usage = bench_run(containers_scenario(32), work)
+            at0.append(usage["process_s"])
+            ph0.append(step_figures(run_dir))
+            run_dir, usage = bench_run(containers_scenario(32, settle="3s"), work)
+            at3.append(usage["process_s"])
+            ph3.append(step_figures(run_dir))
+            print(
+                f"round {r + 1}: loop {loops[-1]['process_s']:.2f}s, bench settle 0s "
+                f"{at0[-1]:.2f}s, settle 3s {at3[-1]:.2f}s",
+                file=sys.stderr,
+            )
+        ratios0 = [b / a["process_s"] for a, b in zip(loops, at0, strict=True)]
+        # Beyond the settle itself and the loop's own time, as a share of the loop's step.
+        extra3 = [
+            (b - 3.0 - a["process_s"]) / a["process_s"] for a, b in zip(loops, at3, strict=True)
+        ]
+        loop_s = statistics.median(x["process_s"] for x in loops)
+        rows += [
+            (
+                "N=32 whole process, settle 0s: bench run / bare loop (median of rounds; range)",
+                f"{statistics.median(at0):.2f} s / {loop_s:.2f} s",
+                f"{statistics.median(ratios0):.2f} ({min(ratios0):.2f}-{max(ratios0):.2f})",
+                f"<= {TARGETS['process_ratio']:.2f}",
+                statistics.median(ratios0) <= TARGETS["process_ratio"],
+            ),
+            (
+                "N=32 whole process, settle 3s: (bench run - 3 s - bare loop) / bare loop "
+                "(median of rounds; range)",
+                f"{statistics.median(at3):.2f} s - 3 s - {loop_s:.2f} s",
+                f"{statistics.median(extra3):.0%} ({min(extra3):.0%}-{max(extra3):.0%})",
+                f"<= {TARGETS['extra_beyond_settle']:.0%}",
+                statistics.median(extra3) <= TARGETS["extra_beyond_settle"],
+            ),
+        ]
+        phase_lines = [
+            phase_row("bare loop N=32 (median)", _loop_phases(loops)),
+            phase_row("bench N=32 settle 0s (median)", _median_phases(ph0)),
+            phase_row("bench N=32 settle 3s (median)", _median_phases(ph3)),
+        ]
         # 1. interleaved: ref, bench, ref, bench, ...
         ref, via, process = [], [], []
-        bench_run(containers_scenario(8), work)  # warm-up: image cache, imports
         for r in range(args.rounds):
             ref.append(reference(64, 8))
             run_dir, usage = bench_run(containers_scenario(64), work)
@@ -305,6 +533,39 @@ def main() -> int:
                     usage["peak_rss_mib"] <= TARGETS["peak_rss_mib_256"] if n == 256 else None,
                 )
             )
+        # 4. launch rate: bench and the bare loop, 16 in flight
+        for n in (int(x) for x in args.rate.split(",")):
+            loop = reference_process(n, 16)
+            run_dir, _ = bench_run(containers_scenario(n, 16), work)
+            fig = step_figures(run_dir)
+            print(f"rate N={n}: loop {loop}, bench {fig}", file=sys.stderr)
+            phase_lines.append(phase_row(f"bare loop N={n}, 16 in flight", _loop_phases([loop])))
+            phase_lines.append(phase_row(f"bench N={n}, 16 in flight", fig))
+            rows.append(
+                (
+                    f"N={n} launch rate, 16 in flight: bench / bare loop (launches per second "
+                    "to all ready)",
+                    f"{fig['launch_rate_per_s']:.1f}/s / {loop['launch_rate_per_s']:.1f}/s",
+                    f"{fig['launch_rate_per_s'] / loop['launch_rate_per_s']:.2f}",
+                    "for information",
+                    None,
+                )
+            )
+        # 5. teardown overlapped with the next launch
+        td = teardown_overlap()
+        print(f"teardown overlap: {td}", file=sys.stderr)
+        rows.append(
+            (
+                "N=64 launched while the previous 64 are removed / launched alone: ready p50, "
+                "launch-to-all-ready wall (median of 3)",
+                f"{td['overlap_ready_p50_s'] * 1000:.0f} / {td['alone_ready_p50_s'] * 1000:.0f} ms"
+                f", {td['overlap_wall_s']:.2f} / {td['alone_wall_s']:.2f} s",
+                f"{td['overlap_ready_p50_s'] / td['alone_ready_p50_s']:.2f}, "
+                f"{td['overlap_wall_s'] / td['alone_wall_s']:.2f}",
+                "for information",
+                None,
+            )
+        )
         lo, hi = min(per_instance), max(per_instance)
         marginal = (per_instance[hi] * hi - per_instance[lo] * lo) / (hi - lo)
         rows.append(
@@ -327,6 +588,9 @@ def main() -> int:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
         f"`benchmarks/overhead.py --rounds {args.rounds}` in {elapsed / 60:.1f} min.\n\n"
         + "\n".join(table)
+        + "\n\nWhere a step's time goes (`steps.jsonl`; launch calls: first call to the last "
+        "start returned; the bare loop's teardown is its removal of every container):\n\n"
+        + "\n".join(PHASE_HEAD + phase_lines)
         + "\n"
     )
     # First in the file, as ever (it also holds benchmarks/gate.py's verdict figures).

@@ -92,6 +92,9 @@ class FakeHost:
     def read_pidfile(self, path):
         return None
 
+    def read_files(self, paths):
+        return dict.fromkeys(paths)
+
     def allocated_bytes(self, path):
         return 0
 

@@ -95,3 +95,144 @@ def test_platform_density_overrides_scenario_and_step_progression():
 def test_non_density_runs_report_no_density():
     sink, _ = run(HEAD + "counts: [1, 2]\nplatforms:\n  - {name: f, backend: fake}\n")
     assert density_results(sink.steps, sink.searches) == {}
+
+
+RAMP = (
+    HEAD
+    + "warmup: 0\nplatforms:\n  - {name: f, backend: fake, boot: 50ms, boot_per_instance: 10ms}\n"
+)
+
+
+def test_ramp_keeps_each_levels_instances_and_adds_to_them():
+    sink, backend = run(
+        RAMP.replace("platforms:", "density: {factor: 2, max: 8, mode: ramp}\nplatforms:"),
+        total=64 * 2**30,
+    )
+    assert sink.searches["f"]["mode"] == "ramp"
+    steps = sink.steps
+    # N = instances running at the level; each level launched only what it added.
+    assert [(st["n"], st["added"]) for st in steps] == [(1, 1), (2, 1), (4, 2), (8, 4)]
+    assert [len([s for s in sink.samples if s["step"] == st["step"]]) for st in steps] == [
+        1,
+        1,
+        2,
+        4,
+    ]
+    assert backend.created == 8  # 1 + 1 + 2 + 4, not 1 + 2 + 4 + 8
+    # The new instances boot under the load already there: the N=8 level's first new
+    # instance starts with 4 running besides itself (the fake: 50 ms + 10 ms x 5).
+    assert min(s["ready_s"] for s in sink.samples if s["n"] == 8) == pytest.approx(0.1)
+    # Memory per instance from the whole level: 100 MiB per fake instance, over N.
+    assert all(st["host_drop_per_instance_bytes"] == 100 * 2**20 for st in steps)
+    assert all(st["host_drop_bytes"] == st["n"] * 100 * 2**20 for st in steps)
+    assert all(st["launch_rate_per_s"] > 0 and st["all_ready_s"] > 0 for st in steps)
+    # Torn down once, at the end, after the last level was recorded (a teardown that
+    # hangs loses no level): the levels have no teardown time, the metadata has it.
+    assert all(st["teardown_s"] is None for st in steps)
+    (td,) = sink.metadata["ramp_teardowns"]
+    assert td["platform"] == "f" and td["instances"] == 8 and td["destroy_failures"] == 0
+    assert td["after_step"] == steps[-1]["step"] and td["teardown_s"] >= 0
+    assert backend.live == {}
+    assert density_results(steps, sink.searches)["f"]["max_density"] == 8
+
+
+def test_ramp_stopped_by_a_limit_destroys_every_level():
+    sink, backend = run(
+        RAMP.replace(
+            "platforms:",
+            "density: {factor: 2, max: 64, mode: ramp, slo: {ready_p95: 100ms}}\nplatforms:",
+        ),
+        total=64 * 2**30,
+    )
+    # N=8's new ones boot in 100-130 ms (5-8 running): over the SLO, the ramp ends there.
+    assert [st["n"] for st in sink.steps] == [1, 2, 4, 8]
+    assert sink.steps[-1]["limit"] == "slo"
+    assert sink.metadata["ramp_teardowns"][0]["instances"] == 8
+    assert backend.live == {}
+    assert density_results(sink.steps, sink.searches)["f"]["max_density"] == 4
+
+
+def test_ramp_refused_by_the_guard_and_a_failed_ramp_leave_nothing():
+    # The guard counts only the instances a level adds (the others are in MemAvailable).
+    sink, backend = run(
+        RAMP.replace(
+            "platforms:",
+            "density: {factor: 2, max: 64, mode: ramp, memory_reserve: 1GiB}\nplatforms:",
+        )
+    )
+    assert [(st["n"], st["status"]) for st in sink.steps][-2:] == [(8, "ran"), (16, "refused")]
+    assert "N=8 needs" in sink.steps[-1]["limit_detail"]  # the 8 it would add
+    assert backend.live == {}
+
+    # A level that breaks (an engine error, a bug) takes the earlier levels down with it.
+    from bench.backends.fake import FakeBackend
+
+    class Boom(Exception):
+        pass
+
+    made = []
+    init = FakeBackend.__init__
+
+    def keep(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    from bench.runner.measurer import Measurer
+
+    after = Measurer.after
+
+    def boom(self, backend, launches, before, n):
+        if n == 4:
+            raise Boom
+        return after(self, backend, launches, before, n)
+
+    Measurer.after, FakeBackend.__init__ = boom, keep
+    try:
+        with pytest.raises(Boom):
+            run(RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"))
+    finally:
+        Measurer.after, FakeBackend.__init__ = after, init
+    (backend,) = made
+    assert backend.created == 4 and backend.live == {}
+
+
+def test_an_interrupted_ramp_destroys_every_level():
+    """Ctrl-C while the N=4 level waits for its new instances (SIGINT raises in the main
+    thread, in the wait): the N=1 and N=2 levels' instances go too."""
+    from bench.runner.executor import StepExecutor
+
+    original = StepExecutor.wait
+    seen = []
+
+    def wait(self, step, timeout, on_done):
+        seen.append(len(step.backend.live))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return original(self, step, timeout, on_done)
+
+    from bench.backends.fake import FakeBackend
+
+    made: list[FakeBackend] = []
+    init = FakeBackend.__init__
+
+    def keep(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    StepExecutor.wait, FakeBackend.__init__ = wait, keep
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"))
+    finally:
+        StepExecutor.wait, FakeBackend.__init__ = original, init
+    assert seen == [1, 2, 4]  # N=1 and N=2 were up (and N=4's 2 new ones) when it came
+    (backend,) = made
+    assert backend.created == 4 and backend.live == {}
+
+
+def test_restart_is_the_default_mode():
+    sink, backend = run(RAMP.replace("platforms:", "density: {max: 4}\nplatforms:"))
+    assert sink.searches["f"]["mode"] == "restart"
+    assert [(st["n"], st["added"]) for st in sink.steps] == [(1, 1), (2, 2), (4, 4)]
+    assert all(st["teardown_s"] is not None for st in sink.steps)
+    assert backend.created == 7

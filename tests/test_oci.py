@@ -13,6 +13,7 @@ from bench.backends.docker_backend import DockerBackend, DockerSettings
 from bench.backends.oci import (
     ContainerBackend,
     Demux,
+    cgroup_memory,
     close_attach,
     container_leftover,
     container_pids,
@@ -164,3 +165,31 @@ def test_an_exhausted_ssh_session_limit_is_named():
         raise ChannelException(2, "Connect failed")
     with pytest.raises(KeyError), backend._ssh_sessions():  # anything else: unchanged
         raise KeyError("x")
+
+
+def test_cgroup_memory_is_read_through_the_engines_host():
+    """The cgroup is found from the init's /proc/<pid>/cgroup, and both reads go through
+    the Host (a remote SshHost answers them the same way)."""
+    cid = "c0" * 32
+    d = f"/sys/fs/cgroup/memory/docker/{cid}"
+    files = {
+        "/proc/42/cgroup": f"4:memory:/docker/{cid}\n0::/docker/{cid}",
+        f"{d}/memory.usage_in_bytes": "17567744",
+        f"{d}/memory.stat": "cache 16777216\ninactive_file 16777216\ntotal_inactive_file 16777216",
+    }
+    asked: list[list[str]] = []
+
+    class Host(FakeHost):
+        def read_files(self, paths):
+            asked.append(list(paths))
+            return {p: files.get(p) for p in paths}
+
+    host = Host(lambda: [])
+    figure, source = cgroup_memory(host, 42, cid)
+    assert figure == 17567744 - 16777216
+    assert "memory.usage_in_bytes - total_inactive_file" in source
+    assert asked == [["/proc/42/cgroup"], [f"{d}/memory.usage_in_bytes", f"{d}/memory.stat"]]
+    # Gone (or unreadable) between the two reads: no figure, the caller asks the engine.
+    del files[f"{d}/memory.stat"]
+    assert cgroup_memory(host, 42, cid) is None
+    assert cgroup_memory(host, 43, cid) is None

@@ -1,6 +1,7 @@
 """bench.procfs parses what LocalHost and SshHost read, on text captured from a real
 machine (tests/data/procfs/), and SshHost's framing of several files in one read."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,59 @@ def test_several_files_read_at_once_are_split_back():
     assert files["/run/x.pid"] == "1234"
     assert files["/nope"] is None and files["/absent"] is None
     assert files["/empty"] == ""
+
+
+# -- a container's cgroup memory (docker stats' figure without the stats call) ----------
+
+V1_ID = "1262745b8baa4e6fba5fe68ca39cf27aea8027c938850777df5910b05a73398d"
+
+
+def test_cgroup_v1_memory_gives_the_figure_docker_stats_gives():
+    # Captured together from one container that had written 16 MiB it never read back
+    # (inactive page cache): its /proc/<pid>/cgroup, its memory cgroup's two files, and
+    # the stats endpoint's answer; `docker stats` showed "772KiB" for it.
+    directory, version = procfs.cgroup_memory_dir(_text("docker-v1-cgroup"), V1_ID)
+    assert (directory, version) == (f"/sys/fs/cgroup/memory/docker/{V1_ID}", 1)
+    usage_file, stat_file = procfs.cgroup_memory_files(directory, version)
+    assert usage_file.endswith("/memory.usage_in_bytes") and stat_file.endswith("/memory.stat")
+    usage = procfs.parse_int(_text("docker-v1-memory.usage_in_bytes"))
+    stats = procfs.parse_memory_stat(_text("docker-v1-memory.stat"))
+    figure = procfs.docker_mem_usage(usage, stats)
+    api = json.loads(_text("docker-v1-stats.json"))["memory_stats"]
+    assert figure == procfs.docker_mem_usage(api["usage"], api["stats"]) == 772 * 1024
+    assert stats["total_inactive_file"] == 16 * 2**20  # the subtraction really happened
+
+
+def test_docker_mem_usage_follows_the_docker_cli():
+    # cli/command/container/stats_helpers.go, calculateMemUsageUnixNoCache
+    assert procfs.docker_mem_usage(100, {"total_inactive_file": 30, "inactive_file": 10}) == 70
+    # v1's total is not below usage: the CLI falls through to inactive_file
+    assert procfs.docker_mem_usage(100, {"total_inactive_file": 100, "inactive_file": 10}) == 90
+    assert procfs.docker_mem_usage(100, {"inactive_file": 40}) == 60  # cgroup v2
+    assert procfs.docker_mem_usage(100, {"inactive_file": 200}) == 100
+    assert procfs.docker_mem_usage(100, {}) == 100
+
+
+def test_cgroup_v2_and_the_systemd_driver():
+    # A v2 host with docker's systemd cgroup driver (the kernel's format; this host is v1).
+    cid = "ab" * 32
+    text = f"0::/system.slice/docker-{cid}.scope\n"
+    directory, version = procfs.cgroup_memory_dir(text, cid)
+    assert (directory, version) == (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope", 2)
+    assert procfs.cgroup_memory_files(directory, version)[0].endswith("/memory.current")
+    stat = "anon 1048576\nfile 2097152\nactive_file 1048576\ninactive_file 524288\n"
+    assert procfs.docker_mem_usage(3145728, procfs.parse_memory_stat(stat)) == 3145728 - 524288
+    # v1 with the systemd driver: the memory line wins over the unified one (hybrid).
+    hybrid = f"4:memory:/system.slice/docker-{cid}.scope\n0::/system.slice/docker-{cid}.scope\n"
+    assert procfs.cgroup_memory_dir(hybrid, cid) == (
+        f"/sys/fs/cgroup/memory/system.slice/docker-{cid}.scope",
+        1,
+    )
+
+
+def test_a_cgroup_path_bench_cannot_trust_is_refused():
+    # Inside a cgroup namespace the container's own path reads "/": that is not its
+    # cgroup as seen from the host, so the stats endpoint must answer instead.
+    assert procfs.cgroup_memory_dir("4:memory:/\n0::/\n", "") is None
+    assert procfs.cgroup_memory_dir(_text("docker-v1-cgroup"), "f" * 64) is None  # not it
+    assert procfs.cgroup_memory_dir("", V1_ID) is None  # the process is gone

@@ -242,7 +242,8 @@ def test_density_run_fills_density_columns_and_draws_every_plot(tmp_path):
     assert float(c[0]["mem_pss_per_instance_mib"]) == 6.0
     assert float(c[0]["disk_per_instance_mib"]) == pytest.approx(8192 / 2**20)
     classic = (out / "containers-vs-vms.md").read_text()
-    assert "4 (stopped by slo)" in classic and "1 (stopped by memory_reserve)" in classic
+    assert "4 (stopped by slo; restart mode)" in classic
+    assert "1 (stopped by memory_reserve; restart mode)" in classic
     assert "200.0 MiB (N=1, n=1)" in classic
 
 

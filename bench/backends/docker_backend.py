@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from bench import images, kinds
+from bench import images, kinds, procfs
 from bench.backends.base import Check, CliOption, Instance, print_nothing
 from bench.backends.oci import (
     API_CONNECTIONS,
@@ -24,6 +24,7 @@ from bench.backends.oci import (
     RUNTIME_PROBE_TIMEOUT_S,
     ContainerBackend,
     binary_version,
+    cgroup_memory,
     container_pids,
     instance_labels,
     probe_name,
@@ -157,6 +158,11 @@ class DockerBackend(ContainerBackend):
                     )
                 )
         return checks
+
+    @property
+    def _local(self) -> bool:
+        """An engine on this machine: its containers' cgroup files are this host's."""
+        return self.address.startswith("unix://")
 
     @property
     def address(self) -> str:
@@ -441,17 +447,18 @@ class DockerBackend(ContainerBackend):
         # The process view: its containerd-shim (the parent of its init) keeps it.
         procs = self._processes(host)
         pids = container_pids(procs, pid, procs.parent(pid) if pid else None)
-        stats = api.stats(inst.handle, stream=False, one_shot=True)
-        mem = stats.get("memory_stats") or {}
-        st = mem.get("stats") or {}
-        # What `docker stats` should show: usage minus reclaimable page cache
-        # (cgroup v1 calls it total_inactive_file, v2 inactive_file).
-        inactive = st.get("total_inactive_file", st.get("inactive_file", 0))
-        usage = mem.get("usage")
+        # A local engine's containers: their cgroup files, read directly (no stats call).
+        mem = cgroup_memory(host, pid, info["Id"]) if pid and self._local else None
+        if mem is None:  # a remote engine, or a cgroup bench cannot read here
+            stats = api.stats(inst.handle, stream=False, one_shot=True)
+            raw = stats.get("memory_stats") or {}
+            usage, st = raw.get("usage"), raw.get("stats") or {}
+            figure = procfs.docker_mem_usage(usage, st) if usage is not None else None
+            mem = figure, "docker stats: usage - inactive_file"
         return {
             "pids": pids,
-            "engine_mem_bytes": usage - inactive if usage is not None else None,
-            "engine_mem_source": "cgroup usage - inactive_file",
+            "engine_mem_bytes": mem[0],
+            "engine_mem_source": mem[1],
             "disk_writable_bytes": size_rw,
         }
 

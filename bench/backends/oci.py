@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 
-from bench import images, kinds
+from bench import images, kinds, procfs
 from bench.backends.base import (
     LABEL_OWNER,
     LABEL_OWNER_HOST,
@@ -123,6 +123,33 @@ def container_pids(procs: ProcessTable, pid: int, keeper: int | None) -> list[in
     if keeper and keeper > 1:
         pids.append(keeper)
     return pids
+
+
+def cgroup_memory(host: Host, pid: int, container_id: str) -> tuple[int, str] | None:
+    """The memory figure `docker stats` shows for a container, read from its cgroup's
+    own files on its host, and where it came from; None when they cannot be read.
+
+    The stats endpoint (docker's, podman's) takes a CPU sample a second apart before it
+    answers, so asking it costs about a second per container; the memory figures in its
+    answer are these same files. The cgroup is found from the init process's
+    /proc/<pid>/cgroup (either cgroup driver, v1 or v2), never guessed.
+    """
+    proc = f"/proc/{pid}/cgroup"
+    found = procfs.cgroup_memory_dir(host.read_files([proc])[proc] or "", container_id)
+    if found is None:
+        return None
+    directory, version = found
+    usage_file, stat_file = procfs.cgroup_memory_files(directory, version)
+    files = host.read_files([usage_file, stat_file])
+    usage = procfs.parse_int(files[usage_file])
+    if usage is None or files[stat_file] is None:
+        return None
+    stats = procfs.parse_memory_stat(files[stat_file])
+    name = usage_file.rsplit("/", 1)[1]
+    inactive = "total_inactive_file" if version == 1 else "inactive_file"
+    return procfs.docker_mem_usage(usage, stats), (
+        f"cgroup v{version} {name} - {inactive} (docker stats' figure, read from the files)"
+    )
 
 
 def probe_name(runtime: str, engine: str = "") -> str:

@@ -500,9 +500,10 @@ def _density(frames: Frames, run_id: str, platform: str, rows: Any) -> str:
     if (run_id, platform) not in frames.density:
         return "not a density run"
     n, limit = rows["max_density"].iloc[0], rows["density_limit"].iloc[0]
+    mode = frames.density[(run_id, platform)].get("mode", "restart")  # older runs: restart
     if limit == "max":
-        return f"≥ {n} (the search's max; no limit reached)"
-    return f"{n} (stopped by {limit})"
+        return f"≥ {n} (the search's max; no limit reached; {mode} mode)"
+    return f"{n} (stopped by {limit}; {mode} mode)"
 
 
 def run_changes(frames: Frames) -> Any:

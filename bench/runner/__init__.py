@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from bench.backends.base import NAME_PREFIX, Backend
 from bench.clock import REAL_CLOCK, Clock
 from bench.errors import EngineUnavailable
-from bench.runner.executor import StepExecutor
+from bench.runner.executor import LaunchedStep, StepExecutor
 from bench.runner.measurer import Measurer
 from bench.runner.policy import PlatformPolicy, ab_order
 from bench.runner.recorder import Recorder, sample_row, step_head, step_row
@@ -109,6 +109,10 @@ class Runner:
         for platform in self.platforms or sc.platforms:
             policy = PlatformPolicy.of(sc, platform)
             self._warm_up(platform, policy)
+            if policy.ramp:
+                if self._ramp(platform, policy, total, results):
+                    return results
+                continue
             for n, r in policy.steps():
                 result = self._step(Step(platform=platform, n=n, repeat=r), policy, total)
                 if result is None:
@@ -147,17 +151,23 @@ class Runner:
             self._recorder.ab_pairs(a.name, b.name, pairs)
         return results
 
-    def _step(self, step: Step, policy: PlatformPolicy, total: int) -> StepResult | None:
-        """One step, guarded, run, judged and recorded; None when the guard refused it."""
+    def _step(
+        self, step: Step, policy: PlatformPolicy, total: int, ramp: Ramp | None = None
+    ) -> StepResult | None:
+        """One step, guarded, run, judged and recorded; None when the guard refused it.
+
+        A ramp's level (`ramp`) launches only the instances it adds, and keeps them.
+        """
         backend = self.backends[self.slot_of(step.platform)]
         index = next(self.counter)
         self.events.step_started(index, total, step)
-        refusal = policy.guard(step.n, backend.host.mem_available_bytes())
+        # The instances already running are in MemAvailable: only the added ones count.
+        refusal = policy.guard(step.added, backend.host.mem_available_bytes())
         if refusal is not None:
             self._recorder.refused(self._head(step, index), refusal)
             self.events.step_refused(step, refusal.detail)
             return None
-        result = self.run_step(step, index)
+        result = self.run_step(step, index, ramp)
         self._check_engine(step, result)
         limit = policy.judge(step.n, result.samples, result.record)
         if limit is not None:
@@ -215,17 +225,28 @@ class Runner:
     def _head(self, step: Step, index: int) -> dict[str, Any]:
         return step_head(self.run_id, step, index, self.backends[self.slot_of(step.platform)])
 
-    def run_step(self, step: Step, index: int) -> StepResult:
+    def run_step(self, step: Step, index: int, ramp: Ramp | None = None) -> StepResult:
+        """Launch the step's instances, wait, measure, tear down; a ramp's level
+        (`ramp`) launches only those it adds and keeps them all running."""
         sc = self.loaded.scenario
         backend = self.backends[self.slot_of(step.platform)]
         head = self._head(step, index)
-        names = [instance_name(self.run_id, step.platform.name, index, i) for i in range(step.n)]
+        names = [
+            instance_name(self.run_id, step.platform.name, index, i) for i in range(step.added)
+        ]
         launched = self._executor.new_step(
             backend, names, self.run_id, step.platform.name, step.platform.ready.marker
         )
-        before = self._measurer.before(backend)
+        if ramp is None:
+            before = self._measurer.before(backend)
+        else:
+            # Memory and storage from before the ramp's first level: a level's figures
+            # (per instance: over its N) are those of everything running at it.
+            ramp.before = ramp.before or self._measurer.before(backend)
+            before = ramp.before
         measured: dict[str, Any] = {}
         wait_end: float | None = None
+        teardown_s: float | None = None
         try:
             self._executor.launch(launched)
             self._executor.wait(
@@ -234,7 +255,10 @@ class Runner:
             wait_end = self.clock.now()
             self._executor.join_launches(launched)
             measured = self._measurer.after(backend, launched.launches, before, step.n)
-            teardown_s = self._executor.teardown(launched)
+            if ramp is None:
+                teardown_s = self._executor.teardown(launched)
+            else:
+                ramp.levels.append(launched)
         except BaseException:
             # Interrupted (or broken) mid-step, teardown included: destroy what is left
             # (only instances not yet destroyed), then keep what was measured.
@@ -251,10 +275,62 @@ class Runner:
             samples=samples,
             wait_s=wait_end - launched.start,
             teardown_s=teardown_s,
-            destroy_failures=self._executor.still_live(launched),
+            destroy_failures=self._executor.still_live(launched) if ramp is None else 0,
             measured=measured,
         )
         return StepResult(samples, record)
+
+    # -- ramp -------------------------------------------------------------------------
+
+    def _ramp(
+        self,
+        platform: PlatformBase,
+        policy: PlatformPolicy,
+        total: int,
+        results: list[StepResult],
+    ) -> bool:
+        """A ramp density search: each N adds to the instances of the N before it, whose
+        instances stay up; torn down once, after its last N (and per repeat), whatever
+        ended it (the max, a limit, a refusal, a failure, an interrupt). True when
+        `on_failure: stop` ends the run.
+
+        Every level is recorded when it is measured, before the teardown: a teardown
+        that hangs (an engine deadlocked by thousands of removals) loses no level. The
+        teardown goes to the run's metadata (`ramp_teardowns`)."""
+        ramp = Ramp(platform.name)
+        try:
+            for n, r in policy.ramp_steps():
+                if r != ramp.repeat:  # a new repeat ramps up from zero again
+                    self._end_ramp(ramp)
+                    ramp = Ramp(platform.name, repeat=r)
+                step = Step(platform=platform, n=n, repeat=r, kept=ramp.n)
+                result = self._step(step, policy, total, ramp)
+                if result is None:
+                    return False  # refused: the policy has ended this platform's steps
+                ramp.n, ramp.last_step = n, result.record["step"]
+                results.append(result)
+                if policy.stops_run(result.failures):
+                    return True
+            return False
+        finally:
+            self._end_ramp(ramp)
+
+    def _end_ramp(self, ramp: Ramp) -> None:
+        """Destroy every level of the ramp, and record how long it took."""
+        levels, ramp.levels = ramp.levels, []
+        if not levels:
+            return
+        seconds = self._executor.teardown_many(levels)
+        self._recorder.ramp_teardown(
+            {
+                "platform": ramp.platform,
+                "repeat": ramp.repeat,
+                "after_step": ramp.last_step,
+                "instances": sum(len(x.launches) for x in levels),
+                "teardown_s": seconds,
+                "destroy_failures": sum(self._executor.still_live(x) for x in levels),
+            }
+        )
 
     # -- interrupts -------------------------------------------------------------------
 
@@ -269,6 +345,18 @@ class Runner:
     def cleanup(self, workers: int = 32) -> list[str]:
         """Destroy every instance this run still has; returns those that would not go."""
         return self._executor.cleanup(workers)
+
+
+@dataclass
+class Ramp:
+    """A ramp's levels, whose instances stay running from one N to the next."""
+
+    platform: str
+    repeat: int = 0
+    last_step: int | None = None  # the index of its last recorded level
+    n: int = 0  # instances running: the last level's N
+    levels: list[LaunchedStep] = field(default_factory=list)
+    before: dict[str, Any] | None = None  # the host before the first level
 
 
 def instance_name(run_id: str, platform: str, step: int, i: int) -> str:

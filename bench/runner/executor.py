@@ -167,24 +167,36 @@ class StepExecutor:
 
     def teardown(self, step: LaunchedStep) -> float:
         """Destroy the step's instances (one retry); returns the seconds it took."""
-        if step.pool is not None:
-            # Launches still in flight finish first, so nothing is created after teardown.
-            with self.clock.idle():
-                step.pool.shutdown(wait=True, cancel_futures=True)
+        return self.teardown_many([step])
+
+    def teardown_many(self, steps: list[LaunchedStep]) -> float:
+        """Destroy the instances of several steps together (a ramp's levels), one retry;
+        returns the seconds it took."""
+        for step in steps:
+            if step.pool is not None:
+                # Launches still in flight finish first: nothing is created after teardown.
+                with self.clock.idle():
+                    step.pool.shutdown(wait=True, cancel_futures=True)
         start = self.clock.now()
         workers = max(self.concurrency, TEARDOWN_WORKERS)
-        self._destroy_all(step, workers)
-        if self.still_live(step):
-            self._destroy_all(step, workers)  # one retry: a busy engine (409)
+        for _ in range(2):  # one retry: a busy engine (409)
+            for backend, insts in self._still_live_by_backend(steps).values():
+                self._destroy(backend, insts, workers)
         return self.clock.now() - start
 
     def still_live(self, step: LaunchedStep) -> int:
         """Instances the engine would not destroy: still running, skewing later steps."""
         return sum(1 for x in step.launches if x.inst.name in self._live)
 
-    def _destroy_all(self, step: LaunchedStep, workers: int) -> None:
-        insts = [x.inst for x in step.launches if x.inst.name in self._live]
-        self._destroy(step.backend, insts, workers)
+    def _still_live_by_backend(
+        self, steps: list[LaunchedStep]
+    ) -> dict[int, tuple[Backend, list[Instance]]]:
+        out: dict[int, tuple[Backend, list[Instance]]] = {}
+        for step in steps:
+            insts = [x.inst for x in step.launches if x.inst.name in self._live]
+            if insts:
+                out.setdefault(id(step.backend), (step.backend, []))[1].extend(insts)
+        return out
 
     def _destroy(self, backend: Backend, insts: list[Instance], workers: int) -> None:
         def destroy(inst: Instance) -> None:

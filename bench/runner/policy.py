@@ -92,7 +92,8 @@ def step_limit(
     if failed:
         errors = sorted({s["error"] for s in failed})
         limit = "timeout" if all(s["failure"] == "timeout" for s in failed) else "failure"
-        return limit, f"{len(failed)} of {n} not ready: {errors[0]}"
+        # Of the instances the step launched (a ramp level's new ones, not all N).
+        return limit, f"{len(failed)} of {len(samples)} not ready: {errors[0]}"
     if slo_ready_p95_s is not None:
         p95 = percentile([s["ready_s"] for s in samples], 95)
         if p95 is not None and p95 > slo_ready_p95_s:
@@ -119,6 +120,8 @@ class PlatformPolicy:
     searching: bool = False
     slo_ready_p95_s: float | None = None
     on_failure: str = "continue"
+    #: A ramp search (density `mode: ramp`): each level adds to the previous one's instances.
+    ramp: bool = False
     #: (N, measured host drop per instance) of this platform's steps so far.
     measured: list[tuple[int, float]] = field(default_factory=list)
     ended: bool = False
@@ -134,12 +137,22 @@ class PlatformPolicy:
             searching=search is not None,
             slo_ready_p95_s=search.slo.ready_p95 if search is not None else None,
             on_failure=scenario.on_failure,
+            ramp=search is not None and search.mode == "ramp",
         )
 
     def steps(self) -> Iterator[tuple[int, int]]:
         """(N, repeat) in order, lazily: a refusal or a limit ends the sequence."""
         for n in self.counts:
             for r in range(self.repeat):
+                if self.ended:
+                    return
+                yield n, r
+
+    def ramp_steps(self) -> Iterator[tuple[int, int]]:
+        """A ramp's (N, repeat): every N of one repeat in a row (its instances stay up
+        from one N to the next), then the next repeat from zero."""
+        for r in range(self.repeat):
+            for n in self.counts:
                 if self.ended:
                     return
                 yield n, r

@@ -128,9 +128,10 @@ def step_row(
         ).row()
     if status == "interrupted":
         return StepRecord(**{**facts, **head, "status": "interrupted"}).row()
-    n = head["n"]
+    # The instances the step launched: all N, or a ramp level's new ones (its samples).
+    launched = len(samples)
     ready = [s for s in samples if s["ok"]]
-    all_ready = max(s["ready_at_s"] for s in samples) if len(ready) == n else None
+    all_ready = max(s["ready_at_s"] for s in samples) if ready and len(ready) == launched else None
     return StepRecord(
         **{
             **facts,
@@ -138,7 +139,8 @@ def step_row(
             "status": status,
             "failures": len(samples) - len(ready),
             "all_ready_s": all_ready,
-            "launch_rate_per_s": n / all_ready if all_ready else None,
+            "launch_rate_per_s": launched / all_ready if all_ready else None,
+            "added": launched,
             "wait_s": wait_s,
             "teardown_s": teardown_s,
             "destroy_failures": destroy_failures,
@@ -156,6 +158,7 @@ class Recorder:
     # One recorder serves every host's runner (bench.runner.lanes): warm-ups of two
     # hosts must not overwrite each other's metadata.
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    ramp_teardowns: list[dict[str, Any]] = field(default_factory=list)
 
     def warmup(self, instances: int, platform: str, ready_s: list[float | None]) -> None:
         """What a platform's warm-up saw, in the run's metadata (never as samples)."""
@@ -165,6 +168,12 @@ class Recorder:
                 "ready_s": ready_s,
             }
             self._update(warmup={"instances": instances, "platforms": dict(self.warmups)})
+
+    def ramp_teardown(self, entry: dict[str, Any]) -> None:
+        """A ramp's one teardown of all its levels (its levels' records have none)."""
+        with self._lock:
+            self.ramp_teardowns.append(entry)
+            self._update(ramp_teardowns=list(self.ramp_teardowns))
 
     def ab_pairs(self, baseline: str, candidate: str, pairs: list[list[int]]) -> None:
         """The A/B pairs finished so far: kept after each pair, so an interrupted run

@@ -80,3 +80,47 @@ def test_memory_guard_refuses_a_vm_step_before_starting_it(libvirt_conn):
     assert "configured memory" in step["limit_detail"]
     assert sink.samples == []  # not one instance of it was started
     assert {d.name() for d in libvirt_conn.listAllDomains()} == domains_before
+
+
+def test_docker_memory_from_cgroup_files_matches_docker_stats(docker_api):
+    """A local engine's engine view comes from the container's cgroup files, not the
+    stats endpoint; for a running container it is the figure the endpoint gives."""
+    import secrets
+
+    from bench.backends.base import Instance
+    from bench.backends.docker_backend import DockerBackend, DockerSettings
+    from bench.backends.oci import instance_labels
+    from bench.console import Console
+    from bench.procfs import docker_mem_usage
+
+    run_id = f"test-{secrets.token_hex(3)}"
+    backend = DockerBackend(DockerSettings(name="c", backend="docker", image="busybox"))
+    backend.preflight()
+    backend.prepare()
+    api = backend.connect()
+    # 8 MiB written and never read back: inactive page cache the figure must leave out.
+    script = "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; sync; sleep 60"
+    c = api.create_container(
+        backend._image_ref,
+        command=["sh", "-c", script],
+        name=f"bench-{run_id}-c",
+        labels=instance_labels(run_id, "c"),
+        host_config=api.create_host_config(network_mode="none"),
+    )
+    try:
+        api.start(c["Id"])
+        import time
+
+        time.sleep(3)
+        inst = Instance(name=f"bench-{run_id}-c", run_id=run_id, platform="c", console=Console("X"))
+        inst.handle = c["Id"]
+        sampled = backend.sample(inst, backend.host)
+        raw = api.stats(c["Id"], stream=False)["memory_stats"]
+        expected = docker_mem_usage(raw["usage"], raw["stats"])
+        assert sampled["engine_mem_source"].startswith("cgroup v"), sampled
+        assert abs(sampled["engine_mem_bytes"] - expected) <= 0.05 * expected, (sampled, raw)
+        assert sampled["engine_mem_bytes"] < 4 * MiB  # the 8 MiB file is not counted
+    finally:
+        api.remove_container(c["Id"], force=True)
+        assert backend.leftovers(run_id) == []
+        backend.close()

@@ -1,0 +1,159 @@
+"""Issue 14, target 2: `bench run scenarios/density.yaml` as shipped (containers ramp
+to 2048, then the VMs), timed as a user runs it. A benchmark that prints figures.
+
+    .venv/bin/python benchmarks/density.py [--scenario scenarios/density.yaml]
+                                           [--out benchmarks/results.md]
+
+Targets for the container search: N=2048 reached, every instance ready, ready p95 <= 60
+s, and <= 10 min of wall time. The container platform runs first: its time is the time
+from the run's start to the end of its last level (teardown included), read from the
+run's progress lines as they come; the whole run's wall time (VMs included) is printed
+too. Per level: what it added, where its time went (launch calls, wait, settle +
+sampling, teardown) and the ready figures. Exit 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
+
+REPO = Path(__file__).resolve().parent.parent
+SECTION = "# Density: `bench run scenarios/density.yaml`"
+TARGET_N, TARGET_S, TARGET_P95_S = 2048, 600.0, 60.0
+
+
+def p95(xs: list[float]) -> float | None:
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = (len(xs) - 1) * 0.95
+    lo = int(k)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (k - lo)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenario", type=Path, default=REPO / "scenarios" / "density.yaml")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.md")
+    ap.add_argument("--results", type=Path, default=Path("/tmp/bench-density-results"))
+    args = ap.parse_args()
+    args.scenario = args.scenario.resolve()
+
+    load_before = os.getloadavg()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", str(args.scenario), "--out", str(args.results)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # The progress lines ("container N=2048 (+1024) #1: ...") say when each level ended;
+    # the first "vm" line's arrival bounds the container search's own time.
+    container_done = None
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        if container_done is None and (line.startswith("vm") or "vm: warming up" in line):
+            container_done = time.monotonic() - t0
+    out = proc.stdout.read()
+    proc.wait()
+    wall = time.monotonic() - t0
+    load_after = os.getloadavg()
+    lines_out = out.strip().splitlines()
+    # A run that did not complete prints no directory: its newest one under --results.
+    run_dir = (
+        Path(lines_out[-1])
+        if lines_out
+        else max(args.results.iterdir(), key=lambda p: p.stat().st_mtime)
+    )
+    steps = [json.loads(x) for x in (run_dir / "steps.jsonl").read_text().splitlines()]
+    samples = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    container_s = container_done if container_done is not None else wall
+
+    lines = [
+        "| platform | N | added | ready | launch calls | wait (to all ready) | "
+        "settle + sampling | teardown | ready p50 | ready p95 | launches/s | limit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for st in steps:
+        mine = [s for s in samples if s["step"] == st["step"]]
+        ready = [s["ready_s"] for s in mine if s["ok"]]
+        starts = [s["queued_s"] + s["start_s"] for s in mine if s.get("start_s") is not None]
+
+        def s(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f} s"
+
+        lines.append(
+            f"| {st['platform']} | {st['n']} | {st.get('added') or '-'} | "
+            f"{len(ready)}/{len(mine)} | {s(max(starts) if starts else None)} | "
+            f"{s(st.get('wait_s'))} | {s(st.get('settle_s'))} + {s(st.get('sampling_s'))} | "
+            f"{s(st.get('teardown_s'))} | {s(statistics.median(ready) if ready else None)} | "
+            f"{s(p95(ready))} | "
+            f"{st['launch_rate_per_s']:.1f} | {st.get('limit') or ''} |"
+            if st.get("status") == "ran" and st.get("launch_rate_per_s")
+            else f"| {st['platform']} | {st['n']} | {st.get('added') or '-'} | "
+            f"{len(ready)}/{len(mine)} | | | | | | | | {st.get('status')} "
+            f"{st.get('limit') or ''} |"
+        )
+    c_steps = [st for st in steps if st["platform"] == "container" and st.get("status") == "ran"]
+    top = max((st for st in c_steps), key=lambda st: st["n"], default=None)
+    all_ready = all(s["ok"] for s in samples if s["platform"] == "container")
+    top_p95 = p95([s["ready_s"] for s in samples if top and s["step"] == top["step"] and s["ok"]])
+    checks = [
+        (
+            "container N reached",
+            f"{top['n'] if top else 0}",
+            f">= {TARGET_N}",
+            bool(top) and top["n"] >= TARGET_N,
+        ),
+        ("every container ready", "yes" if all_ready else "no", "all", all_ready),
+        (
+            f"ready p95 at N={top['n'] if top else '-'} (its new instances)",
+            f"{top_p95:.1f} s" if top_p95 is not None else "-",
+            f"<= {TARGET_P95_S:.0f} s",
+            top_p95 is not None and top_p95 <= TARGET_P95_S,
+        ),
+        (
+            "container search wall time (run start to its last teardown)",
+            f"{container_s / 60:.1f} min",
+            f"<= {TARGET_S / 60:.0f} min",
+            container_s <= TARGET_S,
+        ),
+    ]
+    for td in meta.get("ramp_teardowns") or []:
+        lines.append(
+            f"| {td['platform']} | ramp teardown | {td['instances']} destroyed | | | | | "
+            f"{td['teardown_s']:.1f} s | | | | {td['destroy_failures']} would not go |"
+        )
+    table = ["| target | value | required | met |", "| --- | --- | --- | --- |"]
+    table += [f"| {a} | {b} | {c} | {'yes' if ok else '**MISSED**'} |" for a, b, c, ok in checks]
+    mode = (meta.get("searches") or {}).get("container", {}).get("mode", "restart")
+    text = (
+        f"{SECTION}\n\nHost: {results_md.host_line()}\n\n"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+        f"`benchmarks/density.py` (`bench run {args.scenario.relative_to(REPO)}`, containers in "
+        f"{mode} mode): whole run {wall / 60:.1f} min (VMs included), run "
+        f"{meta['run_id']}. Load average (1, 5, 15 min) before "
+        f"{', '.join(f'{x:.1f}' for x in load_before)}, after "
+        f"{', '.join(f'{x:.1f}' for x in load_after)}; run status {meta.get('status')}.\n\n"
+        + "\n".join(table)
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    results_md.write_section(args.out, SECTION, text)
+    print(text)
+    return 0 if all(ok for *_, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
