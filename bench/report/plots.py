@@ -192,6 +192,8 @@ def density_curve(frames: Frames) -> Any:
             color=color,
             label=f"{series} p95: max density {best} ({stop})",
         )
+        # In a ramp a level's p95 is over the instances it added, not all N.
+        _counts(ax, ready["n"], ready["ready_p95_s"], ready["samples"] - ready["failures"])
         ax.axvline(best, color=color, linestyle=":", alpha=0.8)
         for _, st in steps[steps["limit"].notna()].drop_duplicates("n").iterrows():
             row = ready[ready["n"] == st["n"]]
