@@ -34,6 +34,7 @@ from bench.runner import Events, NoEvents, Runner
 from bench.runner.lanes import HostLanes
 from bench.runner.recorder import Recorder
 from bench.scenario import LoadedScenario
+from bench.units import format_bytes
 
 
 @dataclass
@@ -81,8 +82,8 @@ def check_against_host(loaded: LoadedScenario, host: Host | Mapping[str, Host]) 
         if p.memory and p.memory > total:
             raise loaded.error(
                 ("platforms", i, "memory"),
-                f"{p.memory / 2**30:.1f} GiB per instance is more than {h.key}'s "
-                f"{total / 2**30:.1f} GiB of memory",
+                f"{format_bytes(p.memory)} per instance is more than the "
+                f"{format_bytes(total)} of memory of host {h.key}",
             )
 
 
