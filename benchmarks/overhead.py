@@ -68,64 +68,25 @@ def reference(n: int, concurrency: int) -> dict[str, float]:
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    import docker
+
     api = docker.APIClient(version="auto", timeout=60)
-    tag = f"overhead-ref-{os.getpid()}-{time.monotonic_ns()}"
-    ready_s: list[float] = []
-    lock = threading.Lock()
-    done = threading.Event()
-    ids: list[str] = []
-
-    def read_until_marker(sock, t0: float) -> None:
-        buf = b""
-        while MARKER not in buf:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return
-            buf += chunk
-        with lock:
-            ready_s.append(time.monotonic() - t0)
-            if len(ready_s) == n:
-                done.set()
-
-    def launch(i: int) -> None:
-        t0 = time.monotonic()
-        c = api.create_container(
-            IMAGE,
-            name=f"{tag}-{i}",
-            labels={"overhead.ref": tag},
-            detach=True,
-            host_config=api.create_host_config(network_mode="none"),
-        )
-        with lock:
-            ids.append(c["Id"])
-        sock = api.attach_socket(c["Id"], params={"stdout": 1, "stream": 1, "logs": 1})
-        raw = getattr(sock, "_sock", sock)
-        threading.Thread(target=read_until_marker, args=(raw, t0), daemon=True).start()
-        api.start(c["Id"])
-
     start = time.monotonic()
     try:
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(launch, range(n)))
-        launched = time.monotonic() - start
-        done.wait(120 + n)
-        wall = time.monotonic() - start
-    finally:
+        got = _launch_ready(api, n, concurrency)  # removes what it started if it fails
         t_remove = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda i: api.remove_container(i, force=True), ids))
-        api.close()
+            list(pool.map(lambda i: api.remove_container(i, force=True), got["ids"]))
         removed = time.monotonic() - t_remove
-    if len(ready_s) != n:
-        raise RuntimeError(f"reference: only {len(ready_s)} of {n} containers became ready")
-    total = time.monotonic() - start
+    finally:
+        api.close()
     return {
-        "wall_s": wall,
-        "ready_median_s": statistics.median(ready_s),
-        "total_s": total,
-        "launch_s": launched,
+        "wall_s": got["wall_s"],
+        "ready_median_s": got["ready_p50_s"],
+        "total_s": time.monotonic() - start,
+        "launch_s": got["launch_s"],
         "teardown_s": removed,
-        "launch_rate_per_s": n / wall,
+        "launch_rate_per_s": n / got["wall_s"],
     }
 
 
@@ -265,7 +226,8 @@ def teardown_overlap(n: int = 64, concurrency: int = 8, rounds: int = 3) -> dict
 
 def _launch_ready(api, n: int, concurrency: int) -> dict:
     """n containers launched (concurrency at a time) until every marker: their ids,
-    ready p50 and wall time. The caller removes them."""
+    ready p50, wall time and time spent launching. The caller removes them (this
+    removes them itself when not all became ready)."""
     from concurrent.futures import ThreadPoolExecutor
 
     tag = f"overhead-td-{os.getpid()}-{time.monotonic_ns()}"
@@ -305,7 +267,8 @@ def _launch_ready(api, n: int, concurrency: int) -> dict:
     try:
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(launch, range(n)))
-        done.wait(120)
+        launched = time.monotonic() - start
+        done.wait(120 + n)
     except BaseException:
         for i in ids:
             api.remove_container(i, force=True)
@@ -318,6 +281,7 @@ def _launch_ready(api, n: int, concurrency: int) -> dict:
         "ids": ids,
         "ready_p50_s": statistics.median(ready),
         "wall_s": time.monotonic() - start,
+        "launch_s": launched,
     }
 
 
