@@ -53,18 +53,15 @@ def render_html(
     body = [f"<h1>bench report: {escape(runs)}</h1>"]
     if tables.any_tcg(frames):
         body.append(f'<p class="note"><b>Note:</b> {_text(tables.TCG_NOTE)}</p>')
-    odd = tables.anomalies(frames)
-    if odd:
-        body.append(
-            '<div class="anomaly"><b>Phase anomalies</b>: one phase of some instances\' '
-            "boot took far longer than the rest of their platform or than their guest's own "
-            "boot; their times below are not representative (see boot-phases.png and the "
-            "timeline).<ul>"
-        )
-        for run_id, lines in odd.items():
-            prefix = f"{escape(run_id)}: " if frames.multi else ""
-            body += [f"<li>{prefix}{_text(line)}</li>" for line in lines]
-        body.append("</ul></div>")
+    body += _per_run_box(
+        frames,
+        "anomaly",
+        "Phase anomalies",
+        "one phase of some instances' boot took far longer than the rest of their platform "
+        "or than their guest's own boot; their times below are not representative (see "
+        "boot-phases.png and the timeline).",
+        tables.anomalies(frames),
+    )
     diff = tables.host_differences(frames)
     if diff is not None:
         body += [
@@ -89,8 +86,7 @@ def render_html(
     body += _memory_views(frames)
     body += _tax(tax)
     body += _changes(frames)
-    keys = ("run",) if frames.multi else ("run",)
-    drop = keys + (() if frames.multi_host else ("host",))
+    drop = ("run",) + (() if frames.multi_host else ("host",))
     body += [
         "<h2>Summary per run, platform and N</h2>",
         "<p>Times in seconds, sizes in MiB; ready times over successful instances only; "
@@ -129,14 +125,24 @@ def render_html(
 
 def _memory_views(frames: Frames) -> list[str]:
     """Why the host view and PSS disagree, where they do (what `bench run` prints)."""
-    found = tables.memory_disagreements(frames)
+    return _per_run_box(
+        frames,
+        "note",
+        "Memory views disagree",
+        "the host view (drop of MemAvailable) and the process view (PSS) measure different "
+        "things; where they differ by more than a quarter, here is why.",
+        tables.memory_disagreements(frames),
+    )
+
+
+def _per_run_box(
+    frames: Frames, css: str, title: str, text: str, found: dict[str, list[str]]
+) -> list[str]:
+    """A boxed list of notes per run (prefixed by the run id when there are several);
+    nothing when there is no note."""
     if not found:
         return []
-    out = [
-        '<div class="note"><b>Memory views disagree</b>: the host view (drop of '
-        "MemAvailable) and the process view (PSS) measure different things; where they "
-        "differ by more than a quarter, here is why.<ul>"
-    ]
+    out = [f'<div class="{css}"><b>{escape(title)}</b>: {escape(text)}<ul>']
     for run_id, lines in found.items():
         prefix = f"{escape(run_id)}: " if frames.multi else ""
         out += [f"<li>{prefix}{_text(line)}</li>" for line in lines]
