@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_engine
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "start-engines.sh"
 
 pytestmark = [
@@ -148,8 +150,8 @@ def test_the_test_key_is_made_once_and_the_users_files_are_only_appended_to(tmp_
 
 def test_the_lab_sshd_listens_on_loopback_only_and_takes_keys_only(tmp_path):
     sshd = Path("/usr/sbin/sshd")
-    if not sshd.exists():
-        pytest.skip("no sshd (openssh-server) here")
+    # The set-up installs openssh-server: in CI its absence is a failure, not a skip.
+    require_engine("sshd", sshd.exists(), "no /usr/sbin/sshd: scripts/setup-host.sh installs it")
     conf = tmp_path / "sshd.conf"
     done = _lab(f"\nwrite_sshd_config {conf} 2222 {tmp_path}/pid 'SetEnv DOCKER_HOST=unix:///x'")
     assert done.returncode == 0, done.stderr
