@@ -45,6 +45,8 @@ from bench.settings import LOCAL, PlatformBase, check_name
 if TYPE_CHECKING:
     from bench.host import Host
 
+TRANSPORT_JOIN_S = 5  # a dying SSH transport's thread ends within a read timeout
+
 
 class DockerSettings(PlatformBase):
     backend: Literal["docker"] = Field(description="a container on Docker Engine")
@@ -471,9 +473,21 @@ class DockerBackend(ContainerBackend):
             pass
 
     def _disconnect(self) -> None:
-        if self._api is not None:
-            self._api.close()
-            self._api = None
+        api, self._api = self._api, None
+        if api is None:
+            return
+        # Over ssh:// after a dropped connection, closing a pooled channel while
+        # paramiko's transport thread is still dying raises EOFError; the first one
+        # aborts the pool's close and urllib3's finalizer raises the rest at garbage
+        # collection ("Exception ignored ..." on stderr). Closing the transport and
+        # waiting for its thread first marks every channel closed, so nothing is sent.
+        for adapter in api.adapters.values():
+            ssh = getattr(adapter, "ssh_client", None)
+            transport = ssh.get_transport() if ssh is not None else None
+            if transport is not None:
+                transport.close()
+                transport.join(TRANSPORT_JOIN_S)
+        api.close()
 
 
 def runtime_probe_key(host_key: str, info: dict[str, Any], runtime: str) -> str:
