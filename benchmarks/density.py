@@ -2,7 +2,7 @@
 to 2048, then the VMs), timed as a user runs it. A benchmark that prints figures.
 
     .venv/bin/python benchmarks/density.py [--scenario scenarios/density.yaml]
-                                           [--out benchmarks/results.md]
+                                           [--out benchmarks/results.md] [--reference]
 
 Targets for the container search: N=2048 reached, every instance ready, ready p95 <= 60
 s, and <= 10 min of wall time. The container platform runs first: its time is the time
@@ -10,6 +10,11 @@ from the run's start to the end of its last level (teardown included), read from
 run's progress lines as they come; the whole run's wall time (VMs included) is printed
 too. Per level: what it added, where its time went (launch calls, wait, settle +
 sampling, teardown) and the ready figures. Exit 1 when a target is missed.
+
+Who is the limit: the machine's CPU time (/proc/stat) during the container search
+against bench's own (its process's CPU time), and with `--reference` the same ramp done
+by a bare docker-SDK loop (same image, limits, levels and launches in flight; no
+warm-up, settle or sampling; then every container removed), timed the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
+from overhead import _launch_ready
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "# Density: `bench run scenarios/density.yaml`"
@@ -39,15 +46,81 @@ def p95(xs: list[float]) -> float | None:
     return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (k - lo)
 
 
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every state but idle
+    and iowait), from /proc/stat's first line (USER_HZ ticks)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_ramp(scenario: Path) -> dict:
+    """The scenario's container ramp without bench: the same levels, image, limits and
+    launches in flight, each level launched until every marker, then every container
+    removed (as many at a time). Nothing is left behind, even on failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import docker
+
+    from bench.scenario import load_scenario
+
+    sc = load_scenario(scenario).scenario
+    platform = next(p for p in sc.platforms if p.backend == "docker")
+    levels = sc.counts_for(platform)
+    limits = {
+        "mem_limit": platform.memory,
+        "memswap_limit": platform.memory,
+        "nano_cpus": int(platform.cpus * 1e9) if platform.cpus else None,
+    }
+    concurrency = sc.launch.concurrency
+    api = docker.APIClient(version="auto", timeout=300)
+    ids: list[str] = []
+    rows: list[dict] = []
+    t0 = time.monotonic()
+    try:
+        for n in levels:
+            got = _launch_ready(api, n - len(ids), concurrency, limits)
+            ids += got["ids"]
+            rows.append({"n": n, "wall_s": got["wall_s"], "ready_p50_s": got["ready_p50_s"]})
+            print(f"bare loop N={n}: {got['wall_s']:.1f} s", file=sys.stderr, flush=True)
+        launched = time.monotonic() - t0
+    finally:
+        t_remove = time.monotonic()
+
+        def remove(i: str) -> None:
+            try:
+                api.remove_container(i, force=True)
+            except docker.errors.NotFound:
+                pass
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(remove, ids))
+        api.close()
+    teardown = time.monotonic() - t_remove
+    return {
+        "levels": rows,
+        "launch_s": launched,
+        "teardown_s": teardown,
+        "total_s": launched + teardown,
+        "concurrency": concurrency,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenario", type=Path, default=REPO / "scenarios" / "density.yaml")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.md")
     ap.add_argument("--results", type=Path, default=Path("/tmp/bench-density-results"))
+    ap.add_argument(
+        "--reference",
+        action="store_true",
+        help="then run the same container ramp with a bare docker-SDK loop (as long again)",
+    )
     args = ap.parse_args()
     args.scenario = args.scenario.resolve()
 
     load_before = os.getloadavg()
+    busy_before = busy_cpu_s()
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "run", str(args.scenario), "--out", str(args.results)],
@@ -59,10 +132,23 @@ def main() -> int:
     # The progress lines ("container N=2048 (+1024) #1: ...") say when each level ended;
     # the first "vm" line's arrival bounds the container search's own time.
     container_done = None
+    cpu = {"bench_s": 0.0, "busy_s": 0.0}
+
+    def account() -> None:
+        try:
+            t = psutil.Process(proc.pid).cpu_times()
+            cpu["bench_s"] = t.user + t.system
+        except psutil.Error:  # already gone: its last reading stands
+            pass
+        cpu["busy_s"] = busy_cpu_s() - busy_before
+
     for line in proc.stderr:
         sys.stderr.write(line)
         if container_done is None and (line.startswith("vm") or "vm: warming up" in line):
             container_done = time.monotonic() - t0
+            account()
+        elif container_done is None:
+            account()  # a run without VMs: the last reading before it ended
     out = proc.stdout.read()
     proc.wait()
     wall = time.monotonic() - t0
@@ -136,11 +222,40 @@ def main() -> int:
         )
     table = ["| target | value | required | met |", "| --- | --- | --- | --- |"]
     table += [f"| {a} | {b} | {c} | {'yes' if ok else '**MISSED**'} |" for a, b, c, ok in checks]
+    cores = os.cpu_count() or 1
+    share = cpu["bench_s"] / cpu["busy_s"] if cpu["busy_s"] else float("nan")
+    limit = [
+        "",
+        "Who is the limit, during the container search:",
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+        f"| machine CPU busy (all {cores} cores, /proc/stat) | {cpu['busy_s']:.0f} CPU s "
+        f"of {container_s * cores:.0f} ({cpu['busy_s'] / (container_s * cores):.0%}) |",
+        f"| of which bench's own process | {cpu['bench_s']:.1f} CPU s ({share:.1%}) |",
+    ]
+    if args.reference:
+        time.sleep(30)  # let the teardown's after-effects (memory, kernel work) settle
+        ref = bare_ramp(args.scenario)
+        settles = sum(st.get("settle_s") or 0.0 for st in c_steps)
+        limit += [
+            f"| bare docker-SDK loop, same ramp ({ref['concurrency']} in flight): launches "
+            f"to all ready + removal | {ref['launch_s']:.0f} s + {ref['teardown_s']:.0f} s = "
+            f"{ref['total_s'] / 60:.1f} min |",
+            f"| bench's container search, without its {settles:.0f} s of settle / bare loop "
+            f"| {(container_s - settles) / ref['total_s']:.2f} |",
+        ]
+        limit += [
+            f"| bare loop N={r['n']}: launch to all ready, ready p50 | {r['wall_s']:.1f} s, "
+            f"{r['ready_p50_s']:.1f} s |"
+            for r in ref["levels"][-3:]
+        ]
+    shown = args.scenario.relative_to(REPO) if args.scenario.is_relative_to(REPO) else args.scenario
     mode = (meta.get("searches") or {}).get("container", {}).get("mode", "restart")
     text = (
         f"{SECTION}\n\nHost: {results_md.host_line()}\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        f"`benchmarks/density.py` (`bench run {args.scenario.relative_to(REPO)}`, containers in "
+        f"`benchmarks/density.py` (`bench run {shown}`, containers in "
         f"{mode} mode): whole run {wall / 60:.1f} min (VMs included), run "
         f"{meta['run_id']}. Load average (1, 5, 15 min) before "
         f"{', '.join(f'{x:.1f}' for x in load_before)}, after "
@@ -148,6 +263,8 @@ def main() -> int:
         + "\n".join(table)
         + "\n\n"
         + "\n".join(lines)
+        + "\n"
+        + "\n".join(limit)
         + "\n"
     )
     results_md.write_section(args.out, SECTION, text)

@@ -224,10 +224,11 @@ def teardown_overlap(n: int = 64, concurrency: int = 8, rounds: int = 3) -> dict
     }
 
 
-def _launch_ready(api, n: int, concurrency: int) -> dict:
+def _launch_ready(api, n: int, concurrency: int, limits: dict | None = None) -> dict:
     """n containers launched (concurrency at a time) until every marker: their ids,
     ready p50, wall time and time spent launching. The caller removes them (this
-    removes them itself when not all became ready)."""
+    removes them itself when not all became ready). `limits`: more host-config keys
+    (mem_limit, nano_cpus), as a scenario's platform sets them."""
     from concurrent.futures import ThreadPoolExecutor
 
     tag = f"overhead-td-{os.getpid()}-{time.monotonic_ns()}"
@@ -254,7 +255,7 @@ def _launch_ready(api, n: int, concurrency: int) -> dict:
             name=f"{tag}-{i}",
             labels={"overhead.ref": tag},
             detach=True,
-            host_config=api.create_host_config(network_mode="none"),
+            host_config=api.create_host_config(network_mode="none", **(limits or {})),
         )
         with lock:
             ids.append(c["Id"])
