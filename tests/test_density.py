@@ -205,7 +205,9 @@ def test_an_interrupted_ramp_destroys_every_level():
     seen = []
 
     def wait(self, step, timeout, on_done):
-        seen.append(len(step.backend.live))
+        # The instances of earlier levels (this level's launches may still be in flight).
+        mine = {x.inst.name for x in step.launches}
+        seen.append(len([name for name in step.backend.live if name not in mine]))
         if len(seen) == 3:
             raise KeyboardInterrupt
         return original(self, step, timeout, on_done)
@@ -225,7 +227,7 @@ def test_an_interrupted_ramp_destroys_every_level():
             run(RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"))
     finally:
         StepExecutor.wait, FakeBackend.__init__ = original, init
-    assert seen == [1, 2, 4]  # N=1 and N=2 were up (and N=4's 2 new ones) when it came
+    assert seen == [0, 1, 2]  # N=1 and N=2 were up when it came
     (backend,) = made
     assert backend.created == 4 and backend.live == {}
 
@@ -236,3 +238,93 @@ def test_restart_is_the_default_mode():
     assert [(st["n"], st["added"]) for st in sink.steps] == [(1, 1), (2, 2), (4, 4)]
     assert all(st["teardown_s"] is not None for st in sink.steps)
     assert backend.created == 7
+
+
+def run_keeping(text: str):
+    """Like run(), for a run that raises: returns (error, sink, backend)."""
+    from bench.backends.fake import FakeBackend
+    from bench.clock import FakeClock
+    from bench.runner import Runner
+    from bench.scenario import LoadedScenario
+    from tests.helpers import FakeHost, MemorySink
+
+    sc = parse_scenario(text)
+    clock = FakeClock()
+    backends = {}
+    host = FakeHost(lambda: [i for b in backends.values() for i in b.live], total=64 * 2**30)
+    for p in sc.platforms:
+        backends[p.name] = FakeBackend(p, host=host, clock=clock)
+    sink = MemorySink(sc)
+    runner = Runner(LoadedScenario(sc, None, text), "run-d", backends, sink, clock=clock)
+    with pytest.raises(Exception) as caught:
+        runner.run()
+    (backend,) = backends.values()
+    return caught.value, sink, backend, clock
+
+
+def test_a_wedged_engine_costs_one_call_timeout_at_teardown_not_one_per_instance():
+    """Every destroy call hangs 60 s, then fails (dockerd's libnetwork deadlock: its
+    calls time out). The first 16 in flight fail after 60 s; the other 48 of the ramp's
+    64 and the retry are not tried, and the run stops with one line saying what is left.
+    Before, every instance cost a timeout twice: 64 / 16 x 60 s x 2 = 8 min here, and
+    half an hour per try for the 2048 containers of scenarios/density.yaml."""
+    from bench.errors import EngineUnavailable
+    from bench.runner.executor import STALLED_DESTROY_S
+
+    text = RAMP.replace("platforms:", "density: {max: 64, mode: ramp}\nplatforms:").replace(
+        "boot_per_instance: 10ms}", "boot_per_instance: 10ms, hang_destroy: 60s}"
+    )
+    error, sink, backend, _ = run_keeping(text)
+    assert isinstance(error, EngineUnavailable)
+    msg = str(error)
+    assert "\n" not in msg
+    assert "the fake engine of platform 'f' stopped destroying instances" in msg
+    assert "failed after 60 s (fake engine: the destroy call timed out)" in msg
+    assert "64 instance(s) of this run are left" in msg
+    assert "bench clean --run run-d" in msg
+    assert backend.destroy_calls == 16
+    # Every level was recorded; the teardown too, with what would not go.
+    assert [st["n"] for st in sink.steps] == [1, 2, 4, 8, 16, 32, 64]
+    (td,) = sink.metadata["ramp_teardowns"]
+    assert td["instances"] == 64 and td["destroy_failures"] == 64
+    assert STALLED_DESTROY_S <= td["teardown_s"] < 2 * 60
+
+
+def test_a_slow_destroy_that_succeeds_is_not_a_wedged_engine():
+    """Only a call that fails after STALLED_DESTROY_S marks the engine: a restart-mode
+    search whose destroys fail at once goes on to its last N (the retry and `bench
+    clean` are for those)."""
+    from bench.backends.fake import FakeBackend
+
+    original = FakeBackend.destroy
+    failed: list[str] = []
+
+    def destroy(self, inst):
+        if inst.name.endswith("-0") and inst.name not in failed:  # fails at once, once
+            failed.append(inst.name)
+            raise RuntimeError("busy")
+        original(self, inst)
+
+    FakeBackend.destroy = destroy
+    try:
+        sink, backend = run(RAMP.replace("platforms:", "density: {max: 4}\nplatforms:"))
+    finally:
+        FakeBackend.destroy = original
+    assert [st["n"] for st in sink.steps] == [1, 2, 4]
+    assert len(failed) == 3 and backend.live == {}  # the retry destroyed them
+
+
+def test_a_wedged_engine_stops_the_run_after_the_step_it_wedged_in():
+    """Fixed counts: N=2's teardown wedges; the step is recorded, N=4 never starts."""
+    from bench.errors import EngineUnavailable
+
+    text = (
+        HEAD + "warmup: 0\ncounts: [2, 4]\nplatforms:\n"
+        "  - {name: f, backend: fake, hang_destroy: 45s}\n"
+    )
+    error, sink, backend, clock = run_keeping(text)
+    assert isinstance(error, EngineUnavailable)
+    assert "failed after 45 s" in str(error) and "2 instance(s)" in str(error)
+    (step,) = sink.steps
+    assert step["n"] == 2 and step["destroy_failures"] == 2
+    assert backend.destroy_calls == 2 and backend.created == 2

@@ -121,6 +121,9 @@ class Backend(ABC):
     cli_options: ClassVar[tuple[CliOption, ...]] = ()
     #: False hides this backend's options from --help (a backend for tests).
     listed: ClassVar[bool] = True
+    #: What the user should know when this engine stops destroying instances (its
+    #: calls time out): a known cause and its cure, said in the run's error line.
+    stall_hint: ClassVar[str] = ""
 
     def __init__(self, settings: PlatformBase, host: Host | None = None):
         self.settings = settings

@@ -99,6 +99,13 @@ class DockerBackend(ContainerBackend):
     engine = "docker"
     engine_title = "Docker Engine"
     start_hint = "dockerd & (or: make demo)"
+    # Seen three times here at 256-2048 containers; fixed upstream in libnetwork#2679,
+    # which Debian's 20.10.24 lacks. Its calls on containers then hang while `docker
+    # ps` still answers, so only a restart of dockerd clears it.
+    stall_hint = (
+        "dockerd 20.10 can deadlock while removing many containers (moby/moby#42545; "
+        "`docker ps` still answers, `docker rm` hangs): restart dockerd"
+    )
 
     def __init__(self, settings: DockerSettings, host: Host | None = None):
         super().__init__(settings, host)

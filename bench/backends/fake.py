@@ -47,6 +47,9 @@ class FakeSettings(PlatformBase):
     kind: Literal["container", "sandbox", "microvm", "vm"] = "container"
     # Extra boot time per instance already running: a crude model of contention.
     boot_per_instance: Seconds = 0.0
+    # Every destroy call hangs this long, then fails: a wedged engine whose calls time
+    # out (0: destroys succeed at once).
+    hang_destroy: Seconds = 0.0
 
 
 @dataclass
@@ -110,6 +113,7 @@ class FakeBackend(Backend):
         self.created = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.destroy_calls = 0  # only counted while destroys hang
         self._lock = threading.Lock()
 
     def prepare(
@@ -148,6 +152,11 @@ class FakeBackend(Backend):
         inst.info["_timer"] = self.clock.call_later(boot, inst.console.feed, line)
 
     def destroy(self, inst: Instance) -> None:
+        if self.settings.hang_destroy:
+            with self._lock:
+                self.destroy_calls += 1
+            self.clock.sleep(self.settings.hang_destroy)
+            raise TimeoutError("fake engine: the destroy call timed out")
         timer = inst.info.pop("_timer", None)
         if timer:
             timer.cancel()

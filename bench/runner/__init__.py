@@ -174,6 +174,7 @@ class Runner:
             result.record["limit"], result.record["limit_detail"] = limit
         self._recorder.step(result.samples, result.record)
         self.events.step_finished(step, result.samples, result.record)
+        self._check_teardown(step.platform)
         return result
 
     def _warm_up(self, platform: PlatformBase, policy: PlatformPolicy) -> None:
@@ -198,6 +199,7 @@ class Runner:
             self._executor.join_launches(launched)
         finally:
             self._executor.teardown(launched)
+        self._check_teardown(platform)
         ready_s = [
             x.inst.console.ready_at - x.launch_at
             if x.error is None and x.launch_at is not None and x.inst.console.ready_at
@@ -205,6 +207,21 @@ class Runner:
             for x in launched.launches
         ]
         self._recorder.warmup(k, self.slot_of(platform), ready_s)
+
+    def _check_teardown(self, platform: PlatformBase) -> None:
+        """An engine that stopped destroying instances (its calls time out) would hang
+        every later step the same way: stop with one line that says what is left."""
+        backend = self.backends[self.slot_of(platform)]
+        reason = self._executor.stalled(backend)
+        if reason is None:
+            return
+        hint = f"{backend.stall_hint}; " if backend.stall_hint else ""
+        raise EngineUnavailable(
+            f"the {platform.backend} engine of platform {platform.name!r} stopped destroying "
+            f"instances: {reason}; {self._executor.live_on(backend)} instance(s) of this run "
+            f"are left. {hint}once it answers again, run `bench clean --run {self.run_id}`; "
+            "finished steps are kept"
+        )
 
     def _check_engine(self, step: Step, result: StepResult) -> None:
         """A step where every launch failed and the engine no longer answers: the engine
@@ -298,22 +315,26 @@ class Runner:
         that hangs (an engine deadlocked by thousands of removals) loses no level. The
         teardown goes to the run's metadata (`ramp_teardowns`)."""
         ramp = Ramp(platform.name)
+        stop = False
         try:
             for n, r in policy.ramp_steps():
                 if r != ramp.repeat:  # a new repeat ramps up from zero again
                     self._end_ramp(ramp)
+                    self._check_teardown(platform)
                     ramp = Ramp(platform.name, repeat=r)
                 step = Step(platform=platform, n=n, repeat=r, kept=ramp.n)
                 result = self._step(step, policy, total, ramp)
                 if result is None:
-                    return False  # refused: the policy has ended this platform's steps
+                    break  # refused: the policy has ended this platform's steps
                 ramp.n, ramp.last_step = n, result.record["step"]
                 results.append(result)
                 if policy.stops_run(result.failures):
-                    return True
-            return False
+                    stop = True
+                    break
         finally:
             self._end_ramp(ramp)
+        self._check_teardown(platform)
+        return stop
 
     def _end_ramp(self, ramp: Ramp) -> None:
         """Destroy every level of the ramp, and record how long it took."""

@@ -22,6 +22,11 @@ from bench.errors import first_line
 
 # Teardown is not measured: it may use more parallel calls than launches do.
 TEARDOWN_WORKERS = 16
+# A destroy call that fails after this long means the engine has stopped answering
+# (its calls time out), not that one instance is stuck: the engine's other instances
+# are then not tried again, so a wedged engine costs about one call timeout instead
+# of one per instance (2048 containers, 16 at a time: half an hour).
+STALLED_DESTROY_S = 30.0
 
 
 @dataclass
@@ -77,6 +82,8 @@ class StepExecutor:
     _live: dict[str, tuple[Backend, Instance]] = field(default_factory=dict)
     _live_lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    # Backends (by id) whose engine stopped destroying instances, and why.
+    _stalled: dict[int, str] = field(default_factory=dict)
 
     def new_step(
         self, backend: Backend, names: list[str], run_id: str, platform: str, marker: str
@@ -184,6 +191,16 @@ class StepExecutor:
                 self._destroy(backend, insts, workers)
         return self.clock.now() - start
 
+    def stalled(self, backend: Backend) -> str | None:
+        """Why this backend's engine is deemed to have stopped destroying instances (a
+        destroy call failed after STALLED_DESTROY_S), or None."""
+        return self._stalled.get(id(backend))
+
+    def live_on(self, backend: Backend) -> int:
+        """Instances of this run still on this backend's engine."""
+        with self._live_lock:
+            return sum(1 for b, _ in self._live.values() if b is backend)
+
     def still_live(self, step: LaunchedStep) -> int:
         """Instances the engine would not destroy: still running, skewing later steps."""
         return sum(1 for x in step.launches if x.inst.name in self._live)
@@ -200,10 +217,21 @@ class StepExecutor:
 
     def _destroy(self, backend: Backend, insts: list[Instance], workers: int) -> None:
         def destroy(inst: Instance) -> None:
+            stalled = self._stalled.get(id(backend))
+            if stalled is not None:
+                inst.info["destroy_error"] = f"not tried: {stalled}"
+                return
+            t0 = self.clock.now()
             try:
                 backend.destroy(inst)
             except Exception as e:
                 inst.info["destroy_error"] = first_line(e)
+                took = self.clock.now() - t0
+                if took >= STALLED_DESTROY_S:
+                    self._stalled.setdefault(
+                        id(backend),
+                        f"a destroy call failed after {took:.0f} s ({first_line(e, 200)})",
+                    )
                 return
             with self._live_lock:
                 self._live.pop(inst.name, None)
@@ -212,7 +240,10 @@ class StepExecutor:
             return
         workers = max(1, min(workers, len(insts)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-destroy") as p:
-            list(p.map(destroy, insts))
+            for inst in insts:
+                self.clock.submit(p, destroy, inst)
+            with self.clock.idle():
+                p.shutdown(wait=True)
 
     @property
     def stopping(self) -> bool:
