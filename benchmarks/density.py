@@ -25,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def bare_ramp(scenario: Path) -> dict:
         "nano_cpus": int(platform.cpus * 1e9) if platform.cpus else None,
     }
     concurrency = sc.launch.concurrency
-    api = docker.APIClient(version="auto", timeout=300)
+    api = docker.APIClient(version="auto", timeout=60)  # as bench's calls
     ids: list[str] = []
     rows: list[dict] = []
     t0 = time.monotonic()
@@ -86,16 +87,39 @@ def bare_ramp(scenario: Path) -> dict:
         launched = time.monotonic() - t0
     finally:
         t_remove = time.monotonic()
+        failed: list[str] = []
+        wedged = threading.Event()
 
         def remove(i: str) -> None:
+            # Like bench: a removal that fails after 30 s means a wedged dockerd (its
+            # libnetwork deadlock, moby/moby#42545); the rest are not tried.
+            if wedged.is_set():
+                failed.append(i)
+                return
+            t0 = time.monotonic()
             try:
                 api.remove_container(i, force=True)
             except docker.errors.NotFound:
                 pass
+            except Exception:
+                failed.append(i)
+                if time.monotonic() - t0 >= 30:
+                    wedged.set()
 
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(remove, ids))
         api.close()
+        if failed:
+            print(
+                f"bare loop: {len(failed)} containers not removed"
+                + (
+                    " (dockerd stopped answering: restart it, then remove them by label "
+                    "overhead.ref)"
+                    if wedged.is_set()
+                    else ""
+                ),
+                file=sys.stderr,
+            )
     teardown = time.monotonic() - t_remove
     return {
         "levels": rows,
@@ -103,6 +127,8 @@ def bare_ramp(scenario: Path) -> dict:
         "teardown_s": teardown,
         "total_s": launched + teardown,
         "concurrency": concurrency,
+        "not_removed": len(failed),
+        "wedged": wedged.is_set(),
     }
 
 
@@ -224,6 +250,7 @@ def main() -> int:
     table += [f"| {a} | {b} | {c} | {'yes' if ok else '**MISSED**'} |" for a, b, c, ok in checks]
     cores = os.cpu_count() or 1
     share = cpu["bench_s"] / cpu["busy_s"] if cpu["busy_s"] else float("nan")
+    launches_s = sum(st.get("wait_s") or 0.0 for st in c_steps)
     limit = [
         "",
         "Who is the limit, during the container search:",
@@ -233,40 +260,52 @@ def main() -> int:
         f"| machine CPU busy (all {cores} cores, /proc/stat) | {cpu['busy_s']:.0f} CPU s "
         f"of {container_s * cores:.0f} ({cpu['busy_s'] / (container_s * cores):.0%}) |",
         f"| of which bench's own process | {cpu['bench_s']:.1f} CPU s ({share:.1%}) |",
+        f"| bench: launches to all ready, every level | {launches_s:.0f} s |",
     ]
-    if args.reference:
-        time.sleep(30)  # let the teardown's after-effects (memory, kernel work) settle
-        ref = bare_ramp(args.scenario)
-        settles = sum(st.get("settle_s") or 0.0 for st in c_steps)
-        limit += [
-            f"| bare docker-SDK loop, same ramp ({ref['concurrency']} in flight): launches "
-            f"to all ready + removal | {ref['launch_s']:.0f} s + {ref['teardown_s']:.0f} s = "
-            f"{ref['total_s'] / 60:.1f} min |",
-            f"| bench's container search, without its {settles:.0f} s of settle / bare loop "
-            f"| {(container_s - settles) / ref['total_s']:.2f} |",
-        ]
-        limit += [
-            f"| bare loop N={r['n']}: launch to all ready, ready p50 | {r['wall_s']:.1f} s, "
-            f"{r['ready_p50_s']:.1f} s |"
-            for r in ref["levels"][-3:]
-        ]
     shown = args.scenario.relative_to(REPO) if args.scenario.is_relative_to(REPO) else args.scenario
     mode = (meta.get("searches") or {}).get("container", {}).get("mode", "restart")
-    text = (
+    head = (
         f"{SECTION}\n\nHost: {results_md.host_line()}\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        f"`benchmarks/density.py` (`bench run {shown}`, containers in "
-        f"{mode} mode): whole run {wall / 60:.1f} min (VMs included), run "
-        f"{meta['run_id']}. Load average (1, 5, 15 min) before "
+        f"`benchmarks/density.py{' --reference' if args.reference else ''}` (`bench run "
+        f"{shown}`, containers in {mode} mode): whole run {wall / 60:.1f} min (VMs "
+        f"included), run {meta['run_id']}. Load average (1, 5, 15 min) before "
         f"{', '.join(f'{x:.1f}' for x in load_before)}, after "
         f"{', '.join(f'{x:.1f}' for x in load_after)}; run status {meta.get('status')}.\n\n"
         + "\n".join(table)
         + "\n\n"
         + "\n".join(lines)
         + "\n"
-        + "\n".join(limit)
-        + "\n"
     )
+    # Kept before the reference runs (as long again, and an engine may wedge in it).
+    results_md.write_section(args.out, SECTION, head + "\n".join(limit) + "\n")
+    if args.reference:
+        time.sleep(30)  # let the teardown's after-effects (memory, kernel work) settle
+        ref = bare_ramp(args.scenario)
+        settles = sum(st.get("settle_s") or 0.0 for st in c_steps)
+        removal = (
+            f"{ref['teardown_s']:.0f} s"
+            if not ref["wedged"]
+            else f"dockerd deadlocked with {ref['not_removed']} left, after "
+            f"{ref['teardown_s']:.0f} s"
+        )
+        limit += [
+            f"| bare docker-SDK loop, same ramp ({ref['concurrency']} in flight): launches "
+            f"to all ready, every level | {ref['launch_s']:.0f} s "
+            f"(bench / loop: {launches_s / ref['launch_s']:.2f}) |",
+            f"| bare loop: removal of every container | {removal} |",
+        ]
+        if not ref["wedged"]:
+            limit.append(
+                f"| bench's container search without its {settles:.0f} s of settle / bare loop "
+                f"| {(container_s - settles) / ref['total_s']:.2f} |"
+            )
+        limit += [
+            f"| bare loop N={r['n']}: launch to all ready, ready p50 | {r['wall_s']:.1f} s, "
+            f"{r['ready_p50_s']:.1f} s |"
+            for r in ref["levels"][-3:]
+        ]
+    text = head + "\n".join(limit) + "\n"
     results_md.write_section(args.out, SECTION, text)
     print(text)
     return 0 if all(ok for *_, ok in checks) else 1

@@ -7,7 +7,7 @@
 #   - libvirt: virtlogd + libvirtd, checked through qemu:///system
 # With systemd as PID 1 and the unit installed it uses systemctl; otherwise
 # (containers, CI sandboxes) it starts the daemons directly in the background.
-# Then waits, at most BENCH_ENGINE_TIMEOUT seconds (default 30), until all answer.
+# Then waits, at most BENCH_ENGINE_TIMEOUT seconds (default 120), until all answer.
 # Idempotent: when all already answer it only runs three quick probes.
 #
 # Then, as root, the SSH lab that tests remote hosts on this one machine (see the block
@@ -20,7 +20,10 @@ set -euo pipefail
 # container). Nothing below uses a relative path.
 cd /
 
-TIMEOUT=${BENCH_ENGINE_TIMEOUT:-30}
+# The wait ends as soon as every engine answers; the long default is for a dockerd
+# restarted with hundreds of containers to clean up (after a crash or a deadlock in a
+# density run it took over 30 s before answering).
+TIMEOUT=${BENCH_ENGINE_TIMEOUT:-120}
 DOCKERD_LOG=/var/log/bench-dockerd.log
 LIBVIRTD_LOG=/var/log/bench-libvirtd.log
 VIRTLOGD_LOG=/var/log/bench-virtlogd.log
