@@ -90,7 +90,9 @@ def summary_markdown(frames: Frames) -> str:
             f"status {r.status}, bench {r.metadata.get('bench_version')}",
             "",
             *(f"> **Anomaly:** {line}\n" for line in odd.get(r.run_id, [])),
-            summary_display(rows, drop=("run", "host")).to_markdown(index=False),
+            summary_display(rows, drop=("run", "host"))
+            .rename(columns=human_column)
+            .to_markdown(index=False),
             "",
         ]
     diff = host_differences(frames)
