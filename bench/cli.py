@@ -22,6 +22,21 @@ from typer.core import TyperCommand
 
 from bench.errors import BenchError, ExitCode
 
+
+def _flags_show_no_type() -> None:
+    """typer 0.29 prints `<bool>` after every flag in --help (`--dry-run <bool>`, even
+    `--help <bool>`), as if it took a value; a flag takes none, so show nothing there."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 app = typer.Typer(
     name="bench",
     help="Measure containers against virtual machines on this host: boot time, memory, "
@@ -104,7 +119,8 @@ def _backend_options(ctx: typer.Context) -> dict[str, Any]:
 # Options `run` and `ab` share: both write a run directory.
 OutDir = Annotated[Path, typer.Option("--out", help="Directory that receives results/<run-id>/.")]
 RunName = Annotated[
-    str | None, typer.Option("--name", help="Prefix of the run id (default: scenario name).")
+    str | None,
+    typer.Option("--name", metavar="NAME", help="Prefix of the run id (default: scenario name)."),
 ]
 
 
@@ -198,17 +214,24 @@ def ab(
         Path | None, typer.Argument(help="Scenario YAML file (not with --analyse).")
     ] = None,
     baseline: Annotated[
-        str | None, typer.Option("--baseline", help="The scenario's platform to compare against.")
+        str | None,
+        typer.Option(
+            "--baseline", metavar="PLATFORM", help="The scenario's platform to compare against."
+        ),
     ] = None,
     candidate: Annotated[
-        str | None, typer.Option("--candidate", help="The scenario's platform under test.")
+        str | None,
+        typer.Option("--candidate", metavar="PLATFORM", help="The scenario's platform under test."),
     ] = None,
     analyse: Annotated[
         Path | None,
         typer.Option("--analyse", metavar="RUN_DIR", help="Judge a stored A/B run again."),
     ] = None,
     threshold: Annotated[
-        str, typer.Option("--threshold", help="Smallest slow-down that counts, e.g. 10%.")
+        str,
+        typer.Option(
+            "--threshold", metavar="PERCENT", help="Smallest slow-down that counts, e.g. 10%."
+        ),
     ] = "10%",
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
@@ -308,7 +331,7 @@ def validate(
 @images_app.command("build", cls=_backend_options_command("images"))
 def images_build(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Image pair to build.")] = "busybox",
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Image pair to build.")] = "busybox",
     kernel: Annotated[
         Path | None,
         typer.Option("--kernel", help="Guest kernel (default: $BENCH_KERNEL or /boot/vmlinuz-*)."),
@@ -365,7 +388,8 @@ def doctor(ctx: typer.Context) -> None:
 def clean(
     ctx: typer.Context,
     run_id: Annotated[
-        str | None, typer.Option("--run", help="Only what this run id left behind.")
+        str | None,
+        typer.Option("--run", metavar="RUN_ID", help="Only what this run id left behind."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
     force: Annotated[
@@ -435,9 +459,14 @@ def compare(
         ),
     ],
     threshold: Annotated[
-        str, typer.Option("--threshold", help="Smallest slow-down that counts, e.g. 10%.")
+        str,
+        typer.Option(
+            "--threshold", metavar="PERCENT", help="Smallest slow-down that counts, e.g. 10%."
+        ),
     ] = "10%",
-    metric: Annotated[str, typer.Option("--metric", help="Sample field to compare.")] = "ready_s",
+    metric: Annotated[
+        str, typer.Option("--metric", metavar="FIELD", help="Sample field to compare.")
+    ] = "ready_s",
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
 ) -> None:

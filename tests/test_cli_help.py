@@ -4,6 +4,8 @@ does, and `bench --version` answers."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -84,6 +86,15 @@ def test_every_option_and_argument_has_help(path):
     for param in cmd.get_params(ctx):
         if not getattr(param, "hidden", False):
             assert getattr(param, "help", None), f"{' '.join(path)}: {param.name} has no help"
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "bench")
+def test_flags_show_no_value_and_options_name_theirs(path):
+    """A flag takes no value: typer's `--dry-run <bool>` read as if it took one."""
+    text = help_of(path, 120)
+    assert "<bool>" not in text
+    # An option's metavar says what to give (RUN_ID, PLATFORM), not just "<str>".
+    assert not re.search(r"--[a-z-]+ +<str>", text), text
 
 
 @pytest.mark.parametrize("path", [("doctor",), ("clean",), ("images", "build")])
