@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.backends.base import Backend, Leftover
 from bench.errors import BenchError
+from bench.scenario import LoadedScenario
 
 
 @dataclass
@@ -24,6 +25,36 @@ def default_backends(options: dict[str, Any]) -> list[Backend]:
     from bench.backends import BACKENDS, backend_class
 
     return [b for name in BACKENDS for b in backend_class(name).for_cleanup(options)]
+
+
+def scenario_backends(loaded: LoadedScenario) -> list[Backend]:
+    """One backend per distinct engine the scenario's platforms use (every host it
+    names), so leftovers of a run on other machines are found where they are."""
+    from bench.backends import make_backend
+
+    seen: dict[tuple[str, str | None], Backend] = {}
+    for p in loaded.scenario.platforms:
+        backend = make_backend(p)
+        seen.setdefault((p.backend, backend.engine_address()), backend)
+    return list(seen.values())
+
+
+def clean_command(run_id: str, loaded: LoadedScenario | None = None) -> str:
+    """The `bench clean` that finds a run's leftovers: with the scenario (and the
+    hosts it was placed on) when its engines are not all this machine's defaults."""
+    command = f"bench clean --run {run_id}"
+    if loaded is None or loaded.path is None:
+        return command
+    from bench.host import is_local_address
+
+    backends = scenario_backends(loaded)
+    try:
+        if all(is_local_address(b.engine_address()) for b in backends):
+            return command
+    finally:
+        for b in backends:
+            b.close()
+    return f"{command} --scenario {loaded.path}" + "".join(f" --host {h}" for h in loaded.placed_on)
 
 
 def clean(

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from bench.errors import BenchError, ExitCode
+from bench.errors import BenchError, ExitCode, UsageError
 
 
 def _flags_show_no_type() -> None:
@@ -250,7 +250,6 @@ def ab(
     """
     from bench.ab import analyse_ab
     from bench.compare import parse_threshold
-    from bench.errors import UsageError
     from bench.results import load_run
 
     fraction = parse_threshold(threshold)  # before a long run, not after it
@@ -395,12 +394,38 @@ def clean(
     force: Annotated[
         bool, typer.Option("--force", help="Also remove what a still-running bench owns.")
     ] = False,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(
+            "--scenario",
+            metavar="FILE",
+            help="Search the engines this scenario's platforms use, on every host it names, "
+            "instead of this machine's defaults.",
+        ),
+    ] = None,
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            metavar="HOST",
+            help="With --scenario: the hosts it was run on with `bench run --host`.",
+        ),
+    ] = None,
 ) -> None:
     """Remove every container, domain and overlay file that bench created and left over."""
     from bench.clean import clean as do_clean
-    from bench.clean import default_backends
+    from bench.clean import default_backends, scenario_backends
 
-    report = do_clean(default_backends(_backend_options(ctx)), run_id, dry_run, force)
+    if scenario is not None:
+        from bench.scenario import load_scenario, on_hosts
+
+        loaded = load_scenario(scenario)
+        backends = scenario_backends(on_hosts(loaded, hosts) if hosts else loaded)
+    elif hosts:
+        raise UsageError("--host needs --scenario: the names are the scenario's hosts")
+    else:
+        backends = default_backends(_backend_options(ctx))
+    report = do_clean(backends, run_id, dry_run, force)
     out = _stdout()
     verb = "would remove" if dry_run else "removed"
     for left in report.removed:
@@ -482,7 +507,6 @@ def compare(
     2 usage error.
     """
     from bench.compare import compare_runs, parse_threshold
-    from bench.errors import UsageError
     from bench.results import load_run
 
     if len(run_dirs) < 2:

@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
+from bench.clean import clean_command
 from bench.errors import (
     BenchError,
     EngineUnavailable,
@@ -215,7 +216,7 @@ def run_scenario(
                 results = runner.run()
             facts.write()
             if isinstance(runner, HostLanes) and runner.errors:
-                raise _host_failure(runner, writer)
+                raise _host_failure(runner, writer, loaded)
         except KeyboardInterrupt:
             # Results first (fast, and what matters if a second signal forces exit),
             # then every instance of this run, whatever phase the run was in.
@@ -225,7 +226,7 @@ def run_scenario(
             if left:
                 raise Interrupted(
                     f"interrupted; {len(left)} instance(s) could not be destroyed: "
-                    f"run `bench clean --run {run_id}`; finished steps kept in {writer.dir}"
+                    f"run `{clean_command(run_id, loaded)}`; finished steps kept in {writer.dir}"
                 ) from None
             raise Interrupted(
                 f"interrupted: every instance destroyed, finished steps kept in {writer.dir}"
@@ -244,7 +245,7 @@ def run_scenario(
         if left:
             warn(
                 f"{len(left)} instance(s) could not be destroyed; remove them with "
-                f"`bench clean --run {run_id}`"
+                f"`{clean_command(run_id, loaded)}`"
             )
         return RunOutcome(writer.dir, run_id, failures)
     finally:
@@ -353,7 +354,7 @@ class HostFailed(Exception):
         self.error = error
 
 
-def _host_failure(lanes: HostLanes, writer: RunWriter) -> HostFailed:
+def _host_failure(lanes: HostLanes, writer: RunWriter, loaded: LoadedScenario) -> HostFailed:
     """Some hosts stopped (each already cleaned up), the others finished: keep every
     finished step, and say in one line which host failed and why."""
     lines = {key: first_line(e, 500) for key, e in lanes.errors.items()}
@@ -369,7 +370,7 @@ def _host_failure(lanes: HostLanes, writer: RunWriter) -> HostFailed:
     more = f" (and {len(lanes.errors) - 1} other host(s))" if len(lanes.errors) > 1 else ""
     message = f"host {key} stopped{more}: {first_line(error, 300)}; {kept}"
     if left:
-        message += f"; remove what is left with `bench clean --run {writer.run_id}`"
+        message += f"; remove what is left with `{clean_command(writer.run_id, loaded)}`"
     cls = type(error) if isinstance(error, EngineUnavailable) else BenchError
     try:
         out = cls(message)

@@ -210,6 +210,8 @@ class LoadedScenario:
     path: Path
     text: str
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    # The --host names the scenario was placed on (on_hosts), to repeat in hints.
+    placed_on: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -283,7 +285,7 @@ def on_hosts(loaded: LoadedScenario, hosts: list[str]) -> LoadedScenario:
             except ValueError as e:
                 raise UsageError(f"--host {host}: platform {p.name!r}: {e}") from None
     placed = sc.model_copy(update={"platforms": platforms})
-    return dataclasses.replace(loaded, scenario=placed)
+    return dataclasses.replace(loaded, scenario=placed, placed_on=tuple(dict.fromkeys(hosts)))
 
 
 def load_scenario(path: str | Path) -> LoadedScenario:

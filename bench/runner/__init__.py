@@ -219,7 +219,7 @@ class Runner:
         raise EngineUnavailable(
             f"the {platform.backend} engine of platform {platform.name!r} stopped destroying "
             f"instances: {reason}; {self._executor.live_on(backend)} instance(s) of this run "
-            f"are left. {hint}once it answers again, run `bench clean --run {self.run_id}`; "
+            f"are left. {hint}once it answers again, run `{self._clean_command()}`; "
             "finished steps are kept"
         )
 
@@ -236,8 +236,13 @@ class Runner:
         raise EngineUnavailable(
             f"the {step.platform.backend} engine of platform {step.platform.name!r} stopped "
             f"answering mid-run ({result.samples[0]['error']}); finished steps are kept; "
-            f"once it is back, remove leftovers with `bench clean --run {self.run_id}`"
+            f"once it is back, remove leftovers with `{self._clean_command()}`"
         )
+
+    def _clean_command(self) -> str:
+        from bench.clean import clean_command
+
+        return clean_command(self.run_id, self.loaded)
 
     def _head(self, step: Step, index: int) -> dict[str, Any]:
         return step_head(self.run_id, step, index, self.backends[self.slot_of(step.platform)])

@@ -260,3 +260,45 @@ def test_closing_a_docker_backend_after_its_ssh_connection_dropped_prints_nothin
     finally:
         sys.unraisablehook = hook
     assert unraisable == []
+
+
+def test_bench_clean_finds_a_runs_leftovers_on_the_hosts_its_scenario_names(tmp_path, lab):
+    """A container a run left on the second dockerd (reached over SSH): `bench clean`
+    searches this machine's default engines and does not see it; with the run's
+    scenario it searches that host too, and removes it."""
+    import docker
+
+    run_id = f"cleanscn{os.getpid()}-20261130-000000-abcd"
+    scenario = tmp_path / "two.yaml"
+    scenario.write_text(
+        f"name: two\ncounts: [1]\nhosts:\n  lab2: {LAB}:{LAB2_PORT}\nplatforms:\n"
+        "  - {name: c, backend: docker, image: busybox}\n"
+        "  - {name: c2, backend: docker, image: busybox, host: lab2}\n"
+    )
+    client = docker.DockerClient(base_url=DOCKER2_SOCK, timeout=30)
+    try:
+        client.containers.create(
+            "bench/busybox:latest",
+            name=f"{NAME_PREFIX}{run_id}-c2-s0-0",
+            labels={LABEL_RUN: run_id, "bench.platform": "c2"},
+            network_mode="none",
+        )
+        plain = subprocess.run(
+            bench_cmd("clean", "--run", run_id), cwd=REPO, capture_output=True, text=True
+        )
+        assert plain.returncode == 0, plain.stderr
+        assert "0 removed" in plain.stdout
+        assert bench_containers(DOCKER2_SOCK, run_id)  # still there
+        found = subprocess.run(
+            bench_cmd("clean", "--run", run_id, "--scenario", str(scenario)),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert found.returncode == 0, found.stderr
+        assert f"removed docker container {NAME_PREFIX}{run_id}-c2-s0-0" in found.stdout
+        assert "1 removed" in found.stdout
+        assert bench_containers(DOCKER2_SOCK, run_id) == []
+    finally:
+        purge_docker2(run_id)
+        client.close()
