@@ -532,16 +532,18 @@ def main() -> int:
             )
         )
         lo, hi = min(per_instance), max(per_instance)
-        marginal = (per_instance[hi] * hi - per_instance[lo] * lo) / (hi - lo)
-        rows.append(
-            (
-                f"CPU per instance N={hi} / N={lo} (marginal {marginal * 1000:.1f} ms/instance)",
-                f"{per_instance[hi] * 1000:.1f} / {per_instance[lo] * 1000:.1f} ms",
-                f"{per_instance[hi] / per_instance[lo]:.2f}",
-                f"<= {TARGETS['cpu_per_instance_ratio']:.1f}",
-                per_instance[hi] / per_instance[lo] <= TARGETS["cpu_per_instance_ratio"],
+        if hi > lo:  # --scale with one N has no slope to show
+            marginal = (per_instance[hi] * hi - per_instance[lo] * lo) / (hi - lo)
+            rows.append(
+                (
+                    f"CPU per instance N={hi} / N={lo} (marginal {marginal * 1000:.1f} "
+                    "ms/instance)",
+                    f"{per_instance[hi] * 1000:.1f} / {per_instance[lo] * 1000:.1f} ms",
+                    f"{per_instance[hi] / per_instance[lo]:.2f}",
+                    f"<= {TARGETS['cpu_per_instance_ratio']:.1f}",
+                    per_instance[hi] / per_instance[lo] <= TARGETS["cpu_per_instance_ratio"],
+                )
             )
-        )
 
     elapsed = time.monotonic() - t_start
     table = ["| measure | values | result | target | met |", "| --- | --- | --- | --- | --- |"]
