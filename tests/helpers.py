@@ -11,6 +11,13 @@ def run_fake(text, run_id="run-test", ab=None, **host_args):
     Returns (results, sink, backends). The host's MemAvailable falls with the fake
     instances alive; times are virtual and exact.
     """
+    runner, sink, backends = fake_runner(text, run_id, ab, **host_args)
+    return runner.run(), sink, backends
+
+
+def fake_runner(text, run_id="run-test", ab=None, **host_args):
+    """The Runner run_fake runs, with its sink and backends: for a test whose run raises
+    and that still looks at what was recorded and left."""
     from bench.backends.fake import FakeBackend
     from bench.clock import FakeClock
     from bench.runner import Runner
@@ -24,8 +31,7 @@ def run_fake(text, run_id="run-test", ab=None, **host_args):
         backends[p.name] = FakeBackend(p, host=host, clock=clock)
     sink = MemorySink(sc)
     loaded = LoadedScenario(sc, None, text)
-    results = Runner(loaded, run_id, backends, sink, clock=clock, ab=ab).run()
-    return results, sink, backends
+    return Runner(loaded, run_id, backends, sink, clock=clock, ab=ab), sink, backends
 
 
 class MemorySink:

@@ -4,13 +4,22 @@ import pytest
 
 from bench.scenario import parse_scenario
 from bench.summary import density_results
-from tests.helpers import run_fake
+from tests.helpers import fake_runner, run_fake
 
 
 def run(text: str, **host_args):
     _, sink, backends = run_fake(text, "run-d", **host_args)
     (backend,) = backends.values()
     return sink, backend
+
+
+def run_raising(text: str, expected: type[BaseException], **host_args):
+    """Like run(), for a run that raises `expected`: returns (error, sink, backend)."""
+    runner, sink, backends = fake_runner(text, "run-d", **host_args)
+    with pytest.raises(expected) as caught:
+        runner.run()
+    (backend,) = backends.values()
+    return caught.value, sink, backend
 
 
 HEAD = "name: d\nsettle: 0s\ntimeout: 3s\n"
@@ -165,17 +174,8 @@ def test_ramp_refused_by_the_guard_and_a_failed_ramp_leave_nothing():
     assert backend.live == {}
 
     # A level that breaks (an engine error, a bug) takes the earlier levels down with it.
-    from bench.backends.fake import FakeBackend
-
     class Boom(Exception):
         pass
-
-    made = []
-    init = FakeBackend.__init__
-
-    def keep(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        made.append(self)
 
     from bench.runner.measurer import Measurer
 
@@ -186,13 +186,13 @@ def test_ramp_refused_by_the_guard_and_a_failed_ramp_leave_nothing():
             raise Boom
         return after(self, backend, launches, before, n)
 
-    Measurer.after, FakeBackend.__init__ = boom, keep
+    Measurer.after = boom
     try:
-        with pytest.raises(Boom):
-            run(RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"))
+        _, _, backend = run_raising(
+            RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"), Boom
+        )
     finally:
-        Measurer.after, FakeBackend.__init__ = after, init
-    (backend,) = made
+        Measurer.after = after
     assert backend.created == 4 and backend.live == {}
 
 
@@ -212,23 +212,15 @@ def test_an_interrupted_ramp_destroys_every_level():
             raise KeyboardInterrupt
         return original(self, step, timeout, on_done)
 
-    from bench.backends.fake import FakeBackend
-
-    made: list[FakeBackend] = []
-    init = FakeBackend.__init__
-
-    def keep(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        made.append(self)
-
-    StepExecutor.wait, FakeBackend.__init__ = wait, keep
+    StepExecutor.wait = wait
     try:
-        with pytest.raises(KeyboardInterrupt):
-            run(RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"))
+        _, _, backend = run_raising(
+            RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"),
+            KeyboardInterrupt,
+        )
     finally:
-        StepExecutor.wait, FakeBackend.__init__ = original, init
+        StepExecutor.wait = original
     assert seen == [0, 1, 2]  # N=1 and N=2 were up when it came
-    (backend,) = made
     assert backend.created == 4 and backend.live == {}
 
 
@@ -238,28 +230,6 @@ def test_restart_is_the_default_mode():
     assert [(st["n"], st["added"]) for st in sink.steps] == [(1, 1), (2, 2), (4, 4)]
     assert all(st["teardown_s"] is not None for st in sink.steps)
     assert backend.created == 7
-
-
-def run_keeping(text: str):
-    """Like run(), for a run that raises: returns (error, sink, backend)."""
-    from bench.backends.fake import FakeBackend
-    from bench.clock import FakeClock
-    from bench.runner import Runner
-    from bench.scenario import LoadedScenario
-    from tests.helpers import FakeHost, MemorySink
-
-    sc = parse_scenario(text)
-    clock = FakeClock()
-    backends = {}
-    host = FakeHost(lambda: [i for b in backends.values() for i in b.live], total=64 * 2**30)
-    for p in sc.platforms:
-        backends[p.name] = FakeBackend(p, host=host, clock=clock)
-    sink = MemorySink(sc)
-    runner = Runner(LoadedScenario(sc, None, text), "run-d", backends, sink, clock=clock)
-    with pytest.raises(Exception) as caught:
-        runner.run()
-    (backend,) = backends.values()
-    return caught.value, sink, backend, clock
 
 
 def test_a_wedged_engine_costs_one_call_timeout_at_teardown_not_one_per_instance():
@@ -274,8 +244,7 @@ def test_a_wedged_engine_costs_one_call_timeout_at_teardown_not_one_per_instance
     text = RAMP.replace("platforms:", "density: {max: 64, mode: ramp}\nplatforms:").replace(
         "boot_per_instance: 10ms}", "boot_per_instance: 10ms, hang_destroy: 60s}"
     )
-    error, sink, backend, _ = run_keeping(text)
-    assert isinstance(error, EngineUnavailable)
+    error, sink, backend = run_raising(text, EngineUnavailable, total=64 * 2**30)
     msg = str(error)
     assert "\n" not in msg
     assert "the fake engine of platform 'f' stopped destroying instances" in msg
@@ -322,8 +291,7 @@ def test_a_wedged_engine_stops_the_run_after_the_step_it_wedged_in():
         HEAD + "warmup: 0\ncounts: [2, 4]\nplatforms:\n"
         "  - {name: f, backend: fake, hang_destroy: 45s}\n"
     )
-    error, sink, backend, clock = run_keeping(text)
-    assert isinstance(error, EngineUnavailable)
+    error, sink, backend = run_raising(text, EngineUnavailable, total=64 * 2**30)
     assert "failed after 45 s" in str(error) and "2 instance(s)" in str(error)
     (step,) = sink.steps
     assert step["n"] == 2 and step["destroy_failures"] == 2
