@@ -118,6 +118,13 @@ def _backend_options(ctx: typer.Context) -> dict[str, Any]:
 
 # Options `run` and `ab` share: both write a run directory.
 OutDir = Annotated[Path, typer.Option("--out", help="Directory that receives results/<run-id>/.")]
+# Options `ab` and `compare` share: what slow-down counts.
+Threshold = Annotated[
+    str,
+    typer.Option(
+        "--threshold", metavar="PERCENT", help="Smallest slow-down that counts, e.g. 10%."
+    ),
+]
 RunName = Annotated[
     str | None,
     typer.Option("--name", metavar="NAME", help="Prefix of the run id (default: scenario name)."),
@@ -227,12 +234,7 @@ def ab(
         Path | None,
         typer.Option("--analyse", metavar="RUN_DIR", help="Judge a stored A/B run again."),
     ] = None,
-    threshold: Annotated[
-        str,
-        typer.Option(
-            "--threshold", metavar="PERCENT", help="Smallest slow-down that counts, e.g. 10%."
-        ),
-    ] = "10%",
+    threshold: Threshold = "10%",
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
     out: OutDir = Path("results"),
@@ -483,12 +485,7 @@ def compare(
             help="One or more baseline results/<run-id>/ dirs, then the current one (last).",
         ),
     ],
-    threshold: Annotated[
-        str,
-        typer.Option(
-            "--threshold", metavar="PERCENT", help="Smallest slow-down that counts, e.g. 10%."
-        ),
-    ] = "10%",
+    threshold: Threshold = "10%",
     metric: Annotated[
         str, typer.Option("--metric", metavar="FIELD", help="Sample field to compare.")
     ] = "ready_s",
