@@ -99,7 +99,7 @@ def test_docker_memory_from_cgroup_files_matches_docker_stats(docker_api):
     backend.prepare()
     api = backend.connect()
     # 8 MiB written and never read back: inactive page cache the figure must leave out.
-    script = "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; sync; sleep 60"
+    script = "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; sync; echo WRITTEN; sleep 60"
     c = api.create_container(
         backend._image_ref,
         command=["sh", "-c", script],
@@ -109,9 +109,10 @@ def test_docker_memory_from_cgroup_files_matches_docker_stats(docker_api):
     )
     try:
         api.start(c["Id"])
-        import time
-
-        time.sleep(3)
+        # Sampled once the file is written (its output says so), not after a guessed sleep.
+        for line in api.logs(c["Id"], stream=True, follow=True):
+            if b"WRITTEN" in line:
+                break
         inst = Instance(name=f"bench-{run_id}-c", run_id=run_id, platform="c", console=Console("X"))
         inst.handle = c["Id"]
         sampled = backend.sample(inst, backend.host)
