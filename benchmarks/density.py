@@ -33,18 +33,12 @@ import psutil
 import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
 from overhead import _launch_ready
 
+from bench.runner.executor import STALLED_DESTROY_S
+from bench.stats import percentile
+
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "# Density: `bench run scenarios/density.yaml`"
 TARGET_N, TARGET_S, TARGET_P95_S = 2048, 600.0, 60.0
-
-
-def p95(xs: list[float]) -> float | None:
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * 0.95
-    lo = int(k)
-    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (k - lo)
 
 
 def busy_cpu_s() -> float:
@@ -58,7 +52,8 @@ def busy_cpu_s() -> float:
 def bare_ramp(scenario: Path) -> dict:
     """The scenario's container ramp without bench: the same levels, image, limits and
     launches in flight, each level launched until every marker, then every container
-    removed (as many at a time). Nothing is left behind, even on failure."""
+    removed (as many at a time), even on failure; only a wedged dockerd keeps some,
+    which it says (labelled overhead.ref)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import docker
@@ -91,8 +86,8 @@ def bare_ramp(scenario: Path) -> dict:
         wedged = threading.Event()
 
         def remove(i: str) -> None:
-            # Like bench: a removal that fails after 30 s means a wedged dockerd (its
-            # libnetwork deadlock, moby/moby#42545); the rest are not tried.
+            # bench's rule: a removal that fails after STALLED_DESTROY_S means a wedged
+            # dockerd (its libnetwork deadlock, moby/moby#42545); the rest are not tried.
             if wedged.is_set():
                 failed.append(i)
                 return
@@ -103,7 +98,7 @@ def bare_ramp(scenario: Path) -> dict:
                 pass
             except Exception:
                 failed.append(i)
-                if time.monotonic() - t0 >= 30:
+                if time.monotonic() - t0 >= STALLED_DESTROY_S:
                     wedged.set()
 
         with ThreadPoolExecutor(concurrency) as pool:
@@ -209,7 +204,7 @@ def main() -> int:
             f"{len(ready)}/{len(mine)} | {s(max(starts) if starts else None)} | "
             f"{s(st.get('wait_s'))} | {s(st.get('settle_s'))} + {s(st.get('sampling_s'))} | "
             f"{s(st.get('teardown_s'))} | {s(statistics.median(ready) if ready else None)} | "
-            f"{s(p95(ready))} | "
+            f"{s(percentile(ready, 95))} | "
             f"{st['launch_rate_per_s']:.1f} | {st.get('limit') or ''} |"
             if st.get("status") == "ran" and st.get("launch_rate_per_s")
             else f"| {st['platform']} | {st['n']} | {st.get('added') or '-'} | "
@@ -219,7 +214,9 @@ def main() -> int:
     c_steps = [st for st in steps if st["platform"] == "container" and st.get("status") == "ran"]
     top = max((st for st in c_steps), key=lambda st: st["n"], default=None)
     all_ready = all(s["ok"] for s in samples if s["platform"] == "container")
-    top_p95 = p95([s["ready_s"] for s in samples if top and s["step"] == top["step"] and s["ok"]])
+    top_p95 = percentile(
+        [s["ready_s"] for s in samples if top and s["step"] == top["step"] and s["ok"]], 95
+    )
     checks = [
         (
             "container N reached",
