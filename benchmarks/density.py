@@ -25,15 +25,13 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
-from overhead import _launch_ready
+from overhead import _launch_ready, remove_all
 
-from bench.runner.executor import STALLED_DESTROY_S
 from bench.stats import percentile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,9 +51,7 @@ def bare_ramp(scenario: Path) -> dict:
     """The scenario's container ramp without bench: the same levels, image, limits and
     launches in flight, each level launched until every marker, then every container
     removed (as many at a time), even on failure; only a wedged dockerd keeps some,
-    which it says (labelled overhead.ref)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    which it says (overhead.remove_all)."""
     import docker
 
     from bench.scenario import load_scenario
@@ -82,39 +78,8 @@ def bare_ramp(scenario: Path) -> dict:
         launched = time.monotonic() - t0
     finally:
         t_remove = time.monotonic()
-        failed: list[str] = []
-        wedged = threading.Event()
-
-        def remove(i: str) -> None:
-            # bench's rule: a removal that fails after STALLED_DESTROY_S means a wedged
-            # dockerd (its libnetwork deadlock, moby/moby#42545); the rest are not tried.
-            if wedged.is_set():
-                failed.append(i)
-                return
-            t0 = time.monotonic()
-            try:
-                api.remove_container(i, force=True)
-            except docker.errors.NotFound:
-                pass
-            except Exception:
-                failed.append(i)
-                if time.monotonic() - t0 >= STALLED_DESTROY_S:
-                    wedged.set()
-
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(remove, ids))
+        not_removed, wedged = remove_all(api, ids, concurrency)
         api.close()
-        if failed:
-            print(
-                f"bare loop: {len(failed)} containers not removed"
-                + (
-                    " (dockerd stopped answering: restart it, then remove them by label "
-                    "overhead.ref)"
-                    if wedged.is_set()
-                    else ""
-                ),
-                file=sys.stderr,
-            )
     teardown = time.monotonic() - t_remove
     return {
         "levels": rows,
@@ -122,8 +87,8 @@ def bare_ramp(scenario: Path) -> dict:
         "teardown_s": teardown,
         "total_s": launched + teardown,
         "concurrency": concurrency,
-        "not_removed": len(failed),
-        "wedged": wedged.is_set(),
+        "not_removed": not_removed,
+        "wedged": wedged,
     }
 
 
