@@ -1,0 +1,93 @@
+"""The judgements the benchmarks print (issue 14): a missed target must read as missed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import density  # noqa: E402  (benchmarks/ is not a package)
+import overhead  # noqa: E402
+
+from bench.scenario import parse_scenario  # noqa: E402
+
+
+def _ramp(levels: list[int], destroy_failures: int, status: str = "complete"):
+    steps, samples, prev = [], [], 0
+    for i, n in enumerate(levels):
+        steps.append({"step": i, "platform": "container", "n": n, "status": "ran"})
+        samples += [
+            {"step": i, "platform": "container", "ok": True, "ready_s": 1.0 + j / n}
+            for j in range(n - prev)
+        ]
+        prev = n
+    meta = {
+        "status": status,
+        "ramp_teardowns": [
+            {
+                "platform": "container",
+                "instances": levels[-1],
+                "teardown_s": 200.0,
+                "destroy_failures": destroy_failures,
+            },
+        ],
+    }
+    return steps, samples, meta
+
+
+def _met(checks) -> dict[str, bool]:
+    return {name: ok for name, _, _, ok in checks}
+
+
+def test_a_complete_ramp_within_the_time_meets_every_target():
+    steps, samples, meta = _ramp([512, 1024, 2048], 0)
+    checks, ran = density.search_checks(steps, samples, meta, 590.0, "ramp")
+    assert all(_met(checks).values()), checks
+    assert len(ran) == 3
+
+
+def test_a_teardown_stopped_by_a_wedged_engine_misses_even_within_the_time():
+    # The run of 2026-11-30 12:17: every level to 2048, then dockerd deadlocked with 1434
+    # left; its 9.9 min must not read as a met target.
+    steps, samples, meta = _ramp([512, 1024, 2048], 1434, status="failed")
+    checks, _ = density.search_checks(steps, samples, meta, 594.0, "ramp")
+    met = _met(checks)
+    assert met["container N reached"] and met["every container ready"]
+    assert not met["every container destroyed at the end"]
+    wall = next(c for c in checks if c[0].startswith("container search wall time"))
+    assert not wall[3] and "teardown not finished" in wall[1]
+    destroyed = next(c for c in checks if c[0] == "every container destroyed at the end")
+    assert "1434 left" in destroyed[1]
+
+
+def test_too_slow_or_short_of_2048_misses():
+    steps, samples, meta = _ramp([512, 1024, 2048], 0)
+    assert not _met(density.search_checks(steps, samples, meta, 640.0, "ramp")[0])[
+        "container search wall time (run start to its last teardown)"
+    ]
+    steps, samples, meta = _ramp([512, 1024], 0)
+    assert not _met(density.search_checks(steps, samples, meta, 300.0, "ramp")[0])[
+        "container N reached"
+    ]
+
+
+def test_restart_mode_counts_each_steps_leftovers():
+    steps, samples, _ = _ramp([1024, 2048], 0)
+    meta = {"status": "complete"}
+    assert _met(density.search_checks(steps, samples, meta, 500.0, "restart")[0])[
+        "every container destroyed at the end"
+    ]
+    steps[0]["destroy_failures"] = 3
+    assert not _met(density.search_checks(steps, samples, meta, 500.0, "restart")[0])[
+        "every container destroyed at the end"
+    ]
+
+
+@pytest.mark.parametrize(("warmup", "expected"), [(None, 1), (0, 0), (2, 2)])
+def test_the_overhead_scenario_sets_the_warm_up_it_is_asked_for(warmup, expected):
+    sc = parse_scenario(overhead.containers_scenario(32, warmup=warmup))
+    assert sc.warmup == expected
+    assert sc.settle == 0.0 and sc.counts == [32] and sc.launch.concurrency == 8
