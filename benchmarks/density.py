@@ -278,6 +278,7 @@ def main() -> int:
             f"to all ready, every level | {ref['launch_s']:.0f} s "
             f"(bench / loop: {launches_s / ref['launch_s']:.2f}) |",
             f"| bare loop: removal of every container | {removal} |",
+            f"| bare loop: whole ramp (launches, removal) | {ref['total_s'] / 60:.1f} min |",
         ]
         if not ref["wedged"]:
             limit.append(
