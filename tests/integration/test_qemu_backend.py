@@ -110,6 +110,30 @@ def wait_instance(run_prefix: str, timeout: float = 60) -> tuple[Path, dict]:
     raise AssertionError(f"no QEMU of run {run_prefix}* within {timeout:g}s")
 
 
+def connected_sockets(pid: int) -> int:
+    """How many of this process's unix sockets are connected (/proc/net/unix state 03)."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            link = fd.readlink().name if fd.is_symlink() else ""
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:[") : -1])
+    except OSError:  # it exited
+        return 0
+    # Columns: Num RefCount Protocol Flags Type St Inode [Path]
+    rows = [r.split() for r in Path("/proc/net/unix").read_text().splitlines()[1:]]
+    return sum(1 for r in rows if len(r) >= 7 and r[5] == "03" and r[6] in inodes)
+
+
+def wait_connected(pid: int, timeout: float = 60) -> None:
+    """Until QEMU has connected to bench's serial and QMP sockets. Before that, a bench
+    that dies takes QEMU with it: its connect finds no listener and QEMU exits."""
+    deadline = time.monotonic() + timeout
+    while connected_sockets(pid) < 2:
+        assert time.monotonic() < deadline, f"QEMU {pid} did not connect within {timeout:g}s"
+        time.sleep(0.02)
+
+
 def test_qemu_step_of_two_microvms_under_tcg(qemu_binary):
     sink, engines, left = run_real(QEMU_VM % {"n": 2})
     assert left == []
@@ -152,6 +176,7 @@ def test_sigint_while_qemu_boots_leaves_nothing(runs, prefix, qemu_purge):  # no
 def test_kill9_then_bench_clean_reaps_qemu(runs, prefix, qemu_purge):  # noqa: F811
     run = runs(QEMU_VM % {"n": 1})
     _f, state = wait_instance(prefix)
+    wait_connected(state["pid"])
     run.signal(signal.SIGKILL)
     assert run.wait() == -signal.SIGKILL
     # What kill -9 leaves: the QEMU (its own session: the kill did not reach it) and
