@@ -206,6 +206,42 @@ def test_docker_prepare_does_not_preflight_again(monkeypatch):
     assert b.prepare()["docker_version"] == "1"
 
 
+def test_a_docker_engine_wedged_after_ping_is_unavailable_in_one_line(monkeypatch):
+    # dockerd 20.10's deadlock: ping answers, `info` and container calls run out their
+    # timeout. Seen 2026-11-30 as "bench: error: ReadTimeout: ..." with exit 5.
+    import requests.exceptions
+
+    from bench.backends.docker_backend import DockerBackend, DockerSettings
+    from bench.errors import EngineUnavailable, ExitCode
+
+    timed_out = requests.exceptions.ReadTimeout(
+        "UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=60)"
+    )
+
+    class Api:
+        def inspect_image(self, ref):
+            return {"Id": "sha256:" + "0" * 64, "Config": {"Labels": {}}}
+
+        def version(self):
+            return {"Version": "1"}
+
+        def info(self):
+            raise timed_out
+
+    monkeypatch.setattr(DockerBackend, "connect", lambda self: Api())
+    b = DockerBackend(DockerSettings(name="c", backend="docker", image="alpine:3"))
+    with pytest.raises(EngineUnavailable) as e:
+        b.prepare()
+    line = str(e.value)
+    assert e.value.exit_code == ExitCode.ENGINE_UNAVAILABLE and "\n" not in line
+    assert "answers ping but not" in line and "Read timed out" in line
+    assert "moby/moby#42545" in line and "restart dockerd" in line
+    # The checks before a run ask `info` for a runtime's registration: the same line.
+    b = DockerBackend(DockerSettings(name="c", backend="docker", image="alpine:3", runtime="crun"))
+    with pytest.raises(EngineUnavailable, match="answers ping but not the checks before a run"):
+        b.preflight()
+
+
 def test_libvirt_prepare_does_not_preflight_again(monkeypatch, tmp_path):
     from bench.backends.libvirt_backend import LibvirtBackend, LibvirtSettings
 

@@ -209,7 +209,26 @@ class DockerBackend(ContainerBackend):
             self._api = api
         return self._api
 
+    @contextlib.contextmanager
+    def _answering(self, what: str) -> Iterator[None]:
+        """An engine that took the connection and answered ping, then let a call run out
+        its timeout, is wedged, not slow (dockerd 20.10's deadlock blocks `info` and every
+        container call): say so in one line, exit 3, instead of a bare ReadTimeout."""
+        import requests.exceptions
+
+        try:
+            yield
+        except requests.exceptions.Timeout as e:
+            raise EngineUnavailable(
+                f"the Docker Engine at {self.address} answers ping but not {what} "
+                f"({first_line(e, 120)}): {self.stall_hint}"
+            ) from None
+
     def preflight(self) -> None:
+        with self._answering("the checks before a run"):
+            self._preflight()
+
+    def _preflight(self) -> None:
         if not self.address.startswith(("unix://", "ssh://")):
             raise UsageError(
                 f"DOCKER_HOST={self.address}: bench measures an engine through a socket here "
@@ -322,6 +341,10 @@ class DockerBackend(ContainerBackend):
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> dict[str, Any]:
+        with self._answering("its image, version and info queries"):
+            return self._prepare(build_missing=build_missing, say=say)
+
+    def _prepare(self, *, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
         api = self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
