@@ -187,22 +187,30 @@ def _no_second_preflight(self):
     raise AssertionError("prepare() ran preflight() again")
 
 
+class _DockerApi:
+    """What DockerBackend.prepare asks an engine; `info_error` makes `info` raise it."""
+
+    def __init__(self, info_error: Exception | None = None):
+        self.info_error = info_error
+
+    def inspect_image(self, ref):
+        return {"Id": "sha256:" + "0" * 64, "Config": {"Labels": {}}}
+
+    def version(self):
+        return {"Version": "1"}
+
+    def info(self):
+        if self.info_error is not None:
+            raise self.info_error
+        return {"Driver": "overlay2"}
+
+
 def test_docker_prepare_does_not_preflight_again(monkeypatch):
     from bench.backends.docker_backend import DockerBackend, DockerSettings
 
-    class Api:
-        def inspect_image(self, ref):
-            return {"Id": "sha256:" + "0" * 64, "Config": {"Labels": {}}}
-
-        def version(self):
-            return {"Version": "1"}
-
-        def info(self):
-            return {"Driver": "overlay2"}
-
     b = DockerBackend(DockerSettings(name="c", backend="docker", image="alpine:3"))
     monkeypatch.setattr(DockerBackend, "preflight", _no_second_preflight)
-    monkeypatch.setattr(DockerBackend, "connect", lambda self: Api())
+    monkeypatch.setattr(DockerBackend, "connect", lambda self: _DockerApi())
     assert b.prepare()["docker_version"] == "1"
 
 
@@ -218,17 +226,7 @@ def test_a_docker_engine_wedged_after_ping_is_unavailable_in_one_line(monkeypatc
         "UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=60)"
     )
 
-    class Api:
-        def inspect_image(self, ref):
-            return {"Id": "sha256:" + "0" * 64, "Config": {"Labels": {}}}
-
-        def version(self):
-            return {"Version": "1"}
-
-        def info(self):
-            raise timed_out
-
-    monkeypatch.setattr(DockerBackend, "connect", lambda self: Api())
+    monkeypatch.setattr(DockerBackend, "connect", lambda self: _DockerApi(timed_out))
     b = DockerBackend(DockerSettings(name="c", backend="docker", image="alpine:3"))
     with pytest.raises(EngineUnavailable) as e:
         b.prepare()
