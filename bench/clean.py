@@ -40,19 +40,19 @@ def scenario_backends(loaded: LoadedScenario) -> list[Backend]:
 
 
 def clean_command(run_id: str, loaded: LoadedScenario | None = None) -> str:
-    """The `bench clean` that finds a run's leftovers: with the scenario (and the
-    hosts it was placed on) when its engines are not all this machine's defaults."""
+    """The `bench clean` that finds a run's leftovers: with the scenario (and the hosts it
+    was placed on) when plain `bench clean` would not search all of its engines (another
+    host's, or a second engine on this one)."""
     command = f"bench clean --run {run_id}"
-    if loaded is None or loaded.path is None:
+    if loaded is None:
         return command
-    from bench.host import is_local_address
-
-    backends = scenario_backends(loaded)
+    backends, defaults = scenario_backends(loaded), default_backends({})
     try:
-        if all(is_local_address(b.engine_address()) for b in backends):
+        searched = {(type(b), b.engine_address()) for b in defaults}
+        if all((type(b), b.engine_address()) in searched for b in backends):
             return command
     finally:
-        for b in backends:
+        for b in backends + defaults:
             b.close()
     return f"{command} --scenario {loaded.path}" + "".join(f" --host {h}" for h in loaded.placed_on)
 

@@ -17,9 +17,20 @@ def loaded(text: str) -> LoadedScenario:
     return LoadedScenario(parse_scenario(text), "scenarios/s.yaml", text)
 
 
-def test_a_run_on_this_machines_engines_needs_no_scenario():
+def test_a_run_on_this_machines_engines_needs_no_scenario(monkeypatch):
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
     assert clean_command("r1", loaded(LOCAL)) == "bench clean --run r1"
     assert clean_command("r1") == "bench clean --run r1"
+
+
+def test_a_second_engine_on_this_machine_names_the_scenario(monkeypatch):
+    # Plain `bench clean` searches the default socket only: a run on a second local
+    # dockerd would be missed, though its address is local.
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    second = LOCAL.replace("image: busybox}", "image: busybox, host: unix:///run/docker2.sock}")
+    assert clean_command("r1", loaded(second)) == (
+        "bench clean --run r1 --scenario scenarios/s.yaml"
+    )
 
 
 def test_a_run_on_other_hosts_names_its_scenario_and_hosts():
