@@ -68,7 +68,12 @@ TARGETS = {
 
 
 class EngineWedged(RuntimeError):
-    """dockerd stopped answering container calls (its libnetwork deadlock)."""
+    """dockerd stopped answering container calls (its libnetwork deadlock): nothing
+    more can be measured until it is restarted. `left`: containers it kept."""
+
+    def __init__(self, message: str, left: int = 0):
+        super().__init__(message)
+        self.left = left
 
 
 def reference(n: int, concurrency: int) -> dict[str, float]:
@@ -84,15 +89,10 @@ def reference(n: int, concurrency: int) -> dict[str, float]:
     try:
         got = _launch_ready(api, n, concurrency)  # removes what it started if it fails
         t_remove = time.monotonic()
-        not_removed, wedged = remove_all(api, got["ids"])
+        remove_all(api, got["ids"])
         removed = time.monotonic() - t_remove
     finally:
         api.close()
-    if wedged:  # every later call on this dockerd would hang: no figure after this one
-        raise EngineWedged(
-            f"dockerd deadlocked in the bare loop's removal of {n} ({not_removed} left, label "
-            "overhead.ref; moby/moby#42545): restart it, remove them, run this again"
-        )
     return {
         "wall_s": got["wall_s"],
         "ready_median_s": got["ready_p50_s"],
@@ -139,6 +139,8 @@ def bench_run(scenario: str, workdir: Path) -> tuple[Path, dict[str, float]]:
     stdout = proc.stdout.read().decode()
     stderr = proc.stderr.read().decode()
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode == WEDGED_EXIT:  # bench's own exit 3: the engine stopped answering
+        raise EngineWedged(f"bench run: {stderr.strip().splitlines()[-1]}")
     if proc.returncode != 0:
         raise RuntimeError(f"bench run failed ({proc.returncode}): {stderr[-2000:]}")
     run_dir = Path(stdout.strip().splitlines()[-1])
@@ -243,11 +245,11 @@ def teardown_overlap(n: int = 64, concurrency: int = 8, rounds: int = 3) -> dict
     }
 
 
-def remove_all(api, ids: list[str], workers: int = 16) -> tuple[int, bool]:
-    """Remove these containers, `workers` at a time: (how many would not go, whether
-    dockerd wedged). bench's rule: a removal that fails after STALLED_S means a
-    wedged dockerd (its libnetwork deadlock, moby/moby#42545); the rest are not tried,
-    and what is left is said (labelled overhead.ref, removable once it is restarted)."""
+def remove_all(api, ids: list[str], workers: int = 16) -> int:
+    """Remove these containers, `workers` at a time; how many would not go. bench's rule:
+    a removal that fails after STALLED_S means a wedged dockerd (its libnetwork deadlock,
+    moby/moby#42545): the rest are not tried, and EngineWedged says what is left
+    (labelled overhead.ref, removable once dockerd is restarted)."""
     from concurrent.futures import ThreadPoolExecutor
 
     failed: list[str] = []
@@ -269,10 +271,15 @@ def remove_all(api, ids: list[str], workers: int = 16) -> tuple[int, bool]:
 
     with ThreadPoolExecutor(max(1, min(workers, len(ids)))) as pool:
         list(pool.map(remove, ids))
+    if wedged.is_set():  # every later call on this dockerd would hang too
+        raise EngineWedged(
+            f"dockerd deadlocked removing {len(ids)} containers ({len(failed)} left, label "
+            "overhead.ref; moby/moby#42545): restart it, remove them, run this again",
+            left=len(failed),
+        )
     if failed:
-        why = " (dockerd stopped answering: restart it)" if wedged.is_set() else ""
-        print(f"{len(failed)} containers (label overhead.ref) not removed{why}", file=sys.stderr)
-    return len(failed), wedged.is_set()
+        print(f"{len(failed)} containers (label overhead.ref) not removed", file=sys.stderr)
+    return len(failed)
 
 
 def _launch_ready(api, n: int, concurrency: int, limits: dict | None = None) -> dict:
@@ -408,6 +415,189 @@ def host_line() -> str:
     return f"{results_md.host_line()}, Docker {v['Version']}, Python {platform.python_version()}"
 
 
+def measure(args: argparse.Namespace, work: Path, rows: list, phase_lines: list[str]) -> None:
+    """Every section in turn, appending to the table's rows and the phase lines as it
+    goes: a section that stops (EngineWedged) leaves the earlier ones' figures."""
+    # 0. whole processes, N=32, 8 at a time. Like for like, bench neither settles
+    # nor warms up (the loop does neither); what its default warm-up (one instance
+    # started, waited for and removed before the step) adds is shown beside.
+    loops, at0, at3, warm, ph0, ph3 = [], [], [], [], [], []
+    for r in range(args.rounds):
+        loops.append(reference_process(32, 8))
+        run_dir, usage = bench_run(containers_scenario(32, warmup=0), work)
+        at0.append(usage["process_s"])
+        ph0.append(step_figures(run_dir))
+        run_dir, usage = bench_run(containers_scenario(32, settle="3s", warmup=0), work)
+        at3.append(usage["process_s"])
+        ph3.append(step_figures(run_dir))
+        warm.append(bench_run(containers_scenario(32), work)[1]["process_s"])
+        print(
+            f"round {r + 1}: loop {loops[-1]['process_s']:.2f}s, bench settle 0s "
+            f"{at0[-1]:.2f}s, settle 3s {at3[-1]:.2f}s, settle 0s with its default "
+            f"warm-up {warm[-1]:.2f}s",
+            file=sys.stderr,
+        )
+    ratios0 = [b / a["process_s"] for a, b in zip(loops, at0, strict=True)]
+    # Beyond the settle itself and the loop's own time, as a share of the loop's step.
+    extra3 = [(b - 3.0 - a["process_s"]) / a["process_s"] for a, b in zip(loops, at3, strict=True)]
+    warm_ratios = [b / a["process_s"] for a, b in zip(loops, warm, strict=True)]
+    warm_cost = [b - a for a, b in zip(at0, warm, strict=True)]
+    loop_s = statistics.median(x["process_s"] for x in loops)
+    rows += [
+        (
+            "N=32 whole process, settle 0s, warmup 0: bench run / bare loop "
+            "(median of rounds; range)",
+            f"{statistics.median(at0):.2f} s / {loop_s:.2f} s",
+            f"{statistics.median(ratios0):.2f} ({min(ratios0):.2f}-{max(ratios0):.2f})",
+            f"<= {TARGETS['process_ratio']:.2f}",
+            statistics.median(ratios0) <= TARGETS["process_ratio"],
+        ),
+        (
+            "N=32 whole process, settle 3s, warmup 0: (bench run - 3 s - bare loop) / "
+            "bare loop (median of rounds; range)",
+            f"{statistics.median(at3):.2f} s - 3 s - {loop_s:.2f} s",
+            f"{statistics.median(extra3):.0%} ({min(extra3):.0%}-{max(extra3):.0%})",
+            f"<= {TARGETS['extra_beyond_settle']:.0%}",
+            statistics.median(extra3) <= TARGETS["extra_beyond_settle"],
+        ),
+        (
+            "N=32 whole process, settle 0s, default warm-up (1 instance): bench run / "
+            "bare loop (median of rounds; range); the warm-up's own cost",
+            f"{statistics.median(warm):.2f} s / {loop_s:.2f} s",
+            f"{statistics.median(warm_ratios):.2f} ({min(warm_ratios):.2f}-"
+            f"{max(warm_ratios):.2f}); +{statistics.median(warm_cost):.2f} s",
+            "for information",
+            None,
+        ),
+    ]
+    phase_lines += [
+        phase_row("bare loop N=32 (median)", _loop_phases(loops)),
+        phase_row("bench N=32 settle 0s, warmup 0 (median)", _median_phases(ph0)),
+        phase_row("bench N=32 settle 3s, warmup 0 (median)", _median_phases(ph3)),
+    ]
+    # 1. interleaved: ref, bench, ref, bench, ...
+    ref, via, process = [], [], []
+    for r in range(args.rounds):
+        ref.append(reference(64, 8))
+        run_dir, usage = bench_run(containers_scenario(64), work)
+        via.append(step_figures(run_dir))
+        process.append(usage["process_s"])
+        print(
+            f"round {r + 1}: reference {ref[-1]['wall_s']:.2f}s, bench {via[-1]['wall_s']:.2f}s",
+            file=sys.stderr,
+        )
+    # Each round pairs one reference with the bench run right after it.
+    wall_ratios = [b["wall_s"] / a["wall_s"] for a, b in zip(ref, via, strict=True)]
+    ready_ratios = [
+        b["ready_median_s"] / a["ready_median_s"] for a, b in zip(ref, via, strict=True)
+    ]
+    ref_wall = statistics.median(x["wall_s"] for x in ref)
+    bench_wall = statistics.median(x["wall_s"] for x in via)
+    ref_ready = statistics.median(x["ready_median_s"] for x in ref)
+    bench_ready = statistics.median(x["ready_median_s"] for x in via)
+    wall_ratio, ready_ratio = statistics.median(wall_ratios), statistics.median(ready_ratios)
+    rows += [
+        (
+            "N=64 launch-to-all-ready wall, bench / reference (median of rounds; range)",
+            f"{bench_wall:.2f} s / {ref_wall:.2f} s",
+            f"{wall_ratio:.2f} ({min(wall_ratios):.2f}-{max(wall_ratios):.2f})",
+            f"<= {TARGETS['wall_ratio']:.2f}",
+            wall_ratio <= TARGETS["wall_ratio"],
+        ),
+        (
+            "N=64 median ready_s, bench / reference (median of rounds; range)",
+            f"{bench_ready * 1000:.0f} ms / {ref_ready * 1000:.0f} ms",
+            f"{ready_ratio:.2f} ({min(ready_ratios):.2f}-{max(ready_ratios):.2f})",
+            f"<= {TARGETS['ready_median_ratio']:.2f}",
+            ready_ratio <= TARGETS["ready_median_ratio"],
+        ),
+        (
+            "N=64 end to end: bench process (start-up, memory sampling, teardown) / "
+            "reference incl. teardown",
+            f"{statistics.median(process):.2f} s / "
+            f"{statistics.median(x['total_s'] for x in ref):.2f} s",
+            "for information",
+            "",
+            None,
+        ),
+    ]
+    # 2. CPU while waiting for VMs
+    vm = cpu_while_waiting_for_vms(2)
+    print(f"vm wait: {vm}", file=sys.stderr)
+    rows.append(
+        (
+            f"CPU of bench while 2 VMs boot ({vm['accel']}, {vm['wall_s']:.1f} s)",
+            f"{vm['cpu_s']:.3f} CPU s",
+            f"{vm['cpu_pct']:.2f} % of a core",
+            f"<= {TARGETS['wait_cpu_pct']:.0f} %",
+            vm["cpu_pct"] <= TARGETS["wait_cpu_pct"],
+        )
+    )
+    # 3. scale
+    per_instance = {}
+    for n in (int(x) for x in args.scale.split(",")):
+        run_dir, usage = bench_run(containers_scenario(n), work)
+        fig = step_figures(run_dir)
+        per_instance[n] = usage["cpu_s"] / n
+        print(f"N={n}: {usage}, {fig}", file=sys.stderr)
+        rows.append(
+            (
+                f"bench run N={n}: peak RSS, CPU s per instance",
+                f"{usage['peak_rss_mib']:.0f} MiB, {usage['cpu_s']:.2f} CPU s total",
+                f"{per_instance[n] * 1000:.1f} ms/instance",
+                f"<= {TARGETS['peak_rss_mib_256']:.0f} MiB at 256" if n == 256 else "",
+                usage["peak_rss_mib"] <= TARGETS["peak_rss_mib_256"] if n == 256 else None,
+            )
+        )
+    # The slope right after its figures: a later section may stop the measuring.
+    lo, hi = min(per_instance), max(per_instance)
+    if hi > lo:  # --scale with one N has no slope to show
+        marginal = (per_instance[hi] * hi - per_instance[lo] * lo) / (hi - lo)
+        rows.append(
+            (
+                f"CPU per instance N={hi} / N={lo} (marginal {marginal * 1000:.1f} ms/instance)",
+                f"{per_instance[hi] * 1000:.1f} / {per_instance[lo] * 1000:.1f} ms",
+                f"{per_instance[hi] / per_instance[lo]:.2f}",
+                f"<= {TARGETS['cpu_per_instance_ratio']:.1f}",
+                per_instance[hi] / per_instance[lo] <= TARGETS["cpu_per_instance_ratio"],
+            )
+        )
+    # 4. launch rate: bench and the bare loop, 16 in flight
+    for n in (int(x) for x in args.rate.split(",")):
+        loop = reference_process(n, 16)
+        run_dir, _ = bench_run(containers_scenario(n, 16), work)
+        fig = step_figures(run_dir)
+        print(f"rate N={n}: loop {loop}, bench {fig}", file=sys.stderr)
+        phase_lines.append(phase_row(f"bare loop N={n}, 16 in flight", _loop_phases([loop])))
+        phase_lines.append(phase_row(f"bench N={n}, 16 in flight", fig))
+        rows.append(
+            (
+                f"N={n} launch rate, 16 in flight: bench / bare loop (launches per second "
+                "to all ready)",
+                f"{fig['launch_rate_per_s']:.1f}/s / {loop['launch_rate_per_s']:.1f}/s",
+                f"{fig['launch_rate_per_s'] / loop['launch_rate_per_s']:.2f}",
+                "for information",
+                None,
+            )
+        )
+    # 5. teardown overlapped with the next launch
+    td = teardown_overlap()
+    print(f"teardown overlap: {td}", file=sys.stderr)
+    rows.append(
+        (
+            "N=64 launched while the previous 64 are removed / launched alone: ready p50, "
+            "launch-to-all-ready wall (median of 3)",
+            f"{td['overlap_ready_p50_s'] * 1000:.0f} / "
+            f"{td['alone_ready_p50_s'] * 1000:.0f} ms, "
+            f"{td['overlap_wall_s']:.2f} / {td['alone_wall_s']:.2f} s",
+            f"{td['overlap_ready_p50_s'] / td['alone_ready_p50_s']:.2f}, "
+            f"{td['overlap_wall_s'] / td['alone_wall_s']:.2f}",
+            "for information",
+            None,
+        )
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # Per-round ratios vary by a few % on a shared 2-core host: 5 interleaved rounds
@@ -428,201 +618,17 @@ def main() -> int:
             return WEDGED_EXIT
         return 0
 
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, bool | None]] = []
+    phase_lines: list[str] = []
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         work = Path(tmp)
         bench_run(containers_scenario(8), work)  # warm-up: image cache, imports
-        # 0. whole processes, N=32, 8 at a time. Like for like, bench neither settles
-        # nor warms up (the loop does neither); what its default warm-up (one instance
-        # started, waited for and removed before the step) adds is shown beside.
-        loops, at0, at3, warm, ph0, ph3 = [], [], [], [], [], []
-        for r in range(args.rounds):
-            loops.append(reference_process(32, 8))
-            run_dir, usage = bench_run(containers_scenario(32, warmup=0), work)
-            at0.append(usage["process_s"])
-            ph0.append(step_figures(run_dir))
-            run_dir, usage = bench_run(containers_scenario(32, settle="3s", warmup=0), work)
-            at3.append(usage["process_s"])
-            ph3.append(step_figures(run_dir))
-            warm.append(bench_run(containers_scenario(32), work)[1]["process_s"])
-            print(
-                f"round {r + 1}: loop {loops[-1]['process_s']:.2f}s, bench settle 0s "
-                f"{at0[-1]:.2f}s, settle 3s {at3[-1]:.2f}s, settle 0s with its default "
-                f"warm-up {warm[-1]:.2f}s",
-                file=sys.stderr,
-            )
-        ratios0 = [b / a["process_s"] for a, b in zip(loops, at0, strict=True)]
-        # Beyond the settle itself and the loop's own time, as a share of the loop's step.
-        extra3 = [
-            (b - 3.0 - a["process_s"]) / a["process_s"] for a, b in zip(loops, at3, strict=True)
-        ]
-        warm_ratios = [b / a["process_s"] for a, b in zip(loops, warm, strict=True)]
-        warm_cost = [b - a for a, b in zip(at0, warm, strict=True)]
-        loop_s = statistics.median(x["process_s"] for x in loops)
-        rows += [
-            (
-                "N=32 whole process, settle 0s, warmup 0: bench run / bare loop "
-                "(median of rounds; range)",
-                f"{statistics.median(at0):.2f} s / {loop_s:.2f} s",
-                f"{statistics.median(ratios0):.2f} ({min(ratios0):.2f}-{max(ratios0):.2f})",
-                f"<= {TARGETS['process_ratio']:.2f}",
-                statistics.median(ratios0) <= TARGETS["process_ratio"],
-            ),
-            (
-                "N=32 whole process, settle 3s, warmup 0: (bench run - 3 s - bare loop) / "
-                "bare loop (median of rounds; range)",
-                f"{statistics.median(at3):.2f} s - 3 s - {loop_s:.2f} s",
-                f"{statistics.median(extra3):.0%} ({min(extra3):.0%}-{max(extra3):.0%})",
-                f"<= {TARGETS['extra_beyond_settle']:.0%}",
-                statistics.median(extra3) <= TARGETS["extra_beyond_settle"],
-            ),
-            (
-                "N=32 whole process, settle 0s, default warm-up (1 instance): bench run / "
-                "bare loop (median of rounds; range); the warm-up's own cost",
-                f"{statistics.median(warm):.2f} s / {loop_s:.2f} s",
-                f"{statistics.median(warm_ratios):.2f} ({min(warm_ratios):.2f}-"
-                f"{max(warm_ratios):.2f}); +{statistics.median(warm_cost):.2f} s",
-                "for information",
-                None,
-            ),
-        ]
-        phase_lines = [
-            phase_row("bare loop N=32 (median)", _loop_phases(loops)),
-            phase_row("bench N=32 settle 0s, warmup 0 (median)", _median_phases(ph0)),
-            phase_row("bench N=32 settle 3s, warmup 0 (median)", _median_phases(ph3)),
-        ]
-        # 1. interleaved: ref, bench, ref, bench, ...
-        ref, via, process = [], [], []
-        for r in range(args.rounds):
-            ref.append(reference(64, 8))
-            run_dir, usage = bench_run(containers_scenario(64), work)
-            via.append(step_figures(run_dir))
-            process.append(usage["process_s"])
-            print(
-                f"round {r + 1}: reference {ref[-1]['wall_s']:.2f}s, "
-                f"bench {via[-1]['wall_s']:.2f}s",
-                file=sys.stderr,
-            )
-        # Each round pairs one reference with the bench run right after it.
-        wall_ratios = [b["wall_s"] / a["wall_s"] for a, b in zip(ref, via, strict=True)]
-        ready_ratios = [
-            b["ready_median_s"] / a["ready_median_s"] for a, b in zip(ref, via, strict=True)
-        ]
-        ref_wall = statistics.median(x["wall_s"] for x in ref)
-        bench_wall = statistics.median(x["wall_s"] for x in via)
-        ref_ready = statistics.median(x["ready_median_s"] for x in ref)
-        bench_ready = statistics.median(x["ready_median_s"] for x in via)
-        wall_ratio, ready_ratio = statistics.median(wall_ratios), statistics.median(ready_ratios)
-        rows += [
-            (
-                "N=64 launch-to-all-ready wall, bench / reference (median of rounds; range)",
-                f"{bench_wall:.2f} s / {ref_wall:.2f} s",
-                f"{wall_ratio:.2f} ({min(wall_ratios):.2f}-{max(wall_ratios):.2f})",
-                f"<= {TARGETS['wall_ratio']:.2f}",
-                wall_ratio <= TARGETS["wall_ratio"],
-            ),
-            (
-                "N=64 median ready_s, bench / reference (median of rounds; range)",
-                f"{bench_ready * 1000:.0f} ms / {ref_ready * 1000:.0f} ms",
-                f"{ready_ratio:.2f} ({min(ready_ratios):.2f}-{max(ready_ratios):.2f})",
-                f"<= {TARGETS['ready_median_ratio']:.2f}",
-                ready_ratio <= TARGETS["ready_median_ratio"],
-            ),
-            (
-                "N=64 end to end: bench process (start-up, memory sampling, teardown) / "
-                "reference incl. teardown",
-                f"{statistics.median(process):.2f} s / "
-                f"{statistics.median(x['total_s'] for x in ref):.2f} s",
-                "for information",
-                "",
-                None,
-            ),
-        ]
-        # 2. CPU while waiting for VMs
-        vm = cpu_while_waiting_for_vms(2)
-        print(f"vm wait: {vm}", file=sys.stderr)
-        rows.append(
-            (
-                f"CPU of bench while 2 VMs boot ({vm['accel']}, {vm['wall_s']:.1f} s)",
-                f"{vm['cpu_s']:.3f} CPU s",
-                f"{vm['cpu_pct']:.2f} % of a core",
-                f"<= {TARGETS['wait_cpu_pct']:.0f} %",
-                vm["cpu_pct"] <= TARGETS["wait_cpu_pct"],
-            )
-        )
-        # 3. scale
-        per_instance = {}
-        for n in (int(x) for x in args.scale.split(",")):
-            run_dir, usage = bench_run(containers_scenario(n), work)
-            fig = step_figures(run_dir)
-            per_instance[n] = usage["cpu_s"] / n
-            print(f"N={n}: {usage}, {fig}", file=sys.stderr)
-            rows.append(
-                (
-                    f"bench run N={n}: peak RSS, CPU s per instance",
-                    f"{usage['peak_rss_mib']:.0f} MiB, {usage['cpu_s']:.2f} CPU s total",
-                    f"{per_instance[n] * 1000:.1f} ms/instance",
-                    f"<= {TARGETS['peak_rss_mib_256']:.0f} MiB at 256" if n == 256 else "",
-                    usage["peak_rss_mib"] <= TARGETS["peak_rss_mib_256"] if n == 256 else None,
-                )
-            )
-        # 4. launch rate: bench and the bare loop, 16 in flight
-        wedged = False
-        for n in (int(x) for x in args.rate.split(",")):
-            try:
-                loop = reference_process(n, 16)
-            except EngineWedged as e:
-                # Keep what is measured: the rest of the table needs a working dockerd.
-                print(e, file=sys.stderr)
-                rows.append((f"N={n} launch rate: not measured", str(e), "", "", None))
-                wedged = True
-                break
-            run_dir, _ = bench_run(containers_scenario(n, 16), work)
-            fig = step_figures(run_dir)
-            print(f"rate N={n}: loop {loop}, bench {fig}", file=sys.stderr)
-            phase_lines.append(phase_row(f"bare loop N={n}, 16 in flight", _loop_phases([loop])))
-            phase_lines.append(phase_row(f"bench N={n}, 16 in flight", fig))
-            rows.append(
-                (
-                    f"N={n} launch rate, 16 in flight: bench / bare loop (launches per second "
-                    "to all ready)",
-                    f"{fig['launch_rate_per_s']:.1f}/s / {loop['launch_rate_per_s']:.1f}/s",
-                    f"{fig['launch_rate_per_s'] / loop['launch_rate_per_s']:.2f}",
-                    "for information",
-                    None,
-                )
-            )
-        # 5. teardown overlapped with the next launch (needs a dockerd that answers)
-        if not wedged:
-            td = teardown_overlap()
-            print(f"teardown overlap: {td}", file=sys.stderr)
-            rows.append(
-                (
-                    "N=64 launched while the previous 64 are removed / launched alone: ready p50, "
-                    "launch-to-all-ready wall (median of 3)",
-                    f"{td['overlap_ready_p50_s'] * 1000:.0f} / "
-                    f"{td['alone_ready_p50_s'] * 1000:.0f} ms, "
-                    f"{td['overlap_wall_s']:.2f} / {td['alone_wall_s']:.2f} s",
-                    f"{td['overlap_ready_p50_s'] / td['alone_ready_p50_s']:.2f}, "
-                    f"{td['overlap_wall_s'] / td['alone_wall_s']:.2f}",
-                    "for information",
-                    None,
-                )
-            )
-        lo, hi = min(per_instance), max(per_instance)
-        if hi > lo:  # --scale with one N has no slope to show
-            marginal = (per_instance[hi] * hi - per_instance[lo] * lo) / (hi - lo)
-            rows.append(
-                (
-                    f"CPU per instance N={hi} / N={lo} (marginal {marginal * 1000:.1f} "
-                    "ms/instance)",
-                    f"{per_instance[hi] * 1000:.1f} / {per_instance[lo] * 1000:.1f} ms",
-                    f"{per_instance[hi] / per_instance[lo]:.2f}",
-                    f"<= {TARGETS['cpu_per_instance_ratio']:.1f}",
-                    per_instance[hi] / per_instance[lo] <= TARGETS["cpu_per_instance_ratio"],
-                )
-            )
+        try:
+            measure(args, work, rows, phase_lines)
+        except EngineWedged as e:  # every later call on this engine would hang
+            print(e, file=sys.stderr)
+            rows.append(("measuring stopped here", str(e), "", "", None))
 
     elapsed = time.monotonic() - t_start
     table = ["| measure | values | result | target | met |", "| --- | --- | --- | --- | --- |"]

@@ -91,3 +91,32 @@ def test_the_overhead_scenario_sets_the_warm_up_it_is_asked_for(warmup, expected
     sc = parse_scenario(overhead.containers_scenario(32, warmup=warmup))
     assert sc.warmup == expected
     assert sc.settle == 0.0 and sc.counts == [32] and sc.launch.concurrency == 8
+
+
+class _Api:
+    def __init__(self, error: Exception | None):
+        self.error, self.calls = error, 0
+
+    def remove_container(self, cid, force):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+
+
+def test_the_bare_loops_removal_stops_at_a_wedged_dockerd(monkeypatch):
+    # bench's rule, in the loop that must not import bench: a removal that fails after
+    # STALLED_S means the engine hangs; the rest are not tried and the measuring stops.
+    monkeypatch.setattr(overhead, "STALLED_S", 0.0)
+    api = _Api(TimeoutError("Read timed out"))
+    with pytest.raises(overhead.EngineWedged, match="moby/moby#42545") as e:
+        overhead.remove_all(api, [f"c{i}" for i in range(64)], workers=1)
+    assert e.value.left == 64 and api.calls == 1
+
+
+def test_the_bare_loops_removal_counts_what_would_not_go(monkeypatch):
+    import docker.errors
+
+    monkeypatch.setattr(overhead, "STALLED_S", 3600.0)  # quick failures: not a wedge
+    assert overhead.remove_all(_Api(RuntimeError("409 conflict")), ["a", "b", "c"]) == 3
+    assert overhead.remove_all(_Api(docker.errors.NotFound("gone")), ["a", "b"]) == 0
+    assert overhead.remove_all(_Api(None), ["a"]) == 0
