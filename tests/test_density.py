@@ -161,7 +161,7 @@ def test_ramp_stopped_by_a_limit_destroys_every_level():
     assert density_results(sink.steps, sink.searches)["f"]["max_density"] == 4
 
 
-def test_ramp_refused_by_the_guard_and_a_failed_ramp_leave_nothing():
+def test_ramp_refused_by_the_guard_and_a_failed_ramp_leave_nothing(monkeypatch):
     # The guard counts only the instances a level adds (the others are in MemAvailable).
     sink, backend = run(
         RAMP.replace(
@@ -186,17 +186,14 @@ def test_ramp_refused_by_the_guard_and_a_failed_ramp_leave_nothing():
             raise Boom
         return after(self, backend, launches, before, n)
 
-    Measurer.after = boom
-    try:
-        _, _, backend = run_raising(
-            RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"), Boom
-        )
-    finally:
-        Measurer.after = after
+    monkeypatch.setattr(Measurer, "after", boom)
+    _, _, backend = run_raising(
+        RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"), Boom
+    )
     assert backend.created == 4 and backend.live == {}
 
 
-def test_an_interrupted_ramp_destroys_every_level():
+def test_an_interrupted_ramp_destroys_every_level(monkeypatch):
     """Ctrl-C while the N=4 level waits for its new instances (SIGINT raises in the main
     thread, in the wait): the N=1 and N=2 levels' instances go too."""
     from bench.runner.executor import StepExecutor
@@ -212,14 +209,10 @@ def test_an_interrupted_ramp_destroys_every_level():
             raise KeyboardInterrupt
         return original(self, step, timeout, on_done)
 
-    StepExecutor.wait = wait
-    try:
-        _, _, backend = run_raising(
-            RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"),
-            KeyboardInterrupt,
-        )
-    finally:
-        StepExecutor.wait = original
+    monkeypatch.setattr(StepExecutor, "wait", wait)
+    _, _, backend = run_raising(
+        RAMP.replace("platforms:", "density: {max: 8, mode: ramp}\nplatforms:"), KeyboardInterrupt
+    )
     assert seen == [0, 1, 2]  # N=1 and N=2 were up when it came
     assert backend.created == 4 and backend.live == {}
 
