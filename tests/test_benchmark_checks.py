@@ -120,3 +120,39 @@ def test_the_bare_loops_removal_counts_what_would_not_go(monkeypatch):
     assert overhead.remove_all(_Api(RuntimeError("409 conflict")), ["a", "b", "c"]) == 3
     assert overhead.remove_all(_Api(docker.errors.NotFound("gone")), ["a", "b"]) == 0
     assert overhead.remove_all(_Api(None), ["a"]) == 0
+
+
+# perf's own output (perf 6.1, `perf report --stdio -g none`), cut from a real profile.
+PERF_BY_COMM = """\
+# Samples: 24K of event 'cpu-clock:ppp'
+#
+# Overhead  Command
+# ........  ...............
+#
+    23.14%  runc
+    21.29%  containerd-shim
+    20.96%  exe
+    18.96%  runc:[2:INIT]
+     6.18%  dockerd
+     2.48%  kdamond.0
+     1.68%  runc:[1:CHILD]
+     1.07%  python
+"""
+PERF_BY_SYM = """\
+# Children      Self  Symbol
+    24.54%     0.09%  [k] seq_read_iter
+    22.96%     1.78%  [k] show_mountinfo
+    20.60%     0.00%  [.] 0x000000000046c541
+"""
+
+
+def test_engine_cost_groups_perf_by_what_each_process_is_in_the_engine():
+    import engine_cost
+
+    split = engine_cost.split_by_process(PERF_BY_COMM)
+    assert split["runc init (in the container)"] == pytest.approx(18.96 + 1.68)
+    assert split["dockerd's libnetwork-setkey hook (per start)"] == pytest.approx(20.96)
+    assert split["other (kernel threads, the rest)"] == pytest.approx(2.48)
+    assert sum(split.values()) == pytest.approx(95.76)  # header lines are not counted
+    assert engine_cost.mountinfo_share(PERF_BY_SYM) == pytest.approx(22.96)
+    assert engine_cost.mountinfo_share(PERF_BY_COMM) == 0.0
