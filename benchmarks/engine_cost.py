@@ -200,13 +200,14 @@ def render(out: dict, n_batch: int, workers: int, version: str) -> str:
             f"| {r['n_before']} | {r['mounts']} | {r['idle_cores']:.2f} | {per:.2f}"
             f" | {r['rate']:.1f} | {r['ready_p50_s']:.1f} s | {r['mountinfo_pct']:.0f}% |"
         )
-    groups = sorted(
-        {g for r in rows for g in r["split"]}, key=lambda g: -rows[-1]["split"].get(g, 0)
-    )
+    last = rows[-1]["split"] if rows else {}
+    seen = {g for r in rows for g in r["split"]} | set(out.get("removal_split") or {})
+    groups = sorted(seen, key=lambda g: -last.get(g, 0.0))
     if groups:
         lines += [
             "",
-            "CPU split while launching the batch (perf samples of both cores, % of all):",
+            "CPU split, launching each batch and removing all (perf samples of both cores,"
+            " % of all):",
             "",
             "| process | "
             + " | ".join(f"launching at N={r['n_before']}" for r in rows)

@@ -99,7 +99,7 @@ class DockerBackend(ContainerBackend):
     engine = "docker"
     engine_title = "Docker Engine"
     start_hint = "dockerd & (or: make demo)"
-    # Seen eleven times here, removing 64-2048 containers; fixed upstream in libnetwork#2679,
+    # Seen twelve times here, removing 64-2048 containers; fixed upstream in libnetwork#2679,
     # which Debian's 20.10.24 lacks. Its calls on containers then hang while `docker
     # ps` still answers, so only a restart of dockerd clears it.
     stall_hint = (

@@ -6,34 +6,11 @@ whatever is in a `finally`, so a failing test still leaves the host clean.
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from bench.backends import make_backend
-from bench.runner import Runner
-from bench.scenario import LoadedScenario, parse_scenario
-from tests.helpers import MemorySink
-
-
-def run_real(text: str):
-    sc = parse_scenario(text)
-    loaded = LoadedScenario(sc, path=None, text=text)
-    run_id = f"test-{secrets.token_hex(3)}"
-    backends = {p.name: make_backend(p) for p in sc.platforms}
-    sink = MemorySink(sc)
-    try:
-        for b in backends.values():
-            b.preflight()  # prepare() relies on it, as bench.run.prepare_backends does
-        engines = {name: b.prepare() for name, b in backends.items()}
-        Runner(loaded, run_id, backends, sink).run()
-        left = [x for b in backends.values() for x in b.leftovers(run_id)]
-        return sink, engines, left
-    finally:
-        for b in backends.values():
-            for x in b.leftovers(run_id):
-                b.remove_leftover(x)
-            b.close()
+from bench.scenario import parse_scenario
+from tests.integration.bench_runs import run_real
 
 
 def test_docker_step_of_three(docker_api):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.summary import density_results, summarize
-from tests.integration.test_engines import run_real
+from tests.integration.bench_runs import run_real
 
 MiB = 2**20
 

@@ -18,15 +18,8 @@ from bench.backends import make_backend
 from bench.errors import RuntimeUnusable
 from bench.scenario import parse_scenario
 from tests.conftest import REPO
+from tests.integration.bench_runs import ENV, assert_bench_clean, assert_interrupted, run_real
 from tests.integration.engine_watch import bench_cmd
-from tests.integration.test_engines import run_real
-from tests.integration.test_interrupts import (  # noqa: F401 (fixtures)
-    ENV,
-    assert_bench_clean,
-    assert_interrupted,
-    prefix,
-    runs,
-)
 
 pytestmark = pytest.mark.podman
 

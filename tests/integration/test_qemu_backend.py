@@ -16,13 +16,7 @@ import pytest
 
 from bench import images
 from bench.backends.qemu_backend import InstancePaths, kill_group, qemu_root, read_state
-from tests.integration.test_engines import run_real
-from tests.integration.test_interrupts import (  # noqa: F401 (fixtures)
-    assert_bench_clean,
-    assert_interrupted,
-    prefix,
-    runs,
-)
+from tests.integration.bench_runs import assert_bench_clean, assert_interrupted, run_real
 
 pytestmark = pytest.mark.qemu
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from bench.backends.base import LABEL_RUN
 from bench.backends.docker_backend import PROBE_RUN_ID
 from tests.conftest import require_engine
+from tests.integration.bench_runs import run_real
 from tests.integration.test_cli import bench
-from tests.integration.test_engines import run_real
 
 CRUN_HYBRID = "cgroups in hybrid mode not supported, drop all controllers from cgroupv2"
 
