@@ -13,6 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+# How long remove() waits for the hub thread: it answers within one turn of its loop,
+# so only a hub that is shutting down takes this long.
+REMOVE_WAIT_S = 5.0
+
 
 class IOHub:
     def __init__(self, name: str = "bench-io"):
@@ -57,7 +61,17 @@ class IOHub:
         self.add(sock, on_readable)
 
     def remove(self, fileobj: Any) -> None:
-        self._request("remove", fileobj, None)
+        """Stop watching fileobj. From another thread it returns once the hub thread has
+        let it go, so no callback of it runs after: the caller may close it. (Closed
+        any earlier, a readable event already taken from the selector would call its
+        callback on a closed socket, which reads as the stream's end.)"""
+        if threading.current_thread() is self._thread:
+            self._unregister(fileobj)
+            return
+        done = threading.Event()
+        self._request("remove", fileobj, done.set)
+        if not self._stopping:
+            done.wait(REMOVE_WAIT_S)
 
     def close(self) -> None:
         self._stopping = True
@@ -78,13 +92,21 @@ class IOHub:
         with self._lock:
             pending, self._pending = self._pending, []
         for op, fileobj, cb in pending:
-            try:
-                if op == "add":
+            if op == "add":
+                try:
                     self._sel.register(fileobj, selectors.EVENT_READ, cb)
-                else:
-                    self._sel.unregister(fileobj)
-            except (KeyError, ValueError, OSError):
-                pass  # already removed or closed: nothing left to watch
+                except (KeyError, ValueError, OSError):
+                    pass  # closed before the hub saw it: nothing to watch
+            else:
+                self._unregister(fileobj)
+                if cb is not None:
+                    cb()
+
+    def _unregister(self, fileobj: Any) -> None:
+        try:
+            self._sel.unregister(fileobj)
+        except (KeyError, ValueError, OSError):
+            pass  # already removed or closed: nothing left to watch
 
     def _loop(self) -> None:
         while not self._stopping:

@@ -253,3 +253,56 @@ def test_ab_pairs_are_what_the_analysis_reads():
     assert len(result.pairs) == 10
     # The candidate boots 10 ms slower on the same virtual clock: a clear regression.
     assert result.exit_code == ExitCode.REGRESSION and result.test.change > 0.2
+
+
+def _record_teardown(monkeypatch, halt_first: bool, halt_fails: bool = False) -> list:
+    """The fake backend's halt and destroy calls, in order, as (call, instance name)."""
+    from bench.backends.fake import FakeBackend
+
+    calls: list[tuple[str, str]] = []
+    destroy = FakeBackend.destroy
+
+    def halt(self, inst):
+        calls.append(("halt", inst.name))
+        if halt_fails:
+            raise RuntimeError("fake engine: kill refused")
+
+    def recorded_destroy(self, inst):
+        calls.append(("destroy", inst.name))
+        destroy(self, inst)
+
+    monkeypatch.setattr(FakeBackend, "halt_first", halt_first)
+    monkeypatch.setattr(FakeBackend, "halt", halt)
+    monkeypatch.setattr(FakeBackend, "destroy", recorded_destroy)
+    return calls
+
+
+def test_a_halt_first_backend_has_every_instance_halted_before_any_is_destroyed(monkeypatch):
+    calls = _record_teardown(monkeypatch, halt_first=True)
+    _, sink, backends = run(scenario("    boot: 20ms\n", top="warmup: 0\n"))
+    assert backends["f"].live == {}
+    names = [s["name"] for s in sink.samples]
+    for step in range(2):
+        mine = [(c, n) for c, n in calls if f"-s{step}-" in n]
+        # One pass of halts over the whole step, then one of destroys.
+        assert [c for c, _ in mine] == ["halt"] * 3 + ["destroy"] * 3, mine
+        assert sorted(n for c, n in mine if c == "halt") == sorted(
+            n for n in names if f"-s{step}-" in n
+        )
+    assert all(r["destroy_failures"] == 0 for r in sink.steps)
+
+
+def test_a_failed_halt_is_left_to_destroy(monkeypatch):
+    calls = _record_teardown(monkeypatch, halt_first=True, halt_fails=True)
+    _, sink, backends = run(scenario("    boot: 20ms\n", top="warmup: 0\n"))
+    assert backends["f"].live == {}
+    assert [c for c, _ in calls].count("destroy") == 6
+    assert all(r["destroy_failures"] == 0 for r in sink.steps)
+    assert all(s["destroy_error"] is None for s in sink.samples)
+
+
+def test_a_backend_that_does_not_ask_is_never_halted(monkeypatch):
+    calls = _record_teardown(monkeypatch, halt_first=False)
+    _, _, backends = run(scenario("    boot: 20ms\n", top="warmup: 0\n"))
+    assert backends["f"].live == {}
+    assert [c for c, _ in calls] == ["destroy"] * 6

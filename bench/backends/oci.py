@@ -373,14 +373,19 @@ class ContainerBackend(Backend):
             return False
 
     def destroy(self, inst: Instance) -> None:
+        self._detach(inst)
+        # By name when the create call never answered (timeout, dropped connection):
+        # the engine may have created it all the same, and names are bench's own.
+        self._remove(inst.handle or inst.name)
+
+    def _detach(self, inst: Instance) -> None:
+        """Stop reading the container's output (before it is stopped, so its end does
+        not read as the container's own exit)."""
         socks = inst.info.pop("_sock", None)
         if socks:
             if self._hub:
                 self._hub.remove(socks[1])
             close_attach(*socks)
-        # By name when the create call never answered (timeout, dropped connection):
-        # the engine may have created it all the same, and names are bench's own.
-        self._remove(inst.handle or inst.name)
 
     def leftovers(self, run_id: str | None = None) -> list[Leftover]:
         return [container_leftover(self.engine, c) for c in self._list(run_label(run_id))]

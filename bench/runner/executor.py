@@ -216,34 +216,48 @@ class StepExecutor:
         return out
 
     def _destroy(self, backend: Backend, insts: list[Instance], workers: int) -> None:
-        def destroy(inst: Instance) -> None:
+        """Destroy insts on their backend, `workers` calls in flight; a backend that asks
+        for it (`halt_first`) has all of them halted first. A halt that fails is left to
+        destroy, which stops an instance as well."""
+
+        def call(what: str, fn: Callable[[Instance], None], inst: Instance) -> bool:
             stalled = self._stalled.get(id(backend))
             if stalled is not None:
                 inst.info["destroy_error"] = f"not tried: {stalled}"
-                return
+                return False
             t0 = self.clock.now()
             try:
-                backend.destroy(inst)
+                fn(inst)
             except Exception as e:
                 inst.info["destroy_error"] = first_line(e)
                 took = self.clock.now() - t0
                 if took >= STALLED_DESTROY_S:
                     self._stalled.setdefault(
                         id(backend),
-                        f"a destroy call failed after {took:.0f} s ({first_line(e, 200)})",
+                        f"a {what} call failed after {took:.0f} s ({first_line(e, 200)})",
                     )
-                return
-            with self._live_lock:
-                self._live.pop(inst.name, None)
+                return False
+            return True
+
+        def halt(inst: Instance) -> None:
+            call("halt", backend.halt, inst)
+
+        def destroy(inst: Instance) -> None:
+            if call("destroy", backend.destroy, inst):
+                inst.info.pop("destroy_error", None)  # a failed halt is no longer news
+                with self._live_lock:
+                    self._live.pop(inst.name, None)
 
         if not insts:
             return
         workers = max(1, min(workers, len(insts)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-destroy") as p:
-            for inst in insts:
-                self.clock.submit(p, destroy, inst)
-            with self.clock.idle():
-                p.shutdown(wait=True)
+        passes = [halt, destroy] if backend.halt_first else [destroy]
+        for each in passes:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-destroy") as p:
+                for inst in insts:
+                    self.clock.submit(p, each, inst)
+                with self.clock.idle():
+                    p.shutdown(wait=True)
 
     @property
     def stopping(self) -> bool:

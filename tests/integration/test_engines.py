@@ -6,6 +6,8 @@ whatever is in a `finally`, so a failing test still leaves the host clean.
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from bench.backends import make_backend
@@ -88,3 +90,39 @@ def test_libvirt_step_of_one_under_tcg(libvirt_conn):
     assert 0 < s["guest_uptime_s"] < s["ready_s"] + 1
     assert engines["v"]["accel"] == "tcg" and engines["v"]["qemu_version"]
     assert engines["v"]["rootfs_sha256"]
+
+
+def test_docker_halt_kills_then_destroy_removes(docker_api):
+    """The first pass of a docker teardown: halt stops reading the container's output,
+    then kills it; halting it again, or once it is gone, is no error; destroy removes it."""
+    import time
+
+    from bench.backends.base import Instance
+    from bench.backends.docker_backend import DockerBackend, DockerSettings
+    from bench.console import Console
+
+    run_id = f"test-{secrets.token_hex(3)}"
+    backend = DockerBackend(DockerSettings(name="c", backend="docker", image="busybox"))
+    inst = Instance(f"bench-{run_id}-c-s0-0", run_id, "c", Console("BENCH_READY"))
+    try:
+        backend.preflight()
+        backend.prepare()
+        backend.create(inst)
+        backend.start(inst)
+        deadline = time.monotonic() + 30
+        while inst.console.ready_at is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert inst.console.ready_at is not None, inst.console.tail()
+        backend.halt(inst)
+        state = docker_api.inspect_container(inst.handle)["State"]
+        assert state["Status"] == "exited" and state["ExitCode"] == 137, state  # SIGKILL
+        time.sleep(0.5)  # time for a still-attached stream to report its end
+        assert inst.console.closed_reason is None  # the kill is not read as an exit
+        backend.halt(inst)  # not running: the engine's 409
+        backend.destroy(inst)
+        assert backend.leftovers(run_id) == []
+        backend.halt(inst)  # gone: the engine's 404
+    finally:
+        for x in backend.leftovers(run_id):
+            backend.remove_leftover(x)
+        backend.close()
