@@ -252,7 +252,7 @@ def test_a_wedged_engine_costs_one_call_timeout_at_teardown_not_one_per_instance
     assert STALLED_DESTROY_S <= td["teardown_s"] < 2 * 60
 
 
-def test_a_slow_destroy_that_succeeds_is_not_a_wedged_engine():
+def test_a_slow_destroy_that_succeeds_is_not_a_wedged_engine(monkeypatch):
     """Only a call that fails after STALLED_DESTROY_S marks the engine: a restart-mode
     search whose destroys fail at once goes on to its last N (the retry and `bench
     clean` are for those)."""
@@ -267,11 +267,8 @@ def test_a_slow_destroy_that_succeeds_is_not_a_wedged_engine():
             raise RuntimeError("busy")
         original(self, inst)
 
-    FakeBackend.destroy = destroy
-    try:
-        sink, backend = run(RAMP.replace("platforms:", "density: {max: 4}\nplatforms:"))
-    finally:
-        FakeBackend.destroy = original
+    monkeypatch.setattr(FakeBackend, "destroy", destroy)
+    sink, backend = run(RAMP.replace("platforms:", "density: {max: 4}\nplatforms:"))
     assert [st["n"] for st in sink.steps] == [1, 2, 4]
     assert len(failed) == 3 and backend.live == {}  # the retry destroyed them
 
