@@ -156,3 +156,13 @@ def test_engine_cost_groups_perf_by_what_each_process_is_in_the_engine():
     assert sum(split.values()) == pytest.approx(95.76)  # header lines are not counted
     assert engine_cost.mountinfo_share(PERF_BY_SYM) == pytest.approx(22.96)
     assert engine_cost.mountinfo_share(PERF_BY_COMM) == 0.0
+
+
+def test_overhead_exit_says_missed_stopped_or_met():
+    met = ("N=32 whole process", "4.6 s / 4.3 s", "1.09", "<= 1.10", True)
+    info = ("N=64 end to end", "8.7 s / 7.7 s", "for information", "", None)
+    stopped = (overhead.STOPPED, "dockerd deadlocked removing 256 containers", "", "", None)
+    missed = ("N=64 median ready_s", "776 ms / 705 ms", "1.06", "<= 1.05", False)
+    assert overhead.exit_code([met, info]) == 0
+    assert overhead.exit_code([met, stopped]) == overhead.WEDGED_EXIT == 3
+    assert overhead.exit_code([met, missed, stopped]) == 1

@@ -107,7 +107,7 @@ class DockerBackend(ContainerBackend):
     # remove of each took 239 s. At 32 and 256 containers the two orders took the same
     # time (benchmarks/results.md).
     halt_first = True
-    # Seen twelve times here, removing 64-2048 containers; fixed upstream in libnetwork#2679,
+    # Seen fourteen times here, removing 64-2048 containers; fixed upstream in libnetwork#2679,
     # which Debian's 20.10.24 lacks. Its calls on containers then hang while `docker
     # ps` still answers, so only a restart of dockerd clears it.
     stall_hint = (
