@@ -47,6 +47,21 @@ def busy_cpu_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def container_ramp(scenario: Path) -> tuple[list[int], dict, int]:
+    """The scenario's docker platform as a bare loop runs it: its levels, its limits as
+    host-config keys, and the scenario's launches in flight."""
+    from bench.scenario import load_scenario
+
+    sc = load_scenario(scenario).scenario
+    platform = next(p for p in sc.platforms if p.backend == "docker")
+    limits = {
+        "mem_limit": platform.memory,
+        "memswap_limit": platform.memory,
+        "nano_cpus": int(platform.cpus * 1e9) if platform.cpus else None,
+    }
+    return sc.counts_for(platform), limits, sc.launch.concurrency
+
+
 def bare_ramp(scenario: Path) -> dict:
     """The scenario's container ramp without bench: the same levels, image, limits and
     launches in flight, each level launched until every marker, then every container
@@ -54,17 +69,7 @@ def bare_ramp(scenario: Path) -> dict:
     which it says (overhead.remove_all)."""
     import docker
 
-    from bench.scenario import load_scenario
-
-    sc = load_scenario(scenario).scenario
-    platform = next(p for p in sc.platforms if p.backend == "docker")
-    levels = sc.counts_for(platform)
-    limits = {
-        "mem_limit": platform.memory,
-        "memswap_limit": platform.memory,
-        "nano_cpus": int(platform.cpus * 1e9) if platform.cpus else None,
-    }
-    concurrency = sc.launch.concurrency
+    levels, limits, concurrency = container_ramp(scenario)
     api = docker.APIClient(version="auto", timeout=60)  # as bench's calls
     ids: list[str] = []
     rows: list[dict] = []

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import docker
 import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
-from density import busy_cpu_s
+from density import busy_cpu_s, container_ramp
 from overhead import EngineWedged, _launch_ready, remove_all
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "# Where the Docker Engine's time goes"
-CONCURRENCY = 16  # scenarios/density.yaml's launch.concurrency
-LIMITS = {"mem_limit": 64 << 20, "memswap_limit": 64 << 20, "nano_cpus": 10**9}  # its platform
+# The shipped density scenario's containers: their limits and launches in flight.
+_, LIMITS, CONCURRENCY = container_ramp(REPO / "scenarios" / "density.yaml")
 IDLE_S = 10.0
 # perf's process names, grouped by what they are in the engine. `exe` is dockerd's own
 # binary run again by runc as each container's OCI prestart hook (libnetwork-setkey,

@@ -95,6 +95,7 @@ def test_libvirt_step_of_one_under_tcg(libvirt_conn):
 def test_docker_halt_kills_then_destroy_removes(docker_api):
     """The first pass of a docker teardown: halt stops reading the container's output,
     then kills it; halting it again, or once it is gone, is no error; destroy removes it."""
+    import threading
     import time
 
     from bench.backends.base import Instance
@@ -103,15 +104,14 @@ def test_docker_halt_kills_then_destroy_removes(docker_api):
 
     run_id = f"test-{secrets.token_hex(3)}"
     backend = DockerBackend(DockerSettings(name="c", backend="docker", image="busybox"))
-    inst = Instance(f"bench-{run_id}-c-s0-0", run_id, "c", Console("BENCH_READY"))
+    changed = threading.Event()
+    inst = Instance(f"bench-{run_id}-c-s0-0", run_id, "c", Console("BENCH_READY", changed.set))
     try:
         backend.preflight()
         backend.prepare()
         backend.create(inst)
         backend.start(inst)
-        deadline = time.monotonic() + 30
-        while inst.console.ready_at is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        changed.wait(30)  # the console's first change: ready, or its output ended
         assert inst.console.ready_at is not None, inst.console.tail()
         backend.halt(inst)
         state = docker_api.inspect_container(inst.handle)["State"]
