@@ -36,18 +36,30 @@ def parse_size(value: str | int) -> int:
             raise ValueError("a size cannot be negative")
         if value == 0:
             return 0
-        raise ValueError(f"size {value} has no unit: write e.g. {value}MiB, or {value}B for bytes")
+        raise ValueError(f"size {value} has no unit: {_unit_hint(value)}")
     if not isinstance(value, str):
         raise ValueError(f"expected a size such as 256MiB, got {value!r}")
     m = _SIZE_RE.match(value)
     if m and not m.group(2):
         if float(m.group(1)) == 0:
             return 0
-        raise ValueError(f"size {value!r} has no unit: write e.g. {value.strip()}MiB")
+        number = float(m.group(1))
+        hint = _unit_hint(int(number)) if number.is_integer() else f"write e.g. {m.group(1)}MiB"
+        raise ValueError(f"size {value!r} has no unit: {hint}")
     unit = m.group(2).upper() if m else None
     if not m or unit not in _SIZE_UNITS:
         raise ValueError(f"bad size {value!r}: use a number with {SIZE_HELP}")
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def _unit_hint(n: int) -> str:
+    """What a bare size probably meant. A count of a mebibyte or more is bytes (nobody
+    asks for 128 Mi MiB), so the hint is that count in B and its exact binary unit; a
+    smaller one may be either, so both readings are offered."""
+    if n >= 2**20:
+        exact = next((f"{n // f}{u}" for u, f in SIZE_UNITS if n % f == 0 and f > 1), None)
+        return f"write {n}B for bytes" + (f" (= {exact})" if exact else "")
+    return f"write e.g. {n}MiB, or {n}B for bytes"
 
 
 def parse_duration(value: str | int | float) -> float:

@@ -4,6 +4,8 @@ in CI an unreachable engine is a broken set-up, never a reason to skip."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -125,6 +127,40 @@ def _bench_leftovers() -> set[str]:
     return found
 
 
+def pytest_configure(config):
+    """Give the suite an empty cache and state folder of its own, as a new machine has.
+
+    A cached probe (KVM, a runtime) or image on the developer's or CI's machine once hid
+    a crash that every fresh host met on its first run. Set before any test imports
+    bench (bench.paths reads the variables at each call), inherited by every `bench`
+    the tests start. The guest kernel is an input the set-up installs (like a package),
+    not something bench builds or probes: it is copied in where bench looks for it.
+    """
+    from bench.paths import cache_dir
+
+    kernels = sorted((cache_dir() / "kernel").glob("vmlinuz-*"))
+    made = []
+    # Short names under /tmp: direct QEMU's unix sockets live in the state folder.
+    for var, prefix in (("BENCH_CACHE_DIR", "bt-cache-"), ("BENCH_STATE_DIR", "bt-state-")):
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+        # 0755: qemu under qemu:///system runs as its own user and reads kernels,
+        # initramfs and overlays from these folders.
+        path.chmod(0o755)
+        os.environ[var] = str(path)
+        made.append(path)
+    if kernels:
+        dest = made[0] / "kernel"
+        dest.mkdir(mode=0o755)
+        for k in kernels:
+            shutil.copy2(k, dest / k.name)
+    config.stash[_FRESH_DIRS] = made
+
+
+def pytest_unconfigure(config):
+    for path in config.stash.get(_FRESH_DIRS, []):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def pytest_sessionstart(session):
     session.config.stash[_BEFORE] = _bench_leftovers()
 
@@ -144,3 +180,4 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 _BEFORE = pytest.StashKey[set]()
+_FRESH_DIRS = pytest.StashKey[list]()

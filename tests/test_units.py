@@ -35,6 +35,22 @@ def test_a_size_without_a_unit_is_an_error_that_suggests_one(bare):
 
 
 @pytest.mark.parametrize(
+    "bare,hint",
+    [
+        (134217728, "write 134217728B for bytes (= 128MiB)"),
+        ("134217728", "write 134217728B for bytes (= 128MiB)"),
+        (3 * 2**20 + 1, "write 3145729B for bytes"),
+    ],
+)
+def test_a_bare_byte_count_is_suggested_in_bytes_not_mebibytes(bare, hint):
+    # 134217728 is a byte count: the old hint, "134217728MiB", asked for 128 TiB.
+    with pytest.raises(ValueError) as e:
+        parse_size(bare)
+    assert str(e.value).endswith(hint)
+    assert "134217728MiB" not in str(e.value)
+
+
+@pytest.mark.parametrize(
     "text,expected",
     [
         ("120s", 120.0),

@@ -374,10 +374,8 @@ class LibvirtBackend(Backend):
             self.destroy(inst)
         if console.ready_at is not None:
             return True, "guest booted under kvm"
-        return (
-            False,
-            f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm ({console.closed_reason})",
-        )
+        why = f" ({console.closed_reason})" if console.closed_reason else ""
+        return False, f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm{why}"
 
     # -- instances -------------------------------------------------------------------
 

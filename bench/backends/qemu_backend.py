@@ -528,7 +528,7 @@ class QemuBackend(Backend):
         """Boot the bench guest once under KVM: only a real boot tells whether KVM works
         (an openable /dev/kvm is not enough; under nested PVM guests hang)."""
         art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
-        settings = QemuSettings(name="kvm-probe", backend="qemu", accel="kvm", memory=128 * 2**20)
+        settings = QemuSettings(name="kvm-probe", backend="qemu", accel="kvm", memory="128MiB")
         probe = type(self)(settings, self.host)
         probe.accel = "kvm"
         probe._boot = {"paths": (art.kernel, art.initrd, art.cmdline)}
