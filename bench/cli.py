@@ -375,9 +375,9 @@ def doctor(ctx: typer.Context) -> None:
     checks = run_checks(_backend_options(ctx), say=lambda m: err.print(m, style="dim"))
     out = _stdout()
     for c in checks:
-        mark = "[green]ok[/]  " if c.ok else "[red]FAIL[/]"
+        mark = "[red]FAIL[/]" if not c.ok else "[yellow]warn[/]" if c.warn else "[green]ok[/]  "
         out.print(f"{mark} {c.name:<13} {c.detail}")
-        if not c.ok and c.fix:
+        if (c.warn or not c.ok) and c.fix:
             out.print(f"      {'':<13} fix: {c.fix}")
     if any(c.engine and not c.ok for c in checks):
         raise typer.Exit(ExitCode.ENGINE_UNAVAILABLE)

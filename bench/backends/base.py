@@ -79,6 +79,8 @@ class Check:
     detail: str
     fix: str = ""
     engine: bool = False  # an unreachable engine: exit 3, like bench run
+    # Works, but the user should know (an engine with a known bug): "warn", still exit 0.
+    warn: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -135,6 +136,20 @@ class DockerBackend(ContainerBackend):
             commands=frozenset({"images"}),
         ),
     )
+
+    def version_checks(self, version: dict[str, Any]) -> list[Check]:
+        if not lacks_deadlock_fix(str(version.get("Version") or "")):
+            return []
+        return [
+            Check(
+                "docker bug",
+                True,
+                f"Engine {version.get('Version')} predates the fix of moby/moby#42545 "
+                f"(in {DEADLOCK_FIXED_IN}): it can deadlock while removing many containers",
+                "a Docker Engine of 20.10.27, 23.0 or later (Debian 13's docker.io is 26.1)",
+                warn=True,
+            )
+        ]
 
     def _runtime_checks(self, probe: bool, say: Callable[[str], None]) -> list[Check]:
         """One line per registered runtime: its version and whether it can really start
@@ -538,6 +553,17 @@ class DockerBackend(ContainerBackend):
                 transport.close()
                 transport.join(TRANSPORT_JOIN_S)
         api.close()
+
+
+DEADLOCK_FIXED_IN = "Engine 20.10.27 and 23.0"
+
+
+def lacks_deadlock_fix(version: str) -> bool:
+    """Whether a Docker Engine version ("20.10.24+dfsg1", "26.1.5+dfsg1") is older than
+    the libnetwork fix of moby/moby#42545. Docker went from 20.10 to 23.0; a version
+    bench cannot read is not accused."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    return m is not None and tuple(map(int, m.groups())) < (20, 10, 27)
 
 
 def runtime_probe_key(host_key: str, info: dict[str, Any], runtime: str) -> str:

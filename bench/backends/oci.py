@@ -249,6 +249,10 @@ class ContainerBackend(Backend):
     def _runtime_checks(self, probe: bool, say: Callable[[str], None]) -> list[Check]:
         return []
 
+    def version_checks(self, version: dict[str, Any]) -> list[Check]:
+        """Known faults of this engine's version (its /version answer), as doctor lines."""
+        return []
+
     # -- CLI hooks ---------------------------------------------------------------------
 
     @classmethod
@@ -276,7 +280,7 @@ class ContainerBackend(Backend):
         try:
             v = backend.connect().version()
             title = f"{cls.engine_title} {v.get('Version')} at {backend.address}"
-            checks = [Check(cls.engine, True, title)]
+            checks = [Check(cls.engine, True, title), *backend.version_checks(v)]
             ref = images.docker_ref(PROBE_IMAGE)
             has = backend.has_image(ref)
             checks.append(
