@@ -87,6 +87,19 @@ def _readable(p: Path) -> bool:
     return p.is_file() and os.access(p, os.R_OK)
 
 
+def make_readable_dirs(path: Path) -> None:
+    """Create `path` and its missing parents world-readable (0755): qemu may run as its
+    own user and must reach the images. Only folders made here are given that mode: the
+    cache folder may be one the user named ($BENCH_CACHE_DIR=/root), which is theirs."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for p in reversed(missing):
+        p.mkdir(exist_ok=True)
+        p.chmod(0o755)  # mkdir's mode is filtered by the umask
+
+
 def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifacts:
     """Build the rootfs tar, the initramfs and a copy of the kernel into the cache."""
     if name not in BENCH_IMAGES:
@@ -97,11 +110,7 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
     tar = rootfs.to_tar(entries)
     cpio = rootfs.to_cpio_gz(entries)
     out = image_dir(name)
-    out.mkdir(parents=True, exist_ok=True)
-    # World-readable: qemu may run as its own user.
-    out.chmod(0o755)
-    out.parent.chmod(0o755)
-    cache_dir().chmod(0o755)
+    make_readable_dirs(out)
     _write(out / "rootfs.tar", tar)
     _write(out / "initramfs.cpio.gz", cpio)
     rootfs.copy_file(kernel, out / "vmlinuz")
