@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -284,6 +285,14 @@ def remove_all(api, ids: list[str], workers: int = 16) -> int:
     return len(failed)
 
 
+def _network_disabled(api) -> bool:
+    """bench's rule for `network: none` (DockerBackend.prepare: no libnetwork sandbox on an
+    Engine older than 20.10.27, whose removals can deadlock), written again here because
+    the bare loop's process imports no bench: the loop makes the same containers."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", str(api.version().get("Version") or ""))
+    return m is not None and tuple(map(int, m.groups())) < (20, 10, 27)
+
+
 def _launch_ready(api, n: int, concurrency: int, limits: dict | None = None) -> dict:
     """n containers launched (concurrency at a time) until every marker: their ids,
     ready p50, wall time and time spent launching. The caller removes them (this
@@ -292,6 +301,7 @@ def _launch_ready(api, n: int, concurrency: int, limits: dict | None = None) -> 
     from concurrent.futures import ThreadPoolExecutor
 
     tag = f"overhead-td-{os.getpid()}-{time.monotonic_ns()}"
+    network_disabled = _network_disabled(api)
     ready: list[float] = []
     ids: list[str] = []
     lock, done = threading.Lock(), threading.Event()
@@ -316,6 +326,7 @@ def _launch_ready(api, n: int, concurrency: int, limits: dict | None = None) -> 
             labels={"overhead.ref": tag},
             detach=True,
             host_config=api.create_host_config(network_mode="none", **(limits or {})),
+            network_disabled=network_disabled,
         )
         with lock:
             ids.append(c["Id"])

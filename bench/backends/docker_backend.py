@@ -120,6 +120,8 @@ class DockerBackend(ContainerBackend):
         super().__init__(settings, host)
         self.settings: DockerSettings = settings
         self._api: Any = None
+        # `network: none` without libnetwork's sandbox (prepare() decides, by version).
+        self._network_disabled = False
 
     cli_options = (
         CliOption(
@@ -391,6 +393,15 @@ class DockerBackend(ContainerBackend):
             self._require_runtime(say)
         img = api.inspect_image(self._image_ref)
         version = api.version()
+        self._network_disabled = self.settings.network == "none" and lacks_deadlock_fix(
+            str(version.get("Version") or "")
+        )
+        if self._network_disabled:
+            say(
+                f"docker {version.get('Version')}: platform {self.settings.name!r}'s containers "
+                "get no network sandbox (NetworkDisabled), which avoids the engine's removal "
+                "deadlock (moby/moby#42545)"
+            )
         components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
         info = self.engine_info()
         self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
@@ -409,6 +420,8 @@ class DockerBackend(ContainerBackend):
             "runtime": self.runtime,
             "runtime_version": self._runtime_version,
             "default_runtime": info.get("DefaultRuntime"),
+            "network": self.settings.network,
+            "network_sandbox": not self._network_disabled,
             "image": self._image_ref,
             "image_id": img["Id"],
             "image_bytes": img.get("Size"),
@@ -468,6 +481,12 @@ class DockerBackend(ContainerBackend):
             environment=s.env or None,
             detach=True,
             tty=False,
+            # The container still gets a network namespace of its own with only `lo` (the
+            # runtime makes it), as under `none`; libnetwork makes no sandbox or endpoint,
+            # and so cannot reach the lock-order deadlock between an endpoint's deletion
+            # and another container's sandbox leave (processEndpointDelete against
+            # getSvcRecords, libnetwork#2649), which 20.10 before .27 has.
+            network_disabled=self._network_disabled,
         )
         inst.handle = created["Id"]
         inst.info["container_id"] = created["Id"][:12]

@@ -126,3 +126,30 @@ def test_docker_halt_kills_then_destroy_removes(docker_api):
         for x in backend.leftovers(run_id):
             backend.remove_leftover(x)
         backend.close()
+
+
+def test_docker_network_none_is_an_empty_namespace_with_or_without_a_sandbox(docker_api):
+    """On an Engine with the removal deadlock (moby/moby#42545) `network: none` containers
+    are made without libnetwork's sandbox; they are as isolated as under `none`: a network
+    namespace of their own, holding only `lo`."""
+    import os
+    import re
+
+    from bench.backends.docker_backend import lacks_deadlock_fix
+
+    sink, engines, left = run_real(
+        "name: t\ntimeout: 30s\n"
+        "platforms:\n  - name: c\n    backend: docker\n    image: busybox\n"
+        "    command:\n      - sh\n      - -c\n"
+        "      - echo BENCH_READY net=$(readlink /proc/self/ns/net | tr -dc 0-9)"
+        " links=$(ls /sys/class/net | tr '\\n' +)\n"
+    )
+    assert left == []
+    (s,) = sink.samples
+    assert s["ok"], s["error"]
+    old_engine = lacks_deadlock_fix(docker_api.version()["Version"])
+    assert engines["c"]["network_sandbox"] is not old_engine
+    assert engines["c"]["network"] == "none"
+    host_ns = re.sub(r"\D", "", os.readlink("/proc/self/ns/net"))
+    assert s["marker_fields"]["net"] not in ("", host_ns)
+    assert s["marker_fields"]["links"] == "lo+"
