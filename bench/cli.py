@@ -79,8 +79,19 @@ def _backend_options_command(command: str) -> type[TyperCommand]:
             return [*params[:n], *_backend_params(command), *params[n:]]
 
         def invoke(self, ctx: Any) -> Any:
+            from bench.backends import cli_options
+
             keys = [p.name for p in _backend_params(command)]
-            ctx.meta["bench.backend_options"] = {k: ctx.params.pop(k, None) for k in keys}
+            options = {k: ctx.params.pop(k, None) for k in keys}
+            for opt in cli_options(command):
+                values = options.get(opt.key)
+                for value in (values if isinstance(values, list) else [values]):
+                    if opt.check is not None and isinstance(value, str):
+                        try:
+                            opt.check(value)
+                        except ValueError as e:
+                            raise UsageError(f"{opt.flag} {e}") from None
+            ctx.meta["bench.backend_options"] = options
             return super().invoke(ctx)
 
     return WithBackendOptions
@@ -302,7 +313,10 @@ def validate(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     offline: Annotated[
         bool,
-        typer.Option("--offline", help="Check the file only: do not ask the engines about images."),
+        typer.Option(
+            "--offline",
+            help="No network, no engine: check the file and this host's memory only.",
+        ),
     ] = False,
 ) -> None:
     """Check a scenario and print its plan. Starts and builds nothing.
@@ -322,8 +336,8 @@ def validate(
     if offline:
         out.print(
             "Checked: the file's keys and values, memory per instance against this host. "
-            "Not checked (--offline): that each engine answers and has the images; "
-            "`bench validate` without --offline does."
+            "Not checked (--offline: no network, no engine): other hosts' memory, that each "
+            "engine answers and has the images; `bench validate` without --offline does."
         )
     else:
         out.print("Checked: the file, each engine and its images, memory against each host.")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import bench
-from bench import procfs
+from bench import addresses, procfs
 from bench.errors import UsageError
 from bench.procfs import ProcessTable
 
@@ -109,10 +109,12 @@ def ssh_address(address: str) -> str | None:
     """The SSH address (ssh://[user@]host[:port]) of a remote engine address: docker's
     ssh://user@host[:port], or libvirt's qemu+ssh://user@host[:port]/system. None for
     any other (tcp://, qemu+tls://...): bench cannot read such a machine's memory."""
-    parsed = urllib.parse.urlparse(address)
-    if parsed.scheme not in ("ssh", "qemu+ssh") or not parsed.hostname:
-        return None
-    return f"ssh://{parsed.netloc}"
+    try:
+        if address.startswith("qemu+ssh://"):
+            return str(addresses.check_libvirt(address).ssh)
+        return str(addresses.check_ssh(address)) if address.startswith("ssh://") else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def host_for(address: str | None) -> Host:

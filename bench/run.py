@@ -7,7 +7,6 @@ import itertools
 import os
 import signal
 import threading
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import addresses
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
 from bench.clean import clean_command
@@ -29,7 +29,7 @@ from bench.errors import (
     UsageError,
     first_line,
 )
-from bench.host import Host, host_for, is_local_address
+from bench.host import Host, LocalHost, host_for, is_local_address, ssh_address
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
 from bench.runner.lanes import HostLanes
@@ -61,8 +61,8 @@ def host_label(p: Any) -> str:
     address = getattr(p, "uri", None) or p.host
     if not address or is_local_address(address):
         return "local"
-    parsed = urllib.parse.urlparse(address)
-    return parsed.netloc.split("@")[-1] or address
+    ssh = ssh_address(address)
+    return addresses.check_ssh(ssh).hostport if ssh else address
 
 
 def check_against_host(loaded: LoadedScenario, host: Host | Mapping[str, Host]) -> None:
@@ -148,7 +148,11 @@ def preflight(
         b.may_probe = False  # validate starts nothing; a cached probe result still counts
     try:
         refuse_unreadable(backends)
-        check_against_host(loaded, {name: b.host for name, b in backends.items()})
+        hosts = {name: b.host for name, b in backends.items()}
+        if not engines:
+            # Offline is no network at all: a remote machine's memory is not read.
+            hosts = {name: h for name, h in hosts.items() if isinstance(h, LocalHost)}
+        check_against_host(loaded, hosts)
         if engines:
             _preflight(loaded, backends)
     finally:
@@ -288,7 +292,6 @@ def check_ab(loaded: LoadedScenario, baseline: str, candidate: str) -> None:
 def _machine_of(platform: Any) -> str:
     """The machine a platform's engine runs on, as the A/B check names it."""
     from bench.backends import backend_class
-    from bench.host import ssh_address
 
     address = backend_class(platform.backend)(platform).engine_address()
     return (ssh_address(address) if address else None) or "this machine"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from bench import addresses
 from bench.errors import ScenarioError, UsageError
 from bench.settings import (
     LOCAL,
@@ -117,11 +117,10 @@ class Scenario(Model):
     def _host_addresses(cls, v: dict[str, str]) -> dict[str, str]:
         for name, address in v.items():
             check_name(name)
-            if not is_host_address(address):
-                raise ValueError(
-                    f"hosts.{name}: {address!r} is not a host address: write `local` or "
-                    "ssh://[user@]host[:port]"
-                )
+            try:
+                addresses.check_host(address)
+            except ValueError as e:
+                raise ValueError(f"hosts.{name}: {e}") from None
         return v
 
     @field_validator("platforms")
@@ -224,20 +223,6 @@ class LoadedScenario:
         )
 
 
-def is_host_address(address: str) -> bool:
-    """`local`, or ssh://[user@]host[:port] and nothing more (no path, no query)."""
-    if address == LOCAL:
-        return True
-    parsed = urllib.parse.urlparse(address)
-    return (
-        parsed.scheme == "ssh"
-        and bool(parsed.hostname)
-        and parsed.path in ("", "/")
-        and not parsed.query
-        and not parsed.fragment
-    )
-
-
 def host_address(scenario: Scenario, host: str) -> str | None:
     """The address a `host:` value names: a `hosts:` entry, `local`, or an address
     written out (ssh://...); None for a name the scenario does not define."""
@@ -256,10 +241,11 @@ def _placed(scenario: Scenario, fail: Any) -> Scenario:
         if p.host and address is None:
             known = ", ".join(scenario.hosts) or "none"
             raise fail(("platforms", i, "host"), f"no host {p.host!r} in hosts: (known: {known})")
-        if address is None or not is_host_address(address):
+        if address is None or (address != LOCAL and not address.startswith("ssh://")):
             placed.append(p)  # no host, or an engine address the backend checks itself
             continue
         try:
+            addresses.check_host(address)
             placed.append(p.placed_on(address))
         except ValueError as e:
             raise fail(("platforms", i, "host"), str(e)) from None
@@ -273,12 +259,16 @@ def on_hosts(loaded: LoadedScenario, hosts: list[str]) -> LoadedScenario:
     platforms = []
     for host in dict.fromkeys(hosts):
         address = host_address(sc, host)
-        if address is None or not is_host_address(address):
+        if address is None:
             known = ", ".join([*sc.hosts, LOCAL])
             raise UsageError(
                 f"--host {host}: not a host of {loaded.path} (known: {known}) nor an "
-                "address (ssh://[user@]host[:port])"
+                f"address ({addresses.SSH_FORM})"
             )
+        try:
+            addresses.check_host(address)
+        except ValueError as e:
+            raise UsageError(f"--host {e}") from None
         for p in sc.platforms:
             try:
                 platforms.append(p.placed_on(address))

@@ -20,13 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import bench
-from bench import procfs
+from bench import addresses, procfs
 from bench.errors import EngineUnavailable, UsageError
 from bench.procfs import ProcessTable
 
@@ -67,14 +66,17 @@ class SshHost:
     """bench.host.Host for a machine reached as ssh://[user@]host[:port]."""
 
     def __init__(self, address: str, key: str | None = None):
-        parsed = urllib.parse.urlparse(address)
-        if parsed.scheme != "ssh" or not parsed.hostname:
-            raise UsageError(f"{address}: not an SSH address (ssh://[user@]host[:port])")
+        # Checked where every address enters; again here, as the last step before a host
+        # name reaches the user's ProxyCommand (its %h is run by a shell).
+        try:
+            checked = addresses.check_ssh(address)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         self.address = address
-        self._user, self._host, self._port = parsed.username, parsed.hostname, parsed.port
+        self._user, self._host, self._port = checked.user, checked.host, checked.port
         # The name the user gave the machine: a loopback "remote" stays apart from the
         # local host's key (the hostname), as two engines on one machine must.
-        self.key = key or (parsed.hostname if parsed.port is None else parsed.netloc.split("@")[-1])
+        self.key = key or checked.hostport
         self._client: Any = None
         self._lost = False  # a connection dropped; close() allows a new one
         self._lock = threading.Lock()

@@ -126,14 +126,14 @@ def test_legacy_engine_flags_still_parse_and_reach_their_backends(monkeypatch):
         "--docker-host",
         "unix:///x.sock",
         "--libvirt-uri",
-        "a:///",
+        "qemu:///system",
         "--libvirt-uri",
-        "b:///",
+        "qemu:///session",
     )
     assert p.exit_code == 0, p.output
     assert seen == {
         "docker_host": "unix:///x.sock",
-        "libvirt_uris": ["a:///", "b:///"],
+        "libvirt_uris": ["qemu:///system", "qemu:///session"],
         "podman_url": None,
         "fake_address": None,
     }

@@ -36,7 +36,7 @@ def test_local_addresses_get_the_one_local_host(address):
         ("ssh://lab2", "ssh://lab2", "lab2"),
         ("ssh://root@127.0.0.1:2222", "ssh://root@127.0.0.1:2222", "127.0.0.1:2222"),
         ("qemu+ssh://root@lab2/system", "ssh://root@lab2", "lab2"),
-        ("qemu+ssh://me@lab3:2200/system?keyfile=/k", "ssh://me@lab3:2200", "lab3:2200"),
+        ("qemu+ssh://me@lab3:2200/system", "ssh://me@lab3:2200", "lab3:2200"),
     ],
 )
 def test_ssh_addresses_get_one_ssh_host_each_without_connecting(address, ssh, key):

@@ -60,7 +60,7 @@ def test_a_platform_host_name_points_its_engine_at_that_machine():
         ),
         (
             "  - {name: v, backend: libvirt, image: busybox, uri: 'qemu+tcp://h/system'}\n",
-            r"platforms\[0\].uri: .*qemu\+ssh://user@host/system",
+            r"platforms\[0\].uri: .*qemu\+ssh://\[user@\]host\[:port\]/system",
         ),
     ],
 )

@@ -99,6 +99,9 @@ class CliOption:
     metavar: str | None = None
     commands: frozenset[str] = CLI_COMMANDS
     hidden: bool = False  # left out of --help
+    # Checks a value (raises ValueError with the reason) before the command does anything:
+    # an address is refused before any engine is asked (bench.addresses).
+    check: Callable[[str], object] | None = None
 
 
 def print_nothing(_message: str) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from bench import images, kinds, procfs
+from bench import addresses, images, kinds, procfs
 from bench.backends.base import Check, CliOption, Instance, print_nothing
 from bench.backends.oci import (
     API_CONNECTIONS,
@@ -84,11 +84,8 @@ class DockerSettings(PlatformBase):
         # for ssh://. An engine bench cannot read the machine of (tcp://) is refused.
         if v is not None and "://" not in v:
             return check_name(v)  # a `hosts:` name: the scenario resolves it
-        if v is not None and not v.startswith(("unix://", "ssh://")):
-            raise ValueError(
-                "give unix:///path/to/docker.sock, ssh://user@host[:port] or a name from "
-                "hosts: (bench reads a remote engine's machine over SSH, so never tcp://)"
-            )
+        if v is not None:
+            addresses.check_docker(v)
         return v
 
     def placed_on(self, address: str) -> DockerSettings:
@@ -129,6 +126,7 @@ class DockerBackend(ContainerBackend):
             "docker_host",
             "Docker Engine address, unix://PATH or ssh://USER@HOST[:PORT] (default: $DOCKER_HOST).",
             metavar="ADDRESS",
+            check=addresses.check_docker,
         ),
         CliOption(
             "--skip-docker",
@@ -206,6 +204,12 @@ class DockerBackend(ContainerBackend):
         if self._api is None:
             import docker
 
+            try:
+                # `host:` was checked with the scenario; $DOCKER_HOST is checked here,
+                # before docker-py pastes an ssh:// host into the user's ProxyCommand.
+                addresses.check_docker(self.address)
+            except ValueError as e:
+                raise UsageError(f"DOCKER_HOST={e}; unset DOCKER_HOST or set `host:`") from None
             if self.address.startswith("unix://"):
                 sock = self.address.removeprefix("unix://")
                 if not os.path.exists(sock):
@@ -254,11 +258,6 @@ class DockerBackend(ContainerBackend):
             self._preflight()
 
     def _preflight(self) -> None:
-        if not self.address.startswith(("unix://", "ssh://")):
-            raise UsageError(
-                f"DOCKER_HOST={self.address}: bench measures an engine through a socket here "
-                "(unix://) or over SSH (ssh://user@host): unset DOCKER_HOST or set `host:`"
-            )
         self.connect()
         runtime = self.settings.runtime
         if runtime is not None:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import threading
-import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from bench import images, kinds
+from bench import addresses, images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
@@ -41,7 +40,7 @@ from bench.errors import (
 )
 from bench.owner import owner_labels
 from bench.paths import cache_dir, state_dir
-from bench.settings import DEFAULT_MARKER, LOCAL
+from bench.settings import DEFAULT_MARKER
 from bench.units import format_bytes
 
 if TYPE_CHECKING:
@@ -66,24 +65,19 @@ class LibvirtSettings(GuestSettings):
     @classmethod
     def _readable_host(cls, v: str) -> str:
         # Memory and disk are read on the hypervisor's machine: here for qemu:///, over
-        # SSH for qemu+ssh://. A machine bench cannot read (qemu+tcp://, ...) is refused.
-        parsed = urllib.parse.urlparse(v)
-        if parsed.netloc and parsed.scheme != "qemu+ssh":
-            raise ValueError(
-                "give a local hypervisor (qemu:///system) or one reached over SSH "
-                "(qemu+ssh://user@host/system): bench reads a remote machine over SSH"
-            )
-        if parsed.scheme == "qemu+ssh" and parsed.path == "/session":
-            raise ValueError("qemu+ssh://.../session: use /system on a remote host")
+        # SSH for qemu+ssh:// (a machine bench cannot read, qemu+tcp://, is refused). No
+        # other driver or transport, and no parameters: libvirt runs the program a
+        # qemu+ext:// URI's `command=` names, as root here.
+        addresses.check_libvirt(v)
         return v
 
     def placed_on(self, address: str) -> LibvirtSettings:
         """The same hypervisor (system or session) on that machine."""
-        path = urllib.parse.urlparse(self.uri).path or "/system"
-        if address == LOCAL:
-            return self.model_copy(update={"uri": f"qemu://{path}"})
-        netloc = urllib.parse.urlparse(address).netloc
-        return self.model_copy(update={"uri": f"qemu+ssh://{netloc}{path}"})
+        path = addresses.check_libvirt(self.uri).path
+        ssh = addresses.check_host(address)
+        if ssh is not None and path != "/system":
+            raise ValueError(f"{self.uri} runs only on this machine: use qemu:///system")
+        return self.model_copy(update={"uri": str(addresses.LibvirtUri(path, ssh))})
 
 
 # libvirt's event loop runs once per process, in one daemon thread; it serves the
@@ -129,6 +123,7 @@ class LibvirtBackend(Backend):
             multiple=True,
             metavar="URI",
             commands=frozenset({"doctor", "clean"}),
+            check=addresses.check_libvirt,
         ),
     )
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from bench import images
+from bench import addresses, images
 from bench.backends.base import Check, CliOption, Instance, print_nothing
 from bench.backends.docker_backend import DockerSettings
 from bench.backends.oci import (
@@ -97,6 +97,8 @@ class PodmanSettings(DockerSettings):
             raise ValueError(
                 "only a local podman service (unix:///run/podman/podman.sock) can be measured"
             )
+        if v is not None:
+            addresses.check_socket(v)
         return v
 
     def placed_on(self, address: str) -> PodmanSettings:
@@ -240,6 +242,7 @@ class PodmanBackend(ContainerBackend):
             "podman service address, unix://PATH "
             f"(default: $CONTAINER_HOST, else {DEFAULT_ADDRESS}).",
             metavar="ADDRESS",
+            check=addresses.check_socket,
         ),
         CliOption(
             "--skip-podman",
