@@ -83,10 +83,11 @@ def _backend_options_command(command: str) -> type[TyperCommand]:
 
             keys = [p.name for p in _backend_params(command)]
             options = {k: ctx.params.pop(k, None) for k in keys}
+            # An address is refused here, before any engine is asked (bench.addresses).
             for opt in cli_options(command):
                 values = options.get(opt.key)
-                for value in (values if isinstance(values, list) else [values]):
-                    if opt.check is not None and isinstance(value, str):
+                for value in values if isinstance(values, (list, tuple)) else [values]:
+                    if opt.check is not None and value is not None:
                         try:
                             opt.check(value)
                         except ValueError as e:

@@ -62,6 +62,10 @@ def test_a_platform_host_name_points_its_engine_at_that_machine():
             "  - {name: v, backend: libvirt, image: busybox, uri: 'qemu+tcp://h/system'}\n",
             r"platforms\[0\].uri: .*qemu\+ssh://\[user@\]host\[:port\]/system",
         ),
+        (
+            "  - {name: v, backend: libvirt, image: busybox, uri: 'qemu:///session', host: lab1}\n",
+            r"platforms\[0\].host: qemu:///session runs only on this machine",
+        ),
     ],
 )
 def test_a_host_bench_cannot_use_is_refused_at_its_key(text, message):
