@@ -23,6 +23,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+#: The `hosts:` address (and `--host` value) of the machine bench runs on.
 LOCAL = "local"
 SSH_FORM = "ssh://[user@]host[:port]"
 LIBVIRT_FORMS = "qemu:///system, qemu:///session or qemu+ssh://[user@]host[:port]/system"

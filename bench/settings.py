@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from bench.addresses import LOCAL
 from bench.units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
 
 # Names end up in container names, domain names and file names: keep them boring.
@@ -153,9 +154,6 @@ class Density(Model):
             n = n + self.step if self.step else max(n + 1, math.ceil(n * (self.factor or 2)))
         return out
 
-
-#: The `hosts:` address (and `--host` value) of the machine bench runs on.
-LOCAL = "local"
 
 
 class PlatformBase(Model):

@@ -121,6 +121,7 @@ def test_the_checker_sees_a_cycle_and_ignores_type_checking_imports():
 
 def test_settings_and_owner_are_leaves():
     graph = import_graph()
-    assert graph["bench.settings"] <= {"bench.errors", "bench.units"}
+    assert graph["bench.settings"] <= {"bench.errors", "bench.units", "bench.addresses"}
+    assert graph["bench.addresses"] == set()
     assert graph["bench.owner"] <= {"bench.errors"}
     assert "bench.scenario" not in graph["bench.backends.base"]
