@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# Prepare a Debian/Ubuntu host for bench: install the container and VM engines,
-# the build prerequisites for libvirt-python, a guest kernel, then start the engines.
+# Prepare a Debian/Ubuntu host for bench: install the container and VM engines that are
+# missing, the build prerequisites for libvirt-python, a guest kernel, then start the
+# engines. Tested on Debian 12 (bookworm) and Debian 13 (trixie).
 #
-# Idempotent: when nothing is missing it only runs a few dpkg-query/stat checks
-# (well under 2 s) and never touches apt.
+# What is missing is decided by what works, not by package name: an engine that is
+# already there (Docker CE's dockerd, a docker socket that answers, podman, libvirtd,
+# qemu-system-x86_64 from any source) is used as it is. apt's plan is printed first and
+# installs run with --no-remove: a package that would remove an installed one (Debian's
+# docker.io conflicts with docker-ce, docker-ce-cli and containerd.io) stops the set-up
+# with one line naming both, before anything changes.
+#
+# Idempotent: when nothing is missing it only runs a few probes (well under 2 s) and
+# never touches apt.
+#
+# Usage: setup-host.sh [--plan]
+#   --plan (or BENCH_SETUP_PLAN=1): print what would be installed and fetched (apt's
+#          simulated plan, from the package lists as they are) and exit without changing
+#          anything; exit 1 when the plan is impossible (a conflict, an unknown package).
 #
 # Environment:
 #   PYTHON                    interpreter that `make setup` will build the venv with
@@ -21,6 +34,8 @@
 #                             (default /etc/docker/daemon.json).
 #   BENCH_SKIP_SSH_LAB        =1 (read by start-engines.sh): no loopback sshd, no second
 #                             dockerd; openssh-server is still installed.
+#
+# Sourced (`source setup-host.sh`), it only defines its functions (for the tests).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -28,27 +43,46 @@ SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 CACHE_DIR=${BENCH_CACHE_DIR:-/var/cache/bench}
 KERNEL_CACHE_DIR=$CACHE_DIR/kernel
 PY=${PYTHON:-python3}
+PLAN_ONLY=${BENCH_SETUP_PLAN:-0}
 
-# Packages bench needs on the host (Debian and Ubuntu use the same names).
+# What bench needs on the host: a package (Debian and Ubuntu use the same names), then
+# what shows that it is already there:
+#   cmd:NAME    an executable NAME on PATH (or in /usr/sbin, /sbin), whatever installed it
+#   path:FILE   an executable FILE
+#   docker      a dockerd binary, or a docker socket that answers (a docker CLI alone,
+#               like a static /usr/local/bin/docker, is not an engine)
+#   dpkg        the package itself is installed
 PACKAGES=(
-    docker.io              # Docker Engine (dockerd, containerd, runc)
-    podman                 # podman, whose REST service (`podman system service`) bench drives
-    busybox-static         # rootfs for the locally built container/guest images
-    libvirt-daemon-system  # libvirtd, virtlogd, QEMU driver
-    libvirt-clients        # virsh
-    libvirt-dev            # headers for `pip install libvirt-python`
-    pkg-config             # libvirt-python's build finds libvirt through it
-    gcc                    # libvirt-python is built from source
-    qemu-system-x86        # the VM engine (TCG or KVM)
-    qemu-utils             # qemu-img
-    make                   # the Makefile is the entry point (absent on minimal images)
+    "docker.io              docker"             # Docker Engine (dockerd, containerd, runc)
+    "podman                 cmd:podman"         # podman, whose REST service bench drives
+    "runc                   cmd:runc"           # podman's service runs with --runtime runc (start-engines.sh)
+    "busybox-static         dpkg"               # rootfs for the locally built container/guest images
+    "libvirt-daemon-system  cmd:libvirtd"       # libvirtd, virtlogd, QEMU driver
+    "libvirt-clients        cmd:virsh"          # virsh
+    "libvirt-dev            dpkg"               # headers for `pip install libvirt-python`
+    "pkg-config             cmd:pkg-config"     # libvirt-python's build finds libvirt through it
+    "gcc                    cmd:gcc"            # libvirt-python is built from source
+    "qemu-system-x86        cmd:qemu-system-x86_64" # the VM engine (TCG or KVM)
+    "qemu-utils             cmd:qemu-img"       # qemu-img
+    "make                   cmd:make"           # the Makefile is the entry point (absent on minimal images)
 )
+# Not needed to measure local engines (so without root only a warning): the SSH lab
+# that scripts/start-engines.sh starts (a loopback-only sshd of its own, for the
+# remote-host tests), and what only the tests use (in CI a missing one fails its test).
+LAB_PACKAGES=(
+    "openssh-server         path:/usr/sbin/sshd"
+    "chromium               cmd:chromium"       # tests/integration/test_report_browser.py
+    "debootstrap            cmd:debootstrap"    # tests/integration/test_setup_host.py
+)
+# Installed with docker.io, where the release splits it off (Debian 13: docker.io only
+# recommends its CLI, and start-engines.sh probes dockerd with it when curl is absent).
+DOCKER_EXTRA_PACKAGES=(docker-cli)
 
 # Other OCI runtimes for docker platforms' `runtime:` key. Optional: a distribution
 # release without them only loses those platforms (a warning, not an error).
 RUNTIME_PACKAGES=(
-    runsc                  # gVisor: a sandboxed container runtime (`runtime: runsc`)
-    crun                   # `runtime: crun` (works on pure cgroup v1 or v2 hosts only)
+    "runsc                  cmd:runsc"          # gVisor: a sandboxed container runtime (`runtime: runsc`)
+    "crun                   cmd:crun"           # `runtime: crun` (works on pure cgroup v1 or v2 hosts only)
 )
 
 log() { printf 'setup-host: %s\n' "$*" >&2; }
@@ -63,7 +97,7 @@ die() {
 print_requirements() {
     cat >&2 <<'EOF'
 setup-host: bench needs, on the host:
-  - Docker Engine (dockerd) reachable on /var/run/docker.sock
+  - Docker Engine (dockerd) reachable on /var/run/docker.sock (Docker CE's is fine)
   - podman, its REST service on /run/podman/podman.sock (`podman system service`)
   - libvirt (libvirtd + virtlogd, virsh) with the QEMU driver, and qemu-system-x86_64 + qemu-img
   - a static busybox binary (to build the container/guest images)
@@ -72,10 +106,184 @@ setup-host: bench needs, on the host:
   - a Linux kernel image for the guests (/boot/vmlinuz-*, or set BENCH_KERNEL=/path/to/vmlinuz)
   On Debian/Ubuntu, as root:
     apt-get update
-    apt-get install -y --no-install-recommends docker.io podman busybox-static libvirt-daemon-system \
-        libvirt-clients libvirt-dev pkg-config gcc python3-venv python3-dev qemu-system-x86 qemu-utils make
+    apt-get install --no-install-recommends --no-remove docker.io podman runc busybox-static \
+        libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc python3-venv python3-dev \
+        qemu-system-x86 qemu-utils make
+    (not docker.io where Docker CE is installed: it would remove it)
 EOF
 }
+
+# --- probes -------------------------------------------------------------------
+
+have_cmd() {
+    command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /sbin/$1 ]]
+}
+
+# A Docker Engine is there: its daemon binary, or a local socket that answers _ping.
+docker_engine_present() {
+    local sock=/var/run/docker.sock
+    have_cmd dockerd && return 0
+    case "${DOCKER_HOST:-}" in unix://*) sock=${DOCKER_HOST#unix://} ;; esac
+    [[ -S "$sock" ]] || return 1
+    if command -v curl >/dev/null 2>&1; then
+        [[ "$(curl -fsS --max-time 5 --unix-socket "$sock" http://localhost/_ping 2>/dev/null)" == OK ]]
+    elif command -v docker >/dev/null 2>&1; then
+        timeout 10 docker -H "unix://$sock" version >/dev/null 2>&1
+    else
+        return 1
+    fi
+}
+
+dpkg_installed() {
+    [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" == ii* ]]
+}
+
+# Is the need behind one PACKAGES line ("pkg probe") already met?
+present() { # package, probe
+    case "$2" in
+        cmd:*) have_cmd "${2#cmd:}" ;;
+        path:*) [[ -x "${2#path:}" ]] ;;
+        docker) docker_engine_present ;;
+        dpkg) dpkg_installed "$1" ;;
+        *) die "internal: unknown probe '$2' for $1" ;;
+    esac
+}
+
+# The packages of these "pkg probe" lines whose need is not met, one a line.
+missing_of() {
+    local line pkg probe
+    for line in "$@"; do
+        read -r pkg probe <<<"$line"
+        present "$pkg" "$probe" || printf '%s\n' "$pkg"
+    done
+}
+
+apt_knows() { apt-cache show --no-all-versions "$1" >/dev/null 2>&1; }
+
+# --- apt's plan -----------------------------------------------------------------
+
+# Simulate installing "$@" (nothing changes, no root needed) and print apt's plan;
+# die with one line when it is impossible. A package the plan would remove is named
+# with what it conflicts with: the install itself runs with --no-remove, but saying
+# which engine is in the way is the useful part.
+APT_INSTALL=(apt-get install -y -q --no-install-recommends)
+show_plan() { # what (for the messages), packages...
+    local what=$1 out removed new
+    shift
+    out=$(LC_ALL=C "${APT_INSTALL[@]}" -s "$@" 2>&1) \
+        || die "cannot plan $what ($*): $(grep -m1 '^E:' <<<"$out" || tail -n 1 <<<"$out")"
+    removed=$(awk '$1 == "Remv" { printf "%s ", $2 }' <<<"$out")
+    # shellcheck disable=SC2086  # one word a package
+    [[ -z "$removed" ]] || die "$(conflict_line "$out" "$*" $removed)"
+    new=$(awk '$1 == "Inst" { n++; printf "%s ", $2 } END { if (!n) printf "nothing" }' <<<"$out")
+    log "plan ($what): apt-get install --no-install-recommends --no-remove $*"
+    log "plan ($what): $(grep -c '^Inst ' <<<"$out" || true) packages to install: ${new% }"
+}
+
+# "P conflicts with installed R: ..." for the first removed R, P a planned package that
+# R's Conflicts/Breaks name (or, failing that, the packages asked for).
+conflict_line() { # apt -s output, packages asked for, removed packages...
+    local out=$1 asked=$2 planned removed field name pkg=""
+    shift 2
+    planned=" $(awk '$1 == "Inst" { printf "%s ", $2 }' <<<"$out")"
+    removed=$1
+    field=$(dpkg-query -W -f='${Conflicts}, ${Breaks}' "$removed" 2>/dev/null || true)
+    for name in $(tr ',|' '  ' <<<"$field" | sed 's/([^)]*)//g; s/:[a-z0-9]*//g'); do
+        if [[ "$planned" == *" $name "* ]]; then pkg=$name; break; fi
+    done
+    [[ -n "$pkg" ]] || pkg="installing $asked"
+    printf '%s conflicts with installed %s: apt would remove %s; nothing was changed (the engine that is there is used as it is: make it work, e.g. its dockerd answering on /var/run/docker.sock, or remove %s yourself)' \
+        "$pkg" "$removed" "$*" "$removed"
+}
+
+# --- guest kernel -------------------------------------------------------------
+
+# The .deb is checked and unpacked in a folder only root can enter, and its hash checked
+# against apt's signed index: in a folder others could write to, a local user could swap
+# the .deb, choose the guest kernel and have root's tar plant setuid files.
+
+# Refuse a .deb whose SHA256 is not the one apt's index gives.
+verify_deb() { # file, expected sha256
+    local actual
+    actual=$("${SUDO[@]}" sha256sum -- "$1" | awk '{ print $1 }') || die "cannot read $1"
+    [[ "$actual" == "$2" ]] \
+        || die "$1: SHA256 $actual is not apt's $2; refusing it (set BENCH_KERNEL=/path/to/vmlinuz instead)"
+}
+
+# Only ./boot/vmlinuz-* (like `dpkg -x`, without hundreds of MB of modules), owned by
+# whoever extracts and without the archive's mode bits (no setuid from a .deb).
+extract_kernel() { # deb, destination folder
+    # shellcheck disable=SC2016  # $1 and $2 are expanded by the inner bash
+    "${SUDO[@]}" bash -o pipefail -c \
+        'dpkg-deb --fsys-tarfile "$1" | tar -x --no-same-owner --no-same-permissions -C "$2" --wildcards "./boot/vmlinuz-*"' \
+        bash "$1" "$2" || die "could not extract /boot/vmlinuz-* from $1"
+}
+
+# The kernel package behind metapackage $1 (download only, not installed) -> the cache.
+fetch_kernel() { # metapackage (linux-image-amd64, linux-image-generic)
+    local meta=$1 dep version sha256 file tmp vmlinuz name
+    apt_update_once
+    # linux-image-amd64 / linux-image-generic is a metapackage; the kernel itself is
+    # in the versioned package it depends on (e.g. linux-image-6.1.0-28-amd64).
+    dep=$(apt-cache depends "$meta" 2>/dev/null \
+        | awk '$1 ~ /Depends:$/ && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+    [[ -n "$dep" ]] || die "cannot resolve the kernel package behind $meta (apt-cache depends $meta)" \
+        "set BENCH_KERNEL=/path/to/vmlinuz or install $meta"
+    version=$(apt-cache policy "$dep" | awk '$1 == "Candidate:" { print $2; exit }')
+    [[ -n "$version" && "$version" != "(none)" ]] || die "apt has no candidate version of $dep"
+    sha256=$(apt-cache show --no-all-versions "$dep=$version" | awk '$1 == "SHA256:" { print $2; exit }')
+    [[ "$sha256" =~ ^[0-9a-f]{64}$ ]] || die "apt-cache show $dep=$version gives no SHA256"
+    # The exact file apt-get download writes ('URI' file size hash).
+    file=$(apt-get download --print-uris "$dep=$version" 2>/dev/null | awk '{ print $2; exit }')
+    [[ "$file" =~ ^[A-Za-z0-9.+~%_-]+\.deb$ ]] || die "apt-get download --print-uris $dep=$version names no .deb"
+    log "fetching guest kernel from $dep $version (download only, not installed)"
+    tmp=$("${SUDO[@]}" mktemp -d) # 0700, its creator's (root's)
+    # shellcheck disable=SC2064  # expand $tmp now
+    trap "${SUDO[*]} rm -rf -- '$tmp'" EXIT
+    # apt-get download drops privileges to _apt, who cannot write into root's 0700 folder:
+    # download as root (the hash check below is what makes the file trustworthy).
+    "${SUDO[@]}" env -C "$tmp" apt-get download -q -o APT::Sandbox::User=root "$dep=$version" \
+        || die "apt-get download $dep=$version failed" "set BENCH_KERNEL=/path/to/vmlinuz instead"
+    verify_deb "$tmp/$file" "$sha256"
+    "${SUDO[@]}" mkdir "$tmp/x"
+    extract_kernel "$tmp/$file" "$tmp/x"
+    vmlinuz=$("${SUDO[@]}" find "$tmp/x/boot" -maxdepth 1 -name 'vmlinuz-*' -type f -print -quit)
+    [[ -n "$vmlinuz" ]] || die "$file contains no /boot/vmlinuz-*"
+    name=$(basename "$vmlinuz")
+    # Directories 0755: qemu runs as an unprivileged user and must reach the kernel.
+    [[ -d "$CACHE_DIR" ]] || "${SUDO[@]}" install -d -m 0755 "$CACHE_DIR"
+    "${SUDO[@]}" install -d -m 0755 "$KERNEL_CACHE_DIR"
+    # 0644: libvirt runs qemu as an unprivileged user that must read the kernel.
+    "${SUDO[@]}" install -m 0644 "$vmlinuz" "$KERNEL_CACHE_DIR/.$name.tmp"
+    "${SUDO[@]}" mv -f "$KERNEL_CACHE_DIR/.$name.tmp" "$KERNEL_CACHE_DIR/$name"
+    "${SUDO[@]}" rm -rf -- "$tmp"
+    trap - EXIT
+    log "guest kernel: $KERNEL_CACHE_DIR/$name"
+}
+
+SUDO=()
+APT_UPDATED=0
+apt_update_once() {
+    if ((APT_UPDATED == 0)); then
+        log "apt-get update"
+        "${SUDO[@]}" apt-get update -qq || die "apt-get update failed (no access to the package mirror?)"
+        APT_UPDATED=1
+    fi
+}
+
+# Install "$@" as planned; --no-remove: apt stops rather than remove anything.
+apt_install() { # packages...
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive "${APT_INSTALL[@]}" --no-remove "$@"
+}
+
+# Sourced by the tests: the functions only.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
+
+case "${1:-}" in
+    "") ;;
+    --plan) PLAN_ONLY=1 ;;
+    *) die "unknown argument '$1'; usage: $0 [--plan]" ;;
+esac
 
 # --- 1. platform checks -------------------------------------------------------
 
@@ -108,20 +316,9 @@ done
 
 # --- 2. what is missing ------------------------------------------------------
 
-# One dpkg-query for all packages (it exits non-zero when some are unknown, which is fine).
-declare -A STATUS=()
-while IFS=' ' read -r pkg status; do
-    STATUS[$pkg]=$status
-done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" \
-    2>/dev/null || true)
-MISSING=()
-for pkg in "${PACKAGES[@]}"; do
-    [[ "${STATUS[$pkg]:-}" == ii* ]] || MISSING+=("$pkg")
-done
-MISSING_RUNTIMES=()
-for pkg in "${RUNTIME_PACKAGES[@]}"; do
-    [[ "${STATUS[$pkg]:-}" == ii* ]] || MISSING_RUNTIMES+=("$pkg")
-done
+mapfile -t MISSING < <(missing_of "${PACKAGES[@]}")
+mapfile -t MISSING_LAB < <(missing_of "${LAB_PACKAGES[@]}")
+mapfile -t MISSING_RUNTIMES < <(missing_of "${RUNTIME_PACKAGES[@]}")
 
 # Python: the venv module needs ensurepip, which Debian/Ubuntu ship separately in
 # python3-venv (`python3 -m venv --help` succeeds without it, so check the modules).
@@ -162,12 +359,19 @@ EOF
     fi
 fi
 
+# docker.io only *recommends* apparmor; on a kernel with AppArmor enabled, dockerd
+# without apparmor_parser cannot load its docker-default profile and every
+# `docker run` fails.
+if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y* ]] \
+    && ! have_cmd apparmor_parser; then
+    MISSING+=(apparmor)
+fi
+
 # Guest kernel.
 if [[ "$DISTRO" == ubuntu ]]; then KERNEL_META=linux-image-generic
 else KERNEL_META=linux-image-amd64
 fi
 NEED_KERNEL=1
-KERNEL_REASON=""
 shopt -s nullglob
 if [[ "${BENCH_FORCE_KERNEL_FETCH:-0}" == 1 ]]; then
     log "BENCH_FORCE_KERNEL_FETCH=1: fetching the guest kernel again (testing)"
@@ -181,168 +385,86 @@ else
     done
 fi
 shopt -u nullglob
-if ((NEED_KERNEL)); then
-    KERNEL_REASON="no guest kernel (BENCH_KERNEL unset, no readable /boot/vmlinuz-*, nothing in $KERNEL_CACHE_DIR)"
-fi
 
 # --- 3. root ----------------------------------------------------------------
 
-SUDO=()
-if ((EUID != 0)) && ((${#MISSING[@]} || NEED_KERNEL)); then
+if ((!PLAN_ONLY)) && ((EUID != 0)) \
+    && ((${#MISSING[@]} || ${#MISSING_LAB[@]} || ${#MISSING_RUNTIMES[@]} || NEED_KERNEL)); then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
         SUDO=(sudo)
-    else
+    elif ((${#MISSING[@]} || NEED_KERNEL)); then
         log "ERROR: something is missing and installing it needs root (or passwordless sudo); this is user $(id -un)."
         if ((${#MISSING[@]})); then
             log "missing packages: ${MISSING[*]}"
-            log "  as root: apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${MISSING[*]}"
+            log "  see what apt would do: $0 --plan"
+            log "  as root: apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --no-remove ${MISSING[*]}"
         fi
         if ((NEED_KERNEL)); then
-            log "$KERNEL_REASON"
+            log "no guest kernel (BENCH_KERNEL unset, no readable /boot/vmlinuz-*, nothing in $KERNEL_CACHE_DIR)"
             log "  as root: sudo $0   (fetches $KERNEL_META's kernel into $KERNEL_CACHE_DIR), or set BENCH_KERNEL=/path/to/vmlinuz"
         fi
         log "re-run: sudo $0"
         exit 1
+    else
+        ((${#MISSING_LAB[@]} == 0)) \
+            || log "WARNING: not installing ${MISSING_LAB[*]} (needs root): the SSH lab (remote-host tests) or tests using them cannot run"
+        ((${#MISSING_RUNTIMES[@]} == 0)) \
+            || log "WARNING: not installing ${MISSING_RUNTIMES[*]} (needs root): \`runtime:\` platforms using them will be refused"
+        MISSING_LAB=()
+        MISSING_RUNTIMES=()
     fi
 fi
+MISSING+=(${MISSING_LAB[@]+"${MISSING_LAB[@]}"})
 
-# --- 4. install ---------------------------------------------------------------
+# --- 4. plan, then install ----------------------------------------------------
 
-APT_UPDATED=0
-apt_update_once() {
-    if ((APT_UPDATED == 0)); then
-        log "apt-get update"
-        "${SUDO[@]}" apt-get update -qq || die "apt-get update failed (no access to the package mirror?)"
-        APT_UPDATED=1
+RUNTIMES=()
+if ((${#MISSING[@]} + ${#MISSING_RUNTIMES[@]})); then
+    ((PLAN_ONLY)) || apt_update_once
+    # Where the release splits docker.io's CLI off, it goes with it.
+    if [[ " ${MISSING[*]} " == *" docker.io "* ]]; then
+        for pkg in "${DOCKER_EXTRA_PACKAGES[@]}"; do
+            if apt_knows "$pkg"; then MISSING+=("$pkg"); fi
+        done
     fi
-}
+    # Optional runtimes apt does not know are only lost platforms.
+    for pkg in ${MISSING_RUNTIMES[@]+"${MISSING_RUNTIMES[@]}"}; do
+        if apt_knows "$pkg"; then RUNTIMES+=("$pkg")
+        else log "WARNING: $OS_NAME has no package $pkg: \`runtime:\` platforms using it will be refused"
+        fi
+    done
+    # One plan for both, so a conflict among them is seen before anything is installed.
+    if ((${#MISSING[@]})); then
+        show_plan "bench's engines and tools" "${MISSING[@]}" ${RUNTIMES[@]+"${RUNTIMES[@]}"}
+    elif ((${#RUNTIMES[@]})); then
+        show_plan "container runtimes" "${RUNTIMES[@]}"
+    fi
+fi
+if ((NEED_KERNEL)); then
+    log "plan: guest kernel from $KERNEL_META (downloaded and checked, not installed) into $KERNEL_CACHE_DIR"
+fi
+if ((PLAN_ONLY)); then
+    ((${#MISSING[@]} + ${#MISSING_RUNTIMES[@]} + NEED_KERNEL)) || log "plan: nothing to install"
+    exit 0
+fi
 
 if ((${#MISSING[@]})); then
-    apt_update_once
     log "installing: ${MISSING[*]}"
-    # --no-install-recommends is enough for a working libvirtd + qemu (TCG) and dockerd;
-    # see the recommends handled explicitly below.
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${MISSING[@]}" \
-        || die "apt-get install ${MISSING[*]} failed (see the apt output above)"
+    # --no-install-recommends is enough for a working libvirtd + qemu (TCG) and dockerd.
+    apt_install "${MISSING[@]}" || die "apt-get install ${MISSING[*]} failed (see the apt output above)"
 fi
-
-# docker.io only *recommends* apparmor; on a kernel with AppArmor enabled, dockerd
-# without apparmor_parser cannot load its docker-default profile and every
-# `docker run` fails. Install it only in that case.
-if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y* ]] \
-    && ! command -v apparmor_parser >/dev/null 2>&1 \
-    && [[ ! -x /sbin/apparmor_parser ]]; then
-    apt_update_once
-    log "AppArmor is enabled in the kernel: installing apparmor (needed by dockerd)"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends apparmor || die "apt-get install apparmor failed"
+if ((${#RUNTIMES[@]})); then
+    log "installing the container runtimes: ${RUNTIMES[*]}"
+    apt_install "${RUNTIMES[@]}" \
+        || log "WARNING: apt-get install ${RUNTIMES[*]} failed: \`runtime:\` platforms using them will be refused"
 fi
-
-if ((${#MISSING_RUNTIMES[@]})); then
-    if ((EUID != 0)) && ((${#SUDO[@]} == 0)); then
-        log "WARNING: not installing ${MISSING_RUNTIMES[*]} (needs root): \`runtime:\` platforms using them will be refused"
-    else
-        apt_update_once
-        log "installing the container runtimes: ${MISSING_RUNTIMES[*]}"
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -q --no-install-recommends "${MISSING_RUNTIMES[@]}" \
-            || log "WARNING: apt-get install ${MISSING_RUNTIMES[*]} failed: \`runtime:\` platforms using them will be refused"
-    fi
-fi
-
-
-# --- 4b. ssh lab ------------------------------------------------------------
-
-# openssh-server for the SSH lab that scripts/start-engines.sh starts (a loopback-only
-# sshd of its own, for the remote-host tests). Its own block: not needed to measure
-# local engines, so without root it is a warning, not an error.
-SSH_LAB_PACKAGES=(openssh-server)
-install_ssh_lab() {
-    local missing=() pkg
-    for pkg in "${SSH_LAB_PACKAGES[@]}"; do
-        [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null)" == ii* ]] || missing+=("$pkg")
-    done
-    ((${#missing[@]})) || return 0
-    if ((EUID != 0)) && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
-        log "WARNING: not installing ${missing[*]} (needs root): the SSH lab (remote-host tests) cannot start"
-        return 0
-    fi
-    ((EUID == 0)) || SUDO=(sudo)
-    apt_update_once
-    log "installing for the SSH lab: ${missing[*]}"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}" \
-        || die "apt-get install ${missing[*]} failed (see the apt output above)"
-}
-install_ssh_lab
-
-# --- 4c. test packages --------------------------------------------------------
-
-# Headless Chromium for tests/integration/test_report_browser.py (report.html at 1400
-# and 400 px). Only the tests need it; in CI a missing one fails that test.
-TEST_PACKAGES=(chromium)
-install_test_packages() {
-    local missing=() pkg
-    for pkg in "${TEST_PACKAGES[@]}"; do
-        [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null)" == ii* ]] || missing+=("$pkg")
-    done
-    ((${#missing[@]})) || return 0
-    if ((EUID != 0)) && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
-        log "WARNING: not installing ${missing[*]} (needs root): the report's browser test cannot run"
-        return 0
-    fi
-    ((EUID == 0)) || SUDO=(sudo)
-    apt_update_once
-    log "installing for the tests: ${missing[*]}"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}" \
-        || die "apt-get install ${missing[*]} failed (see the apt output above)"
-}
-install_test_packages
 
 for note in ${PY_NOTES[@]+"${PY_NOTES[@]}"}; do log "WARNING: $note"; done
 
 # --- 5. guest kernel --------------------------------------------------------
 
-fetch_kernel() {
-    local dep tmp deb vmlinuz
-    apt_update_once
-    # linux-image-amd64 / linux-image-generic is a metapackage; the kernel itself is
-    # in the versioned package it depends on (e.g. linux-image-6.1.0-28-amd64).
-    dep=$(apt-cache depends "$KERNEL_META" 2>/dev/null \
-        | awk '$1 ~ /Depends:$/ && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
-    [[ -n "$dep" ]] || die "cannot resolve the kernel package behind $KERNEL_META (apt-cache depends $KERNEL_META)" \
-        "set BENCH_KERNEL=/path/to/vmlinuz or install $KERNEL_META"
-    log "fetching guest kernel from $dep (download only, not installed)"
-    tmp=$(mktemp -d)
-    # shellcheck disable=SC2064  # expand $tmp now
-    trap "rm -rf -- '$tmp'" EXIT
-    # apt-get download drops privileges to _apt: let it write into the directory.
-    chmod 0777 "$tmp"
-    (cd "$tmp" && "${SUDO[@]}" apt-get download -q "$dep") \
-        || die "apt-get download $dep failed" "set BENCH_KERNEL=/path/to/vmlinuz instead"
-    deb=$(find "$tmp" -maxdepth 1 -name '*.deb' -print -quit)
-    [[ -n "$deb" ]] || die "apt-get download $dep produced no .deb"
-    mkdir -p "$tmp/x"
-    # Like `dpkg -x`, but only ./boot: skips writing hundreds of MB of modules.
-    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/x" --wildcards './boot/vmlinuz-*' \
-        || die "could not extract /boot/vmlinuz-* from $deb"
-    vmlinuz=$(find "$tmp/x/boot" -maxdepth 1 -name 'vmlinuz-*' -type f -print -quit)
-    [[ -n "$vmlinuz" ]] || die "$deb contains no /boot/vmlinuz-*"
-    # Directories 0755: qemu runs as an unprivileged user and must reach the kernel.
-    [[ -d "$CACHE_DIR" ]] || "${SUDO[@]}" install -d -m 0755 "$CACHE_DIR"
-    "${SUDO[@]}" install -d -m 0755 "$KERNEL_CACHE_DIR"
-    # 0644: libvirt runs qemu as an unprivileged user that must read the kernel.
-    "${SUDO[@]}" install -m 0644 "$vmlinuz" "$KERNEL_CACHE_DIR/.$(basename "$vmlinuz").tmp"
-    "${SUDO[@]}" mv -f "$KERNEL_CACHE_DIR/.$(basename "$vmlinuz").tmp" "$KERNEL_CACHE_DIR/$(basename "$vmlinuz")"
-    rm -rf -- "$tmp"
-    trap - EXIT
-    log "guest kernel: $KERNEL_CACHE_DIR/$(basename "$vmlinuz")"
-}
-
 if ((NEED_KERNEL)); then
-    fetch_kernel
+    fetch_kernel "$KERNEL_META"
 fi
 
 # --- 6. docker runtimes -----------------------------------------------------
