@@ -168,16 +168,17 @@ apt_knows() { apt-cache show --no-all-versions "$1" >/dev/null 2>&1; }
 # which engine is in the way is the useful part.
 APT_INSTALL=(apt-get install -y -q --no-install-recommends)
 show_plan() { # what (for the messages), packages...
-    local what=$1 out removed new
+    local what=$1 out removed
     shift
     out=$(LC_ALL=C "${APT_INSTALL[@]}" -s "$@" 2>&1) \
         || die "cannot plan $what ($*): $(grep -m1 '^E:' <<<"$out" || tail -n 1 <<<"$out")"
     removed=$(awk '$1 == "Remv" { printf "%s ", $2 }' <<<"$out")
     # shellcheck disable=SC2086  # one word a package
     [[ -z "$removed" ]] || die "$(conflict_line "$out" "$*" $removed)"
-    new=$(awk '$1 == "Inst" { n++; printf "%s ", $2 } END { if (!n) printf "nothing" }' <<<"$out")
     log "plan ($what): apt-get install --no-install-recommends --no-remove $*"
-    log "plan ($what): $(grep -c '^Inst ' <<<"$out" || true) packages to install: ${new% }"
+    log "plan ($what): $(grep -c '^Inst ' <<<"$out" || true) packages to install with their dependencies, none to remove"
+    # Every name only when asked for the plan: hundreds on a bare machine.
+    ((!PLAN_ONLY)) || log "plan ($what): $(awk '$1 == "Inst" { printf "%s ", $2 }' <<<"$out")"
 }
 
 # "P conflicts with installed R: ..." for the first removed R, P a planned package that
