@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.backends.base import Backend, Leftover
-from bench.errors import BenchError
+from bench.errors import BenchError, UsageError
 from bench.scenario import LoadedScenario
 
 
@@ -57,9 +58,25 @@ def clean_command(run_id: str, loaded: LoadedScenario | None = None) -> str:
     return f"{command} --scenario {loaded.path}" + "".join(f" --host {h}" for h in loaded.placed_on)
 
 
+# A run id is a name bench made (scenario name, time, random hex): the same characters.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_id(run_id: str | None) -> None:
+    """Refuse a run id bench cannot have made. An empty one is the dangerous case: the
+    engines' label filter `bench.run_id=` with no value matches every bench container,
+    so `--run ""` would have removed every run's instances, live ones included."""
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise UsageError(
+            f"--run {run_id!r}: not a run id (the name of its results folder, such as "
+            "quickstart-20261130-064410-9122)"
+        )
+
+
 def clean(
     backends: list[Backend], run_id: str | None = None, dry_run: bool = False, force: bool = False
 ) -> CleanReport:
+    check_run_id(run_id)
     report = CleanReport()
     for b in backends:
         try:

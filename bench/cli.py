@@ -430,9 +430,10 @@ def clean(
     ] = None,
 ) -> None:
     """Remove every container, domain and overlay file that bench created and left over."""
+    from bench.clean import check_run_id, default_backends, scenario_backends
     from bench.clean import clean as do_clean
-    from bench.clean import default_backends, scenario_backends
 
+    check_run_id(run_id)  # before any engine is asked
     if scenario is not None:
         from bench.scenario import load_scenario, on_hosts
 

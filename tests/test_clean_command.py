@@ -1,6 +1,15 @@
-"""Which `bench clean` a run's error line suggests, and which engines --scenario searches."""
+"""Which `bench clean` a run's error line suggests, which engines --scenario searches, and
+which run ids it accepts."""
 
-from bench.clean import clean_command, scenario_backends
+import subprocess
+import sys
+
+import pytest
+
+from bench.backends.base import Leftover
+from bench.backends.fake import FakeBackend
+from bench.clean import clean, clean_command, scenario_backends
+from bench.errors import UsageError
 from bench.scenario import LoadedScenario, on_hosts, parse_scenario
 
 LOCAL = "name: s\ncounts: [1]\nplatforms:\n  - {name: c, backend: docker, image: busybox}\n"
@@ -52,3 +61,35 @@ def test_scenario_backends_are_one_per_engine(monkeypatch):
         ("docker", "unix:///var/run/docker.sock"),
         ("libvirt", "qemu:///system"),
     ]
+
+
+# -- run ids: `--run ""` selected every bench container --------------------------------
+
+
+@pytest.mark.parametrize("run_id", ["", "../x", "a b", "*", "-rf", "x;id", "r\n1"])
+def test_a_run_id_bench_cannot_have_made_is_refused_before_any_engine(run_id, monkeypatch):
+    asked = []
+    monkeypatch.setattr(FakeBackend, "leftovers", lambda self, rid=None: asked.append(rid) or [])
+    with pytest.raises(UsageError, match="not a run id"):
+        clean([FakeBackend.__new__(FakeBackend)], run_id)
+    assert asked == []
+
+
+def test_clean_run_empty_exits_2_with_one_line(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "bench", "clean", "--dry-run", "--run", ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr.count("\n") == 1 and "not a run id" in p.stderr
+    assert p.stdout == ""
+
+
+def test_a_real_run_id_is_searched(monkeypatch):
+    left = Leftover("fake", "instance", "x", "quickstart-20261130-064410-9122")
+    monkeypatch.setattr(FakeBackend, "leftovers", lambda self, rid=None: [left] if rid else [])
+    monkeypatch.setattr(FakeBackend, "close", lambda self: None)
+    report = clean([FakeBackend.__new__(FakeBackend)], "quickstart-20261130-064410-9122", True)
+    assert report.removed == [left]
