@@ -11,6 +11,7 @@ when a report is built.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,14 +52,39 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
+# What a report folder's own name may hold: a run folder's or a scenario's name.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+
+
 def default_directory(run_ids: Sequence[str], names: Sequence[str]) -> Path:
     """reports/<run-id>/ for one run; reports/<scenario names>-<n>runs-<hash>/ for many
-    (the same runs always land in the same directory)."""
+    (the same runs always land in the same directory).
+
+    `run_ids` are the run folders' own names and `names` the scenarios' names as stored:
+    both come from a results folder someone else may have written, so a name that is not
+    a plain folder name (`../../x`, `/etc`) is left out, and the folder is refused if
+    reports/ or it is a symbolic link (it would lead the report's files elsewhere)."""
     if len(run_ids) == 1:
-        return DEFAULT_ROOT / run_ids[0]
-    digest = hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:6]
-    stem = "+".join(dict.fromkeys(n for n in names if n)) or "runs"
-    return DEFAULT_ROOT / f"{stem}-{len(run_ids)}runs-{digest}"
+        if not _FOLDER_NAME.fullmatch(run_ids[0]):
+            raise UsageError(f"run folder name {run_ids[0]!r}: name the report's folder with --out")
+        directory = DEFAULT_ROOT / run_ids[0]
+    else:
+        digest = hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:6]
+        plain = [n for n in names if isinstance(n, str) and _FOLDER_NAME.fullmatch(n)]
+        stem = "+".join(dict.fromkeys(plain))[:100] or "runs"
+        directory = DEFAULT_ROOT / f"{stem}-{len(run_ids)}runs-{digest}"
+    for p in (DEFAULT_ROOT, directory):
+        if p.is_symlink():
+            raise UsageError(f"{p} is a symbolic link: bench writes reports only into folders")
+    return directory
+
+
+def fresh(path: Path) -> Path:
+    """`path`, with a symbolic link of that name removed first: writing through a link a
+    report folder holds would write wherever it points."""
+    if path.is_symlink():
+        path.unlink()
+    return path
 
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
@@ -69,18 +95,21 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
 
     frames = load_frames(run_dirs)
     names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
-    directory = Path(out) if out else default_directory([r.run_id for r in frames.runs], names)
+    # Named after the run folders as the user gave them, never after the run ids stored
+    # inside them (a stored run id of "../../x" named a folder outside reports/).
+    folders = [Path(r.dir).resolve().name for r in frames.runs]
+    directory = Path(out) if out else default_directory(folders, names)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--out {directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     report = Report(directory)
 
     def write(name: str, text: str) -> None:
-        path = directory / name
+        path = fresh(directory / name)
         path.write_text(text)
         report.files.append(path)
 
-    frames.summary.to_csv(directory / SUMMARY_CSV, index=False)
+    frames.summary.to_csv(fresh(directory / SUMMARY_CSV), index=False)
     report.files.append(directory / SUMMARY_CSV)
     write(SUMMARY_MD, tables.summary_markdown(frames))
     write(CLASSIC_MD, tables.classic_markdown(frames))
@@ -103,7 +132,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
             report.notes.append(f"{name} not drawn: {e}")
             (directory / name).unlink(missing_ok=True)  # no stale plot from an older report
             continue
-        path = directory / name
+        path = fresh(directory / name)
         fig.savefig(path, format="png", bbox_inches="tight")  # keeps outside legends
         drawn.append((name, CAPTIONS[name], path))
         report.files.append(path)
