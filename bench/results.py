@@ -16,9 +16,11 @@ update_to_N), never refused; the files on disk are left as they were written.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +36,10 @@ from bench.records import RunMetadata, Sample, StepRecord, split_extras
 METADATA = "metadata.json"
 SAMPLES = "samples.jsonl"
 STEPS = "steps.jsonl"
+# Reading bounds for folders that may come from elsewhere. A sample line is well under
+# 4 KiB (the console tail is capped when written); metadata holds the scenario as run.
+MAX_LINE_BYTES = 1 * 2**20
+MAX_METADATA_BYTES = 16 * 2**20
 
 
 def new_run_id(scenario_name: str) -> str:
@@ -147,7 +153,11 @@ def load_run(directory: str | Path) -> Run:
     if not meta_path.is_file():
         raise UsageError(f"{d} is not a bench run directory (no {METADATA})")
     try:
-        metadata = json.loads(meta_path.read_text())
+        with _open_regular(meta_path) as f:
+            text = f.read(MAX_METADATA_BYTES + 1)
+        if len(text) > MAX_METADATA_BYTES:
+            raise UsageError(f"{meta_path}: larger than {MAX_METADATA_BYTES // 2**20} MiB")
+        metadata = json.loads(text)
     except ValueError as e:
         raise UsageError(f"{meta_path}: not valid JSON ({e})") from None
     if not isinstance(metadata, dict):
@@ -223,13 +233,39 @@ UPGRADES: dict[int, Callable[[dict[str, Any], Rows, Rows], tuple[Any, Rows, Rows
 }
 
 
+def _open_regular(path: Path) -> IO[bytes]:
+    """A run file opened for reading only if it is a regular file of the folder itself: a
+    symbolic link (to a root-only file, to /dev/zero) or a FIFO (which would block the
+    read) is refused, one line, before a byte is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(
+                f"{path}: a symbolic link; bench reads only a run's own files"
+            ) from None
+        raise UsageError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{path}: not a regular file; bench reads only a run's own files")
+    return os.fdopen(fd, "rb")
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
+    """Every record of a JSON-lines file. Only a torn last line (no newline: the writer
+    died in the middle of it) is left out; any other line that is not a record stops the
+    read with its line number, since dropping it could hide a regression's samples."""
+    if not path.exists() and not path.is_symlink():
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break  # a line cut short by a crash: everything before it is intact
+    with _open_regular(path) as f:
+        for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(line) > MAX_LINE_BYTES:
+                raise UsageError(f"{path}:{number}: a line longer than {MAX_LINE_BYTES} bytes")
+            try:
+                rows.append(json.loads(line))
+            except ValueError as e:
+                if not line.endswith(b"\n") and not f.read(1):
+                    break  # torn last line: everything before it is intact
+                raise UsageError(f"{path}:{number}: not a JSON record ({e})") from None
     return rows
