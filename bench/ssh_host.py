@@ -461,9 +461,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# bench's reads are /proc files and process tables: a few MiB at most on a host with
+# thousands of processes. A remote host that sends more is not answering bench's command.
+MAX_READ_BYTES = 64 * 2**20
+
+
 def _read_all(recv: Any) -> bytes:
-    chunks = []
+    chunks, size = [], 0
     while data := recv(65536):
+        size += len(data)
+        if size > MAX_READ_BYTES:
+            raise SshError(f"a remote command's output passed {MAX_READ_BYTES // 2**20} MiB")
         chunks.append(data)
     return b"".join(chunks)
 

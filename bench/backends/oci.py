@@ -56,14 +56,27 @@ class Demux:
     """Split docker's multiplexed attach stream (8-byte frame headers) into payloads
     (podman's attach and logs speak the same format)."""
 
+    # The engines write a frame per read of the container's output (32 KiB here); a
+    # header announcing more is not their stream, and waiting for 4 GiB to arrive would
+    # hold it all in memory.
+    MAX_FRAME_BYTES = 1 * 2**20
+
     def __init__(self) -> None:
         self._buf = b""
+        #: Why the stream stopped being read (a frame too large), or None.
+        self.error: str | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self.error is not None:
+            return []
         self._buf += data
         out = []
         while len(self._buf) >= 8:
             (size,) = struct.unpack(">I", self._buf[4:8])
+            if size > self.MAX_FRAME_BYTES:
+                self.error = f"a console frame of {size} bytes (more than 1 MiB): not read"
+                self._buf = b""
+                break
             if len(self._buf) < 8 + size:
                 break
             out.append(self._buf[8 : 8 + size])
@@ -345,6 +358,8 @@ class ContainerBackend(Backend):
         def on_data(data: bytes) -> None:
             for chunk in demux.feed(data):
                 inst.console.feed(chunk)
+            if demux.error is not None:
+                inst.console.close(f"container output unreadable ({demux.error})")
 
         if early:
             on_data(early)
