@@ -8,6 +8,7 @@ that consoles notify, so waiting for N instances costs no CPU and no polling.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -23,7 +24,7 @@ def parse_marker_fields(rest: str) -> dict[str, str]:
     for token in rest.split():
         key, sep, value = token.partition("=")
         if sep and key and key.replace("_", "").isalnum():
-            fields[key] = value
+            fields[key] = visible(value)  # values reach tables and the terminal
     return fields
 
 
@@ -42,6 +43,14 @@ def find_marker(line: str, marker: str) -> dict[str, str] | None:
             return parse_marker_fields(line[end:])
         start = line.find(marker, start + 1)
     return None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """`text` with every control character but tab written as an escape (\\x1b)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class Console:
@@ -97,9 +106,12 @@ class Console:
         self.on_change()
 
     def tail(self, max_lines: int = 20) -> str:
+        """The last lines the instance printed, with control characters shown as escapes:
+        an instance's output reaches error lines and the terminal, where an escape
+        sequence could retitle the window, move the cursor or hide what follows."""
         with self._lock:
             text = b"".join(self._tail).decode("utf-8", "replace")
-        lines = [ln.rstrip("\r") for ln in text.splitlines() if ln.strip()]
+        lines = [visible(ln.rstrip("\r")) for ln in text.splitlines() if ln.strip()]
         return "\n".join(lines[-max_lines:])
 
     def _remember(self, data: bytes) -> None:

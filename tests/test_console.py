@@ -55,3 +55,17 @@ def test_console_tail_is_bounded():
         "noise line 1999",
     ]
     assert sum(len(x) for x in c._tail) < 8192
+
+
+def test_control_characters_from_an_instance_are_shown_as_escapes():
+    # A console is the instance's to write: an escape sequence (retitle the terminal,
+    # erase the line) must reach error lines and tables as text, not as a command.
+    from bench.console import Console
+
+    c = Console("BENCH_READY")
+    c.feed(b"\x1b]0;pwned\x07 \x1b[2K\x1b[31mred\x1b[0m\tok\n")
+    c.feed(b"BENCH_READY kernel=6.1\x1b[8m uptime=1.0\n")
+    tail = c.tail()
+    assert "\x1b" not in tail and "\x07" not in tail
+    assert "\\x1b]0;pwned\\x07" in tail and "\tok" in tail
+    assert c.fields["kernel"] == "6.1\\x1b[8m"
