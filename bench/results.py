@@ -44,7 +44,9 @@ MAX_METADATA_BYTES = 16 * 2**20
 
 def new_run_id(scenario_name: str) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{scenario_name}-{stamp}-{secrets.token_hex(2)}"
+    # 32 random bits: two runs of one scenario started in the same second (CI jobs side by
+    # side) must not share an id, which names their instances and what `bench clean` removes.
+    return f"{scenario_name}-{stamp}-{secrets.token_hex(4)}"
 
 
 class RunWriter:
@@ -99,10 +101,19 @@ class RunWriter:
             self.update(status=status, finished_at=_now(), **fields)
 
     def _write_metadata(self) -> None:
-        # Write-then-rename: a reader (or a crash) never sees half a file.
+        # Write, fsync, rename, fsync the folder: a reader (or a crash, or a power cut)
+        # never sees half a file, and the status written at the end survives.
         tmp = self.dir / (METADATA + ".tmp")
-        tmp.write_text(json.dumps(self.metadata, indent=2, default=str) + "\n")
+        with tmp.open("w") as f:
+            f.write(json.dumps(self.metadata, indent=2, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(self.dir / METADATA)
+        folder = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _record(model: type[Any], r: Any) -> Any:

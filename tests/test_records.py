@@ -125,3 +125,13 @@ def test_a_running_run_is_judged_by_its_pid_only_on_its_own_controller(tmp_path)
     meta.update(controller="some-other-controller")
     (d / "metadata.json").write_text(json.dumps(meta))
     assert load_run(d).status == "running"  # its pid means nothing here
+
+
+def test_run_ids_carry_32_random_bits():
+    import re
+
+    from bench.results import new_run_id
+
+    ids = {new_run_id("s") for _ in range(200)}
+    assert len(ids) == 200
+    assert all(re.fullmatch(r"s-\d{8}-\d{6}-[0-9a-f]{8}", i) for i in ids)
