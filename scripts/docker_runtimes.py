@@ -66,18 +66,32 @@ def update_file(path: Path, runtimes: dict[str, str]) -> bool:
     merged = merge_runtimes(config, runtimes)
     if merged == config:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # A daemon.json that is a link (config management often links it) stays a link: the
+    # file it names is the one rewritten, with its own owner, group and mode.
+    target = path.resolve() if path.is_symlink() else path
+    if target.exists() and not target.is_file():
+        raise ValueError(f"{target} is not a regular file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.stat() if target.exists() else None
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(merged, f, indent=4)
             f.write("\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, old.st_mode & 0o7777 if old else 0o644)
+        if old is not None:
+            os.chown(tmp, old.st_uid, old.st_gid)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)  # the rename itself survives a crash
+    finally:
+        os.close(folder)
     return True
 
 

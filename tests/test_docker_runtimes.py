@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -98,6 +99,35 @@ def test_script_leaves_an_invalid_daemon_json_alone(tmp_path):
     assert p.returncode == 1 and "left unchanged" in p.stderr
     assert daemon.read_text() == '{"debug": true,'
     assert [f.name for f in tmp_path.iterdir()] == ["daemon.json"]  # no temporary left
+
+
+def test_script_keeps_a_linked_daemon_json_a_link_and_its_owner(tmp_path):
+    # Config management often links /etc/docker/daemon.json; the merge used to write a new
+    # file over the link, with root's owner. The link and the file's owner, group and mode
+    # stay (the dummy target is this test's own file).
+    target = tmp_path / "managed" / "daemon.json"
+    target.parent.mkdir()
+    target.write_text(json.dumps({"debug": True}))
+    target.chmod(0o640)
+    os.chown(target, 4242, 4343)
+    link = tmp_path / "docker" / "daemon.json"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    p = _run_script(link, "runsc=/usr/bin/runsc")
+    assert p.returncode == 0 and p.stdout.strip() == "changed", p.stderr
+    assert link.is_symlink() and link.resolve() == target
+    config = json.loads(target.read_text())
+    assert config["debug"] is True and "runsc" in config["runtimes"]
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4242, 4343, 0o640)
+    assert sorted(f.name for f in target.parent.iterdir()) == ["daemon.json"]
+
+
+def test_script_refuses_a_daemon_json_that_is_not_a_file(tmp_path):
+    folder = tmp_path / "daemon.json"
+    folder.mkdir()
+    p = _run_script(folder, "runsc=/usr/bin/runsc")
+    assert p.returncode == 1 and "left unchanged" in p.stderr
 
 
 # -- the probe's cache key ----------------------------------------------------------------
