@@ -349,9 +349,13 @@ docker2_ok() {
 }
 
 # The test key, in root's authorized_keys and named for 127.0.0.1 in root's ssh config
-# (so the docker SDK's paramiko and bench's SSH Host find it), each added once.
+# (so the docker SDK's paramiko and bench's SSH Host find it), each added once. The key
+# has no passphrase: its authorized_keys line lets it in from loopback only, with no
+# forwarding or terminal (`restrict`), so a host's own sshd on 0.0.0.0:22 does not let
+# it log in as root from elsewhere. A line of an older set-up without them is replaced.
+SSH_LAB_KEY_OPTIONS='from="127.0.0.1,::1",restrict'
 ssh_lab_key() {
-    local ssh_dir pub config
+    local ssh_dir pub config auth line
     ssh_dir=$(dirname "$SSH_LAB_KEY")
     install -d -m 0700 "$ssh_dir"
     if [[ ! -f "$SSH_LAB_KEY" ]]; then
@@ -359,11 +363,16 @@ ssh_lab_key() {
         ssh-keygen -q -t ed25519 -N '' -C "bench-test@$(hostname)" -f "$SSH_LAB_KEY"
     fi
     pub=$(cut -d' ' -f1,2 "$SSH_LAB_KEY.pub")
-    touch "$ssh_dir/authorized_keys"
-    chmod 0600 "$ssh_dir/authorized_keys"
-    if ! grep -qF "$pub" "$ssh_dir/authorized_keys"; then
-        log "adding the test key to $ssh_dir/authorized_keys"
-        cat "$SSH_LAB_KEY.pub" >>"$ssh_dir/authorized_keys"
+    auth=${BENCH_SSH_AUTHORIZED_KEYS:-$ssh_dir/authorized_keys}
+    line="$SSH_LAB_KEY_OPTIONS $(cat "$SSH_LAB_KEY.pub")"
+    touch "$auth"
+    chmod 0600 "$auth"
+    if ! grep -qxF "$line" "$auth"; then
+        log "adding the test key to $auth (loopback only, restricted)"
+        # Every other line stays as it was; only lines holding this key are replaced.
+        { grep -vF "$pub" "$auth" || true; printf '%s\n' "$line"; } >"$auth.bench-tmp"
+        chmod 0600 "$auth.bench-tmp"
+        mv -f "$auth.bench-tmp" "$auth"
     fi
     config=$ssh_dir/config
     if ! grep -qF "IdentityFile $SSH_LAB_KEY" "$config" 2>/dev/null; then
@@ -385,6 +394,7 @@ write_sshd_config() { # file, port, pidfile, extra lines...
             "PermitRootLogin prohibit-password" "PubkeyAuthentication yes" \
             "PasswordAuthentication no" "KbdInteractiveAuthentication no" "UsePAM no" \
             "AuthorizedKeysFile .ssh/authorized_keys" "X11Forwarding no" "AllowTcpForwarding no" \
+            "AllowUsers root" \
             "Subsystem sftp internal-sftp" \
             "# docker's ssh:// carries every API call in flight and every attached console as" \
             "# a session of one connection: the default 10 caps a step at a few instances." \
@@ -401,7 +411,8 @@ start_sshd() { # name, port, pidfile, log, extra config lines...
     local name=$1 port=$2 pidfile=$3 logfile=$4
     shift 4
     if sshd_answers "$port"; then
-        ssh_lab_alive "$pidfile" sshd || log "an sshd not started by bench answers on 127.0.0.1:$port: using it"
+        ssh_lab_alive "$pidfile" sshd || log "WARNING: an sshd not started by bench answers on" \
+            "127.0.0.1:$port: using it (the lab's key is accepted from loopback only there too)"
         return
     fi
     if ssh_lab_alive "$pidfile" sshd; then
@@ -440,23 +451,28 @@ start_docker2() {
         >"$1" 2>&1 </dev/null &' sh "$DOCKERD2_LOG" "$DOCKER2_CONFIG" "$DOCKER2_SOCK" "$DOCKER2_PIDFILE"
 }
 
-# Host keys of both sshds in known_hosts, each key once: paramiko (the docker SDK's and
-# bench's) refuses a host whose key type it negotiates is not there.
+# Host keys of both sshds in known_hosts: paramiko (the docker SDK's and bench's) refuses
+# a host whose key it negotiates is not there. Written from the host key files the lab's
+# sshds use (write_sshd_config), never from what answers on the port: anyone can listen
+# on 127.0.0.1:2222, and a keyscan would trust their key for good. The entries for the
+# two names are exactly these keys: a stale or foreign one is removed.
+SSH_LAB_HOST_KEYS=${BENCH_SSH_HOST_KEYS:-/etc/ssh}
 ssh_lab_known_hosts() {
-    local known port name line host keytype key
-    known=$(dirname "$SSH_LAB_KEY")/known_hosts
+    local known name keytype key want have
+    known=${BENCH_SSH_KNOWN_HOSTS:-$(dirname "$SSH_LAB_KEY")/known_hosts}
     touch "$known"
-    for port in 22 2222; do
-        name=127.0.0.1
-        ((port == 22)) || name="[127.0.0.1]:$port"
-        while read -r host keytype key; do
-            [[ -n "${key:-}" ]] || continue
-            if ! ssh-keygen -F "$name" -f "$known" 2>/dev/null | grep -qF "$keytype $key"; then
-                line="$host $keytype $key"
-                log "adding $name's $keytype host key to $known"
-                printf '%s\n' "$line" >>"$known"
+    for name in 127.0.0.1 "[127.0.0.1]:2222"; do
+        want=$(for f in "$SSH_LAB_HOST_KEYS"/ssh_host_{ed25519,ecdsa,rsa}_key.pub; do
+            if [[ -f "$f" ]] && read -r keytype key _ <"$f"; then
+                printf '%s %s %s\n' "$name" "$keytype" "$key"
             fi
-        done < <(ssh-keyscan -T 5 -t ecdsa,rsa,ed25519 -p "$port" 127.0.0.1 2>/dev/null)
+        done | sort)
+        have=$({ ssh-keygen -F "$name" -f "$known" 2>/dev/null || true; } | { grep -v '^#' || true; } | sort)
+        [[ "$want" != "$have" ]] || continue
+        log "writing $name's host keys to $known from $SSH_LAB_HOST_KEYS"
+        ssh-keygen -R "$name" -f "$known" >/dev/null 2>&1 || true
+        rm -f "$known.old"
+        [[ -z "$want" ]] || printf '%s\n' "$want" >>"$known"
     done
 }
 
