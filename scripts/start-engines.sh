@@ -353,9 +353,8 @@ docker2_ok() {
 # has no passphrase: its authorized_keys line lets it in from loopback only, with no
 # forwarding or terminal (`restrict`), so a host's own sshd on 0.0.0.0:22 does not let
 # it log in as root from elsewhere. A line of an older set-up without them is replaced.
-SSH_LAB_KEY_OPTIONS='from="127.0.0.1,::1",restrict'
 ssh_lab_key() {
-    local ssh_dir pub config auth line
+    local ssh_dir pub config auth line options='from="127.0.0.1,::1",restrict'
     ssh_dir=$(dirname "$SSH_LAB_KEY")
     install -d -m 0700 "$ssh_dir"
     if [[ ! -f "$SSH_LAB_KEY" ]]; then
@@ -364,7 +363,7 @@ ssh_lab_key() {
     fi
     pub=$(cut -d' ' -f1,2 "$SSH_LAB_KEY.pub")
     auth=${BENCH_SSH_AUTHORIZED_KEYS:-$ssh_dir/authorized_keys}
-    line="$SSH_LAB_KEY_OPTIONS $(cat "$SSH_LAB_KEY.pub")"
+    line="$options $(cat "$SSH_LAB_KEY.pub")"
     touch "$auth"
     chmod 0600 "$auth"
     if ! grep -qxF "$line" "$auth"; then

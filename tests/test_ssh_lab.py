@@ -25,9 +25,7 @@ def functions(*names: str) -> str:
         m = re.search(rf"^{name}\(\) \{{\n.*?^\}}\n", text, re.S | re.M)
         assert m, f"{name} not found in {SCRIPT}"
         out.append(m.group(0))
-    options = re.search(r"^SSH_LAB_KEY_OPTIONS=.*$", text, re.M)
-    assert options
-    return options.group(0) + "\n" + "\n".join(out)
+    return "\n".join(out)
 
 
 def run(tmp_path: Path, call: str, **env: str) -> subprocess.CompletedProcess[str]:

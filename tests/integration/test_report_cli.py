@@ -155,11 +155,14 @@ def test_schema1_run_compares_with_a_run_of_todays_bench(runs):
     p = bench("compare", str(SCHEMA1_RUN), str(SCHEMA1_RUN), "--json")
     assert p.returncode == 2 and "both a baseline and the current run" in p.stderr
     # A schema-2 baseline, the schema-1 run as the current one: one run cannot rule out
-    # a 10% slow-down, so the shared group is inconclusive (6), and still reported.
+    # a 10% slow-down, so the shared group is inconclusive (6), or a regression (1) when
+    # the stored run is grossly slower than today's engine (it was made on another
+    # machine, with the network sandbox this engine's containers no longer get); never
+    # "no regression". Either way the group is reported.
     p = bench("compare", str(runs["baseline"]), str(SCHEMA1_RUN), "--json")
-    assert p.returncode == 6 and "inconclusive" in p.stderr, p.stderr
     (group,) = json.loads(p.stdout)["groups"]
-    assert (group["platform"], group["n"], group["verdict"]) == ("container", 1, "inconclusive")
+    assert (group["platform"], group["n"]) == ("container", 1)
+    assert (p.returncode, group["verdict"]) in {(6, "inconclusive"), (1, "regression")}, p.stderr
     # Against a schema-2 run of another scenario: they share (container, N=1) only.
     p = bench("compare", str(SCHEMA1_RUN), str(runs["baseline"]), "--json")
     assert p.returncode == 6, p.stderr
