@@ -321,6 +321,8 @@ SSH_LAB_DIR=/run/bench-ssh             # generated sshd configs (tmpfs: made ane
 SSH_LAB_KEY=${BENCH_SSH_TEST_KEY:-/root/.ssh/bench_test_ed25519}
 SSHD_LOG=/var/log/bench-sshd.log
 SSHD2_LOG=/var/log/bench-sshd2.log
+SSHD_PIDFILE=/run/bench-sshd.pid
+SSHD2_PIDFILE=/run/bench-sshd2.pid
 DOCKERD2_LOG=/var/log/bench-dockerd2.log
 DOCKER2_SOCK=/run/docker2.sock
 DOCKER2_PIDFILE=/run/docker2.pid
@@ -335,8 +337,48 @@ ssh_lab_alive() { # pidfile, comm
     [[ "$comm" == "$2" ]]
 }
 
+# Something answers SSH on 127.0.0.1:PORT (the keys it shows are not kept: whose it is,
+# ssh_lab_owns_port says).
 sshd_answers() { # port
     have ssh-keyscan && [[ -n "$(ssh-keyscan -T 3 -p "$1" 127.0.0.1 2>/dev/null)" ]]
+}
+
+# Is every socket that takes connections to 127.0.0.1:PORT held by the lab's sshd, the pid
+# in its pid file? Asked of the kernel: the inodes of the sockets listening there
+# (/proc/net/tcp, tcp6: on 127.0.0.1 in either byte order, 0.0.0.0, ::, ::ffff:127.0.0.1)
+# among that process's descriptors. Any user may listen on 2222, and say anything there.
+ssh_lab_owns_port() { # port, pidfile
+    local pid inodes inode fd sockets='' tables=(/proc/net/tcp)
+    ssh_lab_alive "$2" sshd || return 1
+    read -r pid <"$2"
+    [[ -r /proc/net/tcp6 ]] && tables+=(/proc/net/tcp6)
+    inodes=$(awk -v port="$(printf '%04X' "$1")" '$4 == "0A" && $2 ~ ("^(0+|0100007F|7F000001|0000000000000000FFFF00000100007F|00000000000000000000FFFF7F000001):" port "$") { print $10 }' "${tables[@]}")
+    [[ -n "$inodes" ]] || return 1
+    for fd in /proc/"$pid"/fd/*; do
+        sockets+=" $(readlink "$fd" 2>/dev/null || true) "
+    done
+    for inode in $inodes; do
+        [[ "$sockets" == *" socket:[$inode] "* ]] || return 1
+    done
+}
+
+# Whoever answers on a lab port must be the lab's own sshd. The pid file is written just
+# after the socket is bound: a moment's grace. Otherwise, on 22, a host's own sshd is
+# used with a warning (it lets the lab key in from loopback only, restricted, as ours
+# does); on 2222 it is an error: the remote-host tests' root sessions and their second
+# dockerd would be whatever that process is.
+ssh_lab_check_listener() { # port, pidfile, warn|die (when it is not the lab's)
+    local tries=5
+    until ssh_lab_owns_port "$1" "$2"; do
+        ((--tries)) || break
+        sleep 0.2
+    done
+    ((tries)) && return 0
+    if [[ "$3" == warn ]]; then
+        log "WARNING: 127.0.0.1:$1 is answered by an sshd bench did not start (not the pid in $2): the lab uses it, with that sshd's own settings"
+    else
+        die "127.0.0.1:$1 is answered by a process that is not the lab's sshd (the pid in $2): stop it (ss -ltnp 'sport = :$1' names it), then run scripts/start-engines.sh again"
+    fi
 }
 
 docker2_ok() {
@@ -352,9 +394,11 @@ docker2_ok() {
 # (so the docker SDK's paramiko and bench's SSH Host find it), each added once. The key
 # has no passphrase: its authorized_keys line lets it in from loopback only, with no
 # forwarding or terminal (`restrict`), so a host's own sshd on 0.0.0.0:22 does not let
-# it log in as root from elsewhere. A line of an older set-up without them is replaced.
+# it log in as root from elsewhere. The bare line an older set-up wrote is replaced where
+# it stands; every other line stays as it is (one holding the key with options of its
+# own is someone's choice: named in a warning, not edited).
 ssh_lab_key() {
-    local ssh_dir pub config auth line options='from="127.0.0.1,::1",restrict'
+    local ssh_dir pub bare config auth line options='from="127.0.0.1,::1",restrict'
     ssh_dir=$(dirname "$SSH_LAB_KEY")
     install -d -m 0700 "$ssh_dir"
     if [[ ! -f "$SSH_LAB_KEY" ]]; then
@@ -362,14 +406,21 @@ ssh_lab_key() {
         ssh-keygen -q -t ed25519 -N '' -C "bench-test@$(hostname)" -f "$SSH_LAB_KEY"
     fi
     pub=$(cut -d' ' -f1,2 "$SSH_LAB_KEY.pub")
+    bare=$(cat "$SSH_LAB_KEY.pub")
+    line="$options $bare"
     auth=${BENCH_SSH_AUTHORIZED_KEYS:-$ssh_dir/authorized_keys}
-    line="$options $(cat "$SSH_LAB_KEY.pub")"
     touch "$auth"
     chmod 0600 "$auth"
-    if ! grep -qxF "$line" "$auth"; then
+    if grep -F "$pub" "$auth" | grep -qvxF -e "$bare" -e "$line"; then
+        log "WARNING: $auth holds the lab key $SSH_LAB_KEY.pub with options bench did not write: left as it is"
+    fi
+    if ! grep -qxF "$line" "$auth" || grep -qxF "$bare" "$auth"; then
         log "adding the test key to $auth (loopback only, restricted)"
-        # Every other line stays as it was; only lines holding this key are replaced.
-        { grep -vF "$pub" "$auth" || true; printf '%s\n' "$line"; } >"$auth.bench-tmp"
+        # The first bare line becomes the restricted one, later copies go; else appended.
+        BARE=$bare LINE=$line awk '
+            $0 == ENVIRON["BARE"] || $0 == ENVIRON["LINE"] { if (!done++) print ENVIRON["LINE"]; next }
+            { print }
+            END { if (!done) print ENVIRON["LINE"] }' "$auth" >"$auth.bench-tmp"
         chmod 0600 "$auth.bench-tmp"
         mv -f "$auth.bench-tmp" "$auth"
     fi
@@ -410,9 +461,7 @@ start_sshd() { # name, port, pidfile, log, extra config lines...
     local name=$1 port=$2 pidfile=$3 logfile=$4
     shift 4
     if sshd_answers "$port"; then
-        ssh_lab_alive "$pidfile" sshd || log "WARNING: an sshd not started by bench answers on" \
-            "127.0.0.1:$port: using it (the lab's key is accepted from loopback only there too)"
-        return
+        return # whose it is: ssh_lab_check_listener, once both answer
     fi
     if ssh_lab_alive "$pidfile" sshd; then
         log "$name is running but not answering yet; waiting for it"
@@ -453,26 +502,54 @@ start_docker2() {
 # Host keys of both sshds in known_hosts: paramiko (the docker SDK's and bench's) refuses
 # a host whose key it negotiates is not there. Written from the host key files the lab's
 # sshds use (write_sshd_config), never from what answers on the port: anyone can listen
-# on 127.0.0.1:2222, and a keyscan would trust their key for good. The entries for the
-# two names are exactly these keys: a stale or foreign one is removed.
+# on 127.0.0.1:2222, and a keyscan would trust their key for good. Any other key for the
+# two names is removed: the name alone from a line that lists other hosts too, a hashed
+# line for it whole (it names one host); wildcard and negated patterns, @-marked lines
+# and other hosts' entries stay as they are.
 SSH_LAB_HOST_KEYS=${BENCH_SSH_HOST_KEYS:-/etc/ssh}
 ssh_lab_known_hosts() {
-    local known name keytype key want have
+    local known name f keytype key want='' hashed='' names=(127.0.0.1 "[127.0.0.1]:2222")
     known=${BENCH_SSH_KNOWN_HOSTS:-$(dirname "$SSH_LAB_KEY")/known_hosts}
     touch "$known"
-    for name in 127.0.0.1 "[127.0.0.1]:2222"; do
-        want=$(for f in "$SSH_LAB_HOST_KEYS"/ssh_host_{ed25519,ecdsa,rsa}_key.pub; do
+    for name in "${names[@]}"; do
+        for f in "$SSH_LAB_HOST_KEYS"/ssh_host_{ed25519,ecdsa,rsa}_key.pub; do
             if [[ -f "$f" ]] && read -r keytype key _ <"$f"; then
-                printf '%s %s %s\n' "$name" "$keytype" "$key"
+                want+="$name $keytype $key"$'\n'
             fi
-        done | sort)
-        have=$({ ssh-keygen -F "$name" -f "$known" 2>/dev/null || true; } | { grep -v '^#' || true; } | sort)
-        [[ "$want" != "$have" ]] || continue
-        log "writing $name's host keys to $known from $SSH_LAB_HOST_KEYS"
-        ssh-keygen -R "$name" -f "$known" >/dev/null 2>&1 || true
-        rm -f "$known.old"
-        [[ -z "$want" ]] || printf '%s\n' "$want" >>"$known"
+        done
+        # ssh-keygen alone can match a hashed name; it also lists pattern lines, which
+        # the awk below tells apart (a hashed host field starts with |1|).
+        hashed+=$({ ssh-keygen -F "$name" -f "$known" 2>/dev/null || true; } \
+            | sed -n 's/^# Host .* found: line \([0-9]*\).*/\1/p')$'\n'
     done
+    NAMES=${names[*]} WANT=$want HASHED=$hashed awk '
+        BEGIN {
+            n = split(ENVIRON["NAMES"], names, " ")
+            for (i = 1; i <= n; i++) ours[names[i]] = 1
+            wanted = split(ENVIRON["WANT"], w, "\n")
+            for (i = 1; i <= wanted; i++) want[w[i]] = 1
+            n = split(ENVIRON["HASHED"], h, "\n")
+            for (i = 1; i <= n; i++) if (h[i] != "") hashed[h[i]] = 1
+        }
+        /^[ \t]*(#|@|$)/ { print; next }
+        $1 ~ /^\|1\|/ { if (!(NR in hashed)) print; next }
+        {
+            entry = $1 " " $2 " " $3
+            if (entry in want && !(entry in seen)) { seen[entry] = 1; print; next }
+            n = split($1, hosts, ",")
+            kept = ""
+            for (i = 1; i <= n; i++) if (!(hosts[i] in ours)) kept = kept (kept == "" ? "" : ",") hosts[i]
+            if (kept == $1) print
+            else if (kept != "") print kept substr($0, index($0, $1) + length($1))
+        }
+        END { for (i = 1; i <= wanted; i++) if (w[i] != "" && !(w[i] in seen)) { seen[w[i]] = 1; print w[i] } }' "$known" >"$known.bench-tmp"
+    if cmp -s "$known" "$known.bench-tmp"; then
+        rm -f "$known.bench-tmp"
+        return
+    fi
+    log "writing the lab's host keys (from $SSH_LAB_HOST_KEYS) for ${names[*]} to $known"
+    chmod --reference="$known" "$known.bench-tmp"
+    mv -f "$known.bench-tmp" "$known"
 }
 
 ssh_lab() {
@@ -491,8 +568,8 @@ ssh_lab() {
         start_docker2
         wait_docker2=1
     fi
-    start_sshd bench-sshd 22 /run/bench-sshd.pid "$SSHD_LOG"
-    start_sshd bench-sshd2 2222 /run/bench-sshd2.pid "$SSHD2_LOG" "SetEnv DOCKER_HOST=unix://$DOCKER2_SOCK"
+    start_sshd bench-sshd 22 "$SSHD_PIDFILE" "$SSHD_LOG"
+    start_sshd bench-sshd2 2222 "$SSHD2_PIDFILE" "$SSHD2_LOG" "SetEnv DOCKER_HOST=unix://$DOCKER2_SOCK"
     local deadline=$((SECONDS + TIMEOUT)) port
     for port in 22 2222; do
         until sshd_answers "$port"; do
@@ -500,6 +577,8 @@ ssh_lab() {
             sleep 0.3
         done
     done
+    ssh_lab_check_listener 22 "$SSHD_PIDFILE" warn
+    ssh_lab_check_listener 2222 "$SSHD2_PIDFILE" die
     ssh_lab_known_hosts
     if ((wait_docker2)); then
         local started=$SECONDS
