@@ -7,9 +7,11 @@ Merges, never clobbers: every other key of daemon.json, and every other runtime,
 as it was; a runtime already registered keeps its own arguments. runsc gets
 `--network=none` (without it every container fails where gVisor cannot take over the
 root network namespace, as on bench's CI hosts). Writes only when something changed
-(atomically, keeping the file's mode) and prints `changed` or `unchanged`, so the
+(a new file in the same folder, fsynced, renamed over the old one, the folder fsynced;
+the old file's owner, group and mode kept) and prints `changed` or `unchanged`, so the
 caller reloads dockerd only when needed. An unreadable or invalid daemon.json is an
-error (exit 1): the file is left alone.
+error (exit 1): the file is left alone. So is a daemon.json that is a link out of its
+own folder (see `write_target`).
 
 Standard library only: scripts/setup-host.sh runs it with the system python3, before
 bench's venv exists.
@@ -53,6 +55,26 @@ def merge_runtimes(config: dict[str, Any], runtimes: dict[str, str]) -> dict[str
     return out
 
 
+def write_target(path: Path) -> Path:
+    """The file to rewrite for the daemon.json at `path`.
+
+    A link stays a link: the file it names is rewritten, if that file is in the link's own
+    folder (/etc/docker), so a link to a variant kept beside it works. A link out of it is
+    refused: that file belongs to something else (config management, a read-only store, a
+    repository) that would overwrite or refuse the merge, and root must not write wherever
+    a link points.
+    """
+    if not path.is_symlink():
+        return path
+    target, folder = path.resolve(), path.parent.resolve()
+    if folder not in target.parents:
+        raise ValueError(
+            f"is a link to {target}, outside {folder}: register the runtimes in that file "
+            "(its source) or put a plain file in the link's place"
+        )
+    return target
+
+
 def update_file(path: Path, runtimes: dict[str, str]) -> bool:
     """Merge `runtimes` into the daemon.json at `path` (created if absent); True if it
     changed."""
@@ -66,9 +88,7 @@ def update_file(path: Path, runtimes: dict[str, str]) -> bool:
     merged = merge_runtimes(config, runtimes)
     if merged == config:
         return False
-    # A daemon.json that is a link (config management often links it) stays a link: the
-    # file it names is the one rewritten, with its own owner, group and mode.
-    target = path.resolve() if path.is_symlink() else path
+    target = write_target(path)
     if target.exists() and not target.is_file():
         raise ValueError(f"{target} is not a regular file")
     target.parent.mkdir(parents=True, exist_ok=True)

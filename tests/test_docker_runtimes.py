@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -102,16 +103,15 @@ def test_script_leaves_an_invalid_daemon_json_alone(tmp_path):
 
 
 def test_script_keeps_a_linked_daemon_json_a_link_and_its_owner(tmp_path):
-    # Config management often links /etc/docker/daemon.json; the merge used to write a new
+    # A link in daemon.json's folder to a file beside it: the merge used to write a new
     # file over the link, with root's owner. The link and the file's owner, group and mode
     # stay (the dummy target is this test's own file).
-    target = tmp_path / "managed" / "daemon.json"
-    target.parent.mkdir()
+    target = tmp_path / "docker" / "managed" / "daemon.json"
+    target.parent.mkdir(parents=True)
     target.write_text(json.dumps({"debug": True}))
     target.chmod(0o640)
     os.chown(target, 4242, 4343)
     link = tmp_path / "docker" / "daemon.json"
-    link.parent.mkdir()
     link.symlink_to(target)
     p = _run_script(link, "runsc=/usr/bin/runsc")
     assert p.returncode == 0 and p.stdout.strip() == "changed", p.stderr
@@ -121,6 +121,44 @@ def test_script_keeps_a_linked_daemon_json_a_link_and_its_owner(tmp_path):
     st = target.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4242, 4343, 0o640)
     assert sorted(f.name for f in target.parent.iterdir()) == ["daemon.json"]
+
+
+def test_script_refuses_a_daemon_json_linked_out_of_its_folder(tmp_path):
+    # The file a link out of /etc/docker names belongs to something else: one line, and
+    # neither the link nor that file (the test's own dummy) is touched.
+    elsewhere = tmp_path / "managed" / "daemon.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('{"debug": true}')
+    link = tmp_path / "docker" / "daemon.json"
+    link.parent.mkdir()
+    link.symlink_to(elsewhere)
+    p = _run_script(link, "runsc=/usr/bin/runsc")
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "outside" in p.stderr and "left unchanged" in p.stderr
+    assert link.is_symlink() and elsewhere.read_text() == '{"debug": true}'
+    assert [f.name for f in link.parent.iterdir()] == ["daemon.json"]
+
+
+def test_the_new_daemon_json_is_synced_before_and_after_its_rename(tmp_path, monkeypatch):
+    # A crash after the rename must find the whole new file, and the rename itself, on disk.
+    mod = _script()
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text("{}")
+    os.chown(daemon, 4242, 4343)
+    synced = []
+    real_fsync = mod.os.fsync
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        synced.append(("folder" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(mod.os, "fsync", fsync)
+    old_inode = daemon.stat().st_ino
+    assert mod.update_file(daemon, {"runsc": "/usr/bin/runsc"}) is True
+    st = daemon.stat()
+    assert st.st_ino != old_inode and (st.st_uid, st.st_gid) == (4242, 4343)
+    assert synced == [("file", st.st_ino), ("folder", tmp_path.stat().st_ino)]
 
 
 def test_script_refuses_a_daemon_json_that_is_not_a_file(tmp_path):
