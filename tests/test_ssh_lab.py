@@ -216,10 +216,17 @@ def _free_port() -> int:
 
 @pytest.fixture
 def lab_sshd(tmp_path):
-    """An sshd of the lab's configuration on a free loopback port: (port, pid file)."""
+    """An sshd of the lab's configuration on a free loopback port: (port, pid file).
+
+    It reads the keys ssh_lab_key lists in this test's own folder (tmp_path/ssh): sshd
+    takes the first value of a keyword, so the two lines put first win over the lab's
+    (StrictModes would refuse a key file under the world-writable /tmp).
+    """
     _sshd_or_skip()
     port, pidfile, conf = _free_port(), tmp_path / "sshd.pid", tmp_path / "sshd.conf"
     assert run(tmp_path, f"write_sshd_config {conf} {port} {pidfile}").returncode == 0
+    ours = f"AuthorizedKeysFile {tmp_path}/ssh/authorized_keys\nStrictModes no\n"
+    conf.write_text(ours + conf.read_text())
     subprocess.run(
         [str(SSHD), "-f", str(conf), "-E", str(tmp_path / "sshd.log")], check=True, timeout=10
     )
@@ -258,3 +265,28 @@ def test_a_foreign_listener_on_a_lab_port_is_refused_though_the_lab_sshd_is_aliv
         own = tmp_path / "foreign.pid"
         own.write_text(f"{os.getpid()}\n")
         assert run(tmp_path, f"ssh_lab_check_listener {port} {own} die").returncode == 1
+
+
+def test_the_lab_key_runs_commands_from_loopback_only_and_gets_no_terminal(tmp_path, lab_sshd):
+    port, _ = lab_sshd
+    key = tmp_path / "ssh" / "lab_key"
+    assert run(tmp_path, "ssh_lab_key").returncode == 0  # makes the key and its line
+    client = [
+        "ssh", "-F", "/dev/null", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+    ]  # fmt: skip
+
+    def ssh(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*client, *args], capture_output=True, text=True, timeout=30)
+
+    # docker's ssh:// and bench's SshHost run commands over exec channels: those work.
+    done = ssh("root@127.0.0.1", "echo", "in")
+    assert (done.returncode, done.stdout) == (0, "in\n"), done.stderr
+    # From another address (127.0.0.2 is loopback too, but not in from=): refused, as a
+    # host's own sshd on 0.0.0.0:22 refuses it from the network.
+    other = ssh("-b", "127.0.0.2", "root@127.0.0.1", "true")
+    assert other.returncode == 255 and "Permission denied" in other.stderr
+    # restrict: no terminal, though this sshd would give one (PermitTTY is not set).
+    tty = ssh("-tt", "root@127.0.0.1", "tty")
+    assert "PTY allocation request failed" in tty.stderr and "/dev/pts" not in tty.stdout
