@@ -350,7 +350,7 @@ sshd_answers() { # port
 ssh_lab_owns_port() { # port, pidfile
     local pid inodes inode fd sockets='' tables=(/proc/net/tcp)
     ssh_lab_alive "$2" sshd || return 1
-    read -r pid <"$2"
+    read -r pid <"$2" || [[ -n "${pid:-}" ]] || return 1
     [[ -r /proc/net/tcp6 ]] && tables+=(/proc/net/tcp6)
     inodes=$(awk -v port="$(printf '%04X' "$1")" '$4 == "0A" && $2 ~ ("^(0+|0100007F|7F000001|0000000000000000FFFF00000100007F|00000000000000000000FFFF7F000001):" port "$") { print $10 }' "${tables[@]}")
     [[ -n "$inodes" ]] || return 1
