@@ -1,5 +1,5 @@
 """The analysis of an A/B run (`bench ab`, `bench ab --analyse RUN_DIR`): step pairs,
-one paired test over all of them, a verdict with an exit code.
+gate by gate, a verdict with an exit code.
 
 Which steps pair up is stored in the run's metadata, written by the ab runner:
 
@@ -12,8 +12,23 @@ Which steps pair up is stored in the run's metadata, written by the ab runner:
     }
 
 Without "pairs" (a plain run of two platforms), a baseline step pairs with the
-candidate step of the same (N, repeat). The unit of analysis is the pair; see
-bench.verdict for the statistics and the verdict rule.
+candidate step of the same (N, repeat), and only when every such pair ran next to each
+other (said in one loud warning); a plain `bench run` runs one platform's steps after
+the other's, and its "pairs" would measure the drift between them: refused. Stored
+pairs are checked the same way, and a step in two pairs is refused.
+
+The gates (issue 21), each a one-sided test, the timing ones one Holm family:
+- center, per N: Wilcoxon signed-rank over the pairs' log ratios (bench.verdict.
+  rank_test), a regression when p (Holm) < alpha and the change is above
+  REGRESSION_FRACTION x threshold;
+- p95, per N: the candidate's pooled p95 against the baseline's, pair-wise permutation
+  test (bench.verdict.tail_test), a regression when p (Holm) < alpha and the p95 is
+  slower by more than the threshold;
+- failures, over the paired steps: one-sided Fisher exact test of failed/ok by side at
+  alpha (a step lost whole is one event, `interrupted` instances are left out).
+The run is a regression when any gate fires; else inconclusive when the rule's MDE
+(the smallest uniform slow-down it detects at 95% power: the best N's center gate at
+the first Holm level) is above the threshold; else no regression.
 """
 
 from __future__ import annotations
@@ -22,10 +37,28 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from bench import verdict as v
 from bench.errors import ExitCode, UsageError
+
+# Gate names, as in the table and in --json "fired".
+CENTER = "center"
+TAIL = "p95"
+FAILURES = "failures"
+
+
+def step_level(values: Sequence[float]) -> float:
+    """A step's level: the MEDIAN of its instances' logs (at N=1 the value, at N=2 the
+    mean of both). One instance 5x slower moves a step mean of 4 logs by log(5)/4 =
+    0.4, twice the pairs' spread; the median does not move. Chosen on gate.py's models
+    (benchmarks/results.md, "center, mean log" against "center, median log"): the same
+    false alarms, power at +10% under heavy tails 90% against 70%, and under light
+    tails a point or two less."""
+    import statistics
+
+    return statistics.median(math.log(x) for x in values)
 
 
 @dataclass(frozen=True)
@@ -38,10 +71,78 @@ class Pair:
 
     @property
     def log_ratio(self) -> float | None:
-        """mean(log B) - mean(log A); None when a side has no ready instance."""
+        """level(B) - level(A); None when a side has no usable value."""
         if not self.baseline_values or not self.candidate_values:
             return None
-        return _mean_log(self.candidate_values) - _mean_log(self.baseline_values)
+        return step_level(self.candidate_values) - step_level(self.baseline_values)
+
+    @property
+    def baseline_first(self) -> bool | None:
+        if self.baseline_step is None or self.candidate_step is None:
+            return None
+        return self.baseline_step < self.candidate_step
+
+
+@dataclass
+class Gate:
+    """One timing test of the Holm family: the center or the p95 of one N."""
+
+    n: int
+    kind: str  # CENTER or TAIL
+    test: v.Test  # ci_low: its one-sided bound at `level` (p95: computed when asked)
+    p_holm: float
+    level: float  # the Holm level it is judged at
+    verdict: str
+    tail: v.TailTest | None = None
+
+    @cached_property
+    def bound(self) -> float:
+        """One-sided lower bound of the change at the Holm level: above 0 exactly when
+        p (Holm) < alpha."""
+        return self.tail.lower(self.level) if self.tail is not None else self.test.ci_low
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.test
+        return {
+            "n": self.n,
+            "gate": self.kind,
+            "pairs": t.n,
+            "change": t.change,
+            "bound": self.bound,
+            "level": self.level,
+            "p": t.p_slower,
+            "p_holm": self.p_holm,
+            "mde": t.mde if self.kind == CENTER else None,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Failed instances of the paired steps by side, a step lost whole counting once."""
+
+    baseline: int
+    baseline_units: int
+    candidate: int
+    candidate_units: int
+    p: float
+    regression: bool
+
+    def why(self, a: str, b: str) -> str:
+        if self.regression:
+            return (
+                f"{b} failed {self.candidate} of {self.candidate_units} against "
+                f"{self.baseline} of {self.baseline_units} for {a} (Fisher exact, one-sided, "
+                f"p = {self.p:.2g}): an instance that never becomes ready is worse than any "
+                "slow-down"
+            )
+        if self.candidate > self.baseline:
+            return (
+                f"{b} failed {self.candidate} of {self.candidate_units} against "
+                f"{self.baseline} of {self.baseline_units} for {a}: not significant "
+                f"(p = {self.p:.2g}), no verdict from failures"
+            )
+        return "no more failures than the baseline"
 
 
 @dataclass
@@ -53,18 +154,25 @@ class AbResult:
     threshold: float
     alpha: float
     pairs: list[Pair]
-    test: v.Test
+    test: v.Test  # all pairs together: descriptive; the verdict is the gates'
+    gates: list[Gate]
+    failures: Failures
     verdict: str
-    extra_pairs: int | None  # more pairs for a conclusive run (None: unknown or none)
-    counts: list[int]  # the N values the pairs cover
+    mde: float  # of the whole rule (see the module's docstring)
+    extra_repeats: int | None
+    counts: list[int]
+    carry_over: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
-    # Failed instances in the paired steps: (baseline, candidate). A candidate that
-    # fails more instances is a regression whatever its ready times say.
-    failures: tuple[int, int] = (0, 0)
 
     @property
     def used(self) -> list[Pair]:
         return [p for p in self.pairs if p.log_ratio is not None]
+
+    @property
+    def fired(self) -> list[str]:
+        """The gates that made the verdict a regression: "center N=4", "p95 N=1", ..."""
+        out = [f"{g.kind} N={g.n}" for g in self.gates if g.verdict == v.REGRESSION]
+        return out + ([FAILURES] if self.failures.regression else [])
 
     @property
     def exit_code(self) -> ExitCode:
@@ -75,22 +183,21 @@ class AbResult:
         return ExitCode.OK
 
     @property
-    def extra_repeats(self) -> int | None:
-        """More repeats of the scenario: each repeat gives one pair per N."""
-        if self.extra_pairs is None:
+    def extra_pairs(self) -> int | None:
+        if self.extra_repeats is None:
             return None
-        return math.ceil(self.extra_pairs / max(1, len(self.counts)))
+        return self.extra_repeats * len(self.counts)
 
     def advice(self) -> str | None:
         """Why the run is inconclusive and what would make it conclusive."""
         if self.verdict != v.INCONCLUSIVE:
             return None
-        t = self.test
-        if len(self.used) < v.MIN_PAIRS:
-            why = f"only {len(self.used)} usable pairs (at least {v.MIN_PAIRS} needed)"
+        per_n = min((len([p for p in self.used if p.n == n]) for n in self.counts), default=0)
+        if not math.isfinite(self.mde):
+            why = f"{per_n} usable pairs per N are too few for a test at alpha {self.alpha:g}"
         else:
             why = (
-                f"the smallest slow-down these {t.n} pairs can detect ({v.pct(t.mde)} at "
+                f"the smallest slow-down this run can detect ({v.pct(self.mde)} at "
                 f"{v.POWER:.0%} power) is above the {self.threshold:.0%} threshold"
             )
         if self.extra_repeats is None:
@@ -102,14 +209,6 @@ class AbResult:
             )
         return f"inconclusive: {why}; {more}"
 
-    def failure_verdict(self) -> str:
-        fa, fb = self.failures
-        return (
-            f"**regression:** {self.candidate} failed {fb} instance(s) in the paired steps "
-            f"against {fa} for {self.baseline}: an instance that never becomes ready is "
-            "worse than any slow-down, whatever the ready times of the others"
-        )
-
     def to_dict(self) -> dict[str, Any]:
         t = self.test
         per_n = {}
@@ -117,8 +216,10 @@ class AbResult:
             ds = [p.log_ratio for p in self.used if p.n == n]
             per_n[str(n)] = {
                 "pairs": len(ds),
-                "change": v.relative(sum(ds) / len(ds)) if ds else None,
+                "change": next((g.test.change for g in self.gates if g.n == n), None),
             }
+        f = self.failures
+        inconclusive = self.verdict == v.INCONCLUSIVE
         return {
             "run_id": self.run_id,
             "baseline": self.baseline,
@@ -128,8 +229,16 @@ class AbResult:
             "alpha": self.alpha,
             "power": v.POWER,
             "regression_fraction": v.REGRESSION_FRACTION,
-            "test": "paired t-test, one-sided, unit = step pair (mean log B - mean log A)",
-            "ci": f"pair-level percentile bootstrap of the change, {1 - self.alpha:.0%}",
+            "test": (
+                "per N: Wilcoxon signed-rank over step pairs (center; level of a step = median "
+                "log) and a pair-wise permutation test of the pooled p95 (p95), one-sided, "
+                "Holm over all of them; failures: Fisher exact, one-sided, at alpha"
+            ),
+            "ci": (
+                "ci_low / ci_high: one-sided bounds at alpha of the signed-rank test over "
+                "all pairs (descriptive); gates[].bound: each gate's own bound at its Holm "
+                "level, above 0 exactly when p_holm < alpha"
+            ),
             "pairs": t.n,
             "pairs_dropped": len(self.pairs) - len(self.used),
             "change": t.change,
@@ -137,13 +246,23 @@ class AbResult:
             "ci_high": t.ci_high,
             "p_slower": t.p_slower,
             "p_faster": t.p_faster,
-            "pair_sd_log": t.spread,
-            "mde": t.mde,
+            "mde": self.mde,
             "verdict": self.verdict,
-            "extra_pairs": self.extra_pairs if self.verdict == v.INCONCLUSIVE else None,
-            "extra_repeats": self.extra_repeats if self.verdict == v.INCONCLUSIVE else None,
+            "fired": self.fired,
+            "gates": [g.to_dict() for g in self.gates],
+            "extra_pairs": self.extra_pairs if inconclusive else None,
+            "extra_repeats": self.extra_repeats if inconclusive else None,
             "exit_code": int(self.exit_code),
-            "failures": {"baseline": self.failures[0], "candidate": self.failures[1]},
+            "failures": {
+                "baseline": f.baseline,
+                "candidate": f.candidate,
+                "baseline_units": f.baseline_units,
+                "candidate_units": f.candidate_units,
+                "p": f.p,
+                "regression": f.regression,
+                "why": f.why(self.baseline, self.candidate),
+            },
+            "carry_over": self.carry_over,
             "per_n": per_n,
             "warnings": self.warnings,
         }
@@ -154,37 +273,61 @@ class AbResult:
     def to_markdown(self) -> str:
         from tabulate import tabulate
 
-        t = self.test
-        level = f"{1 - self.alpha:.0%}"
-        rows = [
+        rows = []
+        for g in self.gates:
+            label = g.verdict
+            if g.verdict == v.REGRESSION:
+                label = f"**REGRESSION ({g.kind})**"
+            rows.append(
+                [
+                    g.n,
+                    g.kind,
+                    g.test.n,
+                    v.pct(g.test.change),
+                    f"≥ {v.pct(g.bound)} (at {g.level:.2g})",
+                    f"{g.p_holm:.2g}",
+                    v.pct(g.test.mde) if g.kind == CENTER else "",
+                    label,
+                ]
+            )
+        f = self.failures
+        rows.append(
             [
-                f"{self.candidate} vs {self.baseline}",
-                ", ".join(str(n) for n in self.counts),
-                t.n,
-                v.pct(t.change),
-                f"{v.pct(t.ci_low)} … {v.pct(t.ci_high)}",
-                f"{t.p_slower:.2g}",
-                v.pct(t.mde),
-                f"**{self.verdict.upper()}**" if self.verdict == v.REGRESSION else self.verdict,
+                "all",
+                FAILURES,
+                "",
+                f"{f.candidate}/{f.candidate_units} vs {f.baseline}/{f.baseline_units}",
+                "",
+                f"{f.p:.2g}",
+                "",
+                "**REGRESSION (failures)**" if f.regression else "ok",
             ]
-        ]
-        headers = ["candidate vs baseline", "N", "pairs", "change", f"{level} CI", "p (slower)"]
+        )
+        headers = ["N", "gate", "pairs", "change", "one-sided bound", "p (Holm)"]
         headers += [f"MDE ({v.POWER:.0%} power)", "verdict"]
         table = tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+        verdict = self.verdict.upper() if self.verdict == v.REGRESSION else self.verdict
+        if self.fired:
+            verdict += f" ({', '.join(self.fired)})"
         lines = [
             f"### bench ab: `{self.metric}`",
             "",
-            f"run `{self.run_id}`: candidate `{self.candidate}`, baseline `{self.baseline}`",
+            f"run `{self.run_id}`: candidate `{self.candidate}`, baseline `{self.baseline}`: "
+            f"**{verdict}**; all {self.test.n} pairs together {v.pct(self.test.change)}, "
+            f"MDE of the rule {v.pct(self.mde)}",
             "",
             table,
             "",
-            f"A regression is p < {self.alpha:g} (paired t-test over step pairs, one-sided) "
-            f"and a change above {v.REGRESSION_FRACTION:g} × {self.threshold:.0%}; "
-            f"inconclusive when the MDE is above {self.threshold:.0%} or there are fewer "
-            f"than {v.MIN_PAIRS} pairs.",
+            f"A regression is a gate that fires: per N, center (signed-rank over step pairs) "
+            f"p < {self.alpha:g} after Holm and a change above "
+            f"{v.REGRESSION_FRACTION:g} × {self.threshold:.0%}, or p95 (permutation of the "
+            f"pairs) p < {self.alpha:g} after Holm and a p95 slower by more than "
+            f"{self.threshold:.0%}; or more failed instances (Fisher exact, p < "
+            f"{self.alpha:g}). Inconclusive when the rule's MDE is above "
+            f"{self.threshold:.0%}.",
         ]
-        if self.failures[1] > self.failures[0]:
-            lines += ["", self.failure_verdict()]
+        if f.candidate > f.baseline:
+            lines += ["", f.why(self.baseline, self.candidate)]
         if (advice := self.advice()) is not None:
             lines += ["", advice]
         if self.warnings:
@@ -203,7 +346,8 @@ def analyse_ab(
     """The verdict on a stored A/B run (a `bench.results.Run`).
 
     `baseline`/`candidate` default to metadata["ab"]; given, they also let a plain run
-    of two platforms be analysed (pairs by (N, repeat))."""
+    of two platforms be analysed (pairs by (N, repeat), when they ran next to each
+    other)."""
     from bench.compare import check_alpha, check_metric
 
     check_alpha(alpha)
@@ -225,25 +369,54 @@ def analyse_ab(
                 f"{run.run_id}: {role} platform {name!r} has no samples "
                 f"(platforms: {', '.join(sorted(platforms)) or 'none'})"
             )
-    pairs = (
-        _stored_pairs(run, spec["pairs"], a, b, metric)
-        if spec.get("pairs") and a == spec.get("baseline") and b == spec.get("candidate")
-        else _pairs_by_repeat(run, a, b, metric)
-    )
+    warnings = []
+    if spec.get("pairs") and a == spec.get("baseline") and b == spec.get("candidate"):
+        pairs = _stored_pairs(run, spec["pairs"], a, b, metric)
+    else:
+        pairs = _pairs_by_repeat(run, a, b, metric)
+        warnings.append(
+            f"NO RECORDED A/B PAIRS in {run.run_id}: steps of {a!r} and {b!r} paired by "
+            "(N, repeat); they ran next to each other, but not in the counterbalanced "
+            "order of `bench ab`"
+        )
     if not pairs:
         raise UsageError(f"{run.run_id}: no step of {a!r} pairs with a step of {b!r}")
-    ratios = [p.log_ratio for p in pairs if p.log_ratio is not None]
-    test = v.paired_test(ratios, alpha)
-    enough = len(ratios) >= v.MIN_PAIRS
-    decision = v.decide(test, threshold, alpha, enough=enough)
-    failures = _failures(run, pairs)
-    if failures[1] > failures[0]:
-        decision = v.REGRESSION
-    needed = v.pairs_needed(test.spread, threshold, alpha) if len(ratios) >= 2 else None
-    if needed is None and len(ratios) < 2:
-        needed = v.MIN_PAIRS
-    extra = max(needed - len(ratios), 1) if needed else None
     counts = sorted({p.n for p in pairs})
+    gates = _gates(pairs, counts, threshold, alpha)
+    failures = _failures(run, pairs, alpha)
+    used = [p.log_ratio for p in pairs if p.log_ratio is not None]
+    overall = v.rank_test(used)
+    centers = [g for g in gates if g.kind == CENTER]
+    level = alpha / max(len(gates), 1)
+    mde = _rule_mde(centers, level, threshold)
+    test = v.Test(
+        n=overall.n,
+        log_change=overall.log_change,
+        spread=overall.se,
+        change=overall.change,
+        ci_low=overall.lower(alpha),
+        ci_high=overall.upper(alpha),
+        p_slower=overall.p_slower,
+        p_faster=overall.p_faster,
+        mde=mde,
+        alpha=alpha,
+    )
+    if failures.regression or any(g.verdict == v.REGRESSION for g in gates):
+        decision = v.REGRESSION
+    elif mde > threshold:
+        decision = v.INCONCLUSIVE
+    else:
+        labels = {g.verdict for g in centers}
+        decision = next((x for x in (v.WITHIN_THRESHOLD, v.FASTER) if x in labels), v.NO_CHANGE)
+    warnings += _warnings(run, pairs, a, b, metric, centers, threshold)
+    carry = _carry_over(pairs, alpha)
+    if carry is not None and carry["flagged"]:
+        warnings.append(
+            f"carry-over: the change in AB pairs ({v.pct(carry['ab_change'])}) differs from "
+            f"BA pairs ({v.pct(carry['ba_change'])}), p = {carry['p']:.2g}: the step run "
+            "first affects the one after it (a warm cache, a slow teardown); the verdict "
+            "averages both orders"
+        )
     return AbResult(
         run_id=run.run_id,
         baseline=a,
@@ -253,20 +426,109 @@ def analyse_ab(
         alpha=alpha,
         pairs=pairs,
         test=test,
-        verdict=decision,
-        extra_pairs=extra,
-        counts=counts,
-        warnings=_warnings(run, pairs, a, b),
+        gates=gates,
         failures=failures,
+        verdict=decision,
+        mde=mde,
+        extra_repeats=_extra_repeats(centers, level, threshold),
+        counts=counts,
+        carry_over=carry,
+        warnings=warnings,
     )
 
 
-def _failures(run: Any, pairs: list[Pair]) -> tuple[int, int]:
-    """Failed instances of the paired baseline steps and of the paired candidate steps."""
-    a_steps = {p.baseline_step for p in pairs}
-    b_steps = {p.candidate_step for p in pairs}
-    failed = [s.get("step") for s in run.samples if not s.get("ok")]
-    return sum(1 for x in failed if x in a_steps), sum(1 for x in failed if x in b_steps)
+def _gates(pairs: list[Pair], counts: list[int], threshold: float, alpha: float) -> list[Gate]:
+    """Center and p95 per N, one Holm family; each gate's bound at its Holm level."""
+    tests: list[tuple[int, str, v.RankTest | v.TailTest]] = []
+    for n in counts:
+        mine = [p for p in pairs if p.n == n and p.log_ratio is not None]
+        tests.append((n, CENTER, v.rank_test([p.log_ratio for p in mine])))
+        logs = [
+            ([math.log(x) for x in p.baseline_values], [math.log(x) for x in p.candidate_values])
+            for p in mine
+        ]
+        tests.append((n, TAIL, v.tail_test([x for x, _ in logs], [y for _, y in logs])))
+    m = len(tests)
+    slower = [t.p_slower for *_, t in tests]
+    adjusted, levels = v.holm(slower), v.holm_levels(slower, alpha)
+    faster = iter(v.holm([t.p_faster for _, kind, t in tests if kind == CENTER]))
+    out = []
+    for (n, kind, t), p_holm, level in zip(tests, adjusted, levels, strict=True):
+        if isinstance(t, v.RankTest):
+            floor = v.REGRESSION_FRACTION * threshold
+            mde = v.gate_mde([v.rank_se(t, alpha / m)], alpha / m, floor)
+            test = v.Test(
+                t.n, t.log_change, t.se, t.change, t.lower(level), t.upper(level),
+                t.p_slower, t.p_faster, mde, level,
+            )  # fmt: skip
+            enough = t.n >= v.MIN_PAIRS
+            verdict = v.decide(test, threshold, alpha, enough, p_holm, next(faster))
+            out.append(Gate(n, kind, test, p_holm, level, verdict))
+        else:
+            test = v.Test(
+                t.n, t.log_change, math.nan, t.change, math.nan, math.nan,
+                t.p_slower, 1.0, math.inf, level,
+            )  # fmt: skip
+            if p_holm < alpha:
+                verdict = v.REGRESSION if t.change > threshold else v.WITHIN_THRESHOLD
+            else:
+                verdict = v.NO_CHANGE
+            out.append(Gate(n, kind, test, p_holm, level, verdict, tail=t))
+    return out
+
+
+def _rule_mde(centers: list[Gate], level: float, threshold: float, more: int = 0) -> float:
+    """The whole rule's MDE for a slow-down at every N: any N's center gate firing at
+    the first Holm level (the p95 gates, which help, are left out: a bound, not a
+    guess), with `more` pairs at every N."""
+    ses = []
+    for g in centers:
+        t = g.test
+        rank = v.RankTest(t.n, t.log_change, t.spread, 1.0, 1.0, None)
+        ses.append(v.rank_se(rank, level, t.n + more))
+    return v.gate_mde(ses, level, v.REGRESSION_FRACTION * threshold)
+
+
+def _extra_repeats(centers: list[Gate], level: float, threshold: float) -> int | None:
+    """Repeats (one more pair per N each) that bring the rule's MDE to the threshold at
+    the spread seen; None when no number up to 100,000 would do."""
+    if not any(math.isfinite(g.test.spread) for g in centers):
+        # Too few pairs for a spread: first the pairs a test at `level` needs at all.
+        least = max(v.MIN_PAIRS, math.floor(math.log2(1 / level)) + 1)
+        return max(least - max((g.test.n for g in centers), default=0), 1)
+    lo, more = 0, 1
+    while _rule_mde(centers, level, threshold, more) > threshold:
+        if more > 100_000:
+            return None
+        lo, more = more, 2 * more
+    while lo + 1 < more:  # the fewest: the MDE falls with every pair
+        mid = (lo + more) // 2
+        lo, more = (
+            (lo, mid) if _rule_mde(centers, level, threshold, mid) <= threshold else (mid, more)
+        )
+    return more
+
+
+def _failures(run: Any, pairs: list[Pair], alpha: float) -> Failures:
+    """Failed and counted units of the paired steps by side: an instance, or a step
+    whose instances all failed (lost at once: one cause, one event). Instances stopped
+    by an interruption (failure "interrupted") are left out."""
+    sides = []
+    for steps in ({p.baseline_step for p in pairs}, {p.candidate_step for p in pairs}):
+        by_step: dict[Any, list[dict[str, Any]]] = {}
+        for s in run.samples:
+            if s.get("step") in steps and s.get("failure") != "interrupted":
+                by_step.setdefault(s.get("step"), []).append(s)
+        failed = units = 0
+        for rows in by_step.values():
+            bad = sum(1 for r in rows if not r.get("ok"))
+            whole = bad == len(rows)
+            failed += 1 if whole else bad
+            units += 1 if whole else len(rows)
+        sides.append((failed, units))
+    (fa, ua), (fb, ub) = sides
+    p = v.failure_test(fb, ub, fa, ua)
+    return Failures(fa, ua, fb, ub, p, p < alpha)
 
 
 def _stored_pairs(
@@ -277,8 +539,17 @@ def _stored_pairs(
         if s.get("step") is not None:
             by_step.setdefault(s["step"], []).append(s)
     out = []
+    seen: set[int] = set()
     for entry in stored:
         sa, sb = int(entry[0]), int(entry[1])
+        for step in (sa, sb):
+            if step in seen:
+                raise UsageError(
+                    f"{run.run_id}: metadata 'ab' pairs step {step} more than once: a "
+                    "repeated pair would count one measurement twice"
+                )
+            seen.add(step)
+        _check_adjacent(run, sa, sb, "metadata 'ab' pairs")
         rows_a, rows_b = by_step.get(sa, []), by_step.get(sb, [])
         for step, rows, name in ((sa, rows_a, a), (sb, rows_b, b)):
             wrong = {r["platform"] for r in rows} - {name}
@@ -295,6 +566,18 @@ def _stored_pairs(
     return out
 
 
+def _check_adjacent(run: Any, sa: Any, sb: Any, what: str) -> None:
+    """Steps are numbered in the order they ran: a pair's two steps must be neighbours,
+    or the pair measures the drift between them (A's steps all before B's, as in a
+    plain `bench run`, turned a machine's step change into 100% exit 1)."""
+    if not isinstance(sa, int) or not isinstance(sb, int) or abs(sa - sb) != 1:
+        raise UsageError(
+            f"{run.run_id}: {what} steps {sa} and {sb}, which did not run next to each "
+            "other: such pairs measure the drift between them; run the two platforms "
+            "with `bench ab`"
+        )
+
+
 def _pairs_by_repeat(run: Any, a: str, b: str, metric: str) -> list[Pair]:
     groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for s in run.samples:
@@ -305,15 +588,9 @@ def _pairs_by_repeat(run: Any, a: str, b: str, metric: str) -> list[Pair]:
         if platform != a or (b, n, repeat) not in groups:
             continue
         rows_b = groups[(b, n, repeat)]
-        out.append(
-            Pair(
-                n,
-                rows_a[0].get("step"),
-                rows_b[0].get("step"),
-                _values(rows_a, metric),
-                _values(rows_b, metric),
-            )
-        )
+        sa, sb = rows_a[0].get("step"), rows_b[0].get("step")
+        _check_adjacent(run, sa, sb, "has no recorded A/B pairs, and (N, repeat) would pair")
+        out.append(Pair(n, sa, sb, _values(rows_a, metric), _values(rows_b, metric)))
     return out
 
 
@@ -324,34 +601,75 @@ def _step_n(run: Any, *steps: int) -> int:
     return 0
 
 
+def _usable(r: dict[str, Any], metric: str) -> bool:
+    x = r.get(metric)
+    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+
+
 def _values(rows: list[dict[str, Any]], metric: str) -> tuple[float, ...]:
-    out = []
-    for r in rows:
-        x = r.get(metric)
-        if r.get("ok") and isinstance(x, int | float) and math.isfinite(x) and x > 0:
-            out.append(float(x))
-    return tuple(out)
+    return tuple(float(r[metric]) for r in rows if r.get("ok") and _usable(r, metric))
 
 
-def _mean_log(xs: Sequence[float]) -> float:
-    return sum(math.log(x) for x in xs) / len(xs)
+def _carry_over(pairs: list[Pair], alpha: float) -> dict[str, Any] | None:
+    """Do AB pairs and BA pairs see the same change? Mann-Whitney on their log ratios
+    (two-sided, at alpha). Without carry-over the order is noise; with it (the first
+    step warms a cache for the second, or its teardown slows it) the two differ."""
+    from scipy import stats
+
+    ab = [p.log_ratio for p in pairs if p.log_ratio is not None and p.baseline_first]
+    ba = [p.log_ratio for p in pairs if p.log_ratio is not None and p.baseline_first is False]
+    if len(ab) < 3 or len(ba) < 3:
+        return None
+    p = float(stats.mannwhitneyu(ab, ba, alternative="two-sided").pvalue)
+    return {
+        "ab_pairs": len(ab),
+        "ba_pairs": len(ba),
+        "ab_change": v.rank_test(ab).change,
+        "ba_change": v.rank_test(ba).change,
+        "p": p,
+        "flagged": p < alpha,
+    }
 
 
-def _warnings(run: Any, pairs: list[Pair], a: str, b: str) -> list[str]:
+def _warnings(
+    run: Any,
+    pairs: list[Pair],
+    a: str,
+    b: str,
+    metric: str,
+    centers: list[Gate],
+    threshold: float,
+) -> list[str]:
     out = []
     dropped = [p for p in pairs if p.log_ratio is None]
     if dropped:
         out.append(
-            f"{len(dropped)} pair(s) left out: a step had no ready instance (steps "
+            f"{len(dropped)} pair(s) left out: a step had no usable {metric} (steps "
             f"{', '.join(f'{p.baseline_step}/{p.candidate_step}' for p in dropped[:5])})"
         )
     for name in (a, b):
-        failed = sum(1 for s in run.samples if s["platform"] == name and not s.get("ok"))
+        mine = [s for s in run.samples if s["platform"] == name]
+        failed = sum(1 for s in mine if not s.get("ok"))
         if failed:
             out.append(
-                f"{name} has {failed} failed instance(s): left out of the statistics; "
-                "look at their errors in samples.jsonl"
+                f"{name} has {failed} failed instance(s): left out of the timing gates, "
+                "counted by the failures gate; look at their errors in samples.jsonl"
             )
+        unusable = [s for s in mine if s.get("ok") and not _usable(s, metric)]
+        if unusable:
+            steps = sorted({s.get("step") for s in unusable}, key=str)
+            out.append(
+                f"{name} has {len(unusable)} ok sample(s) with no usable {metric} (null, "
+                f"NaN or not above 0): left out (steps {', '.join(map(str, steps[:5]))}"
+                f"{', ...' if len(steps) > 5 else ''})"
+            )
+    blind = [g for g in centers if g.test.mde > threshold]
+    if blind and len(blind) < len(centers):
+        out.append(
+            "a change at "
+            + ", ".join(f"N={g.n} alone below {v.pct(g.test.mde)}" for g in blind)
+            + " could be missed (too few or too noisy pairs at that N)"
+        )
     if run.status != "complete":
         out.append(f"run {run.run_id} is {run.status}: some pairs may be missing")
     return out

@@ -255,8 +255,10 @@ def ab(
     """Run two platforms of a scenario side by side; judge the candidate.
 
     After a warm-up, their steps run in counterbalanced pairs (AB, BA, ...),
-    every N in every repeat; the step pair is the unit of one paired test.
-    A regression: p < alpha and a slow-down above half the threshold.
+    every N in every repeat; the step pair is the unit. A regression: per N, a
+    center slow-down above half the threshold or a p95 slow-down above the
+    threshold (signed-rank, permutation; p < alpha after Holm), or more failed
+    instances (Fisher exact); the table names the gate that fired.
 
     Prints the verdict (Markdown, or --json); the last line is the run directory.
     Exit 0 no regression, 1 regression, 6 inconclusive (it says how many

@@ -330,3 +330,266 @@ def json_ready(obj: Any) -> Any:
     if isinstance(obj, list):
         return [json_ready(x) for x in obj]
     return obj
+
+
+# --- bench ab, gate by gate: signed-rank, p95 permutation, failures -----------------------
+
+
+@dataclass(frozen=True)
+class RankTest:
+    """A one-sided Wilcoxon signed-rank test of pair log ratios, with the Hodges-Lehmann
+    estimate and the distribution-free bounds that invert the same test.
+
+    Why this and not the t-test: one instance 5x slower moves a pair's log ratio by
+    log 5 = 1.6, eight times the pairs' spread; the t-test's mean and sd follow it (84%
+    inconclusive A/A runs under 2% of such instances, issue 21), the ranks do not.
+    `benchmarks/gate.py` measures both."""
+
+    n: int
+    log_change: float  # Hodges-Lehmann: the median of the Walsh averages
+    se: float  # from the width of the distribution-free 95% interval (log scale)
+    p_slower: float
+    p_faster: float
+    _walsh: Any  # sorted Walsh averages (numpy array)
+
+    @property
+    def change(self) -> float:
+        return relative(self.log_change)
+
+    def lower(self, level: float) -> float:
+        """One-sided lower bound of the change at `level`: above 0 exactly when
+        p_slower < level (the bound is the Walsh average the test's critical count
+        points at); -inf when n pairs cannot reach that level at all."""
+        c = _critical(self.n, level)
+        return -math.inf if c is None else relative(float(self._walsh[-c]))
+
+    def upper(self, level: float) -> float:
+        """One-sided upper bound: below 0 exactly when p_faster < level."""
+        c = _critical(self.n, level)
+        return math.inf if c is None else relative(float(self._walsh[c - 1]))
+
+
+def rank_test(log_ratios: Sequence[float]) -> RankTest:
+    """Signed-rank test as the count of positive Walsh averages (the same statistic
+    as the sum of positive ranks when nothing ties; a Walsh average of exactly 0 counts
+    for neither side), p from its exact null distribution (normal beyond _EXACT_MAX)."""
+    import numpy as np
+
+    d = np.asarray(log_ratios, dtype=float)
+    n = len(d)
+    if n == 0:
+        return RankTest(0, math.nan, math.nan, 1.0, 1.0, np.array([]))
+    i, j = np.triu_indices(n)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    sf = _rank_sf(n)
+    p_slower = float(sf(int(np.count_nonzero(walsh > 0))))
+    p_faster = float(sf(int(np.count_nonzero(walsh < 0))))
+    c = _critical(n, 0.025)
+    se = math.nan if c is None else float(walsh[c - 1] - walsh[-c]) / (2 * 1.959964)
+    return RankTest(n, float(np.median(walsh)), se, p_slower, p_faster, walsh)
+
+
+_EXACT_MAX = 400
+
+
+def _rank_sf(n: int):
+    """P(T >= t) for the signed-rank statistic T of n pairs under no change."""
+    import functools
+
+    return _rank_sf_cached(n) if n <= _EXACT_MAX else functools.partial(_rank_sf_normal, n)
+
+
+def _rank_sf_normal(n: int, t: int) -> float:
+    from scipy import stats
+
+    mean, sd = n * (n + 1) / 4, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+    return float(stats.norm.sf((t - 0.5 - mean) / sd))
+
+
+def _rank_sf_cached(n: int):
+    import numpy as np
+
+    if n not in _SF_CACHE:
+        # The null distribution by convolution: rank k is positive or not, each 1/2.
+        pmf = np.zeros(n * (n + 1) // 2 + 1)
+        pmf[0] = 1.0
+        for k in range(1, n + 1):
+            pmf[k:] = (pmf[k:] + pmf[:-k]) / 2
+            pmf[:k] /= 2
+        _SF_CACHE[n] = np.cumsum(pmf[::-1])[::-1]  # sf[t] = P(T >= t)
+    table = _SF_CACHE[n]
+    return lambda t: float(table[t]) if t < len(table) else 0.0
+
+
+_SF_CACHE: dict[int, Any] = {}
+
+
+def _critical(n: int, level: float) -> int | None:
+    """The smallest count c with P(T >= c) < level: p < level exactly when T >= c.
+    None when even T = n(n+1)/2 (every pair slower) is not that unlikely."""
+    import numpy as np
+
+    if n == 0:
+        return None
+    top = n * (n + 1) // 2
+    if n <= _EXACT_MAX:
+        _rank_sf_cached(n)
+        ok = np.nonzero(_SF_CACHE[n] < level)[0]
+        return int(ok[0]) if len(ok) else None
+    from scipy import stats
+
+    mean, sd = n * (n + 1) / 4, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+    c = max(0, math.floor(mean + 0.5 + sd * stats.norm.isf(level)))
+    while c <= top and _rank_sf_normal(n, c) >= level:
+        c += 1
+    return c if c <= top else None
+
+
+def rank_se(test: RankTest, level: float, n: int | None = None) -> float:
+    """The standard error (log scale) of `test`'s estimate scaled to `n` pairs (default:
+    its own); inf when n pairs cannot reach `level` or the spread is unknown."""
+    n = test.n if n is None else n
+    if n < 2 or not math.isfinite(test.se) or _critical(n, level) is None:
+        return math.inf
+    return test.se * math.sqrt(test.n / n)
+
+
+def gate_mde(ses: Sequence[float], level: float, floor: float, power: float = POWER) -> float:
+    """Smallest relative slow-down, the same at every N, that the center gates of
+    standard errors `ses` (one per N, independent pairs) detect with `power` when ANY of
+    them firing is a regression. A gate fires when p < level and the change is above
+    `floor`: both say "the estimate is above a bound", so a gate of standard error se
+    fires with probability Phi((delta - max(z se, log(1 + floor))) / se). Solved for
+    delta by bisection; inf when no gate can fire."""
+    from scipy import stats
+
+    usable = [se for se in ses if math.isfinite(se) and se > 0]
+    if not usable:
+        return math.inf
+    z = float(stats.norm.isf(level))
+
+    def miss(delta: float) -> float:
+        out = 1.0
+        for se in usable:
+            out *= float(stats.norm.cdf((max(z * se, math.log1p(floor)) - delta) / se))
+        return out
+
+    lo, hi = 0.0, max(max(z * se, math.log1p(floor)) + 10 * se for se in usable)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if miss(mid) > 1 - power else (lo, mid)
+    return relative(hi)
+
+
+@dataclass(frozen=True)
+class TailTest:
+    """Is the candidate's p95 slower? Pooled p95 of log values, side against side, with
+    a pair-wise permutation test: under no change the two steps of a pair are
+    exchangeable, so swapping them at random gives the null distribution whatever the
+    drift between pairs and whatever the shape of the tail."""
+
+    n: int  # pairs
+    log_change: float
+    p_slower: float
+    _data: Any  # (values, pair index, is_candidate, flips)
+
+    @property
+    def change(self) -> float:
+        return relative(self.log_change)
+
+    def lower(self, level: float) -> float:
+        """One-sided lower bound of the p95 change at `level`: the largest shift of the
+        candidate's logs below which the same permutation test still says "slower"
+        (bisection from 0 upward when it does at 0, downward when not); above 0 exactly
+        when p_slower < level."""
+        if self.n == 0 or not math.isfinite(self.log_change):
+            return -math.inf
+        rejects = lambda s: _tail_p(*self._data, shift=s) < level  # noqa: E731
+        span = max(abs(self.log_change), 0.01) * 4
+        lo, hi = (0.0, span) if rejects(0.0) else (-span, 0.0)
+        if not rejects(lo):
+            return -math.inf
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if rejects(mid) else (lo, mid)
+        return relative(lo)
+
+
+TAIL_QUANTILE = 0.95
+TAIL_FLIPS = 2000
+
+
+def tail_test(
+    baseline: Sequence[Sequence[float]],
+    candidate: Sequence[Sequence[float]],
+    flips: int = TAIL_FLIPS,
+    seed: int = 0,
+) -> TailTest:
+    """`baseline[i]`, `candidate[i]`: the log values of pair i's two steps. Seeded: the
+    same run always gets the same p. The p-value (1 + hits) / (flips + 1) is valid at
+    any number of flips."""
+    import numpy as np
+
+    vals, pid, cand = [], [], []
+    for i, (a, b) in enumerate(zip(baseline, candidate, strict=True)):
+        vals += [*a, *b]
+        pid += [i] * (len(a) + len(b))
+        cand += [False] * len(a) + [True] * len(b)
+    n = len(baseline)
+    if not vals or not any(cand) or all(cand):
+        return TailTest(n, math.nan, 1.0, None)
+    rng = np.random.default_rng(seed)
+    swap = rng.random((flips, n)) < 0.5
+    data = (np.asarray(vals), np.asarray(pid), np.asarray(cand), swap)
+    observed = _tail_stats(data[0], data[2][None, :])[0]
+    return TailTest(n, float(observed), _tail_p(*data), data)
+
+
+def _tail_p(vals, pid, cand, swap, shift: float = 0.0) -> float:
+    import numpy as np
+
+    x = vals - shift * cand
+    observed = _tail_stats(x, cand[None, :])[0]
+    stats_ = _tail_stats(x, cand[None, :] ^ swap[:, pid])
+    return float((1 + np.count_nonzero(stats_ >= observed)) / (len(swap) + 1))
+
+
+def _tail_stats(x, is_b):
+    """Per row of `is_b` (which values are the candidate's): the candidate's p95 minus
+    the baseline's, each the ceil(0.95 n)-th smallest of its side (an order statistic,
+    so no interpolation between two steps' values)."""
+    import numpy as np
+
+    order = np.argsort(x, kind="stable")
+    xs, mask = x[order], is_b[:, order]
+    out = []
+    for side in (mask, ~mask):
+        count = np.cumsum(side, axis=1)
+        k = np.ceil(TAIL_QUANTILE * count[:, -1]).astype(int)
+        idx = np.argmax(count >= np.maximum(k, 1)[:, None], axis=1)
+        out.append(xs[idx])
+    return out[0] - out[1]
+
+
+def failure_test(failed_b: int, units_b: int, failed_a: int, units_a: int) -> float:
+    """One-sided Fisher exact p that the candidate fails a larger share than the baseline
+    (units: instances, a step lost whole counting once)."""
+    from scipy import stats
+
+    if failed_b == 0 or units_b == 0:
+        return 1.0
+    table = [[failed_b, units_b - failed_b], [failed_a, units_a - failed_a]]
+    return float(stats.fisher_exact(table, alternative="greater").pvalue)
+
+
+def holm_levels(pvalues: Sequence[float], alpha: float) -> list[float]:
+    """The level each test of a Holm family is judged at: alpha / (m - rank) while the
+    tests before it were rejected, alpha / m for all after the first that was not. A
+    bound computed at this level is above 0 exactly when the Holm-adjusted p < alpha."""
+    m = len(pvalues)
+    out = [alpha / max(m, 1)] * m
+    for rank, i in enumerate(sorted(range(m), key=lambda k: pvalues[k])):
+        out[i] = alpha / (m - rank)
+        if pvalues[i] >= out[i]:
+            break
+    return out

@@ -45,25 +45,28 @@ def run_dir(p: subprocess.CompletedProcess) -> Path:
 
 
 @pytest.mark.parametrize(
-    "candidate,code,verdict",
-    [("slow", 1, "regression"), ("flaky", 1, "regression")],
+    "candidate,code,verdict,gate",
+    [("slow", 1, "regression", "center"), ("flaky", 1, "regression", "failures")],
 )
-def test_ab_regressions_exit_1(tmp_path, candidate, code, verdict):
-    p = ab(tmp_path, "--baseline", "a", "--candidate", candidate)
-    assert p.returncode == code, p.stderr
-    assert f"**{verdict.upper()}**" in p.stdout
+def test_ab_regressions_exit_1(tmp_path, candidate, code, verdict, gate):
+    # 10 pairs per N: the fewest a signed-rank test at 0.01 / 4 gates can decide on.
+    p = ab(tmp_path, "--baseline", "a", "--candidate", candidate, repeat=10)
+    assert p.returncode == code, p.stdout + p.stderr
+    assert f"**{verdict.upper()} ({gate}" in p.stdout
     meta = json.loads((run_dir(p) / "metadata.json").read_text())
-    assert meta["ab"]["baseline"] == "a" and len(meta["ab"]["pairs"]) == 8
+    assert meta["ab"]["baseline"] == "a" and len(meta["ab"]["pairs"]) == 20
     assert set(meta["warmup"]["platforms"]) == {"a", candidate}
 
 
 def test_ab_json_parses_and_the_last_line_is_the_run_dir(tmp_path):
-    p = ab(tmp_path, "--baseline", "a", "--candidate", "slow", "--json")
+    p = ab(tmp_path, "--baseline", "a", "--candidate", "slow", "--json", repeat=10)
     assert p.returncode == 1, p.stderr
     directory = run_dir(p)
     assert p.stdout[: p.stdout.rindex(str(directory))].endswith("}\n")
     data = json.loads(p.stdout[: p.stdout.rindex(str(directory))])
-    assert data["exit_code"] == 1 and data["pairs"] == 8 and data["change"] > 0.5
+    assert data["exit_code"] == 1 and data["pairs"] == 20 and data["change"] > 0.5
+    assert "center N=1" in data["fired"] and data["failures"]["regression"] is False
+    assert all(g["bound"] > 0 for g in data["gates"] if g["gate"] == "center")
     # Judged again from the stored run: the same verdict.
     again = subprocess.run(
         [sys.executable, "-m", "bench", "ab", "--analyse", str(directory), "--json"],

@@ -242,7 +242,7 @@ def test_ab_pairs_are_what_the_analysis_reads():
     from bench.results import Run
 
     text = (
-        "name: t\ntimeout: 2s\nsettle: 0s\ncounts: [1, 4]\nrepeat: 5\n"
+        "name: t\ntimeout: 2s\nsettle: 0s\ncounts: [1, 4]\nrepeat: 10\n"
         "platforms:\n"
         "  - {name: a, backend: fake, boot: 20ms, boot_per_instance: 1ms}\n"
         "  - {name: b, backend: fake, boot: 30ms, boot_per_instance: 1ms}\n"
@@ -250,7 +250,7 @@ def test_ab_pairs_are_what_the_analysis_reads():
     _, sink, _ = run(text, ab=("a", "b"))
     stored = Run(Path("t"), {"run_id": "t", **sink.metadata}, sink.samples, sink.steps)
     result = analyse_ab(stored)
-    assert len(result.pairs) == 10
+    assert len(result.pairs) == 20
     # The candidate boots 10 ms slower on the same virtual clock: a clear regression.
     assert result.exit_code == ExitCode.REGRESSION and result.test.change > 0.2
 

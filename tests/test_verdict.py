@@ -96,7 +96,8 @@ def make_ab_run(
 ):
     """An A/B run in memory, steps in the runner's counterbalanced order (ab_order).
 
-    `failed_b`: that many of B's instances (the first ones) never became ready.
+    `failed_b`: in that many of B's steps (the first ones) the first instance never
+    became ready (at N=1 the whole step: one event either way).
     """
     total = math.sqrt(math.log1p(cv**2))
     sd_step, sd_inst = math.sqrt(icc) * total, math.sqrt(1 - icc) * total
@@ -105,10 +106,11 @@ def make_ab_run(
         ids = {}
         for platform in ("A", "B") if a_first else ("B", "A"):
             level = math.log(0.3) + rng.normal(0, sd_step)
+            fails = platform == "B" and failed_b > 0
+            failed_b -= fails
             for k, x in enumerate(np.exp(level + rng.normal(0, sd_inst, n))):
                 ready = x * (1 + effect) if platform == "B" else x
-                ok = not (platform == "B" and failed_b > 0)
-                failed_b -= 0 if ok else 1
+                ok = not (fails and k == 0)
                 samples.append(
                     {
                         "step": step,
@@ -137,9 +139,11 @@ def test_ab_a_clear_regression_exits_1():
     assert result.test.n == 80
     assert result.test.ci_low < 0.30 < result.test.ci_high
     md = result.to_markdown()
-    assert "**REGRESSION**" in md and "B vs A" in md
+    assert "**REGRESSION (center)**" in md and "candidate `B`, baseline `A`" in md
+    assert {"center N=1", "center N=4"} <= set(result.fired)
     data = json.loads(result.to_json())
     assert data["exit_code"] == 1 and data["pairs"] == 80 and set(data["per_n"]) == {"1", "4"}
+    assert "center N=4" in data["fired"] and len(data["gates"]) == 4
 
 
 def test_ab_a_over_a_exits_0():
@@ -158,13 +162,24 @@ def test_ab_pairs_by_repeat_when_the_run_stored_none():
     assert all(p.baseline_step != p.candidate_step for p in result.pairs)
 
 
-def test_ab_a_candidate_that_fails_instances_is_a_regression_whatever_its_times():
+def test_ab_a_candidate_that_fails_significantly_more_is_a_regression_whatever_its_times():
+    run = make_ab_run(np.random.default_rng(5), 50, cv=0.08, failed_b=15)
+    result = analyse_ab(run)
+    f = result.failures
+    assert (f.baseline, f.candidate) == (0, 15) and f.p < 0.01 and f.regression
+    assert result.exit_code == ExitCode.REGRESSION and result.fired == ["failures"]
+    assert "**REGRESSION (failures)**" in result.to_markdown()
+    data = json.loads(result.to_json())["failures"]
+    assert (data["baseline"], data["candidate"], data["regression"]) == (0, 15, True)
+    assert data["why"].startswith("B failed 15 of")
+
+
+def test_ab_three_extra_failed_instances_do_not_decide_the_verdict():
     run = make_ab_run(np.random.default_rng(5), 50, cv=0.08, failed_b=3)
     result = analyse_ab(run)
-    assert result.failures == (0, 3)
-    assert result.exit_code == ExitCode.REGRESSION
-    assert "failed 3 instance(s)" in result.to_markdown()
-    assert json.loads(result.to_json())["failures"] == {"baseline": 0, "candidate": 3}
+    assert result.failures.candidate == 3 and not result.failures.regression
+    assert result.exit_code == ExitCode.OK, result.to_markdown()
+    assert "not significant" in result.to_markdown()
 
 
 def test_ab_too_few_pairs_is_inconclusive_and_says_how_many_more_repeats():
@@ -172,10 +187,11 @@ def test_ab_too_few_pairs_is_inconclusive_and_says_how_many_more_repeats():
     result = analyse_ab(run)
     assert result.test.n == 4 < v.MIN_PAIRS
     assert result.exit_code == ExitCode.INCONCLUSIVE == 6
-    assert result.extra_pairs is not None and result.extra_pairs >= v.MIN_PAIRS - 4
-    assert result.extra_repeats == math.ceil(result.extra_pairs / 2)
+    # A signed-rank test at alpha 0.01 / 4 gates needs 9 pairs per N (2^-9 < 0.0025).
+    assert result.extra_repeats == 7
+    assert result.extra_pairs == 2 * result.extra_repeats
     advice = result.advice()
-    assert "only 4 usable pairs" in advice
+    assert "2 usable pairs per N are too few" in advice
     assert f"raise `repeat` by {result.extra_repeats}" in advice
     assert json.loads(result.to_json())["extra_repeats"] == result.extra_repeats
 
@@ -183,12 +199,15 @@ def test_ab_too_few_pairs_is_inconclusive_and_says_how_many_more_repeats():
 def test_ab_noisy_pairs_are_inconclusive_when_the_mde_is_above_the_threshold():
     run = make_ab_run(np.random.default_rng(5), 8, cv=0.40)
     result = analyse_ab(run)
-    assert result.test.n == 16 and result.test.mde > 0.10
+    assert result.test.n == 16 and result.mde > 0.10
     assert result.verdict == v.INCONCLUSIVE
-    # The extra pairs bring the MDE (at this spread) to the threshold.
-    total = result.test.n + result.extra_pairs
-    assert v.paired_mde(result.test.spread, total) <= 0.10
-    assert v.paired_mde(result.test.spread, total - 1) > 0.10
+    # The extra repeats bring the rule's MDE (at this spread) to the threshold.
+    from bench.ab import CENTER, _rule_mde
+
+    centers = [g for g in result.gates if g.kind == CENTER]
+    level = 0.01 / len(result.gates)
+    assert _rule_mde(centers, level, 0.10, result.extra_repeats) <= 0.10
+    assert _rule_mde(centers, level, 0.10, result.extra_repeats - 1) > 0.10
 
 
 def test_ab_needs_to_know_which_platform_is_which():
@@ -196,7 +215,8 @@ def test_ab_needs_to_know_which_platform_is_which():
     plain = Run(run.dir, {"run_id": "x", "status": "complete"}, run.samples, [])
     with pytest.raises(UsageError, match="not an A/B run"):
         analyse_ab(plain)
-    assert analyse_ab(plain, baseline="A", candidate="B").test.n == 10
+    named = analyse_ab(plain, baseline="A", candidate="B")
+    assert named.test.n == 10 and named.warnings[0].startswith("NO RECORDED A/B PAIRS")
     with pytest.raises(UsageError, match="'C' has no samples"):
         analyse_ab(plain, baseline="A", candidate="C")
     bad = dict(run.metadata["ab"], pairs=[[1, 0]])  # candidate's step given as A's
