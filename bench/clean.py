@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.backends.base import Backend, Leftover
 from bench.errors import BenchError, UsageError
+from bench.owner import remove_stale_run_locks
+from bench.paths import is_run_id
 from bench.scenario import LoadedScenario
 
 
@@ -58,15 +59,12 @@ def clean_command(run_id: str, loaded: LoadedScenario | None = None) -> str:
     return f"{command} --scenario {loaded.path}" + "".join(f" --host {h}" for h in loaded.placed_on)
 
 
-# A run id is a name bench made (scenario name, time, random hex): the same characters.
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
 def check_run_id(run_id: str | None) -> None:
-    """Refuse a run id bench cannot have made. An empty one is the dangerous case: the
-    engines' label filter `bench.run_id=` with no value matches every bench container,
-    so `--run ""` would have removed every run's instances, live ones included."""
-    if run_id is not None and not RUN_ID.fullmatch(run_id):
+    """Refuse a run id bench cannot have made (bench.paths.is_run_id). An empty one is the
+    dangerous case: the engines' label filter `bench.run_id=` with no value matches every
+    bench container, so `--run ""` would have removed every run's instances, live ones
+    included."""
+    if run_id is not None and not is_run_id(run_id):
         raise UsageError(
             f"--run {run_id!r}: not a run id (the name of its results folder, such as "
             "quickstart-20261130-064410-9122)"
@@ -98,4 +96,6 @@ def clean(
             except Exception as e:
                 report.failed.append((left, str(e)[:200]))
         b.close()
+    if not dry_run:
+        remove_stale_run_locks(run_id)  # of runs killed before they could remove their own
     return report

@@ -30,6 +30,7 @@ from bench.errors import (
     first_line,
 )
 from bench.host import Host, LocalHost, host_for, is_local_address, ssh_address
+from bench.owner import run_lock
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
 from bench.runner.lanes import HostLanes
@@ -189,6 +190,7 @@ def run_scenario(
         # A KVM probe boot or an image build can take a while; what they started is
         # already gone (their own finally blocks), and nothing was measured.
         raise Interrupted("interrupted while preparing the engines: nothing was measured") from None
+    held = contextlib.ExitStack()  # the run's lock (bench.owner.run_lock), once it has an id
     try:
         left = leftovers_of_other_runs(backends)
         if left:
@@ -199,6 +201,7 @@ def run_scenario(
                 "memory and timing: remove them with `bench clean`"
             )
         run_id = new_run_id(name or loaded.scenario.name)
+        held.enter_context(run_lock(run_id))  # every instance of it is created and gone within
         writer = RunWriter(out_dir / run_id, run_id)
         for platform, backend in backends.items():
             engines.setdefault(platform, {})["host"] = backend.host.key
@@ -254,6 +257,7 @@ def run_scenario(
         return RunOutcome(writer.dir, run_id, failures)
     finally:
         close_all(backends)
+        held.close()
 
 
 def check_ab(loaded: LoadedScenario, baseline: str, candidate: str) -> None:

@@ -1,6 +1,8 @@
 """Small test doubles shared by unit and integration tests."""
 
+import os
 import subprocess
+import sys
 
 from bench.host import ProcessTable
 
@@ -131,3 +133,33 @@ class FakeHost:
     def run(self, argv, timeout):
         self.commands.append(list(argv))
         return subprocess.CompletedProcess(list(argv), 0, "", "")
+
+
+def dead_pid():
+    """The pid of a process that has exited (until the kernel hands it out again)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+# Holds the file named in $LOCK with a flock until killed, as a running bench holds its run
+# lock; its command line does not name bench (the path comes from the environment).
+_HOLDER = (
+    "import fcntl, os, time\n"
+    "f = open(os.environ['LOCK'], 'a')\n"
+    "fcntl.flock(f, fcntl.LOCK_EX)\n"
+    "print('held', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def hold_lock(path):
+    """Another process holding a flock on path, once this returns; kill and wait it after."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER],
+        env={**os.environ, "LOCK": str(path)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout.readline() == "held\n"
+    return p

@@ -10,7 +10,10 @@ from bench.backends.base import Leftover
 from bench.backends.fake import FakeBackend
 from bench.clean import clean, clean_command, scenario_backends
 from bench.errors import UsageError
+from bench.owner import hostname
+from bench.paths import run_lock_path
 from bench.scenario import LoadedScenario, on_hosts, parse_scenario
+from tests.helpers import dead_pid, hold_lock
 
 LOCAL = "name: s\ncounts: [1]\nplatforms:\n  - {name: c, backend: docker, image: busybox}\n"
 TWO_HOSTS = (
@@ -66,7 +69,21 @@ def test_scenario_backends_are_one_per_engine(monkeypatch):
 # -- run ids: `--run ""` selected every bench container --------------------------------
 
 
-@pytest.mark.parametrize("run_id", ["", "../x", "a b", "*", "-rf", "x;id", "r\n1"])
+# Bench makes NAME-YYYYMMDD-HHMMSS-HEX (bench.results.new_run_id); nothing else names a run.
+NOT_RUN_IDS = [
+    "",
+    "../x",
+    "a b",
+    "*",
+    "-rf",
+    "x;id",
+    "r\n1",
+    "no-such-run",
+    "s-20261130-064410-xyz",
+]
+
+
+@pytest.mark.parametrize("run_id", NOT_RUN_IDS)
 def test_a_run_id_bench_cannot_have_made_is_refused_before_any_engine(run_id, monkeypatch):
     asked = []
     monkeypatch.setattr(FakeBackend, "leftovers", lambda self, rid=None: asked.append(rid) or [])
@@ -75,9 +92,10 @@ def test_a_run_id_bench_cannot_have_made_is_refused_before_any_engine(run_id, mo
     assert asked == []
 
 
-def test_clean_run_empty_exits_2_with_one_line(tmp_path):
+@pytest.mark.parametrize("run_id", ["", "../x", "a b", "*", "no-such-run"])
+def test_clean_run_not_a_run_id_exits_2_with_one_line(run_id):
     p = subprocess.run(
-        [sys.executable, "-m", "bench", "clean", "--dry-run", "--run", ""],
+        [sys.executable, "-m", "bench", "clean", "--dry-run", "--run", run_id],
         capture_output=True,
         text=True,
         timeout=60,
@@ -93,3 +111,54 @@ def test_a_real_run_id_is_searched(monkeypatch):
     monkeypatch.setattr(FakeBackend, "close", lambda self: None)
     report = clean([FakeBackend.__new__(FakeBackend)], "quickstart-20261130-064410-9122", True)
     assert report.removed == [left]
+
+
+# -- a live run is the one whose lock is held, whatever its labels say ------------------
+
+RUN = "quickstart-20261130-064410-9122"
+
+
+@pytest.fixture
+def lock_file(tmp_path, monkeypatch):
+    """The lock file of RUN, as a run leaves it when killed: there, and held by no one."""
+    monkeypatch.setenv("BENCH_STATE_DIR", str(tmp_path))
+    path = run_lock_path(RUN)
+    path.parent.mkdir(mode=0o700)
+    path.touch(mode=0o600)
+    return path
+
+
+def clean_fake(monkeypatch, left: Leftover, **options):
+    removed = []
+    monkeypatch.setattr(FakeBackend, "leftovers", lambda self, rid=None: [left])
+    monkeypatch.setattr(FakeBackend, "remove_leftover", lambda self, x: removed.append(x))
+    monkeypatch.setattr(FakeBackend, "close", lambda self: None)
+    report = clean([FakeBackend.__new__(FakeBackend)], **options)
+    return report, removed
+
+
+def test_a_run_holding_its_lock_is_left_alone_though_its_pid_is_dead(monkeypatch, lock_file):
+    holder = hold_lock(lock_file)
+    try:
+        left = Leftover("fake", "instance", "x", RUN, dead_pid(), hostname())
+        report, removed = clean_fake(monkeypatch, left, run_id=RUN)
+        assert report.live == [left] and removed == [] and report.removed == []
+        assert lock_file.exists()  # still the live run's
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("run_id", [RUN, None])
+def test_a_run_whose_lock_is_free_is_removed_with_its_lock_file(monkeypatch, lock_file, run_id):
+    left = Leftover("fake", "instance", "x", RUN, dead_pid(), hostname())
+    report, removed = clean_fake(monkeypatch, left, run_id=run_id)
+    assert removed == [left] and report.live == []
+    assert not lock_file.exists()
+
+
+def test_a_dry_run_keeps_the_lock_file(monkeypatch, lock_file):
+    left = Leftover("fake", "instance", "x", RUN, dead_pid(), hostname())
+    report, removed = clean_fake(monkeypatch, left, run_id=RUN, dry_run=True)
+    assert report.removed == [left] and removed == []
+    assert lock_file.exists()

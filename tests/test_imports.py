@@ -123,5 +123,6 @@ def test_settings_and_owner_are_leaves():
     graph = import_graph()
     assert graph["bench.settings"] <= {"bench.errors", "bench.units", "bench.addresses"}
     assert graph["bench.addresses"] == set()
-    assert graph["bench.owner"] <= {"bench.errors"}
+    assert graph["bench.owner"] <= {"bench.errors", "bench.paths"}  # run locks' folder
+    assert graph["bench.paths"] == set()
     assert "bench.scenario" not in graph["bench.backends.base"]

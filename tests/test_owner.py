@@ -1,4 +1,5 @@
-"""Owners: a pid is judged by /proc only on the controller host that wrote it."""
+"""Owners: a run on this controller is alive while its lock is held; a pid is judged by
+/proc only for labels from before the lock, and only on the controller host that wrote it."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import owner
+from bench import owner, paths
 from bench.backends.base import LABEL_OWNER, LABEL_OWNER_HOST, LABEL_PREFIX, Leftover
+from tests.helpers import dead_pid, hold_lock
 
 
 def sleeper(argv: list[str]) -> subprocess.Popen[bytes]:
@@ -79,3 +81,56 @@ def test_domain_metadata_carries_the_owner_host():
     meta = dom.find(f"metadata/{{{METADATA_NS}}}instance")
     assert meta.get("owner_pid") == str(os.getpid())
     assert meta.get("owner_host") == owner.hostname()
+
+
+# -- the run lock decides, not the pid or the command line -----------------------------
+
+RUN = "quickstart-20261130-064410-9122abcd"
+
+
+@pytest.fixture
+def lock_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_STATE_DIR", str(tmp_path))
+    path = paths.run_lock_path(RUN)
+    path.parent.mkdir(mode=0o700)
+    path.touch(mode=0o600)
+    return path
+
+
+@pytest.fixture
+def holder(lock_file):
+    """Another process (not named bench) that holds the run's lock, as a running bench does."""
+    p = hold_lock(lock_file)
+    assert b"bench" not in Path(f"/proc/{p.pid}/cmdline").read_bytes()
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_a_run_whose_lock_is_held_is_alive_whatever_its_pid_label_says(holder):
+    for pid in (dead_pid(), holder.pid, None):
+        left = Leftover("docker", "container", "c", RUN, pid, owner.hostname())
+        assert left.owner_alive and left.in_use and not left.owner_remote
+    assert owner.run_lock_held(RUN) is True
+
+
+def test_a_run_whose_lock_file_is_free_is_dead_though_a_bench_process_has_its_pid(
+    lock_file, bench_process
+):
+    left = Leftover("docker", "container", "c", RUN, bench_process, owner.hostname())
+    assert not left.owner_alive and not left.in_use
+    assert lock_file.exists()  # asking removes nothing
+
+
+def test_without_a_lock_file_the_old_pid_rule_decides(tmp_path, monkeypatch, bench_process):
+    # Labels written by a bench from before the lock: no file to ask.
+    monkeypatch.setenv("BENCH_STATE_DIR", str(tmp_path))
+    alive = Leftover("docker", "container", "c", RUN, bench_process, owner.hostname())
+    dead = Leftover("docker", "container", "c", RUN, dead_pid(), owner.hostname())
+    assert alive.owner_alive and not dead.owner_alive
+
+
+def test_the_lock_answers_only_for_this_controller(holder):
+    # Another controller's run: its lock (if any) is on that machine; this one cannot tell.
+    far = Leftover("docker", "container", "c", RUN, dead_pid(), "another-controller")
+    assert far.owner_remote and far.in_use and not far.owner_alive

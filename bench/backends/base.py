@@ -61,8 +61,8 @@ class Leftover:
 
     @property
     def owner_alive(self) -> bool:
-        """Its bench process still runs here: not a leftover but part of a live run."""
-        return not self.owner_remote and owner.bench_process_alive(self.owner_pid)
+        """Its run still goes here (its bench holds the run's lock): not a leftover."""
+        return not self.owner_remote and owner.run_alive(self.run_id, self.owner_pid)
 
     @property
     def in_use(self) -> bool:

@@ -136,7 +136,7 @@ def test_doctor_reports_engines_and_accel(docker_api, libvirt_conn):
 
 
 def test_clean_dry_run_lists_nothing_it_does_not_own(docker_api, libvirt_conn):
-    p = bench("clean", "--dry-run", "--run", "no-such-run")
+    p = bench("clean", "--dry-run", "--run", "no-such-run-20000101-000000-0000")
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip().splitlines()[-1] == "0 would remove, 0 failed"
 
