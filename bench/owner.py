@@ -88,19 +88,14 @@ def run_lock(run_id: str) -> Iterator[None]:
             f"run id {run_id!r} is not NAME-YYYYMMDD-HHMMSS-HEX: --name takes 1-48 letters, "
             "digits, '.', '_' or '-', starting with a letter or digit"
         ) from None
-    folder = _open_folder(path.parent, create=True)
-    try:
-        fd = _hold(folder, path)
-        try:
-            yield
-        finally:
-            # Removed while still held: a `bench clean` that opened it before sees it
-            # held, or (once closed) free; one that comes later finds no file and a dead pid.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path.name, dir_fd=folder)
-            os.close(fd)
-    finally:
-        os.close(folder)
+    with contextlib.ExitStack() as undo:  # in reverse, each step even if one before failed
+        folder = _open_folder(path.parent, create=True)
+        undo.callback(os.close, folder)
+        undo.callback(os.close, _hold(folder, path))
+        # Removed while still held: a `bench clean` that opened it before sees it held,
+        # or (once closed) free; one that comes later finds no file and a dead pid.
+        undo.callback(_remove, folder, path.name)
+        yield
 
 
 def run_lock_held(run_id: str | None, remove_stale: bool = False) -> bool | None:
@@ -183,6 +178,8 @@ def _hold(folder: int, path: Path) -> int:
     """Open (create 0600) and lock the file path, in the open folder; its descriptor."""
     name = path.name
     while True:
+        # O_CLOEXEC: a QEMU or ssh this bench starts, which may outlive it, must not hold
+        # the lock on and keep a dead run alive.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(name, flags, 0o600, dir_fd=folder)
@@ -212,3 +209,8 @@ def _is_named(fd: int, folder: int, name: str) -> bool:
     mine = os.fstat(fd)
     same = (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
     return same and stat.S_ISREG(there.st_mode)
+
+
+def _remove(folder: int, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=folder)
