@@ -86,7 +86,7 @@ ADVICE = {
 
 
 def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
 def phases(sample: dict[str, Any]) -> dict[str, float]:
@@ -162,9 +162,10 @@ def find_anomalies(samples: list[dict[str, Any]]) -> list[Anomaly]:
         by_platform[(s.get("host"), s["platform"])].append(s)
     out: list[Anomaly] = []
     for (_host, platform), group in by_platform.items():
-        explained, seen = _unexplained(platform, group)
+        per = [(s, phases(s)) for s in group]  # once per sample: a run may hold millions
+        explained, seen = _unexplained(platform, per)
         # An instance rule 2 flagged is not reported again by rule 1.
-        out += explained + _outliers(platform, [s for s in group if id(s) not in seen])
+        out += explained + _outliers(platform, [p for p in per if id(p[0]) not in seen])
     return out
 
 
@@ -174,13 +175,15 @@ def anomaly_notes(samples: list[dict[str, Any]], run_id: str | None = None) -> l
     return [prefix + a.message() for a in find_anomalies(samples)]
 
 
-def _unexplained(platform: str, group: list[dict[str, Any]]) -> tuple[list[Anomaly], set[int]]:
+Phased = list[tuple[dict[str, Any], dict[str, float]]]  # samples with their phases
+
+
+def _unexplained(platform: str, per: Phased) -> tuple[list[Anomaly], set[int]]:
     """Rule 2's anomalies, and the ids of the samples it flagged."""
     flagged = []
-    for s in group:
-        uptime = guest_uptime(s)
-        ph = phases(s)
-        if uptime is None or "host" not in ph:
+    for s, ph in per:
+        uptime = guest_uptime(s) if "host" in ph else None
+        if uptime is None:
             continue
         host = ph["host"]
         if host > UNEXPLAINED_RATIO * uptime and host > UNEXPLAINED_FLOOR_S:
@@ -202,7 +205,7 @@ def _unexplained(platform: str, group: list[dict[str, Any]]) -> tuple[list[Anoma
                 platform=platform,
                 phase=phase,
                 flagged=len(fs),
-                instances=sum(1 for s in group if s["n"] in ns),
+                instances=sum(1 for s, _ in per if s["n"] in ns),
                 ns=ns,
                 values_s=tuple(f[1] for f in fs),
                 reference_s=tuple(f[2] for f in fs),
@@ -213,8 +216,7 @@ def _unexplained(platform: str, group: list[dict[str, Any]]) -> tuple[list[Anoma
     return out, {id(s) for s, *_ in flagged}
 
 
-def _outliers(platform: str, group: list[dict[str, Any]]) -> list[Anomaly]:
-    per = [(s, phases(s)) for s in group]
+def _outliers(platform: str, per: Phased) -> list[Anomaly]:
     out = []
     for phase in ("create", "start", "boot", "host"):
         pool = [ph[phase] for _, ph in per if phase in ph]

@@ -484,12 +484,17 @@ def report(
     Reads only the results directories, never an engine. The last line is the report
     directory.
     """
+    from rich.markup import escape
+
+    from bench.console import visible
     from bench.report import build_report
 
     built = build_report(run_dirs, out)
     err = _stderr()
     for note in built.notes:
-        err.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        # Notes quote run ids, statuses and platform names from a results folder: shown
+        # as text, never as markup or terminal escapes.
+        err.print(f"[yellow]note:[/] {escape(visible(note))}", soft_wrap=True)
     for f in built.files:
         print(f)
     print(built.directory)

@@ -24,14 +24,17 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
+
+from pydantic import ValidationError
 
 import bench
 from bench import owner
 from bench.errors import UsageError
-from bench.records import RunMetadata, Sample, StepRecord, split_extras
+from bench.records import Record, RunMetadata, Sample, StepRecord, split_extras
 
 METADATA = "metadata.json"
 SAMPLES = "samples.jsonl"
@@ -140,10 +143,23 @@ class Run:
     metadata: dict[str, Any]
     samples: list[dict[str, Any]]
     steps: list[dict[str, Any]]
+    # What reading left out and why (a torn last line), for the report to say.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
         return self.metadata.get("run_id", self.dir.name)
+
+    @cached_property
+    def platforms_recorded(self) -> dict[str, str | None]:
+        """Platforms with a sample or step, in the order first recorded (samples, then
+        steps), each with the first kind recorded for it. Computed once: a report asks
+        for it often, and a run may hold a million samples."""
+        kinds: dict[str, str | None] = {}
+        for row in (*self.samples, *self.steps):
+            if kinds.get(row["platform"]) is None:
+                kinds[row["platform"]] = row.get("kind")
+        return kinds
 
     @property
     def status(self) -> str:
@@ -181,19 +197,33 @@ def load_run(directory: str | Path) -> Run:
             f"{d}: results schema version {version} was written by a newer bench (this one "
             f"reads up to {bench.SCHEMA_VERSION}): upgrade bench to read it"
         )
-    samples, steps = _read_jsonl(d / SAMPLES), _read_jsonl(d / STEPS)
-    for v in range(version, bench.SCHEMA_VERSION):
-        metadata, samples, steps = UPGRADES[v](metadata, samples, steps)
+    notes: list[str] = []
+    if version == bench.SCHEMA_VERSION:
+        # Each line validated as it is read, straight from its JSON: no parsed dict or
+        # record of every line is kept beside the rows, and repeated strings (platform,
+        # host, kind) are one object each, not one per row.
+        samples = _read_jsonl(d / SAMPLES, notes, Sample)
+        steps = _read_jsonl(d / STEPS, notes, StepRecord)
+    else:
+        samples, steps = _read_jsonl(d / SAMPLES, notes), _read_jsonl(d / STEPS, notes)
+        for v in range(version, bench.SCHEMA_VERSION):
+            metadata, samples, steps = UPGRADES[v](metadata, samples, steps)
+        for model, rows in ((Sample, samples), (StepRecord, steps)):
+            for i, row in enumerate(rows):
+                rows[i] = _validated(d, model, row)  # in place: one copy in memory
+    meta = _validated(d, RunMetadata, metadata)
+    return Run(d, meta, samples, steps, notes)
+
+
+def _validated(d: Path, model: type[Any], row: Any) -> dict[str, Any]:
     try:
-        meta = RunMetadata.model_validate(metadata).model_dump(mode="json")
-        sample_rows = [Sample.model_validate(s).row() for s in samples]
-        step_rows = [StepRecord.model_validate(s).row() for s in steps]
+        return model.model_validate(row).model_dump(mode="json")
     except ValueError as e:
-        raise UsageError(
-            f"{d}: stored records do not match schema {bench.SCHEMA_VERSION}: "
-            f"{str(e).splitlines()[0]}"
-        ) from None
-    return Run(d, meta, sample_rows, step_rows)
+        raise UsageError(f"{d}: {_mismatch(e)}") from None
+
+
+def _mismatch(e: ValueError) -> str:
+    return f"stored records do not match schema {bench.SCHEMA_VERSION}: {str(e).splitlines()[0]}"
 
 
 # -- upgrades of older schema versions, in memory --------------------------------------
@@ -262,21 +292,35 @@ def _open_regular(path: Path) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every record of a JSON-lines file. Only a torn last line (no newline: the writer
-    died in the middle of it) is left out; any other line that is not a record stops the
-    read with its line number, since dropping it could hide a regression's samples."""
+def _read_jsonl(
+    path: Path, notes: list[str], model: type[Record] | None = None
+) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file: parsed, or validated as `model`'s stored rows.
+
+    Only a torn last line (no newline: the writer died in the middle of it) is left out,
+    with a note; any other line that is not a record stops the read with its line
+    number, since dropping it could hide a regression's samples."""
     if not path.exists() and not path.is_symlink():
         return []
     rows = []
+    parse = json.loads if model is None else lambda line: model.model_validate_json(line).row()
     with _open_regular(path) as f:
         for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
             if len(line) > MAX_LINE_BYTES:
                 raise UsageError(f"{path}:{number}: a line longer than {MAX_LINE_BYTES} bytes")
             try:
-                rows.append(json.loads(line))
+                rows.append(parse(line))
             except ValueError as e:
+                if isinstance(e, ValidationError) and e.errors()[0]["type"] != "json_invalid":
+                    raise UsageError(f"{path}:{number}: {_mismatch(e)}") from None
                 if not line.endswith(b"\n") and not f.read(1):
-                    break  # torn last line: everything before it is intact
-                raise UsageError(f"{path}:{number}: not a JSON record ({e})") from None
+                    notes.append(
+                        f"{path}:{number}: a torn last line (the writer stopped in it) left out"
+                    )
+                    break  # everything before it is intact
+                raise UsageError(f"{path}:{number}: not a JSON record ({_first_line(e)})") from None
     return rows
+
+
+def _first_line(e: ValueError) -> str:
+    return e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)

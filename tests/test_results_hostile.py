@@ -13,15 +13,29 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from bench import SCHEMA_VERSION, cli
 from bench.errors import UsageError
-from bench.results import MAX_LINE_BYTES, load_run
+from bench.records import Sample
+from bench.report import build_report
+from bench.results import MAX_LINE_BYTES, RunWriter, load_run
 from tests.test_report import quickstart_run
 
 
 @pytest.fixture
 def run(tmp_path) -> Path:
     return quickstart_run(tmp_path / "results")
+
+
+def bench_run(tmp_path: Path) -> Path:
+    """A run of the current schema, as bench's own writer writes it: one sample."""
+    writer = RunWriter(tmp_path / "results" / "w-20261205-000000-00aa", "w-20261205-000000-00aa")
+    writer.start({"scenario": {"name": "w", "platforms": []}})
+    writer.add_samples([Sample(platform="c", kind="container", n=1, ok=True, ready_s=0.2)])
+    writer.finish("complete")
+    assert load_run(writer.dir).metadata["schema_version"] == SCHEMA_VERSION
+    return writer.dir
 
 
 def test_a_sound_run_loads(run):
@@ -59,11 +73,40 @@ def test_a_bad_line_in_the_middle_stops_the_read_naming_it(run):
         load_run(run)
 
 
-def test_a_torn_last_line_is_left_out(run):
+def test_a_torn_last_line_is_left_out_with_a_note(run, tmp_path):
     text = (run / "samples.jsonl").read_text()
     last = text.splitlines()[-1]
     (run / "samples.jsonl").write_text(text + last[: len(last) // 2])
-    assert len(load_run(run).samples) == 12
+    loaded = load_run(run)
+    assert len(loaded.samples) == 12
+    assert loaded.notes == [
+        f"{run / 'samples.jsonl'}:13: a torn last line (the writer stopped in it) left out"
+    ]
+    assert loaded.notes[0] in build_report([run], tmp_path / "report").notes
+
+
+def test_a_torn_last_line_of_the_current_schema_is_left_out(tmp_path):
+    # Current-schema lines are validated straight from their JSON: the same rules.
+    run = bench_run(tmp_path)
+    text = (run / "samples.jsonl").read_text()
+    (run / "samples.jsonl").write_text(text + text[: len(text) // 2])
+    loaded = load_run(run)
+    assert len(loaded.samples) == 1 and "torn last line" in loaded.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("{not json", r"samples\.jsonl:2: not a JSON record"),
+        ('{"platform": "c", "n": "many"}', r"samples\.jsonl:2: stored records do not match"),
+    ],
+)
+def test_a_bad_line_of_the_current_schema_is_named(tmp_path, line, said):
+    run = bench_run(tmp_path)
+    with (run / "samples.jsonl").open("a") as f:
+        f.write(line + "\n" + (run / "samples.jsonl").read_text())
+    with pytest.raises(UsageError, match=said):
+        load_run(run)
 
 
 def test_a_complete_but_bad_last_line_is_not_a_torn_one(run):
@@ -88,3 +131,15 @@ def test_oversized_metadata_is_refused(run):
     (run / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(UsageError, match="larger than 16 MiB"):
         load_run(run)
+
+
+def test_report_notes_reach_the_terminal_as_text(run, tmp_path):
+    # The status is read from metadata.json and quoted in a note: no terminal escape
+    # (a window title, a colour) and no rich markup from it reaches the terminal.
+    meta = json.loads((run / "metadata.json").read_text())
+    meta["status"] = "done\x1b]0;owned\x07 [red]x[/red]"
+    (run / "metadata.json").write_text(json.dumps(meta))
+    p = CliRunner().invoke(cli.app, ["report", str(run), "--out", str(tmp_path / "report")])
+    assert p.exit_code == 0, p.output
+    assert "\x1b" not in p.output
+    assert "is done\\x1b]0;owned\\x07 [red]x[/red]: its report" in " ".join(p.output.split())

@@ -140,12 +140,13 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
 
     if tables.any_tcg(frames):
         report.notes.append("VMs ran under TCG (software emulation): not representative of KVM")
-    for run_id, lines in tables.anomalies(frames).items():
+    for run_id, lines in frames.anomalies.items():
         prefix = f"run {run_id}: " if frames.multi else ""
         report.notes += [prefix + line for line in lines]
     if tables.host_differences(frames) is not None:
         report.notes.append("the runs differ in host, engine or scenario: see report.html")
     for r in frames.runs:
+        report.notes += r.notes
         if r.status != "complete":
             report.notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")
     return report

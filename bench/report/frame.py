@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,15 @@ class Frames:
     def series_of(self, run: str, platform: str, host: Any = None) -> str:
         """The legend name of (run, platform) on `host`: the host only when several."""
         return series_name(self.names, run, platform, host, self.multi_host)
+
+    @cached_property
+    def anomalies(self) -> dict[str, list[str]]:
+        """Run id -> its phase-anomaly notes (bench.anomalies), for runs that have some.
+        Found once: the summary, the page and the terminal all show them."""
+        from bench.anomalies import anomaly_notes
+
+        notes = {r.run_id: anomaly_notes(r.samples) for r in self.runs}
+        return {run_id: lines for run_id, lines in notes.items() if lines}
 
     @property
     def table(self) -> Any:
@@ -174,8 +184,9 @@ def steps_frame(runs: list[Run]) -> Any:
 def _frame(runs: list[Run], attr: str, fields: Sequence[str]) -> Any:
     import pandas as pd
 
-    rows = [{**row, "run": r.run_id} for r in runs for row in getattr(r, attr)]
-    df = pd.DataFrame(rows)
+    # One frame per run, the run as a column: no copy of every row with its run added.
+    parts = [pd.DataFrame(getattr(r, attr)).assign(run=r.run_id) for r in runs if getattr(r, attr)]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     for f in fields:
         if f not in df.columns:
             df[f] = pd.NA
@@ -198,11 +209,11 @@ def platform_order(runs: list[Run]) -> list[str]:
         for p in r.metadata.get("scenario", {}).get("platforms", []):
             if p.get("name") not in names:
                 names.append(p.get("name"))
-        for row in [*r.samples, *r.steps]:
-            if row["platform"] not in names:
-                names.append(row["platform"])
-            if kind_of.get(row["platform"]) is None:
-                kind_of[row["platform"]] = row.get("kind")
+        for platform, kind in r.platforms_recorded.items():
+            if platform not in names:
+                names.append(platform)
+            if kind_of.get(platform) is None:
+                kind_of[platform] = kind
     return sorted(names, key=lambda name: kinds.order(kind_of.get(name)))  # stable
 
 

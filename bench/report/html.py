@@ -60,7 +60,7 @@ def render_html(
         "one phase of some instances' boot took far longer than the rest of their platform "
         "or than their guest's own boot; their times below are not representative (see "
         "boot-phases.png and the timeline).",
-        tables.anomalies(frames),
+        frames.anomalies,
     )
     diff = tables.host_differences(frames)
     if diff is not None:

@@ -51,14 +51,6 @@ def any_tcg(frames: Frames) -> bool:
     return bool((vm & (s["accel"] == "tcg")).any())
 
 
-def anomalies(frames: Frames) -> dict[str, list[str]]:
-    """Run id -> its phase-anomaly notes (bench.anomalies), for runs that have some."""
-    from bench.anomalies import anomaly_notes
-
-    notes = {r.run_id: anomaly_notes(r.samples) for r in frames.runs}
-    return {run_id: lines for run_id, lines in notes.items() if lines}
-
-
 def summary_display(summary: Any, drop: tuple[str, ...] = ()) -> Any:
     """The summary for reading: rounded, missing values as '-'."""
     df = summary.drop(columns=list(drop))
@@ -78,7 +70,7 @@ def summary_markdown(frames: Frames) -> str:
     parts = [f"# bench summary: {', '.join(r.run_id for r in frames.runs)}", ""]
     if any_tcg(frames):
         parts += [f"> **Note:** {TCG_NOTE}", ""]
-    odd = anomalies(frames)
+    odd = frames.anomalies
     for r in frames.runs:
         host = host_facts(r.metadata)
         rows = frames.table[frames.table["run"] == r.run_id]
