@@ -155,7 +155,6 @@ class Density(Model):
         return out
 
 
-
 class PlatformBase(Model):
     """Keys every platform has; a backend's Settings subclass adds its own."""
 

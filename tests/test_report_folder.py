@@ -65,9 +65,7 @@ def test_a_symlinked_reports_root_is_refused(tmp_path, monkeypatch):
     assert list(elsewhere.iterdir()) == []
 
 
-def test_a_link_planted_in_the_report_folder_is_replaced_not_written_through(
-    tmp_path, monkeypatch
-):
+def test_a_link_planted_in_the_report_folder_is_replaced_not_written_through(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
