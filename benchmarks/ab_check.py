@@ -7,7 +7,13 @@ alternately, RUNS times each, then prints a Markdown table of every run (exit co
 change, interval, MDE, pairs, time per side) and the counts. With --tabulate DIR it only
 tabulates the runs already stored under DIR.
 
-    .venv/bin/python benchmarks/ab_check.py [--runs 10] [--out DIR]
+With --flaky PCT (issue 21) every platform's command first fails PCT% of the time
+(busybox sh's $RANDOM, before the marker: the instance exits and never becomes ready),
+then runs the image's init as before (`slower` after its 20 ms sleep): the A/A runs must
+still exit 0 and the A/B runs 1. The scenario is ci-ab.yaml with those commands,
+written to a temporary file.
+
+    .venv/bin/python benchmarks/ab_check.py [--runs 10] [--flaky 1] [--out DIR]
     .venv/bin/python benchmarks/ab_check.py --tabulate DIR
 """
 
@@ -16,8 +22,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -28,19 +37,38 @@ from bench.results import load_run  # noqa: E402
 EXPECTED = {"same": 0, "slower": 1}
 
 
-def run_all(runs: int, out: Path) -> None:
+SCENARIO = REPO / "scenarios" / "ci-ab.yaml"
+
+
+def flaky_scenario(percent: int, directory: Path) -> Path:
+    """ci-ab.yaml whose every platform's instance fails `percent`% of the time."""
+    doc = yaml.safe_load(SCENARIO.read_text())
+    for platform in doc["platforms"]:
+        then = "sleep 0.02; exec /init" if platform["name"] == "slower" else "exec /init"
+        fail = f"[ $((RANDOM % 100)) -ge {percent} ] || exit 1"
+        platform["command"] = ["sh", "-c", f"{fail}; {then}"]
+    path = directory / f"ci-ab-flaky{percent}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def run_all(runs: int, out: Path, scenario: Path = SCENARIO) -> None:
     for i in range(runs):
         for candidate in EXPECTED:
             started = time.monotonic()
             p = subprocess.run(
-                [sys.executable, "-m", "bench", "ab", "scenarios/ci-ab.yaml"]
+                [sys.executable, "-m", "bench", "ab", str(scenario)]
                 + ["--baseline", "baseline", "--candidate", candidate, "--out", str(out)],
                 cwd=REPO,
                 capture_output=True,
                 text=True,
             )
             took = time.monotonic() - started
-            print(f"run {i + 1} {candidate}: exit {p.returncode} in {took:.0f} s", file=sys.stderr)
+            said = (p.stderr.strip().splitlines() or [""])[-1]
+            print(
+                f"run {i + 1} {candidate}: exit {p.returncode} in {took:.0f} s: {said}",
+                file=sys.stderr,
+            )
 
 
 def side_seconds(run) -> float:
@@ -93,8 +121,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10, help="runs of each candidate")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "ab-check")
     ap.add_argument("--tabulate", type=Path, help="only tabulate the runs stored here")
+    ap.add_argument("--flaky", type=int, help="every instance fails this %% of the time")
     args = ap.parse_args()
-    if args.tabulate is None:
+    if args.tabulate is None and args.flaky:
+        with tempfile.TemporaryDirectory(prefix="bench-ab-check-") as tmp:
+            run_all(args.runs, args.out, flaky_scenario(args.flaky, Path(tmp)))
+    elif args.tabulate is None:
         run_all(args.runs, args.out)
     table = tabulate(args.tabulate or args.out)
     print(table)

@@ -105,11 +105,13 @@ class DockerBackend(ContainerBackend):
     # remove of each took 239 s. At 32 and 256 containers the two orders took the same
     # time (benchmarks/results.md).
     halt_first = True
-    # Seen fourteen times here, removing 64-2048 containers; fixed upstream in libnetwork#2679,
-    # which Debian's 20.10.24 lacks. Its calls on containers then hang while `docker
-    # ps` still answers, so only a restart of dockerd clears it.
+    # Seen fourteen times here, stopping 64-2048 containers (kills or forced removes: each
+    # exit takes libnetwork's two locks in the opposite order to its watch loop); fixed by
+    # moby/moby#42545 (23.0), backported to 20.10.27 (libnetwork#2679), which Debian 12's
+    # 20.10.24 lacks. Calls on containers then hang while `docker ps` still answers, so
+    # only a restart of dockerd clears it.
     stall_hint = (
-        "dockerd 20.10 can deadlock while removing many containers (moby/moby#42545; "
+        "dockerd 20.10 can deadlock while many containers stop at once (moby/moby#42545; "
         "`docker ps` still answers, `docker rm` hangs): restart dockerd"
     )
 
@@ -145,7 +147,7 @@ class DockerBackend(ContainerBackend):
                 "docker bug",
                 True,
                 f"Engine {version.get('Version')} predates the fix of moby/moby#42545 "
-                f"(in {DEADLOCK_FIXED_IN}): it can deadlock while removing many containers",
+                f"(in {DEADLOCK_FIXED_IN}): it can deadlock while many containers stop at once",
                 "a Docker Engine of 20.10.27, 23.0 or later (Debian 13's docker.io is 26.1)",
                 warn=True,
             )
