@@ -47,7 +47,7 @@ power bench's targets ask for) at alpha: (t_{1-alpha} + t_{POWER}) x standard er
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,11 +250,18 @@ def prediction_test(
 
 
 def runs_needed(
-    spread: float, threshold: float, alpha: float = DEFAULT_ALPHA, power: float = POWER
+    spread: float,
+    threshold: float,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = POWER,
+    floor: float = 0.0,
+    added: float = 0.0,
 ) -> int | None:
-    """Fewest baseline runs whose prediction-test MDE is at most `threshold` at this
-    run-to-run spread; None when none would (the current run's own drift alone is too
-    large for the threshold: only a paired design, `bench ab`, can help then)."""
+    """Fewest baseline runs whose MDE (LevelTest.mde: the t prediction test with the
+    rule's `floor`, plus `added` variance for a current run of another design) is at
+    most `threshold` at this run-to-run spread; None when none would (the current run's
+    own drift alone is too large for the threshold: only a paired design, `bench ab`,
+    can help then)."""
     import numpy as np
     from scipy import stats
 
@@ -262,8 +269,9 @@ def runs_needed(
         return None
     target = math.log1p(threshold)
     k = np.arange(2, 1001)
-    factor = stats.t.ppf(1 - alpha, k - 1) + stats.t.ppf(power, k - 1)
-    ok = np.nonzero(factor * spread * np.sqrt(1 + 1 / k) <= target)[0]
+    scale = np.sqrt(spread**2 * (1 + 1 / k) + added)
+    bound = np.maximum(stats.t.isf(alpha, k - 1) * scale, math.log1p(floor))
+    ok = np.nonzero(bound + stats.t.ppf(power, k - 1) * scale <= target)[0]
     return int(k[ok[0]]) if len(ok) else None
 
 
@@ -593,3 +601,100 @@ def holm_levels(pvalues: Sequence[float], alpha: float) -> list[float]:
         if pvalues[i] >= out[i]:
             break
     return out
+
+
+# --- runs as the unit, one rule: bench compare --------------------------------------------
+
+
+@dataclass(frozen=True)
+class LevelTest:
+    """`bench compare`'s test of one group: is the current run's level (mean log value)
+    above the baseline runs'? The difference `diff` over its standard error `scale`,
+    Student t with `df` degrees of freedom (None: normal, the scale assumed rather than
+    estimated). The p-values, the one-sided bounds and the MDE all come from the same
+    (diff, scale, df), so the bound printed at the level a p is judged at is above 0
+    exactly when p is below it."""
+
+    n: int  # baseline runs
+    diff: float
+    scale: float
+    df: int | None
+    spread: float  # the run-to-run spread the scale rests on (log-sd; assumed or seen)
+
+    def _dist(self) -> Any:
+        from scipy import stats
+
+        return stats.norm if self.df is None else stats.t(self.df)
+
+    @property
+    def p_slower(self) -> float:
+        if self.scale == 0:
+            return float(self.diff <= 0)
+        return float(self._dist().sf(self.diff / self.scale))
+
+    @property
+    def p_faster(self) -> float:
+        if self.scale == 0:
+            return float(self.diff >= 0)
+        return float(self._dist().cdf(self.diff / self.scale))
+
+    def lower(self, level: float) -> float:
+        """One-sided lower bound of the change at `level`: above 0 exactly when
+        p_slower < level."""
+        return relative(self.diff - float(self._dist().isf(level)) * self.scale)
+
+    def upper(self, level: float) -> float:
+        """One-sided upper bound: below 0 exactly when p_faster < level."""
+        return relative(self.diff + float(self._dist().isf(level)) * self.scale)
+
+    def mde(self, level: float, floor: float, power: float = POWER) -> float:
+        """The smallest relative slow-down the whole rule (p < `level` AND a change
+        above `floor`) detects with `power`: the estimate must clear the larger of the
+        test's critical value and log(1 + floor), and it is above that bound with
+        probability `power` when the true change is that bound + its `power` quantile
+        of error. (`REGRESSION_FRACTION` x threshold is the floor: above 0.59 x the
+        threshold it is the floor, not the test, that sets the MDE.)"""
+        if not math.isfinite(self.scale):
+            return math.inf
+        d = self._dist()
+        bound = max(float(d.isf(level)) * self.scale, math.log1p(floor))
+        return relative(bound + float(d.ppf(power)) * self.scale)
+
+    def as_test(self, level: float, mde_level: float, floor: float) -> Test:
+        """A `Test` for the table: bounds at `level` (the Holm level the p is judged
+        at), MDE at `mde_level` (alpha / groups: the level a lone change faces)."""
+        return Test(
+            n=self.n,
+            log_change=self.diff,
+            spread=self.spread,
+            change=relative(self.diff),
+            ci_low=self.lower(level),
+            ci_high=self.upper(level),
+            p_slower=self.p_slower,
+            p_faster=self.p_faster,
+            mde=self.mde(mde_level, floor),
+            alpha=level,
+        )
+
+
+def failure_units(rows: Iterable[dict[str, Any]]) -> tuple[int, int]:
+    """(failed, counted) units of one side's samples for the failure test: an instance,
+    or a step whose instances all failed (lost at once: one cause, one event, not N).
+    Instances stopped by an interruption (failure "interrupted") are left out: the
+    platform did not fail them. Samples without a `step` (schema 1, hand-written) are
+    grouped by (N, repeat), which is one step."""
+    by_step: dict[Any, list[dict[str, Any]]] = {}
+    for s in rows:
+        if s.get("failure") == "interrupted":
+            continue
+        key = s.get("step")
+        if key is None:
+            key = ("r", s.get("platform"), s.get("n"), s.get("repeat", 0))
+        by_step.setdefault(key, []).append(s)
+    failed = units = 0
+    for group in by_step.values():
+        bad = sum(1 for r in group if not r.get("ok"))
+        whole = bad == len(group)
+        failed += 1 if whole else bad
+        units += 1 if whole else len(group)
+    return failed, units
