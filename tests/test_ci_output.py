@@ -189,3 +189,79 @@ def test_ab_cases_one_per_n_and_one_for_failures():
     assert cases["B vs A N=4"].status == ci.FAILED and "center" in cases["B vs A N=4"].message
     assert cases["B vs A N=1"].status in (ci.PASSED, ci.SKIPPED)
     assert cases["B vs A failures"].status == ci.PASSED
+
+
+# --- examples/: every bench command line in the CI files is one the CLI accepts ------------
+
+
+def _scripts(node):
+    """The shell scripts of a GitHub Actions (`run:`) or GitLab CI (`script:`) file."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("run", "script", "before_script", "after_script"):
+                yield from value if isinstance(value, list) else [value]
+            else:
+                yield from _scripts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _scripts(value)
+
+
+def bench_commands(text: str) -> list[list[str]]:
+    """The argument lists of the `bench` invocations in a shell script (continuation
+    lines joined, comments left out, cut at the first redirection or list operator)."""
+    import shlex
+
+    out = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if line.startswith("#") or "bin/bench " not in line:
+            continue
+        lexer = shlex.shlex(
+            line[line.index("bin/bench ") + len("bin/bench ") :], posix=True, punctuation_chars=True
+        )
+        lexer.whitespace_split = True
+        args = []
+        for token in lexer:
+            if token in (">", ">>", "<", "|", "||", "&&", ";", "&", "2>"):
+                break
+            args.append(token)
+        out.append(args)
+    return out
+
+
+@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
+def test_the_example_ci_files_use_only_commands_and_options_that_exist(name):
+    import typer
+    import yaml
+
+    from bench.cli import app
+
+    doc = yaml.safe_load((REPO / "examples" / name).read_text())
+    commands = [c for script in _scripts(doc) for c in bench_commands(script)]
+    used = {c[0] for c in commands}
+    assert {"ab", "compare"} <= used, used
+    group = typer.main.get_command(app)
+    for args in commands:
+        cmd = group.commands.get(args[0])
+        assert cmd is not None, f"{name}: bench {args[0]} does not exist"
+        try:
+            cmd.make_context(f"bench {args[0]}", list(args[1:]))
+        except Exception as e:  # typer's (vendored click's) UsageError: an unknown option
+            pytest.fail(f"{name}: bench {' '.join(args)}: {e}")
+        for a in args[1:]:
+            if a.startswith("scenarios/"):
+                assert (REPO / a).is_file(), f"{name}: {a} does not exist"
+    junit = [c for c in commands if c[0] in ("ab", "compare")]
+    assert all("--junit" in c for c in junit)
+
+
+@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
+def test_the_example_scripts_handle_exit_6_under_set_e(name):
+    import yaml
+
+    doc = yaml.safe_load((REPO / "examples" / name).read_text())
+    for script in _scripts(doc):
+        if "bin/bench ab" in script or "bin/bench compare" in script:
+            assert "set -e" in script and "set +e" in script and "rc=$?" in script
+            assert "6)" in script or "0|6)" in script
