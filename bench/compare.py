@@ -294,8 +294,12 @@ class Comparison:
     def inconclusive_message(self) -> str:
         """One line for stderr: the Markdown already gives each group's advice."""
         groups = ", ".join(f"{g.platform} N={g.n}" for g in self.inconclusive)
-        if all(g.drift_assumed for g in self.inconclusive if g.test is not None):
-            more = "pass baseline runs of several sessions, or use `bench ab`"
+        tested = [g for g in self.inconclusive if g.test is not None]
+        if tested and all(g.drift_assumed for g in tested):
+            more = (
+                "pass several baseline runs recorded in separate sessions, or use `bench ab` "
+                "for a side-by-side change"
+            )
         else:
             more = "pass more baseline runs (the table's notes say how many)"
         return f"{len(self.inconclusive)} group(s) inconclusive ({groups}): {more}"
