@@ -265,3 +265,26 @@ def test_the_example_scripts_handle_exit_6_under_set_e(name):
         if "bin/bench ab" in script or "bin/bench compare" in script:
             assert "set -e" in script and "set +e" in script and "rc=$?" in script
             assert "6)" in script or "0|6)" in script
+
+
+def test_ab_analyse_writes_junit_and_the_summary_from_the_command_line(tmp_path):
+    from bench.records import Sample
+    from bench.results import RunWriter
+    from tests.test_ab_noise import ab_run
+
+    run = ab_run(np.random.default_rng(5), 30, change=lambda n, logs: logs + 0.3)
+    d = tmp_path / "ab-run"
+    w = RunWriter(d, "ab-run")
+    w.start({"scenario": {"name": "ci-ab", "platforms": []}, "ab": run.metadata["ab"]})
+    w.add_samples([Sample.model_validate({**s, "run_id": "ab-run"}) for s in run.samples])
+    w.finish("complete")
+    summary = tmp_path / "summary.md"
+    summary.write_text("")
+    xml = tmp_path / "ab.xml"
+    p = _bench("ab", "--analyse", str(d), "--junit", str(xml), env={ci.SUMMARY_ENV: str(summary)})
+    assert p.returncode == ExitCode.REGRESSION, p.stderr
+    [suite] = ET.parse(xml).getroot()
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert list(cases) == ["B vs A N=1", "B vs A N=4", "B vs A failures"]
+    assert cases["B vs A N=4"].find("failure") is not None
+    assert "### bench ab" in summary.read_text() and "### bench ab" in p.stdout
