@@ -8,19 +8,33 @@ small: instance-level tests gave 20% false alarms once drift was in the model
 mean log value (the mean over its steps of each step's mean log value) and:
 
 - with SEVERAL baseline runs, their spread estimates the run-to-run drift and the
-  current run is tested against their distribution (bench.verdict.prediction_test,
-  t with runs - 1 degrees of freedom);
+  current run is tested against their distribution (a t prediction test, runs - 1
+  degrees of freedom: bench.verdict.LevelTest);
 - with ONE baseline run, that spread cannot be seen: the change is tested against an
-  assumed drift of bench.verdict.ASSUMED_DRIFT per run (drift_test). Only a change
+  assumed drift of bench.verdict.ASSUMED_DRIFT per run (a z test). Only a change
   larger than drift could plausibly make is significant, and the minimum detectable
   effect is large, so at a 10% threshold one baseline gives "inconclusive" (or a
   regression for a gross slow-down), never "no regression". The output says to pass
-  several baseline runs, or to use `bench ab` for a change that can run side by side.
+  several baseline runs, or to use `bench ab` for a change that can run side by side;
+- with baselines of ONE SESSION (recorded back to back, the current run later:
+  `one_session`), their spread shows the drift within a session only (issue 21: 2%
+  against 7% between sessions, 15% false alarms with 5 such baselines): warned, and
+  the session's level is treated as one draw of the assumed drift, as for one
+  baseline (benchmarks/compare_noise.py: 0% false alarms, at the cost of power);
+- a current run of FEWER STEPS than the baselines knows its level less precisely than
+  their spread shows: the difference of within-run variances (from the step variance
+  pooled over the runs) is added (`_design_var`).
 
 Several (platform, N) groups are one family: their p-values are Holm-adjusted (valid
-whatever their dependence; groups of a run share its drift), and each group's MDE and
-interval are computed at alpha / groups. The verdict rule (regression, inconclusive,
-no regression) is bench.verdict.decide, shared with `bench ab`.
+whatever their dependence; groups of a run share its drift). A group's one-sided bound
+is computed at the Holm level its p is judged at (above 0 exactly when p (Holm) <
+alpha); its MDE at alpha / groups, the half-threshold floor included (what the whole
+rule detects at 95% power). The verdict rule (regression, inconclusive, no regression)
+is bench.verdict.decide, shared with `bench ab`. Failed instances are a test of their
+own, as in `bench ab`: per group, failed against ok units of the current run against
+the baselines' pooled (one-sided Fisher exact, a step lost whole once, `interrupted`
+left out; bench.verdict.failure_units), Holm over the groups; a group that fails it is
+a regression labelled "failures", whatever its times.
 
 Exit code: 1 when any group is a regression; else 6 (inconclusive) when any group
 lacks the evidence to rule out a threshold-sized slow-down; else 0. Usage errors

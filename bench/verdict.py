@@ -6,25 +6,20 @@ or runs of different N can be pooled. A change is reported as exp(mean log ratio
 
 Two designs, two units of evidence:
 
-- `paired_test` (`bench ab`): the unit is a STEP PAIR, a baseline step and a candidate
-  step run next to each other on one host. Its log ratio d = mean(log B) - mean(log A)
-  cancels whatever the two steps share: the host's level of the day (run-to-run drift),
-  and most of any slow drift within the run (counterbalanced order ABBA... turns what
-  is left into noise of alternating sign, not a bias). The N instances of a step share
-  contention, so they are averaged into one number per step and never counted as
-  independent. One-sided paired t-test over all pairs (all N together: d is a ratio),
-  a pair-level percentile bootstrap interval, and the minimum detectable effect (MDE).
-  Why t and not the signed-rank test: on the simulated noise (benchmarks/gate.py) both
-  hold alpha, and t has as much power or slightly more; the t-test is also the one
-  whose MDE formula matches the test, so "conclusive" means what it says.
+- `bench ab`: the unit is a STEP PAIR, a baseline step and a candidate step run next
+  to each other on one host. Its log ratio cancels whatever the two steps share: the
+  host's level of the day (run-to-run drift), and most of any slow drift within the
+  run. The gates (bench/ab.py): `rank_test` (Wilcoxon signed-rank, Hodges-Lehmann,
+  distribution-free bounds) per N, `tail_test` (the p95, pair-wise permutation) per N,
+  `failure_test` (Fisher exact); `gate_mde` the rule's MDE; `holm_levels` the level each
+  bound is computed at. (`paired_test`, the t-test over all pairs that came before,
+  stays for benchmarks/gate.py's "before" column.)
 
-- `prediction_test` (`bench compare` with several baseline runs): the unit is a RUN.
-  Each run is summarised by its mean log value; the baseline runs' spread estimates the
-  run-to-run drift, and the current run is tested against their mean with a t-based
-  prediction interval (df = runs - 1). With ONE baseline that spread cannot be seen:
-  `drift_test` assumes ASSUMED_DRIFT per run, so only a change larger than drift of
-  that size could plausibly produce is called significant, never one shown by
-  instance samples alone.
+- `bench compare`: the unit is a RUN. Each run is summarised by its mean log value;
+  the baseline runs' spread estimates the run-to-run drift, and `LevelTest` tests the
+  current run against their mean (t, df = runs - 1), or, with one baseline or baselines
+  of one session, against an ASSUMED_DRIFT per run (normal): never a change shown by
+  instance samples alone. (`prediction_test` and `drift_test` are its earlier forms.)
 
 The verdict (`decide`), for both:
 - regression: p < alpha AND the change is above REGRESSION_FRACTION x threshold;
@@ -40,8 +35,12 @@ change of T in a conclusive run, while refusing to fail a build for a significan
 small change (under T/2). 0.5 is the round value below 0.59, and at --threshold 10% it
 is Firecracker's A/B gate (p < 0.01 and more than 5%).
 
-The MDE is the smallest true change the test detects with probability POWER (95%, the
-power bench's targets ask for) at alpha: (t_{1-alpha} + t_{POWER}) x standard error.
+The MDE is the smallest true change the whole rule detects with probability POWER (95%,
+the power bench's targets ask for): the estimate must clear both the test's critical
+value and log(1 + REGRESSION_FRACTION x threshold), so MDE = max(t_{1-alpha} x se,
+log(1 + floor)) + t_{POWER} x se (LevelTest.mde; gate_mde for ab's gates). Without the
+floor, a printed MDE below about +7% could not be met (issue 21: printed +3.3%, a true
++4.5% caught 27.5%).
 """
 
 from __future__ import annotations
