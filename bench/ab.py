@@ -515,17 +515,7 @@ def _failures(run: Any, pairs: list[Pair], alpha: float) -> Failures:
     by an interruption (failure "interrupted") are left out."""
     sides = []
     for steps in ({p.baseline_step for p in pairs}, {p.candidate_step for p in pairs}):
-        by_step: dict[Any, list[dict[str, Any]]] = {}
-        for s in run.samples:
-            if s.get("step") in steps and s.get("failure") != "interrupted":
-                by_step.setdefault(s.get("step"), []).append(s)
-        failed = units = 0
-        for rows in by_step.values():
-            bad = sum(1 for r in rows if not r.get("ok"))
-            whole = bad == len(rows)
-            failed += 1 if whole else bad
-            units += 1 if whole else len(rows)
-        sides.append((failed, units))
+        sides.append(v.failure_units(s for s in run.samples if s.get("step") in steps))
     (fa, ua), (fb, ub) = sides
     p = v.failure_test(fb, ub, fa, ua)
     return Failures(fa, ua, fb, ub, p, p < alpha)

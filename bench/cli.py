@@ -137,6 +137,16 @@ Threshold = Annotated[
         "--threshold", metavar="PERCENT", help="Smallest slow-down that counts, e.g. 10%."
     ),
 ]
+# Options `ab` and `compare` share: what CI systems read.
+Junit = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        metavar="FILE",
+        help="Also write the verdict as JUnit XML: a test case per group, failed on a "
+        "regression, skipped when inconclusive.",
+    ),
+]
 RunName = Annotated[
     str | None,
     typer.Option("--name", metavar="NAME", help="Prefix of the run id (default: scenario name)."),
@@ -149,6 +159,29 @@ def _print_version(value: bool) -> None:
 
         print(f"bench {__version__}")
         raise typer.Exit()
+
+
+def _check_junit(path: Path | None) -> None:
+    """Before the work: a --junit FILE whose folder is missing would fail after it."""
+    if path is not None and not path.parent.is_dir():
+        raise UsageError(f"--junit {path}: folder {path.parent} does not exist")
+    if path is not None and path.is_dir():
+        raise UsageError(f"--junit {path}: a folder; name a file such as {path}/bench.xml")
+
+
+def _publish(markdown: str, cases: Any, junit: Path | None, suite: str) -> None:
+    """The verdict for CI: --junit FILE, and GitHub's job summary when its variable is
+    set (bench.ci_output)."""
+    from bench.ci_output import publish
+
+    err = _stderr()
+    publish(
+        markdown,
+        cases,
+        junit,
+        suite,
+        warn=lambda m: err.print(f"warning: {m}", markup=False, soft_wrap=True),
+    )
 
 
 @app.callback()
@@ -251,6 +284,7 @@ def ab(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
     out: OutDir = Path("results"),
     name: RunName = None,
+    junit: Junit = None,
 ) -> None:
     """Run two platforms of a scenario side by side; judge the candidate.
 
@@ -261,14 +295,17 @@ def ab(
     instances (Fisher exact); the table names the gate that fired.
 
     Prints the verdict (Markdown, or --json); the last line is the run directory.
+    With GITHUB_STEP_SUMMARY set, the Markdown is also appended to that file.
     Exit 0 no regression, 1 regression, 6 inconclusive (it says how many
     more repeats would decide), 2 usage error, 3 engine unreachable.
     """
     from bench.ab import analyse_ab
+    from bench.ci_output import ab_cases
     from bench.compare import parse_threshold
     from bench.results import load_run
 
     fraction = parse_threshold(threshold)  # before a long run, not after it
+    _check_junit(junit)
     err = _stderr()
     if analyse is not None:
         if scenario is not None:
@@ -303,7 +340,9 @@ def ab(
     result = analyse_ab(load_run(run_dir), fraction, alpha, baseline=baseline, candidate=candidate)
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    print(result.to_json() if as_json else result.to_markdown(), end="")
+    markdown = result.to_markdown()
+    print(result.to_json() if as_json else markdown, end="")
+    _publish(markdown, ab_cases(result), junit, f"bench ab {result.run_id}")
     advice = result.advice()
     if advice and as_json:  # the Markdown says it already
         err.print(advice, soft_wrap=True)
@@ -514,21 +553,26 @@ def compare(
     ] = "ready_s",
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+    junit: Junit = None,
 ) -> None:
     """Compare the last run with the baseline runs before it, per (platform, N).
 
-    Runs are the unit: with several baseline runs their spread is the run-to-run drift
-    the current run is tested against; with one, a drift of 10% is assumed, so only a
-    gross slow-down is significant (use `bench ab` for a side-by-side change). A
-    regression is p < alpha (Holm over groups) and a change above half the threshold.
+    Runs are the unit: the current run is tested against the spread of the
+    baseline runs (with one, or with baselines run back to back in one session,
+    a drift of 10% is assumed, so only a gross slow-down is significant). A
+    regression is p < alpha (Holm over groups) and a change above half the
+    threshold, or a larger share of failed instances (Fisher exact). For a change
+    you can run side by side, `bench ab` sees far smaller changes.
 
-    Prints Markdown (for CI job summaries) or JSON; warnings go to stderr. Exit 0 none,
-    1 regression, 6 inconclusive (too little evidence: more baseline runs needed),
-    2 usage error.
+    Prints Markdown (for CI job summaries; also appended to GITHUB_STEP_SUMMARY
+    when set) or JSON; warnings go to stderr. Exit 0 none, 1 regression,
+    6 inconclusive (too little evidence: more baseline runs needed), 2 usage error.
     """
+    from bench.ci_output import compare_cases
     from bench.compare import compare_runs, parse_threshold
     from bench.results import load_run
 
+    _check_junit(junit)
     if len(run_dirs) < 2:
         raise UsageError("give one or more baseline run directories, then the current one")
     *baselines, current = run_dirs
@@ -542,7 +586,9 @@ def compare(
     err = _stderr()
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    print(result.to_json() if as_json else result.to_markdown(), end="")
+    markdown = result.to_markdown()
+    print(result.to_json() if as_json else markdown, end="")
+    _publish(markdown, compare_cases(result), junit, f"bench compare {result.current}")
     if result.exit_code == ExitCode.INCONCLUSIVE:
         err.print(f"inconclusive: {result.inconclusive_message()}", soft_wrap=True)
     raise typer.Exit(int(result.exit_code))

@@ -8,19 +8,33 @@ small: instance-level tests gave 20% false alarms once drift was in the model
 mean log value (the mean over its steps of each step's mean log value) and:
 
 - with SEVERAL baseline runs, their spread estimates the run-to-run drift and the
-  current run is tested against their distribution (bench.verdict.prediction_test,
-  t with runs - 1 degrees of freedom);
+  current run is tested against their distribution (a t prediction test, runs - 1
+  degrees of freedom: bench.verdict.LevelTest);
 - with ONE baseline run, that spread cannot be seen: the change is tested against an
-  assumed drift of bench.verdict.ASSUMED_DRIFT per run (drift_test). Only a change
+  assumed drift of bench.verdict.ASSUMED_DRIFT per run (a z test). Only a change
   larger than drift could plausibly make is significant, and the minimum detectable
   effect is large, so at a 10% threshold one baseline gives "inconclusive" (or a
   regression for a gross slow-down), never "no regression". The output says to pass
-  several baseline runs, or to use `bench ab` for a change that can run side by side.
+  several baseline runs, or to use `bench ab` for a change that can run side by side;
+- with baselines of ONE SESSION (recorded back to back, the current run later:
+  `one_session`), their spread shows the drift within a session only (issue 21: 2%
+  against 7% between sessions, 15% false alarms with 5 such baselines): warned, and
+  the session's level is treated as one draw of the assumed drift, as for one
+  baseline (benchmarks/compare_noise.py: 0% false alarms, at the cost of power);
+- a current run of FEWER STEPS than the baselines knows its level less precisely than
+  their spread shows: the difference of within-run variances (from the step variance
+  pooled over the runs) is added (`_design_var`).
 
 Several (platform, N) groups are one family: their p-values are Holm-adjusted (valid
-whatever their dependence; groups of a run share its drift), and each group's MDE and
-interval are computed at alpha / groups. The verdict rule (regression, inconclusive,
-no regression) is bench.verdict.decide, shared with `bench ab`.
+whatever their dependence; groups of a run share its drift). A group's one-sided bound
+is computed at the Holm level its p is judged at (above 0 exactly when p (Holm) <
+alpha); its MDE at alpha / groups, the half-threshold floor included (what the whole
+rule detects at 95% power). The verdict rule (regression, inconclusive, no regression)
+is bench.verdict.decide, shared with `bench ab`. Failed instances are a test of their
+own, as in `bench ab`: per group, failed against ok units of the current run against
+the baselines' pooled (one-sided Fisher exact, a step lost whole once, `interrupted`
+left out; bench.verdict.failure_units), Holm over the groups; a group that fails it is
+a regression labelled "failures", whatever its times.
 
 Exit code: 1 when any group is a regression; else 6 (inconclusive) when any group
 lacks the evidence to rule out a threshold-sized slow-down; else 0. Usage errors
@@ -88,37 +102,139 @@ def check_metric(metric: str, samples: list[dict[str, Any]]) -> None:
 class Level:
     """One run's (platform, N): its mean log value and how precisely the run knows it."""
 
-    samples: int  # ready instances with a value of the metric
+    samples: int  # ready instances with a usable value of the metric
     failures: int
     steps: int
     mean_log: float | None  # mean over steps of the step's mean log value
     se: float  # its within-run standard error, steps as the unit
+    step_var: float = math.nan  # variance of the step means (NaN below two steps)
+    unusable: int = 0  # ok samples whose metric is null, NaN or not above 0
+    failed_units: int = 0  # failures for the failure test (a step lost whole once)
+    units: int = 0
 
 
 def level_of(rows: list[dict[str, Any]], metric: str) -> Level:
     by_step: dict[Any, list[float]] = {}
+    unusable = 0
     for s in rows:
         x = s.get(metric)
-        if s.get("ok") and _is_number(x) and math.isfinite(x) and x > 0:
+        if not s.get("ok"):
+            continue
+        if _is_number(x) and math.isfinite(x) and x > 0:
             # Samples of schema-1 or hand-written runs may lack `step`: (N, repeat) is one.
             key = s.get("step") if s.get("step") is not None else ("r", s.get("repeat", 0))
             by_step.setdefault(key, []).append(math.log(x))
+        else:
+            unusable += 1
     failures = sum(1 for s in rows if not s.get("ok"))
+    failed_units, units = v.failure_units(rows)
     samples = sum(len(xs) for xs in by_step.values())
     if not by_step:
-        return Level(0, failures, 0, None, math.nan)
+        return Level(0, failures, 0, None, math.nan, math.nan, unusable, failed_units, units)
     means = [sum(xs) / len(xs) for xs in by_step.values()]
     k = len(means)
     mean = sum(means) / k
+    step_var = _sd(means) ** 2 if k >= 2 else math.nan
     if k >= 2:
-        se = _sd(means) / math.sqrt(k)
+        se = math.sqrt(step_var / k)
     else:  # one step: its instances are all there is (they understate the error)
         xs = next(iter(by_step.values()))
         se = _sd(xs) / math.sqrt(len(xs)) if len(xs) >= 2 else 0.0
-    return Level(samples, failures, k, mean, se)
+    return Level(samples, failures, k, mean, se, step_var, unusable, failed_units, units)
+
+
+def _design_var(levels: list[Level], current: Level) -> tuple[float, float]:
+    """(variance of the current level from its own steps, mean of the baselines'), both
+    from the step variance pooled over every run of the group (the same under "no
+    change"). A current run of fewer steps than the baselines knows its level less
+    precisely than their spread shows; the difference is added to the test's variance.
+    Falls back to each run's own standard error when no run has two steps."""
+    runs = [*levels, current]
+    dof = sum(lv.steps - 1 for lv in runs if lv.steps >= 2)
+    if dof == 0:
+        return _nan0(current.se) ** 2, sum(_nan0(lv.se) ** 2 for lv in levels) / len(levels)
+    pooled = sum((lv.steps - 1) * lv.step_var for lv in runs if lv.steps >= 2) / dof
+    return pooled / current.steps, sum(pooled / lv.steps for lv in levels) / len(levels)
+
+
+# --- sessions: baselines recorded back to back -------------------------------------------
+
+# Runs that start within this long after the one before ended are one session (a
+# loop of `bench run`s, as a first CI history is often made). Minutes apart a machine's
+# level moves by ~2%, between sessions by ~7% (issue 21's figures): a spread seen within
+# one session is not the drift a later run faces.
+SESSION_GAP_S = 30 * 60
+
+
+def _when(run: Any, key: str) -> float | None:
+    from datetime import datetime
+
+    text = run.metadata.get(key)
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def one_session(baselines: list[Any], current: Any) -> str | None:
+    """When the baseline runs (two or more) ran back to back in one session and the
+    current run later, a sentence saying so; else None (also when a run lacks times)."""
+    if len(baselines) < 2:
+        return None
+    spans = []
+    for run in [*baselines, current]:
+        start = _when(run, "started_at")
+        end = _when(run, "finished_at") or start
+        if start is None or end is None:
+            return None
+        spans.append((start, end))
+    base = sorted(spans[:-1])
+    gaps = [b[0] - a[1] for a, b in zip(base, base[1:], strict=False)]
+    if max(gaps) > SESSION_GAP_S or spans[-1][0] - base[-1][1] <= SESSION_GAP_S:
+        return None
+    minutes = (base[-1][1] - base[0][0]) / 60
+    return (
+        f"the {len(baselines)} baseline runs ran back to back (one session of "
+        f"{minutes:.0f} min, no gap over {SESSION_GAP_S // 60} min): their spread shows "
+        "the drift within a session, not between sessions, so the verdict assumes a "
+        f"between-run drift of {v.ASSUMED_DRIFT:.0%} as with one baseline; record "
+        "baselines in separate sessions (a CI history), or use `bench ab`"
+    )
 
 
 # --- several runs ----------------------------------------------------------------------
+
+
+@dataclass
+class Failures:
+    """Failed units of one group, pooled over the baseline runs, against the current
+    run's: one-sided Fisher exact test (bench.verdict.failure_test, as `bench ab`)."""
+
+    baseline: int
+    baseline_units: int
+    current: int
+    current_units: int
+    p: float
+    p_holm: float = 1.0
+    regression: bool = False
+
+    def why(self) -> str:
+        counts = (
+            f"{self.current} of {self.current_units} instances failed in the current run "
+            f"against {self.baseline} of {self.baseline_units} in the baseline runs (a step "
+            f"lost whole counted once; Fisher exact, one-sided, p (Holm) = {self.p_holm:.2g})"
+        )
+        if self.regression:
+            return (
+                f"{counts}: a regression whatever the ready times of the others (an "
+                "instance that never becomes ready is worse than any slow-down); see their "
+                "errors in samples.jsonl"
+            )
+        if self.current_units and self.current / self.current_units > (
+            self.baseline / self.baseline_units if self.baseline_units else 0.0
+        ):
+            return f"{counts}: not significant, no verdict from failures"
+        return "no larger share of failures than the baseline runs"
 
 
 @dataclass
@@ -139,6 +255,11 @@ class GroupComparison:
     baseline_geomean: float | None = None  # exp(mean of the baseline runs' levels)
     current_geomean: float | None = None
     advice: str | None = None  # why inconclusive, and what would make it conclusive
+    failures: Failures | None = None
+    fired: list[str] = field(default_factory=list)  # "time", "failures"
+    drift_assumed: bool = False  # one baseline, or baselines of one session
+    design_var: float = 0.0  # variance added for a current run of fewer steps
+    unusable: int = 0  # ok samples without a usable value, all runs
 
     @property
     def method(self) -> str:
@@ -146,7 +267,15 @@ class GroupComparison:
             return "-"
         if self.baseline_runs == 1:
             return f"one baseline, drift assumed {v.ASSUMED_DRIFT:.0%}"
+        if self.drift_assumed:
+            return f"{self.baseline_runs} baseline runs of one session, drift assumed"
         return f"{self.baseline_runs} baseline runs"
+
+    @property
+    def label(self) -> str:
+        if self.verdict == REGRESSION:
+            return f"**REGRESSION ({', '.join(self.fired)})**"
+        return self.verdict
 
 
 @dataclass
@@ -179,11 +308,28 @@ class Comparison:
     def inconclusive_message(self) -> str:
         """One line for stderr: the Markdown already gives each group's advice."""
         groups = ", ".join(f"{g.platform} N={g.n}" for g in self.inconclusive)
-        if all(g.baseline_runs == 1 for g in self.inconclusive):
-            more = "pass several baseline runs, or use `bench ab` for a side-by-side change"
+        tested = [g for g in self.inconclusive if g.test is not None]
+        if tested and all(g.drift_assumed for g in tested):
+            more = (
+                "pass several baseline runs recorded in separate sessions, or use `bench ab` "
+                "for a side-by-side change"
+            )
         else:
             more = "pass more baseline runs (the table's notes say how many)"
         return f"{len(self.inconclusive)} group(s) inconclusive ({groups}): {more}"
+
+    def limits(self) -> str:
+        """What this comparison can and cannot see, beside its verdict."""
+        mdes = [g.test.mde for g in self.groups if g.test is not None]
+        best = v.pct(min(mdes)) if mdes else "n/a"
+        return (
+            f"Limits: a run against a few others detects, at {v.POWER:.0%} power, only a "
+            f"slow-down above the MDE column (here {best} at best): run-to-run drift hides "
+            "smaller ones, and under 7% drift a +20% slow-down is inconclusive most of the "
+            "time with 1 to 5 baselines (benchmarks/results.md). For a change you can run "
+            "side by side use `bench ab` (paired steps cancel the drift); for a CI job's "
+            "series of runs, `bench history`."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,12 +342,20 @@ class Comparison:
             "regression_fraction": v.REGRESSION_FRACTION,
             "test": (
                 "runs as the unit: current run's mean log value against the baseline runs' "
-                "(t prediction test; one baseline: z test with an assumed drift of "
-                f"{v.ASSUMED_DRIFT:.0%}), one-sided, Holm-adjusted over groups"
+                "(t prediction test; one baseline or baselines of one session: z test with "
+                f"an assumed between-run drift of {v.ASSUMED_DRIFT:.0%}; a current run of "
+                "fewer steps: its extra within-run variance added), one-sided, Holm over "
+                "groups; failures: Fisher exact, one-sided, Holm over groups"
+            ),
+            "ci": (
+                "ci_low: one-sided lower bound of the change at the group's Holm level "
+                "(`level`), above 0 exactly when p_slower_holm < alpha; ci_high: the "
+                "matching upper bound"
             ),
             "regressions": len(self.regressions),
             "inconclusive": len(self.inconclusive),
             "exit_code": int(self.exit_code),
+            "limits": self.limits(),
             "warnings": self.warnings,
             "groups": [_group_dict(g) for g in self.groups],
         }
@@ -219,18 +373,18 @@ class Comparison:
             "baseline",
             "current",
             "change",
-            "interval",
+            "one-sided bound",
             "run spread",
             f"MDE ({v.POWER:.0%} power)",
             "p (Holm)",
             "runs",
             "samples",
-            "failures",
+            "failed",
             "verdict",
         ]
         rows = []
         for g in self.groups:
-            t = g.test
+            t, f = g.test, g.failures
             rows.append(
                 [
                     g.platform,
@@ -238,16 +392,16 @@ class Comparison:
                     fmt(g.baseline_geomean) if g.baseline_geomean else "-",
                     fmt(g.current_geomean) if g.current_geomean else "-",
                     v.pct(t.change) if t else "-",
-                    f"{v.pct(t.ci_low)} … {v.pct(t.ci_high)}" if t else "-",
-                    (f"{t.spread:.1%}" + (" (assumed)" if g.baseline_runs == 1 else ""))
-                    if t
-                    else "-",
+                    f"≥ {v.pct(t.ci_low)} (at {t.alpha:.2g})" if t else "-",
+                    (f"{t.spread:.1%}" + (" (assumed)" if g.drift_assumed else "")) if t else "-",
                     v.pct(t.mde) if t else "-",
                     f"{g.p_slower_adjusted:.2g}" if g.p_slower_adjusted is not None else "-",
                     f"{g.baseline_runs} → 1",
                     f"{g.baseline_samples} → {g.current_samples}",
-                    f"{g.baseline_failures} → {g.current_failures}",
-                    f"**{g.verdict.upper()}**" if g.verdict == REGRESSION else g.verdict,
+                    f"{f.baseline}/{f.baseline_units} → {f.current}/{f.current_units}"
+                    if f
+                    else "-",
+                    g.label,
                 ]
             )
         table = tabulate(rows, headers, tablefmt="github", disable_numparse=True)
@@ -256,7 +410,6 @@ class Comparison:
         if self.inconclusive:
             outcome += f" ({len(self.inconclusive)} inconclusive)"
         worse = "slower" if unit_of(self.metric) == "s" else "larger"
-        level = 1 - self.alpha / max(1, len(self.groups))
         lines = [
             f"### bench compare: `{self.metric}`",
             "",
@@ -265,11 +418,15 @@ class Comparison:
             "",
             table,
             "",
-            f"{outcome}. Runs are the unit: baseline and current are geometric means; the "
-            f"interval is at {level:.1%} (alpha / groups). A regression is p < "
-            f"{self.alpha:g} after Holm's correction and a change {worse} than "
-            f"{v.REGRESSION_FRACTION:g} × {self.threshold:.0%}; inconclusive when the "
-            f"minimum detectable effect is above {self.threshold:.0%}.",
+            f"{outcome}. Runs are the unit: baseline and current are geometric means. A "
+            f"regression (time) is p < {self.alpha:g} after Holm's correction over the "
+            f"groups and a change {worse} than {v.REGRESSION_FRACTION:g} × "
+            f"{self.threshold:.0%}; the bound is the same test's, at the level its p is "
+            f"judged at. A regression (failures) is a larger share of failed instances, "
+            f"Fisher exact p < {self.alpha:g} after Holm. Inconclusive when the MDE is "
+            f"above {self.threshold:.0%}.",
+            "",
+            self.limits(),
         ]
         for g in self.groups:
             if g.advice:  # why inconclusive, or a regression by failed instances
@@ -316,31 +473,66 @@ def compare_runs(
             f"(baseline: {_keys({k: 0 for g in base_groups for k in g})}; current: "
             f"{_keys(cur_groups)}): compare runs of the same scenario"
         )
+    session = one_session(base_runs, current)
     alpha_each = alpha / len(common)
-    rows: list[tuple[tuple[str, int], list[Level], Level, v.Test | None]] = []
+    floor = v.REGRESSION_FRACTION * threshold
+    rows: list[tuple[tuple[str, int], list[Level], Level, v.LevelTest | None, float]] = []
     for key in common:
         levels = [level_of(g[key], metric) for g in base_groups if key in g]
         cur = level_of(cur_groups[key], metric)
         have = [lv for lv in levels if lv.mean_log is not None]
-        test = None
+        test, added = None, 0.0
         if cur.mean_log is not None and have:
-            if len(have) == 1:
-                se = math.sqrt(_nan0(have[0].se) ** 2 + _nan0(cur.se) ** 2)
-                test = v.drift_test(have[0].mean_log, cur.mean_log, se, alpha_each)
+            k = len(have)
+            diff = cur.mean_log - sum(lv.mean_log for lv in have) / k
+            var_cur, var_base = _design_var(have, cur)
+            if k == 1:
+                # One run cannot show the drift: assumed, for the baseline and the current.
+                scale = math.sqrt(2 * v.ASSUMED_DRIFT**2 + var_cur + var_base)
+                test = v.LevelTest(1, diff, scale, None, v.ASSUMED_DRIFT)
             else:
-                test = v.prediction_test([lv.mean_log for lv in have], cur.mean_log, alpha_each)
-        rows.append((key, levels, cur, test))
-    tested = [t for *_, t in rows if t is not None]
-    adj_slower = iter(v.holm([t.p_slower for t in tested]))
+                s = _sd([lv.mean_log for lv in have])
+                # The baselines' spread includes their own within-run error; a current
+                # run with fewer steps (a larger error) gets the difference on top.
+                added = max(0.0, var_cur - var_base)
+                within = s**2 * (1 + 1 / k) + added
+                if session is not None:
+                    # The shared session's level is one draw of the between-run drift
+                    # that the spread cannot show: assumed, for it and the current run.
+                    scale = math.sqrt(2 * v.ASSUMED_DRIFT**2 + within)
+                    test = v.LevelTest(k, diff, scale, None, v.ASSUMED_DRIFT)
+                else:
+                    test = v.LevelTest(k, diff, math.sqrt(within), k - 1, s)
+        rows.append((key, levels, cur, test, added))
+    tested = [t for *_, t, _ in rows if t is not None]
+    p_slower = [t.p_slower for t in tested]
+    adj_slower = iter(v.holm(p_slower))
     adj_faster = iter(v.holm([t.p_faster for t in tested]))
+    holm_level = iter(v.holm_levels(p_slower, alpha))
+    fails = []
+    for _key, levels, cur, _t, _a in rows:
+        bf, bu = sum(lv.failed_units for lv in levels), sum(lv.units for lv in levels)
+        fails.append(
+            Failures(
+                bf,
+                bu,
+                cur.failed_units,
+                cur.units,
+                v.failure_test(cur.failed_units, cur.units, bf, bu),
+            )
+        )
+    for f, p in zip(fails, v.holm([f.p for f in fails]), strict=True):
+        f.p_holm, f.regression = p, p < alpha
     result = Comparison(ids, current.run_id, metric, threshold, alpha, groups=[])
-    for key, levels, cur, test in rows:
+    for (key, levels, cur, lt, added), fail in zip(rows, fails, strict=True):
         have = [lv for lv in levels if lv.mean_log is not None]
-        p_s = p_f = None
-        if test is None:
+        p_s = None
+        test = None
+        if lt is None:
             decision = INCONCLUSIVE
         else:
-            p_s, p_f = next(adj_slower), next(adj_faster)
+            p_s, p_f, level = next(adj_slower), next(adj_faster), next(holm_level)
+            test = lt.as_test(level, alpha_each, floor)
             decision = v.decide(test, threshold, alpha, p_slower=p_s, p_faster=p_f)
         g = GroupComparison(
             platform=key[0],
@@ -358,33 +550,41 @@ def compare_runs(
             if have
             else None,
             current_geomean=math.exp(cur.mean_log) if cur.mean_log is not None else None,
+            failures=fail,
+            drift_assumed=lt is not None and lt.df is None,
+            design_var=added,
+            unusable=sum(lv.unusable for lv in [*levels, cur]),
         )
-        if decision == INCONCLUSIVE:
-            g.advice = _advice(g, threshold, alpha_each)
-        worst = max((_failed_share(lv) for lv in levels), default=0.0)
-        if cur.failures and _failed_share(cur) > worst:
-            # An instance that never becomes ready is worse than any slow-down.
+        if decision == REGRESSION:
+            g.fired.append("time")
+        if fail.regression:
             g.verdict = REGRESSION
-            g.advice = (
-                f"{cur.failures} of {cur.failures + cur.samples} instances failed, a larger "
-                f"share than in any baseline run ({worst:.0%} at most): a regression whatever "
-                "the ready times of the others; see their errors in samples.jsonl"
-            )
+            g.fired.append("failures")
+            g.advice = fail.why()
+        elif decision == INCONCLUSIVE:
+            g.advice = _advice(g, threshold, alpha_each)
         result.groups.append(g)
-    result.warnings = run_warnings(base_runs, current, common, base_groups, cur_groups)
+    result.warnings = run_warnings(base_runs, current, common, base_groups, cur_groups, metric)
+    if session is not None:
+        result.warnings.insert(0, session)
+    for key, levels, cur, _t, added in rows:
+        steps = [lv.steps for lv in levels if lv.mean_log is not None]
+        if added > 0 and steps and cur.steps < 0.9 * min(steps):
+            result.warnings.append(
+                f"{key[0]} N={key[1]}: the current run has {cur.steps} step(s) against "
+                f"{min(steps)} or more in each baseline run (another repeat count?): its "
+                "level is less precise than theirs, and the test allows for it; runs of one "
+                "design compare best"
+            )
     return result
-
-
-def _failed_share(lv: Level) -> float:
-    total = lv.failures + lv.samples
-    return lv.failures / total if total else 0.0
 
 
 def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:
     t = g.test
     if t is None:
         side = "the current run" if g.current_samples == 0 else "any baseline run"
-        return f"no ready sample in {side}: nothing to compare"
+        what = "ready sample" if not g.unusable else "ready sample with a usable value"
+        return f"no {what} in {side}: nothing to compare"
     if g.baseline_runs == 1:
         return (
             "one baseline run cannot show the run-to-run drift; assuming "
@@ -392,7 +592,15 @@ def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:
             "from drift. Pass several baseline runs (a CI history), or use `bench ab` for a "
             "change you can run side by side"
         )
-    need = v.runs_needed(t.spread, threshold, alpha_each)
+    if g.drift_assumed:
+        return (
+            f"{g.baseline_runs} baseline runs of one session cannot show the drift between "
+            f"sessions; assuming {v.ASSUMED_DRIFT:.0%} per run, a slow-down below "
+            f"{v.pct(t.mde)} cannot be told from drift. Pass baseline runs recorded in "
+            "separate sessions (a CI history), or use `bench ab`"
+        )
+    floor = v.REGRESSION_FRACTION * threshold
+    need = v.runs_needed(t.spread, threshold, alpha_each, floor=floor, added=g.design_var)
     more = (
         f"about {need} baseline runs would make it conclusive"
         if need is not None
@@ -411,6 +619,7 @@ def run_warnings(
     common: list[tuple[str, int]],
     base_groups: list[dict[tuple[str, int], list[dict[str, Any]]]],
     cur_groups: dict[tuple[str, int], list[dict[str, Any]]],
+    metric: str = DEFAULT_METRIC,
 ) -> list[str]:
     """What makes the runs less than like for like, each with what to do about it."""
     platforms = list(dict.fromkeys(p for p, _ in common))
@@ -441,8 +650,20 @@ def run_warnings(
             where = ", ".join(f"{p} N={n}: {f}" for (p, n), f in failed)
             who = label if len(baselines) == 1 or label == "current" else f"{label} {run.run_id}"
             out.append(
-                f"{who} has failed instances ({where}): they are left out of the "
-                "statistics; look at their errors in samples.jsonl"
+                f"{who} has failed instances ({where}): left out of the timing test, "
+                "counted by the failures test; look at their errors in samples.jsonl"
+            )
+        # Nothing dropped silently: an ok sample without a usable value is named.
+        unusable = [(k, [s for s in groups.get(k, []) if _unusable(s, metric)]) for k in common]
+        unusable = [(k, ss) for k, ss in unusable if ss]
+        if unusable:
+            who = label if len(baselines) == 1 or label == "current" else f"{label} {run.run_id}"
+            where = ", ".join(f"{p} N={n}: {len(ss)}" for (p, n), ss in unusable)
+            steps = sorted({s.get("step") for _, ss in unusable for s in ss} - {None})
+            at = f"; steps {', '.join(map(str, steps[:5]))}{', ...' if len(steps) > 5 else ''}"
+            out.append(
+                f"{who} has ok samples with no usable {metric} (null, NaN or not above 0; "
+                f"{where}{at if steps else ''}): left out of the statistics"
             )
     return out
 
@@ -469,6 +690,11 @@ def _keys(groups: dict[tuple[str, int], Any]) -> str:
     return ", ".join(f"{p} N={n}" for p, n in groups) or "no samples"
 
 
+def _unusable(s: dict[str, Any], metric: str) -> bool:
+    x = s.get(metric)
+    return bool(s.get("ok")) and not (_is_number(x) and math.isfinite(x) and x > 0)
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
@@ -489,7 +715,7 @@ def _accels(groups: dict[tuple[str, int], Any], platform: str) -> list[str]:
 
 
 def _group_dict(g: GroupComparison) -> dict[str, Any]:
-    t = g.test
+    t, f = g.test, g.failures
     return {
         "platform": g.platform,
         "n": g.n,
@@ -500,17 +726,33 @@ def _group_dict(g: GroupComparison) -> dict[str, Any]:
         "current_samples": g.current_samples,
         "baseline_failures": g.baseline_failures,
         "current_failures": g.current_failures,
+        "unusable_samples": g.unusable,
         "baseline_geomean": g.baseline_geomean,
         "current_geomean": g.current_geomean,
         "change": t.change if t else None,
         "ci_low": t.ci_low if t else None,
         "ci_high": t.ci_high if t else None,
+        "level": t.alpha if t else None,
         "run_spread": t.spread if t else None,
-        "spread_assumed": g.baseline_runs == 1,
+        "spread_assumed": g.drift_assumed,
+        "design_variance_added": g.design_var,
         "mde": t.mde if t else None,
         "p_slower": t.p_slower if t else None,
         "p_slower_holm": g.p_slower_adjusted,
         "verdict": g.verdict,
+        "fired": g.fired,
+        "failures": None
+        if f is None
+        else {
+            "baseline": f.baseline,
+            "baseline_units": f.baseline_units,
+            "current": f.current,
+            "current_units": f.current_units,
+            "p": f.p,
+            "p_holm": f.p_holm,
+            "regression": f.regression,
+            "why": f.why(),
+        },
         "advice": g.advice,
     }
 

@@ -6,25 +6,20 @@ or runs of different N can be pooled. A change is reported as exp(mean log ratio
 
 Two designs, two units of evidence:
 
-- `paired_test` (`bench ab`): the unit is a STEP PAIR, a baseline step and a candidate
-  step run next to each other on one host. Its log ratio d = mean(log B) - mean(log A)
-  cancels whatever the two steps share: the host's level of the day (run-to-run drift),
-  and most of any slow drift within the run (counterbalanced order ABBA... turns what
-  is left into noise of alternating sign, not a bias). The N instances of a step share
-  contention, so they are averaged into one number per step and never counted as
-  independent. One-sided paired t-test over all pairs (all N together: d is a ratio),
-  a pair-level percentile bootstrap interval, and the minimum detectable effect (MDE).
-  Why t and not the signed-rank test: on the simulated noise (benchmarks/gate.py) both
-  hold alpha, and t has as much power or slightly more; the t-test is also the one
-  whose MDE formula matches the test, so "conclusive" means what it says.
+- `bench ab`: the unit is a STEP PAIR, a baseline step and a candidate step run next
+  to each other on one host. Its log ratio cancels whatever the two steps share: the
+  host's level of the day (run-to-run drift), and most of any slow drift within the
+  run. The gates (bench/ab.py): `rank_test` (Wilcoxon signed-rank, Hodges-Lehmann,
+  distribution-free bounds) per N, `tail_test` (the p95, pair-wise permutation) per N,
+  `failure_test` (Fisher exact); `gate_mde` the rule's MDE; `holm_levels` the level each
+  bound is computed at. (`paired_test`, the t-test over all pairs that came before,
+  stays for benchmarks/gate.py's "before" column.)
 
-- `prediction_test` (`bench compare` with several baseline runs): the unit is a RUN.
-  Each run is summarised by its mean log value; the baseline runs' spread estimates the
-  run-to-run drift, and the current run is tested against their mean with a t-based
-  prediction interval (df = runs - 1). With ONE baseline that spread cannot be seen:
-  `drift_test` assumes ASSUMED_DRIFT per run, so only a change larger than drift of
-  that size could plausibly produce is called significant, never one shown by
-  instance samples alone.
+- `bench compare`: the unit is a RUN. Each run is summarised by its mean log value;
+  the baseline runs' spread estimates the run-to-run drift, and `LevelTest` tests the
+  current run against their mean (t, df = runs - 1), or, with one baseline or baselines
+  of one session, against an ASSUMED_DRIFT per run (normal): never a change shown by
+  instance samples alone. (`prediction_test` and `drift_test` are its earlier forms.)
 
 The verdict (`decide`), for both:
 - regression: p < alpha AND the change is above REGRESSION_FRACTION x threshold;
@@ -40,14 +35,18 @@ change of T in a conclusive run, while refusing to fail a build for a significan
 small change (under T/2). 0.5 is the round value below 0.59, and at --threshold 10% it
 is Firecracker's A/B gate (p < 0.01 and more than 5%).
 
-The MDE is the smallest true change the test detects with probability POWER (95%, the
-power bench's targets ask for) at alpha: (t_{1-alpha} + t_{POWER}) x standard error.
+The MDE is the smallest true change the whole rule detects with probability POWER (95%,
+the power bench's targets ask for): the estimate must clear both the test's critical
+value and log(1 + REGRESSION_FRACTION x threshold), so MDE = max(t_{1-alpha} x se,
+log(1 + floor)) + t_{POWER} x se (LevelTest.mde; gate_mde for ab's gates). Without the
+floor, a printed MDE below about +7% could not be met (issue 21: printed +3.3%, a true
++4.5% caught 27.5%).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,11 +249,18 @@ def prediction_test(
 
 
 def runs_needed(
-    spread: float, threshold: float, alpha: float = DEFAULT_ALPHA, power: float = POWER
+    spread: float,
+    threshold: float,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = POWER,
+    floor: float = 0.0,
+    added: float = 0.0,
 ) -> int | None:
-    """Fewest baseline runs whose prediction-test MDE is at most `threshold` at this
-    run-to-run spread; None when none would (the current run's own drift alone is too
-    large for the threshold: only a paired design, `bench ab`, can help then)."""
+    """Fewest baseline runs whose MDE (LevelTest.mde: the t prediction test with the
+    rule's `floor`, plus `added` variance for a current run of another design) is at
+    most `threshold` at this run-to-run spread; None when none would (the current run's
+    own drift alone is too large for the threshold: only a paired design, `bench ab`,
+    can help then)."""
     import numpy as np
     from scipy import stats
 
@@ -262,8 +268,9 @@ def runs_needed(
         return None
     target = math.log1p(threshold)
     k = np.arange(2, 1001)
-    factor = stats.t.ppf(1 - alpha, k - 1) + stats.t.ppf(power, k - 1)
-    ok = np.nonzero(factor * spread * np.sqrt(1 + 1 / k) <= target)[0]
+    scale = np.sqrt(spread**2 * (1 + 1 / k) + added)
+    bound = np.maximum(stats.t.isf(alpha, k - 1) * scale, math.log1p(floor))
+    ok = np.nonzero(bound + stats.t.ppf(power, k - 1) * scale <= target)[0]
     return int(k[ok[0]]) if len(ok) else None
 
 
@@ -593,3 +600,100 @@ def holm_levels(pvalues: Sequence[float], alpha: float) -> list[float]:
         if pvalues[i] >= out[i]:
             break
     return out
+
+
+# --- runs as the unit, one rule: bench compare --------------------------------------------
+
+
+@dataclass(frozen=True)
+class LevelTest:
+    """`bench compare`'s test of one group: is the current run's level (mean log value)
+    above the baseline runs'? The difference `diff` over its standard error `scale`,
+    Student t with `df` degrees of freedom (None: normal, the scale assumed rather than
+    estimated). The p-values, the one-sided bounds and the MDE all come from the same
+    (diff, scale, df), so the bound printed at the level a p is judged at is above 0
+    exactly when p is below it."""
+
+    n: int  # baseline runs
+    diff: float
+    scale: float
+    df: int | None
+    spread: float  # the run-to-run spread the scale rests on (log-sd; assumed or seen)
+
+    def _dist(self) -> Any:
+        from scipy import stats
+
+        return stats.norm if self.df is None else stats.t(self.df)
+
+    @property
+    def p_slower(self) -> float:
+        if self.scale == 0:
+            return float(self.diff <= 0)
+        return float(self._dist().sf(self.diff / self.scale))
+
+    @property
+    def p_faster(self) -> float:
+        if self.scale == 0:
+            return float(self.diff >= 0)
+        return float(self._dist().cdf(self.diff / self.scale))
+
+    def lower(self, level: float) -> float:
+        """One-sided lower bound of the change at `level`: above 0 exactly when
+        p_slower < level."""
+        return relative(self.diff - float(self._dist().isf(level)) * self.scale)
+
+    def upper(self, level: float) -> float:
+        """One-sided upper bound: below 0 exactly when p_faster < level."""
+        return relative(self.diff + float(self._dist().isf(level)) * self.scale)
+
+    def mde(self, level: float, floor: float, power: float = POWER) -> float:
+        """The smallest relative slow-down the whole rule (p < `level` AND a change
+        above `floor`) detects with `power`: the estimate must clear the larger of the
+        test's critical value and log(1 + floor), and it is above that bound with
+        probability `power` when the true change is that bound + its `power` quantile
+        of error. (`REGRESSION_FRACTION` x threshold is the floor: above 0.59 x the
+        threshold it is the floor, not the test, that sets the MDE.)"""
+        if not math.isfinite(self.scale):
+            return math.inf
+        d = self._dist()
+        bound = max(float(d.isf(level)) * self.scale, math.log1p(floor))
+        return relative(bound + float(d.ppf(power)) * self.scale)
+
+    def as_test(self, level: float, mde_level: float, floor: float) -> Test:
+        """A `Test` for the table: bounds at `level` (the Holm level the p is judged
+        at), MDE at `mde_level` (alpha / groups: the level a lone change faces)."""
+        return Test(
+            n=self.n,
+            log_change=self.diff,
+            spread=self.spread,
+            change=relative(self.diff),
+            ci_low=self.lower(level),
+            ci_high=self.upper(level),
+            p_slower=self.p_slower,
+            p_faster=self.p_faster,
+            mde=self.mde(mde_level, floor),
+            alpha=level,
+        )
+
+
+def failure_units(rows: Iterable[dict[str, Any]]) -> tuple[int, int]:
+    """(failed, counted) units of one side's samples for the failure test: an instance,
+    or a step whose instances all failed (lost at once: one cause, one event, not N).
+    Instances stopped by an interruption (failure "interrupted") are left out: the
+    platform did not fail them. Samples without a `step` (schema 1, hand-written) are
+    grouped by (N, repeat), which is one step."""
+    by_step: dict[Any, list[dict[str, Any]]] = {}
+    for s in rows:
+        if s.get("failure") == "interrupted":
+            continue
+        key = s.get("step")
+        if key is None:
+            key = ("r", s.get("platform"), s.get("n"), s.get("repeat", 0))
+        by_step.setdefault(key, []).append(s)
+    failed = units = 0
+    for group in by_step.values():
+        bad = sum(1 for r in group if not r.get("ok"))
+        whole = bad == len(group)
+        failed += 1 if whole else bad
+        units += 1 if whole else len(group)
+    return failed, units

@@ -238,7 +238,7 @@ def test_markdown_and_json_outputs():
     result = compare_runs(bases, cur, threshold=0.2, alpha=0.05)
     md = result.to_markdown()
     assert "| platform" in md and "MDE (95% power)" in md and "p (Holm)" in md
-    assert "**REGRESSION**" in md and "**1 regression**" in md
+    assert "**REGRESSION (time)**" in md and "**1 regression**" in md
     assert "0.5 × 20%" in md and "5 baseline run(s)" in md
     assert result.to_json().endswith("}\n")  # a shell prompt after it starts on its own line
     data = json.loads(result.to_json())

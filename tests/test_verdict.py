@@ -307,3 +307,44 @@ def test_compare_refuses_a_baseline_given_twice():
     cur = make_run("c", {("container", 1): startup_times(rng, 20)})
     with pytest.raises(UsageError, match="more than once"):
         compare_runs([base, base], cur)
+
+
+# --- bench compare's LevelTest, runs_needed with the floor, failure units -----------------
+
+
+def test_level_test_bounds_invert_its_p_and_its_mde_includes_the_floor():
+    for df in (None, 4):
+        t = v.LevelTest(5, math.log(1.08), 0.03, df, 0.03)
+        for level in (0.01, 0.005, 0.0025):
+            assert (t.lower(level) > 0) == (t.p_slower < level)
+            assert (t.upper(level) < 0) == (t.p_faster < level)
+        # A tight scale: the half-threshold floor, not the test, sets the MDE.
+        tight = v.LevelTest(20, 0.0, 0.005, df, 0.005)
+        mde = tight.mde(0.005, floor=0.05)
+        assert mde > 0.05 and mde == pytest.approx(
+            math.expm1(math.log1p(0.05) + tight._dist().ppf(0.95) * 0.005)
+        )
+    assert v.LevelTest(1, 0.0, math.inf, None, 0.1).mde(0.01, 0.05) == math.inf
+    flat = v.LevelTest(3, 0.01, 0.0, 2, 0.0)
+    assert (flat.p_slower, flat.p_faster) == (0.0, 1.0)
+
+
+def test_runs_needed_matches_the_level_test_mde():
+    spread, threshold, alpha = 0.02, 0.10, 0.005
+    k = v.runs_needed(spread, threshold, alpha, floor=0.05)
+
+    def mde(k):
+        return v.LevelTest(k, 0.0, spread * math.sqrt(1 + 1 / k), k - 1, spread).mde(alpha, 0.05)
+
+    assert mde(k) <= threshold < mde(k - 1)
+    # A current run of another design (added variance) needs more baseline runs.
+    assert v.runs_needed(spread, threshold, alpha, floor=0.05, added=0.0001) > k
+    assert v.runs_needed(0.07, 0.10, floor=0.05) is None
+
+
+def test_failure_units_count_a_step_lost_whole_once_and_leave_out_interrupted():
+    rows = [{"step": 0, "ok": False}] * 4  # lost whole: one event, one unit
+    rows += [{"step": 1, "ok": False}, *[{"step": 1, "ok": True}] * 3]  # one of four
+    rows += [{"step": 2, "ok": False, "failure": "interrupted"}] * 4  # not the platform's
+    rows += [{"n": 1, "repeat": 0, "ok": False}, {"n": 1, "repeat": 1, "ok": True}]  # no step
+    assert v.failure_units(rows) == (1 + 1 + 1, 1 + 4 + 2)
