@@ -88,22 +88,21 @@ def tabulate(root: Path) -> str:
         run = load_run(d)
         if not (run.metadata.get("ab") or {}).get("pairs"):
             continue
-        r = analyse_ab(run)
-        t = r.test
-        rows.append((run.metadata.get("started_at"), r, t, side_seconds(run)))
+        rows.append((run.metadata.get("started_at"), analyse_ab(run), side_seconds(run)))
     lines = [
-        "| started (UTC) | candidate | expected | exit | change | 99% CI | p | MDE | pairs "
-        "| s per side |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| started (UTC) | candidate | expected | exit | verdict | gates fired | change, all "
+        "pairs | p | MDE | failed: baseline / candidate (p) | pairs | s per side |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     tally: dict[tuple[str, int], int] = {}
-    for started, r, t, secs in rows:
+    for started, r, secs in rows:
         code = int(r.exit_code)
+        t, f = r.test, r.failures
         tally[(r.candidate, code)] = tally.get((r.candidate, code), 0) + 1
         lines.append(
             f"| {started} | {r.candidate} | {EXPECTED.get(r.candidate, '?')} | {code} "
-            f"| {t.change:+.1%} | {t.ci_low:+.1%} … {t.ci_high:+.1%} | {t.p_slower:.2g} "
-            f"| {t.mde:+.1%} | {t.n} | {secs:.0f} |"
+            f"| {r.verdict} | {', '.join(r.fired) or '-'} | {t.change:+.1%} | {t.p_slower:.2g} "
+            f"| {r.mde:+.1%} | {f.baseline} / {f.candidate} ({f.p:.2g}) | {t.n} | {secs:.0f} |"
         )
     lines.append("")
     for candidate, expected in EXPECTED.items():
