@@ -400,7 +400,7 @@ class DockerBackend(ContainerBackend):
         if self._network_disabled:
             say(
                 f"docker {version.get('Version')}: platform {self.settings.name!r}'s containers "
-                "get no network sandbox (NetworkDisabled), which avoids the engine's removal "
+                "get no network sandbox (NetworkDisabled), which avoids the engine's teardown "
                 "deadlock (moby/moby#42545)"
             )
         components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}

@@ -129,7 +129,7 @@ def test_docker_halt_kills_then_destroy_removes(docker_api):
 
 
 def test_docker_network_none_is_an_empty_namespace_with_or_without_a_sandbox(docker_api):
-    """On an Engine with the removal deadlock (moby/moby#42545) `network: none` containers
+    """On an Engine with the teardown deadlock (moby/moby#42545) `network: none` containers
     are made without libnetwork's sandbox; they are as isolated as under `none`: a network
     namespace of their own, holding only `lo`."""
     import os

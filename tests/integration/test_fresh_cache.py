@@ -83,7 +83,7 @@ def test_doctor_on_an_empty_cache_probes_once_then_reads_the_cache(
         assert len(accel) == 2  # libvirt's key and direct QEMU's
         assert {v["accel"] for v in accel.values()} <= {"kvm", "tcg"}
     assert "ok   qemu accel" in first.stdout and "ok   accel" in first.stdout, first.stdout
-    # An engine with the removal deadlock is named, as a warning that keeps exit 0.
+    # An engine with the teardown deadlock is named, as a warning that keeps exit 0.
     old_engine = lacks_deadlock_fix(docker_api.version()["Version"])
     assert ("warn docker bug" in first.stdout) is old_engine, first.stdout
 
