@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # types only: the commands import this module, not the reverse
     from bench.ab import AbResult
     from bench.compare import Comparison
+    from bench.history import History
 
 PASSED = "passed"
 FAILED = "failure"
@@ -219,4 +220,23 @@ def compare_cases(result: Comparison) -> list[JUnitCase]:
             out.append(JUnitCase(name, "bench.compare", SKIPPED, "inconclusive", g.advice or what))
         else:
             out.append(JUnitCase(name, "bench.compare", PASSED, g.verdict, what))
+    return out
+
+
+def history_cases(result: History) -> list[JUnitCase]:
+    """A `bench.history.History`: one case per series (platform, N)."""
+    from bench import history as h
+
+    out = []
+    for s in result.series:
+        what = "no change point" if s.change is None else f"newest segment {s.change:+.1%}"
+        if s.verdict == h.REGRESSION:
+            start = s.points[s.segments[-1].start].run_id
+            msg = f"regression since {start}"
+            out.append(JUnitCase(s.name, "bench.history", FAILED, msg, what))
+        elif s.verdict == h.TOO_SHORT:
+            msg = f"too short: {len(s.points)} runs of {2 * h.MIN_SEGMENT} needed"
+            out.append(JUnitCase(s.name, "bench.history", SKIPPED, msg, msg))
+        else:
+            out.append(JUnitCase(s.name, "bench.history", PASSED, s.verdict, what))
     return out

@@ -595,6 +595,60 @@ def compare(
 
 
 @app.command()
+def history(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders, or results folders whose runs are taken (results/).",
+        ),
+    ],
+    scenario: Annotated[
+        str | None,
+        typer.Option("--scenario", metavar="NAME", help="Only the runs of this scenario."),
+    ] = None,
+    threshold: Threshold = "10%",
+    metric: Annotated[
+        str, typer.Option("--metric", metavar="FIELD", help="Sample field to follow.")
+    ] = "ready_s",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Also write history.md, .json and .png here."),
+    ] = None,
+    junit: Junit = None,
+) -> None:
+    """Judge a CI job's runs as a time series, per (platform, N).
+
+    Each run's level (the mean log metric, as compare computes it) in the order
+    the runs started; change points by PELT (ruptures). Exit 1 when the newest
+    runs begin a segment slower than the one before by more than half the
+    threshold, 6 while a series has too few runs to judge (8), 0 otherwise,
+    2 usage error. A results folder keeps an index of its runs'
+    levels (.bench-history.sqlite), so a long history is read quickly.
+    """
+    from rich.markup import escape
+
+    from bench.ci_output import history_cases
+    from bench.compare import parse_threshold
+    from bench.history import read_history, write_outputs
+
+    _check_junit(junit)
+    if out is not None and out.is_symlink():
+        raise UsageError(f"--out {out}: a symbolic link; name a folder of its own")
+    result = read_history(paths, metric, parse_threshold(threshold), scenario)
+    err = _stderr()
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+    markdown = result.to_markdown()
+    print(result.to_json() if as_json else markdown, end="")
+    if out is not None:
+        for f in write_outputs(result, out):
+            err.print(str(f), markup=False, soft_wrap=True)
+    _publish(markdown, history_cases(result), junit, f"bench history {result.metric}")
+    raise typer.Exit(int(result.exit_code))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files, for editors' completion and inline errors.
 

@@ -1,0 +1,445 @@
+"""`bench history`: a CI job's runs as time series, judged by their change points.
+
+Per-run `compare` against a handful of baselines cannot tell a 20% slow-down from the
+run-to-run drift of a shared host. The history of a job is a series: each run's level
+per (platform, N) (the mean over its steps of the mean log metric, the level `bench
+compare` uses: bench.compare.level_of), in the order the runs started. Its change points
+are found by PELT (ruptures, an established library; see CHANGE_POINTS below for why
+this one), and the verdict is about the newest segment: a **regression** (exit 1) when
+the newest runs begin a segment slower than the one before by more than half the
+threshold (the rule `ab` and `compare` use), **too short** (exit 6) while a series has
+fewer than 2 x MIN_SEGMENT runs, otherwise no regression.
+
+Reading 500 runs again and again must be quick: each run's levels are kept in an SQLite
+index beside the runs (RESULTS_DIR/.bench-history.sqlite), keyed by the run folder and
+the size and mtime of its files, so a run is read once and again only when it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import verdict as v
+from bench.compare import DEFAULT_METRIC, DEFAULT_THRESHOLD, check_metric, level_of
+from bench.errors import ExitCode, UsageError
+from bench.results import METADATA, SAMPLES, STEPS, load_run
+
+# CHANGE_POINTS: ruptures' PELT with an l2 cost on the series standardised by a robust
+# noise scale (the MAD of successive differences / sqrt 2, which one step barely moves),
+# so one penalty serves any drift. Chosen over apache-otava 0.8.0 (pins numpy 2.2.0 and
+# pulls google-cloud-bigquery, slack-sdk, pg8000) and MongoDB's
+# signal-processing-algorithms 2.1.6 (Python 3.11 only, numpy < 2, gevent: not
+# installable on Debian 13's Python 3.13); ruptures needs numpy and scipy only.
+# PENALTY and MIN_SEGMENT were chosen by benchmarks/history_gate.py: 7% run-to-run drift,
+# no change, gives about 0.6 false change points per 100 runs (target <= 1); a +10% step
+# is found within 8 runs of it about 80% of the time (a +10% step is 1.4 drift sds:
+# 8 runs hold little more evidence than that).
+PENALTY = 6.0
+MIN_SEGMENT = 4  # runs in a segment; a change in the newest 3 runs cannot be seen yet
+INDEX_NAME = ".bench-history.sqlite"
+INDEX_VERSION = 1
+
+REGRESSION = v.REGRESSION
+TOO_SHORT = "too short"
+NO_REGRESSION = "no regression"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run's level in one series."""
+
+    run_id: str
+    started_at: str
+    mean_log: float
+    samples: int
+
+    @property
+    def level(self) -> float:
+        return math.exp(self.mean_log)
+
+
+@dataclass
+class Segment:
+    start: int  # index of its first run in the series
+    end: int  # one past its last run
+    mean_log: float
+
+
+@dataclass
+class Series:
+    group: str  # platform, or platform@host when the runs measured it on several hosts
+    n: int
+    points: list[Point]
+    segments: list[Segment] = field(default_factory=list)
+    verdict: str = NO_REGRESSION
+    change: float | None = None  # newest segment against the one before, as a ratio - 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.group} N={self.n}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "n": self.n,
+            "runs": len(self.points),
+            "verdict": self.verdict,
+            "change": self.change,
+            "change_points": [
+                {
+                    "run_id": self.points[s.start].run_id,
+                    "started_at": self.points[s.start].started_at,
+                    "index": s.start,
+                    "change": math.expm1(s.mean_log - prev.mean_log),
+                }
+                for prev, s in zip(self.segments, self.segments[1:], strict=False)
+            ],
+            "points": [
+                {"run_id": p.run_id, "started_at": p.started_at, "level": p.level}
+                for p in self.points
+            ],
+        }
+
+
+@dataclass
+class History:
+    metric: str
+    threshold: float
+    series: list[Series]
+    runs: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        verdicts = {s.verdict for s in self.series}
+        if REGRESSION in verdicts:
+            return ExitCode.REGRESSION
+        if TOO_SHORT in verdicts:
+            return ExitCode.INCONCLUSIVE
+        return ExitCode.OK
+
+    def to_json(self) -> str:
+        doc = {
+            "metric": self.metric,
+            "threshold": self.threshold,
+            "runs": self.runs,
+            "method": (
+                f"ruptures PELT, l2 cost on levels standardised by the MAD of successive "
+                f"differences, penalty {PENALTY}, min segment {MIN_SEGMENT} runs; a run's "
+                "level: mean over its steps of the mean log metric"
+            ),
+            "min_runs": 2 * MIN_SEGMENT,
+            "exit_code": int(self.exit_code),
+            "series": [s.to_dict() for s in self.series],
+            "warnings": self.warnings,
+        }
+        return json.dumps(v.json_ready(doc), indent=2, ensure_ascii=False) + "\n"
+
+    def to_markdown(self) -> str:
+        unit = _unit(self.metric)
+        lines = [
+            f"# bench history: {self.metric}, {self.runs} runs",
+            "",
+            f"Change points by PELT (ruptures); a regression is a newest segment slower than "
+            f"the one before by more than {v.REGRESSION_FRACTION * self.threshold:.0%} "
+            f"(half the {self.threshold:.0%} threshold). A change in the newest "
+            f"{MIN_SEGMENT - 1} runs cannot be seen yet.",
+            "",
+            "| series | runs | newest level | change points (first run after, change) "
+            "| newest segment | verdict |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for s in self.series:
+            d = s.to_dict()
+            cps = "; ".join(
+                f"{c['run_id']} ({str(c['started_at'])[:16]}) {c['change']:+.1%}"
+                for c in d["change_points"]
+            )
+            newest = s.points[-1].level if s.points else math.nan
+            seg = (
+                f"{len(s.points) - s.segments[-1].start} runs, {s.change:+.1%}"
+                if s.change is not None
+                else "-"
+            )
+            verdict = s.verdict.upper() if s.verdict == REGRESSION else s.verdict
+            lines.append(
+                f"| {s.name} | {len(s.points)} | {unit(newest)} | {cps or 'none'} | {seg} "
+                f"| {verdict} |"
+            )
+        if any(s.verdict == TOO_SHORT for s in self.series):
+            lines += ["", f"A series needs {2 * MIN_SEGMENT} runs to be judged."]
+        lines += [f"> warning: {w}" for w in self.warnings]
+        return "\n".join(lines) + "\n"
+
+
+def _unit(metric: str) -> Callable[[float], str]:
+    if metric.endswith("_s"):
+        return lambda x: f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"
+    return lambda x: f"{x:.4g}"
+
+
+# --- change points ----------------------------------------------------------------------
+
+
+def noise_scale(z: Sequence[float]) -> float:
+    """The series' run-to-run sd, robust to steps: MAD of successive differences / sqrt 2."""
+    import numpy as np
+
+    d = np.diff(np.asarray(z, dtype=float))
+    if len(d) == 0:
+        return math.nan
+    return float(np.median(np.abs(d - np.median(d))) * 1.4826 / math.sqrt(2))
+
+
+def change_points(z: Sequence[float]) -> list[int]:
+    """Indexes where a new segment begins (none for a series too short to cut)."""
+    import numpy as np
+    import ruptures as rpt
+
+    if len(z) < 2 * MIN_SEGMENT:
+        return []
+    scale = noise_scale(z)
+    x = np.asarray(z, dtype=float)
+    if not scale > 0:  # identical runs: nothing to standardise by; no change in noise
+        scale = max(float(np.std(x)), 1e-12)
+    x = ((x - np.median(x)) / scale).reshape(-1, 1)
+    ends = rpt.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit(x).predict(pen=PENALTY)
+    return [int(e) for e in ends[:-1]]
+
+
+def judge(series: Series, threshold: float) -> Series:
+    z = [p.mean_log for p in series.points]
+    if len(z) < 2 * MIN_SEGMENT:
+        series.verdict = TOO_SHORT
+        return series
+    bounds = [0, *change_points(z), len(z)]
+    series.segments = [
+        Segment(a, b, sum(z[a:b]) / (b - a)) for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
+    if len(series.segments) >= 2:
+        before, newest = series.segments[-2], series.segments[-1]
+        series.change = math.expm1(newest.mean_log - before.mean_log)
+        if series.change > v.REGRESSION_FRACTION * threshold:
+            series.verdict = REGRESSION
+    return series
+
+
+# --- reading runs, through the index ----------------------------------------------------
+
+
+def run_dirs(paths: Sequence[Path]) -> list[tuple[Path, Path | None]]:
+    """(run folder, index folder) for each argument: a run folder, or a results folder
+    whose run sub-folders are taken (and which holds their index)."""
+    out: list[tuple[Path, Path | None]] = []
+    for p in paths:
+        if p.is_symlink() or not p.is_dir():
+            raise UsageError(f"{p}: not a run or results folder (links are not followed)")
+        if (p / METADATA).is_file():
+            out.append((p, None))
+            continue
+        subs = sorted(d for d in p.iterdir() if not d.is_symlink() and (d / METADATA).is_file())
+        if not subs:
+            raise UsageError(f"{p}: holds no bench run (no */{METADATA})")
+        out += [(d, p) for d in subs]
+    return out
+
+
+def _signature(d: Path) -> str:
+    parts = []
+    for name in (METADATA, SAMPLES, STEPS):
+        try:
+            st = os.lstat(d / name)
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except FileNotFoundError:
+            parts.append("-")
+    return ",".join(parts)
+
+
+class Index:
+    """Each run's levels per metric, in RESULTS_DIR/.bench-history.sqlite. Used only in
+    a results folder the user owns and can write; a file there that is not a sound index
+    (a link, a corrupt or foreign database) is replaced or, if it cannot be, ignored."""
+
+    def __init__(self, folder: Path | None):
+        self.db: sqlite3.Connection | None = None
+        if folder is None:
+            return
+        path = folder / INDEX_NAME
+        try:
+            st = os.stat(folder)
+            if st.st_uid != os.geteuid() or not os.access(folder, os.W_OK):
+                return
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                return  # not ours to replace: read without an index
+            self.db = self._open(path)
+        except (OSError, sqlite3.Error):
+            self.db = None
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        for attempt in (1, 2):
+            try:
+                db = sqlite3.connect(path)
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, INDEX_VERSION):
+                    raise sqlite3.DatabaseError("another index version")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS levels (run TEXT, metric TEXT, sig TEXT, "
+                    "doc TEXT, PRIMARY KEY (run, metric))"
+                )
+                db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+                return db
+            except sqlite3.DatabaseError:
+                if attempt == 2:
+                    raise
+                path.unlink()  # a corrupt or foreign file: rebuilt from the runs
+        raise AssertionError("unreachable")
+
+    def get(self, run: str, metric: str, sig: str) -> dict[str, Any] | None:
+        if self.db is None:
+            return None
+        row = self.db.execute(
+            "SELECT doc FROM levels WHERE run = ? AND metric = ? AND sig = ?", (run, metric, sig)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, run: str, metric: str, sig: str, doc: dict[str, Any]) -> None:
+        if self.db is not None:
+            self.db.execute(
+                "INSERT OR REPLACE INTO levels VALUES (?, ?, ?, ?)",
+                (run, metric, sig, json.dumps(doc)),
+            )
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.commit()
+            self.db.close()
+
+
+def _summary(d: Path, metric: str) -> dict[str, Any]:
+    """What history keeps of a run: its id, start, scenario and level per group."""
+    from bench.compare import _groups
+
+    run = load_run(d)
+    if run.samples:
+        check_metric(metric, run.samples)
+    groups = {}
+    for (group, n), rows in _groups(run.samples).items():
+        level = level_of(rows, metric)
+        if level.mean_log is not None:
+            groups[f"{n}\t{group}"] = [level.mean_log, level.samples]
+    return {
+        "run_id": run.run_id,
+        "started_at": str(run.metadata.get("started_at") or ""),
+        "scenario": (run.metadata.get("scenario") or {}).get("name"),
+        "status": run.status,
+        "groups": groups,
+    }
+
+
+def read_history(
+    paths: Sequence[Path],
+    metric: str = DEFAULT_METRIC,
+    threshold: float = DEFAULT_THRESHOLD,
+    scenario: str | None = None,
+) -> History:
+    dirs = run_dirs(paths)
+    indexes: dict[Path | None, Index] = {}
+    summaries = []
+    try:
+        for d, folder in dirs:
+            if folder not in indexes:
+                indexes[folder] = Index(folder)
+            index = indexes[folder]
+            sig = _signature(d)
+            doc = index.get(d.name, metric, sig)
+            if doc is None:
+                doc = _summary(d, metric)
+                index.put(d.name, metric, sig, doc)
+            summaries.append(doc)
+    finally:
+        for index in indexes.values():
+            index.close()
+    warnings = []
+    if scenario is not None:
+        summaries = [s for s in summaries if s["scenario"] == scenario]
+        if not summaries:
+            raise UsageError(f"no run of scenario {scenario!r} in {', '.join(map(str, paths))}")
+    scenarios = sorted({str(s["scenario"]) for s in summaries})
+    if len(scenarios) > 1:
+        warnings.append(
+            f"the runs are of {len(scenarios)} scenarios ({', '.join(scenarios)}): "
+            "pick one with --scenario"
+        )
+    unfinished = [s["run_id"] for s in summaries if s["status"] not in ("complete",)]
+    if unfinished:
+        warnings.append(
+            f"{len(unfinished)} run(s) did not complete ({', '.join(unfinished[:3])}"
+            f"{', ...' if len(unfinished) > 3 else ''}): their levels are included"
+        )
+    summaries.sort(key=lambda s: (s["started_at"], s["run_id"]))
+    by_group: dict[tuple[str, int], list[Point]] = {}
+    for s in summaries:
+        for key, (mean_log, samples) in s["groups"].items():
+            n, group = key.split("\t", 1)
+            point = Point(s["run_id"], s["started_at"], mean_log, samples)
+            by_group.setdefault((group, int(n)), []).append(point)
+    series = [judge(Series(g, n, pts), threshold) for (g, n), pts in sorted(by_group.items())]
+    if not series:
+        raise UsageError(f"no ready sample with a usable {metric} in these runs")
+    return History(metric, threshold, series, len(summaries), warnings)
+
+
+# --- the plot ---------------------------------------------------------------------------
+
+
+def plot(history: History, path: Path) -> None:
+    """history.png: each series' levels in run order, change points as dashed lines and
+    each segment's level as a horizontal line."""
+    from matplotlib.figure import Figure
+
+    series = history.series
+    cols = 2 if len(series) > 1 else 1
+    rows = math.ceil(len(series) / cols)
+    fig = Figure(figsize=(6.4 * cols, 3.2 * rows), layout="constrained")
+    scale, unit = (1000, "ms") if history.metric.endswith("_s") else (1, "")
+    for i, s in enumerate(series):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        xs = range(len(s.points))
+        ax.plot(xs, [p.level * scale for p in s.points], "o-", ms=3, lw=0.8, color="#4477aa")
+        for seg in s.segments:
+            ax.hlines(
+                math.exp(seg.mean_log) * scale, seg.start - 0.4, seg.end - 0.6, color="#222222"
+            )
+        for prev, seg in zip(s.segments, s.segments[1:], strict=False):
+            color = "#cc3311" if seg.mean_log > prev.mean_log else "#228833"
+            ax.axvline(seg.start - 0.5, ls="--", color=color)
+            ax.annotate(
+                f"{math.expm1(seg.mean_log - prev.mean_log):+.0%}",
+                (seg.start - 0.5, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                color=color,
+            )
+        ax.set_title(f"{s.name}: {s.verdict}", fontsize=10)
+        ax.set_xlabel("run (in start order)")
+        ax.set_ylabel(f"{history.metric} level ({unit})" if unit else history.metric)
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+
+
+def write_outputs(history: History, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "history.md", out / "history.json", out / "history.png"]
+    files[0].write_text(history.to_markdown())
+    files[1].write_text(history.to_json())
+    plot(history, files[2])
+    return files
