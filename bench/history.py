@@ -7,7 +7,8 @@ compare` uses: bench.compare.level_of), in the order the runs started. Its chang
 are found by PELT (ruptures, an established library; see CHANGE_POINTS below for why
 this one), and the verdict is about the newest segment: a **regression** (exit 1) when
 the newest runs begin a segment slower than the one before by more than half the
-threshold (the rule `ab` and `compare` use), **too short** (exit 6) while a series has
+threshold (the rule `ab` and `compare` use) and that segment began within the newest
+RECENT runs, **too short** (exit 6) while a series has
 fewer than 2 x MIN_SEGMENT runs, otherwise no regression.
 
 Reading 500 runs again and again must be quick: each run's levels are kept in an SQLite
@@ -43,6 +44,10 @@ from bench.results import METADATA, SAMPLES, STEPS, load_run
 # 8 runs hold little more evidence than that).
 PENALTY = 6.0
 MIN_SEGMENT = 4  # runs in a segment; a change in the newest 3 runs cannot be seen yet
+# A slower segment fails CI while it is new: it began within the newest RECENT runs. An
+# older one stays in the table and the plot but no longer fails every later job (it was
+# seen; a new baseline level is what the job now measures against).
+RECENT = 10
 INDEX_NAME = ".bench-history.sqlite"
 INDEX_VERSION = 1
 
@@ -149,8 +154,9 @@ class History:
             "",
             f"Change points by PELT (ruptures); a regression is a newest segment slower than "
             f"the one before by more than {v.REGRESSION_FRACTION * self.threshold:.0%} "
-            f"(half the {self.threshold:.0%} threshold). A change in the newest "
-            f"{MIN_SEGMENT - 1} runs cannot be seen yet.",
+            f"(half the {self.threshold:.0%} threshold) that began within the newest "
+            f"{RECENT} runs. A change in the newest {MIN_SEGMENT - 1} runs cannot be seen "
+            "yet.",
             "",
             "| series | runs | newest level | change points (first run after, change) "
             "| newest segment | verdict |",
@@ -226,7 +232,8 @@ def judge(series: Series, threshold: float) -> Series:
     if len(series.segments) >= 2:
         before, newest = series.segments[-2], series.segments[-1]
         series.change = math.expm1(newest.mean_log - before.mean_log)
-        if series.change > v.REGRESSION_FRACTION * threshold:
+        recent = len(z) - newest.start <= RECENT
+        if recent and series.change > v.REGRESSION_FRACTION * threshold:
             series.verdict = REGRESSION
     return series
 

@@ -1,0 +1,193 @@
+"""bench history: runs written in bench's format (RunWriter), judged through the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bench import cli, history
+from bench.errors import UsageError
+from bench.records import Sample
+from bench.results import RunWriter
+
+
+def write_history(
+    root: Path,
+    runs: int,
+    step_at: int | None = None,
+    step: float = 0.10,
+    seed: int = 1,
+    scenario: str = "ci-startup",
+    drift: float = 0.07,
+) -> list[str]:
+    """`runs` runs of one scenario, a day apart, each with 4 steps per N of 1 and 4;
+    every run's level drifts by `drift` (log-sd); from run `step_at` on, `step` slower."""
+    rng = np.random.default_rng(seed)
+    ids = []
+    for r in range(runs):
+        run_id = f"{scenario}-202612{1 + r // 24:02d}-{r % 24:02d}0000-{r:08x}"
+        w = RunWriter(root / run_id, run_id)
+        w.start(
+            {
+                "scenario": {"name": scenario, "platforms": [{"name": "container"}]},
+                "started_at": f"2026-12-{1 + r // 24:02d}T{r % 24:02d}:00:00Z",
+            }
+        )
+        level = math.log(0.1) + rng.normal(0, drift)
+        if step_at is not None and r >= step_at:
+            level += math.log1p(step)
+        samples, step_no = [], 0
+        for n in (1, 4):
+            for rep in range(4):
+                for i in range(n):
+                    ready = math.exp(level + rng.normal(0, 0.15))
+                    samples.append(
+                        Sample(
+                            run_id=run_id,
+                            step=step_no,
+                            platform="container",
+                            kind="container",
+                            n=n,
+                            repeat=rep,
+                            index=i,
+                            ok=True,
+                            ready_s=ready,
+                        )  # fmt: skip
+                    )
+                step_no += 1
+        w.add_samples(samples)
+        w.finish("complete")
+        ids.append(run_id)
+    return ids
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli.app, ["history", *args])
+
+
+def test_a_ten_percent_step_at_run_40_is_named(tmp_path):
+    # 1% drift between runs (plus each run's own sampling error): the step stands out
+    # enough to be placed at its run; with 7% its place is uncertain by a few runs
+    # (benchmarks/history_gate.py measures how soon it is found).
+    results = tmp_path / "results"
+    ids = write_history(results, 60, step_at=40, seed=3, drift=0.01)
+    p = invoke(str(results))
+    assert ids[40] in p.output, p.output
+    doc = json.loads(invoke(str(results), "--json").stdout)
+    named = [s for s in doc["series"] if ids[40] in [c["run_id"] for c in s["change_points"]]]
+    assert named and all(0.05 < s["change_points"][-1]["change"] < 0.16 for s in named)
+    # 20 runs on, the step is old news: shown, no longer failing every job.
+    assert p.exit_code == 0 and doc["exit_code"] == 0
+    # While it is new, from its 8th run until it is RECENT runs old, it fails the job.
+    for runs in (48, 50):
+        doc = json.loads(invoke(*(str(results / i) for i in ids[:runs]), "--json").stdout)
+        assert doc["exit_code"] == 1, runs
+        assert any(s["verdict"] == "regression" for s in doc["series"])
+
+
+def test_no_change_is_no_regression(tmp_path):
+    write_history(tmp_path / "results", 60, seed=5)
+    p = invoke(str(tmp_path / "results"))
+    assert p.exit_code == 0, p.output
+    assert "no regression" in p.output
+
+
+def test_an_old_step_no_longer_fails_the_job(tmp_path):
+    ids = write_history(tmp_path / "results", 40, step_at=20, step=0.3, drift=0.01)
+    doc = json.loads(invoke(str(tmp_path / "results"), "--json").stdout)
+    assert doc["exit_code"] == 0
+    for s in doc["series"]:
+        assert ids[20] in [c["run_id"] for c in s["change_points"]]
+        assert s["verdict"] == "no regression"
+
+
+def test_a_short_series_is_inconclusive(tmp_path):
+    write_history(tmp_path / "results", 5)
+    p = invoke(str(tmp_path / "results"))
+    assert p.exit_code == 6, p.output
+    assert "needs 8 runs" in p.output
+
+
+def test_run_folders_and_a_scenario_filter(tmp_path):
+    ids = write_history(tmp_path / "results", 12, scenario="ci-startup")
+    write_history(tmp_path / "results", 3, scenario="other", seed=9)
+    p = invoke(str(tmp_path / "results"), "--scenario", "ci-startup", "--json")
+    assert p.exit_code == 0, p.output
+    assert json.loads(p.stdout)["runs"] == 12
+    p = invoke(*(str(tmp_path / "results" / i) for i in ids[:3]))
+    assert p.exit_code == 6 and "3 runs" in p.output
+    p = invoke(str(tmp_path / "results"), "--scenario", "nope")
+    assert isinstance(p.exception, UsageError) and "no run of scenario 'nope'" in str(p.exception)
+
+
+def test_the_index_is_used_and_a_changed_run_read_again(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    ids = write_history(results, 10)
+    first = history.read_history([results])
+    assert (results / history.INDEX_NAME).is_file()
+    read = []
+    real = history.load_run
+    monkeypatch.setattr(history, "load_run", lambda d: read.append(Path(d).name) or real(d))
+    again = history.read_history([results])
+    assert read == []  # every level from the index
+    assert [s.to_dict() for s in again.series] == [s.to_dict() for s in first.series]
+    with (results / ids[3] / "samples.jsonl").open("a") as f:
+        f.write(
+            Sample(
+                run_id=ids[3], step=99, platform="container", kind="container", n=1,
+                repeat=9, index=0, ok=True, ready_s=50.0,
+            ).model_dump_json() + "\n"
+        )  # fmt: skip
+    changed = history.read_history([results])
+    assert read == [ids[3]]
+    level = {p.run_id: p.level for s in changed.series if s.n == 1 for p in s.points}
+    old = {p.run_id: p.level for s in first.series if s.n == 1 for p in s.points}
+    assert level[ids[3]] > old[ids[3]] * 1.5
+
+
+def test_a_garbage_index_is_replaced(tmp_path):
+    results = tmp_path / "results"
+    write_history(results, 8)
+    (results / history.INDEX_NAME).write_bytes(b"not a database" * 100)
+    assert invoke(str(results)).exit_code in (0, 1)
+    import sqlite3
+
+    with sqlite3.connect(results / history.INDEX_NAME) as db:
+        assert db.execute("SELECT count(*) FROM levels").fetchone()[0] == 8
+
+
+def test_a_linked_index_is_not_followed(tmp_path):
+    results = tmp_path / "results"
+    write_history(results, 8)
+    dummy = tmp_path / "dummy"
+    dummy.write_bytes(b"the test's own file")
+    (results / history.INDEX_NAME).symlink_to(dummy)
+    assert invoke(str(results)).exit_code in (0, 1)
+    assert dummy.read_bytes() == b"the test's own file"
+
+
+def test_out_and_junit(tmp_path):
+    write_history(tmp_path / "results", 20, step_at=12, step=0.3)
+    out, junit = tmp_path / "out", tmp_path / "verdict.xml"
+    p = invoke(str(tmp_path / "results"), "--out", str(out), "--junit", str(junit))
+    assert p.exit_code == 1, p.output
+    assert {f.name for f in out.iterdir()} == {"history.md", "history.json", "history.png"}
+    assert (out / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cases = ET.parse(junit).getroot().findall(".//testcase")
+    assert sorted(c.get("name") for c in cases) == ["container N=1", "container N=4"]
+    assert all(c.find("failure") is not None for c in cases)
+
+
+@pytest.mark.parametrize("bad", ["missing", "file"])
+def test_bad_paths_are_usage_errors(tmp_path, bad):
+    path = tmp_path / bad
+    if bad == "file":
+        path.write_text("x")
+    p = invoke(str(path))
+    assert isinstance(p.exception, UsageError) and "not a run or results folder" in str(p.exception)
