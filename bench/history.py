@@ -38,16 +38,21 @@ from bench.results import METADATA, SAMPLES, STEPS, load_run
 # pulls google-cloud-bigquery, slack-sdk, pg8000) and MongoDB's
 # signal-processing-algorithms 2.1.6 (Python 3.11 only, numpy < 2, gevent: not
 # installable on Debian 13's Python 3.13); ruptures needs numpy and scipy only.
-# PENALTY and MIN_SEGMENT were chosen by benchmarks/history_gate.py: 7% run-to-run drift,
-# no change, gives about 0.6 false change points per 100 runs (target <= 1); a +10% step
-# is found within 8 runs of it about 80% of the time (a +10% step is 1.4 drift sds:
-# 8 runs hold little more evidence than that).
+# PENALTY, MIN_SEGMENT and STEP_Z were chosen by benchmarks/history_gate.py (figures in
+# benchmarks/results.md): with 7% run-to-run drift and no change, well under 1 false
+# change point per 100 runs (target <= 1) and about 1% of CI jobs exiting 1; a +10% step
+# (1.4 drift sds: 8 runs hold little more evidence than that) found within 8 runs of it
+# about 3 times in 4.
 PENALTY = 6.0
 MIN_SEGMENT = 4  # runs in a segment; a change in the newest 3 runs cannot be seen yet
 # A slower segment fails CI while it is new: it began within the newest RECENT runs. An
 # older one stays in the table and the plot but no longer fails every later job (it was
 # seen; a new baseline level is what the job now measures against).
 RECENT = 10
+# A newest step must also stand out by this many of its standard errors: PELT's cut at
+# the end of a series, where the newest segment is short, is the one noise makes most
+# often (benchmarks/history_gate.py: CI jobs exiting 1 with no change).
+STEP_Z = 3.0
 INDEX_NAME = ".bench-history.sqlite"
 INDEX_VERSION = 1
 
@@ -220,6 +225,15 @@ def change_points(z: Sequence[float]) -> list[int]:
     return [int(e) for e in ends[:-1]]
 
 
+def _step_z(z: Sequence[float], before: Segment, newest: Segment) -> float:
+    """The newest step in units of its standard error (the series' robust drift scale)."""
+    scale = noise_scale(z)
+    a, b = before.end - before.start, newest.end - newest.start
+    if not scale > 0:
+        return math.inf
+    return (newest.mean_log - before.mean_log) / (scale * math.sqrt(1 / a + 1 / b))
+
+
 def judge(series: Series, threshold: float) -> Series:
     z = [p.mean_log for p in series.points]
     if len(z) < 2 * MIN_SEGMENT:
@@ -233,7 +247,11 @@ def judge(series: Series, threshold: float) -> Series:
         before, newest = series.segments[-2], series.segments[-1]
         series.change = math.expm1(newest.mean_log - before.mean_log)
         recent = len(z) - newest.start <= RECENT
-        if recent and series.change > v.REGRESSION_FRACTION * threshold:
+        if (
+            recent
+            and series.change > v.REGRESSION_FRACTION * threshold
+            and _step_z(z, before, newest) > STEP_Z
+        ):
             series.verdict = REGRESSION
     return series
 
