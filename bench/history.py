@@ -39,10 +39,10 @@ from bench.results import METADATA, SAMPLES, STEPS, load_run
 # signal-processing-algorithms 2.1.6 (Python 3.11 only, numpy < 2, gevent: not
 # installable on Debian 13's Python 3.13); ruptures needs numpy and scipy only.
 # PENALTY, MIN_SEGMENT and STEP_Z were chosen by benchmarks/history_gate.py (figures in
-# benchmarks/results.md): with 7% run-to-run drift and no change, well under 1 false
-# change point per 100 runs (target <= 1) and about 1% of CI jobs exiting 1; a +10% step
-# (1.4 drift sds: 8 runs hold little more evidence than that) found within 8 runs of it
-# about 3 times in 4.
+# benchmarks/results.md): with 7% run-to-run drift and no change, 0.65 false change
+# points per 100 runs (target <= 1) and 2.2% of CI jobs exiting 1; a +10% step (1.4
+# drift sds: 8 runs hold little more evidence than that) found within 8 runs of it 72%
+# of the time. STEP_Z 4 gave about 0.5% of jobs and 30-45% found (40 trials).
 PENALTY = 6.0
 MIN_SEGMENT = 4  # runs in a segment; a change in the newest 3 runs cannot be seen yet
 # A slower segment fails CI while it is new: it began within the newest RECENT runs. An
