@@ -289,8 +289,9 @@ def _signature(d: Path) -> str:
 
 class Index:
     """Each run's levels per metric, in RESULTS_DIR/.bench-history.sqlite. Used only in
-    a results folder the user owns and can write; a file there that is not a sound index
-    (a link, a corrupt or foreign database) is replaced or, if it cannot be, ignored."""
+    a results folder the user owns and can write, and no one else can; a file there
+    that is not a sound index (a link, a corrupt or foreign database) is replaced or, if
+    it cannot be, ignored."""
 
     def __init__(self, folder: Path | None):
         self.db: sqlite3.Connection | None = None
@@ -299,7 +300,9 @@ class Index:
         path = folder / INDEX_NAME
         try:
             st = os.stat(folder)
-            if st.st_uid != os.geteuid() or not os.access(folder, os.W_OK):
+            # Only a folder no one else can plant a file in: a link put there between
+            # the check below and the open would be followed.
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022 or not os.access(folder, os.W_OK):
                 return
             if path.is_symlink() or (path.exists() and not path.is_file()):
                 return  # not ours to replace: read without an index

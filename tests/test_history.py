@@ -191,3 +191,11 @@ def test_bad_paths_are_usage_errors(tmp_path, bad):
         path.write_text("x")
     p = invoke(str(path))
     assert isinstance(p.exception, UsageError) and "not a run or results folder" in str(p.exception)
+
+
+def test_no_index_in_a_folder_others_can_write(tmp_path):
+    results = tmp_path / "results"
+    write_history(results, 8)
+    results.chmod(0o777)
+    assert invoke(str(results)).exit_code in (0, 1)
+    assert not (results / history.INDEX_NAME).exists()
