@@ -634,8 +634,6 @@ def history(
     from bench.history import read_history, write_outputs
 
     _check_junit(junit)
-    if out is not None and out.is_symlink():
-        raise UsageError(f"--out {out}: a symbolic link; name a folder of its own")
     result = read_history(paths, metric, parse_threshold(threshold), scenario)
     err = _stderr()
     for w in result.warnings:

@@ -464,8 +464,8 @@ def compare_runs(
             "fake a run-to-run spread of zero"
         )
     check_metric(metric, [s for r in [*base_runs, current] for s in r.samples])
-    base_groups = [_groups(r.samples) for r in base_runs]
-    cur_groups = _groups(current.samples)
+    base_groups = [sample_groups(r.samples) for r in base_runs]
+    cur_groups = sample_groups(current.samples)
     common = [k for k in cur_groups if any(k in g for g in base_groups)]
     if not common:
         raise UsageError(
@@ -668,7 +668,7 @@ def run_warnings(
     return out
 
 
-def _groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+def sample_groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """Samples by (platform, N). Never pooled across hosts: a platform a run measured
     on several hosts (`bench run --host A --host B`) is one group per host, named
     platform@host, matched with the same host's group in the other runs."""

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import verdict as v
-from bench.compare import DEFAULT_METRIC, DEFAULT_THRESHOLD, check_metric, level_of
+from bench.compare import (
+    DEFAULT_METRIC,
+    DEFAULT_THRESHOLD,
+    check_metric,
+    level_of,
+    sample_groups,
+)
 from bench.errors import ExitCode, UsageError
 from bench.results import METADATA, SAMPLES, STEPS, load_run
 
@@ -312,23 +318,24 @@ class Index:
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
-        for attempt in (1, 2):
-            try:
-                db = sqlite3.connect(path)
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, INDEX_VERSION):
-                    raise sqlite3.DatabaseError("another index version")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS levels (run TEXT, metric TEXT, sig TEXT, "
-                    "doc TEXT, PRIMARY KEY (run, metric))"
-                )
-                db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
-                return db
-            except sqlite3.DatabaseError:
-                if attempt == 2:
-                    raise
-                path.unlink()  # a corrupt or foreign file: rebuilt from the runs
-        raise AssertionError("unreachable")
+        try:
+            return Index._connect(path)
+        except sqlite3.DatabaseError:
+            path.unlink()  # a corrupt or foreign file: rebuilt from the runs
+            return Index._connect(path)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path)
+        if db.execute("PRAGMA user_version").fetchone()[0] not in (0, INDEX_VERSION):
+            db.close()
+            raise sqlite3.DatabaseError("another index version")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS levels (run TEXT, metric TEXT, sig TEXT, doc TEXT, "
+            "PRIMARY KEY (run, metric))"
+        )
+        db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+        return db
 
     def get(self, run: str, metric: str, sig: str) -> dict[str, Any] | None:
         if self.db is None:
@@ -353,13 +360,11 @@ class Index:
 
 def _summary(d: Path, metric: str) -> dict[str, Any]:
     """What history keeps of a run: its id, start, scenario and level per group."""
-    from bench.compare import _groups
-
     run = load_run(d)
     if run.samples:
         check_metric(metric, run.samples)
     groups = {}
-    for (group, n), rows in _groups(run.samples).items():
+    for (group, n), rows in sample_groups(run.samples).items():
         level = level_of(rows, metric)
         if level.mean_log is not None:
             groups[f"{n}\t{group}"] = [level.mean_log, level.samples]
@@ -465,8 +470,14 @@ def plot(history: History, path: Path) -> None:
 
 
 def write_outputs(history: History, out: Path) -> list[Path]:
+    """history.md, .json and .png in `out`, as `bench report` writes its folder: never
+    through a link (the folder itself, or a file name planted in it)."""
+    from bench.report import fresh
+
+    if out.is_symlink():
+        raise UsageError(f"--out {out}: a symbolic link; name a folder of its own")
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / "history.md", out / "history.json", out / "history.png"]
+    files = [fresh(out / name) for name in ("history.md", "history.json", "history.png")]
     files[0].write_text(history.to_markdown())
     files[1].write_text(history.to_json())
     plot(history, files[2])

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import results_md  # noqa: E402  (this script's folder is on sys.path)
 
 from bench import verdict as v  # noqa: E402
-from bench.compare import _groups, compare_runs, level_of  # noqa: E402
+from bench.compare import compare_runs, level_of, sample_groups  # noqa: E402
 from bench.errors import ExitCode  # noqa: E402
 from bench.records import Sample, StepRecord  # noqa: E402
 from bench.results import RunWriter, load_run  # noqa: E402
@@ -64,8 +64,10 @@ class Sim:
         self.root = root
         self.count = 0
 
-    def run(self, level=0.0, effect=0.0, repeat=20, flaky=0.0, start=0.0):
-        """One run written and read back: level = its log offset (drift)."""
+    def run(self, level=0.0, effect=0.0, repeat=20, flaky=0.0, start=0.0, unusable=0, keep=False):
+        """One run written and read back: `level` its log offset (drift), `start` when it
+        started (epoch seconds), `unusable` that many ok samples with a null ready_s;
+        its folder removed unless `keep` (tests/test_compare_noise.py keeps them)."""
         rng = self.rng
         self.count += 1
         run_id = f"ci-{self.count}"
@@ -90,26 +92,32 @@ class Sim:
                 failed = rng.random(n) < flaky
                 common = dict(run_id=run_id, step=step, platform="container", backend="docker",
                               kind="container", host="sim", n=n, repeat=r)  # fmt: skip
-                w.add_samples(
-                    [
+                rows = []
+                for i in range(n):
+                    null = not failed[i] and unusable > 0
+                    unusable -= null
+                    rows.append(
                         Sample(
                             **common,
                             index=i,
                             name=f"{run_id}-{step}-{i}",
                             ok=not failed[i],
-                            ready_s=None if failed[i] else float(ready[i]),
+                            ready_s=None if failed[i] or null else float(ready[i]),
                             failure="timeout" if failed[i] else None,
                         )  # fmt: skip
-                        for i in range(n)
-                    ]
-                )
+                    )
+                w.add_samples(rows)
                 w.add_step(StepRecord(**common, failures=int(failed.sum()), all_ready_s=None))
                 step += 1
         w.finish("complete")
         w.update(finished_at=stamp(start + 60))
         run = load_run(d)
-        shutil.rmtree(d)
+        if not keep:
+            shutil.rmtree(d)
         return run
+
+    def pool(self, size: int, **kw):
+        return [self.run(keep=True, **kw) for _ in range(size)]
 
 
 def hide_times(run):
@@ -120,13 +128,16 @@ def hide_times(run):
 
 
 def old_failures(bases, cur) -> bool:
+    """Before issue 21: a group whose failed share is above every baseline run's
+    (tests/test_compare_noise.py judges the same runs by it)."""
+
     def share(rows):
         return sum(not s["ok"] for s in rows) / len(rows)
 
-    g = _groups(cur.samples)
+    g = sample_groups(cur.samples)
     return any(
         any(not s["ok"] for s in g[k])
-        and share(g[k]) > max(share(_groups(b.samples)[k]) for b in bases)
+        and share(g[k]) > max(share(sample_groups(b.samples)[k]) for b in bases)
         for k in GROUPS
     )
 
@@ -134,8 +145,8 @@ def old_failures(bases, cur) -> bool:
 def old_time(bases, cur, alpha=0.01, threshold=0.10) -> bool:
     tests = []
     for k in GROUPS:
-        levels = [level_of(_groups(b.samples)[k], "ready_s").mean_log for b in bases]
-        c = level_of(_groups(cur.samples)[k], "ready_s").mean_log
+        levels = [level_of(sample_groups(b.samples)[k], "ready_s").mean_log for b in bases]
+        c = level_of(sample_groups(cur.samples)[k], "ready_s").mean_log
         tests.append(v.prediction_test(levels, c, alpha / len(GROUPS)))
     adjusted = v.holm([t.p_slower for t in tests])
     return any(p < alpha and t.change > threshold / 2 for p, t in zip(adjusted, tests, strict=True))

@@ -31,38 +31,53 @@ SECTION = "# `bench history` on a long history (issue 21)"
 TARGET_S = 5.0
 
 
+def write_run(
+    root: Path,
+    run_id: str,
+    started_at: str,
+    level: float,
+    rng: np.random.Generator,
+    repeats: int = 20,
+    scenario: str = "ci-startup",
+) -> None:
+    """One complete run of ci-startup.yaml's design (counts [1, 4], `repeats` steps of
+    each) at log level `level`, its instances lognormal around it (log-sd 0.15), in
+    bench's format. tests/test_history.py writes its series with it too."""
+    w = RunWriter(root / run_id, run_id)
+    w.start(
+        {
+            "scenario": {"name": scenario, "platforms": [{"name": "container"}]},
+            "started_at": started_at,
+        }
+    )
+    samples, step = [], 0
+    for rep in range(repeats):
+        for n in (1, 4):
+            for i in range(n):
+                samples.append(
+                    Sample(
+                        run_id=run_id,
+                        step=step,
+                        platform="container",
+                        kind="container",
+                        n=n,
+                        repeat=rep,
+                        index=i,
+                        ok=True,
+                        ready_s=math.exp(level + rng.normal(0, 0.15)),
+                    )  # fmt: skip
+                )
+            step += 1
+    w.add_samples(samples)
+    w.finish("complete")
+
+
 def write_runs(root: Path, runs: int) -> None:
     rng = np.random.default_rng(0)
     for r in range(runs):
         run_id = f"ci-startup-{20260101 + r // 100:08d}-{r % 100:06d}-{r:08x}"
-        w = RunWriter(root / run_id, run_id)
-        w.start(
-            {
-                "scenario": {"name": "ci-startup", "platforms": [{"name": "container"}]},
-                "started_at": f"2026-{1 + r // 100:02d}-01T00:00:{r % 100:02d}Z",
-            }
-        )
-        level = math.log(0.1) + rng.normal(0, 0.07)
-        samples, step = [], 0
-        for rep in range(20):
-            for n in (1, 4):
-                for i in range(n):
-                    samples.append(
-                        Sample(
-                            run_id=run_id,
-                            step=step,
-                            platform="container",
-                            kind="container",
-                            n=n,
-                            repeat=rep,
-                            index=i,
-                            ok=True,
-                            ready_s=math.exp(level + rng.normal(0, 0.15)),
-                        )  # fmt: skip
-                    )
-                step += 1
-        w.add_samples(samples)
-        w.finish("complete")
+        started_at = f"2026-{1 + r // 100:02d}-01T00:00:{r % 100:02d}Z"
+        write_run(root, run_id, started_at, math.log(0.1) + rng.normal(0, 0.07), rng)
 
 
 def timed(folder: Path) -> tuple[float, int]:

@@ -68,18 +68,14 @@ def write_sound_run(root: Path, samples: int) -> Path:
         for platform, (backend, kind) in PLATFORMS.items():
             vm = kind == "vm"
             for n in COUNTS:
+                # What a step's samples and its step record share.
+                common = dict(run_id=run_id, step=step, platform=platform, backend=backend,
+                              kind=kind, host="lab1", n=n, repeat=repeat)  # fmt: skip
                 for i in range(n):
                     ready = (4.0 if vm else 0.15) + (i % 97) / 1000 + repeat / 10_000
                     batch.append(
                         Sample(
-                            run_id=run_id,
-                            step=step,
-                            platform=platform,
-                            backend=backend,
-                            kind=kind,
-                            host="lab1",
-                            n=n,
-                            repeat=repeat,
+                            **common,
                             index=i,
                             name=f"bench-{run_id}-{platform}-s{step}-{i}",
                             ok=i % 1000 != 999,
@@ -107,14 +103,7 @@ def write_sound_run(root: Path, samples: int) -> Path:
                         batch = []
                 writer.add_step(
                     StepRecord(
-                        run_id=run_id,
-                        step=step,
-                        platform=platform,
-                        backend=backend,
-                        kind=kind,
-                        host="lab1",
-                        n=n,
-                        repeat=repeat,
+                        **common,
                         failures=n // 1000,
                         all_ready_s=n / 50,
                         launch_rate_per_s=50.0,

@@ -14,99 +14,23 @@ from __future__ import annotations
 
 import json
 import math
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench import verdict as v
-from bench.compare import compare_runs
+from bench.compare import compare_runs, sample_groups
 from bench.errors import ExitCode
-from bench.records import Sample, StepRecord
-from bench.results import Run, RunWriter, load_run
+from bench.records import Sample
+from bench.results import Run, RunWriter
 
-COUNTS = (1, 4)
-MEDIAN_S = 0.30
-CV, ICC = 0.15, 0.4
-DAY = 24 * 3600
-
-
-def _stamp(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-class Sim:
-    """Runs of scenarios/ci-startup.yaml's design (counts [1, 4], `repeat` steps each,
-    one platform), written and read the way bench does. A run's level is its session's
-    draw plus its own; steps share a factor (ICC) over the instances' lognormal noise."""
-
-    def __init__(self, root: Path, seed: int):
-        self.root = root
-        self.rng = np.random.default_rng(seed)
-        self.count = 0
-
-    def run(
-        self,
-        level: float = 0.0,
-        repeat: int = 20,
-        effect: float = 0.0,
-        flaky: float = 0.0,
-        start: float = 0.0,
-        unusable: int = 0,
-    ):
-        """`level`: the run's log offset (drift); `start`: seconds (epoch) it started;
-        `unusable`: that many ok samples get a null ready_s."""
-        rng = self.rng
-        self.count += 1
-        run_id = f"ci-{self.count}"
-        total = math.sqrt(math.log1p(CV**2))
-        sd_step, sd_inst = math.sqrt(ICC) * total, math.sqrt(1 - ICC) * total
-        w = RunWriter(self.root / run_id, run_id)
-        w.start(
-            {
-                "scenario": {"name": "ci-startup", "platforms": [{"name": "container"}]},
-                "host": {"hostname": "sim", "cpu_cores": 2, "load_avg_1m": 0.1},
-                "started_at": _stamp(start),
-            }
-        )
-        step = 0
-        for r in range(repeat):
-            for n in COUNTS:
-                logs = (
-                    math.log(MEDIAN_S) + level + rng.normal(0, sd_step) + rng.normal(0, sd_inst, n)
-                )
-                ready = np.exp(logs) * (1 + effect)
-                failed = rng.random(n) < flaky
-                rows = []
-                for i in range(n):
-                    bad = bool(failed[i])
-                    null = not bad and unusable > 0
-                    unusable -= null
-                    rows.append(
-                        Sample(
-                            run_id=run_id, step=step, platform="container", backend="docker",
-                            kind="container", host="sim", n=n, repeat=r, index=i,
-                            name=f"{run_id}-{step}-{i}", ok=not bad,
-                            ready_s=None if bad or null else float(ready[i]),
-                            failure="timeout" if bad else None,
-                        )
-                    )  # fmt: skip
-                w.add_samples(rows)
-                w.add_step(
-                    StepRecord(
-                        run_id=run_id, step=step, platform="container", backend="docker",
-                        kind="container", host="sim", n=n, repeat=r,
-                        failures=int(failed.sum()), all_ready_s=None,
-                    )
-                )  # fmt: skip
-                step += 1
-        w.finish("complete")
-        w.update(finished_at=_stamp(start + 60))
-        return load_run(self.root / run_id)
-
-    def pool(self, size: int, **kw):
-        return [self.run(**kw) for _ in range(size)]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+# The benchmark's simulator: the same runs the figures in results.md come from.
+from compare_noise import COUNTS, DAY, Sim  # noqa: E402
+from compare_noise import old_failures as old_failure_rule  # noqa: E402
+from compare_noise import stamp as _stamp  # noqa: E402
 
 
 def shifted(run, level: float = 0.0, start: float = 0.0, effect: float = 0.0) -> Run:
@@ -126,29 +50,14 @@ def sim(tmp_path, monkeypatch):
     # The runs' files as bench writes them, minus the fsync after every line (the
     # durability of a test's temporary files is not under test).
     monkeypatch.setattr("bench.results.os.fsync", lambda fd: None)
-    return Sim(tmp_path, seed=21)
+    return Sim(21, tmp_path)
 
 
 GROUPS = [("container", n) for n in COUNTS]
 
 
 def _groups(run):
-    from bench.compare import _groups
-
-    return _groups(run.samples)
-
-
-def old_failure_rule(bases, cur) -> bool:
-    """Before issue 21: a group whose failed share is above every baseline run's."""
-
-    def share(rows):
-        return sum(not s["ok"] for s in rows) / len(rows)
-
-    return any(
-        share(_groups(cur)[k]) > max(share(_groups(b)[k]) for b in bases)
-        and not all(s["ok"] for s in _groups(cur)[k])
-        for k in GROUPS
-    )
+    return sample_groups(run.samples)
 
 
 def old_time_rule(bases, cur, alpha=0.01, threshold=0.10) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench import cli, history
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+# The benchmark's run writer: the runs history_speed.py times are made the same way.
+from history_speed import write_run  # noqa: E402
+
+from bench import cli, history  # noqa: E402
 from bench.errors import UsageError
 from bench.records import Sample
-from bench.results import RunWriter
 
 
 def write_history(
@@ -26,43 +30,17 @@ def write_history(
     scenario: str = "ci-startup",
     drift: float = 0.07,
 ) -> list[str]:
-    """`runs` runs of one scenario, a day apart, each with 4 steps per N of 1 and 4;
-    every run's level drifts by `drift` (log-sd); from run `step_at` on, `step` slower."""
+    """`runs` runs of one scenario, an hour apart, 4 steps per N of 1 and 4 each; every
+    run's level drifts by `drift` (log-sd); from run `step_at` on, `step` slower."""
     rng = np.random.default_rng(seed)
     ids = []
     for r in range(runs):
         run_id = f"{scenario}-202612{1 + r // 24:02d}-{r % 24:02d}0000-{r:08x}"
-        w = RunWriter(root / run_id, run_id)
-        w.start(
-            {
-                "scenario": {"name": scenario, "platforms": [{"name": "container"}]},
-                "started_at": f"2026-12-{1 + r // 24:02d}T{r % 24:02d}:00:00Z",
-            }
-        )
         level = math.log(0.1) + rng.normal(0, drift)
         if step_at is not None and r >= step_at:
             level += math.log1p(step)
-        samples, step_no = [], 0
-        for n in (1, 4):
-            for rep in range(4):
-                for i in range(n):
-                    ready = math.exp(level + rng.normal(0, 0.15))
-                    samples.append(
-                        Sample(
-                            run_id=run_id,
-                            step=step_no,
-                            platform="container",
-                            kind="container",
-                            n=n,
-                            repeat=rep,
-                            index=i,
-                            ok=True,
-                            ready_s=ready,
-                        )  # fmt: skip
-                    )
-                step_no += 1
-        w.add_samples(samples)
-        w.finish("complete")
+        started_at = f"2026-12-{1 + r // 24:02d}T{r % 24:02d}:00:00Z"
+        write_run(root, run_id, started_at, level, rng, repeats=4, scenario=scenario)
         ids.append(run_id)
     return ids
 
@@ -199,3 +177,22 @@ def test_no_index_in_a_folder_others_can_write(tmp_path):
     results.chmod(0o777)
     assert invoke(str(results)).exit_code in (0, 1)
     assert not (results / history.INDEX_NAME).exists()
+
+
+def test_out_never_writes_through_a_link(tmp_path):
+    write_history(tmp_path / "results", 8)
+    dummy = tmp_path / "dummy"
+    dummy.write_text("the test's own file")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "history.md").symlink_to(dummy)
+    assert invoke(str(tmp_path / "results"), "--out", str(out)).exit_code in (0, 1)
+    assert dummy.read_text() == "the test's own file"
+    assert (
+        not (out / "history.md").is_symlink()
+        and "bench history" in (out / "history.md").read_text()
+    )
+    link = tmp_path / "link"
+    link.symlink_to(out)
+    p = invoke(str(tmp_path / "results"), "--out", str(link))
+    assert isinstance(p.exception, UsageError) and "symbolic link" in str(p.exception)

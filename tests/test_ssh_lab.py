@@ -124,13 +124,20 @@ def test_a_line_holding_the_lab_key_with_options_of_its_own_is_left_and_named(tm
 # -- known_hosts --------------------------------------------------------------------------
 
 
-def test_known_hosts_come_from_the_lab_host_key_files_and_stale_entries_go(tmp_path):
+def lab_host_key(tmp_path):
+    """A host key folder holding one ed25519 key (as /etc/ssh would), that key, and the
+    known_hosts path under a 0700 ssh folder (not yet made)."""
     keys = tmp_path / "hostkeys"
     keys.mkdir()
     host_key = key_of(keygen(keys / "ssh_host_ed25519_key"))
     ssh = tmp_path / "ssh"
     ssh.mkdir(mode=0o700)
-    known = ssh / "known_hosts"
+    return keys, host_key, ssh / "known_hosts"
+
+
+def test_known_hosts_come_from_the_lab_host_key_files_and_stale_entries_go(tmp_path):
+    keys, host_key, known = lab_host_key(tmp_path)
+    ssh = known.parent
     # A key a foreign listener on :2222 got trusted with, and another host's entry.
     foreign = "[127.0.0.1]:2222 " + key_of(keygen(tmp_path / "foreign"))
     unrelated = "lab1.example.org " + key_of(keygen(tmp_path / "lab1"))
@@ -151,12 +158,7 @@ def test_known_hosts_come_from_the_lab_host_key_files_and_stale_entries_go(tmp_p
 
 
 def test_only_the_lab_names_leave_known_hosts_other_hosts_entries_stay(tmp_path):
-    keys = tmp_path / "hostkeys"
-    keys.mkdir()
-    host_key = key_of(keygen(keys / "ssh_host_ed25519_key"))
-    ssh = tmp_path / "ssh"
-    ssh.mkdir(mode=0o700)
-    known = ssh / "known_hosts"
+    keys, host_key, known = lab_host_key(tmp_path)
     stale = key_of(keygen(tmp_path / "stale"))
     theirs = key_of(keygen(tmp_path / "theirs"))
     hashed_other = tmp_path / "hashed_other"
