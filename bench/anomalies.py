@@ -29,10 +29,11 @@ Two rules, each tuned on what this machine produced:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from statistics import median
 from typing import Any
+
+import numpy as np
 
 from bench import kinds
 from bench.units import format_seconds
@@ -85,33 +86,21 @@ ADVICE = {
 }
 
 
-def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
-
-
 def phases(sample: dict[str, Any]) -> dict[str, float]:
     """The phases of one stored sample that its fields allow (see the module doc)."""
-    create, start, ready = (_num(sample.get(k)) for k in ("create_s", "start_s", "ready_s"))
-    out: dict[str, float] = {}
-    if create is not None:
-        out["create"] = create
-    if start is not None and create is not None:
-        out["start"] = start - create
-    if ready is not None and start is not None:
-        out["boot"] = ready - start
-    uptime = guest_uptime(sample)
-    if ready is not None and uptime is not None:
-        out["host"] = ready - uptime
-    return out
+    from bench.results import sample_frame
+
+    cols = _phase_columns(sample_frame([sample]))
+    return {k: float(cols[k][0]) for k in LABELS if k in cols and not np.isnan(cols[k][0])}
 
 
 def guest_uptime(sample: dict[str, Any]) -> float | None:
     """The guest's own uptime at its marker: own kernels only (sandboxes, microVMs, VMs);
     a container reports the host's."""
-    uptime = _num(sample.get("guest_uptime_s"))
-    if not kinds.own_kernel(sample.get("kind")) or uptime is None or uptime <= 0:
-        return None
-    return uptime
+    from bench.results import sample_frame
+
+    uptime = float(_phase_columns(sample_frame([sample]))["uptime"][0])
+    return None if np.isnan(uptime) else uptime
 
 
 @dataclass(frozen=True)
@@ -155,107 +144,136 @@ class Anomaly:
         )
 
 
-def find_anomalies(samples: list[dict[str, Any]]) -> list[Anomaly]:
-    """Both rules over one run's stored samples, in the order platforms ran."""
-    by_platform: dict[tuple[Any, str], list[dict[str, Any]]] = defaultdict(list)
-    for s in samples:
-        by_platform[(s.get("host"), s["platform"])].append(s)
+def find_anomalies(samples: Any) -> list[Anomaly]:
+    """Both rules over one run's stored samples (row dicts, or bench.results.Run.frame),
+    in the order platforms ran. Computed by column: a run may hold a million samples."""
+    from bench.results import sample_frame
+
+    df = sample_frame(samples)
+    if df.empty:
+        return []
+    cols = _phase_columns(df)
+    hosts = df["host"].astype(object).where(df["host"].notna(), None)
     out: list[Anomaly] = []
-    for (_host, platform), group in by_platform.items():
-        per = [(s, phases(s)) for s in group]  # once per sample: a run may hold millions
-        explained, seen = _unexplained(platform, per)
+    groups = df.assign(host=hosts).groupby(["host", "platform"], sort=False, dropna=False)
+    # Groups in the order their platform first ran on their host.
+    for (_host, platform), at in sorted(groups.indices.items(), key=lambda g: g[1].min()):
+        at = np.sort(at)
+        explained, flagged = _unexplained(str(platform), df, cols, at)
         # An instance rule 2 flagged is not reported again by rule 1.
-        out += explained + _outliers(platform, [p for p in per if id(p[0]) not in seen])
+        out += explained + _outliers(str(platform), df, cols, at[~np.isin(at, flagged)])
     return out
 
 
-def anomaly_notes(samples: list[dict[str, Any]], run_id: str | None = None) -> list[str]:
+def anomaly_notes(samples: Any, run_id: str | None = None) -> list[str]:
     """One line per anomaly (prefixed with the run id when one is given)."""
     prefix = f"run {run_id}: " if run_id else ""
     return [prefix + a.message() for a in find_anomalies(samples)]
 
 
-Phased = list[tuple[dict[str, Any], dict[str, float]]]  # samples with their phases
+def _phase_columns(df: Any) -> dict[str, Any]:
+    """Every sample's phases (module doc) as float arrays, NaN where its fields do not
+    allow one, and the guest uptime (own kernels only)."""
+    import pandas as pd
+
+    def num(name: str) -> Any:
+        return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+
+    create, start, ready, uptime = (
+        num(k) for k in ("create_s", "start_s", "ready_s", "guest_uptime_s")
+    )
+    uptime = np.where(kinds.own_kernel_mask(df["kind"]) & (uptime > 0), uptime, np.nan)
+    return {
+        "create": create,
+        "start": start - create,
+        "boot": ready - start,
+        "host": ready - uptime,
+        "uptime": uptime,
+    }
 
 
-def _unexplained(platform: str, per: Phased) -> tuple[list[Anomaly], set[int]]:
-    """Rule 2's anomalies, and the ids of the samples it flagged."""
-    flagged = []
-    for s, ph in per:
-        uptime = guest_uptime(s) if "host" in ph else None
-        if uptime is None:
-            continue
-        host = ph["host"]
-        if host > UNEXPLAINED_RATIO * uptime and host > UNEXPLAINED_FLOOR_S:
-            # The host-side time splits into the create call, the start call and the
-            # rest (boot outside the guest's clock); the note names the largest.
-            parts = {"create": ph.get("create", 0.0), "start": ph.get("start", 0.0)}
-            parts["rest"] = host - parts["create"] - parts["start"]
-            flagged.append((s, host, uptime, max(parts, key=lambda k: parts[k]), parts))
-    # One note per largest phase: usually all the flagged instances agree.
+def _unexplained(
+    platform: str, df: Any, cols: dict[str, Any], at: Any
+) -> tuple[list[Anomaly], Any]:
+    """Rule 2's anomalies among the rows `at`, and the rows it flagged."""
+    host, uptime = cols["host"][at], cols["uptime"][at]
+    with np.errstate(invalid="ignore"):
+        hit = (host > UNEXPLAINED_RATIO * uptime) & (host > UNEXPLAINED_FLOOR_S)
+    rows = at[hit]
+    # The host-side time splits into the create call, the start call and the rest (boot
+    # outside the guest's clock); the note names the largest.
+    parts = {
+        "create": np.nan_to_num(cols["create"][rows]),
+        "start": np.nan_to_num(cols["start"][rows]),
+    }
+    parts["rest"] = cols["host"][rows] - parts["create"] - parts["start"]
+    names = list(parts)
+    largest = np.argmax(np.vstack(list(parts.values())), axis=0) if len(rows) else []
+    n = df["n"].to_numpy()
     out = []
-    by_phase: dict[str, list[Any]] = defaultdict(list)
-    for f in flagged:
-        by_phase[f[3]].append(f)
-    for phase, fs in by_phase.items():
-        ns = tuple(sorted({s["n"] for s, *_ in fs}))
+    # One note per largest phase (usually all flagged instances agree), in the order seen.
+    for phase_i in dict.fromkeys(int(i) for i in largest):
+        mine = largest == phase_i
+        these = rows[mine]
+        ns = tuple(sorted({int(x) for x in n[these]}))
         out.append(
             Anomaly(
                 rule="unexplained",
                 platform=platform,
-                phase=phase,
-                flagged=len(fs),
-                instances=sum(1 for s, _ in per if s["n"] in ns),
+                phase=names[phase_i],
+                flagged=len(these),
+                instances=int(np.isin(n[at], ns).sum()),
                 ns=ns,
-                values_s=tuple(f[1] for f in fs),
-                reference_s=tuple(f[2] for f in fs),
-                largest_s=tuple(f[4][phase] for f in fs),
-                backend=fs[0][0].get("backend"),
+                values_s=tuple(cols["host"][these].tolist()),
+                reference_s=tuple(cols["uptime"][these].tolist()),
+                largest_s=tuple(parts[names[phase_i]][mine].tolist()),
+                backend=_str(df["backend"].iat[these[0]]),
             )
         )
-    return out, {id(s) for s, *_ in flagged}
+    return out, rows
 
 
-def _outliers(platform: str, per: Phased) -> list[Anomaly]:
+def _outliers(platform: str, df: Any, cols: dict[str, Any], at: Any) -> list[Anomaly]:
+    import pandas as pd
+
+    n_all = df["n"].to_numpy()
     out = []
     for phase in ("create", "start", "boot", "host"):
-        pool = [ph[phase] for _, ph in per if phase in ph]
-        if len(pool) < MIN_GROUP:
+        values = cols[phase][at]
+        have = ~np.isnan(values)
+        x, rows = values[have], at[have]
+        if len(x) < MIN_GROUP:
             continue
-        by_n: dict[int, list[float]] = defaultdict(list)
-        for s, ph in per:
-            if phase in ph:
-                by_n[s["n"]].append(ph[phase])
-        pool_median = median(pool)
-        reference = {
-            n: median(xs) if len(xs) >= MIN_GROUP else pool_median for n, xs in by_n.items()
-        }
-        hits = []
-        for s, ph in per:
-            if phase not in ph:
-                continue
-            x, ref = ph[phase], reference[s["n"]]
-            # max(ref, 0): a phase can be slightly negative (a container's marker can be
-            # seen before its start call returns); 5x a negative median means nothing.
-            if x > RATIO * max(ref, 0.0) and x - ref >= FLOOR_S:
-                hits.append((s, x, ref))
-        if not hits:
+        n = n_all[rows]
+        by_n = pd.Series(x).groupby(n)
+        pool_median = float(np.median(x))
+        counts, medians = by_n.size(), by_n.median()
+        reference = medians.where(counts >= MIN_GROUP, pool_median)
+        ref = reference.reindex(n).to_numpy(dtype=np.float64)
+        # max(ref, 0): a phase can be slightly negative (a container's marker can be seen
+        # before its start call returns); 5x a negative median means nothing.
+        hit = (x > RATIO * np.maximum(ref, 0.0)) & (x - ref >= FLOOR_S)
+        if not hit.any():
             continue
-        ns = tuple(sorted({s["n"] for s, *_ in hits}))
+        ns = tuple(sorted({int(v) for v in n[hit]}))
         out.append(
             Anomaly(
                 rule="outlier",
                 platform=platform,
                 phase=phase,
-                flagged=len(hits),
-                instances=sum(len(by_n[n]) for n in ns),
+                flagged=int(hit.sum()),
+                instances=int(counts.reindex(list(ns)).sum()),
                 ns=ns,
-                values_s=tuple(x for _, x, _ in hits),
-                reference_s=tuple(ref for *_, ref in hits),
-                backend=hits[0][0].get("backend"),
+                values_s=tuple(x[hit].tolist()),
+                reference_s=tuple(ref[hit].tolist()),
+                backend=_str(df["backend"].iat[rows[hit][0]]),
             )
         )
     return out
+
+
+def _str(x: Any) -> str | None:
+    return x if isinstance(x, str) else None
 
 
 def _s(x: float) -> str:

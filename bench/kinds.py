@@ -8,6 +8,8 @@ ran is measured separately (the readiness line's `kernel=`).
 
 from __future__ import annotations
 
+from typing import Any
+
 CONTAINER = "container"  # namespaces and cgroups on the host's kernel (runc, crun)
 SANDBOX = "sandbox"  # a container whose system calls a user-space kernel serves (gVisor)
 MICROVM = "microvm"  # a VM without PCI or firmware (QEMU microvm, Firecracker's design)
@@ -37,6 +39,13 @@ def own_kernel(kind: str | None) -> bool:
     """Whether an instance of this kind runs a kernel other than the host's: its uptime
     and kernel release are its own."""
     return kind is not None and kind != CONTAINER
+
+
+def own_kernel_mask(kinds: Any) -> Any:
+    """own_kernel() of each value of a pandas Series of kinds (missing: False), as a bool
+    array: judged once per distinct kind, not once per instance."""
+    own = [k for k in kinds.dropna().unique() if isinstance(k, str) and own_kernel(k)]
+    return kinds.isin(own).to_numpy(dtype=bool)
 
 
 def is_vm(kind: str | None) -> bool:

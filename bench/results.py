@@ -23,9 +23,9 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -137,14 +137,44 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-@dataclass
 class Run:
-    dir: Path
-    metadata: dict[str, Any]
-    samples: list[dict[str, Any]]
-    steps: list[dict[str, Any]]
-    # What reading left out and why (a torn last line), for the report to say.
-    notes: list[str] = field(default_factory=list)
+    """A stored run: its metadata, its step records, and its samples as row dicts
+    (`samples`) or as columns (`frame`).
+
+    A run read by columns (`load_run(d, columns=True)`, what `bench report` does) keeps no
+    row dict: a million samples as dicts take about 2 GB, as columns a quarter of that.
+    Its `samples` are read again from the file, exactly as stored, only if asked for."""
+
+    def __init__(
+        self,
+        dir: Path,
+        metadata: dict[str, Any],
+        samples: list[dict[str, Any]] | None,
+        steps: list[dict[str, Any]],
+        notes: list[str] | None = None,
+        frame: Any = None,
+    ):
+        self.dir = dir
+        self.metadata = metadata
+        self.steps = steps
+        # What reading left out and why (a torn last line), for the report to say.
+        self.notes = notes if notes is not None else []
+        self._samples = samples
+        self._frame = frame
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        if self._samples is None:
+            self._samples = _read_jsonl(self.dir / SAMPLES, [], Sample)
+        return self._samples
+
+    @property
+    def frame(self) -> Any:
+        """The samples as a pandas DataFrame of SAMPLE_COLUMNS (bench.records' fields
+        but the free text no table reads), numbers as floats, missing values NaN."""
+        if self._frame is None:
+            self._frame = sample_frame(self.samples)
+        return self._frame
 
     @property
     def run_id(self) -> str:
@@ -156,7 +186,12 @@ class Run:
         steps), each with the first kind recorded for it. Computed once: a report asks
         for it often, and a run may hold a million samples."""
         kinds: dict[str, str | None] = {}
-        for row in (*self.samples, *self.steps):
+        df = self.frame
+        firsts = df.dropna(subset=["kind"]).drop_duplicates("platform")
+        seen = dict(zip(firsts["platform"], firsts["kind"], strict=True))
+        for platform in df["platform"].drop_duplicates():
+            kinds[platform] = seen.get(platform)
+        for row in self.steps:
             if kinds.get(row["platform"]) is None:
                 kinds[row["platform"]] = row.get("kind")
         return kinds
@@ -173,8 +208,10 @@ class Run:
         return status
 
 
-def load_run(directory: str | Path) -> Run:
-    """A stored run, upgraded to the current schema and validated through bench.records."""
+def load_run(directory: str | Path, columns: bool = False) -> Run:
+    """A stored run, upgraded to the current schema and validated through bench.records.
+
+    `columns`: its samples kept as columns only (Run.frame), for reading large runs."""
     d = Path(directory)
     meta_path = d / METADATA
     if not meta_path.is_file():
@@ -202,6 +239,11 @@ def load_run(directory: str | Path) -> Run:
         # Each line validated as it is read, straight from its JSON: no parsed dict or
         # record of every line is kept beside the rows, and repeated strings (platform,
         # host, kind) are one object each, not one per row.
+        if columns:
+            frame = _read_columns(d / SAMPLES, notes)
+            steps = _read_jsonl(d / STEPS, notes, StepRecord)
+            meta = _validated(d, RunMetadata, metadata)
+            return Run(d, meta, None, steps, notes, frame=frame)
         samples = _read_jsonl(d / SAMPLES, notes, Sample)
         steps = _read_jsonl(d / STEPS, notes, StepRecord)
     else:
@@ -295,21 +337,26 @@ def _open_regular(path: Path) -> IO[bytes]:
 def _read_jsonl(
     path: Path, notes: list[str], model: type[Record] | None = None
 ) -> list[dict[str, Any]]:
-    """Every record of a JSON-lines file: parsed, or validated as `model`'s stored rows.
+    """Every record of a JSON-lines file: parsed, or validated as `model`'s stored rows."""
+    if model is None:
+        return list(_records(path, notes, json.loads))
+    return [r.row() for r in _records(path, notes, model.model_validate_json)]
+
+
+def _records(path: Path, notes: list[str], parse: Callable[[bytes], Any]) -> Iterator[Any]:
+    """Each line of a JSON-lines file, parsed, as it is read.
 
     Only a torn last line (no newline: the writer died in the middle of it) is left out,
     with a note; any other line that is not a record stops the read with its line
     number, since dropping it could hide a regression's samples."""
     if not path.exists() and not path.is_symlink():
-        return []
-    rows = []
-    parse = json.loads if model is None else lambda line: model.model_validate_json(line).row()
+        return
     with _open_regular(path) as f:
         for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
             if len(line) > MAX_LINE_BYTES:
                 raise UsageError(f"{path}:{number}: a line longer than {MAX_LINE_BYTES} bytes")
             try:
-                rows.append(parse(line))
+                record = parse(line)
             except ValueError as e:
                 if isinstance(e, ValidationError) and e.errors()[0]["type"] != "json_invalid":
                     raise UsageError(f"{path}:{number}: {_mismatch(e)}") from None
@@ -317,9 +364,96 @@ def _read_jsonl(
                     notes.append(
                         f"{path}:{number}: a torn last line (the writer stopped in it) left out"
                     )
-                    break  # everything before it is intact
+                    return  # everything before it is intact
                 raise UsageError(f"{path}:{number}: not a JSON record ({_first_line(e)})") from None
-    return rows
+            yield record
+
+
+# -- samples by column ------------------------------------------------------------------
+
+# The sample fields a run read by columns keeps: all but the per-instance free text no
+# table or plot reads (it stays in samples.jsonl, and in `Run.samples` when asked for).
+SAMPLE_COLUMNS = tuple(
+    f for f in Sample.model_fields if f not in ("name", "marker_fields", "console_tail", "extras")
+)
+CHUNK = 50_000  # rows turned into arrays at a time while reading
+
+
+def sample_frame(samples: Any) -> Any:
+    """Samples as Run.frame has them: a DataFrame as is, row dicts turned into columns."""
+    import pandas as pd
+
+    if isinstance(samples, pd.DataFrame):
+        return samples
+    return _columns_frame([_columns_of(list(samples))])
+
+
+def _read_columns(path: Path, notes: list[str]) -> Any:
+    """The samples of a current-schema file, each line validated as a `Sample`, kept as
+    columns: numbers in float/int/bool arrays, strings shared (a platform or host name
+    is one object, not one per row). No row dict of the whole file is ever held."""
+    chunks, rows = [], []
+    for record in _records(path, notes, Sample.model_validate_json):
+        rows.append(record.__dict__)
+        if len(rows) == CHUNK:
+            chunks.append(_columns_of(rows))
+            rows = []
+    chunks.append(_columns_of(rows))
+    return _columns_frame(chunks)
+
+
+def _columns_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows as one numpy array per SAMPLE_COLUMNS field."""
+    import numpy as np
+    import pandas as pd
+
+    if not rows:
+        return {name: np.array([], dtype=np.float64) for name in SAMPLE_COLUMNS}
+    # Transposed in C: a million rows of 30 fields are 30 million values.
+    try:
+        table = list(zip(*map(itemgetter(*SAMPLE_COLUMNS), rows), strict=True))
+    except KeyError:  # hand-written or partial rows: missing fields are None
+        table = list(zip(*([r.get(name) for name in SAMPLE_COLUMNS] for r in rows), strict=True))
+    out = {}
+    for name, values in zip(SAMPLE_COLUMNS, table, strict=True):
+        kinds = set(map(type, values)) - {type(None)}
+        if kinds <= {bool} and None not in values:
+            out[name] = np.array(values, dtype=bool)
+        elif kinds <= {int} and None not in values:
+            out[name] = np.array(values, dtype=np.int64)
+        elif kinds <= {int, float}:
+            out[name] = np.array(values, dtype=np.float64)  # None becomes NaN
+        else:
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
+            try:  # equal strings made one object (a platform name once, not once a row)
+                codes, uniques = pd.factorize(column)
+            except TypeError:  # a value that cannot be hashed (not a stored sample's)
+                out[name] = column
+                continue
+            shared = np.empty(len(uniques) + 1, dtype=object)
+            shared[:-1] = uniques
+            shared[-1] = None
+            out[name] = shared[codes]  # code -1 (missing) picks the None at the end
+    return out
+
+
+def _columns_frame(chunks: list[dict[str, Any]]) -> Any:
+    """One DataFrame of column chunks, joined one column at a time (the peak is the
+    frame and one column's chunks, not two frames)."""
+    import numpy as np
+    import pandas as pd
+
+    columns = {}
+    for name in SAMPLE_COLUMNS:
+        parts = [c.pop(name) for c in chunks]
+        if len(parts) > 1 and len({p.dtype for p in parts if len(p)}) > 1:
+            # Chunks of different types (ints in one, NaN in another): floats if all are
+            # numbers, else the values themselves.
+            numeric = all(p.dtype != object for p in parts)
+            parts = [p.astype(np.float64 if numeric else object) for p in parts]
+        columns[name] = np.concatenate(parts) if parts else np.array([])
+    return pd.DataFrame(columns, copy=False)
 
 
 def _first_line(e: ValueError) -> str:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (numpy's default method); q in [0, 100]."""
     xs = sorted(v for v in values if v is not None and not math.isnan(v))
-    if not xs:
-        return None
+    return percentile_of_sorted(xs, q) if xs else None
+
+
+def percentile_of_sorted(xs: Any, q: float) -> Any:
+    """percentile() of values already sorted, none missing (a list or a numpy array)."""
     if len(xs) == 1:
         return xs[0]
     pos = (len(xs) - 1) * q / 100

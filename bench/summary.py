@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from statistics import median
 from typing import Any
 
 from bench import kinds
 from bench.records import Sample, StepRecord, metrics
-from bench.stats import percentile
+from bench.stats import percentile_of_sorted
 
 # Host drop and summed PSS further apart than this get a one-line explanation.
 MEMORY_DISAGREEMENT = 0.25
 
 
-def _median(values: list[Any]) -> float | None:
-    xs = [v for v in values if v is not None]
-    return median(xs) if xs else None
+def _finite(values: Any) -> Any:
+    import numpy as np
+
+    xs = np.asarray(values, dtype=np.float64)
+    return xs[~np.isnan(xs)]
 
 
-_STATISTICS = {
-    "median": _median,
-    "p50": lambda xs: percentile([x for x in xs if x is not None], 50),
-    "p95": lambda xs: percentile([x for x in xs if x is not None], 95),
-    "max": lambda xs: max((x for x in xs if x is not None), default=None),
-}
+def _item(x: Any) -> Any:
+    return x.item() if hasattr(x, "item") else x
+
+
+def _statistic(name: str, values: Any) -> Any:
+    """A declared statistic (median, p50, p95, max) over the values that are not missing;
+    None when none are. Percentiles as bench.stats.percentile computes them."""
+    import numpy as np
+
+    xs = _finite(values)
+    if not len(xs):
+        return None
+    if name == "max":
+        return _item(np.max(xs))
+    if name == "median":
+        return _item(np.median(xs))
+    return _item(percentile_of_sorted(np.sort(xs), 50 if name == "p50" else 95))
 
 
 def summary_columns() -> list[str]:
@@ -37,36 +49,61 @@ def summary_columns() -> list[str]:
     ]
 
 
-def summarize(
-    samples: list[dict[str, Any]], steps: list[dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
+def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per (host, platform, N) in the order they ran, refused steps included.
 
     The one place these statistics are computed: the terminal summary and the
     report's summary.csv both come from here. Which statistics: every metric of
     bench.records with its declared summary columns (sample metrics over ready
     instances, step metrics over the steps that ran).
-    """
 
-    # Statistics never pool hosts: one row per (host, platform, N).
+    `samples`: row dicts, or a run's samples as columns (bench.results.Run.frame: a
+    million samples are summarised by column, never as a million dicts).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from bench.results import sample_frame
+
+    df = sample_frame(samples)
+
     def key(r: dict[str, Any]) -> tuple[Any, str, int]:
         return (r.get("host"), r["platform"], r["n"])
 
-    groups: dict[tuple[Any, str, int], list[dict[str, Any]]] = defaultdict(list)
+    # Statistics never pool hosts: one row per (host, platform, N), in the order first
+    # recorded (steps, then samples).
+    order: dict[tuple[Any, str, int], Any] = {}
     step_groups: dict[tuple[Any, str, int], list[dict[str, Any]]] = defaultdict(list)
     for st in steps or []:
-        groups.setdefault(key(st), [])
+        order.setdefault(key(st), None)
         if st.get("status", "ran") == "ran":
             step_groups[key(st)].append(st)
-    for s in samples:
-        groups[key(s)].append(s)
     heads = {key(st): st for st in steps or []}
+    # Each sample's group, numbered in the order first seen; a missing host is None.
+    hosts = df["host"].astype(object).where(df["host"].notna(), None)
+    codes = (
+        df.assign(host=hosts).groupby(["host", "platform", "n"], sort=False, dropna=False).ngroup()
+    )
+    codes = codes.to_numpy()
+    firsts = np.unique(codes, return_index=True)[1] if len(codes) else np.array([], int)
+    by_code = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[by_code], np.arange(len(firsts) + 1))
+    members: dict[tuple[Any, str, int], Any] = {}
+    for code, first in enumerate(firsts):
+        k = (hosts.iat[first], df["platform"].iat[first], int(df["n"].iat[first]))
+        order.setdefault(k, None)
+        members[k] = by_code[bounds[code] : bounds[code + 1]]
+    ok_all = df["ok"].to_numpy(dtype=bool, na_value=False)
     rows = []
-    for (host, platform, n), group in groups.items():
+    for k in order:
+        host, platform, n = k
+        at = members.get(k, np.array([], dtype=int))
         # Ready instances only: one still booting at its timeout is no steady state.
-        ok = [s for s in group if s["ok"]]
-        first = group[0] if group else heads[(host, platform, n)]
-        accels = sorted({s["accel"] for s in ok if s.get("accel")})
+        ok_at = at[ok_all[at]]
+        first = _row_at(df, at[0]) if len(at) else heads[k]
+        accels = sorted(
+            {a for a in pd.unique(df["accel"].to_numpy()[ok_at]) if isinstance(a, str) and a}
+        )
         row: dict[str, Any] = {
             "platform": platform,
             "host": host,
@@ -74,20 +111,31 @@ def summarize(
             "kind": first.get("kind"),
             "accel": ",".join(accels) or None,
             "n": n,
-            "samples": len(group),
-            "failures": sum(1 for s in group if not s["ok"]),
+            "samples": len(at),
+            "failures": int(len(at) - len(ok_at)),
         }
-        sources = ((Sample, ok), (StepRecord, step_groups.get((host, platform, n), [])))
-        for model, records in sources:
-            for name, info in metrics(model).items():
-                values = [r.get(name) for r in records]
-                if info.per_instance:
-                    values = [v / n if v is not None else None for v in values]
-                for column, statistic in info.summary.items():
-                    row[column] = _STATISTICS[statistic](values)
-        row["errors"] = sorted({s["error"] for s in group if s["error"]})
+        for name, info in metrics(Sample).items():
+            values = df[name].to_numpy(dtype=np.float64, na_value=np.nan)[ok_at]
+            for column, statistic in info.summary.items():
+                row[column] = _statistic(statistic, values)
+        for name, info in metrics(StepRecord).items():
+            values = [r.get(name) for r in step_groups.get(k, [])]
+            if info.per_instance:
+                values = [v / n if v is not None else None for v in values]
+            values = [np.nan if v is None else v for v in values]
+            for column, statistic in info.summary.items():
+                row[column] = _statistic(statistic, values)
+        errors = pd.unique(df["error"].to_numpy()[at])
+        row["errors"] = sorted({e for e in errors if isinstance(e, str) and e})
         rows.append(row)
     return rows
+
+
+def _row_at(df: Any, i: int) -> dict[str, Any]:
+    """The backend and kind of one sample (missing values None)."""
+    return {
+        c: (v if isinstance(v, str) else None) for c, v in df.iloc[i][["backend", "kind"]].items()
+    }
 
 
 def density_of(steps: list[dict[str, Any]]) -> dict[str, Any]:

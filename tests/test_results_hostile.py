@@ -85,13 +85,15 @@ def test_a_torn_last_line_is_left_out_with_a_note(run, tmp_path):
     assert loaded.notes[0] in build_report([run], tmp_path / "report").notes
 
 
-def test_a_torn_last_line_of_the_current_schema_is_left_out(tmp_path):
-    # Current-schema lines are validated straight from their JSON: the same rules.
+@pytest.mark.parametrize("columns", [False, True])
+def test_a_torn_last_line_of_the_current_schema_is_left_out(tmp_path, columns):
+    # Current-schema lines are validated straight from their JSON, into row dicts or into
+    # columns (what `bench report` reads): the same rules.
     run = bench_run(tmp_path)
     text = (run / "samples.jsonl").read_text()
     (run / "samples.jsonl").write_text(text + text[: len(text) // 2])
-    loaded = load_run(run)
-    assert len(loaded.samples) == 1 and "torn last line" in loaded.notes[0]
+    loaded = load_run(run, columns=columns)
+    assert len(loaded.frame) == 1 and "torn last line" in loaded.notes[0]
 
 
 @pytest.mark.parametrize(
@@ -101,12 +103,13 @@ def test_a_torn_last_line_of_the_current_schema_is_left_out(tmp_path):
         ('{"platform": "c", "n": "many"}', r"samples\.jsonl:2: stored records do not match"),
     ],
 )
-def test_a_bad_line_of_the_current_schema_is_named(tmp_path, line, said):
+@pytest.mark.parametrize("columns", [False, True])
+def test_a_bad_line_of_the_current_schema_is_named(tmp_path, line, said, columns):
     run = bench_run(tmp_path)
     with (run / "samples.jsonl").open("a") as f:
         f.write(line + "\n" + (run / "samples.jsonl").read_text())
     with pytest.raises(UsageError, match=said):
-        load_run(run)
+        load_run(run, columns=columns)
 
 
 def test_a_complete_but_bad_last_line_is_not_a_torn_one(run):

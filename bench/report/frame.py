@@ -73,6 +73,9 @@ class Frames:
     density: dict[tuple[str, str], dict[str, Any]]  # (run, platform) -> its search block
     names: dict[tuple[str, str], str]  # (run, platform) -> legend name (`series` column)
     hosts: list[str]  # host keys the samples and steps carry, in the order they appear
+    # Run id -> bench.summary.summarize of its samples and steps, computed once: several
+    # tables start from it, and a run may hold a million samples.
+    summaries: dict[str, list[dict[str, Any]]]
 
     @property
     def multi(self) -> bool:
@@ -93,8 +96,24 @@ class Frames:
         Found once: the summary, the page and the terminal all show them."""
         from bench.anomalies import anomaly_notes
 
-        notes = {r.run_id: anomaly_notes(r.samples) for r in self.runs}
+        notes = {r.run_id: anomaly_notes(r.frame) for r in self.runs}
         return {run_id: lines for run_id, lines in notes.items() if lines}
+
+    @cached_property
+    def series_order(self) -> list[str]:
+        """Series run by run (first run first), each run's platforms in the tables'
+        order: along the spectrum from container to VM (platform_order). Found once:
+        every plot asks, and a run may hold a million samples."""
+        position = {p: i for i, p in enumerate(platform_order(self.runs))}
+        run_index = {r.run_id: i for i, r in enumerate(self.runs)}
+        seen: dict[str, tuple[int, int]] = {}
+        for df in (self.samples, self.steps):
+            # Each (run, platform, series) once, in the order first seen.
+            first = df[["run", "platform", "series"]].drop_duplicates()
+            for run, platform, series in first.itertuples(index=False):
+                key = (run_index.get(run, len(run_index)), position.get(platform, len(position)))
+                seen.setdefault(series, key)
+        return sorted(seen, key=lambda s: seen[s])  # stable: ties keep their first appearance
 
     @property
     def table(self) -> Any:
@@ -105,7 +124,8 @@ class Frames:
 def load_frames(run_dirs: Sequence[str | Path]) -> Frames:
     if not run_dirs:
         raise UsageError("give at least one results/<run-id>/ directory")
-    runs = [load_run(d) for d in run_dirs]
+    # By columns: a report reads no sample as a dict (a run may hold a million).
+    runs = [load_run(d, columns=True) for d in run_dirs]
     seen: dict[str, Path] = {}
     for r in runs:
         if r.run_id in seen:
@@ -121,15 +141,35 @@ def frames_of(runs: list[Run]) -> Frames:
     density = {(r.run_id, name): block for r in runs for name, block in density_searches(r).items()}
     names = series_names(samples, labels)
     hosts = list(
-        dict.fromkeys(h for df in (samples, steps) for h in df["host"] if isinstance(h, str))
+        dict.fromkeys(
+            h for df in (samples, steps) for h in df["host"].drop_duplicates() if isinstance(h, str)
+        )
     )
     for df in (samples, steps):
-        df["series"] = [
-            series_name(names, r, p, h, len(hosts) > 1)
-            for r, p, h in zip(df["run"], df["platform"], df["host"], strict=True)
-        ]
-    summary = summary_frame(runs, samples, steps, density)
-    return Frames(runs, labels, samples, steps, summary, density, names, hosts)
+        df["series"] = _per_key(
+            df,
+            ["run", "platform", "host"],
+            lambda r, p, h: series_name(names, r, p, h, len(hosts) > 1),
+        )
+    from bench.summary import summarize
+
+    summaries = {r.run_id: summarize(r.frame, r.steps) for r in runs}
+    summary = summary_frame(runs, summaries, density)
+    return Frames(runs, labels, samples, steps, summary, density, names, hosts, summaries)
+
+
+def _per_key(df: Any, keys: list[str], f: Any) -> Any:
+    """f(*key) for each row, computed once per distinct key (a million samples come down
+    to a handful of keys)."""
+    import numpy as np
+
+    if df.empty:
+        return []
+    codes = df.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    firsts = np.unique(codes, return_index=True)[1]
+    values = np.empty(len(firsts), dtype=object)
+    values[:] = [f(*(df[k].iat[i] for k in keys)) for i in firsts]
+    return values[codes]
 
 
 def series_name(
@@ -185,8 +225,13 @@ def _frame(runs: list[Run], attr: str, fields: Sequence[str]) -> Any:
     import pandas as pd
 
     # One frame per run, the run as a column: no copy of every row with its run added.
-    parts = [pd.DataFrame(getattr(r, attr)).assign(run=r.run_id) for r in runs if getattr(r, attr)]
-    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    # Samples come from the run's columns (Run.frame), steps (a few per run) from dicts.
+    tables = [r.frame if attr == "samples" else pd.DataFrame(r.steps) for r in runs]
+    parts = [t.assign(run=r.run_id) for r, t in zip(runs, tables, strict=True) if len(t)]
+    if len(parts) == 1:
+        df = parts[0]
+    else:
+        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     for f in fields:
         if f not in df.columns:
             df[f] = pd.NA
@@ -231,7 +276,9 @@ def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
 
 
 def summary_frame(
-    runs: list[Run], samples: Any, steps: Any, density: dict[tuple[str, str], Any]
+    runs: list[Run],
+    summaries: dict[str, list[dict[str, Any]]],
+    density: dict[tuple[str, str], Any],
 ) -> Any:
     """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search,
     then every other statistic bench.records declares (more_columns()).
@@ -240,13 +287,11 @@ def summary_frame(
     """
     import pandas as pd
 
-    from bench.summary import summarize
-
     order = {name: i for i, name in enumerate(platform_order(runs))}
     rows = []
     for r in runs:
         summary = sorted(
-            summarize(r.samples, r.steps),
+            summaries[r.run_id],
             key=lambda x: (order.get(x["platform"], len(order)), x["n"]),
         )
         for x in summary:

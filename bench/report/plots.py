@@ -310,8 +310,8 @@ def boot_phases(frames: Frames) -> Any:
         start = np.maximum(g["start_s"].fillna(0).to_numpy(), create)
         after = np.maximum(ready - np.minimum(start, ready), 0)
         start = np.minimum(start, ready) - np.minimum(create, ready)
-        own = g["kind"].map(lambda k: kinds.own_kernel(k) if isinstance(k, str) else False)
-        uptime = np.where(own.to_numpy(bool), g["guest_uptime_s"].fillna(0).to_numpy(), 0)
+        own = kinds.own_kernel_mask(g["kind"])
+        uptime = np.where(own, g["guest_uptime_s"].fillna(0).to_numpy(), 0)
         guest = np.minimum(uptime, after)
         parts = [
             g["queued_s"].fillna(0).clip(lower=0).to_numpy(),
@@ -470,17 +470,7 @@ def series_colors(frames: Frames) -> dict[str, Any]:
 def series_order(frames: Frames) -> list[str]:
     """Series run by run (first run first), each run's platforms in the tables' order:
     along the spectrum from container to VM (frame.platform_order)."""
-    position = {p: i for i, p in enumerate(platform_order(frames.runs))}
-    run_index = {r.run_id: i for i, r in enumerate(frames.runs)}
-    seen: dict[str, tuple[int, int]] = {}
-    for df in (frames.samples, frames.steps):
-        # Each (run, platform, series) once, in the order first seen: a million samples
-        # come down to a handful.
-        first = df[["run", "platform", "series"]].drop_duplicates()
-        for run, platform, series in first.itertuples(index=False):
-            key = (run_index.get(run, len(run_index)), position.get(platform, len(position)))
-            seen.setdefault(series, key)
-    return sorted(seen, key=lambda s: seen[s])  # stable: ties keep their first appearance
+    return frames.series_order
 
 
 def _hbars(ax: Any, y: Any, left: Any, width: Any, color: Any, height: float = 0.8) -> None:
@@ -592,8 +582,11 @@ def _palette() -> Any:
 
 
 def _wants_log(values: Any) -> bool:
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return bool(xs) and min(xs) > 0 and max(xs) / min(xs) > LOG_RATIO
+    import numpy as np
+
+    xs = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    xs = xs[~np.isnan(xs)]
+    return bool(len(xs)) and xs.min() > 0 and xs.max() / xs.min() > LOG_RATIO
 
 
 def _size_panel(ax: Any, stats: Any, colors: dict[str, Any], log: bool | None = None) -> None:

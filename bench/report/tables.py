@@ -8,6 +8,7 @@ from typing import Any
 from bench import comparability, kinds
 from bench.comparability import host_facts
 from bench.report.frame import Frames, platform_order
+from bench.results import Run
 from bench.units import format_bytes, format_seconds
 
 COLUMNS_NOTE = (
@@ -47,7 +48,7 @@ USUAL_CLAIMS = {
 def any_tcg(frames: Frames) -> bool:
     s = frames.samples
     # A column no sample filled holds pd.NA, which has no truth value: strings only.
-    vm = s["kind"].map(lambda k: isinstance(k, str) and kinds.is_vm(k)).astype(bool)
+    vm = s["kind"].isin([k for k in s["kind"].dropna().unique() if kinds.is_vm(str(k))])
     return bool((vm & (s["accel"] == "tcg")).any())
 
 
@@ -246,11 +247,10 @@ def memory_disagreements(frames: Frames) -> dict[str, list[str]]:
     """Run id -> why its host view and PSS disagree (bench.summary's explanation, the one
     `bench run` prints), for runs where they do."""
     from bench.summary import memory_disagreements as explain
-    from bench.summary import summarize
 
     out = {}
     for r in frames.runs:
-        rows = summarize(r.samples, r.steps)
+        rows = frames.summaries[r.run_id]
         by_host: dict[Any, list[dict[str, Any]]] = {}
         for row in rows:
             by_host.setdefault(row.get("host"), []).append(row)
@@ -532,7 +532,6 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
     """`bench compare` of the runs (the last one current, the others its baselines), as
     a table, with what the reader must know; or (None, why not) when the runs are not
     comparable. Statistics are bench.compare's: never pooled across hosts."""
-    import dataclasses
 
     import pandas as pd
 
@@ -556,10 +555,12 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
         def on(run: Any, host: Any = host) -> Any:
             if host is None or not frames.multi_host:
                 return run
-            return dataclasses.replace(
-                run,
-                samples=[x for x in run.samples if x.get("host") == host],
-                steps=[x for x in run.steps if x.get("host") == host],
+            return Run(
+                run.dir,
+                run.metadata,
+                [x for x in run.samples if x.get("host") == host],
+                [x for x in run.steps if x.get("host") == host],
+                run.notes,
             )
 
         runs = [on(r) for r in frames.runs]

@@ -109,7 +109,7 @@ def tax_pairs(run: Any, frames: Frames | None = None) -> list[Pair]:
     """(qemu, libvirt) platforms of one run that boot the same guest."""
     platforms = run.metadata.get("scenario", {}).get("platforms", [])
     engines = run.metadata.get("engines") or {}
-    ran = {s["platform"] for s in run.samples}
+    ran = set(run.frame["platform"].unique())
     guests = {
         p["name"]: _guest(p, engines.get(p["name"]) or {}, run)
         for p in platforms
@@ -141,8 +141,9 @@ def _guest(platform: dict[str, Any], engine: dict[str, Any], run: Any) -> dict[s
         machine = engine.get("machine") or platform.get("machine") or QEMU_DEFAULT_MACHINE
     else:
         machine = platform.get("machine") or engine.get("machine") or LIBVIRT_DEFAULT_MACHINE
-    accels = {s.get("accel") for s in run.samples if s["platform"] == platform["name"]}
-    accels.discard(None)
+    df = run.frame
+    mine = df.loc[df["platform"] == platform["name"], "accel"].drop_duplicates()
+    accels = {a for a in mine if isinstance(a, str)}
     accel = engine.get("accel") or (accels.pop() if len(accels) == 1 else None)
     # What the guest boots: its files, or the bench image (and its rootfs when known).
     boot = (
