@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 Worse = Literal["higher", "lower"]
 
