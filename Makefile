@@ -17,7 +17,8 @@ help:
 	@echo '          then create $(VENV) and pip install -e ".[dev]" (again only when pyproject.toml changes)'
 	@echo '  demo    setup, then build the images, run scenarios/quickstart.yaml and report it'
 	@echo '  test    setup, then run the tests: $(VENV)/bin/python -m pytest -q tests $$PYTEST_ARGS'
-	@echo '  lint    ruff check bench tests (needs only the venv)'
+	@echo '  lint    ruff check, ruff format --check (bench, tests, benchmarks), then mypy'
+	@echo '          (settings: pyproject.toml [tool.mypy]); needs only the venv'
 	@echo '  clean   bench clean (removes what bench created), if the venv exists'
 	@echo 'Variables: PYTHON=$(PYTHON) VENV=$(VENV) PYTEST_ARGS=$(PYTEST_ARGS)'
 
@@ -48,8 +49,11 @@ demo: setup
 test: setup
 	'$(VENV)/bin/python' -m pytest -q tests $(PYTEST_ARGS)
 
+# mypy checks the files pyproject.toml's [tool.mypy] names.
 lint: venv
-	'$(VENV)/bin/ruff' check bench tests
+	'$(VENV)/bin/ruff' check bench tests benchmarks
+	'$(VENV)/bin/ruff' format --check bench tests benchmarks
+	'$(VENV)/bin/mypy'
 
 clean:
 	@if [ -x '$(VENV)/bin/bench' ]; then \

@@ -442,7 +442,9 @@ def _gates(pairs: list[Pair], counts: list[int], threshold: float, alpha: float)
     tests: list[tuple[int, str, v.RankTest | v.TailTest]] = []
     for n in counts:
         mine = [p for p in pairs if p.n == n and p.log_ratio is not None]
-        tests.append((n, CENTER, v.rank_test([p.log_ratio for p in mine])))
+        tests.append(
+            (n, CENTER, v.rank_test([p.log_ratio for p in mine if p.log_ratio is not None]))
+        )
         logs = [
             ([math.log(x) for x in p.baseline_values], [math.log(x) for x in p.candidate_values])
             for p in mine
@@ -451,7 +453,7 @@ def _gates(pairs: list[Pair], counts: list[int], threshold: float, alpha: float)
     m = len(tests)
     slower = [t.p_slower for *_, t in tests]
     adjusted, levels = v.holm(slower), v.holm_levels(slower, alpha)
-    faster = iter(v.holm([t.p_faster for _, kind, t in tests if kind == CENTER]))
+    faster = iter(v.holm([t.p_faster for *_, t in tests if isinstance(t, v.RankTest)]))
     out = []
     for (n, kind, t), p_holm, level in zip(tests, adjusted, levels, strict=True):
         if isinstance(t, v.RankTest):

@@ -247,14 +247,14 @@ def run(
         )
     stored = load_run(outcome.directory)
     rows = summarize(stored.samples, stored.steps)
-    out = _stdout()
-    out.print(
+    console = _stdout()
+    console.print(
         summary_table(
             rows, stored.metadata, density_results(stored.steps, stored.metadata["searches"])
         )
     )
     for line in memory_disagreements(rows) + anomaly_notes(stored.samples):
-        out.print(f"[yellow]note:[/] {escape(line)}")
+        console.print(f"[yellow]note:[/] {escape(line)}")
     print(outcome.directory)
     if outcome.failures:
         raise typer.Exit(ExitCode.INSTANCE_FAILURES)

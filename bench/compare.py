@@ -48,7 +48,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from bench import comparability
 from bench import verdict as v
@@ -481,17 +481,18 @@ def compare_runs(
         levels = [level_of(g[key], metric) for g in base_groups if key in g]
         cur = level_of(cur_groups[key], metric)
         have = [lv for lv in levels if lv.mean_log is not None]
-        test, added = None, 0.0
+        logs = [lv.mean_log for lv in have if lv.mean_log is not None]  # have's, typed float
+        lt, added = None, 0.0
         if cur.mean_log is not None and have:
             k = len(have)
-            diff = cur.mean_log - sum(lv.mean_log for lv in have) / k
+            diff = cur.mean_log - sum(logs) / k
             var_cur, var_base = _design_var(have, cur)
             if k == 1:
                 # One run cannot show the drift: assumed, for the baseline and the current.
                 scale = math.sqrt(2 * v.ASSUMED_DRIFT**2 + var_cur + var_base)
-                test = v.LevelTest(1, diff, scale, None, v.ASSUMED_DRIFT)
+                lt = v.LevelTest(1, diff, scale, None, v.ASSUMED_DRIFT)
             else:
-                s = _sd([lv.mean_log for lv in have])
+                s = _sd(logs)
                 # The baselines' spread includes their own within-run error; a current
                 # run with fewer steps (a larger error) gets the difference on top.
                 added = max(0.0, var_cur - var_base)
@@ -500,10 +501,10 @@ def compare_runs(
                     # The shared session's level is one draw of the between-run drift
                     # that the spread cannot show: assumed, for it and the current run.
                     scale = math.sqrt(2 * v.ASSUMED_DRIFT**2 + within)
-                    test = v.LevelTest(k, diff, scale, None, v.ASSUMED_DRIFT)
+                    lt = v.LevelTest(k, diff, scale, None, v.ASSUMED_DRIFT)
                 else:
-                    test = v.LevelTest(k, diff, math.sqrt(within), k - 1, s)
-        rows.append((key, levels, cur, test, added))
+                    lt = v.LevelTest(k, diff, math.sqrt(within), k - 1, s)
+        rows.append((key, levels, cur, lt, added))
     tested = [t for *_, t, _ in rows if t is not None]
     p_slower = [t.p_slower for t in tested]
     adj_slower = iter(v.holm(p_slower))
@@ -526,6 +527,7 @@ def compare_runs(
     result = Comparison(ids, current.run_id, metric, threshold, alpha, groups=[])
     for (key, levels, cur, lt, added), fail in zip(rows, fails, strict=True):
         have = [lv for lv in levels if lv.mean_log is not None]
+        logs = [lv.mean_log for lv in have if lv.mean_log is not None]
         p_s = None
         test = None
         if lt is None:
@@ -546,9 +548,7 @@ def compare_runs(
             test=test,
             p_slower_adjusted=p_s,
             verdict=decision,
-            baseline_geomean=math.exp(sum(lv.mean_log for lv in have) / len(have))
-            if have
-            else None,
+            baseline_geomean=math.exp(sum(logs) / len(logs)) if have else None,
             current_geomean=math.exp(cur.mean_log) if cur.mean_log is not None else None,
             failures=fail,
             drift_assumed=lt is not None and lt.df is None,
@@ -659,7 +659,9 @@ def run_warnings(
         if unusable:
             who = label if len(baselines) == 1 or label == "current" else f"{label} {run.run_id}"
             where = ", ".join(f"{p} N={n}: {len(ss)}" for (p, n), ss in unusable)
-            steps = sorted({s.get("step") for _, ss in unusable for s in ss} - {None})
+            steps = sorted(
+                {s["step"] for _, ss in unusable for s in ss if s.get("step") is not None}
+            )
             at = f"; steps {', '.join(map(str, steps[:5]))}{', ...' if len(steps) > 5 else ''}"
             out.append(
                 f"{who} has ok samples with no usable {metric} (null, NaN or not above 0; "
@@ -695,7 +697,7 @@ def _unusable(s: dict[str, Any], metric: str) -> bool:
     return bool(s.get("ok")) and not (_is_number(x) and math.isfinite(x) and x > 0)
 
 
-def _is_number(x: Any) -> bool:
+def _is_number(x: Any) -> TypeGuard[float]:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 

@@ -44,6 +44,7 @@ class IOHub:
         on_end(error or None) once, at EOF or a socket error (the socket is removed)."""
 
         def on_readable() -> None:
+            err: OSError | None
             try:
                 data = sock.recv(65536)
             except BlockingIOError:

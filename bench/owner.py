@@ -90,6 +90,8 @@ def run_lock(run_id: str) -> Iterator[None]:
         ) from None
     with contextlib.ExitStack() as undo:  # in reverse, each step even if one before failed
         folder = _open_folder(path.parent, create=True)
+        if folder is None:  # made, then removed by someone else before it could be opened
+            raise BenchError(f"{path.parent}: removed while bench made it; run again")
         undo.callback(os.close, folder)
         undo.callback(os.close, _hold(folder, path))
         # Removed while still held: a `bench clean` that opened it before sees it held,

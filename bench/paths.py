@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TypeGuard
 
 
 def cache_dir() -> Path:
@@ -37,7 +38,7 @@ def state_dir() -> Path:
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}-[0-9]{8}-[0-9]{6}-[0-9a-f]{4,32}")
 
 
-def is_run_id(text: object) -> bool:
+def is_run_id(text: object) -> TypeGuard[str]:
     """Whether text has the shape of a run id bench makes (what names a run's instances,
     its results folder and its lock file)."""
     return isinstance(text, str) and RUN_ID.fullmatch(text) is not None

@@ -208,11 +208,11 @@ def cgroup_memory_dir(proc_cgroup: str, must_contain: str = "") -> tuple[str, in
             v1 = path
         elif parts[0] == "0" and controllers == "":
             v2 = path
-    path, version = (v1, 1) if v1 is not None else (v2, 2)
-    if path is None or path in ("", "/") or must_contain not in path:
+    found, version = (v1, 1) if v1 is not None else (v2, 2)
+    if found is None or found in ("", "/") or must_contain not in found:
         return None
     root = CGROUP_V1_MEMORY_ROOT if version == 1 else CGROUP_V2_ROOT
-    return root + path.rstrip("/"), version
+    return root + found.rstrip("/"), version
 
 
 def cgroup_memory_files(directory: str, version: int) -> tuple[str, str]:

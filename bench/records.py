@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 Worse = Literal["higher", "lower"]
 
@@ -44,7 +45,7 @@ def metric(
             "unit": unit,
             "metric": True,
             "worse": worse,
-            "summary": summary,
+            "summary": cast("JsonDict | None", summary),  # dict is invariant: str is JSON
             "per_instance": per_instance,
         },
     )
@@ -263,13 +264,14 @@ def fields_of(model: type[Record]) -> dict[str, FieldInfo]:
         extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
         is_metric = bool(extra.get("metric"))
         summary = extra.get("summary") or ({name: "median"} if is_metric else {})
+        # The extras metric() and value() wrote: cast back to the types they took.
         out[name] = FieldInfo(
             name=name,
-            unit=extra.get("unit"),
+            unit=cast("str | None", extra.get("unit")),
             metric=is_metric,
-            worse=extra.get("worse") if is_metric else None,
+            worse=cast("Worse | None", extra.get("worse")) if is_metric else None,
             doc=f.description or "",
-            summary=dict(summary),
+            summary=dict(cast("dict[str, str]", summary)),
             per_instance=bool(extra.get("per_instance")),
         )
     return out

@@ -192,11 +192,11 @@ def run_scenario(
         raise Interrupted("interrupted while preparing the engines: nothing was measured") from None
     held = contextlib.ExitStack()  # the run's lock (bench.owner.run_lock), once it has an id
     try:
-        left = leftovers_of_other_runs(backends)
-        if left:
-            runs = sorted({x.run_id or "?" for x in left})
+        others = leftovers_of_other_runs(backends)
+        if others:
+            runs = sorted({x.run_id or "?" for x in others})
             warn(
-                f"{len(left)} instance(s)/file(s) left over from earlier runs "
+                f"{len(others)} instance(s)/file(s) left over from earlier runs "
                 f"({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''}) may skew "
                 "memory and timing: remove them with `bench clean`"
             )

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from bench import addresses
 from bench.errors import ScenarioError, UsageError
@@ -438,7 +439,7 @@ def _platform(raw: Any, i: int, fail: Any, root: yaml.Node | None = None) -> Pla
         raise fail(loc, _describe(err, _node_at(root, loc), model.model_fields)) from None
 
 
-def _describe(err: dict[str, Any], node: yaml.Node | None = None, known: Any = None) -> str:
+def _describe(err: ErrorDetails, node: yaml.Node | None = None, known: Any = None) -> str:
     """pydantic's error in the words of the scenario file: what was written, what to
     write instead."""
     kind, msg, value = err["type"], err["msg"], err.get("input")

@@ -21,7 +21,8 @@ def scenario_schema() -> dict[str, Any]:
 
     # Backends users do not see (the test-only fake) stay out, as from --help.
     models = [cls.Settings for cls in map(backend_class, BACKENDS) if cls.listed]
-    platform = Annotated[Union[tuple(models)], Field(discriminator="backend")]  # noqa: UP007
+    # Made at run time from the backends: a type for pydantic, a value (Any) for mypy.
+    platform: Any = Annotated[Union[tuple(models)], Field(discriminator="backend")]  # noqa: UP007
     given = Scenario.model_fields["platforms"]
     model = create_model(
         "Scenario",

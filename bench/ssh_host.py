@@ -119,13 +119,14 @@ class SshHost:
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             proxy = cfg.get("proxycommand")
             known_as = hostname if port == 22 else f"[{hostname}]:{port}"
+            keys = [os.path.expanduser(p) for p in cfg.get("identityfile", [])]
             try:
                 client.connect(
                     hostname,
                     port=port,
                     username=user,
-                    key_filename=[os.path.expanduser(p) for p in cfg.get("identityfile", [])]
-                    or None,
+                    # paramiko documents "the filename, or list of filenames"; its stubs say str
+                    key_filename=keys or None,  # type: ignore[arg-type]
                     timeout=CONNECT_TIMEOUT_S,
                     banner_timeout=CONNECT_TIMEOUT_S,
                     auth_timeout=CONNECT_TIMEOUT_S,

@@ -214,10 +214,10 @@ def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:
             f"{MEMORY_DISAGREEMENT:.0%} at {ns}; {why}; at small N the host view is "
             "mostly noise"
         )
-    for platform, ns in rose.items():
+    for platform, counts in rose.items():
         lines.append(
             f"{platform}: host MemAvailable rose during the step at "
-            f"{', '.join(f'N={n}' for n in ns)} (the kernel reclaimed cache, or other "
+            f"{', '.join(f'N={n}' for n in counts)} (the kernel reclaimed cache, or other "
             "processes freed memory): the host view there is noise; use PSS or a larger N"
         )
     return lines

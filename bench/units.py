@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from typing import TypeGuard
 
 _SIZE_UNITS = {
     "B": 1,
@@ -136,7 +137,7 @@ def _significant(v: float, digits: int) -> float:
     return float(f"{v:.{digits}g}")
 
 
-def _finite(v: float | None) -> bool:
+def _finite(v: float | None) -> TypeGuard[float]:
     return v is not None and math.isfinite(v)
 
 

@@ -552,7 +552,7 @@ def tail_test(
     return TailTest(n, float(observed), _tail_p(*data), data)
 
 
-def _tail_p(vals, pid, cand, swap, shift: float = 0.0) -> float:
+def _tail_p(vals, pid, cand, swap, *, shift: float = 0.0) -> float:
     import numpy as np
 
     x = vals - shift * cand
@@ -586,7 +586,8 @@ def failure_test(failed_b: int, units_b: int, failed_a: int, units_a: int) -> fl
     if failed_b == 0 or units_b == 0:
         return 1.0
     table = [[failed_b, units_b - failed_b], [failed_a, units_a - failed_a]]
-    return float(stats.fisher_exact(table, alternative="greater").pvalue)
+    # scipy documents table as array_like; scipy-stubs want an ndarray.
+    return float(stats.fisher_exact(table, alternative="greater").pvalue)  # type: ignore[arg-type]
 
 
 def holm_levels(pvalues: Sequence[float], alpha: float) -> list[float]:

@@ -72,7 +72,7 @@ def summary_table(
 def spectrum_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Summary rows with platforms from container to VM, as the report orders them; a
     kind's platforms, and each platform's rows, in the order they ran."""
-    first = {}
+    first: dict[str, int] = {}
     for i, r in enumerate(rows):
         first.setdefault(r["platform"], i)
     return sorted(rows, key=lambda r: (kinds.order(r.get("kind")), first[r["platform"]]))

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from pydantic import Field, field_validator
 
@@ -310,6 +310,14 @@ class DockerBackend(ContainerBackend):
             return None  # a containerd shim (runtimeType) has no binary to ask
         return binary_version(self.host, path)
 
+    @overload  # a start always gives a result
+    def probe_runtime(
+        self, runtime: str, say: Callable[[str], None] = ..., *, start: Literal[True] = ...
+    ) -> dict[str, Any]: ...
+    @overload
+    def probe_runtime(
+        self, runtime: str, say: Callable[[str], None] = ..., *, start: bool
+    ) -> dict[str, Any] | None: ...
     def probe_runtime(
         self, runtime: str, say: Callable[[str], None] = print_nothing, *, start: bool = True
     ) -> dict[str, Any] | None:
@@ -523,6 +531,7 @@ class DockerBackend(ContainerBackend):
         procs = self._processes(host)
         pids = container_pids(procs, pid, procs.parent(pid) if pid else None)
         # A local engine's containers: their cgroup files, read directly (no stats call).
+        mem: tuple[int | None, str] | None
         mem = cgroup_memory(host, pid, info["Id"]) if pid and self._local else None
         if mem is None:  # a remote engine, or a cgroup bench cannot read here
             stats = api.stats(inst.handle, stream=False, one_shot=True)
@@ -641,7 +650,7 @@ def import_bench_image(api: Any, name: str) -> str:
         existing = None
     previous = existing["Id"] if existing else None
     labels = ((existing or {}).get("Config") or {}).get("Labels") or {}
-    if labels.get(images.LABEL_ROOTFS) == manifest["rootfs_sha256"]:
+    if previous is not None and labels.get(images.LABEL_ROOTFS) == manifest["rootfs_sha256"]:
         # Same userland already imported: a new import would only change the image id
         # (docker stamps the import time), which reads as "a different image" later.
         return previous

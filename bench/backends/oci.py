@@ -154,10 +154,10 @@ def cgroup_memory(host: Host, pid: int, container_id: str) -> tuple[int, str] | 
     directory, version = found
     usage_file, stat_file = procfs.cgroup_memory_files(directory, version)
     files = host.read_files([usage_file, stat_file])
-    usage = procfs.parse_int(files[usage_file])
-    if usage is None or files[stat_file] is None:
+    usage, stat_text = procfs.parse_int(files[usage_file]), files[stat_file]
+    if usage is None or stat_text is None:
         return None
-    stats = procfs.parse_memory_stat(files[stat_file])
+    stats = procfs.parse_memory_stat(stat_text)
     name = usage_file.rsplit("/", 1)[1]
     inactive = "total_inactive_file" if version == 1 else "inactive_file"
     return procfs.docker_mem_usage(usage, stats), (

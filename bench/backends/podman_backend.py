@@ -78,7 +78,7 @@ class PodmanSettings(DockerSettings):
         description="a container through podman's REST service"
     )
     # The OCI runtime (runc, crun, runsc, ...): runc unless told, not podman's default.
-    runtime: str = Field(  # type: ignore[assignment]
+    runtime: str = Field(
         DEFAULT_RUNTIME,
         min_length=1,
         max_length=64,

@@ -200,8 +200,8 @@ def run_labels(runs: list[Run]) -> dict[str, str]:
     if len(runs) == 1:
         return {runs[0].run_id: ""}
     ids = [r.run_id for r in runs]
-    parts = [_RUN_ID_RE.match(i) for i in ids]
-    if not all(parts):
+    parts = [m for i in ids if (m := _RUN_ID_RE.match(i))]
+    if len(parts) < len(ids):
         return {i: i for i in ids}
     keep = [k for k in ("name", "date") if len({m[k] for m in parts}) > 1]
     labels = {

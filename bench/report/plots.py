@@ -463,7 +463,7 @@ def series_colors(frames: Frames) -> dict[str, Any]:
     """A colour per series, in the report's order (series_order)."""
     import matplotlib
 
-    palette = matplotlib.colormaps["tab10"].colors
+    palette = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
     return {name: palette[i % len(palette)] for i, name in enumerate(series_order(frames))}
 
 
@@ -485,7 +485,8 @@ def _hbars(ax: Any, y: Any, left: Any, width: Any, color: Any, height: float = 0
     y, x0, x1 = y[keep], x0[keep], x1[keep]
     lo, hi = y - height / 2, y + height / 2
     corners = [np.column_stack(c) for c in ((x0, lo), (x0, hi), (x1, hi), (x1, lo))]
-    bars = PolyCollection(np.stack(corners, axis=1), facecolors=color, edgecolors="none")
+    # An (N, 4, 2) array (matplotlib's fast path), which its stubs do not list.
+    bars = PolyCollection(np.stack(corners, axis=1), facecolors=color, edgecolors="none")  # type: ignore[arg-type]
     ax.add_collection(bars, autolim=True)
     ax.autoscale_view()
 
@@ -578,7 +579,7 @@ def _figure_legend(fig: Any, ax: Any) -> None:
 def _palette() -> Any:
     import matplotlib
 
-    return matplotlib.colormaps["tab10"].colors
+    return matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
 
 
 def _wants_log(values: Any) -> bool:

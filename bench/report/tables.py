@@ -273,10 +273,10 @@ def _rtt(steps: Any, run_id: str, platform: str) -> str:
 
 def classic_markdown(frames: Frames) -> str:
     r0 = frames.runs[0]
-    host = host_facts(r0.metadata)
+    facts = host_facts(r0.metadata)
     where = (
-        f"on `{host.get('hostname')}` ({host.get('cpu_model')}, {host.get('cpu_cores')} cores, "
-        f"{format_bytes(host.get('mem_total_bytes'))}, kernel {host.get('kernel')})"
+        f"on `{facts.get('hostname')}` ({facts.get('cpu_model')}, {facts.get('cpu_cores')} cores, "
+        f"{format_bytes(facts.get('mem_total_bytes'))}, kernel {facts.get('kernel')})"
         if not frames.multi
         else f"from {len(frames.runs)} runs"
     )
@@ -550,7 +550,7 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
             + "), so a change may come from that alone."
         ]
     rows, notes = [], []
-    for host in frames.hosts or [None]:
+    for host in frames.hosts if frames.hosts else [None]:
 
         def on(run: Any, host: Any = host) -> Any:
             if host is None or not frames.multi_host:
@@ -571,7 +571,7 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
             continue
         for g in result.groups:
             t = g.test
-            row = {"host": host} if frames.multi_host else {}
+            row: dict[str, Any] = {"host": host} if frames.multi_host else {}
             row.update(
                 {
                     "platform": g.platform,
