@@ -542,21 +542,25 @@ def figure(history: History) -> Any:
             ax.hlines(
                 math.exp(seg.mean_log) * scale, seg.start + 0.6, seg.end + 0.4, color="#222222"
             )
-        for prev, seg in zip(s.segments, s.segments[1:], strict=False):
+        for j, (prev, seg) in enumerate(zip(s.segments, s.segments[1:], strict=False)):
             color = "#cc3311" if seg.mean_log > prev.mean_log else "#228833"
             ax.axvline(seg.start + 0.5, ls="--", color=color)
+            # Labels on two rows (change points a few runs apart), left of their line in
+            # the last third (they would run off the panel).
+            left = seg.start > 0.65 * len(s.points)
             ax.annotate(
                 f"{math.expm1(seg.mean_log - prev.mean_log):+.0%} from run {seg.start + 1}",
                 (seg.start + 0.5, 1),
                 xycoords=("data", "axes fraction"),
-                xytext=(3, -12),
+                xytext=(-3 if left else 3, -12 - 13 * (j % 2)),
                 textcoords="offset points",
+                ha="right" if left else "left",
                 color=color,
                 fontsize=9,
                 bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1},
             )
         low, high = ax.get_ylim()
-        ax.set_ylim(low, high + 0.12 * (high - low))  # room for the labels above the data
+        ax.set_ylim(low, high + 0.2 * (high - low))  # room for the labels above the data
         verdict = s.verdict.upper() if s.verdict == REGRESSION else s.verdict
         ax.set_title(f"{s.name}: {verdict}", fontsize=10)
         ax.set_xlabel("run (1 = oldest, in start order)")
