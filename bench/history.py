@@ -589,7 +589,7 @@ def plot(history: History, path: Path) -> None:
 def write_outputs(history: History, out: Path) -> list[Path]:
     """history.md, .json and .png in `out`, as `bench report` writes its folder: never
     through a link (the folder itself, or a file name planted in it)."""
-    from bench.report import fresh
+    from bench.paths import fresh
 
     if out.is_symlink():
         raise UsageError(f"--out {out}: a symbolic link; name a folder of its own")

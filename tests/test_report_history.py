@@ -85,3 +85,18 @@ def test_one_run_says_nothing_of_a_history(tmp_path):
     build_report([results / ids[0]], out)
     assert "history" not in (out / "report.html").read_text().lower()
     assert "history" not in (out / "summary.md").read_text().lower()
+
+
+def test_a_results_folder_stands_for_its_runs(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    ids = write_history(results, 10, step_at=6, step=0.5, seed=2, drift=0.01)
+    (results / "not-a-run").mkdir()  # a stray folder is no run: left out
+    monkeypatch.chdir(tmp_path)
+    report = build_report([results])
+    assert report.directory.name.startswith("ci-startup-10runs-")
+    html = (report.directory / "report.html").read_text()
+    assert html.index(ids[0]) < html.index(ids[-1])  # oldest first: the last is current
+    doc = json.loads((report.directory / "history.json").read_text())
+    assert doc["runs"] == 10 and [p["run_id"] for p in doc["series"][0]["points"]] == ids
+    # The report reads the runs; it writes no index into the results folder.
+    assert not (results / history.INDEX_NAME).exists()

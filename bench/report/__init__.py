@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.paths import fresh
 
 DEFAULT_ROOT = Path("reports")
 SUMMARY_CSV = "summary.csv"
@@ -80,12 +81,18 @@ def default_directory(run_ids: Sequence[str], names: Sequence[str]) -> Path:
     return directory
 
 
-def fresh(path: Path) -> Path:
-    """`path`, with a symbolic link of that name removed first: writing through a link a
-    report folder holds would write wherever it points."""
-    if path.is_symlink():
-        path.unlink()
-    return path
+def runs_in(paths: Sequence[str | Path]) -> list[Path]:
+    """Run folders as given; a results folder stands for its runs (bench.history.run_dirs:
+    sub-folders that hold a run, by name, so oldest first; links not followed)."""
+    from bench.history import run_dirs
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        try:
+            out += [d for d, _ in run_dirs([p])]
+        except UsageError:
+            out.append(p)  # load_run says what is wrong with it
+    return out
 
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
@@ -95,7 +102,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     from bench.report.html import render_html
     from bench.report.tax import libvirt_tax
 
-    frames = load_frames(run_dirs)
+    frames = load_frames(runs_in(run_dirs))
     names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
     # Named after the run folders as the user gave them, never after the run ids stored
     # inside them (a stored run id of "../../x" named a folder outside reports/).
