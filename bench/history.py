@@ -472,6 +472,11 @@ def read_history(
     return history_of(summaries, metric, threshold, scenario, where=", ".join(map(str, paths)))
 
 
+def history_of_order(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs' summaries in the order a history numbers them: by start, then run id."""
+    return sorted(summaries, key=lambda s: (s["started_at"], s["run_id"]))
+
+
 def history_of(
     summaries: list[dict[str, Any]],
     metric: str = DEFAULT_METRIC,
@@ -497,7 +502,7 @@ def history_of(
             f"{len(unfinished)} run(s) did not complete ({', '.join(unfinished[:3])}"
             f"{', ...' if len(unfinished) > 3 else ''}): their levels are included"
         )
-    summaries = sorted(summaries, key=lambda s: (s["started_at"], s["run_id"]))
+    summaries = history_of_order(summaries)
     by_group: dict[tuple[str, int], list[Point]] = {}
     for s in summaries:
         for key, (mean_log, samples) in s["groups"].items():

@@ -100,3 +100,23 @@ def test_a_results_folder_stands_for_its_runs(tmp_path, monkeypatch):
     assert doc["runs"] == 10 and [p["run_id"] for p in doc["series"][0]["points"]] == ids
     # The report reads the runs; it writes no index into the results folder.
     assert not (results / history.INDEX_NAME).exists()
+
+
+def test_a_setting_that_changed_is_named_at_its_run(tmp_path):
+    # As in the real ci-startup history: the command changed where the series steps.
+    results = tmp_path / "results"
+    ids = write_history(results, 10, step_at=6, step=0.5, seed=2, drift=0.01)
+    for k, i in enumerate(ids):  # a run stores its whole scenario, unset keys as null
+        meta = json.loads((results / i / "metadata.json").read_text())
+        command = "sleep 0.03; init" if k >= 6 else None
+        meta["scenario"]["platforms"] = [{"name": "container", "command": command}]
+        (results / i / "metadata.json").write_text(json.dumps(meta))
+    out = tmp_path / "report"
+    build_report([results / i for i in reversed(ids)], out)  # numbered by start, not order
+    warning = (
+        "the runs differ in what must match (scenario.platforms.container.command, changing "
+        "at run 7): a change point may come from that alone."
+    )
+    assert warning in (out / "summary.md").read_text()
+    assert warning in (out / "report.html").read_text()
+    assert warning in json.loads((out / "history.json").read_text())["warnings"]
