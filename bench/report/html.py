@@ -195,10 +195,11 @@ def _history(history: Any, why: str | None, png: Path | None) -> list[str]:
         f'<div class="{css}"><b>{_text(history.verdict_in_words())}</b><ul>',
         *(f"<li>{_text(s.in_words(history.threshold))}</li>" for s in history.series),
         "</ul></div>",
+        # Beside the verdict they qualify (a setting that changed where the series steps).
+        *(f'<p class="note"><b>Warning:</b> {_text(w)}</p>' for w in history.warnings),
         _table(tables.history_table(history), index=False),
         f'<figure><img alt="{escape(h.CAPTION)}" src="data:image/png;base64,{data}">'
         f"<figcaption>history.png: {_text(h.CAPTION)}</figcaption></figure>",
-        *(f'<p class="note">{_text(w)}</p>' for w in history.warnings),
     ]
 
 
