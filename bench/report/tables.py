@@ -615,7 +615,8 @@ def run_history(frames: Frames) -> tuple[Any, str | None]:
     if len(names) > 1:
         return None, (
             f"No history: the runs are of {len(names)} scenarios ({', '.join(names)}); a "
-            "history follows one scenario's runs (`bench history --scenario NAME`)."
+            "history follows one scenario's runs (give `bench report` those alone, or run "
+            "`bench history --scenario NAME`)."
         )
     if len(frames.runs) < h.MIN_RUNS:
         return None, (
