@@ -512,7 +512,10 @@ def clean(
 
 @app.command()
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="One or more results/<run-id>/ dirs.")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Run folders, or results folders whose runs are taken."),
+    ],
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Output directory (default: reports/<run-id or name>/)."),

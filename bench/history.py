@@ -36,7 +36,7 @@ from bench.compare import (
     sample_groups,
 )
 from bench.errors import ExitCode, UsageError
-from bench.results import METADATA, SAMPLES, STEPS, load_run
+from bench.results import METADATA, SAMPLES, STEPS, Run, load_run
 
 # CHANGE_POINTS: ruptures' PELT with an l2 cost on the series standardised by a robust
 # noise scale (the MAD of successive differences / sqrt 2, which one step barely moves),
@@ -51,6 +51,7 @@ from bench.results import METADATA, SAMPLES, STEPS, load_run
 # of the time. STEP_Z 4 gave about 0.5% of jobs and 30-45% found (40 trials).
 PENALTY = 6.0
 MIN_SEGMENT = 4  # runs in a segment; a change in the newest 3 runs cannot be seen yet
+MIN_RUNS = 2 * MIN_SEGMENT  # the shortest series that can be cut in two, hence judged
 # A slower segment fails CI while it is new: it began within the newest RECENT runs. An
 # older one stays in the table and the plot but no longer fails every later job (it was
 # seen; a new baseline level is what the job now measures against).
@@ -100,6 +101,35 @@ class Series:
     @property
     def name(self) -> str:
         return f"{self.group} N={self.n}"
+
+    def in_words(self, threshold: float) -> str:
+        """The verdict as a sentence; runs are numbered from 1 in start order, as the
+        plot's axis numbers them."""
+        k = len(self.points)
+        if self.verdict == TOO_SHORT:
+            return f"{self.name}: {k} run(s), too few to judge (a series needs {MIN_RUNS})."
+        if len(self.segments) < 2 or self.change is None:
+            return f"{self.name}: no change point in {k} runs: no regression."
+        pairs = list(zip(self.segments, self.segments[1:], strict=False))
+        cps = ", ".join(
+            f"run {s.start + 1} ({math.expm1(s.mean_log - prev.mean_log):+.1%})"
+            for prev, s in pairs
+        )
+        before, newest = pairs[-1]
+        c, half = self.change, v.REGRESSION_FRACTION * threshold
+        text = (
+            f"{self.name}: change point{'s' if len(pairs) > 1 else ''} at {cps}. The newest "
+            f"{newest.end - newest.start} runs, from run {newest.start + 1} "
+            f"({self.points[newest.start].run_id}), are {abs(c):.1%} "
+            f"{'slower' if c > 0 else 'faster'} than the {before.end - before.start} before"
+        )
+        if self.verdict == REGRESSION:
+            return text + ": a regression."
+        if c <= half:
+            return text + f": no regression (not slower by more than {half:.0%})."
+        if k - newest.start > RECENT:
+            return text + f": no regression now (the step is more than {RECENT} runs old)."
+        return text + f": no regression yet (within {STEP_Z:g} standard errors of the drift)."
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,47 +181,82 @@ class History:
                 f"differences, penalty {PENALTY}, min segment {MIN_SEGMENT} runs; a run's "
                 "level: mean over its steps of the mean log metric"
             ),
-            "min_runs": 2 * MIN_SEGMENT,
+            "min_runs": MIN_RUNS,
             "exit_code": int(self.exit_code),
             "series": [s.to_dict() for s in self.series],
             "warnings": self.warnings,
         }
         return json.dumps(v.json_ready(doc), indent=2, ensure_ascii=False) + "\n"
 
-    def to_markdown(self) -> str:
+    def verdict_in_words(self) -> str:
+        """One sentence for all series, with the exit code `bench history` gives."""
+        regressed = [s.name for s in self.series if s.verdict == REGRESSION]
+        short = [s.name for s in self.series if s.verdict == TOO_SHORT]
+        if regressed:
+            return (
+                f"Regression in {', '.join(regressed)}: the newest runs begin a slower "
+                "segment (`bench history` exits 1)."
+            )
+        if short:
+            return (
+                f"Too short to tell for {', '.join(short)}: a series needs {MIN_RUNS} runs "
+                "(`bench history` exits 6)."
+            )
+        return f"No regression in {len(self.series)} series (`bench history` exits 0)."
+
+    def rows(self) -> list[dict[str, str]]:
+        """The table's rows (history.md and `bench report`'s History section)."""
         unit = _unit(self.metric)
-        lines = [
-            f"# bench history: {self.metric}, {self.runs} runs",
-            "",
-            f"Change points by PELT (ruptures); a regression is a newest segment slower than "
-            f"the one before by more than {v.REGRESSION_FRACTION * self.threshold:.0%} "
-            f"(half the {self.threshold:.0%} threshold) that began within the newest "
-            f"{RECENT} runs. A change in the newest {MIN_SEGMENT - 1} runs cannot be seen "
-            "yet.",
-            "",
-            "| series | runs | newest level | change points (first run after, change) "
-            "| newest segment | verdict |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
+        out = []
         for s in self.series:
             d = s.to_dict()
             cps = "; ".join(
-                f"{c['run_id']} ({str(c['started_at'])[:16]}) {c['change']:+.1%}"
+                f"run {c['index'] + 1}: {c['run_id']} ({str(c['started_at'])[:16]}) "
+                f"{c['change']:+.1%}"
                 for c in d["change_points"]
             )
-            newest = s.points[-1].level if s.points else math.nan
             seg = (
                 f"{len(s.points) - s.segments[-1].start} runs, {s.change:+.1%}"
                 if s.change is not None
                 else "-"
             )
-            verdict = s.verdict.upper() if s.verdict == REGRESSION else s.verdict
-            lines.append(
-                f"| {s.name} | {len(s.points)} | {unit(newest)} | {cps or 'none'} | {seg} "
-                f"| {verdict} |"
+            out.append(
+                {
+                    "series": s.name,
+                    "runs": str(len(s.points)),
+                    "newest level": unit(s.points[-1].level) if s.points else "-",
+                    "change points (first run after, change)": cps or "none",
+                    "newest segment": seg,
+                    "verdict": s.verdict.upper() if s.verdict == REGRESSION else s.verdict,
+                }
             )
-        if any(s.verdict == TOO_SHORT for s in self.series):
-            lines += ["", f"A series needs {2 * MIN_SEGMENT} runs to be judged."]
+        return out
+
+    def explanation(self) -> str:
+        return (
+            f"Change points by PELT (ruptures); a regression is a newest segment slower than "
+            f"the one before by more than {v.REGRESSION_FRACTION * self.threshold:.0%} "
+            f"(half the {self.threshold:.0%} threshold) that began within the newest "
+            f"{RECENT} runs. A change in the newest {MIN_SEGMENT - 1} runs cannot be seen "
+            "yet."
+        )
+
+    def to_markdown(self, heading: str = "#") -> str:
+        rows = self.rows()
+        head = list(rows[0]) if rows else []
+        lines = [
+            f"{heading} bench history: {self.metric}, {self.runs} runs",
+            "",
+            self.explanation(),
+            "",
+            "| " + " | ".join(head) + " |",
+            "| " + " | ".join("---" for _ in head) + " |",
+            *("| " + " | ".join(r.values()) + " |" for r in rows),
+            "",
+            f"**{self.verdict_in_words()}**",
+            "",
+            *(f"- {s.in_words(self.threshold)}" for s in self.series),
+        ]
         lines += [f"> warning: {w}" for w in self.warnings]
         return "\n".join(lines) + "\n"
 
@@ -220,7 +285,7 @@ def change_points(z: Sequence[float]) -> list[int]:
     import numpy as np
     import ruptures as rpt
 
-    if len(z) < 2 * MIN_SEGMENT:
+    if len(z) < MIN_RUNS:
         return []
     scale = noise_scale(z)
     x = np.asarray(z, dtype=float)
@@ -242,7 +307,7 @@ def _step_z(z: Sequence[float], before: Segment, newest: Segment) -> float:
 
 def judge(series: Series, threshold: float) -> Series:
     z = [p.mean_log for p in series.points]
-    if len(z) < 2 * MIN_SEGMENT:
+    if len(z) < MIN_RUNS:
         series.verdict = TOO_SHORT
         return series
     bounds = [0, *change_points(z), len(z)]
@@ -359,8 +424,12 @@ class Index:
 
 
 def _summary(d: Path, metric: str) -> dict[str, Any]:
-    """What history keeps of a run: its id, start, scenario and level per group."""
-    run = load_run(d)
+    return summary_of(load_run(d), metric)
+
+
+def summary_of(run: Run, metric: str) -> dict[str, Any]:
+    """What history keeps of a run: its id, start, scenario and level per group (what
+    the index stores; `bench report` makes it from the runs it has already read)."""
     if run.samples:
         check_metric(metric, run.samples)
     groups = {}
@@ -400,11 +469,27 @@ def read_history(
     finally:
         for index in indexes.values():
             index.close()
+    return history_of(summaries, metric, threshold, scenario, where=", ".join(map(str, paths)))
+
+
+def history_of_order(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs' summaries in the order a history numbers them: by start, then run id."""
+    return sorted(summaries, key=lambda s: (s["started_at"], s["run_id"]))
+
+
+def history_of(
+    summaries: list[dict[str, Any]],
+    metric: str = DEFAULT_METRIC,
+    threshold: float = DEFAULT_THRESHOLD,
+    scenario: str | None = None,
+    where: str = "these runs",
+) -> History:
+    """The history of runs' summaries (summary_of), in any order: sorted by start."""
     warnings = []
     if scenario is not None:
         summaries = [s for s in summaries if s["scenario"] == scenario]
         if not summaries:
-            raise UsageError(f"no run of scenario {scenario!r} in {', '.join(map(str, paths))}")
+            raise UsageError(f"no run of scenario {scenario!r} in {where}")
     scenarios = sorted({str(s["scenario"]) for s in summaries})
     if len(scenarios) > 1:
         warnings.append(
@@ -417,7 +502,7 @@ def read_history(
             f"{len(unfinished)} run(s) did not complete ({', '.join(unfinished[:3])}"
             f"{', ...' if len(unfinished) > 3 else ''}): their levels are included"
         )
-    summaries.sort(key=lambda s: (s["started_at"], s["run_id"]))
+    summaries = history_of_order(summaries)
     by_group: dict[tuple[str, int], list[Point]] = {}
     for s in summaries:
         for key, (mean_log, samples) in s["groups"].items():
@@ -433,46 +518,83 @@ def read_history(
 # --- the plot ---------------------------------------------------------------------------
 
 
-def plot(history: History, path: Path) -> None:
-    """history.png: each series' levels in run order, change points as dashed lines and
-    each segment's level as a horizontal line."""
+CAPTION = (
+    "Each run's level (the geometric mean of its metric over its steps) in the order the "
+    "runs started, one panel per platform and N; black lines: each segment's level; "
+    "dashed lines: change points (red: slower after, green: faster), labelled with the "
+    "change and the first run after it."
+)
+
+
+def figure(history: History) -> Any:
+    """Each series' levels in run order (runs numbered from 1), change points as dashed
+    lines and each segment's level as a horizontal line: history.png, here and in
+    `bench report`."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     series = history.series
     cols = 2 if len(series) > 1 else 1
     rows = math.ceil(len(series) / cols)
-    fig = Figure(figsize=(6.4 * cols, 3.2 * rows), layout="constrained")
+    fig = Figure(figsize=(6.4 * cols, 0.4 + 3.2 * rows), layout="constrained")
     scale, unit = (1000, "ms") if history.metric.endswith("_s") else (1, "")
     for i, s in enumerate(series):
         ax = fig.add_subplot(rows, cols, i + 1)
-        xs = range(len(s.points))
+        xs = range(1, len(s.points) + 1)
         ax.plot(xs, [p.level * scale for p in s.points], "o-", ms=3, lw=0.8, color="#4477aa")
         for seg in s.segments:
             ax.hlines(
-                math.exp(seg.mean_log) * scale, seg.start - 0.4, seg.end - 0.6, color="#222222"
+                math.exp(seg.mean_log) * scale, seg.start + 0.6, seg.end + 0.4, color="#222222"
             )
-        for prev, seg in zip(s.segments, s.segments[1:], strict=False):
+        for j, (prev, seg) in enumerate(zip(s.segments, s.segments[1:], strict=False)):
             color = "#cc3311" if seg.mean_log > prev.mean_log else "#228833"
-            ax.axvline(seg.start - 0.5, ls="--", color=color)
+            ax.axvline(seg.start + 0.5, ls="--", color=color)
+            # Labels on two rows (change points a few runs apart), left of their line in
+            # the last third (they would run off the panel).
+            left = seg.start > 0.65 * len(s.points)
             ax.annotate(
-                f"{math.expm1(seg.mean_log - prev.mean_log):+.0%}",
-                (seg.start - 0.5, 1),
+                f"{math.expm1(seg.mean_log - prev.mean_log):+.0%} from run {seg.start + 1}",
+                (seg.start + 0.5, 1),
                 xycoords=("data", "axes fraction"),
-                xytext=(3, -12),
+                xytext=(-3 if left else 3, -12 - 13 * (j % 2)),
                 textcoords="offset points",
+                ha="right" if left else "left",
                 color=color,
+                fontsize=9,
+                bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1},
             )
-        ax.set_title(f"{s.name}: {s.verdict}", fontsize=10)
-        ax.set_xlabel("run (in start order)")
-        ax.set_ylabel(f"{history.metric} level ({unit})" if unit else history.metric)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.2 * (high - low))  # room for the labels above the data
+        verdict = s.verdict.upper() if s.verdict == REGRESSION else s.verdict
+        ax.set_title(f"{s.name}: {verdict}", fontsize=10)
+        ax.set_xlabel("run (1 = oldest, in start order)")
+        ax.set_ylabel(f"{history.metric}, level per run ({unit})" if unit else history.metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
+    fig.legend(
+        handles=[
+            Line2D([], [], marker="o", ms=3, lw=0.8, color="#4477aa", label="a run's level"),
+            Line2D([], [], color="#222222", label="segment level"),
+            Line2D([], [], ls="--", color="#cc3311", label="change point, slower after"),
+            Line2D([], [], ls="--", color="#228833", label="change point, faster after"),
+        ],
+        loc="outside lower center",
+        ncols=4,
+        fontsize=9,
+        frameon=False,
+    )
+    return fig
+
+
+def plot(history: History, path: Path) -> None:
+    figure(history).savefig(path, dpi=110)
 
 
 def write_outputs(history: History, out: Path) -> list[Path]:
     """history.md, .json and .png in `out`, as `bench report` writes its folder: never
     through a link (the folder itself, or a file name planted in it)."""
-    from bench.report import fresh
+    from bench.paths import fresh
 
     if out.is_symlink():
         raise UsageError(f"--out {out}: a symbolic link; name a folder of its own")

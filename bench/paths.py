@@ -56,3 +56,12 @@ def run_lock_path(run_id: str) -> Path:
     if not is_run_id(run_id):
         raise ValueError(f"{run_id!r} is not a run id")
     return run_locks_dir() / f"{run_id}.lock"
+
+
+def fresh(path: Path) -> Path:
+    """`path`, with a symbolic link of that name removed first: writing through a link a
+    report folder holds would write wherever it points (`bench report`, `bench history
+    --out`)."""
+    if path.is_symlink():
+        path.unlink()
+    return path

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.paths import fresh
 
 DEFAULT_ROOT = Path("reports")
 SUMMARY_CSV = "summary.csv"
@@ -24,6 +25,7 @@ SUMMARY_MD = "summary.md"
 CLASSIC_MD = "containers-vs-vms.md"
 TAX_MD = "libvirt-tax.md"
 REPORT_HTML = "report.html"
+HISTORY_FILES = ("history.md", "history.json", "history.png")  # bench.history.write_outputs
 
 CAPTIONS = {
     "ready-distribution.png": "Ready time of every successful instance, per platform and N "
@@ -79,21 +81,28 @@ def default_directory(run_ids: Sequence[str], names: Sequence[str]) -> Path:
     return directory
 
 
-def fresh(path: Path) -> Path:
-    """`path`, with a symbolic link of that name removed first: writing through a link a
-    report folder holds would write wherever it points."""
-    if path.is_symlink():
-        path.unlink()
-    return path
+def runs_in(paths: Sequence[str | Path]) -> list[Path]:
+    """Run folders as given; a results folder stands for its runs (bench.history.run_dirs:
+    sub-folders that hold a run, by name, so oldest first; links not followed)."""
+    from bench.history import run_dirs
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        try:
+            out += [d for d, _ in run_dirs([p])]
+        except UsageError:
+            out.append(p)  # load_run says what is wrong with it
+    return out
 
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
+    from bench.history import write_outputs
     from bench.report import plots, tables
     from bench.report.frame import load_frames
     from bench.report.html import render_html
     from bench.report.tax import libvirt_tax
 
-    frames = load_frames(run_dirs)
+    frames = load_frames(runs_in(run_dirs))
     names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
     # Named after the run folders as the user gave them, never after the run ids stored
     # inside them (a stored run id of "../../x" named a folder outside reports/).
@@ -111,7 +120,19 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
 
     frames.summary.to_csv(fresh(directory / SUMMARY_CSV), index=False)
     report.files.append(directory / SUMMARY_CSV)
-    write(SUMMARY_MD, tables.summary_markdown(frames))
+    # Enough runs of one scenario form a history: `bench history`'s files, beside the rest.
+    history, no_history = tables.run_history(frames)
+    history_png = None
+    if history is not None:
+        report.files += write_outputs(history, directory)
+        history_png = directory / HISTORY_FILES[2]
+        report.notes.append(f"history of {history.runs} runs: {history.verdict_in_words()}")
+    else:
+        for name in HISTORY_FILES:  # none stale from an older report
+            (directory / name).unlink(missing_ok=True)
+    write(
+        SUMMARY_MD, tables.summary_markdown(frames) + tables.history_markdown(history, no_history)
+    )
     write(CLASSIC_MD, tables.classic_markdown(frames))
     # Only runs that boot one guest both through libvirt and directly have one.
     tax = libvirt_tax(frames)
@@ -136,7 +157,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         fig.savefig(path, format="png", bbox_inches="tight")  # keeps outside legends
         drawn.append((name, CAPTIONS[name], path))
         report.files.append(path)
-    write(REPORT_HTML, render_html(frames, drawn, skipped, tax))
+    write(REPORT_HTML, render_html(frames, drawn, skipped, tax, history, no_history, history_png))
 
     if tables.any_tcg(frames):
         report.notes.append("VMs ran under TCG (software emulation): not representative of KVM")

@@ -46,9 +46,14 @@ def render_html(
     plots: list[tuple[str, str, Path]],
     skipped: list[tuple[str, str]],
     tax: Any = None,
+    history: Any = None,
+    no_history: str | None = None,
+    history_png: Path | None = None,
 ) -> str:
     """`plots`: (file name, caption, PNG path) drawn; `skipped`: (file name, why not);
-    `tax`: bench.report.tax.Tax when the runs measured one guest via libvirt and directly."""
+    `tax`: bench.report.tax.Tax when the runs measured one guest via libvirt and directly;
+    `history`: bench.history.History of enough runs of one scenario (its plot drawn
+    `history_png`), else `no_history`, why there is none."""
     runs = ", ".join(r.run_id for r in frames.runs)
     body = [f"<h1>bench report: {escape(runs)}</h1>"]
     if tables.any_tcg(frames):
@@ -86,6 +91,7 @@ def render_html(
     body += _memory_views(frames)
     body += _tax(tax)
     body += _changes(frames)
+    body += _history(history, no_history, history_png)
     drop = ("run",) + (() if frames.multi_host else ("host",))
     body += [
         "<h2>Summary per run, platform and N</h2>",
@@ -169,6 +175,32 @@ def _changes(frames: Frames) -> list[str]:
         ]
     out += [f'<p class="note">{_text(n)}</p>' for n in notes]
     return out
+
+
+def _history(history: Any, why: str | None, png: Path | None) -> list[str]:
+    """Enough runs of one scenario: `bench history`'s verdict in words, its table and
+    its plot (`png`, drawn by bench.history.plot as `bench history --out` draws it);
+    else the one line saying why there is none."""
+    if history is None or png is None:
+        return [f'<p class="skipped">{_text(why)}</p>'] if why else []
+    from bench import history as h
+
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    css = "diff" if history.exit_code == h.ExitCode.REGRESSION else "note"
+    return [
+        "<h2>History</h2>",
+        f"<p>The runs as a series, as <code>bench history</code> judges them: "
+        f"{escape(history.metric)} per run, {history.runs} runs. "
+        f"{_text(history.explanation())}</p>",
+        f'<div class="{css}"><b>{_text(history.verdict_in_words())}</b><ul>',
+        *(f"<li>{_text(s.in_words(history.threshold))}</li>" for s in history.series),
+        "</ul></div>",
+        # Beside the verdict they qualify (a setting that changed where the series steps).
+        *(f'<p class="note"><b>Warning:</b> {_text(w)}</p>' for w in history.warnings),
+        _table(tables.history_table(history), index=False),
+        f'<figure><img alt="{escape(h.CAPTION)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>history.png: {_text(h.CAPTION)}</figcaption></figure>",
+    ]
 
 
 def _tax(tax: Any) -> list[str]:

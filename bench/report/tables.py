@@ -599,3 +599,68 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
         "threshold and the run-to-run drift).",
     )
     return pd.DataFrame(rows), notes
+
+
+def run_history(frames: Frames) -> tuple[Any, str | None]:
+    """`bench history` of the report's runs: (History, None) when they are enough runs
+    of one scenario to form one; (None, why not) for several runs that are not; (None,
+    None) for one run (a report of one run has no history to speak of). Levels are made
+    from the runs the report has read (bench.history.summary_of: what the index stores),
+    so no run is read twice."""
+    from bench import history as h
+    from bench.errors import BenchError
+
+    if not frames.multi:
+        return None, None
+    names = sorted({str((r.metadata.get("scenario") or {}).get("name")) for r in frames.runs})
+    if len(names) > 1:
+        return None, (
+            f"No history: the runs are of {len(names)} scenarios ({', '.join(names)}); a "
+            "history follows one scenario's runs (give `bench report` those alone, or run "
+            "`bench history --scenario NAME`)."
+        )
+    if len(frames.runs) < h.MIN_RUNS:
+        return None, (
+            f"No history: {len(frames.runs)} runs of {names[0]}; `bench history` judges "
+            f"{h.MIN_RUNS} runs or more (its change points need {h.MIN_SEGMENT} on each side)."
+        )
+    try:
+        summaries = [h.summary_of(r, h.DEFAULT_METRIC) for r in frames.runs]
+        history = h.history_of(summaries)
+    except BenchError as e:
+        return None, f"No history: {e}"
+    # What `bench compare` refuses a verdict for: here the series is still drawn (a
+    # change point may be exactly where a setting changed), with the reason beside it.
+    found = comparability.mismatches([r.metadata for r in frames.runs], accels=_accels(frames))
+    # Runs numbered as the history numbers them (start order), to set beside its plot.
+    place = {s["run_id"]: i for i, s in enumerate(h.history_of_order(summaries))}
+    order = sorted(range(len(frames.runs)), key=lambda i: place[frames.runs[i].run_id])
+    must = []
+    for m in found:
+        if m.severity != comparability.WARNING:
+            continue
+        values = [repr(m.values[i]) for i in order]
+        at = [k + 1 for k in range(1, len(values)) if values[k] != values[k - 1]]
+        runs = ", ".join(map(str, at[:5])) + (", ..." if len(at) > 5 else "")
+        must.append(f"{m.label}, changing at run {runs}" if at else m.label)
+    if must:
+        history.warnings.append(
+            f"the runs differ in what must match ({'; '.join(must)}): a change point may "
+            "come from that alone."
+        )
+    return history, None
+
+
+def history_table(history: Any) -> Any:
+    """The history's table (bench.history.History.rows) as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(history.rows())
+
+
+def history_markdown(history: Any, why: str | None, png: str = "history.png") -> str:
+    """summary.md's History section: `bench history`'s Markdown and its plot, or the
+    one line saying why there is none (nothing for one run)."""
+    if history is not None:
+        return f"\n{history.to_markdown(heading='##')}\n![history]({png})\n"
+    return f"\n## History\n\n{why}\n" if why else ""
