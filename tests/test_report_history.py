@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from bench import history
 from bench.report import build_report
 from tests.test_history import write_history
@@ -14,6 +16,8 @@ from tests.test_history import write_history
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+# 60 runs make 120 legend entries: the plots must still lay out (no matplotlib warning).
+@pytest.mark.filterwarnings("error::UserWarning")
 def test_a_synthetic_history_is_judged_in_the_report(tmp_path):
     # 24 runs, 1% drift, +10% from run index 16 (the 17th run): 8 runs of a slower
     # segment, new enough to fail the job. N=1's levels (4 instances a run) are noisier

@@ -550,13 +550,32 @@ def _counts(ax: Any, xs: Any, ys: Any, counts: Any) -> None:
             )
 
 
+# Legend entries beside a plot: more would run off the figure (a report of a CI job's
+# 60 runs has 120); the rest are named in one last entry.
+MAX_LEGEND = 20
+
+
 def _legend(ax: Any) -> None:
     """Inside the axes when short; right of them when it would hide the data (below,
     it would collide with the axis label)."""
-    if len(ax.get_legend_handles_labels()[0]) <= 3:
-        ax.legend(fontsize="small")
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    if len(handles) > MAX_LEGEND:
+        more = len(handles) - (MAX_LEGEND - 1)
+        handles = [*handles[: MAX_LEGEND - 1], Line2D([], [], linestyle="none")]
+        labels = [*labels[: MAX_LEGEND - 1], f"... {more} more (see the summary table)"]
+    if len(handles) <= 3:
+        ax.legend(handles, labels, fontsize="small")
     else:
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.legend(
+            handles,
+            labels,
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+        )
 
 
 def _figure_legend(fig: Any, ax: Any) -> None:
