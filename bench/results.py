@@ -201,9 +201,12 @@ class Run:
         status = self.metadata.get("status", "unknown")
         # The pid is judged only where it ran: a run written on another controller is
         # taken at its word.
+        if status != "running":
+            return status
+        # A run on this controller goes on while its bench holds the run's lock (a pid may
+        # have been reused by another program); a run written elsewhere is taken at its word.
         host = self.metadata.get("controller")
-        alive = not owner.is_local(host) or owner.pid_alive(self.metadata.get("pid"))
-        if status == "running" and not alive:
+        if owner.is_local(host) and not owner.run_alive(self.run_id, self.metadata.get("pid")):
             return "incomplete"  # its process is gone: killed or crashed mid-run
         return status
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,25 @@ def test_a_running_run_is_judged_by_its_pid_only_on_its_own_controller(tmp_path)
     meta.update(controller="some-other-controller")
     (d / "metadata.json").write_text(json.dumps(meta))
     assert load_run(d).status == "running"  # its pid means nothing here
+
+
+def test_a_running_run_is_alive_while_its_lock_is_held_not_by_a_reused_pid(tmp_path):
+    from bench import owner
+
+    d = tmp_path / "r"
+    shutil.copytree(V1_RUN, d)
+    meta = json.loads((d / "metadata.json").read_text())
+    # A live process that is not bench took the pid: the run is still over.
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        meta.update(status="running", pid=other.pid)
+        (d / "metadata.json").write_text(json.dumps(meta))
+        assert load_run(d).status == "incomplete"
+        with owner.run_lock(meta["run_id"]):  # what a live bench run holds
+            assert load_run(d).status == "running"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_run_ids_carry_32_random_bits():
