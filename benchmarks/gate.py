@@ -447,6 +447,7 @@ def main() -> int:
     power_trials = max(100, args.trials // 2)
     cmp_trials = max(200, args.trials // 4)
     tail_median, tail_p95 = tail_effect_size()
+    measured_note = "; the target row has the measured figure" if args.measured else ""
     lines = [
         f"`benchmarks/gate.py --trials {args.trials}{' --fast' if args.fast else ''} "
         f"--repeat {args.repeat} --seed {seed}`: threshold {THRESHOLD:.0%}, alpha "
@@ -457,7 +458,7 @@ def main() -> int:
         f"({args.repeat * len(AB_COUNTS)} pairs) after a warm-up instance per side; estimated "
         f"sampling "
         f"{ab_seconds_per_side(args.repeat):.0f} s per side ({INSTANCE_S} s per instance + "
-        f"{STEP_OVERHEAD_S} s per step). Every model is the realistic noise ("
+        f"{STEP_OVERHEAD_S} s per step{measured_note}). Every model is the realistic noise ("
         f"{REALISTIC.label}) plus what it names, on both sides. The tail-only candidate: "
         f"{TAIL_SHARE:.0%} of its instances {TAIL_FACTOR}x slower, median "
         f"{tail_median:+.1%}, p95 {tail_p95:+.1%}.",
