@@ -21,9 +21,10 @@ The gates (issue 21), each a one-sided test, the timing ones one Holm family:
 - center, per N: Wilcoxon signed-rank over the pairs' log ratios (bench.verdict.
   rank_test), a regression when p (Holm) < alpha and the change is above
   REGRESSION_FRACTION x threshold;
-- p95, per N: the candidate's pooled p95 against the baseline's, pair-wise permutation
-  test (bench.verdict.tail_test), a regression when p (Holm) < alpha and the p95 is
-  slower by more than the threshold;
+- p95, per N: a quantile test, the candidate's share of values above the p95 of both
+  sides pooled against the baseline's, pair-wise permutation (bench.verdict.tail_test),
+  a regression when p (Holm) < alpha and the candidate's pooled p95 is slower than the
+  baseline's by more than the threshold;
 - failures, over the paired steps: one-sided Fisher exact test of failed/ok by side at
   alpha (a step lost whole is one event, `interrupted` instances are left out).
 The run is a regression when any gate fires; else inconclusive when the rule's MDE
@@ -231,8 +232,9 @@ class AbResult:
             "regression_fraction": v.REGRESSION_FRACTION,
             "test": (
                 "per N: Wilcoxon signed-rank over step pairs (center; level of a step = median "
-                "log) and a pair-wise permutation test of the pooled p95 (p95), one-sided, "
-                "Holm over all of them; failures: Fisher exact, one-sided, at alpha"
+                "log) and a quantile test (p95: the share of values above both sides' "
+                "pooled p95, pair-wise permutation), one-sided, Holm over all of them; "
+                "failures: Fisher exact, one-sided, at alpha"
             ),
             "ci": (
                 "ci_low / ci_high: one-sided bounds at alpha of the signed-rank test over "
@@ -320,8 +322,9 @@ class AbResult:
             "",
             f"A regression is a gate that fires: per N, center (signed-rank over step pairs) "
             f"p < {self.alpha:g} after Holm and a change above "
-            f"{v.REGRESSION_FRACTION:g} × {self.threshold:.0%}, or p95 (permutation of the "
-            f"pairs) p < {self.alpha:g} after Holm and a p95 slower by more than "
+            f"{v.REGRESSION_FRACTION:g} × {self.threshold:.0%}, or p95 (values above the "
+            f"pooled p95, permutation of the pairs) p < {self.alpha:g} after Holm and a "
+            f"p95 slower by more than "
             f"{self.threshold:.0%}; or more failed instances (Fisher exact, p < "
             f"{self.alpha:g}). Inconclusive when the rule's MDE is above "
             f"{self.threshold:.0%}.",
