@@ -81,6 +81,23 @@ def make_overlay(host: Host, base: Path, overlay: Path) -> None:
         raise ImageError(f"qemu-img create failed: {done.stderr.strip()[:200]}")
 
 
+def check_boot_files(s: GuestSettings, host: Host) -> None:
+    """Refuse, naming the key, a disk:, kernel: or initrd: that is not a file on the
+    engine's machine (preflight: before anything starts)."""
+    for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
+        if p and not host.is_file(p):
+            raise MissingImage(f"{p} does not exist", key=key)
+
+
+def probe_guest(host: Host) -> images.VmArtifacts:
+    """The guest a KVM probe boots: the bench pair, built on first use and copied to a
+    remote hypervisor's machine (the same paths there)."""
+    art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
+    for path in (art.kernel, art.initrd):
+        host.ensure_copy(path, path)
+    return art
+
+
 def resolve_boot(
     s: GuestSettings, host: Host, build_missing: bool, say: Callable[[str], None]
 ) -> dict[str, Any]:

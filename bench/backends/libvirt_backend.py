@@ -32,16 +32,17 @@ from bench.backends.guest import (
     DEFAULT_MEMORY,
     GuestSettings,
     boot_test,
+    check_boot_files,
     kvm_probe,
     kvm_wait_message,
     make_overlay,
+    probe_guest,
     resolve_boot,
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.errors import (
     BenchError,
     EngineUnavailable,
-    MissingImage,
     UsageError,
     first_line,
 )
@@ -240,10 +241,7 @@ class LibvirtBackend(Backend):
 
     def preflight(self) -> None:
         self.connect()
-        s = self.settings
-        for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
-            if p and not self.host.is_file(p):
-                raise MissingImage(f"{p} does not exist", key=key)
+        check_boot_files(self.settings, self.host)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
@@ -290,9 +288,7 @@ class LibvirtBackend(Backend):
 
     def _probe_kvm(self) -> ProbeResult:
         """The test boot of kvm_probe: the bench guest as a transient domain under KVM."""
-        art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
-        for path in (art.kernel, art.initrd):
-            self.host.ensure_copy(path, path)
+        art = probe_guest(self.host)
         name = f"{NAME_PREFIX}kvm-probe-{os.getpid()}"
         xml = domain_xml(
             name,

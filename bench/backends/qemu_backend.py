@@ -55,13 +55,15 @@ from bench.backends.guest import (
     DEFAULT_MEMORY,
     GuestSettings,
     boot_test,
+    check_boot_files,
     kvm_probe,
     kvm_wait_message,
     make_overlay,
+    probe_guest,
     resolve_boot,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.errors import BenchError, EngineUnavailable, MissingImage
+from bench.errors import BenchError, EngineUnavailable
 from bench.iohub import IOHub
 from bench.owner import owner_labels, pid_alive
 from bench.paths import state_dir
@@ -437,10 +439,7 @@ class QemuBackend(Backend):
             raise EngineUnavailable(
                 f"{self.binary} {self._version} has no {self.settings.machine!r} machine"
             )
-        s = self.settings
-        for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
-            if p and not self.host.is_file(p):
-                raise MissingImage(f"{p} does not exist", key=key)
+        check_boot_files(self.settings, self.host)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
@@ -485,7 +484,7 @@ class QemuBackend(Backend):
 
     def _probe_kvm(self) -> ProbeResult:
         """The test boot of kvm_probe: the bench guest in a QEMU of its own under KVM."""
-        art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
+        art = probe_guest(self.host)
         settings = QemuSettings(name="kvm-probe", backend="qemu", accel="kvm", memory="128MiB")
         probe = type(self)(settings, self.host)
         probe.accel = "kvm"
