@@ -270,6 +270,23 @@ def test_the_value_type_is_the_same_from_every_backend(cache, tmp_path, monkeypa
     assert again == [failed, failed] and said == ["libvirt", "qemu"]
 
 
+def test_a_kvm_probe_entry_written_before_the_one_cache_still_answers(cache):
+    from bench.backends.guest import kvm_probe
+
+    cache.path.parent.mkdir(parents=True)
+    older = {"kvm-key": {"accel": "kvm", "detail": "guest booted under kvm"}}
+    older["tcg-key"] = {"accel": "tcg", "detail": "no marker within 20s under kvm"}
+    older["odd-key"] = {"accel": "xen", "detail": "?"}
+    cache.path.write_text(json.dumps(older))
+    said: list[str] = []
+    assert kvm_probe("kvm-key", lambda: pytest.fail("probed"), said.append) == BOOTED
+    tcg = ProbeResult(False, "no marker within 20s under kvm")
+    assert kvm_probe("tcg-key", lambda: pytest.fail("probed"), said.append) == tcg
+    assert said == []
+    assert kvm_probe("odd-key", lambda: BOOTED, lambda: said.append("waits")) == BOOTED
+    assert said == ["waits"] and cache.get("odd-key") == BOOTED
+
+
 def test_resolve_accel_of_both_vm_backends_says_once_that_it_waits(cache, monkeypatch):
     import bench.backends.qemu_backend as qb
     from bench.backends.guest import KVM_PROBE_TIMEOUT_S, kvm_wait_message

@@ -151,13 +151,23 @@ def kvm_probe(
     of all that decides it): the cached answer, else `on_probe()` (which says that bench
     must wait) and the backend's `test_boot()`, whose answer is cached."""
     cache = ProbeCache.named(ACCEL_CACHE)
-    known = cache.get(key)
+    known = cache.get(key) or _older_entry(cache, key)
     if known is not None:
         return known
     on_probe()
     result = test_boot()
     cache.put(key, result, accel="kvm" if result.ok else "tcg")
     return result
+
+
+def _older_entry(cache: ProbeCache, key: str) -> ProbeResult | None:
+    # Before the one probe cache, an entry was {"accel": "kvm"|"tcg", "detail": ...}:
+    # read as it is, so hosts that probed then do not wait for a test boot again.
+    entry = cache.read().get(key)
+    if not isinstance(entry, dict) or entry.get("accel") not in ("kvm", "tcg"):
+        return None
+    detail = entry.get("detail")
+    return ProbeResult(entry["accel"] == "kvm", detail if isinstance(detail, str) else "")
 
 
 def boot_test(
