@@ -321,10 +321,10 @@ class DockerBackend(ContainerBackend):
     def probe_runtime(
         self, runtime: str, say: Callable[[str], None] = print_nothing, *, start: bool = True
     ) -> ProbeResult | None:
-        """Whether `runtime` can start the bench image here. Only a
-        real start tells (crun is registered fine on a hybrid-cgroup host, then refuses
-        every container); cached per host, daemon and runtime, like the KVM probe.
-        Without `start`, only a cached result (None if there is none)."""
+        """Whether `runtime` can start the bench image here. Only a real start tells
+        (crun is registered fine on a hybrid-cgroup host, then refuses every container);
+        cached per host, daemon and runtime, like the KVM probe. Without `start`, only
+        a cached result (None if there is none)."""
         info = self.engine_info()
         key = runtime_probe_key(self.host.key, info, runtime)
         cache = ProbeCache.named(RUNTIME_CACHE)
