@@ -343,7 +343,7 @@ def test_a_working_runtime_passes_and_instances_use_it(docker_backend):
     b = docker_backend(api, "runsc")
     b.preflight()
     assert len(api.created) == 1  # the probe
-    assert b.probe_runtime("runsc")["detail"] == "starts the bench image (kernel 4.4.0)"
+    assert b.probe_runtime("runsc").detail == "starts the bench image (kernel 4.4.0)"
     assert b.runtime == "runsc"
 
 

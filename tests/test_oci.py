@@ -23,6 +23,7 @@ from bench.backends.oci import (
     run_label,
 )
 from bench.backends.podman_backend import PodmanBackend, PodmanSettings
+from bench.backends.probe_cache import ProbeResult
 from bench.host import ProcessTable
 from tests.helpers import FakeHost
 
@@ -76,9 +77,13 @@ def test_process_view_is_the_container_plus_its_keeper():
 def test_probe_name_and_verdict():
     assert probe_name("io.x/y") == f"bench-runtime-probe-io.x-y-{os.getpid()}"
     assert probe_name("runc", "podman") == f"bench-runtime-probe-podman-runc-{os.getpid()}"
-    assert probe_verdict(0, "6.1.0\n") == (True, "starts the bench image (kernel 6.1.0)")
-    assert probe_verdict(1, "") == (False, "the bench image exited with status 1 (no output)")
-    assert probe_verdict(2, "a\nb") == (False, "the bench image exited with status 2 (b)")
+    started = "starts the bench image (kernel 6.1.0)"
+    assert probe_verdict(0, "6.1.0\n") == ProbeResult(True, started)
+    no_output = "the bench image exited with status 1 (no output)"
+    assert probe_verdict(1, "") == ProbeResult(False, no_output)
+    assert probe_verdict(2, "a\nb") == ProbeResult(
+        False, "the bench image exited with status 2 (b)"
+    )
 
 
 def test_close_attach_closes_a_plain_socket_and_a_wrapper():

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bench.backends import backend_class, settings_model
 from bench.backends.base import Instance
+from bench.backends.probe_cache import ProbeResult
 from bench.backends.qemu_backend import (
     InstancePaths,
     QemuBackend,
@@ -249,7 +250,7 @@ def test_accel_probe_result_is_cached(monkeypatch, tmp_path):
 
     def probe():
         probes.append(time.monotonic())
-        return False, "no marker within 20s under kvm"
+        return ProbeResult(False, "no marker within 20s under kvm")
 
     monkeypatch.setattr(backend, "_probe_kvm", probe)
     said = []

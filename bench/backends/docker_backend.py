@@ -31,6 +31,7 @@ from bench.backends.oci import (
     probe_name,
     probe_verdict,
 )
+from bench.backends.probe_cache import RUNTIME_CACHE, ProbeCache, ProbeResult
 from bench.errors import (
     EngineUnavailable,
     ImageError,
@@ -40,7 +41,6 @@ from bench.errors import (
     UsageError,
     first_line,
 )
-from bench.paths import cache_dir
 from bench.settings import LOCAL, PlatformBase, check_name
 
 if TYPE_CHECKING:
@@ -169,15 +169,15 @@ class DockerBackend(ContainerBackend):
                 checks.append(Check(f"runtime {name}", True, detail))
                 continue
             result = self.probe_runtime(name, say)
-            if result["ok"]:
-                checks.append(Check(f"runtime {name}", True, f"{head}: {result['detail']}"))
+            if result.ok:
+                checks.append(Check(f"runtime {name}", True, f"{head}: {result.detail}"))
             elif name == default:
                 # Every docker platform without `runtime:` uses it: bench cannot run here.
                 checks.append(
                     Check(
                         f"runtime {name}",
                         False,
-                        f"{head}: cannot start the bench image: {result['detail']}",
+                        f"{head}: cannot start the bench image: {result.detail}",
                         "set another default-runtime in /etc/docker/daemon.json",
                     )
                 )
@@ -188,7 +188,7 @@ class DockerBackend(ContainerBackend):
                         f"runtime {name}",
                         True,
                         f"{head}: cannot start the bench image on this host "
-                        f"({result['detail']}); platforms with `runtime: {name}` are refused",
+                        f"({result.detail}); platforms with `runtime: {name}` are refused",
                     )
                 )
         return checks
@@ -289,10 +289,10 @@ class DockerBackend(ContainerBackend):
         result = self.probe_runtime(runtime, say, start=self.may_probe)
         if result is None:
             return  # not probed yet, and not allowed to (bench validate)
-        if not result["ok"]:
+        if not result.ok:
             raise RuntimeUnusable(
                 f"platform {self.settings.name!r}: runtime {runtime!r} cannot start the bench "
-                f"image on this host: {result['detail']}"
+                f"image on this host: {result.detail}"
             )
         self._runtime_checked = True
 
@@ -313,40 +313,30 @@ class DockerBackend(ContainerBackend):
     @overload  # a start always gives a result
     def probe_runtime(
         self, runtime: str, say: Callable[[str], None] = ..., *, start: Literal[True] = ...
-    ) -> dict[str, Any]: ...
+    ) -> ProbeResult: ...
     @overload
     def probe_runtime(
         self, runtime: str, say: Callable[[str], None] = ..., *, start: bool
-    ) -> dict[str, Any] | None: ...
+    ) -> ProbeResult | None: ...
     def probe_runtime(
         self, runtime: str, say: Callable[[str], None] = print_nothing, *, start: bool = True
-    ) -> dict[str, Any] | None:
-        """Whether `runtime` can start the bench image here: {"ok", "detail"}. Only a
-        real start tells (crun is registered fine on a hybrid-cgroup host, then refuses
-        every container); cached per host, daemon and runtime, like the KVM probe.
-        Without `start`, only a cached result (None if there is none)."""
+    ) -> ProbeResult | None:
+        """Whether `runtime` can start the bench image here. Only a real start tells
+        (crun is registered fine on a hybrid-cgroup host, then refuses every container);
+        cached per host, daemon and runtime, like the KVM probe. Without `start`, only
+        a cached result (None if there is none)."""
         info = self.engine_info()
         key = runtime_probe_key(self.host.key, info, runtime)
-        cache = cache_dir() / "runtime-probe.json"
-        try:
-            known = json.loads(cache.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if isinstance(known.get(key), dict) and "ok" in known[key]:
-            return known[key]
-        if not start:
-            return None
+        cache = ProbeCache.named(RUNTIME_CACHE)
+        known = cache.get(key)
+        if known is not None or not start:
+            return known
         say(f"probing runtime {runtime} (once per host, then cached)...")
-        ok, detail = self._probe_runtime(runtime)
-        known[key] = {"runtime": runtime, "ok": ok, "detail": detail}
-        with contextlib.suppress(OSError):  # an unwritable cache only costs a re-probe
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(known, indent=2))
-            tmp.replace(cache)
-        return known[key]
+        result = self._probe_runtime(runtime)
+        cache.put(key, result, runtime=runtime)
+        return result
 
-    def _probe_runtime(self, runtime: str) -> tuple[bool, str]:
+    def _probe_runtime(self, runtime: str) -> ProbeResult:
         import docker.errors
 
         api = self.connect()
@@ -364,9 +354,9 @@ class DockerBackend(ContainerBackend):
             status = api.wait(created["Id"], timeout=RUNTIME_PROBE_TIMEOUT_S)
             out = api.logs(created["Id"]).decode(errors="replace").strip()
         except docker.errors.APIError as e:
-            return False, runtime_reason(e.explanation or str(e), runtime)
+            return ProbeResult(False, runtime_reason(e.explanation or str(e), runtime))
         except Exception as e:  # a timeout, a dropped connection
-            return False, f"the probe container did not finish: {first_line(e)}"
+            return ProbeResult(False, f"the probe container did not finish: {first_line(e)}")
         finally:
             with contextlib.suppress(Exception):
                 api.remove_container(name, force=True, v=True)

@@ -1,26 +1,36 @@
-"""What every VM backend shares: the guest's keys and their rules, and its disk overlay.
+"""What every VM backend shares: the guest's keys and their rules, where its boot
+files come from, its disk overlay, and the KVM probe.
 
 A VM backend (libvirt, qemu, ...) boots the same guests from the same sources: the
 bench pair (`image: busybox`), a kernel with an optional initramfs, or a qcow2 disk that
 each instance boots through an overlay of its own. Its Settings subclass `GuestSettings`
-and add their engine's own keys.
+and add their engine's own keys. Whether KVM really boots a guest is probed once per
+engine and host by a test boot and cached (bench.backends.probe_cache): the skeleton
+is here, each backend gives only its key and its own way to boot.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from bench import images
-from bench.errors import ImageError
-from bench.settings import Bytes, KeyedValueError, PlatformBase
+from bench.backends.base import Instance
+from bench.backends.probe_cache import ACCEL_CACHE, ProbeCache, ProbeResult
+from bench.console import Console
+from bench.errors import ImageError, MissingImage, first_line
+from bench.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
 
 if TYPE_CHECKING:
     from bench.host import Host
 
 DEFAULT_MEMORY = 256 * 2**20
+KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
 
 
 class GuestSettings(PlatformBase):
@@ -69,3 +79,115 @@ def make_overlay(host: Host, base: Path, overlay: Path) -> None:
         raise ImageError("qemu-img not found: `apt-get install qemu-utils`")
     if done.returncode != 0:
         raise ImageError(f"qemu-img create failed: {done.stderr.strip()[:200]}")
+
+
+def check_boot_files(s: GuestSettings, host: Host) -> None:
+    """Refuse, naming the key, a disk:, kernel: or initrd: that is not a file on the
+    engine's machine (preflight: before anything starts)."""
+    for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
+        if p and not host.is_file(p):
+            raise MissingImage(f"{p} does not exist", key=key)
+
+
+def probe_guest(host: Host) -> images.VmArtifacts:
+    """The guest a KVM probe boots: the bench pair, built on first use and copied to a
+    remote hypervisor's machine (the same paths there)."""
+    art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
+    for path in (art.kernel, art.initrd):
+        host.ensure_copy(path, path)
+    return art
+
+
+def resolve_boot(
+    s: GuestSettings, host: Host, build_missing: bool, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Where the guest boots from, as recorded in the run's metadata: its disk, or its
+    kernel and initramfs (under "paths": kernel, initrd, command line), building the
+    bench pair on first use. A remote hypervisor boots files of its own machine: the
+    same paths there, copied from this one's cache when missing or different."""
+    allocated = host.allocated_bytes
+    if s.disk:
+        return {"boot": "disk", "image": str(s.disk), "image_bytes": allocated(s.disk)}
+    if s.kernel:
+        return {
+            "boot": "kernel",
+            "image": str(s.kernel),
+            "image_bytes": sum(allocated(p) for p in (s.kernel, s.initrd) if p),
+            "paths": (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
+        }
+    # GuestSettings refuses any other image name without kernel: or disk:.
+    art = images.vm_artifacts(s.image)
+    if art is None:
+        if not build_missing:
+            raise MissingImage(f"VM image {s.image!r} is not built: run `bench images build`")
+        say(f"building the bench VM image {s.image!r} (first use on this host)...")
+        art = images.build_rootfs(s.image)
+    for path in (art.kernel, art.initrd):
+        if host.ensure_copy(path, path):  # a no-op on this machine
+            say(f"copied {path} to {host.key}")
+    return {
+        "boot": "kernel",
+        "image": s.image,
+        "image_bytes": allocated(art.kernel) + allocated(art.initrd),
+        "rootfs_sha256": art.manifest.get("rootfs_sha256"),
+        "guest_kernel": art.manifest.get("kernel_release"),
+        "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
+    }
+
+
+def kvm_wait_message(where: str = "") -> str:
+    """What a KVM probe says once on stderr before its test boot, which can take the
+    whole timeout: `where` names the engine (" on qemu:///system", " for direct QEMU")."""
+    return (
+        f"probing KVM{where} with a test boot (once per host, then cached; "
+        f"up to {KVM_PROBE_TIMEOUT_S:.0f} s)..."
+    )
+
+
+def kvm_probe(
+    key: str, test_boot: Callable[[], ProbeResult], on_probe: Callable[[], None]
+) -> ProbeResult:
+    """Whether KVM boots the bench guest on the engine and host `key` stands for (a hash
+    of all that decides it): the cached answer, else `on_probe()` (which says that bench
+    must wait) and the backend's `test_boot()`, whose answer is cached."""
+    cache = ProbeCache.named(ACCEL_CACHE)
+    known = cache.get(key) or _older_entry(cache, key)
+    if known is not None:
+        return known
+    on_probe()
+    result = test_boot()
+    cache.put(key, result, accel="kvm" if result.ok else "tcg")
+    return result
+
+
+def _older_entry(cache: ProbeCache, key: str) -> ProbeResult | None:
+    # Before the one probe cache, an entry was {"accel": "kvm"|"tcg", "detail": ...}:
+    # read as it is, so hosts that probed then do not wait for a test boot again.
+    entry = cache.read().get(key)
+    if not isinstance(entry, dict) or entry.get("accel") not in ("kvm", "tcg"):
+        return None
+    detail = entry.get("detail")
+    return ProbeResult(entry["accel"] == "kvm", detail if isinstance(detail, str) else "")
+
+
+def boot_test(
+    name: str, start: Callable[[Instance], None], stop: Callable[[Instance], None]
+) -> ProbeResult:
+    """Boot one guest under KVM (`start` creates and starts the instance, `stop` tears
+    it down) and wait for its init's marker: only a real boot tells whether KVM works
+    (an openable /dev/kvm is not enough; under nested PVM guests hang after
+    decompression)."""
+    done = threading.Event()
+    console = Console(DEFAULT_MARKER, on_change=done.set)
+    inst = Instance(name, "kvm-probe", "kvm-probe", console)
+    try:
+        start(inst)
+        done.wait(KVM_PROBE_TIMEOUT_S)
+    except Exception as e:  # any failure to boot under KVM means: use TCG
+        return ProbeResult(False, f"kvm probe failed: {first_line(e)}")
+    finally:
+        stop(inst)
+    if console.ready_at is not None:
+        return ProbeResult(True, "guest booted under kvm")
+    why = f" ({console.closed_reason})" if console.closed_reason else ""
+    return ProbeResult(False, f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm{why}")

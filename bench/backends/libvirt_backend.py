@@ -8,7 +8,6 @@ console sees the guest from its first byte, and `start_s` is the resume call.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import xml.etree.ElementTree as ET
@@ -29,18 +28,26 @@ from bench.backends.base import (
     parse_pid,
     print_nothing,
 )
-from bench.backends.guest import DEFAULT_MEMORY, GuestSettings, make_overlay
-from bench.console import Console
+from bench.backends.guest import (
+    DEFAULT_MEMORY,
+    GuestSettings,
+    boot_test,
+    check_boot_files,
+    kvm_probe,
+    kvm_wait_message,
+    make_overlay,
+    probe_guest,
+    resolve_boot,
+)
+from bench.backends.probe_cache import ProbeResult
 from bench.errors import (
     BenchError,
     EngineUnavailable,
-    MissingImage,
     UsageError,
     first_line,
 )
 from bench.owner import owner_labels
-from bench.paths import cache_dir, state_dir
-from bench.settings import DEFAULT_MARKER
+from bench.paths import state_dir
 from bench.units import format_bytes
 
 if TYPE_CHECKING:
@@ -51,7 +58,6 @@ METADATA_KEY = "bench"
 DEFAULT_URI = "qemu:///system"
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
-KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
 
 
 class LibvirtSettings(GuestSettings):
@@ -189,12 +195,7 @@ class LibvirtBackend(Backend):
             )
         )
         if art is not None:
-            accel = self.resolve_accel(
-                on_probe=lambda: say(
-                    "probing KVM with a test boot (once per host, then cached; up to "
-                    f"{KVM_PROBE_TIMEOUT_S:.0f} s)..."
-                )
-            )
+            accel, _ = self.resolve_accel(on_probe=lambda: say(kvm_wait_message()))
             detail = (
                 "KVM boots guests"
                 if accel == "kvm"
@@ -240,21 +241,15 @@ class LibvirtBackend(Backend):
 
     def preflight(self) -> None:
         self.connect()
-        s = self.settings
-        for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
-            if p and not self.host.is_file(p):
-                raise MissingImage(f"{p} does not exist", key=key)
+        check_boot_files(self.settings, self.host)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> dict[str, Any]:
         conn = self.connect()
-        self._boot = self._resolve_boot(build_missing, say)
-        self.accel = self.resolve_accel(
-            on_probe=lambda: say(
-                f"probing KVM on {self.settings.uri} with a test boot (once per host, then "
-                f"cached; up to {KVM_PROBE_TIMEOUT_S:.0f} s)..."
-            )
+        self._boot = resolve_boot(self.settings, self.host, build_missing, say)
+        self.accel, _ = self.resolve_accel(
+            on_probe=lambda: say(kvm_wait_message(f" on {self.settings.uri}"))
         )
         lib = conn.getLibVersion()
         hv = conn.getVersion()
@@ -267,63 +262,14 @@ class LibvirtBackend(Backend):
             **{k: v for k, v in self._boot.items() if k != "paths"},
         }
 
-    def _resolve_boot(self, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
-        s = self.settings
-        if s.disk:
-            return {"boot": "disk", "image": str(s.disk), "image_bytes": self._allocated(s.disk)}
-        if s.kernel:
-            size = sum(self._allocated(p) for p in (s.kernel, s.initrd) if p)
-            return {
-                "boot": "kernel",
-                "image": str(s.kernel),
-                "image_bytes": size,
-                "paths": (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
-            }
-        # LibvirtSettings refuses any other image name without kernel: or disk:.
-        art = images.vm_artifacts(s.image)
-        if art is None:
-            if not build_missing:
-                raise MissingImage(f"VM image {s.image!r} is not built: run `bench images build`")
-            say(f"building the bench VM image {s.image!r} (first use on this host)...")
-            art = images.build_rootfs(s.image)
-        # A remote hypervisor boots files of its own machine: the same paths there,
-        # copied from this one's cache when missing or different (a no-op here).
-        for path in (art.kernel, art.initrd):
-            if self.host.ensure_copy(path, path):
-                say(f"copied {path} to {self.host.key}")
-        return {
-            "boot": "kernel",
-            "image": s.image,
-            "image_bytes": self._allocated(art.kernel) + self._allocated(art.initrd),
-            "rootfs_sha256": art.manifest.get("rootfs_sha256"),
-            "guest_kernel": art.manifest.get("kernel_release"),
-            "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
-        }
-
-    def _allocated(self, path: Path) -> int:
-        return self.host.allocated_bytes(path)
-
-    def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> str:
-        """The accel instances will use; `on_probe` is called before a probe boot."""
+    def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> tuple[str, str]:
+        """(accel, why) for this platform's instances; `on_probe` before a probe boot."""
         if self.settings.accel != "auto":
-            return self.settings.accel
+            return self.settings.accel, "set by accel:"
         if not self._kvm_offered():
-            return "tcg"
-        key = self._probe_key()
-        cache = cache_dir() / "accel-probe.json"
-        try:
-            known = json.loads(cache.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if key in known:
-            return known[key]["accel"]
-        on_probe()
-        works, detail = self._probe_kvm()
-        result = "kvm" if works else "tcg"
-        known[key] = {"accel": result, "detail": detail}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known, indent=2))
-        return result
+            return "tcg", "libvirt offers no kvm domain"
+        probed = kvm_probe(self._probe_key(), self._probe_kvm, on_probe)
+        return ("kvm" if probed.ok else "tcg"), probed.detail
 
     def _kvm_offered(self) -> bool:
         import libvirt
@@ -340,16 +286,10 @@ class LibvirtBackend(Backend):
         parts.append(str(self.host.describe().get("kernel")))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
-    def _probe_kvm(self) -> tuple[bool, str]:
-        """Boot the bench guest once under KVM: only a real boot tells whether KVM works
-        (an opened /dev/kvm is not enough; under nested PVM guests hang after decompression)."""
-        art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
-        for path in (art.kernel, art.initrd):
-            self.host.ensure_copy(path, path)
-        done = threading.Event()
-        console = Console(DEFAULT_MARKER, on_change=done.set)
+    def _probe_kvm(self) -> ProbeResult:
+        """The test boot of kvm_probe: the bench guest as a transient domain under KVM."""
+        art = probe_guest(self.host)
         name = f"{NAME_PREFIX}kvm-probe-{os.getpid()}"
-        inst = Instance(name, "kvm-probe", "kvm-probe", console)
         xml = domain_xml(
             name,
             "kvm-probe",
@@ -359,18 +299,12 @@ class LibvirtBackend(Backend):
             1,
             kernel=(art.kernel, art.initrd, art.cmdline),
         )
-        try:
+
+        def start(inst: Instance) -> None:
             self._create_xml(inst, xml)
             inst.handle.resume()
-            done.wait(KVM_PROBE_TIMEOUT_S)
-        except Exception as e:  # any failure to boot under KVM means: use TCG
-            return False, f"kvm probe failed: {first_line(e)}"
-        finally:
-            self.destroy(inst)
-        if console.ready_at is not None:
-            return True, "guest booted under kvm"
-        why = f" ({console.closed_reason})" if console.closed_reason else ""
-        return False, f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm{why}"
+
+        return boot_test(name, start, self.destroy)
 
     # -- instances -------------------------------------------------------------------
 

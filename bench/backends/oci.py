@@ -34,6 +34,7 @@ from bench.backends.base import (
     Leftover,
     parse_pid,
 )
+from bench.backends.probe_cache import ProbeResult
 from bench.errors import BenchError, UsageError
 from bench.iohub import IOHub
 from bench.owner import owner_labels
@@ -172,14 +173,13 @@ def probe_name(runtime: str, engine: str = "") -> str:
     return f"{NAME_PREFIX}runtime-probe-{middle}{safe}-{os.getpid()}"
 
 
-def probe_verdict(code: Any, out: str) -> tuple[bool, str]:
-    """A finished probe container (it ran `uname -r`): its exit status and output ->
-    (ok, detail)."""
+def probe_verdict(code: Any, out: str) -> ProbeResult:
+    """A finished probe container (it ran `uname -r`): its exit status and output."""
     if code != 0:
         tail = out.splitlines()[-1] if out else "no output"
-        return False, f"the bench image exited with status {code} ({tail})"
+        return ProbeResult(False, f"the bench image exited with status {code} ({tail})")
     kernel = out.splitlines()[-1] if out else "?"
-    return True, f"starts the bench image (kernel {kernel})"
+    return ProbeResult(True, f"starts the bench image (kernel {kernel})")
 
 
 def close_attach(sock: Any, raw: Any) -> None:

@@ -48,6 +48,7 @@ from bench.backends.oci import (
     probe_verdict,
     version_line,
 )
+from bench.backends.probe_cache import ProbeResult
 from bench.errors import (
     EngineUnavailable,
     ImageError,
@@ -272,9 +273,9 @@ class PodmanBackend(ContainerBackend):
             head += f" (the service's default: {default})"
         if not probe:
             return [Check("podman runtime", True, f"{head}: not probed (no bench image)")]
-        ok, detail = self.probe_runtime(runtime, say)
-        detail = f"{head}: {detail}" if ok else f"{head}: cannot start the bench image: {detail}"
-        return [Check("podman runtime", ok, detail, START_HINT)]
+        probed = self.probe_runtime(runtime, say)
+        said = "" if probed.ok else "cannot start the bench image: "
+        return [Check("podman runtime", probed.ok, f"{head}: {said}{probed.detail}", START_HINT)]
 
     # -- connection ----------------------------------------------------------------------
 
@@ -355,9 +356,10 @@ class PodmanBackend(ContainerBackend):
 
     def probe_runtime(
         self, runtime: str, say: Callable[[str], None] = print_nothing
-    ) -> tuple[bool, str]:
+    ) -> ProbeResult:
         """Whether `runtime` really starts the bench image here: a container that runs
-        `uname -r`, checked for the runtime podman actually used."""
+        `uname -r`, checked for the runtime podman actually used. Not cached: what runs
+        depends on the runtime the service was started with (podman issue #28429)."""
         from podman.errors import APIError
 
         say(f"probing podman's runtime {runtime}...")
@@ -379,10 +381,11 @@ class PodmanBackend(ContainerBackend):
             )
             used = self._call("get", f"/containers/{name}/json").json().get("OCIRuntime")
             if used != runtime:
-                return False, (
+                return ProbeResult(
+                    False,
                     f"podman ran the container under {used}, not {runtime}: its API ignores "
                     "a container's runtime (podman issue #28429); start the service with "
-                    f"`podman --runtime {runtime} system service`"
+                    f"`podman --runtime {runtime} system service`",
                 )
             self._call("post", f"/containers/{name}/start")
             code = self._call(
@@ -396,9 +399,9 @@ class PodmanBackend(ContainerBackend):
             )
             out = "".join(c.decode(errors="replace") for c in Demux().feed(logs.content)).strip()
         except APIError as e:
-            return False, podman_reason(e.explanation or str(e), runtime)
+            return ProbeResult(False, podman_reason(e.explanation or str(e), runtime))
         except Exception as e:
-            return False, f"the probe container did not finish: {first_line(e)}"
+            return ProbeResult(False, f"the probe container did not finish: {first_line(e)}")
         finally:
             with contextlib.suppress(Exception):
                 self.api.delete(f"/containers/{name}", params={"force": True, "timeout": 0})
@@ -407,11 +410,11 @@ class PodmanBackend(ContainerBackend):
     def _require_runtime(self, say: Callable[[str], None]) -> None:
         if self._runtime_checked or not self.may_probe:
             return
-        ok, detail = self.probe_runtime(self.settings.runtime, say)
-        if not ok:
+        probed = self.probe_runtime(self.settings.runtime, say)
+        if not probed.ok:
             raise RuntimeUnusable(
                 f"platform {self.settings.name!r}: podman runtime {self.settings.runtime!r} "
-                f"cannot start the bench image on this host: {detail}"
+                f"cannot start the bench image on this host: {probed.detail}"
             )
         self._runtime_checked = True
 

@@ -51,13 +51,22 @@ from bench.backends.base import (
     parse_pid,
     print_nothing,
 )
-from bench.backends.guest import DEFAULT_MEMORY, GuestSettings, make_overlay
-from bench.console import Console
-from bench.errors import BenchError, EngineUnavailable, MissingImage, first_line
+from bench.backends.guest import (
+    DEFAULT_MEMORY,
+    GuestSettings,
+    boot_test,
+    check_boot_files,
+    kvm_probe,
+    kvm_wait_message,
+    make_overlay,
+    probe_guest,
+    resolve_boot,
+)
+from bench.backends.probe_cache import ProbeResult
+from bench.errors import BenchError, EngineUnavailable
 from bench.iohub import IOHub
 from bench.owner import owner_labels, pid_alive
-from bench.paths import cache_dir, state_dir
-from bench.settings import DEFAULT_MARKER
+from bench.paths import state_dir
 
 if TYPE_CHECKING:
     from bench.host import Host
@@ -68,7 +77,6 @@ QEMU_BINARY = "qemu-system-x86_64"
 CONNECT_TIMEOUT_S = 30
 QMP_TIMEOUT_S = 30
 QUIT_WAIT_S = 5  # after QMP quit, before SIGKILL
-KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
 STATE_VERSION = 1
 
 # Machines with no PCI bus take virtio-mmio devices; the others virtio-pci.
@@ -386,10 +394,7 @@ class QemuBackend(Backend):
             checks.append(Check("qemu.qmp", False, "not installed", "pip install qemu.qmp"))
         if images.vm_artifacts("busybox") is not None:
             accel, detail = self.resolve_accel(
-                on_probe=lambda: say(
-                    "probing KVM for direct QEMU with a test boot (once per host, then "
-                    f"cached; up to {KVM_PROBE_TIMEOUT_S:.0f} s)..."
-                )
+                on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
             )
             text = (
                 "KVM boots guests"
@@ -434,20 +439,14 @@ class QemuBackend(Backend):
             raise EngineUnavailable(
                 f"{self.binary} {self._version} has no {self.settings.machine!r} machine"
             )
-        s = self.settings
-        for key, p in (("disk", s.disk), ("kernel", s.kernel), ("initrd", s.initrd)):
-            if p and not self.host.is_file(p):
-                raise MissingImage(f"{p} does not exist", key=key)
+        check_boot_files(self.settings, self.host)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> dict[str, Any]:
-        self._boot = self._resolve_boot(build_missing, say)
+        self._boot = resolve_boot(self.settings, self.host, build_missing, say)
         self.accel, accel_detail = self.resolve_accel(
-            on_probe=lambda: say(
-                "probing KVM for direct QEMU with a test boot (once per host, then cached; "
-                f"up to {KVM_PROBE_TIMEOUT_S:.0f} s)..."
-            )
+            on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
         )
         paths = self._boot.get("paths")
         if paths:
@@ -466,33 +465,6 @@ class QemuBackend(Backend):
             **{k: v for k, v in self._boot.items() if k != "paths"},
         }
 
-    def _resolve_boot(self, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
-        s = self.settings
-        allocated = self.host.allocated_bytes
-        if s.disk:
-            return {"boot": "disk", "image": str(s.disk), "image_bytes": allocated(s.disk)}
-        if s.kernel:
-            return {
-                "boot": "kernel",
-                "image": str(s.kernel),
-                "image_bytes": sum(allocated(p) for p in (s.kernel, s.initrd) if p),
-                "paths": (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
-            }
-        art = images.vm_artifacts(s.image)
-        if art is None:
-            if not build_missing:
-                raise MissingImage(f"VM image {s.image!r} is not built: run `bench images build`")
-            say(f"building the bench VM image {s.image!r} (first use on this host)...")
-            art = images.build_rootfs(s.image)
-        return {
-            "boot": "kernel",
-            "image": s.image,
-            "image_bytes": allocated(art.kernel) + allocated(art.initrd),
-            "rootfs_sha256": art.manifest.get("rootfs_sha256"),
-            "guest_kernel": art.manifest.get("kernel_release"),
-            "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
-        }
-
     # -- accel: the same rule as libvirt's, by a probe boot of QEMU itself -------------
 
     def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> tuple[str, str]:
@@ -501,22 +473,8 @@ class QemuBackend(Backend):
             return self.settings.accel, "set by accel:"
         if not os.access("/dev/kvm", os.R_OK | os.W_OK):
             return "tcg", "no usable /dev/kvm"
-        key = self._probe_key()
-        cache = cache_dir() / "accel-probe.json"
-        try:
-            known = json.loads(cache.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if key not in known:
-            on_probe()
-            works, detail = self._probe_kvm()
-            # Re-read: libvirt's probe shares the file (its own keys).
-            with contextlib.suppress(OSError, ValueError):
-                known = json.loads(cache.read_text())
-            known[key] = {"accel": "kvm" if works else "tcg", "detail": detail}
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            write_state(cache, known)
-        return known[key]["accel"], known[key].get("detail", "")
+        probed = kvm_probe(self._probe_key(), self._probe_kvm, on_probe)
+        return ("kvm" if probed.ok else "tcg"), probed.detail
 
     def _probe_key(self) -> str:
         # Re-probe when anything that decides whether KVM works has changed.
@@ -524,31 +482,23 @@ class QemuBackend(Backend):
         parts.append(self.host.key)
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
-    def _probe_kvm(self) -> tuple[bool, str]:
-        """Boot the bench guest once under KVM: only a real boot tells whether KVM works
-        (an openable /dev/kvm is not enough; under nested PVM guests hang)."""
-        art = images.vm_artifacts("busybox") or images.build_rootfs("busybox")
+    def _probe_kvm(self) -> ProbeResult:
+        """The test boot of kvm_probe: the bench guest in a QEMU of its own under KVM."""
+        art = probe_guest(self.host)
         settings = QemuSettings(name="kvm-probe", backend="qemu", accel="kvm", memory="128MiB")
         probe = type(self)(settings, self.host)
         probe.accel = "kvm"
         probe._boot = {"paths": (art.kernel, art.initrd, art.cmdline)}
-        done = threading.Event()
-        console = Console(DEFAULT_MARKER, on_change=done.set)
-        name = f"{NAME_PREFIX}kvm-probe-qemu-{os.getpid()}"
-        inst = Instance(name, "kvm-probe", "kvm-probe", console)
-        try:
+
+        def start(inst: Instance) -> None:
             probe.create(inst)
             probe.start(inst)
-            done.wait(KVM_PROBE_TIMEOUT_S)
-        except Exception as e:  # any failure to boot under KVM means: use TCG
-            return False, f"kvm probe failed: {first_line(e)}"
-        finally:
+
+        def stop(inst: Instance) -> None:
             probe.destroy(inst)
             probe.close()
-        if console.ready_at is not None:
-            return True, "guest booted under kvm"
-        why = f" ({console.closed_reason})" if console.closed_reason else ""
-        return False, f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm{why}"
+
+        return boot_test(f"{NAME_PREFIX}kvm-probe-qemu-{os.getpid()}", start, stop)
 
     # -- instances -------------------------------------------------------------------
 
