@@ -318,15 +318,11 @@ def ab(
             )
         from bench.progress import RichEvents
         from bench.run import check_ab, run_scenario
-        from bench.runner.policy import ab_order
         from bench.scenario import load_scenario
 
         loaded = load_scenario(scenario)
         check_ab(loaded, baseline, candidate)
-        sc = loaded.scenario
-        base = next(p for p in sc.platforms if p.name == baseline)
-        pairs = len(ab_order(sc.counts_for(base), sc.repeat))
-        with RichEvents(err, sc, total=2 * pairs) as events:
+        with RichEvents(err, loaded.scenario) as events:
             outcome = run_scenario(
                 loaded,
                 out,
@@ -471,8 +467,9 @@ def clean(
     ] = None,
 ) -> None:
     """Remove every container, domain and overlay file that bench created and left over."""
-    from bench.clean import check_run_id, default_backends, scenario_backends
+    from bench.clean import check_run_id
     from bench.clean import clean as do_clean
+    from bench.leftovers import default_backends, scenario_backends
 
     check_run_id(run_id)  # before any engine is asked
     if scenario is not None:

@@ -18,7 +18,6 @@ from typing import Any
 from bench import addresses
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
-from bench.clean import clean_command
 from bench.errors import (
     BenchError,
     EngineUnavailable,
@@ -30,6 +29,7 @@ from bench.errors import (
     first_line,
 )
 from bench.host import Host, LocalHost, host_for, is_local_address, ssh_address
+from bench.leftovers import clean_command
 from bench.owner import run_lock
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner
