@@ -15,12 +15,15 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 from bench.errors import BenchError, ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from bench.ab import AbResult
 
 
 def _flags_show_no_type() -> None:
@@ -300,44 +303,61 @@ def ab(
     more repeats would decide), 2 usage error, 3 engine unreachable.
     """
     from bench.ab import analyse_ab
-    from bench.ci_output import ab_cases
     from bench.compare import parse_threshold
     from bench.results import load_run
 
     fraction = parse_threshold(threshold)  # before a long run, not after it
     _check_junit(junit)
     err = _stderr()
+    run_dir = _ab_run_dir(scenario, analyse, baseline, candidate, out, name, err)
+    result = analyse_ab(load_run(run_dir), fraction, alpha, baseline=baseline, candidate=candidate)
+    _print_ab(result, as_json, junit, err)
+    print(run_dir)
+    raise typer.Exit(int(result.exit_code))
+
+
+def _ab_run_dir(
+    scenario: Path | None,
+    analyse: Path | None,
+    baseline: str | None,
+    candidate: str | None,
+    out: Path,
+    name: str | None,
+    err: Any,
+) -> Path:
+    """The A/B run to judge: the stored one --analyse names, or one run now."""
     if analyse is not None:
         if scenario is not None:
             raise UsageError("give a scenario to run or --analyse RUN_DIR, not both")
-        run_dir = analyse
-    else:
-        if scenario is None or baseline is None or candidate is None:
-            raise UsageError(
-                "usage: bench ab SCENARIO --baseline P --candidate Q (or --analyse RUN_DIR)"
-            )
-        from bench.progress import RichEvents
-        from bench.run import check_ab, run_scenario
-        from bench.runner.policy import ab_order
-        from bench.scenario import load_scenario
+        return analyse
+    if scenario is None or baseline is None or candidate is None:
+        raise UsageError(
+            "usage: bench ab SCENARIO --baseline P --candidate Q (or --analyse RUN_DIR)"
+        )
+    from bench.progress import RichEvents
+    from bench.run import check_ab, run_scenario
+    from bench.scenario import load_scenario
 
-        loaded = load_scenario(scenario)
-        check_ab(loaded, baseline, candidate)
-        sc = loaded.scenario
-        base = next(p for p in sc.platforms if p.name == baseline)
-        pairs = len(ab_order(sc.counts_for(base), sc.repeat))
-        with RichEvents(err, sc, total=2 * pairs) as events:
-            outcome = run_scenario(
-                loaded,
-                out,
-                name=name,
-                events=events,
-                warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
-                say=lambda m: err.print(m, style="dim"),
-                ab=(baseline, candidate),
-            )
-        run_dir = outcome.directory
-    result = analyse_ab(load_run(run_dir), fraction, alpha, baseline=baseline, candidate=candidate)
+    loaded = load_scenario(scenario)
+    check_ab(loaded, baseline, candidate)
+    with RichEvents(err, loaded.scenario) as events:
+        outcome = run_scenario(
+            loaded,
+            out,
+            name=name,
+            events=events,
+            warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+            say=lambda m: err.print(m, style="dim"),
+            ab=(baseline, candidate),
+        )
+    return outcome.directory
+
+
+def _print_ab(result: AbResult, as_json: bool, junit: Path | None, err: Any) -> None:
+    """The verdict on stdout (Markdown or JSON), in the CI's summary and JUnit file, its
+    warnings and advice on stderr."""
+    from bench.ci_output import ab_cases
+
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     markdown = result.to_markdown()
@@ -346,8 +366,6 @@ def ab(
     advice = result.advice()
     if advice and as_json:  # the Markdown says it already
         err.print(advice, soft_wrap=True)
-    print(run_dir)
-    raise typer.Exit(int(result.exit_code))
 
 
 @app.command()
@@ -471,8 +489,9 @@ def clean(
     ] = None,
 ) -> None:
     """Remove every container, domain and overlay file that bench created and left over."""
-    from bench.clean import check_run_id, default_backends, scenario_backends
+    from bench.clean import check_run_id
     from bench.clean import clean as do_clean
+    from bench.leftovers import default_backends, scenario_backends
 
     check_run_id(run_id)  # before any engine is asked
     if scenario is not None:

@@ -445,6 +445,32 @@ def compare_runs(
 ) -> Comparison:
     """Compare `current` (a `bench.results.Run`) with one or several baseline runs,
     (platform, N) by (platform, N) of the current run."""
+    base_runs = _check_inputs(baselines, current, metric, threshold, alpha)
+    base_groups = [sample_groups(r.samples) for r in base_runs]
+    cur_groups = sample_groups(current.samples)
+    common = _common_groups(current, base_groups, cur_groups)
+    session = one_session(base_runs, current)
+    rows = [_group_levels(key, base_groups, cur_groups[key], metric, session) for key in common]
+    fails = _failure_tests(rows, alpha)
+    holm = _holm_per_group(rows, alpha)
+    alpha_each = alpha / len(common)
+    ids = [r.run_id for r in base_runs]
+    result = Comparison(ids, current.run_id, metric, threshold, alpha, groups=[])
+    for row, fail, p in zip(rows, fails, holm, strict=True):
+        kind = cur_groups[row.key][0].get("kind")
+        result.groups.append(_judge_group(row, fail, p, kind, threshold, alpha, alpha_each))
+    result.warnings = run_warnings(base_runs, current, common, base_groups, cur_groups, metric)
+    if session is not None:
+        result.warnings.insert(0, session)
+    result.warnings += _fewer_steps_warnings(rows)
+    return result
+
+
+def _check_inputs(
+    baselines: Any, current: Any, metric: str, threshold: float, alpha: float
+) -> list[Any]:
+    """The baseline runs as a list, once refused what cannot be compared: none, a bad
+    alpha or threshold, the current run among them, one given twice, an unknown metric."""
     base_runs: list[Any] = [baselines] if hasattr(baselines, "samples") else list(baselines)
     if not base_runs:
         raise UsageError("give at least one baseline run before the current one")
@@ -464,8 +490,16 @@ def compare_runs(
             "fake a run-to-run spread of zero"
         )
     check_metric(metric, [s for r in [*base_runs, current] for s in r.samples])
-    base_groups = [sample_groups(r.samples) for r in base_runs]
-    cur_groups = sample_groups(current.samples)
+    return base_runs
+
+
+Groups = dict[tuple[str, int], list[dict[str, Any]]]
+
+
+def _common_groups(
+    current: Any, base_groups: list[Groups], cur_groups: Groups
+) -> list[tuple[str, int]]:
+    """The current run's (platform, N) that some baseline run has too; none is an error."""
     common = [k for k in cur_groups if any(k in g for g in base_groups)]
     if not common:
         raise UsageError(
@@ -473,45 +507,68 @@ def compare_runs(
             f"(baseline: {_keys({k: 0 for g in base_groups for k in g})}; current: "
             f"{_keys(cur_groups)}): compare runs of the same scenario"
         )
-    session = one_session(base_runs, current)
-    alpha_each = alpha / len(common)
-    floor = v.REGRESSION_FRACTION * threshold
-    rows: list[tuple[tuple[str, int], list[Level], Level, v.LevelTest | None, float]] = []
-    for key in common:
-        levels = [level_of(g[key], metric) for g in base_groups if key in g]
-        cur = level_of(cur_groups[key], metric)
-        have = [lv for lv in levels if lv.mean_log is not None]
-        logs = [lv.mean_log for lv in have if lv.mean_log is not None]  # have's, typed float
-        lt, added = None, 0.0
-        if cur.mean_log is not None and have:
-            k = len(have)
-            diff = cur.mean_log - sum(logs) / k
-            var_cur, var_base = _design_var(have, cur)
-            if k == 1:
-                # One run cannot show the drift: assumed, for the baseline and the current.
-                scale = math.sqrt(2 * v.ASSUMED_DRIFT**2 + var_cur + var_base)
-                lt = v.LevelTest(1, diff, scale, None, v.ASSUMED_DRIFT)
+    return common
+
+
+@dataclass
+class _GroupLevels:
+    """One (platform, N): each baseline run's level, the current run's, and the test of
+    the difference (None: no ready sample on one side)."""
+
+    key: tuple[str, int]
+    levels: list[Level]  # of every baseline run that has the group
+    cur: Level
+    test: v.LevelTest | None
+    added: float  # variance added for a current run of fewer steps (_design_var)
+
+    @property
+    def have(self) -> list[Level]:
+        """The baseline levels with a usable value."""
+        return [lv for lv in self.levels if lv.mean_log is not None]
+
+
+def _group_levels(
+    key: tuple[str, int],
+    base_groups: list[Groups],
+    cur_rows: list[dict[str, Any]],
+    metric: str,
+    session: str | None,
+) -> _GroupLevels:
+    levels = [level_of(g[key], metric) for g in base_groups if key in g]
+    cur = level_of(cur_rows, metric)
+    have = [lv for lv in levels if lv.mean_log is not None]
+    logs = [lv.mean_log for lv in have if lv.mean_log is not None]  # have's, typed float
+    lt, added = None, 0.0
+    if cur.mean_log is not None and have:
+        k = len(have)
+        diff = cur.mean_log - sum(logs) / k
+        var_cur, var_base = _design_var(have, cur)
+        if k == 1:
+            # One run cannot show the drift: assumed, for the baseline and the current.
+            scale = math.sqrt(2 * v.ASSUMED_DRIFT**2 + var_cur + var_base)
+            lt = v.LevelTest(1, diff, scale, None, v.ASSUMED_DRIFT)
+        else:
+            s = _sd(logs)
+            # The baselines' spread includes their own within-run error; a current
+            # run with fewer steps (a larger error) gets the difference on top.
+            added = max(0.0, var_cur - var_base)
+            within = s**2 * (1 + 1 / k) + added
+            if session is not None:
+                # The shared session's level is one draw of the between-run drift
+                # that the spread cannot show: assumed, for it and the current run.
+                scale = math.sqrt(2 * v.ASSUMED_DRIFT**2 + within)
+                lt = v.LevelTest(k, diff, scale, None, v.ASSUMED_DRIFT)
             else:
-                s = _sd(logs)
-                # The baselines' spread includes their own within-run error; a current
-                # run with fewer steps (a larger error) gets the difference on top.
-                added = max(0.0, var_cur - var_base)
-                within = s**2 * (1 + 1 / k) + added
-                if session is not None:
-                    # The shared session's level is one draw of the between-run drift
-                    # that the spread cannot show: assumed, for it and the current run.
-                    scale = math.sqrt(2 * v.ASSUMED_DRIFT**2 + within)
-                    lt = v.LevelTest(k, diff, scale, None, v.ASSUMED_DRIFT)
-                else:
-                    lt = v.LevelTest(k, diff, math.sqrt(within), k - 1, s)
-        rows.append((key, levels, cur, lt, added))
-    tested = [t for *_, t, _ in rows if t is not None]
-    p_slower = [t.p_slower for t in tested]
-    adj_slower = iter(v.holm(p_slower))
-    adj_faster = iter(v.holm([t.p_faster for t in tested]))
-    holm_level = iter(v.holm_levels(p_slower, alpha))
+                lt = v.LevelTest(k, diff, math.sqrt(within), k - 1, s)
+    return _GroupLevels(key, levels, cur, lt, added)
+
+
+def _failure_tests(rows: list[_GroupLevels], alpha: float) -> list[Failures]:
+    """Each group's failures test (current run against the baselines pooled), Holm over
+    the groups."""
     fails = []
-    for _key, levels, cur, _t, _a in rows:
+    for row in rows:
+        levels, cur = row.levels, row.cur
         bf, bu = sum(lv.failed_units for lv in levels), sum(lv.units for lv in levels)
         fails.append(
             Failures(
@@ -524,59 +581,90 @@ def compare_runs(
         )
     for f, p in zip(fails, v.holm([f.p for f in fails]), strict=True):
         f.p_holm, f.regression = p, p < alpha
-    result = Comparison(ids, current.run_id, metric, threshold, alpha, groups=[])
-    for (key, levels, cur, lt, added), fail in zip(rows, fails, strict=True):
-        have = [lv for lv in levels if lv.mean_log is not None]
-        logs = [lv.mean_log for lv in have if lv.mean_log is not None]
-        p_s = None
-        test = None
-        if lt is None:
-            decision = INCONCLUSIVE
-        else:
-            p_s, p_f, level = next(adj_slower), next(adj_faster), next(holm_level)
-            test = lt.as_test(level, alpha_each, floor)
-            decision = v.decide(test, threshold, alpha, p_slower=p_s, p_faster=p_f)
-        g = GroupComparison(
-            platform=key[0],
-            n=key[1],
-            kind=cur_groups[key][0].get("kind"),
-            baseline_runs=len(have),
-            baseline_samples=sum(lv.samples for lv in levels),
-            current_samples=cur.samples,
-            baseline_failures=sum(lv.failures for lv in levels),
-            current_failures=cur.failures,
-            test=test,
-            p_slower_adjusted=p_s,
-            verdict=decision,
-            baseline_geomean=math.exp(sum(logs) / len(logs)) if have else None,
-            current_geomean=math.exp(cur.mean_log) if cur.mean_log is not None else None,
-            failures=fail,
-            drift_assumed=lt is not None and lt.df is None,
-            design_var=added,
-            unusable=sum(lv.unusable for lv in [*levels, cur]),
-        )
-        if decision == REGRESSION:
-            g.fired.append("time")
-        if fail.regression:
-            g.verdict = REGRESSION
-            g.fired.append("failures")
-            g.advice = fail.why()
-        elif decision == INCONCLUSIVE:
-            g.advice = _advice(g, threshold, alpha_each)
-        result.groups.append(g)
-    result.warnings = run_warnings(base_runs, current, common, base_groups, cur_groups, metric)
-    if session is not None:
-        result.warnings.insert(0, session)
-    for key, levels, cur, _t, added in rows:
-        steps = [lv.steps for lv in levels if lv.mean_log is not None]
-        if added > 0 and steps and cur.steps < 0.9 * min(steps):
-            result.warnings.append(
-                f"{key[0]} N={key[1]}: the current run has {cur.steps} step(s) against "
-                f"{min(steps)} or more in each baseline run (another repeat count?): its "
-                "level is less precise than theirs, and the test allows for it; runs of one "
-                "design compare best"
+    return fails
+
+
+def _holm_per_group(
+    rows: list[_GroupLevels], alpha: float
+) -> list[tuple[float, float, float] | None]:
+    """Per group: (p slower, p faster) Holm-adjusted over the tested groups, and the
+    level its p is judged at; None for a group without a test."""
+    tested = [row.test for row in rows if row.test is not None]
+    p_slower = [t.p_slower for t in tested]
+    adj_slower = iter(v.holm(p_slower))
+    adj_faster = iter(v.holm([t.p_faster for t in tested]))
+    holm_level = iter(v.holm_levels(p_slower, alpha))
+    return [
+        None if row.test is None else (next(adj_slower), next(adj_faster), next(holm_level))
+        for row in rows
+    ]
+
+
+def _judge_group(
+    row: _GroupLevels,
+    fail: Failures,
+    holm: tuple[float, float, float] | None,
+    kind: str | None,
+    threshold: float,
+    alpha: float,
+    alpha_each: float,
+) -> GroupComparison:
+    """One group's verdict: its times, then its failures, which make a regression
+    whatever the times say."""
+    levels, cur, lt = row.levels, row.cur, row.test
+    have = row.have
+    logs = [lv.mean_log for lv in have if lv.mean_log is not None]
+    p_s = None
+    test = None
+    if lt is None or holm is None:
+        decision = INCONCLUSIVE
+    else:
+        p_s, p_f, level = holm
+        test = lt.as_test(level, alpha_each, v.REGRESSION_FRACTION * threshold)
+        decision = v.decide(test, threshold, alpha, p_slower=p_s, p_faster=p_f)
+    g = GroupComparison(
+        platform=row.key[0],
+        n=row.key[1],
+        kind=kind,
+        baseline_runs=len(have),
+        baseline_samples=sum(lv.samples for lv in levels),
+        current_samples=cur.samples,
+        baseline_failures=sum(lv.failures for lv in levels),
+        current_failures=cur.failures,
+        test=test,
+        p_slower_adjusted=p_s,
+        verdict=decision,
+        baseline_geomean=math.exp(sum(logs) / len(logs)) if have else None,
+        current_geomean=math.exp(cur.mean_log) if cur.mean_log is not None else None,
+        failures=fail,
+        drift_assumed=lt is not None and lt.df is None,
+        design_var=row.added,
+        unusable=sum(lv.unusable for lv in [*levels, cur]),
+    )
+    if decision == REGRESSION:
+        g.fired.append("time")
+    if fail.regression:
+        g.verdict = REGRESSION
+        g.fired.append("failures")
+        g.advice = fail.why()
+    elif decision == INCONCLUSIVE:
+        g.advice = _advice(g, threshold, alpha_each)
+    return g
+
+
+def _fewer_steps_warnings(rows: list[_GroupLevels]) -> list[str]:
+    """A current run of clearly fewer steps than every baseline run: said, per group."""
+    out = []
+    for row in rows:
+        steps = [lv.steps for lv in row.have]
+        if row.added > 0 and steps and row.cur.steps < 0.9 * min(steps):
+            out.append(
+                f"{row.key[0]} N={row.key[1]}: the current run has {row.cur.steps} step(s) "
+                f"against {min(steps)} or more in each baseline run (another repeat count?): "
+                "its level is less precise than theirs, and the test allows for it; runs of "
+                "one design compare best"
             )
-    return result
+    return out
 
 
 def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:

@@ -14,7 +14,7 @@ from bench.units import format_seconds
 
 
 class RichEvents:
-    def __init__(self, console: Any, scenario: Scenario, total: int | None = None):
+    def __init__(self, console: Any, scenario: Scenario):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -33,8 +33,8 @@ class RichEvents:
             transient=True,
             disable=not console.is_terminal,
         )
-        steps = len(scenario.plan()) if total is None else total
-        self._steps = self._progress.add_task("steps", total=steps)
+        # Until the first step, which brings the runner's own count (bench ab runs fewer).
+        self._steps = self._progress.add_task("steps", total=len(scenario.plan()))
         self._instances: Any = None
         self._live = False
 
@@ -50,6 +50,7 @@ class RichEvents:
         if not self._live:
             self._progress.__enter__()
             self._live = True
+        self._progress.update(self._steps, total=total)
         label = f"{step.platform.name} N={step.n}{_added(step)} #{step.repeat + 1}"
         if self._instances is None:
             self._instances = self._progress.add_task(label, total=step.added)

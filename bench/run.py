@@ -18,7 +18,6 @@ from typing import Any
 from bench import addresses
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
-from bench.clean import clean_command
 from bench.errors import (
     BenchError,
     EngineUnavailable,
@@ -30,9 +29,10 @@ from bench.errors import (
     first_line,
 )
 from bench.host import Host, LocalHost, host_for, is_local_address, ssh_address
+from bench.leftovers import clean_command
 from bench.owner import run_lock
 from bench.results import RunWriter, new_run_id
-from bench.runner import Events, NoEvents, Runner
+from bench.runner import Events, NoEvents, Runner, StepResult
 from bench.runner.lanes import HostLanes
 from bench.runner.recorder import Recorder
 from bench.scenario import LoadedScenario
@@ -184,80 +184,128 @@ def run_scenario(
     platforms, as counterbalanced step pairs (bench ab)."""
     if ab is not None:
         check_ab(loaded, *ab)
+    backends, engines = _prepare_or_interrupted(loaded, factory, say, ab)
+    held = contextlib.ExitStack()  # the run's lock (bench.owner.run_lock), once it has an id
     try:
-        backends, engines = prepare_backends(loaded, factory, say, only=ab)
+        _warn_of_other_runs(backends, warn)
+        run_id = new_run_id(name or loaded.scenario.name)
+        held.enter_context(run_lock(run_id))  # every instance of it is created and gone within
+        writer = _start_results(loaded, out_dir / run_id, run_id, backends, engines, ab)
+        facts = HostFacts(backends, engines, writer)
+        runner = _runner(loaded, run_id, backends, writer, facts.events(events), ab)
+        results = _run_to_the_end(runner, writer, facts, loaded)
+        return _finish(runner, writer, results, loaded, warn)
+    finally:
+        close_all(backends)
+        held.close()
+
+
+def _prepare_or_interrupted(
+    loaded: LoadedScenario,
+    factory: Callable[[Any], Backend],
+    say: Callable[[str], None],
+    ab: tuple[str, str] | None,
+) -> tuple[dict[str, Backend], dict[str, dict[str, Any]]]:
+    """prepare_backends, with Ctrl-C while preparing said as nothing measured."""
+    try:
+        return prepare_backends(loaded, factory, say, only=ab)
     except KeyboardInterrupt:
         # A KVM probe boot or an image build can take a while; what they started is
         # already gone (their own finally blocks), and nothing was measured.
         raise Interrupted("interrupted while preparing the engines: nothing was measured") from None
-    held = contextlib.ExitStack()  # the run's lock (bench.owner.run_lock), once it has an id
-    try:
-        others = leftovers_of_other_runs(backends)
-        if others:
-            runs = sorted({x.run_id or "?" for x in others})
-            warn(
-                f"{len(others)} instance(s)/file(s) left over from earlier runs "
-                f"({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''}) may skew "
-                "memory and timing: remove them with `bench clean`"
-            )
-        run_id = new_run_id(name or loaded.scenario.name)
-        held.enter_context(run_lock(run_id))  # every instance of it is created and gone within
-        writer = RunWriter(out_dir / run_id, run_id)
-        for platform, backend in backends.items():
-            engines.setdefault(platform, {})["host"] = backend.host.key
-        writer.start(
-            {
-                "scenario": loaded.scenario.model_dump(mode="json"),
-                "scenario_text": loaded.text,
-                "scenario_path": str(loaded.path),
-                "scenario_sha256": loaded.sha256,
-                "searches": loaded.scenario.searches(),
-                "engines": engines,
-                **({"ab": {"baseline": ab[0], "candidate": ab[1], "pairs": []}} if ab else {}),
-            }
+
+
+def _warn_of_other_runs(backends: dict[str, Backend], warn: Callable[[str], None]) -> None:
+    others = leftovers_of_other_runs(backends)
+    if others:
+        runs = sorted({x.run_id or "?" for x in others})
+        warn(
+            f"{len(others)} instance(s)/file(s) left over from earlier runs "
+            f"({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''}) may skew "
+            "memory and timing: remove them with `bench clean`"
         )
-        facts = HostFacts(backends, engines, writer)
-        runner = _runner(loaded, run_id, backends, writer, facts.events(events), ab)
-        try:
-            with _interrupts(runner, writer):
-                results = runner.run()
-            facts.write()
-            if isinstance(runner, HostLanes) and runner.errors:
-                raise _host_failure(runner, writer, loaded)
-        except KeyboardInterrupt:
-            # Results first (fast, and what matters if a second signal forces exit),
-            # then every instance of this run, whatever phase the run was in.
-            facts.write()
-            writer.finish("interrupted")
-            left = runner.cleanup()
-            if left:
-                raise Interrupted(
-                    f"interrupted; {len(left)} instance(s) could not be destroyed: "
-                    f"run `{clean_command(run_id, loaded)}`; finished steps kept in {writer.dir}"
-                ) from None
-            raise Interrupted(
-                f"interrupted: every instance destroyed, finished steps kept in {writer.dir}"
-            ) from None
-        except HostFailed as e:
-            raise e.error from None  # recorded and cleaned up by _host_failure
-        except BaseException as e:
-            facts.write()
-            writer.finish("failed", error=str(e)[:500])
-            runner.cleanup()
-            raise
-        failures = sum(r.failures for r in results)
-        # Instances an engine refused to destroy during the run get one more try.
+
+
+def _start_results(
+    loaded: LoadedScenario,
+    directory: Path,
+    run_id: str,
+    backends: dict[str, Backend],
+    engines: dict[str, dict[str, Any]],
+    ab: tuple[str, str] | None,
+) -> RunWriter:
+    """The run's folder, its metadata written: the scenario, its engines and hosts."""
+    writer = RunWriter(directory, run_id)
+    for platform, backend in backends.items():
+        engines.setdefault(platform, {})["host"] = backend.host.key
+    writer.start(
+        {
+            "scenario": loaded.scenario.model_dump(mode="json"),
+            "scenario_text": loaded.text,
+            "scenario_path": str(loaded.path),
+            "scenario_sha256": loaded.sha256,
+            "searches": loaded.scenario.searches(),
+            "engines": engines,
+            **({"ab": {"baseline": ab[0], "candidate": ab[1], "pairs": []}} if ab else {}),
+        }
+    )
+    return writer
+
+
+def _run_to_the_end(
+    runner: Runner | HostLanes, writer: RunWriter, facts: HostFacts, loaded: LoadedScenario
+) -> list[StepResult]:
+    """The runner's steps; on an interrupt, a failed host or any error, the results are
+    marked so and every instance of the run is destroyed before the error goes on."""
+    try:
+        with _interrupts(runner, writer):
+            results = runner.run()
+        facts.write()
+        if isinstance(runner, HostLanes) and runner.errors:
+            raise _host_failure(runner, writer, loaded)
+    except KeyboardInterrupt:
+        # Results first (fast, and what matters if a second signal forces exit),
+        # then every instance of this run, whatever phase the run was in.
+        facts.write()
+        writer.finish("interrupted")
         left = runner.cleanup()
-        writer.finish("complete", failures=failures, leftovers=left)
         if left:
-            warn(
-                f"{len(left)} instance(s) could not be destroyed; remove them with "
-                f"`{clean_command(run_id, loaded)}`"
-            )
-        return RunOutcome(writer.dir, run_id, failures)
-    finally:
-        close_all(backends)
-        held.close()
+            raise Interrupted(
+                f"interrupted; {len(left)} instance(s) could not be destroyed: "
+                f"run `{clean_command(writer.run_id, loaded)}`; finished steps kept in "
+                f"{writer.dir}"
+            ) from None
+        raise Interrupted(
+            f"interrupted: every instance destroyed, finished steps kept in {writer.dir}"
+        ) from None
+    except HostFailed as e:
+        raise e.error from None  # recorded and cleaned up by _host_failure
+    except BaseException as e:
+        facts.write()
+        writer.finish("failed", error=str(e)[:500])
+        runner.cleanup()
+        raise
+    return results
+
+
+def _finish(
+    runner: Runner | HostLanes,
+    writer: RunWriter,
+    results: list[StepResult],
+    loaded: LoadedScenario,
+    warn: Callable[[str], None],
+) -> RunOutcome:
+    """A completed run: its instances destroyed (one more try for those an engine
+    refused during the run), its results marked complete."""
+    failures = sum(r.failures for r in results)
+    left = runner.cleanup()
+    writer.finish("complete", failures=failures, leftovers=left)
+    if left:
+        warn(
+            f"{len(left)} instance(s) could not be destroyed; remove them with "
+            f"`{clean_command(writer.run_id, loaded)}`"
+        )
+    return RunOutcome(writer.dir, writer.run_id, failures)
 
 
 def check_ab(loaded: LoadedScenario, baseline: str, candidate: str) -> None:

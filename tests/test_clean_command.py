@@ -8,8 +8,9 @@ import pytest
 
 from bench.backends.base import Leftover
 from bench.backends.fake import FakeBackend
-from bench.clean import clean, clean_command, scenario_backends
+from bench.clean import clean
 from bench.errors import UsageError
+from bench.leftovers import clean_command, scenario_backends
 from bench.owner import hostname
 from bench.paths import run_lock_path
 from bench.scenario import LoadedScenario, on_hosts, parse_scenario

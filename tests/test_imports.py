@@ -126,3 +126,87 @@ def test_settings_and_owner_are_leaves():
     assert graph["bench.owner"] <= {"bench.errors", "bench.paths"}  # run locks' folder
     assert graph["bench.paths"] == set()
     assert "bench.scenario" not in graph["bench.backends.base"]
+
+
+# The layers of bench/, lowest first: a module imports modules of its own layer and of
+# those below it, never of one above (a leaf never reads a machine, the runner never
+# calls a command's module). A module's layer is that of its longest listed prefix:
+# "backends" covers every backend, "report" the report's parts. A new module is placed
+# here, or test_every_module_has_a_layer fails.
+LAYERS: dict[str, set[str]] = {
+    "leaves (no bench import)": {
+        "bench", "errors", "paths", "units", "kinds", "clock", "records", "addresses",
+        "console", "iohub", "procfs", "stats",
+    },
+    "stored (settings, run folders and their locks, images)": {
+        "settings", "owner", "results", "rootfs", "images",
+    },
+    "machines (hosts, engines)": {"ssh_host", "host", "backends"},
+    "plan (the scenario, where its leftovers are)": {"scenario", "schema", "leftovers"},
+    "running": {"runner", "run"},
+    "judging": {"verdict", "comparability", "compare", "ab", "history", "anomalies", "summary"},
+    "reporting": {"report", "views", "ci_output", "progress"},
+    "commands": {"cli", "__main__", "clean", "doctor"},
+}  # fmt: skip
+# The runner's parts (bench.runner.policy, .executor, ...) are its own: outside the
+# running layer a module calls `bench run` (bench.run) or the runner (bench.runner).
+RUNNER_FACES = {"bench.run", "bench.runner"}
+
+
+def layer_of(module: str, layers: dict[str, set[str]] = LAYERS) -> int | None:
+    """The rank of a module's layer (0: the lowest), None when it has none."""
+    ranks = {
+        name if name == "bench" else f"bench.{name}": rank
+        for rank, names in enumerate(layers.values())
+        for name in names
+    }
+    while module:
+        if module in ranks:
+            return ranks[module]
+        module = module.rpartition(".")[0]
+        if module == "bench":
+            return None  # only the package's own __init__ is the leaf "bench"
+    return None
+
+
+def upward_imports(graph: dict[str, set[str]], layers: dict[str, set[str]] = LAYERS) -> list[str]:
+    names = list(layers)
+    out = []
+    for module, imported in sorted(graph.items()):
+        here = layer_of(module, layers)
+        for other in sorted(imported):
+            there = layer_of(other, layers)
+            if here is not None and there is not None and there > here:
+                out.append(f"{module} ({names[here]}) imports {other} ({names[there]})")
+    return out
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(m for m in import_graph() if layer_of(m) is None)
+    assert not unplaced, f"place these modules in a layer of LAYERS: {unplaced}"
+
+
+def test_no_layer_imports_a_higher_one():
+    found = upward_imports(import_graph())
+    assert not found, "a lower layer imports a higher one:\n" + "\n".join(found)
+
+
+def test_only_the_running_layer_imports_the_runners_parts():
+    running = layer_of("bench.run")
+    found = sorted(
+        f"{module} imports {other}"
+        for module, imported in import_graph().items()
+        if layer_of(module) != running
+        for other in imported
+        if other.startswith("bench.runner.") and other not in RUNNER_FACES
+    )
+    assert not found, "the runner's parts are its own:\n" + "\n".join(found)
+
+
+def test_the_layer_check_sees_an_upward_import():
+    layers = {"low": {"a"}, "high": {"b", "c"}}
+    graph = {"bench.a": {"bench.b"}, "bench.b": {"bench.a", "bench.c.x"}, "bench.c.x": set()}
+    assert layer_of("bench.c.x", layers) == 1
+    assert layer_of("bench.d", layers) is None
+    assert upward_imports(graph, layers) == ["bench.a (low) imports bench.b (high)"]
+    assert upward_imports({**graph, "bench.a": set()}, layers) == []

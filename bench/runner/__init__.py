@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from bench.backends.base import NAME_PREFIX, Backend
 from bench.clock import REAL_CLOCK, Clock
 from bench.errors import EngineUnavailable
+from bench.leftovers import clean_command
 from bench.runner.executor import LaunchedStep, StepExecutor
 from bench.runner.measurer import Measurer
 from bench.runner.policy import PlatformPolicy, ab_order
@@ -240,8 +241,6 @@ class Runner:
         )
 
     def _clean_command(self) -> str:
-        from bench.clean import clean_command
-
         return clean_command(self.run_id, self.loaded)
 
     def _head(self, step: Step, index: int) -> dict[str, Any]:

@@ -25,6 +25,22 @@ EXIT_WITHIN_S = 30
 ENV = {**os.environ, "COLUMNS": "200"}
 
 
+def start_run(
+    scenario: Path, out: Path, name: str, *, new_session: bool = False
+) -> subprocess.Popen:
+    """`bench run SCENARIO --out OUT --name NAME` in the background, its output piped as
+    text for `communicate`; with `new_session`, in a session of its own (a signal the test
+    sends reaches only it)."""
+    return subprocess.Popen(
+        bench_cmd("run", str(scenario), "--out", str(out), "--name", name),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+    )
+
+
 class BenchRun:
     """One `bench run` subprocess in its own session: signals reach only it."""
 

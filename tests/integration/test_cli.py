@@ -13,6 +13,7 @@ import pytest
 
 from bench import SCHEMA_VERSION
 from tests.conftest import REPO
+from tests.integration.bench_runs import start_run
 from tests.integration.engine_watch import bench_cmd, containers, purge
 
 SMALL = """\
@@ -150,14 +151,7 @@ def test_clean_leaves_a_live_run_alone(tmp_path, docker_api):
         "platforms:\n  - {name: c, backend: docker, image: busybox}\n"
     )
     name = f"live{os.getpid()}"
-    proc = subprocess.Popen(
-        bench_cmd("run", str(scenario), "--out", str(tmp_path / "r"), "--name", name),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_run(scenario, tmp_path / "r", name, new_session=True)
     try:
         deadline = time.monotonic() + 30
         while len(containers(docker_api, name)) < 2 and time.monotonic() < deadline:

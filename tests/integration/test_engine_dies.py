@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
-from tests.integration.engine_watch import bench_cmd, purge
+from tests.integration.bench_runs import start_run
+from tests.integration.engine_watch import purge
 
 DOCKER_SOCK = "/var/run/docker.sock"
 
@@ -77,13 +76,7 @@ def test_engine_dying_mid_run_stops_with_one_line_and_keeps_finished_steps(tmp_p
         "platforms:\n  - name: c\n    backend: docker\n    image: busybox\n"
         f"    host: unix://{proxy.path}\n"
     )
-    proc = subprocess.Popen(
-        bench_cmd("run", str(scenario), "--out", str(tmp_path / "r"), "--name", name),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run(scenario, tmp_path / "r", name)
     try:
         # Let the first step finish (its record is written), then the engine "dies".
         deadline = time.monotonic() + 60

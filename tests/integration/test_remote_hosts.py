@@ -19,6 +19,7 @@ import pytest
 from bench.backends.base import LABEL_RUN, NAME_PREFIX
 from bench.ssh_host import SshError, SshHost
 from tests.conftest import REPO, require_engine
+from tests.integration.bench_runs import start_run
 from tests.integration.engine_watch import bench_cmd, purge
 
 LAB = "ssh://root@127.0.0.1"
@@ -175,13 +176,7 @@ def test_a_dropped_ssh_connection_stops_its_host_with_one_line(tmp_path, lab):
         "  - {name: c, backend: docker, image: busybox}\n"
         "  - {name: c2, backend: docker, image: busybox, host: lab2}\n"
     )
-    proc = subprocess.Popen(
-        bench_cmd("run", str(scenario), "--out", str(tmp_path / "r"), "--name", name),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run(scenario, tmp_path / "r", name)
     killed: list[int] = []
     try:
         # Once the remote host has finished a step, its SSH sessions are killed.

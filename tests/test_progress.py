@@ -1,0 +1,25 @@
+"""The live progress counts the steps the runner says it will run (bench ab runs two
+platforms of a scenario of more), not the scenario's whole plan."""
+
+import io
+
+from rich.console import Console
+
+from bench.progress import RichEvents
+from bench.scenario import parse_scenario
+
+THREE = (
+    "name: s\ncounts: [1, 2]\nrepeat: 3\nplatforms:\n"
+    "  - {name: a, backend: docker, image: busybox}\n"
+    "  - {name: b, backend: docker, image: busybox}\n"
+    "  - {name: c, backend: docker, image: busybox}\n"
+)
+
+
+def test_the_steps_bar_takes_the_runners_total():
+    sc = parse_scenario(THREE)
+    with RichEvents(Console(file=io.StringIO()), sc) as events:
+        (steps,) = events._progress.tasks
+        assert steps.total == 18  # 3 platforms x 2 N x 3 repeats, until a step says
+        events.step_started(0, 12, sc.plan()[0])  # an A/B run of two of them: 12
+        assert events._progress.tasks[0].total == 12
