@@ -1,7 +1,8 @@
 """No import circle inside bench/: every module can be read before the modules that
 import it. Imports inside functions count too (a lazy import that closes a circle is
 still a circle, only deferred); imports under `if TYPE_CHECKING:` do not, and the
-backend registry's lazy targets count as imports of bench.backends."""
+backend and measurement registries' lazy targets count as imports of their
+packages."""
 
 from __future__ import annotations
 
@@ -72,8 +73,10 @@ def import_graph() -> dict[str, set[str]]:
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         graph[name] = imported_modules(ast.parse(path.read_text()), known, package) - {name}
     from bench.backends import BACKENDS
+    from bench.measurements import MEASUREMENTS
 
     graph["bench.backends"] |= {target.partition(":")[0] for target in BACKENDS.values()}
+    graph["bench.measurements"] |= {t.partition(":")[0] for t in MEASUREMENTS.values()}
     return graph
 
 
@@ -141,7 +144,9 @@ LAYERS: dict[str, set[str]] = {
     "stored (settings, run folders and their locks, images)": {
         "settings", "owner", "results", "rootfs", "images",
     },
-    "machines (hosts, engines)": {"ssh_host", "host", "backends"},
+    "machines (hosts, engines, what is measured on them)": {
+        "ssh_host", "host", "backends", "measurements",
+    },
     "plan (the scenario, where its leftovers are)": {"scenario", "schema", "leftovers"},
     "running": {"runner", "run"},
     "judging": {"verdict", "comparability", "compare", "ab", "history", "anomalies", "summary"},

@@ -1,0 +1,110 @@
+"""The base every measurement shares, and what it sees of the step it measures."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from bench.records import FieldInfo, Record, Sample, StepRecord, fields_of
+
+if TYPE_CHECKING:
+    from bench.backends.base import Backend, Instance
+    from bench.clock import Clock
+    from bench.host import Host
+    from bench.scenario import Scenario
+
+# When a measurement's after-launch reading is taken: as soon as every instance is
+# ready (before the scenario's settle wait), or after the settle wait and the cache
+# drop. Both are before the step's teardown; a step measurement's `before` reading is
+# taken before the step's launch (for a ramp: before its first level).
+When = Literal["after_ready", "after_settle"]
+WHENS: tuple[When, ...] = ("after_ready", "after_settle")
+Per = Literal["step", "instance"]
+
+# Fields the measurer fills itself: the conditions the step's readings were taken in,
+# and why an instance's readings are missing.
+_STEP: Per = "step"
+_INSTANCE: Per = "instance"
+MEASURER_FIELDS: frozenset[tuple[Per, str]] = frozenset(
+    [(_STEP, "settle_s"), (_STEP, "dropped_caches"), (_STEP, "sampling_s")]
+    + [(_INSTANCE, "sample_error")]
+)
+
+
+@dataclass
+class StepContext:
+    """One step as its measurements see it."""
+
+    scenario: Scenario
+    clock: Clock
+    backend: Backend
+    # After launch: the instances the step counts (a ramp level: all running) and those
+    # of this step that launched (the ones to sample).
+    n: int = 0
+    instances: list[Instance] = field(default_factory=list)
+
+    @property
+    def host(self) -> Host:
+        return self.backend.host
+
+
+class Measurement(ABC):
+    """A plug-in: named by its registry key, filling the record fields it declares.
+
+    `fields` are field names of `record` (StepRecord for a step measurement, Sample for
+    an instance one); their unit and direction are declared there (bench.records), so
+    summary, compare and the report know them. A name the record does not declare is
+    stored under the record's `extras`.
+    """
+
+    per: ClassVar[Per]
+    record: ClassVar[type[Record]]
+    fields: ClassVar[tuple[str, ...]] = ()
+    when: ClassVar[When] = "after_settle"
+    # The kinds (bench.kinds) it applies to; None: every kind.
+    kinds: ClassVar[frozenset[str] | None] = None
+    # Counted in the step's sampling_s: bench's own time asking about the instances.
+    sampling: ClassVar[bool] = False
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def applies(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
+
+    @classmethod
+    def declared(cls) -> dict[str, FieldInfo | None]:
+        """Each field with its declaration in bench.records (None: stored in extras)."""
+        known = fields_of(cls.record)
+        return {name: known.get(name) for name in cls.fields}
+
+
+class StepMeasurement(Measurement):
+    """Fills StepRecord fields: one reading before launch, one after it."""
+
+    per: ClassVar[Per] = "step"
+    record: ClassVar[type[Record]] = StepRecord
+
+    def before(self, ctx: StepContext) -> Any:
+        """Read before the step launches; what it returns is given to `after`."""
+        return None
+
+    @abstractmethod
+    def after(self, ctx: StepContext, kept: Any) -> dict[str, Any]:
+        """The step's fields, read `when` the step is ready (`kept`: from `before`)."""
+
+
+class InstanceMeasurement(Measurement):
+    """Fills Sample fields of each launched instance, on the sampling threads."""
+
+    per: ClassVar[Per] = "instance"
+    record: ClassVar[type[Record]] = Sample
+
+    def prepare(self, ctx: StepContext) -> None:
+        """Once per step, before any instance is sampled (one call for all of them)."""
+
+    @abstractmethod
+    def sample(self, ctx: StepContext, inst: Instance, found: dict[str, Any]) -> dict[str, Any]:
+        """One instance's fields. `found`: what the instance measurements before this
+        one put there for this instance (not stored), for this one to build on."""
