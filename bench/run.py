@@ -191,7 +191,7 @@ def run_scenario(
         run_id = new_run_id(name or loaded.scenario.name)
         held.enter_context(run_lock(run_id))  # every instance of it is created and gone within
         writer = _start_results(loaded, out_dir / run_id, run_id, backends, engines, ab)
-        facts = HostFacts(backends, engines, writer)
+        facts = HostFactsGathering(backends, engines, writer)
         runner = _runner(loaded, run_id, backends, writer, facts.events(events), ab)
         results = _run_to_the_end(runner, writer, facts, loaded)
         return _finish(runner, writer, results, loaded, warn)
@@ -253,7 +253,7 @@ def _start_results(
 
 
 def _run_to_the_end(
-    runner: Runner | HostLanes, writer: RunWriter, facts: HostFacts, loaded: LoadedScenario
+    runner: Runner | HostLanes, writer: RunWriter, facts: HostFactsGathering, loaded: LoadedScenario
 ) -> list[StepResult]:
     """The runner's steps; on an interrupt, a failed host or any error, the results are
     marked so and every instance of the run is destroyed before the error goes on."""
@@ -459,7 +459,7 @@ def describe_hosts(
     return hosts
 
 
-class HostFacts:
+class HostFactsGathering:
     """Each host's facts (describe_hosts), gathered in a thread while the warm-up and
     the first step run: nothing before needs them, and a remote host answers over round
     trips. They reach metadata.json ("host", "hosts") when the first step ends, or the
@@ -492,7 +492,7 @@ class HostFacts:
 
 
 class _FactsFirst:
-    def __init__(self, events: Events, facts: HostFacts):
+    def __init__(self, events: Events, facts: HostFactsGathering):
         self._events, self._facts = events, facts
 
     def __getattr__(self, name: str) -> Any:
