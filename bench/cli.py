@@ -228,9 +228,7 @@ def run(
     from rich.markup import escape
 
     from bench.anomalies import anomaly_notes
-    from bench.progress import RichEvents
     from bench.results import load_run
-    from bench.run import run_scenario
     from bench.scenario import load_scenario, on_hosts
     from bench.summary import density_results, memory_disagreements, summarize
     from bench.views import summary_table
@@ -239,24 +237,16 @@ def run(
     if hosts:
         loaded = on_hosts(loaded, hosts)
     err = _stderr()
-    with RichEvents(err, loaded.scenario) as events:
-        outcome = run_scenario(
-            loaded,
-            out,
-            name=name,
-            events=events,
-            warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
-            say=lambda m: err.print(m, style="dim"),
-        )
-    stored = load_run(outcome.directory)
-    rows = summarize(stored.samples, stored.steps)
+    outcome = _run_with_progress(loaded, out, name, err)
+    stored = load_run(outcome.directory, columns=True)  # a run may hold a million samples
+    rows = summarize(stored.frame, stored.steps)
     console = _stdout()
     console.print(
         summary_table(
             rows, stored.metadata, density_results(stored.steps, stored.metadata["searches"])
         )
     )
-    for line in memory_disagreements(rows) + anomaly_notes(stored.samples):
+    for line in memory_disagreements(rows) + anomaly_notes(stored.frame):
         console.print(f"[yellow]note:[/] {escape(line)}")
     print(outcome.directory)
     if outcome.failures:
@@ -334,23 +324,29 @@ def _ab_run_dir(
         raise UsageError(
             "usage: bench ab SCENARIO --baseline P --candidate Q (or --analyse RUN_DIR)"
         )
-    from bench.progress import RichEvents
-    from bench.run import check_ab, run_scenario
+    from bench.run import check_ab
     from bench.scenario import load_scenario
 
     loaded = load_scenario(scenario)
     check_ab(loaded, baseline, candidate)
+    return _run_with_progress(loaded, out, name, err, ab=(baseline, candidate)).directory
+
+
+def _run_with_progress(loaded: Any, out: Path, name: str | None, err: Any, **how: Any) -> Any:
+    """bench.run.run_scenario with live progress, warnings and notes on stderr."""
+    from bench.progress import RichEvents
+    from bench.run import run_scenario
+
     with RichEvents(err, loaded.scenario) as events:
-        outcome = run_scenario(
+        return run_scenario(
             loaded,
             out,
             name=name,
             events=events,
             warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
             say=lambda m: err.print(m, style="dim"),
-            ab=(baseline, candidate),
+            **how,
         )
-    return outcome.directory
 
 
 def _print_ab(result: AbResult, as_json: bool, junit: Path | None, err: Any) -> None:

@@ -295,6 +295,13 @@ class Sim:
         return self._run(f"ci-{self.count}", plan, noise, {"container": effect}, meta)
 
 
+# What a trial's verdicts are counted by, in the table's column order.
+COUNTED = (
+    "regression", "inconclusive", "ok", "center", "p95", "failures", "old", "mean", "median",
+    "p95 before",
+)  # fmt: skip
+
+
 def ab_seconds_per_side(repeat: int = AB_REPEAT) -> float:
     """One side's steps estimated from the design: `repeat` of each N, plus warm-up."""
     instances = repeat * sum(AB_COUNTS) + 1
@@ -345,21 +352,7 @@ def trial_ab(sim: Sim, noise: Noise, effect: Effect, trials: int, extra: Extra) 
     Holm family's size), for the choice of step statistic; and the p95 gate alone with
     the test it had before (the difference of the two p95s, permuted; Bonferroni), for
     the choice of tail test."""
-    out = dict.fromkeys(
-        (
-            "regression",
-            "inconclusive",
-            "ok",
-            "center",
-            "p95",
-            "failures",
-            "old",
-            "mean",
-            "median",
-            "p95 before",
-        ),
-        0,
-    )
+    out = dict.fromkeys(COUNTED, 0)
     out["n"] = trials
     for _ in range(trials):
         run = sim.ab_run(noise, effect, extra=extra)
@@ -497,21 +490,7 @@ def main() -> int:
             n = r["n"]
             lines.append(
                 f"| {extra.label} | {effect.label} | {n} | "
-                + " | ".join(
-                    fmt_rate(r[k], n)
-                    for k in (
-                        "regression",
-                        "inconclusive",
-                        "ok",
-                        "center",
-                        "p95",
-                        "failures",
-                        "old",
-                        "mean",
-                        "median",
-                        "p95 before",
-                    )
-                )  # fmt: skip
+                + " | ".join(fmt_rate(r[k], n) for k in COUNTED)  # fmt: skip
                 + " |"
             )
             print(lines[-1], file=sys.stderr, flush=True)
