@@ -1,5 +1,5 @@
 """`bench ab` on the real engines: A/A and A/B runs of scenarios/ci-ab.yaml. A benchmark,
-not a test (about 3.5 minutes per run here).
+not a test (about 4 minutes per run here at ci-ab.yaml's 200 repeats).
 
 Runs `bench ab scenarios/ci-ab.yaml --baseline baseline --candidate same` (A/A: must
 exit 0) and `--candidate slower` (A/B: its init starts 20 ms late; must exit 1),
