@@ -9,7 +9,8 @@ own launch call.
 The parts, each in its own module:
 - policy: counts, density progression, memory guard, limits, stop rules (pure);
 - executor: launch pool, the wait, teardown, the live registry for interrupts;
-- measurer: host readings and per-instance samples, through the backend's host;
+- measurer: runs the registered measurements (bench.measurements: host, process and
+  engine views, storage, round trip) around each step, through the backend's host;
 - recorder: the only writer of results (sample and step rows are built there).
 """
 
