@@ -88,18 +88,18 @@ ADVICE = {
 
 def phases(sample: dict[str, Any]) -> dict[str, float]:
     """The phases of one stored sample that its fields allow (see the module doc)."""
-    from bench.results import sample_frame
+    from bench.results import sample_columns
 
-    cols = _phase_columns(sample_frame([sample]))
+    cols = _phase_columns(sample_columns([sample]))
     return {k: float(cols[k][0]) for k in LABELS if k in cols and not np.isnan(cols[k][0])}
 
 
 def guest_uptime(sample: dict[str, Any]) -> float | None:
     """The guest's own uptime at its marker: own kernels only (sandboxes, microVMs, VMs);
     a container reports the host's."""
-    from bench.results import sample_frame
+    from bench.results import sample_columns
 
-    uptime = float(_phase_columns(sample_frame([sample]))["uptime"][0])
+    uptime = float(_phase_columns(sample_columns([sample]))["uptime"][0])
     return None if np.isnan(uptime) else uptime
 
 
@@ -145,23 +145,25 @@ class Anomaly:
 
 
 def find_anomalies(samples: Any) -> list[Anomaly]:
-    """Both rules over one run's stored samples (row dicts, or bench.results.Run.frame),
+    """Both rules over one run's stored samples (row dicts, or bench.results.Run.columns),
     in the order platforms ran. Computed by column: a run may hold a million samples."""
-    from bench.results import sample_frame
+    from bench.results import sample_columns
 
-    df = sample_frame(samples)
-    if df.empty:
+    columns = sample_columns(samples)
+    if not len(columns["platform"]):
         return []
-    cols = _phase_columns(df)
-    hosts = df["host"].astype(object).where(df["host"].notna(), None)
-    out: list[Anomaly] = []
-    groups = df.assign(host=hosts).groupby(["host", "platform"], sort=False, dropna=False)
+    cols = _phase_columns(columns)
     # Groups in the order their platform first ran on their host.
-    for (_host, platform), at in sorted(groups.indices.items(), key=lambda g: g[1].min()):
-        at = np.sort(at)
-        explained, flagged = _unexplained(str(platform), df, cols, at)
+    groups: dict[tuple[str | None, str], list[int]] = {}
+    pairs = zip(columns["host"].tolist(), columns["platform"].tolist(), strict=True)
+    for i, (host, platform) in enumerate(pairs):
+        groups.setdefault((host if isinstance(host, str) else None, platform), []).append(i)
+    out: list[Anomaly] = []
+    for (_host, platform), members in groups.items():
+        at = np.array(members, dtype=np.int64)
+        explained, flagged = _unexplained(str(platform), columns, cols, at)
         # An instance rule 2 flagged is not reported again by rule 1.
-        out += explained + _outliers(str(platform), df, cols, at[~np.isin(at, flagged)])
+        out += explained + _outliers(str(platform), columns, cols, at[~np.isin(at, flagged)])
     return out
 
 
@@ -171,18 +173,15 @@ def anomaly_notes(samples: Any, run_id: str | None = None) -> list[str]:
     return [prefix + a.message() for a in find_anomalies(samples)]
 
 
-def _phase_columns(df: Any) -> dict[str, Any]:
+def _phase_columns(columns: Any) -> dict[str, Any]:
     """Every sample's phases (module doc) as float arrays, NaN where its fields do not
     allow one, and the guest uptime (own kernels only)."""
-    import pandas as pd
-
-    def num(name: str) -> Any:
-        return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+    from bench.results import float_column
 
     create, start, ready, uptime = (
-        num(k) for k in ("create_s", "start_s", "ready_s", "guest_uptime_s")
+        float_column(columns[k]) for k in ("create_s", "start_s", "ready_s", "guest_uptime_s")
     )
-    uptime = np.where(kinds.own_kernel_mask(df["kind"]) & (uptime > 0), uptime, np.nan)
+    uptime = np.where(kinds.own_kernel_mask(columns["kind"]) & (uptime > 0), uptime, np.nan)
     return {
         "create": create,
         "start": start - create,
@@ -193,7 +192,7 @@ def _phase_columns(df: Any) -> dict[str, Any]:
 
 
 def _unexplained(
-    platform: str, df: Any, cols: dict[str, Any], at: Any
+    platform: str, columns: Any, cols: dict[str, Any], at: Any
 ) -> tuple[list[Anomaly], Any]:
     """Rule 2's anomalies among the rows `at`, and the rows it flagged."""
     host, uptime = cols["host"][at], cols["uptime"][at]
@@ -209,7 +208,7 @@ def _unexplained(
     parts["rest"] = cols["host"][rows] - parts["create"] - parts["start"]
     names = list(parts)
     largest = np.argmax(np.vstack(list(parts.values())), axis=0) if len(rows) else []
-    n = df["n"].to_numpy()
+    n = np.asarray(columns["n"])
     out = []
     # One note per largest phase (usually all flagged instances agree), in the order seen.
     for phase_i in dict.fromkeys(int(i) for i in largest):
@@ -227,16 +226,14 @@ def _unexplained(
                 values_s=tuple(cols["host"][these].tolist()),
                 reference_s=tuple(cols["uptime"][these].tolist()),
                 largest_s=tuple(parts[names[phase_i]][mine].tolist()),
-                backend=_str(df["backend"].iat[these[0]]),
+                backend=_str(columns["backend"][these[0]]),
             )
         )
     return out, rows
 
 
-def _outliers(platform: str, df: Any, cols: dict[str, Any], at: Any) -> list[Anomaly]:
-    import pandas as pd
-
-    n_all = df["n"].to_numpy()
+def _outliers(platform: str, columns: Any, cols: dict[str, Any], at: Any) -> list[Anomaly]:
+    n_all = np.asarray(columns["n"])
     out = []
     for phase in ("create", "start", "boot", "host"):
         values = cols[phase][at]
@@ -245,11 +242,11 @@ def _outliers(platform: str, df: Any, cols: dict[str, Any], at: Any) -> list[Ano
         if len(x) < MIN_GROUP:
             continue
         n = n_all[rows]
-        by_n = pd.Series(x).groupby(n)
         pool_median = float(np.median(x))
-        counts, medians = by_n.size(), by_n.median()
-        reference = medians.where(counts >= MIN_GROUP, pool_median)
-        ref = reference.reindex(n).to_numpy(dtype=np.float64)
+        # Each instance against the median of its own N, where that N has enough of them.
+        ns_seen, of_n, counts = np.unique(n, return_inverse=True, return_counts=True)
+        medians = np.array([np.median(x[of_n == j]) for j in range(len(ns_seen))])
+        ref = np.where(counts >= MIN_GROUP, medians, pool_median)[of_n]
         # max(ref, 0): a phase can be slightly negative (a container's marker can be seen
         # before its start call returns); 5x a negative median means nothing.
         hit = (x > RATIO * np.maximum(ref, 0.0)) & (x - ref >= FLOOR_S)
@@ -262,11 +259,11 @@ def _outliers(platform: str, df: Any, cols: dict[str, Any], at: Any) -> list[Ano
                 platform=platform,
                 phase=phase,
                 flagged=int(hit.sum()),
-                instances=int(counts.reindex(list(ns)).sum()),
+                instances=int(counts[np.isin(ns_seen, ns)].sum()),
                 ns=ns,
                 values_s=tuple(x[hit].tolist()),
                 reference_s=tuple(ref[hit].tolist()),
-                backend=_str(df["backend"].iat[rows[hit][0]]),
+                backend=_str(columns["backend"][rows[hit][0]]),
             )
         )
     return out

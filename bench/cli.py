@@ -239,14 +239,14 @@ def run(
     err = _stderr()
     outcome = _run_with_progress(loaded, out, name, err)
     stored = load_run(outcome.directory, columns=True)  # a run may hold a million samples
-    rows = summarize(stored.frame, stored.steps)
+    rows = summarize(stored.columns, stored.steps)
     console = _stdout()
     console.print(
         summary_table(
             rows, stored.metadata, density_results(stored.steps, stored.metadata["searches"])
         )
     )
-    for line in memory_disagreements(rows) + anomaly_notes(stored.frame):
+    for line in memory_disagreements(rows) + anomaly_notes(stored.columns):
         console.print(f"[yellow]note:[/] {escape(line)}")
     print(outcome.directory)
     if outcome.failures:

@@ -42,10 +42,13 @@ def own_kernel(kind: str | None) -> bool:
 
 
 def own_kernel_mask(kinds: Any) -> Any:
-    """own_kernel() of each value of a pandas Series of kinds (missing: False), as a bool
-    array: judged once per distinct kind, not once per instance."""
-    own = [k for k in kinds.dropna().unique() if isinstance(k, str) and own_kernel(k)]
-    return kinds.isin(own).to_numpy(dtype=bool)
+    """own_kernel() of each value of an array or pandas Series of kinds (missing: False),
+    as a bool array: judged once per distinct kind, not once per instance."""
+    import numpy as np
+
+    values = np.asarray(kinds, dtype=object).tolist()
+    own = {k for k in set(values) if isinstance(k, str) and own_kernel(k)}
+    return np.fromiter((k in own for k in values), dtype=bool, count=len(values))
 
 
 def is_vm(kind: str | None) -> bool:

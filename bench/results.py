@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -35,6 +35,12 @@ import bench
 from bench import owner
 from bench.errors import UsageError
 from bench.records import Record, RunMetadata, Sample, StepRecord, split_extras
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    # A run's samples by column (Run.columns): field name to array, one row per sample.
+    Columns = dict[str, NDArray[Any]]
 
 METADATA = "metadata.json"
 SAMPLES = "samples.jsonl"
@@ -139,7 +145,7 @@ def _now() -> str:
 
 class Run:
     """A stored run: its metadata, its step records, and its samples as row dicts
-    (`samples`) or as columns (`frame`).
+    (`samples`), as numpy columns (`columns`) or as a pandas DataFrame (`frame`).
 
     A run read by columns (`load_run(d, columns=True)`, what `bench report` does) keeps no
     row dict: a million samples as dicts take about 2 GB, as columns a quarter of that.
@@ -152,7 +158,7 @@ class Run:
         samples: list[dict[str, Any]] | None,
         steps: list[dict[str, Any]],
         notes: list[str] | None = None,
-        frame: Any = None,
+        columns: Columns | None = None,
     ):
         self.dir = dir
         self.metadata = metadata
@@ -160,7 +166,8 @@ class Run:
         # What reading left out and why (a torn last line), for the report to say.
         self.notes = notes if notes is not None else []
         self._samples = samples
-        self._frame = frame
+        self._columns = columns
+        self._frame: Any = None
 
     @property
     def samples(self) -> list[dict[str, Any]]:
@@ -169,11 +176,24 @@ class Run:
         return self._samples
 
     @property
+    def columns(self) -> Columns:
+        """The samples as one numpy array per SAMPLE_COLUMNS field (bench.records' fields
+        but the free text no table reads): numbers as int, float or bool arrays (NaN
+        where missing), the rest as object arrays (None where missing)."""
+        if self._frame is not None:  # views of the frame's arrays, not a second copy
+            return sample_columns(self._frame)
+        if self._columns is None:
+            self._columns = sample_columns(self.samples)
+        return self._columns
+
+    @property
     def frame(self) -> Any:
-        """The samples as a pandas DataFrame of SAMPLE_COLUMNS (bench.records' fields
-        but the free text no table reads), numbers as floats, missing values NaN."""
+        """The columns as a pandas DataFrame (for the report, which works in pandas)."""
         if self._frame is None:
-            self._frame = sample_frame(self.samples)
+            import pandas as pd
+
+            self._frame = pd.DataFrame(self.columns, copy=False)
+            self._columns = None  # the frame holds the arrays now: one copy in memory
         return self._frame
 
     @property
@@ -186,11 +206,12 @@ class Run:
         steps), each with the first kind recorded for it. Computed once: a report asks
         for it often, and a run may hold a million samples."""
         kinds: dict[str, str | None] = {}
-        df = self.frame
-        firsts = df.dropna(subset=["kind"]).drop_duplicates("platform")
-        seen = dict(zip(firsts["platform"], firsts["kind"], strict=True))
-        for platform in df["platform"].drop_duplicates():
-            kinds[platform] = seen.get(platform)
+        columns = self.columns
+        for platform, kind in zip(
+            columns["platform"].tolist(), columns["kind"].tolist(), strict=True
+        ):
+            if kinds.get(platform) is None:
+                kinds[platform] = kind if isinstance(kind, str) else None
         for row in self.steps:
             if kinds.get(row["platform"]) is None:
                 kinds[row["platform"]] = row.get("kind")
@@ -214,7 +235,7 @@ class Run:
 def load_run(directory: str | Path, columns: bool = False) -> Run:
     """A stored run, upgraded to the current schema and validated through bench.records.
 
-    `columns`: its samples kept as columns only (Run.frame), for reading large runs."""
+    `columns`: its samples kept as columns only (Run.columns), for reading large runs."""
     d = Path(directory)
     meta_path = d / METADATA
     if not meta_path.is_file():
@@ -243,10 +264,10 @@ def load_run(directory: str | Path, columns: bool = False) -> Run:
         # record of every line is kept beside the rows, and repeated strings (platform,
         # host, kind) are one object each, not one per row.
         if columns:
-            frame = _read_columns(d / SAMPLES, notes)
+            by_column = _read_columns(d / SAMPLES, notes)
             steps = _read_jsonl(d / STEPS, notes, StepRecord)
             meta = _validated(d, RunMetadata, metadata)
-            return Run(d, meta, None, steps, notes, frame=frame)
+            return Run(d, meta, None, steps, notes, columns=by_column)
         samples = _read_jsonl(d / SAMPLES, notes, Sample)
         steps = _read_jsonl(d / STEPS, notes, StepRecord)
     else:
@@ -382,16 +403,40 @@ SAMPLE_COLUMNS = tuple(
 CHUNK = 50_000  # rows turned into arrays at a time while reading
 
 
+def sample_columns(samples: Any) -> Columns:
+    """Samples as Run.columns has them: columns as they are, a pandas DataFrame's columns
+    as arrays, row dicts turned into columns. No pandas is imported here: a `bench run`
+    summarises its few samples without it (its import alone costs half a second)."""
+    if isinstance(samples, dict):
+        return samples
+    if hasattr(samples, "iloc"):  # a pandas DataFrame (bench report's frames, tests)
+        return {name: samples[name].to_numpy() for name in samples.columns}
+    return _join_columns([_columns_of(list(samples))])
+
+
 def sample_frame(samples: Any) -> Any:
-    """Samples as Run.frame has them: a DataFrame as is, row dicts turned into columns."""
+    """Samples as Run.frame has them: a pandas DataFrame of SAMPLE_COLUMNS."""
     import pandas as pd
 
     if isinstance(samples, pd.DataFrame):
         return samples
-    return _columns_frame([_columns_of(list(samples))])
+    return pd.DataFrame(sample_columns(samples), copy=False)
 
 
-def _read_columns(path: Path, notes: list[str]) -> Any:
+def float_column(values: Any) -> Any:
+    """A column as float64, NaN where a value is missing or not a number (a bool is a
+    number, as numpy has it)."""
+    import numpy as np
+
+    column = np.asarray(values)
+    if column.dtype.kind in "biuf":
+        return column.astype(np.float64)
+    return np.array(
+        [v if isinstance(v, int | float) else np.nan for v in column.tolist()], dtype=np.float64
+    )
+
+
+def _read_columns(path: Path, notes: list[str]) -> Columns:
     """The samples of a current-schema file, each line validated as a `Sample`, kept as
     columns: numbers in float/int/bool arrays, strings shared (a platform or host name
     is one object, not one per row). No row dict of the whole file is ever held."""
@@ -402,13 +447,12 @@ def _read_columns(path: Path, notes: list[str]) -> Any:
             chunks.append(_columns_of(rows))
             rows = []
     chunks.append(_columns_of(rows))
-    return _columns_frame(chunks)
+    return _join_columns(chunks)
 
 
-def _columns_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _columns_of(rows: list[dict[str, Any]]) -> Columns:
     """Rows as one numpy array per SAMPLE_COLUMNS field."""
     import numpy as np
-    import pandas as pd
 
     if not rows:
         return {name: np.array([], dtype=np.float64) for name in SAMPLE_COLUMNS}
@@ -428,24 +472,21 @@ def _columns_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
             out[name] = np.array(values, dtype=np.float64)  # None becomes NaN
         else:
             column = np.empty(len(values), dtype=object)
-            column[:] = values
-            try:  # equal strings made one object (a platform name once, not once a row)
-                codes, uniques = pd.factorize(column)
+            try:  # equal strings made one object (a platform name once, not once a row);
+                # keyed by type too, or True would stand for a 1
+                shared: dict[Any, Any] = {}
+                column[:] = [shared.setdefault((type(v), v), v) for v in values]
             except TypeError:  # a value that cannot be hashed (not a stored sample's)
-                out[name] = column
-                continue
-            shared = np.empty(len(uniques) + 1, dtype=object)
-            shared[:-1] = uniques
-            shared[-1] = None
-            out[name] = shared[codes]  # code -1 (missing) picks the None at the end
+                column[:] = values
+            out[name] = column
     return out
 
 
-def _columns_frame(chunks: list[dict[str, Any]]) -> Any:
-    """One DataFrame of column chunks, joined one column at a time (the peak is the
-    frame and one column's chunks, not two frames)."""
+def _join_columns(chunks: list[Columns]) -> Columns:
+    """One array per column from the chunks', joined one column at a time (the peak is
+    the columns and one column's chunks, not two copies of everything). A string is
+    shared within its chunk: one object per chunk of 50,000 rows is sharing enough."""
     import numpy as np
-    import pandas as pd
 
     columns = {}
     for name in SAMPLE_COLUMNS:
@@ -456,7 +497,7 @@ def _columns_frame(chunks: list[dict[str, Any]]) -> Any:
             numeric = all(p.dtype != object for p in parts)
             parts = [p.astype(np.float64 if numeric else object) for p in parts]
         columns[name] = np.concatenate(parts) if parts else np.array([])
-    return pd.DataFrame(columns, copy=False)
+    return columns
 
 
 def _first_line(e: ValueError) -> str:

@@ -57,15 +57,15 @@ def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[d
     bench.records with its declared summary columns (sample metrics over ready
     instances, step metrics over the steps that ran).
 
-    `samples`: row dicts, or a run's samples as columns (bench.results.Run.frame: a
-    million samples are summarised by column, never as a million dicts).
+    `samples`: row dicts, or a run's samples as columns (bench.results.Run.columns: a
+    million samples are summarised by column, never as a million dicts; a small run
+    without pandas, whose import would be most of its summary's time).
     """
     import numpy as np
-    import pandas as pd
 
-    from bench.results import sample_frame
+    from bench.results import float_column, sample_columns
 
-    df = sample_frame(samples)
+    columns = sample_columns(samples)
 
     def key(r: dict[str, Any]) -> tuple[Any, str, int]:
         return (r.get("host"), r["platform"], r["n"])
@@ -79,31 +79,26 @@ def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[d
         if st.get("status", "ran") == "ran":
             step_groups[key(st)].append(st)
     heads = {key(st): st for st in steps or []}
-    # Each sample's group, numbered in the order first seen; a missing host is None.
-    hosts = df["host"].astype(object).where(df["host"].notna(), None)
-    codes = (
-        df.assign(host=hosts).groupby(["host", "platform", "n"], sort=False, dropna=False).ngroup()
+    # Each sample's group, in the order first seen; a missing host is None.
+    members: dict[tuple[Any, str, int], list[int]] = {}
+    keys = zip(
+        columns["host"].tolist(), columns["platform"].tolist(), columns["n"].tolist(), strict=True
     )
-    codes = codes.to_numpy()
-    firsts = np.unique(codes, return_index=True)[1] if len(codes) else np.array([], int)
-    by_code = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[by_code], np.arange(len(firsts) + 1))
-    members: dict[tuple[Any, str, int], Any] = {}
-    for code, first in enumerate(firsts):
-        k = (hosts.iat[first], df["platform"].iat[first], int(df["n"].iat[first]))
+    for i, (host, platform, n) in enumerate(keys):
+        host = host if isinstance(host, str) else None
+        members.setdefault((host, platform, int(n)), []).append(i)
+    for k in members:
         order.setdefault(k, None)
-        members[k] = by_code[bounds[code] : bounds[code + 1]]
-    ok_all = df["ok"].to_numpy(dtype=bool, na_value=False)
+    ok_all = _bools(columns["ok"])
+    numbers = {name: float_column(columns[name]) for name in metrics(Sample)}
     rows = []
     for k in order:
         host, platform, n = k
-        at = members.get(k, np.array([], dtype=int))
+        at = np.array(members.get(k, []), dtype=np.int64)
         # Ready instances only: one still booting at its timeout is no steady state.
         ok_at = at[ok_all[at]]
-        first = _row_at(df, at[0]) if len(at) else heads[k]
-        accels = sorted(
-            {a for a in pd.unique(df["accel"].to_numpy()[ok_at]) if isinstance(a, str) and a}
-        )
+        first = _labels_at(columns, int(at[0])) if len(at) else heads[k]
+        accels = sorted({a for a in columns["accel"][ok_at].tolist() if isinstance(a, str) and a})
         row: dict[str, Any] = {
             "platform": platform,
             "host": host,
@@ -115,27 +110,35 @@ def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[d
             "failures": int(len(at) - len(ok_at)),
         }
         for name, info in metrics(Sample).items():
-            values = df[name].to_numpy(dtype=np.float64, na_value=np.nan)[ok_at]
+            values = numbers[name][ok_at]
             for column, statistic in info.summary.items():
                 row[column] = _statistic(statistic, values)
         for name, info in metrics(StepRecord).items():
-            values = [r.get(name) for r in step_groups.get(k, [])]
+            step_values = [r.get(name) for r in step_groups.get(k, [])]
             if info.per_instance:
-                values = [v / n if v is not None else None for v in values]
-            values = [np.nan if v is None else v for v in values]
+                step_values = [v / n if v is not None else None for v in step_values]
+            step_values = [np.nan if v is None else v for v in step_values]
             for column, statistic in info.summary.items():
-                row[column] = _statistic(statistic, values)
-        errors = pd.unique(df["error"].to_numpy()[at])
+                row[column] = _statistic(statistic, step_values)
+        errors = columns["error"][at].tolist()
         row["errors"] = sorted({e for e in errors if isinstance(e, str) and e})
         rows.append(row)
     return rows
 
 
-def _row_at(df: Any, i: int) -> dict[str, Any]:
+def _bools(values: Any) -> Any:
+    """A column as bool, missing values False."""
+    import numpy as np
+
+    column = np.asarray(values)
+    if column.dtype == bool:
+        return column
+    return np.array([v is True or v is np.True_ for v in column.tolist()], dtype=bool)
+
+
+def _labels_at(columns: Any, i: int) -> dict[str, Any]:
     """The backend and kind of one sample (missing values None)."""
-    return {
-        c: (v if isinstance(v, str) else None) for c, v in df.iloc[i][["backend", "kind"]].items()
-    }
+    return {c: (v if isinstance(v := columns[c][i], str) else None) for c in ("backend", "kind")}
 
 
 def density_of(steps: list[dict[str, Any]]) -> dict[str, Any]:

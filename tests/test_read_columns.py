@@ -5,6 +5,8 @@ dict of its samples."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -13,6 +15,7 @@ from bench.records import Sample, StepRecord
 from bench.report import build_report
 from bench.results import Run, RunWriter, load_run
 from bench.summary import summarize
+from tests.conftest import REPO
 
 RUN_ID = "cols-20261205-000000-00cc"
 
@@ -74,14 +77,15 @@ def test_columns_give_the_statistics_and_notes_of_the_rows(tmp_path):
     d = written_run(tmp_path)
     rows, cols = load_run(d), load_run(d, columns=True)
     by_rows = summarize(rows.samples, rows.steps)
-    by_cols = summarize(cols.frame, cols.steps)
+    by_cols = summarize(cols.columns, cols.steps)
+    by_frame = summarize(cols.frame, cols.steps)
     assert len(by_rows) == 9 and [r["host"] for r in by_rows][:3] == ["a"] * 3
-    for x, y in zip(by_rows, by_cols, strict=True):
-        assert x.keys() == y.keys()
-        assert all(same(x[k], y[k]) for k in x), (x, y)
+    for x, y, z in zip(by_rows, by_cols, by_frame, strict=True):
+        assert x.keys() == y.keys() == z.keys()
+        assert all(same(x[k], y[k]) and same(x[k], z[k]) for k in x), (x, y, z)
     notes = anomaly_notes(rows.samples)
     assert notes and "cannot explain" in notes[0]
-    assert anomaly_notes(cols.frame) == notes
+    assert anomaly_notes(cols.columns) == anomaly_notes(cols.frame) == notes
     assert cols.platforms_recorded == rows.platforms_recorded == {"c": "container", "v": "vm"}
 
 
@@ -103,3 +107,25 @@ def test_a_report_of_one_run_makes_no_row_dict_of_its_samples(tmp_path, monkeypa
     assert summary.count("\n") == 10  # a header and 9 (host, platform, N) rows
     with pytest.raises(AssertionError, match="row dicts"):
         _ = load_run(d, columns=True).samples
+
+
+def test_the_end_of_run_summary_never_imports_pandas(tmp_path):
+    """`bench run` prints its summary and notes from the stored run: without pandas,
+    whose import alone was most of a small run's end (benchmarks/overhead.py)."""
+    d = written_run(tmp_path)
+    code = (
+        "import sys\n"
+        "from bench.anomalies import anomaly_notes\n"
+        "from bench.results import load_run\n"
+        "from bench.summary import summarize\n"
+        "from bench.views import summary_table\n"
+        f"run = load_run({str(d)!r}, columns=True)\n"
+        "rows = summarize(run.columns, run.steps)\n"
+        "notes = anomaly_notes(run.columns)\n"
+        "summary_table(rows, run.metadata, {})\n"
+        "assert len(rows) == 9 and notes, (rows, notes)\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
