@@ -45,6 +45,7 @@ from bench import images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
+    BoundaryView,
     Check,
     Instance,
     Leftover,
@@ -63,7 +64,7 @@ from bench.backends.guest import (
     resolve_boot,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.errors import BenchError, EngineUnavailable
+from bench.errors import BenchError, EngineUnavailable, first_line
 from bench.iohub import IOHub
 from bench.owner import owner_labels, pid_alive
 from bench.paths import state_dir
@@ -217,6 +218,34 @@ def qemu_argv(
             f"{blk},drive=disk0,bootindex=0" if blk.endswith("pci") else f"{blk},drive=disk0",
         ]
     return argv
+
+
+# Where QEMU's QOM tree keeps the devices the machine and the command line made: the
+# machine's own children, -device with and without an id, and the board's internal ones.
+QOM_DEVICE_PARENTS = (
+    "/machine",
+    "/machine/peripheral",
+    "/machine/peripheral-anon",
+    "/machine/unattached",
+)
+QOM_DEVICES_SOURCE = "QMP qom-list of " + ", ".join(QOM_DEVICE_PARENTS) + " (device types only)"
+
+
+async def qom_devices(qmp: Any) -> dict[str, int]:
+    """The devices of a running QEMU, by QOM type, counted: the children of
+    QOM_DEVICE_PARENTS whose type QEMU itself says is a device (qom-list-types
+    implements=device); memory regions, IRQs and containers are not devices. Works on
+    every machine type (microvm has no PCI bus for query-pci to list)."""
+    listed = await qmp.execute("qom-list-types", {"implements": "device", "abstract": False})
+    device_types = {t.get("name") for t in listed if isinstance(t, dict)}
+    counts: dict[str, int] = {}
+    for path in QOM_DEVICE_PARENTS:
+        for prop in await qmp.execute("qom-list", {"path": path}):
+            kind = prop.get("type", "") if isinstance(prop, dict) else ""
+            name = kind[len("child<") : -1] if kind.startswith("child<") else ""
+            if name in device_types:
+                counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def host_tsc_khz(cpuinfo: str | None = None) -> int | None:
@@ -638,6 +667,21 @@ class QemuBackend(Backend):
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
             "disk_writable_bytes": host.allocated_bytes(live.paths.overlay) if disk else 0,
         }
+
+    def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
+        """QEMU's pid and its devices, as its QMP answers (qom_devices)."""
+        live: _Live = inst.handle
+        pid = live.proc.pid if live.proc else host.read_pidfile(str(live.paths.pidfile))
+        missing = {} if pid else {"pids": "no QEMU pid (its pid file is unreadable)"}
+        devices = None
+        if live.qmp is None:
+            missing["devices"] = "its QMP connection is closed"
+        else:
+            try:
+                devices = self._qmp_loop().run(qom_devices(live.qmp), QMP_TIMEOUT_S)
+            except Exception as e:  # a QEMU that went away: said, not raised
+                missing["devices"] = f"QMP: {first_line(e)}"
+        return BoundaryView({"vmm": pid} if pid else {}, devices, QOM_DEVICES_SOURCE, missing)
 
     def reachable(self) -> bool:
         return True  # no daemon: each instance is its own process
