@@ -591,6 +591,8 @@ def domain_devices(xml: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     found = root.find("devices")
     for dev in list(found) if found is not None else []:
+        if dev.tag == "emulator":  # the QEMU binary's path, not a device
+            continue
         words = [dev.tag]
         words += [dev.get(a) for a in ("type", "bus", "model") if dev.get(a)]
         model = dev.find("model")

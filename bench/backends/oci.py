@@ -147,7 +147,10 @@ def container_boundary(pid: Any, kind: str, engine: str) -> BoundaryView:
     pid = parse_pid(pid)
     if not pid or pid < 1:
         return BoundaryView(missing={"pids": f"{engine} reports no host pid for it"})
-    return BoundaryView({"sandbox" if kind == kinds.SANDBOX else "container": pid})
+    role = "sandbox" if kind == kinds.SANDBOX else "container"
+    return BoundaryView(
+        {role: pid}, missing={"devices": "no VMM: a container has no virtual devices"}
+    )
 
 
 def cgroup_memory(host: Host, pid: int, container_id: str) -> tuple[int, str] | None:

@@ -231,13 +231,19 @@ QOM_DEVICE_PARENTS = (
 QOM_DEVICES_SOURCE = "QMP qom-list of " + ", ".join(QOM_DEVICE_PARENTS) + " (device types only)"
 
 
-async def qom_devices(qmp: Any) -> dict[str, int]:
+async def qom_device_types(qmp: Any) -> set[str]:
+    """The QOM types this QEMU binary says are devices (one answer per binary)."""
+    listed = await qmp.execute("qom-list-types", {"implements": "device", "abstract": False})
+    return {str(t.get("name")) for t in listed if isinstance(t, dict)}
+
+
+async def qom_devices(qmp: Any, device_types: set[str] | None = None) -> dict[str, int]:
     """The devices of a running QEMU, by QOM type, counted: the children of
     QOM_DEVICE_PARENTS whose type QEMU itself says is a device (qom-list-types
     implements=device); memory regions, IRQs and containers are not devices. Works on
     every machine type (microvm has no PCI bus for query-pci to list)."""
-    listed = await qmp.execute("qom-list-types", {"implements": "device", "abstract": False})
-    device_types = {t.get("name") for t in listed if isinstance(t, dict)}
+    if device_types is None:
+        device_types = await qom_device_types(qmp)
     counts: dict[str, int] = {}
     for path in QOM_DEVICE_PARENTS:
         for prop in await qmp.execute("qom-list", {"path": path}):
@@ -381,6 +387,7 @@ class QemuBackend(Backend):
         self._loop: _Loop | None = None
         self._hub: IOHub | None = None
         self._version: str | None = None
+        self._device_types: set[str] | None = None  # QOM device types of self.binary
 
     # -- the CLI's hooks ----------------------------------------------------------------
 
@@ -678,7 +685,10 @@ class QemuBackend(Backend):
             missing["devices"] = "its QMP connection is closed"
         else:
             try:
-                devices = self._qmp_loop().run(qom_devices(live.qmp), QMP_TIMEOUT_S)
+                loop = self._qmp_loop()
+                if self._device_types is None:  # the binary's answer: asked once
+                    self._device_types = loop.run(qom_device_types(live.qmp), QMP_TIMEOUT_S)
+                devices = loop.run(qom_devices(live.qmp, self._device_types), QMP_TIMEOUT_S)
             except Exception as e:  # a QEMU that went away: said, not raised
                 missing["devices"] = f"QMP: {first_line(e)}"
         return BoundaryView({"vmm": pid} if pid else {}, devices, QOM_DEVICES_SOURCE, missing)
