@@ -413,3 +413,30 @@ def test_qom_devices_counts_only_what_qemu_says_are_devices():
     qmp = FakeQmp()
     asyncio.run(qom_devices(qmp, {"isa-serial"}))
     assert "qom-list-types" not in [c for c, _ in qmp.asked]  # the binary's answer, cached
+
+
+def test_ssh_host_reads_links_in_one_round_trip(tmp_path, monkeypatch):
+    """SshHost.read_links' script, run by a local sh (what the remote one would run)."""
+    import subprocess
+
+    from bench.ssh_host import SshHost
+
+    (tmp_path / "net").symlink_to("net:[4026531833]")
+    odd = tmp_path / "it's; $(x)"
+    odd.symlink_to("pid:[7]")
+    host = SshHost("ssh://root@127.0.0.1")
+    scripts = []
+
+    def sh(script, timeout=0):
+        scripts.append(script)
+        p = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+        return p.returncode, p.stdout, p.stderr
+
+    monkeypatch.setattr(host, "_sh", sh)
+    paths = [str(tmp_path / "net"), str(odd), str(tmp_path / "missing")]
+    assert host.read_links(paths) == {
+        paths[0]: "net:[4026531833]",
+        paths[1]: "pid:[7]",
+        paths[2]: None,
+    }
+    assert len(scripts) == 1 and host.read_links([]) == {}

@@ -594,7 +594,7 @@ def domain_devices(xml: str) -> dict[str, int]:
         if dev.tag == "emulator":  # the QEMU binary's path, not a device
             continue
         words = [dev.tag]
-        words += [dev.get(a) for a in ("type", "bus", "model") if dev.get(a)]
+        words += [dev.get(a) or "" for a in ("type", "bus", "model") if dev.get(a)]
         model = dev.find("model")
         if model is not None and model.get("type"):
             words.append(model.get("type") or "")
