@@ -551,12 +551,12 @@ def instance_cells(extras: Any) -> dict[str, str]:
     return {COLUMNS[2]: syscalls, **_process_cells(b), "VM devices": _devices_cell(b)}
 
 
-def _merge(values: list[str]) -> str:
+def _merge(counts: Counter[str]) -> str:
     """One cell from the instances' cells: the value, or each distinct one with its count."""
-    counts = Counter(values)
     if len(counts) == 1:
-        return values[0]
-    return "; ".join(f"{v} ({n} of {len(values)})" for v, n in counts.most_common())
+        return next(iter(counts))
+    total = sum(counts.values())
+    return "; ".join(f"{v} ({n} of {total})" for v, n in counts.most_common())
 
 
 def boundary_table(
@@ -564,21 +564,29 @@ def boundary_table(
 ) -> list[dict[str, str]]:
     """Platform x fact rows from a run's samples (stored row dicts), in `platforms`'
     order (default: first appearance). Ready instances only when a platform has any:
-    a failed one may have been read half-way. Values as read, else "not read (why)"."""
-    by_platform: dict[str, list[Mapping[str, Any]]] = {}
+    a failed one may have been read half-way. Values as read, else "not read (why)".
+
+    One pass, keeping only counts of distinct cells: `samples` may be a generator over
+    samples.jsonl, and a large run's rows are never all held."""
+    # platform -> (ready?) -> column -> cell -> instances
+    seen: dict[str, dict[bool, dict[str, Counter[str]]]] = {}
     for s in samples:
-        if isinstance(s, Mapping) and isinstance(s.get("platform"), str):
-            by_platform.setdefault(s["platform"], []).append(s)
-    order = list(platforms or []) + [p for p in by_platform if p not in (platforms or [])]
+        if not isinstance(s, Mapping) or not isinstance(s.get("platform"), str):
+            continue
+        ready = s.get("ok") is True
+        columns = seen.setdefault(s["platform"], {}).setdefault(ready, {})
+        for column, cell in instance_cells(s.get("extras")).items():
+            columns.setdefault(column, Counter())[cell] += 1
+    wanted = list(platforms or [])
     rows = []
-    for name in order:
-        group = by_platform.get(name, [])
-        ready = [s for s in group if s.get("ok") is True]
-        use = ready or group
-        cells = [instance_cells(s.get("extras")) for s in use]
-        row = {"platform": name, "instances": f"{len(use)}" + ("" if ready else " (none ready)")}
+    for name in wanted + [p for p in seen if p not in wanted]:
+        groups = seen.get(name, {})
+        ready = True in groups
+        counted = groups.get(True) or groups.get(False) or {}
+        n = sum(counted[COLUMNS[2]].values()) if counted else 0
+        row = {"platform": name, "instances": f"{n}" + ("" if ready or not n else " (none ready)")}
         for c in COLUMNS[2:]:
-            row[c] = _merge([x[c] for x in cells]) if cells else _not_read("no samples")
+            row[c] = _merge(counted[c]) if counted else _not_read("no samples")
         rows.append(row)
     return rows
 
