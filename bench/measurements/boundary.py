@@ -520,9 +520,9 @@ def _process_cells(b: Boundary) -> dict[str, str]:
         "user": user,
         "seccomp": seccomp,
         "capabilities": caps,
-        "no_new_privs": {True: "yes", False: "no"}.get(p.no_new_privs, missing("no_new_privs"))
-        if p.no_new_privs is not None
-        else missing("no_new_privs"),
+        "no_new_privs": missing("no_new_privs")
+        if p.no_new_privs is None
+        else ("yes" if p.no_new_privs else "no"),
         "namespaces not shared with the host": ns,
         "user namespace (uid map)": uid_map,
     }
