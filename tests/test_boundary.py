@@ -232,7 +232,9 @@ def test_hostile_proc_files_are_not_read_with_why_and_never_raise(tmp_path):
     assert facts.pid == 77 and facts.seccomp is None and facts.command is None
     assert facts.namespaces_not_shared == ["net", "pid"]  # the two it could compare
     assert missing["container.seccomp"].startswith("/proc/77/status unreadable")
-    assert missing["container.command"] == "/proc/77/cmdline unreadable or empty"
+    assert missing["container.command"] == (
+        "/proc/77/cmdline and the status Name unreadable or empty"
+    )
     assert "container.uid_map" in missing
     assert missing["container.namespaces:cgroup,ipc,mnt,time,user,uts"]
 
@@ -440,3 +442,43 @@ def test_ssh_host_reads_links_in_one_round_trip(tmp_path, monkeypatch):
         paths[2]: None,
     }
     assert len(scripts) == 1 and host.read_links([]) == {}
+
+
+def test_a_sandboxs_child_is_read_as_where_the_instances_code_runs(tmp_path, monkeypatch):
+    """gVisor's ptrace platform: the Sentry's child (a stub with an empty command line)
+    is traced by it; the row says so beside the sandbox's own facts."""
+    sandbox = STATUS.replace("sleep", "exe").replace("Seccomp_filters:\t1", "Seccomp_filters:\t3")
+    stub = sandbox.replace("TracerPid:\t0", "TracerPid:\t500")
+
+    def plant(root):
+        plant_process(root, 500, sandbox, HOST_NS, cmdline="runsc-sandbox\0--root=/x\0")
+        plant_process(root, 501, stub, HOST_NS, cmdline="")
+        for tid, kids in (("500", "501 "), ("502", ""), ("x", "9")):
+            (root / "proc/500/task" / tid).mkdir(parents=True)
+            (root / "proc/500/task" / tid / "children").write_text(kids)
+
+    plant(tmp_path)
+
+    class Listing(PlantedHost):
+        def list_dir(self, path):
+            return sorted(os.listdir(self._at(path)))
+
+    monkeypatch.setattr("tests.test_boundary.PlantedHost", Listing)
+    sink, _ = fake_run(tmp_path, monkeypatch, lambda inst: BoundaryView({"sandbox": 500}))
+    b = Boundary.model_validate(sink.samples[0]["extras"]["boundary"])
+    w = b.processes["workload"]
+    assert (w.pid, w.command, w.tracer_pid, w.seccomp) == (501, "exe", 500, "filter")
+    assert b.processes["sandbox"].command == "runsc-sandbox"
+    (row,) = boundary_table(sink.samples)
+    assert row["host process"] == (
+        "sandbox: runsc-sandbox; the instance's code runs in its child exe, traced by it, "
+        "seccomp filter"
+    )
+    assert row["seccomp"] == "filter, 3 filters"  # the sandbox's own
+
+
+def test_a_sandbox_without_children_says_so(tmp_path, monkeypatch):
+    sink, _ = fake_run(tmp_path, monkeypatch, lambda inst: BoundaryView({"sandbox": 8403}))
+    b = Boundary.model_validate(sink.samples[0]["extras"]["boundary"])
+    assert "workload" not in b.processes
+    assert b.not_read["workload"] == "the sandbox's process (pid 8403) has no child"

@@ -15,6 +15,8 @@ reads the rest on the engine's machine, through its Host:
   `NoNewPrivs`, a tracer (`TracerPid`: gVisor's ptrace platform traces its stubs), the
   namespaces it does not share with the host (/proc/PID/ns/* against /proc/1/ns/*, or
   against bench's own where /proc/1's cannot be read) and its user namespace's uid map;
+- under a sandbox: its first child process (gVisor's stubs, where the instance's code
+  runs; /proc/PID/task/*/children), with the same facts: who traces it, its seccomp;
 - a VM's devices, as its VMM (QMP) or libvirt (the domain XML) lists them.
 
 Stored per sample under `extras["boundary"]`, one nested mapping (documented in
@@ -94,7 +96,8 @@ CAPABILITIES = (
 )
 #: Host programs whose name says whose kernel they are (argv[0] as read).
 KNOWN_KERNELS = {"runsc-sandbox": "gVisor's Sentry"}
-ROLES = ("container", "sandbox", "vmm")
+ROLES = ("container", "sandbox", "vmm")  # the one a table row describes, first found
+# Besides: "workload", a sandbox's child that runs the instance's code (gVisor's stubs).
 ROLE_WORDS = {"container": "container", "sandbox": "sandbox", "vmm": "VMM"}
 STATUS_FIELDS = ("Name", "Uid", "Seccomp", "Seccomp_filters", "CapEff", "NoNewPrivs", "TracerPid")
 
@@ -320,9 +323,11 @@ def read_process(
         facts["user"] = users.get(uid)
         if facts["user"] is None:
             missing[f"{role}.user"] = f"uid {uid} is not in the host's /etc/passwd"
-    facts["command"] = command_of(files.get(f"{base}/cmdline"))
+    # argv[0]; a process that cleared its command line (gVisor's stubs) by its comm.
+    name = parse_status(status_text).get("Name") if status_text is not None else None
+    facts["command"] = command_of(files.get(f"{base}/cmdline")) or name or None
     if facts["command"] is None:
-        missing[f"{role}.command"] = f"{base}/cmdline unreadable or empty"
+        missing[f"{role}.command"] = f"{base}/cmdline and the status Name unreadable or empty"
     facts["uid_map"] = parse_id_map(files.get(f"{base}/uid_map"))
     if facts["uid_map"] is None:
         missing[f"{role}.uid_map"] = f"{base}/uid_map unreadable or not id-map lines"
@@ -344,6 +349,15 @@ def read_process(
             f"{base}/ns/* unreadable" if not own else "the host's namespaces are unreadable"
         )
     return ProcessFacts(**{k: v for k, v in facts.items() if v is not None}), missing
+
+
+def children(host: Host, pid: int) -> list[int]:
+    """The child processes of `pid`, from each of its threads' children file
+    (/proc/PID/task/TID/children, Linux 3.5+ with CONFIG_PROC_CHILDREN), sorted."""
+    tasks = [t for t in host.list_dir(f"/proc/{pid}/task") if t.isdigit()]
+    files = _files(host, [f"/proc/{pid}/task/{t}/children" for t in tasks])
+    found = {int(w) for text in files.values() for w in (text or "").split() if w.isdigit()}
+    return sorted(p for p in found if p > 0)
 
 
 def syscalls_by(
@@ -427,6 +441,17 @@ class BoundaryFacts(InstanceMeasurement):
                 not_read.update(missing)
             if not view.pids and "pids" not in not_read:
                 not_read["pids"] = "the backend named no host process"
+        sandbox = processes.get("sandbox")
+        if sandbox is not None:
+            # The host processes a sandbox kernel runs the instance's code in (gVisor's
+            # ptrace and systrap stubs are its children; its KVM platform has none).
+            kids = children(host, sandbox.pid)
+            if kids:
+                facts, missing = read_process(host, "workload", kids[0], reference, users)
+                processes["workload"] = facts
+                not_read.update(missing)
+            else:
+                not_read["workload"] = f"the sandbox's process (pid {sandbox.pid}) has no child"
         kernel = inst.console.fields.get("kernel") or None
         by, why = syscalls_by(kernel, host_kernel, processes)
         if why:
@@ -514,6 +539,14 @@ def _process_cells(b: Boundary) -> dict[str, str]:
         identity = p.uid_map == [[0, 0, 4294967295]]
         uid_map = "the host's (0 0 4294967295)" if identity else "; ".join(lines)
     tracer = f", traced by pid {p.tracer_pid}" if p.tracer_pid else ""
+    w = b.processes.get("workload") if role == "sandbox" else None
+    if w is not None:
+        by = "it" if w.tracer_pid == p.pid else f"pid {w.tracer_pid}" if w.tracer_pid else None
+        tracer += (
+            f"; the instance's code runs in its child {w.command or 'pid ' + str(w.pid)}"
+            + (f", traced by {by}" if by else "")
+            + (f", seccomp {w.seccomp}" if w.seccomp else "")
+        )
     user = p.user or (f"uid {p.uid}" if p.uid is not None else missing("uid"))
     return {
         "host process": f"{ROLE_WORDS[role]}: {p.command or missing('command')}{tracer}",

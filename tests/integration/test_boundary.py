@@ -59,7 +59,7 @@ def test_runc_and_runsc_differ_as_a_container_and_a_sandbox(docker_api):
     assert 0 < len(c.capabilities) < 20
 
     s = runsc.processes["sandbox"]
-    assert "container" not in runsc.processes  # the workload is no host process of its own
+    assert "container" not in runsc.processes  # no host process of its own under runc's rules
     assert s.command == "runsc-sandbox"
     assert runsc.instance_kernel and runsc.instance_kernel != runsc.host_kernel
     assert runsc.syscalls_by == f"gVisor's Sentry (runsc-sandbox), reports {runsc.instance_kernel}"
@@ -67,6 +67,10 @@ def test_runc_and_runsc_differ_as_a_container_and_a_sandbox(docker_api):
     assert s.namespaces_not_shared is not None
     assert {"mnt", "net", "uts", "ipc"} <= set(s.namespaces_not_shared)
     assert s.pid != c.pid
+    # The instance's code runs in a child of the Sentry (gVisor's ptrace or systrap stub),
+    # itself under a seccomp filter.
+    w = runsc.processes["workload"]
+    assert w.pid != s.pid and w.seccomp == "filter"
 
     rows = {r["platform"]: r for r in boundary_table(samples, ["runc", "runsc"])}
     assert list(rows) == ["runc", "runsc"]
