@@ -108,7 +108,7 @@ class ProcessFacts(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     pid: int
-    command: str | None = None  # argv[0]'s base name
+    command: str | None = None  # argv[0]'s base name, else its comm (status Name)
     uid: int | None = None  # effective
     user: str | None = None  # uid's name in the host's /etc/passwd
     seccomp: str | None = None  # disabled, strict or filter
