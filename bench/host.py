@@ -60,6 +60,11 @@ class Host(Protocol):
         read (a vanished process, a cgroup that is gone)."""
         ...
 
+    def read_links(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Several symbolic links' targets (/proc/PID/ns/*) in one go; None for one that
+        cannot be read (a vanished process, another user's)."""
+        ...
+
     def allocated_bytes(self, path: str | Path) -> int:
         """Disk blocks used under path (`du -s -x`)."""
         ...
@@ -216,6 +221,15 @@ class LocalHost:
 
     def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
         return {p: _read_text(Path(p)) for p in paths}
+
+    def read_links(self, paths: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for p in paths:
+            try:
+                out[p] = os.readlink(p)
+            except OSError:
+                out[p] = None
+        return out
 
     def load_avg_1m(self) -> float:
         return os.getloadavg()[0]

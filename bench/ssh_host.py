@@ -357,6 +357,17 @@ class SshHost:
     def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
         return self._read_files(paths)
 
+    def read_links(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Several links' targets in one round trip; None for one that cannot be read."""
+        if not paths:
+            return {}
+        script = "; ".join(
+            f"echo {_MARK}{q}; readlink {q} 2>/dev/null || echo {_MARK}"
+            for q in map(shlex.quote, paths)
+        )
+        files = _split_files(self._sh(script)[1], paths)
+        return {p: (t.strip() or None) if t is not None else None for p, t in files.items()}
+
     def allocated_bytes(self, path: str | Path) -> int:
         """Disk blocks used under path, by `du -s -x` there (each inode once)."""
         status, out, _ = self._sh(f"du -s -x -k -- {shlex.quote(str(path))} 2>/dev/null")

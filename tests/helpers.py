@@ -103,6 +103,9 @@ class FakeHost:
     def read_files(self, paths):
         return dict.fromkeys(paths)
 
+    def read_links(self, paths):
+        return dict.fromkeys(paths)
+
     def allocated_bytes(self, path):
         return 0
 

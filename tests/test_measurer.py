@@ -152,6 +152,11 @@ def test_readings_in_order_and_figures():
     }
     # settle 2 + MemAvailable 0.125 + prefetch 0.25 + walk 0.5 + settings 1
     assert took == pytest.approx(3.875, abs=1e-9)
+    # Every launched instance's boundary is read after ready (bench.measurements.boundary);
+    # a fake backend names no host process, which the mapping says.
+    bounds = [x.inst.info.pop("boundary", None) for x in launches]
+    assert [b is not None for b in bounds] == [True, True, True, False]
+    assert "pids" in bounds[0]["not_read"]
     info = [x.inst.info for x in launches]
     assert info[0] == {
         "engine_mem_bytes": 5 * MiB,
@@ -181,6 +186,8 @@ def test_without_drop_caches_or_settle():
 def test_a_failed_prefetch_marks_every_live_instance_and_sampling_goes_on():
     _, launches, host, _ = measure(prefetch_error=OSError("engine busy"))
     info = [x.inst.info for x in launches]
+    for i in info:
+        i.pop("boundary", None)
     assert info[0]["sample_error"] == "engine busy" and info[0]["pss_bytes"] == 2000
     assert info[1] == {"sample_error": "container gone"}  # its own error replaces it
     assert info[2]["sample_error"] == "engine busy" and info[3] == {}

@@ -45,6 +45,25 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class BoundaryView:
+    """Where an instance's boundary lies, as its backend knows it: the host processes
+    that hold it, by role, and a VM's devices as its VMM or libvirt lists them. Only
+    where to look: the boundary measurement (bench.measurements.boundary) reads the
+    facts itself, and says "not read" for whatever is missing here, with `missing`'s why.
+
+    Roles: "container" (the instance's own first process, run by the host kernel),
+    "sandbox" (the host process of a user-space kernel, gVisor's Sentry), "vmm" (QEMU).
+    """
+
+    pids: dict[str, int] = field(default_factory=dict)
+    # Device type -> how many (a VM's), and where the list came from.
+    devices: dict[str, int] | None = None
+    devices_source: str | None = None
+    # Fact ("pids", "devices") -> why the backend cannot give it.
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Leftover:
     backend: str
     kind: str  # "container" | "domain" | "file"
@@ -245,6 +264,12 @@ class Backend(ABC):
         `disk_writable_bytes` (its own writable storage), plus anything else to store.
         """
         return {}
+
+    def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
+        """The host processes of a running instance and, for a VM, its devices (see
+        BoundaryView). Called once per instance after it is ready; may ask the engine."""
+        why = f"the {type(self).__name__} does not say which host processes run its instances"
+        return BoundaryView(missing={"pids": why, "devices": why})
 
     def reachable(self) -> bool:
         """Whether the engine still answers (asked when a whole step failed)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from pydantic import Field, field_validator
 
 from bench import addresses, images, kinds, procfs
-from bench.backends.base import Check, CliOption, Instance, print_nothing
+from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
 from bench.backends.oci import (
     API_CONNECTIONS,
     API_TIMEOUT_S,
@@ -26,6 +26,7 @@ from bench.backends.oci import (
     ContainerBackend,
     binary_version,
     cgroup_memory,
+    container_boundary,
     container_pids,
     instance_labels,
     probe_name,
@@ -535,6 +536,11 @@ class DockerBackend(ContainerBackend):
             "engine_mem_source": mem[1],
             "disk_writable_bytes": size_rw,
         }
+
+    def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
+        with self._ssh_sessions():
+            state = self.connect().inspect_container(inst.handle).get("State") or {}
+        return container_boundary(state.get("Pid"), self.kind, "docker")
 
     def halt(self, inst: Instance) -> None:
         import docker.errors

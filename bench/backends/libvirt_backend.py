@@ -21,6 +21,7 @@ from bench import addresses, images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
+    BoundaryView,
     Check,
     CliOption,
     Instance,
@@ -389,6 +390,20 @@ class LibvirtBackend(Backend):
                 out[f"balloon_{key}_bytes"] = stats[key] * 1024
         return out
 
+    def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
+        """QEMU's pid (libvirt's pid file) and the domain's devices as libvirt describes
+        the running domain (its live XML, with the devices libvirt added)."""
+        dom = inst.handle
+        pid = host.read_pidfile(f"{self._run_dir()}/{dom.name()}.pid")
+        missing = {} if pid else {"pids": f"no pid file in {self._run_dir()} for it"}
+        try:
+            devices = domain_devices(dom.XMLDesc(0))
+        except Exception as e:  # a domain that went away: said, not raised
+            devices = None
+            missing["devices"] = f"libvirt: {first_line(e)}"
+        source = "libvirt domain XML <devices> (virDomainGetXMLDesc)"
+        return BoundaryView({"vmm": pid} if pid else {}, devices, source, missing)
+
     def _run_dir(self) -> str:
         # Where the QEMU driver keeps pid files, on the hypervisor's host. qemu:///session
         # is always the calling user's own daemon on this machine (a session URI cannot
@@ -567,6 +582,25 @@ def domain_xml(
     ET.SubElement(console, "target", type="serial", port="0")
     ET.register_namespace(METADATA_KEY, METADATA_NS)
     return ET.tostring(dom, encoding="unicode")
+
+
+def domain_devices(xml: str) -> dict[str, int]:
+    """The devices of a domain's XML, counted by element and its type/bus/model (a
+    `<controller type="usb" model="piix3-uhci">` is "controller usb piix3-uhci")."""
+    root = ET.fromstring(xml)
+    counts: dict[str, int] = {}
+    found = root.find("devices")
+    for dev in list(found) if found is not None else []:
+        if dev.tag == "emulator":  # the QEMU binary's path, not a device
+            continue
+        words = [dev.tag]
+        words += [dev.get(a) or "" for a in ("type", "bus", "model") if dev.get(a)]
+        model = dev.find("model")
+        if model is not None and model.get("type"):
+            words.append(model.get("type") or "")
+        name = " ".join(words)
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def overlay_dir(run_id: str) -> Path:

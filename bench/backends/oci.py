@@ -29,6 +29,7 @@ from bench.backends.base import (
     LABEL_RUN,
     NAME_PREFIX,
     Backend,
+    BoundaryView,
     Check,
     Instance,
     Leftover,
@@ -137,6 +138,19 @@ def container_pids(procs: ProcessTable, pid: int, keeper: int | None) -> list[in
     if keeper and keeper > 1:
         pids.append(keeper)
     return pids
+
+
+def container_boundary(pid: Any, kind: str, engine: str) -> BoundaryView:
+    """The boundary view of a container from the pid its engine reports: the container's
+    own init (runc, crun), or under a sandbox runtime the sandbox's process (runsc
+    reports its runsc-sandbox, gVisor's Sentry, as the container's pid)."""
+    pid = parse_pid(pid)
+    if not pid or pid < 1:
+        return BoundaryView(missing={"pids": f"{engine} reports no host pid for it"})
+    role = "sandbox" if kind == kinds.SANDBOX else "container"
+    return BoundaryView(
+        {role: pid}, missing={"devices": "no VMM: a container has no virtual devices"}
+    )
 
 
 def cgroup_memory(host: Host, pid: int, container_id: str) -> tuple[int, str] | None:

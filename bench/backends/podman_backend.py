@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from bench import addresses, images
-from bench.backends.base import Check, CliOption, Instance, print_nothing
+from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
 from bench.backends.docker_backend import DockerSettings
 from bench.backends.oci import (
     API_CONNECTIONS,
@@ -42,6 +42,7 @@ from bench.backends.oci import (
     ContainerBackend,
     Demux,
     binary_version,
+    container_boundary,
     container_pids,
     instance_labels,
     probe_name,
@@ -572,6 +573,10 @@ class PodmanBackend(ContainerBackend):
             "engine_mem_source": "podman stats MemUsage (its cgroup memory usage)",
             "disk_writable_bytes": self._sizes.get(inst.handle),
         }
+
+    def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
+        info = self._call("get", f"/containers/{inst.handle}/json").json()
+        return container_boundary((info.get("State") or {}).get("Pid"), self.kind, "podman")
 
     def _remove(self, name: str) -> None:
         from podman.errors import NotFound

@@ -45,6 +45,7 @@ from bench import images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
+    BoundaryView,
     Check,
     Instance,
     Leftover,
@@ -63,7 +64,7 @@ from bench.backends.guest import (
     resolve_boot,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.errors import BenchError, EngineUnavailable
+from bench.errors import BenchError, EngineUnavailable, first_line
 from bench.iohub import IOHub
 from bench.owner import owner_labels, pid_alive
 from bench.paths import state_dir
@@ -219,6 +220,40 @@ def qemu_argv(
     return argv
 
 
+# Where QEMU's QOM tree keeps the devices the machine and the command line made: the
+# machine's own children, -device with and without an id, and the board's internal ones.
+QOM_DEVICE_PARENTS = (
+    "/machine",
+    "/machine/peripheral",
+    "/machine/peripheral-anon",
+    "/machine/unattached",
+)
+QOM_DEVICES_SOURCE = "QMP qom-list of " + ", ".join(QOM_DEVICE_PARENTS) + " (device types only)"
+
+
+async def qom_device_types(qmp: Any) -> set[str]:
+    """The QOM types this QEMU binary says are devices (one answer per binary)."""
+    listed = await qmp.execute("qom-list-types", {"implements": "device", "abstract": False})
+    return {str(t.get("name")) for t in listed if isinstance(t, dict)}
+
+
+async def qom_devices(qmp: Any, device_types: set[str] | None = None) -> dict[str, int]:
+    """The devices of a running QEMU, by QOM type, counted: the children of
+    QOM_DEVICE_PARENTS whose type QEMU itself says is a device (qom-list-types
+    implements=device); memory regions, IRQs and containers are not devices. Works on
+    every machine type (microvm has no PCI bus for query-pci to list)."""
+    if device_types is None:
+        device_types = await qom_device_types(qmp)
+    counts: dict[str, int] = {}
+    for path in QOM_DEVICE_PARENTS:
+        for prop in await qmp.execute("qom-list", {"path": path}):
+            kind = prop.get("type", "") if isinstance(prop, dict) else ""
+            name = kind[len("child<") : -1] if kind.startswith("child<") else ""
+            if name in device_types:
+                counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def host_tsc_khz(cpuinfo: str | None = None) -> int | None:
     """This host's TSC frequency when it can be known for sure, else None.
 
@@ -352,6 +387,7 @@ class QemuBackend(Backend):
         self._loop: _Loop | None = None
         self._hub: IOHub | None = None
         self._version: str | None = None
+        self._device_types: set[str] | None = None  # QOM device types of self.binary
 
     # -- the CLI's hooks ----------------------------------------------------------------
 
@@ -638,6 +674,24 @@ class QemuBackend(Backend):
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
             "disk_writable_bytes": host.allocated_bytes(live.paths.overlay) if disk else 0,
         }
+
+    def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
+        """QEMU's pid and its devices, as its QMP answers (qom_devices)."""
+        live: _Live = inst.handle
+        pid = live.proc.pid if live.proc else host.read_pidfile(str(live.paths.pidfile))
+        missing = {} if pid else {"pids": "no QEMU pid (its pid file is unreadable)"}
+        devices = None
+        if live.qmp is None:
+            missing["devices"] = "its QMP connection is closed"
+        else:
+            try:
+                loop = self._qmp_loop()
+                if self._device_types is None:  # the binary's answer: asked once
+                    self._device_types = loop.run(qom_device_types(live.qmp), QMP_TIMEOUT_S)
+                devices = loop.run(qom_devices(live.qmp, self._device_types), QMP_TIMEOUT_S)
+            except Exception as e:  # a QEMU that went away: said, not raised
+                missing["devices"] = f"QMP: {first_line(e)}"
+        return BoundaryView({"vmm": pid} if pid else {}, devices, QOM_DEVICES_SOURCE, missing)
 
     def reachable(self) -> bool:
         return True  # no daemon: each instance is its own process

@@ -29,6 +29,7 @@ MEASUREMENTS: dict[str, str] = {
     "process_memory": "bench.measurements.process_memory:ProcessMemory",
     "storage": "bench.measurements.storage:StorageGrowth",
     "host_settings": "bench.measurements.host_settings:HostSettings",
+    "boundary": "bench.measurements.boundary:BoundaryFacts",
 }
 
 

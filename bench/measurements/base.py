@@ -66,6 +66,9 @@ class Measurement(ABC):
     kinds: ClassVar[frozenset[str] | None] = None
     # Counted in the step's sampling_s: bench's own time asking about the instances.
     sampling: ClassVar[bool] = False
+    # Fields that are one structured mapping of facts (no unit, nothing to summarise),
+    # stored under the record's `extras` and documented by the measurement itself.
+    nested: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str):
         self.name = name
