@@ -41,6 +41,7 @@ from bench.errors import (
     UsageError,
     first_line,
 )
+from bench.records import Facts
 from bench.settings import LOCAL, PlatformBase, check_name
 
 if TYPE_CHECKING:
@@ -364,11 +365,11 @@ class DockerBackend(ContainerBackend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         with self._answering("its image, version and info queries"):
             return self._prepare(build_missing=build_missing, say=say)
 
-    def _prepare(self, *, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    def _prepare(self, *, build_missing: bool, say: Callable[[str], None]) -> Facts:
         api = self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
@@ -508,11 +509,11 @@ class DockerBackend(ContainerBackend):
         # The engine leaves SizeRw out when the writable layer is empty.
         return row.get("SizeRw", 0)
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         with self._ssh_sessions():
             return self._sample(inst, host)
 
-    def _sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def _sample(self, inst: Instance, host: Host) -> Facts:
         api = self.connect()
         info = api.inspect_container(inst.handle)
         size_rw = self._sizes.get(inst.handle)
@@ -530,7 +531,7 @@ class DockerBackend(ContainerBackend):
             figure = procfs.docker_mem_usage(usage, st) if usage is not None else None
             mem = figure, "docker stats: usage - inactive_file"
         return {
-            "pids": pids,
+            "pids": [*pids],
             "engine_mem_bytes": mem[0],
             "engine_mem_source": mem[1],
             "disk_writable_bytes": size_rw,

@@ -25,6 +25,8 @@ from bench.backends.base import (
     CliOption,
     Instance,
     Leftover,
+    Options,
+    option_list,
     parse_pid,
     print_nothing,
 )
@@ -48,6 +50,7 @@ from bench.errors import (
 )
 from bench.owner import owner_labels
 from bench.paths import state_dir
+from bench.records import Facts
 from bench.units import format_bytes
 
 if TYPE_CHECKING:
@@ -134,9 +137,9 @@ class LibvirtBackend(Backend):
     )
 
     @classmethod
-    def _for_options(cls, options: dict[str, Any], name: str) -> list[LibvirtBackend]:
+    def _for_options(cls, options: Options, name: str) -> list[LibvirtBackend]:
         out = []
-        for uri in options.get("libvirt_uris") or [DEFAULT_URI]:
+        for uri in option_list(options, "libvirt_uris") or [DEFAULT_URI]:
             try:
                 settings = LibvirtSettings(name=name, backend="libvirt", image="busybox", uri=uri)
             except ValidationError as e:
@@ -146,11 +149,11 @@ class LibvirtBackend(Backend):
         return out
 
     @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+    def for_cleanup(cls, options: Options) -> list[Backend]:
         return list(cls._for_options(options, "clean"))
 
     @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+    def doctor_checks(cls, options: Options, say: Callable[[str], None]) -> list[Check]:
         checks = []
         for lv in cls._for_options(options, "doctor"):
             try:
@@ -207,7 +210,7 @@ class LibvirtBackend(Backend):
 
     @classmethod
     def build_images(
-        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+        cls, name: str, options: Options, say: Callable[[str], None]
     ) -> list[tuple[str, str]]:
         # The kernel and initramfs are built with the shared rootfs (bench.images);
         # nothing goes into libvirt itself: each domain's XML points at the files.
@@ -245,7 +248,7 @@ class LibvirtBackend(Backend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         conn = self.connect()
         self._boot = resolve_boot(self.settings, self.host, build_missing, say)
         self.accel, _ = self.resolve_accel(
@@ -372,17 +375,17 @@ class LibvirtBackend(Backend):
     def start(self, inst: Instance) -> None:
         inst.handle.resume()
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         dom = inst.handle
         stats = dom.memoryStats()  # rss always; balloon figures when the guest has a driver
         pid = host.read_pidfile(f"{self._run_dir()}/{dom.name()}.pid")
         overlay = inst.info.get("_overlay")
-        out: dict[str, Any] = {
+        out: Facts = {
             "pids": [pid] if pid else [],
             "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
             "engine_mem_source": "libvirt memoryStats rss",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
-            "disk_writable_bytes": host.allocated_bytes(overlay) if overlay else 0,
+            "disk_writable_bytes": host.allocated_bytes(overlay) if isinstance(overlay, str) else 0,
         }
         for key in ("actual", "available", "unused", "usable"):
             if key in stats:
@@ -444,7 +447,7 @@ class LibvirtBackend(Backend):
                         self._destroy_by_name(inst.name, gone)
         finally:
             overlay = inst.info.pop("_overlay", None)
-            if overlay:
+            if isinstance(overlay, str) and overlay:
                 self.host.remove_file(overlay)
                 self.host.remove_empty_dir(Path(overlay).parent)
 

@@ -32,6 +32,8 @@ from bench.backends.base import (
     Check,
     Instance,
     Leftover,
+    Options,
+    option_text,
     parse_pid,
 )
 from bench.backends.probe_cache import ProbeResult
@@ -269,10 +271,10 @@ class ContainerBackend(Backend):
     # -- CLI hooks ---------------------------------------------------------------------
 
     @classmethod
-    def _for_options(cls, options: dict[str, Any], name: str) -> Any:
+    def _for_options(cls, options: Options, name: str) -> Any:
         """A backend for the CLI's own use, at the address its option gives."""
         option = cls.cli_options[0]
-        address = options.get(option.key)
+        address = option_text(options, option.key)
         if address is not None and "://" not in address:
             # A bare word would be read as a `hosts:` name, which only a scenario has.
             raise UsageError(f"{option.flag} {address}: give an address such as unix://PATH")
@@ -284,11 +286,11 @@ class ContainerBackend(Backend):
         return cls(settings)
 
     @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+    def for_cleanup(cls, options: Options) -> list[Backend]:
         return [cls._for_options(options, "clean")]
 
     @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+    def doctor_checks(cls, options: Options, say: Callable[[str], None]) -> list[Check]:
         backend = cls._for_options(options, "doctor")
         try:
             v = backend.connect().version()
@@ -313,7 +315,7 @@ class ContainerBackend(Backend):
 
     @classmethod
     def build_images(
-        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+        cls, name: str, options: Options, say: Callable[[str], None]
     ) -> list[tuple[str, str]]:
         if options.get(cls.cli_options[1].key):
             return []
@@ -401,7 +403,7 @@ class ContainerBackend(Backend):
         """Stop reading the container's output (before it is stopped, so its end does
         not read as the container's own exit)."""
         socks = inst.info.pop("_sock", None)
-        if socks:
+        if isinstance(socks, tuple):  # (socket, raw): _attach_console's
             if self._hub:
                 self._hub.remove(socks[1])
             close_attach(*socks)

@@ -57,6 +57,7 @@ from bench.errors import (
     UsageError,
     first_line,
 )
+from bench.records import Facts
 from bench.settings import LOCAL, check_name
 
 if TYPE_CHECKING:
@@ -434,7 +435,7 @@ class PodmanBackend(ContainerBackend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
@@ -552,7 +553,7 @@ class PodmanBackend(ContainerBackend):
     def _writable_bytes(row: dict[str, Any]) -> int | None:
         return (row.get("Size") or {}).get("rwSize")
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         info = self._call("get", f"/containers/{inst.handle}/json").json()
         state = info.get("State") or {}
         # The runtime podman really used (its API may ignore the one asked for).
@@ -567,7 +568,7 @@ class PodmanBackend(ContainerBackend):
         rows = stats.get("Stats") or []
         usage = rows[0].get("MemUsage") if rows else None
         return {
-            "pids": pids,
+            "pids": [*pids],
             "engine_mem_bytes": usage,
             "engine_mem_source": "podman stats MemUsage (its cgroup memory usage)",
             "disk_writable_bytes": self._sizes.get(inst.handle),

@@ -48,6 +48,7 @@ from bench.backends.base import (
     Check,
     Instance,
     Leftover,
+    Options,
     parse_pid,
     print_nothing,
 )
@@ -67,6 +68,7 @@ from bench.errors import BenchError, EngineUnavailable
 from bench.iohub import IOHub
 from bench.owner import owner_labels, pid_alive
 from bench.paths import state_dir
+from bench.records import Facts
 
 if TYPE_CHECKING:
     from bench.host import Host
@@ -360,12 +362,12 @@ class QemuBackend(Backend):
         return cls(QemuSettings(name=name, backend="qemu"))
 
     @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+    def for_cleanup(cls, options: Options) -> list[Backend]:
         # State files are on this machine: there is one "engine" and nothing to reach.
         return [cls._default("clean")]
 
     @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+    def doctor_checks(cls, options: Options, say: Callable[[str], None]) -> list[Check]:
         q = cls._default("doctor")
         try:
             return q._doctor_checks(say)
@@ -443,7 +445,7 @@ class QemuBackend(Backend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         self._boot = resolve_boot(self.settings, self.host, build_missing, say)
         self.accel, accel_detail = self.resolve_accel(
             on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
@@ -625,7 +627,7 @@ class QemuBackend(Backend):
         live: _Live = inst.handle
         self._qmp_loop().run(live.qmp.execute("cont"), QMP_TIMEOUT_S)
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         live: _Live = inst.handle
         pid = live.proc.pid if live.proc else host.read_pidfile(str(live.paths.pidfile))
         disk = self.settings.disk
