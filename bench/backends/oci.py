@@ -16,7 +16,7 @@ import threading
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import ValidationError
 
@@ -175,7 +175,7 @@ def probe_name(runtime: str, engine: str = "") -> str:
     return f"{NAME_PREFIX}runtime-probe-{middle}{safe}-{os.getpid()}"
 
 
-def probe_verdict(code: Any, out: str) -> ProbeResult:
+def probe_verdict(code: object, out: str) -> ProbeResult:
     """A finished probe container (it ran `uname -r`): its exit status and output."""
     if code != 0:
         tail = out.splitlines()[-1] if out else "no output"
@@ -184,7 +184,7 @@ def probe_verdict(code: Any, out: str) -> ProbeResult:
     return ProbeResult(True, f"starts the bench image (kernel {kernel})")
 
 
-def close_attach(sock: Any, raw: Any) -> None:
+def close_attach(sock: Closable, raw: socket.socket) -> None:
     """Really close an attach socket: docker-py's SocketIO wrapper holds a reference to
     the socket (and the HTTP response a cycle to it), so closing the raw socket alone
     leaves the descriptor open until a garbage collection."""
@@ -197,6 +197,10 @@ def close_attach(sock: Any, raw: Any) -> None:
     if response is not None:
         with contextlib.suppress(Exception):
             response.close()
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class ContainerBackend(Backend):
@@ -221,7 +225,7 @@ class ContainerBackend(Backend):
         self._image_ref = settings.image
         self._lock = threading.Lock()
         self._sizes: dict[str, int | None] = {}
-        self._procs: Any = None  # host process table, per sampling round
+        self._procs: ProcessTable | None = None  # host process table, per sampling round
         self._storage_dirs: list[Path] = []
         self._info: dict[str, Any] | None = None  # the engine's info(), once per connection
         self._runtime_checked = False  # the probe of the runtime passed
@@ -351,7 +355,9 @@ class ContainerBackend(Backend):
                 self._hub = IOHub(f"bench-{self.engine}-io")
             return self._hub
 
-    def _attach_console(self, inst: Instance, sock: Any, raw: Any, early: bytes = b"") -> None:
+    def _attach_console(
+        self, inst: Instance, sock: Closable, raw: socket.socket, early: bytes = b""
+    ) -> None:
         """Read a created container's attach stream (`raw`: non-blocking, `early`: stream
         bytes already read) into its console, until the stream ends."""
         inst.info["_sock"] = (sock, raw)
