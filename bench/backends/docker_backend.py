@@ -45,6 +45,8 @@ from bench.records import Facts
 from bench.settings import LOCAL, PlatformBase, check_name
 
 if TYPE_CHECKING:
+    import docker
+
     from bench.host import Host
 
 TRANSPORT_JOIN_S = 5  # a dying SSH transport's thread ends within a read timeout
@@ -119,7 +121,7 @@ class DockerBackend(ContainerBackend):
     def __init__(self, settings: DockerSettings, host: Host | None = None):
         super().__init__(settings, host)
         self.settings: DockerSettings = settings
-        self._api: Any = None
+        self._api: docker.APIClient | None = None
         # `network: none` without libnetwork's sandbox (prepare() decides, by version).
         self._network_disabled = False
 
@@ -203,7 +205,7 @@ class DockerBackend(ContainerBackend):
     def address(self) -> str:
         return self.settings.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
-    def connect(self) -> Any:
+    def connect(self) -> docker.APIClient:
         if self._api is None:
             import docker
 
@@ -352,7 +354,8 @@ class DockerBackend(ContainerBackend):
                 detach=True,
             )
             api.start(created["Id"])
-            status = api.wait(created["Id"], timeout=RUNTIME_PROBE_TIMEOUT_S)
+            # docker-py hands the timeout to requests, which takes a float; its stubs say int.
+            status = api.wait(created["Id"], timeout=RUNTIME_PROBE_TIMEOUT_S)  # type: ignore[arg-type]
             out = api.logs(created["Id"]).decode(errors="replace").strip()
         except docker.errors.APIError as e:
             return ProbeResult(False, runtime_reason(e.explanation or str(e), runtime))
@@ -432,7 +435,7 @@ class DockerBackend(ContainerBackend):
         import docker.errors
 
         try:
-            self._api.inspect_image(ref)
+            self.connect().inspect_image(ref)
             return True
         except docker.errors.ImageNotFound:
             return False
