@@ -32,7 +32,9 @@ from bench.backends.base import (
 )
 from bench.backends.guest import (
     DEFAULT_MEMORY,
+    BootSource,
     GuestSettings,
+    KernelBoot,
     boot_test,
     check_boot_files,
     kvm_probe,
@@ -122,7 +124,7 @@ class LibvirtBackend(Backend):
         self.settings: LibvirtSettings = settings
         self._conn: Any = None
         self.accel: str | None = None
-        self._boot: dict[str, Any] = {}
+        self._boot = BootSource({})
 
     cli_options = (
         CliOption(
@@ -262,7 +264,7 @@ class LibvirtBackend(Backend):
             "libvirt_version": version_string(lib),
             "qemu_version": version_string(hv),
             "accel": self.accel,
-            **{k: v for k, v in self._boot.items() if k != "paths"},
+            **self._boot.facts,
         }
 
     def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> tuple[str, str]:
@@ -328,7 +330,7 @@ class LibvirtBackend(Backend):
             self.accel or "tcg",
             s.memory or DEFAULT_MEMORY,
             s.vcpus,
-            kernel=self._boot.get("paths"),
+            kernel=self._boot.kernel,
             disk=overlay,
             network=s.network,
         )
@@ -524,7 +526,7 @@ def domain_xml(
     memory_bytes: int,
     vcpus: int,
     *,
-    kernel: tuple[Path, Path | None, str] | None = None,
+    kernel: KernelBoot | None = None,
     disk: Path | None = None,
     network: str | None = None,
 ) -> str:

@@ -23,6 +23,7 @@ whatever the run id's length.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -34,10 +35,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import Field
 
@@ -54,7 +55,9 @@ from bench.backends.base import (
 )
 from bench.backends.guest import (
     DEFAULT_MEMORY,
+    BootSource,
     GuestSettings,
+    KernelBoot,
     boot_test,
     check_boot_files,
     kvm_probe,
@@ -131,7 +134,7 @@ class InstancePaths:
         )
 
 
-def write_state(path: Path, state: dict[str, Any]) -> None:
+def write_state(path: Path, state: Mapping[str, object]) -> None:
     """Atomically: a reader (bench clean) sees the old file or the new one, never half."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(state, indent=2))
@@ -146,7 +149,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and isinstance(state.get("name"), str) else None
 
 
-def instance_state(inst: Instance, paths: InstancePaths, pid: int | None) -> dict[str, Any]:
+def instance_state(inst: Instance, paths: InstancePaths, pid: int | None) -> dict[str, object]:
     return {
         "version": STATE_VERSION,
         "name": inst.name,
@@ -169,7 +172,7 @@ def qemu_argv(
     memory_bytes: int,
     vcpus: int,
     paths: InstancePaths,
-    kernel: tuple[Path, Path | None, str] | None = None,
+    kernel: KernelBoot | None = None,
     disk: Path | None = None,
 ) -> list[str]:
     """The command line of one paused instance (never run through a shell)."""
@@ -295,6 +298,9 @@ def remove_instance_files(paths: InstancePaths) -> None:
 # -- QMP on one event-loop thread ----------------------------------------------------
 
 
+T = TypeVar("T")
+
+
 class _Loop:
     """One asyncio loop in a daemon thread; the backend's QMP clients all live on it.
 
@@ -309,7 +315,7 @@ class _Loop:
         )
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
+    def run(self, coro: Coroutine[object, object, T], timeout: float) -> T:
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return fut.result(timeout)
@@ -317,7 +323,7 @@ class _Loop:
             fut.cancel()
             raise
 
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    def submit(self, coro: Coroutine[object, object, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
@@ -349,7 +355,7 @@ class QemuBackend(Backend):
         self.kind = kinds.MICROVM if settings.machine == "microvm" else kinds.VM
         self.binary = QEMU_BINARY
         self.accel: str | None = None
-        self._boot: dict[str, Any] = {}
+        self._boot = BootSource({})
         self._lock = threading.Lock()
         self._loop: _Loop | None = None
         self._hub: IOHub | None = None
@@ -450,12 +456,10 @@ class QemuBackend(Backend):
         self.accel, accel_detail = self.resolve_accel(
             on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
         )
-        paths = self._boot.get("paths")
-        if paths:
-            k, initrd, cmdline = paths
+        if self._boot.kernel:
+            k, initrd, cmdline = self._boot.kernel
             cmdline = guest_cmdline(cmdline, self.settings.machine, self.accel, host_tsc_khz())
-            self._boot["paths"] = (k, initrd, cmdline)
-            self._boot["cmdline"] = cmdline
+            self._boot = BootSource({**self._boot.facts, "cmdline": cmdline}, (k, initrd, cmdline))
         self.host.make_dirs(qemu_root())
         return {
             "engine": "qemu",
@@ -464,7 +468,7 @@ class QemuBackend(Backend):
             "machine": self.settings.machine,
             "accel": self.accel,
             "accel_detail": accel_detail,
-            **{k: v for k, v in self._boot.items() if k != "paths"},
+            **self._boot.facts,
         }
 
     # -- accel: the same rule as libvirt's, by a probe boot of QEMU itself -------------
@@ -490,7 +494,7 @@ class QemuBackend(Backend):
         settings = QemuSettings(name="kvm-probe", backend="qemu", accel="kvm", memory="128MiB")
         probe = type(self)(settings, self.host)
         probe.accel = "kvm"
-        probe._boot = {"paths": (art.kernel, art.initrd, art.cmdline)}
+        probe._boot = BootSource({}, (art.kernel, art.initrd, art.cmdline))
 
         def start(inst: Instance) -> None:
             probe.create(inst)
@@ -547,7 +551,7 @@ class QemuBackend(Backend):
                 memory_bytes=s.memory or DEFAULT_MEMORY,
                 vcpus=s.vcpus,
                 paths=paths,
-                kernel=self._boot.get("paths"),
+                kernel=self._boot.kernel,
                 disk=disk,
             )
             with self._lock:
