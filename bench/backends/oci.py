@@ -16,7 +16,7 @@ import threading
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from pydantic import ValidationError
 
@@ -42,6 +42,9 @@ from bench.iohub import IOHub
 from bench.owner import owner_labels
 
 if TYPE_CHECKING:
+    import docker
+    from podman import PodmanClient
+
     from bench.host import Host
     from bench.procfs import ProcessTable
 
@@ -239,7 +242,7 @@ class ContainerBackend(Backend):
         """The engine's socket, unix://PATH."""
 
     @abstractmethod
-    def connect(self) -> Any:
+    def connect(self) -> docker.APIClient | PodmanClient:
         """The engine's client, connected once (raises EngineUnavailable)."""
 
     @abstractmethod
@@ -275,7 +278,7 @@ class ContainerBackend(Backend):
     # -- CLI hooks ---------------------------------------------------------------------
 
     @classmethod
-    def _for_options(cls, options: Options, name: str) -> Any:
+    def _for_options(cls, options: Options, name: str) -> Self:
         """A backend for the CLI's own use, at the address its option gives."""
         option = cls.cli_options[0]
         address = option_text(options, option.key)
