@@ -16,6 +16,7 @@ The parts, each in its own module:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import operator
 from collections.abc import Callable, Iterator
@@ -175,8 +176,9 @@ class Runner:
             self._recorder.refused(self._head(step, index), refusal)
             self.events.step_refused(step, refusal.detail)
             return None
-        result = self.run_step(step, index, ramp, policy)
+        result = self.run_step(step, index, ramp)
         self._check_engine(step, result)
+        result = _judged(result, policy, step.n)
         self._recorder.step(result.samples, result.record)
         self.events.step_finished(step, result.samples, result.record)
         self._check_teardown(step.platform)
@@ -250,16 +252,9 @@ class Runner:
     def _head(self, step: Step, index: int) -> StepHead:
         return step_head(self.run_id, step, index, self.backends[self.slot_of(step.platform)])
 
-    def run_step(
-        self,
-        step: Step,
-        index: int,
-        ramp: Ramp | None = None,
-        policy: PlatformPolicy | None = None,
-    ) -> StepResult:
+    def run_step(self, step: Step, index: int, ramp: Ramp | None = None) -> StepResult:
         """Launch the step's instances, wait, measure, tear down; a ramp's level
-        (`ramp`) launches only those it adds and keeps them all running. With `policy`,
-        the step's density limit (PlatformPolicy.judge) is in its record."""
+        (`ramp`) launches only those it adds and keeps them all running."""
         sc = self.loaded.scenario
         backend = self.backends[self.slot_of(step.platform)]
         head = self._head(step, index)
@@ -310,10 +305,6 @@ class Runner:
             destroy_failures=self._executor.still_live(launched) if ramp is None else 0,
             measured=measured,
         )
-        limit = None if policy is None else policy.judge(step.n, samples, record)
-        if limit is not None:
-            # Judged on the finished record: the limit is added before anyone sees it.
-            record = record.model_copy(update={"limit": limit[0], "limit_detail": limit[1]})
         return StepResult(index, samples, record)
 
     # -- ramp -------------------------------------------------------------------------
@@ -397,6 +388,18 @@ class Ramp:
     n: int = 0  # instances running: the last level's N
     levels: list[LaunchedStep] = field(default_factory=list)
     before: Before | None = None  # the host before the first level
+
+
+def _judged(result: StepResult, policy: PlatformPolicy, n: int) -> StepResult:
+    """The step with its density limit (PlatformPolicy.judge), if its platform searches.
+
+    The limit is judged on the finished record (its host readings), so it goes into a
+    copy of it, made before the record is stored or shown."""
+    limit = policy.judge(n, result.samples, result.record)
+    if limit is None:
+        return result
+    update = {"limit": limit[0], "limit_detail": limit[1]}
+    return dataclasses.replace(result, record=result.record.model_copy(update=update))
 
 
 def instance_name(run_id: str, platform: str, step: int, i: int) -> str:
