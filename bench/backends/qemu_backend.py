@@ -74,6 +74,8 @@ from bench.paths import state_dir
 from bench.records import Facts
 
 if TYPE_CHECKING:
+    from qemu.qmp import QMPClient
+
     from bench.host import Host
 
 QEMU_BINARY = "qemu-system-x86_64"
@@ -339,7 +341,7 @@ class _Live:
 
     paths: InstancePaths
     proc: subprocess.Popen[bytes] | None = None
-    qmp: Any = None  # qemu.qmp.QMPClient, once connected
+    qmp: QMPClient | None = None  # once connected
     console: socket.socket | None = None
     destroyed: bool = False
 
@@ -598,7 +600,9 @@ class QemuBackend(Backend):
             lambda err: console.close(f"serial console closed ({err or 'qemu exited'})"),
         )
 
-    def _wait_connected(self, live: _Live, accept: Any, inst: Instance) -> None:
+    def _wait_connected(
+        self, live: _Live, accept: concurrent.futures.Future[None], inst: Instance
+    ) -> None:
         """Until QEMU has connected to QMP; fails at once if QEMU exits or is destroyed."""
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while True:
@@ -629,6 +633,8 @@ class QemuBackend(Backend):
 
     def start(self, inst: Instance) -> None:
         live: _Live = inst.handle
+        if live.qmp is None:  # create() failed or destroy() came first
+            raise RuntimeError(f"{inst.name}: its QEMU is not connected")
         self._qmp_loop().run(live.qmp.execute("cont"), QMP_TIMEOUT_S)
 
     def sample(self, inst: Instance, host: Host) -> Facts:
@@ -682,7 +688,7 @@ class QemuBackend(Backend):
                 kill_group(pid)
         remove_instance_files(paths)
 
-    def _quit(self, qmp: Any) -> bool:
+    def _quit(self, qmp: QMPClient) -> bool:
         """QMP quit; False if QEMU could not be asked (it gets SIGKILL at once)."""
         loop = self._qmp_loop()
         asked = True
