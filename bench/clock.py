@@ -13,8 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
-from contextlib import contextmanager
-from typing import Any, Protocol
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol, TypeVar, TypeVarTuple
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class Timer(Protocol):
@@ -32,12 +35,12 @@ class Clock(Protocol):
         """With cond held: wait until notified or until the clock reads `deadline`."""
         ...
 
-    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer: ...
-    def submit(self, pool: Executor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def call_later(self, delay: float, fn: Callable[[*Ts], object], *args: *Ts) -> Timer: ...
+    def submit(self, pool: Executor, fn: Callable[[*Ts], T], *args: *Ts) -> Future[T]:
         """pool.submit, telling the clock that work is in flight until the task ends."""
         ...
 
-    def idle(self) -> Any:
+    def idle(self) -> AbstractContextManager[None]:
         """Context: this thread blocks on other participants (e.g. joins a pool)."""
         ...
 
@@ -54,13 +57,13 @@ class MonotonicClock:
     def wait_until(self, cond: threading.Condition, deadline: float) -> None:
         cond.wait(timeout=max(deadline - time.monotonic(), 0.001))
 
-    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+    def call_later(self, delay: float, fn: Callable[[*Ts], object], *args: *Ts) -> Timer:
         timer = threading.Timer(delay, fn, args=args)
         timer.daemon = True
         timer.start()
         return timer
 
-    def submit(self, pool: Executor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def submit(self, pool: Executor, fn: Callable[[*Ts], T], *args: *Ts) -> Future[T]:
         return pool.submit(fn, *args)
 
     @contextmanager
@@ -118,14 +121,14 @@ class FakeClock:
         # with now() is then due exactly, with no rounding in between.
         cond._wait_at(deadline)  # type: ignore[attr-defined]
 
-    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+    def call_later(self, delay: float, fn: Callable[[*Ts], object], *args: *Ts) -> Timer:
         event = _Event(fn=fn, args=args)
         with self._lock:
             self._schedule(self._now + max(delay, 0.0), event)
             self._advance()
         return _FakeTimer(self, event)
 
-    def submit(self, pool: Executor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def submit(self, pool: Executor, fn: Callable[[*Ts], T], *args: *Ts) -> Future[T]:
         """A task is busy from the moment a worker is free for it. A task queued behind
         busy workers is not (its pool could never drain while time stood still): the
         worker that finishes a task takes the next one at once, so busy passes on to
@@ -142,7 +145,7 @@ class FakeClock:
             future.add_done_callback(lambda f: self._task_done(id(pool), f))
         return future
 
-    def _task_done(self, pool_id: int, future: Future[Any]) -> None:
+    def _task_done(self, pool_id: int, future: Future[T]) -> None:
         with self._lock:
             state = self._pools[pool_id]
             if future.cancelled():
@@ -204,8 +207,8 @@ class _Event:
 
     def __init__(
         self,
-        fn: Callable[..., Any] | None = None,
-        args: tuple[Any, ...] = (),
+        fn: Callable[..., object] | None = None,
+        args: tuple[object, ...] = (),
         waiter: threading.Condition | None = None,
     ):
         self.fn, self.args, self.waiter = fn, args, waiter

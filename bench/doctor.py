@@ -7,17 +7,14 @@ The checks every host needs are here; each registered backend adds its own
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from bench.backends.base import Check
+from bench.backends.base import Check, Options
 from bench.errors import BenchError
 
 __all__ = ["Check", "run_checks"]
 
 
-def run_checks(
-    options: dict[str, Any], say: Callable[[str], None] = lambda _msg: None
-) -> list[Check]:
+def run_checks(options: Options, say: Callable[[str], None] = lambda _msg: None) -> list[Check]:
     """`options`: the backends' CLI options by key (see Backend.cli_options)."""
     from bench import images, rootfs
     from bench.backends import backend_classes

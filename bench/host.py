@@ -19,12 +19,13 @@ import sys
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import bench
 from bench import addresses, procfs
 from bench.errors import UsageError
 from bench.procfs import ProcessTable
+from bench.records import Facts
 
 
 @runtime_checkable
@@ -34,14 +35,14 @@ class Host(Protocol):
     #: A short stable name of the machine, stored with every sample and step.
     key: str
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Facts:
         """Facts for the run's metadata: CPU, memory, kernel, KVM, load."""
         ...
 
     def mem_total_bytes(self) -> int: ...
     def mem_available_bytes(self) -> int: ...
     def load_avg_1m(self) -> float: ...
-    def memory_facts(self) -> dict[str, Any]:
+    def memory_facts(self) -> Facts:
         """Settings that change what memory numbers mean (KSM, THP), and the load."""
         ...
 
@@ -153,7 +154,7 @@ class LocalHost:
     def __init__(self) -> None:
         self.key = socket.gethostname()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Facts:
         meminfo = self._meminfo()
         cpuinfo = _read_text(Path("/proc/cpuinfo")) or ""
         physical = procfs.parse_cpu_counts(cpuinfo)[1]
@@ -281,10 +282,10 @@ class LocalHost:
     def rtt_s(self) -> float:
         return 0.0
 
-    def memory_facts(self) -> dict[str, Any]:
+    def memory_facts(self) -> Facts:
         """Host settings that change what memory numbers mean: KSM and THP."""
         ksm = Path("/sys/kernel/mm/ksm")
-        facts: dict[str, Any] = {}
+        facts: Facts = {}
         for name in ("run", "pages_shared", "pages_sharing"):
             facts[f"ksm_{name}"] = procfs.parse_int(_read_text(ksm / name))
         thp = _read_text(Path("/sys/kernel/mm/transparent_hugepage/enabled"))

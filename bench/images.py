@@ -16,7 +16,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 from bench import rootfs
 from bench.errors import ImageError
@@ -32,12 +32,26 @@ LABEL_ROOTFS = "bench.rootfs_sha256"
 DEFAULT_CMDLINE = "console=ttyS0 panic=-1 quiet loglevel=3 no_timer_check"
 
 
+class Manifest(TypedDict):
+    """An image's manifest.json: what build_rootfs built, from what."""
+
+    name: str
+    rootfs_sha256: str
+    rootfs_bytes: int
+    initramfs_bytes: int
+    busybox: str
+    kernel_source: str
+    kernel_release: str
+    kernel_bytes: int
+    built_at: str
+
+
 @dataclass(frozen=True)
 class VmArtifacts:
     kernel: Path
     initrd: Path
     cmdline: str
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 def image_dir(name: str) -> Path:
@@ -115,7 +129,7 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
     _write(out / "initramfs.cpio.gz", cpio)
     rootfs.copy_file(kernel, out / "vmlinuz")
     (out / "vmlinuz").chmod(0o644)
-    manifest = {
+    manifest: Manifest = {
         "name": name,
         "rootfs_sha256": hashlib.sha256(tar).hexdigest(),
         "rootfs_bytes": len(tar),
@@ -130,11 +144,13 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
     return vm_artifacts(name)  # type: ignore[return-value]
 
 
-def load_manifest(name: str) -> dict[str, Any] | None:
+def load_manifest(name: str) -> Manifest | None:
+    """The manifest build_rootfs wrote (JSON read back as written), if there is one."""
     try:
-        return json.loads((image_dir(name) / "manifest.json").read_text())
+        manifest = json.loads((image_dir(name) / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
+    return cast("Manifest", manifest) if isinstance(manifest, dict) else None
 
 
 def vm_artifacts(name: str) -> VmArtifacts | None:
@@ -145,7 +161,7 @@ def vm_artifacts(name: str) -> VmArtifacts | None:
     return VmArtifacts(d / "vmlinuz", d / "initramfs.cpio.gz", DEFAULT_CMDLINE, manifest)
 
 
-def ensure_rootfs(name: str) -> dict[str, Any]:
+def ensure_rootfs(name: str) -> Manifest:
     """The manifest of a built rootfs, building it first if the cache lacks it."""
     manifest = load_manifest(name)
     if manifest is None or not (image_dir(name) / "rootfs.tar").is_file():

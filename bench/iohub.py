@@ -11,11 +11,21 @@ import os
 import selectors
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 # How long remove() waits for the hub thread: it answers within one turn of its loop,
 # so only a hub that is shutting down takes this long.
 REMOVE_WAIT_S = 5.0
+
+
+class Stream(Protocol):
+    """A non-blocking socket as add_stream reads it."""
+
+    def fileno(self) -> int: ...
+    def recv(self, bufsize: int, /) -> bytes: ...
 
 
 class IOHub:
@@ -24,19 +34,19 @@ class IOHub:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        self._pending: list[tuple[str, Any, Callable[[], None] | None]] = []
+        self._pending: list[tuple[str, FileDescriptorLike, Callable[[], None] | None]] = []
         self._lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def add(self, fileobj: Any, on_readable: Callable[[], None]) -> None:
+    def add(self, fileobj: FileDescriptorLike, on_readable: Callable[[], None]) -> None:
         """Call on_readable() in the hub thread whenever fileobj has data (or EOF)."""
         self._request("add", fileobj, on_readable)
 
     def add_stream(
         self,
-        sock: Any,
+        sock: Stream,
         on_data: Callable[[bytes], None],
         on_end: Callable[[OSError | None], None],
     ) -> None:
@@ -61,7 +71,7 @@ class IOHub:
 
         self.add(sock, on_readable)
 
-    def remove(self, fileobj: Any) -> None:
+    def remove(self, fileobj: FileDescriptorLike) -> None:
         """Stop watching fileobj. From another thread it returns once the hub thread has
         let it go, so no callback of it runs after: the caller may close it. (Closed
         any earlier, a readable event already taken from the selector would call its
@@ -82,7 +92,7 @@ class IOHub:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
-    def _request(self, op: str, fileobj: Any, cb: Callable[[], None] | None) -> None:
+    def _request(self, op: str, fileobj: FileDescriptorLike, cb: Callable[[], None] | None) -> None:
         # Registration happens in the hub thread, so the selector is never touched
         # by two threads at once.
         with self._lock:
@@ -103,7 +113,7 @@ class IOHub:
                 if cb is not None:
                     cb()
 
-    def _unregister(self, fileobj: Any) -> None:
+    def _unregister(self, fileobj: FileDescriptorLike) -> None:
         try:
             self._sel.unregister(fileobj)
         except (KeyError, ValueError, OSError):

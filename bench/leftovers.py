@@ -6,13 +6,11 @@ the clean-up command (`clean_command`), and `bench clean` searches the same engi
 
 from __future__ import annotations
 
-from typing import Any
-
-from bench.backends.base import Backend
+from bench.backends.base import Backend, Options
 from bench.scenario import LoadedScenario
 
 
-def default_backends(options: dict[str, Any]) -> list[Backend]:
+def default_backends(options: Options) -> list[Backend]:
     """Every registered backend's engines on this host (each reads its own options)."""
     from bench.backends import BACKENDS, backend_class
 

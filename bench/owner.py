@@ -20,7 +20,6 @@ import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from bench import paths
 from bench.errors import BenchError, UsageError
@@ -43,7 +42,7 @@ def is_local(owner_host: str | None) -> bool:
     return owner_host is None or owner_host == hostname()
 
 
-def pid_alive(pid: Any) -> bool:
+def pid_alive(pid: object) -> bool:
     """Whether a process with this pid exists on this machine (any program)."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
@@ -56,7 +55,7 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
-def bench_process_alive(pid: Any) -> bool:
+def bench_process_alive(pid: object) -> bool:
     """Whether pid is another bench process running on this machine. A reused pid
     belongs to some other program: only a process whose command line names bench counts."""
     if not pid_alive(pid) or pid == os.getpid():
@@ -68,7 +67,7 @@ def bench_process_alive(pid: Any) -> bool:
         return False
 
 
-def run_alive(run_id: str | None, pid: Any) -> bool:
+def run_alive(run_id: str | None, pid: object) -> bool:
     """Whether a run on this controller still goes: its lock answers. No lock file: the
     labels were written by a bench from before the lock, which only had its pid and host
     to go by, so those versions' rule decides (a live process whose command line names

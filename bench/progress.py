@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.records import Sample, StepRecord
 from bench.scenario import Scenario, Step
 from bench.stats import percentile
 from bench.units import format_seconds
@@ -69,10 +70,10 @@ class RichEvents:
         self._progress.advance(self._steps)
         self._console.print(f"[yellow]{step.platform.name} N={step.n} refused:[/] {reason}")
 
-    def step_finished(self, step: Step, samples: list[dict[str, Any]], record: dict) -> None:
+    def step_finished(self, step: Step, samples: list[Sample], record: StepRecord) -> None:
         self._progress.advance(self._steps)
-        ready = [s["ready_s"] for s in samples if s["ok"]]
-        failed = [s for s in samples if not s["ok"]]
+        ready = [s.ready_s for s in samples if s.ok and s.ready_s is not None]
+        failed = [s for s in samples if not s.ok]
         line = (
             f"{step.platform.name} N={step.n}{_added(step)} #{step.repeat + 1}: "
             f"{len(ready)}/{len(samples)} ready, "
@@ -80,9 +81,9 @@ class RichEvents:
             f"p95 {format_seconds(percentile(ready, 95))}"
         )
         if failed:
-            line += f" [red]({len(failed)} failed: {failed[0]['error']})[/]"
-        if record.get("limit"):
-            line += f" [yellow]-> search ends: {record['limit_detail']}[/]"
+            line += f" [red]({len(failed)} failed: {failed[0].error})[/]"
+        if record.limit:
+            line += f" [yellow]-> search ends: {record.limit_detail}[/]"
         self._console.print(line)
 
 

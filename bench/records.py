@@ -13,14 +13,25 @@ overwrite a core field such as `ok`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from pydantic.config import JsonDict
 
 Worse = Literal["higher", "lower"]
+# Facts by field name, as a measurement or a backend reports them for a record: a
+# declared field's value, or an extra's (any JSON).
+Facts = dict[str, JsonValue]
 
 
 def metric(
@@ -51,7 +62,7 @@ def metric(
     )
 
 
-def value(doc: str, unit: str | None = None, default: Any = None) -> Any:
+def value(doc: str, unit: str | None = None, default: object = None) -> Any:
     """A stored fact that is not compared (labels, reasons, counts of things)."""
     return Field(default, description=doc, json_schema_extra={"unit": unit, "metric": False})
 
@@ -61,7 +72,7 @@ class Record(BaseModel):
     # schema versions into `extras` before validating).
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def row(self) -> dict[str, Any]:
+    def row(self) -> dict[str, JsonValue]:
         """The stored form: a flat JSON-ready dict, `extras` nested."""
         return self.model_dump(mode="json")
 
@@ -126,7 +137,7 @@ class Sample(Record):
     )
     sample_error: str | None = value("why some of its measurements are missing")
     destroy_error: str | None = value("why the engine would not destroy it")
-    extras: dict[str, Any] = Field(
+    extras: Facts = Field(
         default_factory=dict, description="backend-specific facts (never core fields)"
     )
 
@@ -185,7 +196,7 @@ class StepRecord(Record):
     limit_detail: str | None = None
     predicted_bytes: int | None = value("memory the guard predicted for a refused step", "bytes")
     memory_reserve_bytes: int | None = value("the reserve the guard kept", "bytes")
-    extras: dict[str, Any] = Field(default_factory=dict)
+    extras: Facts = Field(default_factory=dict)
 
 
 class HostFacts(BaseModel):
@@ -209,6 +220,63 @@ class HostFacts(BaseModel):
     bench_version: str | None = None
 
 
+class StoredPart(BaseModel):
+    """A part of metadata.json written as it was given: a field left out stays out of
+    the dump (no `null` added), so a stored part reads back key for key, in order."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        out: dict[str, object] = handler(self)
+        given = self.model_fields_set | set(self.model_extra or {})
+        return {k: v for k, v in out.items() if k in given}
+
+
+class EngineFacts(StoredPart):
+    """One platform's engine as `Backend.prepare` found it (versions, image digests, the
+    accel a VM got: each backend's own keys, kept as extras), and the host it ran on."""
+
+    engine: str | None = value("the backend's engine: docker, podman, libvirt, qemu, ...")
+    host: str | None = value("key of the machine the engine ran on (metadata.hosts)")
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        out = StoredPart._as_given(self, handler)
+        # Stored since schema 2 after the backend's facts: bench adds it once prepared.
+        if "host" in out:
+            out["host"] = out.pop("host")
+        return out
+
+    def on_host(self, key: str) -> EngineFacts:
+        return self.model_copy(update={"host": key})
+
+    def fact(self, name: str) -> object:
+        """A backend's own fact (an extra), or None."""
+        return (self.model_extra or {}).get(name)
+
+
+class WarmupPlatform(StoredPart):
+    ready: int  # warm-up instances that became ready
+    ready_s: list[float | None]  # each one's ready time, None if it was not
+
+
+class Warmup(StoredPart):
+    """Warm-up instances per platform before its first step (never counted)."""
+
+    instances: int  # per platform
+    platforms: dict[str, WarmupPlatform] = Field(default_factory=dict)
+
+
+class AbPairs(StoredPart):
+    """`bench ab`: baseline and candidate platforms and the step pairs (bench.ab)."""
+
+    baseline: str
+    candidate: str
+    # [baseline step, candidate step] in the order they ran; absent: pair by (N, repeat).
+    pairs: list[list[int]] | None = None
+
+
 class RunMetadata(BaseModel):
     """metadata.json. Written at the start, updated at the end (status, counts)."""
 
@@ -222,22 +290,19 @@ class RunMetadata(BaseModel):
     controller: str | None = value("hostname of the machine bench ran on (schema 2)")
     started_at: str | None = None
     finished_at: str | None = None
-    scenario: dict[str, Any] = Field(default_factory=dict)
+    scenario: dict[str, JsonValue] = Field(default_factory=dict)
     scenario_text: str | None = None
     scenario_path: str | None = None
     scenario_sha256: str | None = None
     # The controller's host, where bench ran (kept for readers of schema 1).
-    host: dict[str, Any] = Field(default_factory=dict)
+    host: dict[str, JsonValue] = Field(default_factory=dict)
     # Every machine an engine of this run ran on, by key (Sample.host).
     hosts: dict[str, HostFacts] = Field(default_factory=dict)
-    engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    engines: dict[str, EngineFacts] = Field(default_factory=dict)
     # Platform name -> its density search block, for platforms that searched.
-    searches: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    # Warm-up instances per platform before its first step (never counted): how many,
-    # and per platform how many became ready and their ready_s.
-    warmup: dict[str, Any] | None = None
-    # `bench ab`: baseline and candidate platforms and the step pairs (bench.ab).
-    ab: dict[str, Any] | None = None
+    searches: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+    warmup: Warmup | None = None
+    ab: AbPairs | None = None
     failures: int | None = None
     leftovers: list[str] | None = None
     error: str | None = None
@@ -286,7 +351,7 @@ def core_fields(model: type[Record]) -> frozenset[str]:
     return frozenset(model.model_fields)
 
 
-def split_extras(model: type[Record], data: dict[str, Any]) -> dict[str, Any]:
+def split_extras(model: type[Record], data: Mapping[str, object]) -> dict[str, object]:
     """`data` with every key the model does not declare moved into `extras`.
 
     For backend facts and for rows of older schema versions: nothing undeclared can
@@ -296,7 +361,8 @@ def split_extras(model: type[Record], data: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in data.items() if k in core}
     extras = {k: v for k, v in data.items() if k not in core}
     if extras:
-        out["extras"] = {**(data.get("extras") or {}), **extras}
+        prior = data.get("extras")
+        out["extras"] = {**(prior if isinstance(prior, Mapping) else {}), **extras}
     return out
 
 
@@ -319,7 +385,7 @@ BACKEND_FIELDS = frozenset(
 )
 
 
-def backend_facts(info: dict[str, Any]) -> dict[str, Any]:
+def backend_facts(info: Mapping[str, object]) -> dict[str, Any]:
     """A backend's facts about one instance as Sample keyword arguments: the fields it
     may fill, and everything else (private `_` keys dropped) under `extras`."""
     out = {k: v for k, v in info.items() if k in BACKEND_FIELDS}

@@ -23,13 +23,13 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 
 import bench
 from bench import owner
@@ -58,17 +58,28 @@ def new_run_id(scenario_name: str) -> str:
     return f"{scenario_name}-{stamp}-{secrets.token_hex(4)}"
 
 
+# What RunWriter.start and update take for a key of metadata.json: its JSON, or the
+# typed part (bench.records: EngineFacts, Warmup, AbPairs, ...) stored as its dump.
+MetadataValue: TypeAlias = (
+    "str | int | float | bool | None | BaseModel | Sequence[MetadataValue] "
+    "| Mapping[str, MetadataValue]"
+)
+
+
 class RunWriter:
+    """Writes results/<run-id>/ as the run goes (a `bench.runner.recorder.Sink`)."""
+
     def __init__(self, directory: Path, run_id: str):
         self.dir = directory
         self.run_id = run_id
-        self.metadata: dict[str, Any] = {}
+        # metadata.json as stored: its keys in the order they were first written.
+        self.metadata: dict[str, JsonValue] = {}
         self._samples: IO[str] | None = None
         self._steps: IO[str] | None = None
         # Several hosts' runners write at once (bench.runner.lanes): one line at a time.
         self._lock = threading.RLock()
 
-    def start(self, metadata: dict[str, Any]) -> None:
+    def start(self, metadata: Mapping[str, MetadataValue]) -> None:
         self.dir.mkdir(parents=True, exist_ok=False)
         self.metadata = {
             "schema_version": bench.SCHEMA_VERSION,
@@ -79,29 +90,29 @@ class RunWriter:
             # The machine bench ran on (engines may be elsewhere): where `pid` means something.
             "controller": owner.hostname(),
             "started_at": _now(),
-            **metadata,
+            **{k: as_stored(v) for k, v in metadata.items()},
         }
         RunMetadata.model_validate(self.metadata)  # a typo in a key fails here, not on read
         self._write_metadata()
         self._samples = (self.dir / SAMPLES).open("a")
         self._steps = (self.dir / STEPS).open("a")
 
-    def add_samples(self, samples: list[Sample]) -> None:
-        rows = [_record(Sample, s).row() for s in samples]
+    def add_samples(self, samples: Sequence[Sample]) -> None:
+        rows = [s.row() for s in samples]
         with self._lock:
             _append(self._samples, rows)
 
     def add_step(self, step: StepRecord) -> None:
-        row = _record(StepRecord, step).row()
+        row = step.row()
         with self._lock:
             _append(self._steps, [row])
 
-    def update(self, **fields: Any) -> None:
+    def update(self, **fields: MetadataValue) -> None:
         with self._lock:
-            self.metadata.update(fields)
+            self.metadata.update({k: as_stored(v) for k, v in fields.items()})
             self._write_metadata()
 
-    def finish(self, status: str, **fields: Any) -> None:
+    def finish(self, status: str, **fields: MetadataValue) -> None:
         with self._lock:
             for f in (self._samples, self._steps):
                 if f:
@@ -125,12 +136,18 @@ class RunWriter:
             os.close(folder)
 
 
-def _record(model: type[Any], r: Any) -> Any:
-    """A record as is; a plain dict validated (undeclared keys nested in `extras`)."""
-    return r if isinstance(r, model) else model.model_validate(split_extras(model, r))
+def as_stored(v: MetadataValue) -> JsonValue:
+    """A metadata value as metadata.json stores it: a typed part as its JSON dump."""
+    if isinstance(v, BaseModel):
+        return v.model_dump(mode="json")
+    if isinstance(v, Mapping):
+        return {k: as_stored(x) for k, x in v.items()}
+    if isinstance(v, Sequence) and not isinstance(v, str):
+        return [as_stored(x) for x in v]
+    return v
 
 
-def _append(f: IO[str] | None, rows: list[dict[str, Any]]) -> None:
+def _append(f: IO[str] | None, rows: list[dict[str, JsonValue]]) -> None:
     if f is None:
         raise RuntimeError("run not started")
     for row in rows:

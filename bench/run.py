@@ -13,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+
+from pydantic import JsonValue
 
 from bench import addresses
 from bench.backends import make_backend
@@ -31,11 +33,13 @@ from bench.errors import (
 from bench.host import Host, LocalHost, host_for, is_local_address, ssh_address
 from bench.leftovers import clean_command
 from bench.owner import run_lock
+from bench.records import AbPairs, EngineFacts, Facts, Sample, StepRecord
 from bench.results import RunWriter, new_run_id
 from bench.runner import Events, NoEvents, Runner, StepResult
 from bench.runner.lanes import HostLanes
 from bench.runner.recorder import Recorder
-from bench.scenario import LoadedScenario
+from bench.scenario import LoadedScenario, Step
+from bench.settings import PlatformBase
 from bench.units import format_bytes
 
 
@@ -57,7 +61,7 @@ def slot_names(loaded: LoadedScenario) -> dict[int, str]:
     }
 
 
-def host_label(p: Any) -> str:
+def host_label(p: PlatformBase) -> str:
     """The machine a placed platform runs on, as a short label (the SSH host[:port])."""
     address = getattr(p, "uri", None) or p.host
     if not address or is_local_address(address):
@@ -98,14 +102,14 @@ def refuse_unreadable(backends: Mapping[str, Backend]) -> None:
 
 def prepare_backends(
     loaded: LoadedScenario,
-    factory: Callable[[Any], Backend] = make_backend,
+    factory: Callable[[PlatformBase], Backend] = make_backend,
     say: Callable[[str], None] = lambda _msg: None,
     only: Collection[str] | None = None,
-) -> tuple[dict[str, Backend], dict[str, dict[str, Any]]]:
+) -> tuple[dict[str, Backend], dict[str, EngineFacts]]:
     """Connect every platform's engine (or those named in `only`) and resolve its image,
     or raise before any start."""
     backends: dict[str, Backend] = {}
-    engines: dict[str, dict[str, Any]] = {}
+    engines: dict[str, EngineFacts] = {}
     slots = slot_names(loaded)
     try:
         for i, p in enumerate(loaded.scenario.platforms):
@@ -117,7 +121,8 @@ def prepare_backends(
         # Every platform's cheap checks first: a bad file starts and builds nothing.
         _preflight(loaded, backends)
         for name, backend in backends.items():
-            engines[name] = backend.prepare(build_missing=True, say=say)
+            facts = backend.prepare(build_missing=True, say=say)
+            engines[name] = EngineFacts.model_validate(facts).on_host(backend.host.key)
     except BaseException:
         close_all(backends)
         raise
@@ -137,7 +142,7 @@ def _preflight(loaded: LoadedScenario, backends: dict[str, Backend]) -> None:
 
 def preflight(
     loaded: LoadedScenario,
-    factory: Callable[[Any], Backend] = make_backend,
+    factory: Callable[[PlatformBase], Backend] = make_backend,
     *,
     engines: bool = True,
 ) -> None:
@@ -177,7 +182,7 @@ def run_scenario(
     events: Events | None = None,
     warn: Callable[[str], None] = lambda _msg: None,
     say: Callable[[str], None] = lambda _msg: None,
-    factory: Callable[[Any], Backend] = make_backend,
+    factory: Callable[[PlatformBase], Backend] = make_backend,
     ab: tuple[str, str] | None = None,
 ) -> RunOutcome:
     """Run a scenario and store it; with `ab` (baseline, candidate), only those two
@@ -202,10 +207,10 @@ def run_scenario(
 
 def _prepare_or_interrupted(
     loaded: LoadedScenario,
-    factory: Callable[[Any], Backend],
+    factory: Callable[[PlatformBase], Backend],
     say: Callable[[str], None],
     ab: tuple[str, str] | None,
-) -> tuple[dict[str, Backend], dict[str, dict[str, Any]]]:
+) -> tuple[dict[str, Backend], dict[str, EngineFacts]]:
     """prepare_backends, with Ctrl-C while preparing said as nothing measured."""
     try:
         return prepare_backends(loaded, factory, say, only=ab)
@@ -231,13 +236,11 @@ def _start_results(
     directory: Path,
     run_id: str,
     backends: dict[str, Backend],
-    engines: dict[str, dict[str, Any]],
+    engines: dict[str, EngineFacts],
     ab: tuple[str, str] | None,
 ) -> RunWriter:
     """The run's folder, its metadata written: the scenario, its engines and hosts."""
     writer = RunWriter(directory, run_id)
-    for platform, backend in backends.items():
-        engines.setdefault(platform, {})["host"] = backend.host.key
     writer.start(
         {
             "scenario": loaded.scenario.model_dump(mode="json"),
@@ -246,7 +249,7 @@ def _start_results(
             "scenario_sha256": loaded.sha256,
             "searches": loaded.scenario.searches(),
             "engines": engines,
-            **({"ab": {"baseline": ab[0], "candidate": ab[1], "pairs": []}} if ab else {}),
+            **({"ab": AbPairs(baseline=ab[0], candidate=ab[1], pairs=[])} if ab else {}),
         }
     )
     return writer
@@ -341,7 +344,7 @@ def check_ab(loaded: LoadedScenario, baseline: str, candidate: str) -> None:
         )
 
 
-def _machine_of(platform: Any) -> str:
+def _machine_of(platform: PlatformBase) -> str:
     """The machine a platform's engine runs on, as the A/B check names it."""
     from bench.backends import backend_class
 
@@ -363,10 +366,10 @@ def _runner(
     platforms = [p for i, p in enumerate(loaded.scenario.platforms) if slots[i] in backends]
     slot_of = {id(p): slots[i] for i, p in enumerate(loaded.scenario.platforms)}
 
-    def slot(p: Any) -> str:
+    def slot(p: PlatformBase) -> str:
         return slot_of[id(p)]
 
-    by_host: dict[str, list[Any]] = {}
+    by_host: dict[str, list[PlatformBase]] = {}
     for p in platforms:
         by_host.setdefault(backends[slot(p)].host.key, []).append(p)
     if ab is not None or len(by_host) == 1:
@@ -435,23 +438,28 @@ def _host_failure(lanes: HostLanes, writer: RunWriter, loaded: LoadedScenario) -
 
 
 def describe_hosts(
-    backends: dict[str, Backend], engines: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """One record of facts per distinct host, in platform order; each engine entry
-    names its host by key."""
-    hosts: dict[str, dict[str, Any]] = {}
+    backends: Mapping[str, Backend], engines: Mapping[str, EngineFacts]
+) -> dict[str, Facts]:
+    """One record of facts per distinct host (metadata.json's "hosts", stored as the
+    host describes itself), in platform order, with its engines' versions."""
+    hosts: dict[str, Facts] = {}
+    host_engines: dict[str, dict[str, JsonValue]] = {}
     for name, backend in backends.items():
         host = backend.host
         if host.key not in hosts:
+            host_engines[host.key] = {}
             try:
-                hosts[host.key] = {**host.describe(), "rtt_s": host.rtt_s(), "engines": {}}
+                hosts[host.key] = {
+                    **host.describe(),
+                    "rtt_s": host.rtt_s(),
+                    "engines": host_engines[host.key],
+                }
             except Exception as e:  # a host lost meanwhile: its lane says why
-                hosts[host.key] = {"error": first_line(e), "engines": {}}
-        engine = engines.setdefault(name, {})
-        engine["host"] = host.key
+                hosts[host.key] = {"error": first_line(e), "engines": host_engines[host.key]}
+        engine = engines[name].model_dump(mode="json") if name in engines else {}
         # Each host's own engine versions and image digests, next to its facts: the same
         # rootfs_sha256 on two hosts is the same userland.
-        hosts[host.key]["engines"][name] = {
+        host_engines[host.key][name] = {
             k: v
             for k, v in engine.items()
             if k.endswith("_version") or k in ("engine", "accel", "image_id", "rootfs_sha256")
@@ -466,7 +474,7 @@ class HostFactsGathering:
     run does, whichever is first; once per run."""
 
     def __init__(
-        self, backends: dict[str, Backend], engines: dict[str, dict[str, Any]], writer: Any
+        self, backends: dict[str, Backend], engines: dict[str, EngineFacts], writer: RunWriter
     ):
         self._writer = writer
         self._lock = threading.Lock()
@@ -492,19 +500,27 @@ class HostFactsGathering:
 
 
 class _FactsFirst:
+    """`events`, with the host facts written before the first step's end is told."""
+
     def __init__(self, events: Events, facts: HostFactsGathering):
         self._events, self._facts = events, facts
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._events, name)
+    def step_started(self, index: int, total: int, step: Step) -> None:
+        self._events.step_started(index, total, step)
 
-    def step_finished(self, *args: Any) -> None:
-        self._facts.write()
-        self._events.step_finished(*args)
+    def instance_done(self, step: Step, ok: bool) -> None:
+        self._events.instance_done(step, ok)
 
-    def step_refused(self, *args: Any) -> None:
+    def warmup_started(self, platform: str, instances: int) -> None:
+        self._events.warmup_started(platform, instances)
+
+    def step_finished(self, step: Step, samples: list[Sample], record: StepRecord) -> None:
         self._facts.write()
-        self._events.step_refused(*args)
+        self._events.step_finished(step, samples, record)
+
+    def step_refused(self, step: Step, reason: str) -> None:
+        self._facts.write()
+        self._events.step_refused(step, reason)
 
 
 def close_all(backends: dict[str, Backend]) -> None:
@@ -523,7 +539,7 @@ def _interrupts(runner: Runner | HostLanes, writer: RunWriter) -> Iterator[None]
     labelled with the run id, for `bench clean --run RUN_ID`.
     """
 
-    def handler(_signum: int, _frame: Any) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
         if runner.stopping:
             if writer.metadata.get("status") == "running":
                 writer.update(status="interrupted")

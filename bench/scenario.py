@@ -10,12 +10,20 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
-from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    JsonValue,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from bench import addresses
@@ -32,6 +40,11 @@ from bench.settings import (
     check_name,
 )
 from bench.units import format_bytes
+
+# A key path in the scenario file: mapping keys and list indices (pydantic's error loc).
+Loc = tuple[str | int, ...]
+# Makes the one-line error for a key path of the file being read.
+Fail = Callable[[Loc, str], ScenarioError]
 
 # A scenario is a page of YAML. Anything much bigger is the wrong file or an attack, and
 # must be refused before it is read into memory (the promise: bench never pushes a lab
@@ -157,10 +170,10 @@ class Scenario(Model):
             return None
         return self.density
 
-    def searches(self) -> dict[str, dict[str, Any]]:
+    def searches(self) -> dict[str, dict[str, JsonValue]]:
         """Platform name -> its density search block, for platforms that search (stored
         in the run's metadata, so readers never re-derive it)."""
-        out = {}
+        out: dict[str, dict[str, JsonValue]] = {}
         for p in self.platforms:
             search = self.search_for(p)
             if search is not None:
@@ -209,7 +222,7 @@ class LoadedScenario:
     scenario: Scenario
     path: Path
     text: str
-    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    lines: dict[Loc, int] = field(default_factory=dict)
     # The --host names the scenario was placed on (on_hosts), to repeat in hints.
     placed_on: tuple[str, ...] = ()
 
@@ -217,7 +230,7 @@ class LoadedScenario:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
-    def error(self, loc: tuple[Any, ...], message: str) -> ScenarioError:
+    def error(self, loc: Loc, message: str) -> ScenarioError:
         """An error about this file at a key path, with its line number."""
         return ScenarioError(
             str(self.path), message, key=_key_path(loc), line=_nearest_line(self.lines, loc)
@@ -234,7 +247,7 @@ def host_address(scenario: Scenario, host: str) -> str | None:
     return None
 
 
-def _placed(scenario: Scenario, fail: Any) -> Scenario:
+def _placed(scenario: Scenario, fail: Fail) -> Scenario:
     """Each platform whose `host:` names a machine, pointed at that machine's engine."""
     placed = []
     for i, p in enumerate(scenario.platforms):
@@ -304,7 +317,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     return _parse(text, source)[0]
 
 
-def _parse(text: str, source: str) -> tuple[Scenario, dict[tuple[Any, ...], int]]:
+def _parse(text: str, source: str) -> tuple[Scenario, dict[Loc, int]]:
     root, data = _read_yaml(text, source)
     if not isinstance(data, dict):
         raise ScenarioError(source, "expected a mapping of keys (name, platforms, ...)", line=1)
@@ -315,7 +328,7 @@ def _parse(text: str, source: str) -> tuple[Scenario, dict[tuple[Any, ...], int]
         # PyYAML would silently keep the last value: a typo that changes the plan.
         raise ScenarioError(source, "duplicate key: given twice", key=_key_path(path), line=line)
 
-    def fail(loc: tuple[Any, ...], message: str) -> ScenarioError:
+    def fail(loc: Loc, message: str) -> ScenarioError:
         return ScenarioError(source, message, key=_key_path(loc), line=_nearest_line(lines, loc))
 
     for key in data:
@@ -338,7 +351,7 @@ def _parse(text: str, source: str) -> tuple[Scenario, dict[tuple[Any, ...], int]
     return _placed(scenario, fail), lines
 
 
-def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, object]:
     """The composed document and its Python value, refusing what would cost more than a
     scenario is worth before building it."""
     loader = yaml.SafeLoader(text)
@@ -400,7 +413,7 @@ def _expanded_nodes(root: yaml.Node, limit: int) -> int:
     return size(root)
 
 
-def unknown_key(key: str, known: Any) -> str:
+def unknown_key(key: str, known: Collection[str]) -> str:
     """ "unknown key", with the nearest known spelling when there is one."""
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     if close:
@@ -408,13 +421,13 @@ def unknown_key(key: str, known: Any) -> str:
     return "unknown key (check its spelling and the README's key list)"
 
 
-def _error_loc(err: Any) -> tuple[Any, ...]:
+def _error_loc(err: ErrorDetails) -> Loc:
     loc = tuple(err["loc"])
     cause = (err.get("ctx") or {}).get("error")
     return (*loc, cause.key) if isinstance(cause, KeyedValueError) else loc
 
 
-def _platform(raw: Any, i: int, fail: Any, root: yaml.Node | None = None) -> PlatformBase:
+def _platform(raw: object, i: int, fail: Fail, root: yaml.Node | None = None) -> PlatformBase:
     """Validate one platform with the Settings model of the backend it names."""
     from bench.backends import BACKENDS, settings_model
 
@@ -439,13 +452,13 @@ def _platform(raw: Any, i: int, fail: Any, root: yaml.Node | None = None) -> Pla
         raise fail(loc, _describe(err, _node_at(root, loc), model.model_fields)) from None
 
 
-def _describe(err: ErrorDetails, node: yaml.Node | None = None, known: Any = None) -> str:
+def _describe(err: ErrorDetails, node: yaml.Node | None = None, known: Collection[str] = ()) -> str:
     """pydantic's error in the words of the scenario file: what was written, what to
     write instead."""
     kind, msg, value = err["type"], err["msg"], err.get("input")
     written = node.value if isinstance(node, yaml.ScalarNode) else None
     if kind == "extra_forbidden":
-        return unknown_key(str(err["loc"][-1]), known or {})
+        return unknown_key(str(err["loc"][-1]), known)
     if kind == "missing":
         return "required key is missing"
     if kind == "value_error":
@@ -476,7 +489,7 @@ def _describe(err: ErrorDetails, node: yaml.Node | None = None, known: Any = Non
     return msg
 
 
-def _not_a_list(loc: tuple[Any, ...], value: Any) -> str:
+def _not_a_list(loc: Loc, value: object) -> str:
     if loc and loc[-1] == "platforms" and isinstance(value, dict):
         return "expected a list: write each platform as `- name: ...` under platforms:"
     if isinstance(value, str) and "," in value:
@@ -487,7 +500,7 @@ def _not_a_list(loc: tuple[Any, ...], value: Any) -> str:
     return f"expected a list (write [a, b] or one `- item` per line), got {_shown(None, value)}"
 
 
-def _shown(written: str | None, value: Any) -> str:
+def _shown(written: str | None, value: object) -> str:
     """The value as the file wrote it: quoted when YAML read it as text."""
     if written is not None:
         text = repr(written) if isinstance(value, str) else written
@@ -496,11 +509,11 @@ def _shown(written: str | None, value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _yaml_value(value: Any) -> str:
+def _yaml_value(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+def _node_at(root: yaml.Node | None, loc: Loc) -> yaml.Node | None:
     """The YAML node at a key path, to quote what the file says (not what YAML made of it)."""
     node = root
     for part in loc:
@@ -513,25 +526,23 @@ def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     return node
 
 
-def _key_path(loc: tuple[Any, ...]) -> str:
+def _key_path(loc: Loc) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "<top>"
 
 
-def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+def _nearest_line(lines: dict[Loc, int], loc: Loc) -> int | None:
     for k in range(len(loc), -1, -1):
         if loc[:k] in lines:
             return lines[loc[:k]]
     return None
 
 
-def _first_duplicate(
-    node: yaml.Node | None, prefix: tuple[Any, ...] = ()
-) -> tuple[tuple[Any, ...], int] | None:
+def _first_duplicate(node: yaml.Node | None, prefix: Loc = ()) -> tuple[Loc, int] | None:
     if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
+        seen: set[str] = set()
         for key, value in node.value:
             path = (*prefix, key.value)
             if key.value in seen:
@@ -548,9 +559,9 @@ def _first_duplicate(
     return None
 
 
-def _key_lines(node: yaml.Node | None, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+def _key_lines(node: yaml.Node | None, prefix: Loc = ()) -> dict[Loc, int]:
     """Map every key path in the document to its 1-based line number."""
-    out: dict[tuple[Any, ...], int] = {}
+    out: dict[Loc, int] = {}
     if node is None:
         return out
     out.setdefault(prefix, node.start_mark.line + 1)

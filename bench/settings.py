@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from bench.addresses import LOCAL
 from bench.units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
@@ -63,15 +65,16 @@ Seconds = Annotated[float, BeforeValidator(_duration), WithJsonSchema(DURATION_S
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)]
 
 
-def _or_text(text: dict[str, Any]) -> Any:
+def _or_text(text: JsonDict) -> Callable[[JsonDict], None]:
     """A field's JSON schema, widened to also accept the text form its validator takes."""
 
-    def widen(schema: dict[str, Any]) -> None:
+    def widen(schema: JsonDict) -> None:
         keep = ("description", "default", "title")
         inner = {k: v for k, v in schema.items() if k not in keep}
         for k in inner:
             del schema[k]
-        schema["anyOf"] = [text, *inner.pop("anyOf", [inner])]
+        alternatives = inner.pop("anyOf", [inner])
+        schema["anyOf"] = [text, *(alternatives if isinstance(alternatives, list) else [inner])]
 
     return widen
 
@@ -101,7 +104,7 @@ class ReadyRule(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_string(cls, v: Any) -> Any:
+    def _from_string(cls, v: object) -> object:
         return {"marker": v} if isinstance(v, str) else v
 
 
@@ -207,7 +210,7 @@ class PlatformBase(Model):
 
     @field_validator("command", mode="before")
     @classmethod
-    def _argv(cls, v: Any) -> Any:
+    def _argv(cls, v: object) -> object:
         # A string is split like a shell would split words, but it is never run through
         # a shell: metacharacters stay literal arguments.
         return shlex.split(v) if isinstance(v, str) else v

@@ -20,14 +20,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bench
 from bench import addresses, procfs
 from bench.errors import EngineUnavailable, UsageError
 from bench.procfs import ProcessTable
+from bench.records import Facts
+
+if TYPE_CHECKING:
+    import paramiko
 
 CONNECT_TIMEOUT_S = 15.0
 READ_TIMEOUT_S = 60.0
@@ -77,7 +81,7 @@ class SshHost:
         # The name the user gave the machine: a loopback "remote" stays apart from the
         # local host's key (the hostname), as two engines on one machine must.
         self.key = key or checked.hostport
-        self._client: Any = None
+        self._client: paramiko.SSHClient | None = None
         self._lost = False  # a connection dropped; close() allows a new one
         self._lock = threading.Lock()
         self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
@@ -89,7 +93,7 @@ class SshHost:
 
     # -- connection ------------------------------------------------------------------
 
-    def _connect(self) -> Any:
+    def _connect(self) -> paramiko.SSHClient:
         with self._lock:
             if self._client is not None:
                 transport = self._client.get_transport()
@@ -220,7 +224,7 @@ class SshHost:
 
     # -- facts -----------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Facts:
         files = self._read_files(
             [
                 "/proc/sys/kernel/hostname",
@@ -276,11 +280,11 @@ class SshHost:
     def load_avg_1m(self) -> float:
         return procfs.parse_loadavg(self._read_files(["/proc/loadavg"])["/proc/loadavg"] or "0")
 
-    def memory_facts(self) -> dict[str, Any]:
+    def memory_facts(self) -> Facts:
         ksm = [f"/sys/kernel/mm/ksm/{n}" for n in ("run", "pages_shared", "pages_sharing")]
         thp = "/sys/kernel/mm/transparent_hugepage/enabled"
         files = self._read_files([*ksm, thp, "/proc/loadavg"])
-        facts: dict[str, Any] = {f"ksm_{Path(p).name}": procfs.parse_int(files[p]) for p in ksm}
+        facts: Facts = {f"ksm_{Path(p).name}": procfs.parse_int(files[p]) for p in ksm}
         facts["thp_mode"] = procfs.parse_thp_mode((files[thp] or "").strip() or None)
         facts["load_avg_1m"] = procfs.parse_loadavg(files["/proc/loadavg"] or "0")
         return facts
@@ -299,6 +303,8 @@ class SshHost:
         import paramiko
 
         transport = self._connect().get_transport()
+        if transport is None:
+            raise SshError(f"{self.address}: SSH connection lost")
         times = []
         try:
             for _ in range(samples):
@@ -478,7 +484,7 @@ def _sha256(path: Path) -> str:
 MAX_READ_BYTES = 64 * 2**20
 
 
-def _read_all(recv: Any) -> bytes:
+def _read_all(recv: Callable[[int], bytes]) -> bytes:
     chunks, size = [], 0
     while data := recv(65536):
         size += len(data)

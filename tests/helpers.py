@@ -37,7 +37,8 @@ def fake_runner(text, run_id="run-test", ab=None, **host_args):
 
 
 class MemorySink:
-    """Collects what the runner would write to results/<run-id>/."""
+    """Collects what the runner would write to results/<run-id>/ (a
+    bench.runner.recorder.Sink): the rows and metadata as RunWriter stores them."""
 
     def __init__(self, scenario=None):
         self.samples, self.steps = [], []
@@ -49,13 +50,15 @@ class MemorySink:
         self.metadata = {}
 
     def update(self, **fields):
-        self.metadata.update(fields)
+        from bench.results import as_stored
 
-    def add_samples(self, rows):
-        self.samples += rows
+        self.metadata.update({k: as_stored(v) for k, v in fields.items()})
 
-    def add_step(self, row):
-        self.steps.append(row)
+    def add_samples(self, samples):
+        self.samples += [s.row() for s in samples]
+
+    def add_step(self, step):
+        self.steps.append(step.row())
 
 
 class FakeHost:

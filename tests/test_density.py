@@ -286,3 +286,44 @@ def test_a_wedged_engine_stops_the_run_after_the_step_it_wedged_in():
     (step,) = sink.steps
     assert step["n"] == 2 and step["destroy_failures"] == 2
     assert backend.destroy_calls == 2 and backend.created == 2
+
+
+def test_records_reach_the_sink_as_records_with_the_limit_in_the_step_record():
+    """The recorder hands the sink the typed records themselves (no dict in between),
+    and a search's limit is in the step record the sink gets, not added after."""
+    from bench.records import Sample, StepRecord, Warmup
+    from bench.results import as_stored
+
+    class RecordSink:
+        def __init__(self):
+            self.samples, self.steps, self.metadata = [], [], {}
+
+        def add_samples(self, samples):
+            self.samples += samples
+
+        def add_step(self, step):
+            self.steps.append(step)
+
+        def update(self, **fields):
+            self.metadata.update(fields)
+
+    runner, _, _ = fake_runner(
+        HEAD + "warmup: 1\ndensity: {factor: 2, max: 64, slo: {ready_p95: 600ms}}\n"
+        "platforms:\n  - {name: f, backend: fake, boot: 50ms, boot_per_instance: 50ms}\n",
+        "run-d",
+        total=64 * 2**30,
+    )
+    sink = runner.sink = runner._recorder.sink = RecordSink()
+    results = runner.run()
+    assert sink.samples and all(type(s) is Sample for s in sink.samples)
+    assert sink.steps and all(type(st) is StepRecord for st in sink.steps)
+    assert [st.limit for st in sink.steps] == [None] * 4 + ["slo"]
+    # What the runner returns is what the sink got: one record per step, no copy after.
+    assert [r.record for r in results] == sink.steps
+    assert [r.index for r in results] == [st.step for st in sink.steps]
+    # The warm-up goes to the metadata as its typed part, stored as the same JSON.
+    assert isinstance(sink.metadata["warmup"], Warmup)
+    assert as_stored(sink.metadata["warmup"]) == {
+        "instances": 1,
+        "platforms": {"f": {"ready": 1, "ready_s": [pytest.approx(0.1)]}},  # 50 + 1 x 50 ms
+    }

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bench.backends import backend_class, settings_model
 from bench.backends.base import Instance
+from bench.backends.guest import BootSource
 from bench.backends.probe_cache import ProbeResult
 from bench.backends.qemu_backend import (
     InstancePaths,
@@ -288,7 +289,7 @@ def test_a_qemu_that_exits_at_once_fails_create_with_its_reason(tmp_path, monkey
     monkeypatch.setenv("BENCH_STATE_DIR", str(tmp_path))
     backend = QemuBackend(QemuSettings(name="p", backend="qemu", accel="tcg"))
     backend.binary = "false"
-    backend._boot = {"paths": KERNEL}
+    backend._boot = BootSource({}, KERNEL)
     inst = Instance("bench-r-p-s0-0", "r", "p", Console("BENCH_READY"))
     try:
         t0 = time.monotonic()

@@ -155,3 +155,49 @@ def test_run_ids_carry_32_random_bits():
     ids = {new_run_id("s") for _ in range(200)}
     assert len(ids) == 200
     assert all(re.fullmatch(r"s-\d{8}-\d{6}-[0-9a-f]{8}", i) for i in ids)
+
+
+def test_typed_metadata_parts_are_stored_as_the_json_they_replace(tmp_path):
+    """engines, ab and warmup given as models (bench.records) are written key for key, in
+    the order the dicts had, and read back by load_run as the same dicts."""
+    from bench.records import AbPairs, EngineFacts, Warmup
+    from bench.results import RunWriter
+
+    # As a backend's prepare() gives them: the engine first, its own keys, then the host.
+    engines = {
+        "c": {"engine": "docker", "docker_version": "24.0", "image_id": "sha256:1"},
+        "v": {"engine": "libvirt", "accel": "tcg", "boot": "kernel"},
+    }
+    warmup = {"instances": 2, "platforms": {"c": {"ready": 1, "ready_s": [0.5, None]}}}
+    ab = {"baseline": "c", "candidate": "v", "pairs": [[0, 1], [3, 2]]}
+    as_dicts = {
+        "engines": {k: {**e, "host": "h"} for k, e in engines.items()},
+        "ab": ab,
+    }
+    as_models = {
+        "engines": {k: EngineFacts.model_validate(e).on_host("h") for k, e in engines.items()},
+        "ab": AbPairs.model_validate(ab),
+    }
+    written = []
+    for name, start in (("dicts", as_dicts), ("models", as_models)):
+        w = RunWriter(tmp_path / name, "r")
+        w.start({"scenario": {"name": "s", "platforms": []}, **start})
+        w.update(warmup=warmup if name == "dicts" else Warmup.model_validate(warmup))
+        w.finish("complete")
+        text = (tmp_path / name / "metadata.json").read_text()
+        written.append(
+            {
+                k: v
+                for k, v in json.loads(text).items()
+                if k not in ("pid", "started_at", "finished_at")
+            }
+        )
+    assert json.dumps(written[0]) == json.dumps(written[1])  # same keys, same order
+    assert list(written[1]["engines"]["c"]) == ["engine", "docker_version", "image_id", "host"]
+    meta = load_run(tmp_path / "models").metadata
+    assert meta["engines"] == as_dicts["engines"] and meta["ab"] == ab and meta["warmup"] == warmup
+    # A part stored without a key reads back without it (no null added).
+    assert EngineFacts.model_validate({"docker_version": "1"}).model_dump() == {
+        "docker_version": "1"
+    }
+    assert AbPairs(baseline="a", candidate="b").model_dump() == {"baseline": "a", "candidate": "b"}

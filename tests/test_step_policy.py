@@ -2,6 +2,7 @@
 
 import pytest
 
+from bench.records import Sample, StepRecord
 from bench.runner.policy import (
     DEFAULT_INSTANCE_ESTIMATE_BYTES,
     GUARD_MARGIN,
@@ -15,11 +16,15 @@ MiB, GiB = 2**20, 2**30
 
 
 def ok(ready_s):
-    return {"ok": True, "failure": None, "error": None, "ready_s": ready_s}
+    return Sample(platform="p", n=1, ok=True, ready_s=ready_s)
 
 
 def bad(failure, error):
-    return {"ok": False, "failure": failure, "error": error, "ready_s": None}
+    return Sample(platform="p", n=1, ok=False, failure=failure, error=error)
+
+
+def record(**fields):
+    return StepRecord(platform="p", n=1, **fields)
 
 
 # -- the guard ------------------------------------------------------------------------
@@ -87,7 +92,7 @@ def test_fixed_counts_with_repeats_and_no_limits():
     for n, r in p.steps():
         seen.append((n, r))
         # Fixed counts judge no limits, but remember the drop for the guard.
-        assert p.judge(n, [bad("timeout", "t")], {"host_drop_per_instance_bytes": 5.0}) is None
+        assert p.judge(n, [bad("timeout", "t")], record(host_drop_per_instance_bytes=5.0)) is None
     assert seen == [(1, 0), (1, 1), (3, 0), (3, 1)]
     assert p.measured == [(1, 5.0), (1, 5.0), (3, 5.0), (3, 5.0)]
 
@@ -101,7 +106,7 @@ def test_a_limit_ends_the_density_search():
     for n, r in p.steps():
         seen.append((n, r))
         ready = 2.0 if n == 4 else 0.1  # N=4 is too slow
-        limits.append(p.judge(n, [ok(ready)] * n, {}))
+        limits.append(p.judge(n, [ok(ready)] * n, record()))
     # The repeat of N=4 and every larger N are never started.
     assert seen == [(1, 0), (1, 1), (2, 0), (2, 1), (4, 0)]
     assert limits[:-1] == [(None, None)] * 4 and limits[-1][0] == "slo" and p.ended
@@ -118,7 +123,7 @@ def test_a_refusal_ends_the_platform_and_negative_drops_are_not_remembered():
         if p.guard(n, GiB + 250 * MiB) is not None:
             continue
         # MemAvailable rose during the step: noise, not a measurement.
-        p.judge(n, [ok(0.1)] * n, {"host_drop_per_instance_bytes": -3.0})
+        p.judge(n, [ok(0.1)] * n, record(host_drop_per_instance_bytes=-3.0))
     assert seen == [1, 2, 4] and p.ended
     assert p.measured == []
 

@@ -8,13 +8,14 @@ and computes no statistics: the runner owns the clock.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench import owner
 from bench.console import Console
+from bench.records import Facts
 from bench.settings import PlatformBase
 
 if TYPE_CHECKING:
@@ -40,8 +41,10 @@ class Instance:
     run_id: str
     platform: str
     console: Console
-    handle: Any = None  # the backend's own object (container, domain, ...)
-    info: dict[str, Any] = field(default_factory=dict)  # stored with the sample
+    handle: Any = None  # the backend's own object (container, domain, ...): its SDK's
+    # What the backend and the measurements found, stored with the sample (bench.records.
+    # backend_facts); `_` keys are the backend's own (sockets, timers), never stored.
+    info: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,29 @@ def print_nothing(_message: str) -> None:
     pass
 
 
-def parse_pid(value: Any) -> int | None:
+def parse_pid(value: object) -> int | None:
     try:
-        return int(value)
+        return int(value)  # type: ignore[call-overload]  # whatever an engine said
     except (TypeError, ValueError):
         return None
+
+
+# The values of every backend's cli_options, by key (CliOption: None or False when not
+# given, a list when `multiple`).
+OptionValue = str | bool | list[str] | None
+Options = Mapping[str, OptionValue]
+
+
+def option_text(options: Options, key: str) -> str | None:
+    """An option's text, None when not given."""
+    value = options.get(key)
+    return value if isinstance(value, str) else None
+
+
+def option_list(options: Options, key: str) -> list[str]:
+    """A `multiple` option's values, [] when not given."""
+    value = options.get(key)
+    return list(value) if isinstance(value, list) else []
 
 
 class Backend(ABC):
@@ -184,12 +205,12 @@ class Backend(ABC):
     # reads its own. None of these is called for a scenario's platforms.
 
     @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+    def for_cleanup(cls, options: Options) -> list[Backend]:
         """This backend's engines that `bench clean` searches for leftovers."""
         return []
 
     @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+    def doctor_checks(cls, options: Options, say: Callable[[str], None]) -> list[Check]:
         """`bench doctor`'s checks of this backend: engine reachable, images built, ...
 
         `say` tells the user about slow work (a probe boot). Never raises: a failure is a
@@ -199,7 +220,7 @@ class Backend(ABC):
 
     @classmethod
     def build_images(
-        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+        cls, name: str, options: Options, say: Callable[[str], None]
     ) -> list[tuple[str, str]]:
         """This backend's part of `bench images build NAME`, after the shared rootfs,
         initramfs and kernel are built (bench.images). Returns (label, text) lines to show.
@@ -214,7 +235,7 @@ class Backend(ABC):
     @abstractmethod
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         """Connect, resolve the image (building the bench pair if allowed). Called only
         after preflight() passed (bench.run.prepare_backends does both), so it does not
         repeat those checks.
@@ -255,7 +276,7 @@ class Backend(ABC):
         """Before sample() is called for each of insts: fetch what one call can answer
         for all (sizes, the host's process table), so sampling a step stays O(N)."""
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         """Raw facts about a running, ready instance, from the engine's point of view.
 
         `host` (this backend's own `self.host`) answers process questions.

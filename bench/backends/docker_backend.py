@@ -42,9 +42,12 @@ from bench.errors import (
     UsageError,
     first_line,
 )
+from bench.records import Facts
 from bench.settings import LOCAL, PlatformBase, check_name
 
 if TYPE_CHECKING:
+    import docker
+
     from bench.host import Host
 
 TRANSPORT_JOIN_S = 5  # a dying SSH transport's thread ends within a read timeout
@@ -119,7 +122,7 @@ class DockerBackend(ContainerBackend):
     def __init__(self, settings: DockerSettings, host: Host | None = None):
         super().__init__(settings, host)
         self.settings: DockerSettings = settings
-        self._api: Any = None
+        self._api: docker.APIClient | None = None
         # `network: none` without libnetwork's sandbox (prepare() decides, by version).
         self._network_disabled = False
 
@@ -203,7 +206,7 @@ class DockerBackend(ContainerBackend):
     def address(self) -> str:
         return self.settings.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
-    def connect(self) -> Any:
+    def connect(self) -> docker.APIClient:
         if self._api is None:
             import docker
 
@@ -352,7 +355,8 @@ class DockerBackend(ContainerBackend):
                 detach=True,
             )
             api.start(created["Id"])
-            status = api.wait(created["Id"], timeout=RUNTIME_PROBE_TIMEOUT_S)
+            # docker-py hands the timeout to requests, which takes a float; its stubs say int.
+            status = api.wait(created["Id"], timeout=RUNTIME_PROBE_TIMEOUT_S)  # type: ignore[arg-type]
             out = api.logs(created["Id"]).decode(errors="replace").strip()
         except docker.errors.APIError as e:
             return ProbeResult(False, runtime_reason(e.explanation or str(e), runtime))
@@ -365,11 +369,11 @@ class DockerBackend(ContainerBackend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         with self._answering("its image, version and info queries"):
             return self._prepare(build_missing=build_missing, say=say)
 
-    def _prepare(self, *, build_missing: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    def _prepare(self, *, build_missing: bool, say: Callable[[str], None]) -> Facts:
         api = self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
@@ -432,7 +436,7 @@ class DockerBackend(ContainerBackend):
         import docker.errors
 
         try:
-            self._api.inspect_image(ref)
+            self.connect().inspect_image(ref)
             return True
         except docker.errors.ImageNotFound:
             return False
@@ -509,11 +513,11 @@ class DockerBackend(ContainerBackend):
         # The engine leaves SizeRw out when the writable layer is empty.
         return row.get("SizeRw", 0)
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         with self._ssh_sessions():
             return self._sample(inst, host)
 
-    def _sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def _sample(self, inst: Instance, host: Host) -> Facts:
         api = self.connect()
         info = api.inspect_container(inst.handle)
         size_rw = self._sizes.get(inst.handle)
@@ -531,7 +535,7 @@ class DockerBackend(ContainerBackend):
             figure = procfs.docker_mem_usage(usage, st) if usage is not None else None
             mem = figure, "docker stats: usage - inactive_file"
         return {
-            "pids": pids,
+            "pids": [*pids],
             "engine_mem_bytes": mem[0],
             "engine_mem_source": mem[1],
             "disk_writable_bytes": size_rw,

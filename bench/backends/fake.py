@@ -15,12 +15,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bench.backends.base import Backend, Check, CliOption, Instance, Leftover, print_nothing
-from bench.clock import REAL_CLOCK, Clock
+from bench.backends.base import (
+    Backend,
+    Check,
+    CliOption,
+    Instance,
+    Leftover,
+    Options,
+    option_text,
+    print_nothing,
+)
+from bench.clock import REAL_CLOCK, Clock, Timer
+from bench.records import Facts
 from bench.settings import PlatformBase, Seconds
 
 if TYPE_CHECKING:
@@ -58,7 +68,7 @@ class FakeEngine:
 
     healthy: bool = True
     leftovers: list[Leftover] = field(default_factory=list)  # what `bench clean` finds
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (hook, options)
+    calls: list[tuple[str, Options]] = field(default_factory=list)  # (hook, options)
 
 
 class FakeBackend(Backend):
@@ -79,25 +89,25 @@ class FakeBackend(Backend):
     engine: ClassVar[FakeEngine | None] = None
 
     @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+    def for_cleanup(cls, options: Options) -> list[Backend]:
         if cls.engine is None:
             return []
         cls.engine.calls.append(("clean", options))
         return [cls(FakeSettings(name="clean", backend="fake"))]
 
     @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+    def doctor_checks(cls, options: Options, say: Callable[[str], None]) -> list[Check]:
         if cls.engine is None:
             return []
         cls.engine.calls.append(("doctor", options))
-        where = options.get("fake_address") or "fake://default"
+        where = option_text(options, "fake_address") or "fake://default"
         if not cls.engine.healthy:
             return [Check("fake", False, f"no fake engine at {where}", "plug one in", engine=True)]
         return [Check("fake", True, f"fake engine at {where}")]
 
     @classmethod
     def build_images(
-        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+        cls, name: str, options: Options, say: Callable[[str], None]
     ) -> list[tuple[str, str]]:
         if cls.engine is None or options.get("skip_fake"):
             return []
@@ -110,6 +120,7 @@ class FakeBackend(Backend):
         self.kind = settings.kind  # test-only: lets a fake claim to be a VM
         self.clock = clock
         self.live: dict[str, Instance] = {}
+        self._timers: dict[str, Timer] = {}  # each instance's boot timer, by name
         self.created = 0
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -118,7 +129,7 @@ class FakeBackend(Backend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         return {"engine": "fake"}
 
     def create(self, inst: Instance) -> None:
@@ -149,7 +160,7 @@ class FakeBackend(Backend):
             boot = self.settings.boot + self.settings.boot_per_instance * len(self.live)
         uptime = self.settings.uptime
         line = f"booting\nBENCH_READY uptime={uptime:g} kernel=fake-{inst.handle}\n".encode()
-        inst.info["_timer"] = self.clock.call_later(boot, inst.console.feed, line)
+        self._timers[inst.name] = self.clock.call_later(boot, inst.console.feed, line)
 
     def destroy(self, inst: Instance) -> None:
         if self.settings.hang_destroy:
@@ -157,7 +168,7 @@ class FakeBackend(Backend):
                 self.destroy_calls += 1
             self.clock.sleep(self.settings.hang_destroy)
             raise TimeoutError("fake engine: the destroy call timed out")
-        timer = inst.info.pop("_timer", None)
+        timer = self._timers.pop(inst.name, None)
         if timer:
             timer.cancel()
         with self._lock:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,6 +25,7 @@ from bench.backends.base import Instance
 from bench.backends.probe_cache import ACCEL_CACHE, ProbeCache, ProbeResult
 from bench.console import Console
 from bench.errors import ImageError, MissingImage, first_line
+from bench.records import Facts
 from bench.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
 
 if TYPE_CHECKING:
@@ -98,23 +100,37 @@ def probe_guest(host: Host) -> images.VmArtifacts:
     return art
 
 
+# A kernel boot's files: kernel, initramfs (optional with your own kernel), command line.
+KernelBoot = tuple[Path, Path | None, str]
+
+
+@dataclass(frozen=True)
+class BootSource:
+    """Where a guest boots from: what the run's metadata records of it (`facts`), and
+    for a kernel boot its files (`kernel`); a disk boot has none."""
+
+    facts: Facts
+    kernel: KernelBoot | None = None
+
+
 def resolve_boot(
     s: GuestSettings, host: Host, build_missing: bool, say: Callable[[str], None]
-) -> dict[str, Any]:
-    """Where the guest boots from, as recorded in the run's metadata: its disk, or its
-    kernel and initramfs (under "paths": kernel, initrd, command line), building the
+) -> BootSource:
+    """Where the guest boots from: its disk, or its kernel and initramfs, building the
     bench pair on first use. A remote hypervisor boots files of its own machine: the
     same paths there, copied from this one's cache when missing or different."""
     allocated = host.allocated_bytes
     if s.disk:
-        return {"boot": "disk", "image": str(s.disk), "image_bytes": allocated(s.disk)}
+        return BootSource({"boot": "disk", "image": str(s.disk), "image_bytes": allocated(s.disk)})
     if s.kernel:
-        return {
-            "boot": "kernel",
-            "image": str(s.kernel),
-            "image_bytes": sum(allocated(p) for p in (s.kernel, s.initrd) if p),
-            "paths": (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
-        }
+        return BootSource(
+            {
+                "boot": "kernel",
+                "image": str(s.kernel),
+                "image_bytes": sum(allocated(p) for p in (s.kernel, s.initrd) if p),
+            },
+            (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
+        )
     # GuestSettings refuses any other image name without kernel: or disk:.
     art = images.vm_artifacts(s.image)
     if art is None:
@@ -125,14 +141,16 @@ def resolve_boot(
     for path in (art.kernel, art.initrd):
         if host.ensure_copy(path, path):  # a no-op on this machine
             say(f"copied {path} to {host.key}")
-    return {
-        "boot": "kernel",
-        "image": s.image,
-        "image_bytes": allocated(art.kernel) + allocated(art.initrd),
-        "rootfs_sha256": art.manifest.get("rootfs_sha256"),
-        "guest_kernel": art.manifest.get("kernel_release"),
-        "paths": (art.kernel, art.initrd, s.cmdline or art.cmdline),
-    }
+    return BootSource(
+        {
+            "boot": "kernel",
+            "image": s.image,
+            "image_bytes": allocated(art.kernel) + allocated(art.initrd),
+            "rootfs_sha256": art.manifest.get("rootfs_sha256"),
+            "guest_kernel": art.manifest.get("kernel_release"),
+        },
+        (art.kernel, art.initrd, s.cmdline or art.cmdline),
+    )
 
 
 def kvm_wait_message(where: str = "") -> str:

@@ -26,12 +26,16 @@ from bench.backends.base import (
     CliOption,
     Instance,
     Leftover,
+    Options,
+    option_list,
     parse_pid,
     print_nothing,
 )
 from bench.backends.guest import (
     DEFAULT_MEMORY,
+    BootSource,
     GuestSettings,
+    KernelBoot,
     boot_test,
     check_boot_files,
     kvm_probe,
@@ -49,6 +53,7 @@ from bench.errors import (
 )
 from bench.owner import owner_labels
 from bench.paths import state_dir
+from bench.records import Facts
 from bench.units import format_bytes
 
 if TYPE_CHECKING:
@@ -120,7 +125,7 @@ class LibvirtBackend(Backend):
         self.settings: LibvirtSettings = settings
         self._conn: Any = None
         self.accel: str | None = None
-        self._boot: dict[str, Any] = {}
+        self._boot = BootSource({})
 
     cli_options = (
         CliOption(
@@ -135,9 +140,9 @@ class LibvirtBackend(Backend):
     )
 
     @classmethod
-    def _for_options(cls, options: dict[str, Any], name: str) -> list[LibvirtBackend]:
+    def _for_options(cls, options: Options, name: str) -> list[LibvirtBackend]:
         out = []
-        for uri in options.get("libvirt_uris") or [DEFAULT_URI]:
+        for uri in option_list(options, "libvirt_uris") or [DEFAULT_URI]:
             try:
                 settings = LibvirtSettings(name=name, backend="libvirt", image="busybox", uri=uri)
             except ValidationError as e:
@@ -147,11 +152,11 @@ class LibvirtBackend(Backend):
         return out
 
     @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+    def for_cleanup(cls, options: Options) -> list[Backend]:
         return list(cls._for_options(options, "clean"))
 
     @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+    def doctor_checks(cls, options: Options, say: Callable[[str], None]) -> list[Check]:
         checks = []
         for lv in cls._for_options(options, "doctor"):
             try:
@@ -208,7 +213,7 @@ class LibvirtBackend(Backend):
 
     @classmethod
     def build_images(
-        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+        cls, name: str, options: Options, say: Callable[[str], None]
     ) -> list[tuple[str, str]]:
         # The kernel and initramfs are built with the shared rootfs (bench.images);
         # nothing goes into libvirt itself: each domain's XML points at the files.
@@ -246,7 +251,7 @@ class LibvirtBackend(Backend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         conn = self.connect()
         self._boot = resolve_boot(self.settings, self.host, build_missing, say)
         self.accel, _ = self.resolve_accel(
@@ -260,7 +265,7 @@ class LibvirtBackend(Backend):
             "libvirt_version": version_string(lib),
             "qemu_version": version_string(hv),
             "accel": self.accel,
-            **{k: v for k, v in self._boot.items() if k != "paths"},
+            **self._boot.facts,
         }
 
     def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> tuple[str, str]:
@@ -326,7 +331,7 @@ class LibvirtBackend(Backend):
             self.accel or "tcg",
             s.memory or DEFAULT_MEMORY,
             s.vcpus,
-            kernel=self._boot.get("paths"),
+            kernel=self._boot.kernel,
             disk=overlay,
             network=s.network,
         )
@@ -373,17 +378,17 @@ class LibvirtBackend(Backend):
     def start(self, inst: Instance) -> None:
         inst.handle.resume()
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         dom = inst.handle
         stats = dom.memoryStats()  # rss always; balloon figures when the guest has a driver
         pid = host.read_pidfile(f"{self._run_dir()}/{dom.name()}.pid")
         overlay = inst.info.get("_overlay")
-        out: dict[str, Any] = {
+        out: Facts = {
             "pids": [pid] if pid else [],
             "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
             "engine_mem_source": "libvirt memoryStats rss",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
-            "disk_writable_bytes": host.allocated_bytes(overlay) if overlay else 0,
+            "disk_writable_bytes": host.allocated_bytes(overlay) if isinstance(overlay, str) else 0,
         }
         for key in ("actual", "available", "unused", "usable"):
             if key in stats:
@@ -459,7 +464,7 @@ class LibvirtBackend(Backend):
                         self._destroy_by_name(inst.name, gone)
         finally:
             overlay = inst.info.pop("_overlay", None)
-            if overlay:
+            if isinstance(overlay, str) and overlay:
                 self.host.remove_file(overlay)
                 self.host.remove_empty_dir(Path(overlay).parent)
 
@@ -536,7 +541,7 @@ def domain_xml(
     memory_bytes: int,
     vcpus: int,
     *,
-    kernel: tuple[Path, Path | None, str] | None = None,
+    kernel: KernelBoot | None = None,
     disk: Path | None = None,
     network: str | None = None,
 ) -> str:

@@ -16,7 +16,7 @@ import threading
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from pydantic import ValidationError
 
@@ -33,6 +33,8 @@ from bench.backends.base import (
     Check,
     Instance,
     Leftover,
+    Options,
+    option_text,
     parse_pid,
 )
 from bench.backends.probe_cache import ProbeResult
@@ -41,6 +43,9 @@ from bench.iohub import IOHub
 from bench.owner import owner_labels
 
 if TYPE_CHECKING:
+    import docker
+    from podman import PodmanClient
+
     from bench.host import Host
     from bench.procfs import ProcessTable
 
@@ -187,7 +192,7 @@ def probe_name(runtime: str, engine: str = "") -> str:
     return f"{NAME_PREFIX}runtime-probe-{middle}{safe}-{os.getpid()}"
 
 
-def probe_verdict(code: Any, out: str) -> ProbeResult:
+def probe_verdict(code: object, out: str) -> ProbeResult:
     """A finished probe container (it ran `uname -r`): its exit status and output."""
     if code != 0:
         tail = out.splitlines()[-1] if out else "no output"
@@ -196,7 +201,7 @@ def probe_verdict(code: Any, out: str) -> ProbeResult:
     return ProbeResult(True, f"starts the bench image (kernel {kernel})")
 
 
-def close_attach(sock: Any, raw: Any) -> None:
+def close_attach(sock: Closable, raw: socket.socket) -> None:
     """Really close an attach socket: docker-py's SocketIO wrapper holds a reference to
     the socket (and the HTTP response a cycle to it), so closing the raw socket alone
     leaves the descriptor open until a garbage collection."""
@@ -209,6 +214,10 @@ def close_attach(sock: Any, raw: Any) -> None:
     if response is not None:
         with contextlib.suppress(Exception):
             response.close()
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class ContainerBackend(Backend):
@@ -233,7 +242,7 @@ class ContainerBackend(Backend):
         self._image_ref = settings.image
         self._lock = threading.Lock()
         self._sizes: dict[str, int | None] = {}
-        self._procs: Any = None  # host process table, per sampling round
+        self._procs: ProcessTable | None = None  # host process table, per sampling round
         self._storage_dirs: list[Path] = []
         self._info: dict[str, Any] | None = None  # the engine's info(), once per connection
         self._runtime_checked = False  # the probe of the runtime passed
@@ -247,7 +256,7 @@ class ContainerBackend(Backend):
         """The engine's socket, unix://PATH."""
 
     @abstractmethod
-    def connect(self) -> Any:
+    def connect(self) -> docker.APIClient | PodmanClient:
         """The engine's client, connected once (raises EngineUnavailable)."""
 
     @abstractmethod
@@ -283,10 +292,10 @@ class ContainerBackend(Backend):
     # -- CLI hooks ---------------------------------------------------------------------
 
     @classmethod
-    def _for_options(cls, options: dict[str, Any], name: str) -> Any:
+    def _for_options(cls, options: Options, name: str) -> Self:
         """A backend for the CLI's own use, at the address its option gives."""
         option = cls.cli_options[0]
-        address = options.get(option.key)
+        address = option_text(options, option.key)
         if address is not None and "://" not in address:
             # A bare word would be read as a `hosts:` name, which only a scenario has.
             raise UsageError(f"{option.flag} {address}: give an address such as unix://PATH")
@@ -298,11 +307,11 @@ class ContainerBackend(Backend):
         return cls(settings)
 
     @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+    def for_cleanup(cls, options: Options) -> list[Backend]:
         return [cls._for_options(options, "clean")]
 
     @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+    def doctor_checks(cls, options: Options, say: Callable[[str], None]) -> list[Check]:
         backend = cls._for_options(options, "doctor")
         try:
             v = backend.connect().version()
@@ -327,7 +336,7 @@ class ContainerBackend(Backend):
 
     @classmethod
     def build_images(
-        cls, name: str, options: dict[str, Any], say: Callable[[str], None]
+        cls, name: str, options: Options, say: Callable[[str], None]
     ) -> list[tuple[str, str]]:
         if options.get(cls.cli_options[1].key):
             return []
@@ -363,7 +372,9 @@ class ContainerBackend(Backend):
                 self._hub = IOHub(f"bench-{self.engine}-io")
             return self._hub
 
-    def _attach_console(self, inst: Instance, sock: Any, raw: Any, early: bytes = b"") -> None:
+    def _attach_console(
+        self, inst: Instance, sock: Closable, raw: socket.socket, early: bytes = b""
+    ) -> None:
         """Read a created container's attach stream (`raw`: non-blocking, `early`: stream
         bytes already read) into its console, until the stream ends."""
         inst.info["_sock"] = (sock, raw)
@@ -415,7 +426,7 @@ class ContainerBackend(Backend):
         """Stop reading the container's output (before it is stopped, so its end does
         not read as the container's own exit)."""
         socks = inst.info.pop("_sock", None)
-        if socks:
+        if isinstance(socks, tuple):  # (socket, raw): _attach_console's
             if self._hub:
                 self._hub.remove(socks[1])
             close_attach(*socks)

@@ -25,9 +25,9 @@ import socket
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from pydantic import Field, field_validator
+from pydantic import Field, JsonValue, field_validator
 
 from bench import addresses, images
 from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
@@ -58,9 +58,14 @@ from bench.errors import (
     UsageError,
     first_line,
 )
+from bench.records import Facts
 from bench.settings import LOCAL, check_name
 
 if TYPE_CHECKING:
+    import requests
+    from podman import PodmanClient
+    from podman.api import APIClient
+
     from bench.host import Host
 
 DEFAULT_ADDRESS = "unix:///run/podman/podman.sock"
@@ -124,10 +129,18 @@ def parse_limits(text: str) -> dict[str, int | None]:
     return out
 
 
-def clamp_rlimits(wanted: dict[str, int], *hards: dict[str, int | None]) -> list[dict[str, Any]]:
+class Rlimit(TypedDict):
+    """One entry of the libpod spec's r_limits."""
+
+    type: str
+    soft: int
+    hard: int
+
+
+def clamp_rlimits(wanted: dict[str, int], *hards: dict[str, int | None]) -> list[Rlimit]:
     """The libpod spec's r_limits: each wanted limit, soft = hard, no higher than any of
     the given hard limits (None or a missing key: unlimited)."""
-    out = []
+    out: list[Rlimit] = []
     for name, value in wanted.items():
         for hard in hards:
             h = hard.get(name)
@@ -174,7 +187,7 @@ def socket_owner_pid(path: str) -> int | None:
     return None
 
 
-def netns(network: str) -> dict[str, Any]:
+def netns(network: str) -> dict[str, JsonValue]:
     """docker's `network:` in the libpod spec: none/host/bridge/private are modes, any
     other name a network to join."""
     if network in ("none", "host", "bridge", "private"):
@@ -188,12 +201,12 @@ def container_spec(
     image: str,
     name: str,
     labels: dict[str, str],
-    rlimits: list[dict[str, Any]],
+    rlimits: list[Rlimit],
     command: list[str] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The libpod SpecGenerator of one instance (the body of POST /libpod/containers/create)."""
     s = settings
-    spec: dict[str, Any] = {
+    spec: dict[str, object] = {
         "name": name,
         "image": image,
         "labels": labels,
@@ -206,7 +219,7 @@ def container_spec(
         spec["command"] = cmd
     if s.env:
         spec["env"] = dict(s.env)
-    limits: dict[str, Any] = {}
+    limits: dict[str, dict[str, int]] = {}
     if s.memory:
         # swap = limit: no swap (a memory limit that swaps measures the disk), as docker.
         limits["memory"] = {"limit": s.memory, "swap": s.memory}
@@ -258,8 +271,8 @@ class PodmanBackend(ContainerBackend):
     def __init__(self, settings: PodmanSettings, host: Host | None = None):
         super().__init__(settings, host)
         self.settings: PodmanSettings = settings
-        self._client: Any = None
-        self._rlimits: list[dict[str, Any]] | None = None
+        self._client: PodmanClient | None = None
+        self._rlimits: list[Rlimit] | None = None
 
     # -- CLI hooks ---------------------------------------------------------------------
 
@@ -288,7 +301,7 @@ class PodmanBackend(ContainerBackend):
     def socket_path(self) -> str:
         return self.address.removeprefix("unix://")
 
-    def connect(self) -> Any:
+    def connect(self) -> PodmanClient:
         if self._client is None:
             if not self.address.startswith("unix://"):
                 raise UsageError(
@@ -317,11 +330,11 @@ class PodmanBackend(ContainerBackend):
         return self._client
 
     @property
-    def api(self) -> Any:
+    def api(self) -> APIClient:
         """The bindings' HTTP client: paths are relative to /vX/libpod/."""
         return self.connect().api
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, **kwargs: object) -> requests.Response:
         """One libpod API call; raises the bindings' APIError / NotFound on an error."""
         response = getattr(self.api, method)(path, **kwargs)
         response.raise_for_status()
@@ -342,7 +355,7 @@ class PodmanBackend(ContainerBackend):
     def has_image(self, ref: str) -> bool:
         return bool(self.connect().images.exists(ref))
 
-    def rlimits(self) -> list[dict[str, Any]]:
+    def rlimits(self) -> list[Rlimit]:
         """podman's default limits, no higher than the service's and bench's hard limits."""
         if self._rlimits is None:
             hards = [own_hard_limits()]
@@ -435,7 +448,7 @@ class PodmanBackend(ContainerBackend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         self.connect()
         name = self.settings.image
         if images.is_bench_image(name):
@@ -553,7 +566,7 @@ class PodmanBackend(ContainerBackend):
     def _writable_bytes(row: dict[str, Any]) -> int | None:
         return (row.get("Size") or {}).get("rwSize")
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         info = self._call("get", f"/containers/{inst.handle}/json").json()
         state = info.get("State") or {}
         # The runtime podman really used (its API may ignore the one asked for).
@@ -568,7 +581,7 @@ class PodmanBackend(ContainerBackend):
         rows = stats.get("Stats") or []
         usage = rows[0].get("MemUsage") if rows else None
         return {
-            "pids": pids,
+            "pids": [*pids],
             "engine_mem_bytes": usage,
             "engine_mem_source": "podman stats MemUsage (its cgroup memory usage)",
             "disk_writable_bytes": self._sizes.get(inst.handle),
@@ -588,7 +601,7 @@ class PodmanBackend(ContainerBackend):
             pass
 
     def _list(self, label: str, size: bool = False) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"all": True, "filters": json.dumps({"label": [label]})}
+        params: dict[str, str | bool] = {"all": True, "filters": json.dumps({"label": [label]})}
         if size:
             params["size"] = True
         return self._call("get", "/containers/json", params=params).json() or []
@@ -600,7 +613,7 @@ class PodmanBackend(ContainerBackend):
             self._client = None
 
 
-def import_bench_image(client: Any, name: str) -> str:
+def import_bench_image(client: PodmanClient, name: str) -> str:
     """Load the cached rootfs tar of a bench image into podman's storage (libpod's image
     import, as `podman import`); returns the image id. Same userland already there: kept."""
     manifest = images.ensure_rootfs(name)

@@ -23,6 +23,7 @@ whatever the run id's length.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -34,10 +35,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import Field
 
@@ -49,12 +50,15 @@ from bench.backends.base import (
     Check,
     Instance,
     Leftover,
+    Options,
     parse_pid,
     print_nothing,
 )
 from bench.backends.guest import (
     DEFAULT_MEMORY,
+    BootSource,
     GuestSettings,
+    KernelBoot,
     boot_test,
     check_boot_files,
     kvm_probe,
@@ -68,8 +72,11 @@ from bench.errors import BenchError, EngineUnavailable, first_line
 from bench.iohub import IOHub
 from bench.owner import owner_labels, pid_alive
 from bench.paths import state_dir
+from bench.records import Facts
 
 if TYPE_CHECKING:
+    from qemu.qmp import QMPClient
+
     from bench.host import Host
 
 QEMU_BINARY = "qemu-system-x86_64"
@@ -130,7 +137,7 @@ class InstancePaths:
         )
 
 
-def write_state(path: Path, state: dict[str, Any]) -> None:
+def write_state(path: Path, state: Mapping[str, object]) -> None:
     """Atomically: a reader (bench clean) sees the old file or the new one, never half."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(state, indent=2))
@@ -145,7 +152,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and isinstance(state.get("name"), str) else None
 
 
-def instance_state(inst: Instance, paths: InstancePaths, pid: int | None) -> dict[str, Any]:
+def instance_state(inst: Instance, paths: InstancePaths, pid: int | None) -> dict[str, object]:
     return {
         "version": STATE_VERSION,
         "name": inst.name,
@@ -168,7 +175,7 @@ def qemu_argv(
     memory_bytes: int,
     vcpus: int,
     paths: InstancePaths,
-    kernel: tuple[Path, Path | None, str] | None = None,
+    kernel: KernelBoot | None = None,
     disk: Path | None = None,
 ) -> list[str]:
     """The command line of one paused instance (never run through a shell)."""
@@ -328,6 +335,9 @@ def remove_instance_files(paths: InstancePaths) -> None:
 # -- QMP on one event-loop thread ----------------------------------------------------
 
 
+T = TypeVar("T")
+
+
 class _Loop:
     """One asyncio loop in a daemon thread; the backend's QMP clients all live on it.
 
@@ -342,7 +352,7 @@ class _Loop:
         )
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
+    def run(self, coro: Coroutine[object, object, T], timeout: float) -> T:
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return fut.result(timeout)
@@ -350,7 +360,7 @@ class _Loop:
             fut.cancel()
             raise
 
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    def submit(self, coro: Coroutine[object, object, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
@@ -366,7 +376,7 @@ class _Live:
 
     paths: InstancePaths
     proc: subprocess.Popen[bytes] | None = None
-    qmp: Any = None  # qemu.qmp.QMPClient, once connected
+    qmp: QMPClient | None = None  # once connected
     console: socket.socket | None = None
     destroyed: bool = False
 
@@ -382,7 +392,7 @@ class QemuBackend(Backend):
         self.kind = kinds.MICROVM if settings.machine == "microvm" else kinds.VM
         self.binary = QEMU_BINARY
         self.accel: str | None = None
-        self._boot: dict[str, Any] = {}
+        self._boot = BootSource({})
         self._lock = threading.Lock()
         self._loop: _Loop | None = None
         self._hub: IOHub | None = None
@@ -396,12 +406,12 @@ class QemuBackend(Backend):
         return cls(QemuSettings(name=name, backend="qemu"))
 
     @classmethod
-    def for_cleanup(cls, options: dict[str, Any]) -> list[Backend]:
+    def for_cleanup(cls, options: Options) -> list[Backend]:
         # State files are on this machine: there is one "engine" and nothing to reach.
         return [cls._default("clean")]
 
     @classmethod
-    def doctor_checks(cls, options: dict[str, Any], say: Callable[[str], None]) -> list[Check]:
+    def doctor_checks(cls, options: Options, say: Callable[[str], None]) -> list[Check]:
         q = cls._default("doctor")
         try:
             return q._doctor_checks(say)
@@ -479,17 +489,15 @@ class QemuBackend(Backend):
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
-    ) -> dict[str, Any]:
+    ) -> Facts:
         self._boot = resolve_boot(self.settings, self.host, build_missing, say)
         self.accel, accel_detail = self.resolve_accel(
             on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
         )
-        paths = self._boot.get("paths")
-        if paths:
-            k, initrd, cmdline = paths
+        if self._boot.kernel:
+            k, initrd, cmdline = self._boot.kernel
             cmdline = guest_cmdline(cmdline, self.settings.machine, self.accel, host_tsc_khz())
-            self._boot["paths"] = (k, initrd, cmdline)
-            self._boot["cmdline"] = cmdline
+            self._boot = BootSource({**self._boot.facts, "cmdline": cmdline}, (k, initrd, cmdline))
         self.host.make_dirs(qemu_root())
         return {
             "engine": "qemu",
@@ -498,7 +506,7 @@ class QemuBackend(Backend):
             "machine": self.settings.machine,
             "accel": self.accel,
             "accel_detail": accel_detail,
-            **{k: v for k, v in self._boot.items() if k != "paths"},
+            **self._boot.facts,
         }
 
     # -- accel: the same rule as libvirt's, by a probe boot of QEMU itself -------------
@@ -524,7 +532,7 @@ class QemuBackend(Backend):
         settings = QemuSettings(name="kvm-probe", backend="qemu", accel="kvm", memory="128MiB")
         probe = type(self)(settings, self.host)
         probe.accel = "kvm"
-        probe._boot = {"paths": (art.kernel, art.initrd, art.cmdline)}
+        probe._boot = BootSource({}, (art.kernel, art.initrd, art.cmdline))
 
         def start(inst: Instance) -> None:
             probe.create(inst)
@@ -581,7 +589,7 @@ class QemuBackend(Backend):
                 memory_bytes=s.memory or DEFAULT_MEMORY,
                 vcpus=s.vcpus,
                 paths=paths,
-                kernel=self._boot.get("paths"),
+                kernel=self._boot.kernel,
                 disk=disk,
             )
             with self._lock:
@@ -628,7 +636,9 @@ class QemuBackend(Backend):
             lambda err: console.close(f"serial console closed ({err or 'qemu exited'})"),
         )
 
-    def _wait_connected(self, live: _Live, accept: Any, inst: Instance) -> None:
+    def _wait_connected(
+        self, live: _Live, accept: concurrent.futures.Future[None], inst: Instance
+    ) -> None:
         """Until QEMU has connected to QMP; fails at once if QEMU exits or is destroyed."""
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while True:
@@ -659,9 +669,11 @@ class QemuBackend(Backend):
 
     def start(self, inst: Instance) -> None:
         live: _Live = inst.handle
+        if live.qmp is None:  # create() failed or destroy() came first
+            raise RuntimeError(f"{inst.name}: its QEMU is not connected")
         self._qmp_loop().run(live.qmp.execute("cont"), QMP_TIMEOUT_S)
 
-    def sample(self, inst: Instance, host: Host) -> dict[str, Any]:
+    def sample(self, inst: Instance, host: Host) -> Facts:
         live: _Live = inst.handle
         pid = live.proc.pid if live.proc else host.read_pidfile(str(live.paths.pidfile))
         disk = self.settings.disk
@@ -730,7 +742,7 @@ class QemuBackend(Backend):
                 kill_group(pid)
         remove_instance_files(paths)
 
-    def _quit(self, qmp: Any) -> bool:
+    def _quit(self, qmp: QMPClient) -> bool:
         """QMP quit; False if QEMU could not be asked (it gets SIGKILL at once)."""
         loop = self._qmp_loop()
         asked = True

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypedDict, TypeVar
 
-from bench.records import FieldInfo, Record, Sample, StepRecord, fields_of
+from bench.records import Facts, FieldInfo, Record, Sample, StepRecord, fields_of
 
 if TYPE_CHECKING:
     from bench.backends.base import Backend, Instance
@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 When = Literal["after_ready", "after_settle"]
 WHENS: tuple[When, ...] = ("after_ready", "after_settle")
 Per = Literal["step", "instance"]
+# What a step measurement reads before launch, for its after-reading (its own type).
+Kept = object
+KeptT = TypeVar("KeptT")
+
+
+class Found(TypedDict, total=False):
+    """What an instance's measurements pass on to the next ones (not stored)."""
+
+    pids: list[int]  # its host processes, found by the engine view
+
 
 # Fields the measurer fills itself: the conditions the step's readings were taken in,
 # and why an instance's readings are missing.
@@ -83,18 +93,18 @@ class Measurement(ABC):
         return {name: known.get(name) for name in cls.fields}
 
 
-class StepMeasurement(Measurement):
-    """Fills StepRecord fields: one reading before launch, one after it."""
+class StepMeasurement(Measurement, Generic[KeptT]):
+    """Fills StepRecord fields: one reading before launch (a `KeptT`), one after it."""
 
     per: ClassVar[Per] = "step"
     record: ClassVar[type[Record]] = StepRecord
 
-    def before(self, ctx: StepContext) -> Any:
+    def before(self, ctx: StepContext) -> KeptT | None:
         """Read before the step launches; what it returns is given to `after`."""
         return None
 
     @abstractmethod
-    def after(self, ctx: StepContext, kept: Any) -> dict[str, Any]:
+    def after(self, ctx: StepContext, kept: KeptT) -> Facts:
         """The step's fields, read `when` the step is ready (`kept`: from `before`)."""
 
 
@@ -108,6 +118,6 @@ class InstanceMeasurement(Measurement):
         """Once per step, before any instance is sampled (one call for all of them)."""
 
     @abstractmethod
-    def sample(self, ctx: StepContext, inst: Instance, found: dict[str, Any]) -> dict[str, Any]:
+    def sample(self, ctx: StepContext, inst: Instance, found: Found) -> Facts:
         """One instance's fields. `found`: what the instance measurements before this
         one put there for this instance (not stored), for this one to build on."""

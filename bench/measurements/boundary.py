@@ -39,11 +39,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import first_line
-from bench.measurements.base import InstanceMeasurement, StepContext
+from bench.measurements.base import Found, InstanceMeasurement, StepContext
 
 if TYPE_CHECKING:
     from bench.backends.base import Instance
     from bench.host import Host
+    from bench.records import Facts
 
 SCHEMA = 1
 #: Namespaces compared with the host's (the *_for_children links are left out: they
@@ -415,7 +416,7 @@ class BoundaryFacts(InstanceMeasurement):
             kernel,
         )
 
-    def sample(self, ctx: StepContext, inst: Instance, found: dict[str, Any]) -> dict[str, Any]:
+    def sample(self, ctx: StepContext, inst: Instance, found: Found) -> Facts:
         start = ctx.clock.now()  # the runner's clock: virtual in tests
         host = ctx.host
         if host.key not in self._host_facts:

@@ -4,9 +4,10 @@ processes, for the process view after it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bench.measurements.base import InstanceMeasurement, StepContext
+from bench.measurements.base import Found, InstanceMeasurement, StepContext
+from bench.records import Facts
 
 if TYPE_CHECKING:
     from bench.backends.base import Instance
@@ -20,7 +21,8 @@ class EngineView(InstanceMeasurement):
     def prepare(self, ctx: StepContext) -> None:
         ctx.backend.prefetch(ctx.instances, ctx.host)
 
-    def sample(self, ctx: StepContext, inst: Instance, found: dict[str, Any]) -> dict[str, Any]:
+    def sample(self, ctx: StepContext, inst: Instance, found: Found) -> Facts:
         raw = ctx.backend.sample(inst, ctx.host)
-        found["pids"] = raw.pop("pids", [])
+        pids = raw.pop("pids", None)
+        found["pids"] = [p for p in pids if isinstance(p, int)] if isinstance(pids, list) else []
         return raw

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.measurements.base import StepContext, StepMeasurement
+from bench.records import Facts
 
 
-class HostMemory(StepMeasurement):
+class HostMemory(StepMeasurement[int]):
     fields = (
         "mem_available_before_bytes",
         "mem_available_after_bytes",
@@ -18,7 +17,7 @@ class HostMemory(StepMeasurement):
     def before(self, ctx: StepContext) -> int:
         return ctx.host.mem_available_bytes()
 
-    def after(self, ctx: StepContext, kept: Any) -> dict[str, Any]:
+    def after(self, ctx: StepContext, kept: int) -> Facts:
         after = ctx.host.mem_available_bytes()
         drop = kept - after
         return {

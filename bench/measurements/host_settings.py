@@ -3,14 +3,13 @@ read last, when the step's figures are."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.measurements.base import StepContext, StepMeasurement
+from bench.records import Facts
 
 
-class HostSettings(StepMeasurement):
+class HostSettings(StepMeasurement[None]):
     # A new fact a host reports (a new /sys file) is kept under extras.
     fields = ("ksm_run", "ksm_pages_shared", "ksm_pages_sharing", "thp_mode", "load_avg_1m")
 
-    def after(self, ctx: StepContext, kept: Any) -> dict[str, Any]:
+    def after(self, ctx: StepContext, kept: None) -> Facts:
         return ctx.host.memory_facts()

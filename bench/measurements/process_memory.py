@@ -3,9 +3,10 @@ pids the engine view found)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bench.measurements.base import InstanceMeasurement, StepContext
+from bench.measurements.base import Found, InstanceMeasurement, StepContext
+from bench.records import Facts
 
 if TYPE_CHECKING:
     from bench.backends.base import Instance
@@ -15,6 +16,6 @@ class ProcessMemory(InstanceMeasurement):
     fields = ("pss_bytes", "uss_bytes", "rss_bytes", "processes")
     sampling = True
 
-    def sample(self, ctx: StepContext, inst: Instance, found: dict[str, Any]) -> dict[str, Any]:
+    def sample(self, ctx: StepContext, inst: Instance, found: Found) -> Facts:
         pids = found.get("pids")
-        return (ctx.host.process_memory(pids) or {}) if pids else {}
+        return dict(ctx.host.process_memory(pids) or {}) if pids else {}

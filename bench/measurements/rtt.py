@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.measurements.base import StepContext, StepMeasurement
+from bench.records import Facts
 
 
-class RoundTrip(StepMeasurement):
+class RoundTrip(StepMeasurement[float]):
     fields = ("rtt_s",)
 
     def before(self, ctx: StepContext) -> float:
         # Before launch: the link as the step's consoles will see it.
         return ctx.host.rtt_s()
 
-    def after(self, ctx: StepContext, kept: Any) -> dict[str, Any]:
+    def after(self, ctx: StepContext, kept: float) -> Facts:
         return {"rtt_s": kept}

@@ -16,24 +16,34 @@ The parts, each in its own module:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from bench.backends.base import NAME_PREFIX, Backend
 from bench.clock import REAL_CLOCK, Clock
 from bench.errors import EngineUnavailable
 from bench.leftovers import clean_command
+from bench.records import Facts, Sample, StepRecord
 from bench.runner.executor import LaunchedStep, StepExecutor
-from bench.runner.measurer import Measurer
+from bench.runner.measurer import Before, Measurer
 from bench.runner.policy import PlatformPolicy, ab_order
-from bench.runner.recorder import Recorder, sample_row, step_head, step_row
+from bench.runner.recorder import (
+    RampTeardown,
+    Recorder,
+    Sink,
+    StepHead,
+    sample_row,
+    step_head,
+    step_row,
+)
 from bench.scenario import LoadedScenario, Step
 from bench.settings import PlatformBase
 
-__all__ = ["Events", "NoEvents", "Runner", "StepResult", "instance_name"]
+__all__ = ["Events", "NoEvents", "Runner", "Sink", "StepResult", "instance_name"]
 
 
 class Events(Protocol):
@@ -41,9 +51,7 @@ class Events(Protocol):
 
     def step_started(self, index: int, total: int, step: Step) -> None: ...
     def instance_done(self, step: Step, ok: bool) -> None: ...
-    def step_finished(
-        self, step: Step, samples: list[dict[str, Any]], record: dict[str, Any]
-    ) -> None: ...
+    def step_finished(self, step: Step, samples: list[Sample], record: StepRecord) -> None: ...
     def step_refused(self, step: Step, reason: str) -> None: ...
     def warmup_started(self, platform: str, instances: int) -> None: ...
 
@@ -55,9 +63,7 @@ class NoEvents:
     def instance_done(self, step: Step, ok: bool) -> None:
         pass
 
-    def step_finished(
-        self, step: Step, samples: list[dict[str, Any]], record: dict[str, Any]
-    ) -> None:
+    def step_finished(self, step: Step, samples: list[Sample], record: StepRecord) -> None:
         pass
 
     def step_refused(self, step: Step, reason: str) -> None:
@@ -67,14 +73,15 @@ class NoEvents:
         pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepResult:
-    samples: list[dict[str, Any]]
-    record: dict[str, Any]
+    index: int  # the step's number in the run (StepRecord.step)
+    samples: list[Sample]
+    record: StepRecord
 
     @property
     def failures(self) -> int:
-        return sum(1 for s in self.samples if not s["ok"])
+        return sum(1 for s in self.samples if not s.ok)
 
 
 @dataclass
@@ -82,7 +89,7 @@ class Runner:
     loaded: LoadedScenario
     run_id: str
     backends: dict[str, Backend]
-    sink: Any  # RunWriter-like: add_samples(list), add_step(dict); written by the recorder
+    sink: Sink  # written by the recorder only
     events: Events = field(default_factory=NoEvents)
     clock: Clock = REAL_CLOCK
     # (baseline, candidate) platform names: run them as counterbalanced pairs (bench ab).
@@ -140,13 +147,13 @@ class Runner:
         results: list[StepResult] = []
         pairs: list[list[int]] = []
         for n, r, baseline_first in order:
-            steps = {}
+            steps: dict[str, int] = {}
             for p in (a, b) if baseline_first else (b, a):
                 result = self._step(Step(platform=p, n=n, repeat=r), policies[p.name], total)
                 if result is None:
                     return results  # refused by the memory guard: no pair without it
                 results.append(result)
-                steps[p.name] = result.record["step"]
+                steps[p.name] = result.index
                 if policies[p.name].stops_run(result.failures):
                     return results
             pairs.append([steps[a.name], steps[b.name]])
@@ -171,9 +178,7 @@ class Runner:
             return None
         result = self.run_step(step, index, ramp)
         self._check_engine(step, result)
-        limit = policy.judge(step.n, result.samples, result.record)
-        if limit is not None:
-            result.record["limit"], result.record["limit_detail"] = limit
+        result = _judged(result, policy, step.n)
         self._recorder.step(result.samples, result.record)
         self.events.step_finished(step, result.samples, result.record)
         self._check_teardown(step.platform)
@@ -229,7 +234,7 @@ class Runner:
         """A step where every launch failed and the engine no longer answers: the engine
         died mid-run. Keep the step, then stop with one clear line instead of failing
         every remaining step the same way."""
-        if not result.samples or any(s["failure"] != "launch" for s in result.samples):
+        if not result.samples or any(s.failure != "launch" for s in result.samples):
             return
         backend = self.backends[self.slot_of(step.platform)]
         if backend.reachable():
@@ -237,14 +242,14 @@ class Runner:
         self._recorder.step(result.samples, result.record)
         raise EngineUnavailable(
             f"the {step.platform.backend} engine of platform {step.platform.name!r} stopped "
-            f"answering mid-run ({result.samples[0]['error']}); finished steps are kept; "
+            f"answering mid-run ({result.samples[0].error}); finished steps are kept; "
             f"once it is back, remove leftovers with `{self._clean_command()}`"
         )
 
     def _clean_command(self) -> str:
         return clean_command(self.run_id, self.loaded)
 
-    def _head(self, step: Step, index: int) -> dict[str, Any]:
+    def _head(self, step: Step, index: int) -> StepHead:
         return step_head(self.run_id, step, index, self.backends[self.slot_of(step.platform)])
 
     def run_step(self, step: Step, index: int, ramp: Ramp | None = None) -> StepResult:
@@ -266,7 +271,7 @@ class Runner:
             # (per instance: over its N) are those of everything running at it.
             ramp.before = ramp.before or self._measurer.before(backend)
             before = ramp.before
-        measured: dict[str, Any] = {}
+        measured: Facts = {}
         wait_end: float | None = None
         teardown_s: float | None = None
         try:
@@ -300,7 +305,7 @@ class Runner:
             destroy_failures=self._executor.still_live(launched) if ramp is None else 0,
             measured=measured,
         )
-        return StepResult(samples, record)
+        return StepResult(index, samples, record)
 
     # -- ramp -------------------------------------------------------------------------
 
@@ -331,7 +336,7 @@ class Runner:
                 result = self._step(step, policy, total, ramp)
                 if result is None:
                     break  # refused: the policy has ended this platform's steps
-                ramp.n, ramp.last_step = n, result.record["step"]
+                ramp.n, ramp.last_step = n, result.index
                 results.append(result)
                 if policy.stops_run(result.failures):
                     stop = True
@@ -348,14 +353,14 @@ class Runner:
             return
         seconds = self._executor.teardown_many(levels)
         self._recorder.ramp_teardown(
-            {
-                "platform": ramp.platform,
-                "repeat": ramp.repeat,
-                "after_step": ramp.last_step,
-                "instances": sum(len(x.launches) for x in levels),
-                "teardown_s": seconds,
-                "destroy_failures": sum(self._executor.still_live(x) for x in levels),
-            }
+            RampTeardown(
+                platform=ramp.platform,
+                repeat=ramp.repeat,
+                after_step=ramp.last_step,
+                instances=sum(len(x.launches) for x in levels),
+                teardown_s=seconds,
+                destroy_failures=sum(self._executor.still_live(x) for x in levels),
+            )
         )
 
     # -- interrupts -------------------------------------------------------------------
@@ -382,7 +387,19 @@ class Ramp:
     last_step: int | None = None  # the index of its last recorded level
     n: int = 0  # instances running: the last level's N
     levels: list[LaunchedStep] = field(default_factory=list)
-    before: dict[str, Any] | None = None  # the host before the first level
+    before: Before | None = None  # the host before the first level
+
+
+def _judged(result: StepResult, policy: PlatformPolicy, n: int) -> StepResult:
+    """The step with its density limit (PlatformPolicy.judge), if its platform searches.
+
+    The limit is judged on the finished record (its host readings), so it goes into a
+    copy of it, made before the record is stored or shown."""
+    limit = policy.judge(n, result.samples, result.record)
+    if limit is None:
+        return result
+    update = {"limit": limit[0], "limit_detail": limit[1]}
+    return dataclasses.replace(result, record=result.record.model_copy(update=update))
 
 
 def instance_name(run_id: str, platform: str, step: int, i: int) -> str:

@@ -13,25 +13,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from bench import measurements
 from bench.backends.base import Backend, Instance
 from bench.clock import Clock
 from bench.errors import first_line
 from bench.measurements.base import (
+    Found,
     InstanceMeasurement,
+    Kept,
     Measurement,
     StepContext,
     StepMeasurement,
     When,
 )
+from bench.records import Facts
 from bench.runner.executor import Launch
 from bench.scenario import Scenario
 
 # Sampling waits on engine calls (docker's stats takes ~1 s per container on some
 # engines), not on CPU: many in flight keep a 256-instance step's sampling short.
 SAMPLING_WORKERS = 32
+
+
+class Before(TypedDict):
+    """What the measurer read before a step launched, for its after-readings."""
+
+    dropped_caches: bool
+    kept: dict[str, Kept]  # each step measurement's `before`, by its name
 
 
 @dataclass
@@ -48,25 +58,23 @@ class Measurer:
     def _applying(self, backend: Backend) -> list[Measurement]:
         return [m for m in self.measurements if m.applies(backend.kind)]
 
-    def before(self, backend: Backend) -> dict[str, Any]:
+    def before(self, backend: Backend) -> Before:
         """Before launch: what each step measurement keeps for its after-reading."""
         ctx = StepContext(self.scenario, self.clock, backend)
         dropped = backend.host.drop_caches() if self.scenario.drop_caches else False
         kept = {
             m.name: m.before(ctx) for m in self._applying(backend) if isinstance(m, StepMeasurement)
         }
-        return {"dropped_caches": dropped, "kept": kept}
+        return Before(dropped_caches=dropped, kept=kept)
 
-    def after(
-        self, backend: Backend, launches: list[Launch], before: dict[str, Any], n: int
-    ) -> dict[str, Any]:
+    def after(self, backend: Backend, launches: list[Launch], before: Before, n: int) -> Facts:
         """After the step is ready: each measurement's fields for the step record (the
         instance measurements' go to each instance's info, stored with its sample)."""
         sc = self.scenario
         live = [x.inst for x in launches if x.error is None and x.inst.handle is not None]
         ctx = StepContext(sc, self.clock, backend, n, live)
         applying = self._applying(backend)
-        out: dict[str, Any] = {"settle_s": sc.settle, "dropped_caches": before["dropped_caches"]}
+        out: Facts = {"settle_s": sc.settle, "dropped_caches": before["dropped_caches"]}
         sampling_s = self._phase("after_ready", applying, ctx, before["kept"], out)
         if sc.settle > 0:
             self.clock.sleep(sc.settle)
@@ -82,8 +90,8 @@ class Measurer:
         when: When,
         applying: list[Measurement],
         ctx: StepContext,
-        kept: dict[str, Any],
-        out: dict[str, Any],
+        kept: dict[str, Kept],
+        out: Facts,
     ) -> float:
         """Run one phase's measurements in registry order (instance measurements next to
         each other in one pass), filling `out`; the time spent in `sampling` ones."""
@@ -114,7 +122,7 @@ class Measurer:
                     inst.info["sample_error"] = first_line(e)
 
         def sample(inst: Instance) -> None:
-            found: dict[str, Any] = {}
+            found: Found = {}
             for m in ms:
                 try:
                     inst.info.update(m.sample(ctx, inst, found))

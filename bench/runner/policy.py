@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from bench.records import Sample, StepRecord
 from bench.scenario import PlatformBase, Scenario
 from bench.stats import percentile
 
@@ -78,7 +78,7 @@ def guard(
 
 
 def step_limit(
-    samples: Sequence[dict[str, Any]],
+    samples: Sequence[Sample],
     n: int,
     slo_ready_p95_s: float | None,
     mem_available_after_bytes: int | None,
@@ -88,14 +88,14 @@ def step_limit(
 
     In this order: an instance failed (or timed out), the ready p95 SLO, the reserve.
     """
-    failed = [s for s in samples if not s["ok"]]
+    failed = [s for s in samples if not s.ok]
     if failed:
-        errors = sorted({s["error"] for s in failed})
-        limit = "timeout" if all(s["failure"] == "timeout" for s in failed) else "failure"
+        errors = sorted({s.error or "" for s in failed})
+        limit = "timeout" if all(s.failure == "timeout" for s in failed) else "failure"
         # Of the instances the step launched (a ramp level's new ones, not all N).
         return limit, f"{len(failed)} of {len(samples)} not ready: {errors[0]}"
     if slo_ready_p95_s is not None:
-        p95 = percentile([s["ready_s"] for s in samples], 95)
+        p95 = percentile([s.ready_s for s in samples if s.ready_s is not None], 95)
         if p95 is not None and p95 > slo_ready_p95_s:
             return "slo", f"ready p95 {p95:.3f}s > SLO {slo_ready_p95_s:g}s"
     after = mem_available_after_bytes
@@ -174,13 +174,13 @@ class PlatformPolicy:
         return refusal
 
     def judge(
-        self, n: int, samples: Sequence[dict[str, Any]], record: dict[str, Any]
+        self, n: int, samples: Sequence[Sample], record: StepRecord
     ) -> tuple[str | None, str | None] | None:
         """After a step: remember its host drop for the guard; its density limit.
 
         None when the platform runs fixed counts (no limits are judged then).
         """
-        drop = record.get("host_drop_per_instance_bytes")
+        drop = record.host_drop_per_instance_bytes
         if drop is not None and drop > 0:
             self.measured.append((n, drop))
         if not self.searching:
@@ -189,7 +189,7 @@ class PlatformPolicy:
             samples,
             n,
             self.slo_ready_p95_s,
-            record.get("mem_available_after_bytes"),
+            record.mem_available_after_bytes,
             self.reserve_bytes,
         )
         if limit[0] is not None:

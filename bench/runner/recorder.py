@@ -1,10 +1,10 @@
 """Recorder: the only writer of a run's results.
 
-A sample row and a step row are each built by one function here (`sample_row`,
-`step_row`), through the typed records of bench.records: a field the model does not
-declare cannot be written, and a backend's facts land in `extras`, never on a core
-field. The rows are the records' dumps, as stored; everything the runner writes to
-the sink goes through `Recorder`.
+A sample and a step record are each built by one function here (`sample_row`,
+`step_row`) as the typed records of bench.records: a field the model does not declare
+cannot be written, and a backend's facts land in `extras`, never on a core field. They
+stay records up to the sink (`Sink`: the run's RunWriter, or a test's), which stores
+their dumps; everything the runner writes to the sink goes through `Recorder`.
 """
 
 from __future__ import annotations
@@ -12,40 +12,83 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, TypedDict
+
+from pydantic import BaseModel
 
 from bench import kinds
 from bench.backends.base import Backend
-from bench.records import Sample, StepRecord, backend_facts, split_extras
+from bench.records import (
+    AbPairs,
+    Facts,
+    Sample,
+    StepRecord,
+    Warmup,
+    WarmupPlatform,
+    backend_facts,
+    split_extras,
+)
 from bench.runner.executor import Launch, LaunchedStep
 from bench.runner.policy import Refusal
 from bench.scenario import Step
 
 
-def step_head(run_id: str, step: Step, index: int, backend: Backend) -> dict[str, Any]:
+class Sink(Protocol):
+    """Where a run's records go: bench.results.RunWriter, or a test's memory sink."""
+
+    def add_samples(self, samples: Sequence[Sample]) -> None: ...
+    def add_step(self, step: StepRecord) -> None: ...
+    def update(self, **fields: BaseModel | list[RampTeardown]) -> None:
+        """Metadata parts the run adds as it goes (warmup, ab, ramp_teardowns)."""
+
+
+class StepHead(TypedDict):
     """The keys a step's record and each of its samples share."""
-    return {
-        "run_id": run_id,
-        "step": index,
-        "platform": step.platform.name,
-        "backend": step.platform.backend,
-        "kind": backend.kind,
+
+    run_id: str
+    step: int
+    platform: str
+    backend: str
+    kind: str
+    host: str
+    n: int
+    repeat: int
+
+
+class RampTeardown(BaseModel):
+    """A ramp's one teardown of all its levels, in metadata.json's `ramp_teardowns`."""
+
+    platform: str
+    repeat: int
+    after_step: int | None
+    instances: int
+    teardown_s: float
+    destroy_failures: int
+
+
+def step_head(run_id: str, step: Step, index: int, backend: Backend) -> StepHead:
+    return StepHead(
+        run_id=run_id,
+        step=index,
+        platform=step.platform.name,
+        backend=step.platform.backend,
+        kind=backend.kind,
         # The machine the instances ran on (metadata's "hosts" has its facts).
-        "host": backend.host.key,
-        "n": step.n,
-        "repeat": step.repeat,
-    }
+        host=backend.host.key,
+        n=step.n,
+        repeat=step.repeat,
+    )
 
 
 def sample_row(
-    head: dict[str, Any],
+    head: StepHead,
     i: int,
     launch: Launch,
     step_start: float,
     timeout: float,
     wait_end: float | None,
     unfinished: str | None = None,
-) -> dict[str, Any]:
+) -> Sample:
     """One instance's sample: its times from its own launch call, and why it failed."""
     inst, console = launch.inst, launch.inst.console
     t0 = launch.launch_at
@@ -98,20 +141,20 @@ def sample_row(
         console_tail=None if ok else console.tail(),
         # What the backend and the measurer found: declared fields or extras.
         **backend_facts(inst.info),
-    ).row()
+    )
 
 
 def step_row(
-    head: dict[str, Any],
+    head: StepHead,
     status: str,
     *,
-    samples: Sequence[dict[str, Any]] = (),
+    samples: Sequence[Sample] = (),
     wait_s: float | None = None,
     teardown_s: float | None = None,
     destroy_failures: int = 0,
-    measured: dict[str, Any] | None = None,
+    measured: Facts | None = None,
     refusal: Refusal | None = None,
-) -> dict[str, Any]:
+) -> StepRecord:
     """A step's record: "ran", "interrupted" (what was measured so far) or "refused"."""
     # Host readings the record does not declare (a new /sys fact) are kept as extras.
     facts = split_extras(StepRecord, measured or {})
@@ -125,15 +168,17 @@ def step_row(
             predicted_bytes=refusal.predicted_bytes,
             mem_available_before_bytes=refusal.mem_available_bytes,
             memory_reserve_bytes=refusal.reserve_bytes,
-        ).row()
+        )
     if status == "interrupted":
-        return StepRecord(**{**facts, **head, "status": "interrupted"}).row()
+        return StepRecord.model_validate({**facts, **head, "status": "interrupted"})
     # The instances the step launched: all N, or a ramp level's new ones (its samples).
     launched = len(samples)
-    ready = [s for s in samples if s["ok"]]
-    all_ready = max(s["ready_at_s"] for s in samples) if ready and len(ready) == launched else None
-    return StepRecord(
-        **{
+    ready = [s for s in samples if s.ok]
+    all_ready = (
+        max(s.ready_at_s or 0.0 for s in samples) if ready and len(ready) == launched else None
+    )
+    return StepRecord.model_validate(
+        {
             **facts,
             **head,
             "status": status,
@@ -145,62 +190,57 @@ def step_row(
             "teardown_s": teardown_s,
             "destroy_failures": destroy_failures,
         }
-    ).row()
+    )
 
 
 @dataclass
 class Recorder:
-    """Writes samples and step records to the run's sink (RunWriter-like:
-    add_samples(list), add_step(dict)), and nothing else does."""
+    """Writes samples and step records to the run's sink, and nothing else does."""
 
-    sink: Any
-    warmups: dict[str, Any] = field(default_factory=dict)
+    sink: Sink
+    warmups: dict[str, WarmupPlatform] = field(default_factory=dict)
     # One recorder serves every host's runner (bench.runner.lanes): warm-ups of two
     # hosts must not overwrite each other's metadata.
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    ramp_teardowns: list[dict[str, Any]] = field(default_factory=list)
+    ramp_teardowns: list[RampTeardown] = field(default_factory=list)
 
     def warmup(self, instances: int, platform: str, ready_s: list[float | None]) -> None:
         """What a platform's warm-up saw, in the run's metadata (never as samples)."""
         with self._lock:
-            self.warmups[platform] = {
-                "ready": sum(1 for x in ready_s if x is not None),
-                "ready_s": ready_s,
-            }
-            self._update(warmup={"instances": instances, "platforms": dict(self.warmups)})
+            self.warmups[platform] = WarmupPlatform(
+                ready=sum(1 for x in ready_s if x is not None), ready_s=ready_s
+            )
+            self.sink.update(warmup=Warmup(instances=instances, platforms=dict(self.warmups)))
 
-    def ramp_teardown(self, entry: dict[str, Any]) -> None:
+    def ramp_teardown(self, entry: RampTeardown) -> None:
         """A ramp's one teardown of all its levels (its levels' records have none)."""
         with self._lock:
             self.ramp_teardowns.append(entry)
-            self._update(ramp_teardowns=list(self.ramp_teardowns))
+            self.sink.update(ramp_teardowns=list(self.ramp_teardowns))
 
     def ab_pairs(self, baseline: str, candidate: str, pairs: list[list[int]]) -> None:
         """The A/B pairs finished so far: kept after each pair, so an interrupted run
         can still be analysed."""
-        self._update(ab={"baseline": baseline, "candidate": candidate, "pairs": pairs})
+        self.sink.update(
+            ab=AbPairs(baseline=baseline, candidate=candidate, pairs=[list(p) for p in pairs])
+        )
 
-    def _update(self, **fields: Any) -> None:
-        update = getattr(self.sink, "update", None)
-        if update is not None:
-            update(**fields)
-
-    def step(self, samples: list[dict[str, Any]], record: dict[str, Any]) -> None:
+    def step(self, samples: Sequence[Sample], record: StepRecord) -> None:
         self.sink.add_samples(samples)
         self.sink.add_step(record)
 
-    def refused(self, head: dict[str, Any], refusal: Refusal) -> dict[str, Any]:
+    def refused(self, head: StepHead, refusal: Refusal) -> StepRecord:
         record = step_row(head, "refused", refusal=refusal)
         self.sink.add_step(record)
         return record
 
     def interrupted(
         self,
-        head: dict[str, Any],
+        head: StepHead,
         step: LaunchedStep,
         timeout: float,
         wait_end: float | None,
-        measured: dict[str, Any],
+        measured: Facts,
     ) -> None:
         """What an interrupted step got to: a sample per launched instance."""
         self.step(
