@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,14 +91,17 @@ def _history(name: str, folder: Path) -> Iterator[tuple[str, list[str]]]:
     yield f"{name}-junit-out", [*args, "--junit", "{case}/junit.xml", "--out", "{case}/files"]
 
 
-def record(out: Path, main: Path | None, python: str = sys.executable) -> None:
-    """Run every case; keep what it printed and wrote under out/<case>/."""
+def record(out: Path, main: Path | None, in_process: bool = False) -> None:
+    """Run every case; keep what it printed and wrote under out/<case>/. `in_process`:
+    through typer's CliRunner in this interpreter (the unit test's way: a second each
+    instead of a new interpreter's import time), else `python -m bench`."""
     out = out.resolve()
     if out.exists():
         shutil.rmtree(out)
     inputs = out / "inputs"
     shutil.copytree(FIXTURES, inputs / "fixtures")
-    shutil.copytree(REPO / "tests" / "data" / "schema1-quickstart", inputs / "fixtures" / "schema1-quickstart")
+    schema1 = REPO / "tests" / "data" / "schema1-quickstart"
+    shutil.copytree(schema1, inputs / "fixtures" / "schema1-quickstart")
     cases = list(fixture_cases(inputs / "fixtures"))
     if main is not None:
         for name in ("ab-check-200", "ci-history"):
@@ -115,33 +119,61 @@ def record(out: Path, main: Path | None, python: str = sys.executable) -> None:
         args = [a.replace("{case}", str(case)) for a in args]
         if args[0] == "report":
             args += ["--out", str(case / "files")]
-        env = {**os.environ, "GITHUB_STEP_SUMMARY": str(case / "step-summary.md")}
-        env.pop("CI", None)
-        p = subprocess.run(
-            [python, "-m", "bench", *args], cwd=REPO, env=env, capture_output=True, text=True
-        )
-        (case / "stdout.txt").write_text(_norm(p.stdout, out))
-        (case / "stderr.txt").write_text(_norm(p.stderr, out))
-        (case / "exit-code.txt").write_text(f"{p.returncode}\n")
+        stdout, stderr, code = _bench(args, str(case / "step-summary.md"), in_process)
+        (case / "stdout.txt").write_text(_norm(stdout, out))
+        (case / "stderr.txt").write_text(_norm(stderr, out))
+        (case / "exit-code.txt").write_text(f"{code}\n")
         for f in case.rglob("*"):
             if f.is_file() and f.suffix != ".png" and f.name not in ("stdout.txt", "stderr.txt"):
                 f.write_bytes(_norm(f.read_text(), out).encode())
-        print(f"{name}: exit {p.returncode}", file=sys.stderr)
+        print(f"{name}: exit {code}", file=sys.stderr)
+
+
+def _bench(args: list[str], step_summary: str, in_process: bool) -> tuple[str, str, int]:
+    """(stdout, stderr, exit code) of `bench ARGS`, with GITHUB_STEP_SUMMARY set."""
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": step_summary}
+    env.pop("CI", None)
+    if not in_process:
+        p = subprocess.run(
+            [sys.executable, "-m", "bench", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        return p.stdout, p.stderr, p.returncode
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    r = CliRunner().invoke(app, args, env={"GITHUB_STEP_SUMMARY": step_summary, "CI": None})
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r.stdout, r.stderr, r.exit_code
 
 
 def _norm(text: str, out: Path) -> str:
     return text.replace(str(out), PLACEHOLDER)
 
 
-def differences(before: Path, after: Path) -> list[str]:
-    """Every case file that differs (text: a unified diff's first lines; PNG: pixels)."""
+def differences(before: Path, after: Path, text_only: bool = False) -> list[str]:
+    """Every case file that differs (text: a unified diff's first lines; PNG: pixels).
+    `text_only`: PNGs are left out, and report.html is compared with its embedded
+    images blanked (tests/fixtures/report-golden keeps no image: a newer matplotlib or
+    FreeType may draw other pixels without the report's meaning changing)."""
     problems = []
-    a_files = {p.relative_to(before) for p in (before / "cases").rglob("*") if p.is_file()}
-    b_files = {p.relative_to(after) for p in (after / "cases").rglob("*") if p.is_file()}
+
+    def files(root: Path) -> set[Path]:
+        found = {p.relative_to(root) for p in (root / "cases").rglob("*") if p.is_file()}
+        return {p for p in found if not (text_only and p.suffix == ".png")}
+
+    a_files, b_files = files(before), files(after)
     for rel in sorted(a_files ^ b_files):
         problems.append(f"{rel}: only in {'before' if rel in a_files else 'after'}")
     for rel in sorted(a_files & b_files):
         a, b = (before / rel).read_bytes(), (after / rel).read_bytes()
+        if text_only and rel.suffix == ".html":
+            a, b = without_images(a), without_images(b)
         if a == b:
             continue
         if rel.suffix == ".png":
@@ -158,6 +190,11 @@ def differences(before: Path, after: Path) -> list[str]:
         )
         problems.append(f"{rel}:\n" + "\n".join(list(diff)[:20]))
     return problems
+
+
+def without_images(html: bytes) -> bytes:
+    """report.html with every embedded PNG's data blanked."""
+    return re.sub(rb"base64,[A-Za-z0-9+/=]+", b"base64,", html)
 
 
 def _same_pixels(a: Path, b: Path) -> bool:
