@@ -34,7 +34,6 @@ the first Holm level) is above the threshold; else no regression.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -268,74 +267,6 @@ class AbResult:
             "per_n": per_n,
             "warnings": self.warnings,
         }
-
-    def to_json(self) -> str:
-        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
-
-    def to_markdown(self) -> str:
-        from tabulate import tabulate
-
-        rows = []
-        for g in self.gates:
-            label = g.verdict
-            if g.verdict == v.REGRESSION:
-                label = f"**REGRESSION ({g.kind})**"
-            rows.append(
-                [
-                    g.n,
-                    g.kind,
-                    g.test.n,
-                    v.pct(g.test.change),
-                    f"≥ {v.pct(g.bound)} (at {g.level:.2g})",
-                    f"{g.p_holm:.2g}",
-                    v.pct(g.test.mde) if g.kind == CENTER else "",
-                    label,
-                ]
-            )
-        f = self.failures
-        rows.append(
-            [
-                "all",
-                FAILURES,
-                "",
-                f"{f.candidate}/{f.candidate_units} vs {f.baseline}/{f.baseline_units}",
-                "",
-                f"{f.p:.2g}",
-                "",
-                "**REGRESSION (failures)**" if f.regression else "ok",
-            ]
-        )
-        headers = ["N", "gate", "pairs", "change", "one-sided bound", "p (Holm)"]
-        headers += [f"MDE ({v.POWER:.0%} power)", "verdict"]
-        table = tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-        verdict = self.verdict.upper() if self.verdict == v.REGRESSION else self.verdict
-        if self.fired:
-            verdict += f" ({', '.join(self.fired)})"
-        lines = [
-            f"### bench ab: `{self.metric}`",
-            "",
-            f"run `{self.run_id}`: candidate `{self.candidate}`, baseline `{self.baseline}`: "
-            f"**{verdict}**; all {self.test.n} pairs together {v.pct(self.test.change)}, "
-            f"MDE of the rule {v.pct(self.mde)}",
-            "",
-            table,
-            "",
-            f"A regression is a gate that fires: per N, center (signed-rank over step pairs) "
-            f"p < {self.alpha:g} after Holm and a change above "
-            f"{v.REGRESSION_FRACTION:g} × {self.threshold:.0%}, or p95 (values above the "
-            f"pooled p95, permutation of the pairs) p < {self.alpha:g} after Holm and a "
-            f"p95 slower by more than "
-            f"{self.threshold:.0%}; or more failed instances (Fisher exact, p < "
-            f"{self.alpha:g}). Inconclusive when the rule's MDE is above "
-            f"{self.threshold:.0%}.",
-        ]
-        if f.candidate > f.baseline:
-            lines += ["", f.why(self.baseline, self.candidate)]
-        if (advice := self.advice()) is not None:
-            lines += ["", advice]
-        if self.warnings:
-            lines += ["", *[f"> warning: {w}" for w in self.warnings]]
-        return "\n".join(lines) + "\n"
 
 
 def analyse_ab(

@@ -353,11 +353,13 @@ def _print_ab(result: AbResult, as_json: bool, junit: Path | None, err: Any) -> 
     """The verdict on stdout (Markdown or JSON), in the CI's summary and JUnit file, its
     warnings and advice on stderr."""
     from bench.ci_output import ab_cases
+    from bench.report.render_json import verdict_json
+    from bench.report.render_markdown import ab_markdown
+    from bench.report.render_terminal import print_verdict, print_warnings
 
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    markdown = result.to_markdown()
-    print(result.to_json() if as_json else markdown, end="")
+    print_warnings(result.warnings, err)
+    markdown = ab_markdown(result)
+    print_verdict(markdown, verdict_json(result) if as_json else None)
     _publish(markdown, ab_cases(result), junit, f"bench ab {result.run_id}")
     advice = result.advice()
     if advice and as_json:  # the Markdown says it already
@@ -541,20 +543,10 @@ def report(
     Reads only the results directories, never an engine. The last line is the report
     directory.
     """
-    from rich.markup import escape
-
-    from bench.console import visible
     from bench.report import build_report
+    from bench.report.render_terminal import print_report
 
-    built = build_report(run_dirs, out)
-    err = _stderr()
-    for note in built.notes:
-        # Notes quote run ids, statuses and platform names from a results folder: shown
-        # as text, never as markup or terminal escapes.
-        err.print(f"[yellow]note:[/] {escape(visible(note))}", soft_wrap=True)
-    for f in built.files:
-        print(f)
-    print(built.directory)
+    print_report(build_report(run_dirs, out), _stderr())
 
 
 @app.command()
@@ -588,6 +580,9 @@ def compare(
     """
     from bench.ci_output import compare_cases
     from bench.compare import compare_runs, parse_threshold
+    from bench.report.render_json import verdict_json
+    from bench.report.render_markdown import compare_markdown
+    from bench.report.render_terminal import print_verdict, print_warnings
     from bench.results import load_run
 
     _check_junit(junit)
@@ -602,10 +597,9 @@ def compare(
         alpha,
     )
     err = _stderr()
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    markdown = result.to_markdown()
-    print(result.to_json() if as_json else markdown, end="")
+    print_warnings(result.warnings, err)
+    markdown = compare_markdown(result)
+    print_verdict(markdown, verdict_json(result) if as_json else None)
     _publish(markdown, compare_cases(result), junit, f"bench compare {result.current}")
     if result.exit_code == ExitCode.INCONCLUSIVE:
         err.print(f"inconclusive: {result.inconclusive_message()}", soft_wrap=True)
@@ -645,19 +639,17 @@ def history(
     results folder keeps an index of its runs' levels (.bench-history.sqlite),
     so a long history is read quickly.
     """
-    from rich.markup import escape
-
     from bench.ci_output import history_cases
     from bench.compare import parse_threshold
     from bench.history import read_history, write_outputs
+    from bench.report.render_terminal import print_verdict, print_warnings
 
     _check_junit(junit)
     result = read_history(paths, metric, parse_threshold(threshold), scenario)
     err = _stderr()
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+    print_warnings(result.warnings, err, as_text=True)
     markdown = result.to_markdown()
-    print(result.to_json() if as_json else markdown, end="")
+    print_verdict(markdown, result.to_json() if as_json else None)
     if out is not None:
         for f in write_outputs(result, out):
             err.print(str(f), markup=False, soft_wrap=True)

@@ -43,7 +43,6 @@ lacks the evidence to rule out a threshold-sized slow-down; else 0. Usage errors
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -53,7 +52,7 @@ from typing import Any, TypeGuard
 from bench import comparability
 from bench import verdict as v
 from bench.errors import ExitCode, UsageError
-from bench.records import Sample, metrics, unit_of
+from bench.records import Sample, metrics
 
 DEFAULT_ALPHA = v.DEFAULT_ALPHA
 DEFAULT_THRESHOLD = v.DEFAULT_THRESHOLD
@@ -359,81 +358,6 @@ class Comparison:
             "warnings": self.warnings,
             "groups": [_group_dict(g) for g in self.groups],
         }
-
-    def to_json(self) -> str:
-        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
-
-    def to_markdown(self) -> str:
-        from tabulate import tabulate
-
-        fmt = _formatter(self.metric)
-        headers = [
-            "platform",
-            "N",
-            "baseline",
-            "current",
-            "change",
-            "one-sided bound",
-            "run spread",
-            f"MDE ({v.POWER:.0%} power)",
-            "p (Holm)",
-            "runs",
-            "samples",
-            "failed",
-            "verdict",
-        ]
-        rows = []
-        for g in self.groups:
-            t, f = g.test, g.failures
-            rows.append(
-                [
-                    g.platform,
-                    g.n,
-                    fmt(g.baseline_geomean) if g.baseline_geomean else "-",
-                    fmt(g.current_geomean) if g.current_geomean else "-",
-                    v.pct(t.change) if t else "-",
-                    f"≥ {v.pct(t.ci_low)} (at {t.alpha:.2g})" if t else "-",
-                    (f"{t.spread:.1%}" + (" (assumed)" if g.drift_assumed else "")) if t else "-",
-                    v.pct(t.mde) if t else "-",
-                    f"{g.p_slower_adjusted:.2g}" if g.p_slower_adjusted is not None else "-",
-                    f"{g.baseline_runs} → 1",
-                    f"{g.baseline_samples} → {g.current_samples}",
-                    f"{f.baseline}/{f.baseline_units} → {f.current}/{f.current_units}"
-                    if f
-                    else "-",
-                    g.label,
-                ]
-            )
-        table = tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-        k = len(self.regressions)
-        outcome = f"**{k} regression{'s' if k != 1 else ''}**" if k else "no regression"
-        if self.inconclusive:
-            outcome += f" ({len(self.inconclusive)} inconclusive)"
-        worse = "slower" if unit_of(self.metric) == "s" else "larger"
-        lines = [
-            f"### bench compare: `{self.metric}`",
-            "",
-            f"{len(self.baselines)} baseline run(s) `{'`, `'.join(self.baselines)}` → "
-            f"current `{self.current}`",
-            "",
-            table,
-            "",
-            f"{outcome}. Runs are the unit: baseline and current are geometric means. A "
-            f"regression (time) is p < {self.alpha:g} after Holm's correction over the "
-            f"groups and a change {worse} than {v.REGRESSION_FRACTION:g} × "
-            f"{self.threshold:.0%}; the bound is the same test's, at the level its p is "
-            f"judged at. A regression (failures) is a larger share of failed instances, "
-            f"Fisher exact p < {self.alpha:g} after Holm. Inconclusive when the MDE is "
-            f"above {self.threshold:.0%}.",
-            "",
-            self.limits(),
-        ]
-        for g in self.groups:
-            if g.advice:  # why inconclusive, or a regression by failed instances
-                lines += ["", f"{g.platform} N={g.n}: {g.advice}"]
-        if self.warnings:
-            lines += ["", *[f"> warning: {w}" for w in self.warnings]]
-        return "\n".join(lines) + "\n"
 
 
 def compare_runs(
@@ -845,15 +769,3 @@ def _group_dict(g: GroupComparison) -> dict[str, Any]:
         },
         "advice": g.advice,
     }
-
-
-def _formatter(metric: str) -> Any:
-    from bench.units import format_bytes, format_seconds
-
-    # More digits than elsewhere: levels a few percent apart must not print the same.
-    unit = unit_of(metric)
-    if unit == "bytes":
-        return lambda x: format_bytes(x, decimals=2)
-    if unit == "s":
-        return lambda x: format_seconds(x, digits=4)
-    return lambda x: f"{x:.4g} {unit or ''}".rstrip()

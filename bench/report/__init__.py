@@ -2,10 +2,14 @@
 
     build_report(["results/quickstart-…"]) -> Report(directory, files, notes)
 
-Modules: frame (runs -> DataFrames), tables (summary, classic containers-vs-VMs
-table, host differences), tax (what libvirt adds over direct QEMU), plots (one
-function per PNG), html (the self-contained page). pandas and matplotlib load only
-when a report is built.
+What a report says is computed once, then laid out per format (as hyperfine has one
+exporter per format over one result model). Computing: frame (runs -> DataFrames),
+tables (summary, classic containers-vs-VMs table, host differences, changes), tax
+(what libvirt adds over direct QEMU), model (every section, once). Laying out:
+render_markdown (the .md files, and the verdicts of `bench compare` and `bench ab`),
+render_html (the self-contained page), render_csv (summary.csv), render_json (the
+verdicts' --json), render_terminal (what the commands print), plots (one function per
+PNG). pandas and matplotlib load only when a report is built.
 """
 
 from __future__ import annotations
@@ -97,10 +101,12 @@ def runs_in(paths: Sequence[str | Path]) -> list[Path]:
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
     from bench.history import write_outputs
-    from bench.report import plots, tables
+    from bench.report import plots
     from bench.report.frame import load_frames
-    from bench.report.html import render_html
-    from bench.report.tax import libvirt_tax
+    from bench.report.model import build_model
+    from bench.report.render_csv import summary_csv
+    from bench.report.render_html import render_html
+    from bench.report.render_markdown import classic_markdown, summary_markdown, tax_file
 
     frames = load_frames(runs_in(run_dirs))
     names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
@@ -111,6 +117,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--out {directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
+    model = build_model(frames)
     report = Report(directory)
 
     def write(name: str, text: str) -> None:
@@ -118,26 +125,22 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         path.write_text(text)
         report.files.append(path)
 
-    frames.summary.to_csv(fresh(directory / SUMMARY_CSV), index=False)
-    report.files.append(directory / SUMMARY_CSV)
+    write(SUMMARY_CSV, summary_csv(model))
     # Enough runs of one scenario form a history: `bench history`'s files, beside the rest.
-    history, no_history = tables.run_history(frames)
     history_png = None
-    if history is not None:
-        report.files += write_outputs(history, directory)
+    if model.history is not None:
+        report.files += write_outputs(model.history, directory)
         history_png = directory / HISTORY_FILES[2]
-        report.notes.append(f"history of {history.runs} runs: {history.verdict_in_words()}")
     else:
         for name in HISTORY_FILES:  # none stale from an older report
             (directory / name).unlink(missing_ok=True)
-    write(
-        SUMMARY_MD, tables.summary_markdown(frames) + tables.history_markdown(history, no_history)
-    )
-    write(CLASSIC_MD, tables.classic_markdown(frames))
+    if model.history_note is not None:
+        report.notes.append(model.history_note)
+    write(SUMMARY_MD, summary_markdown(model))
+    write(CLASSIC_MD, classic_markdown(model))
     # Only runs that boot one guest both through libvirt and directly have one.
-    tax = libvirt_tax(frames)
-    if tax is not None:
-        write(TAX_MD, "# What libvirt adds, measured\n\n" + tax.markdown)
+    if model.tax is not None:
+        write(TAX_MD, tax_file(model.tax))
     else:
         (directory / TAX_MD).unlink(missing_ok=True)  # no stale table from an older report
 
@@ -157,17 +160,6 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         fig.savefig(path, format="png", bbox_inches="tight")  # keeps outside legends
         drawn.append((name, CAPTIONS[name], path))
         report.files.append(path)
-    write(REPORT_HTML, render_html(frames, drawn, skipped, tax, history, no_history, history_png))
-
-    if tables.any_tcg(frames):
-        report.notes.append("VMs ran under TCG (software emulation): not representative of KVM")
-    for run_id, lines in frames.anomalies.items():
-        prefix = f"run {run_id}: " if frames.multi else ""
-        report.notes += [prefix + line for line in lines]
-    if tables.host_differences(frames) is not None:
-        report.notes.append("the runs differ in host, engine or scenario: see report.html")
-    for r in frames.runs:
-        report.notes += r.notes
-        if r.status != "complete":
-            report.notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")
+    write(REPORT_HTML, render_html(model, drawn, skipped, history_png))
+    report.notes += model.notes
     return report

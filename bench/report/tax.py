@@ -1,6 +1,6 @@
 """The libvirt tax: what libvirt adds to a VM, from a run that booted one guest both ways.
 
-    libvirt_tax(frames) -> Tax(table, markdown, notes) | None
+    libvirt_tax(frames) -> Tax(table, sections, pairs, notes) | None
 
 A run holds a tax pair when it has a `qemu` platform (QEMU launched directly) and a
 `libvirt` platform booting the same guest: same boot source, memory, vCPUs, accel and
@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.report.frame import Frames
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIB = 2**20
 KIB = 2**10
@@ -73,10 +76,20 @@ class Pair:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class TaxSection:
+    """One pair's part of the report: its heading, one display table per N (strings),
+    and the notes under them; Markdown and HTML lay out the same sections."""
+
+    heading: str
+    tables: list[pd.DataFrame]
+    notes: list[str]
+
+
 @dataclass
 class Tax:
-    table: Any  # DataFrame, COLUMNS: one row per (run, N, measure)
-    markdown: str
+    table: pd.DataFrame  # COLUMNS: one row per (run, N, measure)
+    sections: list[TaxSection]
     pairs: list[Pair]
     notes: list[str] = field(default_factory=list)
 
@@ -99,7 +112,7 @@ def libvirt_tax(
         rows += _pair_rows(frames, pair, level, resamples, seed)
     table = pd.DataFrame(rows, columns=COLUMNS)
     notes = [n for p in pairs for n in p.notes]
-    return Tax(table, tax_markdown(table, pairs, level), pairs, notes)
+    return Tax(table, tax_sections(table, pairs, level), pairs, notes)
 
 
 # -- which platforms boot the same guest --------------------------------------------
@@ -279,12 +292,10 @@ def _interval(values: Any, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-# -- Markdown -----------------------------------------------------------------------------
+# -- the sections the report shows ---------------------------------------------------
 
 
-def tax_sections(
-    table: Any, pairs: list[Pair], level: float = LEVEL
-) -> list[tuple[str, list[Any], list[str]]]:
+def tax_sections(table: pd.DataFrame, pairs: list[Pair], level: float = LEVEL) -> list[TaxSection]:
     """Per pair: its heading, one display DataFrame per N, and the notes under them (the
     Markdown file and the HTML page render the same sections)."""
     import pandas as pd
@@ -301,13 +312,19 @@ def tax_sections(
         for n, g in rows.groupby("n", sort=True):
             body = [
                 [
-                    r.measure,
-                    _cell(r.qemu, r.qemu_low, r.qemu_high, r.measure, r.qemu_steps),
-                    _cell(r.libvirt, r.libvirt_low, r.libvirt_high, r.measure, r.libvirt_steps),
-                    _cell(r.tax, r.tax_low, r.tax_high, r.measure, None, signed=True),
-                    "-" if not math.isfinite(r.tax_pct) else f"{r.tax_pct:+.0f}%",
+                    r["measure"],
+                    _cell(r["qemu"], r["qemu_low"], r["qemu_high"], r["measure"], r["qemu_steps"]),
+                    _cell(
+                        r["libvirt"],
+                        r["libvirt_low"],
+                        r["libvirt_high"],
+                        r["measure"],
+                        r["libvirt_steps"],
+                    ),
+                    _cell(r["tax"], r["tax_low"], r["tax_high"], r["measure"], None, signed=True),
+                    "-" if not math.isfinite(r["tax_pct"]) else f"{r['tax_pct']:+.0f}%",
                 ]
-                for r in g.itertuples()
+                for r in g.to_dict("records")
             ]
             headers = ["N=" + str(n), "direct QEMU", "libvirt", "tax (libvirt - QEMU)", "tax %"]
             frames.append(pd.DataFrame(body, columns=headers))
@@ -316,20 +333,8 @@ def tax_sections(
             "each instance's launch call; memory and storage per instance.",
             *pair.notes,
         ]
-        out.append((heading, frames, notes))
+        out.append(TaxSection(heading, frames, notes))
     return out
-
-
-def tax_markdown(table: Any, pairs: list[Pair], level: float = LEVEL) -> str:
-    parts = []
-    for heading, frames, notes in tax_sections(table, pairs, level):
-        parts.append(f"#### {heading}\n")
-        for df in frames:
-            parts.append(df.to_markdown(index=False, disable_numparse=True))
-            parts.append("")
-        parts.extend(notes)
-        parts.append("")
-    return "\n".join(parts)
 
 
 def _cell(
