@@ -38,10 +38,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import verdict as v
 from bench.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from bench.results import Run
 
 # Gate names, as in the table and in --json "fired".
 CENTER = "center"
@@ -270,7 +273,7 @@ class AbResult:
 
 
 def analyse_ab(
-    run: Any,
+    run: Run,
     threshold: float = v.DEFAULT_THRESHOLD,
     alpha: float = v.DEFAULT_ALPHA,
     metric: str = "ready_s",
@@ -445,7 +448,7 @@ def _extra_repeats(centers: list[Gate], level: float, threshold: float) -> int |
     return more
 
 
-def _failures(run: Any, pairs: list[Pair], alpha: float) -> Failures:
+def _failures(run: Run, pairs: list[Pair], alpha: float) -> Failures:
     """Failed and counted units of the paired steps by side: an instance, or a step
     whose instances all failed (lost at once: one cause, one event). Instances stopped
     by an interruption (failure "interrupted") are left out."""
@@ -458,7 +461,7 @@ def _failures(run: Any, pairs: list[Pair], alpha: float) -> Failures:
 
 
 def _stored_pairs(
-    run: Any, stored: Sequence[Sequence[int]], a: str, b: str, metric: str
+    run: Run, stored: Sequence[Sequence[int]], a: str, b: str, metric: str
 ) -> list[Pair]:
     by_step: dict[int, list[dict[str, Any]]] = {}
     for s in run.samples:
@@ -492,7 +495,7 @@ def _stored_pairs(
     return out
 
 
-def _check_adjacent(run: Any, sa: Any, sb: Any, what: str) -> None:
+def _check_adjacent(run: Run, sa: object, sb: object, what: str) -> None:
     """Steps are numbered in the order they ran: a pair's two steps must be neighbours,
     or the pair measures the drift between them (A's steps all before B's, as in a
     plain `bench run`, turned a machine's step change into 100% exit 1)."""
@@ -504,7 +507,7 @@ def _check_adjacent(run: Any, sa: Any, sb: Any, what: str) -> None:
         )
 
 
-def _pairs_by_repeat(run: Any, a: str, b: str, metric: str) -> list[Pair]:
+def _pairs_by_repeat(run: Run, a: str, b: str, metric: str) -> list[Pair]:
     groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for s in run.samples:
         if s["platform"] in (a, b):
@@ -520,7 +523,7 @@ def _pairs_by_repeat(run: Any, a: str, b: str, metric: str) -> list[Pair]:
     return out
 
 
-def _step_n(run: Any, *steps: int) -> int:
+def _step_n(run: Run, *steps: int) -> int:
     for st in run.steps:
         if st.get("step") in steps:
             return int(st["n"])
@@ -558,7 +561,7 @@ def _carry_over(pairs: list[Pair], alpha: float) -> dict[str, Any] | None:
 
 
 def _warnings(
-    run: Any,
+    run: Run,
     pairs: list[Pair],
     a: str,
     b: str,

@@ -23,7 +23,12 @@ from typer.core import TyperCommand
 from bench.errors import BenchError, ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rich.console import Console
+
     from bench.ab import AbResult
+    from bench.ci_output import JUnitCase
 
 
 def _flags_show_no_type() -> None:
@@ -54,13 +59,13 @@ app.add_typer(images_app, name="images")
 _state = {"debug": bool(os.environ.get("BENCH_DEBUG"))}
 
 
-def _stderr() -> Any:
+def _stderr() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
 
 
-def _stdout() -> Any:
+def _stdout() -> Console:
     from rich.console import Console
 
     # Piped into a file or a CI log, a table must not be squeezed into 80 columns.
@@ -172,7 +177,7 @@ def _check_junit(path: Path | None) -> None:
         raise UsageError(f"--junit {path}: a folder; name a file such as {path}/bench.xml")
 
 
-def _publish(markdown: str, cases: Any, junit: Path | None, suite: str) -> None:
+def _publish(markdown: str, cases: Sequence[JUnitCase], junit: Path | None, suite: str) -> None:
     """The verdict for CI: --junit FILE, and GitHub's job summary when its variable is
     set (bench.ci_output)."""
     from bench.ci_output import publish
@@ -313,7 +318,7 @@ def _ab_run_dir(
     candidate: str | None,
     out: Path,
     name: str | None,
-    err: Any,
+    err: Console,
 ) -> Path:
     """The A/B run to judge: the stored one --analyse names, or one run now."""
     if analyse is not None:
@@ -349,7 +354,7 @@ def _run_with_progress(loaded: Any, out: Path, name: str | None, err: Any, **how
         )
 
 
-def _print_ab(result: AbResult, as_json: bool, junit: Path | None, err: Any) -> None:
+def _print_ab(result: AbResult, as_json: bool, junit: Path | None, err: Console) -> None:
     """The verdict on stdout (Markdown or JSON), in the CI's summary and JUnit file, its
     warnings and advice on stderr."""
     from bench.ci_output import ab_cases

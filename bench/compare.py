@@ -47,12 +47,15 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from bench import comparability
 from bench import verdict as v
 from bench.errors import ExitCode, UsageError
 from bench.records import Sample, metrics
+
+if TYPE_CHECKING:
+    from bench.results import Run
 
 DEFAULT_ALPHA = v.DEFAULT_ALPHA
 DEFAULT_THRESHOLD = v.DEFAULT_THRESHOLD
@@ -165,7 +168,7 @@ def _design_var(levels: list[Level], current: Level) -> tuple[float, float]:
 SESSION_GAP_S = 30 * 60
 
 
-def _when(run: Any, key: str) -> float | None:
+def _when(run: Run, key: str) -> float | None:
     from datetime import datetime
 
     text = run.metadata.get(key)
@@ -175,7 +178,7 @@ def _when(run: Any, key: str) -> float | None:
         return None
 
 
-def one_session(baselines: list[Any], current: Any) -> str | None:
+def one_session(baselines: list[Run], current: Run) -> str | None:
     """When the baseline runs (two or more) ran back to back in one session and the
     current run later, a sentence saying so; else None (also when a run lacks times)."""
     if len(baselines) < 2:
@@ -361,8 +364,8 @@ class Comparison:
 
 
 def compare_runs(
-    baselines: Any,
-    current: Any,
+    baselines: Run | Sequence[Run],
+    current: Run,
     metric: str = DEFAULT_METRIC,
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
@@ -391,11 +394,11 @@ def compare_runs(
 
 
 def _check_inputs(
-    baselines: Any, current: Any, metric: str, threshold: float, alpha: float
-) -> list[Any]:
+    baselines: Run | Sequence[Run], current: Run, metric: str, threshold: float, alpha: float
+) -> list[Run]:
     """The baseline runs as a list, once refused what cannot be compared: none, a bad
     alpha or threshold, the current run among them, one given twice, an unknown metric."""
-    base_runs: list[Any] = [baselines] if hasattr(baselines, "samples") else list(baselines)
+    base_runs = list(baselines) if isinstance(baselines, Sequence) else [baselines]
     if not base_runs:
         raise UsageError("give at least one baseline run before the current one")
     check_alpha(alpha)
@@ -421,7 +424,7 @@ Groups = dict[tuple[str, int], list[dict[str, Any]]]
 
 
 def _common_groups(
-    current: Any, base_groups: list[Groups], cur_groups: Groups
+    current: Run, base_groups: list[Groups], cur_groups: Groups
 ) -> list[tuple[str, int]]:
     """The current run's (platform, N) that some baseline run has too; none is an error."""
     common = [k for k in cur_groups if any(k in g for g in base_groups)]
@@ -626,8 +629,8 @@ def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:
 
 
 def run_warnings(
-    baselines: list[Any],
-    current: Any,
+    baselines: list[Run],
+    current: Run,
     common: list[tuple[str, int]],
     base_groups: list[dict[tuple[str, int], list[dict[str, Any]]]],
     cur_groups: dict[tuple[str, int], list[dict[str, Any]]],

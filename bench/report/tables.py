@@ -334,7 +334,7 @@ def run_accels(frames: Frames) -> list[dict[str, list[str]]]:
     s = frames.samples
     return [
         {
-            p: g["accel"].dropna().astype(str).unique().tolist()
+            str(p): g["accel"].dropna().astype(str).unique().tolist()
             for p, g in s[s["run"] == r.run_id].groupby("platform", sort=False)
         }
         for r in frames.runs

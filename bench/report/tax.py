@@ -21,8 +21,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from bench.report.frame import Frames
+from bench.results import Run
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 MIB = 2**20
@@ -118,7 +120,7 @@ def libvirt_tax(
 # -- which platforms boot the same guest --------------------------------------------
 
 
-def tax_pairs(run: Any, frames: Frames | None = None) -> list[Pair]:
+def tax_pairs(run: Run, frames: Frames | None = None) -> list[Pair]:
     """(qemu, libvirt) platforms of one run that boot the same guest."""
     platforms = run.metadata.get("scenario", {}).get("platforms", [])
     engines = run.metadata.get("engines") or {}
@@ -148,7 +150,7 @@ def tax_pairs(run: Any, frames: Frames | None = None) -> list[Pair]:
     return out
 
 
-def _guest(platform: dict[str, Any], engine: dict[str, Any], run: Any) -> dict[str, Any]:
+def _guest(platform: dict[str, Any], engine: dict[str, Any], run: Run) -> dict[str, Any]:
     backend = platform.get("backend")
     if backend == "qemu":
         machine = engine.get("machine") or platform.get("machine") or QEMU_DEFAULT_MACHINE
@@ -203,7 +205,7 @@ def _failure_notes(frames: Frames, pair: Pair) -> list[str]:
 
 def _pair_rows(
     frames: Frames, pair: Pair, level: float, resamples: int, seed: int
-) -> list[dict[str, Any]]:
+) -> list[dict[str, object]]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -251,7 +253,7 @@ def _pair_rows(
     return rows
 
 
-def _by_step(df: Any, column: str, per_n: bool, n: int) -> list[Any]:
+def _by_step(df: pd.DataFrame, column: str, per_n: bool, n: int) -> list[np.ndarray]:
     """The column's values grouped by step (one array per step), NaNs left out."""
     import numpy as np
 
@@ -264,13 +266,13 @@ def _by_step(df: Any, column: str, per_n: bool, n: int) -> list[Any]:
     return out
 
 
-def _median(groups: list[Any]) -> float:
+def _median(groups: list[np.ndarray]) -> float:
     import numpy as np
 
     return float(np.median(np.concatenate(groups))) if groups else math.nan
 
 
-def _boot(groups: list[Any], rng: Any, resamples: int) -> Any:
+def _boot(groups: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray | None:
     """Medians of `resamples` bootstrap resamples of the steps; None under two steps."""
     import numpy as np
 
@@ -283,7 +285,7 @@ def _boot(groups: list[Any], rng: Any, resamples: int) -> Any:
     return np.array([np.median(np.concatenate([groups[i] for i in row])) for row in picks])
 
 
-def _interval(values: Any, level: float) -> tuple[float, float]:
+def _interval(values: np.ndarray | None, level: float) -> tuple[float, float]:
     import numpy as np
 
     if values is None:
