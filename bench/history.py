@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import verdict as v
 from bench.compare import (
@@ -37,6 +37,9 @@ from bench.compare import (
 )
 from bench.errors import ExitCode, UsageError
 from bench.results import METADATA, SAMPLES, STEPS, Run, load_run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # CHANGE_POINTS: ruptures' PELT with an l2 cost on the series standardised by a robust
 # noise scale (the MAD of successive differences / sqrt 2, which one step barely moves),
@@ -526,7 +529,7 @@ CAPTION = (
 )
 
 
-def figure(history: History) -> Any:
+def figure(history: History) -> Figure:
     """Each series' levels in run order (runs numbered from 1), change points as dashed
     lines and each segment's level as a horizontal line: history.png, here and in
     `bench report`."""
