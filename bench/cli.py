@@ -646,17 +646,20 @@ def history(
     """
     from bench.ci_output import history_cases
     from bench.compare import parse_threshold
-    from bench.history import read_history, write_outputs
+    from bench.history import read_history
+    from bench.report import write_history
+    from bench.report.render_json import verdict_json
+    from bench.report.render_markdown import history_markdown
     from bench.report.render_terminal import print_verdict, print_warnings
 
     _check_junit(junit)
     result = read_history(paths, metric, parse_threshold(threshold), scenario)
     err = _stderr()
     print_warnings(result.warnings, err, as_text=True)
-    markdown = result.to_markdown()
-    print_verdict(markdown, result.to_json() if as_json else None)
+    markdown = history_markdown(result)
+    print_verdict(markdown, verdict_json(result) if as_json else None)
     if out is not None:
-        for f in write_outputs(result, out):
+        for f in write_history(result, out):
             err.print(str(f), markup=False, soft_wrap=True)
     _publish(markdown, history_cases(result), junit, f"bench history {result.metric}")
     raise typer.Exit(int(result.exit_code))

@@ -19,9 +19,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.errors import UsageError
 from bench.paths import fresh
+
+if TYPE_CHECKING:
+    from bench.history import History
 
 DEFAULT_ROOT = Path("reports")
 SUMMARY_CSV = "summary.csv"
@@ -29,7 +33,7 @@ SUMMARY_MD = "summary.md"
 CLASSIC_MD = "containers-vs-vms.md"
 TAX_MD = "libvirt-tax.md"
 REPORT_HTML = "report.html"
-HISTORY_FILES = ("history.md", "history.json", "history.png")  # bench.history.write_outputs
+HISTORY_FILES = ("history.md", "history.json", "history.png")  # write_history
 
 CAPTIONS = {
     "ready-distribution.png": "Ready time of every successful instance, per platform and N "
@@ -99,8 +103,25 @@ def runs_in(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def write_history(history: History, out: Path) -> list[Path]:
+    """history.md, .json and .png in `out` (`bench history --out`, and a report of a
+    history), as `bench report` writes its folder: never through a link (the folder
+    itself, or a file name planted in it)."""
+    from bench.history import plot
+    from bench.report.render_json import verdict_json
+    from bench.report.render_markdown import history_markdown
+
+    if out.is_symlink():
+        raise UsageError(f"--out {out}: a symbolic link; name a folder of its own")
+    out.mkdir(parents=True, exist_ok=True)
+    files = [fresh(out / name) for name in HISTORY_FILES]
+    files[0].write_text(history_markdown(history))
+    files[1].write_text(verdict_json(history))
+    plot(history, files[2])
+    return files
+
+
 def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
-    from bench.history import write_outputs
     from bench.report import plots
     from bench.report.frame import load_frames
     from bench.report.model import build_model
@@ -129,7 +150,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     # Enough runs of one scenario form a history: `bench history`'s files, beside the rest.
     history_png = None
     if model.history is not None:
-        report.files += write_outputs(model.history, directory)
+        report.files += write_history(model.history, directory)
         history_png = directory / HISTORY_FILES[2]
     else:
         for name in HISTORY_FILES:  # none stale from an older report

@@ -1,11 +1,12 @@
 """Markdown: the report's summary.md, containers-vs-vms.md and libvirt-tax.md, and the
-verdicts `bench compare` and `bench ab` print (and append to GitHub's job summary).
+verdicts `bench compare`, `bench ab` and `bench history` print (and append to GitHub's
+job summary; history.md).
 
 Markdown is what people read in a terminal, a pull request and a CI job's summary, so
 every Markdown bench writes is laid out here, from data computed elsewhere: the report
-from bench.report.model, the verdicts from bench.compare's Comparison and bench.ab's
-AbResult. Nothing here computes a figure or decides a verdict; it only chooses words,
-order and rounding.
+from bench.report.model, the verdicts from bench.compare's Comparison, bench.ab's
+AbResult and bench.history's History. Nothing here computes a figure or decides a
+verdict; it only chooses words, order and rounding.
 """
 
 from __future__ import annotations
@@ -115,8 +116,31 @@ def history_section(history: History | None, why: str | None, png: str = "histor
     """summary.md's History section: `bench history`'s Markdown and its plot, or the
     one line saying why there is none (nothing for one run)."""
     if history is not None:
-        return f"\n{history.to_markdown(heading='##')}\n![history]({png})\n"
+        return f"\n{history_markdown(history, heading='##')}\n![history]({png})\n"
     return f"\n## History\n\n{why}\n" if why else ""
+
+
+def history_markdown(history: History, heading: str = "#") -> str:
+    """`bench history`'s verdict (history.md; a section of summary.md under `heading`
+    "##"): the rule, a row per series, the verdict in words, a line per series and the
+    warnings."""
+    rows = history.rows()
+    head = list(rows[0]) if rows else []
+    lines = [
+        f"{heading} bench history: {history.metric}, {history.runs} runs",
+        "",
+        history.explanation(),
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+        *("| " + " | ".join(r.values()) + " |" for r in rows),
+        "",
+        f"**{history.verdict_in_words()}**",
+        "",
+        *(f"- {s.in_words(history.threshold)}" for s in history.series),
+    ]
+    lines += [f"> warning: {w}" for w in history.warnings]
+    return "\n".join(lines) + "\n"
 
 
 def tax_markdown(tax: Tax) -> str:
