@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -116,7 +116,7 @@ class Level:
 
 
 def level_of(rows: list[dict[str, Any]], metric: str) -> Level:
-    by_step: dict[Any, list[float]] = {}
+    by_step: dict[object, list[float]] = {}
     unusable = 0
     for s in rows:
         x = s.get(metric)
@@ -689,7 +689,7 @@ def sample_groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[d
     """Samples by (platform, N). Never pooled across hosts: a platform a run measured
     on several hosts (`bench run --host A --host B`) is one group per host, named
     platform@host, matched with the same host's group in the other runs."""
-    hosts: dict[str, set[Any]] = {}
+    hosts: dict[str, set[object]] = {}
     for s in samples:
         hosts.setdefault(s["platform"], set()).add(s.get("host"))
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -703,7 +703,7 @@ def sample_groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[d
     return dict(sorted(out.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])))
 
 
-def _keys(groups: dict[tuple[str, int], Any]) -> str:
+def _keys(groups: Mapping[tuple[str, int], object]) -> str:
     return ", ".join(f"{p} N={n}" for p, n in groups) or "no samples"
 
 
@@ -712,7 +712,7 @@ def _unusable(s: dict[str, Any], metric: str) -> bool:
     return bool(s.get("ok")) and not (_is_number(x) and math.isfinite(x) and x > 0)
 
 
-def _is_number(x: Any) -> TypeGuard[float]:
+def _is_number(x: object) -> TypeGuard[float]:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
@@ -725,7 +725,7 @@ def _sd(xs: Sequence[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def _accels(groups: dict[tuple[str, int], Any], platform: str) -> list[str]:
+def _accels(groups: Groups, platform: str) -> list[str]:
     """The accels the platform's samples report (a VM may fall back from KVM to TCG)."""
     found = {s.get("accel") for (p, _), ss in groups.items() if p == platform for s in ss}
     return sorted(a for a in found if a)
