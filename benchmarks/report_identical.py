@@ -119,6 +119,8 @@ def record(out: Path, main: Path | None, in_process: bool = False) -> None:
         args = [a.replace("{case}", str(case)) for a in args]
         if args[0] == "report":
             args += ["--out", str(case / "files")]
+        # GitHub creates the job summary's file before the step runs; bench only appends.
+        (case / "step-summary.md").touch()
         stdout, stderr, code = _bench(args, str(case / "step-summary.md"), in_process)
         (case / "stdout.txt").write_text(_norm(stdout, out))
         (case / "stderr.txt").write_text(_norm(stderr, out))
