@@ -34,15 +34,17 @@ the first Holm level) is above the threshold; else no regression.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import verdict as v
 from bench.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from bench.results import Run
 
 # Gate names, as in the table and in --json "fired".
 CENTER = "center"
@@ -269,77 +271,9 @@ class AbResult:
             "warnings": self.warnings,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
-
-    def to_markdown(self) -> str:
-        from tabulate import tabulate
-
-        rows = []
-        for g in self.gates:
-            label = g.verdict
-            if g.verdict == v.REGRESSION:
-                label = f"**REGRESSION ({g.kind})**"
-            rows.append(
-                [
-                    g.n,
-                    g.kind,
-                    g.test.n,
-                    v.pct(g.test.change),
-                    f"≥ {v.pct(g.bound)} (at {g.level:.2g})",
-                    f"{g.p_holm:.2g}",
-                    v.pct(g.test.mde) if g.kind == CENTER else "",
-                    label,
-                ]
-            )
-        f = self.failures
-        rows.append(
-            [
-                "all",
-                FAILURES,
-                "",
-                f"{f.candidate}/{f.candidate_units} vs {f.baseline}/{f.baseline_units}",
-                "",
-                f"{f.p:.2g}",
-                "",
-                "**REGRESSION (failures)**" if f.regression else "ok",
-            ]
-        )
-        headers = ["N", "gate", "pairs", "change", "one-sided bound", "p (Holm)"]
-        headers += [f"MDE ({v.POWER:.0%} power)", "verdict"]
-        table = tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-        verdict = self.verdict.upper() if self.verdict == v.REGRESSION else self.verdict
-        if self.fired:
-            verdict += f" ({', '.join(self.fired)})"
-        lines = [
-            f"### bench ab: `{self.metric}`",
-            "",
-            f"run `{self.run_id}`: candidate `{self.candidate}`, baseline `{self.baseline}`: "
-            f"**{verdict}**; all {self.test.n} pairs together {v.pct(self.test.change)}, "
-            f"MDE of the rule {v.pct(self.mde)}",
-            "",
-            table,
-            "",
-            f"A regression is a gate that fires: per N, center (signed-rank over step pairs) "
-            f"p < {self.alpha:g} after Holm and a change above "
-            f"{v.REGRESSION_FRACTION:g} × {self.threshold:.0%}, or p95 (values above the "
-            f"pooled p95, permutation of the pairs) p < {self.alpha:g} after Holm and a "
-            f"p95 slower by more than "
-            f"{self.threshold:.0%}; or more failed instances (Fisher exact, p < "
-            f"{self.alpha:g}). Inconclusive when the rule's MDE is above "
-            f"{self.threshold:.0%}.",
-        ]
-        if f.candidate > f.baseline:
-            lines += ["", f.why(self.baseline, self.candidate)]
-        if (advice := self.advice()) is not None:
-            lines += ["", advice]
-        if self.warnings:
-            lines += ["", *[f"> warning: {w}" for w in self.warnings]]
-        return "\n".join(lines) + "\n"
-
 
 def analyse_ab(
-    run: Any,
+    run: Run,
     threshold: float = v.DEFAULT_THRESHOLD,
     alpha: float = v.DEFAULT_ALPHA,
     metric: str = "ready_s",
@@ -514,7 +448,7 @@ def _extra_repeats(centers: list[Gate], level: float, threshold: float) -> int |
     return more
 
 
-def _failures(run: Any, pairs: list[Pair], alpha: float) -> Failures:
+def _failures(run: Run, pairs: list[Pair], alpha: float) -> Failures:
     """Failed and counted units of the paired steps by side: an instance, or a step
     whose instances all failed (lost at once: one cause, one event). Instances stopped
     by an interruption (failure "interrupted") are left out."""
@@ -527,7 +461,7 @@ def _failures(run: Any, pairs: list[Pair], alpha: float) -> Failures:
 
 
 def _stored_pairs(
-    run: Any, stored: Sequence[Sequence[int]], a: str, b: str, metric: str
+    run: Run, stored: Sequence[Sequence[int]], a: str, b: str, metric: str
 ) -> list[Pair]:
     by_step: dict[int, list[dict[str, Any]]] = {}
     for s in run.samples:
@@ -561,7 +495,7 @@ def _stored_pairs(
     return out
 
 
-def _check_adjacent(run: Any, sa: Any, sb: Any, what: str) -> None:
+def _check_adjacent(run: Run, sa: object, sb: object, what: str) -> None:
     """Steps are numbered in the order they ran: a pair's two steps must be neighbours,
     or the pair measures the drift between them (A's steps all before B's, as in a
     plain `bench run`, turned a machine's step change into 100% exit 1)."""
@@ -573,7 +507,7 @@ def _check_adjacent(run: Any, sa: Any, sb: Any, what: str) -> None:
         )
 
 
-def _pairs_by_repeat(run: Any, a: str, b: str, metric: str) -> list[Pair]:
+def _pairs_by_repeat(run: Run, a: str, b: str, metric: str) -> list[Pair]:
     groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for s in run.samples:
         if s["platform"] in (a, b):
@@ -589,7 +523,7 @@ def _pairs_by_repeat(run: Any, a: str, b: str, metric: str) -> list[Pair]:
     return out
 
 
-def _step_n(run: Any, *steps: int) -> int:
+def _step_n(run: Run, *steps: int) -> int:
     for st in run.steps:
         if st.get("step") in steps:
             return int(st["n"])
@@ -627,7 +561,7 @@ def _carry_over(pairs: list[Pair], alpha: float) -> dict[str, Any] | None:
 
 
 def _warnings(
-    run: Any,
+    run: Run,
     pairs: list[Pair],
     a: str,
     b: str,

@@ -23,7 +23,12 @@ from typer.core import TyperCommand
 from bench.errors import BenchError, ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rich.console import Console
+
     from bench.ab import AbResult
+    from bench.ci_output import JUnitCase
 
 
 def _flags_show_no_type() -> None:
@@ -54,13 +59,13 @@ app.add_typer(images_app, name="images")
 _state = {"debug": bool(os.environ.get("BENCH_DEBUG"))}
 
 
-def _stderr() -> Any:
+def _stderr() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
 
 
-def _stdout() -> Any:
+def _stdout() -> Console:
     from rich.console import Console
 
     # Piped into a file or a CI log, a table must not be squeezed into 80 columns.
@@ -172,7 +177,7 @@ def _check_junit(path: Path | None) -> None:
         raise UsageError(f"--junit {path}: a folder; name a file such as {path}/bench.xml")
 
 
-def _publish(markdown: str, cases: Any, junit: Path | None, suite: str) -> None:
+def _publish(markdown: str, cases: Sequence[JUnitCase], junit: Path | None, suite: str) -> None:
     """The verdict for CI: --junit FILE, and GitHub's job summary when its variable is
     set (bench.ci_output)."""
     from bench.ci_output import publish
@@ -313,7 +318,7 @@ def _ab_run_dir(
     candidate: str | None,
     out: Path,
     name: str | None,
-    err: Any,
+    err: Console,
 ) -> Path:
     """The A/B run to judge: the stored one --analyse names, or one run now."""
     if analyse is not None:
@@ -349,15 +354,17 @@ def _run_with_progress(loaded: Any, out: Path, name: str | None, err: Any, **how
         )
 
 
-def _print_ab(result: AbResult, as_json: bool, junit: Path | None, err: Any) -> None:
+def _print_ab(result: AbResult, as_json: bool, junit: Path | None, err: Console) -> None:
     """The verdict on stdout (Markdown or JSON), in the CI's summary and JUnit file, its
     warnings and advice on stderr."""
     from bench.ci_output import ab_cases
+    from bench.report.render_json import verdict_json
+    from bench.report.render_markdown import ab_markdown
+    from bench.report.render_terminal import print_verdict, print_warnings
 
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    markdown = result.to_markdown()
-    print(result.to_json() if as_json else markdown, end="")
+    print_warnings(result.warnings, err)
+    markdown = ab_markdown(result)
+    print_verdict(markdown, verdict_json(result) if as_json else None)
     _publish(markdown, ab_cases(result), junit, f"bench ab {result.run_id}")
     advice = result.advice()
     if advice and as_json:  # the Markdown says it already
@@ -541,20 +548,10 @@ def report(
     Reads only the results directories, never an engine. The last line is the report
     directory.
     """
-    from rich.markup import escape
-
-    from bench.console import visible
     from bench.report import build_report
+    from bench.report.render_terminal import print_report
 
-    built = build_report(run_dirs, out)
-    err = _stderr()
-    for note in built.notes:
-        # Notes quote run ids, statuses and platform names from a results folder: shown
-        # as text, never as markup or terminal escapes.
-        err.print(f"[yellow]note:[/] {escape(visible(note))}", soft_wrap=True)
-    for f in built.files:
-        print(f)
-    print(built.directory)
+    print_report(build_report(run_dirs, out), _stderr())
 
 
 @app.command()
@@ -588,6 +585,9 @@ def compare(
     """
     from bench.ci_output import compare_cases
     from bench.compare import compare_runs, parse_threshold
+    from bench.report.render_json import verdict_json
+    from bench.report.render_markdown import compare_markdown
+    from bench.report.render_terminal import print_verdict, print_warnings
     from bench.results import load_run
 
     _check_junit(junit)
@@ -602,10 +602,9 @@ def compare(
         alpha,
     )
     err = _stderr()
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    markdown = result.to_markdown()
-    print(result.to_json() if as_json else markdown, end="")
+    print_warnings(result.warnings, err)
+    markdown = compare_markdown(result)
+    print_verdict(markdown, verdict_json(result) if as_json else None)
     _publish(markdown, compare_cases(result), junit, f"bench compare {result.current}")
     if result.exit_code == ExitCode.INCONCLUSIVE:
         err.print(f"inconclusive: {result.inconclusive_message()}", soft_wrap=True)
@@ -645,21 +644,22 @@ def history(
     results folder keeps an index of its runs' levels (.bench-history.sqlite),
     so a long history is read quickly.
     """
-    from rich.markup import escape
-
     from bench.ci_output import history_cases
     from bench.compare import parse_threshold
-    from bench.history import read_history, write_outputs
+    from bench.history import read_history
+    from bench.report import write_history
+    from bench.report.render_json import verdict_json
+    from bench.report.render_markdown import history_markdown
+    from bench.report.render_terminal import print_verdict, print_warnings
 
     _check_junit(junit)
     result = read_history(paths, metric, parse_threshold(threshold), scenario)
     err = _stderr()
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
-    markdown = result.to_markdown()
-    print(result.to_json() if as_json else markdown, end="")
+    print_warnings(result.warnings, err, as_text=True)
+    markdown = history_markdown(result)
+    print_verdict(markdown, verdict_json(result) if as_json else None)
     if out is not None:
-        for f in write_outputs(result, out):
+        for f in write_history(result, out):
             err.print(str(f), markup=False, soft_wrap=True)
     _publish(markdown, history_cases(result), junit, f"bench history {result.metric}")
     raise typer.Exit(int(result.exit_code))

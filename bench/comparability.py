@@ -75,7 +75,7 @@ class _Absent:
         return "-"
 
 
-ABSENT: Any = _Absent()
+ABSENT = _Absent()
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Mismatch:
 
     kind: str  # host, scenario, engine_version, engine, accel, platform
     key: str
-    values: tuple[Any, ...]
+    values: tuple[object, ...]  # JSON values from metadata, or ABSENT
     severity: str  # WARNING or INFO
     platform: str | None = None
 
@@ -201,7 +201,7 @@ def _compare(
 
 def _spread(m: Mismatch, have: list[int], n_runs: int) -> Mismatch:
     """`m`'s values over the runs that have its platform, placed among all runs."""
-    values = [ABSENT] * n_runs
+    values: list[object] = [ABSENT] * n_runs
     for i, v in zip(have, m.values, strict=True):
         values[i] = v
     return Mismatch(m.kind, m.key, tuple(values), m.severity, m.platform)

@@ -43,17 +43,19 @@ lacks the evidence to rule out a threshold-sized slow-down; else 0. Usage errors
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from bench import comparability
 from bench import verdict as v
 from bench.errors import ExitCode, UsageError
-from bench.records import Sample, metrics, unit_of
+from bench.records import Sample, metrics
+
+if TYPE_CHECKING:
+    from bench.results import Run
 
 DEFAULT_ALPHA = v.DEFAULT_ALPHA
 DEFAULT_THRESHOLD = v.DEFAULT_THRESHOLD
@@ -114,7 +116,7 @@ class Level:
 
 
 def level_of(rows: list[dict[str, Any]], metric: str) -> Level:
-    by_step: dict[Any, list[float]] = {}
+    by_step: dict[object, list[float]] = {}
     unusable = 0
     for s in rows:
         x = s.get(metric)
@@ -166,7 +168,7 @@ def _design_var(levels: list[Level], current: Level) -> tuple[float, float]:
 SESSION_GAP_S = 30 * 60
 
 
-def _when(run: Any, key: str) -> float | None:
+def _when(run: Run, key: str) -> float | None:
     from datetime import datetime
 
     text = run.metadata.get(key)
@@ -176,7 +178,7 @@ def _when(run: Any, key: str) -> float | None:
         return None
 
 
-def one_session(baselines: list[Any], current: Any) -> str | None:
+def one_session(baselines: list[Run], current: Run) -> str | None:
     """When the baseline runs (two or more) ran back to back in one session and the
     current run later, a sentence saying so; else None (also when a run lacks times)."""
     if len(baselines) < 2:
@@ -360,85 +362,10 @@ class Comparison:
             "groups": [_group_dict(g) for g in self.groups],
         }
 
-    def to_json(self) -> str:
-        return json.dumps(v.json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
-
-    def to_markdown(self) -> str:
-        from tabulate import tabulate
-
-        fmt = _formatter(self.metric)
-        headers = [
-            "platform",
-            "N",
-            "baseline",
-            "current",
-            "change",
-            "one-sided bound",
-            "run spread",
-            f"MDE ({v.POWER:.0%} power)",
-            "p (Holm)",
-            "runs",
-            "samples",
-            "failed",
-            "verdict",
-        ]
-        rows = []
-        for g in self.groups:
-            t, f = g.test, g.failures
-            rows.append(
-                [
-                    g.platform,
-                    g.n,
-                    fmt(g.baseline_geomean) if g.baseline_geomean else "-",
-                    fmt(g.current_geomean) if g.current_geomean else "-",
-                    v.pct(t.change) if t else "-",
-                    f"≥ {v.pct(t.ci_low)} (at {t.alpha:.2g})" if t else "-",
-                    (f"{t.spread:.1%}" + (" (assumed)" if g.drift_assumed else "")) if t else "-",
-                    v.pct(t.mde) if t else "-",
-                    f"{g.p_slower_adjusted:.2g}" if g.p_slower_adjusted is not None else "-",
-                    f"{g.baseline_runs} → 1",
-                    f"{g.baseline_samples} → {g.current_samples}",
-                    f"{f.baseline}/{f.baseline_units} → {f.current}/{f.current_units}"
-                    if f
-                    else "-",
-                    g.label,
-                ]
-            )
-        table = tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-        k = len(self.regressions)
-        outcome = f"**{k} regression{'s' if k != 1 else ''}**" if k else "no regression"
-        if self.inconclusive:
-            outcome += f" ({len(self.inconclusive)} inconclusive)"
-        worse = "slower" if unit_of(self.metric) == "s" else "larger"
-        lines = [
-            f"### bench compare: `{self.metric}`",
-            "",
-            f"{len(self.baselines)} baseline run(s) `{'`, `'.join(self.baselines)}` → "
-            f"current `{self.current}`",
-            "",
-            table,
-            "",
-            f"{outcome}. Runs are the unit: baseline and current are geometric means. A "
-            f"regression (time) is p < {self.alpha:g} after Holm's correction over the "
-            f"groups and a change {worse} than {v.REGRESSION_FRACTION:g} × "
-            f"{self.threshold:.0%}; the bound is the same test's, at the level its p is "
-            f"judged at. A regression (failures) is a larger share of failed instances, "
-            f"Fisher exact p < {self.alpha:g} after Holm. Inconclusive when the MDE is "
-            f"above {self.threshold:.0%}.",
-            "",
-            self.limits(),
-        ]
-        for g in self.groups:
-            if g.advice:  # why inconclusive, or a regression by failed instances
-                lines += ["", f"{g.platform} N={g.n}: {g.advice}"]
-        if self.warnings:
-            lines += ["", *[f"> warning: {w}" for w in self.warnings]]
-        return "\n".join(lines) + "\n"
-
 
 def compare_runs(
-    baselines: Any,
-    current: Any,
+    baselines: Run | Sequence[Run],
+    current: Run,
     metric: str = DEFAULT_METRIC,
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
@@ -467,11 +394,11 @@ def compare_runs(
 
 
 def _check_inputs(
-    baselines: Any, current: Any, metric: str, threshold: float, alpha: float
-) -> list[Any]:
+    baselines: Run | Sequence[Run], current: Run, metric: str, threshold: float, alpha: float
+) -> list[Run]:
     """The baseline runs as a list, once refused what cannot be compared: none, a bad
     alpha or threshold, the current run among them, one given twice, an unknown metric."""
-    base_runs: list[Any] = [baselines] if hasattr(baselines, "samples") else list(baselines)
+    base_runs = list(baselines) if isinstance(baselines, Sequence) else [baselines]
     if not base_runs:
         raise UsageError("give at least one baseline run before the current one")
     check_alpha(alpha)
@@ -497,7 +424,7 @@ Groups = dict[tuple[str, int], list[dict[str, Any]]]
 
 
 def _common_groups(
-    current: Any, base_groups: list[Groups], cur_groups: Groups
+    current: Run, base_groups: list[Groups], cur_groups: Groups
 ) -> list[tuple[str, int]]:
     """The current run's (platform, N) that some baseline run has too; none is an error."""
     common = [k for k in cur_groups if any(k in g for g in base_groups)]
@@ -702,8 +629,8 @@ def _advice(g: GroupComparison, threshold: float, alpha_each: float) -> str:
 
 
 def run_warnings(
-    baselines: list[Any],
-    current: Any,
+    baselines: list[Run],
+    current: Run,
     common: list[tuple[str, int]],
     base_groups: list[dict[tuple[str, int], list[dict[str, Any]]]],
     cur_groups: dict[tuple[str, int], list[dict[str, Any]]],
@@ -762,7 +689,7 @@ def sample_groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[d
     """Samples by (platform, N). Never pooled across hosts: a platform a run measured
     on several hosts (`bench run --host A --host B`) is one group per host, named
     platform@host, matched with the same host's group in the other runs."""
-    hosts: dict[str, set[Any]] = {}
+    hosts: dict[str, set[object]] = {}
     for s in samples:
         hosts.setdefault(s["platform"], set()).add(s.get("host"))
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -776,7 +703,7 @@ def sample_groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[d
     return dict(sorted(out.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])))
 
 
-def _keys(groups: dict[tuple[str, int], Any]) -> str:
+def _keys(groups: Mapping[tuple[str, int], object]) -> str:
     return ", ".join(f"{p} N={n}" for p, n in groups) or "no samples"
 
 
@@ -785,7 +712,7 @@ def _unusable(s: dict[str, Any], metric: str) -> bool:
     return bool(s.get("ok")) and not (_is_number(x) and math.isfinite(x) and x > 0)
 
 
-def _is_number(x: Any) -> TypeGuard[float]:
+def _is_number(x: object) -> TypeGuard[float]:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
@@ -798,7 +725,7 @@ def _sd(xs: Sequence[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def _accels(groups: dict[tuple[str, int], Any], platform: str) -> list[str]:
+def _accels(groups: Groups, platform: str) -> list[str]:
     """The accels the platform's samples report (a VM may fall back from KVM to TCG)."""
     found = {s.get("accel") for (p, _), ss in groups.items() if p == platform for s in ss}
     return sorted(a for a in found if a)
@@ -845,15 +772,3 @@ def _group_dict(g: GroupComparison) -> dict[str, Any]:
         },
         "advice": g.advice,
     }
-
-
-def _formatter(metric: str) -> Any:
-    from bench.units import format_bytes, format_seconds
-
-    # More digits than elsewhere: levels a few percent apart must not print the same.
-    unit = unit_of(metric)
-    if unit == "bytes":
-        return lambda x: format_bytes(x, decimals=2)
-    if unit == "s":
-        return lambda x: format_seconds(x, digits=4)
-    return lambda x: f"{x:.4g} {unit or ''}".rstrip()

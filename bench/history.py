@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import verdict as v
 from bench.compare import (
@@ -37,6 +37,9 @@ from bench.compare import (
 )
 from bench.errors import ExitCode, UsageError
 from bench.results import METADATA, SAMPLES, STEPS, Run, load_run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # CHANGE_POINTS: ruptures' PELT with an l2 cost on the series standardised by a robust
 # noise scale (the MAD of successive differences / sqrt 2, which one step barely moves),
@@ -171,8 +174,9 @@ class History:
             return ExitCode.INCONCLUSIVE
         return ExitCode.OK
 
-    def to_json(self) -> str:
-        doc = {
+    def to_dict(self) -> dict[str, Any]:
+        """The --json document (bench.report.render_json)."""
+        return {
             "metric": self.metric,
             "threshold": self.threshold,
             "runs": self.runs,
@@ -186,7 +190,6 @@ class History:
             "series": [s.to_dict() for s in self.series],
             "warnings": self.warnings,
         }
-        return json.dumps(v.json_ready(doc), indent=2, ensure_ascii=False) + "\n"
 
     def verdict_in_words(self) -> str:
         """One sentence for all series, with the exit code `bench history` gives."""
@@ -240,25 +243,6 @@ class History:
             f"{RECENT} runs. A change in the newest {MIN_SEGMENT - 1} runs cannot be seen "
             "yet."
         )
-
-    def to_markdown(self, heading: str = "#") -> str:
-        rows = self.rows()
-        head = list(rows[0]) if rows else []
-        lines = [
-            f"{heading} bench history: {self.metric}, {self.runs} runs",
-            "",
-            self.explanation(),
-            "",
-            "| " + " | ".join(head) + " |",
-            "| " + " | ".join("---" for _ in head) + " |",
-            *("| " + " | ".join(r.values()) + " |" for r in rows),
-            "",
-            f"**{self.verdict_in_words()}**",
-            "",
-            *(f"- {s.in_words(self.threshold)}" for s in self.series),
-        ]
-        lines += [f"> warning: {w}" for w in self.warnings]
-        return "\n".join(lines) + "\n"
 
 
 def _unit(metric: str) -> Callable[[float], str]:
@@ -526,7 +510,7 @@ CAPTION = (
 )
 
 
-def figure(history: History) -> Any:
+def figure(history: History) -> Figure:
     """Each series' levels in run order (runs numbered from 1), change points as dashed
     lines and each segment's level as a horizontal line: history.png, here and in
     `bench report`."""
@@ -589,18 +573,3 @@ def figure(history: History) -> Any:
 
 def plot(history: History, path: Path) -> None:
     figure(history).savefig(path, dpi=110)
-
-
-def write_outputs(history: History, out: Path) -> list[Path]:
-    """history.md, .json and .png in `out`, as `bench report` writes its folder: never
-    through a link (the folder itself, or a file name planted in it)."""
-    from bench.paths import fresh
-
-    if out.is_symlink():
-        raise UsageError(f"--out {out}: a symbolic link; name a folder of its own")
-    out.mkdir(parents=True, exist_ok=True)
-    files = [fresh(out / name) for name in ("history.md", "history.json", "history.png")]
-    files[0].write_text(history.to_markdown())
-    files[1].write_text(history.to_json())
-    plot(history, files[2])
-    return files

@@ -49,7 +49,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from scipy.stats import rv_continuous
+    from scipy.stats._distn_infrastructure import rv_continuous_frozen
+
+    # A permutation test's inputs: values, pair index, is_candidate, flips, statistic.
+    TailData = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_THRESHOLD = 0.10
@@ -329,7 +337,7 @@ def pct(x: float) -> str:
     return f"{x:+.1%}" if math.isfinite(x) else "n/a"
 
 
-def json_ready(obj: Any) -> Any:
+def json_ready(obj: object) -> object:
     """JSON has no NaN or infinity: null instead, in nested dicts and lists."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -358,7 +366,7 @@ class RankTest:
     se: float  # from the width of the distribution-free 95% interval (log scale)
     p_slower: float
     p_faster: float
-    _walsh: Any  # sorted Walsh averages (numpy array)
+    _walsh: np.ndarray | None  # sorted Walsh averages (None: only n and se are known)
 
     @property
     def change(self) -> float:
@@ -369,12 +377,16 @@ class RankTest:
         p_slower < level (the bound is the Walsh average the test's critical count
         points at); -inf when n pairs cannot reach that level at all."""
         c = _critical(self.n, level)
-        return -math.inf if c is None else relative(float(self._walsh[-c]))
+        if c is None or self._walsh is None:
+            return -math.inf
+        return relative(float(self._walsh[-c]))
 
     def upper(self, level: float) -> float:
         """One-sided upper bound: below 0 exactly when p_faster < level."""
         c = _critical(self.n, level)
-        return math.inf if c is None else relative(float(self._walsh[c - 1]))
+        if c is None or self._walsh is None:
+            return math.inf
+        return relative(float(self._walsh[c - 1]))
 
 
 def rank_test(log_ratios: Sequence[float]) -> RankTest:
@@ -429,7 +441,7 @@ def _rank_sf_cached(n: int):
     return lambda t: float(table[t]) if t < len(table) else 0.0
 
 
-_SF_CACHE: dict[int, Any] = {}
+_SF_CACHE: dict[int, np.ndarray] = {}
 
 
 def _critical(n: int, level: float) -> int | None:
@@ -511,7 +523,7 @@ class TailTest:
     n: int  # pairs
     log_change: float
     p_slower: float
-    _data: Any  # (values, pair index, is_candidate, flips, statistic)
+    _data: TailData | None  # None: no test (one side empty)
 
     @property
     def change(self) -> float:
@@ -522,9 +534,10 @@ class TailTest:
         candidate's logs below which the same permutation test still says "slower"
         (bisection from 0 upward when it does at 0, downward when not); above 0 exactly
         when p_slower < level."""
-        if self.n == 0 or not math.isfinite(self.log_change):
+        data = self._data
+        if self.n == 0 or data is None or not math.isfinite(self.log_change):
             return -math.inf
-        rejects = lambda s: _tail_p(*self._data, shift=s) < level  # noqa: E731
+        rejects = lambda s: _tail_p(*data, shift=s) < level  # noqa: E731
         span = max(abs(self.log_change), 0.01) * 4
         lo, hi = (0.0, span) if rejects(0.0) else (-span, 0.0)
         if not rejects(lo):
@@ -656,7 +669,7 @@ class LevelTest:
     df: int | None
     spread: float  # the run-to-run spread the scale rests on (log-sd; assumed or seen)
 
-    def _dist(self) -> Any:
+    def _dist(self) -> rv_continuous | rv_continuous_frozen:
         from scipy import stats
 
         return stats.norm if self.df is None else stats.t(self.df)
@@ -712,13 +725,13 @@ class LevelTest:
         )
 
 
-def failure_units(rows: Iterable[dict[str, Any]]) -> tuple[int, int]:
+def failure_units(rows: Iterable[dict[str, object]]) -> tuple[int, int]:
     """(failed, counted) units of one side's samples for the failure test: an instance,
     or a step whose instances all failed (lost at once: one cause, one event, not N).
     Instances stopped by an interruption (failure "interrupted") are left out: the
     platform did not fail them. Samples without a `step` (schema 1, hand-written) are
     grouped by (N, repeat), which is one step."""
-    by_step: dict[Any, list[dict[str, Any]]] = {}
+    by_step: dict[object, list[dict[str, object]]] = {}
     for s in rows:
         if s.get("failure") == "interrupted":
             continue

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import kinds
 from bench.units import count_of, format_bytes, format_seconds
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from bench.scenario import Scenario
 
 
 def summary_table(
     rows: list[dict[str, Any]],
     metadata: dict[str, Any],
     density: dict[str, dict[str, Any]] | None = None,
-) -> Any:
+) -> Table:
     from rich.table import Table
 
     t = Table(title=f"run {metadata.get('run_id')} ({metadata.get('status')})")
@@ -78,7 +83,7 @@ def spectrum_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (kinds.order(r.get("kind")), first[r["platform"]]))
 
 
-def plan_table(scenario: Any) -> Any:
+def plan_table(scenario: Scenario) -> Table:
     from rich.table import Table
 
     t = Table(title=f"{scenario.name}: {scenario.description}".rstrip(": "))

@@ -217,6 +217,7 @@ def run_ab(scenario: Path, out: Path) -> tuple[Path, dict, float]:
 def section(run_dir: Path, verdict: dict | None, note: str) -> str:
     from bench.ab import analyse_ab
     from bench.report.frame import load_frames
+    from bench.report.render_markdown import tax_markdown
     from bench.report.tax import libvirt_tax
 
     frames = load_frames([run_dir])
@@ -246,7 +247,7 @@ def section(run_dir: Path, verdict: dict | None, note: str) -> str:
         "",
         GUEST_NOTE,
         "",
-        tax.markdown.rstrip(),
+        tax_markdown(tax).rstrip(),
         "",
     ]
     if verdict:

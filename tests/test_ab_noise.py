@@ -15,6 +15,8 @@ import pytest
 from bench import verdict as v
 from bench.ab import analyse_ab
 from bench.errors import ExitCode, UsageError
+from bench.report.render_json import verdict_json
+from bench.report.render_markdown import ab_markdown
 from bench.results import Run
 from bench.runner.policy import ab_order
 
@@ -127,8 +129,8 @@ def test_a_failure_verdict_has_its_own_label_and_says_why_in_json():
 
     result = analyse_ab(ab_run(np.random.default_rng(3), 40, cv=0.08, fails=fails))
     assert result.exit_code == ExitCode.REGRESSION and result.fired == ["failures"]
-    assert "**REGRESSION (failures)**" in result.to_markdown()
-    data = json.loads(result.to_json())
+    assert "**REGRESSION (failures)**" in ab_markdown(result)
+    data = json.loads(verdict_json(result))
     assert data["fired"] == ["failures"] and data["failures"]["regression"] is True
     assert "Fisher exact" in data["failures"]["why"] and data["failures"]["p"] < 0.01
 
@@ -144,7 +146,7 @@ def test_a_few_5x_instances_neither_move_the_verdict_nor_its_mde():
     for s in dirty.samples[3::50]:  # 2% of the instances, either side
         s["ready_s"] *= 5
     a, b = analyse_ab(clean), analyse_ab(dirty)
-    assert a.exit_code == b.exit_code == ExitCode.OK, b.to_markdown()
+    assert a.exit_code == b.exit_code == ExitCode.OK, ab_markdown(b)
     assert abs(b.test.change - a.test.change) < 0.02
     assert b.mde < 1.2 * a.mde
     # Before: the paired t-test on step means of logs, whose MDE the outliers inflate.
@@ -172,8 +174,8 @@ def test_a_tail_only_slow_down_is_a_regression_of_the_p95_gate():
     assert p95.verdict == v.REGRESSION and p95.test.change > 0.10
     assert center.verdict != v.REGRESSION
     assert result.fired == ["p95 N=4"] and result.exit_code == ExitCode.REGRESSION
-    assert "**REGRESSION (p95)**" in result.to_markdown()
-    assert json.loads(result.to_json())["fired"] == ["p95 N=4"]
+    assert "**REGRESSION (p95)**" in ab_markdown(result)
+    assert json.loads(verdict_json(result))["fired"] == ["p95 N=4"]
 
 
 def heavy_tailed_steps(rng, pairs, n, tail):
@@ -345,4 +347,4 @@ def test_ok_samples_without_a_usable_time_are_counted_and_named():
     assert len(named) == 1 and named[0].startswith("B has 3 ok sample(s)")
     steps = sorted({b[i]["step"] for i in (0, 5, 9)})
     assert f"steps {', '.join(map(str, steps))}" in named[0]
-    assert json.loads(result.to_json())["warnings"] == result.warnings
+    assert json.loads(verdict_json(result))["warnings"] == result.warnings

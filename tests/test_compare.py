@@ -17,6 +17,8 @@ from bench.compare import (
     parse_threshold,
 )
 from bench.errors import ExitCode, UsageError
+from bench.report.render_json import verdict_json
+from bench.report.render_markdown import compare_markdown
 from bench.results import Run
 
 ALPHA = 0.01
@@ -119,7 +121,7 @@ def test_a_current_group_whose_instances_failed_is_a_regression():
     assert g.verdict == REGRESSION and g.test is None
     assert "20 of 20 instances failed" in g.advice
     assert result.exit_code == ExitCode.REGRESSION
-    assert "20 of 20 instances failed" in result.to_markdown()
+    assert "20 of 20 instances failed" in compare_markdown(result)
 
 
 def test_a_group_without_ready_baseline_samples_is_inconclusive():
@@ -236,12 +238,12 @@ def test_markdown_and_json_outputs():
     ]
     cur = make_run("c", {("container", 1): startup_times(rng, 20) + 0.2})
     result = compare_runs(bases, cur, threshold=0.2, alpha=0.05)
-    md = result.to_markdown()
+    md = compare_markdown(result)
     assert "| platform" in md and "MDE (95% power)" in md and "p (Holm)" in md
     assert "**REGRESSION (time)**" in md and "**1 regression**" in md
     assert "0.5 × 20%" in md and "5 baseline run(s)" in md
-    assert result.to_json().endswith("}\n")  # a shell prompt after it starts on its own line
-    data = json.loads(result.to_json())
+    assert verdict_json(result).endswith("}\n")  # a shell prompt after it starts on its own line
+    data = json.loads(verdict_json(result))
     assert data["exit_code"] == 1 and data["regressions"] == 1
     assert data["threshold"] == 0.2 and data["alpha"] == 0.05
     assert data["baselines"] == ["b0", "b1", "b2", "b3", "b4"] and data["current"] == "c"
@@ -258,7 +260,7 @@ def test_inconclusive_group_has_nulls_in_json():
     for s in base.samples:  # no ready baseline sample: nothing to compare against
         s.update(ok=True, ready_s=None)
     cur.samples.append({**cur.samples[0], "create_s": 0.01, "ready_s": None})
-    data = json.loads(compare_runs(base, cur).to_json())
+    data = json.loads(verdict_json(compare_runs(base, cur)))
     assert data["exit_code"] == 6 and data["inconclusive"] == 1
     assert data["groups"][0]["change"] is None and data["groups"][0]["verdict"] == INCONCLUSIVE
 

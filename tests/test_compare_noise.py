@@ -24,6 +24,8 @@ from bench import verdict as v
 from bench.compare import compare_runs, sample_groups
 from bench.errors import ExitCode
 from bench.records import Sample
+from bench.report.render_json import verdict_json
+from bench.report.render_markdown import compare_markdown
 from bench.results import Run, RunWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -116,8 +118,8 @@ def test_more_failures_than_flakes_explain_is_a_regression_labelled_failures(sim
     result = compare_runs(bases, shifted(broken, start=9 * DAY))
     assert result.exit_code == ExitCode.REGRESSION
     fired = [g for g in result.groups if "failures" in g.fired]
-    assert fired and "**REGRESSION (failures)**" in result.to_markdown()
-    g = json.loads(result.to_json())["groups"][COUNTS.index(fired[0].n)]
+    assert fired and "**REGRESSION (failures)**" in compare_markdown(result)
+    g = json.loads(verdict_json(result))["groups"][COUNTS.index(fired[0].n)]
     assert g["fired"][-1] == "failures" and g["failures"]["regression"] is True
     assert "Fisher exact" in g["failures"]["why"] and g["failures"]["p_holm"] < 0.01
 
@@ -242,10 +244,10 @@ def test_a_20_percent_slow_down_under_7_percent_drift_is_never_called_fine(sim):
         for k in (1, 3, 5):
             result = compare_runs(runs[:k], cur)
             assert result.exit_code != ExitCode.OK
-    md = result.to_markdown()
+    md = compare_markdown(result)
     assert "Limits:" in md and "`bench ab`" in md and "`bench history`" in md
     assert "inconclusive most of the time" in md
-    assert json.loads(result.to_json())["limits"].startswith("Limits:")
+    assert json.loads(verdict_json(result))["limits"].startswith("Limits:")
 
 
 # --- the printed MDE and bound are the rule's ---------------------------------------------
@@ -321,7 +323,7 @@ def test_ok_samples_without_a_time_are_counted_and_named(sim):
     # The first three ok samples: step 0's one (N=1) and two of step 1's (N=4).
     assert w.startswith("current has") and "null, NaN" in w
     assert "container N=1: 1, container N=4: 2; steps 0, 1" in w
-    assert [g["unusable_samples"] for g in json.loads(result.to_json())["groups"]] == [1, 2]
+    assert [g["unusable_samples"] for g in json.loads(verdict_json(result))["groups"]] == [1, 2]
     # A group whose only ok samples have no time: said so, not "no ready instance".
     for s in cur.samples:
         if s["n"] == 1:

@@ -11,6 +11,7 @@ import pytest
 
 from bench import history
 from bench.report import build_report
+from bench.report.render_json import verdict_json
 from tests.test_history import write_history
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +46,7 @@ def test_a_synthetic_history_is_judged_in_the_report(tmp_path):
 
     # The same verdict as `bench history` (through its index) gives for these runs.
     doc = json.loads((out / "history.json").read_text())
-    direct = json.loads(history.read_history([results]).to_json())
+    direct = json.loads(verdict_json(history.read_history([results])))
     assert doc["series"] == direct["series"] and doc["exit_code"] == direct["exit_code"] == 1
     for s in doc["series"]:
         assert [c["run_id"] for c in s["change_points"]][-1] == ids[16]

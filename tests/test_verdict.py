@@ -14,6 +14,8 @@ from bench import verdict as v
 from bench.ab import analyse_ab
 from bench.compare import compare_runs
 from bench.errors import ExitCode, UsageError
+from bench.report.render_json import verdict_json
+from bench.report.render_markdown import ab_markdown
 from bench.results import Run
 from bench.runner.policy import ab_order
 from tests.test_compare import make_run, startup_times
@@ -138,10 +140,10 @@ def test_ab_a_clear_regression_exits_1():
     assert result.exit_code == ExitCode.REGRESSION and result.verdict == v.REGRESSION
     assert result.test.n == 80
     assert result.test.ci_low < 0.30 < result.test.ci_high
-    md = result.to_markdown()
+    md = ab_markdown(result)
     assert "**REGRESSION (center)**" in md and "candidate `B`, baseline `A`" in md
     assert {"center N=1", "center N=4"} <= set(result.fired)
-    data = json.loads(result.to_json())
+    data = json.loads(verdict_json(result))
     assert data["exit_code"] == 1 and data["pairs"] == 80 and set(data["per_n"]) == {"1", "4"}
     assert "center N=4" in data["fired"] and len(data["gates"]) == 4
 
@@ -151,7 +153,7 @@ def test_ab_a_over_a_exits_0():
     run = make_ab_run(np.random.default_rng(2), 50, cv=0.08)
     result = analyse_ab(run)
     assert result.test.mde < 0.10
-    assert result.exit_code == ExitCode.OK, result.to_markdown()
+    assert result.exit_code == ExitCode.OK, ab_markdown(result)
     assert abs(result.test.change) < 0.05
 
 
@@ -168,8 +170,8 @@ def test_ab_a_candidate_that_fails_significantly_more_is_a_regression_whatever_i
     f = result.failures
     assert (f.baseline, f.candidate) == (0, 15) and f.p < 0.01 and f.regression
     assert result.exit_code == ExitCode.REGRESSION and result.fired == ["failures"]
-    assert "**REGRESSION (failures)**" in result.to_markdown()
-    data = json.loads(result.to_json())["failures"]
+    assert "**REGRESSION (failures)**" in ab_markdown(result)
+    data = json.loads(verdict_json(result))["failures"]
     assert (data["baseline"], data["candidate"], data["regression"]) == (0, 15, True)
     assert data["why"].startswith("B failed 15 of")
 
@@ -178,8 +180,8 @@ def test_ab_three_extra_failed_instances_do_not_decide_the_verdict():
     run = make_ab_run(np.random.default_rng(5), 50, cv=0.08, failed_b=3)
     result = analyse_ab(run)
     assert result.failures.candidate == 3 and not result.failures.regression
-    assert result.exit_code == ExitCode.OK, result.to_markdown()
-    assert "not significant" in result.to_markdown()
+    assert result.exit_code == ExitCode.OK, ab_markdown(result)
+    assert "not significant" in ab_markdown(result)
 
 
 def test_ab_too_few_pairs_is_inconclusive_and_says_how_many_more_repeats():
@@ -193,7 +195,7 @@ def test_ab_too_few_pairs_is_inconclusive_and_says_how_many_more_repeats():
     advice = result.advice()
     assert "2 usable pairs per N are too few" in advice
     assert f"raise `repeat` by {result.extra_repeats}" in advice
-    assert json.loads(result.to_json())["extra_repeats"] == result.extra_repeats
+    assert json.loads(verdict_json(result))["extra_repeats"] == result.extra_repeats
 
 
 def test_ab_noisy_pairs_are_inconclusive_when_the_mde_is_above_the_threshold():

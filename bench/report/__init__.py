@@ -2,10 +2,14 @@
 
     build_report(["results/quickstart-…"]) -> Report(directory, files, notes)
 
-Modules: frame (runs -> DataFrames), tables (summary, classic containers-vs-VMs
-table, host differences), tax (what libvirt adds over direct QEMU), plots (one
-function per PNG), html (the self-contained page). pandas and matplotlib load only
-when a report is built.
+What a report says is computed once, then laid out per format (as hyperfine has one
+exporter per format over one result model). Computing: frame (runs -> DataFrames),
+tables (summary, classic containers-vs-VMs table, host differences, changes), tax
+(what libvirt adds over direct QEMU), model (every section, once). Laying out:
+render_markdown (the .md files, and the verdicts of `bench compare` and `bench ab`),
+render_html (the self-contained page), render_csv (summary.csv), render_json (the
+verdicts' --json), render_terminal (what the commands print), plots (one function per
+PNG). pandas and matplotlib load only when a report is built.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.errors import UsageError
 from bench.paths import fresh
+
+if TYPE_CHECKING:
+    from bench.history import History
 
 DEFAULT_ROOT = Path("reports")
 SUMMARY_CSV = "summary.csv"
@@ -25,7 +33,7 @@ SUMMARY_MD = "summary.md"
 CLASSIC_MD = "containers-vs-vms.md"
 TAX_MD = "libvirt-tax.md"
 REPORT_HTML = "report.html"
-HISTORY_FILES = ("history.md", "history.json", "history.png")  # bench.history.write_outputs
+HISTORY_FILES = ("history.md", "history.json", "history.png")  # write_history
 
 CAPTIONS = {
     "ready-distribution.png": "Ready time of every successful instance, per platform and N "
@@ -95,12 +103,31 @@ def runs_in(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def write_history(history: History, out: Path) -> list[Path]:
+    """history.md, .json and .png in `out` (`bench history --out`, and a report of a
+    history), as `bench report` writes its folder: never through a link (the folder
+    itself, or a file name planted in it)."""
+    from bench.history import plot
+    from bench.report.render_json import verdict_json
+    from bench.report.render_markdown import history_markdown
+
+    if out.is_symlink():
+        raise UsageError(f"--out {out}: a symbolic link; name a folder of its own")
+    out.mkdir(parents=True, exist_ok=True)
+    files = [fresh(out / name) for name in HISTORY_FILES]
+    files[0].write_text(history_markdown(history))
+    files[1].write_text(verdict_json(history))
+    plot(history, files[2])
+    return files
+
+
 def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
-    from bench.history import write_outputs
-    from bench.report import plots, tables
+    from bench.report import plots
     from bench.report.frame import load_frames
-    from bench.report.html import render_html
-    from bench.report.tax import libvirt_tax
+    from bench.report.model import build_model
+    from bench.report.render_csv import summary_csv
+    from bench.report.render_html import render_html
+    from bench.report.render_markdown import classic_markdown, summary_markdown, tax_file
 
     frames = load_frames(runs_in(run_dirs))
     names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
@@ -111,6 +138,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--out {directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
+    model = build_model(frames)
     report = Report(directory)
 
     def write(name: str, text: str) -> None:
@@ -118,26 +146,22 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         path.write_text(text)
         report.files.append(path)
 
-    frames.summary.to_csv(fresh(directory / SUMMARY_CSV), index=False)
-    report.files.append(directory / SUMMARY_CSV)
+    write(SUMMARY_CSV, summary_csv(model))
     # Enough runs of one scenario form a history: `bench history`'s files, beside the rest.
-    history, no_history = tables.run_history(frames)
     history_png = None
-    if history is not None:
-        report.files += write_outputs(history, directory)
+    if model.history is not None:
+        report.files += write_history(model.history, directory)
         history_png = directory / HISTORY_FILES[2]
-        report.notes.append(f"history of {history.runs} runs: {history.verdict_in_words()}")
     else:
         for name in HISTORY_FILES:  # none stale from an older report
             (directory / name).unlink(missing_ok=True)
-    write(
-        SUMMARY_MD, tables.summary_markdown(frames) + tables.history_markdown(history, no_history)
-    )
-    write(CLASSIC_MD, tables.classic_markdown(frames))
+    if model.history_note is not None:
+        report.notes.append(model.history_note)
+    write(SUMMARY_MD, summary_markdown(model))
+    write(CLASSIC_MD, classic_markdown(model))
     # Only runs that boot one guest both through libvirt and directly have one.
-    tax = libvirt_tax(frames)
-    if tax is not None:
-        write(TAX_MD, "# What libvirt adds, measured\n\n" + tax.markdown)
+    if model.tax is not None:
+        write(TAX_MD, tax_file(model.tax))
     else:
         (directory / TAX_MD).unlink(missing_ok=True)  # no stale table from an older report
 
@@ -157,17 +181,6 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         fig.savefig(path, format="png", bbox_inches="tight")  # keeps outside legends
         drawn.append((name, CAPTIONS[name], path))
         report.files.append(path)
-    write(REPORT_HTML, render_html(frames, drawn, skipped, tax, history, no_history, history_png))
-
-    if tables.any_tcg(frames):
-        report.notes.append("VMs ran under TCG (software emulation): not representative of KVM")
-    for run_id, lines in frames.anomalies.items():
-        prefix = f"run {run_id}: " if frames.multi else ""
-        report.notes += [prefix + line for line in lines]
-    if tables.host_differences(frames) is not None:
-        report.notes.append("the runs differ in host, engine or scenario: see report.html")
-    for r in frames.runs:
-        report.notes += r.notes
-        if r.status != "complete":
-            report.notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")
+    write(REPORT_HTML, render_html(model, drawn, skipped, history_png))
+    report.notes += model.notes
     return report

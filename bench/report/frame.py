@@ -8,16 +8,20 @@ can test for data instead of for columns.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import kinds
 from bench.errors import UsageError
 from bench.records import Sample, StepRecord, fields_of
 from bench.results import Run, load_run
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 MIB = 2**20
 
@@ -67,9 +71,9 @@ class Frames:
 
     runs: list[Run]
     labels: dict[str, str]  # run id -> short label for legends ("" for a single run)
-    samples: Any  # DataFrame, SAMPLE_FIELDS + `series`
-    steps: Any  # DataFrame, STEP_FIELDS + `series`
-    summary: Any  # DataFrame, SUMMARY_COLUMNS (+ DENSITY_COLUMNS when any run has a search)
+    samples: pd.DataFrame  # SAMPLE_FIELDS + `series`
+    steps: pd.DataFrame  # STEP_FIELDS + `series`
+    summary: pd.DataFrame  # SUMMARY_COLUMNS (+ DENSITY_COLUMNS when any run has a search)
     density: dict[tuple[str, str], dict[str, Any]]  # (run, platform) -> its search block
     names: dict[tuple[str, str], str]  # (run, platform) -> legend name (`series` column)
     hosts: list[str]  # host keys the samples and steps carry, in the order they appear
@@ -86,7 +90,7 @@ class Frames:
         """Several hosts: tables and plots get a host dimension (never pooled)."""
         return len(self.hosts) > 1
 
-    def series_of(self, run: str, platform: str, host: Any = None) -> str:
+    def series_of(self, run: str, platform: str, host: object = None) -> str:
         """The legend name of (run, platform) on `host`: the host only when several."""
         return series_name(self.names, run, platform, host, self.multi_host)
 
@@ -116,7 +120,7 @@ class Frames:
         return sorted(seen, key=lambda s: seen[s])  # stable: ties keep their first appearance
 
     @property
-    def table(self) -> Any:
+    def table(self) -> pd.DataFrame:
         """The summary as the report's tables show it: keys and headline statistics."""
         return self.summary.drop(columns=more_columns())
 
@@ -158,13 +162,13 @@ def frames_of(runs: list[Run]) -> Frames:
     return Frames(runs, labels, samples, steps, summary, density, names, hosts, summaries)
 
 
-def _per_key(df: Any, keys: list[str], f: Any) -> Any:
+def _per_key(df: pd.DataFrame, keys: list[str], f: Callable[..., object]) -> np.ndarray:
     """f(*key) for each row, computed once per distinct key (a million samples come down
     to a handful of keys)."""
     import numpy as np
 
     if df.empty:
-        return []
+        return np.empty(0, dtype=object)
     codes = df.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
     firsts = np.unique(codes, return_index=True)[1]
     values = np.empty(len(firsts), dtype=object)
@@ -173,18 +177,19 @@ def _per_key(df: Any, keys: list[str], f: Any) -> Any:
 
 
 def series_name(
-    names: dict[tuple[str, str], str], run: str, platform: str, host: Any, multi_host: bool
+    names: dict[tuple[str, str], str], run: str, platform: str, host: object, multi_host: bool
 ) -> str:
     name = names.get((run, platform), platform)
     # Statistics never pool hosts: with several, each host's instances are their own series.
     return f"{name} @ {host}" if multi_host and isinstance(host, str) else name
 
 
-def series_names(samples: Any, labels: dict[str, str]) -> dict[tuple[str, str], str]:
+def series_names(samples: pd.DataFrame, labels: dict[str, str]) -> dict[tuple[str, str], str]:
     """Legend name per (run, platform): the platform, its accel when not native (a TCG VM
     must never pass for a KVM one in a plot shown alone), and the run when several."""
     out = {}
-    for (run, platform), g in samples.groupby(["run", "platform"], sort=False):
+    for (run_key, platform_key), g in samples.groupby(["run", "platform"], sort=False):
+        run, platform = str(run_key), str(platform_key)  # the frame's names: strings
         accels = sorted(g["accel"].dropna().astype(str).unique())
         name = f"{platform} [{','.join(accels)}]" if accels else platform
         out[(run, platform)] = f"{name} · {labels[run]}" if labels[run] else name
@@ -213,15 +218,15 @@ def run_labels(runs: list[Run]) -> dict[str, str]:
     return labels
 
 
-def samples_frame(runs: list[Run]) -> Any:
+def samples_frame(runs: list[Run]) -> pd.DataFrame:
     return _frame(runs, "samples", SAMPLE_FIELDS)
 
 
-def steps_frame(runs: list[Run]) -> Any:
+def steps_frame(runs: list[Run]) -> pd.DataFrame:
     return _frame(runs, "steps", STEP_FIELDS)
 
 
-def _frame(runs: list[Run], attr: str, fields: Sequence[str]) -> Any:
+def _frame(runs: list[Run], attr: str, fields: Sequence[str]) -> pd.DataFrame:
     import pandas as pd
 
     # One frame per run, the run as a column: no copy of every row with its run added.
@@ -278,8 +283,8 @@ def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
 def summary_frame(
     runs: list[Run],
     summaries: dict[str, list[dict[str, Any]]],
-    density: dict[tuple[str, str], Any],
-) -> Any:
+    density: dict[tuple[str, str], dict[str, Any]],
+) -> pd.DataFrame:
     """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search,
     then every other statistic bench.records declares (more_columns()).
 

@@ -9,11 +9,22 @@ written through the Agg canvas, so no display is ever needed.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 from bench import kinds
 from bench.report.frame import Frames, platform_order
 from bench.units import format_seconds, size_unit
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    # A colour as matplotlib takes it: a name, or RGB(A) fractions.
+    Color = str | tuple[float, float, float] | tuple[float, float, float, float]
+    Values = Sequence[float] | np.ndarray | pd.Series
 
 # A metric spanning more than this ratio (max / min) gets a log axis.
 LOG_RATIO = 30
@@ -31,7 +42,7 @@ class NotApplicable(Exception):
     so that a report does not change shape for a dimension it does not have."""
 
 
-def ready_distribution(frames: Frames) -> Any:
+def ready_distribution(frames: Frames) -> Figure:
     """Ready time of every successful instance, one box (and its points) per platform and N."""
     ok = frames.samples[(frames.samples["ok"] == True) & frames.samples["ready_s"].notna()]  # noqa: E712
     if ok.empty:
@@ -79,7 +90,7 @@ def ready_distribution(frames: Frames) -> Any:
     return fig
 
 
-def ready_percentiles(frames: Frames) -> Any:
+def ready_percentiles(frames: Frames) -> Figure:
     """Ready p50 (solid) and p95 (dashed) against N, one colour per platform; the band is
     the interquartile range of the instances' ready times, n the instances summarised."""
     s = frames.summary.dropna(subset=["ready_p50_s"])
@@ -127,7 +138,7 @@ MEMORY_VIEWS = (
 )
 
 
-def memory_per_instance(frames: Frames) -> Any:
+def memory_per_instance(frames: Frames) -> Figure:
     """Memory per instance against N, one panel per view that was measured. Every panel
     takes the same axis rule (log for all when the views together span more than
     LOG_RATIO, else linear for all), so panels can be read side by side."""
@@ -162,7 +173,7 @@ def memory_per_instance(frames: Frames) -> Any:
     return fig
 
 
-def density_curve(frames: Frames) -> Any:
+def density_curve(frames: Frames) -> Figure:
     """For platforms that ran a density search: ready p95 and launch rate against N, with
     the SLO, the max density reached and the limit that stopped the search."""
     if not frames.density:
@@ -217,7 +228,7 @@ def density_curve(frames: Frames) -> Any:
             ran = steps[steps["status"] == "ran"].groupby("n")["launch_rate_per_s"].median()
             ran = ran.dropna()
             if not ran.empty:
-                rate_ax.plot(ran.index, ran.values, marker="o", color=color, label=series)
+                rate_ax.plot(ran.index, ran.to_numpy(), marker="o", color=color, label=series)
     _n_axis(ax, s["n"])
     _maybe_log(ax, "y", s["ready_p95_s"].dropna())
     _seconds_axis(ax, "y")
@@ -235,7 +246,7 @@ def density_curve(frames: Frames) -> Any:
     return fig
 
 
-def disk_per_instance(frames: Frames) -> Any:
+def disk_per_instance(frames: Frames) -> Figure:
     """Disk per instance against N: the writable layer / overlay, and the engine storage's
     growth for the step divided by N. A panel where nothing was written says so."""
     panels = []
@@ -292,7 +303,7 @@ PHASES = (
 )
 
 
-def boot_phases(frames: Frames) -> Any:
+def boot_phases(frames: Frames) -> Figure:
     """Where the time to ready goes, per platform and N: the share of each phase in the
     medians of queued_s, create_s, start_s - create_s and ready_s - start_s, the last
     split by the guest's own uptime (sandboxes and VMs only: a container's uptime is
@@ -329,8 +340,8 @@ def boot_phases(frames: Frames) -> Any:
         left = [sum(m[:i]) / (sum(m) or 1) for _, m, _, _ in groups]
         width = [m[i] / (sum(m) or 1) for _, m, _, _ in groups]
         ax.barh(ys, width, left=left, color=color, height=0.6, label=label.replace("`", ""))
-    for y, (_, _, ready, count) in zip(ys, groups, strict=True):
-        ax.text(1.01, y, f"{format_seconds(ready)}, n={count}", va="center", fontsize="small")
+    for y, (_, _, ready_p50, count) in zip(ys, groups, strict=True):
+        ax.text(1.01, y, f"{format_seconds(ready_p50)}, n={count}", va="center", fontsize="small")
     ax.set_yticks(ys, [g[0] for g in groups])
     ax.set_xlim(0, 1)
     from matplotlib.ticker import PercentFormatter
@@ -351,7 +362,7 @@ def boot_phases(frames: Frames) -> Any:
     return fig
 
 
-def timeline(frames: Frames) -> Any:
+def timeline(frames: Frames) -> Figure:
     """Each instance of the largest step of each platform on the step's clock: queued,
     create, start, then until ready. Instances an engine serialises show as a staircase."""
     s = frames.samples[frames.samples["queued_s"].notna() | frames.samples["create_s"].notna()]
@@ -405,7 +416,7 @@ def timeline(frames: Frames) -> Any:
     return fig
 
 
-def hosts_plot(frames: Frames) -> Any:
+def hosts_plot(frames: Frames) -> Figure:
     """The same platform across hosts: ready p50 (solid) and p95 (dashed) against N, one
     panel per platform, one line per host (and run)."""
     if not frames.multi_host:
@@ -459,7 +470,7 @@ PLOTS = {
 # --- helpers ---------------------------------------------------------------------
 
 
-def series_colors(frames: Frames) -> dict[str, Any]:
+def series_colors(frames: Frames) -> dict[str, Color]:
     """A colour per series, in the report's order (series_order)."""
     import matplotlib
 
@@ -473,17 +484,19 @@ def series_order(frames: Frames) -> list[str]:
     return frames.series_order
 
 
-def _hbars(ax: Any, y: Any, left: Any, width: Any, color: Any, height: float = 0.8) -> None:
+def _hbars(
+    ax: Axes, y: Values, left: Values, width: Values, color: Color, height: float = 0.8
+) -> None:
     """The bars ax.barh(y, width, left=left, height=height) draws, as one collection:
     barh makes an artist per bar, minutes for a step of thousands of instances."""
     import numpy as np
     from matplotlib.collections import PolyCollection
 
-    y, x0 = np.asarray(y, dtype=float), np.asarray(left, dtype=float)
+    at, x0 = np.asarray(y, dtype=float), np.asarray(left, dtype=float)
     x1 = x0 + np.asarray(width, dtype=float)
     keep = np.isfinite(x0) & np.isfinite(x1)  # a failed instance has no bar to ready
-    y, x0, x1 = y[keep], x0[keep], x1[keep]
-    lo, hi = y - height / 2, y + height / 2
+    at, x0, x1 = at[keep], x0[keep], x1[keep]
+    lo, hi = at - height / 2, at + height / 2
     corners = [np.column_stack(c) for c in ((x0, lo), (x0, hi), (x1, hi), (x1, lo))]
     # An (N, 4, 2) array (matplotlib's fast path), which its stubs do not list.
     bars = PolyCollection(np.stack(corners, axis=1), facecolors=color, edgecolors="none")  # type: ignore[arg-type]
@@ -491,29 +504,32 @@ def _hbars(ax: Any, y: Any, left: Any, width: Any, color: Any, height: float = 0
     ax.autoscale_view()
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=110)
 
 
-def _ordered(df: Any, frames: Frames) -> list[tuple[tuple[str, int], Any]]:
+def _ordered(df: pd.DataFrame, frames: Frames) -> list[tuple[tuple[str, int], pd.DataFrame]]:
     order = {s: i for i, s in enumerate(series_colors(frames))}
-    groups = list(df.groupby(["series", "n"], sort=False))
+    # Keys as the frame holds them: (series name, N).
+    groups = [(cast(tuple[str, int], k), g) for k, g in df.groupby(["series", "n"], sort=False)]
     return sorted(groups, key=lambda kv: (order.get(kv[0][0], 0), kv[0][1]))
 
 
-def _by_series(summary: Any, frames: Frames) -> list[tuple[str, Any]]:
+def _by_series(summary: pd.DataFrame, frames: Frames) -> list[tuple[str, pd.DataFrame]]:
     summary = summary.assign(
         series=[
             frames.series_of(r, p, h)
             for r, p, h in zip(summary["run"], summary["platform"], summary["host"], strict=True)
         ]
     )
-    return [(k, g.sort_values("n")) for k, g in summary.groupby("series", sort=False)]
+    return [(str(k), g.sort_values("n")) for k, g in summary.groupby("series", sort=False)]
 
 
-def _stats(frames: Frames, source: str, column: str, df: Any = None) -> Any:
+def _stats(
+    frames: Frames, source: str, column: str, df: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per (series, N) of successful samples, or steps that ran: the median of `column`
     (`value`), its quartiles (`low`, `high`) and how many values (`count`)."""
     if df is None:
@@ -535,7 +551,7 @@ def _stats(frames: Frames, source: str, column: str, df: Any = None) -> Any:
     return out.sort_values(["position", "n"], kind="stable").drop(columns="position")
 
 
-def _counts(ax: Any, xs: Any, ys: Any, counts: Any) -> None:
+def _counts(ax: Axes, xs: Values, ys: Values, counts: Values) -> None:
     """ "n=K" over each point: how many values a summarised point stands for."""
     for x, y, k in zip(xs, ys, counts, strict=True):
         if y == y:  # not NaN
@@ -555,7 +571,7 @@ def _counts(ax: Any, xs: Any, ys: Any, counts: Any) -> None:
 MAX_LEGEND = 20
 
 
-def _legend(ax: Any) -> None:
+def _legend(ax: Axes) -> None:
     """Inside the axes when short; right of them when it would hide the data (below,
     it would collide with the axis label)."""
     from matplotlib.lines import Line2D
@@ -578,7 +594,7 @@ def _legend(ax: Any) -> None:
         )
 
 
-def _figure_legend(fig: Any, ax: Any) -> None:
+def _figure_legend(fig: Figure, ax: Axes) -> None:
     """One legend for a figure of panels, under them (panels stay free of it), then the
     layout, leaving the legend's rows free."""
     handles, labels = ax.get_legend_handles_labels()
@@ -595,13 +611,13 @@ def _figure_legend(fig: Any, ax: Any) -> None:
     fig.tight_layout(rect=(0, min(0.4, 0.25 * rows / fig.get_figheight()), 1, 1))
 
 
-def _palette() -> Any:
+def _palette() -> list[Color]:
     import matplotlib
 
     return matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
 
 
-def _wants_log(values: Any) -> bool:
+def _wants_log(values: Values) -> bool:
     import numpy as np
 
     xs = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -609,13 +625,15 @@ def _wants_log(values: Any) -> bool:
     return bool(len(xs)) and xs.min() > 0 and xs.max() / xs.min() > LOG_RATIO
 
 
-def _size_panel(ax: Any, stats: Any, colors: dict[str, Any], log: bool | None = None) -> None:
+def _size_panel(
+    ax: Axes, stats: pd.DataFrame, colors: dict[str, Color], log: bool | None = None
+) -> None:
     """Median bytes per instance against N, one line per series, its IQR as a band and
     its count over each point, in a readable binary unit. `log`: the figure's axis rule
     (None: decide from this panel's values)."""
     unit, factor = size_unit(stats["value"])
     for series, g in stats.groupby("series", sort=False):
-        color = colors.get(series, "black")
+        color = colors.get(str(series), "black")
         ax.plot(
             g["n"],
             g["value"] / factor,
@@ -649,12 +667,12 @@ def _size_panel(ax: Any, stats: Any, colors: dict[str, Any], log: bool | None = 
     ax.set_ylabel(f"{'bytes' if unit == 'B' else unit} per instance")
 
 
-def _maybe_log(ax: Any, axis: str, values: Any) -> None:
+def _maybe_log(ax: Axes, axis: str, values: Values) -> None:
     if _wants_log(values):
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 
-def _n_axis(ax: Any, ns: Any) -> None:
+def _n_axis(ax: Axes, ns: Values) -> None:
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     values = sorted({int(n) for n in ns})
@@ -666,11 +684,11 @@ def _n_axis(ax: Any, ns: Any) -> None:
     ax.set_xlabel("N (instances started together)")
 
 
-def _seconds_axis(ax: Any, axis: str) -> None:
+def _seconds_axis(ax: Axes, axis: str) -> None:
     """Ticks read as "200 ms", "1 s", "5 s"; on a log axis at 1-2-5 steps, no minor labels."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-    def fmt(v: float, _pos: Any) -> str:
+    def fmt(v: float, _pos: int | None) -> str:
         return format_seconds(v, digits=4, trim=True)
 
     target = ax.xaxis if axis == "x" else ax.yaxis

@@ -1,15 +1,25 @@
-"""The report's tables, as pandas DataFrames, and their Markdown renderings."""
+"""The report's tables, as pandas DataFrames of display strings (the containers-vs-VMs
+table, host differences, changes between runs, run facts) and the notes beside them.
+
+bench.report.model calls each once per report; the renderers lay them out. Cells are
+already words ("shared with the host (6.18.44)", "1.2 s / 3.4 s (N=4, n=4)"): a table
+reads the same in Markdown and in HTML."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from bench import comparability, kinds
 from bench.comparability import host_facts
 from bench.report.frame import Frames, platform_order
 from bench.results import Run
 from bench.units import format_bytes, format_seconds
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bench.history import History
 
 COLUMNS_NOTE = (
     "Columns run along the spectrum: containers (the host's kernel), sandboxed "
@@ -52,7 +62,7 @@ def any_tcg(frames: Frames) -> bool:
     return bool((vm & (s["accel"] == "tcg")).any())
 
 
-def summary_display(summary: Any, drop: tuple[str, ...] = ()) -> Any:
+def summary_display(summary: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
     """The summary for reading: rounded, missing values as '-'."""
     df = summary.drop(columns=list(drop))
     out = df.astype(object)
@@ -66,42 +76,7 @@ def summary_display(summary: Any, drop: tuple[str, ...] = ()) -> Any:
     return out
 
 
-def summary_markdown(frames: Frames) -> str:
-    """One Markdown table per run, each headed by its run id and host."""
-    parts = [f"# bench summary: {', '.join(r.run_id for r in frames.runs)}", ""]
-    if any_tcg(frames):
-        parts += [f"> **Note:** {TCG_NOTE}", ""]
-    odd = frames.anomalies
-    for r in frames.runs:
-        host = host_facts(r.metadata)
-        rows = frames.table[frames.table["run"] == r.run_id]
-        parts += [
-            f"## {r.run_id}",
-            "",
-            f"host `{host.get('hostname')}` ({host.get('cpu_model')}, "
-            f"{host.get('cpu_cores')} cores, kernel {host.get('kernel')}), "
-            f"status {r.status}, bench {r.metadata.get('bench_version')}",
-            "",
-            *(f"> **Anomaly:** {line}\n" for line in odd.get(r.run_id, [])),
-            summary_display(rows, drop=("run", "host"))
-            .rename(columns=human_column)
-            .to_markdown(index=False),
-            "",
-        ]
-    diff = host_differences(frames)
-    if diff is not None:
-        parts += [
-            "## Differences between the runs' hosts, engines and scenarios",
-            "",
-            POLICY_NOTE,
-            "",
-            diff.to_markdown(),
-            "",
-        ]
-    return "\n".join(parts)
-
-
-def classic_table(frames: Frames, host: str | None = None) -> Any:
+def classic_table(frames: Frames, host: str | None = None) -> pd.DataFrame:
     """The classic containers-vs-VMs table, one column per (run, platform), measured:
     platforms along the spectrum from container to VM (frame.platform_order). A
     `runtime` row only when some sample recorded its OCI runtime. `host`: only what ran
@@ -167,7 +142,7 @@ def classic_table(frames: Frames, host: str | None = None) -> Any:
     return df
 
 
-def n_differs_note(table: Any) -> str | None:
+def n_differs_note(table: pd.DataFrame) -> str | None:
     """Why the memory and disk rows compare different N, when they do: each platform
     is shown at the largest N it ran, and the scenario gave the platforms different
     counts (per-instance memory falls as N grows and shared pages spread)."""
@@ -251,7 +226,7 @@ def memory_disagreements(frames: Frames) -> dict[str, list[str]]:
     out = {}
     for r in frames.runs:
         rows = frames.summaries[r.run_id]
-        by_host: dict[Any, list[dict[str, Any]]] = {}
+        by_host: dict[str | None, list[dict[str, object]]] = {}
         for row in rows:
             by_host.setdefault(row.get("host"), []).append(row)
         lines = []
@@ -263,45 +238,12 @@ def memory_disagreements(frames: Frames) -> dict[str, list[str]]:
     return out
 
 
-def _rtt(steps: Any, run_id: str, platform: str) -> str:
+def _rtt(steps: pd.DataFrame, run_id: str, platform: str) -> str:
     own = steps[(steps["run"] == run_id) & (steps["platform"] == platform)]["rtt_s"].dropna()
     if own.empty:
         return "-"
     median = float(own.median())
     return "0 (this machine)" if median == 0 else f"{median * 1000:.2f} ms"
-
-
-def classic_markdown(frames: Frames) -> str:
-    r0 = frames.runs[0]
-    facts = host_facts(r0.metadata)
-    where = (
-        f"on `{facts.get('hostname')}` ({facts.get('cpu_model')}, {facts.get('cpu_cores')} cores, "
-        f"{format_bytes(facts.get('mem_total_bytes'))}, kernel {facts.get('kernel')})"
-        if not frames.multi
-        else f"from {len(frames.runs)} runs"
-    )
-    parts = [
-        "# Containers vs VMs, measured",
-        "",
-        f"Measured {where} by bench {r0.metadata.get('bench_version')}: "
-        f"{', '.join(f'`{r.run_id}`' for r in frames.runs)}. {COLUMNS_NOTE} "
-        f"{ROWS_NOTE}",
-        "",
-    ]
-    if any_tcg(frames):
-        parts += [f"> **Note:** {TCG_NOTE}", ""]
-    for host in frames.hosts if frames.multi_host else [None]:
-        table = classic_table(frames, host)
-        if host is not None:
-            parts += [f"## On host `{host}`", ""]
-        parts += [table.to_markdown(), ""]
-        why = n_differs_note(table)
-        if why:
-            parts += [why, ""]
-    for run_id, lines in memory_disagreements(frames).items():
-        prefix = f"{run_id}: " if frames.multi else ""
-        parts += [f"> **Memory views disagree:** {prefix}{line}\n" for line in lines]
-    return "\n".join(parts)
 
 
 def kernel_cell(
@@ -336,7 +278,7 @@ def _kernel_owner(kind: str | None, runtimes: list[str]) -> str:
     return "own"  # a container that did not see the host's kernel: said as measured
 
 
-def runtime_cell(runtimes: list[str], engine: dict[str, Any]) -> str:
+def runtime_cell(runtimes: list[str], engine: dict[str, object]) -> str:
     """The OCI runtime(s) a platform's instances ran under, with the project behind a
     sandbox's (runsc: gVisor) and the version the engine recorded."""
     if not runtimes:
@@ -359,14 +301,18 @@ def _insert_after(row: dict[str, str], key: str, new: str, value: str) -> dict[s
     return out
 
 
-def host_differences(frames: Frames) -> Any:
+def host_differences(
+    frames: Frames, found: list[comparability.Mismatch] | None = None
+) -> pd.DataFrame | None:
     """What differs between the runs (rows) per run (columns), or None: the mismatches
-    `bench compare` warns about ("must match") and the facts merely shown ("shown")."""
+    `bench compare` warns about ("must match") and the facts merely shown ("shown").
+    `found`: the runs' mismatches (comparability.mismatches), when already known."""
     import pandas as pd
 
     if not frames.multi:
         return None
-    found = comparability.mismatches([r.metadata for r in frames.runs], accels=_accels(frames))
+    if found is None:
+        found = mismatches(frames)
     if not found:
         return None
     labels = [frames.labels[r.run_id] for r in frames.runs]
@@ -378,25 +324,30 @@ def host_differences(frames: Frames) -> Any:
     return pd.DataFrame.from_dict(rows, orient="index", columns=[*labels, "policy"])
 
 
-def _accels(frames: Frames) -> list[dict[str, list[str]]]:
+def mismatches(frames: Frames) -> list[comparability.Mismatch]:
+    """What differs between the runs' hosts, engines and scenarios (comparability)."""
+    return comparability.mismatches([r.metadata for r in frames.runs], accels=run_accels(frames))
+
+
+def run_accels(frames: Frames) -> list[dict[str, list[str]]]:
     """Per run, the accels its samples report per platform."""
     s = frames.samples
     return [
         {
-            p: g["accel"].dropna().astype(str).unique().tolist()
+            str(p): g["accel"].dropna().astype(str).unique().tolist()
             for p, g in s[s["run"] == r.run_id].groupby("platform", sort=False)
         }
         for r in frames.runs
     ]
 
 
-def _fact(key: str, value: Any) -> str:
+def _fact(key: str, value: object) -> str:
     if key.endswith("_bytes") and isinstance(value, int | float) and not isinstance(value, bool):
         return format_bytes(value)
     return str(value)
 
 
-def run_metadata(frames: Frames) -> list[tuple[str, Any, Any]]:
+def run_metadata(frames: Frames) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     """Per run: (run id, run and host facts, engine facts per platform) as DataFrames of
     strings, rows labelled for people (`mem_total_bytes` is "memory"). A run on several
     hosts has one column per host."""
@@ -445,22 +396,22 @@ def _engine_label(key: str) -> str:
     return key.replace("_", " ")
 
 
-def _missing(v: Any) -> bool:
+def _missing(v: object) -> bool:
     import pandas as pd
 
     try:
-        return bool(pd.isna(v))
+        return bool(pd.isna(v))  # type: ignore[call-overload]  # any cell: pandas decides
     except (TypeError, ValueError):  # a list or an array: a value, not a missing one
         return False
 
 
-def _num(v: Any, digits: int) -> str:
-    if _missing(v) or not math.isfinite(float(v)):
+def _num(v: object, digits: int) -> str:
+    if _missing(v) or not math.isfinite(x := float(cast(float, v))):
         return "-"
-    return f"{float(v):.{digits}f}"
+    return f"{x:.{digits}f}"
 
 
-def _size(v: Any) -> str:
+def _size(v: object) -> str:
     return format_bytes(v) if isinstance(v, int | float) else "not recorded"
 
 
@@ -468,7 +419,7 @@ def _secs(v: float) -> str:
     return "-" if _missing(v) else format_seconds(v)
 
 
-def _boot(rows: Any, smallest: bool) -> str:
+def _boot(rows: pd.DataFrame, smallest: bool) -> str:
     measured = rows.dropna(subset=["ready_p50_s"])
     if measured.empty:
         return "no instance became ready"
@@ -477,7 +428,7 @@ def _boot(rows: Any, smallest: bool) -> str:
     return f"{_secs(row['ready_p50_s'])} / {_secs(row['ready_p95_s'])} (N={row['n']}, n={n})"
 
 
-def _mem(rows: Any, column: str, steps: Any = None) -> str:
+def _mem(rows: pd.DataFrame, column: str, steps: pd.DataFrame | None = None) -> str:
     measured = rows.dropna(subset=[column])
     if measured.empty:
         return "not measured"
@@ -490,7 +441,7 @@ def _mem(rows: Any, column: str, steps: Any = None) -> str:
     return f"{format_bytes(row[column] * 2**20)} (N={row['n']}, n={n})"
 
 
-def _density(frames: Frames, run_id: str, platform: str, rows: Any) -> str:
+def _density(frames: Frames, run_id: str, platform: str, rows: pd.DataFrame) -> str:
     if (run_id, platform) not in frames.density:
         return "not a density run"
     n, limit = rows["max_density"].iloc[0], rows["density_limit"].iloc[0]
@@ -500,7 +451,7 @@ def _density(frames: Frames, run_id: str, platform: str, rows: Any) -> str:
     return f"{n} (stopped by {limit}; {mode} mode)"
 
 
-def run_changes(frames: Frames) -> Any:
+def run_changes(frames: Frames) -> pd.DataFrame | None:
     """For several runs: ready p50 per (host, platform, N) in each run, and the last
     run's change against the first (None for one run, or when no group is shared)."""
     import pandas as pd
@@ -528,10 +479,13 @@ def run_changes(frames: Frames) -> Any:
     return pd.DataFrame(rows).rename(columns={"n": "N"})
 
 
-def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
+def compare_verdict(
+    frames: Frames, found: list[comparability.Mismatch] | None = None
+) -> tuple[pd.DataFrame | None, list[str]]:
     """`bench compare` of the runs (the last one current, the others its baselines), as
     a table, with what the reader must know; or (None, why not) when the runs are not
-    comparable. Statistics are bench.compare's: never pooled across hosts."""
+    comparable. Statistics are bench.compare's: never pooled across hosts. `found`:
+    the runs' mismatches, when already known."""
 
     import pandas as pd
 
@@ -541,7 +495,8 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
 
     if not frames.multi:
         return None, []
-    found = comparability.mismatches([r.metadata for r in frames.runs], accels=_accels(frames))
+    if found is None:
+        found = mismatches(frames)
     must = [m for m in found if m.severity == comparability.WARNING]
     if must:
         return None, [
@@ -552,7 +507,7 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
     rows, notes = [], []
     for host in frames.hosts if frames.hosts else [None]:
 
-        def on(run: Any, host: Any = host) -> Any:
+        def on(run: Run, host: str | None = host) -> Run:
             if host is None or not frames.multi_host:
                 return run
             return Run(
@@ -571,7 +526,7 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
             continue
         for g in result.groups:
             t = g.test
-            row: dict[str, Any] = {"host": host} if frames.multi_host else {}
+            row: dict[str, object] = {"host": host} if frames.multi_host else {}
             row.update(
                 {
                     "platform": g.platform,
@@ -601,7 +556,9 @@ def compare_verdict(frames: Frames) -> tuple[Any, list[str]]:
     return pd.DataFrame(rows), notes
 
 
-def run_history(frames: Frames) -> tuple[Any, str | None]:
+def run_history(
+    frames: Frames, found: list[comparability.Mismatch] | None = None
+) -> tuple[History | None, str | None]:
     """`bench history` of the report's runs: (History, None) when they are enough runs
     of one scenario to form one; (None, why not) for several runs that are not; (None,
     None) for one run (a report of one run has no history to speak of). Levels are made
@@ -631,7 +588,8 @@ def run_history(frames: Frames) -> tuple[Any, str | None]:
         return None, f"No history: {e}"
     # What `bench compare` refuses a verdict for: here the series is still drawn (a
     # change point may be exactly where a setting changed), with the reason beside it.
-    found = comparability.mismatches([r.metadata for r in frames.runs], accels=_accels(frames))
+    if found is None:
+        found = mismatches(frames)
     # Runs numbered as the history numbers them (start order), to set beside its plot.
     place = {s["run_id"]: i for i, s in enumerate(h.history_of_order(summaries))}
     order = sorted(range(len(frames.runs)), key=lambda i: place[frames.runs[i].run_id])
@@ -651,16 +609,8 @@ def run_history(frames: Frames) -> tuple[Any, str | None]:
     return history, None
 
 
-def history_table(history: Any) -> Any:
+def history_table(history: History) -> pd.DataFrame:
     """The history's table (bench.history.History.rows) as a DataFrame."""
     import pandas as pd
 
     return pd.DataFrame(history.rows())
-
-
-def history_markdown(history: Any, why: str | None, png: str = "history.png") -> str:
-    """summary.md's History section: `bench history`'s Markdown and its plot, or the
-    one line saying why there is none (nothing for one run)."""
-    if history is not None:
-        return f"\n{history.to_markdown(heading='##')}\n![history]({png})\n"
-    return f"\n## History\n\n{why}\n" if why else ""

@@ -1,6 +1,6 @@
 """The libvirt tax: what libvirt adds to a VM, from a run that booted one guest both ways.
 
-    libvirt_tax(frames) -> Tax(table, markdown, notes) | None
+    libvirt_tax(frames) -> Tax(table, sections, pairs, notes) | None
 
 A run holds a tax pair when it has a `qemu` platform (QEMU launched directly) and a
 `libvirt` platform booting the same guest: same boot source, memory, vCPUs, accel and
@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.report.frame import Frames
+from bench.results import Run
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 MIB = 2**20
 KIB = 2**10
@@ -73,10 +78,20 @@ class Pair:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class TaxSection:
+    """One pair's part of the report: its heading, one display table per N (strings),
+    and the notes under them; Markdown and HTML lay out the same sections."""
+
+    heading: str
+    tables: list[pd.DataFrame]
+    notes: list[str]
+
+
 @dataclass
 class Tax:
-    table: Any  # DataFrame, COLUMNS: one row per (run, N, measure)
-    markdown: str
+    table: pd.DataFrame  # COLUMNS: one row per (run, N, measure)
+    sections: list[TaxSection]
     pairs: list[Pair]
     notes: list[str] = field(default_factory=list)
 
@@ -99,13 +114,13 @@ def libvirt_tax(
         rows += _pair_rows(frames, pair, level, resamples, seed)
     table = pd.DataFrame(rows, columns=COLUMNS)
     notes = [n for p in pairs for n in p.notes]
-    return Tax(table, tax_markdown(table, pairs, level), pairs, notes)
+    return Tax(table, tax_sections(table, pairs, level), pairs, notes)
 
 
 # -- which platforms boot the same guest --------------------------------------------
 
 
-def tax_pairs(run: Any, frames: Frames | None = None) -> list[Pair]:
+def tax_pairs(run: Run, frames: Frames | None = None) -> list[Pair]:
     """(qemu, libvirt) platforms of one run that boot the same guest."""
     platforms = run.metadata.get("scenario", {}).get("platforms", [])
     engines = run.metadata.get("engines") or {}
@@ -135,7 +150,7 @@ def tax_pairs(run: Any, frames: Frames | None = None) -> list[Pair]:
     return out
 
 
-def _guest(platform: dict[str, Any], engine: dict[str, Any], run: Any) -> dict[str, Any]:
+def _guest(platform: dict[str, Any], engine: dict[str, Any], run: Run) -> dict[str, Any]:
     backend = platform.get("backend")
     if backend == "qemu":
         machine = engine.get("machine") or platform.get("machine") or QEMU_DEFAULT_MACHINE
@@ -190,7 +205,7 @@ def _failure_notes(frames: Frames, pair: Pair) -> list[str]:
 
 def _pair_rows(
     frames: Frames, pair: Pair, level: float, resamples: int, seed: int
-) -> list[dict[str, Any]]:
+) -> list[dict[str, object]]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -238,7 +253,7 @@ def _pair_rows(
     return rows
 
 
-def _by_step(df: Any, column: str, per_n: bool, n: int) -> list[Any]:
+def _by_step(df: pd.DataFrame, column: str, per_n: bool, n: int) -> list[np.ndarray]:
     """The column's values grouped by step (one array per step), NaNs left out."""
     import numpy as np
 
@@ -251,13 +266,13 @@ def _by_step(df: Any, column: str, per_n: bool, n: int) -> list[Any]:
     return out
 
 
-def _median(groups: list[Any]) -> float:
+def _median(groups: list[np.ndarray]) -> float:
     import numpy as np
 
     return float(np.median(np.concatenate(groups))) if groups else math.nan
 
 
-def _boot(groups: list[Any], rng: Any, resamples: int) -> Any:
+def _boot(groups: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray | None:
     """Medians of `resamples` bootstrap resamples of the steps; None under two steps."""
     import numpy as np
 
@@ -270,7 +285,7 @@ def _boot(groups: list[Any], rng: Any, resamples: int) -> Any:
     return np.array([np.median(np.concatenate([groups[i] for i in row])) for row in picks])
 
 
-def _interval(values: Any, level: float) -> tuple[float, float]:
+def _interval(values: np.ndarray | None, level: float) -> tuple[float, float]:
     import numpy as np
 
     if values is None:
@@ -279,12 +294,10 @@ def _interval(values: Any, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-# -- Markdown -----------------------------------------------------------------------------
+# -- the sections the report shows ---------------------------------------------------
 
 
-def tax_sections(
-    table: Any, pairs: list[Pair], level: float = LEVEL
-) -> list[tuple[str, list[Any], list[str]]]:
+def tax_sections(table: pd.DataFrame, pairs: list[Pair], level: float = LEVEL) -> list[TaxSection]:
     """Per pair: its heading, one display DataFrame per N, and the notes under them (the
     Markdown file and the HTML page render the same sections)."""
     import pandas as pd
@@ -301,13 +314,19 @@ def tax_sections(
         for n, g in rows.groupby("n", sort=True):
             body = [
                 [
-                    r.measure,
-                    _cell(r.qemu, r.qemu_low, r.qemu_high, r.measure, r.qemu_steps),
-                    _cell(r.libvirt, r.libvirt_low, r.libvirt_high, r.measure, r.libvirt_steps),
-                    _cell(r.tax, r.tax_low, r.tax_high, r.measure, None, signed=True),
-                    "-" if not math.isfinite(r.tax_pct) else f"{r.tax_pct:+.0f}%",
+                    r["measure"],
+                    _cell(r["qemu"], r["qemu_low"], r["qemu_high"], r["measure"], r["qemu_steps"]),
+                    _cell(
+                        r["libvirt"],
+                        r["libvirt_low"],
+                        r["libvirt_high"],
+                        r["measure"],
+                        r["libvirt_steps"],
+                    ),
+                    _cell(r["tax"], r["tax_low"], r["tax_high"], r["measure"], None, signed=True),
+                    "-" if not math.isfinite(r["tax_pct"]) else f"{r['tax_pct']:+.0f}%",
                 ]
-                for r in g.itertuples()
+                for r in g.to_dict("records")
             ]
             headers = ["N=" + str(n), "direct QEMU", "libvirt", "tax (libvirt - QEMU)", "tax %"]
             frames.append(pd.DataFrame(body, columns=headers))
@@ -316,20 +335,8 @@ def tax_sections(
             "each instance's launch call; memory and storage per instance.",
             *pair.notes,
         ]
-        out.append((heading, frames, notes))
+        out.append(TaxSection(heading, frames, notes))
     return out
-
-
-def tax_markdown(table: Any, pairs: list[Pair], level: float = LEVEL) -> str:
-    parts = []
-    for heading, frames, notes in tax_sections(table, pairs, level):
-        parts.append(f"#### {heading}\n")
-        for df in frames:
-            parts.append(df.to_markdown(index=False, disable_numparse=True))
-            parts.append("")
-        parts.extend(notes)
-        parts.append("")
-    return "\n".join(parts)
 
 
 def _cell(

@@ -1,4 +1,11 @@
-"""report.html: one self-contained file (PNGs embedded as base64, no external assets)."""
+"""HTML: report.html, one self-contained page (PNGs embedded as base64, no external
+assets) that a reader opens from a CI artifact or a mail, on a phone or a desktop.
+
+The page shows what bench.report.model computed, section by section, as the Markdown
+files do; here are only its layout (CSS, tables in scrolling boxes, notes in boxes,
+digests shortened with the whole value on hover) and the escaping: every word comes
+from a results folder someone else may have written, so all of it is escaped.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,16 @@ import base64
 import re
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bench.report import tables
-from bench.report.frame import Frames
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bench.history import History
+    from bench.report.model import Changes, ReportModel
+    from bench.report.tax import Tax
 
 # Readable from a phone (400 px) to a desktop (1400 px): wide tables scroll inside their
 # own box (.scroll), never the page; long words (ids, paths) break; plots shrink.
@@ -42,32 +55,27 @@ code { background: #f4f4f4; padding: 0 0.2em; }
 
 
 def render_html(
-    frames: Frames,
+    model: ReportModel,
     plots: list[tuple[str, str, Path]],
     skipped: list[tuple[str, str]],
-    tax: Any = None,
-    history: Any = None,
-    no_history: str | None = None,
     history_png: Path | None = None,
 ) -> str:
     """`plots`: (file name, caption, PNG path) drawn; `skipped`: (file name, why not);
-    `tax`: bench.report.tax.Tax when the runs measured one guest via libvirt and directly;
-    `history`: bench.history.History of enough runs of one scenario (its plot drawn
-    `history_png`), else `no_history`, why there is none."""
-    runs = ", ".join(r.run_id for r in frames.runs)
+    `history_png`: the history's plot (bench.history.plot), when the model has one."""
+    runs = ", ".join(model.run_ids)
     body = [f"<h1>bench report: {escape(runs)}</h1>"]
-    if tables.any_tcg(frames):
+    if model.tcg:
         body.append(f'<p class="note"><b>Note:</b> {_text(tables.TCG_NOTE)}</p>')
     body += _per_run_box(
-        frames,
+        model.multi,
         "anomaly",
         "Phase anomalies",
         "one phase of some instances' boot took far longer than the rest of their platform "
         "or than their guest's own boot; their times below are not representative (see "
         "boot-phases.png and the timeline).",
-        frames.anomalies,
+        model.anomalies,
     )
-    diff = tables.host_differences(frames)
+    diff = model.host_differences
     if diff is not None:
         body += [
             '<div class="diff"><b>These runs differ in host, engine or scenario</b>: '
@@ -80,25 +88,23 @@ def render_html(
         "<h2>Containers vs VMs, measured</h2>",
         f"<p>{_text(tables.COLUMNS_NOTE)} {_text(tables.ROWS_NOTE)}</p>",
     ]
-    for host in frames.hosts if frames.multi_host else [None]:
-        classic = tables.classic_table(frames, host)
-        if host is not None:
-            body.append(f"<h3>On host {escape(host)}</h3>")
-        body.append(_classic(classic))
-        why = tables.n_differs_note(classic)
-        if why:
-            body.append(f'<p class="note">{_text(why)}</p>')
-    body += _memory_views(frames)
-    body += _tax(tax)
-    body += _changes(frames)
-    body += _history(history, no_history, history_png)
-    drop = ("run",) + (() if frames.multi_host else ("host",))
+    for classic in model.classic:
+        if classic.host is not None:
+            body.append(f"<h3>On host {escape(classic.host)}</h3>")
+        body.append(_classic(classic.table))
+        if classic.n_differs:
+            body.append(f'<p class="note">{_text(classic.n_differs)}</p>')
+    body += _memory_views(model)
+    body += _tax(model.tax)
+    body += _changes(model.changes)
+    body += _history(model.history, model.no_history, history_png)
+    drop = ("run",) + (() if model.multi_host else ("host",))
     body += [
         "<h2>Summary per run, platform and N</h2>",
         "<p>Times in seconds, sizes in MiB; ready times over successful instances only; "
         "N: instances started together; n: instances summarised (ready ones).</p>",
         _table(
-            _human(tables.summary_display(frames.table, drop=() if frames.multi else drop)),
+            _human(tables.summary_display(model.table, drop=() if model.multi else drop)),
             index=False,
             classes="numbers",
         ),
@@ -113,12 +119,12 @@ def render_html(
     for name, why in skipped:
         body.append(f'<p class="skipped">{escape(name)} not drawn: {_text(why)}</p>')
     body.append("<h2>Runs</h2>")
-    for run_id, host_df, engines_df in tables.run_metadata(frames):
+    for run in model.runs:
         body += [
-            f"<h3>{escape(run_id)}</h3>",
+            f"<h3>{escape(run.run_id)}</h3>",
             '<div class="meta">',
-            f"<div><b>run and host</b>{_facts(host_df)}</div>",
-            f"<div><b>engines per platform</b>{_facts(engines_df)}</div>",
+            f"<div><b>run and host</b>{_facts(run.host)}</div>",
+            f"<div><b>engines per platform</b>{_facts(run.engines)}</div>",
             "</div>",
         ]
     return (
@@ -129,20 +135,20 @@ def render_html(
     )
 
 
-def _memory_views(frames: Frames) -> list[str]:
+def _memory_views(model: ReportModel) -> list[str]:
     """Why the host view and PSS disagree, where they do (what `bench run` prints)."""
     return _per_run_box(
-        frames,
+        model.multi,
         "note",
         "Memory views disagree",
         "the host view (drop of MemAvailable) and the process view (PSS) measure different "
         "things; where they differ by more than a quarter, here is why.",
-        tables.memory_disagreements(frames),
+        model.memory_disagreements,
     )
 
 
 def _per_run_box(
-    frames: Frames, css: str, title: str, text: str, found: dict[str, list[str]]
+    multi: bool, css: str, title: str, text: str, found: dict[str, list[str]]
 ) -> list[str]:
     """A boxed list of notes per run (prefixed by the run id when there are several);
     nothing when there is no note."""
@@ -150,34 +156,32 @@ def _per_run_box(
         return []
     out = [f'<div class="{css}"><b>{escape(title)}</b>: {escape(text)}<ul>']
     for run_id, lines in found.items():
-        prefix = f"{escape(run_id)}: " if frames.multi else ""
+        prefix = f"{escape(run_id)}: " if multi else ""
         out += [f"<li>{prefix}{_text(line)}</li>" for line in lines]
     return [*out, "</ul></div>"]
 
 
-def _changes(frames: Frames) -> list[str]:
+def _changes(changes: Changes | None) -> list[str]:
     """Several runs: the change of ready p50, and `bench compare`'s verdict where the
     runs are comparable."""
-    changes = tables.run_changes(frames)
     if changes is None:
         return []
     out = [
         "<h2>Change between runs</h2>",
         "<p>Ready p50 per run (n: ready instances) and the last run's change against the "
         "first.</p>",
-        _table(changes, index=False, classes="numbers"),
+        _table(changes.table, index=False, classes="numbers"),
     ]
-    verdict, notes = tables.compare_verdict(frames)
-    if verdict is not None:
+    if changes.verdict is not None:
         out += [
             "<h3>Verdict of <code>bench compare</code></h3>",
-            _table(verdict, index=False, classes="numbers"),
+            _table(changes.verdict, index=False, classes="numbers"),
         ]
-    out += [f'<p class="note">{_text(n)}</p>' for n in notes]
+    out += [f'<p class="note">{_text(n)}</p>' for n in changes.notes]
     return out
 
 
-def _history(history: Any, why: str | None, png: Path | None) -> list[str]:
+def _history(history: History | None, why: str | None, png: Path | None) -> list[str]:
     """Enough runs of one scenario: `bench history`'s verdict in words, its table and
     its plot (`png`, drawn by bench.history.plot as `bench history --out` draws it);
     else the one line saying why there is none."""
@@ -203,24 +207,22 @@ def _history(history: Any, why: str | None, png: Path | None) -> list[str]:
     ]
 
 
-def _tax(tax: Any) -> list[str]:
+def _tax(tax: Tax | None) -> list[str]:
     if tax is None:
         return []
-    from bench.report.tax import tax_sections
-
     out = ["<h2>What libvirt adds, measured</h2>"]
-    for heading, frames, notes in tax_sections(tax.table, tax.pairs):
-        out.append(f"<h3>{escape(heading)}</h3>")
-        out += [_table(df, index=False, classes="numbers") for df in frames]
-        out += [f'<p class="note">{_text(n)}</p>' for n in notes]
+    for section in tax.sections:
+        out.append(f"<h3>{escape(section.heading)}</h3>")
+        out += [_table(df, index=False, classes="numbers") for df in section.tables]
+        out += [f'<p class="note">{_text(n)}</p>' for n in section.notes]
     return out
 
 
-def _human(df: Any) -> Any:
+def _human(df: pd.DataFrame) -> pd.DataFrame:
     return df.rename(columns=tables.human_column)
 
 
-def _table(df: Any, index: bool = True, classes: str | None = None) -> str:
+def _table(df: pd.DataFrame, index: bool = True, classes: str | None = None) -> str:
     """A table in its own scrolling box: a wide table never widens the page."""
     html = df.to_html(index=index, border=0, na_rep="-", escape=True, classes=classes)
     return f'<div class="scroll">{html}</div>'
@@ -230,11 +232,11 @@ def _table(df: Any, index: bool = True, classes: str | None = None) -> str:
 _DIGEST = re.compile(r"^(sha256:)?[0-9a-f]{32,}$")
 
 
-def _facts(df: Any) -> str:
+def _facts(df: pd.DataFrame) -> str:
     """Run, host and engine facts, with digests shortened to 12 hex digits (the whole
     value on hover)."""
 
-    def cell(v: Any) -> str:
+    def cell(v: object) -> str:
         text = str(v)
         if _DIGEST.match(text):
             short = text.removeprefix("sha256:")[:12]
@@ -247,7 +249,7 @@ def _facts(df: Any) -> str:
     return f'<div class="scroll">{cells.to_html(border=0, na_rep="-", escape=False)}</div>'
 
 
-def _classic(df: Any) -> str:
+def _classic(df: pd.DataFrame) -> str:
     """The containers-vs-VMs table: "measured" heads the row names (not a row of its own),
     and what a cell has in parentheses stays on one line: a kernel release such as
     6.1.0-57-amd64 must not break at its hyphens in a narrow column."""

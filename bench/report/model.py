@@ -1,0 +1,142 @@
+"""What a report says, computed once: every section of `bench report` as data.
+
+A report used to be computed by each format that showed it: summary.md, report.html and
+the terminal each asked whether VMs ran under TCG, which runs had anomalies and how the
+runs' hosts differed, and the containers-vs-VMs table was built once per format. Here
+`build_model` computes each section once from the runs' Frames (the tables as pandas
+DataFrames, the notes as sentences, the verdicts of `bench compare` and `bench history`);
+the renderers (render_markdown, render_html, render_csv, render_terminal) only lay it
+out, so two formats cannot say different things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bench import comparability
+from bench.report import tables
+from bench.report.frame import Frames
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bench.history import History
+    from bench.report.tax import Tax
+
+
+@dataclass(frozen=True)
+class HostTable:
+    """The containers-vs-VMs table of one host (`host` None: of the whole report), and
+    why its memory rows compare different N, when they do."""
+
+    host: str | None
+    table: pd.DataFrame
+    n_differs: str | None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Several runs: ready p50 per run and the last run's change; `bench compare`'s
+    verdict as a table when the runs are comparable; what the reader must know."""
+
+    table: pd.DataFrame
+    verdict: pd.DataFrame | None
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """One run's facts for people: run and host facts, engine facts per platform."""
+
+    run_id: str
+    host: pd.DataFrame
+    engines: pd.DataFrame
+
+
+@dataclass
+class ReportModel:
+    """Every section of a report. `frames` stays for the plots, which draw from it."""
+
+    frames: Frames
+    run_ids: list[str]
+    tcg: bool  # some VM ran under TCG: its boot times are not representative
+    anomalies: dict[str, list[str]]  # run id -> phase-anomaly notes
+    memory_disagreements: dict[str, list[str]]  # run id -> why host view and PSS differ
+    host_differences: pd.DataFrame | None  # rows: facts; columns: runs, then the policy
+    classic: list[HostTable]  # one per host (one table when a single host)
+    tax: Tax | None  # what libvirt adds over direct QEMU, when the runs measured it
+    changes: Changes | None
+    history: History | None  # `bench history` of the runs, when they form one
+    no_history: str | None  # else why not (None for one run)
+    summary: pd.DataFrame  # summary.csv: every statistic
+    table: pd.DataFrame  # the summary as the tables show it (headline statistics)
+    runs: list[RunFacts]
+    # For the terminal: what a reader of the files must not miss, besides the plots
+    # not drawn (known only when drawing): the history's verdict first, the rest after.
+    history_note: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def multi(self) -> bool:
+        return self.frames.multi
+
+    @property
+    def multi_host(self) -> bool:
+        return self.frames.multi_host
+
+
+def build_model(frames: Frames) -> ReportModel:
+    """Every section of the report of `frames`, each computed once."""
+    from bench.report.tax import libvirt_tax
+
+    found = comparability.mismatches(
+        [r.metadata for r in frames.runs], accels=tables.run_accels(frames)
+    )
+    history, no_history = tables.run_history(frames, found)
+    classic = []
+    for host in frames.hosts if frames.multi_host else [None]:
+        table = tables.classic_table(frames, host)
+        classic.append(HostTable(host, table, tables.n_differs_note(table)))
+    changes = None
+    change_table = tables.run_changes(frames)
+    if change_table is not None:
+        verdict, verdict_notes = tables.compare_verdict(frames, found)
+        changes = Changes(change_table, verdict, verdict_notes)
+    model = ReportModel(
+        frames=frames,
+        run_ids=[r.run_id for r in frames.runs],
+        tcg=tables.any_tcg(frames),
+        anomalies=frames.anomalies,
+        memory_disagreements=tables.memory_disagreements(frames),
+        host_differences=tables.host_differences(frames, found),
+        classic=classic,
+        tax=libvirt_tax(frames),
+        changes=changes,
+        history=history,
+        no_history=no_history,
+        summary=frames.summary,
+        table=frames.table,
+        runs=[RunFacts(*facts) for facts in tables.run_metadata(frames)],
+    )
+    if history is not None:
+        model.history_note = f"history of {history.runs} runs: {history.verdict_in_words()}"
+    model.notes = _notes(model)
+    return model
+
+
+def _notes(model: ReportModel) -> list[str]:
+    """TCG, phase anomalies, host differences, each run's own notes and status."""
+    notes = []
+    if model.tcg:
+        notes.append("VMs ran under TCG (software emulation): not representative of KVM")
+    for run_id, lines in model.anomalies.items():
+        prefix = f"run {run_id}: " if model.multi else ""
+        notes += [prefix + line for line in lines]
+    if model.host_differences is not None:
+        notes.append("the runs differ in host, engine or scenario: see report.html")
+    for r in model.frames.runs:
+        notes += r.notes
+        if r.status != "complete":
+            notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")
+    return notes
