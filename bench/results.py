@@ -192,6 +192,15 @@ class Run:
             self._samples = _read_jsonl(self.dir / SAMPLES, [], Sample)
         return self._samples
 
+    def iter_samples(self) -> Iterator[dict[str, Any]]:
+        """The samples as stored row dicts, one at a time: for what needs the free text
+        the columns leave out (extras) without holding every row of a large run."""
+        if self._samples is not None:
+            yield from self._samples
+            return
+        for record in _records(self.dir / SAMPLES, [], Sample.model_validate_json):
+            yield record.row()
+
     @property
     def columns(self) -> Columns:
         """The samples as one numpy array per SAMPLE_COLUMNS field (bench.records' fields

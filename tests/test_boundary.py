@@ -482,3 +482,29 @@ def test_a_sandbox_without_children_says_so(tmp_path, monkeypatch):
     b = Boundary.model_validate(sink.samples[0]["extras"]["boundary"])
     assert "workload" not in b.processes
     assert b.not_read["workload"] == "the sandbox's process (pid 8403) has no child"
+
+
+def test_the_report_shows_the_boundary_and_the_classic_tables_isolation_row(tmp_path, monkeypatch):
+    from bench.records import StepRecord
+    from bench.report import build_report
+    from bench.results import RunWriter
+
+    sink, _ = fake_run(tmp_path, monkeypatch, lambda inst: BoundaryView({"container": 8403}))
+    run_id = "t-20261205-000000-b0b0"
+    writer = RunWriter(tmp_path / "results" / run_id, run_id)
+    writer.start({"scenario": {"name": "t", "platforms": [{"name": "f"}]}})
+    writer.add_samples([Sample.model_validate(s) for s in sink.samples])
+    writer.add_step(StepRecord.model_validate(sink.steps[0]))
+    writer.finish("complete")
+    out = tmp_path / "report"
+    build_report([writer.dir], out)
+    summary = (out / "summary.md").read_text()
+    assert "## Isolation boundary, as read: " + run_id in summary
+    assert "ipc mnt net pid uts" in summary
+    classic = (out / "containers-vs-vms.md").read_text()
+    (row,) = [line for line in classic.splitlines() if line.startswith("| isolation")]
+    assert "seccomp filter, 1 filter, 14 capabilities" in row
+    assert "strong at process level vs strong at the level of a whole OS" in row
+    lines = classic.splitlines()
+    assert lines.index(row) < [i for i, x in enumerate(lines) if x.startswith("| density")][0]
+    assert "Isolation boundary, as read" in (out / "report.html").read_text()

@@ -11,7 +11,9 @@ out, so two formats cannot say different things.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from bench import comparability
@@ -54,6 +56,22 @@ class RunFacts:
     engines: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class BoundarySection:
+    """The isolation boundary as read from each instance of one run (bench.measurements.
+    boundary): one row per platform, a value per fact or "not read (why)"."""
+
+    run_id: str
+    rows: pd.DataFrame
+    read: int  # instances the table was made from
+    capped: bool  # the run has more: the table is of its first `read` instances
+
+
+# The boundary table reads samples' extras, which the columns leave out: from at most
+# this many (a few hundred ms), so a million-sample run is still reported in time.
+BOUNDARY_SAMPLES = 20_000
+
+
 @dataclass
 class ReportModel:
     """Every section of a report. `frames` stays for the plots, which draw from it."""
@@ -72,6 +90,7 @@ class ReportModel:
     summary: pd.DataFrame  # summary.csv: every statistic
     table: pd.DataFrame  # the summary as the tables show it (headline statistics)
     runs: list[RunFacts]
+    boundary: BoundarySection | None = None  # when the newest run read it
     # For the terminal: what a reader of the files must not miss, besides the plots
     # not drawn (known only when drawing): the history's verdict first, the rest after.
     history_note: str | None = None
@@ -118,11 +137,46 @@ def build_model(frames: Frames) -> ReportModel:
         summary=frames.summary,
         table=frames.table,
         runs=[RunFacts(*facts) for facts in tables.run_metadata(frames)],
+        boundary=_boundary(frames),
     )
+    if model.boundary is not None:
+        rows = model.boundary.rows
+        model.classic = [
+            HostTable(c.host, tables.with_isolation(c.table, rows), c.n_differs)
+            for c in model.classic
+        ]
     if history is not None:
         model.history_note = f"history of {history.runs} runs: {history.verdict_in_words()}"
     model.notes = _notes(model)
     return model
+
+
+def _boundary(frames: Frames) -> BoundarySection | None:
+    """The newest run's boundary table, None when its samples hold no boundary facts
+    (runs stored before the measurement existed)."""
+    import pandas as pd
+
+    from bench.measurements.boundary import COLUMNS, boundary_table
+
+    run = frames.runs[-1]
+    counted = {"read": 0, "stored": 0}
+
+    def samples() -> Iterator[dict[str, object]]:
+        for row in islice(run.iter_samples(), BOUNDARY_SAMPLES):
+            counted["read"] += 1
+            extras = row.get("extras")
+            counted["stored"] += isinstance(extras, dict) and "boundary" in extras
+            yield row
+
+    rows = boundary_table(samples(), list(run.platforms_recorded))
+    if not counted["stored"]:
+        return None
+    return BoundarySection(
+        run.run_id,
+        pd.DataFrame(rows, columns=list(COLUMNS)),
+        counted["read"],
+        counted["read"] == BOUNDARY_SAMPLES,
+    )
 
 
 def _notes(model: ReportModel) -> list[str]:

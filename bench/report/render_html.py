@@ -94,6 +94,12 @@ def render_html(
         body.append(_classic(classic.table))
         if classic.n_differs:
             body.append(f'<p class="note">{_text(classic.n_differs)}</p>')
+    if model.boundary is not None:
+        body += [
+            f"<h2>Isolation boundary, as read: {escape(model.boundary.run_id)}</h2>",
+            f"<p>{_text(tables.boundary_note(model.boundary.read, model.boundary.capped))}</p>",
+            _table(model.boundary.rows, index=False),
+        ]
     body += _memory_views(model)
     body += _tax(model.tax)
     body += _changes(model.changes)

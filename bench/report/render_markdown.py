@@ -22,6 +22,7 @@ from bench.report.tables import (
     POLICY_NOTE,
     ROWS_NOTE,
     TCG_NOTE,
+    boundary_note,
     human_column,
     summary_display,
 )
@@ -42,8 +43,25 @@ TAX_HEADING = "# What libvirt adds, measured\n\n"
 
 def summary_markdown(model: ReportModel) -> str:
     """summary.md: one Markdown table per run, each headed by its run id and host; the
-    differences between the runs' hosts; the History section."""
-    return _summary(model) + history_section(model.history, model.no_history)
+    differences between the runs' hosts; the isolation boundary; the History section."""
+    return _summary(model) + _boundary(model) + history_section(model.history, model.no_history)
+
+
+def _boundary(model: ReportModel) -> str:
+    section = model.boundary
+    if section is None:
+        return ""
+    return "\n".join(
+        [
+            "",
+            f"## Isolation boundary, as read: {section.run_id}",
+            "",
+            boundary_note(section.read, section.capped),
+            "",
+            section.rows.to_markdown(index=False),
+            "",
+        ]
+    )
 
 
 def _summary(model: ReportModel) -> str:

@@ -41,6 +41,7 @@ POLICY_NOTE = (
     "Policy: `must match` differences make `bench compare` warn (the numbers may move "
     "for that reason alone); `shown` ones are for information."
 )
+ISOLATION = "isolation (boundary, as read)"
 USUAL_CLAIMS = {
     "kernel": "containers share the host's kernel; VMs boot their own",
     "runtime": "",
@@ -52,6 +53,7 @@ USUAL_CLAIMS = {
     "disk per instance (writable)": "a thin layer vs a whole disk",
     "engine storage per instance": "",
     "density (max N)": "hundreds or thousands vs tens",
+    ISOLATION: "strong at process level vs strong at the level of a whole OS",
 }
 
 
@@ -614,3 +616,48 @@ def history_table(history: History) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame(history.rows())
+
+
+def boundary_note(read: int, capped: bool) -> str:
+    """What the isolation-boundary table is, for Markdown and HTML alike."""
+    of = f" (from the first {read} instances of the run)" if capped else ""
+    return (
+        "Read from each ready instance's host processes (/proc: seccomp, capabilities, "
+        "namespaces, uid map), the kernel that answered it and a VM's devices; a fact "
+        f"bench could not read says why, it is never assumed from the platform's kind{of}."
+    )
+
+
+def with_isolation(table: pd.DataFrame, boundary: pd.DataFrame) -> pd.DataFrame:
+    """The containers-vs-VMs table with its isolation row (before density, as in the
+    primer's table): per platform column, the boundary its instances were read to have.
+    Columns the boundary table has no platform for (another run's) stay empty."""
+    import pandas as pd
+
+    by_platform = {str(r["platform"]): r for _, r in boundary.iterrows()}
+    cells = [
+        _isolation_cell(by_platform[str(c)]) if str(c) in by_platform else ""
+        for c in table.columns
+        if c != "usual claim"
+    ]
+    row = pd.DataFrame(
+        [[*cells, USUAL_CLAIMS[ISOLATION]]], columns=table.columns, index=[ISOLATION]
+    )
+    at = list(table.index).index("density (max N)") if "density (max N)" in table.index else None
+    parts = [table, row] if at is None else [table.iloc[:at], row, table.iloc[at:]]
+    out = pd.concat(parts)
+    out.index.name = table.index.name
+    return out
+
+
+def _isolation_cell(row: pd.Series) -> str:
+    """One platform's boundary in words: who answers its system calls, then the host
+    process between it and the host with its confinement."""
+    answered = str(row["system calls answered by"])
+    process = str(row["host process"]).split(";")[0]
+    caps = str(row["capabilities"]).split(" ")[0]
+    namespaces = str(row["namespaces not shared with the host"])
+    return (
+        f"{answered}; {process}, user {row['user']}: seccomp {row['seccomp']}, "
+        f"{caps} capabilities, namespaces of its own: {namespaces}"
+    )
