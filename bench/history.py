@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import verdict as v
+from bench.comparability import WARNING, Mismatch, mismatches
 from bench.compare import (
     DEFAULT_METRIC,
     DEFAULT_THRESHOLD,
@@ -64,7 +65,7 @@ RECENT = 10
 # often (benchmarks/history_gate.py: CI jobs exiting 1 with no change).
 STEP_Z = 3.0
 INDEX_NAME = ".bench-history.sqlite"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: each run's metadata kept, for what must match
 
 REGRESSION = v.REGRESSION
 TOO_SHORT = "too short"
@@ -427,6 +428,8 @@ def summary_of(run: Run, metric: str) -> dict[str, Any]:
         "scenario": (run.metadata.get("scenario") or {}).get("name"),
         "status": run.status,
         "groups": groups,
+        # What must match between runs (bench.comparability) is judged from these.
+        "metadata": run.metadata,
     }
 
 
@@ -467,8 +470,13 @@ def history_of(
     threshold: float = DEFAULT_THRESHOLD,
     scenario: str | None = None,
     where: str = "these runs",
+    found: Sequence[Mismatch] | None = None,
 ) -> History:
-    """The history of runs' summaries (summary_of), in any order: sorted by start."""
+    """The history of runs' summaries (summary_of), in any order: sorted by start.
+
+    `found`: the runs' differences (bench.comparability.mismatches), values in the order
+    of `summaries`, when the caller has them (the report, with its samples' accels);
+    else they are found from the summaries' metadata."""
     warnings = []
     if scenario is not None:
         summaries = [s for s in summaries if s["scenario"] == scenario]
@@ -486,7 +494,13 @@ def history_of(
             f"{len(unfinished)} run(s) did not complete ({', '.join(unfinished[:3])}"
             f"{', ...' if len(unfinished) > 3 else ''}): their levels are included"
         )
+    if found is None:
+        found = _mismatches(summaries)
+    place = {s["run_id"]: i for i, s in enumerate(summaries)}
     summaries = history_of_order(summaries)
+    must = must_match_warning(found, [place[s["run_id"]] for s in summaries])
+    if must:
+        warnings.append(must)
     by_group: dict[tuple[str, int], list[Point]] = {}
     for s in summaries:
         for key, (mean_log, samples) in s["groups"].items():
@@ -497,6 +511,34 @@ def history_of(
     if not series:
         raise UsageError(f"no ready sample with a usable {metric} in these runs")
     return History(metric, threshold, series, len(summaries), warnings)
+
+
+def _mismatches(summaries: Sequence[dict[str, Any]]) -> list[Mismatch]:
+    metadatas = [s.get("metadata") for s in summaries]
+    if len(metadatas) < 2 or not all(isinstance(m, dict) for m in metadatas):
+        return []  # summaries made by an older bench: nothing to compare
+    return mismatches([m for m in metadatas if isinstance(m, dict)])
+
+
+def must_match_warning(found: Sequence[Mismatch], order: Sequence[int]) -> str | None:
+    """One warning naming what must match but differs between the runs, and at which
+    runs of the history (numbered in `order`: positions in the mismatches' values) it
+    changes. What `bench compare` refuses a verdict for: a history is still judged (a
+    change point may be exactly where a setting changed), with the reason beside it."""
+    must = []
+    for m in found:
+        if m.severity != WARNING:
+            continue
+        values = [repr(m.values[i]) for i in order]
+        at = [k + 1 for k in range(1, len(values)) if values[k] != values[k - 1]]
+        runs = ", ".join(map(str, at[:5])) + (", ..." if len(at) > 5 else "")
+        must.append(f"{m.label}, changing at run {runs}" if at else m.label)
+    if not must:
+        return None
+    return (
+        f"the runs differ in what must match ({'; '.join(must)}): a change point may "
+        "come from that alone."
+    )
 
 
 # --- the plot ---------------------------------------------------------------------------

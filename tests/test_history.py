@@ -196,3 +196,25 @@ def test_out_never_writes_through_a_link(tmp_path):
     link.symlink_to(out)
     p = invoke(str(tmp_path / "results"), "--out", str(link))
     assert isinstance(p.exception, UsageError) and "symbolic link" in str(p.exception)
+
+
+def test_what_must_match_but_changed_is_said_with_the_run_it_changed_at(tmp_path):
+    """`bench history` warns, as the report does, when the runs differ in a setting
+    `bench compare` would refuse a verdict for: a change point may come from it alone."""
+    results = tmp_path / "results"
+    ids = write_history(results, 12, seed=2)
+
+    def set_timeout(changed_at: int) -> None:
+        for i, run_id in enumerate(ids):
+            meta_path = results / run_id / "metadata.json"
+            meta = json.loads(meta_path.read_text())
+            meta["scenario"]["timeout"] = "99s" if i >= changed_at else "10s"
+            meta_path.write_text(json.dumps(meta))
+
+    set_timeout(9)  # the job's scenario changed at its 10th run
+    doc = json.loads(invoke(str(results), "--json").stdout)
+    (warning,) = [w for w in doc["warnings"] if "must match" in w]
+    assert "scenario.timeout, changing at run 10" in warning
+    set_timeout(len(ids))  # the same runs, unchanged: no such warning (index re-read)
+    doc = json.loads(invoke(str(results), "--json").stdout)
+    assert not [w for w in doc["warnings"] if "must match" in w]

@@ -583,32 +583,13 @@ def run_history(
             f"No history: {len(frames.runs)} runs of {names[0]}; `bench history` judges "
             f"{h.MIN_RUNS} runs or more (its change points need {h.MIN_SEGMENT} on each side)."
         )
-    try:
-        summaries = [h.summary_of(r, h.DEFAULT_METRIC) for r in frames.runs]
-        history = h.history_of(summaries)
-    except BenchError as e:
-        return None, f"No history: {e}"
-    # What `bench compare` refuses a verdict for: here the series is still drawn (a
-    # change point may be exactly where a setting changed), with the reason beside it.
     if found is None:
         found = mismatches(frames)
-    # Runs numbered as the history numbers them (start order), to set beside its plot.
-    place = {s["run_id"]: i for i, s in enumerate(h.history_of_order(summaries))}
-    order = sorted(range(len(frames.runs)), key=lambda i: place[frames.runs[i].run_id])
-    must = []
-    for m in found:
-        if m.severity != comparability.WARNING:
-            continue
-        values = [repr(m.values[i]) for i in order]
-        at = [k + 1 for k in range(1, len(values)) if values[k] != values[k - 1]]
-        runs = ", ".join(map(str, at[:5])) + (", ..." if len(at) > 5 else "")
-        must.append(f"{m.label}, changing at run {runs}" if at else m.label)
-    if must:
-        history.warnings.append(
-            f"the runs differ in what must match ({'; '.join(must)}): a change point may "
-            "come from that alone."
-        )
-    return history, None
+    try:
+        summaries = [h.summary_of(r, h.DEFAULT_METRIC) for r in frames.runs]
+        return h.history_of(summaries, found=found), None
+    except BenchError as e:
+        return None, f"No history: {e}"
 
 
 def history_table(history: History) -> pd.DataFrame:
