@@ -2,7 +2,7 @@
 prints. Heavy modules (pydantic models, SDKs, pandas) load inside the commands, so
 `bench --help` answers at once.
 
-Exit codes (bench.errors.ExitCode): 0 ok, 1 regression found by `compare` or `ab`,
+Exit codes (bench.model.errors.ExitCode): 0 ok, 1 regression found by `compare` or `ab`,
 2 bad usage or scenario, 3 engine unreachable, 4 run finished with failed
 instances, 5 other error, 6 inconclusive (`compare` or `ab`: too little evidence either
 way; more repeats or baseline runs would decide), 130 interrupted.
@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from bench.errors import BenchError, ExitCode, UsageError
+from bench.model.errors import BenchError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from rich.console import Console
 
-    from bench.ab import AbResult
-    from bench.ci_output import JUnitCase
+    from bench.judge.ab import AbResult
+    from bench.report.ci_output import JUnitCase
 
 
 def _flags_show_no_type() -> None:
@@ -91,7 +91,7 @@ def _backend_options_command(command: str) -> type[TyperCommand]:
 
             keys = [p.name for p in _backend_params(command)]
             options = {k: ctx.params.pop(k, None) for k in keys}
-            # An address is refused here, before any engine is asked (bench.addresses).
+            # An address is refused here, before any engine is asked (bench.model.addresses).
             for opt in cli_options(command):
                 values = options.get(opt.key)
                 for value in values if isinstance(values, (list, tuple)) else [values]:
@@ -179,8 +179,8 @@ def _check_junit(path: Path | None) -> None:
 
 def _publish(markdown: str, cases: Sequence[JUnitCase], junit: Path | None, suite: str) -> None:
     """The verdict for CI: --junit FILE, and GitHub's job summary when its variable is
-    set (bench.ci_output)."""
-    from bench.ci_output import publish
+    set (bench.report.ci_output)."""
+    from bench.report.ci_output import publish
 
     err = _stderr()
     publish(
@@ -232,11 +232,11 @@ def run(
     """
     from rich.markup import escape
 
-    from bench.anomalies import anomaly_notes
-    from bench.results import load_run
-    from bench.scenario import load_scenario, on_hosts
-    from bench.summary import density_results, memory_disagreements, summarize
-    from bench.views import summary_table
+    from bench.judge.anomalies import anomaly_notes
+    from bench.judge.summary import density_results, memory_disagreements, summarize
+    from bench.model.results import load_run
+    from bench.plan.scenario import load_scenario, on_hosts
+    from bench.report.views import summary_table
 
     loaded = load_scenario(scenario)
     if hosts:
@@ -297,9 +297,9 @@ def ab(
     Exit 0 no regression, 1 regression, 6 inconclusive (it says how many
     more repeats would decide), 2 usage error, 3 engine unreachable.
     """
-    from bench.ab import analyse_ab
-    from bench.compare import parse_threshold
-    from bench.results import load_run
+    from bench.judge.ab import analyse_ab
+    from bench.judge.compare import parse_threshold
+    from bench.model.results import load_run
 
     fraction = parse_threshold(threshold)  # before a long run, not after it
     _check_junit(junit)
@@ -329,8 +329,8 @@ def _ab_run_dir(
         raise UsageError(
             "usage: bench ab SCENARIO --baseline P --candidate Q (or --analyse RUN_DIR)"
         )
-    from bench.run import check_ab
-    from bench.scenario import load_scenario
+    from bench.plan.scenario import load_scenario
+    from bench.runner.run import check_ab
 
     loaded = load_scenario(scenario)
     check_ab(loaded, baseline, candidate)
@@ -338,9 +338,9 @@ def _ab_run_dir(
 
 
 def _run_with_progress(loaded: Any, out: Path, name: str | None, err: Any, **how: Any) -> Any:
-    """bench.run.run_scenario with live progress, warnings and notes on stderr."""
-    from bench.progress import RichEvents
-    from bench.run import run_scenario
+    """bench.runner.run.run_scenario with live progress, warnings and notes on stderr."""
+    from bench.report.progress import RichEvents
+    from bench.runner.run import run_scenario
 
     with RichEvents(err, loaded.scenario) as events:
         return run_scenario(
@@ -357,7 +357,7 @@ def _run_with_progress(loaded: Any, out: Path, name: str | None, err: Any, **how
 def _print_ab(result: AbResult, as_json: bool, junit: Path | None, err: Console) -> None:
     """The verdict on stdout (Markdown or JSON), in the CI's summary and JUnit file, its
     warnings and advice on stderr."""
-    from bench.ci_output import ab_cases
+    from bench.report.ci_output import ab_cases
     from bench.report.render_json import verdict_json
     from bench.report.render_markdown import ab_markdown
     from bench.report.render_terminal import print_verdict, print_warnings
@@ -388,9 +388,9 @@ def validate(
     --offline) that each engine answers and has the images the scenario names, as
     `bench run` would.
     """
-    from bench.run import preflight
-    from bench.scenario import load_scenario
-    from bench.views import plan_table
+    from bench.plan.scenario import load_scenario
+    from bench.report.views import plan_table
+    from bench.runner.run import preflight
 
     loaded = load_scenario(scenario)
     preflight(loaded, engines=not offline)
@@ -416,8 +416,8 @@ def images_build(
     ] = None,
 ) -> None:
     """Build the docker image and the VM kernel+initramfs from ONE busybox rootfs."""
-    from bench import images
     from bench.backends import backend_classes
+    from bench.machines import images
 
     art = images.build_rootfs(name, kernel)
     m = art.manifest
@@ -446,7 +446,7 @@ def doctor(ctx: typer.Context) -> None:
 
     Exit 0 when all is well, 3 when an engine is unreachable, 5 for anything else.
     """
-    from bench.doctor import run_checks
+    from bench.commands.doctor import run_checks
 
     err = _stderr()
     checks = run_checks(_backend_options(ctx), say=lambda m: err.print(m, style="dim"))
@@ -492,13 +492,13 @@ def clean(
     ] = None,
 ) -> None:
     """Remove every container, domain and overlay file that bench created and left over."""
-    from bench.clean import check_run_id
-    from bench.clean import clean as do_clean
-    from bench.leftovers import default_backends, scenario_backends
+    from bench.commands.clean import check_run_id
+    from bench.commands.clean import clean as do_clean
+    from bench.plan.leftovers import default_backends, scenario_backends
 
     check_run_id(run_id)  # before any engine is asked
     if scenario is not None:
-        from bench.scenario import load_scenario, on_hosts
+        from bench.plan.scenario import load_scenario, on_hosts
 
         loaded = load_scenario(scenario)
         backends = scenario_backends(on_hosts(loaded, hosts) if hosts else loaded)
@@ -583,12 +583,12 @@ def compare(
     when set) or JSON; warnings go to stderr. Exit 0 none, 1 regression,
     6 inconclusive (too little evidence: more baseline runs needed), 2 usage error.
     """
-    from bench.ci_output import compare_cases
-    from bench.compare import compare_runs, parse_threshold
+    from bench.judge.compare import compare_runs, parse_threshold
+    from bench.model.results import load_run
+    from bench.report.ci_output import compare_cases
     from bench.report.render_json import verdict_json
     from bench.report.render_markdown import compare_markdown
     from bench.report.render_terminal import print_verdict, print_warnings
-    from bench.results import load_run
 
     _check_junit(junit)
     if len(run_dirs) < 2:
@@ -644,10 +644,10 @@ def history(
     results folder keeps an index of its runs' levels (.bench-history.sqlite),
     so a long history is read quickly.
     """
-    from bench.ci_output import history_cases
-    from bench.compare import parse_threshold
-    from bench.history import read_history
+    from bench.judge.compare import parse_threshold
+    from bench.judge.history import read_history
     from bench.report import write_history
+    from bench.report.ci_output import history_cases
     from bench.report.render_json import verdict_json
     from bench.report.render_markdown import history_markdown
     from bench.report.render_terminal import print_verdict, print_warnings
@@ -677,7 +677,7 @@ def schema() -> None:
     """
     import json
 
-    from bench.schema import scenario_schema
+    from bench.plan.schema import scenario_schema
 
     print(json.dumps(scenario_schema(), indent=2))
 
@@ -711,7 +711,7 @@ def main() -> None:
     except Exception as e:  # not foreseen: still one line, and never exit 1 (regression)
         if _state["debug"]:
             raise
-        from bench.errors import first_line
+        from bench.model.errors import first_line
 
         print(
             f"bench: error: {type(e).__name__}: {first_line(e)} (run with --debug for the "

@@ -31,8 +31,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.ab import analyse_ab  # noqa: E402
-from bench.results import load_run  # noqa: E402
+from bench.judge.ab import analyse_ab  # noqa: E402
+from bench.model.results import load_run  # noqa: E402
 
 EXPECTED = {"same": 0, "slower": 1}
 

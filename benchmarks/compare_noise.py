@@ -1,8 +1,8 @@
 """`bench compare` under issue 21's noise: a benchmark that prints figures, not a test.
 
 Writes synthetic runs of scenarios/ci-startup.yaml's design (counts [1, 4], 20
-repeats, one platform) with bench's RunWriter and bench.records rows, reads them back
-with load_run and judges them with bench.compare.compare_runs. Noise: per-instance
+repeats, one platform) with bench's RunWriter and bench.model.records rows, reads them back
+with load_run and judges them with bench.judge.compare.compare_runs. Noise: per-instance
 lognormal CV 15%, a share ICC 0.4 of its variance shared by a step's instances, and a
 run-to-run level (log-sd "drift"). Models, each with 1, 3 and 5 baselines unless said:
 
@@ -41,11 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import results_md  # noqa: E402  (this script's folder is on sys.path)
 
-from bench import verdict as v  # noqa: E402
-from bench.compare import compare_runs, level_of, sample_groups  # noqa: E402
-from bench.errors import ExitCode  # noqa: E402
-from bench.records import Sample, StepRecord  # noqa: E402
-from bench.results import RunWriter, load_run  # noqa: E402
+from bench.judge import verdict as v  # noqa: E402
+from bench.judge.compare import compare_runs, level_of, sample_groups  # noqa: E402
+from bench.model.errors import ExitCode  # noqa: E402
+from bench.model.records import Sample, StepRecord  # noqa: E402
+from bench.model.results import RunWriter, load_run  # noqa: E402
 
 SECTION = "# `bench compare` under issue 21's noise"
 COUNTS = (1, 4)
@@ -121,7 +121,7 @@ class Sim:
 
 
 def hide_times(run):
-    from bench.results import Run
+    from bench.model.results import Run
 
     meta = {k: x for k, x in run.metadata.items() if k not in ("started_at", "finished_at")}
     return Run(run.dir, meta, run.samples, run.steps)

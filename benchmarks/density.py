@@ -32,7 +32,7 @@ import psutil
 import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
 from overhead import EngineWedged, _launch_ready, remove_all
 
-from bench.stats import percentile
+from bench.model.stats import percentile
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "# Density: `bench run scenarios/density.yaml`"
@@ -50,7 +50,7 @@ def busy_cpu_s() -> float:
 def container_ramp(scenario: Path) -> tuple[list[int], dict, int]:
     """The scenario's docker platform as a bare loop runs it: its levels, its limits as
     host-config keys, and the scenario's launches in flight."""
-    from bench.scenario import load_scenario
+    from bench.plan.scenario import load_scenario
 
     sc = load_scenario(scenario).scenario
     platform = next(p for p in sc.platforms if p.backend == "docker")

@@ -1,9 +1,9 @@
 """How far can bench's regression verdicts be trusted? A benchmark, not a test.
 
-Writes synthetic runs in bench's real format (bench.results.RunWriter with
-bench.records Sample/StepRecord rows, into a temporary directory, on tmpfs when there
-is one), reads them back with bench.results.load_run and judges them with the real
-code: bench.ab.analyse_ab for `bench ab`, bench.compare.compare_runs for `bench compare`
+Writes synthetic runs in bench's real format (bench.model.results.RunWriter with
+bench.model.records Sample/StepRecord rows, into a temporary directory, on tmpfs when there
+is one), reads them back with bench.model.results.load_run and judges them with the real
+code: bench.judge.ab.analyse_ab for `bench ab`, bench.judge.compare.compare_runs for `bench compare`
 with 1 and with 5 baseline runs. Prints false-alarm rates (no change) and power (the
 share of runs called a regression) at +5%, +10% and +20%, with 95% Clopper-Pearson
 intervals, and the share of inconclusive verdicts.
@@ -41,7 +41,7 @@ the design (pairs x N x INSTANCE_S + steps x STEP_OVERHEAD_S), and the target sa
 
 Shortcut, stated: every trial is written to files and read back through load_run,
 except the trials of the non-realistic noise models when --fast is given, which build
-the same rows into bench.results.Run in memory (skipping only the JSON round trip).
+the same rows into bench.model.results.Run in memory (skipping only the JSON round trip).
 
 Exit 1 when any ab target is missed: under every model false alarms <= 1%, power at
 +10% >= 95% (>= 90% under heavy tails), inconclusive A/A runs under heavy tails <= 10%;
@@ -68,12 +68,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import verdict as v  # noqa: E402
-from bench.ab import analyse_ab  # noqa: E402
-from bench.compare import compare_runs  # noqa: E402
-from bench.errors import ExitCode  # noqa: E402
-from bench.records import Sample, StepRecord  # noqa: E402
-from bench.results import Run, RunWriter, load_run  # noqa: E402
+from bench.judge import verdict as v  # noqa: E402
+from bench.judge.ab import analyse_ab  # noqa: E402
+from bench.judge.compare import compare_runs  # noqa: E402
+from bench.model.errors import ExitCode  # noqa: E402
+from bench.model.records import Sample, StepRecord  # noqa: E402
+from bench.model.results import Run, RunWriter, load_run  # noqa: E402
 from bench.runner.policy import ab_order  # noqa: E402
 
 MEDIAN_S = 0.30  # a busybox container's ready_s

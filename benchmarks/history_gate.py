@@ -1,10 +1,10 @@
 """How far can `bench history`'s verdict be trusted? A benchmark, not a test.
 
-Series of run levels are simulated and judged by bench's own code (bench.history.judge:
+Series of run levels are simulated and judged by bench's own code (bench.judge.history.judge:
 PELT with bench's penalty, the newest-segment rule, RECENT). Shortcut, stated: the
 levels are drawn directly (a run's level = log 100 ms + run-to-run drift N(0, DRIFT)
 + its own sampling error N(0, WITHIN)), not written as runs and read back; reading runs
-into levels is bench.compare.level_of, tested in tests/test_history.py on runs written
+into levels is bench.judge.compare.level_of, tested in tests/test_history.py on runs written
 by RunWriter.
 
 Figures, each with a 95% Clopper-Pearson interval where it is a share:
@@ -30,7 +30,7 @@ import numpy as np
 import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
 from scipy.stats import binomtest
 
-from bench import history as h
+from bench.judge import history as h
 
 SECTION = "# `bench history` under run-to-run drift (issue 21)"
 DRIFT = 0.07
@@ -120,7 +120,7 @@ def main() -> int:
             f"Measured {when} by `benchmarks/history_gate.py --trials {args.trials} --seed "
             f"{seed}` on {results_md.host_line()} ({took:.1f} min). Run levels drawn with "
             f"{DRIFT:.0%} run-to-run drift (log-sd) and {WITHIN:.0%} sampling error per "
-            f"run, judged by bench.history (ruptures PELT, penalty {h.PENALTY}, segments of "
+            f"run, judged by bench.judge.history (ruptures PELT, penalty {h.PENALTY}, segments of "
             f"at least {h.MIN_SEGMENT} runs, threshold {THRESHOLD:.0%}: a newest segment "
             f"slower by more than half of it, begun within the newest {h.RECENT} runs).",
             "",

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
 
-from bench.records import Sample
-from bench.results import RunWriter
+from bench.model.records import Sample
+from bench.model.results import RunWriter
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "# `bench history` on a long history (issue 21)"

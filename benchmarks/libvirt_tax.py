@@ -215,7 +215,7 @@ def run_ab(scenario: Path, out: Path) -> tuple[Path, dict, float]:
 
 
 def section(run_dir: Path, verdict: dict | None, note: str) -> str:
-    from bench.ab import analyse_ab
+    from bench.judge.ab import analyse_ab
     from bench.report.frame import load_frames
     from bench.report.render_markdown import tax_markdown
     from bench.report.tax import libvirt_tax

@@ -376,8 +376,8 @@ def cpu_while_waiting_for_vms(n: int = 2) -> dict[str, float]:
     """Run the runner in this process; measure process CPU from the step's start to
     the last instance ready (launch calls included, so this is an upper bound)."""
     from bench.backends import make_backend
+    from bench.plan.scenario import LoadedScenario, parse_scenario
     from bench.runner import NoEvents, Runner
-    from bench.scenario import LoadedScenario, parse_scenario
 
     text = (
         f"name: overhead-vm\nsettle: 0s\ntimeout: 120s\ncounts: [{n}]\n"

@@ -5,7 +5,7 @@ benchmark that prints figures, not a test.
 
 Every folder is made under a temporary directory this script removes:
 - a sound run of `--samples` samples (default 1 M: 2 platforms x N 500-5000 x 40
-  repeats), written by bench's own RunWriter from bench.records.Sample, so its lines are
+  repeats), written by bench's own RunWriter from bench.model.records.Sample, so its lines are
   the runner's own (every declared field, memory and disk figures of a container);
 - hostile folders: samples.jsonl as a link to /dev/zero (refused before a byte is read:
   the link itself is never opened), as a link to a root-only dummy file, as a FIFO,
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import results_md  # benchmarks/results_md.py (this script's folder is on sys.path)
 
-from bench.records import Sample, StepRecord
-from bench.results import SAMPLES, RunWriter
+from bench.model.records import Sample, StepRecord
+from bench.model.results import SAMPLES, RunWriter
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "# Reading results folders: size and hostile input (issue 20)"

@@ -39,7 +39,7 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-# Same place bench looks for it (bench/paths.py: $BENCH_CACHE_DIR, as root /var/cache/bench).
+# Same place bench looks for it (bench/model/paths.py: $BENCH_CACHE_DIR, as root /var/cache/bench).
 CACHE_DIR=${BENCH_CACHE_DIR:-/var/cache/bench}
 KERNEL_CACHE_DIR=$CACHE_DIR/kernel
 PY=${PYTHON:-python3}

@@ -115,7 +115,7 @@ def _bench_leftovers() -> set[str]:
         conn.close()
     except Exception:
         pass
-    from bench.paths import state_dir
+    from bench.model.paths import state_dir
 
     overlays = state_dir() / "overlays"
     if overlays.is_dir():
@@ -132,11 +132,11 @@ def pytest_configure(config):
 
     A cached probe (KVM, a runtime) or image on the developer's or CI's machine once hid
     a crash that every fresh host met on its first run. Set before any test imports
-    bench (bench.paths reads the variables at each call), inherited by every `bench`
+    bench (bench.model.paths reads the variables at each call), inherited by every `bench`
     the tests start. The guest kernel is an input the set-up installs (like a package),
     not something bench builds or probes: it is copied in where bench looks for it.
     """
-    from bench.paths import cache_dir
+    from bench.model.paths import cache_dir
 
     kernels = sorted((cache_dir() / "kernel").glob("vmlinuz-*"))
     made = []

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from bench.host import ProcessTable
+from bench.machines.host import ProcessTable
 
 
 def run_fake(text, run_id="run-test", ab=None, **host_args):
@@ -21,9 +21,9 @@ def fake_runner(text, run_id="run-test", ab=None, **host_args):
     """The Runner run_fake runs, with its sink and backends: for a test whose run raises
     and that still looks at what was recorded and left."""
     from bench.backends.fake import FakeBackend
-    from bench.clock import FakeClock
+    from bench.machines.clock import FakeClock
+    from bench.plan.scenario import LoadedScenario, parse_scenario
     from bench.runner import Runner
-    from bench.scenario import LoadedScenario, parse_scenario
 
     sc = parse_scenario(text)
     clock = FakeClock()
@@ -50,7 +50,7 @@ class MemorySink:
         self.metadata = {}
 
     def update(self, **fields):
-        from bench.results import as_stored
+        from bench.model.results import as_stored
 
         self.metadata.update({k: as_stored(v) for k, v in fields.items()})
 
@@ -62,7 +62,7 @@ class MemorySink:
 
 
 class FakeHost:
-    """A bench.host.Host whose MemAvailable falls by `per_instance` for each live fake
+    """A bench.machines.host.Host whose MemAvailable falls by `per_instance` for each live fake
     instance; everything else reads as an empty, quiet machine."""
 
     def __init__(self, live, total=2 * 2**30, per_instance=100 * 2**20, key="fakehost"):

@@ -98,9 +98,9 @@ def test_ab_usage_errors_exit_2_and_start_nothing(tmp_path):
 def test_ab_refuses_platforms_on_two_hosts(tmp_path):
     # Pairs cancel the drift both platforms see; on two machines they would measure the
     # machines' difference. Refused before anything connects (the address is never dialled).
-    from bench.errors import UsageError
-    from bench.run import check_ab
-    from bench.scenario import load_scenario
+    from bench.model.errors import UsageError
+    from bench.plan.scenario import load_scenario
+    from bench.runner.run import check_ab
 
     path = tmp_path / "two-hosts.yaml"
     path.write_text(

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import verdict as v
-from bench.ab import analyse_ab
-from bench.errors import ExitCode, UsageError
+from bench.judge import verdict as v
+from bench.judge.ab import analyse_ab
+from bench.model.errors import ExitCode, UsageError
+from bench.model.results import Run
 from bench.report.render_json import verdict_json
 from bench.report.render_markdown import ab_markdown
-from bench.results import Run
 from bench.runner.policy import ab_order
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 
 libvirt runs the program a `qemu+ext://...?command=` URI names, and an SSH host name
 reaches the user's ProxyCommand through a shell (CVE-2023-51385): every such address
-was accepted before bench.addresses. The CLI cases run `bench` for real, each on a
+was accepted before bench.model.addresses. The CLI cases run `bench` for real, each on a
 scenario file under the test's own folder, and check nothing was run.
 """
 
@@ -19,9 +19,9 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from bench import addresses
 from bench.cli import app
-from bench.errors import UsageError
+from bench.model import addresses
+from bench.model.errors import UsageError
 from tests.conftest import REPO
 
 LIBVIRT_REFUSED = [
@@ -155,8 +155,8 @@ def test_engine_addresses_bench_uses_are_accepted():
 
 
 def test_ssh_host_refuses_an_unchecked_address_itself():
-    from bench.errors import UsageError
-    from bench.ssh_host import SshHost
+    from bench.machines.ssh_host import SshHost
+    from bench.model.errors import UsageError
 
     with pytest.raises(UsageError, match="not a host name"):
         SshHost("ssh://root@jump;id>pwned;echo")
@@ -184,7 +184,7 @@ def proxy_log(tmp_path, monkeypatch):
     [("ssh://root@lab-1.example.org:2222", "lab-1.example.org"), ("ssh://root@[::1]", "::1")],
 )
 def test_proxy_command_gets_exactly_the_checked_host_name(proxy_log, address, host):
-    from bench.ssh_host import SshError, SshHost
+    from bench.machines.ssh_host import SshError, SshHost
 
     with pytest.raises(SshError):
         SshHost(address)._connect()
@@ -193,8 +193,8 @@ def test_proxy_command_gets_exactly_the_checked_host_name(proxy_log, address, ho
 
 @pytest.mark.parametrize("address", SSH_REFUSED)
 def test_ssh_host_refuses_a_hostile_address_before_any_proxy_command(proxy_log, address):
-    from bench.errors import UsageError
-    from bench.ssh_host import SshHost
+    from bench.machines.ssh_host import SshHost
+    from bench.model.errors import UsageError
 
     with pytest.raises(UsageError):
         SshHost(address)._connect()

@@ -1,4 +1,4 @@
-"""Phase anomaly notes (bench.anomalies): one slow create on the fake backend, the
+"""Phase anomaly notes (bench.judge.anomalies): one slow create on the fake backend, the
 engine-bound VM boot seen on a freshly installed libvirtd, healthy runs left alone,
 and the notes where users read them (`bench run`, `bench report`)."""
 
@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 import bench.backends
 from bench import cli
-from bench.anomalies import anomaly_notes, find_anomalies, phases
 from bench.backends.fake import FakeBackend, FakeEngine
+from bench.judge.anomalies import anomaly_notes, find_anomalies, phases
+from bench.model.results import load_run
 from bench.report import build_report
-from bench.results import load_run
 from tests.conftest import REPO
 from tests.helpers import run_fake
 from tests.test_report import write_run

@@ -15,7 +15,7 @@ import bench.backends
 from bench import cli
 from bench.backends.base import Backend, CliOption, Leftover
 from bench.backends.fake import FakeBackend, FakeEngine
-from bench.images import VmArtifacts
+from bench.machines.images import VmArtifacts
 from tests.conftest import REPO
 
 FAKE_ONLY = {"fake": "bench.backends.fake:FakeBackend"}
@@ -36,7 +36,7 @@ def invoke(*args: str):
 
 
 def test_doctor_reaches_the_fake_through_the_registry(engine, monkeypatch):
-    from bench import images, rootfs
+    from bench.machines import images, rootfs
 
     monkeypatch.setattr(rootfs, "find_busybox", lambda: Path("/bin/busybox"))
     monkeypatch.setattr(rootfs, "busybox_version", lambda _p: "BusyBox v1")
@@ -75,7 +75,7 @@ def test_clean_reaches_the_fake_and_leaves_another_hosts_run_alone(engine):
 
 
 def test_images_build_reaches_the_fake_and_its_own_skip_flag(engine, monkeypatch, tmp_path):
-    from bench import images
+    from bench.machines import images
 
     built = VmArtifacts(
         tmp_path / "vmlinuz",
@@ -154,7 +154,7 @@ def test_a_backend_with_no_cli_hooks_adds_nothing():
     assert Backend.build_images("busybox", {}, print) == []
 
 
-@pytest.mark.parametrize("module", ["cli.py", "doctor.py", "clean.py"])
+@pytest.mark.parametrize("module", ["cli.py", "commands/doctor.py", "commands/clean.py"])
 def test_cli_modules_import_no_backend_module(module):
     tree = ast.parse((REPO / "bench" / module).read_text())
     imported = {
@@ -170,7 +170,7 @@ def test_cli_modules_import_no_backend_module(module):
 
 def test_docker_doctor_reports_an_absent_engine_as_an_engine_failure():
     from bench.backends.docker_backend import DockerBackend
-    from bench.errors import UsageError
+    from bench.model.errors import UsageError
 
     (check,) = DockerBackend.doctor_checks(
         {"docker_host": "unix:///nonexistent/docker.sock"}, print
@@ -220,7 +220,7 @@ def test_a_docker_engine_wedged_after_ping_is_unavailable_in_one_line(monkeypatc
     import requests.exceptions
 
     from bench.backends.docker_backend import DockerBackend, DockerSettings
-    from bench.errors import EngineUnavailable, ExitCode
+    from bench.model.errors import EngineUnavailable, ExitCode
 
     timed_out = requests.exceptions.ReadTimeout(
         "UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=60)"
@@ -260,8 +260,8 @@ def test_libvirt_prepare_does_not_preflight_again(monkeypatch, tmp_path):
 
 
 def test_prepare_backends_preflights_every_platform_once_before_any_prepare():
-    from bench.run import prepare_backends
-    from bench.scenario import LoadedScenario, parse_scenario
+    from bench.plan.scenario import LoadedScenario, parse_scenario
+    from bench.runner.run import prepare_backends
 
     calls = []
 

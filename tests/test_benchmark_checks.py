@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import density  # noqa: E402  (benchmarks/ is not a package)
 import overhead  # noqa: E402
 
-from bench.scenario import parse_scenario  # noqa: E402
+from bench.plan.scenario import parse_scenario  # noqa: E402
 
 
 def _ramp(levels: list[int], destroy_failures: int, status: str = "complete"):

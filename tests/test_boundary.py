@@ -13,7 +13,7 @@ from bench.backends.base import BoundaryView
 from bench.backends.fake import FakeBackend
 from bench.backends.libvirt_backend import domain_devices
 from bench.backends.qemu_backend import qom_devices
-from bench.host import LocalHost, _read_text
+from bench.machines.host import LocalHost, _read_text
 from bench.measurements.boundary import (
     Boundary,
     ProcessFacts,
@@ -29,7 +29,7 @@ from bench.measurements.boundary import (
     reference_namespaces,
     syscalls_by,
 )
-from bench.records import Sample
+from bench.model.records import Sample
 from tests.helpers import FakeHost, run_fake
 
 HOST_NS = {"cgroup": 10, "ipc": 11, "mnt": 12, "net": 13, "pid": 14, "time": 15, "user": 16}
@@ -421,7 +421,7 @@ def test_ssh_host_reads_links_in_one_round_trip(tmp_path, monkeypatch):
     """SshHost.read_links' script, run by a local sh (what the remote one would run)."""
     import subprocess
 
-    from bench.ssh_host import SshHost
+    from bench.machines.ssh_host import SshHost
 
     (tmp_path / "net").symlink_to("net:[4026531833]")
     odd = tmp_path / "it's; $(x)"
@@ -485,9 +485,9 @@ def test_a_sandbox_without_children_says_so(tmp_path, monkeypatch):
 
 
 def test_the_report_shows_the_boundary_and_the_classic_tables_isolation_row(tmp_path, monkeypatch):
-    from bench.records import StepRecord
+    from bench.model.records import StepRecord
+    from bench.model.results import RunWriter
     from bench.report import build_report
-    from bench.results import RunWriter
 
     sink, _ = fake_run(tmp_path, monkeypatch, lambda inst: BoundaryView({"container": 8403}))
     run_id = "t-20261205-000000-b0b0"

@@ -1,4 +1,4 @@
-"""bench.ci_output: the JUnit file (`--junit`) and GitHub's job summary
+"""bench.report.ci_output: the JUnit file (`--junit`) and GitHub's job summary
 (GITHUB_STEP_SUMMARY) for `bench ab` and `bench compare`."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from bench import ci_output as ci
-from bench.compare import compare_runs
-from bench.errors import ExitCode
+from bench.judge.compare import compare_runs
+from bench.model.errors import ExitCode
+from bench.report import ci_output as ci
 from tests.conftest import REPO
 from tests.test_compare import make_run, startup_times
 
@@ -93,8 +93,8 @@ def test_a_linked_or_odd_summary_file_is_refused_in_one_line(tmp_path):
 
 def _compare_dirs(tmp_path, slower: float):
     """Two runs in bench's format (a baseline and a current one)."""
-    from bench.records import Sample
-    from bench.results import RunWriter
+    from bench.model.records import Sample
+    from bench.model.results import RunWriter
 
     rng = np.random.default_rng(3)
     dirs = []
@@ -178,7 +178,7 @@ def test_compare_cases_follow_the_verdicts():
 
 
 def test_ab_cases_one_per_n_and_one_for_failures():
-    from bench.ab import analyse_ab
+    from bench.judge.ab import analyse_ab
     from tests.test_ab_noise import ab_run
 
     result = analyse_ab(
@@ -268,8 +268,8 @@ def test_the_example_scripts_handle_exit_6_under_set_e(name):
 
 
 def test_ab_analyse_writes_junit_and_the_summary_from_the_command_line(tmp_path):
-    from bench.records import Sample
-    from bench.results import RunWriter
+    from bench.model.records import Sample
+    from bench.model.results import RunWriter
     from tests.test_ab_noise import ab_run
 
     run = ab_run(np.random.default_rng(5), 30, change=lambda n, logs: logs + 0.3)

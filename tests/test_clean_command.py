@@ -8,12 +8,12 @@ import pytest
 
 from bench.backends.base import Leftover
 from bench.backends.fake import FakeBackend
-from bench.clean import clean
-from bench.errors import UsageError
-from bench.leftovers import clean_command, scenario_backends
-from bench.owner import hostname
-from bench.paths import run_lock_path
-from bench.scenario import LoadedScenario, on_hosts, parse_scenario
+from bench.commands.clean import clean
+from bench.model.errors import UsageError
+from bench.model.owner import hostname
+from bench.model.paths import run_lock_path
+from bench.plan.leftovers import clean_command, scenario_backends
+from bench.plan.scenario import LoadedScenario, on_hosts, parse_scenario
 from tests.helpers import dead_pid, hold_lock
 
 LOCAL = "name: s\ncounts: [1]\nplatforms:\n  - {name: c, backend: docker, image: busybox}\n"
@@ -70,7 +70,7 @@ def test_scenario_backends_are_one_per_engine(monkeypatch):
 # -- run ids: `--run ""` selected every bench container --------------------------------
 
 
-# Bench makes NAME-YYYYMMDD-HHMMSS-HEX (bench.results.new_run_id); nothing else names a run.
+# Bench makes NAME-YYYYMMDD-HHMMSS-HEX (bench.model.results.new_run_id); nothing else names a run.
 NOT_RUN_IDS = [
     "",
     "../x",

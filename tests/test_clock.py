@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bench.clock import REAL_CLOCK, ClockStalled, FakeClock
+from bench.machines.clock import REAL_CLOCK, ClockStalled, FakeClock
 
 
 def test_sleep_in_the_owner_thread_takes_no_wall_time():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from bench.comparability import (
+from bench.judge.comparability import (
     ABSENT,
     INFO,
     WARNING,

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.compare import (
+from bench.judge.compare import (
     INCONCLUSIVE,
     REGRESSION,
     compare_runs,
     parse_threshold,
 )
-from bench.errors import ExitCode, UsageError
+from bench.model.errors import ExitCode, UsageError
+from bench.model.results import Run
 from bench.report.render_json import verdict_json
 from bench.report.render_markdown import compare_markdown
-from bench.results import Run
 
 ALPHA = 0.01
 THRESHOLD = 0.10

@@ -1,6 +1,6 @@
 """`bench compare` under the noise a real engine makes (issue 21): one test per
 `compare` row of the issue's table, on runs written in bench's format
-(bench.results.RunWriter with bench.records rows), read back with load_run and judged
+(bench.model.results.RunWriter with bench.model.records rows), read back with load_run and judged
 by the real code (and the CLI where its output is the point). Fixed seeds; the rates
 are small simulations of the issue's models, with today's rule computed on the same
 runs to show the model reproduces the row.
@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import verdict as v
-from bench.compare import compare_runs, sample_groups
-from bench.errors import ExitCode
-from bench.records import Sample
+from bench.judge import verdict as v
+from bench.judge.compare import compare_runs, sample_groups
+from bench.model.errors import ExitCode
+from bench.model.records import Sample
+from bench.model.results import Run, RunWriter
 from bench.report.render_json import verdict_json
 from bench.report.render_markdown import compare_markdown
-from bench.results import Run, RunWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 # The benchmark's simulator: the same runs the figures in results.md come from.
@@ -51,7 +51,7 @@ def shifted(run, level: float = 0.0, start: float = 0.0, effect: float = 0.0) ->
 def sim(tmp_path, monkeypatch):
     # The runs' files as bench writes them, minus the fsync after every line (the
     # durability of a test's temporary files is not under test).
-    monkeypatch.setattr("bench.results.os.fsync", lambda fd: None)
+    monkeypatch.setattr("bench.model.results.os.fsync", lambda fd: None)
     return Sim(21, tmp_path)
 
 
@@ -65,7 +65,7 @@ def _groups(run):
 def old_time_rule(bases, cur, alpha=0.01, threshold=0.10) -> bool:
     """Before issue 21: the prediction test on the runs' levels as they are (one
     baseline: the drift test), Holm over groups, change above half the threshold."""
-    from bench.compare import level_of
+    from bench.judge.compare import level_of
 
     tests = []
     for k in GROUPS:

@@ -1,4 +1,4 @@
-from bench.console import Console, find_marker
+from bench.machines.console import Console, find_marker
 
 
 def test_marker_fields():
@@ -60,7 +60,7 @@ def test_console_tail_is_bounded():
 def test_control_characters_from_an_instance_are_shown_as_escapes():
     # A console is the instance's to write: an escape sequence (retitle the terminal,
     # erase the line) must reach error lines and tables as text, not as a command.
-    from bench.console import Console
+    from bench.machines.console import Console
 
     c = Console("BENCH_READY")
     c.feed(b"\x1b]0;pwned\x07 \x1b[2K\x1b[31mred\x1b[0m\tok\n")

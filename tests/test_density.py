@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.scenario import parse_scenario
-from bench.summary import density_results
+from bench.judge.summary import density_results
+from bench.plan.scenario import parse_scenario
 from tests.helpers import fake_runner, run_fake
 
 
@@ -231,7 +231,7 @@ def test_a_wedged_engine_costs_one_call_timeout_at_teardown_not_one_per_instance
     64 and the retry are not tried, and the run stops with one line saying what is left.
     Before, every instance cost a timeout twice: 64 / 16 x 60 s x 2 = 8 min here, and
     half an hour per try for the 2048 containers of scenarios/density.yaml."""
-    from bench.errors import EngineUnavailable
+    from bench.model.errors import EngineUnavailable
     from bench.runner.executor import STALLED_DESTROY_S
 
     text = RAMP.replace("platforms:", "density: {max: 64, mode: ramp}\nplatforms:").replace(
@@ -275,7 +275,7 @@ def test_a_slow_destroy_that_succeeds_is_not_a_wedged_engine(monkeypatch):
 
 def test_a_wedged_engine_stops_the_run_after_the_step_it_wedged_in():
     """Fixed counts: N=2's teardown wedges; the step is recorded, N=4 never starts."""
-    from bench.errors import EngineUnavailable
+    from bench.model.errors import EngineUnavailable
 
     text = (
         HEAD + "warmup: 0\ncounts: [2, 4]\nplatforms:\n"
@@ -291,8 +291,8 @@ def test_a_wedged_engine_stops_the_run_after_the_step_it_wedged_in():
 def test_records_reach_the_sink_as_records_with_the_limit_in_the_step_record():
     """The recorder hands the sink the typed records themselves (no dict in between),
     and a search's limit is in the step record the sink gets, not added after."""
-    from bench.records import Sample, StepRecord, Warmup
-    from bench.results import as_stored
+    from bench.model.records import Sample, StepRecord, Warmup
+    from bench.model.results import as_stored
 
     class RecordSink:
         def __init__(self):

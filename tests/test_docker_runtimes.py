@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from bench.errors import ExitCode, RuntimeUnusable, ScenarioError, UnknownRuntime
+from bench.model.errors import ExitCode, RuntimeUnusable, ScenarioError, UnknownRuntime
 from tests.conftest import REPO
 from tests.helpers import FakeHost
 
@@ -356,8 +356,8 @@ def test_without_runtime_nothing_is_probed_and_the_default_is_recorded(docker_ba
 
 def test_bench_run_locates_an_unknown_runtime_in_the_scenario(monkeypatch, tmp_path):
     from bench.backends.docker_backend import DockerBackend
-    from bench.run import preflight
-    from bench.scenario import load_scenario
+    from bench.plan.scenario import load_scenario
+    from bench.runner.run import preflight
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     api = Api()
@@ -391,8 +391,8 @@ def test_prepare_records_the_runtime_and_its_version(docker_backend):
 
 def test_validate_starts_no_probe_but_a_cached_refusal_still_counts(monkeypatch, tmp_path):
     from bench.backends.docker_backend import DockerBackend
-    from bench.run import preflight
-    from bench.scenario import load_scenario
+    from bench.plan.scenario import load_scenario
+    from bench.runner.run import preflight
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     reason = "cgroups in hybrid mode not supported, drop all controllers from cgroupv2"

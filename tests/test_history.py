@@ -16,9 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 # The benchmark's run writer: the runs history_speed.py times are made the same way.
 from history_speed import write_run  # noqa: E402
 
-from bench import cli, history  # noqa: E402
-from bench.errors import UsageError
-from bench.records import Sample
+from bench import cli
+from bench.judge import history  # noqa: E402
+from bench.model.errors import UsageError
+from bench.model.records import Sample
 
 
 def write_history(

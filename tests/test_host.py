@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.backends import make_backend
-from bench.errors import UsageError
-from bench.host import (
+from bench.machines.host import (
     Host,
     LocalHost,
     host_for,
@@ -16,7 +15,8 @@ from bench.host import (
     local_host,
     ssh_address,
 )
-from bench.scenario import parse_scenario
+from bench.model.errors import UsageError
+from bench.plan.scenario import parse_scenario
 from tests.helpers import FakeHost
 
 
@@ -40,7 +40,7 @@ def test_local_addresses_get_the_one_local_host(address):
     ],
 )
 def test_ssh_addresses_get_one_ssh_host_each_without_connecting(address, ssh, key):
-    from bench.ssh_host import SshHost
+    from bench.machines.ssh_host import SshHost
 
     assert not is_local_address(address)
     assert ssh_address(address) == ssh
@@ -58,8 +58,8 @@ def test_addresses_bench_cannot_read_the_machine_of_are_refused(address):
 
 
 def test_a_run_refuses_an_engine_whose_machine_it_cannot_read_before_asking_it(monkeypatch):
-    from bench.run import preflight
-    from bench.scenario import LoadedScenario
+    from bench.plan.scenario import LoadedScenario
+    from bench.runner.run import preflight
 
     # tcp:// has no SSH to read the machine by: refused before any connection.
     monkeypatch.setenv("DOCKER_HOST", "tcp://192.0.2.1:2375")
@@ -113,7 +113,7 @@ def test_local_host_runs_commands_and_reads_files(tmp_path):
 
 def test_overlays_are_made_by_qemu_img_on_the_engines_host(tmp_path):
     from bench.backends.guest import make_overlay
-    from bench.errors import ImageError
+    from bench.model.errors import ImageError
 
     host = FakeHost(lambda: [])
     make_overlay(host, tmp_path / "base.qcow2", tmp_path / "o.qcow2")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scenario import MAX_SCENARIO_BYTES, MAX_YAML_NODES
+from bench.plan.scenario import MAX_SCENARIO_BYTES, MAX_YAML_NODES
 
 WALL_BOUND_S = 5.0
 RSS_BOUND_BYTES = 128 * 2**20
@@ -115,7 +115,7 @@ def test_alias_bomb_really_is_one():
     # nodes once expanded (counted by the same memoised walk, with no cap).
     import yaml
 
-    from bench.scenario import _expanded_nodes
+    from bench.plan.scenario import _expanded_nodes
 
     text = alias_bomb()
     root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -131,7 +131,7 @@ def test_the_byte_cap_leaves_room_for_real_scenarios():
 
 def test_aliases_within_the_cap_still_work(tmp_path):
     # Anchors shared by platforms are a legitimate use of aliases, in an x- key.
-    from bench.scenario import parse_scenario
+    from bench.plan.scenario import parse_scenario
 
     text = (
         "name: shared\nx-guest: &guest {backend: docker, image: busybox, memory: 64MiB}\n"

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from bench.backends.fake import FakeBackend
-from bench.errors import EngineUnavailable, ScenarioError, UsageError
-from bench.run import _runner, slot_names
+from bench.model.errors import EngineUnavailable, ScenarioError, UsageError
+from bench.plan.scenario import LoadedScenario, on_hosts, parse_scenario
 from bench.runner import NoEvents
 from bench.runner.lanes import HostLanes
-from bench.scenario import LoadedScenario, on_hosts, parse_scenario
+from bench.runner.run import _runner, slot_names
 from tests.helpers import FakeHost, MemorySink
 
 HOSTS = "hosts:\n  lab1: ssh://root@10.0.0.1\n  lab2: ssh://bench@10.0.0.2:2222\n"

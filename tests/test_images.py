@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 
-from bench import images
+from bench.machines import images
 
 
 def mode(p) -> int:

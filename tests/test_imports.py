@@ -32,7 +32,7 @@ def imported_modules(tree: ast.AST, known: set[str], package: str) -> set[str]:
 
     def add(name: str) -> None:
         # `from bench.backends import base` imports bench.backends.base too; `from
-        # bench.scenario import Scenario` imports bench.scenario only.
+        # bench.plan.scenario import Scenario` imports bench.plan.scenario only.
         while name and name not in known:
             name = name.rpartition(".")[0]
         if name:
@@ -124,38 +124,48 @@ def test_the_checker_sees_a_cycle_and_ignores_type_checking_imports():
 
 def test_settings_and_owner_are_leaves():
     graph = import_graph()
-    assert graph["bench.settings"] <= {"bench.errors", "bench.units", "bench.addresses"}
-    assert graph["bench.addresses"] == set()
-    assert graph["bench.owner"] <= {"bench.errors", "bench.paths"}  # run locks' folder
-    assert graph["bench.paths"] == set()
-    assert "bench.scenario" not in graph["bench.backends.base"]
+    assert graph["bench.model.settings"] <= {
+        "bench.model.errors",
+        "bench.model.units",
+        "bench.model.addresses",
+    }
+    assert graph["bench.model.addresses"] == set()
+    assert graph["bench.model.owner"] <= {
+        "bench.model.errors",
+        "bench.model.paths",
+    }  # run locks' folder
+    assert graph["bench.model.paths"] == set()
+    assert "bench.plan.scenario" not in graph["bench.backends.base"]
 
 
 # The layers of bench/, lowest first: a module imports modules of its own layer and of
 # those below it, never of one above (a leaf never reads a machine, the runner never
 # calls a command's module). A module's layer is that of its longest listed prefix:
-# "backends" covers every backend, "report" the report's parts. A new module is placed
-# here, or test_every_module_has_a_layer fails.
+# "judge" covers every module of bench/judge/, "model.records" that one module. The
+# packages are the layers (README's Layout), but for the leaves, listed one by one:
+# modules of any package that import nothing of bench. A new module is placed by its
+# package, or here, or test_every_module_has_a_layer fails.
 LAYERS: dict[str, set[str]] = {
     "leaves (no bench import)": {
-        "bench", "errors", "paths", "units", "kinds", "clock", "records", "addresses",
-        "console", "iohub", "procfs", "stats",
+        "bench", "model.errors", "model.paths", "model.units", "model.kinds",
+        "model.records", "model.addresses", "model.stats", "machines.console",
+        "machines.iohub", "machines.procfs", "machines.clock",
     },
-    "stored (settings, run folders and their locks, images)": {
-        "settings", "owner", "results", "rootfs", "images",
+    "the record model's store (bench.model: settings, run folders and their locks)": {
+        "model",
     },
-    "machines (hosts, engines, what is measured on them)": {
-        "ssh_host", "host", "backends", "measurements",
+    "machines (bench.machines: hosts, images; backends; measurements)": {
+        "machines", "backends", "measurements",
     },
-    "plan (the scenario, where its leftovers are)": {"scenario", "schema", "leftovers"},
-    "running": {"runner", "run"},
-    "judging": {"verdict", "comparability", "compare", "ab", "history", "anomalies", "summary"},
-    "reporting": {"report", "views", "ci_output", "progress"},
-    "commands": {"cli", "__main__", "clean", "doctor"},
+    "plan (bench.plan: the scenario, where its leftovers are)": {"plan"},
+    "running (bench.runner)": {"runner"},
+    "judging (bench.judge)": {"judge"},
+    "reporting (bench.report)": {"report"},
+    "commands (bench.commands, the CLI)": {"cli", "__main__", "commands"},
 }  # fmt: skip
 # The runner's parts (bench.runner.policy, .executor, ...) are its own: outside the
-# running layer a module calls `bench run` (bench.run) or the runner (bench.runner).
-RUNNER_FACES = {"bench.run", "bench.runner"}
+# running layer a module calls `bench run` (bench.runner.run) or the runner (bench.runner).
+RUNNER_FACES = {"bench.runner.run", "bench.runner"}
 
 
 def layer_of(module: str, layers: dict[str, set[str]] = LAYERS) -> int | None:
@@ -197,7 +207,7 @@ def test_no_layer_imports_a_higher_one():
 
 
 def test_only_the_running_layer_imports_the_runners_parts():
-    running = layer_of("bench.run")
+    running = layer_of("bench.runner.run")
     found = sorted(
         f"{module} imports {other}"
         for module, imported in import_graph().items()

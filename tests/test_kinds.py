@@ -1,4 +1,4 @@
-"""The spectrum's kinds: their order and meaning (bench.kinds), the kind each backend
+"""The spectrum's kinds: their order and meaning (bench.model.kinds), the kind each backend
 gives its instances, and what the runner, the anomaly notes and the memory notes do
 with a sandbox or a microVM (no engine needed)."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import kinds
-from bench.anomalies import guest_uptime
-from bench.summary import memory_disagreements
+from bench.judge.anomalies import guest_uptime
+from bench.judge.summary import memory_disagreements
+from bench.model import kinds
 from tests.helpers import FakeHost, run_fake
 
 
@@ -159,7 +159,7 @@ def test_the_memory_note_explains_a_sandbox_as_a_container_and_a_microvm_as_a_vm
 
 
 def test_the_terminal_summary_lists_platforms_from_container_to_vm():
-    from bench.views import spectrum_order
+    from bench.report.views import spectrum_order
 
     ran = [("vm", "vm", 1), ("runc", "container", 1), ("vm", "vm", 4), ("gv", "sandbox", 1)]
     ran += [("runc", "container", 4), ("crun", "container", 1), ("m", "microvm", 1)]

@@ -9,19 +9,19 @@ from typing import Any, ClassVar
 import pytest
 
 from bench import measurements
-from bench.clock import FakeClock
+from bench.machines.clock import FakeClock
 from bench.measurements import MEASUREMENTS
 from bench.measurements.base import InstanceMeasurement, StepContext, StepMeasurement
-from bench.records import BACKEND_FIELDS, Sample, StepRecord, fields_of
+from bench.model.records import BACKEND_FIELDS, Sample, StepRecord, fields_of
+from bench.plan.scenario import parse_scenario
 from bench.runner.measurer import Measurer
-from bench.scenario import parse_scenario
 from tests.helpers import FakeHost, run_fake
 
 
 class LiveCount(StepMeasurement):
     """How many instances the fake engine holds once the step is ready."""
 
-    fields = ("fake_live",)  # not declared in bench.records: stored under extras
+    fields = ("fake_live",)  # not declared in bench.model.records: stored under extras
     when = "after_ready"
 
     def after(self, ctx: StepContext, kept: Any) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def test_after_ready_reads_before_the_settle_wait_and_after_settle_after_it(monk
 
 
 def test_every_built_in_field_is_declared_where_it_is_stored():
-    """Their units and directions come from bench.records; an instance measurement's
+    """Their units and directions come from bench.model.records; an instance measurement's
     fields are ones a sample takes from the instance's info (not extras)."""
     loaded = measurements.load()
     assert [m.name for m in loaded] == list(MEASUREMENTS)

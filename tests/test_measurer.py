@@ -12,12 +12,12 @@ import pytest
 
 from bench.backends.base import Instance
 from bench.backends.fake import FakeBackend
-from bench.clock import FakeClock
-from bench.console import Console
-from bench.records import Sample, backend_facts
+from bench.machines.clock import FakeClock
+from bench.machines.console import Console
+from bench.model.records import Sample, backend_facts
+from bench.plan.scenario import parse_scenario
 from bench.runner.executor import Launch
 from bench.runner.measurer import Measurer
-from bench.scenario import parse_scenario
 from tests.helpers import FakeHost
 
 MiB = 2**20

@@ -24,7 +24,7 @@ from bench.backends.oci import (
 )
 from bench.backends.podman_backend import PodmanBackend, PodmanSettings
 from bench.backends.probe_cache import ProbeResult
-from bench.host import ProcessTable
+from bench.machines.host import ProcessTable
 from tests.helpers import FakeHost
 
 
@@ -157,7 +157,7 @@ def test_prefetch_and_leftovers_read_one_list_per_run():
 def test_an_exhausted_ssh_session_limit_is_named():
     # paramiko's only words when sshd's MaxSessions is reached are "Connect failed".
     from bench.backends.docker_backend import DockerBackend, DockerSettings
-    from bench.errors import EngineUnavailable
+    from bench.model.errors import EngineUnavailable
 
     class ChannelException(Exception):  # paramiko.ssh_exception.ChannelException's name
         pass

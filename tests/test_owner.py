@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import owner, paths
 from bench.backends.base import LABEL_OWNER, LABEL_OWNER_HOST, LABEL_PREFIX, Leftover
+from bench.model import owner, paths
 from tests.helpers import dead_pid, hold_lock
 
 

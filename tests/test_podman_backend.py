@@ -18,7 +18,7 @@ from bench.backends.podman_backend import (
     parse_limits,
     podman_reason,
 )
-from bench.scenario import parse_scenario
+from bench.plan.scenario import parse_scenario
 
 LIMITS = """\
 Limit                     Soft Limit           Hard Limit           Units

@@ -204,7 +204,7 @@ def test_a_link_planted_at_the_lock_path_leaves_everything_unwritten(cache, tmp_
 
 
 def _art(tmp_path: Path):
-    from bench import images
+    from bench.machines import images
 
     kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initramfs.cpio.gz"
     kernel.write_bytes(b"k")
@@ -213,12 +213,12 @@ def _art(tmp_path: Path):
 
 
 def test_the_value_type_is_the_same_from_every_backend(cache, tmp_path, monkeypatch):
-    from bench import images
     from bench.backends.docker_backend import DockerBackend, DockerSettings
     from bench.backends.guest import kvm_probe
     from bench.backends.libvirt_backend import LibvirtBackend, LibvirtSettings
     from bench.backends.podman_backend import PodmanBackend, PodmanSettings
     from bench.backends.qemu_backend import QemuBackend, QemuSettings
+    from bench.machines import images
     from tests.helpers import FakeHost
     from tests.test_docker_runtimes import Api
 

@@ -1,4 +1,4 @@
-"""bench.procfs parses what LocalHost and SshHost read, on text captured from a real
+"""bench.machines.procfs parses what LocalHost and SshHost read, on text captured from a real
 machine (tests/data/procfs/), and SshHost's framing of several files in one read."""
 
 import json
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import procfs
-from bench.ssh_host import _MARK, _split_files
+from bench.machines import procfs
+from bench.machines.ssh_host import _MARK, _split_files
 
 DATA = Path(__file__).resolve().parent / "data" / "procfs"
 

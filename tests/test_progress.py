@@ -5,8 +5,8 @@ import io
 
 from rich.console import Console
 
-from bench.progress import RichEvents
-from bench.scenario import parse_scenario
+from bench.plan.scenario import parse_scenario
+from bench.report.progress import RichEvents
 
 THREE = (
     "name: s\ncounts: [1, 2]\nrepeat: 3\nplatforms:\n"

@@ -28,8 +28,8 @@ from bench.backends.qemu_backend import (
     read_state,
     write_state,
 )
-from bench.console import Console
-from bench.owner import hostname
+from bench.machines.console import Console
+from bench.model.owner import hostname
 
 KERNEL = (Path("/k/vmlinuz"), Path("/k/initramfs.cpio.gz"), "console=ttyS0 panic=-1")
 

@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from bench.anomalies import anomaly_notes
-from bench.records import Sample, StepRecord
+from bench.judge.anomalies import anomaly_notes
+from bench.judge.summary import summarize
+from bench.model.records import Sample, StepRecord
+from bench.model.results import Run, RunWriter, load_run
 from bench.report import build_report
-from bench.results import Run, RunWriter, load_run
-from bench.summary import summarize
 from tests.conftest import REPO
 
 RUN_ID = "cols-20261205-000000-00cc"
@@ -115,10 +115,10 @@ def test_the_end_of_run_summary_never_imports_pandas(tmp_path):
     d = written_run(tmp_path)
     code = (
         "import sys\n"
-        "from bench.anomalies import anomaly_notes\n"
-        "from bench.results import load_run\n"
-        "from bench.summary import summarize\n"
-        "from bench.views import summary_table\n"
+        "from bench.judge.anomalies import anomaly_notes\n"
+        "from bench.model.results import load_run\n"
+        "from bench.judge.summary import summarize\n"
+        "from bench.report.views import summary_table\n"
         f"run = load_run({str(d)!r}, columns=True)\n"
         "rows = summarize(run.columns, run.steps)\n"
         "notes = anomaly_notes(run.columns)\n"

@@ -1,4 +1,5 @@
-"""The typed result model (bench.records) and the upgrade of older results (bench.results)."""
+"""The typed result model (bench.model.records) and the upgrade of older results
+(bench.model.results)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import bench
-from bench.errors import UsageError
-from bench.records import (
+from bench.judge.summary import summary_columns
+from bench.model.errors import UsageError
+from bench.model.records import (
     Sample,
     StepRecord,
     backend_facts,
@@ -20,8 +22,7 @@ from bench.records import (
     split_extras,
     unit_of,
 )
-from bench.results import load_run
-from bench.summary import summary_columns
+from bench.model.results import load_run
 
 DATA = Path(__file__).parent / "data"
 # A real run written by bench 0.1 (schema 1): quickstart, docker and libvirt under TCG.
@@ -129,7 +130,7 @@ def test_a_running_run_is_judged_by_its_pid_only_on_its_own_controller(tmp_path)
 
 
 def test_a_running_run_is_alive_while_its_lock_is_held_not_by_a_reused_pid(tmp_path):
-    from bench import owner
+    from bench.model import owner
 
     d = tmp_path / "r"
     shutil.copytree(V1_RUN, d)
@@ -150,7 +151,7 @@ def test_a_running_run_is_alive_while_its_lock_is_held_not_by_a_reused_pid(tmp_p
 def test_run_ids_carry_32_random_bits():
     import re
 
-    from bench.results import new_run_id
+    from bench.model.results import new_run_id
 
     ids = {new_run_id("s") for _ in range(200)}
     assert len(ids) == 200
@@ -158,10 +159,10 @@ def test_run_ids_carry_32_random_bits():
 
 
 def test_typed_metadata_parts_are_stored_as_the_json_they_replace(tmp_path):
-    """engines, ab and warmup given as models (bench.records) are written key for key, in
+    """engines, ab and warmup given as models (bench.model.records) are written key for key, in
     the order the dicts had, and read back by load_run as the same dicts."""
-    from bench.records import AbPairs, EngineFacts, Warmup
-    from bench.results import RunWriter
+    from bench.model.records import AbPairs, EngineFacts, Warmup
+    from bench.model.results import RunWriter
 
     # As a backend's prepare() gives them: the engine first, its own keys, then the host.
     engines = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UsageError
+from bench.model.errors import UsageError
 from bench.report import build_report, default_directory, tables
 from bench.report.frame import (
     DENSITY_COLUMNS,
@@ -319,10 +319,10 @@ def test_report_of_runs_from_two_hosts_calls_out_the_differences(tmp_path):
 
 
 def test_report_shows_what_compare_warns_about_and_what_is_only_shown(tmp_path):
-    from bench.compare import compare_runs
+    from bench.judge.compare import compare_runs
+    from bench.model.results import load_run
     from bench.report import tables
     from bench.report.frame import load_frames
-    from bench.results import load_run
 
     a = quickstart_run(tmp_path / "r", "quickstart-20261129-000000-aaaa")
     b = quickstart_run(
@@ -464,7 +464,7 @@ def test_the_spectrum_report_renders_every_file_in_order(tmp_path):
 
 
 def test_every_kind_has_its_own_marker():
-    from bench import kinds
+    from bench.model import kinds
     from bench.report.plots import KIND_MARKERS
 
     assert set(KIND_MARKERS) == set(kinds.KINDS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UsageError
+from bench.model.errors import UsageError
 from bench.report import build_report
 from tests.test_report import quickstart_run
 

@@ -1,4 +1,4 @@
-"""`bench report` of a CI job's runs: the History section (bench.history's verdict, table
+"""`bench report` of a CI job's runs: the History section (bench.judge.history's verdict, table
 and plot) when there are enough runs of one scenario, one line saying why not otherwise.
 Runs are written in bench's format by the history tests' own writer."""
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bench import history
+from bench.judge import history
 from bench.report import build_report
 from bench.report.render_json import verdict_json
 from tests.test_history import write_history

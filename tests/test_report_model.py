@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import comparability
+from bench.judge import comparability
 from bench.report import CAPTIONS, build_report, runs_in, tables, tax
 from bench.report.frame import load_frames
 from bench.report.model import build_model

@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from bench import SCHEMA_VERSION, cli
-from bench.errors import UsageError
-from bench.records import Sample
+from bench.model.errors import UsageError
+from bench.model.records import Sample
+from bench.model.results import MAX_LINE_BYTES, RunWriter, load_run
 from bench.report import build_report
-from bench.results import MAX_LINE_BYTES, RunWriter, load_run
 from tests.test_report import quickstart_run
 
 
@@ -57,7 +57,7 @@ def test_a_fifo_is_refused_without_blocking(run):
     (run / "samples.jsonl").unlink()
     os.mkfifo(run / "samples.jsonl")
     p = subprocess.run(
-        [sys.executable, "-c", f"from bench.results import load_run; load_run({str(run)!r})"],
+        [sys.executable, "-c", f"from bench.model.results import load_run; load_run({str(run)!r})"],
         capture_output=True,
         text=True,
         timeout=20,

@@ -4,7 +4,7 @@ import tarfile
 
 import pytest
 
-from bench.rootfs import INIT_SCRIPT, Entry, to_cpio_gz, to_tar
+from bench.machines.rootfs import INIT_SCRIPT, Entry, to_cpio_gz, to_tar
 
 ENTRIES = [
     Entry("bin", "dir", 0o755),
@@ -59,7 +59,7 @@ def test_init_prints_marker_with_uptime_and_kernel():
 def test_real_busybox_rootfs(path):
     from pathlib import Path
 
-    from bench.rootfs import busybox_entries
+    from bench.machines.rootfs import busybox_entries
     from tests.conftest import require_engine
 
     # CI installs busybox-static (make test): there, missing is a failure, not a skip.

@@ -1,4 +1,4 @@
-"""bench.run: the host facts are gathered while the first step runs, once per run."""
+"""bench.runner.run: the host facts are gathered while the first step runs, once per run."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 import threading
 
 from bench.backends.fake import FakeBackend
-from bench.run import run_scenario
+from bench.plan.scenario import LoadedScenario, parse_scenario
 from bench.runner import NoEvents
-from bench.scenario import LoadedScenario, parse_scenario
+from bench.runner.run import run_scenario
 from tests.helpers import FakeHost
 
 TEXT = (

@@ -10,12 +10,12 @@ import threading
 
 import pytest
 
-from bench import owner, paths
 from bench.backends.fake import FakeBackend
-from bench.errors import BenchError, UsageError
-from bench.run import run_scenario
+from bench.model import owner, paths
+from bench.model.errors import BenchError, UsageError
+from bench.plan.scenario import LoadedScenario, parse_scenario
 from bench.runner import NoEvents
-from bench.scenario import LoadedScenario, parse_scenario
+from bench.runner.run import run_scenario
 from tests.helpers import FakeHost
 
 RUN = "quickstart-20261130-064410-9122"

@@ -149,9 +149,9 @@ def test_guard_reads_the_backends_host():
 
 def test_each_platform_is_measured_on_its_own_backends_host():
     from bench.backends.fake import FakeBackend
-    from bench.clock import FakeClock
+    from bench.machines.clock import FakeClock
+    from bench.plan.scenario import LoadedScenario, parse_scenario
     from bench.runner import Runner
-    from bench.scenario import LoadedScenario, parse_scenario
     from tests.helpers import FakeHost, MemorySink
 
     text = (
@@ -179,7 +179,7 @@ def test_each_platform_is_measured_on_its_own_backends_host():
 
 def test_backend_facts_never_overwrite_what_the_runner_measured(monkeypatch):
     from bench.backends.fake import FakeBackend
-    from bench.records import Sample, fields_of
+    from bench.model.records import Sample, fields_of
 
     def sample(self, inst, host):
         # A backend reporting keys that collide with core fields, and one of its own.
@@ -192,7 +192,7 @@ def test_backend_facts_never_overwrite_what_the_runner_measured(monkeypatch):
         assert s["engine_mem_bytes"] == 7  # a field backends may fill
         extras = {k: v for k, v in s["extras"].items() if k != "boundary"}  # built in
         assert extras == {"ok": False, "ready_s": 99.0, "balloon_x_bytes": 1}
-        # Every key the runner wrote is one bench.records declares.
+        # Every key the runner wrote is one bench.model.records declares.
         assert set(s) == set(fields_of(Sample))
 
 
@@ -238,9 +238,9 @@ def test_ab_runs_counterbalanced_pairs_with_every_n_spread_through_the_run():
 
 
 def test_ab_pairs_are_what_the_analysis_reads():
-    from bench.ab import analyse_ab
-    from bench.errors import ExitCode
-    from bench.results import Run
+    from bench.judge.ab import analyse_ab
+    from bench.model.errors import ExitCode
+    from bench.model.results import Run
 
     text = (
         "name: t\ntimeout: 2s\nsettle: 0s\ncounts: [1, 4]\nrepeat: 10\n"

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import ScenarioError
-from bench.scenario import load_scenario, parse_scenario
+from bench.model.errors import ScenarioError
+from bench.plan.scenario import load_scenario, parse_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 

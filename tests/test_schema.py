@@ -13,10 +13,10 @@ import yaml
 from typer.testing import CliRunner
 
 from bench import cli
-from bench.errors import ScenarioError
-from bench.scenario import parse_scenario
-from bench.settings import DURATION_PATTERN, SIZE_PATTERN
-from bench.units import parse_duration, parse_size
+from bench.model.errors import ScenarioError
+from bench.model.settings import DURATION_PATTERN, SIZE_PATTERN
+from bench.model.units import parse_duration, parse_size
+from bench.plan.scenario import parse_scenario
 from tests.conftest import REPO
 
 SHIPPED = sorted((REPO / "scenarios").glob("*.yaml"))

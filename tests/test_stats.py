@@ -1,6 +1,6 @@
 import pytest
 
-from bench.stats import percentile
+from bench.model.stats import percentile
 
 
 def test_percentile_matches_linear_interpolation():

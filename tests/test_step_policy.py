@@ -2,7 +2,8 @@
 
 import pytest
 
-from bench.records import Sample, StepRecord
+from bench.model.records import Sample, StepRecord
+from bench.plan.scenario import parse_scenario
 from bench.runner.policy import (
     DEFAULT_INSTANCE_ESTIMATE_BYTES,
     GUARD_MARGIN,
@@ -10,7 +11,6 @@ from bench.runner.policy import (
     guard,
     step_limit,
 )
-from bench.scenario import parse_scenario
 
 MiB, GiB = 2**20, 2**30
 

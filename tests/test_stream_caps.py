@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from bench.backends.oci import Demux
-from bench.ssh_host import MAX_READ_BYTES, SshError, _read_all
+from bench.machines.ssh_host import MAX_READ_BYTES, SshError, _read_all
 
 
 def frame(payload: bytes, stream: int = 1) -> bytes:

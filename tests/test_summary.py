@@ -1,4 +1,4 @@
-from bench.summary import density_of, density_results, memory_disagreements, summarize
+from bench.judge.summary import density_of, density_results, memory_disagreements, summarize
 
 MiB = 2**20
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.model.results import Run
 from bench.report.frame import load_frames
 from bench.report.render_markdown import tax_markdown
 from bench.report.tax import libvirt_tax, tax_pairs
-from bench.results import Run
 
 MIB = 2**20
 CMDLINE = "console=ttyS0 panic=-1 quiet loglevel=3 acpi=off"

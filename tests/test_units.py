@@ -1,6 +1,6 @@
 import pytest
 
-from bench.units import format_bytes, format_seconds, parse_duration, parse_size, size_unit
+from bench.model.units import format_bytes, format_seconds, parse_duration, parse_size, size_unit
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import verdict as v
-from bench.ab import analyse_ab
-from bench.compare import compare_runs
-from bench.errors import ExitCode, UsageError
+from bench.judge import verdict as v
+from bench.judge.ab import analyse_ab
+from bench.judge.compare import compare_runs
+from bench.model.errors import ExitCode, UsageError
+from bench.model.results import Run
 from bench.report.render_json import verdict_json
 from bench.report.render_markdown import ab_markdown
-from bench.results import Run
 from bench.runner.policy import ab_order
 from tests.test_compare import make_run, startup_times
 
@@ -204,7 +204,7 @@ def test_ab_noisy_pairs_are_inconclusive_when_the_mde_is_above_the_threshold():
     assert result.test.n == 16 and result.mde > 0.10
     assert result.verdict == v.INCONCLUSIVE
     # The extra repeats bring the rule's MDE (at this spread) to the threshold.
-    from bench.ab import CENTER, _rule_mde
+    from bench.judge.ab import CENTER, _rule_mde
 
     centers = [g for g in result.gates if g.kind == CENTER]
     level = 0.01 / len(result.gates)

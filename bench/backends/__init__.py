@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bench.backends.base import Backend, CliOption
-    from bench.host import Host
-    from bench.settings import PlatformBase
+    from bench.machines.host import Host
+    from bench.model.settings import PlatformBase
 
 BACKENDS: dict[str, str] = {
     "docker": "bench.backends.docker_backend:DockerBackend",

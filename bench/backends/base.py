@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bench import owner
-from bench.console import Console
-from bench.records import Facts
-from bench.settings import PlatformBase
+from bench.machines.console import Console
+from bench.model import owner
+from bench.model.records import Facts
+from bench.model.settings import PlatformBase
 
 if TYPE_CHECKING:
-    from bench.host import Host
+    from bench.machines.host import Host
 
 # Everything bench creates carries these, so `bench clean` finds it after a crash.
 LABEL_RUN = "bench.run_id"
@@ -42,7 +42,7 @@ class Instance:
     platform: str
     console: Console
     handle: Any = None  # the backend's own object (container, domain, ...): its SDK's
-    # What the backend and the measurements found, stored with the sample (bench.records.
+    # What the backend and the measurements found, stored with the sample (bench.model.records.
     # backend_facts); `_` keys are the backend's own (sockets, timers), never stored.
     info: dict[str, object] = field(default_factory=dict)
 
@@ -122,7 +122,7 @@ class CliOption:
     commands: frozenset[str] = CLI_COMMANDS
     hidden: bool = False  # left out of --help
     # Checks a value (raises ValueError with the reason) before the command does anything:
-    # an address is refused before any engine is asked (bench.addresses).
+    # an address is refused before any engine is asked (bench.model.addresses).
     check: Callable[[str], object] | None = None
 
 
@@ -156,7 +156,7 @@ def option_list(options: Options, key: str) -> list[str]:
 
 
 class Backend(ABC):
-    #: Where its instances sit from container to VM (bench.kinds): a class default,
+    #: Where its instances sit from container to VM (bench.model.kinds): a class default,
     #: which a backend whose settings decide it (runtime, machine) sets per instance.
     kind: str
     #: The pydantic model of this backend's platform keys.
@@ -177,7 +177,7 @@ class Backend(ABC):
         self.settings = settings
         self._host = host
         # Tells the user about slow work in preflight() (a runtime probe): prepare() is
-        # given `say`, preflight() has it here (bench.run sets it).
+        # given `say`, preflight() has it here (bench.runner.run sets it).
         self.say: Callable[[str], None] = print_nothing
         # Whether preflight() may start a probe (a runtime that cannot start anything is
         # refused before a run); `bench validate` starts nothing: known results only.
@@ -191,7 +191,7 @@ class Backend(ABC):
         (for `bench clean`, for a preflight that explains a bad address) without one.
         """
         if self._host is None:
-            from bench.host import host_for
+            from bench.machines.host import host_for
 
             self._host = host_for(self.engine_address())
         return self._host
@@ -223,7 +223,7 @@ class Backend(ABC):
         cls, name: str, options: Options, say: Callable[[str], None]
     ) -> list[tuple[str, str]]:
         """This backend's part of `bench images build NAME`, after the shared rootfs,
-        initramfs and kernel are built (bench.images). Returns (label, text) lines to show.
+        initramfs and kernel are built (bench.machines.images). Returns (label, text) lines to show.
         """
         return []
 
@@ -237,7 +237,7 @@ class Backend(ABC):
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> Facts:
         """Connect, resolve the image (building the bench pair if allowed). Called only
-        after preflight() passed (bench.run.prepare_backends does both), so it does not
+        after preflight() passed (bench.runner.run.prepare_backends does both), so it does not
         repeat those checks.
 
         `say` tells the user about slow first-time work (an image build, a KVM probe).

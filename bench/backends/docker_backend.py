@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from pydantic import Field, field_validator
 
-from bench import addresses, images, kinds, procfs
 from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
 from bench.backends.oci import (
     API_CONNECTIONS,
@@ -33,7 +32,9 @@ from bench.backends.oci import (
     probe_verdict,
 )
 from bench.backends.probe_cache import RUNTIME_CACHE, ProbeCache, ProbeResult
-from bench.errors import (
+from bench.machines import images, procfs
+from bench.model import addresses, kinds
+from bench.model.errors import (
     EngineUnavailable,
     ImageError,
     MissingImage,
@@ -42,13 +43,13 @@ from bench.errors import (
     UsageError,
     first_line,
 )
-from bench.records import Facts
-from bench.settings import LOCAL, PlatformBase, check_name
+from bench.model.records import Facts
+from bench.model.settings import LOCAL, PlatformBase, check_name
 
 if TYPE_CHECKING:
     import docker
 
-    from bench.host import Host
+    from bench.machines.host import Host
 
 TRANSPORT_JOIN_S = 5  # a dying SSH transport's thread ends within a read timeout
 

@@ -29,12 +29,12 @@ from bench.backends.base import (
     option_text,
     print_nothing,
 )
-from bench.clock import REAL_CLOCK, Clock, Timer
-from bench.records import Facts
-from bench.settings import PlatformBase, Seconds
+from bench.machines.clock import REAL_CLOCK, Clock, Timer
+from bench.model.records import Facts
+from bench.model.settings import PlatformBase, Seconds
 
 if TYPE_CHECKING:
-    from bench.host import Host
+    from bench.machines.host import Host
 
 
 class FakeSettings(PlatformBase):
@@ -51,7 +51,7 @@ class FakeSettings(PlatformBase):
     # more to create: one stalled engine call, for the phase-anomaly notes.
     slow_create: list[int] = Field(default_factory=list)
     slow_create_delay: Seconds = 2.0
-    # The uptime its marker line reports, and the kind the runner records (bench.kinds):
+    # The uptime its marker line reports, and the kind the runner records (bench.model.kinds):
     # test-only, to make the fake look like a VM whose guest booted in `uptime`.
     uptime: Seconds = 0.5
     kind: Literal["container", "sandbox", "microvm", "vm"] = "container"

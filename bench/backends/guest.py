@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from bench import images
 from bench.backends.base import Instance
 from bench.backends.probe_cache import ACCEL_CACHE, ProbeCache, ProbeResult
-from bench.console import Console
-from bench.errors import ImageError, MissingImage, first_line
-from bench.records import Facts
-from bench.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
+from bench.machines import images
+from bench.machines.console import Console
+from bench.model.errors import ImageError, MissingImage, first_line
+from bench.model.records import Facts
+from bench.model.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
 
 if TYPE_CHECKING:
-    from bench.host import Host
+    from bench.machines.host import Host
 
 DEFAULT_MEMORY = 256 * 2**20
 KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))

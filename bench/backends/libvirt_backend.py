@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from bench import addresses, images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
@@ -45,19 +44,21 @@ from bench.backends.guest import (
     resolve_boot,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.errors import (
+from bench.machines import images
+from bench.model import addresses, kinds
+from bench.model.errors import (
     BenchError,
     EngineUnavailable,
     UsageError,
     first_line,
 )
-from bench.owner import owner_labels
-from bench.paths import state_dir
-from bench.records import Facts
-from bench.units import format_bytes
+from bench.model.owner import owner_labels
+from bench.model.paths import state_dir
+from bench.model.records import Facts
+from bench.model.units import format_bytes
 
 if TYPE_CHECKING:
-    from bench.host import Host
+    from bench.machines.host import Host
 
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
@@ -215,7 +216,7 @@ class LibvirtBackend(Backend):
     def build_images(
         cls, name: str, options: Options, say: Callable[[str], None]
     ) -> list[tuple[str, str]]:
-        # The kernel and initramfs are built with the shared rootfs (bench.images);
+        # The kernel and initramfs are built with the shared rootfs (bench.machines.images);
         # nothing goes into libvirt itself: each domain's XML points at the files.
         art = images.vm_artifacts(name) or images.build_rootfs(name)
         m = art.manifest

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from pydantic import ValidationError
 
-from bench import images, kinds, procfs
 from bench.backends.base import (
     LABEL_OWNER,
     LABEL_OWNER_HOST,
@@ -38,16 +37,18 @@ from bench.backends.base import (
     parse_pid,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.errors import BenchError, UsageError
-from bench.iohub import IOHub
-from bench.owner import owner_labels
+from bench.machines import images, procfs
+from bench.machines.iohub import IOHub
+from bench.model import kinds
+from bench.model.errors import BenchError, UsageError
+from bench.model.owner import owner_labels
 
 if TYPE_CHECKING:
     import docker
     from podman import PodmanClient
 
-    from bench.host import Host
-    from bench.procfs import ProcessTable
+    from bench.machines.host import Host
+    from bench.machines.procfs import ProcessTable
 
 API_TIMEOUT_S = 60  # every engine call is bounded: a dead engine must not hang a run
 API_CONNECTIONS = 64  # launches, sampling and teardown run many calls at once

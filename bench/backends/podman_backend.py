@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from pydantic import Field, JsonValue, field_validator
 
-from bench import addresses, images
 from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
 from bench.backends.docker_backend import DockerSettings
 from bench.backends.oci import (
@@ -50,7 +49,9 @@ from bench.backends.oci import (
     version_line,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.errors import (
+from bench.machines import images
+from bench.model import addresses
+from bench.model.errors import (
     EngineUnavailable,
     ImageError,
     MissingImage,
@@ -58,15 +59,15 @@ from bench.errors import (
     UsageError,
     first_line,
 )
-from bench.records import Facts
-from bench.settings import LOCAL, check_name
+from bench.model.records import Facts
+from bench.model.settings import LOCAL, check_name
 
 if TYPE_CHECKING:
     import requests
     from podman import PodmanClient
     from podman.api import APIClient
 
-    from bench.host import Host
+    from bench.machines.host import Host
 
 DEFAULT_ADDRESS = "unix:///run/podman/podman.sock"
 DEFAULT_RUNTIME = "runc"  # crun, podman's own default, fails on hybrid-cgroup hosts

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.paths import cache_dir
+from bench.model.paths import cache_dir
 
 ACCEL_CACHE = "accel-probe.json"  # libvirt's and direct QEMU's KVM probes (their own keys)
 RUNTIME_CACHE = "runtime-probe.json"  # Docker's OCI runtime probe
@@ -52,7 +52,7 @@ class ProbeCache:
 
     @classmethod
     def named(cls, name: str) -> ProbeCache:
-        """The cache `name` (ACCEL_CACHE, RUNTIME_CACHE) in bench.paths.cache_dir()."""
+        """The cache `name` (ACCEL_CACHE, RUNTIME_CACHE) in bench.model.paths.cache_dir()."""
         return cls(cache_dir() / name)
 
     def read(self) -> dict[str, Any]:

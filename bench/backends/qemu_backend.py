@@ -5,7 +5,7 @@ Each instance is a `qemu-system-x86_64` process, bench's own child in its own se
 (`-S`). Bench listens on two unix sockets in the instance's directory before spawning
 it and QEMU connects to both as a client while it initialises: QMP (through the
 `qemu.qmp` package) and the serial console (read by the harness's selector thread,
-bench.iohub). So no byte of the console is missed, nothing is polled for, and
+bench.machines.iohub). So no byte of the console is missed, nothing is polled for, and
 `start_s` is the QMP `cont`.
 
 Housekeeping, for a bench that dies without tearing down: every instance has a state
@@ -13,7 +13,7 @@ file, written before its process exists, naming the instance, its run, its owner
 (once spawned) its pid. `leftovers()` reads these files; `bench clean` kills a process
 only if its command line is still that instance's QEMU.
 
-State layout under bench.paths.state_dir():
+State layout under bench.model.paths.state_dir():
     qemu/<key>.json   the state file (written first, removed last)
     qemu/<key>/       sockets, pid file, QEMU's stderr, the disk overlay
 <key> is a hash of the instance name: unix socket paths must stay under 108 bytes
@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import Field
 
-from bench import images, kinds
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
@@ -68,16 +67,18 @@ from bench.backends.guest import (
     resolve_boot,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.errors import BenchError, EngineUnavailable, first_line
-from bench.iohub import IOHub
-from bench.owner import owner_labels, pid_alive
-from bench.paths import state_dir
-from bench.records import Facts
+from bench.machines import images
+from bench.machines.iohub import IOHub
+from bench.model import kinds
+from bench.model.errors import BenchError, EngineUnavailable, first_line
+from bench.model.owner import owner_labels, pid_alive
+from bench.model.paths import state_dir
+from bench.model.records import Facts
 
 if TYPE_CHECKING:
     from qemu.qmp import QMPClient
 
-    from bench.host import Host
+    from bench.machines.host import Host
 
 QEMU_BINARY = "qemu-system-x86_64"
 # QEMU connects to bench's sockets while it initialises: well under a second even on a

@@ -4,7 +4,7 @@ A measurement is a class in its own module, on the base of bench.measurements.ba
 a step measurement (StepMeasurement) fills fields of the step's record, an instance
 measurement (InstanceMeasurement) fields of each launched instance's sample. It
 declares the fields it fills (their units and directions are declared once, in
-bench.records; an undeclared name is stored under the record's `extras`), when it
+bench.model.records; an undeclared name is stored under the record's `extras`), when it
 reads (`when`: right after every instance is ready, or after the settle wait and cache
 drop; a step measurement may also read before launch), and the kinds it applies to.
 The measurer (bench.runner.measurer) runs them in registry order: settle first, step

@@ -6,13 +6,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypedDict, TypeVar
 
-from bench.records import Facts, FieldInfo, Record, Sample, StepRecord, fields_of
+from bench.model.records import Facts, FieldInfo, Record, Sample, StepRecord, fields_of
 
 if TYPE_CHECKING:
     from bench.backends.base import Backend, Instance
-    from bench.clock import Clock
-    from bench.host import Host
-    from bench.scenario import Scenario
+    from bench.machines.clock import Clock
+    from bench.machines.host import Host
+    from bench.plan.scenario import Scenario
 
 # When a measurement's after-launch reading is taken: as soon as every instance is
 # ready (before the scenario's settle wait), or after the settle wait and the cache
@@ -63,7 +63,7 @@ class Measurement(ABC):
     """A plug-in: named by its registry key, filling the record fields it declares.
 
     `fields` are field names of `record` (StepRecord for a step measurement, Sample for
-    an instance one); their unit and direction are declared there (bench.records), so
+    an instance one); their unit and direction are declared there (bench.model.records), so
     summary, compare and the report know them. A name the record does not declare is
     stored under the record's `extras`.
     """
@@ -72,7 +72,7 @@ class Measurement(ABC):
     record: ClassVar[type[Record]]
     fields: ClassVar[tuple[str, ...]] = ()
     when: ClassVar[When] = "after_settle"
-    # The kinds (bench.kinds) it applies to; None: every kind.
+    # The kinds (bench.model.kinds) it applies to; None: every kind.
     kinds: ClassVar[frozenset[str] | None] = None
     # Counted in the step's sampling_s: bench's own time asking about the instances.
     sampling: ClassVar[bool] = False
@@ -88,7 +88,7 @@ class Measurement(ABC):
 
     @classmethod
     def declared(cls) -> dict[str, FieldInfo | None]:
-        """Each field with its declaration in bench.records (None: stored in extras)."""
+        """Each field with its declaration in bench.model.records (None: stored in extras)."""
         known = fields_of(cls.record)
         return {name: known.get(name) for name in cls.fields}
 

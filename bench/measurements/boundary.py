@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench.errors import first_line
 from bench.measurements.base import Found, InstanceMeasurement, StepContext
+from bench.model.errors import first_line
 
 if TYPE_CHECKING:
     from bench.backends.base import Instance
-    from bench.host import Host
-    from bench.records import Facts
+    from bench.machines.host import Host
+    from bench.model.records import Facts
 
 SCHEMA = 1
 #: Namespaces compared with the host's (the *_for_children links are left out: they

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bench.measurements.base import Found, InstanceMeasurement, StepContext
-from bench.records import Facts
+from bench.model.records import Facts
 
 if TYPE_CHECKING:
     from bench.backends.base import Instance

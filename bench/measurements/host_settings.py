@@ -4,7 +4,7 @@ read last, when the step's figures are."""
 from __future__ import annotations
 
 from bench.measurements.base import StepContext, StepMeasurement
-from bench.records import Facts
+from bench.model.records import Facts
 
 
 class HostSettings(StepMeasurement[None]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.measurements.base import StepContext, StepMeasurement
-from bench.records import Facts
+from bench.model.records import Facts
 
 
 class RoundTrip(StepMeasurement[float]):

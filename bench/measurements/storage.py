@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.measurements.base import StepContext, StepMeasurement
-from bench.records import Facts
+from bench.model.records import Facts
 
 
 class StorageGrowth(StepMeasurement[dict[Path, set[str]]]):

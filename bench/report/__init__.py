@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.errors import UsageError
-from bench.paths import fresh
+from bench.model.errors import UsageError
+from bench.model.paths import fresh
 
 if TYPE_CHECKING:
-    from bench.history import History
+    from bench.judge.history import History
 
 DEFAULT_ROOT = Path("reports")
 SUMMARY_CSV = "summary.csv"
@@ -90,9 +90,9 @@ def default_directory(run_ids: Sequence[str], names: Sequence[str]) -> Path:
 
 
 def runs_in(paths: Sequence[str | Path]) -> list[Path]:
-    """Run folders as given; a results folder stands for its runs (bench.history.run_dirs:
+    """Run folders as given; a results folder stands for its runs (bench.judge.history.run_dirs:
     sub-folders that hold a run, by name, so oldest first; links not followed)."""
-    from bench.history import run_dirs
+    from bench.judge.history import run_dirs
 
     out: list[Path] = []
     for p in map(Path, paths):
@@ -107,7 +107,7 @@ def write_history(history: History, out: Path) -> list[Path]:
     """history.md, .json and .png in `out` (`bench history --out`, and a report of a
     history), as `bench report` writes its folder: never through a link (the folder
     itself, or a file name planted in it)."""
-    from bench.history import plot
+    from bench.judge.history import plot
     from bench.report.render_json import verdict_json
     from bench.report.render_markdown import history_markdown
 

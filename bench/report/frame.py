@@ -14,10 +14,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench import kinds
-from bench.errors import UsageError
-from bench.records import Sample, StepRecord, fields_of
-from bench.results import Run, load_run
+from bench.model import kinds
+from bench.model.errors import UsageError
+from bench.model.records import Sample, StepRecord, fields_of
+from bench.model.results import Run, load_run
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 MIB = 2**20
 
-# Columns of the sample and step frames: the run, then every field bench.records declares.
+# Columns of the sample and step frames: the run, then every field bench.model.records declares.
 SAMPLE_FIELDS = ("run", *(f for f in Sample.model_fields if f != "extras"))
 STEP_FIELDS = ("run", *(f for f in StepRecord.model_fields if f != "extras"))
 # Declared numbers (metrics and values with a unit) are floats in the frames.
@@ -37,7 +37,7 @@ NUMERIC = {
 } - {"settle_s"}
 KEYS = ["run", "host", "platform", "backend", "kind", "accel", "n", "samples", "failures"]
 # What the report's tables show, in this order (sizes in MiB); summary.csv has these
-# first, then every other statistic bench.records declares.
+# first, then every other statistic bench.model.records declares.
 HEADLINE = [
     "ready_p50_s",
     "ready_p95_s",
@@ -60,7 +60,7 @@ def csv_name(column: str) -> str:
 
 def more_columns() -> list[str]:
     """Every declared summary statistic the headline leaves out, in declaration order."""
-    from bench.summary import summary_columns
+    from bench.judge.summary import summary_columns
 
     return [c for c in map(csv_name, summary_columns()) if c not in HEADLINE]
 
@@ -77,7 +77,7 @@ class Frames:
     density: dict[tuple[str, str], dict[str, Any]]  # (run, platform) -> its search block
     names: dict[tuple[str, str], str]  # (run, platform) -> legend name (`series` column)
     hosts: list[str]  # host keys the samples and steps carry, in the order they appear
-    # Run id -> bench.summary.summarize of its samples and steps, computed once: several
+    # Run id -> bench.judge.summary.summarize of its samples and steps, computed once: several
     # tables start from it, and a run may hold a million samples.
     summaries: dict[str, list[dict[str, Any]]]
 
@@ -96,9 +96,9 @@ class Frames:
 
     @cached_property
     def anomalies(self) -> dict[str, list[str]]:
-        """Run id -> its phase-anomaly notes (bench.anomalies), for runs that have some.
+        """Run id -> its phase-anomaly notes (bench.judge.anomalies), for runs that have some.
         Found once: the summary, the page and the terminal all show them."""
-        from bench.anomalies import anomaly_notes
+        from bench.judge.anomalies import anomaly_notes
 
         notes = {r.run_id: anomaly_notes(r.frame) for r in self.runs}
         return {run_id: lines for run_id, lines in notes.items() if lines}
@@ -155,7 +155,7 @@ def frames_of(runs: list[Run]) -> Frames:
             ["run", "platform", "host"],
             lambda r, p, h: series_name(names, r, p, h, len(hosts) > 1),
         )
-    from bench.summary import summarize
+    from bench.judge.summary import summarize
 
     summaries = {r.run_id: summarize(r.frame, r.steps) for r in runs}
     summary = summary_frame(runs, summaries, density)
@@ -250,7 +250,7 @@ def _frame(runs: list[Run], attr: str, fields: Sequence[str]) -> pd.DataFrame:
 
 def platform_order(runs: list[Run]) -> list[str]:
     """Platform names along the spectrum, container → sandboxed container → microVM → VM
-    (bench.kinds.order), each kind's in the order the scenarios list them (first run
+    (bench.model.kinds.order), each kind's in the order the scenarios list them (first run
     first). A platform's kind is its first recorded sample's or step's; one that never
     ran (nothing recorded) comes last."""
     names: list[str] = []
@@ -274,7 +274,7 @@ def density_searches(run: Run) -> dict[str, dict[str, Any]]:
 
 def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
     """The largest N whose steps all met every limit, and what stopped the search."""
-    from bench.summary import density_of
+    from bench.judge.summary import density_of
 
     d = density_of(steps)
     return d["max_density"], d["limit"]
@@ -286,9 +286,9 @@ def summary_frame(
     density: dict[tuple[str, str], dict[str, Any]],
 ) -> pd.DataFrame:
     """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search,
-    then every other statistic bench.records declares (more_columns()).
+    then every other statistic bench.model.records declares (more_columns()).
 
-    The statistics are bench.summary.summarize's, the same the terminal summary shows.
+    The statistics are bench.judge.summary.summarize's, the same the terminal summary shows.
     """
     import pandas as pd
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from bench import comparability
+from bench.judge import comparability
 from bench.report import tables
 from bench.report.frame import Frames
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bench.history import History
+    from bench.judge.history import History
     from bench.report.tax import Tax
 
 

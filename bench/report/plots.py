@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
-from bench import kinds
+from bench.model import kinds
+from bench.model.units import format_seconds, size_unit
 from bench.report.frame import Frames, platform_order
-from bench.units import format_seconds, size_unit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # A metric spanning more than this ratio (max / min) gets a log axis.
 LOG_RATIO = 30
-# One marker per kind (bench.kinds), so a line says where its platform sits from
+# One marker per kind (bench.model.kinds), so a line says where its platform sits from
 # container to VM even in grey: circle, diamond, triangle, square.
 KIND_MARKERS = {kinds.CONTAINER: "o", kinds.SANDBOX: "D", kinds.MICROVM: "^", kinds.VM: "s"}
 

@@ -1,6 +1,6 @@
 """CSV: summary.csv, the report's one table for spreadsheets and scripts.
 
-One row per (run, host, platform, N), every statistic bench.summary declares, units in
+One row per (run, host, platform, N), every statistic bench.judge.summary declares, units in
 the column names (sizes in MiB: `_mib`), numbers unrounded and missing ones empty:
 the reading side (people) rounds in the Markdown and HTML renderers, never here.
 """

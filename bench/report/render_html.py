@@ -20,7 +20,7 @@ from bench.report import tables
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bench.history import History
+    from bench.judge.history import History
     from bench.report.model import Changes, ReportModel
     from bench.report.tax import Tax
 
@@ -61,7 +61,7 @@ def render_html(
     history_png: Path | None = None,
 ) -> str:
     """`plots`: (file name, caption, PNG path) drawn; `skipped`: (file name, why not);
-    `history_png`: the history's plot (bench.history.plot), when the model has one."""
+    `history_png`: the history's plot (bench.judge.history.plot), when the model has one."""
     runs = ", ".join(model.run_ids)
     body = [f"<h1>bench report: {escape(runs)}</h1>"]
     if model.tcg:
@@ -189,11 +189,11 @@ def _changes(changes: Changes | None) -> list[str]:
 
 def _history(history: History | None, why: str | None, png: Path | None) -> list[str]:
     """Enough runs of one scenario: `bench history`'s verdict in words, its table and
-    its plot (`png`, drawn by bench.history.plot as `bench history --out` draws it);
+    its plot (`png`, drawn by bench.judge.history.plot as `bench history --out` draws it);
     else the one line saying why there is none."""
     if history is None or png is None:
         return [f'<p class="skipped">{_text(why)}</p>'] if why else []
-    from bench import history as h
+    from bench.judge import history as h
 
     data = base64.b64encode(png.read_bytes()).decode("ascii")
     css = "diff" if history.exit_code == h.ExitCode.REGRESSION else "note"

@@ -3,7 +3,7 @@ document each (their --json), for scripts and CI steps that read fields, not pro
 
 The verdicts say what goes into their document (`to_dict`: plain values, named as in
 the JSON); this renderer only turns it into text, the same way for every command: NaN
-and infinities as null (bench.verdict.json_ready), non-ASCII kept, two-space indent,
+and infinities as null (bench.judge.verdict.json_ready), non-ASCII kept, two-space indent,
 and a final newline so that a shell prompt after it starts on its own line.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from bench import verdict as v
+from bench.judge import verdict as v
 
 
 class Verdict(Protocol):

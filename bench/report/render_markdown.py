@@ -4,8 +4,8 @@ job summary; history.md).
 
 Markdown is what people read in a terminal, a pull request and a CI job's summary, so
 every Markdown bench writes is laid out here, from data computed elsewhere: the report
-from bench.report.model, the verdicts from bench.compare's Comparison, bench.ab's
-AbResult and bench.history's History. Nothing here computes a figure or decides a
+from bench.report.model, the verdicts from bench.judge.compare's Comparison, bench.judge.ab's
+AbResult and bench.judge.history's History. Nothing here computes a figure or decides a
 verdict; it only chooses words, order and rounding.
 """
 
@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bench import verdict as v
-from bench.comparability import host_facts
-from bench.records import unit_of
+from bench.judge import verdict as v
+from bench.judge.comparability import host_facts
+from bench.model.records import unit_of
+from bench.model.units import format_bytes, format_seconds
 from bench.report.tables import (
     COLUMNS_NOTE,
     POLICY_NOTE,
@@ -26,12 +27,11 @@ from bench.report.tables import (
     human_column,
     summary_display,
 )
-from bench.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
-    from bench.ab import AbResult
-    from bench.compare import Comparison
-    from bench.history import History
+    from bench.judge.ab import AbResult
+    from bench.judge.compare import Comparison
+    from bench.judge.history import History
     from bench.report.model import ReportModel
     from bench.report.tax import Tax
 
@@ -274,7 +274,7 @@ def ab_markdown(result: AbResult) -> str:
     explanation, the advice when inconclusive and the warnings."""
     from tabulate import tabulate
 
-    from bench.ab import CENTER, FAILURES
+    from bench.judge.ab import CENTER, FAILURES
 
     rows = []
     for g in result.gates:

@@ -24,7 +24,7 @@ def print_report(report: Report, err: Console) -> None:
     stdout."""
     from rich.markup import escape
 
-    from bench.console import visible
+    from bench.machines.console import visible
 
     for note in report.notes:
         # Notes quote run ids, statuses and platform names from a results folder: shown

@@ -10,16 +10,17 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, cast
 
-from bench import comparability, kinds
-from bench.comparability import host_facts
+from bench.judge import comparability
+from bench.judge.comparability import host_facts
+from bench.model import kinds
+from bench.model.results import Run
+from bench.model.units import format_bytes, format_seconds
 from bench.report.frame import Frames, platform_order
-from bench.results import Run
-from bench.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bench.history import History
+    from bench.judge.history import History
 
 COLUMNS_NOTE = (
     "Columns run along the spectrum: containers (the host's kernel), sandboxed "
@@ -221,9 +222,9 @@ HOST_LABELS = {
 
 
 def memory_disagreements(frames: Frames) -> dict[str, list[str]]:
-    """Run id -> why its host view and PSS disagree (bench.summary's explanation, the one
+    """Run id -> why its host view and PSS disagree (bench.judge.summary's explanation, the one
     `bench run` prints), for runs where they do."""
-    from bench.summary import memory_disagreements as explain
+    from bench.judge.summary import memory_disagreements as explain
 
     out = {}
     for r in frames.runs:
@@ -486,14 +487,14 @@ def compare_verdict(
 ) -> tuple[pd.DataFrame | None, list[str]]:
     """`bench compare` of the runs (the last one current, the others its baselines), as
     a table, with what the reader must know; or (None, why not) when the runs are not
-    comparable. Statistics are bench.compare's: never pooled across hosts. `found`:
+    comparable. Statistics are bench.judge.compare's: never pooled across hosts. `found`:
     the runs' mismatches, when already known."""
 
     import pandas as pd
 
-    from bench import verdict as v
-    from bench.compare import compare_runs
-    from bench.errors import BenchError
+    from bench.judge import verdict as v
+    from bench.judge.compare import compare_runs
+    from bench.model.errors import BenchError
 
     if not frames.multi:
         return None, []
@@ -564,10 +565,10 @@ def run_history(
     """`bench history` of the report's runs: (History, None) when they are enough runs
     of one scenario to form one; (None, why not) for several runs that are not; (None,
     None) for one run (a report of one run has no history to speak of). Levels are made
-    from the runs the report has read (bench.history.summary_of: what the index stores),
+    from the runs the report has read (bench.judge.history.summary_of: what the index stores),
     so no run is read twice."""
-    from bench import history as h
-    from bench.errors import BenchError
+    from bench.judge import history as h
+    from bench.model.errors import BenchError
 
     if not frames.multi:
         return None, None
@@ -593,7 +594,7 @@ def run_history(
 
 
 def history_table(history: History) -> pd.DataFrame:
-    """The history's table (bench.history.History.rows) as a DataFrame."""
+    """The history's table (bench.judge.history.History.rows) as a DataFrame."""
     import pandas as pd
 
     return pd.DataFrame(history.rows())

@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from bench.model.results import Run
 from bench.report.frame import Frames
-from bench.results import Run
 
 if TYPE_CHECKING:
     import numpy as np

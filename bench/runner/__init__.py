@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bench.backends.base import NAME_PREFIX, Backend
-from bench.clock import REAL_CLOCK, Clock
-from bench.errors import EngineUnavailable
-from bench.leftovers import clean_command
-from bench.records import Facts, Sample, StepRecord
+from bench.machines.clock import REAL_CLOCK, Clock
+from bench.model.errors import EngineUnavailable
+from bench.model.records import Facts, Sample, StepRecord
+from bench.model.settings import PlatformBase
+from bench.plan.leftovers import clean_command
+from bench.plan.scenario import LoadedScenario, Step
 from bench.runner.executor import LaunchedStep, StepExecutor
 from bench.runner.measurer import Before, Measurer
 from bench.runner.policy import PlatformPolicy, ab_order
@@ -40,8 +42,6 @@ from bench.runner.recorder import (
     step_head,
     step_row,
 )
-from bench.scenario import LoadedScenario, Step
-from bench.settings import PlatformBase
 
 __all__ = ["Events", "NoEvents", "Runner", "Sink", "StepResult", "instance_name"]
 

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from bench.backends.base import Backend, Instance
-from bench.clock import Clock
-from bench.console import Console
-from bench.errors import first_line
+from bench.machines.clock import Clock
+from bench.machines.console import Console
+from bench.model.errors import first_line
 
 # Teardown is not measured: it may use more parallel calls than launches do.
 TEARDOWN_WORKERS = 16

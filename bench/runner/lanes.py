@@ -23,7 +23,7 @@ JOIN_POLL_S = 0.2
 @dataclass
 class HostLanes:
     """The runners of a run's hosts, by host key, driven as one (the Runner interface
-    bench.run needs: run, stopping, stop, cleanup, run_id)."""
+    bench.runner.run needs: run, stopping, stop, cleanup, run_id)."""
 
     runners: dict[str, Runner]
     # Called with a failed host's key before its instances are torn down: drop its

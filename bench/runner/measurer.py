@@ -17,8 +17,7 @@ from typing import TypedDict
 
 from bench import measurements
 from bench.backends.base import Backend, Instance
-from bench.clock import Clock
-from bench.errors import first_line
+from bench.machines.clock import Clock
 from bench.measurements.base import (
     Found,
     InstanceMeasurement,
@@ -28,9 +27,10 @@ from bench.measurements.base import (
     StepMeasurement,
     When,
 )
-from bench.records import Facts
+from bench.model.errors import first_line
+from bench.model.records import Facts
+from bench.plan.scenario import Scenario
 from bench.runner.executor import Launch
-from bench.scenario import Scenario
 
 # Sampling waits on engine calls (docker's stats takes ~1 s per container on some
 # engines), not on CPU: many in flight keep a 256-instance step's sampling short.

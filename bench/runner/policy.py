@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from bench.records import Sample, StepRecord
-from bench.scenario import PlatformBase, Scenario
-from bench.stats import percentile
+from bench.model.records import Sample, StepRecord
+from bench.model.stats import percentile
+from bench.plan.scenario import PlatformBase, Scenario
 
 # Measured memory per instance is scaled by this before predicting a larger step:
 # instances of a bigger step cost a little more each (page tables, engine bookkeeping).

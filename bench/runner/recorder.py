@@ -1,7 +1,7 @@
 """Recorder: the only writer of a run's results.
 
 A sample and a step record are each built by one function here (`sample_row`,
-`step_row`) as the typed records of bench.records: a field the model does not declare
+`step_row`) as the typed records of bench.model.records: a field the model does not declare
 cannot be written, and a backend's facts land in `extras`, never on a core field. They
 stay records up to the sink (`Sink`: the run's RunWriter, or a test's), which stores
 their dumps; everything the runner writes to the sink goes through `Recorder`.
@@ -16,9 +16,9 @@ from typing import Protocol, TypedDict
 
 from pydantic import BaseModel
 
-from bench import kinds
 from bench.backends.base import Backend
-from bench.records import (
+from bench.model import kinds
+from bench.model.records import (
     AbPairs,
     Facts,
     Sample,
@@ -28,13 +28,13 @@ from bench.records import (
     backend_facts,
     split_extras,
 )
+from bench.plan.scenario import Step
 from bench.runner.executor import Launch, LaunchedStep
 from bench.runner.policy import Refusal
-from bench.scenario import Step
 
 
 class Sink(Protocol):
-    """Where a run's records go: bench.results.RunWriter, or a test's memory sink."""
+    """Where a run's records go: bench.model.results.RunWriter, or a test's memory sink."""
 
     def add_samples(self, samples: Sequence[Sample]) -> None: ...
     def add_step(self, step: StepRecord) -> None: ...

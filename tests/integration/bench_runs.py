@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from bench.backends import make_backend
-from bench.results import load_run
+from bench.model.results import load_run
+from bench.plan.scenario import LoadedScenario, parse_scenario
 from bench.runner import Runner
-from bench.scenario import LoadedScenario, parse_scenario
 from tests.conftest import REPO
 from tests.helpers import MemorySink
 from tests.integration.engine_watch import bench_clean, bench_cmd
@@ -148,7 +148,7 @@ def run_real(text: str):
     sink = MemorySink(sc)
     try:
         for b in backends.values():
-            b.preflight()  # prepare() relies on it, as bench.run.prepare_backends does
+            b.preflight()  # prepare() relies on it, as bench.runner.run.prepare_backends does
         engines = {name: b.prepare() for name, b in backends.items()}
         Runner(loaded, run_id, backends, sink).run()
         left = [x for b in backends.values() for x in b.leftovers(run_id)]

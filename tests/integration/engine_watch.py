@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.backends.base import LABEL_PLATFORM, LABEL_RUN, NAME_PREFIX
-from bench.paths import state_dir
+from bench.model.paths import state_dir
 from tests.conftest import REPO
 
 

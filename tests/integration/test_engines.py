@@ -11,7 +11,7 @@ import secrets
 import pytest
 
 from bench.backends import make_backend
-from bench.scenario import parse_scenario
+from bench.plan.scenario import parse_scenario
 from tests.integration.bench_runs import run_real
 
 
@@ -62,7 +62,7 @@ def test_docker_command_is_argv_not_shell(docker_api):
 
 
 def test_docker_missing_image_is_refused_before_start(docker_api):
-    from bench.errors import MissingImage
+    from bench.model.errors import MissingImage
 
     sc = parse_scenario(
         "name: t\nplatforms:\n  - {name: c, backend: docker, image: 'bench/does-not-exist:1'}\n"
@@ -100,7 +100,7 @@ def test_docker_halt_kills_then_destroy_removes(docker_api):
 
     from bench.backends.base import Instance
     from bench.backends.docker_backend import DockerBackend, DockerSettings
-    from bench.console import Console
+    from bench.machines.console import Console
 
     run_id = f"test-{secrets.token_hex(3)}"
     backend = DockerBackend(DockerSettings(name="c", backend="docker", image="busybox"))

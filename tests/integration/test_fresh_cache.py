@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import paths
 from bench.backends.docker_backend import lacks_deadlock_fix
+from bench.model import paths
 from tests.conftest import REPO
 from tests.integration.engine_watch import bench_cmd
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import load_run
+from bench.model.results import load_run
 from tests.integration.bench_runs import (
     EXIT_INTERRUPTED,
     EXIT_WITHIN_S,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.summary import density_results, summarize
+from bench.judge.summary import density_results, summarize
 from tests.integration.bench_runs import run_real
 
 MiB = 2**20
@@ -62,7 +62,7 @@ def test_density_search_stops_on_a_deliberately_low_slo(docker_api):
 
 
 def test_memory_guard_refuses_a_vm_step_before_starting_it(libvirt_conn):
-    from bench.host import LocalHost
+    from bench.machines.host import LocalHost
 
     available = LocalHost().mem_available_bytes()
     # VMs that fit the host one by one, but never two above the reserve.
@@ -90,8 +90,8 @@ def test_docker_memory_from_cgroup_files_matches_docker_stats(docker_api):
     from bench.backends.base import Instance
     from bench.backends.docker_backend import DockerBackend, DockerSettings
     from bench.backends.oci import instance_labels
-    from bench.console import Console
-    from bench.procfs import docker_mem_usage
+    from bench.machines.console import Console
+    from bench.machines.procfs import docker_mem_usage
 
     run_id = f"test-{secrets.token_hex(3)}"
     backend = DockerBackend(DockerSettings(name="c", backend="docker", image="busybox"))

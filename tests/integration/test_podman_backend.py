@@ -15,8 +15,8 @@ import time
 import pytest
 
 from bench.backends import make_backend
-from bench.errors import RuntimeUnusable
-from bench.scenario import parse_scenario
+from bench.model.errors import RuntimeUnusable
+from bench.plan.scenario import parse_scenario
 from tests.conftest import REPO
 from tests.integration.bench_runs import ENV, assert_bench_clean, assert_interrupted, run_real
 from tests.integration.engine_watch import bench_cmd

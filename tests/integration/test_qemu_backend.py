@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import images
 from bench.backends.qemu_backend import InstancePaths, kill_group, qemu_root, read_state
+from bench.machines import images
 from tests.integration.bench_runs import assert_bench_clean, assert_interrupted, run_real
 
 pytestmark = pytest.mark.qemu

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from bench.backends.base import LABEL_RUN, NAME_PREFIX
-from bench.ssh_host import SshError, SshHost
+from bench.machines.ssh_host import SshError, SshHost
 from tests.conftest import REPO, require_engine
 from tests.integration.bench_runs import start_run
 from tests.integration.engine_watch import bench_cmd, purge

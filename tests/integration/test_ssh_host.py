@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.host import LocalHost
-from bench.ssh_host import SshError, SshHost
+from bench.machines.host import LocalHost
+from bench.machines.ssh_host import SshError, SshHost
 from tests.conftest import require_engine
 
 LAB = "ssh://root@127.0.0.1"

@@ -9,7 +9,7 @@ Two designs, two units of evidence:
 - `bench ab`: the unit is a STEP PAIR, a baseline step and a candidate step run next
   to each other on one host. Its log ratio cancels whatever the two steps share: the
   host's level of the day (run-to-run drift), and most of any slow drift within the
-  run. The gates (bench/ab.py): `rank_test` (Wilcoxon signed-rank, Hodges-Lehmann,
+  run. The gates (bench/judge/ab.py): `rank_test` (Wilcoxon signed-rank, Hodges-Lehmann,
   distribution-free bounds) per N, `tail_test` (the p95: values above both sides'
   pooled p95, pair-wise permutation) per N, `failure_test` (Fisher exact); `gate_mde`
   the rule's MDE; `holm_levels` the level each bound is computed at. (`paired_test`,

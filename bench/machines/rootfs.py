@@ -16,7 +16,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import ImageError
+from bench.model.errors import ImageError
 
 # PID 1 in both a container and a VM. It prints the readiness marker with the guest's
 # own view of uptime and kernel, then idles until it is stopped.

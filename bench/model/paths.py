@@ -32,7 +32,7 @@ def state_dir() -> Path:
     return Path(base) / "bench"
 
 
-# The run ids bench.results.new_run_id makes: <scenario or --name>-<YYYYMMDD>-<HHMMSS>-<hex>.
+# The run ids bench.model.results.new_run_id makes: <scenario or --name>-<YYYYMMDD>-<HHMMSS>-<hex>.
 # The random part has grown over versions (4, then 8 hex digits, more to come): any length
 # from 4 to 32 is one. [0-9], not \d: \d also matches other scripts' digits.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}-[0-9]{8}-[0-9]{6}-[0-9a-f]{4,32}")
@@ -50,7 +50,7 @@ def run_locks_dir() -> Path:
 
 
 def run_lock_path(run_id: str) -> Path:
-    """The file a running bench holds a lock on for its whole run (bench.owner.run_lock).
+    """The file a running bench holds a lock on for its whole run (bench.model.owner.run_lock).
     A run id comes from engine labels too, which anyone may have written: one that bench
     cannot have made names no file (ValueError), so no path leaves the folder."""
     if not is_run_id(run_id):

@@ -1,6 +1,6 @@
 """results/<run-id>/: the run's metadata and its raw samples, written as measured.
 
-Layout (schema version in bench.SCHEMA_VERSION; fields in bench.records):
+Layout (schema version in bench.SCHEMA_VERSION; fields in bench.model.records):
 - metadata.json (`RunMetadata`): scenario as run (+ sha256), hosts, engines, status
   ("running" while in progress; "complete", "interrupted" or "failed" at the end;
   a run still "running" with no live process was killed: treat it as incomplete).
@@ -32,9 +32,9 @@ from typing import IO, TYPE_CHECKING, Any, TypeAlias
 from pydantic import BaseModel, JsonValue, ValidationError
 
 import bench
-from bench import owner
-from bench.errors import UsageError
-from bench.records import Record, RunMetadata, Sample, StepRecord, split_extras
+from bench.model import owner
+from bench.model.errors import UsageError
+from bench.model.records import Record, RunMetadata, Sample, StepRecord, split_extras
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -59,7 +59,7 @@ def new_run_id(scenario_name: str) -> str:
 
 
 # What RunWriter.start and update take for a key of metadata.json: its JSON, or the
-# typed part (bench.records: EngineFacts, Warmup, AbPairs, ...) stored as its dump.
+# typed part (bench.model.records: EngineFacts, Warmup, AbPairs, ...) stored as its dump.
 MetadataValue: TypeAlias = (
     "str | int | float | bool | None | BaseModel | Sequence[MetadataValue] "
     "| Mapping[str, MetadataValue]"
@@ -203,7 +203,7 @@ class Run:
 
     @property
     def columns(self) -> Columns:
-        """The samples as one numpy array per SAMPLE_COLUMNS field (bench.records' fields
+        """The samples as one numpy array per SAMPLE_COLUMNS field (bench.model.records' fields
         but the free text no table reads): numbers as int, float or bool arrays (NaN
         where missing), the rest as object arrays (None where missing)."""
         if self._frame is not None:  # views of the frame's arrays, not a second copy
@@ -259,7 +259,7 @@ class Run:
 
 
 def load_run(directory: str | Path, columns: bool = False) -> Run:
-    """A stored run, upgraded to the current schema and validated through bench.records.
+    """A stored run, upgraded to the current schema and validated through bench.model.records.
 
     `columns`: its samples kept as columns only (Run.columns), for reading large runs."""
     d = Path(directory)

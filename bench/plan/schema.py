@@ -10,14 +10,14 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, create_model
 
-from bench.settings import DURATION_PATTERN, DURATION_SCHEMA, SIZE_PATTERN, SIZE_SCHEMA
+from bench.model.settings import DURATION_PATTERN, DURATION_SCHEMA, SIZE_PATTERN, SIZE_SCHEMA
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def scenario_schema() -> dict[str, Any]:
     from bench.backends import BACKENDS, backend_class
-    from bench.scenario import EXTENSION_PREFIX, Scenario
+    from bench.plan.scenario import EXTENSION_PREFIX, Scenario
 
     # Backends users do not see (the test-only fake) stay out, as from --help.
     models = [cls.Settings for cls in map(backend_class, BACKENDS) if cls.listed]

@@ -9,9 +9,9 @@ mean log value (the mean over its steps of each step's mean log value) and:
 
 - with SEVERAL baseline runs, their spread estimates the run-to-run drift and the
   current run is tested against their distribution (a t prediction test, runs - 1
-  degrees of freedom: bench.verdict.LevelTest);
+  degrees of freedom: bench.judge.verdict.LevelTest);
 - with ONE baseline run, that spread cannot be seen: the change is tested against an
-  assumed drift of bench.verdict.ASSUMED_DRIFT per run (a z test). Only a change
+  assumed drift of bench.judge.verdict.ASSUMED_DRIFT per run (a z test). Only a change
   larger than drift could plausibly make is significant, and the minimum detectable
   effect is large, so at a 10% threshold one baseline gives "inconclusive" (or a
   regression for a gross slow-down), never "no regression". The output says to pass
@@ -30,10 +30,10 @@ whatever their dependence; groups of a run share its drift). A group's one-sided
 is computed at the Holm level its p is judged at (above 0 exactly when p (Holm) <
 alpha); its MDE at alpha / groups, the half-threshold floor included (what the whole
 rule detects at 95% power). The verdict rule (regression, inconclusive, no regression)
-is bench.verdict.decide, shared with `bench ab`. Failed instances are a test of their
+is bench.judge.verdict.decide, shared with `bench ab`. Failed instances are a test of their
 own, as in `bench ab`: per group, failed against ok units of the current run against
 the baselines' pooled (one-sided Fisher exact, a step lost whole once, `interrupted`
-left out; bench.verdict.failure_units), Holm over the groups; a group that fails it is
+left out; bench.judge.verdict.failure_units), Holm over the groups; a group that fails it is
 a regression labelled "failures", whatever its times.
 
 Exit code: 1 when any group is a regression; else 6 (inconclusive) when any group
@@ -49,13 +49,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from bench import comparability
-from bench import verdict as v
-from bench.errors import ExitCode, UsageError
-from bench.records import Sample, metrics
+from bench.judge import comparability
+from bench.judge import verdict as v
+from bench.model.errors import ExitCode, UsageError
+from bench.model.records import Sample, metrics
 
 if TYPE_CHECKING:
-    from bench.results import Run
+    from bench.model.results import Run
 
 DEFAULT_ALPHA = v.DEFAULT_ALPHA
 DEFAULT_THRESHOLD = v.DEFAULT_THRESHOLD
@@ -84,7 +84,7 @@ def check_alpha(alpha: float) -> None:
 
 
 def check_metric(metric: str, samples: list[dict[str, Any]]) -> None:
-    """A metric bench.records declares for samples, and that these runs measured."""
+    """A metric bench.model.records declares for samples, and that these runs measured."""
     declared = metrics(Sample)
     measured = [m for m in declared if any(_is_number(s.get(m)) for s in samples)]
     if metric not in measured:
@@ -210,7 +210,7 @@ def one_session(baselines: list[Run], current: Run) -> str | None:
 @dataclass
 class Failures:
     """Failed units of one group, pooled over the baseline runs, against the current
-    run's: one-sided Fisher exact test (bench.verdict.failure_test, as `bench ab`)."""
+    run's: one-sided Fisher exact test (bench.judge.verdict.failure_test, as `bench ab`)."""
 
     baseline: int
     baseline_units: int
@@ -370,7 +370,7 @@ def compare_runs(
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
 ) -> Comparison:
-    """Compare `current` (a `bench.results.Run`) with one or several baseline runs,
+    """Compare `current` (a `bench.model.results.Run`) with one or several baseline runs,
     (platform, N) by (platform, N) of the current run."""
     base_runs = _check_inputs(baselines, current, metric, threshold, alpha)
     base_groups = [sample_groups(r.samples) for r in base_runs]

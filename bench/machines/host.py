@@ -3,8 +3,8 @@
 Every backend is given a `Host` (see `host_for`): memory, processes, files and
 commands of its engine's machine are read through it, never from this process's
 own machine directly, so a remote engine (docker ssh://, qemu+ssh://) only needs
-a remote Host: `LocalHost` here, `SshHost` (bench.ssh_host) over SSH. The text of
-/proc and /sys is parsed in bench.procfs, once for both.
+a remote Host: `LocalHost` here, `SshHost` (bench.machines.ssh_host) over SSH. The text of
+/proc and /sys is parsed in bench.machines.procfs, once for both.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import bench
-from bench import addresses, procfs
-from bench.errors import UsageError
-from bench.procfs import ProcessTable
-from bench.records import Facts
+from bench.machines import procfs
+from bench.machines.procfs import ProcessTable
+from bench.model import addresses
+from bench.model.errors import UsageError
+from bench.model.records import Facts
 
 
 @runtime_checkable
@@ -139,7 +140,7 @@ def host_for(address: str | None) -> Host:
             f"{address}: bench reads a remote engine's machine over SSH: give "
             "ssh://user@host[:port] (docker) or qemu+ssh://user@host/system (libvirt)"
         )
-    from bench.ssh_host import ssh_host
+    from bench.machines.ssh_host import ssh_host
 
     return ssh_host(ssh)
 

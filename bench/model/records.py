@@ -3,7 +3,7 @@
 `Sample` (one instance of one step), `StepRecord` (one step), `HostFacts` (one machine)
 and `RunMetadata` (one run) declare each field once. The runner builds them, the results
 writer stores their dumps, the reader validates what it reads through them (after
-upgrading older schema versions, see bench.results), and summary, compare and the
+upgrading older schema versions, see bench.model.results), and summary, compare and the
 report take their metric lists, units and directions from here. A new metric declared
 here appears in summary.csv, `bench compare --metric` and the report with no other edit.
 
@@ -85,7 +85,7 @@ class Sample(Record):
     step: int | None = value("0-based index of the step in the run")
     platform: str
     backend: str | None = None
-    kind: str | None = value("container, sandbox, microvm or vm (bench.kinds)")
+    kind: str | None = value("container, sandbox, microvm or vm (bench.model.kinds)")
     host: str | None = value("key of the machine the engine ran on (metadata.hosts)")
     n: int = value("instances started together in the step")
     repeat: int = value("0-based repetition of this (platform, N)", default=0)
@@ -269,7 +269,7 @@ class Warmup(StoredPart):
 
 
 class AbPairs(StoredPart):
-    """`bench ab`: baseline and candidate platforms and the step pairs (bench.ab)."""
+    """`bench ab`: baseline and candidate platforms and the step pairs (bench.judge.ab)."""
 
     baseline: str
     candidate: str

@@ -3,7 +3,7 @@ summary (the file named by GITHUB_STEP_SUMMARY). Shared by `bench ab`, `bench co
 and, later, `bench history`: each command turns its verdict into Markdown and a list
 of `JUnitCase` (one per group it judges) and calls `publish`.
 
-    from bench.ci_output import JUnitCase, publish
+    from bench.report.ci_output import JUnitCase, publish
     cases = [JUnitCase("container N=1", "bench.compare", FAILED, "+23% (p = 0.001)")]
     publish(markdown, cases, junit=Path("verdict.xml"), suite="bench compare", warn=print)
 
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # types only: the commands import this module, not the reverse
-    from bench.ab import AbResult
-    from bench.compare import Comparison
-    from bench.history import History
+    from bench.judge.ab import AbResult
+    from bench.judge.compare import Comparison
+    from bench.judge.history import History
 
 PASSED = "passed"
 FAILED = "failure"
@@ -173,9 +173,9 @@ def publish(
 
 
 def ab_cases(result: AbResult) -> list[JUnitCase]:
-    """A `bench.ab.AbResult`: one case per N (failed when a gate at that N fired,
+    """A `bench.judge.ab.AbResult`: one case per N (failed when a gate at that N fired,
     skipped when the run is inconclusive), and one for the failures gate."""
-    from bench import verdict as v
+    from bench.judge import verdict as v
 
     r = result
     cls = "bench.ab"
@@ -205,8 +205,8 @@ def ab_cases(result: AbResult) -> list[JUnitCase]:
 
 
 def compare_cases(result: Comparison) -> list[JUnitCase]:
-    """A `bench.compare.Comparison`: one case per (platform, N)."""
-    from bench import verdict as v
+    """A `bench.judge.compare.Comparison`: one case per (platform, N)."""
+    from bench.judge import verdict as v
 
     out = []
     for g in result.groups:
@@ -224,8 +224,8 @@ def compare_cases(result: Comparison) -> list[JUnitCase]:
 
 
 def history_cases(result: History) -> list[JUnitCase]:
-    """A `bench.history.History`: one case per series (platform, N)."""
-    from bench import history as h
+    """A `bench.judge.history.History`: one case per series (platform, N)."""
+    from bench.judge import history as h
 
     out = []
     for s in result.series:

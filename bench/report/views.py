@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bench import kinds
-from bench.units import count_of, format_bytes, format_seconds
+from bench.model import kinds
+from bench.model.units import count_of, format_bytes, format_seconds
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from bench.scenario import Scenario
+    from bench.plan.scenario import Scenario
 
 
 def summary_table(

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import kinds
-from bench.units import format_seconds
+from bench.model import kinds
+from bench.model.units import format_seconds
 
 # Rule 1. 5x: the example the issue gives, and beyond the spread of a healthy step
 # here, whose slowest instance is at most ~3x its median (containers at N=16 in
@@ -88,7 +88,7 @@ ADVICE = {
 
 def phases(sample: dict[str, Any]) -> dict[str, float]:
     """The phases of one stored sample that its fields allow (see the module doc)."""
-    from bench.results import sample_columns
+    from bench.model.results import sample_columns
 
     cols = _phase_columns(sample_columns([sample]))
     return {k: float(cols[k][0]) for k in LABELS if k in cols and not np.isnan(cols[k][0])}
@@ -97,7 +97,7 @@ def phases(sample: dict[str, Any]) -> dict[str, float]:
 def guest_uptime(sample: dict[str, Any]) -> float | None:
     """The guest's own uptime at its marker: own kernels only (sandboxes, microVMs, VMs);
     a container reports the host's."""
-    from bench.results import sample_columns
+    from bench.model.results import sample_columns
 
     uptime = float(_phase_columns(sample_columns([sample]))["uptime"][0])
     return None if np.isnan(uptime) else uptime
@@ -145,9 +145,9 @@ class Anomaly:
 
 
 def find_anomalies(samples: Any) -> list[Anomaly]:
-    """Both rules over one run's stored samples (row dicts, or bench.results.Run.columns),
+    """Both rules over one run's stored samples (row dicts, or bench.model.results.Run.columns),
     in the order platforms ran. Computed by column: a run may hold a million samples."""
-    from bench.results import sample_columns
+    from bench.model.results import sample_columns
 
     columns = sample_columns(samples)
     if not len(columns["platform"]):
@@ -176,7 +176,7 @@ def anomaly_notes(samples: Any, run_id: str | None = None) -> list[str]:
 def _phase_columns(columns: Any) -> dict[str, Any]:
     """Every sample's phases (module doc) as float arrays, NaN where its fields do not
     allow one, and the guest uptime (own kernels only)."""
-    from bench.results import float_column
+    from bench.model.results import float_column
 
     create, start, ready, uptime = (
         float_column(columns[k]) for k in ("create_s", "start_s", "ready_s", "guest_uptime_s")

@@ -17,10 +17,11 @@ from types import FrameType
 
 from pydantic import JsonValue
 
-from bench import addresses
 from bench.backends import make_backend
 from bench.backends.base import Backend, Leftover
-from bench.errors import (
+from bench.machines.host import Host, LocalHost, host_for, is_local_address, ssh_address
+from bench.model import addresses
+from bench.model.errors import (
     BenchError,
     EngineUnavailable,
     ExitCode,
@@ -30,17 +31,16 @@ from bench.errors import (
     UsageError,
     first_line,
 )
-from bench.host import Host, LocalHost, host_for, is_local_address, ssh_address
-from bench.leftovers import clean_command
-from bench.owner import run_lock
-from bench.records import AbPairs, EngineFacts, Facts, Sample, StepRecord
-from bench.results import RunWriter, new_run_id
+from bench.model.owner import run_lock
+from bench.model.records import AbPairs, EngineFacts, Facts, Sample, StepRecord
+from bench.model.results import RunWriter, new_run_id
+from bench.model.settings import PlatformBase
+from bench.model.units import format_bytes
+from bench.plan.leftovers import clean_command
+from bench.plan.scenario import LoadedScenario, Step
 from bench.runner import Events, NoEvents, Runner, StepResult
 from bench.runner.lanes import HostLanes
 from bench.runner.recorder import Recorder
-from bench.scenario import LoadedScenario, Step
-from bench.settings import PlatformBase
-from bench.units import format_bytes
 
 
 @dataclass
@@ -190,7 +190,7 @@ def run_scenario(
     if ab is not None:
         check_ab(loaded, *ab)
     backends, engines = _prepare_or_interrupted(loaded, factory, say, ab)
-    held = contextlib.ExitStack()  # the run's lock (bench.owner.run_lock), once it has an id
+    held = contextlib.ExitStack()  # the run's lock (bench.model.owner.run_lock), once it has an id
     try:
         _warn_of_other_runs(backends, warn)
         run_id = new_run_id(name or loaded.scenario.name)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.records import Sample, StepRecord
-from bench.scenario import Scenario, Step
-from bench.stats import percentile
-from bench.units import format_seconds
+from bench.model.records import Sample, StepRecord
+from bench.model.stats import percentile
+from bench.model.units import format_seconds
+from bench.plan.scenario import Scenario, Step
 
 
 class RichEvents:

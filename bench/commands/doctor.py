@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.backends.base import Check, Options
-from bench.errors import BenchError
+from bench.model.errors import BenchError
 
 __all__ = ["Check", "run_checks"]
 
 
 def run_checks(options: Options, say: Callable[[str], None] = lambda _msg: None) -> list[Check]:
     """`options`: the backends' CLI options by key (see Backend.cli_options)."""
-    from bench import images, rootfs
     from bench.backends import backend_classes
+    from bench.machines import images, rootfs
 
     checks: list[Check] = []
     try:

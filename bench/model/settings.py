@@ -1,6 +1,6 @@
 """Platform settings every backend builds on: the common keys, the unit types and the
 name rules. A leaf module (it imports nothing else from bench but errors and units), so
-`bench.scenario` and every backend can import it without importing each other.
+`bench.plan.scenario` and every backend can import it without importing each other.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from bench.addresses import LOCAL
-from bench.units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
+from bench.model.addresses import LOCAL
+from bench.model.units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
 
 # Names end up in container names, domain names and file names: keep them boring.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")

@@ -26,9 +26,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from bench import addresses
-from bench.errors import ScenarioError, UsageError
-from bench.settings import (
+from bench.model import addresses
+from bench.model.errors import ScenarioError, UsageError
+from bench.model.settings import (
     LOCAL,
     Bytes,
     Count,
@@ -39,7 +39,7 @@ from bench.settings import (
     Seconds,
     check_name,
 )
-from bench.units import format_bytes
+from bench.model.units import format_bytes
 
 # A key path in the scenario file: mapping keys and list indices (pydantic's error loc).
 Loc = tuple[str | int, ...]

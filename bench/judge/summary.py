@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from bench import kinds
-from bench.records import Sample, StepRecord, metrics
-from bench.stats import percentile_of_sorted
+from bench.model import kinds
+from bench.model.records import Sample, StepRecord, metrics
+from bench.model.stats import percentile_of_sorted
 
 # Host drop and summed PSS further apart than this get a one-line explanation.
 MEMORY_DISAGREEMENT = 0.25
@@ -26,7 +26,7 @@ def _item(x: Any) -> Any:
 
 def _statistic(name: str, values: Any) -> Any:
     """A declared statistic (median, p50, p95, max) over the values that are not missing;
-    None when none are. Percentiles as bench.stats.percentile computes them."""
+    None when none are. Percentiles as bench.model.stats.percentile computes them."""
     import numpy as np
 
     xs = _finite(values)
@@ -40,7 +40,7 @@ def _statistic(name: str, values: Any) -> Any:
 
 
 def summary_columns() -> list[str]:
-    """Every statistic column of a summary row, as bench.records declares them."""
+    """Every statistic column of a summary row, as bench.model.records declares them."""
     return [
         col
         for model in (Sample, StepRecord)
@@ -54,16 +54,16 @@ def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[d
 
     The one place these statistics are computed: the terminal summary and the
     report's summary.csv both come from here. Which statistics: every metric of
-    bench.records with its declared summary columns (sample metrics over ready
+    bench.model.records with its declared summary columns (sample metrics over ready
     instances, step metrics over the steps that ran).
 
-    `samples`: row dicts, or a run's samples as columns (bench.results.Run.columns: a
+    `samples`: row dicts, or a run's samples as columns (bench.model.results.Run.columns: a
     million samples are summarised by column, never as a million dicts; a small run
     without pandas, whose import would be most of its summary's time).
     """
     import numpy as np
 
-    from bench.results import float_column, sample_columns
+    from bench.model.results import float_column, sample_columns
 
     columns = sample_columns(samples)
 
@@ -164,7 +164,7 @@ def density_results(
     """density_of() for each platform that searched (fixed-count platforms have none).
 
     `searches` is the run's metadata["searches"]: which platforms searched is decided
-    once, by the scenario, when the run is written (bench.results upgrades older runs).
+    once, by the scenario, when the run is written (bench.model.results upgrades older runs).
     """
     by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for st in steps:

@@ -7,7 +7,7 @@ the clean-up command (`clean_command`), and `bench clean` searches the same engi
 from __future__ import annotations
 
 from bench.backends.base import Backend, Options
-from bench.scenario import LoadedScenario
+from bench.plan.scenario import LoadedScenario
 
 
 def default_backends(options: Options) -> list[Backend]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.backends.base import Backend, Leftover
-from bench.errors import BenchError, UsageError
-from bench.owner import remove_stale_run_locks
-from bench.paths import is_run_id
+from bench.model.errors import BenchError, UsageError
+from bench.model.owner import remove_stale_run_locks
+from bench.model.paths import is_run_id
 
 
 @dataclass
@@ -21,7 +21,7 @@ class CleanReport:
 
 
 def check_run_id(run_id: str | None) -> None:
-    """Refuse a run id bench cannot have made (bench.paths.is_run_id). An empty one is the
+    """Refuse a run id bench cannot have made (bench.model.paths.is_run_id). An empty one is the
     dangerous case: the engines' label filter `bench.run_id=` with no value matches every
     bench container, so `--run ""` would have removed every run's instances, live ones
     included."""

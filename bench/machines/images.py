@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict, cast
 
-from bench import rootfs
-from bench.errors import ImageError
-from bench.paths import cache_dir
+from bench.machines import rootfs
+from bench.model.errors import ImageError
+from bench.model.paths import cache_dir
 
 BENCH_IMAGES = ("busybox",)
 DOCKER_REPO = "bench/{name}"

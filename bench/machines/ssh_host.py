@@ -7,7 +7,7 @@ is not known is refused (paramiko's RejectPolicy): bench never trusts a key on i
 Every read is one exec on the open connection, of a POSIX shell command the remote
 runs (no Python is assumed there). The process table is one exec per snapshot with
 every process's parent and PSS/USS/RSS, so sampling N instances costs one round trip,
-not N. Text is parsed by bench.procfs, as LocalHost's is.
+not N. Text is parsed by bench.machines.procfs, as LocalHost's is.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bench
-from bench import addresses, procfs
-from bench.errors import EngineUnavailable, UsageError
-from bench.procfs import ProcessTable
-from bench.records import Facts
+from bench.machines import procfs
+from bench.machines.procfs import ProcessTable
+from bench.model import addresses
+from bench.model.errors import EngineUnavailable, UsageError
+from bench.model.records import Facts
 
 if TYPE_CHECKING:
     import paramiko
@@ -67,7 +68,7 @@ _opened: list[SshHost] = []
 
 
 class SshHost:
-    """bench.host.Host for a machine reached as ssh://[user@]host[:port]."""
+    """bench.machines.host.Host for a machine reached as ssh://[user@]host[:port]."""
 
     def __init__(self, address: str, key: str | None = None):
         # Checked where every address enters; again here, as the last step before a host

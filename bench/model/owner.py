@@ -2,12 +2,12 @@
 host (hostname).
 
 A run on this controller goes on while its bench holds the run's lock, a flock on
-bench.paths.run_lock_path: the kernel drops it however that process ends (kill -9
+bench.model.paths.run_lock_path: the kernel drops it however that process ends (kill -9
 included), so neither a reused pid nor a command line can make a dead run look alive,
 or a live one dead. Engines may one day sit on other machines than the bench that
 drives them, so an owner elsewhere is judged only by the machine it runs on: its pid
 means nothing in another host's /proc, and its lock is on that host. Imports only
-leaves (bench.paths, bench.errors).
+leaves (bench.model.paths, bench.model.errors).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench import paths
-from bench.errors import BenchError, UsageError
+from bench.model import paths
+from bench.model.errors import BenchError, UsageError
 
 
 @functools.cache

@@ -18,11 +18,11 @@ the other's, and its "pairs" would measure the drift between them: refused. Stor
 pairs are checked the same way, and a step in two pairs is refused.
 
 The gates (issue 21), each a one-sided test, the timing ones one Holm family:
-- center, per N: Wilcoxon signed-rank over the pairs' log ratios (bench.verdict.
+- center, per N: Wilcoxon signed-rank over the pairs' log ratios (bench.judge.verdict.
   rank_test), a regression when p (Holm) < alpha and the change is above
   REGRESSION_FRACTION x threshold;
 - p95, per N: a quantile test, the candidate's share of values above the p95 of both
-  sides pooled against the baseline's, pair-wise permutation (bench.verdict.tail_test),
+  sides pooled against the baseline's, pair-wise permutation (bench.judge.verdict.tail_test),
   a regression when p (Holm) < alpha and the candidate's pooled p95 is slower than the
   baseline's by more than the threshold;
 - failures, over the paired steps: one-sided Fisher exact test of failed/ok by side at
@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from bench import verdict as v
-from bench.errors import ExitCode, UsageError
+from bench.judge import verdict as v
+from bench.model.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from bench.results import Run
+    from bench.model.results import Run
 
 # Gate names, as in the table and in --json "fired".
 CENTER = "center"
@@ -280,12 +280,12 @@ def analyse_ab(
     baseline: str | None = None,
     candidate: str | None = None,
 ) -> AbResult:
-    """The verdict on a stored A/B run (a `bench.results.Run`).
+    """The verdict on a stored A/B run (a `bench.model.results.Run`).
 
     `baseline`/`candidate` default to metadata["ab"]; given, they also let a plain run
     of two platforms be analysed (pairs by (N, repeat), when they ran next to each
     other)."""
-    from bench.compare import check_alpha, check_metric
+    from bench.judge.compare import check_alpha, check_metric
 
     check_alpha(alpha)
     if threshold < 0:

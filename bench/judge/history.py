@@ -3,7 +3,7 @@
 Per-run `compare` against a handful of baselines cannot tell a 20% slow-down from the
 run-to-run drift of a shared host. The history of a job is a series: each run's level
 per (platform, N) (the mean over its steps of the mean log metric, the level `bench
-compare` uses: bench.compare.level_of), in the order the runs started. Its change points
+compare` uses: bench.judge.compare.level_of), in the order the runs started. Its change points
 are found by PELT (ruptures, an established library; see CHANGE_POINTS below for why
 this one), and the verdict is about the newest segment: a **regression** (exit 1) when
 the newest runs begin a segment slower than the one before by more than half the
@@ -27,17 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench import verdict as v
-from bench.comparability import WARNING, Mismatch, mismatches
-from bench.compare import (
+from bench.judge import verdict as v
+from bench.judge.comparability import WARNING, Mismatch, mismatches
+from bench.judge.compare import (
     DEFAULT_METRIC,
     DEFAULT_THRESHOLD,
     check_metric,
     level_of,
     sample_groups,
 )
-from bench.errors import ExitCode, UsageError
-from bench.results import METADATA, SAMPLES, STEPS, Run, load_run
+from bench.model.errors import ExitCode, UsageError
+from bench.model.results import METADATA, SAMPLES, STEPS, Run, load_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -428,7 +428,7 @@ def summary_of(run: Run, metric: str) -> dict[str, Any]:
         "scenario": (run.metadata.get("scenario") or {}).get("name"),
         "status": run.status,
         "groups": groups,
-        # What must match between runs (bench.comparability) is judged from these.
+        # What must match between runs (bench.judge.comparability) is judged from these.
         "metadata": run.metadata,
     }
 
@@ -474,7 +474,7 @@ def history_of(
 ) -> History:
     """The history of runs' summaries (summary_of), in any order: sorted by start.
 
-    `found`: the runs' differences (bench.comparability.mismatches), values in the order
+    `found`: the runs' differences (bench.judge.comparability.mismatches), values in the order
     of `summaries`, when the caller has them (the report, with its samples' accels);
     else they are found from the summaries' metadata."""
     warnings = []
