@@ -129,6 +129,24 @@ class Sample(Record):
     extras: dict[str, Any] = Field(
         default_factory=dict, description="backend-specific facts (never core fields)"
     )
+    # Where the time to ready went (bench.phases): instants on bench's clock, from the
+    # launch call, as console lines reached bench; None when not seen (older runs too).
+    vmm_ready_s: float | None = metric(
+        "s", "the VMM process answered its control socket (direct QEMU: QMP), from the launch"
+    )
+    first_output_s: float | None = metric("s", "first console byte, from the launch call")
+    kernel_start_s: float | None = metric(
+        "s",
+        "the guest kernel's first console line (Linux version), from the launch call: "
+        "firmware and decompression end here",
+    )
+    init_start_s: float | None = metric(
+        "s", "the guest kernel ran init (Run /init as init process), from the launch call"
+    )
+    guest_init_s: float | None = metric(
+        "s", "the guest's own clock (printk time) when its kernel ran init"
+    )
+    console_lines: int | None = value("console lines before the marker")
 
 
 class StepRecord(Record):

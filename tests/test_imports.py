@@ -139,7 +139,7 @@ def test_settings_and_owner_are_leaves():
 LAYERS: dict[str, set[str]] = {
     "leaves (no bench import)": {
         "bench", "errors", "paths", "units", "kinds", "clock", "records", "addresses",
-        "console", "iohub", "procfs", "stats",
+        "console", "iohub", "procfs", "stats", "phases",
     },
     "stored (settings, run folders and their locks, images)": {
         "settings", "owner", "results", "rootfs", "images",

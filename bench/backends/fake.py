@@ -21,6 +21,7 @@ from pydantic import Field
 
 from bench.backends.base import Backend, Check, CliOption, Instance, Leftover, print_nothing
 from bench.clock import REAL_CLOCK, Clock
+from bench.phases import VMM_READY
 from bench.settings import PlatformBase, Seconds
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ class FakeSettings(PlatformBase):
     # Every destroy call hangs this long, then fails: a wedged engine whose calls time
     # out (0: destroys succeed at once).
     hang_destroy: Seconds = 0.0
+    # A fake VM's boot log: its VMM answers halfway through the create call, its kernel
+    # prints its first line at 30% of `boot` and runs init at 90% (test-only, for the
+    # phase arithmetic of bench.phases).
+    kernel_log: bool = False
 
 
 @dataclass
@@ -131,6 +136,10 @@ class FakeBackend(Backend):
         delay = self.settings.create_delay
         if index in self.settings.slow_create:
             delay += self.settings.slow_create_delay
+        if self.settings.kernel_log:
+            self.clock.sleep(delay / 2)
+            inst.console.note(VMM_READY)
+            delay /= 2
         self.clock.sleep(delay)
         with self._lock:
             self.in_flight -= 1
@@ -149,6 +158,13 @@ class FakeBackend(Backend):
             boot = self.settings.boot + self.settings.boot_per_instance * len(self.live)
         uptime = self.settings.uptime
         line = f"booting\nBENCH_READY uptime={uptime:g} kernel=fake-{inst.handle}\n".encode()
+        if self.settings.kernel_log:
+            kernel = b"[    0.000000] Linux version 6.1.0-fake (fake@bench)\n"
+            init = f"[{uptime * 0.9:12.6f}] Run /init as init process\n".encode()
+            inst.info["_kernel_timers"] = [
+                self.clock.call_later(boot * 0.3, inst.console.feed, kernel),
+                self.clock.call_later(boot * 0.9, inst.console.feed, init),
+            ]
         inst.info["_timer"] = self.clock.call_later(boot, inst.console.feed, line)
 
     def destroy(self, inst: Instance) -> None:
@@ -160,6 +176,8 @@ class FakeBackend(Backend):
         timer = inst.info.pop("_timer", None)
         if timer:
             timer.cancel()
+        for t in inst.info.pop("_kernel_timers", []):
+            t.cancel()
         with self._lock:
             self.live.pop(inst.name, None)
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from bench import images, kinds
+from bench import images, kinds, phases
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
@@ -565,6 +565,8 @@ class QemuBackend(Backend):
             inst.info["qemu_pid"] = live.proc.pid
             accept = loop.submit(qmp.accept())
             self._wait_connected(live, accept, inst)
+            # QEMU has initialised its machine and answers QMP: the VMM's own start.
+            inst.console.note(phases.VMM_READY)
             live.qmp = qmp
             serial.settimeout(CONNECT_TIMEOUT_S)
             # QEMU opened its serial chardev before its monitor: already in the backlog.

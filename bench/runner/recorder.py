@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import kinds
+from bench import kinds, phases
 from bench.backends.base import Backend
 from bench.records import Sample, StepRecord, backend_facts, split_extras
 from bench.runner.executor import Launch, LaunchedStep
@@ -96,6 +96,7 @@ def sample_row(
         guest_kernel=console.fields.get("kernel"),
         marker_fields=console.fields,
         console_tail=None if ok else console.tail(),
+        **phases.console_fields(list(console.lines), console.first_byte_at, console.instants, t0),
         # What the backend and the measurer found: declared fields or extras.
         **backend_facts(inst.info),
     ).row()
