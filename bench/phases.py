@@ -165,3 +165,36 @@ def console_fields(
         "guest_init_s": boot.guest_init_s,
         "console_lines": len(lines),
     }
+
+
+@dataclass(frozen=True)
+class ClockCheck:
+    """One span of a guest's boot on the host's clock and on the guest's own."""
+
+    name: str
+    host_s: float  # the span between two host instants
+    guest_s: float  # the same span as the guest's clock counted it
+    # host - guest: positive when the guest's clock ran slow (or started late).
+    gap_s: float
+
+
+def guest_vs_host(sample: Mapping[str, object]) -> list[ClockCheck]:
+    """Where the guest's clock and the host's disagree about the same span of its boot.
+
+    The guest's clock starts about when its kernel prints its first line: from there to
+    init is `guest_init_s` on its clock, and to the marker the marker's `uptime=`
+    (`guest_uptime_s`). Under TCG a guest whose clocksource falls back to jiffies (ticks
+    lost while its vCPU waits for the host) counts fewer seconds than passed.
+    """
+    kernel = _num(sample.get("kernel_start_s"))
+    out = []
+    for name, end, guest in (
+        ("kernel start to init", "init_start_s", "guest_init_s"),
+        ("kernel start to marker", "ready_s", "guest_uptime_s"),
+    ):
+        host_end, guest_s = _num(sample.get(end)), _num(sample.get(guest))
+        if kernel is None or host_end is None or guest_s is None:
+            continue
+        host_s = host_end - kernel
+        out.append(ClockCheck(name, host_s, guest_s, host_s - guest_s))
+    return out

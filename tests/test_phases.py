@@ -7,6 +7,7 @@ from bench.phases import (
     UNATTRIBUTED,
     boot_lines,
     console_fields,
+    guest_vs_host,
     phases,
 )
 from bench.records import Sample
@@ -194,3 +195,13 @@ def test_fake_runs_record_the_phases_through_the_runner():
         ps, rest = phases(s)
         assert [p.name for p in ps] == ["create", "start", "first_output", "marker"]
         assert sum(p.seconds for p in ps) + rest == pytest.approx(s["ready_s"])
+
+
+def test_guest_clock_beside_the_hosts():
+    s = {**VM_SAMPLE, "guest_init_s": 1.4, "guest_uptime_s": 1.45}
+    checks = {c.name: c for c in guest_vs_host(s)}
+    assert checks["kernel start to init"].host_s == pytest.approx(1.90)
+    assert checks["kernel start to init"].gap_s == pytest.approx(0.50)
+    assert checks["kernel start to marker"].gap_s == pytest.approx(1.96 - 1.45)
+    # No kernel line: nothing to compare the guest's clock with.
+    assert guest_vs_host({**s, "kernel_start_s": None}) == []
