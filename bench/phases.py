@@ -25,6 +25,11 @@ from bench import kinds
 # the guest has an early console (earlyprintk=/earlycon=), else replayed later, when
 # its serial console registers (then only its printk time tells when it was printed).
 KERNEL_START = re.compile(r"\bLinux version \d")
+# The kernel's real-mode setup code (arch/x86/boot), the first of the kernel to run
+# after the firmware loaded it, before the decompressor; printed unless `quiet`. Under
+# microvm's qboot each character comes twice ("PPrroobbiinngg  EEDDDD": through the
+# firmware's console and the UART both).
+SETUP_START = re.compile(r"\bP+r+o+b+i+n+g+\s+E+D+D+")
 # init/main.c: "Run %s as init process" (initramfs /init, or init= / rdinit=).
 INIT_START = re.compile(r"\bRun \S+ as init process")
 PRINTK_TIME = re.compile(r"^\[\s*(\d+\.\d+)\]")
@@ -39,20 +44,23 @@ class BootLines:
     kernel_start_at: float | None = None  # host instant of the first kernel line
     init_start_at: float | None = None  # host instant of "Run /init as init process"
     guest_init_s: float | None = None  # printk time of that line: the guest's clock
+    setup_start_at: float | None = None  # host instant of the setup code's first line
 
 
 def boot_lines(lines: Iterable[tuple[float, str]]) -> BootLines:
-    """The kernel's first line and its start of init in timed console lines."""
-    kernel_at = init_at = guest_init = None
+    """The kernel's setup line, first line and start of init in timed console lines."""
+    kernel_at = init_at = guest_init = setup_at = None
     for at, text in lines:
-        if kernel_at is None and KERNEL_START.search(text):
+        if setup_at is None and kernel_at is None and SETUP_START.search(text):
+            setup_at = at
+        elif kernel_at is None and KERNEL_START.search(text):
             kernel_at = at
         elif init_at is None and INIT_START.search(text):
             init_at = at
             m = PRINTK_TIME.match(text)
             guest_init = float(m.group(1)) if m else None
             break
-    return BootLines(kernel_at, init_at, guest_init)
+    return BootLines(kernel_at, init_at, guest_init, setup_at)
 
 
 @dataclass(frozen=True)
@@ -66,13 +74,22 @@ class PhaseDef:
 
 
 # A VM: its VMM's start (direct QEMU only), the rest of the create call, the start call
-# (resume / QMP cont: the first instruction follows), firmware and decompression until
-# the kernel's first line, the kernel's own init until it runs init, userspace.
+# (resume / QMP cont: the first instruction follows), the firmware until the kernel's
+# setup code prints, its decompression until the kernel's first line (both together
+# when the setup line was not seen), the kernel's own init until it runs init, userspace.
 VM_PHASES = (
     PhaseDef("vmm_start", "VMM process start", (LAUNCH,), "vmm_ready_s"),
     PhaseDef("create", "create call", ("vmm_ready_s", LAUNCH), "create_s"),
     PhaseDef("start", "start call", ("create_s",), "start_s"),
-    PhaseDef("firmware", "firmware and kernel decompression", ("start_s",), "kernel_start_s"),
+    PhaseDef("firmware", "firmware and kernel loading", ("start_s",), "setup_start_s"),
+    PhaseDef("decompression", "kernel decompression", ("setup_start_s",), "kernel_start_s"),
+    # Only when the two above are not both there (it would overlap them).
+    PhaseDef(
+        "firmware_decompression",
+        "firmware and kernel decompression",
+        ("start_s",),
+        "kernel_start_s",
+    ),
     PhaseDef("kernel", "kernel init", ("kernel_start_s",), "init_start_s"),
     PhaseDef("userspace", "userspace until the marker", ("init_start_s",), "ready_s"),
 )
@@ -160,6 +177,7 @@ def console_fields(
     return {
         "vmm_ready_s": rel(instants.get(VMM_READY)),
         "first_output_s": rel(first_byte_at),
+        "setup_start_s": rel(boot.setup_start_at),
         "kernel_start_s": rel(boot.kernel_start_at),
         "init_start_s": rel(boot.init_start_at),
         "guest_init_s": boot.guest_init_s,

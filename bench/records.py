@@ -147,6 +147,11 @@ class Sample(Record):
         "s", "the guest's own clock (printk time) when its kernel ran init"
     )
     console_lines: int | None = value("console lines before the marker")
+    setup_start_s: float | None = metric(
+        "s",
+        "the guest kernel's setup code printed (Probing EDD), from the launch call: the "
+        "firmware has loaded the kernel, decompression follows",
+    )
 
 
 class StepRecord(Record):

@@ -20,6 +20,7 @@ VM_SAMPLE = {
     "vmm_ready_s": 0.05,
     "create_s": 0.08,
     "start_s": 0.10,
+    "setup_start_s": 0.20,
     "kernel_start_s": 4.60,
     "init_start_s": 6.50,
     "ready_s": 6.56,
@@ -32,7 +33,7 @@ def by_name(ps):
 
 def test_vm_phases_are_differences_of_instants_and_add_up_to_ready():
     ps, rest = phases(VM_SAMPLE)
-    names = ["vmm_start", "create", "start", "firmware", "kernel", "userspace"]
+    names = ["vmm_start", "create", "start", "firmware", "decompression", "kernel", "userspace"]
     assert [p.name for p in ps] == names
     got = by_name(ps)
     assert got == pytest.approx(
@@ -40,7 +41,8 @@ def test_vm_phases_are_differences_of_instants_and_add_up_to_ready():
             "vmm_start": 0.05,
             "create": 0.03,
             "start": 0.02,
-            "firmware": 4.50,
+            "firmware": 0.10,
+            "decompression": 4.40,
             "kernel": 1.90,
             "userspace": 0.06,
         }
@@ -51,17 +53,29 @@ def test_vm_phases_are_differences_of_instants_and_add_up_to_ready():
         assert a.end_s == b.start_s
 
 
+def test_without_the_setup_line_firmware_and_decompression_are_one_phase():
+    ps, rest = phases({**VM_SAMPLE, "setup_start_s": None})
+    names = ["vmm_start", "create", "start", "firmware_decompression", "kernel", "userspace"]
+    assert [p.name for p in ps] == names
+    assert by_name(ps)["firmware_decompression"] == pytest.approx(4.50)
+    assert rest == pytest.approx(0.0, abs=1e-9)
+
+
 def test_a_missing_boundary_leaves_its_time_unattributed():
     # A guest whose kernel printed nothing (quiet): no kernel line, no init line.
-    quiet = {**VM_SAMPLE, "kernel_start_s": None, "init_start_s": None}
+    quiet = {**VM_SAMPLE, "setup_start_s": None, "kernel_start_s": None, "init_start_s": None}
     ps, rest = phases(quiet)
     assert [p.name for p in ps] == ["vmm_start", "create", "start"]
     assert rest == pytest.approx(6.56 - 0.10)
     # Only the init line seen: the kernel's first line missing takes firmware and
     # kernel init with it; userspace is still known.
-    ps, rest = phases({**VM_SAMPLE, "kernel_start_s": None})
+    ps, rest = phases({**VM_SAMPLE, "setup_start_s": None, "kernel_start_s": None})
     assert by_name(ps)["userspace"] == pytest.approx(0.06)
     assert rest == pytest.approx(6.50 - 0.10)
+    # The setup line without the kernel's first line: firmware known, the rest not.
+    ps, rest = phases({**VM_SAMPLE, "kernel_start_s": None})
+    assert by_name(ps)["firmware"] == pytest.approx(0.10)
+    assert rest == pytest.approx(6.50 - 0.20)
 
 
 def test_libvirt_has_no_vmm_instant_so_create_starts_at_the_launch():
@@ -111,6 +125,10 @@ def test_boot_lines_kernel_start_init_and_printk_time():
     ]
     b = boot_lines(lines)
     assert (b.kernel_start_at, b.init_start_at, b.guest_init_s) == (4.61, 6.50, 1.402565)
+    assert b.setup_start_at == 0.04
+    # microvm's firmware echoes each character of the setup code's line.
+    twice = [(0.05, "PPrroobbiinngg  EEDDDD  ((eedddd==ooffff  ttoo  ddiissaabbllee))......  ookk")]
+    assert boot_lines(twice).setup_start_at == 0.05
     # A kernel printing without printk times; and a console with no kernel at all.
     assert boot_lines([(1.0, "Run /sbin/init as init process")]).guest_init_s is None
     assert boot_lines([(0.5, "hello")]).kernel_start_at is None
@@ -152,6 +170,7 @@ def test_console_fields_are_relative_to_the_launch():
         {
             "vmm_ready_s": 0.5,
             "first_output_s": 1.5,
+            "setup_start_s": 1.5,
             "kernel_start_s": 4.5,
             "init_start_s": 7.0,
             "guest_init_s": 2.4,
@@ -182,15 +201,16 @@ def test_fake_runs_record_the_phases_through_the_runner():
         ps, rest = phases(s)
         got = by_name(ps)
         # The fake's clock is exact: create 0.2 s (VMM halfway), boot 4 s from start,
-        # the kernel's first line at 30 % of it, init at 90 %.
+        # its setup line at 10 % of it, its first line at 30 %, init at 90 %.
         assert got["vmm_start"] == pytest.approx(0.1)
         assert got["create"] == pytest.approx(0.1)
-        assert got["firmware"] == pytest.approx(1.2)
+        assert got["firmware"] == pytest.approx(0.4)
+        assert got["decompression"] == pytest.approx(0.8)
         assert got["kernel"] == pytest.approx(2.4)
         assert got["userspace"] == pytest.approx(0.4)
         assert rest == pytest.approx(0.0, abs=1e-6)
         assert s["guest_init_s"] == pytest.approx(1.8)
-        assert s["console_lines"] == 4
+        assert s["console_lines"] == 5
     for s in (s for s in sink.samples if s["platform"] == "c"):
         ps, rest = phases(s)
         assert [p.name for p in ps] == ["create", "start", "first_output", "marker"]

@@ -51,9 +51,9 @@ class FakeSettings(PlatformBase):
     # Every destroy call hangs this long, then fails: a wedged engine whose calls time
     # out (0: destroys succeed at once).
     hang_destroy: Seconds = 0.0
-    # A fake VM's boot log: its VMM answers halfway through the create call, its kernel
-    # prints its first line at 30% of `boot` and runs init at 90% (test-only, for the
-    # phase arithmetic of bench.phases).
+    # A fake VM's boot log: its VMM answers halfway through the create call, its kernel's
+    # setup prints at 10% of `boot`, its first line at 30% and it runs init at 90%
+    # (test-only, for the phase arithmetic of bench.phases).
     kernel_log: bool = False
 
 
@@ -161,7 +161,9 @@ class FakeBackend(Backend):
         if self.settings.kernel_log:
             kernel = b"[    0.000000] Linux version 6.1.0-fake (fake@bench)\n"
             init = f"[{uptime * 0.9:12.6f}] Run /init as init process\n".encode()
+            setup = b"Probing EDD (edd=off to disable)... ok\n"
             inst.info["_kernel_timers"] = [
+                self.clock.call_later(boot * 0.1, inst.console.feed, setup),
                 self.clock.call_later(boot * 0.3, inst.console.feed, kernel),
                 self.clock.call_later(boot * 0.9, inst.console.feed, init),
             ]

@@ -32,7 +32,7 @@ def check_phases(s: dict, expected: list[str]) -> None:
     assert s["ok"], (s["error"], s["console_tail"])
     ready = s["ready_s"]
     # The instants, on bench's clock from the launch call, in the order they happen.
-    order = ["create_s", "start_s", "kernel_start_s", "init_start_s", "ready_s"]
+    order = ["create_s", "start_s", "setup_start_s", "kernel_start_s", "init_start_s", "ready_s"]
     values = [s[k] for k in order]
     assert all(v is not None for v in values), dict(zip(order, values, strict=True))
     assert values == sorted(values), dict(zip(order, values, strict=True))
@@ -57,7 +57,8 @@ def test_qemu_microvm_boot_is_explained_by_phases(qemu_binary):
     sink, _engines, left = run_real(SCENARIO % QEMU)
     assert left == []
     (s,) = sink.samples
-    check_phases(s, ["vmm_start", "create", "start", "firmware", "kernel", "userspace"])
+    names = ["vmm_start", "create", "start", "firmware", "decompression", "kernel", "userspace"]
+    check_phases(s, names)
     # QEMU answered QMP within the create call.
     assert 0 < s["vmm_ready_s"] <= s["create_s"]
 
@@ -68,4 +69,4 @@ def test_libvirt_pc_boot_is_explained_by_phases(libvirt_conn):
     (s,) = sink.samples
     # libvirt's createXML starts the VMM inside one call: no instant of its own.
     assert s["vmm_ready_s"] is None
-    check_phases(s, ["create", "start", "firmware", "kernel", "userspace"])
+    check_phases(s, ["create", "start", "firmware", "decompression", "kernel", "userspace"])
