@@ -27,8 +27,8 @@ from bench import kinds
 KERNEL_START = re.compile(r"\bLinux version \d")
 # The kernel's real-mode setup code (arch/x86/boot), the first of the kernel to run
 # after the firmware loaded it, before the decompressor; printed unless `quiet`. Under
-# microvm's qboot each character comes twice ("PPrroobbiinngg  EEDDDD": through the
-# firmware's console and the UART both).
+# microvm each character came twice here ("PPrroobbiinngg  EEDDDD"), presumably once
+# through qboot's BIOS console, once from the setup code's own early serial console.
 SETUP_START = re.compile(r"\bP+r+o+b+i+n+g+\s+E+D+D+")
 # init/main.c: "Run %s as init process" (initramfs /init, or init= / rdinit=).
 INIT_START = re.compile(r"\bRun \S+ as init process")
