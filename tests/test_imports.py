@@ -148,8 +148,8 @@ def test_settings_and_owner_are_leaves():
 LAYERS: dict[str, set[str]] = {
     "leaves (no bench import)": {
         "bench", "model.errors", "model.paths", "model.units", "model.kinds",
-        "model.records", "model.addresses", "model.stats", "machines.console",
-        "machines.iohub", "machines.procfs", "machines.clock",
+        "model.records", "model.addresses", "model.stats", "model.phases",
+        "machines.console", "machines.iohub", "machines.procfs", "machines.clock",
     },
     "the record model's store (bench.model: settings, run folders and their locks)": {
         "model",

@@ -30,6 +30,7 @@ from bench.backends.base import (
     print_nothing,
 )
 from bench.machines.clock import REAL_CLOCK, Clock, Timer
+from bench.model.phases import VMM_READY
 from bench.model.records import Facts
 from bench.model.settings import PlatformBase, Seconds
 
@@ -60,6 +61,10 @@ class FakeSettings(PlatformBase):
     # Every destroy call hangs this long, then fails: a wedged engine whose calls time
     # out (0: destroys succeed at once).
     hang_destroy: Seconds = 0.0
+    # A fake VM's boot log: its VMM answers halfway through the create call, its kernel's
+    # setup prints at 10% of `boot`, its first line at 30% and it runs init at 90%
+    # (test-only, for the phase arithmetic of bench.model.phases).
+    kernel_log: bool = False
 
 
 @dataclass
@@ -121,6 +126,7 @@ class FakeBackend(Backend):
         self.clock = clock
         self.live: dict[str, Instance] = {}
         self._timers: dict[str, Timer] = {}  # each instance's boot timer, by name
+        self._kernel_timers: dict[str, list[Timer]] = {}  # its fake kernel log's lines
         self.created = 0
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -142,6 +148,10 @@ class FakeBackend(Backend):
         delay = self.settings.create_delay
         if index in self.settings.slow_create:
             delay += self.settings.slow_create_delay
+        if self.settings.kernel_log:
+            self.clock.sleep(delay / 2)
+            inst.console.note(VMM_READY)
+            delay /= 2
         self.clock.sleep(delay)
         with self._lock:
             self.in_flight -= 1
@@ -160,6 +170,15 @@ class FakeBackend(Backend):
             boot = self.settings.boot + self.settings.boot_per_instance * len(self.live)
         uptime = self.settings.uptime
         line = f"booting\nBENCH_READY uptime={uptime:g} kernel=fake-{inst.handle}\n".encode()
+        if self.settings.kernel_log:
+            kernel = b"[    0.000000] Linux version 6.1.0-fake (fake@bench)\n"
+            init = f"[{uptime * 0.9:12.6f}] Run /init as init process\n".encode()
+            setup = b"Probing EDD (edd=off to disable)... ok\n"
+            self._kernel_timers[inst.name] = [
+                self.clock.call_later(boot * 0.1, inst.console.feed, setup),
+                self.clock.call_later(boot * 0.3, inst.console.feed, kernel),
+                self.clock.call_later(boot * 0.9, inst.console.feed, init),
+            ]
         self._timers[inst.name] = self.clock.call_later(boot, inst.console.feed, line)
 
     def destroy(self, inst: Instance) -> None:
@@ -171,6 +190,8 @@ class FakeBackend(Backend):
         timer = self._timers.pop(inst.name, None)
         if timer:
             timer.cancel()
+        for t in self._kernel_timers.pop(inst.name, []):
+            t.cancel()
         with self._lock:
             self.live.pop(inst.name, None)
 

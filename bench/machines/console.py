@@ -16,6 +16,9 @@ from collections.abc import Callable
 
 TAIL_BYTES = 4096  # kept per instance to explain a failure
 MAX_LINE = 8192  # a console that never sends a newline must not grow without bound
+# Lines timed per instance until its marker: a guest kernel's boot log at loglevel 7 is
+# about 300; a console that prints without end must not grow without bound.
+MAX_TIMED_LINES = 2048
 
 
 def parse_marker_fields(rest: str) -> dict[str, str]:
@@ -71,10 +74,24 @@ class Console:
         self.fields: dict[str, str] = {}
         self.closed_reason: str | None = None
         self.closed_at: float | None = None
+        # Each line until the marker, with the instant (on the runner's clock) its first
+        # byte arrived: where the time before the marker went (bench.model.phases).
+        self.lines: list[tuple[float, str]] = []
+        self.first_byte_at: float | None = None
+        self._partial_at: float | None = None
+        # Instants a backend notes on this console's clock (bench.model.phases names them).
+        self.instants: dict[str, float] = {}
 
     @property
     def done(self) -> bool:
         return self.ready_at is not None or self.closed_reason is not None
+
+    def note(self, name: str) -> None:
+        """Record now, on the console's clock, as instant `name` (the first time only):
+        what a backend saw happen (its VMM connected), comparable with the lines."""
+        now = self._clock()
+        with self._lock:
+            self.instants.setdefault(name, now)
 
     def feed(self, data: bytes) -> None:
         if not data:
@@ -82,13 +99,23 @@ class Console:
         now = self._clock()
         with self._lock:
             self._remember(data)
+            if self.first_byte_at is None:
+                self.first_byte_at = now
             if self.ready_at is not None:
                 return
             buf = self._partial + data
+            # A line started in an earlier read began when that read arrived.
+            line_at = now if self._partial_at is None or not self._partial else self._partial_at
             *lines, self._partial = buf.split(b"\n")
             self._partial = self._partial[-MAX_LINE:]
+            self._partial_at = (now if lines else line_at) if self._partial else None
+            timed = self.lines
             for raw in lines:
-                fields = find_marker(raw.decode("utf-8", "replace").rstrip("\r"), self.marker)
+                text = raw.decode("utf-8", "replace").rstrip("\r")
+                if len(timed) < MAX_TIMED_LINES:
+                    timed.append((line_at, text))
+                line_at = now
+                fields = find_marker(text, self.marker)
                 if fields is not None:
                     self.ready_at, self.fields = now, fields
                     break

@@ -29,7 +29,11 @@ LABEL_ROOTFS = "bench.rootfs_sha256"
 # no_timer_check: under TCG on a loaded host the kernel's check that the IO-APIC timer
 # ticks can miss, and the guest panics ("IO-APIC + timer doesn't work!") before init;
 # cloud images pass it for the same reason. It skips a check, not a feature.
-DEFAULT_CMDLINE = "console=ttyS0 panic=-1 quiet loglevel=3 no_timer_check"
+# loglevel=7 and an early console: the kernel's boot log reaches the console as it is
+# printed, from its first line, so bench can tell firmware and decompression, kernel
+# init and userspace apart (bench.model.phases). A quiet console would leave the whole boot
+# unattributed; a guest of your own may still pass `cmdline: ... quiet`.
+DEFAULT_CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 loglevel=7 no_timer_check"
 
 
 class Manifest(TypedDict):

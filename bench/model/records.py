@@ -140,6 +140,29 @@ class Sample(Record):
     extras: Facts = Field(
         default_factory=dict, description="backend-specific facts (never core fields)"
     )
+    # Where the time to ready went (bench.model.phases): instants on bench's clock, from the
+    # launch call, as console lines reached bench; None when not seen (older runs too).
+    vmm_ready_s: float | None = metric(
+        "s", "the VMM process answered its control socket (direct QEMU: QMP), from the launch"
+    )
+    first_output_s: float | None = metric("s", "first console byte, from the launch call")
+    kernel_start_s: float | None = metric(
+        "s",
+        "the guest kernel's first console line (Linux version), from the launch call: "
+        "firmware and decompression end here",
+    )
+    init_start_s: float | None = metric(
+        "s", "the guest kernel ran init (Run /init as init process), from the launch call"
+    )
+    guest_init_s: float | None = metric(
+        "s", "the guest's own clock (printk time) when its kernel ran init"
+    )
+    console_lines: int | None = value("console lines before the marker")
+    setup_start_s: float | None = metric(
+        "s",
+        "the guest kernel's setup code printed (Probing EDD), from the launch call: the "
+        "firmware has loaded the kernel, decompression follows",
+    )
 
 
 class StepRecord(Record):

@@ -17,7 +17,7 @@ from typing import Protocol, TypedDict
 from pydantic import BaseModel
 
 from bench.backends.base import Backend
-from bench.model import kinds
+from bench.model import kinds, phases
 from bench.model.records import (
     AbPairs,
     Facts,
@@ -139,6 +139,7 @@ def sample_row(
         guest_kernel=console.fields.get("kernel"),
         marker_fields=console.fields,
         console_tail=None if ok else console.tail(),
+        **phases.console_fields(list(console.lines), console.first_byte_at, console.instants, t0),
         # What the backend and the measurer found: declared fields or extras.
         **backend_facts(inst.info),
     )
