@@ -225,3 +225,51 @@ def test_guest_clock_beside_the_hosts():
     assert checks["kernel start to marker"].gap_s == pytest.approx(1.96 - 1.45)
     # No kernel line: nothing to compare the guest's clock with.
     assert guest_vs_host({**s, "kernel_start_s": None}) == []
+
+
+def test_the_columns_follow_the_same_rule_as_one_sample():
+    """phase_columns (the report's plot, a million samples at once) and phases (one
+    sample) agree on every phase and the unattributed rest, over random instants:
+    missing, out of order, beyond ready, for VMs and containers."""
+    import math
+    import random
+
+    import numpy as np
+
+    from bench.model.phases import phase_columns
+
+    rng = random.Random(7)
+    fields = [
+        "vmm_ready_s", "create_s", "start_s", "setup_start_s", "kernel_start_s",
+        "init_start_s", "first_output_s", "ready_s",
+    ]  # fmt: skip
+    samples = []
+    for _ in range(400):
+        s = {"kind": rng.choice(["vm", "microvm", "container", "sandbox"])}
+        t = 0.0
+        for f in fields:
+            t += rng.uniform(-0.3, 1.0)  # now and then out of order
+            s[f] = None if rng.random() < 0.2 else round(t, 3)
+        samples.append(s)
+
+    def column(name):
+        return np.array([np.nan if s.get(name) is None else s[name] for s in samples])
+
+    vm = np.array([s["kind"] in ("vm", "microvm") for s in samples])
+    cols, rest = phase_columns(column, vm)
+    for i, s in enumerate(samples):
+        kept, unattributed = phases(s)
+        if unattributed is None:
+            assert math.isnan(rest[i])
+            continue
+        assert rest[i] == pytest.approx(unattributed)
+        got = {k: v[i] for k, v in cols.items() if not math.isnan(v[i])}
+        assert got == pytest.approx({p.name: p.seconds for p in kept}), s
+
+
+def test_a_container_ready_before_its_start_call_returned_spends_it_in_that_call():
+    # docker's attach often delivers the marker before the start call returns.
+    s = {"kind": "container", "create_s": 0.02, "start_s": 0.12, "ready_s": 0.09}
+    kept, rest = phases(s)
+    assert [(p.name, round(p.seconds, 3)) for p in kept] == [("create", 0.02), ("start", 0.07)]
+    assert rest == pytest.approx(0.0)

@@ -291,52 +291,76 @@ def disk_per_instance(frames: Frames) -> Figure:
     return fig
 
 
-# The phases of one instance's boot, in order; colours read from waiting to the guest.
+# The phases of one instance's boot, in order (bench.model.phases: differences of host-
+# clock instants), each with its colour: waiting and engine calls warm, the guest's
+# firmware and kernel cool, what no recorded instant explains grey-red.
 PHASES = (
-    ("queued (behind `concurrency`)", "#bdbdbd"),
-    ("create call", "#f28e2b"),
-    ("start call", "#edc948"),
-    # For a container, all of start → ready (its init runs on the host's kernel); for a
-    # sandbox or VM, what its own uptime does not cover.
-    ("start → ready, not the guest's own boot (engine, runtime, firmware, console)", "#e15759"),
-    ("the guest's own uptime at ready", "#59a14f"),
+    ("queued", "queued (behind `concurrency`)", "#bdbdbd"),
+    ("vmm_start", "VMM process start", "#ff9da7"),
+    ("create", "create call", "#f28e2b"),
+    ("start", "start call", "#edc948"),
+    ("firmware", "firmware and kernel loading", "#9c755f"),
+    ("decompression", "kernel decompression", "#b07aa1"),
+    ("firmware_decompression", "firmware and kernel decompression", "#d4a6c8"),
+    ("kernel", "kernel init", "#4e79a7"),
+    ("userspace", "userspace until the marker", "#76b7b2"),
+    ("first_output", "start call → first output byte", "#59a14f"),
+    ("marker", "first output → marker", "#8cd17d"),
+    # Runs stored before the kernel's lines were timed: the guest's own clock at ready
+    # is what is known of its boot.
+    ("uptime", "the guest's own uptime at ready (kernel lines not recorded)", "#a0cbe8"),
+    ("unattributed", "unattributed (no recorded instant explains it)", "#e15759"),
 )
 
 
+# The timeline's segments: queued, create call, start call, start → ready.
+TIMELINE_COLORS = ("#bdbdbd", "#f28e2b", "#edc948", "#e15759")
+
+
 def boot_phases(frames: Frames) -> Figure:
-    """Where the time to ready goes, per platform and N: the share of each phase in the
-    medians of queued_s, create_s, start_s - create_s and ready_s - start_s, the last
-    split by the guest's own uptime (sandboxes and VMs only: a container's uptime is
-    the host's)."""
+    """Where the time to ready goes, per platform and N: each phase's share of the sum
+    of their medians (queued_s, then bench.model.phases for each ready instance, then
+    what no recorded instant explains). Older runs, which timed no kernel line, show
+    their guest's own uptime instead (sandboxes and VMs: a container's is the host's)."""
     import numpy as np
+    import pandas as pd
+
+    from bench.model.phases import phase_columns
 
     ok = frames.samples[(frames.samples["ok"] == True) & frames.samples["ready_s"].notna()]  # noqa: E712
     ok = ok[ok["create_s"].notna() | ok["start_s"].notna()]
     if ok.empty:
         raise NoData("no ready instance recorded its create and start times")
     groups = []
+    shown: set[str] = set()
     for (series, n), g in _ordered(ok, frames):
-        ready = g["ready_s"].to_numpy()
-        create = g["create_s"].fillna(0).clip(lower=0).to_numpy()
-        start = np.maximum(g["start_s"].fillna(0).to_numpy(), create)
-        after = np.maximum(ready - np.minimum(start, ready), 0)
-        start = np.minimum(start, ready) - np.minimum(create, ready)
+
+        def column(name: str, g: pd.DataFrame = g) -> np.ndarray:
+            if name not in g:
+                return np.full(len(g), np.nan)
+            return pd.to_numeric(g[name], errors="coerce").to_numpy(dtype=np.float64)
+
+        vm = np.array([kinds.is_vm(k) for k in g["kind"].tolist()], dtype=bool)
+        parts, rest = phase_columns(column, vm)
         own = kinds.own_kernel_mask(g["kind"])
-        uptime = np.where(own, g["guest_uptime_s"].fillna(0).to_numpy(), 0)
-        guest = np.minimum(uptime, after)
-        parts = [
-            g["queued_s"].fillna(0).clip(lower=0).to_numpy(),
-            np.minimum(create, ready),
-            start,
-            after - guest,
-            guest,
-        ]
-        medians = [float(np.median(p)) for p in parts]
-        groups.append((f"{series}  N={n}", medians, float(np.median(ready)), len(g)))
+        timed = ~np.isnan(column("kernel_start_s"))
+        uptime = np.where(own & ~timed, np.nan_to_num(column("guest_uptime_s")), 0.0)
+        guest = np.clip(np.minimum(uptime, rest), 0, None)
+        parts = {
+            "queued": np.clip(np.nan_to_num(column("queued_s")), 0, None),
+            **{k: np.nan_to_num(v) for k, v in parts.items()},
+            "uptime": guest,
+            "unattributed": np.clip(rest - guest, 0, None),
+        }
+        medians = [float(np.median(parts[key])) for key, _, _ in PHASES]
+        shown |= {key for (key, _, _), m in zip(PHASES, medians, strict=True) if m > 0}
+        groups.append((f"{series}  N={n}", medians, float(np.median(column("ready_s"))), len(g)))
     fig = _figure(8.5, 1.6 + 0.42 * len(groups))
     ax = fig.add_subplot()
     ys = list(range(len(groups), 0, -1))
-    for (label, color), i in zip(PHASES, range(len(PHASES)), strict=True):
+    for i, (key, label, color) in enumerate(PHASES):
+        if key not in shown:
+            continue  # a phase no group has: no legend entry for it
         left = [sum(m[:i]) / (sum(m) or 1) for _, m, _, _ in groups]
         width = [m[i] / (sum(m) or 1) for _, m, _, _ in groups]
         ax.barh(ys, width, left=left, color=color, height=0.6, label=label.replace("`", ""))
@@ -387,10 +411,10 @@ def timeline(frames: Frames) -> Figure:
         ready = g["ready_s"].to_numpy()
         rows = list(range(len(g), 0, -1))
         segments = [
-            (0 * queued, queued, PHASES[0][1]),
-            (queued, create, PHASES[1][1]),
-            (queued + create, (start - create).clip(0), PHASES[2][1]),
-            (queued + start, (ready - start).clip(0), PHASES[3][1]),
+            (0 * queued, queued, TIMELINE_COLORS[0]),
+            (queued, create, TIMELINE_COLORS[1]),
+            (queued + create, (start - create).clip(0), TIMELINE_COLORS[2]),
+            (queued + start, (ready - start).clip(0), TIMELINE_COLORS[3]),
         ]
         for left, width, color in segments:
             _hbars(ax, rows, left, width, color)
@@ -409,7 +433,7 @@ def timeline(frames: Frames) -> Figure:
     from matplotlib.patches import Patch
 
     labels = ["queued", "create call", "start call", "start → ready"]
-    handles = [Patch(color=c) for _, c in PHASES[:4]]
+    handles = [Patch(color=c) for c in TIMELINE_COLORS]
     fig.legend(handles, labels, loc="lower center", ncols=4, fontsize="small", frameon=False)
     fig.suptitle("Instances of the largest step of each platform, on the step's clock")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
