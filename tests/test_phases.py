@@ -256,7 +256,8 @@ def test_the_columns_follow_the_same_rule_as_one_sample():
         return np.array([np.nan if s.get(name) is None else s[name] for s in samples])
 
     vm = np.array([s["kind"] in ("vm", "microvm") for s in samples])
-    cols, rest = phase_columns(column, vm)
+    found = phase_columns(column, vm)
+    cols, rest = found.seconds, found.unattributed
     for i, s in enumerate(samples):
         kept, unattributed = phases(s)
         if unattributed is None:

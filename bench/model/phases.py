@@ -157,19 +157,30 @@ def phases(sample: Mapping[str, object]) -> tuple[list[Phase], float | None]:
     return kept, ready - sum(p.seconds for p in kept)
 
 
+@dataclass(frozen=True)
+class PhaseColumns:
+    """`phases` of many samples: per phase name, its seconds and its start (from the
+    launch call) per sample, NaN where it was not recorded; the unattributed rest (NaN
+    without ready_s)."""
+
+    seconds: dict[str, NDArray[np.float64]]
+    starts: dict[str, NDArray[np.float64]]
+    unattributed: NDArray[np.float64]
+
+
 def phase_columns(
     column: Callable[[str], NDArray[np.float64]], vm: NDArray[np.bool_]
-) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.float64]]:
-    """`phases` over many samples at once: each phase's seconds per sample (NaN where
-    not recorded) and the unattributed rest (NaN without ready_s), by the same rule.
+) -> PhaseColumns:
+    """`phases` over many samples at once, by the same rule.
 
     `column(field)`: a field of the samples as floats (NaN where missing); `vm`: which
-    samples are VMs' (kinds.is_vm). A report of a million samples draws its plot from
+    samples are VMs' (kinds.is_vm). A report of a million samples draws its plots from
     these arrays, never from a million dicts."""
     import numpy as np
 
     ready = column("ready_s")
     out: dict[str, NDArray[np.float64]] = {}
+    starts: dict[str, NDArray[np.float64]] = {}
     covered = np.zeros_like(ready)
     for defs, mine in ((VM_PHASES, vm), (CONTAINER_PHASES, ~vm)):
         last_end = np.full_like(ready, -np.inf)
@@ -184,9 +195,10 @@ def phase_columns(
                 kept = mine & (start <= end) & (start >= last_end)
             seconds = np.where(kept, end - start, np.nan)
             out[d.name] = np.where(mine, seconds, out.get(d.name, np.nan))
+            starts[d.name] = np.where(kept, start, starts.get(d.name, np.nan))
             covered += np.nan_to_num(seconds)
             last_end = np.where(kept, end, last_end)
-    return out, ready - covered
+    return PhaseColumns(out, starts, ready - covered)
 
 
 def _instant(sample: Mapping[str, object], key: str) -> float | None:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from bench.model.phases import PhaseColumns
+
     # A colour as matplotlib takes it: a name, or RGB(A) fractions.
     Color = str | tuple[float, float, float] | tuple[float, float, float, float]
     Values = Sequence[float] | np.ndarray | pd.Series
@@ -313,8 +315,28 @@ PHASES = (
 )
 
 
-# The timeline's segments: queued, create call, start call, start → ready.
-TIMELINE_COLORS = ("#bdbdbd", "#f28e2b", "#edc948", "#e15759")
+COLORS = {key: color for key, _, color in PHASES}
+LABELS = {key: label for key, label, _ in PHASES}
+
+
+def _floats(g: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as floats, NaN where missing or not a number (or absent altogether)."""
+    import numpy as np
+    import pandas as pd
+
+    if name not in g:
+        return np.full(len(g), np.nan)
+    return pd.to_numeric(g[name], errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _phases_of(g: pd.DataFrame) -> PhaseColumns:
+    """bench.model.phases of a frame's samples."""
+    import numpy as np
+
+    from bench.model.phases import phase_columns
+
+    vm = np.array([kinds.is_vm(k) for k in g["kind"].tolist()], dtype=bool)
+    return phase_columns(lambda name: _floats(g, name), vm)
 
 
 def boot_phases(frames: Frames) -> Figure:
@@ -323,9 +345,6 @@ def boot_phases(frames: Frames) -> Figure:
     what no recorded instant explains). Older runs, which timed no kernel line, show
     their guest's own uptime instead (sandboxes and VMs: a container's is the host's)."""
     import numpy as np
-    import pandas as pd
-
-    from bench.model.phases import phase_columns
 
     ok = frames.samples[(frames.samples["ok"] == True) & frames.samples["ready_s"].notna()]  # noqa: E712
     ok = ok[ok["create_s"].notna() | ok["start_s"].notna()]
@@ -336,12 +355,10 @@ def boot_phases(frames: Frames) -> Figure:
     for (series, n), g in _ordered(ok, frames):
 
         def column(name: str, g: pd.DataFrame = g) -> np.ndarray:
-            if name not in g:
-                return np.full(len(g), np.nan)
-            return pd.to_numeric(g[name], errors="coerce").to_numpy(dtype=np.float64)
+            return _floats(g, name)
 
-        vm = np.array([kinds.is_vm(k) for k in g["kind"].tolist()], dtype=bool)
-        parts, rest = phase_columns(column, vm)
+        found = _phases_of(g)
+        parts, rest = found.seconds, found.unattributed
         own = kinds.own_kernel_mask(g["kind"])
         timed = ~np.isnan(column("kernel_start_s"))
         uptime = np.where(own & ~timed, np.nan_to_num(column("guest_uptime_s")), 0.0)
@@ -400,24 +417,35 @@ def timeline(frames: Frames) -> Figure:
         g = g[g["n"] == g["n"].max()]
         g = g[g["repeat"] == g["repeat"].min()].sort_values("index")
         steps.append((series, g))
+    import numpy as np
+
     heights = [0.9 + 0.16 * min(len(g), 24) for _, g in steps]
+    shown: set[str] = set()
+    clock_marks = False
     fig = _figure(8.5, sum(heights) + 0.9)
     grid = fig.add_gridspec(len(steps), 1, height_ratios=heights)
     for i, (series, g) in enumerate(steps):
         ax = fig.add_subplot(grid[i])
         queued = g["queued_s"].fillna(0).to_numpy()
-        create = g["create_s"].fillna(0).to_numpy()
-        start = g["start_s"].fillna(0).to_numpy()
         ready = g["ready_s"].to_numpy()
         rows = list(range(len(g), 0, -1))
-        segments = [
-            (0 * queued, queued, TIMELINE_COLORS[0]),
-            (queued, create, TIMELINE_COLORS[1]),
-            (queued + create, (start - create).clip(0), TIMELINE_COLORS[2]),
-            (queued + start, (ready - start).clip(0), TIMELINE_COLORS[3]),
-        ]
-        for left, width, color in segments:
-            _hbars(ax, rows, left, width, color)
+        found = _phases_of(g)
+        # Where each instance's time went, on the step's clock: its queue, then each
+        # recorded phase where it started; what no phase covers shows through as the
+        # unattributed colour underneath.
+        _hbars(ax, rows, queued, ready, COLORS["unattributed"])
+        _hbars(ax, rows, 0 * queued, queued, COLORS["queued"])
+        for key, seconds in found.seconds.items():
+            _hbars(ax, rows, queued + found.starts[key], seconds, COLORS[key])
+            shown.add(key) if np.isfinite(seconds).any() else None
+        own = kinds.own_kernel_mask(g["kind"])
+        uptime = _floats(g, "guest_uptime_s")
+        guest = own & (uptime > 0) & np.isfinite(ready)
+        if guest.any():
+            # When the guest's own clock says it started: ready less its uptime.
+            at = (queued + ready - uptime)[guest]
+            ax.plot(at, np.asarray(rows)[guest], "|", color="black", markersize=7)
+            clock_marks = True
         failed = [r for r, ok in zip(rows, g["ok"], strict=True) if ok is not True]
         if failed:
             ends = [q + (r if r == r else 0) for q, r in zip(queued, ready, strict=True)]
@@ -430,13 +458,18 @@ def timeline(frames: Frames) -> Figure:
         _seconds_axis(ax, "x")
         ax.grid(axis="x", alpha=0.3)
     ax.set_xlabel("time since the step started (each panel its own scale)")
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    labels = ["queued", "create call", "start call", "start → ready"]
-    handles = [Patch(color=c) for c in TIMELINE_COLORS]
-    fig.legend(handles, labels, loc="lower center", ncols=4, fontsize="small", frameon=False)
+    keys = ["queued", *(k for k, _, _ in PHASES if k in shown), "unattributed"]
+    handles: list[Patch | Line2D] = [Patch(color=COLORS[k]) for k in keys]
+    labels = [LABELS[k].replace("`", "") for k in keys]
+    if clock_marks:
+        handles.append(Line2D([], [], color="black", marker="|", linestyle="none"))
+        labels.append("the guest's clock starts (ready less its own uptime)")
+    fig.legend(handles, labels, loc="lower center", ncols=3, fontsize="small", frameon=False)
     fig.suptitle("Instances of the largest step of each platform, on the step's clock")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil((len(handles)) / 3), 1, 1))
     return fig
 
 
