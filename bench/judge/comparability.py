@@ -112,7 +112,7 @@ class Mismatch:
 
 def host_facts(metadata: Metadata) -> dict[str, Any]:
     """The facts of the host a run measured on: the one place that knows where they are.
-    Their JSON values as stored (Any: the report formats each by its key)."""
+    Their JSON values as stored, untyped: the report formats each by its key."""
     return dict(metadata.get("host") or {})
 
 

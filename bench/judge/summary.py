@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
     from bench.model.results import Columns
 
-# A stored step row as read (JSON: bench.model.records.StepRecord's fields).
+# A stored step row as read (JSON: bench.model.records.StepRecord's fields), the one
+# untyped boundary here: its values are summed, divided and compared by field name, and
+# Run.steps hands plain JSON dicts; `object` would need a cast at every use.
 StepRow: TypeAlias = Mapping[str, Any]
 # One summary row: labels (str or None), counts, statistics (float, None when no value),
 # the sorted error texts. Its keys are the metrics' declared summary columns, known only
@@ -45,7 +47,7 @@ def _finite(values: ArrayLike) -> NDArray[np.float64]:
     return xs[~np.isnan(xs)]
 
 
-def _item(x: float | np.floating[Any]) -> float:
+def _item(x: float | np.float64) -> float:
     return x.item() if hasattr(x, "item") else x
 
 
@@ -199,7 +201,7 @@ def density_results(
         if st["platform"] in searches:
             by_platform[st["platform"]].append(st)
     found = {platform: density_of(sts) for platform, sts in by_platform.items()}
-    # bench/cli.py's summary_table still takes dict[str, Any] rows: the same dicts.
+    # bench/cli.py's summary_table still takes untyped dicts: these are such dicts.
     return cast("dict[str, dict[str, Any]]", found)
 
 
