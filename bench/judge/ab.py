@@ -35,15 +35,16 @@ the first Holm level) is above the threshold; else no regression.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from bench.judge import verdict as v
 from bench.model.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from bench.judge.compare import SampleRow
     from bench.model.results import Run
 
 # Gate names, as in the table and in --json "fired".
@@ -62,6 +63,17 @@ def step_level(values: Sequence[float]) -> float:
     import statistics
 
     return statistics.median(math.log(x) for x in values)
+
+
+class CarryOver(TypedDict):
+    """AB pairs against BA pairs (_carry_over): their changes and the test's p."""
+
+    ab_pairs: int
+    ba_pairs: int
+    ab_change: float
+    ba_change: float
+    p: float
+    flagged: bool
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,7 @@ class Gate:
         p (Holm) < alpha."""
         return self.tail.lower(self.level) if self.tail is not None else self.test.ci_low
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         t = self.test
         return {
             "n": self.n,
@@ -164,7 +176,7 @@ class AbResult:
     mde: float  # of the whole rule (see the module's docstring)
     extra_repeats: int | None
     counts: list[int]
-    carry_over: dict[str, Any] | None = None
+    carry_over: CarryOver | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -212,7 +224,7 @@ class AbResult:
             )
         return f"inconclusive: {why}; {more}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         t = self.test
         per_n = {}
         for n in self.counts:
@@ -463,10 +475,10 @@ def _failures(run: Run, pairs: list[Pair], alpha: float) -> Failures:
 def _stored_pairs(
     run: Run, stored: Sequence[Sequence[int]], a: str, b: str, metric: str
 ) -> list[Pair]:
-    by_step: dict[int, list[dict[str, Any]]] = {}
+    by_step: dict[int, list[SampleRow]] = {}
     for s in run.samples:
         if s.get("step") is not None:
-            by_step.setdefault(s["step"], []).append(s)
+            by_step.setdefault(cast(int, s["step"]), []).append(s)
     out = []
     seen: set[int] = set()
     for entry in stored:
@@ -481,13 +493,13 @@ def _stored_pairs(
         _check_adjacent(run, sa, sb, "metadata 'ab' pairs")
         rows_a, rows_b = by_step.get(sa, []), by_step.get(sb, [])
         for step, rows, name in ((sa, rows_a, a), (sb, rows_b, b)):
-            wrong = {r["platform"] for r in rows} - {name}
+            wrong = {cast(str, r["platform"]) for r in rows} - {name}
             if wrong:
                 raise UsageError(
                     f"{run.run_id}: metadata 'ab' pairs step {step} as {name!r}, but its "
                     f"samples are of {', '.join(sorted(wrong))}"
                 )
-        ns = {r["n"] for r in rows_a + rows_b}
+        ns = {cast(int, r["n"]) for r in rows_a + rows_b}
         if len(ns) > 1:
             raise UsageError(f"{run.run_id}: steps {sa} and {sb} are paired but differ in N")
         n = ns.pop() if ns else _step_n(run, sa, sb)
@@ -508,7 +520,7 @@ def _check_adjacent(run: Run, sa: object, sb: object, what: str) -> None:
 
 
 def _pairs_by_repeat(run: Run, a: str, b: str, metric: str) -> list[Pair]:
-    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int, int], list[SampleRow]] = {}
     for s in run.samples:
         if s["platform"] in (a, b):
             groups.setdefault((s["platform"], s["n"], s.get("repeat", 0)), []).append(s)
@@ -519,7 +531,11 @@ def _pairs_by_repeat(run: Run, a: str, b: str, metric: str) -> list[Pair]:
         rows_b = groups[(b, n, repeat)]
         sa, sb = rows_a[0].get("step"), rows_b[0].get("step")
         _check_adjacent(run, sa, sb, "has no recorded A/B pairs, and (N, repeat) would pair")
-        out.append(Pair(n, sa, sb, _values(rows_a, metric), _values(rows_b, metric)))
+        # _check_adjacent let them through: both are ints.
+        pair = Pair(
+            n, cast(int, sa), cast(int, sb), _values(rows_a, metric), _values(rows_b, metric)
+        )
+        out.append(pair)
     return out
 
 
@@ -530,16 +546,17 @@ def _step_n(run: Run, *steps: int) -> int:
     return 0
 
 
-def _usable(r: dict[str, Any], metric: str) -> bool:
+def _usable(r: Mapping[str, object], metric: str) -> bool:
     x = r.get(metric)
     return isinstance(x, int | float) and math.isfinite(x) and x > 0
 
 
-def _values(rows: list[dict[str, Any]], metric: str) -> tuple[float, ...]:
-    return tuple(float(r[metric]) for r in rows if r.get("ok") and _usable(r, metric))
+def _values(rows: Sequence[SampleRow], metric: str) -> tuple[float, ...]:
+    # _usable: the value is a number.
+    return tuple(float(cast(float, r[metric])) for r in rows if r.get("ok") and _usable(r, metric))
 
 
-def _carry_over(pairs: list[Pair], alpha: float) -> dict[str, Any] | None:
+def _carry_over(pairs: list[Pair], alpha: float) -> CarryOver | None:
     """Do AB pairs and BA pairs see the same change? Mann-Whitney on their log ratios
     (two-sided, at alpha). Without carry-over the order is noise; with it (the first
     step warms a cache for the second, or its teardown slows it) the two differ."""

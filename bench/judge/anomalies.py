@@ -29,14 +29,26 @@ Two rules, each tuned on what this machine produced:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from bench.model import kinds
 from bench.model.units import format_seconds
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import NDArray
+
+    from bench.model.results import Columns
+
+    # Every sample's phases and uptime, one float array each (NaN where not known).
+    Phases: TypeAlias = dict[str, NDArray[np.float64]]
+    # Rows of a run's samples (indices into its columns).
+    Indices: TypeAlias = NDArray[np.int64]
 
 # Rule 1. 5x: the example the issue gives, and beyond the spread of a healthy step
 # here, whose slowest instance is at most ~3x its median (containers at N=16 in
@@ -86,7 +98,7 @@ ADVICE = {
 }
 
 
-def phases(sample: dict[str, Any]) -> dict[str, float]:
+def phases(sample: Mapping[str, object]) -> dict[str, float]:
     """The phases of one stored sample that its fields allow (see the module doc)."""
     from bench.model.results import sample_columns
 
@@ -94,7 +106,7 @@ def phases(sample: dict[str, Any]) -> dict[str, float]:
     return {k: float(cols[k][0]) for k in LABELS if k in cols and not np.isnan(cols[k][0])}
 
 
-def guest_uptime(sample: dict[str, Any]) -> float | None:
+def guest_uptime(sample: Mapping[str, object]) -> float | None:
     """The guest's own uptime at its marker: own kernels only (sandboxes, microVMs, VMs);
     a container reports the host's."""
     from bench.model.results import sample_columns
@@ -144,7 +156,9 @@ class Anomaly:
         )
 
 
-def find_anomalies(samples: Any) -> list[Anomaly]:
+def find_anomalies(
+    samples: Columns | Sequence[Mapping[str, object]] | pd.DataFrame,
+) -> list[Anomaly]:
     """Both rules over one run's stored samples (row dicts, or bench.model.results.Run.columns),
     in the order platforms ran. Computed by column: a run may hold a million samples."""
     from bench.model.results import sample_columns
@@ -167,13 +181,15 @@ def find_anomalies(samples: Any) -> list[Anomaly]:
     return out
 
 
-def anomaly_notes(samples: Any, run_id: str | None = None) -> list[str]:
+def anomaly_notes(
+    samples: Columns | Sequence[Mapping[str, object]] | pd.DataFrame, run_id: str | None = None
+) -> list[str]:
     """One line per anomaly (prefixed with the run id when one is given)."""
     prefix = f"run {run_id}: " if run_id else ""
     return [prefix + a.message() for a in find_anomalies(samples)]
 
 
-def _phase_columns(columns: Any) -> dict[str, Any]:
+def _phase_columns(columns: Columns) -> Phases:
     """Every sample's phases (module doc) as float arrays, NaN where its fields do not
     allow one, and the guest uptime (own kernels only)."""
     from bench.model.results import float_column
@@ -192,8 +208,8 @@ def _phase_columns(columns: Any) -> dict[str, Any]:
 
 
 def _unexplained(
-    platform: str, columns: Any, cols: dict[str, Any], at: Any
-) -> tuple[list[Anomaly], Any]:
+    platform: str, columns: Columns, cols: Phases, at: Indices
+) -> tuple[list[Anomaly], Indices]:
     """Rule 2's anomalies among the rows `at`, and the rows it flagged."""
     host, uptime = cols["host"][at], cols["uptime"][at]
     with np.errstate(invalid="ignore"):
@@ -232,7 +248,7 @@ def _unexplained(
     return out, rows
 
 
-def _outliers(platform: str, columns: Any, cols: dict[str, Any], at: Any) -> list[Anomaly]:
+def _outliers(platform: str, columns: Columns, cols: Phases, at: Indices) -> list[Anomaly]:
     n_all = np.asarray(columns["n"])
     out = []
     for phase in ("create", "start", "boot", "host"):
@@ -269,7 +285,7 @@ def _outliers(platform: str, columns: Any, cols: dict[str, Any], at: Any) -> lis
     return out
 
 
-def _str(x: Any) -> str | None:
+def _str(x: object) -> str | None:
     return x if isinstance(x, str) else None
 
 

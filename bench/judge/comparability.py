@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
+
+# metadata.json as read: nested JSON looked up by key (its `host`, `scenario`, `engines`),
+# the boundary where stored JSON comes in; a narrower type would need a cast per lookup.
+Metadata: TypeAlias = Mapping[str, Any]
 
 WARNING = "warning"  # the numbers may move for this reason alone: compare warns
 INFO = "info"  # shown next to the numbers; not a reason to distrust them
@@ -106,12 +110,15 @@ class Mismatch:
         return f"{self.label} differs ({' → '.join(str(v) for v in self.values)})"
 
 
-def host_facts(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The facts of the host a run measured on: the one place that knows where they are."""
+def host_facts(metadata: Metadata) -> dict[str, Any]:
+    """The facts of the host a run measured on: the one place that knows where they are.
+    Their JSON values as stored, untyped: the report formats each by its key."""
     return dict(metadata.get("host") or {})
 
 
-def differences(records: Sequence[Mapping[str, Any]], keys: Iterable[str]) -> dict[str, list[Any]]:
+def differences(
+    records: Sequence[Mapping[str, object]], keys: Iterable[str]
+) -> dict[str, list[object]]:
     """The keys whose values are not the same in every record, with each record's value."""
     out = {}
     for k in keys:
@@ -122,7 +129,7 @@ def differences(records: Sequence[Mapping[str, Any]], keys: Iterable[str]) -> di
 
 
 def mismatches(
-    metadatas: Sequence[Mapping[str, Any]],
+    metadatas: Sequence[Metadata],
     platforms: Sequence[str] | None = None,
     accels: Sequence[Mapping[str, Iterable[str]]] | None = None,
 ) -> list[Mismatch]:
@@ -163,8 +170,8 @@ def mismatches(
 
 
 def run_mismatches(
-    baseline: Mapping[str, Any],
-    current: Mapping[str, Any],
+    baseline: Metadata,
+    current: Metadata,
     platforms: Sequence[str],
     accels: tuple[Mapping[str, Iterable[str]], Mapping[str, Iterable[str]]] | None = None,
 ) -> list[Mismatch]:
@@ -187,7 +194,7 @@ def warnings(found: Iterable[Mismatch]) -> list[str]:
 def _compare(
     kind: str,
     platform: str | None,
-    records: list[Mapping[str, Any]],
+    records: Sequence[Mapping[str, object]],
     policy: Mapping[str, str],
     shared_only: bool = True,
 ) -> list[Mismatch]:
@@ -207,19 +214,19 @@ def _spread(m: Mismatch, have: list[int], n_runs: int) -> Mismatch:
     return Mismatch(m.kind, m.key, tuple(values), m.severity, m.platform)
 
 
-def _platforms(metadata: Mapping[str, Any], seen: Mapping[str, Any]) -> list[str]:
+def _platforms(metadata: Metadata, seen: Mapping[str, object]) -> list[str]:
     named = [p.get("name") for p in (metadata.get("scenario") or {}).get("platforms") or []]
     return list(dict.fromkeys([*named, *(metadata.get("engines") or {}), *seen]))
 
 
-def _platform_settings(metadata: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+def _platform_settings(metadata: Metadata, name: str) -> Mapping[str, object] | None:
     for p in (metadata.get("scenario") or {}).get("platforms") or []:
         if p.get("name") == name:
             return p
     return None
 
 
-def _accel(engine: Mapping[str, Any], seen: Iterable[str | None]) -> str:
+def _accel(engine: Metadata, seen: Iterable[str | None]) -> str:
     """'kvm', 'tcg', 'kvm/tcg' (a run that fell back part way), or '-' (none reported)."""
     found = {engine.get("accel"), *seen}
     return "/".join(sorted(a for a in found if a)) or "-"

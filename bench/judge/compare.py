@@ -47,7 +47,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, TypeAlias, TypeGuard, cast
 
 from bench.judge import comparability
 from bench.judge import verdict as v
@@ -56,6 +56,11 @@ from bench.model.records import Sample, metrics
 
 if TYPE_CHECKING:
     from bench.model.results import Run
+
+# A stored sample row as read (JSON: bench.model.records.Sample's fields).
+SampleRow: TypeAlias = Mapping[str, object]
+# Sample rows by (platform, N).
+Groups: TypeAlias = dict[tuple[str, int], list[SampleRow]]
 
 DEFAULT_ALPHA = v.DEFAULT_ALPHA
 DEFAULT_THRESHOLD = v.DEFAULT_THRESHOLD
@@ -83,7 +88,7 @@ def check_alpha(alpha: float) -> None:
         raise UsageError(f"--alpha {alpha}: use a probability between 0 and 1, e.g. 0.01")
 
 
-def check_metric(metric: str, samples: list[dict[str, Any]]) -> None:
+def check_metric(metric: str, samples: Sequence[SampleRow]) -> None:
     """A metric bench.model.records declares for samples, and that these runs measured."""
     declared = metrics(Sample)
     measured = [m for m in declared if any(_is_number(s.get(m)) for s in samples)]
@@ -115,7 +120,7 @@ class Level:
     units: int = 0
 
 
-def level_of(rows: list[dict[str, Any]], metric: str) -> Level:
+def level_of(rows: Sequence[SampleRow], metric: str) -> Level:
     by_step: dict[object, list[float]] = {}
     unusable = 0
     for s in rows:
@@ -333,7 +338,7 @@ class Comparison:
             "series of runs, `bench history`."
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "baselines": self.baselines,
             "current": self.current,
@@ -384,7 +389,7 @@ def compare_runs(
     ids = [r.run_id for r in base_runs]
     result = Comparison(ids, current.run_id, metric, threshold, alpha, groups=[])
     for row, fail, p in zip(rows, fails, holm, strict=True):
-        kind = cur_groups[row.key][0].get("kind")
+        kind = cast("str | None", cur_groups[row.key][0].get("kind"))
         result.groups.append(_judge_group(row, fail, p, kind, threshold, alpha, alpha_each))
     result.warnings = run_warnings(base_runs, current, common, base_groups, cur_groups, metric)
     if session is not None:
@@ -418,9 +423,6 @@ def _check_inputs(
         )
     check_metric(metric, [s for r in [*base_runs, current] for s in r.samples])
     return base_runs
-
-
-Groups = dict[tuple[str, int], list[dict[str, Any]]]
 
 
 def _common_groups(
@@ -457,7 +459,7 @@ class _GroupLevels:
 def _group_levels(
     key: tuple[str, int],
     base_groups: list[Groups],
-    cur_rows: list[dict[str, Any]],
+    cur_rows: list[SampleRow],
     metric: str,
     session: str | None,
 ) -> _GroupLevels:
@@ -632,8 +634,8 @@ def run_warnings(
     baselines: list[Run],
     current: Run,
     common: list[tuple[str, int]],
-    base_groups: list[dict[tuple[str, int], list[dict[str, Any]]]],
-    cur_groups: dict[tuple[str, int], list[dict[str, Any]]],
+    base_groups: list[dict[tuple[str, int], list[SampleRow]]],
+    cur_groups: dict[tuple[str, int], list[SampleRow]],
     metric: str = DEFAULT_METRIC,
 ) -> list[str]:
     """What makes the runs less than like for like, each with what to do about it."""
@@ -675,7 +677,12 @@ def run_warnings(
             who = label if len(baselines) == 1 or label == "current" else f"{label} {run.run_id}"
             where = ", ".join(f"{p} N={n}: {len(ss)}" for (p, n), ss in unusable)
             steps = sorted(
-                {s["step"] for _, ss in unusable for s in ss if s.get("step") is not None}
+                {
+                    cast(int, s["step"])
+                    for _, ss in unusable
+                    for s in ss
+                    if s.get("step") is not None
+                }
             )
             at = f"; steps {', '.join(map(str, steps[:5]))}{', ...' if len(steps) > 5 else ''}"
             out.append(
@@ -685,19 +692,19 @@ def run_warnings(
     return out
 
 
-def sample_groups(samples: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+def sample_groups(samples: Sequence[SampleRow]) -> Groups:
     """Samples by (platform, N). Never pooled across hosts: a platform a run measured
     on several hosts (`bench run --host A --host B`) is one group per host, named
     platform@host, matched with the same host's group in the other runs."""
     hosts: dict[str, set[object]] = {}
     for s in samples:
-        hosts.setdefault(s["platform"], set()).add(s.get("host"))
-    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        hosts.setdefault(cast(str, s["platform"]), set()).add(s.get("host"))
+    out: Groups = {}
     for s in samples:
-        name = s["platform"]
+        name = cast(str, s["platform"])
         if len(hosts[name]) > 1:
             name = f"{name}@{s.get('host')}"
-        out.setdefault((name, s["n"]), []).append(s)
+        out.setdefault((name, cast(int, s["n"])), []).append(s)
     # Platforms in the order they ran, N ascending within each.
     order = {p: i for i, p in enumerate(dict.fromkeys(p for p, _ in out))}
     return dict(sorted(out.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])))
@@ -707,7 +714,7 @@ def _keys(groups: Mapping[tuple[str, int], object]) -> str:
     return ", ".join(f"{p} N={n}" for p, n in groups) or "no samples"
 
 
-def _unusable(s: dict[str, Any], metric: str) -> bool:
+def _unusable(s: SampleRow, metric: str) -> bool:
     x = s.get(metric)
     return bool(s.get("ok")) and not (_is_number(x) and math.isfinite(x) and x > 0)
 
@@ -727,11 +734,16 @@ def _sd(xs: Sequence[float]) -> float:
 
 def _accels(groups: Groups, platform: str) -> list[str]:
     """The accels the platform's samples report (a VM may fall back from KVM to TCG)."""
-    found = {s.get("accel") for (p, _), ss in groups.items() if p == platform for s in ss}
+    found = {
+        cast("str | None", s.get("accel"))
+        for (p, _), ss in groups.items()
+        if p == platform
+        for s in ss
+    }
     return sorted(a for a in found if a)
 
 
-def _group_dict(g: GroupComparison) -> dict[str, Any]:
+def _group_dict(g: GroupComparison) -> dict[str, object]:
     t, f = g.test, g.failures
     return {
         "platform": g.platform,

@@ -25,10 +25,10 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 
 from bench.judge import verdict as v
-from bench.judge.comparability import WARNING, Mismatch, mismatches
+from bench.judge.comparability import WARNING, Metadata, Mismatch, mismatches
 from bench.judge.compare import (
     DEFAULT_METRIC,
     DEFAULT_THRESHOLD,
@@ -70,6 +70,44 @@ INDEX_VERSION = 2  # 2: each run's metadata kept, for what must match
 REGRESSION = v.REGRESSION
 TOO_SHORT = "too short"
 NO_REGRESSION = "no regression"
+
+
+class RunSummary(TypedDict):
+    """What history keeps of a run (summary_of), as the index stores it in JSON."""
+
+    run_id: str
+    started_at: str
+    scenario: str | None
+    status: str
+    # "N\tgroup" -> [mean log level, samples] (a JSON list: the index stores it so).
+    groups: dict[str, list[float]]
+    # metadata.json; absent from summaries an older bench indexed.
+    metadata: NotRequired[Metadata]
+
+
+class ChangePointDoc(TypedDict):
+    run_id: str
+    started_at: str
+    index: int
+    change: float
+
+
+class PointDoc(TypedDict):
+    run_id: str
+    started_at: str
+    level: float
+
+
+class SeriesDoc(TypedDict):
+    """One series in the --json document (Series.to_dict)."""
+
+    group: str
+    n: int
+    runs: int
+    verdict: str
+    change: float | None
+    change_points: list[ChangePointDoc]
+    points: list[PointDoc]
 
 
 @dataclass(frozen=True)
@@ -135,7 +173,7 @@ class Series:
             return text + f": no regression now (the step is more than {RECENT} runs old)."
         return text + f": no regression yet (within {STEP_Z:g} standard errors of the drift)."
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> SeriesDoc:
         return {
             "group": self.group,
             "n": self.n,
@@ -175,7 +213,7 @@ class History:
             return ExitCode.INCONCLUSIVE
         return ExitCode.OK
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The --json document (bench.report.render_json)."""
         return {
             "metric": self.metric,
@@ -387,15 +425,16 @@ class Index:
         db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
         return db
 
-    def get(self, run: str, metric: str, sig: str) -> dict[str, Any] | None:
+    def get(self, run: str, metric: str, sig: str) -> RunSummary | None:
         if self.db is None:
             return None
         row = self.db.execute(
             "SELECT doc FROM levels WHERE run = ? AND metric = ? AND sig = ?", (run, metric, sig)
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        # JSON this module wrote (put), read back as the summary it was.
+        return cast(RunSummary, json.loads(row[0])) if row else None
 
-    def put(self, run: str, metric: str, sig: str, doc: dict[str, Any]) -> None:
+    def put(self, run: str, metric: str, sig: str, doc: RunSummary) -> None:
         if self.db is not None:
             self.db.execute(
                 "INSERT OR REPLACE INTO levels VALUES (?, ?, ?, ?)",
@@ -408,16 +447,16 @@ class Index:
             self.db.close()
 
 
-def _summary(d: Path, metric: str) -> dict[str, Any]:
+def _summary(d: Path, metric: str) -> RunSummary:
     return summary_of(load_run(d), metric)
 
 
-def summary_of(run: Run, metric: str) -> dict[str, Any]:
+def summary_of(run: Run, metric: str) -> RunSummary:
     """What history keeps of a run: its id, start, scenario and level per group (what
     the index stores; `bench report` makes it from the runs it has already read)."""
     if run.samples:
         check_metric(metric, run.samples)
-    groups = {}
+    groups: dict[str, list[float]] = {}
     for (group, n), rows in sample_groups(run.samples).items():
         level = level_of(rows, metric)
         if level.mean_log is not None:
@@ -441,7 +480,7 @@ def read_history(
 ) -> History:
     dirs = run_dirs(paths)
     indexes: dict[Path | None, Index] = {}
-    summaries = []
+    summaries: list[RunSummary] = []
     try:
         for d, folder in dirs:
             if folder not in indexes:
@@ -459,13 +498,13 @@ def read_history(
     return history_of(summaries, metric, threshold, scenario, where=", ".join(map(str, paths)))
 
 
-def history_of_order(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def history_of_order(summaries: list[RunSummary]) -> list[RunSummary]:
     """Runs' summaries in the order a history numbers them: by start, then run id."""
     return sorted(summaries, key=lambda s: (s["started_at"], s["run_id"]))
 
 
 def history_of(
-    summaries: list[dict[str, Any]],
+    summaries: list[RunSummary],
     metric: str = DEFAULT_METRIC,
     threshold: float = DEFAULT_THRESHOLD,
     scenario: str | None = None,
@@ -505,7 +544,7 @@ def history_of(
     for s in summaries:
         for key, (mean_log, samples) in s["groups"].items():
             n, group = key.split("\t", 1)
-            point = Point(s["run_id"], s["started_at"], mean_log, samples)
+            point = Point(s["run_id"], s["started_at"], mean_log, cast(int, samples))
             by_group.setdefault((group, int(n)), []).append(point)
     series = [judge(Series(g, n, pts), threshold) for (g, n), pts in sorted(by_group.items())]
     if not series:
@@ -513,7 +552,7 @@ def history_of(
     return History(metric, threshold, series, len(summaries), warnings)
 
 
-def _mismatches(summaries: Sequence[dict[str, Any]]) -> list[Mismatch]:
+def _mismatches(summaries: Sequence[RunSummary]) -> list[Mismatch]:
     metadatas = [s.get("metadata") for s in summaries]
     if len(metadatas) < 2 or not all(isinstance(m, dict) for m in metadatas):
         return []  # summaries made by an older bench: nothing to compare

@@ -3,28 +3,55 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, cast
 
 from bench.model import kinds
 from bench.model.records import Sample, StepRecord, metrics
 from bench.model.stats import percentile_of_sorted
 
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from numpy.typing import ArrayLike, NDArray
+
+    from bench.model.results import Columns
+
+# A stored step row as read (JSON: bench.model.records.StepRecord's fields), the one
+# untyped boundary here: its values are summed, divided and compared by field name, and
+# Run.steps hands plain JSON dicts; `object` would need a cast at every use.
+StepRow: TypeAlias = Mapping[str, Any]
+# One summary row: labels (str or None), counts, statistics (float, None when no value),
+# the sorted error texts. Its keys are the metrics' declared summary columns, known only
+# at run time, so a dict rather than a TypedDict.
+SummaryValue: TypeAlias = str | int | float | list[str] | None
+SummaryRow: TypeAlias = dict[str, SummaryValue]
+
+
+class Density(TypedDict):
+    """One platform's density search, as density_of() finds it."""
+
+    max_density: int
+    limit: str
+    limit_detail: str | None
+
+
 # Host drop and summed PSS further apart than this get a one-line explanation.
 MEMORY_DISAGREEMENT = 0.25
 
 
-def _finite(values: Any) -> Any:
+def _finite(values: ArrayLike) -> NDArray[np.float64]:
     import numpy as np
 
     xs = np.asarray(values, dtype=np.float64)
     return xs[~np.isnan(xs)]
 
 
-def _item(x: Any) -> Any:
+def _item(x: float | np.float64) -> float:
     return x.item() if hasattr(x, "item") else x
 
 
-def _statistic(name: str, values: Any) -> Any:
+def _statistic(name: str, values: ArrayLike) -> float | None:
     """A declared statistic (median, p50, p95, max) over the values that are not missing;
     None when none are. Percentiles as bench.model.stats.percentile computes them."""
     import numpy as np
@@ -49,7 +76,10 @@ def summary_columns() -> list[str]:
     ]
 
 
-def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def summarize(
+    samples: Columns | Sequence[Mapping[str, object]] | pd.DataFrame,
+    steps: Sequence[StepRow] | None = None,
+) -> list[SummaryRow]:
     """One row per (host, platform, N) in the order they ran, refused steps included.
 
     The one place these statistics are computed: the terminal summary and the
@@ -67,20 +97,20 @@ def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[d
 
     columns = sample_columns(samples)
 
-    def key(r: dict[str, Any]) -> tuple[Any, str, int]:
+    def key(r: StepRow) -> tuple[str | None, str, int]:
         return (r.get("host"), r["platform"], r["n"])
 
     # Statistics never pool hosts: one row per (host, platform, N), in the order first
     # recorded (steps, then samples).
-    order: dict[tuple[Any, str, int], Any] = {}
-    step_groups: dict[tuple[Any, str, int], list[dict[str, Any]]] = defaultdict(list)
+    order: dict[tuple[str | None, str, int], None] = {}
+    step_groups: dict[tuple[str | None, str, int], list[StepRow]] = defaultdict(list)
     for st in steps or []:
         order.setdefault(key(st), None)
         if st.get("status", "ran") == "ran":
             step_groups[key(st)].append(st)
     heads = {key(st): st for st in steps or []}
     # Each sample's group, in the order first seen; a missing host is None.
-    members: dict[tuple[Any, str, int], list[int]] = {}
+    members: dict[tuple[str | None, str, int], list[int]] = {}
     keys = zip(
         columns["host"].tolist(), columns["platform"].tolist(), columns["n"].tolist(), strict=True
     )
@@ -99,7 +129,7 @@ def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[d
         ok_at = at[ok_all[at]]
         first = _labels_at(columns, int(at[0])) if len(at) else heads[k]
         accels = sorted({a for a in columns["accel"][ok_at].tolist() if isinstance(a, str) and a})
-        row: dict[str, Any] = {
+        row: SummaryRow = {
             "platform": platform,
             "host": host,
             "backend": first.get("backend"),
@@ -114,19 +144,19 @@ def summarize(samples: Any, steps: list[dict[str, Any]] | None = None) -> list[d
             for column, statistic in info.summary.items():
                 row[column] = _statistic(statistic, values)
         for name, info in metrics(StepRecord).items():
-            step_values = [r.get(name) for r in step_groups.get(k, [])]
+            step_values: list[float | None] = [r.get(name) for r in step_groups.get(k, [])]
             if info.per_instance:
                 step_values = [v / n if v is not None else None for v in step_values]
-            step_values = [np.nan if v is None else v for v in step_values]
+            finite = [np.nan if v is None else v for v in step_values]
             for column, statistic in info.summary.items():
-                row[column] = _statistic(statistic, step_values)
+                row[column] = _statistic(statistic, finite)
         errors = columns["error"][at].tolist()
         row["errors"] = sorted({e for e in errors if isinstance(e, str) and e})
         rows.append(row)
     return rows
 
 
-def _bools(values: Any) -> Any:
+def _bools(values: ArrayLike) -> NDArray[np.bool_]:
     """A column as bool, missing values False."""
     import numpy as np
 
@@ -136,12 +166,12 @@ def _bools(values: Any) -> Any:
     return np.array([v is True or v is np.True_ for v in column.tolist()], dtype=bool)
 
 
-def _labels_at(columns: Any, i: int) -> dict[str, Any]:
+def _labels_at(columns: Columns, i: int) -> dict[str, str | None]:
     """The backend and kind of one sample (missing values None)."""
     return {c: (v if isinstance(v := columns[c][i], str) else None) for c in ("backend", "kind")}
 
 
-def density_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
+def density_of(steps: Sequence[StepRow]) -> Density:
     """One platform's density search: the largest N whose every step met every limit,
     and the limit of the first step that broke one ("max": the search reached its max)."""
     bad_ns = {
@@ -159,40 +189,49 @@ def density_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def density_results(
-    steps: list[dict[str, Any]], searches: dict[str, dict[str, Any]]
+    steps: Sequence[StepRow], searches: Mapping[str, object]
 ) -> dict[str, dict[str, Any]]:
     """density_of() for each platform that searched (fixed-count platforms have none).
 
     `searches` is the run's metadata["searches"]: which platforms searched is decided
     once, by the scenario, when the run is written (bench.model.results upgrades older runs).
     """
-    by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_platform: dict[str, list[StepRow]] = defaultdict(list)
     for st in steps:
         if st["platform"] in searches:
             by_platform[st["platform"]].append(st)
-    return {platform: density_of(sts) for platform, sts in by_platform.items()}
+    found = {platform: density_of(sts) for platform, sts in by_platform.items()}
+    # bench/cli.py's summary_table still takes untyped dicts: these are such dicts.
+    return cast("dict[str, dict[str, Any]]", found)
 
 
-def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per platform whose summed PSS and host drop disagree by > 25% at some N."""
-    by_platform: dict[str, list[tuple[dict[str, Any], float]]] = defaultdict(list)
+def memory_disagreements(rows: Sequence[Mapping[str, object]]) -> list[str]:
+    """One line per platform whose summed PSS and host drop disagree by > 25% at some N.
+
+    `rows`: summarize()'s, or the report's summary frame's rows (numpy numbers there)."""
+    by_platform: dict[str, list[tuple[Mapping[str, object], float]]] = defaultdict(list)
     rose: dict[str, list[int]] = defaultdict(list)
     for r in rows:
-        host, pss = r["mem_host_per_instance_bytes"], r["mem_pss_per_instance_bytes"]
+        host, pss = (
+            _bytes(r, "mem_host_per_instance_bytes"),
+            _bytes(r, "mem_pss_per_instance_bytes"),
+        )
+        platform = cast(str, r["platform"])
         if host is not None and host <= 0:
-            rose[r["platform"]].append(r["n"])
+            rose[platform].append(cast(int, r["n"]))
             continue
         if not host or not pss:
             continue
         gap = abs(host - pss) / max(host, pss)
         if gap > MEMORY_DISAGREEMENT:
-            by_platform[r["platform"]].append((r, gap))
+            by_platform[platform].append((r, gap))
     lines = []
     for platform, found in by_platform.items():
         host_higher = sum(
             1
             for r, _ in found
-            if r["mem_host_per_instance_bytes"] > r["mem_pss_per_instance_bytes"]
+            if cast(float, _bytes(r, "mem_host_per_instance_bytes"))
+            > cast(float, _bytes(r, "mem_pss_per_instance_bytes"))
         )
         first = found[0][0]
         if host_higher * 2 >= len(found):
@@ -200,7 +239,7 @@ def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:
             why = (
                 "the host drop also counts kernel memory no process owns (page tables, "
                 "cgroup and overlay bookkeeping) and the engine daemons' own growth"
-                if not kinds.is_vm(first["kind"])
+                if not kinds.is_vm(cast("str | None", first["kind"]))
                 else "the host drop also counts kernel memory (page tables, KVM/TCG "
                 "structures)"
                 # QEMU launched directly is in PSS already; libvirt's daemons are not.
@@ -224,3 +263,9 @@ def memory_disagreements(rows: list[dict[str, Any]]) -> list[str]:
             "processes freed memory): the host view there is noise; use PSS or a larger N"
         )
     return lines
+
+
+def _bytes(row: Mapping[str, object], column: str) -> float | None:
+    """A byte statistic of a summary row: a number, or None when none was measured (the
+    rows are JSON-like: what they hold is summarize()'s word, not a type's)."""
+    return cast("float | None", row[column])

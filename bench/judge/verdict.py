@@ -47,7 +47,7 @@ floor, a printed MDE below about +7% could not be met (issue 21: printed +3.3%, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -725,13 +725,13 @@ class LevelTest:
         )
 
 
-def failure_units(rows: Iterable[dict[str, object]]) -> tuple[int, int]:
+def failure_units(rows: Iterable[Mapping[str, object]]) -> tuple[int, int]:
     """(failed, counted) units of one side's samples for the failure test: an instance,
     or a step whose instances all failed (lost at once: one cause, one event, not N).
     Instances stopped by an interruption (failure "interrupted") are left out: the
     platform did not fail them. Samples without a `step` (schema 1, hand-written) are
     grouped by (N, repeat), which is one step."""
-    by_step: dict[object, list[dict[str, object]]] = {}
+    by_step: dict[object, list[Mapping[str, object]]] = {}
     for s in rows:
         if s.get("failure") == "interrupted":
             continue
