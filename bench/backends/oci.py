@@ -60,7 +60,7 @@ PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
 # What `runtime:` may name: an engine's runtime name, never a path or an option.
 RUNTIME_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 # An engine's JSON answer (a container list row, /info, /version) as its SDK returns it:
-# read by key, each key of a shape the engine and its version decide, so its values stay Any.
+# read by key, each of a shape the engine and its version decide: its values left untyped.
 EngineJson = dict[str, Any]
 
 
