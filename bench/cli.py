@@ -15,7 +15,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperCommand
@@ -27,8 +27,15 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    # typer 0.29 carries its own click: its context and parameters are typer._click's.
+    from typer._click import Context as ClickContext
+    from typer._click import Parameter
+
+    from bench.backends.base import Options
     from bench.judge.ab import AbResult
+    from bench.plan.scenario import LoadedScenario
     from bench.report.ci_output import JUnitCase
+    from bench.runner.run import RunOutcome
 
 
 def _flags_show_no_type() -> None:
@@ -38,7 +45,7 @@ def _flags_show_no_type() -> None:
 
     shown = TyperOption.display_type_rich
 
-    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+    def display_type_rich(self: TyperOption, ctx: ClickContext) -> str | None:
         return None if self.is_flag else shown(self, ctx)
 
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
@@ -80,13 +87,13 @@ def _backend_options_command(command: str) -> type[TyperCommand]:
     shows its help, and reach it as one dict: `_backend_options(ctx)`."""
 
     class WithBackendOptions(TyperCommand):
-        def get_params(self, ctx: Any) -> list[Any]:
+        def get_params(self, ctx: ClickContext) -> list[Parameter]:
             params = super().get_params(ctx)
             # Before --help, which click puts last.
             n = len(params) - (self.get_help_option(ctx) is not None)
             return [*params[:n], *_backend_params(command), *params[n:]]
 
-        def invoke(self, ctx: Any) -> Any:
+        def invoke(self, ctx: ClickContext) -> object:
             from bench.backends import cli_options
 
             keys = [p.name for p in _backend_params(command)]
@@ -107,13 +114,13 @@ def _backend_options_command(command: str) -> type[TyperCommand]:
 
 
 @functools.cache
-def _backend_params(command: str) -> list[Any]:
+def _backend_params(command: str) -> list[Parameter]:
     """Click parameters for the backends' options, built by typer from a signature."""
     from bench.backends import cli_options
 
     params = []
     for opt in cli_options(command):
-        kind: Any = bool if opt.is_flag else list[str] | None if opt.multiple else str | None
+        kind: object = bool if opt.is_flag else list[str] | None if opt.multiple else str | None
         info = typer.Option(opt.flag, help=opt.help, metavar=opt.metavar, hidden=opt.hidden)
         params.append(
             inspect.Parameter(
@@ -124,7 +131,7 @@ def _backend_params(command: str) -> list[Any]:
             )
         )
 
-    def options(**_values: Any) -> None: ...
+    def options(**_values: object) -> None: ...
 
     options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     holder = typer.Typer(add_completion=False)
@@ -132,7 +139,7 @@ def _backend_params(command: str) -> list[Any]:
     return list(typer.main.get_command(holder).params)
 
 
-def _backend_options(ctx: typer.Context) -> dict[str, Any]:
+def _backend_options(ctx: typer.Context) -> Options:
     return ctx.meta["bench.backend_options"]
 
 
@@ -337,7 +344,13 @@ def _ab_run_dir(
     return _run_with_progress(loaded, out, name, err, ab=(baseline, candidate)).directory
 
 
-def _run_with_progress(loaded: Any, out: Path, name: str | None, err: Any, **how: Any) -> Any:
+def _run_with_progress(
+    loaded: LoadedScenario,
+    out: Path,
+    name: str | None,
+    err: Console,
+    ab: tuple[str, str] | None = None,
+) -> RunOutcome:
     """bench.runner.run.run_scenario with live progress, warnings and notes on stderr."""
     from bench.report.progress import RichEvents
     from bench.runner.run import run_scenario
@@ -350,7 +363,7 @@ def _run_with_progress(loaded: Any, out: Path, name: str | None, err: Any, **how
             events=events,
             warn=lambda m: err.print(f"[yellow]warning:[/] {m}"),
             say=lambda m: err.print(m, style="dim"),
-            **how,
+            ab=ab,
         )
 
 

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from pydantic import Field, field_validator
 
@@ -23,6 +23,7 @@ from bench.backends.oci import (
     RUNTIME_NAME,
     RUNTIME_PROBE_TIMEOUT_S,
     ContainerBackend,
+    EngineJson,
     binary_version,
     cgroup_memory,
     container_boundary,
@@ -144,7 +145,7 @@ class DockerBackend(ContainerBackend):
         ),
     )
 
-    def version_checks(self, version: dict[str, Any]) -> list[Check]:
+    def version_checks(self, version: EngineJson) -> list[Check]:
         if not lacks_deadlock_fix(str(version.get("Version") or "")):
             return []
         return [
@@ -506,11 +507,11 @@ class DockerBackend(ContainerBackend):
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
 
-    def _list(self, label: str, size: bool = False) -> list[dict[str, Any]]:
+    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
         return self.connect().containers(all=True, filters={"label": label}, size=size)
 
     @staticmethod
-    def _writable_bytes(row: dict[str, Any]) -> int | None:
+    def _writable_bytes(row: EngineJson) -> int | None:
         # The engine leaves SizeRw out when the writable layer is empty.
         return row.get("SizeRw", 0)
 
@@ -596,7 +597,7 @@ def lacks_deadlock_fix(version: str) -> bool:
     return m is not None and tuple(map(int, m.groups())) < (20, 10, 27)
 
 
-def runtime_probe_key(host_key: str, info: dict[str, Any], runtime: str) -> str:
+def runtime_probe_key(host_key: str, info: EngineJson, runtime: str) -> str:
     """The cache key of a runtime probe: re-probe when anything that decides whether the
     runtime works has changed (the host, the daemon and its version, the runtime's
     registration, the kernel and its cgroup set-up)."""
@@ -640,7 +641,7 @@ def runtime_reason(text: str, runtime: str = "") -> str:
     return line[:300] or "the runtime gave no reason"
 
 
-def import_bench_image(api: Any, name: str) -> str:
+def import_bench_image(api: docker.APIClient, name: str) -> str:
     """`docker import` the cached rootfs tar of a bench image; returns the image id."""
     manifest = images.ensure_rootfs(name)
     tar = images.image_dir(name) / "rootfs.tar"

@@ -13,7 +13,8 @@ import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -58,6 +59,10 @@ from bench.model.records import Facts
 from bench.model.units import format_bytes
 
 if TYPE_CHECKING:
+    # libvirt-python ships no type information: its classes name what is meant here, and
+    # mypy reads them as untyped (the SDK boundary).
+    from libvirt import virConnect, virStream
+
     from bench.machines.host import Host
 
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
@@ -99,7 +104,7 @@ _event_loop_lock = threading.Lock()
 _event_loop_started = False
 
 
-def _ensure_event_loop() -> Any:
+def _ensure_event_loop() -> ModuleType:
     global _event_loop_started
     import libvirt
 
@@ -124,7 +129,7 @@ class LibvirtBackend(Backend):
     def __init__(self, settings: LibvirtSettings, host: Host | None = None):
         super().__init__(settings, host)
         self.settings: LibvirtSettings = settings
-        self._conn: Any = None
+        self._conn: virConnect | None = None
         self.accel: str | None = None
         self._boot = BootSource({})
 
@@ -228,7 +233,7 @@ class LibvirtBackend(Backend):
     def engine_address(self) -> str | None:
         return self.settings.uri
 
-    def connect(self) -> Any:
+    def connect(self) -> virConnect:
         if self._conn is None:
             libvirt = _ensure_event_loop()
             try:
@@ -282,14 +287,15 @@ class LibvirtBackend(Backend):
         import libvirt
 
         try:
-            self._conn.getDomainCapabilities(None, None, None, "kvm")
+            self.connect().getDomainCapabilities(None, None, None, "kvm")
             return True
         except libvirt.libvirtError:
             return False
 
     def _probe_key(self) -> str:
         # Re-probe when anything that decides whether KVM works has changed.
-        parts = [self.settings.uri, self._conn.getHostname(), str(self._conn.getVersion())]
+        conn = self.connect()  # connected already: asked after connect()
+        parts = [self.settings.uri, conn.getHostname(), str(conn.getVersion())]
         parts.append(str(self.host.describe().get("kernel")))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -349,7 +355,7 @@ class LibvirtBackend(Backend):
         inst.info["_stream"] = stream
         console = inst.console
 
-        def on_event(st: Any, events: int, _opaque: Any) -> None:
+        def on_event(st: virStream, events: int, _opaque: object) -> None:
             while True:
                 try:
                     data = st.recv(65536)
@@ -614,7 +620,7 @@ def overlay_dir(run_id: str) -> Path:
     return state_dir() / "overlays" / run_id
 
 
-def _close_stream(stream: Any) -> None:
+def _close_stream(stream: virStream) -> None:
     try:
         stream.eventRemoveCallback()
     except Exception:

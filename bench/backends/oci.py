@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import docker
     from podman import PodmanClient
 
+    from bench.backends.docker_backend import DockerSettings
     from bench.machines.host import Host
     from bench.machines.procfs import ProcessTable
 
@@ -58,6 +59,9 @@ PROBE_RUN_ID = "runtime-probe"
 PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
 # What `runtime:` may name: an engine's runtime name, never a path or an option.
 RUNTIME_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+# An engine's JSON answer (a container list row, /info, /version) as its SDK returns it:
+# read by key, each of a shape the engine and its version decide: its values left untyped.
+EngineJson = dict[str, Any]
 
 
 class Demux:
@@ -123,7 +127,7 @@ def run_label(run_id: str | None) -> str:
     return f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
 
 
-def container_leftover(backend: str, row: dict[str, Any]) -> Leftover:
+def container_leftover(backend: str, row: EngineJson) -> Leftover:
     """A leftover from one row of the engine's container list."""
     labels = row.get("Labels") or {}
     return Leftover(
@@ -146,7 +150,7 @@ def container_pids(procs: ProcessTable, pid: int, keeper: int | None) -> list[in
     return pids
 
 
-def container_boundary(pid: Any, kind: str, engine: str) -> BoundaryView:
+def container_boundary(pid: object, kind: str, engine: str) -> BoundaryView:
     """The boundary view of a container from the pid its engine reports: the container's
     own init (runc, crun), or under a sandbox runtime the sandbox's process (runsc
     reports its runsc-sandbox, gVisor's Sentry, as the container's pid)."""
@@ -228,6 +232,7 @@ class ContainerBackend(Backend):
     `connect()`: `_list`, `_remove`, `_disconnect`, `import_image`, `_runtime_checks`."""
 
     kind = kinds.CONTAINER
+    Settings: ClassVar[type[DockerSettings]]  # docker's, or podman's (a DockerSettings)
     #: "docker" | "podman": the doctor's and leftovers' name, the I/O thread's.
     engine: ClassVar[str]
     #: How the doctor names a reachable engine ("Docker Engine 24.0 at ...").
@@ -235,7 +240,7 @@ class ContainerBackend(Backend):
     #: The doctor's fix for an engine it cannot reach.
     start_hint: ClassVar[str]
 
-    def __init__(self, settings: Any, host: Host | None = None):
+    def __init__(self, settings: DockerSettings, host: Host | None = None):
         super().__init__(settings, host)
         # runsc makes a sandbox; docker without `runtime:` asks the daemon in prepare().
         self.kind = kinds.for_runtime(settings.runtime)
@@ -245,7 +250,7 @@ class ContainerBackend(Backend):
         self._sizes: dict[str, int | None] = {}
         self._procs: ProcessTable | None = None  # host process table, per sampling round
         self._storage_dirs: list[Path] = []
-        self._info: dict[str, Any] | None = None  # the engine's info(), once per connection
+        self._info: EngineJson | None = None  # the engine's info(), once per connection
         self._runtime_checked = False  # the probe of the runtime passed
         self._runtime_version: str | None = None
 
@@ -268,12 +273,12 @@ class ContainerBackend(Backend):
         """Import bench image `name` into the engine; returns the image id."""
 
     @abstractmethod
-    def _list(self, label: str, size: bool = False) -> list[dict[str, Any]]:
+    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
         """The engine's container list rows (all states) carrying `label`."""
 
     @staticmethod
     @abstractmethod
-    def _writable_bytes(row: dict[str, Any]) -> int | None:
+    def _writable_bytes(row: EngineJson) -> int | None:
         """A list row's writable-layer size (asked with size=True)."""
 
     @abstractmethod
@@ -286,7 +291,7 @@ class ContainerBackend(Backend):
     def _runtime_checks(self, probe: bool, say: Callable[[str], None]) -> list[Check]:
         return []
 
-    def version_checks(self, version: dict[str, Any]) -> list[Check]:
+    def version_checks(self, version: EngineJson) -> list[Check]:
         """Known faults of this engine's version (its /version answer), as doctor lines."""
         return []
 
@@ -362,7 +367,7 @@ class ContainerBackend(Backend):
     def engine_address(self) -> str | None:
         return self.address
 
-    def engine_info(self) -> dict[str, Any]:
+    def engine_info(self) -> EngineJson:
         if self._info is None:
             self._info = self.connect().info()
         return self._info

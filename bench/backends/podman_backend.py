@@ -25,7 +25,7 @@ import socket
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from pydantic import Field, JsonValue, field_validator
 
@@ -40,6 +40,7 @@ from bench.backends.oci import (
     RUNTIME_PROBE_TIMEOUT_S,
     ContainerBackend,
     Demux,
+    EngineJson,
     binary_version,
     container_boundary,
     container_pids,
@@ -564,7 +565,7 @@ class PodmanBackend(ContainerBackend):
         self._call("post", f"/containers/{inst.handle}/start")
 
     @staticmethod
-    def _writable_bytes(row: dict[str, Any]) -> int | None:
+    def _writable_bytes(row: EngineJson) -> int | None:
         return (row.get("Size") or {}).get("rwSize")
 
     def sample(self, inst: Instance, host: Host) -> Facts:
@@ -601,7 +602,7 @@ class PodmanBackend(ContainerBackend):
         except NotFound:
             pass
 
-    def _list(self, label: str, size: bool = False) -> list[dict[str, Any]]:
+    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
         params: dict[str, str | bool] = {"all": True, "filters": json.dumps({"label": [label]})}
         if size:
             params["size"] = True

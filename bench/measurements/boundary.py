@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from bench.measurements.base import Found, InstanceMeasurement, StepContext
 from bench.model.errors import first_line
@@ -140,7 +140,7 @@ class Boundary(BaseModel):
     not_read: dict[str, str] = Field(default_factory=dict)
     read_s: float | None = None  # bench's time reading all of it
 
-    def row(self) -> dict[str, Any]:
+    def row(self) -> dict[str, JsonValue]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
@@ -234,7 +234,7 @@ def command_of(cmdline: str | None) -> str | None:
     return first.rsplit("/", 1)[-1] or None if first else None
 
 
-def is_pid(value: Any) -> bool:
+def is_pid(value: object) -> bool:
     """A pid from an engine is used in a path only as a positive int (never a str, a
     bool or a float: nothing an engine says becomes part of a path as text)."""
     return type(value) is int and value > 0
@@ -292,7 +292,7 @@ def read_process(
     links = _links(host, [f"{base}/ns/{ns}" for ns in NAMESPACES])
     status_text = files.get(f"{base}/status")
     missing: dict[str, str] = {}
-    facts: dict[str, Any] = {"pid": pid}
+    facts: dict[str, object] = {"pid": pid}  # validated as ProcessFacts below
     if status_text is None:
         why = f"{base}/status unreadable (the process is gone, or not bench's to read)"
         for f in ("uid", "seccomp", "seccomp_filters", "cap_eff", "no_new_privs", "tracer_pid"):
@@ -320,7 +320,7 @@ def read_process(
             if facts[f] is None:
                 missing[f"{role}.{f}"] = _status_why(base, line, status)
     uid = facts.get("uid")
-    if uid is not None:
+    if isinstance(uid, int):  # parse_effective_uid's: an int, or None
         facts["user"] = users.get(uid)
         if facts["user"] is None:
             missing[f"{role}.user"] = f"uid {uid} is not in the host's /etc/passwd"
@@ -349,7 +349,7 @@ def read_process(
         missing[f"{role}.namespaces_not_shared"] = (
             f"{base}/ns/* unreadable" if not own else "the host's namespaces are unreadable"
         )
-    return ProcessFacts(**{k: v for k, v in facts.items() if v is not None}), missing
+    return ProcessFacts.model_validate({k: v for k, v in facts.items() if v is not None}), missing
 
 
 def children(host: Host, pid: int) -> list[int]:
@@ -570,7 +570,7 @@ def _devices_cell(b: Boundary) -> str:
     return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in b.devices.items())
 
 
-def instance_cells(extras: Any) -> dict[str, str]:
+def instance_cells(extras: object) -> dict[str, str]:
     """One sample's boundary as table cells (COLUMNS but platform and instances)."""
     raw = extras.get("boundary") if isinstance(extras, Mapping) else None
     if raw is None:
@@ -594,7 +594,7 @@ def _merge(counts: Counter[str]) -> str:
 
 
 def boundary_table(
-    samples: Iterable[Mapping[str, Any]], platforms: Sequence[str] | None = None
+    samples: Iterable[Mapping[str, object]], platforms: Sequence[str] | None = None
 ) -> list[dict[str, str]]:
     """Platform x fact rows from a run's samples (stored row dicts), in `platforms`'
     order (default: first appearance). Ready instances only when a platform has any:
@@ -605,10 +605,11 @@ def boundary_table(
     # platform -> (ready?) -> column -> cell -> instances
     seen: dict[str, dict[bool, dict[str, Counter[str]]]] = {}
     for s in samples:
-        if not isinstance(s, Mapping) or not isinstance(s.get("platform"), str):
+        platform = s.get("platform") if isinstance(s, Mapping) else None
+        if not isinstance(platform, str):
             continue
         ready = s.get("ok") is True
-        columns = seen.setdefault(s["platform"], {}).setdefault(ready, {})
+        columns = seen.setdefault(platform, {}).setdefault(ready, {})
         for column, cell in instance_cells(s.get("extras")).items():
             columns.setdefault(column, Counter())[cell] += 1
     wanted = list(platforms or [])
@@ -630,7 +631,7 @@ def _escape(cell: str) -> str:
 
 
 def boundary_markdown(
-    samples: Iterable[Mapping[str, Any]], platforms: Sequence[str] | None = None
+    samples: Iterable[Mapping[str, object]], platforms: Sequence[str] | None = None
 ) -> str:
     """The boundary table as Markdown (a pipe table; "|" in a value is escaped)."""
     rows = boundary_table(samples, platforms)

@@ -32,6 +32,10 @@ Worse = Literal["higher", "lower"]
 # Facts by field name, as a measurement or a backend reports them for a record: a
 # declared field's value, or an extra's (any JSON).
 Facts = dict[str, JsonValue]
+# A stored record as read back (a sample or step row, metadata.json): JSON, validated
+# through the models above. Its values are left untyped: the judge and the report read
+# them by key at many sites, and JsonValue would make each read a cast.
+Row = dict[str, Any]
 
 
 def metric(

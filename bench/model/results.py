@@ -23,21 +23,23 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
 import bench
 from bench.model import owner
 from bench.model.errors import UsageError
-from bench.model.records import Record, RunMetadata, Sample, StepRecord, split_extras
+from bench.model.records import Record, Row, RunMetadata, Sample, StepRecord, split_extras
 
 if TYPE_CHECKING:
-    from numpy.typing import NDArray
+    import numpy as np
+    import pandas as pd
+    from numpy.typing import ArrayLike, NDArray
 
     # A run's samples by column (Run.columns): field name to array, one row per sample.
     Columns = dict[str, NDArray[Any]]
@@ -171,9 +173,9 @@ class Run:
     def __init__(
         self,
         dir: Path,
-        metadata: dict[str, Any],
-        samples: list[dict[str, Any]] | None,
-        steps: list[dict[str, Any]],
+        metadata: Row,
+        samples: list[Row] | None,
+        steps: list[Row],
         notes: list[str] | None = None,
         columns: Columns | None = None,
     ):
@@ -184,15 +186,15 @@ class Run:
         self.notes = notes if notes is not None else []
         self._samples = samples
         self._columns = columns
-        self._frame: Any = None
+        self._frame: pd.DataFrame | None = None
 
     @property
-    def samples(self) -> list[dict[str, Any]]:
+    def samples(self) -> list[Row]:
         if self._samples is None:
             self._samples = _read_jsonl(self.dir / SAMPLES, [], Sample)
         return self._samples
 
-    def iter_samples(self) -> Iterator[dict[str, Any]]:
+    def iter_samples(self) -> Iterator[Row]:
         """The samples as stored row dicts, one at a time: for what needs the free text
         the columns leave out (extras) without holding every row of a large run."""
         if self._samples is not None:
@@ -213,7 +215,7 @@ class Run:
         return self._columns
 
     @property
-    def frame(self) -> Any:
+    def frame(self) -> pd.DataFrame:
         """The columns as a pandas DataFrame (for the report, which works in pandas)."""
         if self._frame is None:
             import pandas as pd
@@ -307,7 +309,7 @@ def load_run(directory: str | Path, columns: bool = False) -> Run:
     return Run(d, meta, samples, steps, notes)
 
 
-def _validated(d: Path, model: type[Any], row: Any) -> dict[str, Any]:
+def _validated(d: Path, model: type[BaseModel], row: Row) -> Row:
     try:
         return model.model_validate(row).model_dump(mode="json")
     except ValueError as e:
@@ -318,12 +320,15 @@ def _mismatch(e: ValueError) -> str:
     return f"stored records do not match schema {bench.SCHEMA_VERSION}: {str(e).splitlines()[0]}"
 
 
+_Parsed = TypeVar("_Parsed")  # what a JSON-lines reader's parser makes of one line
+
+
 # -- upgrades of older schema versions, in memory --------------------------------------
 
-Rows = list[dict[str, Any]]
+Rows = list[Row]
 
 
-def update_to_2(metadata: dict[str, Any], samples: Rows, steps: Rows) -> tuple[Any, Rows, Rows]:
+def update_to_2(metadata: Row, samples: Rows, steps: Rows) -> tuple[Row, Rows, Rows]:
     """Schema 1 (bench 0.1, one local host) -> 2 (a host per backend, typed records).
 
     - every engine ran on the run's one host: its hostname becomes the host key of
@@ -349,7 +354,7 @@ def update_to_2(metadata: dict[str, Any], samples: Rows, steps: Rows) -> tuple[A
     )
 
 
-def _v1_searches(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _v1_searches(scenario: Row) -> Row:
     """A platform's own `density` wins; one with its own `counts` does not search;
     otherwise the scenario's `density` applies (Scenario.search_for today)."""
     out = {}
@@ -361,7 +366,7 @@ def _v1_searches(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any], Rows, Rows], tuple[Any, Rows, Rows]]] = {
+UPGRADES: dict[int, Callable[[Row, Rows, Rows], tuple[Row, Rows, Rows]]] = {
     1: update_to_2,
 }
 
@@ -384,16 +389,14 @@ def _open_regular(path: Path) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def _read_jsonl(
-    path: Path, notes: list[str], model: type[Record] | None = None
-) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, notes: list[str], model: type[Record] | None = None) -> list[Row]:
     """Every record of a JSON-lines file: parsed, or validated as `model`'s stored rows."""
     if model is None:
         return list(_records(path, notes, json.loads))
     return [r.row() for r in _records(path, notes, model.model_validate_json)]
 
 
-def _records(path: Path, notes: list[str], parse: Callable[[bytes], Any]) -> Iterator[Any]:
+def _records(path: Path, notes: list[str], parse: Callable[[bytes], _Parsed]) -> Iterator[_Parsed]:
     """Each line of a JSON-lines file, parsed, as it is read.
 
     Only a torn last line (no newline: the writer died in the middle of it) is left out,
@@ -429,18 +432,21 @@ SAMPLE_COLUMNS = tuple(
 CHUNK = 50_000  # rows turned into arrays at a time while reading
 
 
-def sample_columns(samples: Any) -> Columns:
+def sample_columns(samples: Columns | pd.DataFrame | Iterable[Mapping[str, object]]) -> Columns:
     """Samples as Run.columns has them: columns as they are, a pandas DataFrame's columns
     as arrays, row dicts turned into columns. No pandas is imported here: a `bench run`
     summarises its few samples without it (its import alone costs half a second)."""
     if isinstance(samples, dict):
         return samples
     if hasattr(samples, "iloc"):  # a pandas DataFrame (bench report's frames, tests)
-        return {name: samples[name].to_numpy() for name in samples.columns}
+        frame = cast("pd.DataFrame", samples)  # told by its attribute: pandas not imported
+        return {name: frame[name].to_numpy() for name in frame.columns}
     return _join_columns([_columns_of(list(samples))])
 
 
-def sample_frame(samples: Any) -> Any:
+def sample_frame(
+    samples: Columns | pd.DataFrame | Iterable[Mapping[str, object]],
+) -> pd.DataFrame:
     """Samples as Run.frame has them: a pandas DataFrame of SAMPLE_COLUMNS."""
     import pandas as pd
 
@@ -449,7 +455,7 @@ def sample_frame(samples: Any) -> Any:
     return pd.DataFrame(sample_columns(samples), copy=False)
 
 
-def float_column(values: Any) -> Any:
+def float_column(values: ArrayLike) -> NDArray[np.float64]:
     """A column as float64, NaN where a value is missing or not a number (a bool is a
     number, as numpy has it)."""
     import numpy as np
@@ -476,7 +482,7 @@ def _read_columns(path: Path, notes: list[str]) -> Columns:
     return _join_columns(chunks)
 
 
-def _columns_of(rows: list[dict[str, Any]]) -> Columns:
+def _columns_of(rows: Sequence[Mapping[str, object]]) -> Columns:
     """Rows as one numpy array per SAMPLE_COLUMNS field."""
     import numpy as np
 
@@ -500,7 +506,7 @@ def _columns_of(rows: list[dict[str, Any]]) -> Columns:
             column = np.empty(len(values), dtype=object)
             try:  # equal strings made one object (a platform name once, not once a row);
                 # keyed by type too, or True would stand for a 1
-                shared: dict[Any, Any] = {}
+                shared: dict[tuple[type, object], object] = {}
                 column[:] = [shared.setdefault((type(v), v), v) for v in values]
             except TypeError:  # a value that cannot be hashed (not a stored sample's)
                 column[:] = values

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bench.model import kinds
 from bench.model.errors import UsageError
-from bench.model.records import Sample, StepRecord, fields_of
+from bench.model.records import Row, Sample, StepRecord, fields_of
 from bench.model.results import Run, load_run
 
 if TYPE_CHECKING:
@@ -74,12 +74,12 @@ class Frames:
     samples: pd.DataFrame  # SAMPLE_FIELDS + `series`
     steps: pd.DataFrame  # STEP_FIELDS + `series`
     summary: pd.DataFrame  # SUMMARY_COLUMNS (+ DENSITY_COLUMNS when any run has a search)
-    density: dict[tuple[str, str], dict[str, Any]]  # (run, platform) -> its search block
+    density: dict[tuple[str, str], Row]  # (run, platform) -> its search block
     names: dict[tuple[str, str], str]  # (run, platform) -> legend name (`series` column)
     hosts: list[str]  # host keys the samples and steps carry, in the order they appear
     # Run id -> bench.judge.summary.summarize of its samples and steps, computed once: several
     # tables start from it, and a run may hold a million samples.
-    summaries: dict[str, list[dict[str, Any]]]
+    summaries: dict[str, list[Row]]
 
     @property
     def multi(self) -> bool:
@@ -267,12 +267,12 @@ def platform_order(runs: list[Run]) -> list[str]:
     return sorted(names, key=lambda name: kinds.order(kind_of.get(name)))  # stable
 
 
-def density_searches(run: Run) -> dict[str, dict[str, Any]]:
+def density_searches(run: Run) -> dict[str, Row]:
     """Platforms of this run that ran a density search, with their search block."""
     return run.metadata.get("searches") or {}
 
 
-def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
+def max_density(steps: list[Row]) -> tuple[int, str]:
     """The largest N whose steps all met every limit, and what stopped the search."""
     from bench.judge.summary import density_of
 
@@ -282,8 +282,8 @@ def max_density(steps: list[dict[str, Any]]) -> tuple[int, str]:
 
 def summary_frame(
     runs: list[Run],
-    summaries: dict[str, list[dict[str, Any]]],
-    density: dict[tuple[str, str], dict[str, Any]],
+    summaries: dict[str, list[Row]],
+    density: dict[tuple[str, str], Row],
 ) -> pd.DataFrame:
     """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search,
     then every other statistic bench.model.records declares (more_columns()).
@@ -301,7 +301,7 @@ def summary_frame(
         )
         for x in summary:
             platform = x["platform"]
-            row: dict[str, Any] = {"run": r.run_id}
+            row: dict[str, object] = {"run": r.run_id}
             for column, v in x.items():
                 if column.endswith("_bytes"):
                     v = float("nan") if v is None else v / MIB

@@ -6,16 +6,22 @@ On a terminal: a bar for the steps and one for the current step's instances. Alw
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bench.model.records import Sample, StepRecord
 from bench.model.stats import percentile
 from bench.model.units import format_seconds
 from bench.plan.scenario import Scenario, Step
 
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from rich.console import Console
+    from rich.progress import TaskID
+
 
 class RichEvents:
-    def __init__(self, console: Any, scenario: Scenario):
+    def __init__(self, console: Console, scenario: Scenario):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -36,15 +42,20 @@ class RichEvents:
         )
         # Until the first step, which brings the runner's own count (bench ab runs fewer).
         self._steps = self._progress.add_task("steps", total=len(scenario.plan()))
-        self._instances: Any = None
+        self._instances: TaskID | None = None
         self._live = False
 
     def __enter__(self) -> RichEvents:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._live:
-            self._progress.__exit__(*exc)
+            self._progress.__exit__(exc_type, exc, tb)
 
     def step_started(self, index: int, total: int, step: Step) -> None:
         # Shown from the first step on: an error while preparing stays one clean line.
@@ -64,6 +75,7 @@ class RichEvents:
         )
 
     def instance_done(self, step: Step, ok: bool) -> None:
+        assert self._instances is not None, "an instance finishes only in a started step"
         self._progress.advance(self._instances)
 
     def step_refused(self, step: Step, reason: str) -> None:

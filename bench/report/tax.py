@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from bench.model.records import Row
 from bench.model.results import Run
 from bench.report.frame import Frames
 
@@ -150,7 +151,7 @@ def tax_pairs(run: Run, frames: Frames | None = None) -> list[Pair]:
     return out
 
 
-def _guest(platform: dict[str, Any], engine: dict[str, Any], run: Run) -> dict[str, Any]:
+def _guest(platform: Row, engine: Row, run: Run) -> dict[str, Any]:
     backend = platform.get("backend")
     if backend == "qemu":
         machine = engine.get("machine") or platform.get("machine") or QEMU_DEFAULT_MACHINE

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from bench.model import kinds
+from bench.model.records import Row
 from bench.model.units import count_of, format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -14,9 +16,9 @@ if TYPE_CHECKING:
 
 
 def summary_table(
-    rows: list[dict[str, Any]],
-    metadata: dict[str, Any],
-    density: dict[str, dict[str, Any]] | None = None,
+    rows: list[Row],
+    metadata: Row,
+    density: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Table:
     from rich.table import Table
 
@@ -74,7 +76,7 @@ def summary_table(
     return t
 
 
-def spectrum_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def spectrum_order(rows: list[Row]) -> list[Row]:
     """Summary rows with platforms from container to VM, as the report orders them; a
     kind's platforms, and each platform's rows, in the order they ran."""
     first: dict[str, int] = {}
