@@ -655,7 +655,8 @@ def history(
     threshold (and 3 standard errors) within the newest 10 runs, 6 while a
     series has too few runs to judge (8), 0 otherwise, 2 usage error. A
     results folder keeps an index of its runs' levels (.bench-history.sqlite),
-    so a long history is read quickly.
+    so a long history is read quickly. Warns when the runs differ in what must
+    match (host, engine versions, scenario), naming the run each changed at.
     """
     from bench.judge.compare import parse_threshold
     from bench.judge.history import read_history
