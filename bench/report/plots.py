@@ -353,25 +353,22 @@ def boot_phases(frames: Frames) -> Figure:
     groups = []
     shown: set[str] = set()
     for (series, n), g in _ordered(ok, frames):
-
-        def column(name: str, g: pd.DataFrame = g) -> np.ndarray:
-            return _floats(g, name)
-
         found = _phases_of(g)
         parts, rest = found.seconds, found.unattributed
         own = kinds.own_kernel_mask(g["kind"])
-        timed = ~np.isnan(column("kernel_start_s"))
-        uptime = np.where(own & ~timed, np.nan_to_num(column("guest_uptime_s")), 0.0)
+        timed = ~np.isnan(_floats(g, "kernel_start_s"))
+        uptime = np.where(own & ~timed, np.nan_to_num(_floats(g, "guest_uptime_s")), 0.0)
         guest = np.clip(np.minimum(uptime, rest), 0, None)
         parts = {
-            "queued": np.clip(np.nan_to_num(column("queued_s")), 0, None),
+            "queued": np.clip(np.nan_to_num(_floats(g, "queued_s")), 0, None),
             **{k: np.nan_to_num(v) for k, v in parts.items()},
             "uptime": guest,
             "unattributed": np.clip(rest - guest, 0, None),
         }
         medians = [float(np.median(parts[key])) for key, _, _ in PHASES]
         shown |= {key for (key, _, _), m in zip(PHASES, medians, strict=True) if m > 0}
-        groups.append((f"{series}  N={n}", medians, float(np.median(column("ready_s"))), len(g)))
+        ready_p50 = float(np.median(_floats(g, "ready_s")))
+        groups.append((f"{series}  N={n}", medians, ready_p50, len(g)))
     fig = _figure(8.5, 1.6 + 0.42 * len(groups))
     ax = fig.add_subplot()
     ys = list(range(len(groups), 0, -1))
@@ -437,7 +434,8 @@ def timeline(frames: Frames) -> Figure:
         _hbars(ax, rows, 0 * queued, queued, COLORS["queued"])
         for key, seconds in found.seconds.items():
             _hbars(ax, rows, queued + found.starts[key], seconds, COLORS[key])
-            shown.add(key) if np.isfinite(seconds).any() else None
+            if np.isfinite(seconds).any():
+                shown.add(key)
         own = kinds.own_kernel_mask(g["kind"])
         uptime = _floats(g, "guest_uptime_s")
         guest = own & (uptime > 0) & np.isfinite(ready)
