@@ -30,6 +30,7 @@ from bench.backends.base import (
     print_nothing,
 )
 from bench.machines.clock import REAL_CLOCK, Clock, Timer
+from bench.machines.console import CONSOLE, DEBUGCON
 from bench.model.phases import VMM_READY
 from bench.model.records import Facts
 from bench.model.settings import PlatformBase, Seconds
@@ -65,6 +66,11 @@ class FakeSettings(PlatformBase):
     # setup prints at 10% of `boot`, its first line at 30% and it runs init at 90%
     # (test-only, for the phase arithmetic of bench.model.phases).
     kernel_log: bool = False
+    # ready: {channel: debugcon}: the fake writes its debug-port byte this long before
+    # its marker line (test-only: the fake plays a VM's debug port too).
+    port_lead: Seconds = 0.0
+
+    ready_channels: ClassVar[frozenset[str]] = frozenset({CONSOLE, DEBUGCON})
 
 
 @dataclass
@@ -179,6 +185,11 @@ class FakeBackend(Backend):
                 self.clock.call_later(boot * 0.3, inst.console.feed, kernel),
                 self.clock.call_later(boot * 0.9, inst.console.feed, init),
             ]
+        if self.settings.ready.channel == DEBUGCON:
+            lead = min(self.settings.port_lead, boot)
+            self._kernel_timers.setdefault(inst.name, []).append(
+                self.clock.call_later(boot - lead, inst.console.port, b"R")
+            )
         self._timers[inst.name] = self.clock.call_later(boot, inst.console.feed, line)
 
     def destroy(self, inst: Instance) -> None:

@@ -68,6 +68,7 @@ from bench.backends.guest import (
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.machines import images
+from bench.machines.console import DEBUGCON, DEBUGCON_PORT
 from bench.machines.iohub import IOHub
 from bench.model import kinds, phases
 from bench.model.errors import BenchError, EngineUnavailable, first_line
@@ -121,6 +122,7 @@ class InstancePaths:
     dir: Path
     qmp: Path
     serial: Path
+    debugcon: Path  # the debug port's chardev (ready: {channel: debugcon})
     pidfile: Path
     log: Path  # QEMU's stderr: why it would not start
     overlay: Path
@@ -135,6 +137,7 @@ class InstancePaths:
             d,
             d / "qmp.sock",
             d / "serial.sock",
+            d / "debugcon.sock",
             d / "qemu.pid",
             d / "qemu.log",
             d / "overlay.qcow2",
@@ -181,6 +184,7 @@ def qemu_argv(
     paths: InstancePaths,
     kernel: KernelBoot | None = None,
     disk: Path | None = None,
+    debugcon: bool = False,
 ) -> list[str]:
     """The command line of one paused instance (never run through a shell)."""
     argv = [
@@ -214,6 +218,16 @@ def qemu_argv(
         "-pidfile",
         str(paths.pidfile),
     ]
+    if debugcon:
+        # Bochs' "port E9" console: each byte the guest writes to the port reaches the
+        # chardev as it is, no UART between (every machine here has an ISA bus, microvm
+        # too). A client socket like the serial's, opened in command-line order.
+        argv += [
+            "-chardev",
+            f"socket,id=dbg0,path={paths.debugcon}",
+            "-device",
+            f"isa-debugcon,iobase={DEBUGCON_PORT:#x},chardev=dbg0",
+        ]
     if kernel:
         k, initrd, cmdline = kernel
         argv += ["-kernel", str(k)]
@@ -382,6 +396,7 @@ class _Live:
     proc: subprocess.Popen[bytes] | None = None
     qmp: QMPClient | None = None  # once connected
     console: socket.socket | None = None
+    port: socket.socket | None = None  # the debug port's chardev, when it is the channel
     destroyed: bool = False
 
 
@@ -581,9 +596,15 @@ class QemuBackend(Backend):
         loop = self._qmp_loop()
         qmp = QMPClient(inst.name)
         serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        debugcon = s.ready.channel == DEBUGCON
+        port = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) if debugcon else None
+        port_conn: socket.socket | None = None
         try:
             serial.bind(str(paths.serial))
             serial.listen(1)
+            if port is not None:
+                port.bind(str(paths.debugcon))
+                port.listen(1)
             loop.run(qmp.start_server(str(paths.qmp)), QMP_TIMEOUT_S)
             argv = qemu_argv(
                 binary=self.binary,
@@ -595,6 +616,7 @@ class QemuBackend(Backend):
                 paths=paths,
                 kernel=self._boot.kernel,
                 disk=disk,
+                debugcon=debugcon,
             )
             with self._lock:
                 if live.destroyed:  # torn down (interrupt) before it was spawned
@@ -619,9 +641,14 @@ class QemuBackend(Backend):
             serial.settimeout(CONNECT_TIMEOUT_S)
             # QEMU opened its serial chardev before its monitor: already in the backlog.
             conn, _ = serial.accept()
+            if port is not None:  # and its debug port's, in the same pass
+                port.settimeout(CONNECT_TIMEOUT_S)
+                port_conn, _ = port.accept()
         except BaseException:
             with contextlib.suppress(Exception):
                 loop.run(qmp.disconnect(), QMP_TIMEOUT_S)
+            if port_conn is not None:
+                port_conn.close()
             if live.destroyed:
                 # destroy() ran while this was starting and may have found no files
                 # yet: what it missed goes now (a spawned QEMU it did kill).
@@ -629,9 +656,12 @@ class QemuBackend(Backend):
             raise
         finally:
             serial.close()
+            if port is not None:
+                port.close()
             # Connected: the paths are no longer needed (and would outlive a kill -9).
             paths.qmp.unlink(missing_ok=True)
             paths.serial.unlink(missing_ok=True)
+            paths.debugcon.unlink(missing_ok=True)
         conn.setblocking(False)
         live.console = conn
         console = inst.console
@@ -641,6 +671,11 @@ class QemuBackend(Backend):
             console.feed,
             lambda err: console.close(f"serial console closed ({err or 'qemu exited'})"),
         )
+        if port_conn is not None:
+            port_conn.setblocking(False)
+            live.port = port_conn
+            # Its end is the serial's too (the same QEMU exiting): said there, once.
+            self._io().add_stream(port_conn, console.port, lambda _err: None)
 
     def _wait_connected(
         self, live: _Live, accept: concurrent.futures.Future[None], inst: Instance
@@ -725,11 +760,12 @@ class QemuBackend(Backend):
             with self._lock:
                 live.destroyed = True
                 proc = live.proc
-            if live.console is not None:
-                if self._hub:
-                    self._hub.remove(live.console)
-                live.console.close()
-                live.console = None
+            for sock in (live.console, live.port):
+                if sock is not None:
+                    if self._hub:
+                        self._hub.remove(sock)
+                    sock.close()
+            live.console = live.port = None
             asked = False
             if live.qmp is not None:
                 asked = self._quit(live.qmp)

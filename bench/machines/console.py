@@ -4,6 +4,11 @@ Backends push raw console bytes into `Console.feed` from their own I/O thread (a
 selector over docker attach sockets, libvirt's event loop for serial streams) and
 call `Console.close` on end of stream. The runner blocks on a shared condition
 that consoles notify, so waiting for N instances costs no CPU and no polling.
+
+With `channel="debugcon"` readiness is not the marker's line but the first byte a VM
+writes to QEMU's debug I/O port, which its backend pushes into `Console.port`: the
+console's lines are still timed and the marker's key=value fields still read, but
+they no longer decide when the instance is ready.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ MAX_LINE = 8192  # a console that never sends a newline must not grow without bo
 # Lines timed per instance until its marker: a guest kernel's boot log at loglevel 7 is
 # about 300; a console that prints without end must not grow without bound.
 MAX_TIMED_LINES = 2048
+# Where readiness comes from (bench.model.settings.ReadyRule.channel).
+CONSOLE, DEBUGCON = "console", "debugcon"
+DEBUGCON_PORT = 0xE9
 
 
 def parse_marker_fields(rest: str) -> dict[str, str]:
@@ -62,8 +70,11 @@ class Console:
         marker: str,
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        channel: str = CONSOLE,
     ):
         self.marker = marker
+        self.channel = channel
+        self._marker_seen = False
         self.on_change = on_change
         self._clock = clock
         self._partial = b""
@@ -86,6 +97,25 @@ class Console:
     def done(self) -> bool:
         return self.ready_at is not None or self.closed_reason is not None
 
+    @property
+    def awaited(self) -> str:
+        """What readiness waits for, as a failure names it ("no ... within 120s")."""
+        if self.channel == DEBUGCON:
+            return f"byte on the debug port {DEBUGCON_PORT:#x}"
+        return self.marker
+
+    def port(self, data: bytes) -> None:
+        """Bytes from the guest's debug port: with channel debugcon, the first one is
+        the instant the instance is ready (on this console's clock, like its lines)."""
+        if not data or self.channel != DEBUGCON:
+            return
+        now = self._clock()
+        with self._lock:
+            if self.ready_at is not None:
+                return
+            self.ready_at = now
+        self.on_change()
+
     def note(self, name: str) -> None:
         """Record now, on the console's clock, as instant `name` (the first time only):
         what a backend saw happen (its VMM connected), comparable with the lines."""
@@ -101,7 +131,7 @@ class Console:
             self._remember(data)
             if self.first_byte_at is None:
                 self.first_byte_at = now
-            if self.ready_at is not None:
+            if self._marker_seen:
                 return
             buf = self._partial + data
             # A line started in an earlier read began when that read arrived.
@@ -117,10 +147,14 @@ class Console:
                 line_at = now
                 fields = find_marker(text, self.marker)
                 if fields is not None:
-                    self.ready_at, self.fields = now, fields
+                    self._marker_seen, self.fields = True, fields
                     break
             else:
                 return
+            # On the debug-port channel the marker's line only brings its fields.
+            if self.channel == DEBUGCON:
+                return
+            self.ready_at = now
         self.on_change()
 
     def close(self, reason: str) -> None:

@@ -48,6 +48,12 @@ class Manifest(TypedDict):
     kernel_release: str
     kernel_bytes: int
     built_at: str
+    init_sha256: str  # of rootfs.INIT_SCRIPT: an image older than the init bench ships
+
+
+def init_sha256() -> str:
+    """The digest of the init script this bench puts in its image (rootfs.INIT_SCRIPT)."""
+    return hashlib.sha256(rootfs.INIT_SCRIPT.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         "kernel_release": kernel_release(kernel),
         "kernel_bytes": kernel.stat().st_size,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "init_sha256": init_sha256(),
     }
     _write(out / "manifest.json", json.dumps(manifest, indent=2).encode())
     return vm_artifacts(name)  # type: ignore[return-value]

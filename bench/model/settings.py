@@ -9,7 +9,7 @@ import math
 import re
 import shlex
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -102,6 +102,12 @@ class ReadyRule(Model):
         description="the readiness marker: a console line that contains it as a word",
     )
 
+    channel: Literal["console", "debugcon"] = Field(
+        "console",
+        description="console: the marker's line; debugcon (VMs): a byte the guest writes "
+        "to QEMU's debug I/O port 0xe9, no emulated UART on the way",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, v: object) -> object:
@@ -161,6 +167,10 @@ class Density(Model):
 class PlatformBase(Model):
     """Keys every platform has; a backend's Settings subclass adds its own."""
 
+    # The readiness channels (ReadyRule.channel) this platform's backend can watch: a
+    # VM backend adds the debug port (bench.backends.guest).
+    ready_channels: ClassVar[frozenset[str]] = frozenset({"console"})
+
     name: str = Field(
         description="unique in the scenario; letters, digits, '.', '_', '-' (at most 48)"
     )
@@ -180,7 +190,8 @@ class PlatformBase(Model):
     ready: ReadyRule = Field(
         ReadyRule(),
         description="the readiness marker, a word on a console line (container stdout/stderr, "
-        "VM serial); key=value words after it are stored. Also {marker: TEXT}",
+        "VM serial); key=value words after it are stored. Also {marker: TEXT, channel: "
+        "console|debugcon}",
         json_schema_extra=_or_text({"type": "string", "minLength": 1, "maxLength": 200}),
     )
     command: list[str] | None = Field(
@@ -219,6 +230,16 @@ class PlatformBase(Model):
     def _counts_or_density(self) -> PlatformBase:
         if self.counts is not None and self.density is not None:
             raise ValueError("give counts or density, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _ready_channel(self) -> PlatformBase:
+        if self.ready.channel not in self.ready_channels:
+            raise KeyedValueError(
+                "ready",
+                f"channel {self.ready.channel} is for VMs (qemu, libvirt): a {self.backend} "
+                "platform is ready by its console",
+            )
         return self
 
     @field_validator("memory")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from bench.backends.base import Backend, Instance
 from bench.machines.clock import Clock
-from bench.machines.console import Console
+from bench.machines.console import CONSOLE, Console
 from bench.model.errors import first_line
 
 # Teardown is not measured: it may use more parallel calls than launches do.
@@ -86,12 +86,18 @@ class StepExecutor:
     _stalled: dict[int, str] = field(default_factory=dict)
 
     def new_step(
-        self, backend: Backend, names: list[str], run_id: str, platform: str, marker: str
+        self,
+        backend: Backend,
+        names: list[str],
+        run_id: str,
+        platform: str,
+        marker: str,
+        channel: str = CONSOLE,
     ) -> LaunchedStep:
         waiter = StepWait(self.clock)
         launches = []
         for name in names:
-            console = Console(marker, clock=self.clock.now)
+            console = Console(marker, clock=self.clock.now, channel=channel)
             launch = Launch(Instance(name=name, run_id=run_id, platform=platform, console=console))
             console.on_change = functools.partial(waiter.wake, launch)
             launches.append(launch)

@@ -115,10 +115,10 @@ def sample_row(
         elif unfinished:
             error, failure = unfinished, "interrupted"
         elif exited:
-            error = f"{console.closed_reason} before {console.marker}"
+            error = f"{console.closed_reason} before {console.awaited}"
             failure = "exited"
         else:
-            error, failure = f"no {console.marker} within {timeout:g}s", "timeout"
+            error, failure = f"no {console.awaited} within {timeout:g}s", "timeout"
     guest_uptime = _float(console.fields.get("uptime"))
     return Sample(
         **head,
