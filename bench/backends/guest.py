@@ -179,14 +179,12 @@ def resolve_boot(
         )
     # GuestSettings refuses any other image name without kernel: or disk:.
     art = images.vm_artifacts(s.image)
-    # An image built before its init wrote the debug-port byte would never be ready.
-    stale = (
-        art is not None
-        and s.ready.channel == DEBUGCON
-        and art.manifest.get("init_sha256") != images.init_sha256()
-    )
+    # An image built by an older bench boots an older init: one from before the debug
+    # port's byte would never be ready on that channel. Rebuilt, for every platform
+    # alike (they share the files).
+    stale = art is not None and art.manifest.get("init_sha256") != images.init_sha256()
     if art is None or stale:
-        why = "its init predates ready: {channel: debugcon}" if stale else "not built"
+        why = "its init is an older bench's" if stale else "not built"
         if not build_missing:
             raise MissingImage(f"VM image {s.image!r}: {why}: run `bench images build`")
         say(
