@@ -308,3 +308,29 @@ def test_an_image_built_with_another_init_is_rebuilt_or_refused(monkeypatch, tmp
     resolve_boot(settings(), Here(), True, said.append)  # type: ignore[arg-type]
     resolve_boot(port, Here(), False, said.append)  # type: ignore[arg-type]
     assert built == ["busybox"]
+
+
+# -- the report's notes --------------------------------------------------------------
+
+
+def test_the_report_names_the_platforms_not_ready_by_their_serial_marker():
+    from bench.report.model import _readiness_notes
+
+    text = (
+        "name: x\nplatforms:\n"
+        "  - {name: c, backend: docker, image: busybox}\n"
+        "  - {name: serial, backend: qemu, image: busybox}\n"
+        "  - {name: port, backend: qemu, image: busybox, ready: {channel: debugcon}}\n"
+        "  - {name: quiet, backend: libvirt, image: busybox, console: false,\n"
+        "     ready: {channel: debugcon}}\n"
+    )
+    # As metadata.json stores the scenario (bench.runner.recorder).
+    stored = {"scenario": parse_scenario(text).model_dump(mode="json")}
+    assert _readiness_notes(stored) == [
+        "ready by a byte on the VM's debug port 0xe9, not by its serial marker: port, quiet",
+        "booted with no kernel console on the UART (8250.nr_uarts=0), so no boot phase past "
+        "the firmware is seen: quiet",
+    ]
+    # Runs of older versions (no channel stored) and runs without such platforms: none.
+    assert _readiness_notes({"scenario": {"platforms": [{"name": "a", "ready": {}}]}}) == []
+    assert _readiness_notes({}) == []
