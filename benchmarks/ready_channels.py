@@ -1,7 +1,7 @@
 """What the serial console costs a VM's time to ready: scenarios/ready-channels.yaml,
 tabulated. A benchmark that prints figures, not a test.
 
-    .venv/bin/python benchmarks/ready_channels.py [--no-write]
+    .venv/bin/python benchmarks/ready_channels.py [--rounds 3] [--no-write]
         (runs the scenario with `bench run`, then tabulates it)
     .venv/bin/python benchmarks/ready_channels.py --run-dir results/ready-channels-...
         (tabulates a stored run again; nothing started)
@@ -11,7 +11,11 @@ Per machine (direct QEMU microvm and pc, libvirt's pc) the same bench guest is r
 the kernel's serial console still on, (3) by that byte with no kernel console on the
 UART (`console: false`: 8250.nr_uarts=0, no console=ttyS0 or earlyprintk). (2) - (1)
 is what the channel changes; (3) - (2) what the kernel's console on the UART costs the
-boot. The run is read back with bench's own loader (bench.model.results.load_run); the
+boot. With `--rounds R` the scenario is run R times, once per platform each
+(`repeat: 1`), its platform list rotated by one machine each round, so that a drift of
+this shared host's load lands on every variant alike rather than on whole platforms;
+without it, once as written (`repeat: 3`, a platform's repeats in a row). The runs are
+read back with bench's own loader (bench.model.results.load_run); the
 host's 1-minute load average of each step (bench records it) is shown beside, since
 other work on the shared cores stretches every wall time. Only this benchmark's
 section of benchmarks/results.md is rewritten.
@@ -115,9 +119,9 @@ def tabulate(run_dirs: list[Path]) -> tuple[str, list[str]]:
     return "\n".join(lines), run_ids
 
 
-def run_scenario() -> Path:
+def run_scenario(scenario: Path = SCENARIO) -> Path:
     out = Path(tempfile.mkdtemp(prefix="ready-channels-"))
-    cmd = [sys.executable, "-m", "bench", "run", str(SCENARIO), "--out", str(out)]
+    cmd = [sys.executable, "-m", "bench", "run", str(scenario), "--out", str(out)]
     print("$", " ".join(cmd), flush=True)
     done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     print(done.stdout)
@@ -126,12 +130,33 @@ def run_scenario() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def rounds_of(rounds: int) -> list[Path]:
+    """The scenario `rounds` times, repeat 1, its platforms rotated by one machine (three
+    platforms) each round."""
+    import yaml
+
+    data = yaml.safe_load(SCENARIO.read_text())
+    platforms = data["platforms"]
+    dirs = []
+    for r in range(rounds):
+        shift = (3 * r) % len(platforms)
+        data = {**data, "repeat": 1, "platforms": platforms[shift:] + platforms[:shift]}
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            yaml.safe_dump(data, f, sort_keys=False)
+        try:
+            dirs.append(run_scenario(Path(f.name)))
+        finally:
+            Path(f.name).unlink()
+    return dirs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", type=Path, action="append", help="a stored run to tabulate")
+    ap.add_argument("--rounds", type=int, default=0, help="R runs of repeat 1, rotated")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
-    dirs = args.run_dir or [run_scenario()]
+    dirs = args.run_dir or (rounds_of(args.rounds) if args.rounds else [run_scenario()])
     table, run_ids = tabulate(dirs)
     text = "\n".join(
         [
@@ -140,9 +165,15 @@ def main() -> None:
             f"`python benchmarks/ready_channels.py` (scenarios/ready-channels.yaml), runs "
             f"{', '.join(run_ids)}; {results_md.host_line()}; TCG.",
             "",
-            "One VM at a time, 256 MiB, 1 vCPU, the bench guest; platforms in the scenario's "
-            "order, each one's repeats in a row (not interleaved: a drift of the host's load "
-            "lands on whole platforms). `vs`/`Δ p50`: against the same machine's variant "
+            "One VM at a time, 256 MiB, 1 vCPU, the bench guest. "
+            + (
+                f"{len(run_ids)} rounds, each platform once per round, the platform list "
+                "rotated by one machine each round. "
+                if len(run_ids) > 1
+                else "Platforms in the scenario's order, each one's repeats in a row (not "
+                "interleaved: a drift of the host's load lands on whole platforms). "
+            )
+            + "`vs`/`Δ p50`: against the same machine's variant "
             "before it (debug port against serial marker; no UART console against console "
             "on). `kernel line`/`init`: the first kernel line and `Run /init` on the host's "
             "clock (none without a console); `guest uptime`: the marker's `uptime=` (none "

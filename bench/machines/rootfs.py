@@ -24,13 +24,15 @@ INIT_SCRIPT = """#!/bin/sh
 # bench init: PID 1 of the busybox image, in a container and in a VM alike.
 [ -r /proc/uptime ] || mount -t proc proc /proc
 read up _ < /proc/uptime
+kernel=$(uname -r)
 # ready: {channel: debugcon}: bench boots the VM with bench_ready=debugcon on its
 # kernel command line, which the kernel hands to init as an environment variable (a
 # container never has it). One byte to QEMU's debug console, I/O port 0xe9 (233),
-# before the serial line: readiness that no emulated UART carries.
+# before the serial line: readiness that no emulated UART carries. The line follows at
+# once (uname ran before), so its fields reach bench while the instance is measured.
 [ "$bench_ready" = debugcon ] &&
     printf R | dd of=/dev/port bs=1 seek=233 count=1 conv=notrunc 2>/dev/null
-echo "BENCH_READY uptime=$up kernel=$(uname -r)"
+echo "BENCH_READY uptime=$up kernel=$kernel"
 trap 'exit 0' TERM INT
 while :; do sleep 3600 & wait $!; done
 """
