@@ -334,3 +334,91 @@ def test_the_report_names_the_platforms_not_ready_by_their_serial_marker():
     # Runs of older versions (no channel stored) and runs without such platforms: none.
     assert _readiness_notes({"scenario": {"platforms": [{"name": "a", "ready": {}}]}}) == []
     assert _readiness_notes({}) == []
+
+
+# -- libvirt's streams, on a stand-in for libvirt-python ----------------------------
+
+
+class FakeStream:
+    def __init__(self):
+        self.queued: list[bytes] = []
+        self.callback = None
+        self.closed = False
+
+    def eventAddCallback(self, events, cb, opaque):  # noqa: N802 (libvirt's name)
+        self.callback = cb
+
+    def eventRemoveCallback(self):  # noqa: N802
+        self.callback = None
+
+    def abort(self):
+        self.closed = True
+
+    def recv(self, n):
+        return self.queued.pop(0) if self.queued else -2
+
+
+class FakeDomain:
+    def __init__(self):
+        self.opened: dict[str | None, FakeStream] = {}
+
+    def openConsole(self, dev, stream, flags):  # noqa: N802
+        self.opened[dev] = stream
+
+    def destroy(self):
+        self.destroyed = True
+
+
+class FakeConn:
+    def __init__(self):
+        self.domain = FakeDomain()
+
+    def createXML(self, xml, flags):  # noqa: N802
+        return self.domain
+
+    def newStream(self, flags):  # noqa: N802
+        return FakeStream()
+
+
+FAKE_LIBVIRT = type(
+    "FakeLibvirt",
+    (),
+    {
+        "VIR_DOMAIN_START_PAUSED": 1,
+        "VIR_STREAM_NONBLOCK": 1,
+        "VIR_DOMAIN_CONSOLE_FORCE": 1,
+        "VIR_STREAM_EVENT_READABLE": 1,
+        "VIR_STREAM_EVENT_ERROR": 2,
+        "VIR_STREAM_EVENT_HANGUP": 4,
+        "libvirtError": RuntimeError,
+    },
+)
+
+
+@pytest.mark.parametrize("debugcon", [True, False])
+def test_libvirt_reads_the_debug_port_as_a_second_console_stream(monkeypatch, debugcon):
+    from bench.backends import libvirt_backend
+    from bench.backends.base import Instance
+
+    (s,) = parse_scenario(platform("libvirt", "    ready: {channel: debugcon}\n")).platforms
+    backend = libvirt_backend.LibvirtBackend(s)  # type: ignore[arg-type]
+    conn = FakeConn()
+    monkeypatch.setattr(libvirt_backend, "_ensure_event_loop", lambda: FAKE_LIBVIRT)
+    monkeypatch.setattr(backend, "connect", lambda: conn)
+    console = Console("BENCH_READY", clock=ticking(7.0), channel="debugcon")
+    inst = Instance("bench-r-p-0", "r", "p", console)
+    # The KVM probe creates its domain without the port (debugcon=False), whatever the
+    # platform's channel: only the serial console is opened then.
+    backend._create_xml(inst, "<domain/>", debugcon=debugcon)
+    opened = conn.domain.opened
+    assert sorted(opened, key=str) == ([None, "serial1"] if debugcon else [None])
+    if not debugcon:
+        return
+    port = opened["serial1"]
+    port.queued = [b"R"]
+    port.callback(port, FAKE_LIBVIRT.VIR_STREAM_EVENT_READABLE, None)
+    assert console.ready_at == 7.0
+    # Teardown closes both streams, then destroys the domain.
+    backend.destroy(inst)
+    assert port.closed and opened[None].closed and conn.domain.destroyed
+    assert "_port_stream" not in inst.info

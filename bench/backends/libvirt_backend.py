@@ -348,9 +348,12 @@ class LibvirtBackend(Backend):
             debugcon=s.ready.channel == DEBUGCON,
         )
         inst.info["accel"] = self.accel
-        self._create_xml(inst, xml)
+        self._create_xml(inst, xml, debugcon=s.ready.channel == DEBUGCON)
 
-    def _create_xml(self, inst: Instance, xml: str) -> None:
+    def _create_xml(self, inst: Instance, xml: str, *, debugcon: bool = False) -> None:
+        """Create the domain of `xml` paused and open its console; with `debugcon`
+        (its XML has the debug port, serial1) open that one too. The KVM probe's XML
+        never has it, whatever the platform's channel."""
         libvirt = _ensure_event_loop()
         conn = self.connect()
         dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
@@ -359,7 +362,7 @@ class LibvirtBackend(Backend):
         dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
         inst.info["_stream"] = stream
         console = inst.console
-        if self.settings.ready.channel == DEBUGCON:
+        if debugcon:
             # The debug port is a second serial device (its alias, DEBUGCON_ALIAS): a
             # stream of its own, opened before the resume like the console's.
             port = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)

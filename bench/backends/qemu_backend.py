@@ -598,6 +598,7 @@ class QemuBackend(Backend):
         serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         debugcon = s.ready.channel == DEBUGCON
         port = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) if debugcon else None
+        conn: socket.socket | None = None
         port_conn: socket.socket | None = None
         try:
             serial.bind(str(paths.serial))
@@ -647,8 +648,9 @@ class QemuBackend(Backend):
         except BaseException:
             with contextlib.suppress(Exception):
                 loop.run(qmp.disconnect(), QMP_TIMEOUT_S)
-            if port_conn is not None:
-                port_conn.close()
+            for accepted in (conn, port_conn):
+                if accepted is not None:
+                    accepted.close()
             if live.destroyed:
                 # destroy() ran while this was starting and may have found no files
                 # yet: what it missed goes now (a spawned QEMU it did kill).
