@@ -82,14 +82,15 @@ def tabulate(run_dirs: list[Path]) -> tuple[str, list[str]]:
             load = st.get("load_avg_1m")
             if isinstance(load, (int, float)):
                 loads.setdefault(str(st["platform"]), []).append(float(load))
-    medians = {}
+    medians, spans = {}, {}
     for name in order:
         ready = [float(s["ready_s"]) for s in rows[name] if s["ok"] and s["ready_s"] is not None]
         medians[name] = p50(ready)
+        spans[name] = (min(ready), max(ready)) if ready else None
     lines = [
-        "| machine | ready by | n ok/all | ready_s p50 | min-max | vs | Δ p50 s | kernel line s "
-        "| init s | guest uptime s | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| machine | ready by | n ok/all | ready_s p50 | min-max | vs | Δ p50 s | ranges apart "
+        "| kernel line s | init s | guest uptime s | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in order:
         samples = rows[name]
@@ -104,6 +105,13 @@ def tabulate(run_dirs: list[Path]) -> tuple[str, list[str]]:
             else None
         )
 
+        # Whether the two variants' min-max ranges do not overlap: the least a difference
+        # must show before it is read as one (no test is made at these n).
+        apart = ""
+        if delta is not None and spans[name] and spans[base_name]:  # type: ignore[index]
+            (lo, hi), (blo, bhi) = spans[name], spans[base_name]  # type: ignore[index,misc]
+            apart = "yes" if hi < blo or lo > bhi else "no"
+
         def col(key: str, ok: list[dict] = ok) -> str:
             return fmt(p50([float(s[key]) for s in ok if s.get(key) is not None]))
 
@@ -112,7 +120,7 @@ def tabulate(run_dirs: list[Path]) -> tuple[str, list[str]]:
             f"| {machine} | {label} | {len(ok)}/{len(samples)} | {fmt(medians[name])} | "
             f"{fmt(ready[0]) if ready else '-'}-{fmt(ready[-1]) if ready else '-'} | "
             f"{base_name if base_name in medians else ''} | "
-            f"{'' if delta is None else f'{delta:+.2f}'} | "
+            f"{'' if delta is None else f'{delta:+.2f}'} | {apart} | "
             f"{col('kernel_start_s')} | {col('init_start_s')} | {col('guest_uptime_s')} | "
             f"{fmt(min(load), 1) if load else '-'}-{fmt(max(load), 1) if load else '-'} |"
         )
@@ -165,17 +173,15 @@ def main() -> None:
             f"`python benchmarks/ready_channels.py` (scenarios/ready-channels.yaml), runs "
             f"{', '.join(run_ids)}; {results_md.host_line()}; TCG.",
             "",
-            "One VM at a time, 256 MiB, 1 vCPU, the bench guest. "
-            + (
-                f"{len(run_ids)} rounds, each platform once per round, the platform list "
-                "rotated by one machine each round. "
-                if len(run_ids) > 1
-                else "Platforms in the scenario's order, each one's repeats in a row (not "
-                "interleaved: a drift of the host's load lands on whole platforms). "
-            )
-            + "`vs`/`Δ p50`: against the same machine's variant "
+            "One VM at a time, 256 MiB, 1 vCPU, the bench guest, samples of all the runs "
+            "pooled. A run of the scenario as written (`repeat: 3`) has each platform's "
+            "repeats in a row, so a drift of the host's load lands on whole platforms; a "
+            "`--rounds` run has each platform once, the platform list rotated by one machine "
+            "per round. " + "`vs`/`Δ p50`: against the same machine's variant "
             "before it (debug port against serial marker; no UART console against console "
-            "on). `kernel line`/`init`: the first kernel line and `Run /init` on the host's "
+            "on); `ranges apart`: whether the two variants' min-max ranges do not overlap, "
+            "the least a difference must show before it is read as one (no test is made at "
+            "these n). `kernel line`/`init`: the first kernel line and `Run /init` on the host's "
             "clock (none without a console); `guest uptime`: the marker's `uptime=` (none "
             "without a console); `load 1m`: the host's 1-minute load average as each step "
             "was measured (2 cores).",
