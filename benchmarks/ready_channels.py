@@ -170,7 +170,9 @@ def main() -> None:
         [
             SECTION,
             "",
-            f"`python benchmarks/ready_channels.py` (scenarios/ready-channels.yaml), runs "
+            f"`python benchmarks/ready_channels.py` (scenarios/ready-channels.yaml), "
+            f"{load_run(dirs[0]).metadata.get('started_at')} to "
+            f"{load_run(dirs[-1]).metadata.get('finished_at')}, runs "
             f"{', '.join(run_ids)}; {results_md.host_line()}; TCG.",
             "",
             "One VM at a time, 256 MiB, 1 vCPU, the bench guest, samples of all the runs "
@@ -187,6 +189,11 @@ def main() -> None:
             "was measured (2 cores).",
             "",
             table,
+            "",
+            f"Differences whose ranges are apart: {table.count('| yes |')} of "
+            f"{table.count('| yes |') + table.count('| no |')}. Where none is, no difference "
+            "between the channels, or between console on and off, is resolved at this n on "
+            "this host at this load; the p50s above are figures, not findings.",
             "",
         ]
     )
