@@ -10,9 +10,9 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, ClassVar, Literal, overload
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
 from bench.backends.oci import (
@@ -45,7 +45,14 @@ from bench.model.errors import (
     first_line,
 )
 from bench.model.records import Facts
-from bench.model.settings import LOCAL, PlatformBase, check_name
+from bench.model.settings import (
+    LOCAL,
+    NETWORK_READY,
+    READY_KINDS,
+    KeyedValueError,
+    PlatformBase,
+    check_name,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -58,7 +65,13 @@ TRANSPORT_JOIN_S = 5  # a dying SSH transport's thread ends within a read timeou
 class DockerSettings(PlatformBase):
     backend: Literal["docker"] = Field(description="a container on Docker Engine")
     cpus: float | None = Field(None, gt=0, le=1024, description="CPU limit, e.g. 1 or 0.5")
-    network: str = Field("none", min_length=1, max_length=64, description="network mode")
+    network: str = Field(
+        "none",
+        min_length=1,
+        max_length=64,
+        description="network mode: none, bridge (needed by tcp: and http: readiness), host, "
+        "or a network's name",
+    )
     # Docker Engine address: unix:///path/to/docker.sock, ssh://user@host[:port] (an
     # engine on another machine, measured there over SSH), or a name from the scenario's
     # `hosts:`; default: $DOCKER_HOST, else unix:///var/run/docker.sock.
@@ -82,6 +95,20 @@ class DockerSettings(PlatformBase):
         description="an OCI runtime the daemon has registered: runc, runsc, crun, ... "
         "(default: the daemon's default)",
     )
+
+    ready_kinds: ClassVar[frozenset[str]] = frozenset(READY_KINDS)
+
+    @model_validator(mode="after")
+    def _network_for_ready(self) -> DockerSettings:
+        # A probe from this host into the container needs a way in: `none` has only lo.
+        kind = self.ready.kind
+        if kind in NETWORK_READY and self.network == "none":
+            raise KeyedValueError(
+                "network",
+                f"ready: {kind} probes the container's port from this host, which network "
+                "none cannot reach: set network: bridge",
+            )
+        return self
 
     @field_validator("host")
     @classmethod

@@ -1,0 +1,175 @@
+"""Readiness as a platform's `ready:` defines it (marker, regex, tcp, http, exit), on
+the fake backend and a virtual clock: the runner's probes connect for real to each
+fake instance's socket on 127.0.0.1, which listens only once the instance booted."""
+
+import pytest
+
+from bench.model.settings import ReadyRule, regex_risk
+from bench.plan.scenario import ScenarioError, parse_scenario
+from bench.runner import readiness
+from tests.helpers import run_fake
+
+
+def run(platform_extra: str, top: str = ""):
+    text = (
+        "name: t\ntimeout: 2s\nsettle: 0s\ncounts: [2]\nwarmup: 0\n"
+        + top
+        + "platforms:\n  - name: f\n    backend: fake\n    boot: 100ms\n"
+        + platform_extra
+    )
+    _, sink, backends = run_fake(text, total=64 * 2**30)
+    assert backends["f"].live == {}  # every instance destroyed, its server closed
+    return sink.samples
+
+
+def test_regex_on_a_console_line_stores_its_named_groups():
+    samples = run("    ready: {regex: 'READY uptime=(?P<up>[0-9.]+) kernel=(?P<k>\\S+)'}\n")
+    for s in samples:
+        assert s["ok"] and s["ready_kind"] == "regex"
+        assert s["ready_s"] == pytest.approx(0.1)
+        assert s["marker_fields"] == {"up": "0.5", "k": f"fake-{s['index']}"}
+
+
+def test_regex_that_never_matches_says_which_pattern():
+    samples = run("    ready: {regex: 'NEVER\\d'}\n")
+    assert all(s["failure"] == "timeout" for s in samples)
+    assert samples[0]["error"] == "no line matching 'NEVER\\\\d' within 2s"
+
+
+def test_tcp_ready_once_the_port_accepts():
+    samples = run("    ready: {tcp: 8080}\n")
+    for s in samples:
+        assert s["ok"] and s["ready_kind"] == "tcp" and s["error"] is None
+        # Refused until the instance listened at 100 ms; ready at the first attempt
+        # after it: late by at most the probe's window, itself at most its longest pause.
+        assert 0.1 <= s["ready_s"] <= 0.1 + readiness.MAX_GAP_S + 1e-9
+        assert 0 < s["ready_window_s"] <= readiness.MAX_GAP_S + 1e-9
+        assert s["ready_s"] - s["ready_window_s"] < 0.1  # the last refusal came before
+        assert s["ready_probes"] > 5
+
+
+def test_tcp_refused_until_the_timeout():
+    samples = run("    ready: {tcp: 8080}\n    silent: [1]\n")
+    failed = [s for s in samples if not s["ok"]]
+    assert [s["index"] for s in failed] == [1]
+    assert failed[0]["failure"] == "timeout"
+    assert failed[0]["error"] == "port 8080 refused until the 2s timeout"
+
+
+def test_http_ready_on_the_expected_status():
+    samples = run("    ready: {http: {port: 80, path: /health}}\n")
+    assert all(s["ok"] and s["ready_kind"] == "http" for s in samples)
+    assert all(0.1 <= s["ready_s"] <= 0.1 + readiness.MAX_GAP_S + 1e-9 for s in samples)
+
+
+def test_http_other_status_until_the_timeout():
+    samples = run("    ready: {http: {port: 80, path: /health}}\n    http_status: 503\n")
+    assert all(s["failure"] == "timeout" for s in samples)
+    assert samples[0]["error"] == "HTTP 503 on /health until the 2s timeout"
+
+
+def test_http_instance_that_exits_before_ready():
+    samples = run("    ready: {http: {port: 80}}\n    crash: [0]\n")
+    failed = [s for s in samples if not s["ok"]]
+    assert [(s["index"], s["failure"]) for s in failed] == [(0, "exited")]
+    assert failed[0]["error"] == "fake instance exited before HTTP 200 on / (port 80)"
+
+
+def test_exit_zero_is_ready_when_it_ends():
+    samples = run("    ready: {exit: 0}\n")
+    for s in samples:
+        assert s["ok"] and s["ready_kind"] == "exit" and s["exit_code"] == 0
+        assert s["ready_s"] == pytest.approx(0.1)  # the instant its output ended
+
+
+def test_exit_with_another_status_fails_at_once():
+    samples = run("    ready: {exit: 0}\n    exit_status: 3\n")
+    for s in samples:
+        assert s["failure"] == "exited" and s["exit_code"] == 3
+        assert s["error"] == "exited 3 before ready (exit status 0)"
+
+
+def test_exit_never_reached_times_out():
+    samples = run("    ready: {exit: 0}\n    silent: [0]\n")
+    failed = [s for s in samples if not s["ok"]]
+    assert [s["index"] for s in failed] == [0]
+    assert failed[0]["error"] == "still running at the 2s timeout (ready: exit status 0)"
+
+
+def test_marker_stays_the_default():
+    samples = run("")
+    assert all(s["ok"] and s["ready_kind"] == "marker" for s in samples)
+    assert all(s["ready_probes"] is None and s["exit_code"] is None for s in samples)
+
+
+# -- the rule, at scenario load ---------------------------------------------------------
+
+
+def _error(platform: str) -> str:
+    text = f"name: x\nplatforms:\n  - name: c\n    backend: docker\n    image: busybox\n{platform}"
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(text)
+    return str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        (
+            "    ready: {tcp: 8080}\n",
+            "platforms[0].network: ready: tcp probes the container's port from this host, "
+            "which network none cannot reach: set network: bridge",
+        ),
+        (
+            "    network: bridge\n    ready: {tcp: 80, exit: 0}\n",
+            "platforms[0].ready: give one of marker, regex, tcp, http, exit, not tcp and exit",
+        ),
+        (
+            "    ready: {regex: '(\\w+ ?)*$'}\n",
+            "platforms[0].ready.regex: a quantifier inside a repeated group can take "
+            "exponential time on a console line",
+        ),
+        ("    ready: {regex: '(a'}\n", "platforms[0].ready.regex: not a regular expression"),
+        ("    ready: {regex: '" + "a" * 201 + "'}\n", "platforms[0].ready.regex"),
+        ("    network: bridge\n    ready: {tcp: 0}\n", "platforms[0].ready.tcp"),
+        ("    network: bridge\n    ready: {http: {port: 80, path: x}}\n", "ready.http.path"),
+        ("    ready: {exit: 256}\n", "platforms[0].ready.exit"),
+    ],
+)
+def test_bad_ready_rules_name_the_key(platform, expected):
+    assert expected in _error(platform)
+
+
+def test_a_vm_cannot_wait_for_a_port_yet():
+    text = "name: x\nplatforms:\n  - name: v\n    backend: qemu\n    ready: {tcp: 22}\n"
+    with pytest.raises(ScenarioError, match=r"platforms\[0\].ready: backend qemu cannot wait"):
+        parse_scenario(text)
+
+
+def test_rules_and_their_kinds():
+    sc = parse_scenario(
+        "name: x\nplatforms:\n"
+        "  - {name: a, backend: docker, image: i, network: bridge, ready: {http: {port: 80}}}\n"
+        "  - {name: b, backend: docker, image: i, ready: {exit: 0}}\n"
+        "  - {name: c, backend: docker, image: i, ready: UP}\n"
+    )
+    a, b, c = sc.platforms
+    assert a.ready.kind == "http" and a.ready.port == 80 and a.ready.http.status == 200
+    assert b.ready.kind == "exit" and b.ready.port is None
+    assert c.ready.kind == "marker" and c.ready.marker == "UP"
+    assert ReadyRule().marker == "BENCH_READY" and ReadyRule().kind == "marker"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "risky"),
+    [
+        ("(a+)+b", True),
+        ("(?:x|y*)*", True),
+        ("(a)\\1", True),
+        ("BENCH_READY (?P<t>\\d+\\.\\d+)", False),
+        ("(ab)+c", False),
+        ("(?:a++)+", False),  # possessive: never backtracks
+    ],
+)
+def test_regex_risk(pattern, risky):
+    assert (regex_risk(pattern) is not None) == risky
