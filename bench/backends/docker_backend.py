@@ -14,10 +14,18 @@ from typing import TYPE_CHECKING, ClassVar, Literal, overload
 
 from pydantic import Field, field_validator, model_validator
 
-from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
+from bench.backends.base import (
+    BoundaryView,
+    Check,
+    CliOption,
+    Instance,
+    parse_pid,
+    print_nothing,
+)
 from bench.backends.oci import (
     API_CONNECTIONS,
     API_TIMEOUT_S,
+    EXIT_WAIT_S,
     PROBE_IMAGE,
     PROBE_RUN_ID,
     RUNTIME_NAME,
@@ -293,6 +301,7 @@ class DockerBackend(ContainerBackend):
             self._preflight()
 
     def _preflight(self) -> None:
+        self._check_ready_reach()
         self.connect()
         runtime = self.settings.runtime
         if runtime is not None:
@@ -569,6 +578,29 @@ class DockerBackend(ContainerBackend):
             "engine_mem_source": mem[1],
             "disk_writable_bytes": size_rw,
         }
+
+    def _inspect(self, inst: Instance) -> EngineJson:
+        with self._ssh_sessions():
+            return self.connect().inspect_container(inst.handle)
+
+    def _wait_exit(self, inst: Instance) -> int | None:
+        import requests.exceptions
+
+        try:
+            with self._ssh_sessions():
+                status = self.connect().wait(
+                    inst.handle,
+                    timeout=EXIT_WAIT_S,
+                    condition="not-running",
+                )
+        except requests.exceptions.ConnectionError as e:
+            # docker-py turns a read timeout into a ConnectionError on some versions.
+            if "timed out" not in str(e):
+                raise
+            return None
+        except requests.exceptions.Timeout:
+            return None
+        return parse_pid(status.get("StatusCode"))
 
     def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
         with self._ssh_sessions():
