@@ -173,3 +173,15 @@ def test_rules_and_their_kinds():
 )
 def test_regex_risk(pattern, risky):
     assert (regex_risk(pattern) is not None) == risky
+
+
+def test_the_shipped_service_scenario_differs_only_in_ready():
+    from bench.plan.scenario import load_scenario
+    from tests.conftest import REPO
+
+    sc = load_scenario(REPO / "scenarios" / "service.yaml").scenario
+    kinds = {p.name: p.ready.kind for p in sc.platforms}
+    assert kinds == {"http": "http", "marker": "marker", "oneshot": "exit"}
+    assert {(p.image, p.network) for p in sc.platforms} == {("bench-service:demo", "bridge")}
+    dockerfile = (REPO / "scenarios" / "service" / "Dockerfile").read_text()
+    assert "FROM bench/busybox:latest" in dockerfile
