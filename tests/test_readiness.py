@@ -185,3 +185,22 @@ def test_the_shipped_service_scenario_differs_only_in_ready():
     assert {(p.image, p.network) for p in sc.platforms} == {("bench-service:demo", "bridge")}
     dockerfile = (REPO / "scenarios" / "service" / "Dockerfile").read_text()
     assert "FROM bench/busybox:latest" in dockerfile
+
+
+def test_the_report_says_what_ready_meant(tmp_path):
+    from bench.report.frame import load_frames
+    from bench.report.model import build_model
+    from bench.report.render_markdown import summary_markdown
+    from tests.test_report import sample, write_run
+
+    platforms = [
+        {"name": "container", "backend": "docker", "ready": {"http": {"port": 80}}},
+        {"name": "vm", "backend": "libvirt", "ready": {"marker": "BENCH_READY"}},
+    ]
+    samples = [sample("container", 1, 0.3, ready_kind="http"), sample("vm", 1, 2.0)]
+    d = write_run(tmp_path, "r1", samples, [], scenario={"name": "s", "platforms": platforms})
+    model = build_model(load_frames([d]))
+    # Only the platform whose ready is not the default marker needs saying.
+    assert model.ready_means == {"r1": "ready means container: HTTP 200 on / (port 80)"}
+    assert "ready means container: HTTP 200 on / (port 80)." in summary_markdown(model)
+    assert "ready means container: HTTP 200 on / (port 80)" in model.notes
