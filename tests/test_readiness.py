@@ -204,3 +204,11 @@ def test_the_report_says_what_ready_meant(tmp_path):
     assert model.ready_means == {"r1": "ready means container: HTTP 200 on / (port 80)"}
     assert "ready means container: HTTP 200 on / (port 80)." in summary_markdown(model)
     assert "ready means container: HTTP 200 on / (port 80)" in model.notes
+
+
+def test_a_rule_is_stored_as_given():
+    # As runs before the other kinds stored it: the same setup compares as the same.
+    assert ReadyRule().model_dump(mode="json") == {"marker": "BENCH_READY"}
+    rule = ReadyRule.model_validate({"http": {"port": 80}})
+    assert rule.model_dump(mode="json") == {"http": {"port": 80, "path": "/", "status": 200}}
+    assert ReadyRule.model_validate(rule.model_dump(mode="json")) == rule
