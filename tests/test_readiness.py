@@ -212,3 +212,22 @@ def test_a_rule_is_stored_as_given():
     rule = ReadyRule.model_validate({"http": {"port": 80}})
     assert rule.model_dump(mode="json") == {"http": {"port": 80, "path": "/", "status": 200}}
     assert ReadyRule.model_validate(rule.model_dump(mode="json")) == rule
+
+
+def test_a_remote_engines_containers_are_not_probed_from_here():
+    from bench.backends.docker_backend import DockerBackend, DockerSettings
+    from bench.model.errors import UsageError
+
+    settings = DockerSettings(
+        name="c",
+        backend="docker",
+        image="busybox",
+        network="bridge",
+        host="ssh://root@127.0.0.1:2222",
+        ready={"tcp": 8080},
+    )
+    backend = DockerBackend(settings)
+    # Refused before any connection is made: nothing on the engine is touched.
+    with pytest.raises(UsageError, match="cannot reach containers of the engine at ssh://"):
+        backend.preflight()
+    assert backend._api is None
