@@ -1,4 +1,4 @@
-"""Readiness as a service defines it, on Docker Engine: an HTTP status, a TCP port, the
+"""Readiness as a service defines it, on Docker Engine (and podman): an HTTP status, a TCP port, the
 process exiting 0, probed from this host into the container's address. The image is
 scenarios/service/ (busybox httpd), built here from the bench image as a user would
 build theirs, on a network of the test's own; both are removed afterwards, as is every
@@ -96,3 +96,24 @@ def test_exit_with_another_status_fails_at_once(service):
     (s,) = run(service, "{exit: 0}", extra="    command: [sh, -c, 'exit 3']\n")
     assert not s["ok"] and s["failure"] == "exited" and s["exit_code"] == 3
     assert s["error"] == "exited 3 before ready (exit status 0)"
+
+
+def test_podman_tcp_http_and_exit_ready(podman_client):
+    # The bench image on podman's own bridge (podman's network, nothing to create).
+    text = """name: t
+timeout: 30s
+counts: [1]
+warmup: 0
+settle: 0s
+x-p: &p {backend: podman, image: busybox, network: bridge, memory: 64MiB}
+platforms:
+  - {<<: *p, name: tcp, command: SERVE, ready: {tcp: 8080}}
+  - {<<: *p, name: http, command: SERVE, ready: {http: {port: 8080, path: /hostname}}}
+  - {<<: *p, name: exit, command: [sh, -c, 'exit 3'], ready: {exit: 0}}
+"""
+    sink, _, left = run_real(text.replace("SERVE", "[sh, -c, 'httpd -p 8080 -h /etc && sleep 60']"))
+    assert left == []
+    by = {s["platform"]: s for s in sink.samples}
+    assert by["tcp"]["ok"] and by["http"]["ok"], (by["tcp"]["error"], by["http"]["error"])
+    assert by["exit"]["error"] == "exited 3 before ready (exit status 0)"
+    assert by["exit"]["exit_code"] == 3
