@@ -1,8 +1,8 @@
-"""Readiness as a service defines it, on Docker Engine (and podman): an HTTP status, a TCP port, the
-process exiting 0, probed from this host into the container's address. The image is
-scenarios/service/ (busybox httpd), built here from the bench image as a user would
-build theirs, on a network of the test's own; both are removed afterwards, as is every
-container, even when a test fails."""
+"""Readiness as a service defines it, on Docker Engine and podman: an HTTP status, a
+TCP port, the process exiting 0, probed from this host into the container's address.
+The docker image is scenarios/service/ (busybox httpd), built here from the bench
+image as a user would build theirs, on a network of the test's own; both are removed
+afterwards, as is every container, even when a test fails."""
 
 from __future__ import annotations
 
