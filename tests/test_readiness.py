@@ -231,3 +231,24 @@ def test_a_remote_engines_containers_are_not_probed_from_here():
     with pytest.raises(UsageError, match="cannot reach containers of the engine at ssh://"):
         backend.preflight()
     assert backend._api is None
+
+
+def test_the_plan_shows_ready_only_when_some_platform_is_not_the_default():
+    from bench.report.views import plan_table, ready_label
+
+    labels = {
+        "UP": "UP",
+        "{regex: 'a b'}": "/a b/",
+        "{tcp: 80}": "tcp :80",
+        "{http: {port: 8080, path: /health}}": "HTTP 200 :8080/health",
+        "{exit: 0}": "exit 0",
+    }
+    for text, label in labels.items():
+        sc = parse_scenario(
+            "name: x\nplatforms:\n  - {name: a, backend: docker, image: i, network: bridge, "
+            f"ready: {text}}}\n"
+        )
+        assert ready_label(sc.platforms[0].ready) == label
+        assert [c.header for c in plan_table(sc).columns][-1] == "ready"
+    plain = parse_scenario("name: x\nplatforms:\n  - {name: a, backend: docker, image: i}\n")
+    assert [c.header for c in plan_table(plain).columns][-1] == "instances"
