@@ -252,3 +252,55 @@ def test_the_plan_shows_ready_only_when_some_platform_is_not_the_default():
         assert [c.header for c in plan_table(sc).columns][-1] == "ready"
     plain = parse_scenario("name: x\nplatforms:\n  - {name: a, backend: docker, image: i}\n")
     assert [c.header for c in plan_table(plain).columns][-1] == "instances"
+
+
+# -- one probe, against real sockets on 127.0.0.1 ------------------------------------------
+
+
+@pytest.fixture
+def listener():
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+def test_a_bound_port_not_listening_is_refused(listener):
+    from bench.machines import netprobe
+
+    port = listener.getsockname()[1]
+    assert netprobe.tcp("127.0.0.1", port, 1.0, shown=8080) == netprobe.Answer(
+        False, "port 8080 refused"
+    )
+
+
+def test_a_listener_that_never_answers_http_times_out(listener):
+    from bench.machines import netprobe
+
+    listener.listen()  # the kernel accepts the connection; nothing reads or answers
+    port = listener.getsockname()[1]
+    assert netprobe.tcp("127.0.0.1", port, 1.0).ok
+    answer = netprobe.http_status("127.0.0.1", port, "/", 200, 0.2, shown=80)
+    assert answer == netprobe.Answer(False, "port 80 did not answer within 0.2s")
+
+
+def test_a_service_that_is_not_http(listener):
+    import threading
+
+    from bench.machines import netprobe
+
+    listener.listen()
+
+    def answer_garbage():
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"SSH-2.0-not-http\r\n")
+        conn.close()
+
+    t = threading.Thread(target=answer_garbage)
+    t.start()
+    answer = netprobe.http_status("127.0.0.1", listener.getsockname()[1], "/", 200, 2.0, 22)
+    t.join()
+    assert answer == netprobe.Answer(False, "port 22 answered no HTTP (BadStatusLine)")
