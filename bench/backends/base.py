@@ -292,6 +292,17 @@ class Backend(ABC):
         why = f"the {type(self).__name__} does not say which host processes run its instances"
         return BoundaryView(missing={"pids": why, "devices": why})
 
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        """Where this machine reaches TCP `port` of a started instance: its address on
+        its network, and the port there (ready: tcp, http; the runner probes it).
+        Asked once per instance, after its start call returned."""
+        raise NotImplementedError(f"{type(self).__name__} gives no address to probe")
+
+    def exit_code(self, inst: Instance) -> int | None:
+        """The exit status of an instance whose console ended (ready: exit), as its
+        engine tells; None when it has not exited."""
+        raise NotImplementedError(f"{type(self).__name__} gives no exit status")
+
     def reachable(self) -> bool:
         """Whether the engine still answers (asked when a whole step failed)."""
         return True

@@ -10,14 +10,22 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, ClassVar, Literal, overload
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
+from bench.backends.base import (
+    BoundaryView,
+    Check,
+    CliOption,
+    Instance,
+    parse_pid,
+    print_nothing,
+)
 from bench.backends.oci import (
     API_CONNECTIONS,
     API_TIMEOUT_S,
+    EXIT_WAIT_S,
     PROBE_IMAGE,
     PROBE_RUN_ID,
     RUNTIME_NAME,
@@ -45,7 +53,14 @@ from bench.model.errors import (
     first_line,
 )
 from bench.model.records import Facts
-from bench.model.settings import LOCAL, PlatformBase, check_name
+from bench.model.settings import (
+    LOCAL,
+    NETWORK_READY,
+    READY_KINDS,
+    KeyedValueError,
+    PlatformBase,
+    check_name,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -60,7 +75,13 @@ PID_KEY = "_pid"
 class DockerSettings(PlatformBase):
     backend: Literal["docker"] = Field(description="a container on Docker Engine")
     cpus: float | None = Field(None, gt=0, le=1024, description="CPU limit, e.g. 1 or 0.5")
-    network: str = Field("none", min_length=1, max_length=64, description="network mode")
+    network: str = Field(
+        "none",
+        min_length=1,
+        max_length=64,
+        description="network mode: none, bridge (needed by tcp: and http: readiness), host, "
+        "or a network's name",
+    )
     # Docker Engine address: unix:///path/to/docker.sock, ssh://user@host[:port] (an
     # engine on another machine, measured there over SSH), or a name from the scenario's
     # `hosts:`; default: $DOCKER_HOST, else unix:///var/run/docker.sock.
@@ -84,6 +105,20 @@ class DockerSettings(PlatformBase):
         description="an OCI runtime the daemon has registered: runc, runsc, crun, ... "
         "(default: the daemon's default)",
     )
+
+    ready_kinds: ClassVar[frozenset[str]] = frozenset(READY_KINDS)
+
+    @model_validator(mode="after")
+    def _network_for_ready(self) -> DockerSettings:
+        # A probe from this host into the container needs a way in: `none` has only lo.
+        kind = self.ready.kind
+        if kind in NETWORK_READY and self.network == "none":
+            raise KeyedValueError(
+                "network",
+                f"ready: {kind} probes the container's port from this host, which network "
+                "none cannot reach: set network: bridge",
+            )
+        return self
 
     @field_validator("host")
     @classmethod
@@ -268,6 +303,7 @@ class DockerBackend(ContainerBackend):
             self._preflight()
 
     def _preflight(self) -> None:
+        self._check_ready_reach()
         self.connect()
         runtime = self.settings.runtime
         if runtime is not None:
@@ -551,6 +587,29 @@ class DockerBackend(ContainerBackend):
             "engine_mem_source": mem[1],
             "disk_writable_bytes": size_rw,
         }
+
+    def _inspect(self, inst: Instance) -> EngineJson:
+        with self._ssh_sessions():
+            return self.connect().inspect_container(inst.handle)
+
+    def _wait_exit(self, inst: Instance) -> int | None:
+        import requests.exceptions
+
+        try:
+            with self._ssh_sessions():
+                status = self.connect().wait(
+                    inst.handle,
+                    timeout=EXIT_WAIT_S,
+                    condition="not-running",
+                )
+        except requests.exceptions.ConnectionError as e:
+            # docker-py turns a read timeout into a ConnectionError on some versions.
+            if "timed out" not in str(e):
+                raise
+            return None
+        except requests.exceptions.Timeout:
+            return None
+        return parse_pid(status.get("StatusCode"))
 
     def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
         with self._ssh_sessions():

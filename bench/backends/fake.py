@@ -2,6 +2,11 @@
 each "instance" is a timer that prints the marker on its console after `boot`.
 Never use it to measure anything.
 
+Under `ready: {tcp: ...}` or `{http: ...}` each instance also holds a real socket on
+127.0.0.1 (bound at create, so a probe is refused until then) that starts listening
+at `boot` and answers HTTP GETs with `http_status`; under `ready: {exit: ...}` it
+exits with `exit_status` at `boot`. So the runner's probes run for real against it.
+
 Its timers and slow creates run on the clock it is given: give it the runner's
 `FakeClock` and a test's times are exact and take no wall time.
 
@@ -12,6 +17,8 @@ only while a test has plugged in a `FakeEngine` (so users never see it).
 
 from __future__ import annotations
 
+import http.server
+import socketserver
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,13 +39,14 @@ from bench.backends.base import (
 from bench.machines.clock import REAL_CLOCK, Clock, Timer
 from bench.model.phases import VMM_READY
 from bench.model.records import Facts
-from bench.model.settings import PlatformBase, Seconds
+from bench.model.settings import NETWORK_READY, READY_KINDS, PlatformBase, Seconds
 
 if TYPE_CHECKING:
     from bench.machines.host import Host
 
 
 class FakeSettings(PlatformBase):
+    ready_kinds: ClassVar[frozenset[str]] = frozenset(READY_KINDS)
     backend: Literal["fake"]
     image: str = "fake"
     boot: Seconds = 0.01
@@ -61,6 +69,10 @@ class FakeSettings(PlatformBase):
     # Every destroy call hangs this long, then fails: a wedged engine whose calls time
     # out (0: destroys succeed at once).
     hang_destroy: Seconds = 0.0
+    # ready: {http: ...}: the status its server answers; ready: {exit: ...}: the status
+    # it exits with at `boot` (a `crash` instance exits 1 at once).
+    http_status: int = Field(200, ge=100, le=599)
+    exit_status: int = Field(0, ge=0, le=255)
     # A fake VM's boot log: its VMM answers halfway through the create call, its kernel's
     # setup prints at 10% of `boot`, its first line at 30% and it runs init at 90%
     # (test-only, for the phase arithmetic of bench.model.phases).
@@ -131,6 +143,7 @@ class FakeBackend(Backend):
         self.in_flight = 0
         self.peak_in_flight = 0
         self.destroy_calls = 0  # only counted while destroys hang
+        self._exit_codes: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def prepare(
@@ -158,11 +171,14 @@ class FakeBackend(Backend):
             self.live[inst.name] = inst
             self.created += 1
         inst.handle = index
+        if self.settings.ready.kind in NETWORK_READY:
+            # Bound but not listening: a connection is refused until it boots.
+            inst.info["_server"] = _Server(self.settings.http_status)
 
     def start(self, inst: Instance) -> None:
         if inst.handle in self.settings.crash:
             inst.console.feed(b"fake: exiting\n")
-            inst.console.close("fake instance exited")
+            self._exit(inst, 1)
             return
         if inst.handle in self.settings.silent:
             return
@@ -179,7 +195,30 @@ class FakeBackend(Backend):
                 self.clock.call_later(boot * 0.3, inst.console.feed, kernel),
                 self.clock.call_later(boot * 0.9, inst.console.feed, init),
             ]
-        self._timers[inst.name] = self.clock.call_later(boot, inst.console.feed, line)
+        self._timers[inst.name] = self.clock.call_later(boot, self._boot, inst, line)
+
+    def _boot(self, inst: Instance, line: bytes) -> None:
+        inst.console.feed(line)
+        server = inst.info.get("_server")
+        if isinstance(server, _Server):
+            server.listen()
+        if self.settings.ready.kind == "exit":
+            self._exit(inst, self.settings.exit_status)
+
+    def _exit(self, inst: Instance, status: int) -> None:
+        with self._lock:
+            self._exit_codes[inst.name] = status
+        inst.console.close("fake instance exited")
+
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        server = inst.info.get("_server")
+        if not isinstance(server, _Server):
+            raise RuntimeError("fake: this instance has no server")
+        return server.address
+
+    def exit_code(self, inst: Instance) -> int | None:
+        with self._lock:
+            return self._exit_codes.get(inst.name)
 
     def destroy(self, inst: Instance) -> None:
         if self.settings.hang_destroy:
@@ -192,6 +231,9 @@ class FakeBackend(Backend):
             timer.cancel()
         for t in self._kernel_timers.pop(inst.name, []):
             t.cancel()
+        server = inst.info.pop("_server", None)
+        if isinstance(server, _Server):
+            server.stop()
         with self._lock:
             self.live.pop(inst.name, None)
 
@@ -206,3 +248,37 @@ class FakeBackend(Backend):
             self.live.pop(leftover.name, None)
         if self.engine and leftover in self.engine.leftovers:
             self.engine.leftovers.remove(leftover)
+
+
+class _Server:
+    """A fake instance's service: a socket on 127.0.0.1 bound at once, listening (and
+    answering every GET with `status`) only from `listen()`."""
+
+    def __init__(self, status: int):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        # TCPServer, not HTTPServer: its bind looks up no host name.
+        self._server = socketserver.TCPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self._server.server_bind()
+        self.address: tuple[str, int] = self._server.server_address[:2]  # type: ignore[assignment]
+        self._thread: threading.Thread | None = None
+
+    def listen(self) -> None:
+        self._server.server_activate()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()

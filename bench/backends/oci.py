@@ -42,6 +42,7 @@ from bench.machines.iohub import IOHub
 from bench.model import kinds
 from bench.model.errors import BenchError, UsageError
 from bench.model.owner import owner_labels
+from bench.model.settings import NETWORK_READY
 
 if TYPE_CHECKING:
     import docker
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
 
 API_TIMEOUT_S = 60  # every engine call is bounded: a dead engine must not hang a run
 API_CONNECTIONS = 64  # launches, sampling and teardown run many calls at once
+# A container whose output ended has exited, or is about to: its engine says so within
+# this, or it is still running (its output closed, its process not).
+EXIT_WAIT_S = 10
 RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "30"))
 # The run id on a probe container's label: `bench clean` finds one a crash left behind.
 PROBE_RUN_ID = "runtime-probe"
@@ -206,6 +210,20 @@ def probe_verdict(code: object, out: str) -> ProbeResult:
     return ProbeResult(True, f"starts the bench image (kernel {kernel})")
 
 
+def container_ip(info: EngineJson, network: str) -> str:
+    """A running container's address on its network, from its inspect (docker's and
+    podman's have the same NetworkSettings): the one on `network` when it is a network's
+    name, else the first one it has."""
+    settings = info.get("NetworkSettings") or {}
+    networks = settings.get("Networks") or {}
+    named = (networks.get(network) or {}).get("IPAddress")
+    first = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+    found = named or first or settings.get("IPAddress")
+    if not found:
+        raise OSError(f"the container has no IP address (network {network})")
+    return str(found)
+
+
 def close_attach(sock: Closable, raw: socket.socket) -> None:
     """Really close an attach socket: docker-py's SocketIO wrapper holds a reference to
     the socket (and the HTTP response a cycle to it), so closing the raw socket alone
@@ -253,6 +271,11 @@ class ContainerBackend(Backend):
         self._info: EngineJson | None = None  # the engine's info(), once per connection
         self._runtime_checked = False  # the probe of the runtime passed
         self._runtime_version: str | None = None
+
+    @property
+    def container_settings(self) -> DockerSettings:
+        """The platform's keys, as docker's and podman's (a DockerSettings) share them."""
+        return self.settings  # type: ignore[return-value]  # set from a DockerSettings
 
     # -- what each engine implements ---------------------------------------------------
 
@@ -415,6 +438,35 @@ class ContainerBackend(Backend):
 
     def storage_dirs(self) -> list[Path]:
         return self._storage_dirs
+
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        # Under `network: host` the container's ports are this host's own.
+        network = self.container_settings.network
+        if network == "host":
+            return "127.0.0.1", port
+        return container_ip(self._inspect(inst), network), port
+
+    def exit_code(self, inst: Instance) -> int | None:
+        return self._wait_exit(inst)
+
+    @abstractmethod
+    def _inspect(self, inst: Instance) -> EngineJson:
+        """The engine's inspect of a created container."""
+
+    @abstractmethod
+    def _wait_exit(self, inst: Instance) -> int | None:
+        """The exit status of a container whose output ended, once the engine has seen
+        it stop (a short wait); None when it is still running."""
+
+    def _check_ready_reach(self) -> None:
+        """A probe from this host reaches a container on this host's engine only."""
+        kind = self.settings.ready.kind
+        if kind in NETWORK_READY and not self.address.startswith("unix://"):
+            raise UsageError(
+                f"platform {self.settings.name!r}: ready: {kind} probes the container "
+                f"from this host, which cannot reach containers of the engine at "
+                f"{self.address}: use a marker or exit readiness there"
+            )
 
     def reachable(self) -> bool:
         try:

@@ -29,11 +29,19 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 
 from pydantic import Field, JsonValue, field_validator
 
-from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
+from bench.backends.base import (
+    BoundaryView,
+    Check,
+    CliOption,
+    Instance,
+    parse_pid,
+    print_nothing,
+)
 from bench.backends.docker_backend import DockerSettings
 from bench.backends.oci import (
     API_CONNECTIONS,
     API_TIMEOUT_S,
+    EXIT_WAIT_S,
     PROBE_IMAGE,
     PROBE_RUN_ID,
     RUNTIME_NAME,
@@ -437,6 +445,7 @@ class PodmanBackend(ContainerBackend):
     # -- run ----------------------------------------------------------------------------
 
     def preflight(self) -> None:
+        self._check_ready_reach()
         self.connect()
         name = self.settings.image
         if not images.is_bench_image(name) and not self.has_image(name):
@@ -563,6 +572,23 @@ class PodmanBackend(ContainerBackend):
 
     def start(self, inst: Instance) -> None:
         self._call("post", f"/containers/{inst.handle}/start")
+
+    def _inspect(self, inst: Instance) -> EngineJson:
+        return self._call("get", f"/containers/{inst.handle}/json").json()
+
+    def _wait_exit(self, inst: Instance) -> int | None:
+        import requests.exceptions
+
+        try:
+            code = self._call(
+                "post",
+                f"/containers/{inst.handle}/wait",
+                params={"condition": "exited"},
+                timeout=EXIT_WAIT_S,
+            ).json()
+        except requests.exceptions.Timeout:
+            return None
+        return parse_pid(code)
 
     @staticmethod
     def _writable_bytes(row: EngineJson) -> int | None:

@@ -4,10 +4,17 @@ Backends push raw console bytes into `Console.feed` from their own I/O thread (a
 selector over docker attach sockets, libvirt's event loop for serial streams) and
 call `Console.close` on end of stream. The runner blocks on a shared condition
 that consoles notify, so waiting for N instances costs no CPU and no polling.
+
+A console decides readiness itself when a line does (a marker word, a regular
+expression); otherwise the runner's probes (bench.runner.readiness) tell it: a port
+answered (`mark_ready`), the process exited with some status (`settle_exit`), or the
+instance cannot be probed (`fail`). Whoever decides, the instance's one record of
+readiness is here.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -21,6 +28,10 @@ MAX_LINE = 8192  # a console that never sends a newline must not grow without bo
 MAX_TIMED_LINES = 2048
 
 
+# What a console line says about readiness: its fields when it means ready, else None.
+LineMatch = Callable[[str], "dict[str, str] | None"]
+
+
 def parse_marker_fields(rest: str) -> dict[str, str]:
     """`key=value` tokens after the marker; anything else on the line is ignored."""
     fields: dict[str, str] = {}
@@ -29,6 +40,10 @@ def parse_marker_fields(rest: str) -> dict[str, str]:
         if sep and key and key.replace("_", "").isalnum():
             fields[key] = visible(value)  # values reach tables and the terminal
     return fields
+
+
+def _find(marker: str, line: str) -> dict[str, str] | None:
+    return find_marker(line, marker)
 
 
 def find_marker(line: str, marker: str) -> dict[str, str] | None:
@@ -48,6 +63,19 @@ def find_marker(line: str, marker: str) -> dict[str, str] | None:
     return None
 
 
+def regex_match(pattern: re.Pattern[str]) -> LineMatch:
+    """A line matching `pattern` (anywhere in it) is ready; its named groups that took
+    part in the match are its fields."""
+
+    def match(line: str) -> dict[str, str] | None:
+        m = pattern.search(line[:MAX_LINE])  # the pattern's time grows with the line
+        if m is None:
+            return None
+        return {k: visible(v) for k, v in m.groupdict().items() if v is not None}
+
+    return match
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -59,11 +87,38 @@ def visible(text: str) -> str:
 class Console:
     def __init__(
         self,
-        marker: str,
+        marker: str | None,
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        match: LineMatch | None = None,
+        waits_for: str | None = None,
+        exit_decides: bool = False,
+        kind: str = "marker",
     ):
+        # `marker`: a word that means ready; or `match` decides per line; with neither,
+        # no line does (a probe decides).
         self.marker = marker
+        self._match: LineMatch | None = match
+        if match is None and marker:
+            self._match = functools.partial(_find, marker)
+        # What ready means here, for the reasons of a failure ("port 8080 ...").
+        self.waits_for = waits_for or marker or "ready"
+        # The ready kind (bench.model.settings.READY_KINDS), stored with each sample.
+        self.kind = kind
+        # Run to completion: the end of the stream is not a failure until the exit
+        # status is known (settle_exit).
+        self.exit_decides = exit_decides
+        self.exit_code: int | None = None
+        self._exit_settled = False
+        # Set by a probe that cannot go on (no address to probe): not ready, for this.
+        self.failed_reason: str | None = None
+        # A probe's attempts, its last observation ("refused", "HTTP 503 on /"), and
+        # how long before ready_at its last failed attempt began: the service became
+        # ready within that window, so ready_s is late by at most this.
+        self.probes = 0
+        self.probe_last: str | None = None
+        self.probe_window_s: float | None = None
         self.on_change = on_change
         self._clock = clock
         self._partial = b""
@@ -84,7 +139,53 @@ class Console:
 
     @property
     def done(self) -> bool:
-        return self.ready_at is not None or self.closed_reason is not None
+        """Ready, or known never to be: closed (once its exit status is known, when that
+        decides), or failed by a probe."""
+        if self.ready_at is not None or self.failed_reason is not None:
+            return True
+        if self.closed_reason is None:
+            return False
+        return not self.exit_decides or self._exit_settled
+
+    @property
+    def awaits_exit(self) -> bool:
+        """Closed, and its exit status (which decides) not yet known."""
+        return self.exit_decides and self.closed_reason is not None and not self._exit_settled
+
+    def mark_ready(
+        self, fields: dict[str, str] | None = None, window_s: float | None = None
+    ) -> bool:
+        """Ready now, as a probe found; False when already decided."""
+        now = self._clock()
+        with self._lock:
+            if self.done:
+                return False
+            self.ready_at, self.fields = now, dict(fields or {})
+            self.probe_window_s = window_s
+        self.on_change()
+        return True
+
+    def settle_exit(self, code: int | None, ready: bool, why: str | None = None) -> None:
+        """The exit status of a closed console's process (None: unknown, `why`); ready
+        (`ready`) at the instant its stream ended."""
+        with self._lock:
+            if self._exit_settled:
+                return
+            self._exit_settled = True
+            self.exit_code = code
+            if ready and code is not None:
+                self.ready_at = self.closed_at
+            elif code is None:
+                self.failed_reason = why or "exit status unknown"
+        self.on_change()
+
+    def fail(self, reason: str) -> None:
+        """A probe cannot tell (no address): not ready, for `reason`."""
+        with self._lock:
+            if self.done:
+                return
+            self.failed_reason = reason
+        self.on_change()
 
     def note(self, name: str) -> None:
         """Record now, on the console's clock, as instant `name` (the first time only):
@@ -115,7 +216,7 @@ class Console:
                 if len(timed) < MAX_TIMED_LINES:
                     timed.append((line_at, text))
                 line_at = now
-                fields = find_marker(text, self.marker)
+                fields = self._match(text) if self._match is not None else None
                 if fields is not None:
                     self.ready_at, self.fields = now, fields
                     break

@@ -97,7 +97,7 @@ class Sample(Record):
     name: str = value("the container or domain name", default="")
     ok: bool = value("ready within the timeout", default=False)
     # A str, not a Literal: a kind added later must not make older readers refuse a run.
-    failure: str | None = value("why not ok: launch, exited, timeout or interrupted")
+    failure: str | None = value("why not ok: launch, exited, timeout, probe or interrupted")
     error: str | None = value("one line: what went wrong")
     queued_s: float | None = metric(
         "s", "launch call relative to the step's start: queueing behind `concurrency`"
@@ -116,7 +116,20 @@ class Sample(Record):
         "container shares the host's)",
     )
     guest_kernel: str | None = value("kernel release the guest reported")
-    marker_fields: dict[str, str] = Field(default_factory=dict, description="key=value fields")
+    marker_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="key=value fields of the marker line (ready: {regex: ...}: its named groups)",
+    )
+    ready_kind: str | None = value(
+        "what ready meant (the platform's ready:): marker, regex, tcp, http or exit"
+    )
+    exit_code: int | None = value("the exit status of its process (ready: {exit: ...})")
+    ready_probes: int | None = value("probe attempts from the host until ready (tcp, http)")
+    ready_window_s: float | None = value(
+        "tcp, http: the service became ready within this before ready_s (since the probe's "
+        "last refused attempt began): ready_s is late by at most this",
+        unit="s",
+    )
     console_tail: str | None = value("last console lines of a failed instance")
     accel: str | None = value("kvm or tcg (VMs)")
     runtime: str | None = value("the OCI runtime a container ran under: runc, runsc, crun, ...")

@@ -91,6 +91,8 @@ class ReportModel:
     table: pd.DataFrame  # the summary as the tables show it (headline statistics)
     runs: list[RunFacts]
     boundary: BoundarySection | None = None  # when the newest run read it
+    # Run id -> what ready meant where a platform's `ready:` is not the default marker.
+    ready_means: dict[str, str] = field(default_factory=dict)
     # For the terminal: what a reader of the files must not miss, besides the plots
     # not drawn (known only when drawing): the history's verdict first, the rest after.
     history_note: str | None = None
@@ -145,6 +147,7 @@ def build_model(frames: Frames) -> ReportModel:
             HostTable(c.host, tables.with_isolation(c.table, rows), c.n_differs)
             for c in model.classic
         ]
+    model.ready_means = _ready_means(frames)
     if history is not None:
         model.history_note = f"history of {history.runs} runs: {history.verdict_in_words()}"
     model.notes = _notes(model)
@@ -189,8 +192,35 @@ def _notes(model: ReportModel) -> list[str]:
         notes += [prefix + line for line in lines]
     if model.host_differences is not None:
         notes.append("the runs differ in host, engine or scenario: see report.html")
+    for run_id, text in model.ready_means.items():
+        notes.append(f"run {run_id}: {text}" if model.multi else text)
     for r in model.frames.runs:
         notes += r.notes
         if r.status != "complete":
             notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")
     return notes
+
+
+def _ready_means(frames: Frames) -> dict[str, str]:
+    """Per run, what ready meant for platforms whose `ready:` is not the default marker
+    (a port, an HTTP status, an exit, a pattern): ready_s is not comparable across kinds
+    without knowing it."""
+    from pydantic import ValidationError
+
+    from bench.model.settings import DEFAULT_MARKER, ReadyRule
+
+    out = {}
+    for r in frames.runs:
+        said = []
+        for p in r.metadata.get("scenario", {}).get("platforms", []):
+            try:
+                rule = ReadyRule.model_validate(p.get("ready") or {})
+            except ValidationError:
+                continue  # a rule this version cannot read: say nothing rather than guess
+            if rule.kind == "marker" and rule.marker == DEFAULT_MARKER:
+                continue
+            what = f"the console marker {rule.marker}" if rule.kind == "marker" else rule.describe()
+            said.append(f"{p.get('name')}: {what}")
+        if said:
+            out[r.run_id] = f"ready means {'; '.join(said)}"
+    return out

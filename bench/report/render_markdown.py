@@ -79,6 +79,7 @@ def _summary(model: ReportModel) -> str:
             f"status {r.status}, bench {r.metadata.get('bench_version')}",
             "",
             *(f"> **Anomaly:** {line}\n" for line in model.anomalies.get(r.run_id, [])),
+            *([f"{model.ready_means[r.run_id]}.", ""] if r.run_id in model.ready_means else []),
             summary_display(rows, drop=("run", "host"))
             .rename(columns=human_column)
             .to_markdown(index=False),

@@ -12,6 +12,7 @@ from bench.model.units import count_of, format_bytes, format_seconds
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from bench.model.settings import ReadyRule
     from bench.plan.scenario import Scenario
 
 
@@ -85,11 +86,29 @@ def spectrum_order(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=lambda r: (kinds.order(r.get("kind")), first[r["platform"]]))
 
 
+def ready_label(rule: ReadyRule) -> str:
+    """A platform's `ready:` in a table cell: BENCH_READY, /PATTERN/, tcp :8080,
+    HTTP 200 :8080/health, exit 0."""
+    if rule.regex is not None:
+        return f"/{rule.regex}/"
+    if rule.tcp is not None:
+        return f"tcp :{rule.tcp}"
+    if rule.http is not None:
+        return f"HTTP {rule.http.status} :{rule.http.port}{rule.http.path}"
+    if rule.exit is not None:
+        return f"exit {rule.exit}"
+    return rule.marker or "BENCH_READY"
+
+
 def plan_table(scenario: Scenario) -> Table:
     from rich.table import Table
 
     t = Table(title=f"{scenario.name}: {scenario.description}".rstrip(": "))
-    for col in ("platform", "backend", "image", "memory", "counts", "repeat", "instances"):
+    # What ready means, when some platform waits for more than the default marker.
+    ready = {p.name: ready_label(p.ready) for p in scenario.platforms}
+    shown_ready = any(label != "BENCH_READY" for label in ready.values())
+    cols = ("platform", "backend", "image", "memory", "counts", "repeat", "instances")
+    for col in cols + (("ready",) if shown_ready else ()):
         t.add_column(col)
     total = 0
     searches = False
@@ -115,6 +134,7 @@ def plan_table(scenario: Scenario) -> Table:
             shown,
             str(scenario.repeat),
             f"<= {n}" if search is not None else str(n),
+            *((ready[p.name],) if shown_ready else ()),
         )
     steps = len(scenario.plan())
     t.caption = (

@@ -197,7 +197,7 @@ class Runner:
             return
         names = [f"{NAME_PREFIX}{self.run_id}-{platform.name}-w-{i}" for i in range(k)]
         launched = self._executor.new_step(
-            backend, names, self.run_id, platform.name, platform.ready.marker
+            backend, names, self.run_id, platform.name, platform.ready
         )
         self.events.warmup_started(platform.name, k)
         try:
@@ -262,7 +262,7 @@ class Runner:
             instance_name(self.run_id, step.platform.name, index, i) for i in range(step.added)
         ]
         launched = self._executor.new_step(
-            backend, names, self.run_id, step.platform.name, step.platform.ready.marker
+            backend, names, self.run_id, step.platform.name, step.platform.ready
         )
         if ramp is None:
             before = self._measurer.before(backend)
