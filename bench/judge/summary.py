@@ -188,9 +188,7 @@ def density_of(steps: Sequence[StepRow]) -> Density:
     }
 
 
-def density_results(
-    steps: Sequence[StepRow], searches: Mapping[str, object]
-) -> dict[str, dict[str, Any]]:
+def density_results(steps: Sequence[StepRow], searches: Mapping[str, object]) -> dict[str, Density]:
     """density_of() for each platform that searched (fixed-count platforms have none).
 
     `searches` is the run's metadata["searches"]: which platforms searched is decided
@@ -200,9 +198,7 @@ def density_results(
     for st in steps:
         if st["platform"] in searches:
             by_platform[st["platform"]].append(st)
-    found = {platform: density_of(sts) for platform, sts in by_platform.items()}
-    # bench/cli.py's summary_table still takes untyped dicts: these are such dicts.
-    return cast("dict[str, dict[str, Any]]", found)
+    return {platform: density_of(sts) for platform, sts in by_platform.items()}
 
 
 def memory_disagreements(rows: Sequence[Mapping[str, object]]) -> list[str]:
