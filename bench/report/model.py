@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from bench.judge.history import History
+    from bench.model.records import Row
     from bench.report.tax import Tax
 
 
@@ -161,7 +162,7 @@ def _boundary(frames: Frames) -> BoundarySection | None:
     run = frames.runs[-1]
     counted = {"read": 0, "stored": 0}
 
-    def samples() -> Iterator[dict[str, object]]:
+    def samples() -> Iterator[Row]:
         for row in islice(run.iter_samples(), BOUNDARY_SAMPLES):
             counted["read"] += 1
             extras = row.get("extras")
