@@ -35,7 +35,7 @@ Facts = dict[str, JsonValue]
 # A stored record as read back (a sample or step row, metadata.json, a part of it):
 # JSON, validated through the models below. A value is read through the accessors
 # under it (obj, text, number, whole), which narrow it to what the reader expects.
-Row = dict[str, Any]
+Row = dict[str, JsonValue]
 
 
 def obj(value: JsonValue) -> Row:
