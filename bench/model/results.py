@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+from typing import IO, TYPE_CHECKING, TypeAlias, TypeVar, cast
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
 
     # A run's samples by column (Run.columns): field name to array, one row per sample.
-    Columns = dict[str, NDArray[Any]]
+    Columns = dict[str, NDArray[np.generic]]
 
 METADATA = "metadata.json"
 SAMPLES = "samples.jsonl"
