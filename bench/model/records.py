@@ -34,7 +34,8 @@ Worse = Literal["higher", "lower"]
 Facts = dict[str, JsonValue]
 # A stored record as read back (a sample or step row, metadata.json, a part of it):
 # JSON, validated through the models below. A value is read through the accessors
-# under it (obj, text, number, whole), which narrow it to what the reader expects.
+# under it (obj, objs, text, number, str_field, int_field), which narrow it to what
+# the reader expects.
 Row = dict[str, JsonValue]
 
 
@@ -76,11 +77,8 @@ def int_field(row: Mapping[str, object], key: str, default: int | None = None) -
     return v
 
 
-def whole(value: object) -> int | None:
-    """`value` if it is an integer (not a bool), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
+# metric() and value() return pydantic's Field(), typed Any so that it stands as a
+# field's default whatever the field's type (pydantic's own idiom).
 def metric(
     unit: str,
     doc: str,
@@ -457,7 +455,10 @@ BACKEND_FIELDS = frozenset(
 
 def backend_facts(info: Mapping[str, object]) -> dict[str, Any]:
     """A backend's facts about one instance as Sample keyword arguments: the fields it
-    may fill, and everything else (private `_` keys dropped) under `extras`."""
+    may fill, and everything else (private `_` keys dropped) under `extras`.
+
+    Any: the values are what a backend found (its SDK's numbers and strings), typed by
+    pydantic when the Sample is made, not before."""
     out = {k: v for k, v in info.items() if k in BACKEND_FIELDS}
     extras = {k: v for k, v in info.items() if k not in BACKEND_FIELDS and not k.startswith("_")}
     if extras:

@@ -9,7 +9,7 @@ import math
 import re
 import shlex
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,11 +32,11 @@ MAX_COUNT = 10_000
 DEFAULT_MARKER = "BENCH_READY"
 
 
-def _size(v: Any) -> int:
+def _size(v: object) -> int:
     return parse_size(v)
 
 
-def _duration(v: Any) -> float:
+def _duration(v: object) -> float:
     return parse_duration(v)
 
 
