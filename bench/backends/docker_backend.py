@@ -28,6 +28,7 @@ from bench.backends.oci import (
     cgroup_memory,
     container_boundary,
     container_pids,
+    entries,
     instance_labels,
     probe_name,
     probe_verdict,
@@ -399,7 +400,7 @@ class DockerBackend(ContainerBackend):
                 self.import_image(PROBE_IMAGE)
             self._require_runtime(say)
         img = api.inspect_image(self._image_ref)
-        version = api.version()
+        version: EngineJson = api.version()
         self._network_disabled = self.settings.network == "none" and lacks_deadlock_fix(
             str(version.get("Version") or "")
         )
@@ -409,7 +410,7 @@ class DockerBackend(ContainerBackend):
                 "get no network sandbox (NetworkDisabled), which avoids the engine's teardown "
                 "deadlock (moby/moby#42545)"
             )
-        components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
+        components = {c.get("Name"): c.get("Version") for c in entries(version, "Components")}
         info = self.engine_info()
         self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
         self.kind = kinds.for_runtime(self.runtime)

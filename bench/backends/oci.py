@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from bench.backends.base import (
     LABEL_OWNER,
@@ -61,10 +61,10 @@ PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
 # What `runtime:` may name: an engine's runtime name, never a path or an option.
 RUNTIME_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 # An engine's JSON answer (a container list row, /info, /version) as its SDK returns it
-# (docker's stubs say dict[str, Any]; podman's client is untyped): each value is of a
-# shape the engine and its version decide, so it is narrowed where it is read (section,
-# entries, bench.model.records.text).
-EngineJson = Mapping[str, object]
+# (docker's stubs say dict[str, Any]; podman's client is untyped): JSON, each value of
+# a shape the engine and its version decide, so it is narrowed where it is read
+# (section, entries, bench.model.records.text).
+EngineJson = Mapping[str, JsonValue]
 
 
 def section(answer: EngineJson, key: str) -> EngineJson:

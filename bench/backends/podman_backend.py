@@ -44,6 +44,7 @@ from bench.backends.oci import (
     binary_version,
     container_boundary,
     container_pids,
+    entries,
     instance_labels,
     probe_name,
     probe_verdict,
@@ -580,10 +581,10 @@ class PodmanBackend(ContainerBackend):
         conmon = state.get("ConmonPid") or 0
         # The process view: its conmon keeps it.
         pids = container_pids(self._processes(host), pid, conmon)
-        stats = self._call(
+        stats: EngineJson = self._call(
             "get", "/containers/stats", params={"containers": inst.handle, "stream": False}
         ).json()
-        rows = stats.get("Stats") or []
+        rows = entries(stats, "Stats")
         usage = rows[0].get("MemUsage") if rows else None
         return {
             "pids": [*pids],
