@@ -131,9 +131,12 @@ def print_nothing(_message: str) -> None:
 
 
 def parse_pid(value: object) -> int | None:
+    """A pid from whatever an engine said (a label's text, a number), or None."""
+    if not isinstance(value, str | bytes | int | float):
+        return None
     try:
-        return int(value)  # type: ignore[call-overload]  # whatever an engine said
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return None
 
 

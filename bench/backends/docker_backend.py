@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, overload
 
@@ -36,9 +36,11 @@ from bench.backends.oci import (
     cgroup_memory,
     container_boundary,
     container_pids,
+    entries,
     instance_labels,
     probe_name,
     probe_verdict,
+    section,
 )
 from bench.backends.probe_cache import RUNTIME_CACHE, ProbeCache, ProbeResult
 from bench.machines import images, procfs
@@ -52,7 +54,7 @@ from bench.model.errors import (
     UsageError,
     first_line,
 )
-from bench.model.records import Facts
+from bench.model.records import Facts, text
 from bench.model.settings import (
     LOCAL,
     NETWORK_READY,
@@ -202,7 +204,7 @@ class DockerBackend(ContainerBackend):
         info = self.engine_info()
         default = info.get("DefaultRuntime")
         checks = []
-        for name in sorted(info.get("Runtimes") or {}):
+        for name in sorted(section(info, "Runtimes")):
             version = self.runtime_version(name)
             head = f"{name} {version}" if version else name
             if name == default:
@@ -307,7 +309,7 @@ class DockerBackend(ContainerBackend):
         self.connect()
         runtime = self.settings.runtime
         if runtime is not None:
-            registered = sorted(self.engine_info().get("Runtimes") or {})
+            registered = sorted(section(self.engine_info(), "Runtimes"))
             if runtime not in registered:
                 raise UnknownRuntime(
                     f"runtime {runtime!r} is not registered with the Docker Engine at "
@@ -343,13 +345,13 @@ class DockerBackend(ContainerBackend):
     @property
     def runtime(self) -> str | None:
         """The OCI runtime instances run under: `runtime:`, else the daemon's default."""
-        return self.settings.runtime or self.engine_info().get("DefaultRuntime")
+        return self.settings.runtime or text(self.engine_info().get("DefaultRuntime"))
 
     def runtime_version(self, name: str) -> str | None:
         """`<runtime binary> --version`, first line, on the engine's host (docker's info
         names the binary but not its version)."""
-        conf = (self.engine_info().get("Runtimes") or {}).get(name) or {}
-        path = conf.get("path")
+        conf = section(section(self.engine_info(), "Runtimes"), name)
+        path = text(conf.get("path"))
         if not path:
             return None  # a containerd shim (runtimeType) has no binary to ask
         return binary_version(self.host, path)
@@ -436,7 +438,7 @@ class DockerBackend(ContainerBackend):
                 self.import_image(PROBE_IMAGE)
             self._require_runtime(say)
         img = api.inspect_image(self._image_ref)
-        version = api.version()
+        version: EngineJson = api.version()
         self._network_disabled = self.settings.network == "none" and lacks_deadlock_fix(
             str(version.get("Version") or "")
         )
@@ -446,12 +448,13 @@ class DockerBackend(ContainerBackend):
                 "get no network sandbox (NetworkDisabled), which avoids the engine's teardown "
                 "deadlock (moby/moby#42545)"
             )
-        components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
+        components = {c.get("Name"): c.get("Version") for c in entries(version, "Components")}
         info = self.engine_info()
         self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
         self.kind = kinds.for_runtime(self.runtime)
-        root = Path(info.get("DockerRootDir") or "/var/lib/docker")
-        self._storage_dirs = [root / "containers", root / (info.get("Driver") or "overlay2")]
+        root = Path(text(info.get("DockerRootDir")) or "/var/lib/docker")
+        driver = text(info.get("Driver")) or "overlay2"
+        self._storage_dirs = [root / "containers", root / driver]
         return {
             "engine": "docker",
             "address": self.address,
@@ -545,13 +548,14 @@ class DockerBackend(ContainerBackend):
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
 
-    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
+    def _list(self, label: str, size: bool = False) -> Sequence[EngineJson]:
         return self.connect().containers(all=True, filters={"label": label}, size=size)
 
     @staticmethod
     def _writable_bytes(row: EngineJson) -> int | None:
         # The engine leaves SizeRw out when the writable layer is empty.
-        return row.get("SizeRw", 0)
+        size = row.get("SizeRw", 0)
+        return size if isinstance(size, int) else None
 
     def sample(self, inst: Instance, host: Host) -> Facts:
         with self._ssh_sessions():
@@ -670,7 +674,7 @@ def runtime_probe_key(host_key: str, info: EngineJson, runtime: str) -> str:
     """The cache key of a runtime probe: re-probe when anything that decides whether the
     runtime works has changed (the host, the daemon and its version, the runtime's
     registration, the kernel and its cgroup set-up)."""
-    conf = (info.get("Runtimes") or {}).get(runtime)
+    conf = section(info, "Runtimes").get(runtime)
     parts = [
         host_key,
         info.get("ID"),

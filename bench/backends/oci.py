@@ -14,11 +14,11 @@ import socket
 import struct
 import threading
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from bench.backends.base import (
     LABEL_OWNER,
@@ -42,6 +42,7 @@ from bench.machines.iohub import IOHub
 from bench.model import kinds
 from bench.model.errors import BenchError, UsageError
 from bench.model.owner import owner_labels
+from bench.model.records import text
 from bench.model.settings import NETWORK_READY
 
 if TYPE_CHECKING:
@@ -63,9 +64,23 @@ PROBE_RUN_ID = "runtime-probe"
 PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
 # What `runtime:` may name: an engine's runtime name, never a path or an option.
 RUNTIME_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-# An engine's JSON answer (a container list row, /info, /version) as its SDK returns it:
-# read by key, each of a shape the engine and its version decide: its values left untyped.
-EngineJson = dict[str, Any]
+# An engine's JSON answer (a container list row, /info, /version) as its SDK returns it
+# (docker's stubs say dict[str, Any]; podman's client is untyped): JSON, each value of
+# a shape the engine and its version decide, so it is narrowed where it is read
+# (section, entries, bench.model.records.text).
+EngineJson = Mapping[str, JsonValue]
+
+
+def section(answer: EngineJson, key: str) -> EngineJson:
+    """A nested object of an engine's answer; empty when absent or not an object."""
+    v = answer.get(key)
+    return v if isinstance(v, dict) else {}
+
+
+def entries(answer: EngineJson, key: str) -> list[EngineJson]:
+    """The objects of a list in an engine's answer (Components, Stats); [] when absent."""
+    v = answer.get(key)
+    return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []
 
 
 class Demux:
@@ -133,14 +148,16 @@ def run_label(run_id: str | None) -> str:
 
 def container_leftover(backend: str, row: EngineJson) -> Leftover:
     """A leftover from one row of the engine's container list."""
-    labels = row.get("Labels") or {}
+    labels = section(row, "Labels")
+    names = row.get("Names")
+    name = names[0] if isinstance(names, list) and names else str(row["Id"])[:12]
     return Leftover(
         backend,
         "container",
-        (row.get("Names") or [row["Id"][:12]])[0].lstrip("/"),
-        labels.get(LABEL_RUN),
+        str(name).lstrip("/"),
+        text(labels.get(LABEL_RUN)),
         parse_pid(labels.get(LABEL_OWNER)),
-        labels.get(LABEL_OWNER_HOST),
+        text(labels.get(LABEL_OWNER_HOST)),
     )
 
 
@@ -214,11 +231,12 @@ def container_ip(info: EngineJson, network: str) -> str:
     """A running container's address on its network, from its inspect (docker's and
     podman's have the same NetworkSettings): the one on `network` when it is a network's
     name, else the first one it has."""
-    settings = info.get("NetworkSettings") or {}
-    networks = settings.get("Networks") or {}
-    named = (networks.get(network) or {}).get("IPAddress")
-    first = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
-    found = named or first or settings.get("IPAddress")
+    settings = section(info, "NetworkSettings")
+    networks = section(settings, "Networks")
+    named = text(section(networks, network).get("IPAddress"))
+    addresses = (text(section(networks, k).get("IPAddress")) for k in networks)
+    first = next((a for a in addresses if a), None)
+    found = named or first or text(settings.get("IPAddress"))
     if not found:
         raise OSError(f"the container has no IP address (network {network})")
     return str(found)
@@ -296,7 +314,7 @@ class ContainerBackend(Backend):
         """Import bench image `name` into the engine; returns the image id."""
 
     @abstractmethod
-    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
+    def _list(self, label: str, size: bool = False) -> Sequence[EngineJson]:
         """The engine's container list rows (all states) carrying `label`."""
 
     @staticmethod
@@ -434,7 +452,7 @@ class ContainerBackend(Backend):
         self._sizes = {}
         for run_id in {i.run_id for i in insts}:
             for c in self._list(run_label(run_id), size=True):
-                self._sizes[c["Id"]] = self._writable_bytes(c)
+                self._sizes[str(c["Id"])] = self._writable_bytes(c)
 
     def storage_dirs(self) -> list[Path]:
         return self._storage_dirs

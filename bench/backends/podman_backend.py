@@ -23,7 +23,7 @@ import os
 import resource
 import socket
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
@@ -52,9 +52,11 @@ from bench.backends.oci import (
     binary_version,
     container_boundary,
     container_pids,
+    entries,
     instance_labels,
     probe_name,
     probe_verdict,
+    section,
     version_line,
 )
 from bench.backends.probe_cache import ProbeResult
@@ -68,7 +70,7 @@ from bench.model.errors import (
     UsageError,
     first_line,
 )
-from bench.model.records import Facts
+from bench.model.records import Facts, text
 from bench.model.settings import LOCAL, check_name
 
 if TYPE_CHECKING:
@@ -352,14 +354,15 @@ class PodmanBackend(ContainerBackend):
 
     @property
     def default_runtime(self) -> str | None:
-        return ((self.engine_info().get("host") or {}).get("ociRuntime") or {}).get("name")
+        return text(section(section(self.engine_info(), "host"), "ociRuntime").get("name"))
 
     def runtime_version(self, name: str) -> str | None:
         """The runtime's version: podman's info for its default, else `<name> --version`
         on the engine's host."""
-        oci = (self.engine_info().get("host") or {}).get("ociRuntime") or {}
-        if oci.get("name") == name and oci.get("version"):
-            return version_line(oci["version"])
+        oci = section(section(self.engine_info(), "host"), "ociRuntime")
+        version = text(oci.get("version"))
+        if oci.get("name") == name and version:
+            return version_line(version)
         return binary_version(self.host, name)
 
     def has_image(self, ref: str) -> bool:
@@ -480,12 +483,12 @@ class PodmanBackend(ContainerBackend):
             "get", f"/images/{urllib.parse.quote(self._image_ref, safe='')}/json"
         ).json()
         info = self.engine_info()
-        host_info = info.get("host") or {}
-        store = info.get("store") or {}
-        version = info.get("version") or {}
+        host_info = section(info, "host")
+        store = section(info, "store")
+        version = section(info, "version")
         self._runtime_version = self.runtime_version(self.settings.runtime)
-        root = Path(store.get("graphRoot") or "/var/lib/containers/storage")
-        driver = store.get("graphDriverName") or "overlay"
+        root = Path(text(store.get("graphRoot")) or "/var/lib/containers/storage")
+        driver = text(store.get("graphDriverName")) or "overlay"
         self._storage_dirs = [root / f"{driver}-containers", root / driver]
         return {
             "engine": "podman",
@@ -493,7 +496,7 @@ class PodmanBackend(ContainerBackend):
             "podman_version": version.get("Version"),
             "api_version": version.get("APIVersion"),
             "conmon_version": version_line(
-                ((host_info.get("conmon") or {}).get("version") or "").replace(",", "\n")
+                (text(section(host_info, "conmon").get("version")) or "").replace(",", "\n")
             ),
             "storage_driver": driver,
             "cgroup_version": host_info.get("cgroupVersion"),
@@ -592,7 +595,8 @@ class PodmanBackend(ContainerBackend):
 
     @staticmethod
     def _writable_bytes(row: EngineJson) -> int | None:
-        return (row.get("Size") or {}).get("rwSize")
+        size = section(row, "Size").get("rwSize")
+        return size if isinstance(size, int) else None
 
     def sample(self, inst: Instance, host: Host) -> Facts:
         info = self._call("get", f"/containers/{inst.handle}/json").json()
@@ -603,10 +607,10 @@ class PodmanBackend(ContainerBackend):
         conmon = state.get("ConmonPid") or 0
         # The process view: its conmon keeps it.
         pids = container_pids(self._processes(host), pid, conmon)
-        stats = self._call(
+        stats: EngineJson = self._call(
             "get", "/containers/stats", params={"containers": inst.handle, "stream": False}
         ).json()
-        rows = stats.get("Stats") or []
+        rows = entries(stats, "Stats")
         usage = rows[0].get("MemUsage") if rows else None
         return {
             "pids": [*pids],
@@ -628,7 +632,7 @@ class PodmanBackend(ContainerBackend):
         except NotFound:
             pass
 
-    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
+    def _list(self, label: str, size: bool = False) -> Sequence[EngineJson]:
         params: dict[str, str | bool] = {"all": True, "filters": json.dumps({"label": [label]})}
         if size:
             params["size"] = True

@@ -8,7 +8,11 @@ ran is measured separately (the readiness line's `kernel=`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
 
 CONTAINER = "container"  # namespaces and cgroups on the host's kernel (runc, crun)
 SANDBOX = "sandbox"  # a container whose system calls a user-space kernel serves (gVisor)
@@ -41,7 +45,7 @@ def own_kernel(kind: str | None) -> bool:
     return kind is not None and kind != CONTAINER
 
 
-def own_kernel_mask(kinds: Any) -> Any:
+def own_kernel_mask(kinds: ArrayLike) -> NDArray[np.bool_]:
     """own_kernel() of each value of an array or pandas Series of kinds (missing: False),
     as a bool array: judged once per distinct kind, not once per instance."""
     import numpy as np

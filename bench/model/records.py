@@ -32,12 +32,53 @@ Worse = Literal["higher", "lower"]
 # Facts by field name, as a measurement or a backend reports them for a record: a
 # declared field's value, or an extra's (any JSON).
 Facts = dict[str, JsonValue]
-# A stored record as read back (a sample or step row, metadata.json): JSON, validated
-# through the models above. Its values are left untyped: the judge and the report read
-# them by key at many sites, and JsonValue would make each read a cast.
-Row = dict[str, Any]
+# A stored record as read back (a sample or step row, metadata.json, a part of it):
+# JSON, validated through the models below. A value is read through the accessors
+# under it (obj, objs, text, number, str_field, int_field), which narrow it to what
+# the reader expects.
+Row = dict[str, JsonValue]
 
 
+def obj(value: JsonValue) -> Row:
+    """`value` if it is a JSON object, else an empty one (a part an older run lacks)."""
+    return value if isinstance(value, dict) else {}
+
+
+def objs(value: JsonValue) -> list[Row]:
+    """The entries of a JSON array, each as an object (scenario platforms, ...)."""
+    return [obj(v) for v in value] if isinstance(value, list) else []
+
+
+def text(value: object) -> str | None:
+    """`value` if it is a string, else None."""
+    return value if isinstance(value, str) else None
+
+
+def number(value: object) -> float | None:
+    """`value` if it is a number (not a bool), else None."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def str_field(row: Mapping[str, object], key: str) -> str:
+    """A string field every record of its kind has (platform): validated when read, so
+    a row without it is a programming error, raised as one (KeyError, TypeError)."""
+    v = row[key]
+    if not isinstance(v, str):
+        raise TypeError(f"{key}: {v!r} is not a string")
+    return v
+
+
+def int_field(row: Mapping[str, object], key: str, default: int | None = None) -> int:
+    """An integer field every record of its kind has (n, repeat; `default` when the row
+    may lack it), as str_field."""
+    v = row[key] if default is None else row.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"{key}: {v!r} is not an integer")
+    return v
+
+
+# metric() and value() return pydantic's Field(), typed Any so that it stands as a
+# field's default whatever the field's type (pydantic's own idiom).
 def metric(
     unit: str,
     doc: str,
@@ -391,7 +432,7 @@ def core_fields(model: type[Record]) -> frozenset[str]:
     return frozenset(model.model_fields)
 
 
-def split_extras(model: type[Record], data: Mapping[str, object]) -> dict[str, object]:
+def split_extras(model: type[Record], data: Mapping[str, JsonValue]) -> Row:
     """`data` with every key the model does not declare moved into `extras`.
 
     For backend facts and for rows of older schema versions: nothing undeclared can
@@ -402,7 +443,7 @@ def split_extras(model: type[Record], data: Mapping[str, object]) -> dict[str, o
     extras = {k: v for k, v in data.items() if k not in core}
     if extras:
         prior = data.get("extras")
-        out["extras"] = {**(prior if isinstance(prior, Mapping) else {}), **extras}
+        out["extras"] = {**obj(prior), **extras}
     return out
 
 
@@ -427,7 +468,10 @@ BACKEND_FIELDS = frozenset(
 
 def backend_facts(info: Mapping[str, object]) -> dict[str, Any]:
     """A backend's facts about one instance as Sample keyword arguments: the fields it
-    may fill, and everything else (private `_` keys dropped) under `extras`."""
+    may fill, and everything else (private `_` keys dropped) under `extras`.
+
+    Any: the values are what a backend found (its SDK's numbers and strings), typed by
+    pydantic when the Sample is made, not before."""
     out = {k: v for k, v in info.items() if k in BACKEND_FIELDS}
     extras = {k: v for k, v in info.items() if k not in BACKEND_FIELDS and not k.startswith("_")}
     if extras:

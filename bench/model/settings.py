@@ -35,11 +35,11 @@ MAX_COUNT = 10_000
 DEFAULT_MARKER = "BENCH_READY"
 
 
-def _size(v: Any) -> int:
+def _size(v: object) -> int:
     return parse_size(v)
 
 
-def _duration(v: Any) -> float:
+def _duration(v: object) -> float:
     return parse_duration(v)
 
 

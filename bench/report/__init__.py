@@ -122,6 +122,7 @@ def write_history(history: History, out: Path) -> list[Path]:
 
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
+    from bench.model.records import text
     from bench.report import plots
     from bench.report.frame import load_frames
     from bench.report.model import build_model
@@ -130,7 +131,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     from bench.report.render_markdown import classic_markdown, summary_markdown, tax_file
 
     frames = load_frames(runs_in(run_dirs))
-    names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
+    names = [text(r.part("scenario").get("name")) or "" for r in frames.runs]
     # Named after the run folders as the user gave them, never after the run ids stored
     # inside them (a stored run id of "../../x" named a folder outside reports/).
     folders = [Path(r.dir).resolve().name for r in frames.runs]

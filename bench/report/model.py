@@ -17,6 +17,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from bench.judge import comparability
+from bench.model.records import objs
 from bench.report import tables
 from bench.report.frame import Frames
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from bench.judge.history import History
+    from bench.model.records import Row
     from bench.report.tax import Tax
 
 
@@ -164,7 +166,7 @@ def _boundary(frames: Frames) -> BoundarySection | None:
     run = frames.runs[-1]
     counted = {"read": 0, "stored": 0}
 
-    def samples() -> Iterator[dict[str, object]]:
+    def samples() -> Iterator[Row]:
         for row in islice(run.iter_samples(), BOUNDARY_SAMPLES):
             counted["read"] += 1
             extras = row.get("extras")
@@ -212,7 +214,7 @@ def _ready_means(frames: Frames) -> dict[str, str]:
     out = {}
     for r in frames.runs:
         said = []
-        for p in r.metadata.get("scenario", {}).get("platforms", []):
+        for p in objs(r.part("scenario").get("platforms")):
             try:
                 rule = ReadyRule.model_validate(p.get("ready") or {})
             except ValidationError:

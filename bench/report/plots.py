@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from bench.model import kinds
+from bench.model.records import number, obj
 from bench.model.units import format_seconds, size_unit
 from bench.report.frame import Frames, platform_order
 
@@ -223,7 +224,7 @@ def density_curve(frames: Frames) -> Figure:
                 )
             else:
                 ax.plot([st["n"]], [row["ready_p95_s"].iloc[0]], "X", markersize=11, color="red")
-        slo = (block.get("slo") or {}).get("ready_p95")
+        slo = number(obj(block.get("slo")).get("ready_p95"))
         if slo:
             ax.axhline(slo, color=color, linestyle="--", alpha=0.6, label=f"{series} SLO p95")
         if rate_ax is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from bench.judge import verdict as v
 from bench.judge.comparability import host_facts
-from bench.model.records import unit_of
+from bench.model.records import number, unit_of
 from bench.model.units import format_bytes, format_seconds
 from bench.report.tables import (
     COLUMNS_NOTE,
@@ -105,7 +105,7 @@ def classic_markdown(model: ReportModel) -> str:
     facts = host_facts(r0.metadata)
     where = (
         f"on `{facts.get('hostname')}` ({facts.get('cpu_model')}, {facts.get('cpu_cores')} cores, "
-        f"{format_bytes(facts.get('mem_total_bytes'))}, kernel {facts.get('kernel')})"
+        f"{format_bytes(number(facts.get('mem_total_bytes')))}, kernel {facts.get('kernel')})"
         if not model.multi
         else f"from {len(runs)} runs"
     )

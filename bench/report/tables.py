@@ -8,11 +8,13 @@ reads the same in Markdown and in HTML."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from bench.judge import comparability
 from bench.judge.comparability import host_facts
 from bench.model import kinds
+from bench.model.records import number, obj, text
 from bench.model.results import Run
 from bench.model.units import format_bytes, format_seconds
 from bench.report.frame import Frames, platform_order
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from bench.judge.history import History
+    from bench.judge.summary import SummaryRow
 
 COLUMNS_NOTE = (
     "Columns run along the spectrum: containers (the host's kernel), sandboxed "
@@ -96,9 +99,9 @@ def classic_table(frames: Frames, host: str | None = None) -> pd.DataFrame:
     rtt = steps.get("rtt_s")
     any_remote = rtt is not None and bool((rtt > 0).any())
     for r in frames.runs:
-        facts = (r.metadata.get("hosts") or {}).get(host) if host is not None else None
-        host_kernel = (facts or host_facts(r.metadata)).get("kernel")
-        engines = r.metadata.get("engines", {})
+        facts = obj(r.part("hosts").get(host)) if host is not None else {}
+        host_kernel = text((facts or host_facts(r.metadata)).get("kernel"))
+        engines = r.part("engines")
         for platform in platform_order([r]):
             s = samples[(samples["run"] == r.run_id) & (samples["platform"] == platform)]
             rows = summary[(summary["run"] == r.run_id) & (summary["platform"] == platform)]
@@ -116,7 +119,7 @@ def classic_table(frames: Frames, host: str | None = None) -> pd.DataFrame:
                 "kernel": kernel_cell(
                     ok["guest_kernel"].dropna().tolist(), host_kernel, kind, runtimes
                 ),
-                "weight (image)": _size(engines.get(platform, {}).get("image_bytes")),
+                "weight (image)": _size(obj(engines.get(platform)).get("image_bytes")),
                 "boot p50 / p95, smallest N": _boot(rows, smallest=True),
                 "boot p50 / p95, largest N": _boot(rows, smallest=False),
                 "memory per instance, host view": _mem(rows, "mem_host_per_instance_mib", st),
@@ -136,7 +139,7 @@ def classic_table(frames: Frames, host: str | None = None) -> pd.DataFrame:
                 )
             if any_runtime:
                 column = _insert_after(
-                    column, "kernel", "runtime", runtime_cell(runtimes, engines.get(platform, {}))
+                    column, "kernel", "runtime", runtime_cell(runtimes, obj(engines.get(platform)))
                 )
             columns[label] = column
     df = pd.DataFrame(columns)
@@ -229,9 +232,9 @@ def memory_disagreements(frames: Frames) -> dict[str, list[str]]:
     out = {}
     for r in frames.runs:
         rows = frames.summaries[r.run_id]
-        by_host: dict[str | None, list[dict[str, object]]] = {}
+        by_host: dict[str | None, list[SummaryRow]] = {}
         for row in rows:
-            by_host.setdefault(row.get("host"), []).append(row)
+            by_host.setdefault(text(row.get("host")), []).append(row)
         lines = []
         for host, host_rows in by_host.items():
             prefix = f"{host}: " if frames.multi_host and host else ""
@@ -281,7 +284,7 @@ def _kernel_owner(kind: str | None, runtimes: list[str]) -> str:
     return "own"  # a container that did not see the host's kernel: said as measured
 
 
-def runtime_cell(runtimes: list[str], engine: dict[str, object]) -> str:
+def runtime_cell(runtimes: list[str], engine: Mapping[str, object]) -> str:
     """The OCI runtime(s) a platform's instances ran under, with the project behind a
     sandbox's (runsc: gVisor) and the version the engine recorded."""
     if not runtimes:
@@ -358,7 +361,7 @@ def run_metadata(frames: Frames) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]
 
     out = []
     for r in frames.runs:
-        hosts = r.metadata.get("hosts") or {}
+        hosts = {key: obj(facts) for key, facts in r.part("hosts").items()}
         if len(hosts) < 2:
             hosts = {"value": host_facts(r.metadata)}
         run_facts = {
@@ -374,11 +377,13 @@ def run_metadata(frames: Frames) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]
             for k in comparability.HOST_FACTS:
                 if k in host:
                     v = host[k]
-                    facts[HOST_LABELS.get(k, k)] = format_bytes(v) if k.endswith("_bytes") else v
+                    facts[HOST_LABELS.get(k, k)] = (
+                        format_bytes(number(v)) if k.endswith("_bytes") else v
+                    )
             columns[key] = facts
         host_df = pd.DataFrame(columns).astype(object)
         host_df = host_df.where(host_df.notna(), "-").astype(str)
-        engines = r.metadata.get("engines", {})
+        engines = r.part("engines")
         # Platforms in the tables' order (along the spectrum), not the scenario's.
         engines = {p: engines[p] for p in platform_order([r]) if p in engines} | engines
         eng_df = pd.DataFrame(engines).astype(object).where(pd.DataFrame(engines).notna(), "-")
@@ -572,7 +577,7 @@ def run_history(
 
     if not frames.multi:
         return None, None
-    names = sorted({str((r.metadata.get("scenario") or {}).get("name")) for r in frames.runs})
+    names = sorted({str(r.part("scenario").get("name")) for r in frames.runs})
     if len(names) > 1:
         return None, (
             f"No history: the runs are of {len(names)} scenarios ({', '.join(names)}); a "
