@@ -43,7 +43,7 @@ from bench.backends.oci import (
     EngineJson,
     binary_version,
     container_boundary,
-    container_pids,
+    container_processes,
     instance_labels,
     probe_name,
     probe_verdict,
@@ -576,7 +576,7 @@ class PodmanBackend(ContainerBackend):
         pid = state.get("Pid") or 0
         conmon = state.get("ConmonPid") or 0
         # The process view: its conmon keeps it.
-        pids = container_pids(self._processes(host), pid, conmon)
+        pids, runtime = container_processes(self._processes(host), pid, conmon, self.kind)
         stats = self._call(
             "get", "/containers/stats", params={"containers": inst.handle, "stream": False}
         ).json()
@@ -584,6 +584,7 @@ class PodmanBackend(ContainerBackend):
         usage = rows[0].get("MemUsage") if rows else None
         return {
             "pids": [*pids],
+            "runtime_pids": [*runtime],
             "engine_mem_bytes": usage,
             "engine_mem_source": "podman stats MemUsage (its cgroup memory usage)",
             "disk_writable_bytes": self._sizes.get(inst.handle),
