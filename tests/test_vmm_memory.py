@@ -279,3 +279,99 @@ def test_runtime_processes_under_runc_and_under_gvisor():
     pids, runtime = container_processes(procs, 32, 30, kinds.SANDBOX)
     assert sorted(pids) == [30, 31, 32, 33]
     assert sorted(runtime) == [30, 31, 32]
+
+
+# -- the report -------------------------------------------------------------------------
+
+
+def engine_memory_run(root):
+    """A spectrum run whose samples and steps carry the engine-memory fields."""
+    from tests.test_report import SPECTRUM, SPECTRUM_ENGINES, sample, step, write_run
+
+    own = {"runc": 12, "runsc": 60, "microvm": 45, "vm": 70}  # MiB
+    samples, steps = [], []
+    for name, backend, kind, runtime, kernel, accel in SPECTRUM:
+        vm = kinds.is_vm(kind)
+        mem = {"vmm_overhead_bytes" if vm else "runtime_rss_bytes": own[name] * MIB}
+        for n in (1, 2):
+            samples += [
+                sample(
+                    name,
+                    n,
+                    0.2,
+                    backend=backend,
+                    kind=kind,
+                    runtime=runtime,
+                    guest_kernel=kernel,
+                    accel=accel,
+                    pss_bytes=100 * MIB,
+                    **mem,
+                )
+                for _ in range(n)
+            ]
+            steps.append(
+                step(
+                    name, n, kind=kind, backend=backend, status="ran", slab_growth_bytes=n * 3 * MIB
+                )
+            )
+    scenario = {
+        "name": "spectrum",
+        "platforms": [{"name": p[0], "backend": p[1]} for p in SPECTRUM],
+    }
+    return write_run(
+        root,
+        "spectrum-20261206-000000-dddd",
+        samples,
+        steps,
+        scenario=scenario,
+        engines=SPECTRUM_ENGINES,
+    )
+
+
+def test_the_table_shows_the_engine_s_own_memory_and_the_slab_beside_pss(tmp_path):
+    from bench.report import tables
+    from bench.report.frame import load_frames
+
+    frames = load_frames([engine_memory_run(tmp_path)])
+    table = tables.classic_table(frames)
+    rows = list(table.index)
+    pss = rows.index("memory per instance, PSS")
+    assert rows[pss + 1 : pss + 3] == [tables.OVERHEAD, tables.SLAB]
+    cells = table.loc[tables.OVERHEAD].tolist()
+    assert cells == [
+        "runtime processes: 12.0 MiB (N=2, n=2)",
+        "runtime processes: 60.0 MiB (N=2, n=2)",
+        "VMM less guest RAM: 45.0 MiB (N=2, n=2)",
+        "VMM less guest RAM: 70.0 MiB (N=2, n=2)",
+        "Firecracker: < 5 MiB VMM overhead",
+    ]
+    # Slab growth: 6 MiB over a step of 2, per instance, one step.
+    assert table.loc[tables.SLAB].tolist()[:4] == ["3.0 MiB (N=2, n=1)"] * 4
+    assert "guest-RAM-sized mapping" in tables.rows_note([table])
+
+
+def test_runs_without_the_fields_keep_their_table(tmp_path):
+    from bench.report import tables
+    from bench.report.frame import load_frames
+    from tests.test_report import spectrum_run
+
+    table = tables.classic_table(load_frames([spectrum_run(tmp_path)]))
+    assert tables.OVERHEAD not in table.index and tables.SLAB not in table.index
+    assert tables.rows_note([table]) == tables.ROWS_NOTE
+
+
+def test_the_memory_plot_gets_both_panels_with_units(tmp_path):
+    from bench.report import plots
+    from bench.report.frame import load_frames
+
+    fig = plots.memory_per_instance(load_frames([engine_memory_run(tmp_path)]))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "engine's own: VMM less guest RAM / runtime, RSS" in titles
+    assert "host kernel: Slab growth" in titles
+    slab = fig.axes[titles.index("host kernel: Slab growth")]
+    assert slab.get_ylabel() == "MiB per instance"
+    # The slab panel's line is 3 MiB per instance at both N, for each platform.
+    assert {tuple(line.get_ydata()) for line in slab.get_lines()} == {(3.0, 3.0)}
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
