@@ -158,10 +158,28 @@ def test_no_guest_sized_mapping_gives_nothing_rather_than_the_whole_vm():
         "1000-2000 rw-p 0 0 0\nSize: 99999999999999999999999 kB\nRss: x kB\n",
     ],
 )
-def test_hostile_smaps_text_never_raises(text):
+def test_hostile_smaps_text_never_raises(tmp_path, text):
     areas = procfs.parse_smaps(text)
     assert all(a.rss >= 0 for a in areas)
     assert procfs.vmm_overhead(text, GUEST) is None
+    # Through the measurement, read from a file: the fields stay unset and it says why.
+    host = ProcHost(tmp_path)
+    host.write("/proc/9/smaps", text)
+    facts = ProcessMemory("process_memory").sample(
+        ctx_for(host), inst(), {"vmm_pid": 9, "guest_memory_bytes": GUEST}
+    )
+    assert list(facts) == ["vmm_overhead_missing"]
+
+
+def test_a_mapped_file_name_in_no_encoding_does_not_lose_the_smaps(tmp_path):
+    host = ProcHost(tmp_path)
+    host.write("/proc/4242/smaps", "")
+    raw = QEMU_SMAPS.replace("/usr/lib/x86_64-linux-gnu/libc.so.6", "/tmp/\udcff.so")
+    (tmp_path / "proc/4242/smaps").write_bytes(raw.encode("utf-8", "surrogateescape"))
+    facts = ProcessMemory("process_memory").sample(
+        ctx_for(host), inst(), {"vmm_pid": 4242, "guest_memory_bytes": GUEST}
+    )
+    assert facts["vmm_overhead_bytes"] == OWN_RSS_KIB * 1024
 
 
 def test_slab_fields_from_meminfo(tmp_path):
