@@ -35,7 +35,7 @@ from bench.backends.oci import (
     binary_version,
     cgroup_memory,
     container_boundary,
-    container_pids,
+    container_processes,
     entries,
     instance_labels,
     probe_name,
@@ -575,7 +575,8 @@ class DockerBackend(ContainerBackend):
         )
         # The process view: its containerd-shim (the parent of its init) keeps it.
         procs = self._processes(host)
-        pids = container_pids(procs, pid, procs.parent(pid) if pid else None)
+        keeper = procs.parent(pid) if pid else None
+        pids, runtime = container_processes(procs, pid, keeper, self.kind)
         # A local engine's containers: their cgroup files, read directly (no stats call).
         mem: tuple[int | None, str] | None
         mem = cgroup_memory(host, pid, inst.handle) if pid and self._local else None
@@ -587,6 +588,7 @@ class DockerBackend(ContainerBackend):
             mem = figure, "docker stats: usage - inactive_file"
         return {
             "pids": [*pids],
+            "runtime_pids": [*runtime],
             "engine_mem_bytes": mem[0],
             "engine_mem_source": mem[1],
             "disk_writable_bytes": size_rw,

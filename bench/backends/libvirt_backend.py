@@ -392,6 +392,10 @@ class LibvirtBackend(Backend):
         overlay = inst.info.get("_overlay")
         out: Facts = {
             "pids": [pid] if pid else [],
+            # Its QEMU and the RAM the domain was given (as in its XML): the process
+            # view finds the guest's RAM among QEMU's mappings by this size.
+            "vmm_pid": pid,
+            "guest_memory_bytes": (self.settings.memory or DEFAULT_MEMORY) // 1024 * 1024,
             "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
             "engine_mem_source": "libvirt memoryStats rss",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.

@@ -161,14 +161,29 @@ def container_leftover(backend: str, row: EngineJson) -> Leftover:
     )
 
 
-def container_pids(procs: ProcessTable, pid: int, keeper: int | None) -> list[int]:
-    """The process view of a container: every process inside it (its init `pid` and
-    descendants) plus the engine's process that keeps it (docker's containerd-shim,
-    podman's conmon)."""
-    pids = procs.descendants(pid) if pid else []
-    if keeper and keeper > 1:
-        pids.append(keeper)
-    return pids
+def container_processes(
+    procs: ProcessTable, pid: int, keeper: int | None, kind: str
+) -> tuple[list[int], list[int]]:
+    """(every host process of a container, the runtime's own among them), from the pid
+    its engine reports and the process that keeps it (docker's containerd-shim, podman's
+    conmon; one per container with either engine).
+
+    Under runc or crun the runtime's own is the keeper alone: the container's init and
+    its descendants are the container's. Under a sandbox runtime (gVisor) the engine's
+    pid is the sandbox (the Sentry, gVisor's kernel) and the keeper also runs its gofer
+    (the file proxy, a sibling of the sandbox): keeper, gofer and sandbox are the
+    runtime's, and only the sandbox's children (the stubs holding the application's
+    address spaces) are the container's own. The Sentry's memory still holds the
+    application's memory file, so a sandbox's runtime figure includes what the workload
+    allocates; a workload that sleeps allocates almost nothing."""
+    own = procs.descendants(pid) if pid else []
+    if not (keeper and keeper > 1):
+        return own, []
+    if kind == kinds.SANDBOX:
+        everything = procs.descendants(keeper)
+        inside = set(own) - {pid}
+        return everything, [p for p in everything if p not in inside]
+    return [*own, keeper], [keeper]
 
 
 def container_boundary(pid: object, kind: str, engine: str) -> BoundaryView:

@@ -51,7 +51,7 @@ from bench.backends.oci import (
     EngineJson,
     binary_version,
     container_boundary,
-    container_pids,
+    container_processes,
     entries,
     instance_labels,
     probe_name,
@@ -606,7 +606,7 @@ class PodmanBackend(ContainerBackend):
         pid = state.get("Pid") or 0
         conmon = state.get("ConmonPid") or 0
         # The process view: its conmon keeps it.
-        pids = container_pids(self._processes(host), pid, conmon)
+        pids, runtime = container_processes(self._processes(host), pid, conmon, self.kind)
         stats: EngineJson = self._call(
             "get", "/containers/stats", params={"containers": inst.handle, "stream": False}
         ).json()
@@ -614,6 +614,7 @@ class PodmanBackend(ContainerBackend):
         usage = rows[0].get("MemUsage") if rows else None
         return {
             "pids": [*pids],
+            "runtime_pids": [*runtime],
             "engine_mem_bytes": usage,
             "engine_mem_source": "podman stats MemUsage (its cgroup memory usage)",
             "disk_writable_bytes": self._sizes.get(inst.handle),

@@ -691,6 +691,11 @@ class QemuBackend(Backend):
         disk = self.settings.disk
         return {
             "pids": [pid] if pid else [],
+            # Its VMM and the RAM it was given: the process view finds the guest's RAM
+            # among QEMU's mappings by this size (its VMM overhead is the rest).
+            "vmm_pid": pid,
+            "guest_memory_bytes": max(1, (self.settings.memory or DEFAULT_MEMORY) // 2**20)
+            * 2**20,  # as qemu_argv gave it: -m in MiB
             # QEMU keeps no account of its own memory use (no cgroup, no balloon device
             # here): the process view (PSS of the QEMU process) is the measure.
             "engine_mem_bytes": None,

@@ -182,6 +182,30 @@ class Sample(Record):
     uss_bytes: int | None = metric("bytes", "unique set size of its host processes")
     rss_bytes: int | None = metric("bytes", "resident set size of its host processes")
     processes: int | None = value("host processes counted in the process view")
+    # What the engine itself costs per instance, apart from what runs in it (issue 24):
+    # a VM's VMM less its guest's RAM (Firecracker's method), a container's runtime
+    # processes (its shim or conmon; gVisor's gofer and sandbox) apart from its own.
+    vmm_overhead_bytes: int | None = metric(
+        "bytes",
+        "the VMM process's RSS less the RSS of its guest-RAM-sized mappings (VMs)",
+        summary={"mem_vmm_overhead_per_instance_bytes": "median"},
+    )
+    vmm_overhead_pss_bytes: int | None = metric(
+        "bytes", "the VMM process's PSS less the PSS of its guest-RAM-sized mappings (VMs)"
+    )
+    guest_ram_rss_bytes: int | None = value(
+        "resident part of the guest's RAM in its VMM (the mappings left out above)", "bytes"
+    )
+    runtime_rss_bytes: int | None = metric(
+        "bytes",
+        "RSS of the container runtime's own processes: containerd-shim or conmon, gVisor's "
+        "gofer and sandbox (containers)",
+        summary={"mem_runtime_per_instance_bytes": "median"},
+    )
+    runtime_pss_bytes: int | None = metric(
+        "bytes", "PSS of the container runtime's own processes (containers)"
+    )
+    runtime_processes: int | None = value("runtime processes counted in runtime_rss_bytes")
     engine_mem_bytes: int | None = metric(
         "bytes",
         "the engine's own memory figure (engine view)",
@@ -255,6 +279,20 @@ class StepRecord(Record):
         "bytes",
         "drop of host MemAvailable per instance (host view)",
         summary={"mem_host_per_instance_bytes": "median"},
+    )
+    # The kernel's slab (/proc/meminfo) at both readings: what a step costs the host's
+    # kernel (dentries, inodes, cgroups, namespaces), which no process's memory shows.
+    slab_before_bytes: int | None = value("host Slab before launch", "bytes")
+    slab_after_bytes: int | None = value("host Slab after settle", "bytes")
+    sreclaimable_before_bytes: int | None = value("host SReclaimable before launch", "bytes")
+    sreclaimable_after_bytes: int | None = value("host SReclaimable after settle", "bytes")
+    sunreclaim_before_bytes: int | None = value("host SUnreclaim before launch", "bytes")
+    sunreclaim_after_bytes: int | None = value("host SUnreclaim after settle", "bytes")
+    slab_growth_bytes: int | None = metric(
+        "bytes",
+        "growth of the host kernel's Slab over the step",
+        summary={"slab_per_instance_bytes": "median"},
+        per_instance=True,
     )
     disk_growth_bytes: int | None = metric(
         "bytes",
@@ -457,6 +495,12 @@ BACKEND_FIELDS = frozenset(
         "uss_bytes",
         "rss_bytes",
         "processes",
+        "vmm_overhead_bytes",
+        "vmm_overhead_pss_bytes",
+        "guest_ram_rss_bytes",
+        "runtime_rss_bytes",
+        "runtime_pss_bytes",
+        "runtime_processes",
         "engine_mem_bytes",
         "engine_mem_source",
         "disk_writable_bytes",

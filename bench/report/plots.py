@@ -150,6 +150,7 @@ def memory_per_instance(frames: Frames) -> Figure:
         stats = _stats(frames, source, column)
         if not stats.empty:
             views.append((title, stats))
+    views += _engine_views(frames)
     if not views:
         raise NoData(
             "memory was not measured in these runs (no host drop, PSS, USS, RSS or "
@@ -174,6 +175,25 @@ def memory_per_instance(frames: Frames) -> Figure:
     )
     _figure_legend(fig, fig.axes[0])
     return fig
+
+
+def _engine_views(frames: Frames) -> list[tuple[str, pd.DataFrame]]:
+    """The engine's own memory (issue 24) as two more panels, when measured: a VM's VMM
+    less its guest's RAM beside a container's runtime processes (both RSS; one column,
+    each instance has one or the other), and the host kernel's slab growth per instance
+    (a step's growth over its N)."""
+    s, st = frames.samples, frames.steps
+    own = s.assign(engine_own_bytes=s["vmm_overhead_bytes"].fillna(s["runtime_rss_bytes"]))
+    slab = st.assign(slab_per_instance_bytes=st["slab_growth_bytes"] / st["n"])
+    views = []
+    for title, source, column, df in (
+        ("engine's own: VMM less guest RAM / runtime, RSS", "samples", "engine_own_bytes", own),
+        ("host kernel: Slab growth", "steps", "slab_per_instance_bytes", slab),
+    ):
+        stats = _stats(frames, source, column, df)
+        if not stats.empty:
+            views.append((title, stats))
+    return views
 
 
 def density_curve(frames: Frames) -> Figure:

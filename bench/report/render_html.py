@@ -89,7 +89,8 @@ def render_html(
         ]
     body += [
         "<h2>Containers vs VMs, measured</h2>",
-        f"<p>{_text(tables.COLUMNS_NOTE)} {_text(tables.ROWS_NOTE)}</p>",
+        f"<p>{_text(tables.COLUMNS_NOTE)} "
+        f"{_text(tables.rows_note([c.table for c in model.classic]))}</p>",
     ]
     for classic in model.classic:
         if classic.host is not None:

@@ -21,10 +21,10 @@ from bench.model.units import format_bytes, format_seconds
 from bench.report.tables import (
     COLUMNS_NOTE,
     POLICY_NOTE,
-    ROWS_NOTE,
     TCG_NOTE,
     boundary_note,
     human_column,
+    rows_note,
     summary_display,
 )
 
@@ -114,7 +114,7 @@ def classic_markdown(model: ReportModel) -> str:
         "",
         f"Measured {where} by bench {r0.metadata.get('bench_version')}: "
         f"{', '.join(f'`{run_id}`' for run_id in model.run_ids)}. {COLUMNS_NOTE} "
-        f"{ROWS_NOTE}",
+        f"{rows_note([c.table for c in model.classic])}",
         "",
     ]
     if model.tcg:

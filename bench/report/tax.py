@@ -51,6 +51,9 @@ MEASURES: tuple[tuple[str, str, str, bool, float], ...] = (
     ("disk_per_instance_mib", "samples", "disk_writable_bytes", False, MIB),
     ("storage_per_instance_kib", "steps", "disk_growth_bytes", True, KIB),
     ("teardown_per_instance_s", "steps", "teardown_s", True, 1.0),
+    # Last, so that the bootstrap's random stream for the measures above is unchanged.
+    ("vmm_overhead_per_instance_mib", "samples", "vmm_overhead_bytes", False, MIB),
+    ("slab_per_instance_kib", "steps", "slab_growth_bytes", True, KIB),
 )
 COLUMNS = [
     "run",
