@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Literal, overload
 
 from pydantic import Field, field_validator
 
-from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
+from bench.backends.base import (
+    BoundaryView,
+    Check,
+    CliOption,
+    ExecResult,
+    Instance,
+    print_nothing,
+)
 from bench.backends.oci import (
     API_CONNECTIONS,
     API_TIMEOUT_S,
@@ -506,6 +513,16 @@ class DockerBackend(ContainerBackend):
 
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
+
+    def run_in(self, inst: Instance, argv: list[str]) -> ExecResult:
+        # `docker exec`: the container's namespaces, cgroup and runtime (runsc serves the
+        # command's system calls like the init's). Output arrives at its end: the call's
+        # own timeout (API_TIMEOUT_S) bounds how long a workload may run.
+        api = self.connect()
+        exec_id = api.exec_create(inst.handle, argv, stdout=True, stderr=True)["Id"]
+        out, err = api.exec_start(exec_id, demux=True)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return ExecResult(code if isinstance(code, int) else -1, out or b"", err or b"")
 
     def _list(self, label: str, size: bool = False) -> list[EngineJson]:
         return self.connect().containers(all=True, filters={"label": label}, size=size)

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 
 from pydantic import Field, JsonValue, field_validator
 
-from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
+from bench.backends.base import (
+    BoundaryView,
+    Check,
+    CliOption,
+    ExecResult,
+    Instance,
+    print_nothing,
+)
 from bench.backends.docker_backend import DockerSettings
 from bench.backends.oci import (
     API_CONNECTIONS,
@@ -560,6 +567,13 @@ class PodmanBackend(ContainerBackend):
             raise
         sock.setblocking(False)
         return sock, rest
+
+    def run_in(self, inst: Instance, argv: list[str]) -> ExecResult:
+        # `podman exec` through the service (the bindings' exec_run: create, start, inspect).
+        container = self.connect().containers.get(inst.handle)
+        code, output = container.exec_run(argv, stdout=True, stderr=True, demux=True)
+        out, err = output if isinstance(output, tuple) else (output, b"")
+        return ExecResult(code if isinstance(code, int) else -1, out or b"", err or b"")
 
     def start(self, inst: Instance) -> None:
         self._call("post", f"/containers/{inst.handle}/start")
