@@ -268,3 +268,14 @@ def test_the_loader_closure_parser():
     ]
     with pytest.raises(ImageError, match="fio needs librbd.so.1"):
         rootfs.parse_closure("\tlibrbd.so.1 => not found\n", "fio")
+
+
+def test_platforms_take_turns_in_a_workload_run():
+    _, sink, _ = run_fake(FAKE)
+    order = [(s["platform"], s["repeat"]) for s in sink.samples]
+    assert order[:4] == [("native", 0), ("runc", 0), ("microvm", 0), ("native", 1)]
+
+
+def test_workloads_refuse_a_density_search():
+    with pytest.raises(ScenarioError, match="workloads: workloads run at fixed counts"):
+        parse_scenario(BASE + "density: {max: 8}\nworkloads: {run: [cpu]}\n")

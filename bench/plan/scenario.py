@@ -256,6 +256,16 @@ class Scenario(Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _workloads_without_search(self) -> Scenario:
+        if self.workloads is not None and (
+            self.density is not None or any(p.density is not None for p in self.platforms)
+        ):
+            raise KeyedValueError(
+                "workloads", "workloads run at fixed counts: drop density (use counts: [1])"
+            )
+        return self
+
     def search_for(self, platform: PlatformBase) -> Density | None:
         """The density search this platform runs, if any (its own block wins)."""
         if platform.density is not None:
