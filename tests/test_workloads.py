@@ -224,7 +224,7 @@ class NoExec(Backend):
 
 
 class Exits(NoExec):
-    def run_in(self, inst, argv):
+    def run_in(self, inst, argv, timeout_s=60.0):
         return ExecResult(1, b"", b"stress-ng: error: [1] unrecognized option\n")
 
 
@@ -279,3 +279,48 @@ def test_platforms_take_turns_in_a_workload_run():
 def test_workloads_refuse_a_density_search():
     with pytest.raises(ScenarioError, match="workloads: workloads run at fixed counts"):
         parse_scenario(BASE + "density: {max: 8}\nworkloads: {run: [cpu]}\n")
+
+
+def test_a_guest_answer_on_its_console_is_decoded_and_checked():
+    import base64
+    import hashlib
+
+    from bench.backends import guest
+
+    out, err = b'{"jobs": []}\n', b"warn\n"
+    data = out + err
+    body = base64.encodebytes(data).decode().splitlines()
+    head = (
+        f"BENCH_RESULT_BEGIN rc=3 out={len(out)} err={len(err)} "
+        f"sha256={hashlib.sha256(data).hexdigest()}"
+    )
+    console = Console("BENCH_READY")
+    console.feed(b"[ 0.1] booting\nBENCH_READY uptime=1 kernel=k\n")
+    console.expect_result()
+    # The echoed command and a kernel line come first; the answer's lines are collected.
+    answer = ["BENCH_EXEC c2ggLWMgdHJ1ZQ==", "[ 9.9] random: crng init done", head, *body]
+    console.feed(("\r\n".join(answer) + "\r\nBENCH_RESU").encode())
+    console.feed(b"LT_END\r\n")
+    lines = console.wait_result(1.0)
+    assert lines is not None and lines[0] == head
+    assert guest.decode_result(lines) == ExecResult(3, out, err)
+    # A line cut by a kernel message: the digest no longer matches.
+    garbled = [head, body[0][:-4] + "[ 12.0] x", "BENCH_RESULT_END"]
+    with pytest.raises(ImageError, match="garbled"):
+        guest.decode_result(garbled)
+    assert guest.exec_line(["sh", "-c", "true"]) == b"BENCH_EXEC c2ggLWMgdHJ1ZQ==\n"
+
+
+def test_a_closed_console_gives_no_answer():
+    console = Console("BENCH_READY")
+    console.feed(b"BENCH_READY\n")
+    console.expect_result()
+    console.close("qemu exited")
+    assert console.wait_result(5.0) is None
+
+
+def test_the_workloads_image_init_serves_commands_and_the_busybox_one_does_not():
+    assert "BENCH_EXEC" in rootfs.WORKLOAD_INIT_SCRIPT
+    assert "BENCH_EXEC" not in rootfs.INIT_SCRIPT  # the boot benchmarks' image is unchanged
+    # Natively PID 1 is the host's init: the console level is only set by a guest's PID 1.
+    assert "[ $$ -eq 1 ] && dmesg -n 1" in rootfs.WORKLOAD_INIT_SCRIPT

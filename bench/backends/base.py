@@ -307,10 +307,11 @@ class Backend(ABC):
         why = f"the {type(self).__name__} does not say which host processes run its instances"
         return BoundaryView(missing={"pids": why, "devices": why})
 
-    def run_in(self, inst: Instance, argv: list[str]) -> ExecResult:
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         """Run `argv` inside a running, ready instance (its root filesystem, its
         namespaces, its limits) and wait for its end: how a workload (bench.measurements.
-        workloads) runs. The command bounds its own time (busybox `timeout`)."""
+        workloads) runs. The command bounds its own time (busybox `timeout`); a backend
+        that waits for the answer itself gives up after `timeout_s`."""
         raise CannotRunIn(
             f"the {type(self).__name__} cannot run a command inside its instances, so "
             "workloads cannot run on it (yet)"

@@ -514,7 +514,7 @@ class DockerBackend(ContainerBackend):
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
 
-    def run_in(self, inst: Instance, argv: list[str]) -> ExecResult:
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         # `docker exec`: the container's namespaces, cgroup and runtime (runsc serves the
         # command's system calls like the init's). Output arrives at its end: the call's
         # own timeout (API_TIMEOUT_S) bounds how long a workload may run.

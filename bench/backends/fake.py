@@ -170,7 +170,7 @@ class FakeBackend(Backend):
         if self.settings.accel is not None:
             inst.info["accel"] = self.settings.accel
 
-    def run_in(self, inst: Instance, argv: list[str]) -> ExecResult:
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         """A fake tool's result in the real tool's format (stress-ng YAML, fio JSON), at
         `work_rate`, so the parsers and the report read it as they read the real one."""
         with self._lock:

@@ -163,7 +163,7 @@ class NativeBackend(Backend):
 
         threading.Thread(target=pump, name=f"bench-native-{inst.name}", daemon=True).start()
 
-    def run_in(self, inst: Instance, argv: list[str]) -> ExecResult:
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         with self._lock:
             proc = self._procs.get(inst.name)
         if proc is None or proc.poll() is not None:
@@ -172,6 +172,7 @@ class NativeBackend(Backend):
         done = subprocess.run(
             ["nsenter", "--target", str(proc.pid), "--mount", "--root", "--wd", *argv],
             capture_output=True,
+            timeout=timeout_s,
             env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", **self.settings.env},
         )
         return ExecResult(done.returncode, done.stdout, done.stderr)

@@ -568,7 +568,7 @@ class PodmanBackend(ContainerBackend):
         sock.setblocking(False)
         return sock, rest
 
-    def run_in(self, inst: Instance, argv: list[str]) -> ExecResult:
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         # `podman exec` through the service (the bindings' exec_run: create, start, inspect).
         container = self.connect().containers.get(inst.handle)
         code, output = container.exec_run(argv, stdout=True, stderr=True, demux=True)

@@ -30,6 +30,34 @@ trap 'exit 0' TERM INT
 while :; do sleep 3600 & wait $!; done
 """
 
+# PID 1 of the workloads image: the same marker, then, where a console feeds it (a VM's
+# serial line; a container's and native's stdin is empty), it runs the commands bench
+# writes there, `BENCH_EXEC <base64 of a shell script>`, and answers each with its exit
+# code, output sizes and digest and the output as base64 between two marker lines: a
+# VM's exec without a guest agent (bench.backends.guest.run_in_guest). The kernel's
+# console messages are turned down once ready (PID 1 only: never the host's, natively).
+WORKLOAD_INIT_SCRIPT = """#!/bin/sh
+# bench init: PID 1 of the workloads image, in a container, natively and in a VM.
+[ -r /proc/uptime ] || mount -t proc proc /proc
+[ -e /dev/urandom ] || mount -t devtmpfs devtmpfs /dev
+read up _ < /proc/uptime
+echo "BENCH_READY uptime=$up kernel=$(uname -r)"
+trap 'exit 0' TERM INT
+[ $$ -eq 1 ] && dmesg -n 1 2>/dev/null
+while read -r word job; do
+  [ "$word" = BENCH_EXEC ] || continue
+  echo "$job" | base64 -d > /tmp/bench-job
+  sh /tmp/bench-job > /tmp/bench-job.out 2> /tmp/bench-job.err; rc=$?
+  out=$(wc -c < /tmp/bench-job.out); err=$(wc -c < /tmp/bench-job.err)
+  sum=$(cat /tmp/bench-job.out /tmp/bench-job.err | sha256sum | cut -c1-64)
+  echo "BENCH_RESULT_BEGIN rc=$rc out=$out err=$err sha256=$sum"
+  cat /tmp/bench-job.out /tmp/bench-job.err | base64
+  echo "BENCH_RESULT_END"
+  rm -f /tmp/bench-job /tmp/bench-job.out /tmp/bench-job.err
+done
+while :; do sleep 3600 & wait $!; done
+"""
+
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root")
 
@@ -239,7 +267,10 @@ def workload_entries(
 ) -> tuple[list[Entry], list[PackedTool], dict[str, str]]:
     """The busybox tree plus each tool and its library closure. Returns the entries,
     the packed tools, and the sha256 of every file added (by image path)."""
-    entries = busybox_entries(busybox)
+    entries = [
+        Entry("init", "file", 0o755, WORKLOAD_INIT_SCRIPT.encode()) if e.path == "init" else e
+        for e in busybox_entries(busybox)
+    ]
     have = {e.path for e in entries}
     added: dict[str, tuple[bytes, int]] = {}  # image path -> bytes, the host file's mode
     packed: list[PackedTool] = []

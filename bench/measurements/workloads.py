@@ -249,7 +249,8 @@ def run_workload(
     base = {"workload": name, "tool": tool_name, "argv": argv, "duration_s": duration_s}
     start = clock()
     try:
-        done = backend.run_in(inst, command(argv, duration_s))
+        # The answer's wait: the tool's own bound, and slack for a slow console.
+        done = backend.run_in(inst, command(argv, duration_s), duration_s + GRACE_S + 30)
     except Exception as e:
         return WorkloadRun(**base, emulated=emulated, error=first_line(e))
     wall = clock() - start
