@@ -12,7 +12,8 @@ Each expectation is reported met, missed or not decided (the interval straddles 
 band), with the host's load during the run. Writes a section of benchmarks/results.md.
 
     bench run scenarios/workloads.yaml
-    python benchmarks/workloads.py results/workloads-<time>-<id> [--no-write]
+    bench run scenarios/workloads-vm.yaml         (optional: VMs; TCG here)
+    python benchmarks/workloads.py RUN_DIR... [--no-write]
 """
 
 from __future__ import annotations
@@ -59,7 +60,26 @@ def well_below(section: wl.WorkloadsSection, figure: str, who: str, than: str) -
     return f"{verdict}: {who}/{than} {ratio:.2f} ({a.median:,.0f} / {b.median:,.0f} {a.unit})"
 
 
-def section_text(run_dir: Path) -> str:
+def emulated_check(section: wl.WorkloadsSection) -> str:
+    vm = [r for r in section.rows if r.kind in ("microvm", "vm")]
+    if not vm:
+        return "not measured"
+    emulated = [r for r in vm if r.emulated]
+    if not emulated:
+        return f"not applicable: no VM figure was emulated ({len(vm)} VM rows, KVM)"
+    leaked = [r for r in emulated if r.ratio is not None]
+    slow = [
+        f"{r.platform} {r.workload} {r.median / base.median:.3f}x native"
+        for r in emulated
+        if r.figure.endswith("bogo_ops_per_s")
+        and (base := _row(section, section.native or "", r.figure)) is not None
+        and base.median
+    ]
+    verdict = "met" if not leaked else f"missed: {len(leaked)} emulated rows have a ratio"
+    return f"{verdict}: {len(emulated)} emulated rows, none in a ratio ({'; '.join(slow)})"
+
+
+def run_text(run_dir: Path) -> str:
     run = load_run(run_dir)
     section = wl.build(run.run_id, run.iter_samples())
     if section is None:
@@ -93,10 +113,11 @@ def section_text(run_dir: Path) -> str:
          well_below(section, "write_iops", "runsc", "runc")),
     ]  # fmt: skip
     failures = [f"- {line}" for line in section.failures] or ["- none"]
+    checks.append(("every VM figure under TCG marked emulated and left out of ratios",
+                   emulated_check(section)))  # fmt: skip
+    checks = [(what, verdict) for what, verdict in checks if verdict != "not measured"]
     return "\n".join(
         [
-            HEADING,
-            "",
             f"## Run {run.run_id}, {started} to {finished}",
             "",
             f"Host: {host_line()}. Host load (1 min) when the run started: "
@@ -110,6 +131,7 @@ def section_text(run_dir: Path) -> str:
             "",
             *table,
             "",
+            f"Platforms: {', '.join(run.platforms_recorded)}. "
             "Expected shape (the issue), judged on this run:",
             "",
             *(f"- {what}: **{verdict}**" for what, verdict in checks),
@@ -136,12 +158,16 @@ def section_text(run_dir: Path) -> str:
     )
 
 
+def section_text(run_dirs: list[Path]) -> str:
+    return "\n".join([HEADING, "", *(run_text(d) for d in run_dirs)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dirs", type=Path, nargs="+")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    text = section_text(args.run_dir)
+    text = section_text(args.run_dirs)
     print(text)
     if not args.no_write:
         write_section(Path(__file__).parent / "results.md", HEADING, text)

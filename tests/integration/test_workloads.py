@@ -74,3 +74,28 @@ def test_workloads_run_natively_on_runc_and_on_runsc(docker_api):
 
 def headline_iops(row: report_wl.WorkloadRow) -> bool:
     return row.figure in ("get.bogo_ops_per_s", "read_iops")
+
+
+@pytest.mark.qemu
+def test_a_microvm_runs_a_workload_through_its_console(qemu_binary):
+    """No guest agent: the workloads image's init answers on the serial line. Under TCG
+    the figure is kept, marked emulated, and given no ratio."""
+    require_tools()
+    sink, engines, left = run_real(
+        "name: wl-vm-it\ntimeout: 300s\nsettle: 0s\nwarmup: 0\n"
+        "workloads: {duration: 2s, run: [syscall]}\n"
+        "platforms:\n"
+        "  - {name: native, backend: native, image: workloads}\n"
+        "  - {name: microvm, backend: qemu, machine: microvm, image: workloads, "
+        "memory: 1GiB}\n"
+    )
+    assert left == []
+    vm = next(s for s in sink.samples if s["platform"] == "microvm")
+    assert vm["ok"], vm["error"]
+    run = runs_of(vm)["syscall"]
+    assert run.error is None and run.rc == 0 and run.figures[0].value > 0
+    assert run.emulated == (vm["accel"] == "tcg")
+    section = report_wl.build("wl-vm-it", sink.samples)
+    assert section is not None
+    row = next(r for r in section.rows if r.platform == "microvm")
+    assert (row.ratio is None) == row.emulated
