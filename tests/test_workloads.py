@@ -324,3 +324,26 @@ def test_the_workloads_image_init_serves_commands_and_the_busybox_one_does_not()
     assert "BENCH_EXEC" not in rootfs.INIT_SCRIPT  # the boot benchmarks' image is unchanged
     # Natively PID 1 is the host's init: the console level is only set by a guest's PID 1.
     assert "[ $$ -eq 1 ] && dmesg -n 1" in rootfs.WORKLOAD_INIT_SCRIPT
+
+
+def test_native_leftovers_are_found_by_their_owner_file_and_removed(tmp_path, monkeypatch):
+    from bench.backends.native_backend import OWNER_FILE, NativeBackend, NativeSettings
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    base = tmp_path / "native" / "bench-r1-n-s0-0"
+    (base / "root" / "tmp").mkdir(parents=True)
+    (base / OWNER_FILE).write_text(
+        json.dumps({"run_id": "r1", "platform": "n", "owner_pid": "4242", "owner_host": "h"})
+    )
+    (tmp_path / "native" / "not-bench").mkdir()  # not bench's: never listed
+    backend = NativeBackend(NativeSettings(name="n", backend="native", image="workloads"))
+    [found] = backend.leftovers()
+    assert (found.name, found.run_id, found.owner_pid, found.owner_host) == (
+        "bench-r1-n-s0-0",
+        "r1",
+        4242,
+        "h",
+    )
+    assert backend.leftovers("other-run") == []
+    backend.remove_leftover(found)
+    assert not base.exists() and backend.leftovers() == []
