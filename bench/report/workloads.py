@@ -44,8 +44,9 @@ WORKLOADS_NOTE = (
     "Median of the repeats (one fresh instance each); spread over them. Ratio: the "
     "platform's median over native's, with a 95% percentile-bootstrap interval; above 1 "
     "means more of the figure ('higher is better' figures: faster). Emulated figures "
-    "(VMs under TCG) get no ratio. cpu share: how much of one CPU stress-ng's worker got; "
-    f"below {CONTENDED_PCT:g}% the host was shared and rates measure sharing too."
+    "(VMs under TCG) get no ratio. cpu share: how much of one CPU stress-ng's worker got "
+    f"(in a VM, of a virtual CPU); below {CONTENDED_PCT:g}% the machine was shared and rates "
+    "measure sharing too."
 )
 
 
