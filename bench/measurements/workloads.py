@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -236,13 +238,10 @@ def run_workload(
     tool_name: str,
     args: list[str],
     duration_s: float,
-    now: object = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> WorkloadRun:
     """One workload inside one running instance, to its end: never raises (a failure is
-    the run's `error`)."""
-    import time
-
-    clock = now if callable(now) else time.monotonic
+    the run's `error`). `clock` times it (bench's own: the runner's)."""
     tool = TOOLS[tool_name]
     argv = tool.argv(name, args, duration_s)
     emulated = inst.info.get("accel") == "tcg"
