@@ -79,6 +79,48 @@ def emulated_check(section: wl.WorkloadsSection) -> str:
     return f"{verdict}: {len(emulated)} emulated rows, none in a ratio ({'; '.join(slow)})"
 
 
+def reading(section: wl.WorkloadsSection) -> list[str]:
+    """What the run's figures say against the published shape, for the platforms it had."""
+    platforms = {r.platform for r in section.rows}
+    out = []
+    if {"runc", "runsc"} <= platforms:
+        out += [
+            "Reading it. The gVisor system-call and context-switch figures agree with "
+            "gVisor's guide by a margin no host noise closes. runc's CPU and memory "
+            "bandwidth against native are not decided: with 3 repeats on a host loaded "
+            "several times over its cores, the intervals are wide; a quiet host and more "
+            'repeats are needed to test "within a few percent" (Felter et al.). gVisor\'s '
+            "file I/O comes out *above* runc and native, not below: this gVisor "
+            "(20221219) accepts O_DIRECT but does not honour it, and its root filesystem's "
+            "writes do not reach the host disk synchronously (docs/design/workloads.md §4: "
+            "even fsync'd writes ran about 3x native), so these IOPS measure the Sentry's "
+            "memory, not file I/O through the gofer; a fair comparison needs a volume with "
+            "a check that writes reach the host (not done yet). stress-ng printed no "
+            "memory rate in some stream runs (its bogo-op rate is there): the stream "
+            "rows' n says how many.",
+            "",
+        ]
+    slow = [
+        r.median / base.median
+        for r in section.rows
+        if r.emulated
+        and r.figure.endswith("bogo_ops_per_s")
+        and (base := _row(section, section.native or "", r.figure)) is not None
+        and base.median
+        and r.median
+    ]
+    if slow:
+        out += [
+            f"Reading it. Under TCG a VM ran its workloads at 1/{1 / min(slow):.0f} to "
+            f"1/{1 / max(slow):.0f} of native (bogo-op rates): the "
+            "cost of emulating the CPU, not of virtualisation, so no ratio is given (Felter "
+            "et al. measured KVM near native on CPU and memory; this host cannot test that "
+            "without a usable KVM). The VM's `cpu share` is of its own virtual CPU.",
+            "",
+        ]
+    return out
+
+
 def run_text(run_dir: Path) -> str:
     run = load_run(run_dir)
     section = wl.build(run.run_id, run.iter_samples())
@@ -87,6 +129,8 @@ def run_text(run_dir: Path) -> str:
     meta = run.metadata
     host = meta.get("host") or {}
     started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
+    scenario = Path(str(meta.get("scenario_path") or "scenarios/workloads.yaml")).name
+    scenario = f"scenarios/{scenario}"
     table = [
         "| platform | workload | figure | median | spread | n "
         "| ratio to native (95% CI) | cpu share |",
@@ -124,7 +168,7 @@ def run_text(run_dir: Path) -> str:
             f"{host.get('load_avg_1m', 0):.1f} on {host.get('cpu_cores')} cores: other "
             "sessions' test suites and VMs shared this host the whole time, so every CPU "
             "figure below measures sharing as much as speed (the `cpu share` column: how "
-            "much of one CPU stress-ng's worker got). `bench run scenarios/workloads.yaml`, "
+            f"much of one CPU stress-ng's worker got). `bench run {scenario}`, "
             "then `python benchmarks/workloads.py RUN_DIR`; the table is bench's own "
             "(bench.report.workloads), intervals bootstrapped with seed "
             f"{wl.SEED} ({wl.BOOTSTRAP} resamples).",
@@ -136,20 +180,7 @@ def run_text(run_dir: Path) -> str:
             "",
             *(f"- {what}: **{verdict}**" for what, verdict in checks),
             "",
-            "Reading it. The gVisor system-call and context-switch figures agree with "
-            "gVisor's guide by a margin no host noise closes. runc's CPU and memory "
-            "bandwidth against native are not decided: with 3 repeats on a host loaded "
-            "6-7 times over its cores, the intervals span 0.5-1.6; a quiet host and more "
-            'repeats are needed to test "within a few percent" (Felter et al.). gVisor\'s '
-            "file I/O comes out *above* runc and native, not below: this gVisor "
-            "(20221219) accepts O_DIRECT but does not honour it, and its root filesystem's "
-            "writes do not reach the host disk synchronously (docs/design/workloads.md §4: "
-            "even fsync'd writes ran about 3x native), so these IOPS measure the Sentry's "
-            "memory, not file I/O through the gofer; a fair comparison needs a volume with "
-            "a check that writes reach the host (not done yet). stress-ng printed no "
-            "memory rate in some stream runs (its bogo-op rate is there): the stream "
-            "rows' n says how many.",
-            "",
+            *reading(section),
             "Workload runs that gave no figures:",
             "",
             *failures,
