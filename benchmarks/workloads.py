@@ -97,7 +97,8 @@ def reading(section: wl.WorkloadsSection) -> list[str]:
             "memory, not file I/O through the gofer; a fair comparison needs a volume with "
             "a check that writes reach the host (not done yet). stress-ng printed no "
             "memory rate in some stream runs (its bogo-op rate is there): the stream "
-            "rows' n says how many.",
+            "rows' n says how many. runsc's `cpu share` is gVisor's own accounting (it "
+            "can pass 100%) and is not comparable with the others'.",
             "",
         ]
     slow = [
