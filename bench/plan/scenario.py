@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import ErrorDetails
 
 from bench.model import addresses
@@ -123,13 +124,28 @@ def _workload_duration(v: float) -> float:
     return v
 
 
+def _names_or_specs(schema: JsonDict) -> None:
+    """`run`'s items as the file may write them: a built-in's name, or a mapping."""
+    from bench.measurements.workloads import BUILTIN
+
+    name: JsonDict = {
+        "type": "string",
+        "enum": list[JsonValue](BUILTIN),
+        "description": "a built-in workload",
+    }
+    items = schema.get("items")
+    schema["items"] = {"anyOf": [name, items]} if items is not None else name
+
+
 class Workloads(Model):
     """Which workloads run in each instance once it is ready, and for how long; each
     repeat of the scenario (`repeat:`) runs them in a fresh instance."""
 
     duration: Seconds = Field(5.0, description="each workload's run time (1s-30s)")
     run: list[WorkloadSpec] = Field(
-        min_length=1, description="the workloads, in order: built-in names or {name, tool, args}"
+        min_length=1,
+        description="the workloads, in order: built-in names or {name, tool, args}",
+        json_schema_extra=_names_or_specs,
     )
 
     @field_validator("duration")
