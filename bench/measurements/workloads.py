@@ -2,7 +2,8 @@
 
 After an instance is ready, each workload the scenario chooses (its `workloads:` block)
 runs inside it to its end, one after another, through the backend's `run_in` (docker
-and podman exec, native: nsenter into its chroot). The tools are Debian's stress-ng and
+and podman exec, native: nsenter into its chroot, qemu and libvirt: the workloads
+image's init runs what bench writes on the serial console). The tools are Debian's stress-ng and
 fio, packed with their libraries into the `workloads` bench image, so a container, a
 native chroot and a VM run identical bytes; bench writes no benchmark kernel of its own.
 One fresh instance per repeat (the scenario's `repeat`) keeps repeats independent.
@@ -17,9 +18,11 @@ Medians, spreads and ratios to native are computed when read (bench.report.workl
 
 Why exec and not a run-to-completion init (the design's proposal): the runner already
 keeps an instance running from ready until its measurements end, so a workload is one
-more measurement of a ready instance, and one instance runs several workloads. A VM has
-no exec without a guest agent: its backend says so (Backend.run_in), and its workload
-runs are stored with that error until it has one.
+more measurement of a ready instance, and one instance runs several workloads (a VM
+boots once per repeat, not once per workload). A VM has no exec without a guest agent:
+its console serves as one (bench.backends.guest.run_in_guest). Under TCG its runs are
+marked `emulated` and kept out of ratios. A backend that cannot run a command inside
+its instances says so (Backend.run_in), and its runs are stored with that error.
 """
 
 from __future__ import annotations
