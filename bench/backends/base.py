@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.machines.console import Console
 from bench.model import owner
+from bench.model.errors import BenchError
 from bench.model.records import Facts
 from bench.model.settings import PlatformBase
 
@@ -64,6 +65,20 @@ class BoundaryView:
     devices_source: str | None = None
     # Fact ("pids", "devices") -> why the backend cannot give it.
     missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A command run inside a running instance, to its end (Backend.run_in)."""
+
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+
+class CannotRunIn(BenchError):
+    """The backend cannot run a command inside its instances (a VM without a guest
+    agent): workloads cannot run on it."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +320,16 @@ class Backend(ABC):
         """The exit status of an instance whose console ended (ready: exit), as its
         engine tells; None when it has not exited."""
         raise NotImplementedError(f"{type(self).__name__} gives no exit status")
+
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        """Run `argv` inside a running, ready instance (its root filesystem, its
+        namespaces, its limits) and wait for its end: how a workload (bench.measurements.
+        workloads) runs. The command bounds its own time (busybox `timeout`); a backend
+        that waits for the answer itself gives up after `timeout_s`."""
+        raise CannotRunIn(
+            f"the {type(self).__name__} cannot run a command inside its instances, so "
+            "workloads cannot run on it (yet)"
+        )
 
     def reachable(self) -> bool:
         """Whether the engine still answers (asked when a whole step failed)."""

@@ -18,6 +18,7 @@ from bench.backends.base import (
     BoundaryView,
     Check,
     CliOption,
+    ExecResult,
     Instance,
     parse_pid,
     print_nothing,
@@ -547,6 +548,16 @@ class DockerBackend(ContainerBackend):
 
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
+
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        # `docker exec`: the container's namespaces, cgroup and runtime (runsc serves the
+        # command's system calls like the init's). Output arrives at its end: the call's
+        # own timeout (API_TIMEOUT_S) bounds how long a workload may run.
+        api = self.connect()
+        exec_id = api.exec_create(inst.handle, argv, stdout=True, stderr=True)["Id"]
+        out, err = api.exec_start(exec_id, demux=True)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return ExecResult(code if isinstance(code, int) else -1, out or b"", err or b"")
 
     def _list(self, label: str, size: bool = False) -> Sequence[EngineJson]:
         return self.connect().containers(all=True, filters={"label": label}, size=size)

@@ -18,6 +18,7 @@ only while a test has plugged in a `FakeEngine` (so users never see it).
 from __future__ import annotations
 
 import http.server
+import json
 import socketserver
 import threading
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from bench.backends.base import (
     Backend,
     Check,
     CliOption,
+    ExecResult,
     Instance,
     Leftover,
     Options,
@@ -63,7 +65,7 @@ class FakeSettings(PlatformBase):
     # The uptime its marker line reports, and the kind the runner records (bench.model.kinds):
     # test-only, to make the fake look like a VM whose guest booted in `uptime`.
     uptime: Seconds = 0.5
-    kind: Literal["container", "sandbox", "microvm", "vm"] = "container"
+    kind: Literal["native", "container", "sandbox", "microvm", "vm"] = "container"
     # Extra boot time per instance already running: a crude model of contention.
     boot_per_instance: Seconds = 0.0
     # Every destroy call hangs this long, then fails: a wedged engine whose calls time
@@ -77,6 +79,12 @@ class FakeSettings(PlatformBase):
     # setup prints at 10% of `boot`, its first line at 30% and it runs init at 90%
     # (test-only, for the phase arithmetic of bench.model.phases).
     kernel_log: bool = False
+    # Workloads (run_in): the rate a fake tool reports, in its own units, and what a
+    # fake VM's accel is (tcg: its figures are emulated). Each call's rate moves by
+    # +/- `work_spread` (a fixed cycle, so tests are exact).
+    work_rate: float = 1000.0
+    work_spread: float = 0.0
+    accel: Literal["kvm", "tcg"] | None = None
 
 
 @dataclass
@@ -144,6 +152,7 @@ class FakeBackend(Backend):
         self.peak_in_flight = 0
         self.destroy_calls = 0  # only counted while destroys hang
         self._exit_codes: dict[str, int] = {}
+        self.run_in_calls = 0
         self._lock = threading.Lock()
 
     def prepare(
@@ -174,6 +183,31 @@ class FakeBackend(Backend):
         if self.settings.ready.kind in NETWORK_READY:
             # Bound but not listening: a connection is refused until it boots.
             inst.info["_server"] = _Server(self.settings.http_status)
+        if self.settings.accel is not None:
+            inst.info["accel"] = self.settings.accel
+
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        """A fake tool's result in the real tool's format (stress-ng YAML, fio JSON), at
+        `work_rate`, so the parsers and the report read it as they read the real one."""
+        with self._lock:
+            self.run_in_calls += 1
+            step = (self.run_in_calls % 3) - 1  # -1, 0, +1, -1, ...
+        rate = self.settings.work_rate * (1 + step * self.settings.work_spread)
+        script = argv[-1]
+        if "stress-ng" in script:
+            stressor = script.split("stress-ng ", 1)[1].split()[0].lstrip("-")
+            out = (
+                f"---\nmetrics:\n    - stressor: {stressor}\n"
+                f"      bogo-ops-per-second-real-time: {rate}\n"
+                f"      bogo-ops-per-second-usr-sys-time: {rate * 2}\n"
+                "      cpu-usage-per-instance: 50.0\n...\n"
+            )
+            return ExecResult(0, out.encode(), b"")
+        if "fio " in script:
+            job = {"iops": rate, "bw_bytes": rate * 4096, "io_bytes": 4096}
+            doc = {"fio version": "fio-fake", "jobs": [{"read": job, "write": {"io_bytes": 0}}]}
+            return ExecResult(0, json.dumps(doc).encode(), b"")
+        return ExecResult(127, b"", b"sh: not found\n")
 
     def start(self, inst: Instance) -> None:
         if inst.handle in self.settings.crash:

@@ -33,6 +33,7 @@ from bench.backends.base import (
     BoundaryView,
     Check,
     CliOption,
+    ExecResult,
     Instance,
     parse_pid,
     print_nothing,
@@ -572,6 +573,13 @@ class PodmanBackend(ContainerBackend):
             raise
         sock.setblocking(False)
         return sock, rest
+
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        # `podman exec` through the service (the bindings' exec_run: create, start, inspect).
+        container = self.connect().containers.get(inst.handle)
+        code, output = container.exec_run(argv, stdout=True, stderr=True, demux=True)
+        out, err = output if isinstance(output, tuple) else (output, b"")
+        return ExecResult(code if isinstance(code, int) else -1, out or b"", err or b"")
 
     def start(self, inst: Instance) -> None:
         self._call("post", f"/containers/{inst.handle}/start")

@@ -26,6 +26,11 @@ MAX_LINE = 8192  # a console that never sends a newline must not grow without bo
 # Lines timed per instance until its marker: a guest kernel's boot log at loglevel 7 is
 # about 300; a console that prints without end must not grow without bound.
 MAX_TIMED_LINES = 2048
+# What a guest answers a command with after its marker (Console.expect_result): its
+# output as base64 between two marker lines. A result larger than this is cut off.
+RESULT_BEGIN = "BENCH_RESULT_BEGIN"
+RESULT_END = "BENCH_RESULT_END"
+MAX_RESULT_CHARS = 16 * 2**20
 
 
 # What a console line says about readiness: its fields when it means ready, else None.
@@ -136,6 +141,12 @@ class Console:
         self._partial_at: float | None = None
         # Instants a backend notes on this console's clock (bench.model.phases names them).
         self.instants: dict[str, float] = {}
+        # After the marker, only while a command's answer is awaited (expect_result):
+        # the lines from the RESULT_BEGIN line to the RESULT_END line.
+        self._result: list[str] | None = None
+        self._result_chars = 0
+        self._result_done = threading.Event()
+        self._after = b""
 
     @property
     def done(self) -> bool:
@@ -203,6 +214,8 @@ class Console:
             if self.first_byte_at is None:
                 self.first_byte_at = now
             if self.ready_at is not None:
+                if self._result is not None:
+                    self._collect(data)
                 return
             buf = self._partial + data
             # A line started in an earlier read began when that read arrived.
@@ -223,6 +236,39 @@ class Console:
             else:
                 return
         self.on_change()
+
+    def expect_result(self) -> None:
+        """Collect the next result block printed after the marker (a guest's answer to a
+        command written to its console; bench.backends.guest.run_in_guest)."""
+        with self._lock:
+            self._result, self._result_chars, self._after = [], 0, b""
+            self._result_done.clear()
+
+    def wait_result(self, timeout: float) -> list[str] | None:
+        """The lines of the block expect_result asked for, from its RESULT_BEGIN line to
+        its RESULT_END line; None if it did not end within `timeout` or the console closed."""
+        deadline = self._clock() + timeout
+        while not self._result_done.wait(0.2):
+            if self.closed_reason is not None or self._clock() > deadline:
+                return None
+        with self._lock:
+            lines, self._result = self._result, None
+        return lines
+
+    def _collect(self, data: bytes) -> None:
+        assert self._result is not None
+        *lines, self._after = (self._after + data).split(b"\n")
+        self._after = self._after[-MAX_LINE:]
+        for raw in lines:
+            text = raw.decode("utf-8", "replace").rstrip("\r")
+            if not self._result and RESULT_BEGIN not in text:
+                continue  # the echoed command, kernel messages before the answer
+            if self._result_chars < MAX_RESULT_CHARS:
+                self._result.append(text)
+                self._result_chars += len(text)
+            if RESULT_END in text:
+                self._result_done.set()
+                return
 
     def close(self, reason: str) -> None:
         """End of stream: the instance exited, crashed or its console went away."""

@@ -247,6 +247,42 @@ class Sample(Record):
     )
 
 
+class WorkloadFigure(BaseModel):
+    """One figure a workload's tool reported (bench.measurements.workloads): its unit and
+    which way is worse, as the tool's plug-in declares them, so tables and ratios read
+    them from the record, never from a name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    figure: str  # "<stressor or job>.<what>": cpu.bogo_ops_per_s, randread.read_iops
+    value: float
+    unit: str  # ops/s, IO/s, bytes/s, MB/s, ns, s
+    worse: Worse  # "lower": more is better (a rate); "higher": less is better (a latency)
+
+
+class WorkloadRun(BaseModel):
+    """One workload run to its end inside one instance (one repeat of it): stored per
+    sample, as a list under `extras["workloads"]`; statistics across repeats, ratios to
+    native and intervals are computed when read (bench.report.workloads)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workload: str  # the scenario's name for it (cpu, randread, ...)
+    tool: str  # stress-ng, fio
+    argv: list[str]  # exactly what ran inside the instance
+    duration_s: float  # the run time asked of the tool
+    wall_s: float | None = None  # bench's clock around the whole command
+    rc: int | None = None
+    error: str | None = None  # one line: why it has no figures
+    # Accel was tcg: a VM's figures under emulation are kept but never put in ratios.
+    emulated: bool = False
+    figures: list[WorkloadFigure] = Field(default_factory=list)
+    # What explains a figure but is not one: CPU share the tool got (a contended host),
+    # CPU-time rates (not comparable across kernels), fio's qualifiers (direct, ...).
+    diagnostics: dict[str, float | str] = Field(default_factory=dict)
+    raw: str = ""  # the tool's own result (YAML, JSON) as it printed it
+
+
 class StepRecord(Record):
     """One step: N instances started, waited for, measured, torn down (or refused)."""
 

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import ErrorDetails
 
 from bench.model import addresses
@@ -64,6 +65,110 @@ class Launch(Model):
     concurrency: int = Field(
         4, ge=1, le=256, strict=True, description="launch calls in flight at once (1-256)"
     )
+
+
+class WorkloadSpec(Model):
+    """One workload of a scenario's `workloads.run`: a built-in name (cpu, stream,
+    syscall, switch, randread, randwrite), or a name with its own tool: and args:."""
+
+    name: str = Field(description="a built-in workload, or a name of your own with tool:")
+    tool: str | None = Field(None, description="stress-ng or fio (default: the built-in's)")
+    args: list[str] | None = Field(
+        None, description="the tool's arguments (its time and output flags are bench's)"
+    )
+    duration: Seconds | None = Field(None, description="overrides workloads.duration")
+
+    _check_name = field_validator("name")(check_name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: object) -> object:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: float | None) -> float | None:
+        return None if v is None else _workload_duration(v)
+
+    @model_validator(mode="after")
+    def _resolved(self) -> WorkloadSpec:
+        from bench.measurements.workloads import BUILTIN, TOOLS
+
+        if self.tool is None:
+            builtin = BUILTIN.get(self.name)
+            if builtin is None:
+                raise KeyedValueError(
+                    "name",
+                    f"unknown workload {self.name!r} (built in: {', '.join(BUILTIN)}; "
+                    "or give tool: and args:)",
+                )
+            if self.args is not None:
+                raise KeyedValueError("args", "args: needs tool: (a built-in pins its own)")
+            # Frozen model: the resolved tool and args are set once, here.
+            object.__setattr__(self, "tool", builtin.tool)
+            object.__setattr__(self, "args", list(builtin.args))
+        elif self.tool not in TOOLS:
+            raise KeyedValueError("tool", f"unknown tool {self.tool!r} (known: {', '.join(TOOLS)})")
+        elif self.args is None:
+            raise KeyedValueError("args", f"tool: {self.tool} needs args: (what to run)")
+        return self
+
+
+def _workload_duration(v: float) -> float:
+    from bench.measurements.workloads import MAX_DURATION_S
+
+    if not 1 <= v <= MAX_DURATION_S:
+        raise ValueError(
+            f"a workload runs 1s to {MAX_DURATION_S:g}s (the engines' exec call is bounded)"
+        )
+    return v
+
+
+def _names_or_specs(schema: JsonDict) -> None:
+    """`run`'s items as the file may write them: a built-in's name, or a mapping."""
+    from bench.measurements.workloads import BUILTIN
+
+    name: JsonDict = {
+        "type": "string",
+        "enum": list[JsonValue](BUILTIN),
+        "description": "a built-in workload",
+    }
+    items = schema.get("items")
+    schema["items"] = {"anyOf": [name, items]} if items is not None else name
+
+
+class Workloads(Model):
+    """Which workloads run in each instance once it is ready, and for how long; each
+    repeat of the scenario (`repeat:`) runs them in a fresh instance."""
+
+    duration: Seconds = Field(5.0, description="each workload's run time (1s-30s)")
+    run: list[WorkloadSpec] = Field(
+        min_length=1,
+        description="the workloads, in order: built-in names or {name, tool, args}",
+        json_schema_extra=_names_or_specs,
+    )
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: float) -> float:
+        return _workload_duration(v)
+
+    @field_validator("run")
+    @classmethod
+    def _unique(cls, v: list[WorkloadSpec]) -> list[WorkloadSpec]:
+        seen: set[str] = set()
+        for w in v:
+            if w.name in seen:
+                raise ValueError(f"workload name {w.name!r} is used twice")
+            seen.add(w.name)
+        return v
+
+    def duration_of(self, w: WorkloadSpec) -> float:
+        return w.duration if w.duration is not None else self.duration
+
+    def total_s(self) -> float:
+        """Every workload's run time, once: what each instance spends on them."""
+        return sum(self.duration_of(w) for w in self.run)
 
 
 class Scenario(Model):
@@ -109,6 +214,11 @@ class Scenario(Model):
     memory_reserve: Bytes = Field(
         1 * 2**30,
         description="bench never launches a step predicted to push host MemAvailable below this",
+    )
+    workloads: Workloads | None = Field(
+        None,
+        description="workloads run inside each instance once it is ready (stress-ng, fio; "
+        "the `workloads` bench image), with ratios to a native platform",
     )
     # Already validated by each backend's Settings model (see parse_scenario);
     # SerializeAsAny keeps the backend's own keys when the scenario is dumped.
@@ -159,6 +269,16 @@ class Scenario(Model):
         if "counts" in self.model_fields_set and self.density is not None:
             raise KeyedValueError(
                 "density", "give counts or density, not both (counts is a fixed list of N)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _workloads_without_search(self) -> Scenario:
+        if self.workloads is not None and (
+            self.density is not None or any(p.density is not None for p in self.platforms)
+        ):
+            raise KeyedValueError(
+                "workloads", "workloads run at fixed counts: drop density (use counts: [1])"
             )
         return self
 

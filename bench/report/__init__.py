@@ -32,6 +32,7 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 CLASSIC_MD = "containers-vs-vms.md"
 TAX_MD = "libvirt-tax.md"
+WORKLOADS_CSV = "workloads.csv"
 REPORT_HTML = "report.html"
 HISTORY_FILES = ("history.md", "history.json", "history.png")  # write_history
 
@@ -158,6 +159,11 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
             (directory / name).unlink(missing_ok=True)
     if model.history_note is not None:
         report.notes.append(model.history_note)
+    # Every workload figure unrounded, when the newest run ran workloads.
+    if model.workloads is not None:
+        write(WORKLOADS_CSV, model.workloads.numbers.to_csv(index=False))
+    else:
+        (directory / WORKLOADS_CSV).unlink(missing_ok=True)
     write(SUMMARY_MD, summary_markdown(model))
     write(CLASSIC_MD, classic_markdown(model))
     # Only runs that boot one guest both through libvirt and directly have one.

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bench.judge.history import History
     from bench.model.records import Row
     from bench.report.tax import Tax
+    from bench.report.workloads import WorkloadsSection
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,16 @@ class BoundarySection:
     capped: bool  # the run has more: the table is of its first `read` instances
 
 
+@dataclass(frozen=True)
+class WorkloadsView:
+    """The workloads table of one run (bench.report.workloads): its computed rows, the
+    headline table as text cells, every figure unrounded (workloads.csv), failures."""
+
+    section: WorkloadsSection
+    table: pd.DataFrame
+    numbers: pd.DataFrame
+
+
 # The boundary table reads samples' extras, which the columns leave out: from at most
 # this many (a few hundred ms), so a million-sample run is still reported in time.
 BOUNDARY_SAMPLES = 20_000
@@ -95,6 +106,7 @@ class ReportModel:
     boundary: BoundarySection | None = None  # when the newest run read it
     # Run id -> what ready meant where a platform's `ready:` is not the default marker.
     ready_means: dict[str, str] = field(default_factory=dict)
+    workloads: WorkloadsView | None = None  # when the newest run ran workloads
     # For the terminal: what a reader of the files must not miss, besides the plots
     # not drawn (known only when drawing): the history's verdict first, the rest after.
     history_note: str | None = None
@@ -142,6 +154,7 @@ def build_model(frames: Frames) -> ReportModel:
         table=frames.table,
         runs=[RunFacts(*facts) for facts in tables.run_metadata(frames)],
         boundary=_boundary(frames),
+        workloads=_workloads(frames),
     )
     if model.boundary is not None:
         rows = model.boundary.rows
@@ -182,6 +195,20 @@ def _boundary(frames: Frames) -> BoundarySection | None:
         counted["read"],
         counted["read"] == BOUNDARY_SAMPLES,
     )
+
+
+def _workloads(frames: Frames) -> WorkloadsView | None:
+    """The newest run's workloads table, None when it ran none."""
+    import pandas as pd
+
+    from bench.report import workloads
+
+    run = frames.runs[-1]
+    section = workloads.build(run.run_id, islice(run.iter_samples(), BOUNDARY_SAMPLES))
+    if section is None:
+        return None
+    table = pd.DataFrame(workloads.display_rows(section), columns=list(workloads.COLUMNS))
+    return WorkloadsView(section, table, pd.DataFrame(workloads.numbers(section)))
 
 
 def _notes(model: ReportModel) -> list[str]:

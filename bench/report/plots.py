@@ -33,7 +33,13 @@ if TYPE_CHECKING:
 LOG_RATIO = 30
 # One marker per kind (bench.model.kinds), so a line says where its platform sits from
 # container to VM even in grey: circle, diamond, triangle, square.
-KIND_MARKERS = {kinds.CONTAINER: "o", kinds.SANDBOX: "D", kinds.MICROVM: "^", kinds.VM: "s"}
+KIND_MARKERS = {
+    kinds.NATIVE: "x",
+    kinds.CONTAINER: "o",
+    kinds.SANDBOX: "D",
+    kinds.MICROVM: "^",
+    kinds.VM: "s",
+}
 
 
 class NoData(Exception):

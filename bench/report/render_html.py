@@ -98,6 +98,8 @@ def render_html(
         body.append(_classic(classic.table))
         if classic.n_differs:
             body.append(f'<p class="note">{_text(classic.n_differs)}</p>')
+    if model.workloads is not None:
+        body += _workloads(model)
     if model.boundary is not None:
         body += [
             f"<h2>Isolation boundary, as read: {escape(model.boundary.run_id)}</h2>",
@@ -143,6 +145,26 @@ def render_html(
         f"<title>bench report: {escape(runs)}</title><style>{CSS}</style></head>"
         f"<body>\n{chr(10).join(body)}\n</body></html>\n"
     )
+
+
+def _workloads(model: ReportModel) -> list[str]:
+    from bench.report.workloads import WORKLOADS_NOTE
+
+    view = model.workloads
+    assert view is not None
+    section = view.section
+    out = [
+        f"<h2>Workloads: runtime overhead against native: {escape(section.run_id)}</h2>",
+        f"<p>{_text(WORKLOADS_NOTE)}</p>",
+    ]
+    if section.native is None:
+        out.append('<p class="note">No native platform in this run: no ratios.</p>')
+    out.append(_table(view.table, index=False))
+    if section.failures:
+        out.append("<p>Workload runs that gave no figures:</p><ul>")
+        out += [f"<li>{_text(line)}</li>" for line in section.failures]
+        out.append("</ul>")
+    return out
 
 
 def _memory_views(model: ReportModel) -> list[str]:

@@ -44,7 +44,30 @@ TAX_HEADING = "# What libvirt adds, measured\n\n"
 def summary_markdown(model: ReportModel) -> str:
     """summary.md: one Markdown table per run, each headed by its run id and host; the
     differences between the runs' hosts; the isolation boundary; the History section."""
-    return _summary(model) + _boundary(model) + history_section(model.history, model.no_history)
+    return (
+        _summary(model)
+        + _workloads(model)
+        + _boundary(model)
+        + history_section(model.history, model.no_history)
+    )
+
+
+def _workloads(model: ReportModel) -> str:
+    view = model.workloads
+    if view is None:
+        return ""
+    from bench.report.workloads import WORKLOADS_NOTE
+
+    section = view.section
+    parts = ["", f"## Workloads: runtime overhead against native: {section.run_id}", ""]
+    parts += [WORKLOADS_NOTE, ""]
+    if section.native is None:
+        parts += ["> **Note:** no native platform in this run: no ratios.", ""]
+    parts += [view.table.to_markdown(index=False), ""]
+    if section.failures:
+        parts += ["Workload runs that gave no figures:", ""]
+        parts += [f"- {line}" for line in section.failures] + [""]
+    return "\n".join(parts)
 
 
 def _boundary(model: ReportModel) -> str:

@@ -113,6 +113,8 @@ class Runner:
         if self.ab is not None:
             return self._run_ab(*self.ab)
         sc = self.loaded.scenario
+        if sc.workloads is not None:
+            return self._run_interleaved()
         total = len(sc.plan())
         results: list[StepResult] = []
         for platform in self.platforms or sc.platforms:
@@ -128,6 +130,35 @@ class Runner:
                     continue  # refused: the policy has ended this platform's steps
                 results.append(result)
                 if policy.stops_run(result.failures):
+                    return results
+        return results
+
+    def _run_interleaved(self) -> list[StepResult]:
+        """A workload run: the platforms take turns, one step each (repeat-major), so a
+        host load that drifts over the run falls on every platform alike; the figures
+        are ratios between platforms. Every platform warms up first."""
+        sc = self.loaded.scenario
+        total = len(sc.plan())
+        platforms = self.platforms or sc.platforms
+        policies = {p.name: PlatformPolicy.of(sc, p) for p in platforms}
+        for p in platforms:
+            self._warm_up(p, policies[p.name])
+        turns = {p.name: policies[p.name].steps() for p in platforms}
+        results: list[StepResult] = []
+        while turns:
+            for p in platforms:
+                if p.name not in turns:
+                    continue
+                nxt = next(turns[p.name], None)
+                if nxt is None:
+                    del turns[p.name]
+                    continue
+                n, r = nxt
+                result = self._step(Step(platform=p, n=n, repeat=r), policies[p.name], total)
+                if result is None:
+                    continue  # refused: the policy has ended this platform's steps
+                results.append(result)
+                if policies[p.name].stops_run(result.failures):
                     return results
         return results
 
