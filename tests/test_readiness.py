@@ -234,7 +234,7 @@ def test_a_remote_engines_containers_are_not_probed_from_here():
 
 
 def test_the_plan_shows_ready_only_when_some_platform_is_not_the_default():
-    from bench.report.views import plan_table, ready_label
+    from bench.report.views import plan_table
 
     labels = {
         "UP": "UP",
@@ -248,7 +248,7 @@ def test_the_plan_shows_ready_only_when_some_platform_is_not_the_default():
             "name: x\nplatforms:\n  - {name: a, backend: docker, image: i, network: bridge, "
             f"ready: {text}}}\n"
         )
-        assert ready_label(sc.platforms[0].ready) == label
+        assert sc.platforms[0].ready.describe(short=True) == label
         assert [c.header for c in plan_table(sc).columns][-1] == "ready"
     plain = parse_scenario("name: x\nplatforms:\n  - {name: a, backend: docker, image: i}\n")
     assert [c.header for c in plan_table(plain).columns][-1] == "instances"

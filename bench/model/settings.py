@@ -231,16 +231,21 @@ class ReadyRule(Model):
         """The port a network rule probes, inside the instance."""
         return self.tcp if self.tcp is not None else self.http.port if self.http else None
 
-    def describe(self) -> str:
-        """What ready means under this rule, for errors and the report."""
+    def describe(self, short: bool = False) -> str:
+        """What ready means under this rule, in words for errors and the report, or
+        `short` for a table cell (BENCH_READY, /PATTERN/, tcp :8080, HTTP 200 :8080/health,
+        exit 0)."""
         if self.regex is not None:
-            return f"a console line matching {self.regex!r}"
+            return f"/{self.regex}/" if short else f"a console line matching {self.regex!r}"
         if self.tcp is not None:
-            return f"port {self.tcp} accepting a connection"
+            return f"tcp :{self.tcp}" if short else f"port {self.tcp} accepting a connection"
         if self.http is not None:
-            return f"HTTP {self.http.status} on {self.http.path} (port {self.http.port})"
+            h = self.http
+            if short:
+                return f"HTTP {h.status} :{h.port}{h.path}"
+            return f"HTTP {h.status} on {h.path} (port {h.port})"
         if self.exit is not None:
-            return f"exit status {self.exit}"
+            return f"exit {self.exit}" if short else f"exit status {self.exit}"
         return self.marker or DEFAULT_MARKER
 
 

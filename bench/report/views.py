@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from bench.judge.summary import Density, SummaryRow
-    from bench.model.settings import ReadyRule
     from bench.plan.scenario import Scenario
 
 
@@ -104,26 +103,12 @@ def spectrum_order(rows: list[SummaryRow]) -> list[SummaryRow]:
     return sorted(rows, key=lambda r: (kinds.order(text(r.get("kind"))), first[str(r["platform"])]))
 
 
-def ready_label(rule: ReadyRule) -> str:
-    """A platform's `ready:` in a table cell: BENCH_READY, /PATTERN/, tcp :8080,
-    HTTP 200 :8080/health, exit 0."""
-    if rule.regex is not None:
-        return f"/{rule.regex}/"
-    if rule.tcp is not None:
-        return f"tcp :{rule.tcp}"
-    if rule.http is not None:
-        return f"HTTP {rule.http.status} :{rule.http.port}{rule.http.path}"
-    if rule.exit is not None:
-        return f"exit {rule.exit}"
-    return rule.marker or "BENCH_READY"
-
-
 def plan_table(scenario: Scenario) -> Table:
     from rich.table import Table
 
     t = Table(title=f"{scenario.name}: {scenario.description}".rstrip(": "))
     # What ready means, when some platform waits for more than the default marker.
-    ready = {p.name: ready_label(p.ready) for p in scenario.platforms}
+    ready = {p.name: p.ready.describe(short=True) for p in scenario.platforms}
     shown_ready = any(label != "BENCH_READY" for label in ready.values())
     cols = ("platform", "backend", "image", "memory", "counts", "repeat", "instances")
     for col in cols + (("ready",) if shown_ready else ()):
