@@ -347,3 +347,51 @@ def test_native_leftovers_are_found_by_their_owner_file_and_removed(tmp_path, mo
     assert backend.leftovers("other-run") == []
     backend.remove_leftover(found)
     assert not base.exists() and backend.leftovers() == []
+
+
+DOCKER = "name: t\nplatforms:\n  - {name: c, backend: docker, image: workloads}\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        "[--rw=write, --filename=/dev/sda]",  # the host's disk, as root
+        "[--rw=read, --directory=/proc]",
+        "[--rw=read, --exec_prerun=reboot]",
+        "[--rw=read, --ioengine=exec, --program=/bin/sh]",
+        "[--rw=read, --write_lat_log=/etc/x]",
+    ],
+)
+def test_fio_args_that_name_a_file_or_a_program_are_refused(args):
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(DOCKER + f"workloads: {{run: [{{name: mine, tool: fio, args: {args}}}]}}")
+    assert "workloads.run[0].args: fio " in str(e.value)
+    assert "bench runs as root" in str(e.value) or "runs a program" in str(e.value)
+
+
+def test_stress_ng_args_that_name_a_file_are_refused_and_others_pass():
+    with pytest.raises(ScenarioError, match=r"run\[0\].args: stress-ng option 'yaml'"):
+        parse_scenario(DOCKER + "workloads: {run: [{name: m, tool: stress-ng, args: [--yaml=/x]}]}")
+    sc = parse_scenario(
+        DOCKER + "workloads: {run: [{name: m, tool: stress-ng, args: [--vm, '1']}]}"
+    )
+    assert sc.workloads is not None and sc.workloads.run[0].custom
+
+
+def test_a_native_platform_runs_only_built_in_workloads():
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(
+            BASE + "workloads: {run: [cpu, {name: m, tool: stress-ng, args: [--vm, '1']}]}"
+        )
+    assert "workloads.run" in str(e.value) and "as root on this host" in str(e.value)
+    assert "\n" not in str(e.value)
+    sc = parse_scenario(BASE + "workloads: {run: [cpu, randread]}")
+    assert sc.workloads is not None and not any(w.custom for w in sc.workloads.run)
+
+
+def test_native_gives_its_init_only_a_few_device_nodes_not_the_hosts_dev():
+    from bench.backends import native_backend
+
+    assert "--bind /dev " not in native_backend.ENTER
+    assert "tmpfs" in native_backend.ENTER
+    assert set(native_backend.DEVICES) == {"null", "zero", "full", "random", "urandom", "tty"}

@@ -50,8 +50,20 @@ if TYPE_CHECKING:
 # disk workload writes where a container's would (not to a tmpfs).
 STATE = "native"
 OWNER_FILE = "bench-owner.json"  # beside the tree: run id and owner, for `bench clean`
-# mount proc and /dev inside the instance's own mount namespace, then become its init.
-ENTER = 'mount -t proc proc "$0/proc" && mount --bind /dev "$0/dev" && exec chroot "$0" /init'
+# The few device nodes a workload needs (its init and the tools open nothing else). The
+# host's whole /dev is not bound in: bench runs as root, and a scenario's fio or
+# stress-ng arguments must not reach the host's disks (`--filename=/dev/sda`).
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# mount proc, a /dev of those nodes and a /dev/shm inside the instance's own mount
+# namespace (all gone with it), then become its init.
+ENTER = (
+    'mount -t proc proc "$0/proc"'
+    ' && mount -t tmpfs -o mode=0755,size=64k,nosuid,noexec bench-dev "$0/dev"'
+    f' && for d in {" ".join(DEVICES)}; do : >"$0/dev/$d" && mount --bind "/dev/$d" "$0/dev/$d"'
+    " || exit 1; done"
+    ' && mkdir "$0/dev/shm" && mount -t tmpfs -o mode=1777,nosuid,nodev bench-shm "$0/dev/shm"'
+    ' && exec chroot "$0" /init'
+)
 STOP_WAIT_S = 5.0
 
 

@@ -59,6 +59,21 @@ class Tool(ABC):
     """A benchmark tool in the workloads image: how to run it, how to read its result."""
 
     name: ClassVar[str]
+    # Options a scenario's args may not give: they name files or programs, and bench runs
+    # as root (on a native platform with no isolation): where a tool reads, writes and
+    # what it runs are bench's, never the scenario's.
+    refused: ClassVar[tuple[str, ...]] = ()
+
+    def check_args(self, args: list[str]) -> None:
+        """Raise ValueError naming the first refused option in `args` (`--opt`, `--opt=v`
+        or `opt=v`, as the tool reads them)."""
+        for a in args:
+            option = a.lstrip("-").split("=", 1)[0]
+            if option in self.refused:
+                raise ValueError(
+                    f"{self.name} option {option!r} is bench's to set, not the scenario's "
+                    "(it names a file or a program, and bench runs as root)"
+                )
 
     @abstractmethod
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
@@ -77,6 +92,7 @@ class StressNg(Tool):
     """stress-ng with --metrics, result as YAML (`--yaml`): one entry per stressor."""
 
     name = "stress-ng"
+    refused = ("yaml", "Y", "log-file", "job", "j", "temp-path")
     # YAML key -> (figure suffix, unit, worse). The real-time rate is the figure: a
     # CPU-time rate depends on how each kernel accounts time (gVisor's Sentry differs),
     # so it is a diagnostic only.
@@ -129,6 +145,32 @@ class Fio(Tool):
     container's overlay, native: the host's disk; gVisor's own rootfs may be memory)."""
 
     name = "fio"
+    refused = (
+        "filename",
+        "directory",
+        "filename_format",
+        "opendir",
+        "output",
+        "exec_prerun",
+        "exec_postrun",
+        "trigger",
+        "trigger-file",
+        "trigger-remote",
+        "program",
+        "ioscheduler",
+        "write_bw_log",
+        "write_lat_log",
+        "write_iops_log",
+        "write_hist_log",
+    )
+
+    def check_args(self, args: list[str]) -> None:
+        super().check_args(args)
+        for a in args:
+            option, _, value = a.lstrip("-").partition("=")
+            # The exec and external engines run a program or load a library.
+            if option == "ioengine" and value.split(":")[0] in ("exec", "external"):
+                raise ValueError(f"fio ioengine {value!r} runs a program: not from a scenario")
 
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
         return [

@@ -111,7 +111,17 @@ class WorkloadSpec(Model):
             raise KeyedValueError("tool", f"unknown tool {self.tool!r} (known: {', '.join(TOOLS)})")
         elif self.args is None:
             raise KeyedValueError("args", f"tool: {self.tool} needs args: (what to run)")
+        else:
+            try:
+                TOOLS[self.tool].check_args(self.args)
+            except ValueError as e:
+                raise KeyedValueError("args", str(e)) from None
         return self
+
+    @property
+    def custom(self) -> bool:
+        """Its own tool and args, not a built-in's."""
+        return "tool" in self.model_fields_set
 
 
 def _workload_duration(v: float) -> float:
@@ -280,6 +290,22 @@ class Scenario(Model):
             raise KeyedValueError(
                 "workloads", "workloads run at fixed counts: drop density (use counts: [1])"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _native_runs_builtins_only(self) -> Scenario:
+        # A native platform is a root process on this host with no isolation but a chroot:
+        # only the built-in workloads, whose arguments are bench's, run there.
+        if self.workloads is None or not any(p.backend == "native" for p in self.platforms):
+            return self
+        for i, w in enumerate(self.workloads.run):
+            if w.custom:
+                raise KeyedValueError(
+                    f"workloads.run.{i}",
+                    f"{w.name!r} has its own tool and args, and a native platform would run "
+                    "them as root on this host: use a built-in workload, or drop the native "
+                    "platform",
+                )
         return self
 
     def search_for(self, platform: PlatformBase) -> Density | None:

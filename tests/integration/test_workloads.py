@@ -99,3 +99,41 @@ def test_a_microvm_runs_a_workload_through_its_console(qemu_binary):
     assert section is not None
     row = next(r for r in section.rows if r.platform == "microvm")
     assert (row.ratio is None) == row.emulated
+
+
+def test_a_native_instance_sees_only_the_device_nodes_bench_gives_it():
+    """Native runs as root with only a chroot: the host's /dev (its disks) must not be in
+    the instance's tree, so no scenario argument can reach them; the few nodes the
+    tools need are there, and nothing it mounted is left on the host."""
+    import secrets
+    import time
+
+    from bench.backends.base import Instance
+    from bench.backends.native_backend import NativeBackend, NativeSettings
+    from bench.machines.console import Console
+
+    backend = NativeBackend(NativeSettings(name="n", backend="native", image="busybox"))
+    backend.prepare()
+    inst = Instance(
+        name=f"bench-it-native-{secrets.token_hex(4)}",
+        run_id="it-native",
+        platform="n",
+        console=Console("BENCH_READY"),
+    )
+    try:
+        backend.create(inst)
+        backend.start(inst)
+        deadline = time.monotonic() + 30
+        while inst.console.ready_at is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert inst.console.ready_at is not None, inst.console.closed_reason
+        done = backend.run_in(inst, ["/bin/sh", "-c", "ls /dev; echo x > /dev/null && echo ok"])
+        assert done.rc == 0, done.stderr
+        listed = set(done.stdout.decode().split())
+        assert listed == {"full", "null", "random", "shm", "tty", "urandom", "zero", "ok"}
+    finally:
+        backend.destroy(inst)
+    from pathlib import Path
+
+    assert inst.name not in Path("/proc/self/mountinfo").read_text()
+    assert not (backend._dir(inst)).exists()
