@@ -239,6 +239,16 @@ class Sample(Record):
     guest_init_s: float | None = metric(
         "s", "the guest's own clock (printk time) when its kernel ran init"
     )
+    # The engine's own event stream (bench.measurements.engine_events), its wall-clock
+    # instants less the launch call's wall-clock instant: a local engine only.
+    engine_create_s: float | None = metric(
+        "s", "the engine's own create event (its event stream), from the launch call"
+    )
+    engine_start_s: float | None = metric(
+        "s",
+        "the engine's own start event (its event stream: the runtime started the "
+        "container), from the launch call",
+    )
     console_lines: int | None = value("console lines before the marker")
     setup_start_s: float | None = metric(
         "s",
