@@ -546,6 +546,8 @@ BACKEND_FIELDS = frozenset(
         "guest_ram_rss_bytes",
         "runtime_rss_bytes",
         "runtime_pss_bytes",
+        "engine_create_s",
+        "engine_start_s",
         "runtime_processes",
         "engine_mem_bytes",
         "engine_mem_source",

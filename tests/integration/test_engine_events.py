@@ -29,12 +29,13 @@ def check_events(samples: list[dict]) -> None:
         # Read from the event stream, on the wall clock, less the launch's wall instant.
         create, start = s["engine_create_s"], s["engine_start_s"]
         assert create is not None and start is not None, s
-        assert 0 < create <= start <= s["ready_s"], (create, start, s["ready_s"])
-        # The engine's create event lies inside the create call, its start event after it.
-        assert create <= s["create_s"] <= start, (create, s["create_s"], start)
+        # Each event lies inside its call. Not before ready: docker logs its start event
+        # after the runtime started the process, whose marker can reach bench first.
+        order = [0.0, create, s["create_s"], start, s["start_s"]]
+        assert order == sorted(order) and create > 0, order
         ps, rest = phases(s)
         names = [p.name for p in ps]
-        assert names[:3] == ["create_engine", "create_return", "start_engine"], names
+        assert names[:2] == ["create_engine", "create_return"], names
         assert sum(p.seconds for p in ps) + rest == pytest.approx(s["ready_s"])
         print(
             f"{s['backend']}: create_s {s['create_s']:.3f} (engine {create:.3f}), start "
