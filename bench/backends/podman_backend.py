@@ -355,7 +355,9 @@ class PodmanBackend(ContainerBackend):
         since, until = window
         # libpod /events with stream=false: the past events as JSON lines, then closes.
         filters = {"label": [run_label(insts[0].run_id)], "type": ["container"]}
-        params = {"stream": "false", "since": since, "until": until}
+        # podman 4.3 answers nothing to "SECONDS.NANOSECONDS": whole seconds, wide.
+        params = {"stream": "false", "since": since.split(".")[0]}
+        params["until"] = str(int(until.split(".")[0]) + 1)
         params["filters"] = json.dumps(filters)
         body = self._call("get", "/events", params=params).text
         rows = [json.loads(line) for line in body.splitlines() if line.strip()]
