@@ -36,10 +36,14 @@ def main() -> None:
         for s in ok:
             for p in phases(s)[0]:
                 per.setdefault(p.name, []).append(p.seconds * 1e3)
-        med = lambda k: (
-            statistics.median(v) if (v := [s[k] for s in ok if s[k] is not None]) else None
-        )  # noqa: E731
-        fmt = lambda x: "-" if x is None else f"{x * 1e3:.1f}"  # noqa: E731
+
+        def med(k: str, ok: list[dict] = ok) -> float | None:
+            v = [s[k] for s in ok if s[k] is not None]
+            return statistics.median(v) if v else None
+
+        def fmt(x: float | None) -> str:
+            return "-" if x is None else f"{x * 1e3:.1f}"
+
         parts = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in per.items())
         rows.append(
             f"| {what} | {len(ok)}/{len(sink.samples)} | {fmt(med('engine_create_s'))} | "
