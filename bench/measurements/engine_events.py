@@ -6,7 +6,7 @@ event carries the engine's wall-clock time. The executor records the wall clock 
 launch call (Instance.launch_wall_ns) beside the runner's, so an event's instant is
 its wall time less that one. This holds only where the engine shares this machine's
 clock: for an engine elsewhere (ssh://) the backend says why in `why_not`, recorded in
-the sample's extras (engine_events_error), and no instant is stored. An event the
+the sample's engine_events_error, and no instant is stored. An event the
 stream did not report leaves its field empty: never assumed.
 """
 

@@ -249,6 +249,10 @@ class Sample(Record):
         "the engine's own start event (its event stream: the runtime started the "
         "container), from the launch call",
     )
+    engine_events_error: str | None = value(
+        "why engine_create_s/engine_start_s are not recorded (an engine on another "
+        "machine: its clock is not bench's; its event stream not read)"
+    )
     console_lines: int | None = value("console lines before the marker")
     setup_start_s: float | None = metric(
         "s",
@@ -548,6 +552,7 @@ BACKEND_FIELDS = frozenset(
         "runtime_pss_bytes",
         "engine_create_s",
         "engine_start_s",
+        "engine_events_error",
         "runtime_processes",
         "engine_mem_bytes",
         "engine_mem_source",

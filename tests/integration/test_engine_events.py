@@ -25,7 +25,7 @@ def check_events(samples: list[dict]) -> None:
     assert len(samples) == 2
     for s in samples:
         assert s["ok"], s["error"]
-        assert s["extras"].get("engine_events_error") is None, s["extras"]
+        assert s["engine_events_error"] is None, s["engine_events_error"]
         # Read from the event stream, on the wall clock, less the launch's wall instant.
         create, start = s["engine_create_s"], s["engine_start_s"]
         assert create is not None and start is not None, s
