@@ -298,3 +298,19 @@ def test_engine_events_split_container_calls_and_add_up():
     # Without the start event the whole start call is kept.
     ps, _ = phases({**s, "engine_start_s": None})
     assert [p.name for p in ps][2] == "start"
+
+
+def test_first_events_keeps_each_containers_first_event_of_each_kind():
+    from bench.backends.oci import first_events
+
+    def ev(name: str, action: str, at: int, kind: str = "container") -> dict:
+        return {
+            "Type": kind,
+            "Action": action,
+            "timeNano": at,
+            "Actor": {"Attributes": {"name": name}},
+        }
+
+    rows = [ev("a", "create", 1), ev("a", "start", 3), ev("a", "start", 9), ev("b", "create", 2)]
+    rows += [ev("other", "create", 4), ev("a", "create", 5, kind="network")]
+    assert first_events(rows, {"a", "b"}) == {"a": {"create": 1, "start": 3}, "b": {"create": 2}}
