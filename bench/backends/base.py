@@ -46,6 +46,19 @@ class Instance:
     # What the backend and the measurements found, stored with the sample (bench.model.records.
     # backend_facts); `_` keys are the backend's own (sockets, timers), never stored.
     info: dict[str, object] = field(default_factory=dict)
+    # The wall clock (time.time_ns) at its launch call, beside the runner's clock: an
+    # engine's event instants (wall clock) are placed relative to it.
+    launch_wall_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineEvents:
+    """What an engine's event stream told of a step's instances: per instance name, the
+    engine's event names (create, start, ...) and the wall-clock instant (ns) of each
+    one's first occurrence; `why_not`: why none could be placed on bench's clock."""
+
+    wall_ns: dict[str, dict[str, int]] = field(default_factory=dict)
+    why_not: str | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +306,12 @@ class Backend(ABC):
     def prefetch(self, insts: list[Instance], host: Host) -> None:
         """Before sample() is called for each of insts: fetch what one call can answer
         for all (sizes, the host's process table), so sampling a step stays O(N)."""
+
+    def engine_events(self, insts: list[Instance]) -> EngineEvents:
+        """The engine's own events of these instances (one query for all of them, after
+        they are ready), on its wall clock. The default: an engine without an event
+        stream bench reads (nothing recorded, nothing to explain)."""
+        return EngineEvents()
 
     def sample(self, inst: Instance, host: Host) -> Facts:
         """Raw facts about a running, ready instance, from the engine's point of view.

@@ -18,6 +18,7 @@ from bench.backends.base import (
     BoundaryView,
     Check,
     CliOption,
+    EngineEvents,
     ExecResult,
     Instance,
     parse_pid,
@@ -38,9 +39,12 @@ from bench.backends.oci import (
     container_boundary,
     container_processes,
     entries,
+    event_window,
+    first_events,
     instance_labels,
     probe_name,
     probe_verdict,
+    run_label,
     section,
 )
 from bench.backends.probe_cache import RUNTIME_CACHE, ProbeCache, ProbeResult
@@ -548,6 +552,25 @@ class DockerBackend(ContainerBackend):
 
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
+
+    def engine_events(self, insts: list[Instance]) -> EngineEvents:
+        if not self._local:
+            # Its timeNano is that machine's wall clock, the launch instants this one's.
+            return EngineEvents(why_not=f"engine at {self.address}: its clock is not bench's")
+        window = event_window(insts)
+        if window is None or not insts:
+            return EngineEvents()
+        since, until = window
+        # A bounded query of past events (since/until): it returns once `until` passed.
+        # The stubs say int, the SDK passes any value on: "SECONDS.NANOSECONDS" is the
+        # daemon's own form, so `until` is now, not the next whole second.
+        rows = self.connect().events(  # type: ignore[call-overload]
+            since=since,
+            until=until,
+            filters={"label": run_label(insts[0].run_id), "type": "container"},
+            decode=True,
+        )
+        return EngineEvents(first_events(rows, {i.name for i in insts}))
 
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         # `docker exec`: the container's namespaces, cgroup and runtime (runsc serves the

@@ -13,8 +13,9 @@ import os
 import socket
 import struct
 import threading
+import time
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
@@ -534,3 +535,35 @@ class ContainerBackend(Backend):
             self._hub = None
         self._disconnect()
         self._info = None
+
+
+def event_window(insts: Sequence[Instance]) -> tuple[str, str] | None:
+    """since/until from a second before the first launch of insts until now, as the
+    events APIs take them ("SECONDS.NANOSECONDS"): a bounded query of past events,
+    which returns and closes (an `until` still ahead would keep it open until then)."""
+    launched = [i.launch_wall_ns for i in insts if i.launch_wall_ns is not None]
+    if not launched:
+        return None
+    return _stamp(min(launched) - 1_000_000_000), _stamp(time.time_ns())
+
+
+def _stamp(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def first_events(rows: Iterable[EngineJson], names: set[str]) -> dict[str, dict[str, int]]:
+    """Per container name, each container event's first wall-clock instant (timeNano).
+
+    docker's and podman's (libpod) /events share this shape: Type, Action, Actor.
+    Attributes.name, timeNano. Other objects' events and other containers' are skipped."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        actor = row.get("Actor")
+        attrs = actor.get("Attributes") if isinstance(actor, dict) else None
+        name = attrs.get("name") if isinstance(attrs, dict) else None
+        action, at = row.get("Action") or row.get("status"), row.get("timeNano")
+        if row.get("Type") != "container" or name not in names or not isinstance(at, int):
+            continue
+        if isinstance(action, str) and isinstance(name, str):
+            out.setdefault(name, {}).setdefault(action, at)
+    return out

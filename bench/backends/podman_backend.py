@@ -33,6 +33,7 @@ from bench.backends.base import (
     BoundaryView,
     Check,
     CliOption,
+    EngineEvents,
     ExecResult,
     Instance,
     parse_pid,
@@ -54,9 +55,12 @@ from bench.backends.oci import (
     container_boundary,
     container_processes,
     entries,
+    event_window,
+    first_events,
     instance_labels,
     probe_name,
     probe_verdict,
+    run_label,
     section,
     version_line,
 )
@@ -341,6 +345,23 @@ class PodmanBackend(ContainerBackend):
                 ) from None
             self._client = client
         return self._client
+
+    def engine_events(self, insts: list[Instance]) -> EngineEvents:
+        if not self.address.startswith("unix://"):
+            return EngineEvents(why_not=f"engine at {self.address}: its clock is not bench's")
+        window = event_window(insts)
+        if window is None or not insts:
+            return EngineEvents()
+        since, until = window
+        # libpod /events with stream=false: the past events as JSON lines, then closes.
+        filters = {"label": [run_label(insts[0].run_id)], "type": ["container"]}
+        # podman 4.3 answers nothing to "SECONDS.NANOSECONDS": whole seconds, wide.
+        params = {"stream": "false", "since": since.split(".")[0]}
+        params["until"] = str(int(until.split(".")[0]) + 1)
+        params["filters"] = json.dumps(filters)
+        body = self._call("get", "/events", params=params).text
+        rows = [json.loads(line) for line in body.splitlines() if line.strip()]
+        return EngineEvents(first_events(rows, {i.name for i in insts}))
 
     @property
     def api(self) -> APIClient:

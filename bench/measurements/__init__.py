@@ -26,6 +26,7 @@ MEASUREMENTS: dict[str, str] = {
     "rtt": "bench.measurements.rtt:RoundTrip",
     "host_memory": "bench.measurements.host_memory:HostMemory",
     "engine": "bench.measurements.engine:EngineView",
+    "engine_events": "bench.measurements.engine_events:EngineEventInstants",
     "process_memory": "bench.measurements.process_memory:ProcessMemory",
     "storage": "bench.measurements.storage:StorageGrowth",
     "host_settings": "bench.measurements.host_settings:HostSettings",

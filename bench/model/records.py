@@ -239,6 +239,20 @@ class Sample(Record):
     guest_init_s: float | None = metric(
         "s", "the guest's own clock (printk time) when its kernel ran init"
     )
+    # The engine's own event stream (bench.measurements.engine_events), its wall-clock
+    # instants less the launch call's wall-clock instant: a local engine only.
+    engine_create_s: float | None = metric(
+        "s", "the engine's own create event (its event stream), from the launch call"
+    )
+    engine_start_s: float | None = metric(
+        "s",
+        "the engine's own start event (its event stream: the runtime started the "
+        "container), from the launch call",
+    )
+    engine_events_error: str | None = value(
+        "why engine_create_s/engine_start_s are not recorded (an engine on another "
+        "machine: its clock is not bench's; its event stream not read)"
+    )
     console_lines: int | None = value("console lines before the marker")
     setup_start_s: float | None = metric(
         "s",
@@ -536,6 +550,9 @@ BACKEND_FIELDS = frozenset(
         "guest_ram_rss_bytes",
         "runtime_rss_bytes",
         "runtime_pss_bytes",
+        "engine_create_s",
+        "engine_start_s",
+        "engine_events_error",
         "runtime_processes",
         "engine_mem_bytes",
         "engine_mem_source",

@@ -326,7 +326,11 @@ def disk_per_instance(frames: Frames) -> Figure:
 PHASES = (
     ("queued", "queued (behind `concurrency`)", "#bdbdbd"),
     ("vmm_start", "VMM process start", "#ff9da7"),
+    ("create_engine", "create call → engine's create event", "#ffbe7d"),
+    ("create_return", "engine's create event → create call returned", "#d37295"),
     ("create", "create call", "#f28e2b"),
+    ("start_engine", "start call → engine's start event (runtime start)", "#f1ce63"),
+    ("start_return", "engine's start event → start call returned", "#b6992d"),
     ("start", "start call", "#edc948"),
     ("firmware", "firmware and kernel loading", "#9c755f"),
     ("decompression", "kernel decompression", "#b07aa1"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import heapq
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -122,6 +123,7 @@ class StepExecutor:
         # call returns (below), which saves N context switches on the hot path.
         now = self.clock.now
         launch.launch_at = now()
+        launch.inst.launch_wall_ns = time.time_ns()
         try:
             backend.create(launch.inst)
             launch.created_at = now()
