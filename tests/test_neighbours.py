@@ -209,4 +209,7 @@ def test_the_report_shows_the_isolation_table_and_the_worst_slowdown(tmp_path):
     classic = (out / "containers-vs-vms.md").read_text()
     (row,) = [x for x in classic.splitlines() if x.startswith("| isolation")]
     assert "worst neighbour slowdown 3.00x (stream" in row
-    assert "Isolation: noisy neighbours" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert "Isolation: noisy neighbours" in html
+    assert (out / "neighbours.png").stat().st_size > 0
+    assert "victim&#x27;s median slowdown per aggressor kind" in html or "median slowdown" in html
