@@ -97,7 +97,10 @@ VM_READING = [
     "instruction on a host thread, so the victim's rate is set by how much host CPU its "
     "QEMU gets on this loaded host, not by the guest's isolation; these rows say that VM "
     "neighbours run and are measured, not that VMs isolate better or worse than "
-    "containers. The VMs' `io` aggressor writes to its initramfs (RAM): no disk yet.",
+    "containers. The libvirt VM's victim even ran faster beside its neighbour under "
+    "`stream` (0.76x in run isolation-vm-20261206-012028-b52c9f63): the host's other load "
+    "moved more between its alone and contended windows than the neighbour did. The "
+    "VMs' `io` aggressor writes to its initramfs (RAM): no disk yet.",
     "",
 ]
 
@@ -123,6 +126,8 @@ def run_text(run_dir: Path) -> str:
     meta = run.metadata
     host = meta.get("host") or {}
     started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
+    name = str((meta.get("scenario") or {}).get("name") or "isolation")
+    scenario = f"scenarios/{name}.yaml"
     table = [
         "| " + " | ".join(nb.COLUMNS) + " |",
         "| --- | --- | --- | ---: | --- | ---: | --- | ---: |",
@@ -152,10 +157,10 @@ def run_text(run_dir: Path) -> str:
             f"{host.get('load_avg_1m', 0):.1f} on {host.get('cpu_cores')} cores: other "
             "sessions' test suites, engines and VMs shared this host the whole time, so "
             "the victim had more neighbours than its aggressor, alone and contended alike. "
-            "`bench run scenarios/isolation.yaml`, then "
+            f"`bench run {scenario}`, then "
             "`python benchmarks/neighbours.py RUN_DIR`; the table is bench's own "
-            "(bench.report.neighbours). Victim and aggressor: one CPU and 512 MiB each "
-            "(`cpus: 1`, `memory: 512MiB`).",
+            "(bench.report.neighbours). Victim and aggressor: one CPU each (containers "
+            "`cpus: 1`, `memory: 512MiB`; VMs `vcpus: 1`, `memory: 1GiB`).",
             "",
             *table,
             "",
