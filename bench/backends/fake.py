@@ -84,6 +84,10 @@ class FakeSettings(PlatformBase):
     # +/- `work_spread` (a fixed cycle, so tests are exact).
     work_rate: float = 1000.0
     work_spread: float = 0.0
+    # Noisy neighbours: while an aggressor's stress-ng stressor (cpu, stream, vm, hdd,
+    # fork) runs in another instance, a victim's rate is divided by 1 + the sum of the
+    # running aggressors' factors (bench.measurements.neighbours).
+    neighbour_slowdown: dict[str, float] = Field(default_factory=dict)
     accel: Literal["kvm", "tcg"] | None = None
 
 
@@ -153,7 +157,11 @@ class FakeBackend(Backend):
         self.destroy_calls = 0  # only counted while destroys hang
         self._exit_codes: dict[str, int] = {}
         self.run_in_calls = 0
+        # Aggressors running (their stressors), and the victim runs that ended.
+        self._aggressors: list[str] = []
+        self._victim_runs = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
@@ -189,11 +197,19 @@ class FakeBackend(Backend):
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         """A fake tool's result in the real tool's format (stress-ng YAML, fio JSON), at
         `work_rate`, so the parsers and the report read it as they read the real one."""
+        from bench.measurements.neighbours import MARK
+
+        script = argv[-1]
+        if script.startswith(MARK):
+            return self._aggress(script, timeout_s)
+        self._await_aggressors()
         with self._lock:
             self.run_in_calls += 1
             step = (self.run_in_calls % 3) - 1  # -1, 0, +1, -1, ...
-        rate = self.settings.work_rate * (1 + step * self.settings.work_spread)
-        script = argv[-1]
+            load = sum(self.settings.neighbour_slowdown.get(k, 0.0) for k in self._aggressors)
+            self._victim_runs += 1
+            self._changed.notify_all()
+        rate = self.settings.work_rate * (1 + step * self.settings.work_spread) / (1 + load)
         if "stress-ng" in script:
             stressor = script.split("stress-ng ", 1)[1].split()[0].lstrip("-")
             out = (
@@ -208,6 +224,35 @@ class FakeBackend(Backend):
             doc = {"fio version": "fio-fake", "jobs": [{"read": job, "write": {"io_bytes": 0}}]}
             return ExecResult(0, json.dumps(doc).encode(), b"")
         return ExecResult(127, b"", b"sh: not found\n")
+
+    def _aggress(self, script: str, timeout_s: float) -> ExecResult:
+        """An aggressor: it runs until the victim's next run has ended (bounded)."""
+        stressor = script.split("stress-ng ", 1)[1].split()[0].lstrip("-")
+        with self._changed:
+            self._aggressors.append(stressor)
+            self._changed.notify_all()
+            seen = self._victim_runs
+            self._changed.wait_for(lambda: self._victim_runs > seen, timeout=timeout_s)
+            self._aggressors.remove(stressor)
+        return ExecResult(0, b"", b"")
+
+    def _await_aggressors(self) -> None:
+        """Deterministic on any clock: wait (real time, bounded) until every aggressor
+        thread the measurement started has entered its run."""
+        from bench.measurements.neighbours import THREAD
+
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    len(self._aggressors)
+                    >= sum(
+                        1
+                        for t in threading.enumerate()
+                        if t.name.startswith(THREAD) and t.is_alive()
+                    )
+                ),
+                timeout=2.0,
+            )
 
     def start(self, inst: Instance) -> None:
         if inst.handle in self.settings.crash:

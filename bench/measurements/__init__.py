@@ -31,6 +31,8 @@ MEASUREMENTS: dict[str, str] = {
     "storage": "bench.measurements.storage:StorageGrowth",
     "host_settings": "bench.measurements.host_settings:HostSettings",
     "boundary": "bench.measurements.boundary:BoundaryFacts",
+    # Before the workloads: it needs every instance of the step idle at once.
+    "neighbours": "bench.measurements.neighbours:Neighbours",
     # Last: it runs the scenario's workloads in each instance (nothing without them).
     "workloads": "bench.measurements.workloads:Workloads",
 }

@@ -297,6 +297,21 @@ class WorkloadRun(BaseModel):
     raw: str = ""  # the tool's own result (YAML, JSON) as it printed it
 
 
+class NeighbourRun(BaseModel):
+    """The victim's workload in one step of a noisy-neighbour scenario, alone or while
+    the step's other instances (the aggressors) ran one stressor kind: stored per step,
+    as a list under `extras["neighbours"]`; slowdowns are computed when read
+    (bench.report.neighbours)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    aggressor: str  # "alone", or the stressor kind the aggressors ran (cpu, stream, ...)
+    aggressors: int  # how many aggressor instances ran it (0 alone)
+    victim: WorkloadRun
+    # One line per aggressor that failed (its stressor did not run to its end).
+    aggressor_errors: list[str] = Field(default_factory=list)
+
+
 class StepRecord(Record):
     """One step: N instances started, waited for, measured, torn down (or refused)."""
 

@@ -181,6 +181,47 @@ class Workloads(Model):
         return sum(self.duration_of(w) for w in self.run)
 
 
+class Neighbours(Model):
+    """A noisy-neighbour measurement: each step starts a victim and `aggressors` more
+    instances of its platform (with its limits, e.g. cpus: 1); the victim runs its
+    workload alone, then while the aggressors run each kind of stressor in turn."""
+
+    aggressors: int = Field(1, ge=1, le=16, strict=True, description="aggressor instances (1-16)")
+    kinds: list[str] = Field(
+        ["cpu", "stream", "io", "fork"],
+        min_length=1,
+        description="the aggressors' stressors, in turn: cpu, stream, vm, io, fork",
+    )
+    victim: str = Field("cpu", description="the victim's workload: a built-in workload name")
+    duration: Seconds = Field(5.0, description="the victim's run time under each kind (1s-30s)")
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, v: list[str]) -> list[str]:
+        from bench.measurements.neighbours import KINDS
+
+        for k in v:
+            if k not in KINDS:
+                raise ValueError(f"unknown aggressor kind {k!r} (known: {', '.join(KINDS)})")
+        if len(set(v)) != len(v):
+            raise ValueError("an aggressor kind is given twice")
+        return v
+
+    @field_validator("victim")
+    @classmethod
+    def _victim(cls, v: str) -> str:
+        from bench.measurements.workloads import BUILTIN
+
+        if v not in BUILTIN:
+            raise ValueError(f"unknown victim workload {v!r} (built in: {', '.join(BUILTIN)})")
+        return v
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: float) -> float:
+        return _workload_duration(v)
+
+
 class Scenario(Model):
     name: str = Field(
         description="names the run (results/<name>-<time>-<id>/); letters, digits, '.', '_', '-'"
@@ -229,6 +270,11 @@ class Scenario(Model):
         None,
         description="workloads run inside each instance once it is ready (stress-ng, fio; "
         "the `workloads` bench image), with ratios to a native platform",
+    )
+    neighbours: Neighbours | None = Field(
+        None,
+        description="a noisy-neighbour measurement: a victim's workload alone and while "
+        "aggressor instances of its platform stress CPU, memory, disk, fork; sets the count",
     )
     # Already validated by each backend's Settings model (see parse_scenario);
     # SerializeAsAny keeps the backend's own keys when the scenario is dumped.
@@ -308,6 +354,20 @@ class Scenario(Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _neighbours_set_the_count(self) -> Scenario:
+        # One place decides a neighbours step's size: aggressors + 1, never a list of N.
+        if self.neighbours is not None and (
+            "counts" in self.model_fields_set
+            or self.density is not None
+            or any(p.counts is not None or p.density is not None for p in self.platforms)
+        ):
+            raise KeyedValueError(
+                "neighbours",
+                "neighbours set each step's count (aggressors + 1): drop counts and density",
+            )
+        return self
+
     def search_for(self, platform: PlatformBase) -> Density | None:
         """The density search this platform runs, if any (its own block wins)."""
         if platform.density is not None:
@@ -328,6 +388,8 @@ class Scenario(Model):
 
     def counts_for(self, platform: PlatformBase) -> list[int]:
         """Fixed counts, or every N a density search may reach."""
+        if self.neighbours is not None:
+            return [self.neighbours.aggressors + 1]
         search = self.search_for(platform)
         if search is not None:
             return search.counts()

@@ -52,6 +52,8 @@ CAPTIONS = {
     "density.png": "Density search: ready p95 against N, the SLO, the max density reached "
     "and the limit that stopped the search.",
     "disk-per-instance.png": "Disk per instance against N.",
+    "neighbours.png": "Noisy neighbours: the victim's median slowdown per aggressor kind, "
+    "per platform (whiskers: min-max over the repeats; 1 = no slowdown; hatched: emulated).",
 }
 
 

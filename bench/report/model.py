@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from bench.judge.history import History
     from bench.model.records import Row
+    from bench.report.neighbours import NeighboursSection
     from bench.report.tax import Tax
     from bench.report.workloads import WorkloadsSection
 
@@ -80,6 +81,15 @@ class WorkloadsView:
     numbers: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class NeighboursView:
+    """The isolation table of one run (bench.report.neighbours): its computed rows and
+    the table as text cells."""
+
+    section: NeighboursSection
+    table: pd.DataFrame
+
+
 # The boundary table reads samples' extras, which the columns leave out: from at most
 # this many (a few hundred ms), so a million-sample run is still reported in time.
 BOUNDARY_SAMPLES = 20_000
@@ -107,6 +117,7 @@ class ReportModel:
     # Run id -> what ready meant where a platform's `ready:` is not the default marker.
     ready_means: dict[str, str] = field(default_factory=dict)
     workloads: WorkloadsView | None = None  # when the newest run ran workloads
+    neighbours: NeighboursView | None = None  # when the newest run measured neighbours
     # For the terminal: what a reader of the files must not miss, besides the plots
     # not drawn (known only when drawing): the history's verdict first, the rest after.
     history_note: str | None = None
@@ -155,11 +166,15 @@ def build_model(frames: Frames) -> ReportModel:
         runs=[RunFacts(*facts) for facts in tables.run_metadata(frames)],
         boundary=_boundary(frames),
         workloads=_workloads(frames),
+        neighbours=_neighbours(frames),
     )
-    if model.boundary is not None:
-        rows = model.boundary.rows
+    if model.boundary is not None or model.neighbours is not None:
+        from bench.report.neighbours import worst
+
+        rows = model.boundary.rows if model.boundary is not None else None
+        slowest = worst(model.neighbours.section) if model.neighbours is not None else None
         model.classic = [
-            HostTable(c.host, tables.with_isolation(c.table, rows), c.n_differs)
+            HostTable(c.host, tables.with_isolation(c.table, rows, slowest), c.n_differs)
             for c in model.classic
         ]
     model.ready_means = _ready_means(frames)
@@ -209,6 +224,20 @@ def _workloads(frames: Frames) -> WorkloadsView | None:
         return None
     table = pd.DataFrame(workloads.display_rows(section), columns=list(workloads.COLUMNS))
     return WorkloadsView(section, table, pd.DataFrame(workloads.numbers(section)))
+
+
+def _neighbours(frames: Frames) -> NeighboursView | None:
+    """The newest run's isolation (noisy-neighbour) table, None when it measured none."""
+    import pandas as pd
+
+    from bench.report import neighbours
+
+    run = frames.runs[-1]
+    section = neighbours.build(run.run_id, run.steps)
+    if section is None:
+        return None
+    table = pd.DataFrame(neighbours.display_rows(section), columns=list(neighbours.COLUMNS))
+    return NeighboursView(section, table)
 
 
 def _notes(model: ReportModel) -> list[str]:

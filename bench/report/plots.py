@@ -540,6 +540,52 @@ def hosts_plot(frames: Frames) -> Figure:
     return fig
 
 
+def neighbour_slowdown(frames: Frames) -> Figure:
+    """The newest run's isolation table as bars: the victim's median slowdown per
+    aggressor kind, one bar per platform, whiskers over the repeats' min-max."""
+    import numpy as np
+
+    from bench.report import neighbours
+
+    run = frames.runs[-1]
+    section = neighbours.build(run.run_id, run.steps)
+    if section is None:
+        raise NotApplicable
+    if not section.rows:
+        raise NoData("no victim run gave a slowdown (see the isolation table's failures)")
+    platforms = list(dict.fromkeys(r.platform for r in section.rows))
+    kinds_ = list(dict.fromkeys(r.aggressor for r in section.rows))
+    palette = _palette()
+    fig = _figure(max(4.6, 1.3 * len(kinds_) * max(1, len(platforms)) / 2 + 2), 3.9)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(platforms)
+    for i, platform in enumerate(platforms):
+        rows = {r.aggressor: r for r in section.rows if r.platform == platform}
+        xs = np.arange(len(kinds_)) + (i - (len(platforms) - 1) / 2) * width
+        med = np.array([rows[k].median if k in rows else np.nan for k in kinds_])
+        lo = np.array([rows[k].low if k in rows else np.nan for k in kinds_])
+        hi = np.array([rows[k].high if k in rows else np.nan for k in kinds_])
+        emulated = any(r.emulated for r in rows.values())
+        ax.bar(
+            xs,
+            med,
+            width,
+            color=palette[i % len(palette)],
+            label=platform + (" (emulated)" if emulated else ""),
+            hatch="//" if emulated else None,
+        )
+        ax.errorbar(xs, med, yerr=[med - lo, hi - med], fmt="none", ecolor="black", capsize=3)
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xticks(np.arange(len(kinds_)), kinds_)
+    ax.set_xlabel("aggressor kind")
+    ax.set_ylabel("victim slowdown (alone / with neighbours)")
+    ax.set_title(f"Noisy neighbours: {section.rows[0].victim} victim", fontsize="medium")
+    ax.grid(alpha=0.3, axis="y")
+    _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
 # name of the PNG -> the function that draws it, in the order the report shows them
 PLOTS = {
     "ready-distribution.png": ready_distribution,
@@ -550,6 +596,7 @@ PLOTS = {
     "memory-per-instance.png": memory_per_instance,
     "density.png": density_curve,
     "disk-per-instance.png": disk_per_instance,
+    "neighbours.png": neighbour_slowdown,
 }
 
 

@@ -100,6 +100,8 @@ def render_html(
             body.append(f'<p class="note">{_text(classic.n_differs)}</p>')
     if model.workloads is not None:
         body += _workloads(model)
+    if model.neighbours is not None:
+        body += _neighbours(model)
     if model.boundary is not None:
         body += [
             f"<h2>Isolation boundary, as read: {escape(model.boundary.run_id)}</h2>",
@@ -162,6 +164,25 @@ def _workloads(model: ReportModel) -> list[str]:
     out.append(_table(view.table, index=False))
     if section.failures:
         out.append("<p>Workload runs that gave no figures:</p><ul>")
+        out += [f"<li>{_text(line)}</li>" for line in section.failures]
+        out.append("</ul>")
+    return out
+
+
+def _neighbours(model: ReportModel) -> list[str]:
+    from bench.report.neighbours import NEIGHBOURS_NOTE
+
+    view = model.neighbours
+    assert view is not None
+    section = view.section
+    out = [
+        f"<h2>Isolation: noisy neighbours: {escape(section.run_id)}</h2>",
+        f"<p>{_text(NEIGHBOURS_NOTE)}</p>",
+    ]
+    if len(view.table):
+        out.append(_table(view.table, index=False))
+    if section.failures:
+        out.append("<p>Neighbour runs that gave no figure:</p><ul>")
         out += [f"<li>{_text(line)}</li>" for line in section.failures]
         out.append("</ul>")
     return out

@@ -47,6 +47,7 @@ def summary_markdown(model: ReportModel) -> str:
     return (
         _summary(model)
         + _workloads(model)
+        + _neighbours(model)
         + _boundary(model)
         + history_section(model.history, model.no_history)
     )
@@ -66,6 +67,23 @@ def _workloads(model: ReportModel) -> str:
     parts += [view.table.to_markdown(index=False), ""]
     if section.failures:
         parts += ["Workload runs that gave no figures:", ""]
+        parts += [f"- {line}" for line in section.failures] + [""]
+    return "\n".join(parts)
+
+
+def _neighbours(model: ReportModel) -> str:
+    view = model.neighbours
+    if view is None:
+        return ""
+    from bench.report.neighbours import NEIGHBOURS_NOTE
+
+    section = view.section
+    parts = ["", f"## Isolation: noisy neighbours: {section.run_id}", ""]
+    parts += [NEIGHBOURS_NOTE, ""]
+    if len(view.table):
+        parts += [view.table.to_markdown(index=False), ""]
+    if section.failures:
+        parts += ["Neighbour runs that gave no figure:", ""]
         parts += [f"- {line}" for line in section.failures] + [""]
     return "\n".join(parts)
 

@@ -662,18 +662,29 @@ def boundary_note(read: int, capped: bool) -> str:
     )
 
 
-def with_isolation(table: pd.DataFrame, boundary: pd.DataFrame) -> pd.DataFrame:
+def with_isolation(
+    table: pd.DataFrame,
+    boundary: pd.DataFrame | None,
+    worst: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """The containers-vs-VMs table with its isolation row (before density, as in the
-    primer's table): per platform column, the boundary its instances were read to have.
-    Columns the boundary table has no platform for (another run's) stay empty."""
+    primer's table): per platform column, the boundary its instances were read to have,
+    then its worst noisy-neighbour slowdown (bench.report.neighbours) when measured.
+    Columns neither has a platform for (another run's) stay empty."""
     import pandas as pd
 
-    by_platform = {str(r["platform"]): r for _, r in boundary.iterrows()}
-    cells = [
-        _isolation_cell(by_platform[str(c)]) if str(c) in by_platform else ""
-        for c in table.columns
-        if c != "usual claim"
-    ]
+    by_platform = (
+        {str(r["platform"]): r for _, r in boundary.iterrows()} if boundary is not None else {}
+    )
+    worst = worst or {}
+
+    def cell(platform: str) -> str:
+        parts = [_isolation_cell(by_platform[platform])] if platform in by_platform else []
+        if platform in worst:
+            parts.append(worst[platform])
+        return "; ".join(parts)
+
+    cells = [cell(str(c)) for c in table.columns if c != "usual claim"]
     row = pd.DataFrame(
         [[*cells, USUAL_CLAIMS[ISOLATION]]], columns=table.columns, index=[ISOLATION]
     )
