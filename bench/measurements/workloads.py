@@ -27,12 +27,18 @@ its instances says so (Backend.run_in), and its runs are stored with that error.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import shlex
+import shutil
+import socket
+import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import yaml
@@ -59,6 +65,9 @@ class Tool(ABC):
     """A benchmark tool in the workloads image: how to run it, how to read its result."""
 
     name: ClassVar[str]
+    # A network tool talks to a server bench runs on this host (HostServer); its args
+    # hold {host} and {port}, filled in per run.
+    needs_server: ClassVar[bool] = False
 
     @abstractmethod
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
@@ -185,7 +194,105 @@ class Fio(Tool):
         return figures, diagnostics
 
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (StressNg(), Fio())}
+class Iperf3(Tool):
+    """iperf3's client inside the instance, its JSON (-J) result written with --logfile;
+    the server is bench's, on this host (HostServer), at the address the instance reaches:
+    the bridge's gateway for a container, the host's loopback for native."""
+
+    name = "iperf3"
+    needs_server = True
+
+    def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
+        return ["iperf3", *args, "-t", f"{duration_s:g}", "-J", "--logfile", RESULT]
+
+    def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
+        doc = json.loads(raw.decode("utf-8", "replace"))
+        if not isinstance(doc, dict):
+            raise ValueError("iperf3 wrote no JSON object")
+        if doc.get("error"):
+            raise ValueError(f"iperf3: {doc['error']}")
+        end = doc.get("end") or {}
+        sent, received = end.get("sum_sent") or {}, end.get("sum_received") or {}
+        figures: list[WorkloadFigure] = []
+        # What the server received is the throughput (the sender's count includes what
+        # sat in its socket buffer when the time ran out).
+        bps = _num(received.get("bits_per_second"))
+        if bps is not None:
+            figures.append(
+                WorkloadFigure(figure="received_bits_per_s", value=bps, unit="bit/s", worse="lower")
+            )
+        if not figures:
+            raise ValueError("iperf3's result holds no received rate")
+        diagnostics: dict[str, float | str] = {}
+        for key, value in (
+            ("sent_bits_per_s", _num(sent.get("bits_per_second"))),
+            ("retransmits", _num(sent.get("retransmits"))),
+        ):
+            if value is not None:
+                diagnostics[key] = value
+        version = (doc.get("start") or {}).get("version")
+        if isinstance(version, str):
+            diagnostics["iperf3_version"] = version
+        return figures, diagnostics
+
+
+TOOLS: dict[str, Tool] = {t.name: t for t in (StressNg(), Fio(), Iperf3())}
+
+
+class HostServer:
+    """An iperf3 server on this host, bound to the one address the instance reaches (never
+    0.0.0.0: a lab host's other interfaces stay closed), on a free port bench picks,
+    stopped when the run ends (a context manager). The host's iperf3 serves; the client
+    is the packed one (the protocol is the same across 3.x)."""
+
+    LISTEN_WAIT_S = 5.0
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> HostServer:
+        exe = shutil.which("iperf3")
+        if exe is None:
+            raise OSError("network workloads need iperf3 on this host (apt-get install iperf3)")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((self.address, 0))
+            self.port = s.getsockname()[1]
+        self._proc = subprocess.Popen(
+            [exe, "-s", "-B", self.address, "-p", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Listening is read from /proc/net/tcp: a probe connection would be a client.
+        deadline = time.monotonic() + self.LISTEN_WAIT_S
+        while not listening(self.address, self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise OSError(f"iperf3 -s did not listen on {self.address}:{self.port}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+
+def listening(address: str, port: int) -> bool:
+    """Whether a TCP socket listens on address:port (IPv4), from /proc/net/tcp."""
+    want = f"{socket.htonl(int(ipaddress.IPv4Address(address))):08X}:{port:04X}"
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(parts[1] == want and parts[3] == "0A" for parts in (line.split() for line in lines))
 
 
 @dataclass(frozen=True)
@@ -218,7 +325,16 @@ BUILTIN: dict[str, Builtin] = {
         ("--rw=randwrite", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
         "4 KiB random writes, O_DIRECT, on the writable layer",
     ),
+    "tcp": Builtin(
+        "iperf3",
+        ("-c", "{host}", "-p", "{port}"),
+        "TCP throughput instance -> host (one stream; native: the host's loopback)",
+    ),
 }
+
+
+def needs_network(tool: str | None) -> bool:
+    return tool in TOOLS and TOOLS[tool].needs_server
 
 
 def command(tool_argv: list[str], duration_s: float) -> list[str]:
@@ -246,16 +362,31 @@ def run_workload(
     """One workload inside one running instance, to its end: never raises (a failure is
     the run's `error`). `clock` times it (bench's own: the runner's)."""
     tool = TOOLS[tool_name]
-    argv = tool.argv(name, args, duration_s)
     emulated = inst.info.get("accel") == "tcg"
-    base = {"workload": name, "tool": tool_name, "argv": argv, "duration_s": duration_s}
-    start = clock()
+    base = {
+        "workload": name,
+        "tool": tool_name,
+        "argv": tool.argv(name, args, duration_s),
+        "duration_s": duration_s,
+    }
+    server: contextlib.AbstractContextManager[HostServer | None] = contextlib.nullcontext()
     try:
-        # The answer's wait: the tool's own bound, and slack for a slow console.
-        done = backend.run_in(inst, command(argv, duration_s), duration_s + GRACE_S + 30)
+        if tool.needs_server:
+            address = backend.host_address(inst)
+            # None: the backend's tools are fakes and need no server (the fake backend).
+            if address is not None:
+                server = HostServer(address)
+        with server as s:
+            host, port = (s.address, str(s.port)) if s is not None else ("127.0.0.1", "0")
+            args = [a.replace("{host}", host).replace("{port}", port) for a in args]
+            argv = tool.argv(name, args, duration_s)
+            base["argv"] = argv
+            start = clock()
+            # The answer's wait: the tool's own bound, and slack for a slow console.
+            done = backend.run_in(inst, command(argv, duration_s), duration_s + GRACE_S + 30)
+            wall = clock() - start
     except Exception as e:
         return WorkloadRun(**base, emulated=emulated, error=first_line(e))
-    wall = clock() - start
     raw = done.stdout[:RAW_LIMIT].decode("utf-8", "replace")
     if done.rc != 0:
         why = done.stderr.decode("utf-8", "replace").strip().splitlines()

@@ -52,6 +52,8 @@ CAPTIONS = {
     "density.png": "Density search: ready p95 against N, the SLO, the max density reached "
     "and the limit that stopped the search.",
     "disk-per-instance.png": "Disk per instance against N.",
+    "workload-ratios.png": "Each platform's workload figures as ratios to native, with 95% "
+    "bootstrap intervals; the dashed line is native.",
 }
 
 

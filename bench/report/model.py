@@ -162,6 +162,13 @@ def build_model(frames: Frames) -> ReportModel:
             HostTable(c.host, tables.with_isolation(c.table, rows), c.n_differs)
             for c in model.classic
         ]
+    if model.workloads is not None:
+        cells = overhead_cells(frames, model.workloads.section)
+        if cells:
+            model.classic = [
+                HostTable(c.host, tables.with_runtime_overhead(c.table, cells), c.n_differs)
+                for c in model.classic
+            ]
     model.ready_means = _ready_means(frames)
     if history is not None:
         model.history_note = f"history of {history.runs} runs: {history.verdict_in_words()}"
@@ -209,6 +216,16 @@ def _workloads(frames: Frames) -> WorkloadsView | None:
         return None
     table = pd.DataFrame(workloads.display_rows(section), columns=list(workloads.COLUMNS))
     return WorkloadsView(section, table, pd.DataFrame(workloads.numbers(section)))
+
+
+def overhead_cells(frames: Frames, section: WorkloadsSection) -> dict[str, str]:
+    """The runtime-overhead row's cells for the workloads' run, N read from its samples."""
+    from bench.report import workloads
+
+    s = frames.samples
+    mine = s[s["run"] == section.run_id]
+    counts = {str(p): int(g["n"].max()) for p, g in mine.groupby("platform")}
+    return workloads.overhead_cells(section, counts)
 
 
 def _notes(model: ReportModel) -> list[str]:
