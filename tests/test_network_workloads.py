@@ -110,6 +110,13 @@ def test_the_host_server_listens_on_one_address_only_and_stops():
     assert not wl.listening("127.0.0.1", server.port)
 
 
+def test_the_host_address_is_the_kernel_route_source():
+    from bench.backends.oci import route_source
+
+    assert route_source("127.0.0.1") == "127.0.0.1"
+    assert route_source("127.0.0.2") == "127.0.0.1"  # lo's own address answers for 127/8
+
+
 FAKE = """name: net
 repeat: 3
 warmup: 0

@@ -488,6 +488,14 @@ class ContainerBackend(Backend):
         return container_ip(self._inspect(inst), network), port
 
     def host_address(self, inst: Instance) -> str | None:
+        from bench.machines.host import LocalHost
+
+        if not isinstance(self.host, LocalHost):
+            # The server runs on this machine; an instance on another host would need
+            # it there (over SSH), which bench does not do yet.
+            raise ValueError(
+                "network workloads need the platform on this machine, not on a remote host"
+            )
         network = self.container_settings.network
         if network == "host":
             return "127.0.0.1"
