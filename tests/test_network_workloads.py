@@ -60,6 +60,24 @@ def test_the_client_argv_writes_json_to_the_result_file():
     ]
 
 
+def test_the_loopback_variant_starts_a_bounded_one_off_server_in_the_instance():
+    tool = wl.TOOLS["iperf3-loopback"]
+    assert not wl.needs_network("iperf3-loopback") and wl.needs_network("iperf3")
+    prelude = tool.prelude(23456, 5)
+    assert prelude.startswith(
+        f"timeout -s KILL {5 + wl.GRACE_S} iperf3 -s -1 -B 127.0.0.1 -p 23456"
+    )
+    job = wl.command(tool.argv("lo", ["-c", "127.0.0.1", "-p", "23456"], 5), 5, prelude)
+    # The server first, in the background, then the client bounded as every tool is.
+    body = job[-1]
+    assert body.index("iperf3 -s") < body.index("& sleep") < body.index("iperf3 -c")
+    # On network: none, a loopback workload is accepted (it needs no network).
+    parse_scenario(
+        "name: t\nworkloads: {run: [tcp-loopback]}\n"
+        "platforms:\n  - {name: runc, backend: docker, image: workloads}\n"
+    )
+
+
 DOCKER = "name: t\nworkloads: {run: [cpu, tcp]}\nplatforms:\n"
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import random
 import shlex
 import shutil
 import socket
@@ -76,6 +77,10 @@ class Tool(ABC):
     @abstractmethod
     def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
         """Figures (unit and direction each) and diagnostics from its result file."""
+
+    def prelude(self, port: int, duration_s: float) -> str:
+        """Shell run inside the instance before the tool (a server of its own)."""
+        return ""
 
 
 def _num(value: object) -> float | None:
@@ -236,7 +241,29 @@ class Iperf3(Tool):
         return figures, diagnostics
 
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (StressNg(), Fio(), Iperf3())}
+class Iperf3Loopback(Iperf3):
+    """iperf3 with its server in the same instance, on its own loopback: the instance's
+    own network stack (the host's kernel for runc, gVisor's netstack under runsc), no
+    network needed. The server is one-off (-1) and bounded by `timeout`, so nothing of
+    it outlives the run; a fixed pause lets it listen before the client starts."""
+
+    name = "iperf3-loopback"
+    needs_server = False
+    LISTEN_PAUSE_S = 1
+
+    def prelude(self, port: int, duration_s: float) -> str:
+        server = ["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)]
+        return (
+            f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(server)} "
+            f">/dev/null 2>&1 & sleep {self.LISTEN_PAUSE_S}; "
+        )
+
+
+TOOLS: dict[str, Tool] = {t.name: t for t in (StressNg(), Fio(), Iperf3(), Iperf3Loopback())}
+# A port for an in-instance server: above the usual ephemeral range's start on no
+# particular service; random so that two instances sharing a host's loopback (native)
+# do not meet.
+LOOPBACK_PORTS = (20000, 29999)
 
 
 class HostServer:
@@ -330,6 +357,11 @@ BUILTIN: dict[str, Builtin] = {
         ("-c", "{host}", "-p", "{port}"),
         "TCP throughput instance -> host (one stream; native: the host's loopback)",
     ),
+    "tcp-loopback": Builtin(
+        "iperf3-loopback",
+        ("-c", "127.0.0.1", "-p", "{port}"),
+        "TCP throughput over the instance's own loopback (its network stack)",
+    ),
 }
 
 
@@ -337,12 +369,12 @@ def needs_network(tool: str | None) -> bool:
     return tool in TOOLS and TOOLS[tool].needs_server
 
 
-def command(tool_argv: list[str], duration_s: float) -> list[str]:
+def command(tool_argv: list[str], duration_s: float, prelude: str = "") -> list[str]:
     """What runs inside the instance: the tool bounded by busybox `timeout`, its
     human-readable output to a file (its last lines on stderr when it fails), then its
     result file on stdout, whatever the engine's exec does with the two streams."""
     body = (
-        f"cd /tmp; rm -f {RESULT}; "
+        f"cd /tmp; rm -f {RESULT}; {prelude}"
         f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(tool_argv)} >{OUTPUT} 2>&1; "
         f"rc=$?; [ $rc -eq 0 ] || tail -n 5 {OUTPUT} >&2; cat {RESULT} 2>/dev/null; "
         f"rm -f {RESULT} {OUTPUT} {FIO_FILE}; exit $rc"
@@ -377,13 +409,15 @@ def run_workload(
             if address is not None:
                 server = HostServer(address)
         with server as s:
-            host, port = (s.address, str(s.port)) if s is not None else ("127.0.0.1", "0")
-            args = [a.replace("{host}", host).replace("{port}", port) for a in args]
+            port = s.port if s is not None else random.randint(*LOOPBACK_PORTS)
+            host = s.address if s is not None else "127.0.0.1"
+            args = [a.replace("{host}", host).replace("{port}", str(port)) for a in args]
             argv = tool.argv(name, args, duration_s)
             base["argv"] = argv
+            job = command(argv, duration_s, tool.prelude(port, duration_s))
             start = clock()
             # The answer's wait: the tool's own bound, and slack for a slow console.
-            done = backend.run_in(inst, command(argv, duration_s), duration_s + GRACE_S + 30)
+            done = backend.run_in(inst, job, duration_s + GRACE_S + 30)
             wall = clock() - start
     except Exception as e:
         return WorkloadRun(**base, emulated=emulated, error=first_line(e))

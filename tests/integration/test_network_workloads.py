@@ -64,3 +64,24 @@ def test_iperf3_from_runc_to_a_server_on_the_bridge_gateway(network):
     assert section is not None
     (row,) = [r for r in section.rows if r.platform == "runc"]
     assert row.ratio is not None and row.ratio > 0
+
+
+@pytest.mark.docker
+def test_iperf3_over_the_instance_loopback_on_runc_and_runsc(docker_api):
+    """No network: the server is in the instance. Under runsc the path is gVisor's
+    netstack, which must still give a figure (the shape is the benchmark's business)."""
+    from tests.integration.test_runtimes import require_runtime
+
+    platforms = "  - {name: runc, backend: docker, image: workloads, runtime: runc}\n"
+    if "runsc" in (docker_api.info().get("Runtimes") or {}):
+        require_runtime(docker_api, "runsc")
+        platforms += "  - {name: runsc, backend: docker, image: workloads, runtime: runsc}\n"
+    sink, _, left = run_real(
+        "name: netlo-it\ntimeout: 60s\nsettle: 0s\nwarmup: 0\n"
+        "workloads: {duration: 2s, run: [tcp-loopback]}\nplatforms:\n" + platforms
+    )
+    assert left == []
+    for s in sink.samples:
+        run = WorkloadRun.model_validate(s["extras"]["workloads"][0])
+        assert run.error is None and run.rc == 0, (s["platform"], run.error)
+        assert run.figures[0].value > 1e6
