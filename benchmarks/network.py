@@ -39,10 +39,12 @@ FIGURE = "received_bits_per_s"
 FEW_PERCENT = 0.05
 
 
-def ratio_text(series: dict, a: str, b: str, rng: np.random.Generator) -> tuple[str, tuple]:
+def ratio_text(
+    series: dict, a: str, b: str, rng: np.random.Generator, workload: str = "tcp"
+) -> tuple[str, tuple]:
     """a's median over b's with its 95% bootstrap interval (bench's own), as text and
     numbers (ratio, low, high); low/high None under two repeats."""
-    sa, sb = series.get((a, "tcp", FIGURE)), series.get((b, "tcp", FIGURE))
+    sa, sb = series.get((a, workload, FIGURE)), series.get((b, workload, FIGURE))
     if sa is None or sb is None:
         return "not measured", (None, None, None)
     ratio = statistics.median(sa.values) / statistics.median(sb.values)
@@ -85,7 +87,7 @@ def retransmits(samples: list[dict]) -> dict[str, float]:
         for raw in (s.get("extras") or {}).get("workloads") or []:
             run = WorkloadRun.model_validate(raw)
             value = run.diagnostics.get("retransmits")
-            if run.workload == "tcp" and isinstance(value, int | float):
+            if run.workload.startswith("tcp") and isinstance(value, int | float):
                 found.setdefault(str(s["platform"]), []).append(float(value))
     return {p: statistics.median(v) for p, v in found.items()}
 
@@ -113,31 +115,48 @@ def run_text(run_dir: Path) -> str:
         "podman": "veth + podman's bridge to its gateway",
     }
     for c in wl.display_rows(section):
-        if c["workload"] != "tcp":
+        if not str(c["workload"]).startswith("tcp"):
             continue
         p = str(c["platform"])
+        path = paths.get(p, "?")
+        if c["workload"] == "tcp-loopback":
+            path = "its own loopback: gVisor's netstack" if p == "runsc" else "its own loopback"
         table.append(
-            f"| {p} | {paths.get(p, '?')} | {c['median']} | {c['spread (min-max, CV)']} | "
+            f"| {p} | {path} | {c['median']} | {c['spread (min-max, CV)']} | "
             f"{c['n']} | {c['ratio to native (95% CI)']} | {retrans.get(p, float('nan')):.0f} |"
         )
     bridge = ratio_text(series, "runc", "runc-host", rng)
     host_net = ratio_text(series, "runc-host", "native", rng)
     podman = ratio_text(series, "podman", "native", rng)
+    netstack = ratio_text(series, "runsc", "runc", rng, "tcp-loopback")
+    runc_lo = ratio_text(series, "runc", "native", rng, "tcp-loopback")
     checks = [
+        ("gVisor's netstack (runsc, loopback) below runc's (the host kernel)", below(*netstack)),
+        ("runc's loopback within a few percent of native's", within(*runc_lo)),
         ("runc over a bridge below runc on the host's network", below(*bridge)),
         ("runc on the host's network within a few percent of native", within(*host_net)),
         ("podman over its bridge below native", below(*podman)),
     ]
+    checks = [(what, verdict) for what, verdict in checks if verdict != "not measured"]
     failures = [f"- {line}" for line in section.failures] or ["- none"]
-    reading = [
-        "Reading it. What differs from Felter et al.'s set-up: their traffic crossed a "
-        "10 GbE link between two machines, Docker's through NAT; here it never leaves "
-        "this host (loopback, or a veth pair and a Linux bridge to the bridge's own "
-        "gateway address: routed, no NAT), so the figure is the kernel's path cost in "
-        "CPU time on 2 shared cores, not a wire's. Published latency figures (netperf "
-        "request/response) have no counterpart yet: iperf3 measures none and sockperf "
-        "is not packed.",
-    ]
+    reading = []
+    if any(r.workload == "tcp" for r in section.rows):
+        reading.append(
+            "Reading it. What differs from Felter et al.'s set-up: their traffic crossed a "
+            "10 GbE link between two machines, Docker's through NAT; here it never leaves "
+            "this host (loopback, or a veth pair and a Linux bridge to the bridge's own "
+            "gateway address: routed, no NAT), so the figure is the kernel's path cost in "
+            "CPU time on 2 shared cores, not a wire's. Published latency figures (netperf "
+            "request/response) have no counterpart yet: iperf3 measures none and sockperf "
+            "is not packed."
+        )
+    if any(r.workload == "tcp-loopback" for r in section.rows):
+        reading.append(
+            "Reading it. Over an instance's own loopback nothing crosses a bridge: runc and "
+            "podman use the host kernel's stack as native does, and runsc's traffic goes "
+            "through gVisor's netstack in its Sentry (gVisor's performance guide: its "
+            "network stack is slower than the host's)."
+        )
     if "runc" in retrans and "runc-host" in retrans:
         reading.append(
             f"Retransmits (median per 5 s run): {retrans['runc']:.0f} over the bridge "
@@ -151,8 +170,9 @@ def run_text(run_dir: Path) -> str:
             f"Host: {host_line()}. Host load (1 min) when the run started: "
             f"{host.get('load_avg_1m', 0):.1f} on {host.get('cpu_cores')} cores (other "
             "sessions' tests and VMs shared it; iperf3's client and server compete with "
-            "them and with each other for the 2 cores). `bench run scenarios/network.yaml`, "
-            "then `python benchmarks/network.py RUN_DIR`; the table is bench's own "
+            "them and with each other for the 2 cores). `bench run scenarios/network.yaml` "
+            "(or network-loopback.yaml), then `python benchmarks/network.py RUN_DIR`; the "
+            "table is bench's own "
             f"(bench.report.workloads), intervals bootstrapped with seed {wl.SEED} "
             f"({wl.BOOTSTRAP} resamples). One TCP stream, 5 s, the client in the instance.",
             "",
@@ -162,8 +182,7 @@ def run_text(run_dir: Path) -> str:
             "",
             *(f"- {what}: **{verdict}**" for what, verdict in checks),
             "",
-            " ".join(reading),
-            "",
+            *(f"{line}\n" for line in reading),
             "Workload runs that gave no figures:",
             "",
             *failures,
