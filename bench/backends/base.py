@@ -335,6 +335,12 @@ class Backend(ABC):
         Asked once per instance, after its start call returned."""
         raise NotImplementedError(f"{type(self).__name__} gives no address to probe")
 
+    def host_address(self, inst: Instance) -> str | None:
+        """The address of this host that a ready instance reaches over its network (network
+        workloads bind their host-side server to it, and only to it). None: the backend's
+        tools are fakes that need no server."""
+        raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
+
     def exit_code(self, inst: Instance) -> int | None:
         """The exit status of an instance whose console ended (ready: exit), as its
         engine tells; None when it has not exited."""

@@ -219,6 +219,15 @@ class FakeBackend(Backend):
                 "      cpu-usage-per-instance: 50.0\n...\n"
             )
             return ExecResult(0, out.encode(), b"")
+        if "iperf3 " in script:
+            doc = {
+                "start": {"version": "iperf 3-fake"},
+                "end": {
+                    "sum_sent": {"bits_per_second": rate * 1.01, "retransmits": 0},
+                    "sum_received": {"bits_per_second": rate},
+                },
+            }
+            return ExecResult(0, json.dumps(doc).encode(), b"")
         if "fio " in script:
             job = {"iops": rate, "bw_bytes": rate * 4096, "io_bytes": 4096}
             doc = {"fio version": "fio-fake", "jobs": [{"read": job, "write": {"io_bytes": 0}}]}
@@ -294,6 +303,9 @@ class FakeBackend(Backend):
         if not isinstance(server, _Server):
             raise RuntimeError("fake: this instance has no server")
         return server.address
+
+    def host_address(self, inst: Instance) -> str | None:
+        return None  # its iperf3 is a fake (run_in): no host-side server to talk to
 
     def exit_code(self, inst: Instance) -> int | None:
         with self._lock:

@@ -175,6 +175,10 @@ class NativeBackend(Backend):
 
         threading.Thread(target=pump, name=f"bench-native-{inst.name}", daemon=True).start()
 
+    def host_address(self, inst: Instance) -> str | None:
+        # Native shares the host's network namespace: its network figure is loopback's.
+        return "127.0.0.1"
+
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         with self._lock:
             proc = self._procs.get(inst.name)

@@ -258,6 +258,14 @@ def container_ip(info: EngineJson, network: str) -> str:
     return str(found)
 
 
+def route_source(address: str) -> str:
+    """This host's own address on the route to `address` (for a container on a bridge: the
+    bridge's gateway), as the kernel picks it: connecting a UDP socket sends nothing."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((address, 9))
+        return str(s.getsockname()[0])
+
+
 def close_attach(sock: Closable, raw: socket.socket) -> None:
     """Really close an attach socket: docker-py's SocketIO wrapper holds a reference to
     the socket (and the HTTP response a cycle to it), so closing the raw socket alone
@@ -479,6 +487,22 @@ class ContainerBackend(Backend):
         if network == "host":
             return "127.0.0.1", port
         return container_ip(self._inspect(inst), network), port
+
+    def host_address(self, inst: Instance) -> str | None:
+        from bench.machines.host import LocalHost
+
+        if not isinstance(self.host, LocalHost):
+            # The server runs on this machine; an instance on another host would need
+            # it there (over SSH), which bench does not do yet.
+            raise ValueError(
+                "network workloads need the platform on this machine, not on a remote host"
+            )
+        network = self.container_settings.network
+        if network == "host":
+            return "127.0.0.1"
+        if network == "none":
+            raise ValueError("the container has no network (network: none): set network: bridge")
+        return route_source(container_ip(self._inspect(inst), network))
 
     def exit_code(self, inst: Instance) -> int | None:
         return self._wait_exit(inst)

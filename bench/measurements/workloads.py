@@ -27,12 +27,19 @@ its instances says so (Backend.run_in), and its runs are stored with that error.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
+import random
 import shlex
+import shutil
+import socket
+import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import yaml
@@ -75,6 +82,10 @@ class Tool(ABC):
                     "(it names a file or a program, and bench runs as root)"
                 )
 
+    # A network tool talks to a server bench runs on this host (HostServer); its args
+    # hold {host} and {port}, filled in per run.
+    needs_server: ClassVar[bool] = False
+
     @abstractmethod
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
         """The tool's command line: the workload's args plus its time and output flags."""
@@ -82,6 +93,10 @@ class Tool(ABC):
     @abstractmethod
     def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
         """Figures (unit and direction each) and diagnostics from its result file."""
+
+    def prelude(self, port: int, duration_s: float) -> str:
+        """Shell run inside the instance before the tool (a server of its own)."""
+        return ""
 
 
 def _num(value: object) -> float | None:
@@ -227,7 +242,127 @@ class Fio(Tool):
         return figures, diagnostics
 
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (StressNg(), Fio())}
+class Iperf3(Tool):
+    """iperf3's client inside the instance, its JSON (-J) result written with --logfile;
+    the server is bench's, on this host (HostServer), at the address the instance reaches:
+    the bridge's gateway for a container, the host's loopback for native."""
+
+    name = "iperf3"
+    needs_server = True
+
+    def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
+        return ["iperf3", *args, "-t", f"{duration_s:g}", "-J", "--logfile", RESULT]
+
+    def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
+        doc = json.loads(raw.decode("utf-8", "replace"))
+        if not isinstance(doc, dict):
+            raise ValueError("iperf3 wrote no JSON object")
+        if doc.get("error"):
+            raise ValueError(f"iperf3: {doc['error']}")
+        end = doc.get("end") or {}
+        sent, received = end.get("sum_sent") or {}, end.get("sum_received") or {}
+        figures: list[WorkloadFigure] = []
+        # What the server received is the throughput (the sender's count includes what
+        # sat in its socket buffer when the time ran out).
+        bps = _num(received.get("bits_per_second"))
+        if bps is not None:
+            figures.append(
+                WorkloadFigure(figure="received_bits_per_s", value=bps, unit="bit/s", worse="lower")
+            )
+        if not figures:
+            raise ValueError("iperf3's result holds no received rate")
+        diagnostics: dict[str, float | str] = {}
+        for key, value in (
+            ("sent_bits_per_s", _num(sent.get("bits_per_second"))),
+            ("retransmits", _num(sent.get("retransmits"))),
+        ):
+            if value is not None:
+                diagnostics[key] = value
+        version = (doc.get("start") or {}).get("version")
+        if isinstance(version, str):
+            diagnostics["iperf3_version"] = version
+        return figures, diagnostics
+
+
+class Iperf3Loopback(Iperf3):
+    """iperf3 with its server in the same instance, on its own loopback: the instance's
+    own network stack (the host's kernel for runc, gVisor's netstack under runsc), no
+    network needed. The server is one-off (-1) and bounded by `timeout`, so nothing of
+    it outlives the run; a fixed pause lets it listen before the client starts."""
+
+    name = "iperf3-loopback"
+    needs_server = False
+    LISTEN_PAUSE_S = 1
+
+    def prelude(self, port: int, duration_s: float) -> str:
+        server = ["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)]
+        return (
+            f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(server)} "
+            f">/dev/null 2>&1 & sleep {self.LISTEN_PAUSE_S}; "
+        )
+
+
+TOOLS: dict[str, Tool] = {t.name: t for t in (StressNg(), Fio(), Iperf3(), Iperf3Loopback())}
+# A port for an in-instance server: above the usual ephemeral range's start on no
+# particular service; random so that two instances sharing a host's loopback (native)
+# do not meet.
+LOOPBACK_PORTS = (20000, 29999)
+
+
+class HostServer:
+    """An iperf3 server on this host, bound to the one address the instance reaches (never
+    0.0.0.0: a lab host's other interfaces stay closed), on a free port bench picks,
+    stopped when the run ends (a context manager). The host's iperf3 serves; the client
+    is the packed one (the protocol is the same across 3.x)."""
+
+    LISTEN_WAIT_S = 5.0
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> HostServer:
+        exe = shutil.which("iperf3")
+        if exe is None:
+            raise OSError("network workloads need iperf3 on this host (apt-get install iperf3)")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((self.address, 0))
+            self.port = s.getsockname()[1]
+        self._proc = subprocess.Popen(
+            [exe, "-s", "-B", self.address, "-p", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Listening is read from /proc/net/tcp: a probe connection would be a client.
+        deadline = time.monotonic() + self.LISTEN_WAIT_S
+        while not listening(self.address, self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise OSError(f"iperf3 -s did not listen on {self.address}:{self.port}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+
+def listening(address: str, port: int) -> bool:
+    """Whether a TCP socket listens on address:port (IPv4), from /proc/net/tcp."""
+    want = f"{socket.htonl(int(ipaddress.IPv4Address(address))):08X}:{port:04X}"
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(parts[1] == want and parts[3] == "0A" for parts in (line.split() for line in lines))
 
 
 @dataclass(frozen=True)
@@ -260,15 +395,29 @@ BUILTIN: dict[str, Builtin] = {
         ("--rw=randwrite", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
         "4 KiB random writes, O_DIRECT, on the writable layer",
     ),
+    "tcp": Builtin(
+        "iperf3",
+        ("-c", "{host}", "-p", "{port}"),
+        "TCP throughput instance -> host (one stream; native: the host's loopback)",
+    ),
+    "tcp-loopback": Builtin(
+        "iperf3-loopback",
+        ("-c", "127.0.0.1", "-p", "{port}"),
+        "TCP throughput over the instance's own loopback (its network stack)",
+    ),
 }
 
 
-def command(tool_argv: list[str], duration_s: float) -> list[str]:
+def needs_network(tool: str | None) -> bool:
+    return tool in TOOLS and TOOLS[tool].needs_server
+
+
+def command(tool_argv: list[str], duration_s: float, prelude: str = "") -> list[str]:
     """What runs inside the instance: the tool bounded by busybox `timeout`, its
     human-readable output to a file (its last lines on stderr when it fails), then its
     result file on stdout, whatever the engine's exec does with the two streams."""
     body = (
-        f"cd /tmp; rm -f {RESULT}; "
+        f"cd /tmp; rm -f {RESULT}; {prelude}"
         f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(tool_argv)} >{OUTPUT} 2>&1; "
         f"rc=$?; [ $rc -eq 0 ] || tail -n 5 {OUTPUT} >&2; cat {RESULT} 2>/dev/null; "
         f"rm -f {RESULT} {OUTPUT} {FIO_FILE}; exit $rc"
@@ -288,16 +437,33 @@ def run_workload(
     """One workload inside one running instance, to its end: never raises (a failure is
     the run's `error`). `clock` times it (bench's own: the runner's)."""
     tool = TOOLS[tool_name]
-    argv = tool.argv(name, args, duration_s)
     emulated = inst.info.get("accel") == "tcg"
-    base = {"workload": name, "tool": tool_name, "argv": argv, "duration_s": duration_s}
-    start = clock()
+    base = {
+        "workload": name,
+        "tool": tool_name,
+        "argv": tool.argv(name, args, duration_s),
+        "duration_s": duration_s,
+    }
+    server: contextlib.AbstractContextManager[HostServer | None] = contextlib.nullcontext()
     try:
-        # The answer's wait: the tool's own bound, and slack for a slow console.
-        done = backend.run_in(inst, command(argv, duration_s), duration_s + GRACE_S + 30)
+        if tool.needs_server:
+            address = backend.host_address(inst)
+            # None: the backend's tools are fakes and need no server (the fake backend).
+            if address is not None:
+                server = HostServer(address)
+        with server as s:
+            port = s.port if s is not None else random.randint(*LOOPBACK_PORTS)
+            host = s.address if s is not None else "127.0.0.1"
+            args = [a.replace("{host}", host).replace("{port}", str(port)) for a in args]
+            argv = tool.argv(name, args, duration_s)
+            base["argv"] = argv
+            job = command(argv, duration_s, tool.prelude(port, duration_s))
+            start = clock()
+            # The answer's wait: the tool's own bound, and slack for a slow console.
+            done = backend.run_in(inst, job, duration_s + GRACE_S + 30)
+            wall = clock() - start
     except Exception as e:
         return WorkloadRun(**base, emulated=emulated, error=first_line(e))
-    wall = clock() - start
     raw = done.stdout[:RAW_LIMIT].decode("utf-8", "replace")
     if done.rc != 0:
         why = done.stderr.decode("utf-8", "replace").strip().splitlines()

@@ -69,10 +69,13 @@ class Launch(Model):
 
 class WorkloadSpec(Model):
     """One workload of a scenario's `workloads.run`: a built-in name (cpu, stream,
-    syscall, switch, randread, randwrite), or a name with its own tool: and args:."""
+    syscall, switch, randread, randwrite, tcp, tcp-loopback), or a name with its own
+    tool: and args:."""
 
     name: str = Field(description="a built-in workload, or a name of your own with tool:")
-    tool: str | None = Field(None, description="stress-ng or fio (default: the built-in's)")
+    tool: str | None = Field(
+        None, description="stress-ng, fio, iperf3 or iperf3-loopback (default: the built-in's)"
+    )
     args: list[str] | None = Field(
         None, description="the tool's arguments (its time and output flags are bench's)"
     )
@@ -366,6 +369,30 @@ class Scenario(Model):
                 "neighbours",
                 "neighbours set each step's count (aggressors + 1): drop counts and density",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _network_for_workloads(self) -> Scenario:
+        from bench.measurements.workloads import needs_network
+
+        if self.workloads is None:
+            return self
+        wants = [w.name for w in self.workloads.run if needs_network(w.tool)]
+        if not wants:
+            return self
+        for p in self.platforms:
+            if getattr(p, "network", None) == "none":
+                raise KeyedValueError(
+                    "workloads",
+                    f"{', '.join(wants)} need a network: set network: bridge (or a network's "
+                    f"name) on platform {p.name}",
+                )
+            if p.backend in ("qemu", "libvirt"):
+                raise KeyedValueError(
+                    "workloads",
+                    f"{', '.join(wants)} need a network, and bench gives VMs none yet: drop "
+                    f"platform {p.name} or the network workloads",
+                )
         return self
 
     def search_for(self, platform: PlatformBase) -> Density | None:

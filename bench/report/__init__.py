@@ -54,6 +54,8 @@ CAPTIONS = {
     "disk-per-instance.png": "Disk per instance against N.",
     "neighbours.png": "Noisy neighbours: the victim's median slowdown per aggressor kind, "
     "per platform (whiskers: min-max over the repeats; 1 = no slowdown; hatched: emulated).",
+    "workload-ratios.png": "Each platform's workload figures as ratios to native, with 95% "
+    "bootstrap intervals; the dashed line is native.",
 }
 
 

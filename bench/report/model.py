@@ -177,6 +177,13 @@ def build_model(frames: Frames) -> ReportModel:
             HostTable(c.host, tables.with_isolation(c.table, rows, slowest), c.n_differs)
             for c in model.classic
         ]
+    if model.workloads is not None:
+        cells = overhead_cells(frames, model.workloads.section)
+        if cells:
+            model.classic = [
+                HostTable(c.host, tables.with_runtime_overhead(c.table, cells), c.n_differs)
+                for c in model.classic
+            ]
     model.ready_means = _ready_means(frames)
     if history is not None:
         model.history_note = f"history of {history.runs} runs: {history.verdict_in_words()}"
@@ -238,6 +245,16 @@ def _neighbours(frames: Frames) -> NeighboursView | None:
         return None
     table = pd.DataFrame(neighbours.display_rows(section), columns=list(neighbours.COLUMNS))
     return NeighboursView(section, table)
+
+
+def overhead_cells(frames: Frames, section: WorkloadsSection) -> dict[str, str]:
+    """The runtime-overhead row's cells for the workloads' run, N read from its samples."""
+    from bench.report import workloads
+
+    s = frames.samples
+    mine = s[s["run"] == section.run_id]
+    counts = {str(p): int(g["n"].max()) for p, g in mine.groupby("platform")}
+    return workloads.overhead_cells(section, counts)
 
 
 def _notes(model: ReportModel) -> list[str]:

@@ -586,6 +586,57 @@ def neighbour_slowdown(frames: Frames) -> Figure:
     return fig
 
 
+def workload_ratios(frames: Frames) -> Figure:
+    """Each platform's workload figures as ratios to native, with their bootstrap
+    intervals (bench.report.workloads), one row per (workload figure, platform); figures
+    measured under emulation (TCG) are left out and named in the title."""
+    from itertools import islice
+
+    from bench.report import workloads
+
+    run = frames.runs[-1]
+    section = workloads.build(run.run_id, islice(run.iter_samples(), 10_000))
+    if section is None:
+        raise NotApplicable("no workloads")
+    rows = [r for r in section.rows if r.ratio is not None and workloads.headline(r)]
+    if not rows:
+        why = "no native platform" if section.native is None else "no platform had a ratio"
+        raise NoData(f"no ratio to native to plot ({why})")
+    emulated = sorted({r.platform for r in section.rows if r.emulated})
+    colors = series_colors(frames)
+    fig = _figure(7.5, 1.2 + 0.32 * len(rows))
+    ax = fig.add_subplot(1, 1, 1)
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        ratio = cast(float, r.ratio)
+        color = colors.get(r.platform, "C0")
+        if r.ratio_low is not None and r.ratio_high is not None:
+            ax.errorbar(
+                [ratio],
+                [y],
+                xerr=[[ratio - r.ratio_low], [r.ratio_high - ratio]],
+                fmt="none",
+                ecolor=color,
+                capsize=3,
+            )
+        ax.plot([ratio], [y], marker=KIND_MARKERS.get(r.kind or "", "o"), color=color)
+    better = {"lower": "higher is better", "higher": "lower is better"}
+    labels = [
+        f"{r.platform} · {r.workload}: {r.figure} (n={r.n}, {better.get(r.worse, '')})"
+        for r in rows
+    ]
+    ax.set_yticks(range(len(rows)), labels[::-1], fontsize="small")
+    ax.axvline(1.0, color="grey", lw=1, ls="--")
+    ax.set_xlabel(f"ratio to native ({section.native}), 95% bootstrap interval")
+    ax.grid(alpha=0.3, axis="x")
+    title = "Workloads: each platform against native"
+    if emulated:
+        title += f"\n(left out, emulated under TCG: {', '.join(emulated)})"
+    ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
 # name of the PNG -> the function that draws it, in the order the report shows them
 PLOTS = {
     "ready-distribution.png": ready_distribution,
@@ -597,6 +648,7 @@ PLOTS = {
     "density.png": density_curve,
     "disk-per-instance.png": disk_per_instance,
     "neighbours.png": neighbour_slowdown,
+    "workload-ratios.png": workload_ratios,
 }
 
 

@@ -12,7 +12,7 @@ ratio: emulation is not virtualisation, and a ratio would read as the cost of a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -222,6 +222,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{format_bytes(value)}/s"
     if unit == "s":
         return f"{value * 1e6:.1f} µs"
+    if unit == "bit/s":
+        return f"{value / 1e9:.2f} Gbit/s" if value >= 1e8 else f"{value / 1e6:.1f} Mbit/s"
     if abs(value) >= 100:
         return f"{value:,.0f} {unit}"
     return f"{value:.3g} {unit}"
@@ -289,3 +291,47 @@ def numbers(section: WorkloadsSection) -> list[dict[str, object]]:
         }
         for r in section.rows
     ]
+
+
+# The classic table's runtime-overhead row: which figures stand for each resource.
+# (label, does this row's figure count for it)
+OVERHEAD_PARTS: tuple[tuple[str, Callable[[WorkloadRow], bool]], ...] = (
+    ("CPU", lambda r: r.workload == "cpu" and r.figure.endswith("bogo_ops_per_s")),
+    ("memory bw", lambda r: r.workload == "stream" and r.figure.endswith("bogo_ops_per_s")),
+    ("IOPS", lambda r: r.figure.endswith("_iops")),
+    ("network", lambda r: r.unit == "bit/s"),
+)
+OVERHEAD_EMULATED = "emulated (TCG): left out of ratios"
+
+
+def overhead_cells(section: WorkloadsSection, counts: Mapping[str, int]) -> dict[str, str]:
+    """Per platform, its ratios to native for CPU, memory bandwidth, IOPS and network (the
+    median over that resource's figures, each itself a ratio of medians), with N (the
+    instances of its step, `counts`) and n (repeats). Only measured, non-emulated ratios;
+    a platform with none of them says why."""
+    by_platform: dict[str, list[WorkloadRow]] = {}
+    for r in section.rows:
+        by_platform.setdefault(r.platform, []).append(r)
+    cells: dict[str, str] = {}
+    for platform, rows in by_platform.items():
+        if platform == section.native:
+            cells[platform] = "baseline (1.00)"
+            continue
+        if any(r.emulated for r in rows):
+            cells[platform] = OVERHEAD_EMULATED
+            continue
+        parts = []
+        repeats: set[int] = set()
+        for label, counts_for in OVERHEAD_PARTS:
+            ratios = [r.ratio for r in rows if counts_for(r) and r.ratio is not None]
+            if ratios:
+                parts.append(f"{label} {float(np.median(ratios)):.2f}")
+                repeats.update(r.n for r in rows if counts_for(r) and r.ratio is not None)
+        if not parts:
+            why = next((r.why_no_ratio for r in rows if r.why_no_ratio), None)
+            cells[platform] = why or "-"
+            continue
+        n = "/".join(str(k) for k in sorted(repeats))
+        big_n = counts.get(platform)
+        cells[platform] = ", ".join(parts) + (f" (N={big_n}, n={n})" if big_n else f" (n={n})")
+    return cells
