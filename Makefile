@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup host venv demo test lint clean
+.PHONY: help setup host venv demo workloads test lint clean
 # Nothing here gains from -j, and `host` must finish before the venv is made
 # (it may install python3-venv): keep every run serial.
 .NOTPARALLEL:
@@ -16,6 +16,8 @@ help:
 	@echo '  setup   install/start the host engines (scripts/setup-host.sh, may use apt as root),'
 	@echo '          then create $(VENV) and pip install -e ".[dev]" (again only when pyproject.toml changes)'
 	@echo '  demo    setup, then build the images, run scenarios/quickstart.yaml and report it'
+	@echo '  workloads  setup with stress-ng, fio and iperf3 (apt), then build the workloads'
+	@echo '          image (`bench images build workloads`) for scenarios/workloads.yaml'
 	@echo '  test    setup, then run the tests: $(VENV)/bin/python -m pytest -q tests $$PYTEST_ARGS'
 	@echo '  lint    ruff check, ruff format --check (bench, tests, benchmarks), then mypy'
 	@echo '          (settings: pyproject.toml [tool.mypy]); needs only the venv'
@@ -45,6 +47,13 @@ demo: setup
 	run=$$(tail -n 1 "$$log"); \
 	'$(VENV)/bin/bench' report "$$run" && \
 	cat "reports/$$(basename "$$run")/containers-vs-vms.md"
+
+# The workloads image: its tools come from apt (setup-host.sh installs them when
+# BENCH_WORKLOADS=1), then bench packs them with their libraries. Not part of demo.
+workloads:
+	BENCH_WORKLOADS=1 PYTHON='$(PYTHON)' scripts/setup-host.sh
+	@$(MAKE) --no-print-directory venv
+	'$(VENV)/bin/bench' images build workloads
 
 test: setup
 	'$(VENV)/bin/python' -m pytest -q tests $(PYTEST_ARGS)

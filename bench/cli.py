@@ -254,9 +254,7 @@ def run(
     rows = summarize(stored.columns, stored.steps)
     console = _stdout()
     console.print(
-        summary_table(
-            rows, stored.metadata, density_results(stored.steps, stored.metadata["searches"])
-        )
+        summary_table(rows, stored.metadata, density_results(stored.steps, stored.part("searches")))
     )
     for line in memory_disagreements(rows) + anomaly_notes(stored.columns):
         console.print(f"[yellow]note:[/] {escape(line)}")

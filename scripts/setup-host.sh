@@ -32,6 +32,8 @@
 #   BENCH_SKIP_ENGINES        =1: do not run scripts/start-engines.sh at the end.
 #   BENCH_DOCKER_DAEMON_JSON  dockerd's configuration, where runsc and crun are registered
 #                             (default /etc/docker/daemon.json).
+#   BENCH_WORKLOADS           =1: also install stress-ng, fio and iperf3, the tools the
+#                             `workloads` bench image packs (`make workloads`; CI=true too).
 #   BENCH_SKIP_SSH_LAB        =1 (read by start-engines.sh): no loopback sshd, no second
 #                             dockerd; openssh-server is still installed.
 #
@@ -77,6 +79,16 @@ LAB_PACKAGES=(
 # Installed with docker.io, where the release splits it off (Debian 13: docker.io only
 # recommends its CLI, and start-engines.sh probes dockerd with it when curl is absent).
 DOCKER_EXTRA_PACKAGES=(docker-cli)
+
+# The tools the `workloads` bench image packs from this host (bench images build
+# workloads copies each binary with its shared libraries): installed only when that
+# image is asked for (BENCH_WORKLOADS=1, as `make workloads` sets it) or in CI (CI=true:
+# its tests build the image), so `make demo` and `make setup` stay as they were.
+WORKLOAD_PACKAGES=(
+    "stress-ng              cmd:stress-ng"      # CPU, memory, system-call, context-switch stressors
+    "fio                    cmd:fio"            # disk I/O
+    "iperf3                 cmd:iperf3"         # network throughput
+)
 
 # Other OCI runtimes for docker platforms' `runtime:` key. Optional: a distribution
 # release without them only loses those platforms (a warning, not an error).
@@ -320,6 +332,10 @@ done
 mapfile -t MISSING < <(missing_of "${PACKAGES[@]}")
 mapfile -t MISSING_LAB < <(missing_of "${LAB_PACKAGES[@]}")
 mapfile -t MISSING_RUNTIMES < <(missing_of "${RUNTIME_PACKAGES[@]}")
+if [[ "${BENCH_WORKLOADS:-0}" == 1 || "${CI:-}" == true ]]; then
+    mapfile -t MISSING_WORKLOADS < <(missing_of "${WORKLOAD_PACKAGES[@]}")
+    MISSING+=(${MISSING_WORKLOADS[@]+"${MISSING_WORKLOADS[@]}"})
+fi
 
 # Python: the venv module needs ensurepip, which Debian/Ubuntu ship separately in
 # python3-venv (`python3 -m venv --help` succeeds without it, so check the modules).

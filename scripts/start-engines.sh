@@ -492,8 +492,12 @@ start_docker2() {
     fi
     log "starting a second dockerd on $DOCKER2_SOCK (log: $DOCKERD2_LOG)"
     # Its own containerd namespace too, should it share a system containerd with the first.
+    # Its own network namespace: a dockerd started with `--bridge none` deletes the link
+    # named docker0 at start-up (moby's removeDefaultBridgeInterface), which in the host's
+    # namespace is the first dockerd's default bridge (the host's own, on a lab host with
+    # Docker CE). Its instances run with `network: none`, so it needs no host network.
     # shellcheck disable=SC2016  # $1.. are expanded by the inner sh
-    sh -c 'setsid nohup dockerd --config-file "$2" --host "unix://$3" --data-root /var/lib/docker2 \
+    sh -c 'setsid nohup unshare --net dockerd --config-file "$2" --host "unix://$3" --data-root /var/lib/docker2 \
         --exec-root /run/docker2 --pidfile "$4" --bridge none --iptables=false --ip-masq=false \
         --containerd-namespace docker2 --containerd-plugins-namespace docker2-plugins \
         >"$1" 2>&1 </dev/null &' sh "$DOCKERD2_LOG" "$DOCKER2_CONFIG" "$DOCKER2_SOCK" "$DOCKER2_PIDFILE"

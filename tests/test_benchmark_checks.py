@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import density  # noqa: E402  (benchmarks/ is not a package)
+import engine_memory  # noqa: E402
 import overhead  # noqa: E402
 
 from bench.plan.scenario import parse_scenario  # noqa: E402
@@ -166,3 +167,17 @@ def test_overhead_exit_says_missed_stopped_or_met():
     assert overhead.exit_code([met, info]) == 0
     assert overhead.exit_code([met, stopped]) == overhead.WEDGED_EXIT == 3
     assert overhead.exit_code([met, missed, stopped]) == 1
+
+
+def test_the_vmm_overhead_against_firecracker_reads_met_or_not_met():
+    mib = 2**20
+    verdict = engine_memory.firecracker_verdict(
+        {
+            "runc": {"kind": "container", "vmm": None},
+            "fc": {"kind": "microvm", "vmm": 4.9 * mib},
+            "microvm": {"kind": "microvm", "vmm": 88.9 * mib},
+            "vm": {"kind": "vm", "vmm": None},
+        }
+    )
+    assert verdict == "fc 4.9 MiB (met); microvm 88.9 MiB (NOT met); vm: not measured"
+    assert engine_memory.firecracker_verdict({}) == "no VM platform in the run"

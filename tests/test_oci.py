@@ -16,7 +16,7 @@ from bench.backends.oci import (
     cgroup_memory,
     close_attach,
     container_leftover,
-    container_pids,
+    container_processes,
     instance_labels,
     probe_name,
     probe_verdict,
@@ -69,9 +69,9 @@ def test_leftover_from_a_list_row_of_either_engine():
 
 def test_process_view_is_the_container_plus_its_keeper():
     procs = ProcessTable({10: 1, 11: 10, 12: 11, 20: 1})
-    assert sorted(container_pids(procs, 11, 10)) == [10, 11, 12]
-    assert sorted(container_pids(procs, 11, 1)) == [11, 12]  # init is no keeper
-    assert container_pids(procs, 0, None) == []  # not running
+    assert sorted(container_processes(procs, 11, 10, "container")[0]) == [10, 11, 12]
+    assert sorted(container_processes(procs, 11, 1, "container")[0]) == [11, 12]  # init: no keeper
+    assert container_processes(procs, 0, None, "container")[0] == []  # not running
 
 
 def test_probe_name_and_verdict():

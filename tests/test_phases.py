@@ -274,3 +274,43 @@ def test_a_container_ready_before_its_start_call_returned_spends_it_in_that_call
     kept, rest = phases(s)
     assert [(p.name, round(p.seconds, 3)) for p in kept] == [("create", 0.02), ("start", 0.07)]
     assert rest == pytest.approx(0.0)
+
+
+def test_engine_events_split_container_calls_and_add_up():
+    from bench.measurements.engine_events import offsets
+
+    got = offsets({"create": 1_000_020_000_000, "start": 1_000_110_000_000}, 1_000_000_000_000)
+    assert got == {"engine_create_s": 0.02, "engine_start_s": 0.11}
+    assert offsets({"start": 5}, None) == {}  # no launch wall instant: nothing placed
+    s = {"kind": "container", "create_s": 0.03, "start_s": 0.12, "first_output_s": 0.125}
+    s |= {"ready_s": 0.13, **got}
+    ps, rest = phases(s)
+    names = [p.name for p in ps]
+    assert names == [
+        "create_engine",
+        "create_return",
+        "start_engine",
+        "start_return",
+        "first_output",
+        "marker",
+    ]
+    assert sum(p.seconds for p in ps) + rest == pytest.approx(0.13)
+    # Without the start event the whole start call is kept.
+    ps, _ = phases({**s, "engine_start_s": None})
+    assert [p.name for p in ps][2] == "start"
+
+
+def test_first_events_keeps_each_containers_first_event_of_each_kind():
+    from bench.backends.oci import first_events
+
+    def ev(name: str, action: str, at: int, kind: str = "container") -> dict:
+        return {
+            "Type": kind,
+            "Action": action,
+            "timeNano": at,
+            "Actor": {"Attributes": {"name": name}},
+        }
+
+    rows = [ev("a", "create", 1), ev("a", "start", 3), ev("a", "start", 9), ev("b", "create", 2)]
+    rows += [ev("other", "create", 4), ev("a", "create", 5, kind="network")]
+    assert first_events(rows, {"a", "b"}) == {"a": {"create": 1, "start": 3}, "b": {"create": 2}}

@@ -164,6 +164,43 @@ def test_an_unknown_channel_is_refused():
     assert "platforms[0].ready.channel" in _error(platform("qemu", "    ready: {channel: vsock}\n"))
 
 
+def test_on_debugcon_lines_after_the_port_byte_are_read_until_the_marker_then_results():
+    """Ready by the port, the console still reads lines for the marker's fields; after the
+    marker it collects only the result block a command asked for (run_in over the serial)."""
+    c = Console("BENCH_READY", clock=ticking(1.0, 2.0, 3.0, 4.0, 5.0, 6.0), channel="debugcon")
+    c.port(b"R")  # t=1.0: ready before any line
+    c.feed(b"Run /init as init process\n")  # t=2.0: still timed
+    c.feed(b"BENCH_READY uptime=0.9\n")  # t=3.0: its fields
+    assert c.ready_at == 1.0 and c.fields == {"uptime": "0.9"}
+    assert [t for _, t in c.lines] == ["Run /init as init process", "BENCH_READY uptime=0.9"]
+    c.expect_result()
+    c.feed(b"echo x\nBENCH_RESULT_BEGIN\n")  # t=4.0: the echoed command is skipped
+    c.feed(b"eA==\nBENCH_RESULT_END\n")  # t=5.0
+    assert c.wait_result(1.0) == ["BENCH_RESULT_BEGIN", "eA==", "BENCH_RESULT_END"]
+    assert len(c.lines) == 2  # lines after the marker are not timed
+
+
+@pytest.mark.parametrize("kind", ["{tcp: 80}", "{exit: 0}", "{http: {port: 80}}"])
+def test_the_port_channel_goes_with_a_console_line_kind_only(kind):
+    rule = kind[:-1] + ", channel: debugcon}"
+    msg = _error(platform("qemu", f"    ready: {rule}\n"))
+    assert "channel debugcon decides readiness itself: give it with a marker or regex" in msg
+
+
+def test_workloads_on_a_vm_without_a_console_are_refused():
+    text = platform("qemu", "    console: false\n    ready: {channel: debugcon}\n")
+    msg = _error(text + "workloads:\n  run: [cpu]\n")
+    assert msg.startswith("s.yaml:8: workloads: a VM runs them through its serial console")
+    assert "platform p boots without one (console: false)" in msg
+
+
+def test_the_default_channel_is_not_stored_so_older_runs_compare_as_the_same_setup():
+    (p,) = parse_scenario(platform("qemu", "")).platforms
+    assert p.ready.model_dump() == {"marker": "BENCH_READY"}
+    (q,) = parse_scenario(platform("qemu", "    ready: {channel: debugcon}\n")).platforms
+    assert q.ready.model_dump() == {"marker": "BENCH_READY", "channel": "debugcon"}
+
+
 # -- what the guest is asked: its command line and its init --------------------------
 
 

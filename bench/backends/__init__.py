@@ -20,6 +20,8 @@ BACKENDS: dict[str, str] = {
     "podman": "bench.backends.podman_backend:PodmanBackend",
     "libvirt": "bench.backends.libvirt_backend:LibvirtBackend",
     "qemu": "bench.backends.qemu_backend:QemuBackend",
+    # The baseline of workload runs: a host process in a chroot of the bench image.
+    "native": "bench.backends.native_backend:NativeBackend",
     # In-process stand-in for unit tests of the runner; measures nothing real.
     "fake": "bench.backends.fake:FakeBackend",
 }

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.machines.console import Console
 from bench.model import owner
+from bench.model.errors import BenchError
 from bench.model.records import Facts
 from bench.model.settings import PlatformBase
 
@@ -45,6 +46,19 @@ class Instance:
     # What the backend and the measurements found, stored with the sample (bench.model.records.
     # backend_facts); `_` keys are the backend's own (sockets, timers), never stored.
     info: dict[str, object] = field(default_factory=dict)
+    # The wall clock (time.time_ns) at its launch call, beside the runner's clock: an
+    # engine's event instants (wall clock) are placed relative to it.
+    launch_wall_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineEvents:
+    """What an engine's event stream told of a step's instances: per instance name, the
+    engine's event names (create, start, ...) and the wall-clock instant (ns) of each
+    one's first occurrence; `why_not`: why none could be placed on bench's clock."""
+
+    wall_ns: dict[str, dict[str, int]] = field(default_factory=dict)
+    why_not: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,20 @@ class BoundaryView:
     devices_source: str | None = None
     # Fact ("pids", "devices") -> why the backend cannot give it.
     missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A command run inside a running instance, to its end (Backend.run_in)."""
+
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+
+class CannotRunIn(BenchError):
+    """The backend cannot run a command inside its instances (a VM without a guest
+    agent): workloads cannot run on it."""
 
 
 @dataclass(frozen=True)
@@ -131,9 +159,12 @@ def print_nothing(_message: str) -> None:
 
 
 def parse_pid(value: object) -> int | None:
+    """A pid from whatever an engine said (a label's text, a number), or None."""
+    if not isinstance(value, str | bytes | int | float):
+        return None
     try:
-        return int(value)  # type: ignore[call-overload]  # whatever an engine said
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return None
 
 
@@ -276,6 +307,12 @@ class Backend(ABC):
         """Before sample() is called for each of insts: fetch what one call can answer
         for all (sizes, the host's process table), so sampling a step stays O(N)."""
 
+    def engine_events(self, insts: list[Instance]) -> EngineEvents:
+        """The engine's own events of these instances (one query for all of them, after
+        they are ready), on its wall clock. The default: an engine without an event
+        stream bench reads (nothing recorded, nothing to explain)."""
+        return EngineEvents()
+
     def sample(self, inst: Instance, host: Host) -> Facts:
         """Raw facts about a running, ready instance, from the engine's point of view.
 
@@ -291,6 +328,33 @@ class Backend(ABC):
         BoundaryView). Called once per instance after it is ready; may ask the engine."""
         why = f"the {type(self).__name__} does not say which host processes run its instances"
         return BoundaryView(missing={"pids": why, "devices": why})
+
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        """Where this machine reaches TCP `port` of a started instance: its address on
+        its network, and the port there (ready: tcp, http; the runner probes it).
+        Asked once per instance, after its start call returned."""
+        raise NotImplementedError(f"{type(self).__name__} gives no address to probe")
+
+    def host_address(self, inst: Instance) -> str | None:
+        """The address of this host that a ready instance reaches over its network (network
+        workloads bind their host-side server to it, and only to it). None: the backend's
+        tools are fakes that need no server."""
+        raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
+
+    def exit_code(self, inst: Instance) -> int | None:
+        """The exit status of an instance whose console ended (ready: exit), as its
+        engine tells; None when it has not exited."""
+        raise NotImplementedError(f"{type(self).__name__} gives no exit status")
+
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        """Run `argv` inside a running, ready instance (its root filesystem, its
+        namespaces, its limits) and wait for its end: how a workload (bench.measurements.
+        workloads) runs. The command bounds its own time (busybox `timeout`); a backend
+        that waits for the answer itself gives up after `timeout_s`."""
+        raise CannotRunIn(
+            f"the {type(self).__name__} cannot run a command inside its instances, so "
+            "workloads cannot run on it (yet)"
+        )
 
     def reachable(self) -> bool:
         """Whether the engine still answers (asked when a whole step failed)."""

@@ -8,16 +8,26 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, ClassVar, Literal, overload
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
+from bench.backends.base import (
+    BoundaryView,
+    Check,
+    CliOption,
+    EngineEvents,
+    ExecResult,
+    Instance,
+    parse_pid,
+    print_nothing,
+)
 from bench.backends.oci import (
     API_CONNECTIONS,
     API_TIMEOUT_S,
+    EXIT_WAIT_S,
     PROBE_IMAGE,
     PROBE_RUN_ID,
     RUNTIME_NAME,
@@ -27,10 +37,15 @@ from bench.backends.oci import (
     binary_version,
     cgroup_memory,
     container_boundary,
-    container_pids,
+    container_processes,
+    entries,
+    event_window,
+    first_events,
     instance_labels,
     probe_name,
     probe_verdict,
+    run_label,
+    section,
 )
 from bench.backends.probe_cache import RUNTIME_CACHE, ProbeCache, ProbeResult
 from bench.machines import images, procfs
@@ -44,8 +59,15 @@ from bench.model.errors import (
     UsageError,
     first_line,
 )
-from bench.model.records import Facts
-from bench.model.settings import LOCAL, PlatformBase, check_name
+from bench.model.records import Facts, text
+from bench.model.settings import (
+    LOCAL,
+    NETWORK_READY,
+    READY_KINDS,
+    KeyedValueError,
+    PlatformBase,
+    check_name,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -53,12 +75,20 @@ if TYPE_CHECKING:
     from bench.machines.host import Host
 
 TRANSPORT_JOIN_S = 5  # a dying SSH transport's thread ends within a read timeout
+# Instance.info key (never stored: `_`): the container's init pid, as the engine last said.
+PID_KEY = "_pid"
 
 
 class DockerSettings(PlatformBase):
     backend: Literal["docker"] = Field(description="a container on Docker Engine")
     cpus: float | None = Field(None, gt=0, le=1024, description="CPU limit, e.g. 1 or 0.5")
-    network: str = Field("none", min_length=1, max_length=64, description="network mode")
+    network: str = Field(
+        "none",
+        min_length=1,
+        max_length=64,
+        description="network mode: none, bridge (needed by tcp: and http: readiness), host, "
+        "or a network's name",
+    )
     # Docker Engine address: unix:///path/to/docker.sock, ssh://user@host[:port] (an
     # engine on another machine, measured there over SSH), or a name from the scenario's
     # `hosts:`; default: $DOCKER_HOST, else unix:///var/run/docker.sock.
@@ -82,6 +112,20 @@ class DockerSettings(PlatformBase):
         description="an OCI runtime the daemon has registered: runc, runsc, crun, ... "
         "(default: the daemon's default)",
     )
+
+    ready_kinds: ClassVar[frozenset[str]] = frozenset(READY_KINDS)
+
+    @model_validator(mode="after")
+    def _network_for_ready(self) -> DockerSettings:
+        # A probe from this host into the container needs a way in: `none` has only lo.
+        kind = self.ready.kind
+        if kind in NETWORK_READY and self.network == "none":
+            raise KeyedValueError(
+                "network",
+                f"ready: {kind} probes the container's port from this host, which network "
+                "none cannot reach: set network: bridge",
+            )
+        return self
 
     @field_validator("host")
     @classmethod
@@ -165,7 +209,7 @@ class DockerBackend(ContainerBackend):
         info = self.engine_info()
         default = info.get("DefaultRuntime")
         checks = []
-        for name in sorted(info.get("Runtimes") or {}):
+        for name in sorted(section(info, "Runtimes")):
             version = self.runtime_version(name)
             head = f"{name} {version}" if version else name
             if name == default:
@@ -266,10 +310,11 @@ class DockerBackend(ContainerBackend):
             self._preflight()
 
     def _preflight(self) -> None:
+        self._check_ready_reach()
         self.connect()
         runtime = self.settings.runtime
         if runtime is not None:
-            registered = sorted(self.engine_info().get("Runtimes") or {})
+            registered = sorted(section(self.engine_info(), "Runtimes"))
             if runtime not in registered:
                 raise UnknownRuntime(
                     f"runtime {runtime!r} is not registered with the Docker Engine at "
@@ -305,13 +350,13 @@ class DockerBackend(ContainerBackend):
     @property
     def runtime(self) -> str | None:
         """The OCI runtime instances run under: `runtime:`, else the daemon's default."""
-        return self.settings.runtime or self.engine_info().get("DefaultRuntime")
+        return self.settings.runtime or text(self.engine_info().get("DefaultRuntime"))
 
     def runtime_version(self, name: str) -> str | None:
         """`<runtime binary> --version`, first line, on the engine's host (docker's info
         names the binary but not its version)."""
-        conf = (self.engine_info().get("Runtimes") or {}).get(name) or {}
-        path = conf.get("path")
+        conf = section(section(self.engine_info(), "Runtimes"), name)
+        path = text(conf.get("path"))
         if not path:
             return None  # a containerd shim (runtimeType) has no binary to ask
         return binary_version(self.host, path)
@@ -398,7 +443,7 @@ class DockerBackend(ContainerBackend):
                 self.import_image(PROBE_IMAGE)
             self._require_runtime(say)
         img = api.inspect_image(self._image_ref)
-        version = api.version()
+        version: EngineJson = api.version()
         self._network_disabled = self.settings.network == "none" and lacks_deadlock_fix(
             str(version.get("Version") or "")
         )
@@ -408,12 +453,13 @@ class DockerBackend(ContainerBackend):
                 "get no network sandbox (NetworkDisabled), which avoids the engine's teardown "
                 "deadlock (moby/moby#42545)"
             )
-        components = {c["Name"]: c.get("Version") for c in version.get("Components", [])}
+        components = {c.get("Name"): c.get("Version") for c in entries(version, "Components")}
         info = self.engine_info()
         self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
         self.kind = kinds.for_runtime(self.runtime)
-        root = Path(info.get("DockerRootDir") or "/var/lib/docker")
-        self._storage_dirs = [root / "containers", root / (info.get("Driver") or "overlay2")]
+        root = Path(text(info.get("DockerRootDir")) or "/var/lib/docker")
+        driver = text(info.get("Driver")) or "overlay2"
+        self._storage_dirs = [root / "containers", root / driver]
         return {
             "engine": "docker",
             "address": self.address,
@@ -507,13 +553,43 @@ class DockerBackend(ContainerBackend):
     def start(self, inst: Instance) -> None:
         self.connect().start(inst.handle)
 
-    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
+    def engine_events(self, insts: list[Instance]) -> EngineEvents:
+        if not self._local:
+            # Its timeNano is that machine's wall clock, the launch instants this one's.
+            return EngineEvents(why_not=f"engine at {self.address}: its clock is not bench's")
+        window = event_window(insts)
+        if window is None or not insts:
+            return EngineEvents()
+        since, until = window
+        # A bounded query of past events (since/until): it returns once `until` passed.
+        # The stubs say int, the SDK passes any value on: "SECONDS.NANOSECONDS" is the
+        # daemon's own form, so `until` is now, not the next whole second.
+        rows = self.connect().events(  # type: ignore[call-overload]
+            since=since,
+            until=until,
+            filters={"label": run_label(insts[0].run_id), "type": "container"},
+            decode=True,
+        )
+        return EngineEvents(first_events(rows, {i.name for i in insts}))
+
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        # `docker exec`: the container's namespaces, cgroup and runtime (runsc serves the
+        # command's system calls like the init's). Output arrives at its end: the call's
+        # own timeout (API_TIMEOUT_S) bounds how long a workload may run.
+        api = self.connect()
+        exec_id = api.exec_create(inst.handle, argv, stdout=True, stderr=True)["Id"]
+        out, err = api.exec_start(exec_id, demux=True)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return ExecResult(code if isinstance(code, int) else -1, out or b"", err or b"")
+
+    def _list(self, label: str, size: bool = False) -> Sequence[EngineJson]:
         return self.connect().containers(all=True, filters={"label": label}, size=size)
 
     @staticmethod
     def _writable_bytes(row: EngineJson) -> int | None:
         # The engine leaves SizeRw out when the writable layer is empty.
-        return row.get("SizeRw", 0)
+        size = row.get("SizeRw", 0)
+        return size if isinstance(size, int) else None
 
     def sample(self, inst: Instance, host: Host) -> Facts:
         with self._ssh_sessions():
@@ -521,15 +597,23 @@ class DockerBackend(ContainerBackend):
 
     def _sample(self, inst: Instance, host: Host) -> Facts:
         api = self.connect()
-        info = api.inspect_container(inst.handle)
         size_rw = self._sizes.get(inst.handle)
-        pid = info["State"].get("Pid") or 0
+        # The boundary measurement asked the engine for the pid a moment ago: one inspect
+        # per instance less (32 concurrent ones cost 0.1-0.2 s here). A container that
+        # died since has no process and no cgroup left, so its stale pid reads as nothing.
+        known = inst.info.get(PID_KEY)
+        pid = (
+            known
+            if isinstance(known, int)
+            else api.inspect_container(inst.handle)["State"].get("Pid") or 0
+        )
         # The process view: its containerd-shim (the parent of its init) keeps it.
         procs = self._processes(host)
-        pids = container_pids(procs, pid, procs.parent(pid) if pid else None)
+        keeper = procs.parent(pid) if pid else None
+        pids, runtime = container_processes(procs, pid, keeper, self.kind)
         # A local engine's containers: their cgroup files, read directly (no stats call).
         mem: tuple[int | None, str] | None
-        mem = cgroup_memory(host, pid, info["Id"]) if pid and self._local else None
+        mem = cgroup_memory(host, pid, inst.handle) if pid and self._local else None
         if mem is None:  # a remote engine, or a cgroup bench cannot read here
             stats = api.stats(inst.handle, stream=False, one_shot=True)
             raw = stats.get("memory_stats") or {}
@@ -538,14 +622,39 @@ class DockerBackend(ContainerBackend):
             mem = figure, "docker stats: usage - inactive_file"
         return {
             "pids": [*pids],
+            "runtime_pids": [*runtime],
             "engine_mem_bytes": mem[0],
             "engine_mem_source": mem[1],
             "disk_writable_bytes": size_rw,
         }
 
+    def _inspect(self, inst: Instance) -> EngineJson:
+        with self._ssh_sessions():
+            return self.connect().inspect_container(inst.handle)
+
+    def _wait_exit(self, inst: Instance) -> int | None:
+        import requests.exceptions
+
+        try:
+            with self._ssh_sessions():
+                status = self.connect().wait(
+                    inst.handle,
+                    timeout=EXIT_WAIT_S,
+                    condition="not-running",
+                )
+        except requests.exceptions.ConnectionError as e:
+            # docker-py turns a read timeout into a ConnectionError on some versions.
+            if "timed out" not in str(e):
+                raise
+            return None
+        except requests.exceptions.Timeout:
+            return None
+        return parse_pid(status.get("StatusCode"))
+
     def boundary_view(self, inst: Instance, host: Host) -> BoundaryView:
         with self._ssh_sessions():
             state = self.connect().inspect_container(inst.handle).get("State") or {}
+        inst.info[PID_KEY] = state.get("Pid")
         return container_boundary(state.get("Pid"), self.kind, "docker")
 
     def halt(self, inst: Instance) -> None:
@@ -601,7 +710,7 @@ def runtime_probe_key(host_key: str, info: EngineJson, runtime: str) -> str:
     """The cache key of a runtime probe: re-probe when anything that decides whether the
     runtime works has changed (the host, the daemon and its version, the runtime's
     registration, the kernel and its cgroup set-up)."""
-    conf = (info.get("Runtimes") or {}).get(runtime)
+    conf = section(info, "Runtimes").get(runtime)
     parts = [
         host_key,
         info.get("ID"),

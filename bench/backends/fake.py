@@ -2,6 +2,11 @@
 each "instance" is a timer that prints the marker on its console after `boot`.
 Never use it to measure anything.
 
+Under `ready: {tcp: ...}` or `{http: ...}` each instance also holds a real socket on
+127.0.0.1 (bound at create, so a probe is refused until then) that starts listening
+at `boot` and answers HTTP GETs with `http_status`; under `ready: {exit: ...}` it
+exits with `exit_status` at `boot`. So the runner's probes run for real against it.
+
 Its timers and slow creates run on the clock it is given: give it the runner's
 `FakeClock` and a test's times are exact and take no wall time.
 
@@ -12,6 +17,9 @@ only while a test has plugged in a `FakeEngine` (so users never see it).
 
 from __future__ import annotations
 
+import http.server
+import json
+import socketserver
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +31,7 @@ from bench.backends.base import (
     Backend,
     Check,
     CliOption,
+    ExecResult,
     Instance,
     Leftover,
     Options,
@@ -33,13 +42,14 @@ from bench.machines.clock import REAL_CLOCK, Clock, Timer
 from bench.machines.console import CONSOLE, DEBUGCON
 from bench.model.phases import VMM_READY
 from bench.model.records import Facts
-from bench.model.settings import PlatformBase, Seconds
+from bench.model.settings import NETWORK_READY, READY_KINDS, PlatformBase, Seconds
 
 if TYPE_CHECKING:
     from bench.machines.host import Host
 
 
 class FakeSettings(PlatformBase):
+    ready_kinds: ClassVar[frozenset[str]] = frozenset(READY_KINDS)
     backend: Literal["fake"]
     image: str = "fake"
     boot: Seconds = 0.01
@@ -56,16 +66,30 @@ class FakeSettings(PlatformBase):
     # The uptime its marker line reports, and the kind the runner records (bench.model.kinds):
     # test-only, to make the fake look like a VM whose guest booted in `uptime`.
     uptime: Seconds = 0.5
-    kind: Literal["container", "sandbox", "microvm", "vm"] = "container"
+    kind: Literal["native", "container", "sandbox", "microvm", "vm"] = "container"
     # Extra boot time per instance already running: a crude model of contention.
     boot_per_instance: Seconds = 0.0
     # Every destroy call hangs this long, then fails: a wedged engine whose calls time
     # out (0: destroys succeed at once).
     hang_destroy: Seconds = 0.0
+    # ready: {http: ...}: the status its server answers; ready: {exit: ...}: the status
+    # it exits with at `boot` (a `crash` instance exits 1 at once).
+    http_status: int = Field(200, ge=100, le=599)
+    exit_status: int = Field(0, ge=0, le=255)
     # A fake VM's boot log: its VMM answers halfway through the create call, its kernel's
     # setup prints at 10% of `boot`, its first line at 30% and it runs init at 90%
     # (test-only, for the phase arithmetic of bench.model.phases).
     kernel_log: bool = False
+    # Workloads (run_in): the rate a fake tool reports, in its own units, and what a
+    # fake VM's accel is (tcg: its figures are emulated). Each call's rate moves by
+    # +/- `work_spread` (a fixed cycle, so tests are exact).
+    work_rate: float = 1000.0
+    work_spread: float = 0.0
+    # Noisy neighbours: while an aggressor's stress-ng stressor (cpu, stream, vm, hdd,
+    # fork) runs in another instance, a victim's rate is divided by 1 + the sum of the
+    # running aggressors' factors (bench.measurements.neighbours).
+    neighbour_slowdown: dict[str, float] = Field(default_factory=dict)
+    accel: Literal["kvm", "tcg"] | None = None
     # ready: {channel: debugcon}: the fake writes its debug-port byte this long before
     # its marker line (test-only: the fake plays a VM's debug port too).
     port_lead: Seconds = 0.0
@@ -137,7 +161,13 @@ class FakeBackend(Backend):
         self.in_flight = 0
         self.peak_in_flight = 0
         self.destroy_calls = 0  # only counted while destroys hang
+        self._exit_codes: dict[str, int] = {}
+        self.run_in_calls = 0
+        # Aggressors running (their stressors), and the victim runs that ended.
+        self._aggressors: list[str] = []
+        self._victim_runs = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
@@ -164,11 +194,85 @@ class FakeBackend(Backend):
             self.live[inst.name] = inst
             self.created += 1
         inst.handle = index
+        if self.settings.ready.kind in NETWORK_READY:
+            # Bound but not listening: a connection is refused until it boots.
+            inst.info["_server"] = _Server(self.settings.http_status)
+        if self.settings.accel is not None:
+            inst.info["accel"] = self.settings.accel
+
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        """A fake tool's result in the real tool's format (stress-ng YAML, fio JSON), at
+        `work_rate`, so the parsers and the report read it as they read the real one."""
+        from bench.measurements.neighbours import MARK
+
+        script = argv[-1]
+        if script.startswith(MARK):
+            return self._aggress(script, timeout_s)
+        self._await_aggressors()
+        with self._lock:
+            self.run_in_calls += 1
+            step = (self.run_in_calls % 3) - 1  # -1, 0, +1, -1, ...
+            load = sum(self.settings.neighbour_slowdown.get(k, 0.0) for k in self._aggressors)
+            self._victim_runs += 1
+            self._changed.notify_all()
+        rate = self.settings.work_rate * (1 + step * self.settings.work_spread) / (1 + load)
+        if "stress-ng" in script:
+            stressor = script.split("stress-ng ", 1)[1].split()[0].lstrip("-")
+            out = (
+                f"---\nmetrics:\n    - stressor: {stressor}\n"
+                f"      bogo-ops-per-second-real-time: {rate}\n"
+                f"      bogo-ops-per-second-usr-sys-time: {rate * 2}\n"
+                "      cpu-usage-per-instance: 50.0\n...\n"
+            )
+            return ExecResult(0, out.encode(), b"")
+        if "iperf3 " in script:
+            doc = {
+                "start": {"version": "iperf 3-fake"},
+                "end": {
+                    "sum_sent": {"bits_per_second": rate * 1.01, "retransmits": 0},
+                    "sum_received": {"bits_per_second": rate},
+                },
+            }
+            return ExecResult(0, json.dumps(doc).encode(), b"")
+        if "fio " in script:
+            job = {"iops": rate, "bw_bytes": rate * 4096, "io_bytes": 4096}
+            doc = {"fio version": "fio-fake", "jobs": [{"read": job, "write": {"io_bytes": 0}}]}
+            return ExecResult(0, json.dumps(doc).encode(), b"")
+        return ExecResult(127, b"", b"sh: not found\n")
+
+    def _aggress(self, script: str, timeout_s: float) -> ExecResult:
+        """An aggressor: it runs until the victim's next run has ended (bounded)."""
+        stressor = script.split("stress-ng ", 1)[1].split()[0].lstrip("-")
+        with self._changed:
+            self._aggressors.append(stressor)
+            self._changed.notify_all()
+            seen = self._victim_runs
+            self._changed.wait_for(lambda: self._victim_runs > seen, timeout=timeout_s)
+            self._aggressors.remove(stressor)
+        return ExecResult(0, b"", b"")
+
+    def _await_aggressors(self) -> None:
+        """Deterministic on any clock: wait (real time, bounded) until every aggressor
+        thread the measurement started has entered its run."""
+        from bench.measurements.neighbours import THREAD
+
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    len(self._aggressors)
+                    >= sum(
+                        1
+                        for t in threading.enumerate()
+                        if t.name.startswith(THREAD) and t.is_alive()
+                    )
+                ),
+                timeout=2.0,
+            )
 
     def start(self, inst: Instance) -> None:
         if inst.handle in self.settings.crash:
             inst.console.feed(b"fake: exiting\n")
-            inst.console.close("fake instance exited")
+            self._exit(inst, 1)
             return
         if inst.handle in self.settings.silent:
             return
@@ -190,7 +294,33 @@ class FakeBackend(Backend):
             self._kernel_timers.setdefault(inst.name, []).append(
                 self.clock.call_later(boot - lead, inst.console.port, b"R")
             )
-        self._timers[inst.name] = self.clock.call_later(boot, inst.console.feed, line)
+        self._timers[inst.name] = self.clock.call_later(boot, self._boot, inst, line)
+
+    def _boot(self, inst: Instance, line: bytes) -> None:
+        inst.console.feed(line)
+        server = inst.info.get("_server")
+        if isinstance(server, _Server):
+            server.listen()
+        if self.settings.ready.kind == "exit":
+            self._exit(inst, self.settings.exit_status)
+
+    def _exit(self, inst: Instance, status: int) -> None:
+        with self._lock:
+            self._exit_codes[inst.name] = status
+        inst.console.close("fake instance exited")
+
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        server = inst.info.get("_server")
+        if not isinstance(server, _Server):
+            raise RuntimeError("fake: this instance has no server")
+        return server.address
+
+    def host_address(self, inst: Instance) -> str | None:
+        return None  # its iperf3 is a fake (run_in): no host-side server to talk to
+
+    def exit_code(self, inst: Instance) -> int | None:
+        with self._lock:
+            return self._exit_codes.get(inst.name)
 
     def destroy(self, inst: Instance) -> None:
         if self.settings.hang_destroy:
@@ -203,6 +333,9 @@ class FakeBackend(Backend):
             timer.cancel()
         for t in self._kernel_timers.pop(inst.name, []):
             t.cancel()
+        server = inst.info.pop("_server", None)
+        if isinstance(server, _Server):
+            server.stop()
         with self._lock:
             self.live.pop(inst.name, None)
 
@@ -217,3 +350,37 @@ class FakeBackend(Backend):
             self.live.pop(leftover.name, None)
         if self.engine and leftover in self.engine.leftovers:
             self.engine.leftovers.remove(leftover)
+
+
+class _Server:
+    """A fake instance's service: a socket on 127.0.0.1 bound at once, listening (and
+    answering every GET with `status`) only from `listen()`."""
+
+    def __init__(self, status: int):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        # TCPServer, not HTTPServer: its bind looks up no host name.
+        self._server = socketserver.TCPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self._server.server_bind()
+        self.address: tuple[str, int] = self._server.server_address[:2]  # type: ignore[assignment]
+        self._thread: threading.Thread | None = None
+
+    def listen(self) -> None:
+        self._server.server_activate()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()

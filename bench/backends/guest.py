@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from bench.backends.base import Instance
+from bench.backends.base import ExecResult, Instance
 from bench.backends.probe_cache import ACCEL_CACHE, ProbeCache, ProbeResult
 from bench.machines import images
 from bench.machines.console import CONSOLE, DEBUGCON, Console
@@ -264,3 +264,69 @@ def boot_test(
         return ProbeResult(True, "guest booted under kvm")
     why = f" ({console.closed_reason})" if console.closed_reason else ""
     return ProbeResult(False, f"no marker within {KVM_PROBE_TIMEOUT_S:.0f}s under kvm{why}")
+
+
+# A guest's exec, without a guest agent: the workloads image's init runs what bench
+# writes on its console (bench.machines.rootfs.WORKLOAD_INIT_SCRIPT).
+EXEC_WORD = "BENCH_EXEC"
+_B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def exec_line(argv: list[str]) -> bytes:
+    """The console line that asks the guest's init to run `argv` (as one shell line)."""
+    import base64
+    import shlex
+
+    return f"{EXEC_WORD} {base64.b64encode(shlex.join(argv).encode()).decode()}\n".encode()
+
+
+def decode_result(lines: list[str]) -> ExecResult:
+    """A guest's answer (RESULT_BEGIN line, base64 lines, RESULT_END line) as an
+    ExecResult; a garbled or cut one (a kernel message mid-line) is an error."""
+    import base64
+    import hashlib
+
+    from bench.machines.console import RESULT_BEGIN, parse_marker_fields
+
+    head = next((ln for ln in lines if RESULT_BEGIN in ln), None)
+    if head is None:
+        raise ImageError("the guest's answer has no result line")
+    fields = parse_marker_fields(head.split(RESULT_BEGIN, 1)[1])
+    try:
+        rc, out, err = int(fields["rc"]), int(fields["out"]), int(fields["err"])
+        digest = fields["sha256"]
+    except (KeyError, ValueError):
+        raise ImageError(f"the guest's result line is garbled: {head[:120]}") from None
+    body = "".join(
+        ln.strip() for ln in lines[lines.index(head) + 1 :] if set(ln.strip().encode()) <= _B64
+    )
+    data = base64.b64decode(body) if body else b""
+    if len(data) != out + err or hashlib.sha256(data).hexdigest() != digest:
+        raise ImageError(
+            f"the guest's answer came garbled over its console ({len(data)} of {out + err} "
+            "bytes, or another digest)"
+        )
+    return ExecResult(rc, data[:out], data[out:])
+
+
+def run_in_guest(
+    inst: Instance,
+    argv: list[str],
+    write: Callable[[bytes], None],
+    image: str,
+    timeout_s: float,
+) -> ExecResult:
+    """Run `argv` in a VM of the workloads image through its console: `write` sends the
+    command line to its serial port, the answer comes back on inst.console."""
+    if image != "workloads":
+        raise ImageError(
+            f"a VM runs commands only from the workloads image's init, not {image!r}: "
+            "set `image: workloads`"
+        )
+    inst.console.expect_result()
+    write(exec_line(argv))
+    lines = inst.console.wait_result(timeout_s)
+    if lines is None:
+        why = inst.console.closed_reason or f"no answer within {timeout_s:g}s"
+        raise ImageError(f"the guest did not answer its command: {why}")
+    return decode_result(lines)

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from bench.backends.base import (
     BoundaryView,
     Check,
     CliOption,
+    ExecResult,
     Instance,
     Leftover,
     Options,
@@ -44,6 +46,7 @@ from bench.backends.guest import (
     make_overlay,
     probe_guest,
     resolve_boot,
+    run_in_guest,
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.machines import images
@@ -413,6 +416,10 @@ class LibvirtBackend(Backend):
         overlay = inst.info.get("_overlay")
         out: Facts = {
             "pids": [pid] if pid else [],
+            # Its QEMU and the RAM the domain was given (as in its XML): the process
+            # view finds the guest's RAM among QEMU's mappings by this size.
+            "vmm_pid": pid,
+            "guest_memory_bytes": (self.settings.memory or DEFAULT_MEMORY) // 1024 * 1024,
             "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
             "engine_mem_source": "libvirt memoryStats rss",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
@@ -459,6 +466,27 @@ class LibvirtBackend(Backend):
             Path("/var/log/libvirt/qemu"),
         ]
         return [d for d in dirs if self.host.is_dir(d)]
+
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        # No guest agent: the workloads image's init runs what is written on its serial
+        # console and answers there (bench.backends.guest.run_in_guest).
+        stream = inst.info.get("_stream")
+        if stream is None:
+            raise EngineUnavailable(f"{inst.name}: its console stream is closed")
+
+        def write(data: bytes) -> None:
+            # A non-blocking stream: -2 is "would block" (libvirt's virStreamSend).
+            deadline = time.monotonic() + 10
+            while data:
+                sent = stream.send(data)  # type: ignore[attr-defined]
+                if sent == -2 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                if sent < 0:
+                    raise EngineUnavailable(f"{inst.name}: cannot write to its console")
+                data = data[sent:]
+
+        return run_in_guest(inst, argv, write, self.settings.image, timeout_s)
 
     def destroy(self, inst: Instance) -> None:
         import libvirt

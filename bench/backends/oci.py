@@ -13,12 +13,13 @@ import os
 import socket
 import struct
 import threading
+import time
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from bench.backends.base import (
     LABEL_OWNER,
@@ -42,6 +43,8 @@ from bench.machines.iohub import IOHub
 from bench.model import kinds
 from bench.model.errors import BenchError, UsageError
 from bench.model.owner import owner_labels
+from bench.model.records import text
+from bench.model.settings import NETWORK_READY
 
 if TYPE_CHECKING:
     import docker
@@ -53,15 +56,32 @@ if TYPE_CHECKING:
 
 API_TIMEOUT_S = 60  # every engine call is bounded: a dead engine must not hang a run
 API_CONNECTIONS = 64  # launches, sampling and teardown run many calls at once
+# A container whose output ended has exited, or is about to: its engine says so within
+# this, or it is still running (its output closed, its process not).
+EXIT_WAIT_S = 10
 RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "30"))
 # The run id on a probe container's label: `bench clean` finds one a crash left behind.
 PROBE_RUN_ID = "runtime-probe"
 PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
 # What `runtime:` may name: an engine's runtime name, never a path or an option.
 RUNTIME_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-# An engine's JSON answer (a container list row, /info, /version) as its SDK returns it:
-# read by key, each of a shape the engine and its version decide: its values left untyped.
-EngineJson = dict[str, Any]
+# An engine's JSON answer (a container list row, /info, /version) as its SDK returns it
+# (docker's stubs say dict[str, Any]; podman's client is untyped): JSON, each value of
+# a shape the engine and its version decide, so it is narrowed where it is read
+# (section, entries, bench.model.records.text).
+EngineJson = Mapping[str, JsonValue]
+
+
+def section(answer: EngineJson, key: str) -> EngineJson:
+    """A nested object of an engine's answer; empty when absent or not an object."""
+    v = answer.get(key)
+    return v if isinstance(v, dict) else {}
+
+
+def entries(answer: EngineJson, key: str) -> list[EngineJson]:
+    """The objects of a list in an engine's answer (Components, Stats); [] when absent."""
+    v = answer.get(key)
+    return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []
 
 
 class Demux:
@@ -129,25 +149,42 @@ def run_label(run_id: str | None) -> str:
 
 def container_leftover(backend: str, row: EngineJson) -> Leftover:
     """A leftover from one row of the engine's container list."""
-    labels = row.get("Labels") or {}
+    labels = section(row, "Labels")
+    names = row.get("Names")
+    name = names[0] if isinstance(names, list) and names else str(row["Id"])[:12]
     return Leftover(
         backend,
         "container",
-        (row.get("Names") or [row["Id"][:12]])[0].lstrip("/"),
-        labels.get(LABEL_RUN),
+        str(name).lstrip("/"),
+        text(labels.get(LABEL_RUN)),
         parse_pid(labels.get(LABEL_OWNER)),
-        labels.get(LABEL_OWNER_HOST),
+        text(labels.get(LABEL_OWNER_HOST)),
     )
 
 
-def container_pids(procs: ProcessTable, pid: int, keeper: int | None) -> list[int]:
-    """The process view of a container: every process inside it (its init `pid` and
-    descendants) plus the engine's process that keeps it (docker's containerd-shim,
-    podman's conmon)."""
-    pids = procs.descendants(pid) if pid else []
-    if keeper and keeper > 1:
-        pids.append(keeper)
-    return pids
+def container_processes(
+    procs: ProcessTable, pid: int, keeper: int | None, kind: str
+) -> tuple[list[int], list[int]]:
+    """(every host process of a container, the runtime's own among them), from the pid
+    its engine reports and the process that keeps it (docker's containerd-shim, podman's
+    conmon; one per container with either engine).
+
+    Under runc or crun the runtime's own is the keeper alone: the container's init and
+    its descendants are the container's. Under a sandbox runtime (gVisor) the engine's
+    pid is the sandbox (the Sentry, gVisor's kernel) and the keeper also runs its gofer
+    (the file proxy, a sibling of the sandbox): keeper, gofer and sandbox are the
+    runtime's, and only the sandbox's children (the stubs holding the application's
+    address spaces) are the container's own. The Sentry's memory still holds the
+    application's memory file, so a sandbox's runtime figure includes what the workload
+    allocates; a workload that sleeps allocates almost nothing."""
+    own = procs.descendants(pid) if pid else []
+    if not (keeper and keeper > 1):
+        return own, []
+    if kind == kinds.SANDBOX:
+        everything = procs.descendants(keeper)
+        inside = set(own) - {pid}
+        return everything, [p for p in everything if p not in inside]
+    return [*own, keeper], [keeper]
 
 
 def container_boundary(pid: object, kind: str, engine: str) -> BoundaryView:
@@ -206,6 +243,29 @@ def probe_verdict(code: object, out: str) -> ProbeResult:
     return ProbeResult(True, f"starts the bench image (kernel {kernel})")
 
 
+def container_ip(info: EngineJson, network: str) -> str:
+    """A running container's address on its network, from its inspect (docker's and
+    podman's have the same NetworkSettings): the one on `network` when it is a network's
+    name, else the first one it has."""
+    settings = section(info, "NetworkSettings")
+    networks = section(settings, "Networks")
+    named = text(section(networks, network).get("IPAddress"))
+    addresses = (text(section(networks, k).get("IPAddress")) for k in networks)
+    first = next((a for a in addresses if a), None)
+    found = named or first or text(settings.get("IPAddress"))
+    if not found:
+        raise OSError(f"the container has no IP address (network {network})")
+    return str(found)
+
+
+def route_source(address: str) -> str:
+    """This host's own address on the route to `address` (for a container on a bridge: the
+    bridge's gateway), as the kernel picks it: connecting a UDP socket sends nothing."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((address, 9))
+        return str(s.getsockname()[0])
+
+
 def close_attach(sock: Closable, raw: socket.socket) -> None:
     """Really close an attach socket: docker-py's SocketIO wrapper holds a reference to
     the socket (and the HTTP response a cycle to it), so closing the raw socket alone
@@ -254,6 +314,11 @@ class ContainerBackend(Backend):
         self._runtime_checked = False  # the probe of the runtime passed
         self._runtime_version: str | None = None
 
+    @property
+    def container_settings(self) -> DockerSettings:
+        """The platform's keys, as docker's and podman's (a DockerSettings) share them."""
+        return self.settings  # type: ignore[return-value]  # set from a DockerSettings
+
     # -- what each engine implements ---------------------------------------------------
 
     @property
@@ -273,7 +338,7 @@ class ContainerBackend(Backend):
         """Import bench image `name` into the engine; returns the image id."""
 
     @abstractmethod
-    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
+    def _list(self, label: str, size: bool = False) -> Sequence[EngineJson]:
         """The engine's container list rows (all states) carrying `label`."""
 
     @staticmethod
@@ -411,10 +476,55 @@ class ContainerBackend(Backend):
         self._sizes = {}
         for run_id in {i.run_id for i in insts}:
             for c in self._list(run_label(run_id), size=True):
-                self._sizes[c["Id"]] = self._writable_bytes(c)
+                self._sizes[str(c["Id"])] = self._writable_bytes(c)
 
     def storage_dirs(self) -> list[Path]:
         return self._storage_dirs
+
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        # Under `network: host` the container's ports are this host's own.
+        network = self.container_settings.network
+        if network == "host":
+            return "127.0.0.1", port
+        return container_ip(self._inspect(inst), network), port
+
+    def host_address(self, inst: Instance) -> str | None:
+        from bench.machines.host import LocalHost
+
+        if not isinstance(self.host, LocalHost):
+            # The server runs on this machine; an instance on another host would need
+            # it there (over SSH), which bench does not do yet.
+            raise ValueError(
+                "network workloads need the platform on this machine, not on a remote host"
+            )
+        network = self.container_settings.network
+        if network == "host":
+            return "127.0.0.1"
+        if network == "none":
+            raise ValueError("the container has no network (network: none): set network: bridge")
+        return route_source(container_ip(self._inspect(inst), network))
+
+    def exit_code(self, inst: Instance) -> int | None:
+        return self._wait_exit(inst)
+
+    @abstractmethod
+    def _inspect(self, inst: Instance) -> EngineJson:
+        """The engine's inspect of a created container."""
+
+    @abstractmethod
+    def _wait_exit(self, inst: Instance) -> int | None:
+        """The exit status of a container whose output ended, once the engine has seen
+        it stop (a short wait); None when it is still running."""
+
+    def _check_ready_reach(self) -> None:
+        """A probe from this host reaches a container on this host's engine only."""
+        kind = self.settings.ready.kind
+        if kind in NETWORK_READY and not self.address.startswith("unix://"):
+            raise UsageError(
+                f"platform {self.settings.name!r}: ready: {kind} probes the container "
+                f"from this host, which cannot reach containers of the engine at "
+                f"{self.address}: use a marker or exit readiness there"
+            )
 
     def reachable(self) -> bool:
         try:
@@ -449,3 +559,35 @@ class ContainerBackend(Backend):
             self._hub = None
         self._disconnect()
         self._info = None
+
+
+def event_window(insts: Sequence[Instance]) -> tuple[str, str] | None:
+    """since/until from a second before the first launch of insts until now, as the
+    events APIs take them ("SECONDS.NANOSECONDS"): a bounded query of past events,
+    which returns and closes (an `until` still ahead would keep it open until then)."""
+    launched = [i.launch_wall_ns for i in insts if i.launch_wall_ns is not None]
+    if not launched:
+        return None
+    return _stamp(min(launched) - 1_000_000_000), _stamp(time.time_ns())
+
+
+def _stamp(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def first_events(rows: Iterable[EngineJson], names: set[str]) -> dict[str, dict[str, int]]:
+    """Per container name, each container event's first wall-clock instant (timeNano).
+
+    docker's and podman's (libpod) /events share this shape: Type, Action, Actor.
+    Attributes.name, timeNano. Other objects' events and other containers' are skipped."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        actor = row.get("Actor")
+        attrs = actor.get("Attributes") if isinstance(actor, dict) else None
+        name = attrs.get("name") if isinstance(attrs, dict) else None
+        action, at = row.get("Action") or row.get("status"), row.get("timeNano")
+        if row.get("Type") != "container" or name not in names or not isinstance(at, int):
+            continue
+        if isinstance(action, str) and isinstance(name, str):
+            out.setdefault(name, {}).setdefault(action, at)
+    return out

@@ -23,17 +23,27 @@ import os
 import resource
 import socket
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from pydantic import Field, JsonValue, field_validator
 
-from bench.backends.base import BoundaryView, Check, CliOption, Instance, print_nothing
+from bench.backends.base import (
+    BoundaryView,
+    Check,
+    CliOption,
+    EngineEvents,
+    ExecResult,
+    Instance,
+    parse_pid,
+    print_nothing,
+)
 from bench.backends.docker_backend import DockerSettings
 from bench.backends.oci import (
     API_CONNECTIONS,
     API_TIMEOUT_S,
+    EXIT_WAIT_S,
     PROBE_IMAGE,
     PROBE_RUN_ID,
     RUNTIME_NAME,
@@ -43,10 +53,15 @@ from bench.backends.oci import (
     EngineJson,
     binary_version,
     container_boundary,
-    container_pids,
+    container_processes,
+    entries,
+    event_window,
+    first_events,
     instance_labels,
     probe_name,
     probe_verdict,
+    run_label,
+    section,
     version_line,
 )
 from bench.backends.probe_cache import ProbeResult
@@ -60,7 +75,7 @@ from bench.model.errors import (
     UsageError,
     first_line,
 )
-from bench.model.records import Facts
+from bench.model.records import Facts, text
 from bench.model.settings import LOCAL, check_name
 
 if TYPE_CHECKING:
@@ -331,6 +346,23 @@ class PodmanBackend(ContainerBackend):
             self._client = client
         return self._client
 
+    def engine_events(self, insts: list[Instance]) -> EngineEvents:
+        if not self.address.startswith("unix://"):
+            return EngineEvents(why_not=f"engine at {self.address}: its clock is not bench's")
+        window = event_window(insts)
+        if window is None or not insts:
+            return EngineEvents()
+        since, until = window
+        # libpod /events with stream=false: the past events as JSON lines, then closes.
+        filters = {"label": [run_label(insts[0].run_id)], "type": ["container"]}
+        # podman 4.3 answers nothing to "SECONDS.NANOSECONDS": whole seconds, wide.
+        params = {"stream": "false", "since": since.split(".")[0]}
+        params["until"] = str(int(until.split(".")[0]) + 1)
+        params["filters"] = json.dumps(filters)
+        body = self._call("get", "/events", params=params).text
+        rows = [json.loads(line) for line in body.splitlines() if line.strip()]
+        return EngineEvents(first_events(rows, {i.name for i in insts}))
+
     @property
     def api(self) -> APIClient:
         """The bindings' HTTP client: paths are relative to /vX/libpod/."""
@@ -344,14 +376,15 @@ class PodmanBackend(ContainerBackend):
 
     @property
     def default_runtime(self) -> str | None:
-        return ((self.engine_info().get("host") or {}).get("ociRuntime") or {}).get("name")
+        return text(section(section(self.engine_info(), "host"), "ociRuntime").get("name"))
 
     def runtime_version(self, name: str) -> str | None:
         """The runtime's version: podman's info for its default, else `<name> --version`
         on the engine's host."""
-        oci = (self.engine_info().get("host") or {}).get("ociRuntime") or {}
-        if oci.get("name") == name and oci.get("version"):
-            return version_line(oci["version"])
+        oci = section(section(self.engine_info(), "host"), "ociRuntime")
+        version = text(oci.get("version"))
+        if oci.get("name") == name and version:
+            return version_line(version)
         return binary_version(self.host, name)
 
     def has_image(self, ref: str) -> bool:
@@ -437,6 +470,7 @@ class PodmanBackend(ContainerBackend):
     # -- run ----------------------------------------------------------------------------
 
     def preflight(self) -> None:
+        self._check_ready_reach()
         self.connect()
         name = self.settings.image
         if not images.is_bench_image(name) and not self.has_image(name):
@@ -471,12 +505,12 @@ class PodmanBackend(ContainerBackend):
             "get", f"/images/{urllib.parse.quote(self._image_ref, safe='')}/json"
         ).json()
         info = self.engine_info()
-        host_info = info.get("host") or {}
-        store = info.get("store") or {}
-        version = info.get("version") or {}
+        host_info = section(info, "host")
+        store = section(info, "store")
+        version = section(info, "version")
         self._runtime_version = self.runtime_version(self.settings.runtime)
-        root = Path(store.get("graphRoot") or "/var/lib/containers/storage")
-        driver = store.get("graphDriverName") or "overlay"
+        root = Path(text(store.get("graphRoot")) or "/var/lib/containers/storage")
+        driver = text(store.get("graphDriverName")) or "overlay"
         self._storage_dirs = [root / f"{driver}-containers", root / driver]
         return {
             "engine": "podman",
@@ -484,7 +518,7 @@ class PodmanBackend(ContainerBackend):
             "podman_version": version.get("Version"),
             "api_version": version.get("APIVersion"),
             "conmon_version": version_line(
-                ((host_info.get("conmon") or {}).get("version") or "").replace(",", "\n")
+                (text(section(host_info, "conmon").get("version")) or "").replace(",", "\n")
             ),
             "storage_driver": driver,
             "cgroup_version": host_info.get("cgroupVersion"),
@@ -561,12 +595,37 @@ class PodmanBackend(ContainerBackend):
         sock.setblocking(False)
         return sock, rest
 
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        # `podman exec` through the service (the bindings' exec_run: create, start, inspect).
+        container = self.connect().containers.get(inst.handle)
+        code, output = container.exec_run(argv, stdout=True, stderr=True, demux=True)
+        out, err = output if isinstance(output, tuple) else (output, b"")
+        return ExecResult(code if isinstance(code, int) else -1, out or b"", err or b"")
+
     def start(self, inst: Instance) -> None:
         self._call("post", f"/containers/{inst.handle}/start")
 
+    def _inspect(self, inst: Instance) -> EngineJson:
+        return self._call("get", f"/containers/{inst.handle}/json").json()
+
+    def _wait_exit(self, inst: Instance) -> int | None:
+        import requests.exceptions
+
+        try:
+            code = self._call(
+                "post",
+                f"/containers/{inst.handle}/wait",
+                params={"condition": "exited"},
+                timeout=EXIT_WAIT_S,
+            ).json()
+        except requests.exceptions.Timeout:
+            return None
+        return parse_pid(code)
+
     @staticmethod
     def _writable_bytes(row: EngineJson) -> int | None:
-        return (row.get("Size") or {}).get("rwSize")
+        size = section(row, "Size").get("rwSize")
+        return size if isinstance(size, int) else None
 
     def sample(self, inst: Instance, host: Host) -> Facts:
         info = self._call("get", f"/containers/{inst.handle}/json").json()
@@ -576,14 +635,15 @@ class PodmanBackend(ContainerBackend):
         pid = state.get("Pid") or 0
         conmon = state.get("ConmonPid") or 0
         # The process view: its conmon keeps it.
-        pids = container_pids(self._processes(host), pid, conmon)
-        stats = self._call(
+        pids, runtime = container_processes(self._processes(host), pid, conmon, self.kind)
+        stats: EngineJson = self._call(
             "get", "/containers/stats", params={"containers": inst.handle, "stream": False}
         ).json()
-        rows = stats.get("Stats") or []
+        rows = entries(stats, "Stats")
         usage = rows[0].get("MemUsage") if rows else None
         return {
             "pids": [*pids],
+            "runtime_pids": [*runtime],
             "engine_mem_bytes": usage,
             "engine_mem_source": "podman stats MemUsage (its cgroup memory usage)",
             "disk_writable_bytes": self._sizes.get(inst.handle),
@@ -602,7 +662,7 @@ class PodmanBackend(ContainerBackend):
         except NotFound:
             pass
 
-    def _list(self, label: str, size: bool = False) -> list[EngineJson]:
+    def _list(self, label: str, size: bool = False) -> Sequence[EngineJson]:
         params: dict[str, str | bool] = {"all": True, "filters": json.dumps({"label": [label]})}
         if size:
             params["size"] = True

@@ -26,7 +26,8 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from pydantic import JsonValue
 
 from bench.model.paths import cache_dir
 
@@ -55,7 +56,7 @@ class ProbeCache:
         """The cache `name` (ACCEL_CACHE, RUNTIME_CACHE) in bench.model.paths.cache_dir()."""
         return cls(cache_dir() / name)
 
-    def read(self) -> dict[str, Any]:
+    def read(self) -> dict[str, JsonValue]:
         """Every entry: {} for a missing, unreadable, non-JSON or non-object file."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -80,7 +81,7 @@ class ProbeCache:
         ({"runtime": "runsc"}, {"accel": "kvm"}); the other entries, including those
         another process stored since this one read, are kept. False when the cache could
         not be written (the caller re-probes next time: never an error)."""
-        entry = {**labels, "ok": result.ok, "detail": result.detail}
+        entry: dict[str, JsonValue] = {**labels, "ok": result.ok, "detail": result.detail}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._locked():

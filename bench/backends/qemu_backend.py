@@ -38,15 +38,16 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from bench.backends.base import (
     NAME_PREFIX,
     Backend,
     BoundaryView,
     Check,
+    ExecResult,
     Instance,
     Leftover,
     Options,
@@ -65,6 +66,7 @@ from bench.backends.guest import (
     make_overlay,
     probe_guest,
     resolve_boot,
+    run_in_guest,
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.machines import images
@@ -74,7 +76,7 @@ from bench.model import kinds, phases
 from bench.model.errors import BenchError, EngineUnavailable, first_line
 from bench.model.owner import owner_labels, pid_alive
 from bench.model.paths import state_dir
-from bench.model.records import Facts
+from bench.model.records import Facts, text
 
 if TYPE_CHECKING:
     from qemu.qmp import QMPClient
@@ -151,7 +153,8 @@ def write_state(path: Path, state: Mapping[str, object]) -> None:
     tmp.replace(path)
 
 
-def read_state(path: Path) -> dict[str, Any] | None:
+def read_state(path: Path) -> dict[str, JsonValue] | None:
+    """An instance's state file (JSON with its `name`), or None if it is not one."""
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -256,13 +259,18 @@ QOM_DEVICE_PARENTS = (
 QOM_DEVICES_SOURCE = "QMP qom-list of " + ", ".join(QOM_DEVICE_PARENTS) + " (device types only)"
 
 
-async def qom_device_types(qmp: Any) -> set[str]:
+def _listed(answer: object) -> list[dict[str, object]]:
+    """The objects of a QMP answer that is a list (qom-list, qom-list-types)."""
+    return [x for x in answer if isinstance(x, dict)] if isinstance(answer, list) else []
+
+
+async def qom_device_types(qmp: QMPClient) -> set[str]:
     """The QOM types this QEMU binary says are devices (one answer per binary)."""
     listed = await qmp.execute("qom-list-types", {"implements": "device", "abstract": False})
-    return {str(t.get("name")) for t in listed if isinstance(t, dict)}
+    return {str(t.get("name")) for t in _listed(listed)}
 
 
-async def qom_devices(qmp: Any, device_types: set[str] | None = None) -> dict[str, int]:
+async def qom_devices(qmp: QMPClient, device_types: set[str] | None = None) -> dict[str, int]:
     """The devices of a running QEMU, by QOM type, counted: the children of
     QOM_DEVICE_PARENTS whose type QEMU itself says is a device (qom-list-types
     implements=device); memory regions, IRQs and containers are not devices. Works on
@@ -271,8 +279,8 @@ async def qom_devices(qmp: Any, device_types: set[str] | None = None) -> dict[st
         device_types = await qom_device_types(qmp)
     counts: dict[str, int] = {}
     for path in QOM_DEVICE_PARENTS:
-        for prop in await qmp.execute("qom-list", {"path": path}):
-            kind = prop.get("type", "") if isinstance(prop, dict) else ""
+        for prop in _listed(await qmp.execute("qom-list", {"path": path})):
+            kind = text(prop.get("type", "")) or ""
             name = kind[len("child<") : -1] if kind.startswith("child<") else ""
             if name in device_types:
                 counts[name] = counts.get(name, 0) + 1
@@ -679,6 +687,15 @@ class QemuBackend(Backend):
             # Its end is the serial's too (the same QEMU exiting): said there, once.
             self._io().add_stream(port_conn, console.port, lambda _err: None)
 
+    def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
+        # No guest agent: the workloads image's init runs what is written on its serial
+        # line and answers there (bench.backends.guest.run_in_guest).
+        live: _Live = inst.handle
+        conn = live.console
+        if conn is None:
+            raise EngineUnavailable(f"{inst.name}: its serial console is closed")
+        return run_in_guest(inst, argv, conn.sendall, self.settings.image, timeout_s)
+
     def _wait_connected(
         self, live: _Live, accept: concurrent.futures.Future[None], inst: Instance
     ) -> None:
@@ -722,6 +739,11 @@ class QemuBackend(Backend):
         disk = self.settings.disk
         return {
             "pids": [pid] if pid else [],
+            # Its VMM and the RAM it was given: the process view finds the guest's RAM
+            # among QEMU's mappings by this size (its VMM overhead is the rest).
+            "vmm_pid": pid,
+            "guest_memory_bytes": max(1, (self.settings.memory or DEFAULT_MEMORY) // 2**20)
+            * 2**20,  # as qemu_argv gave it: -m in MiB
             # QEMU keeps no account of its own memory use (no cgroup, no balloon device
             # here): the process view (PSS of the QEMU process) is the measure.
             "engine_mem_bytes": None,
@@ -849,18 +871,15 @@ def find_leftovers(root: Path, run_id: str | None, binary: str = QEMU_BINARY) ->
         if state is None:
             continue
         keys.add(f.stem)
-        rid = state.get("run_id")
+        rid = text(state.get("run_id"))
         if run_id is not None and rid != run_id:
             continue
-        name = state["name"]
+        name = str(state["name"])  # read_state: a string
         pid = parse_pid(state.get("pid"))
-        running = bool(pid) and is_instance_process(pid, name, binary)  # type: ignore[arg-type]
+        running = pid is not None and pid != 0 and is_instance_process(pid, name, binary)
         owner_pid = parse_pid(state.get("owner_pid"))
-        out.append(
-            Leftover(
-                "qemu", "vm" if running else "files", name, rid, owner_pid, state.get("owner_host")
-            )
-        )
+        owner_host = text(state.get("owner_host"))
+        out.append(Leftover("qemu", "vm" if running else "files", name, rid, owner_pid, owner_host))
     if run_id is None:
         # A directory is made after its state file and removed before it: one alone is
         # what a removal cut short left.

@@ -38,10 +38,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, TypedDict, cast
+from typing import TYPE_CHECKING, TypedDict
 
 from bench.judge import verdict as v
 from bench.model.errors import ExitCode, UsageError
+from bench.model.records import int_field, str_field
 
 if TYPE_CHECKING:
     from bench.judge.compare import SampleRow
@@ -303,15 +304,15 @@ def analyse_ab(
     if threshold < 0:
         raise UsageError(f"--threshold {threshold:.0%}: use a percentage of zero or more")
     check_metric(metric, run.samples)
-    spec = dict(run.metadata.get("ab") or {})
-    a = baseline or spec.get("baseline")
-    b = candidate or spec.get("candidate")
+    spec = run.ab
+    a = baseline or (spec.baseline if spec else None)
+    b = candidate or (spec.candidate if spec else None)
     if not a or not b:
         raise UsageError(
             f"{run.run_id}: not an A/B run (no metadata 'ab'): name its --baseline and "
             "--candidate platforms"
         )
-    platforms = {s["platform"] for s in run.samples}
+    platforms = {str_field(s, "platform") for s in run.samples}
     for role, name in (("baseline", a), ("candidate", b)):
         if name not in platforms:
             raise UsageError(
@@ -319,8 +320,8 @@ def analyse_ab(
                 f"(platforms: {', '.join(sorted(platforms)) or 'none'})"
             )
     warnings = []
-    if spec.get("pairs") and a == spec.get("baseline") and b == spec.get("candidate"):
-        pairs = _stored_pairs(run, spec["pairs"], a, b, metric)
+    if spec and spec.pairs and a == spec.baseline and b == spec.candidate:
+        pairs = _stored_pairs(run, spec.pairs, a, b, metric)
     else:
         pairs = _pairs_by_repeat(run, a, b, metric)
         warnings.append(
@@ -477,8 +478,8 @@ def _stored_pairs(
 ) -> list[Pair]:
     by_step: dict[int, list[SampleRow]] = {}
     for s in run.samples:
-        if s.get("step") is not None:
-            by_step.setdefault(cast(int, s["step"]), []).append(s)
+        if isinstance(step := s.get("step"), int):
+            by_step.setdefault(step, []).append(s)
     out = []
     seen: set[int] = set()
     for entry in stored:
@@ -493,13 +494,13 @@ def _stored_pairs(
         _check_adjacent(run, sa, sb, "metadata 'ab' pairs")
         rows_a, rows_b = by_step.get(sa, []), by_step.get(sb, [])
         for step, rows, name in ((sa, rows_a, a), (sb, rows_b, b)):
-            wrong = {cast(str, r["platform"]) for r in rows} - {name}
+            wrong = {str_field(r, "platform") for r in rows} - {name}
             if wrong:
                 raise UsageError(
                     f"{run.run_id}: metadata 'ab' pairs step {step} as {name!r}, but its "
                     f"samples are of {', '.join(sorted(wrong))}"
                 )
-        ns = {cast(int, r["n"]) for r in rows_a + rows_b}
+        ns = {int_field(r, "n") for r in rows_a + rows_b}
         if len(ns) > 1:
             raise UsageError(f"{run.run_id}: steps {sa} and {sb} are paired but differ in N")
         n = ns.pop() if ns else _step_n(run, sa, sb)
@@ -507,7 +508,7 @@ def _stored_pairs(
     return out
 
 
-def _check_adjacent(run: Run, sa: object, sb: object, what: str) -> None:
+def _check_adjacent(run: Run, sa: object, sb: object, what: str) -> tuple[int, int]:
     """Steps are numbered in the order they ran: a pair's two steps must be neighbours,
     or the pair measures the drift between them (A's steps all before B's, as in a
     plain `bench run`, turned a machine's step change into 100% exit 1)."""
@@ -517,43 +518,49 @@ def _check_adjacent(run: Run, sa: object, sb: object, what: str) -> None:
             "other: such pairs measure the drift between them; run the two platforms "
             "with `bench ab`"
         )
+    return sa, sb
 
 
 def _pairs_by_repeat(run: Run, a: str, b: str, metric: str) -> list[Pair]:
     groups: dict[tuple[str, int, int], list[SampleRow]] = {}
     for s in run.samples:
         if s["platform"] in (a, b):
-            groups.setdefault((s["platform"], s["n"], s.get("repeat", 0)), []).append(s)
+            key = (str_field(s, "platform"), int_field(s, "n"), int_field(s, "repeat", 0))
+            groups.setdefault(key, []).append(s)
     out = []
     for (platform, n, repeat), rows_a in groups.items():
         if platform != a or (b, n, repeat) not in groups:
             continue
         rows_b = groups[(b, n, repeat)]
-        sa, sb = rows_a[0].get("step"), rows_b[0].get("step")
-        _check_adjacent(run, sa, sb, "has no recorded A/B pairs, and (N, repeat) would pair")
-        # _check_adjacent let them through: both are ints.
-        pair = Pair(
-            n, cast(int, sa), cast(int, sb), _values(rows_a, metric), _values(rows_b, metric)
+        sa, sb = _check_adjacent(
+            run,
+            rows_a[0].get("step"),
+            rows_b[0].get("step"),
+            "has no recorded A/B pairs, and (N, repeat) would pair",
         )
-        out.append(pair)
+        out.append(Pair(n, sa, sb, _values(rows_a, metric), _values(rows_b, metric)))
     return out
 
 
 def _step_n(run: Run, *steps: int) -> int:
     for st in run.steps:
         if st.get("step") in steps:
-            return int(st["n"])
+            return int_field(st, "n")
     return 0
 
 
 def _usable(r: Mapping[str, object], metric: str) -> bool:
+    return _usable_value(r, metric) is not None
+
+
+def _usable_value(r: Mapping[str, object], metric: str) -> float | None:
+    """The metric's value if it is a finite positive number, else None."""
     x = r.get(metric)
-    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) and x > 0 else None
 
 
 def _values(rows: Sequence[SampleRow], metric: str) -> tuple[float, ...]:
-    # _usable: the value is a number.
-    return tuple(float(cast(float, r[metric])) for r in rows if r.get("ok") and _usable(r, metric))
+    return tuple(x for r in rows if r.get("ok") and (x := _usable_value(r, metric)) is not None)
 
 
 def _carry_over(pairs: list[Pair], alpha: float) -> CarryOver | None:

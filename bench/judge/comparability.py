@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TypeAlias
+
+from pydantic import JsonValue
+
+from bench.model.records import Row, obj, objs, text
 
 # metadata.json as read: nested JSON looked up by key (its `host`, `scenario`, `engines`),
-# the boundary where stored JSON comes in; a narrower type would need a cast per lookup.
-Metadata: TypeAlias = Mapping[str, Any]
+# each part narrowed where it is read (bench.model.records.obj, text).
+Metadata: TypeAlias = Mapping[str, JsonValue]
 
 WARNING = "warning"  # the numbers may move for this reason alone: compare warns
 INFO = "info"  # shown next to the numbers; not a reason to distrust them
@@ -110,10 +114,10 @@ class Mismatch:
         return f"{self.label} differs ({' → '.join(str(v) for v in self.values)})"
 
 
-def host_facts(metadata: Metadata) -> dict[str, Any]:
+def host_facts(metadata: Metadata) -> Row:
     """The facts of the host a run measured on: the one place that knows where they are.
-    Their JSON values as stored, untyped: the report formats each by its key."""
-    return dict(metadata.get("host") or {})
+    Their JSON values as stored: the report formats each by its key."""
+    return dict(obj(metadata.get("host")))
 
 
 def differences(
@@ -142,7 +146,7 @@ def mismatches(
     runs = list(metadatas)
     seen = list(accels) if accels is not None else [{} for _ in runs]
     out = _compare("host", None, [host_facts(m) for m in runs], HOST_FACTS)
-    scenarios = [m.get("scenario") or {} for m in runs]
+    scenarios = [obj(m.get("scenario")) for m in runs]
     keys = [k for k in scenarios[0] if k not in SCENARIO_FREE_KEYS]
     out += _compare("scenario", None, scenarios, dict.fromkeys(keys, WARNING))
     if platforms is None:
@@ -153,7 +157,7 @@ def mismatches(
         have = [i for i, m in enumerate(runs) if p in _platforms(m, seen[i])]
         if len(have) < 2:
             continue
-        engines = [(runs[i].get("engines") or {}).get(p) or {} for i in have]
+        engines = [obj(obj(runs[i].get("engines")).get(p)) for i in have]
         versions = sorted(k for e in engines for k in e if k.endswith(ENGINE_VERSION_SUFFIX))
         # A version only one run has is a change of engine (docker_version → podman_version).
         found = _compare("engine_version", p, engines, dict.fromkeys(versions, WARNING), False)
@@ -215,12 +219,17 @@ def _spread(m: Mismatch, have: list[int], n_runs: int) -> Mismatch:
 
 
 def _platforms(metadata: Metadata, seen: Mapping[str, object]) -> list[str]:
-    named = [p.get("name") for p in (metadata.get("scenario") or {}).get("platforms") or []]
-    return list(dict.fromkeys([*named, *(metadata.get("engines") or {}), *seen]))
+    named = [n for p in _listed(metadata) if (n := text(p.get("name"))) is not None]
+    return list(dict.fromkeys([*named, *obj(metadata.get("engines")), *seen]))
+
+
+def _listed(metadata: Metadata) -> list[Row]:
+    """The scenario's platform entries."""
+    return objs(obj(metadata.get("scenario")).get("platforms"))
 
 
 def _platform_settings(metadata: Metadata, name: str) -> Mapping[str, object] | None:
-    for p in (metadata.get("scenario") or {}).get("platforms") or []:
+    for p in _listed(metadata):
         if p.get("name") == name:
             return p
     return None
@@ -228,7 +237,7 @@ def _platform_settings(metadata: Metadata, name: str) -> Mapping[str, object] | 
 
 def _accel(engine: Metadata, seen: Iterable[str | None]) -> str:
     """'kvm', 'tcg', 'kvm/tcg' (a run that fell back part way), or '-' (none reported)."""
-    found = {engine.get("accel"), *seen}
+    found = {text(engine.get("accel")), *seen}
     return "/".join(sorted(a for a in found if a)) or "-"
 
 

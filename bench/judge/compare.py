@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeGuard, cast
 from bench.judge import comparability
 from bench.judge import verdict as v
 from bench.model.errors import ExitCode, UsageError
-from bench.model.records import Sample, metrics
+from bench.model.records import Sample, metrics, number
 
 if TYPE_CHECKING:
     from bench.model.results import Run
@@ -648,7 +648,7 @@ def run_warnings(
         # The load when the run started: what else the host was doing. (Loads during
         # steps include the run's own instances, so they say nothing about the host.)
         host = comparability.host_facts(run.metadata)
-        load, cores = host.get("load_avg_1m"), host.get("cpu_cores") or 1
+        load, cores = number(host.get("load_avg_1m")), number(host.get("cpu_cores")) or 1
         if load is not None and load > cores:
             out.append(
                 f"{label} run {run.run_id}: the host was busy when it started (load "

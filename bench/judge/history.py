@@ -37,6 +37,7 @@ from bench.judge.compare import (
     sample_groups,
 )
 from bench.model.errors import ExitCode, UsageError
+from bench.model.records import text
 from bench.model.results import METADATA, SAMPLES, STEPS, Run, load_run
 
 if TYPE_CHECKING:
@@ -464,7 +465,7 @@ def summary_of(run: Run, metric: str) -> RunSummary:
     return {
         "run_id": run.run_id,
         "started_at": str(run.metadata.get("started_at") or ""),
-        "scenario": (run.metadata.get("scenario") or {}).get("name"),
+        "scenario": text(run.part("scenario").get("name")),
         "status": run.status,
         "groups": groups,
         # What must match between runs (bench.judge.comparability) is judged from these.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, cast
+from typing import TYPE_CHECKING, TypeAlias, TypedDict, cast
+
+from pydantic import JsonValue
 
 from bench.model import kinds
-from bench.model.records import Sample, StepRecord, metrics
+from bench.model.records import Sample, StepRecord, int_field, metrics, number, str_field, text
 from bench.model.stats import percentile_of_sorted
 
 if TYPE_CHECKING:
@@ -17,10 +19,9 @@ if TYPE_CHECKING:
 
     from bench.model.results import Columns
 
-# A stored step row as read (JSON: bench.model.records.StepRecord's fields), the one
-# untyped boundary here: its values are summed, divided and compared by field name, and
-# Run.steps hands plain JSON dicts; `object` would need a cast at every use.
-StepRow: TypeAlias = Mapping[str, Any]
+# A stored step row as read (JSON: bench.model.records.StepRecord's fields); its values
+# are narrowed where they are read (bench.model.records' accessors).
+StepRow: TypeAlias = Mapping[str, JsonValue]
 # One summary row: labels (str or None), counts, statistics (float, None when no value),
 # the sorted error texts. Its keys are the metrics' declared summary columns, known only
 # at run time, so a dict rather than a TypedDict.
@@ -98,7 +99,7 @@ def summarize(
     columns = sample_columns(samples)
 
     def key(r: StepRow) -> tuple[str | None, str, int]:
-        return (r.get("host"), r["platform"], r["n"])
+        return (text(r.get("host")), str_field(r, "platform"), int_field(r, "n"))
 
     # Statistics never pool hosts: one row per (host, platform, N), in the order first
     # recorded (steps, then samples).
@@ -132,8 +133,8 @@ def summarize(
         row: SummaryRow = {
             "platform": platform,
             "host": host,
-            "backend": first.get("backend"),
-            "kind": first.get("kind"),
+            "backend": text(first.get("backend")),
+            "kind": text(first.get("kind")),
             "accel": ",".join(accels) or None,
             "n": n,
             "samples": len(at),
@@ -144,7 +145,7 @@ def summarize(
             for column, statistic in info.summary.items():
                 row[column] = _statistic(statistic, values)
         for name, info in metrics(StepRecord).items():
-            step_values: list[float | None] = [r.get(name) for r in step_groups.get(k, [])]
+            step_values: list[float | None] = [number(r.get(name)) for r in step_groups.get(k, [])]
             if info.per_instance:
                 step_values = [v / n if v is not None else None for v in step_values]
             finite = [np.nan if v is None else v for v in step_values]
@@ -175,22 +176,22 @@ def density_of(steps: Sequence[StepRow]) -> Density:
     """One platform's density search: the largest N whose every step met every limit,
     and the limit of the first step that broke one ("max": the search reached its max)."""
     bad_ns = {
-        st["n"]
+        int_field(st, "n")
         for st in steps
         if st.get("status", "ran") != "ran" or st.get("failures") or st.get("limit")
     }
-    good = [st["n"] for st in steps if st["n"] not in bad_ns]
+    good = [n for st in steps if (n := int_field(st, "n")) not in bad_ns]
     stopper = next((st for st in steps if st.get("limit")), None)
     return {
         "max_density": max(good) if good else 0,
-        "limit": stopper["limit"] if stopper else "max",
-        "limit_detail": stopper.get("limit_detail") if stopper else "reached the search's max",
+        "limit": (text(stopper["limit"]) if stopper else None) or "max",
+        "limit_detail": (
+            text(stopper.get("limit_detail")) if stopper else "reached the search's max"
+        ),
     }
 
 
-def density_results(
-    steps: Sequence[StepRow], searches: Mapping[str, object]
-) -> dict[str, dict[str, Any]]:
+def density_results(steps: Sequence[StepRow], searches: Mapping[str, object]) -> dict[str, Density]:
     """density_of() for each platform that searched (fixed-count platforms have none).
 
     `searches` is the run's metadata["searches"]: which platforms searched is decided
@@ -198,11 +199,10 @@ def density_results(
     """
     by_platform: dict[str, list[StepRow]] = defaultdict(list)
     for st in steps:
-        if st["platform"] in searches:
-            by_platform[st["platform"]].append(st)
-    found = {platform: density_of(sts) for platform, sts in by_platform.items()}
-    # bench/cli.py's summary_table still takes untyped dicts: these are such dicts.
-    return cast("dict[str, dict[str, Any]]", found)
+        platform = str_field(st, "platform")
+        if platform in searches:
+            by_platform[platform].append(st)
+    return {platform: density_of(sts) for platform, sts in by_platform.items()}
 
 
 def memory_disagreements(rows: Sequence[Mapping[str, object]]) -> list[str]:

@@ -5,6 +5,12 @@ selector over docker attach sockets, libvirt's event loop for serial streams) an
 call `Console.close` on end of stream. The runner blocks on a shared condition
 that consoles notify, so waiting for N instances costs no CPU and no polling.
 
+A console decides readiness itself when a line does (a marker word, a regular
+expression); otherwise the runner's probes (bench.runner.readiness) tell it: a port
+answered (`mark_ready`), the process exited with some status (`settle_exit`), or the
+instance cannot be probed (`fail`). Whoever decides, the instance's one record of
+readiness is here.
+
 With `channel="debugcon"` readiness is not the marker's line but the first byte a VM
 writes to QEMU's debug I/O port, which its backend pushes into `Console.port`: the
 console's lines are still timed and the marker's key=value fields still read, but
@@ -13,6 +19,7 @@ they no longer decide when the instance is ready.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -27,6 +34,15 @@ MAX_TIMED_LINES = 2048
 # Where readiness comes from (bench.model.settings.ReadyRule.channel).
 CONSOLE, DEBUGCON = "console", "debugcon"
 DEBUGCON_PORT = 0xE9
+# What a guest answers a command with after its marker (Console.expect_result): its
+# output as base64 between two marker lines. A result larger than this is cut off.
+RESULT_BEGIN = "BENCH_RESULT_BEGIN"
+RESULT_END = "BENCH_RESULT_END"
+MAX_RESULT_CHARS = 16 * 2**20
+
+
+# What a console line says about readiness: its fields when it means ready, else None.
+LineMatch = Callable[[str], "dict[str, str] | None"]
 
 
 def parse_marker_fields(rest: str) -> dict[str, str]:
@@ -37,6 +53,10 @@ def parse_marker_fields(rest: str) -> dict[str, str]:
         if sep and key and key.replace("_", "").isalnum():
             fields[key] = visible(value)  # values reach tables and the terminal
     return fields
+
+
+def _find(marker: str, line: str) -> dict[str, str] | None:
+    return find_marker(line, marker)
 
 
 def find_marker(line: str, marker: str) -> dict[str, str] | None:
@@ -56,6 +76,19 @@ def find_marker(line: str, marker: str) -> dict[str, str] | None:
     return None
 
 
+def regex_match(pattern: re.Pattern[str]) -> LineMatch:
+    """A line matching `pattern` (anywhere in it) is ready; its named groups that took
+    part in the match are its fields."""
+
+    def match(line: str) -> dict[str, str] | None:
+        m = pattern.search(line[:MAX_LINE])  # the pattern's time grows with the line
+        if m is None:
+            return None
+        return {k: visible(v) for k, v in m.groupdict().items() if v is not None}
+
+    return match
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -67,14 +100,41 @@ def visible(text: str) -> str:
 class Console:
     def __init__(
         self,
-        marker: str,
+        marker: str | None,
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        match: LineMatch | None = None,
+        waits_for: str | None = None,
+        exit_decides: bool = False,
+        kind: str = "marker",
         channel: str = CONSOLE,
     ):
+        # `marker`: a word that means ready; or `match` decides per line; with neither,
+        # no line does (a probe decides).
         self.marker = marker
         self.channel = channel
         self._marker_seen = False
+        self._match: LineMatch | None = match
+        if match is None and marker:
+            self._match = functools.partial(_find, marker)
+        # What ready means here, for the reasons of a failure ("port 8080 ...").
+        self.waits_for = waits_for or marker or "ready"
+        # The ready kind (bench.model.settings.READY_KINDS), stored with each sample.
+        self.kind = kind
+        # Run to completion: the end of the stream is not a failure until the exit
+        # status is known (settle_exit).
+        self.exit_decides = exit_decides
+        self.exit_code: int | None = None
+        self._exit_settled = False
+        # Set by a probe that cannot go on (no address to probe): not ready, for this.
+        self.failed_reason: str | None = None
+        # A probe's attempts, its last observation ("refused", "HTTP 503 on /"), and
+        # how long before ready_at its last failed attempt began: the service became
+        # ready within that window, so ready_s is late by at most this.
+        self.probes = 0
+        self.probe_last: str | None = None
+        self.probe_window_s: float | None = None
         self.on_change = on_change
         self._clock = clock
         self._partial = b""
@@ -92,17 +152,69 @@ class Console:
         self._partial_at: float | None = None
         # Instants a backend notes on this console's clock (bench.model.phases names them).
         self.instants: dict[str, float] = {}
+        # After the marker, only while a command's answer is awaited (expect_result):
+        # the lines from the RESULT_BEGIN line to the RESULT_END line.
+        self._result: list[str] | None = None
+        self._result_chars = 0
+        self._result_done = threading.Event()
+        self._after = b""
 
     @property
     def done(self) -> bool:
-        return self.ready_at is not None or self.closed_reason is not None
+        """Ready, or known never to be: closed (once its exit status is known, when that
+        decides), or failed by a probe."""
+        if self.ready_at is not None or self.failed_reason is not None:
+            return True
+        if self.closed_reason is None:
+            return False
+        return not self.exit_decides or self._exit_settled
+
+    @property
+    def awaits_exit(self) -> bool:
+        """Closed, and its exit status (which decides) not yet known."""
+        return self.exit_decides and self.closed_reason is not None and not self._exit_settled
+
+    def mark_ready(
+        self, fields: dict[str, str] | None = None, window_s: float | None = None
+    ) -> bool:
+        """Ready now, as a probe found; False when already decided."""
+        now = self._clock()
+        with self._lock:
+            if self.done:
+                return False
+            self.ready_at, self.fields = now, dict(fields or {})
+            self.probe_window_s = window_s
+        self.on_change()
+        return True
+
+    def settle_exit(self, code: int | None, ready: bool, why: str | None = None) -> None:
+        """The exit status of a closed console's process (None: unknown, `why`); ready
+        (`ready`) at the instant its stream ended."""
+        with self._lock:
+            if self._exit_settled:
+                return
+            self._exit_settled = True
+            self.exit_code = code
+            if ready and code is not None:
+                self.ready_at = self.closed_at
+            elif code is None:
+                self.failed_reason = why or "exit status unknown"
+        self.on_change()
+
+    def fail(self, reason: str) -> None:
+        """A probe cannot tell (no address): not ready, for `reason`."""
+        with self._lock:
+            if self.done:
+                return
+            self.failed_reason = reason
+        self.on_change()
 
     @property
     def awaited(self) -> str:
         """What readiness waits for, as a failure names it ("no ... within 120s")."""
         if self.channel == DEBUGCON:
             return f"byte on the debug port {DEBUGCON_PORT:#x}"
-        return self.marker
+        return self.waits_for
 
     def port(self, data: bytes) -> None:
         """Bytes from the guest's debug port: with channel debugcon, the first one is
@@ -131,7 +243,12 @@ class Console:
             self._remember(data)
             if self.first_byte_at is None:
                 self.first_byte_at = now
-            if self._marker_seen:
+            # Lines are read until the marker's (its fields), then only a result block a
+            # command asked for; on the console channel readiness also ends them (a
+            # probe or the marker decided), on the debug port only the marker does.
+            if self._marker_seen or (self.ready_at is not None and self.channel != DEBUGCON):
+                if self._result is not None:
+                    self._collect(data)
                 return
             buf = self._partial + data
             # A line started in an earlier read began when that read arrived.
@@ -145,7 +262,7 @@ class Console:
                 if len(timed) < MAX_TIMED_LINES:
                     timed.append((line_at, text))
                 line_at = now
-                fields = find_marker(text, self.marker)
+                fields = self._match(text) if self._match is not None else None
                 if fields is not None:
                     self._marker_seen, self.fields = True, fields
                     break
@@ -156,6 +273,39 @@ class Console:
                 return
             self.ready_at = now
         self.on_change()
+
+    def expect_result(self) -> None:
+        """Collect the next result block printed after the marker (a guest's answer to a
+        command written to its console; bench.backends.guest.run_in_guest)."""
+        with self._lock:
+            self._result, self._result_chars, self._after = [], 0, b""
+            self._result_done.clear()
+
+    def wait_result(self, timeout: float) -> list[str] | None:
+        """The lines of the block expect_result asked for, from its RESULT_BEGIN line to
+        its RESULT_END line; None if it did not end within `timeout` or the console closed."""
+        deadline = self._clock() + timeout
+        while not self._result_done.wait(0.2):
+            if self.closed_reason is not None or self._clock() > deadline:
+                return None
+        with self._lock:
+            lines, self._result = self._result, None
+        return lines
+
+    def _collect(self, data: bytes) -> None:
+        assert self._result is not None
+        *lines, self._after = (self._after + data).split(b"\n")
+        self._after = self._after[-MAX_LINE:]
+        for raw in lines:
+            text = raw.decode("utf-8", "replace").rstrip("\r")
+            if not self._result and RESULT_BEGIN not in text:
+                continue  # the echoed command, kernel messages before the answer
+            if self._result_chars < MAX_RESULT_CHARS:
+                self._result.append(text)
+                self._result_chars += len(text)
+            if RESULT_END in text:
+                self._result_done.set()
+                return
 
     def close(self, reason: str) -> None:
         """End of stream: the instance exited, crashed or its console went away."""

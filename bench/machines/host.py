@@ -365,8 +365,10 @@ def allocated_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int
 
 
 def _read_text(p: Path) -> str | None:
+    # Undecodable bytes replaced, as SshHost does: /proc text may hold a mapped file's
+    # or a command's name in any encoding, and one such name must not lose the file.
     try:
-        return p.read_text().strip()
+        return p.read_text(errors="replace").strip()
     except OSError:
         return None
 

@@ -16,13 +16,16 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict, cast
+from typing import NotRequired, TypedDict, cast
 
 from bench.machines import rootfs
 from bench.model.errors import ImageError
 from bench.model.paths import cache_dir
 
-BENCH_IMAGES = ("busybox",)
+# busybox: the 2 MiB image of boot benchmarks. workloads: busybox plus Debian's
+# stress-ng, fio and iperf3 with their libraries (about 120 MiB), for workload runs;
+# built only when asked for (`bench images build workloads`, `make workloads`).
+BENCH_IMAGES = ("busybox", "workloads")
 DOCKER_REPO = "bench/{name}"
 DOCKER_TAG = "latest"
 LABEL_ROOTFS = "bench.rootfs_sha256"
@@ -49,6 +52,10 @@ class Manifest(TypedDict):
     kernel_bytes: int
     built_at: str
     init_sha256: str  # of rootfs.INIT_SCRIPT: an image older than the init bench ships
+    # The workloads image: each packed tool's package, version and sha256, and the
+    # sha256 of every file added to the busybox tree (binaries and libraries).
+    tools: NotRequired[dict[str, dict[str, str]]]
+    files_sha256: NotRequired[dict[str, str]]
 
 
 def init_sha256() -> str:
@@ -130,7 +137,12 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         raise ImageError(f"unknown bench image {name!r} (known: {', '.join(BENCH_IMAGES)})")
     busybox = rootfs.find_busybox()
     kernel = kernel or find_kernel()
-    entries = rootfs.busybox_entries(busybox)
+    packed: list[rootfs.PackedTool] = []
+    digests: dict[str, str] = {}
+    if name == "workloads":
+        entries, packed, digests = rootfs.workload_entries(busybox)
+    else:
+        entries = rootfs.busybox_entries(busybox)
     tar = rootfs.to_tar(entries)
     cpio = rootfs.to_cpio_gz(entries)
     out = image_dir(name)
@@ -151,6 +163,12 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "init_sha256": init_sha256(),
     }
+    if packed:
+        manifest["tools"] = {
+            t.name: {"path": t.path, "package": t.package, "version": t.version, "sha256": t.sha256}
+            for t in packed
+        }
+        manifest["files_sha256"] = digests
     _write(out / "manifest.json", json.dumps(manifest, indent=2).encode())
     return vm_artifacts(name)  # type: ignore[return-value]
 

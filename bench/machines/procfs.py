@@ -7,7 +7,8 @@ Every parser is pure: text in, values out, nothing read here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 KIB = 1024
 
@@ -26,6 +27,20 @@ def parse_meminfo(text: str) -> dict[str, int]:
         scale = KIB if len(words) > 1 and words[1] == "kB" else 1
         out[name.strip()] = int(words[0]) * scale
     return out
+
+
+#: The kernel's own allocations (/proc/meminfo), read with each host memory reading:
+#: a container's dentries, inodes, cgroups and network namespace live here, in no
+#: process's memory (Kata's density test records Slab for that reason). Field -> the
+#: stored name's stem.
+SLAB_FIELDS = {"Slab": "slab", "SReclaimable": "sreclaimable", "SUnreclaim": "sunreclaim"}
+
+
+def parse_slab(text: str) -> dict[str, int]:
+    """Slab, SReclaimable and SUnreclaim in bytes from /proc/meminfo text, by stem
+    ("slab", ...); a field the kernel does not report is left out."""
+    found = parse_meminfo(text)
+    return {stem: found[name] for name, stem in SLAB_FIELDS.items() if name in found}
 
 
 def parse_loadavg(text: str) -> float:
@@ -71,6 +86,112 @@ def parse_rollups_by_path(text: str) -> dict[int, dict[str, int]]:
         if mem is not None:
             out[pid] = mem
     return out
+
+
+@dataclass(frozen=True)
+class SmapsArea:
+    """One mapping of /proc/<pid>/smaps: its address range, permissions, path (""
+    for an anonymous one) and its Size, Rss and Pss in bytes."""
+
+    start: int
+    end: int
+    perms: str
+    path: str
+    size: int = 0
+    rss: int = 0
+    pss: int = 0
+
+
+_SMAPS_SIZES = {"Size": "size", "Rss": "rss", "Pss": "pss"}
+
+
+def parse_smaps(text: str) -> list[SmapsArea]:
+    """The mappings of /proc/<pid>/smaps text, in address order. A header line reads
+    `7f82...-7f83... rw-p 00000000 00:00 0   [path]`; the field lines after it (`Rss:
+    61440 kB`) belong to it. Lines that are neither are skipped (hostile or truncated
+    text yields fewer mappings, never an exception)."""
+    out: list[SmapsArea] = []
+    head: tuple[int, int, str, str] | None = None
+    sizes: dict[str, int] = {}
+
+    def close() -> None:
+        if head is not None:
+            start, end, perms, path = head
+            out.append(SmapsArea(start, end, perms, path, **sizes))
+
+    for line in text.splitlines():
+        words = line.split(None, 5)
+        lo, dash, hi = (words[0] if words else "").partition("-")
+        if dash and len(words) >= 5 and _is_hex(lo) and _is_hex(hi):
+            close()
+            path = words[5].strip() if len(words) > 5 else ""
+            head, sizes = (int(lo, 16), int(hi, 16), words[1], path), {}
+            continue
+        name, sep, rest = line.partition(":")
+        key = _SMAPS_SIZES.get(name)
+        value = rest.split()
+        if head is not None and sep and key is not None and value and value[0].isdigit():
+            sizes[key] = int(value[0]) * KIB
+    close()
+    return out
+
+
+def _is_hex(word: str) -> bool:
+    return bool(word) and all(c in "0123456789abcdefABCDEF" for c in word)
+
+
+def guest_ram_mappings(mappings: Sequence[SmapsArea], guest_bytes: int) -> list[SmapsArea]:
+    """The mappings that hold a VM's RAM in its VMM's address space, found by size as
+    Firecracker's memory-overhead test does: a mapping exactly the size of the VM's
+    configured memory (QEMU maps each RAM block in one mmap: `pc.ram` for the pc
+    machine, `microvm.ram`; anonymous, or `/memfd:...` when memfd-backed). Executable
+    mappings are not guest RAM: TCG's translation buffer is one (rwxp), and under TCG
+    it may be the same size. When no single mapping has that size (the kernel split one
+    into adjacent areas, a madvise on part of it), adjacent writable mappings whose sizes
+    add up to it exactly are taken. [] when neither is found: the caller says so."""
+    if guest_bytes <= 0:
+        return []
+    candidates = [m for m in mappings if "x" not in m.perms and "w" in m.perms]
+    exact = [m for m in candidates if m.size == guest_bytes]
+    if exact:
+        # Two RAM-sized areas cannot both be this VM's one RAM block: the one most
+        # resident is taken (the other is some other buffer of the same size).
+        return [max(exact, key=lambda m: m.rss)]
+    ordered = sorted(candidates, key=lambda m: m.start)
+    for i in range(len(ordered)):
+        total, run = 0, list[SmapsArea]()
+        for m in ordered[i:]:
+            if run and m.start != run[-1].end:
+                break
+            run.append(m)
+            total += m.size
+            if total >= guest_bytes:
+                break
+        if total == guest_bytes and len(run) > 1:
+            return run
+    return []
+
+
+def vmm_overhead(text: str, guest_bytes: int) -> dict[str, int] | None:
+    """A VMM's own memory, less the VM's RAM (Firecracker's method: the VMM process's
+    RSS less the RSS of its guest-RAM-sized mappings), from its /proc/<pid>/smaps text.
+
+    `vmm_overhead_bytes`: RSS of every mapping that is not guest RAM (the VMM's code,
+    heap, device emulation, under TCG its translation cache); `guest_ram_rss_bytes`:
+    how much of the guest's RAM is resident; `vmm_overhead_pss_bytes` the same split of
+    PSS. None when no mapping holds the guest's RAM (the overhead would be the VM).
+    """
+    mappings = parse_smaps(text)
+    ram = guest_ram_mappings(mappings, guest_bytes)
+    if not ram:
+        return None
+    ram_rss = sum(m.rss for m in ram)
+    ram_pss = sum(m.pss for m in ram)
+    return {
+        "vmm_overhead_bytes": sum(m.rss for m in mappings) - ram_rss,
+        "vmm_overhead_pss_bytes": sum(m.pss for m in mappings) - ram_pss,
+        "guest_ram_rss_bytes": ram_rss,
+    }
 
 
 def parse_stat_parents(text: str) -> dict[int, int]:

@@ -9,6 +9,7 @@ identifies the userland and is stored with the images.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import shutil
 import subprocess
@@ -34,6 +35,34 @@ kernel=$(uname -r)
     printf R | dd of=/dev/port bs=1 seek=233 count=1 conv=notrunc 2>/dev/null
 echo "BENCH_READY uptime=$up kernel=$kernel"
 trap 'exit 0' TERM INT
+while :; do sleep 3600 & wait $!; done
+"""
+
+# PID 1 of the workloads image: the same marker, then, where a console feeds it (a VM's
+# serial line; a container's and native's stdin is empty), it runs the commands bench
+# writes there, `BENCH_EXEC <base64 of a shell script>`, and answers each with its exit
+# code, output sizes and digest and the output as base64 between two marker lines: a
+# VM's exec without a guest agent (bench.backends.guest.run_in_guest). The kernel's
+# console messages are turned down once ready (PID 1 only: never the host's, natively).
+WORKLOAD_INIT_SCRIPT = """#!/bin/sh
+# bench init: PID 1 of the workloads image, in a container, natively and in a VM.
+[ -r /proc/uptime ] || mount -t proc proc /proc
+[ -e /dev/urandom ] || mount -t devtmpfs devtmpfs /dev
+read up _ < /proc/uptime
+echo "BENCH_READY uptime=$up kernel=$(uname -r)"
+trap 'exit 0' TERM INT
+[ $$ -eq 1 ] && dmesg -n 1 2>/dev/null
+while read -r word job; do
+  [ "$word" = BENCH_EXEC ] || continue
+  echo "$job" | base64 -d > /tmp/bench-job
+  sh /tmp/bench-job > /tmp/bench-job.out 2> /tmp/bench-job.err; rc=$?
+  out=$(wc -c < /tmp/bench-job.out); err=$(wc -c < /tmp/bench-job.err)
+  sum=$(cat /tmp/bench-job.out /tmp/bench-job.err | sha256sum | cut -c1-64)
+  echo "BENCH_RESULT_BEGIN rc=$rc out=$out err=$err sha256=$sum"
+  cat /tmp/bench-job.out /tmp/bench-job.err | base64
+  echo "BENCH_RESULT_END"
+  rm -f /tmp/bench-job /tmp/bench-job.out /tmp/bench-job.err
+done
 while :; do sleep 3600 & wait $!; done
 """
 
@@ -152,3 +181,129 @@ def copy_file(src: Path, dst: Path) -> None:
     tmp = dst.with_suffix(dst.suffix + ".tmp")
     shutil.copyfile(src, tmp)
     tmp.replace(dst)
+
+
+# --- the workloads image: Debian's benchmark tools with their shared libraries --------
+# The same binaries run natively (chroot of this tree), in every container and in a VM,
+# so a figure differs only by where it ran. Debian's binaries are dynamic: each one is
+# packed with the libraries its loader resolves, at the paths the loader printed, under
+# Debian's merged /usr (lib -> usr/lib), so no ld.so.cache is needed.
+WORKLOAD_TOOLS = ("stress-ng", "fio", "iperf3")
+LOADER = "/lib64/ld-linux-x86-64.so.2"
+TOOL_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
+# What the tools read from /etc: users for fio and stress-ng's --user checks, and
+# localhost (iperf3 -c localhost) resolved without a resolver.
+WORKLOAD_ETC = {
+    "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    "etc/group": b"root:x:0:\nnogroup:x:65534:\n",
+    "etc/hosts": b"127.0.0.1 localhost\n::1 localhost\n",
+}
+
+
+@dataclass(frozen=True)
+class PackedTool:
+    name: str
+    path: str  # where it sits in the image (usr/bin/NAME)
+    package: str  # the Debian package that installed it
+    version: str  # that package's version
+    sha256: str  # of the binary
+
+
+def find_tool(name: str) -> Path:
+    for d in TOOL_DIRS:
+        p = Path(d) / name
+        if p.is_file():
+            return p
+    raise ImageError(
+        f"{name} is not installed, and the workloads image packs it: install it with "
+        f"`apt-get install {name}` (or `make workloads`, which installs "
+        f"{', '.join(WORKLOAD_TOOLS)} and builds the image)"
+    )
+
+
+def library_closure(binary: Path, loader: str = LOADER) -> list[str]:
+    """The absolute paths of every shared library `binary` loads (the loader included),
+    as the dynamic loader itself resolves them (what ldd prints, RUNPATH honoured)."""
+    out = subprocess.run([loader, "--list", str(binary)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ImageError(f"{loader} --list {binary} failed: {out.stderr.strip()[:200]}")
+    return parse_closure(out.stdout, str(binary))
+
+
+def parse_closure(text: str, binary: str) -> list[str]:
+    """Library paths in `ld.so --list` output; a `not found` one is an error."""
+    paths: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if "=> not found" in line:
+            raise ImageError(f"{binary} needs {line.split()[0]}, which the loader cannot find")
+        if "=>" in line:
+            target = line.split("=>", 1)[1].split("(")[0].strip()
+        else:
+            target = line.split("(")[0].strip()
+        if target.startswith("/"):  # linux-vdso.so.1 has no file
+            paths.append(target)
+    return paths
+
+
+def image_path(host_path: str) -> str:
+    """Where a host library goes in the image: /lib and /lib64 under usr (merged /usr)."""
+    rel = host_path.lstrip("/")
+    if rel.startswith(("lib/", "lib64/")):
+        rel = "usr/" + rel
+    return rel
+
+
+def package_of(path: Path) -> tuple[str, str]:
+    """The Debian package that installed `path`, and its version ("-", "-" if dpkg cannot
+    say: a tool built by hand is still packed, its version shown as unknown)."""
+    try:
+        owner = subprocess.run(
+            ["dpkg-query", "-S", str(path)], capture_output=True, text=True, timeout=30
+        ).stdout
+        pkg = owner.split(":", 1)[0].strip() if ":" in owner else ""
+        if not pkg:
+            return "-", "-"
+        version = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        return pkg, version or "-"
+    except OSError:
+        return "-", "-"
+
+
+def workload_entries(
+    busybox: Path, tools: tuple[str, ...] = WORKLOAD_TOOLS
+) -> tuple[list[Entry], list[PackedTool], dict[str, str]]:
+    """The busybox tree plus each tool and its library closure. Returns the entries,
+    the packed tools, and the sha256 of every file added (by image path)."""
+    entries = [
+        Entry("init", "file", 0o755, WORKLOAD_INIT_SCRIPT.encode()) if e.path == "init" else e
+        for e in busybox_entries(busybox)
+    ]
+    have = {e.path for e in entries}
+    added: dict[str, tuple[bytes, int]] = {}  # image path -> bytes, the host file's mode
+    packed: list[PackedTool] = []
+    for name in tools:
+        binary = find_tool(name)
+        data = binary.read_bytes()
+        rel = f"usr/bin/{name}"
+        added[rel] = (data, 0o755)
+        pkg, version = package_of(binary)
+        packed.append(PackedTool(name, rel, pkg, version, hashlib.sha256(data).hexdigest()))
+        for lib in library_closure(binary):
+            real = Path(lib).resolve()
+            # The host's mode: the loader must stay executable (the kernel execs it).
+            added.setdefault(image_path(lib), (real.read_bytes(), real.stat().st_mode & 0o755))
+    dirs = {"usr/lib", "usr/lib64"}
+    for rel in added:
+        parts = rel.split("/")[:-1]
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    entries += [Entry(d, "dir", 0o755) for d in sorted(dirs - have)]
+    entries += [Entry("lib", "link", 0o777, target="usr/lib")]
+    entries += [Entry("lib64", "link", 0o777, target="usr/lib64")]
+    entries += [Entry(p, "file", 0o644, data) for p, data in WORKLOAD_ETC.items()]
+    for rel, (data, mode) in sorted(added.items()):
+        entries.append(Entry(rel, "file", mode, data))
+    digests = {rel: hashlib.sha256(data).hexdigest() for rel, (data, _) in sorted(added.items())}
+    return entries, packed, digests

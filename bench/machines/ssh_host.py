@@ -515,7 +515,10 @@ def _split_files(text: str, paths: Sequence[str]) -> dict[str, str | None]:
 
 
 def _ssh_config(host: str) -> dict[str, Any]:
-    """~/.ssh/config's settings for this host (paramiko's parser; {} without a file)."""
+    """~/.ssh/config's settings for this host (paramiko's parser; {} without a file).
+
+    Any: paramiko's SSHConfigDict, whose values are strings or, for a few keys
+    (identityfile), lists of them."""
     import paramiko
 
     path = Path("~/.ssh/config").expanduser()

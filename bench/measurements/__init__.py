@@ -26,10 +26,15 @@ MEASUREMENTS: dict[str, str] = {
     "rtt": "bench.measurements.rtt:RoundTrip",
     "host_memory": "bench.measurements.host_memory:HostMemory",
     "engine": "bench.measurements.engine:EngineView",
+    "engine_events": "bench.measurements.engine_events:EngineEventInstants",
     "process_memory": "bench.measurements.process_memory:ProcessMemory",
     "storage": "bench.measurements.storage:StorageGrowth",
     "host_settings": "bench.measurements.host_settings:HostSettings",
     "boundary": "bench.measurements.boundary:BoundaryFacts",
+    # Before the workloads: it needs every instance of the step idle at once.
+    "neighbours": "bench.measurements.neighbours:Neighbours",
+    # Last: it runs the scenario's workloads in each instance (nothing without them).
+    "workloads": "bench.measurements.workloads:Workloads",
 }
 
 

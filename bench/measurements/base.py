@@ -30,6 +30,13 @@ class Found(TypedDict, total=False):
     """What an instance's measurements pass on to the next ones (not stored)."""
 
     pids: list[int]  # its host processes, found by the engine view
+    # Of those, the container runtime's own (shim, conmon, gVisor's gofer and sandbox),
+    # as its backend knows them: the process view measures them apart.
+    runtime_pids: list[int]
+    # A VM's configured RAM and its VMM's pid: the process view finds the guest's RAM
+    # in the VMM's mappings by this size.
+    guest_memory_bytes: int
+    vmm_pid: int
 
 
 # Fields the measurer fills itself: the conditions the step's readings were taken in,

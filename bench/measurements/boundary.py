@@ -229,8 +229,11 @@ def parse_passwd(text: str | None) -> dict[int, str]:
 
 
 def command_of(cmdline: str | None) -> str | None:
-    """argv[0]'s base name from /proc/PID/cmdline text (NUL-separated)."""
+    """argv[0]'s base name from /proc/PID/cmdline text (NUL-separated); None when it is
+    not text (bytes the host could not decode arrive as U+FFFD: not a name to show)."""
     first = (cmdline or "").split("\0", 1)[0].strip()
+    if "\ufffd" in first:
+        return None
     return first.rsplit("/", 1)[-1] or None if first else None
 
 

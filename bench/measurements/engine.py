@@ -1,6 +1,7 @@
 """The engine view: what the backend's sample() reports of each instance (its own
 memory figure, its writable storage, backend facts kept as extras), and its host
-processes, for the process view after it."""
+processes (which of them are the runtime's; a VM's VMM and configured RAM), for the
+process view after it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ class EngineView(InstanceMeasurement):
 
     def sample(self, ctx: StepContext, inst: Instance, found: Found) -> Facts:
         raw = ctx.backend.sample(inst, ctx.host)
-        pids = raw.pop("pids", None)
-        found["pids"] = [p for p in pids if isinstance(p, int)] if isinstance(pids, list) else []
+        found["pids"] = _pids(raw.pop("pids", None))
+        # Where the engine's own cost sits (not stored here: the process view measures it).
+        runtime = raw.pop("runtime_pids", None)
+        if runtime is not None:
+            found["runtime_pids"] = _pids(runtime)
+        guest, vmm = raw.pop("guest_memory_bytes", None), raw.pop("vmm_pid", None)
+        if isinstance(guest, int) and isinstance(vmm, int) and guest > 0 and vmm > 0:
+            found["guest_memory_bytes"], found["vmm_pid"] = guest, vmm
         return raw
+
+
+def _pids(value: object) -> list[int]:
+    return [p for p in value if isinstance(p, int)] if isinstance(value, list) else []

@@ -8,15 +8,21 @@ ran is measured separately (the readiness line's `kernel=`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+
+NATIVE = "native"  # a plain host process (chroot of the image's tree): the baseline
 CONTAINER = "container"  # namespaces and cgroups on the host's kernel (runc, crun)
 SANDBOX = "sandbox"  # a container whose system calls a user-space kernel serves (gVisor)
 MICROVM = "microvm"  # a VM without PCI or firmware (QEMU microvm, Firecracker's design)
 VM = "vm"  # a full virtual machine (libvirt, QEMU q35/pc)
 
-KINDS = (CONTAINER, SANDBOX, MICROVM, VM)
+KINDS = (NATIVE, CONTAINER, SANDBOX, MICROVM, VM)
 LABELS = {
+    NATIVE: "native",
     CONTAINER: "container",
     SANDBOX: "sandboxed container",
     MICROVM: "microVM",
@@ -38,10 +44,10 @@ def for_runtime(runtime: str | None) -> str:
 def own_kernel(kind: str | None) -> bool:
     """Whether an instance of this kind runs a kernel other than the host's: its uptime
     and kernel release are its own."""
-    return kind is not None and kind != CONTAINER
+    return kind is not None and kind not in (CONTAINER, NATIVE)
 
 
-def own_kernel_mask(kinds: Any) -> Any:
+def own_kernel_mask(kinds: ArrayLike) -> NDArray[np.bool_]:
     """own_kernel() of each value of an array or pandas Series of kinds (missing: False),
     as a bool array: judged once per distinct kind, not once per instance."""
     import numpy as np

@@ -99,8 +99,23 @@ VM_PHASES = (
     PhaseDef("userspace", "userspace until the marker", ("init_start_s",), "ready_s"),
 )
 # A container (or sandbox): create, start, until its first output, until the marker.
+# Where the engine's event stream was read (bench.measurements.engine_events), its own
+# create and start events split each call in two: until the engine said so, and from
+# there until the call returned to bench. The whole call is kept only where the two
+# halves are not both there (it would overlap them).
 CONTAINER_PHASES = (
+    PhaseDef("create_engine", "create call → engine's create event", (LAUNCH,), "engine_create_s"),
+    PhaseDef(
+        "create_return",
+        "engine's create event → create call returned",
+        ("engine_create_s",),
+        "create_s",
+    ),
     PhaseDef("create", "create call", (LAUNCH,), "create_s"),
+    PhaseDef("start_engine", "start call → engine's start event", ("create_s",), "engine_start_s"),
+    PhaseDef(
+        "start_return", "engine's start event → start call returned", ("engine_start_s",), "start_s"
+    ),
     PhaseDef("start", "start call", ("create_s",), "start_s"),
     PhaseDef("first_output", "until the first output byte", ("start_s",), "first_output_s"),
     PhaseDef("marker", "first output until the marker", ("first_output_s",), "ready_s"),

@@ -32,12 +32,53 @@ Worse = Literal["higher", "lower"]
 # Facts by field name, as a measurement or a backend reports them for a record: a
 # declared field's value, or an extra's (any JSON).
 Facts = dict[str, JsonValue]
-# A stored record as read back (a sample or step row, metadata.json): JSON, validated
-# through the models above. Its values are left untyped: the judge and the report read
-# them by key at many sites, and JsonValue would make each read a cast.
-Row = dict[str, Any]
+# A stored record as read back (a sample or step row, metadata.json, a part of it):
+# JSON, validated through the models below. A value is read through the accessors
+# under it (obj, objs, text, number, str_field, int_field), which narrow it to what
+# the reader expects.
+Row = dict[str, JsonValue]
 
 
+def obj(value: JsonValue) -> Row:
+    """`value` if it is a JSON object, else an empty one (a part an older run lacks)."""
+    return value if isinstance(value, dict) else {}
+
+
+def objs(value: JsonValue) -> list[Row]:
+    """The entries of a JSON array, each as an object (scenario platforms, ...)."""
+    return [obj(v) for v in value] if isinstance(value, list) else []
+
+
+def text(value: object) -> str | None:
+    """`value` if it is a string, else None."""
+    return value if isinstance(value, str) else None
+
+
+def number(value: object) -> float | None:
+    """`value` if it is a number (not a bool), else None."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def str_field(row: Mapping[str, object], key: str) -> str:
+    """A string field every record of its kind has (platform): validated when read, so
+    a row without it is a programming error, raised as one (KeyError, TypeError)."""
+    v = row[key]
+    if not isinstance(v, str):
+        raise TypeError(f"{key}: {v!r} is not a string")
+    return v
+
+
+def int_field(row: Mapping[str, object], key: str, default: int | None = None) -> int:
+    """An integer field every record of its kind has (n, repeat; `default` when the row
+    may lack it), as str_field."""
+    v = row[key] if default is None else row.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"{key}: {v!r} is not an integer")
+    return v
+
+
+# metric() and value() return pydantic's Field(), typed Any so that it stands as a
+# field's default whatever the field's type (pydantic's own idiom).
 def metric(
     unit: str,
     doc: str,
@@ -97,7 +138,7 @@ class Sample(Record):
     name: str = value("the container or domain name", default="")
     ok: bool = value("ready within the timeout", default=False)
     # A str, not a Literal: a kind added later must not make older readers refuse a run.
-    failure: str | None = value("why not ok: launch, exited, timeout or interrupted")
+    failure: str | None = value("why not ok: launch, exited, timeout, probe or interrupted")
     error: str | None = value("one line: what went wrong")
     queued_s: float | None = metric(
         "s", "launch call relative to the step's start: queueing behind `concurrency`"
@@ -116,7 +157,20 @@ class Sample(Record):
         "container shares the host's)",
     )
     guest_kernel: str | None = value("kernel release the guest reported")
-    marker_fields: dict[str, str] = Field(default_factory=dict, description="key=value fields")
+    marker_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="key=value fields of the marker line (ready: {regex: ...}: its named groups)",
+    )
+    ready_kind: str | None = value(
+        "what ready meant (the platform's ready:): marker, regex, tcp, http or exit"
+    )
+    exit_code: int | None = value("the exit status of its process (ready: {exit: ...})")
+    ready_probes: int | None = value("probe attempts from the host until ready (tcp, http)")
+    ready_window_s: float | None = value(
+        "tcp, http: the service became ready within this before ready_s (since the probe's "
+        "last refused attempt began): ready_s is late by at most this",
+        unit="s",
+    )
     console_tail: str | None = value("last console lines of a failed instance")
     accel: str | None = value("kvm or tcg (VMs)")
     runtime: str | None = value("the OCI runtime a container ran under: runc, runsc, crun, ...")
@@ -128,6 +182,30 @@ class Sample(Record):
     uss_bytes: int | None = metric("bytes", "unique set size of its host processes")
     rss_bytes: int | None = metric("bytes", "resident set size of its host processes")
     processes: int | None = value("host processes counted in the process view")
+    # What the engine itself costs per instance, apart from what runs in it (issue 24):
+    # a VM's VMM less its guest's RAM (Firecracker's method), a container's runtime
+    # processes (its shim or conmon; gVisor's gofer and sandbox) apart from its own.
+    vmm_overhead_bytes: int | None = metric(
+        "bytes",
+        "the VMM process's RSS less the RSS of its guest-RAM-sized mappings (VMs)",
+        summary={"mem_vmm_overhead_per_instance_bytes": "median"},
+    )
+    vmm_overhead_pss_bytes: int | None = metric(
+        "bytes", "the VMM process's PSS less the PSS of its guest-RAM-sized mappings (VMs)"
+    )
+    guest_ram_rss_bytes: int | None = value(
+        "resident part of the guest's RAM in its VMM (the mappings left out above)", "bytes"
+    )
+    runtime_rss_bytes: int | None = metric(
+        "bytes",
+        "RSS of the container runtime's own processes: containerd-shim or conmon, gVisor's "
+        "gofer and sandbox (containers)",
+        summary={"mem_runtime_per_instance_bytes": "median"},
+    )
+    runtime_pss_bytes: int | None = metric(
+        "bytes", "PSS of the container runtime's own processes (containers)"
+    )
+    runtime_processes: int | None = value("runtime processes counted in runtime_rss_bytes")
     engine_mem_bytes: int | None = metric(
         "bytes",
         "the engine's own memory figure (engine view)",
@@ -161,12 +239,77 @@ class Sample(Record):
     guest_init_s: float | None = metric(
         "s", "the guest's own clock (printk time) when its kernel ran init"
     )
+    # The engine's own event stream (bench.measurements.engine_events), its wall-clock
+    # instants less the launch call's wall-clock instant: a local engine only.
+    engine_create_s: float | None = metric(
+        "s", "the engine's own create event (its event stream), from the launch call"
+    )
+    engine_start_s: float | None = metric(
+        "s",
+        "the engine's own start event (its event stream: the runtime started the "
+        "container), from the launch call",
+    )
+    engine_events_error: str | None = value(
+        "why engine_create_s/engine_start_s are not recorded (an engine on another "
+        "machine: its clock is not bench's; its event stream not read)"
+    )
     console_lines: int | None = value("console lines before the marker")
     setup_start_s: float | None = metric(
         "s",
         "the guest kernel's setup code printed (Probing EDD), from the launch call: the "
         "firmware has loaded the kernel, decompression follows",
     )
+
+
+class WorkloadFigure(BaseModel):
+    """One figure a workload's tool reported (bench.measurements.workloads): its unit and
+    which way is worse, as the tool's plug-in declares them, so tables and ratios read
+    them from the record, never from a name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    figure: str  # "<stressor or job>.<what>": cpu.bogo_ops_per_s, randread.read_iops
+    value: float
+    unit: str  # ops/s, IO/s, bytes/s, MB/s, ns, s
+    worse: Worse  # "lower": more is better (a rate); "higher": less is better (a latency)
+
+
+class WorkloadRun(BaseModel):
+    """One workload run to its end inside one instance (one repeat of it): stored per
+    sample, as a list under `extras["workloads"]`; statistics across repeats, ratios to
+    native and intervals are computed when read (bench.report.workloads)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workload: str  # the scenario's name for it (cpu, randread, ...)
+    tool: str  # stress-ng, fio
+    argv: list[str]  # exactly what ran inside the instance
+    duration_s: float  # the run time asked of the tool
+    wall_s: float | None = None  # bench's clock around the whole command
+    rc: int | None = None
+    error: str | None = None  # one line: why it has no figures
+    # Accel was tcg: a VM's figures under emulation are kept but never put in ratios.
+    emulated: bool = False
+    figures: list[WorkloadFigure] = Field(default_factory=list)
+    # What explains a figure but is not one: CPU share the tool got (a contended host),
+    # CPU-time rates (not comparable across kernels), fio's qualifiers (direct, ...).
+    diagnostics: dict[str, float | str] = Field(default_factory=dict)
+    raw: str = ""  # the tool's own result (YAML, JSON) as it printed it
+
+
+class NeighbourRun(BaseModel):
+    """The victim's workload in one step of a noisy-neighbour scenario, alone or while
+    the step's other instances (the aggressors) ran one stressor kind: stored per step,
+    as a list under `extras["neighbours"]`; slowdowns are computed when read
+    (bench.report.neighbours)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    aggressor: str  # "alone", or the stressor kind the aggressors ran (cpu, stream, ...)
+    aggressors: int  # how many aggressor instances ran it (0 alone)
+    victim: WorkloadRun
+    # One line per aggressor that failed (its stressor did not run to its end).
+    aggressor_errors: list[str] = Field(default_factory=list)
 
 
 class StepRecord(Record):
@@ -201,6 +344,20 @@ class StepRecord(Record):
         "bytes",
         "drop of host MemAvailable per instance (host view)",
         summary={"mem_host_per_instance_bytes": "median"},
+    )
+    # The kernel's slab (/proc/meminfo) at both readings: what a step costs the host's
+    # kernel (dentries, inodes, cgroups, namespaces), which no process's memory shows.
+    slab_before_bytes: int | None = value("host Slab before launch", "bytes")
+    slab_after_bytes: int | None = value("host Slab after settle", "bytes")
+    sreclaimable_before_bytes: int | None = value("host SReclaimable before launch", "bytes")
+    sreclaimable_after_bytes: int | None = value("host SReclaimable after settle", "bytes")
+    sunreclaim_before_bytes: int | None = value("host SUnreclaim before launch", "bytes")
+    sunreclaim_after_bytes: int | None = value("host SUnreclaim after settle", "bytes")
+    slab_growth_bytes: int | None = metric(
+        "bytes",
+        "growth of the host kernel's Slab over the step",
+        summary={"slab_per_instance_bytes": "median"},
+        per_instance=True,
     )
     disk_growth_bytes: int | None = metric(
         "bytes",
@@ -378,7 +535,7 @@ def core_fields(model: type[Record]) -> frozenset[str]:
     return frozenset(model.model_fields)
 
 
-def split_extras(model: type[Record], data: Mapping[str, object]) -> dict[str, object]:
+def split_extras(model: type[Record], data: Mapping[str, JsonValue]) -> Row:
     """`data` with every key the model does not declare moved into `extras`.
 
     For backend facts and for rows of older schema versions: nothing undeclared can
@@ -389,7 +546,7 @@ def split_extras(model: type[Record], data: Mapping[str, object]) -> dict[str, o
     extras = {k: v for k, v in data.items() if k not in core}
     if extras:
         prior = data.get("extras")
-        out["extras"] = {**(prior if isinstance(prior, Mapping) else {}), **extras}
+        out["extras"] = {**obj(prior), **extras}
     return out
 
 
@@ -403,6 +560,15 @@ BACKEND_FIELDS = frozenset(
         "uss_bytes",
         "rss_bytes",
         "processes",
+        "vmm_overhead_bytes",
+        "vmm_overhead_pss_bytes",
+        "guest_ram_rss_bytes",
+        "runtime_rss_bytes",
+        "runtime_pss_bytes",
+        "engine_create_s",
+        "engine_start_s",
+        "engine_events_error",
+        "runtime_processes",
         "engine_mem_bytes",
         "engine_mem_source",
         "disk_writable_bytes",
@@ -414,7 +580,10 @@ BACKEND_FIELDS = frozenset(
 
 def backend_facts(info: Mapping[str, object]) -> dict[str, Any]:
     """A backend's facts about one instance as Sample keyword arguments: the fields it
-    may fill, and everything else (private `_` keys dropped) under `extras`."""
+    may fill, and everything else (private `_` keys dropped) under `extras`.
+
+    Any: the values are what a backend found (its SDK's numbers and strings), typed by
+    pydantic when the Sample is made, not before."""
     out = {k: v for k, v in info.items() if k in BACKEND_FIELDS}
     extras = {k: v for k, v in info.items() if k not in BACKEND_FIELDS and not k.startswith("_")}
     if extras:

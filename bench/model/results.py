@@ -27,14 +27,24 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+from typing import IO, TYPE_CHECKING, TypeAlias, TypeVar, cast
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
 import bench
 from bench.model import owner
 from bench.model.errors import UsageError
-from bench.model.records import Record, Row, RunMetadata, Sample, StepRecord, split_extras
+from bench.model.records import (
+    AbPairs,
+    Record,
+    Row,
+    RunMetadata,
+    Sample,
+    StepRecord,
+    obj,
+    split_extras,
+    text,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +52,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
 
     # A run's samples by column (Run.columns): field name to array, one row per sample.
-    Columns = dict[str, NDArray[Any]]
+    Columns = dict[str, NDArray[np.generic]]
 
 METADATA = "metadata.json"
 SAMPLES = "samples.jsonl"
@@ -224,9 +234,21 @@ class Run:
             self._columns = None  # the frame holds the arrays now: one copy in memory
         return self._frame
 
+    def part(self, key: str) -> Row:
+        """A part of metadata.json as a JSON object (scenario, host, hosts, engines,
+        searches): empty when the run has none."""
+        return obj(self.metadata.get(key))
+
+    @property
+    def ab(self) -> AbPairs | None:
+        """metadata.json's `ab` part, typed; None for a run that is not an A/B run."""
+        stored = self.metadata.get("ab")
+        return AbPairs.model_validate(stored) if stored else None
+
     @property
     def run_id(self) -> str:
-        return self.metadata.get("run_id", self.dir.name)
+        run_id = self.metadata.get("run_id", self.dir.name)
+        return run_id if isinstance(run_id, str) else self.dir.name
 
     @cached_property
     def platforms_recorded(self) -> dict[str, str | None]:
@@ -241,20 +263,21 @@ class Run:
             if kinds.get(platform) is None:
                 kinds[platform] = kind if isinstance(kind, str) else None
         for row in self.steps:
-            if kinds.get(row["platform"]) is None:
-                kinds[row["platform"]] = row.get("kind")
+            platform = row["platform"]
+            if isinstance(platform, str) and kinds.get(platform) is None:
+                kinds[platform] = text(row.get("kind"))
         return kinds
 
     @property
     def status(self) -> str:
-        status = self.metadata.get("status", "unknown")
+        status = text(self.metadata.get("status", "unknown")) or "unknown"
         # The pid is judged only where it ran: a run written on another controller is
         # taken at its word.
         if status != "running":
             return status
         # A run on this controller goes on while its bench holds the run's lock (a pid may
         # have been reused by another program); a run written elsewhere is taken at its word.
-        host = self.metadata.get("controller")
+        host = text(self.metadata.get("controller"))
         if owner.is_local(host) and not owner.run_alive(self.run_id, self.metadata.get("pid")):
             return "incomplete"  # its process is gone: killed or crashed mid-run
         return status
@@ -338,14 +361,15 @@ def update_to_2(metadata: Row, samples: Rows, steps: Rows) -> tuple[Row, Rows, R
     - which platforms ran a density search is stored as metadata.searches, by the rule
       schema-1 scenarios followed.
     """
-    host = metadata.get("host") or {}
-    key = host.get("hostname") or "local"
-    meta = {
+    host = obj(metadata.get("host"))
+    key = text(host.get("hostname")) or "local"
+    engines = obj(metadata.get("engines"))
+    meta: Row = {
         **metadata,
         "schema_version": 2,
         "hosts": {key: host},
-        "engines": {p: {**e, "host": key} for p, e in (metadata.get("engines") or {}).items()},
-        "searches": _v1_searches(metadata.get("scenario") or {}),
+        "engines": {p: {**obj(e), "host": key} for p, e in engines.items()},
+        "searches": _v1_searches(obj(metadata.get("scenario"))),
     }
     return (
         meta,
@@ -357,12 +381,14 @@ def update_to_2(metadata: Row, samples: Rows, steps: Rows) -> tuple[Row, Rows, R
 def _v1_searches(scenario: Row) -> Row:
     """A platform's own `density` wins; one with its own `counts` does not search;
     otherwise the scenario's `density` applies (Scenario.search_for today)."""
-    out = {}
-    for p in scenario.get("platforms", []):
+    out: Row = {}
+    platforms = scenario.get("platforms", [])
+    for p in map(obj, platforms if isinstance(platforms, list) else []):
+        name = str(p["name"])
         if p.get("density"):
-            out[p["name"]] = p["density"]
+            out[name] = p["density"]
         elif not p.get("counts") and scenario.get("density"):
-            out[p["name"]] = scenario["density"]
+            out[name] = scenario["density"]
     return out
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -13,7 +17,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return percentile_of_sorted(xs, q) if xs else None
 
 
-def percentile_of_sorted(xs: Any, q: float) -> Any:
+def percentile_of_sorted(xs: Sequence[float] | NDArray[np.float64], q: float) -> float:
     """percentile() of values already sorted, none missing (a list or a numpy array)."""
     if len(xs) == 1:
         return xs[0]

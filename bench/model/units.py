@@ -27,7 +27,7 @@ SIZE_HELP = "B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
 DURATION_HELP = "ms, s, m (or min) and h, alone or combined as in 1m30s"
 
 
-def parse_size(value: str | int) -> int:
+def parse_size(value: object) -> int:
     """Bytes from "128MiB", "2GB", "512KiB" or "4096B". A number without a unit is an
     error (is `memory: 512` 512 bytes or 512 MiB?), except 0, which is 0 in any unit."""
     if isinstance(value, bool):
@@ -63,7 +63,7 @@ def _unit_hint(n: int) -> str:
     return f"write e.g. {n}MiB, or {n}B for bytes"
 
 
-def parse_duration(value: str | int | float) -> float:
+def parse_duration(value: object) -> float:
     """Seconds from "120s", "500ms", "2m", "1m30s", "1h". A bare number is refused:
     120 what?"""
     if isinstance(value, bool):

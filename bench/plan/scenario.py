@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import ErrorDetails
 
 from bench.model import addresses
@@ -64,6 +65,164 @@ class Launch(Model):
     concurrency: int = Field(
         4, ge=1, le=256, strict=True, description="launch calls in flight at once (1-256)"
     )
+
+
+class WorkloadSpec(Model):
+    """One workload of a scenario's `workloads.run`: a built-in name (cpu, stream,
+    syscall, switch, randread, randwrite, tcp, tcp-loopback), or a name with its own
+    tool: and args:."""
+
+    name: str = Field(description="a built-in workload, or a name of your own with tool:")
+    tool: str | None = Field(
+        None, description="stress-ng, fio, iperf3 or iperf3-loopback (default: the built-in's)"
+    )
+    args: list[str] | None = Field(
+        None, description="the tool's arguments (its time and output flags are bench's)"
+    )
+    duration: Seconds | None = Field(None, description="overrides workloads.duration")
+
+    _check_name = field_validator("name")(check_name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: object) -> object:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: float | None) -> float | None:
+        return None if v is None else _workload_duration(v)
+
+    @model_validator(mode="after")
+    def _resolved(self) -> WorkloadSpec:
+        from bench.measurements.workloads import BUILTIN, TOOLS
+
+        if self.tool is None:
+            builtin = BUILTIN.get(self.name)
+            if builtin is None:
+                raise KeyedValueError(
+                    "name",
+                    f"unknown workload {self.name!r} (built in: {', '.join(BUILTIN)}; "
+                    "or give tool: and args:)",
+                )
+            if self.args is not None:
+                raise KeyedValueError("args", "args: needs tool: (a built-in pins its own)")
+            # Frozen model: the resolved tool and args are set once, here.
+            object.__setattr__(self, "tool", builtin.tool)
+            object.__setattr__(self, "args", list(builtin.args))
+        elif self.tool not in TOOLS:
+            raise KeyedValueError("tool", f"unknown tool {self.tool!r} (known: {', '.join(TOOLS)})")
+        elif self.args is None:
+            raise KeyedValueError("args", f"tool: {self.tool} needs args: (what to run)")
+        else:
+            try:
+                TOOLS[self.tool].check_args(self.args)
+            except ValueError as e:
+                raise KeyedValueError("args", str(e)) from None
+        return self
+
+    @property
+    def custom(self) -> bool:
+        """Its own tool and args, not a built-in's."""
+        return "tool" in self.model_fields_set
+
+
+def _workload_duration(v: float) -> float:
+    from bench.measurements.workloads import MAX_DURATION_S
+
+    if not 1 <= v <= MAX_DURATION_S:
+        raise ValueError(
+            f"a workload runs 1s to {MAX_DURATION_S:g}s (the engines' exec call is bounded)"
+        )
+    return v
+
+
+def _names_or_specs(schema: JsonDict) -> None:
+    """`run`'s items as the file may write them: a built-in's name, or a mapping."""
+    from bench.measurements.workloads import BUILTIN
+
+    name: JsonDict = {
+        "type": "string",
+        "enum": list[JsonValue](BUILTIN),
+        "description": "a built-in workload",
+    }
+    items = schema.get("items")
+    schema["items"] = {"anyOf": [name, items]} if items is not None else name
+
+
+class Workloads(Model):
+    """Which workloads run in each instance once it is ready, and for how long; each
+    repeat of the scenario (`repeat:`) runs them in a fresh instance."""
+
+    duration: Seconds = Field(5.0, description="each workload's run time (1s-30s)")
+    run: list[WorkloadSpec] = Field(
+        min_length=1,
+        description="the workloads, in order: built-in names or {name, tool, args}",
+        json_schema_extra=_names_or_specs,
+    )
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: float) -> float:
+        return _workload_duration(v)
+
+    @field_validator("run")
+    @classmethod
+    def _unique(cls, v: list[WorkloadSpec]) -> list[WorkloadSpec]:
+        seen: set[str] = set()
+        for w in v:
+            if w.name in seen:
+                raise ValueError(f"workload name {w.name!r} is used twice")
+            seen.add(w.name)
+        return v
+
+    def duration_of(self, w: WorkloadSpec) -> float:
+        return w.duration if w.duration is not None else self.duration
+
+    def total_s(self) -> float:
+        """Every workload's run time, once: what each instance spends on them."""
+        return sum(self.duration_of(w) for w in self.run)
+
+
+class Neighbours(Model):
+    """A noisy-neighbour measurement: each step starts a victim and `aggressors` more
+    instances of its platform (with its limits, e.g. cpus: 1); the victim runs its
+    workload alone, then while the aggressors run each kind of stressor in turn."""
+
+    aggressors: int = Field(1, ge=1, le=16, strict=True, description="aggressor instances (1-16)")
+    kinds: list[str] = Field(
+        ["cpu", "stream", "io", "fork"],
+        min_length=1,
+        description="the aggressors' stressors, in turn: cpu, stream, vm, io, fork",
+    )
+    victim: str = Field("cpu", description="the victim's workload: a built-in workload name")
+    duration: Seconds = Field(5.0, description="the victim's run time under each kind (1s-30s)")
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, v: list[str]) -> list[str]:
+        from bench.measurements.neighbours import KINDS
+
+        for k in v:
+            if k not in KINDS:
+                raise ValueError(f"unknown aggressor kind {k!r} (known: {', '.join(KINDS)})")
+        if len(set(v)) != len(v):
+            raise ValueError("an aggressor kind is given twice")
+        return v
+
+    @field_validator("victim")
+    @classmethod
+    def _victim(cls, v: str) -> str:
+        from bench.measurements.workloads import BUILTIN
+
+        if v not in BUILTIN:
+            raise ValueError(f"unknown victim workload {v!r} (built in: {', '.join(BUILTIN)})")
+        return v
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: float) -> float:
+        return _workload_duration(v)
 
 
 class Scenario(Model):
@@ -109,6 +268,16 @@ class Scenario(Model):
     memory_reserve: Bytes = Field(
         1 * 2**30,
         description="bench never launches a step predicted to push host MemAvailable below this",
+    )
+    workloads: Workloads | None = Field(
+        None,
+        description="workloads run inside each instance once it is ready (stress-ng, fio; "
+        "the `workloads` bench image), with ratios to a native platform",
+    )
+    neighbours: Neighbours | None = Field(
+        None,
+        description="a noisy-neighbour measurement: a victim's workload alone and while "
+        "aggressor instances of its platform stress CPU, memory, disk, fork; sets the count",
     )
     # Already validated by each backend's Settings model (see parse_scenario);
     # SerializeAsAny keeps the backend's own keys when the scenario is dumped.
@@ -162,6 +331,86 @@ class Scenario(Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _workloads_without_search(self) -> Scenario:
+        if self.workloads is not None and (
+            self.density is not None or any(p.density is not None for p in self.platforms)
+        ):
+            raise KeyedValueError(
+                "workloads", "workloads run at fixed counts: drop density (use counts: [1])"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _native_runs_builtins_only(self) -> Scenario:
+        # A native platform is a root process on this host with no isolation but a chroot:
+        # only the built-in workloads, whose arguments are bench's, run there.
+        if self.workloads is None or not any(p.backend == "native" for p in self.platforms):
+            return self
+        for i, w in enumerate(self.workloads.run):
+            if w.custom:
+                raise KeyedValueError(
+                    f"workloads.run.{i}",
+                    f"{w.name!r} has its own tool and args, and a native platform would run "
+                    "them as root on this host: use a built-in workload, or drop the native "
+                    "platform",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _commands_need_a_console(self) -> Scenario:
+        # A VM runs workloads (and neighbours' stressors) through its serial console
+        # (bench.backends.guest.run_in_guest): a guest booted without one cannot.
+        if self.workloads is None and self.neighbours is None:
+            return self
+        key = "workloads" if self.workloads is not None else "neighbours"
+        for p in self.platforms:
+            if getattr(p, "console", True) is False:
+                raise KeyedValueError(
+                    key,
+                    f"a VM runs them through its serial console, and platform {p.name} boots "
+                    "without one (console: false): drop console: false there, or the platform",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _neighbours_set_the_count(self) -> Scenario:
+        # One place decides a neighbours step's size: aggressors + 1, never a list of N.
+        if self.neighbours is not None and (
+            "counts" in self.model_fields_set
+            or self.density is not None
+            or any(p.counts is not None or p.density is not None for p in self.platforms)
+        ):
+            raise KeyedValueError(
+                "neighbours",
+                "neighbours set each step's count (aggressors + 1): drop counts and density",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _network_for_workloads(self) -> Scenario:
+        from bench.measurements.workloads import needs_network
+
+        if self.workloads is None:
+            return self
+        wants = [w.name for w in self.workloads.run if needs_network(w.tool)]
+        if not wants:
+            return self
+        for p in self.platforms:
+            if getattr(p, "network", None) == "none":
+                raise KeyedValueError(
+                    "workloads",
+                    f"{', '.join(wants)} need a network: set network: bridge (or a network's "
+                    f"name) on platform {p.name}",
+                )
+            if p.backend in ("qemu", "libvirt"):
+                raise KeyedValueError(
+                    "workloads",
+                    f"{', '.join(wants)} need a network, and bench gives VMs none yet: drop "
+                    f"platform {p.name} or the network workloads",
+                )
+        return self
+
     def search_for(self, platform: PlatformBase) -> Density | None:
         """The density search this platform runs, if any (its own block wins)."""
         if platform.density is not None:
@@ -182,6 +431,8 @@ class Scenario(Model):
 
     def counts_for(self, platform: PlatformBase) -> list[int]:
         """Fixed counts, or every N a density search may reach."""
+        if self.neighbours is not None:
+            return [self.neighbours.aggressors + 1]
         search = self.search_for(platform)
         if search is not None:
             return search.counts()

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union
 
-from pydantic import Field, create_model
+from pydantic import Field, JsonValue, create_model
 
+from bench.model.records import obj, objs, text
 from bench.model.settings import DURATION_PATTERN, DURATION_SCHEMA, SIZE_PATTERN, SIZE_SCHEMA
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def scenario_schema() -> dict[str, Any]:
+def scenario_schema() -> dict[str, JsonValue]:
     from bench.backends import BACKENDS, backend_class
     from bench.plan.scenario import EXTENSION_PREFIX, Scenario
 
@@ -30,9 +31,9 @@ def scenario_schema() -> dict[str, Any]:
         __doc__="A bench scenario file (bench run, bench validate).",
         platforms=(list[platform], Field(min_length=1, description=given.description)),
     )
-    schema = model.model_json_schema()
-    for model_schema in [schema, *schema["$defs"].values()]:
-        _units_as_written(model_schema)
+    schema: dict[str, JsonValue] = model.model_json_schema()
+    for model_schema in [schema, *obj(schema["$defs"]).values()]:
+        _units_as_written(obj(model_schema))
     # Keys bench ignores (scenario.EXTENSION_PREFIX): anchors shared by platforms.
     schema["patternProperties"] = {
         f"^{EXTENSION_PREFIX}": {"description": "ignored by bench: a place for YAML anchors"}
@@ -40,30 +41,31 @@ def scenario_schema() -> dict[str, Any]:
     return {"$schema": DIALECT, **schema}
 
 
-def _units_as_written(model_schema: dict[str, Any]) -> None:
+def _units_as_written(model_schema: dict[str, JsonValue]) -> None:
     """Sizes and durations are validated into numbers: say their defaults as the file
     writes them ("120s", "1GiB"), and keep the unit's wording next to the key's own."""
     units = (
         (SIZE_PATTERN, SIZE_SCHEMA, size_text),
         (DURATION_PATTERN, DURATION_SCHEMA, duration_text),
     )
-    for key in model_schema.get("properties", {}).values():
+    for key in map(obj, obj(model_schema.get("properties")).values()):
         patterns = set(_patterns(key))
-        for pattern, unit, text in units:
+        for pattern, unit, written in units:
             if pattern not in patterns:
                 continue
             default = key.get("default")
             if isinstance(default, int | float) and not isinstance(default, bool) and default:
-                key["default"] = text(default)
-            said = key.get("description")
-            if said and unit["description"] not in said:
+                key["default"] = written(default)
+            said = text(key.get("description"))
+            if said and str(unit["description"]) not in said:
                 key["description"] = f"{said}; {unit['description']}"
 
 
-def _patterns(schema: dict[str, Any]) -> list[str]:
+def _patterns(schema: dict[str, JsonValue]) -> list[str]:
     """Patterns of a schema and of its alternatives (a nullable size is anyOf in anyOf)."""
-    out = [schema["pattern"]] if "pattern" in schema else []
-    for alternative in schema.get("anyOf", []):
+    pattern = text(schema.get("pattern"))
+    out = [pattern] if pattern is not None else []
+    for alternative in objs(schema.get("anyOf")):
         out += _patterns(alternative)
     return out
 

@@ -32,6 +32,7 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 CLASSIC_MD = "containers-vs-vms.md"
 TAX_MD = "libvirt-tax.md"
+WORKLOADS_CSV = "workloads.csv"
 REPORT_HTML = "report.html"
 HISTORY_FILES = ("history.md", "history.json", "history.png")  # write_history
 
@@ -51,6 +52,10 @@ CAPTIONS = {
     "density.png": "Density search: ready p95 against N, the SLO, the max density reached "
     "and the limit that stopped the search.",
     "disk-per-instance.png": "Disk per instance against N.",
+    "neighbours.png": "Noisy neighbours: the victim's median slowdown per aggressor kind, "
+    "per platform (whiskers: min-max over the repeats; 1 = no slowdown; hatched: emulated).",
+    "workload-ratios.png": "Each platform's workload figures as ratios to native, with 95% "
+    "bootstrap intervals; the dashed line is native.",
 }
 
 
@@ -122,6 +127,7 @@ def write_history(history: History, out: Path) -> list[Path]:
 
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Report:
+    from bench.model.records import text
     from bench.report import plots
     from bench.report.frame import load_frames
     from bench.report.model import build_model
@@ -130,7 +136,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     from bench.report.render_markdown import classic_markdown, summary_markdown, tax_file
 
     frames = load_frames(runs_in(run_dirs))
-    names = [r.metadata.get("scenario", {}).get("name", "") for r in frames.runs]
+    names = [text(r.part("scenario").get("name")) or "" for r in frames.runs]
     # Named after the run folders as the user gave them, never after the run ids stored
     # inside them (a stored run id of "../../x" named a folder outside reports/).
     folders = [Path(r.dir).resolve().name for r in frames.runs]
@@ -157,6 +163,11 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
             (directory / name).unlink(missing_ok=True)
     if model.history_note is not None:
         report.notes.append(model.history_note)
+    # Every workload figure unrounded, when the newest run ran workloads.
+    if model.workloads is not None:
+        write(WORKLOADS_CSV, model.workloads.numbers.to_csv(index=False))
+    else:
+        (directory / WORKLOADS_CSV).unlink(missing_ok=True)
     write(SUMMARY_MD, summary_markdown(model))
     write(CLASSIC_MD, classic_markdown(model))
     # Only runs that boot one guest both through libvirt and directly have one.

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 
 from bench.model import kinds
 from bench.model.errors import UsageError
-from bench.model.records import Row, Sample, StepRecord, fields_of
+from bench.model.records import Row, Sample, StepRecord, fields_of, obj, text
 from bench.model.results import Run, load_run
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+    from bench.judge.summary import SummaryRow
 
 MIB = 2**20
 
@@ -79,7 +81,7 @@ class Frames:
     hosts: list[str]  # host keys the samples and steps carry, in the order they appear
     # Run id -> bench.judge.summary.summarize of its samples and steps, computed once: several
     # tables start from it, and a run may hold a million samples.
-    summaries: dict[str, list[Row]]
+    summaries: dict[str, list[SummaryRow]]
 
     @property
     def multi(self) -> bool:
@@ -256,9 +258,11 @@ def platform_order(runs: list[Run]) -> list[str]:
     names: list[str] = []
     kind_of: dict[str, str | None] = {}
     for r in runs:
-        for p in r.metadata.get("scenario", {}).get("platforms", []):
-            if p.get("name") not in names:
-                names.append(p.get("name"))
+        listed = obj(r.metadata.get("scenario")).get("platforms")
+        for p in map(obj, listed if isinstance(listed, list) else []):
+            name = text(p.get("name"))
+            if name is not None and name not in names:
+                names.append(name)
         for platform, kind in r.platforms_recorded.items():
             if platform not in names:
                 names.append(platform)
@@ -269,7 +273,7 @@ def platform_order(runs: list[Run]) -> list[str]:
 
 def density_searches(run: Run) -> dict[str, Row]:
     """Platforms of this run that ran a density search, with their search block."""
-    return run.metadata.get("searches") or {}
+    return {name: obj(block) for name, block in obj(run.metadata.get("searches")).items()}
 
 
 def max_density(steps: list[Row]) -> tuple[int, str]:
@@ -282,7 +286,7 @@ def max_density(steps: list[Row]) -> tuple[int, str]:
 
 def summary_frame(
     runs: list[Run],
-    summaries: dict[str, list[Row]],
+    summaries: dict[str, list[SummaryRow]],
     density: dict[tuple[str, str], Row],
 ) -> pd.DataFrame:
     """One row per (run, platform, N): SUMMARY_COLUMNS, plus DENSITY_COLUMNS if any search,
@@ -297,14 +301,14 @@ def summary_frame(
     for r in runs:
         summary = sorted(
             summaries[r.run_id],
-            key=lambda x: (order.get(x["platform"], len(order)), x["n"]),
+            key=lambda x: (order.get(str(x["platform"]), len(order)), x["n"]),
         )
         for x in summary:
             platform = x["platform"]
             row: dict[str, object] = {"run": r.run_id}
             for column, v in x.items():
                 if column.endswith("_bytes"):
-                    v = float("nan") if v is None else v / MIB
+                    v = v / MIB if isinstance(v, int | float) else float("nan")
                 row[csv_name(column)] = v
             if density:
                 row["max_density"], row["density_limit"] = pd.NA, None

@@ -17,6 +17,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from bench.judge import comparability
+from bench.model.records import objs
 from bench.report import tables
 from bench.report.frame import Frames
 
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from bench.judge.history import History
+    from bench.model.records import Row
+    from bench.report.neighbours import NeighboursSection
     from bench.report.tax import Tax
+    from bench.report.workloads import WorkloadsSection
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,25 @@ class BoundarySection:
     capped: bool  # the run has more: the table is of its first `read` instances
 
 
+@dataclass(frozen=True)
+class WorkloadsView:
+    """The workloads table of one run (bench.report.workloads): its computed rows, the
+    headline table as text cells, every figure unrounded (workloads.csv), failures."""
+
+    section: WorkloadsSection
+    table: pd.DataFrame
+    numbers: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class NeighboursView:
+    """The isolation table of one run (bench.report.neighbours): its computed rows and
+    the table as text cells."""
+
+    section: NeighboursSection
+    table: pd.DataFrame
+
+
 # The boundary table reads samples' extras, which the columns leave out: from at most
 # this many (a few hundred ms), so a million-sample run is still reported in time.
 BOUNDARY_SAMPLES = 20_000
@@ -93,6 +116,10 @@ class ReportModel:
     boundary: BoundarySection | None = None  # when the newest run read it
     # Platforms not ready by the serial marker (the debug port; no UART console).
     readiness: list[str] = field(default_factory=list)
+    # Run id -> what ready meant where a platform's `ready:` is not the default marker.
+    ready_means: dict[str, str] = field(default_factory=dict)
+    workloads: WorkloadsView | None = None  # when the newest run ran workloads
+    neighbours: NeighboursView | None = None  # when the newest run measured neighbours
     # For the terminal: what a reader of the files must not miss, besides the plots
     # not drawn (known only when drawing): the history's verdict first, the rest after.
     history_note: str | None = None
@@ -140,13 +167,26 @@ def build_model(frames: Frames) -> ReportModel:
         table=frames.table,
         runs=[RunFacts(*facts) for facts in tables.run_metadata(frames)],
         boundary=_boundary(frames),
+        workloads=_workloads(frames),
+        neighbours=_neighbours(frames),
     )
-    if model.boundary is not None:
-        rows = model.boundary.rows
+    if model.boundary is not None or model.neighbours is not None:
+        from bench.report.neighbours import worst
+
+        rows = model.boundary.rows if model.boundary is not None else None
+        slowest = worst(model.neighbours.section) if model.neighbours is not None else None
         model.classic = [
-            HostTable(c.host, tables.with_isolation(c.table, rows), c.n_differs)
+            HostTable(c.host, tables.with_isolation(c.table, rows, slowest), c.n_differs)
             for c in model.classic
         ]
+    if model.workloads is not None:
+        cells = overhead_cells(frames, model.workloads.section)
+        if cells:
+            model.classic = [
+                HostTable(c.host, tables.with_runtime_overhead(c.table, cells), c.n_differs)
+                for c in model.classic
+            ]
+    model.ready_means = _ready_means(frames)
     if history is not None:
         model.history_note = f"history of {history.runs} runs: {history.verdict_in_words()}"
     model.readiness = [
@@ -168,7 +208,7 @@ def _boundary(frames: Frames) -> BoundarySection | None:
     run = frames.runs[-1]
     counted = {"read": 0, "stored": 0}
 
-    def samples() -> Iterator[dict[str, object]]:
+    def samples() -> Iterator[Row]:
         for row in islice(run.iter_samples(), BOUNDARY_SAMPLES):
             counted["read"] += 1
             extras = row.get("extras")
@@ -186,6 +226,44 @@ def _boundary(frames: Frames) -> BoundarySection | None:
     )
 
 
+def _workloads(frames: Frames) -> WorkloadsView | None:
+    """The newest run's workloads table, None when it ran none."""
+    import pandas as pd
+
+    from bench.report import workloads
+
+    run = frames.runs[-1]
+    section = workloads.build(run.run_id, islice(run.iter_samples(), BOUNDARY_SAMPLES))
+    if section is None:
+        return None
+    table = pd.DataFrame(workloads.display_rows(section), columns=list(workloads.COLUMNS))
+    return WorkloadsView(section, table, pd.DataFrame(workloads.numbers(section)))
+
+
+def _neighbours(frames: Frames) -> NeighboursView | None:
+    """The newest run's isolation (noisy-neighbour) table, None when it measured none."""
+    import pandas as pd
+
+    from bench.report import neighbours
+
+    run = frames.runs[-1]
+    section = neighbours.build(run.run_id, run.steps)
+    if section is None:
+        return None
+    table = pd.DataFrame(neighbours.display_rows(section), columns=list(neighbours.COLUMNS))
+    return NeighboursView(section, table)
+
+
+def overhead_cells(frames: Frames, section: WorkloadsSection) -> dict[str, str]:
+    """The runtime-overhead row's cells for the workloads' run, N read from its samples."""
+    from bench.report import workloads
+
+    s = frames.samples
+    mine = s[s["run"] == section.run_id]
+    counts = {str(p): int(g["n"].max()) for p, g in mine.groupby("platform")}
+    return workloads.overhead_cells(section, counts)
+
+
 def _notes(model: ReportModel) -> list[str]:
     """TCG, phase anomalies, host differences, readiness channels, each run's own notes
     and status."""
@@ -198,6 +276,8 @@ def _notes(model: ReportModel) -> list[str]:
     if model.host_differences is not None:
         notes.append("the runs differ in host, engine or scenario: see report.html")
     notes += model.readiness
+    for run_id, text in model.ready_means.items():
+        notes.append(f"run {run_id}: {text}" if model.multi else text)
     for r in model.frames.runs:
         notes += r.notes
         if r.status != "complete":
@@ -230,3 +310,28 @@ def _readiness_notes(metadata: Mapping[str, object]) -> list[str]:
             "past the firmware is seen: " + ", ".join(quiet)
         )
     return notes
+
+
+def _ready_means(frames: Frames) -> dict[str, str]:
+    """Per run, what ready meant for platforms whose `ready:` is not the default marker
+    (a port, an HTTP status, an exit, a pattern): ready_s is not comparable across kinds
+    without knowing it."""
+    from pydantic import ValidationError
+
+    from bench.model.settings import DEFAULT_MARKER, ReadyRule
+
+    out = {}
+    for r in frames.runs:
+        said = []
+        for p in objs(r.part("scenario").get("platforms")):
+            try:
+                rule = ReadyRule.model_validate(p.get("ready") or {})
+            except ValidationError:
+                continue  # a rule this version cannot read: say nothing rather than guess
+            if rule.kind == "marker" and rule.marker == DEFAULT_MARKER:
+                continue
+            what = f"the console marker {rule.marker}" if rule.kind == "marker" else rule.describe()
+            said.append(f"{p.get('name')}: {what}")
+        if said:
+            out[r.run_id] = f"ready means {'; '.join(said)}"
+    return out

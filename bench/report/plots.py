@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from bench.model import kinds
+from bench.model.records import number, obj
 from bench.model.units import format_seconds, size_unit
 from bench.report.frame import Frames, platform_order
 
@@ -32,7 +33,13 @@ if TYPE_CHECKING:
 LOG_RATIO = 30
 # One marker per kind (bench.model.kinds), so a line says where its platform sits from
 # container to VM even in grey: circle, diamond, triangle, square.
-KIND_MARKERS = {kinds.CONTAINER: "o", kinds.SANDBOX: "D", kinds.MICROVM: "^", kinds.VM: "s"}
+KIND_MARKERS = {
+    kinds.NATIVE: "x",
+    kinds.CONTAINER: "o",
+    kinds.SANDBOX: "D",
+    kinds.MICROVM: "^",
+    kinds.VM: "s",
+}
 
 
 class NoData(Exception):
@@ -149,6 +156,7 @@ def memory_per_instance(frames: Frames) -> Figure:
         stats = _stats(frames, source, column)
         if not stats.empty:
             views.append((title, stats))
+    views += _engine_views(frames)
     if not views:
         raise NoData(
             "memory was not measured in these runs (no host drop, PSS, USS, RSS or "
@@ -173,6 +181,25 @@ def memory_per_instance(frames: Frames) -> Figure:
     )
     _figure_legend(fig, fig.axes[0])
     return fig
+
+
+def _engine_views(frames: Frames) -> list[tuple[str, pd.DataFrame]]:
+    """The engine's own memory (issue 24) as two more panels, when measured: a VM's VMM
+    less its guest's RAM beside a container's runtime processes (both RSS; one column,
+    each instance has one or the other), and the host kernel's slab growth per instance
+    (a step's growth over its N)."""
+    s, st = frames.samples, frames.steps
+    own = s.assign(engine_own_bytes=s["vmm_overhead_bytes"].fillna(s["runtime_rss_bytes"]))
+    slab = st.assign(slab_per_instance_bytes=st["slab_growth_bytes"] / st["n"])
+    views = []
+    for title, source, column, df in (
+        ("engine's own: VMM less guest RAM / runtime, RSS", "samples", "engine_own_bytes", own),
+        ("host kernel: Slab growth", "steps", "slab_per_instance_bytes", slab),
+    ):
+        stats = _stats(frames, source, column, df)
+        if not stats.empty:
+            views.append((title, stats))
+    return views
 
 
 def density_curve(frames: Frames) -> Figure:
@@ -223,7 +250,7 @@ def density_curve(frames: Frames) -> Figure:
                 )
             else:
                 ax.plot([st["n"]], [row["ready_p95_s"].iloc[0]], "X", markersize=11, color="red")
-        slo = (block.get("slo") or {}).get("ready_p95")
+        slo = number(obj(block.get("slo")).get("ready_p95"))
         if slo:
             ax.axhline(slo, color=color, linestyle="--", alpha=0.6, label=f"{series} SLO p95")
         if rate_ax is not None:
@@ -299,7 +326,11 @@ def disk_per_instance(frames: Frames) -> Figure:
 PHASES = (
     ("queued", "queued (behind `concurrency`)", "#bdbdbd"),
     ("vmm_start", "VMM process start", "#ff9da7"),
+    ("create_engine", "create call → engine's create event", "#ffbe7d"),
+    ("create_return", "engine's create event → create call returned", "#d37295"),
     ("create", "create call", "#f28e2b"),
+    ("start_engine", "start call → engine's start event (runtime start)", "#f1ce63"),
+    ("start_return", "engine's start event → start call returned", "#b6992d"),
     ("start", "start call", "#edc948"),
     ("firmware", "firmware and kernel loading", "#9c755f"),
     ("decompression", "kernel decompression", "#b07aa1"),
@@ -509,6 +540,103 @@ def hosts_plot(frames: Frames) -> Figure:
     return fig
 
 
+def neighbour_slowdown(frames: Frames) -> Figure:
+    """The newest run's isolation table as bars: the victim's median slowdown per
+    aggressor kind, one bar per platform, whiskers over the repeats' min-max."""
+    import numpy as np
+
+    from bench.report import neighbours
+
+    run = frames.runs[-1]
+    section = neighbours.build(run.run_id, run.steps)
+    if section is None:
+        raise NotApplicable
+    if not section.rows:
+        raise NoData("no victim run gave a slowdown (see the isolation table's failures)")
+    platforms = list(dict.fromkeys(r.platform for r in section.rows))
+    kinds_ = list(dict.fromkeys(r.aggressor for r in section.rows))
+    palette = _palette()
+    fig = _figure(max(4.6, 1.3 * len(kinds_) * max(1, len(platforms)) / 2 + 2), 3.9)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(platforms)
+    for i, platform in enumerate(platforms):
+        rows = {r.aggressor: r for r in section.rows if r.platform == platform}
+        xs = np.arange(len(kinds_)) + (i - (len(platforms) - 1) / 2) * width
+        med = np.array([rows[k].median if k in rows else np.nan for k in kinds_])
+        lo = np.array([rows[k].low if k in rows else np.nan for k in kinds_])
+        hi = np.array([rows[k].high if k in rows else np.nan for k in kinds_])
+        emulated = any(r.emulated for r in rows.values())
+        ax.bar(
+            xs,
+            med,
+            width,
+            color=palette[i % len(palette)],
+            label=platform + (" (emulated)" if emulated else ""),
+            hatch="//" if emulated else None,
+        )
+        ax.errorbar(xs, med, yerr=[med - lo, hi - med], fmt="none", ecolor="black", capsize=3)
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xticks(np.arange(len(kinds_)), kinds_)
+    ax.set_xlabel("aggressor kind")
+    ax.set_ylabel("victim slowdown (alone / with neighbours)")
+    ax.set_title(f"Noisy neighbours: {section.rows[0].victim} victim", fontsize="medium")
+    ax.grid(alpha=0.3, axis="y")
+    _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def workload_ratios(frames: Frames) -> Figure:
+    """Each platform's workload figures as ratios to native, with their bootstrap
+    intervals (bench.report.workloads), one row per (workload figure, platform); figures
+    measured under emulation (TCG) are left out and named in the title."""
+    from itertools import islice
+
+    from bench.report import workloads
+
+    run = frames.runs[-1]
+    section = workloads.build(run.run_id, islice(run.iter_samples(), 10_000))
+    if section is None:
+        raise NotApplicable("no workloads")
+    rows = [r for r in section.rows if r.ratio is not None and workloads.headline(r)]
+    if not rows:
+        why = "no native platform" if section.native is None else "no platform had a ratio"
+        raise NoData(f"no ratio to native to plot ({why})")
+    emulated = sorted({r.platform for r in section.rows if r.emulated})
+    colors = series_colors(frames)
+    fig = _figure(7.5, 1.2 + 0.32 * len(rows))
+    ax = fig.add_subplot(1, 1, 1)
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        ratio = cast(float, r.ratio)
+        color = colors.get(r.platform, "C0")
+        if r.ratio_low is not None and r.ratio_high is not None:
+            ax.errorbar(
+                [ratio],
+                [y],
+                xerr=[[ratio - r.ratio_low], [r.ratio_high - ratio]],
+                fmt="none",
+                ecolor=color,
+                capsize=3,
+            )
+        ax.plot([ratio], [y], marker=KIND_MARKERS.get(r.kind or "", "o"), color=color)
+    better = {"lower": "higher is better", "higher": "lower is better"}
+    labels = [
+        f"{r.platform} · {r.workload}: {r.figure} (n={r.n}, {better.get(r.worse, '')})"
+        for r in rows
+    ]
+    ax.set_yticks(range(len(rows)), labels[::-1], fontsize="small")
+    ax.axvline(1.0, color="grey", lw=1, ls="--")
+    ax.set_xlabel(f"ratio to native ({section.native}), 95% bootstrap interval")
+    ax.grid(alpha=0.3, axis="x")
+    title = "Workloads: each platform against native"
+    if emulated:
+        title += f"\n(left out, emulated under TCG: {', '.join(emulated)})"
+    ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
 # name of the PNG -> the function that draws it, in the order the report shows them
 PLOTS = {
     "ready-distribution.png": ready_distribution,
@@ -519,6 +647,8 @@ PLOTS = {
     "memory-per-instance.png": memory_per_instance,
     "density.png": density_curve,
     "disk-per-instance.png": disk_per_instance,
+    "neighbours.png": neighbour_slowdown,
+    "workload-ratios.png": workload_ratios,
 }
 
 

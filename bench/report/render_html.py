@@ -67,6 +67,9 @@ def render_html(
     if model.tcg:
         body.append(f'<p class="note"><b>Note:</b> {_text(tables.TCG_NOTE)}</p>')
     body += [f'<p class="note"><b>Note:</b> {_text(n)}</p>' for n in model.readiness]
+    for run_id, text in model.ready_means.items():
+        where = f"run {run_id}: " if model.multi else ""
+        body.append(f'<p class="note">{_text(where + text)}.</p>')
     body += _per_run_box(
         model.multi,
         "anomaly",
@@ -87,7 +90,8 @@ def render_html(
         ]
     body += [
         "<h2>Containers vs VMs, measured</h2>",
-        f"<p>{_text(tables.COLUMNS_NOTE)} {_text(tables.ROWS_NOTE)}</p>",
+        f"<p>{_text(tables.COLUMNS_NOTE)} "
+        f"{_text(tables.rows_note([c.table for c in model.classic]))}</p>",
     ]
     for classic in model.classic:
         if classic.host is not None:
@@ -95,6 +99,10 @@ def render_html(
         body.append(_classic(classic.table))
         if classic.n_differs:
             body.append(f'<p class="note">{_text(classic.n_differs)}</p>')
+    if model.workloads is not None:
+        body += _workloads(model)
+    if model.neighbours is not None:
+        body += _neighbours(model)
     if model.boundary is not None:
         body += [
             f"<h2>Isolation boundary, as read: {escape(model.boundary.run_id)}</h2>",
@@ -140,6 +148,45 @@ def render_html(
         f"<title>bench report: {escape(runs)}</title><style>{CSS}</style></head>"
         f"<body>\n{chr(10).join(body)}\n</body></html>\n"
     )
+
+
+def _workloads(model: ReportModel) -> list[str]:
+    from bench.report.workloads import WORKLOADS_NOTE
+
+    view = model.workloads
+    assert view is not None
+    section = view.section
+    out = [
+        f"<h2>Workloads: runtime overhead against native: {escape(section.run_id)}</h2>",
+        f"<p>{_text(WORKLOADS_NOTE)}</p>",
+    ]
+    if section.native is None:
+        out.append('<p class="note">No native platform in this run: no ratios.</p>')
+    out.append(_table(view.table, index=False))
+    if section.failures:
+        out.append("<p>Workload runs that gave no figures:</p><ul>")
+        out += [f"<li>{_text(line)}</li>" for line in section.failures]
+        out.append("</ul>")
+    return out
+
+
+def _neighbours(model: ReportModel) -> list[str]:
+    from bench.report.neighbours import NEIGHBOURS_NOTE
+
+    view = model.neighbours
+    assert view is not None
+    section = view.section
+    out = [
+        f"<h2>Isolation: noisy neighbours: {escape(section.run_id)}</h2>",
+        f"<p>{_text(NEIGHBOURS_NOTE)}</p>",
+    ]
+    if len(view.table):
+        out.append(_table(view.table, index=False))
+    if section.failures:
+        out.append("<p>Neighbour runs that gave no figure:</p><ul>")
+        out += [f"<li>{_text(line)}</li>" for line in section.failures]
+        out.append("</ul>")
+    return out
 
 
 def _memory_views(model: ReportModel) -> list[str]:

@@ -10,7 +10,8 @@ and a final newline so that a shell prompt after it starts on its own line.
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 from bench.judge import verdict as v
 
@@ -18,7 +19,7 @@ from bench.judge import verdict as v
 class Verdict(Protocol):
     """What a verdict offers its JSON renderer."""
 
-    def to_dict(self) -> dict[str, Any]: ...
+    def to_dict(self) -> Mapping[str, object]: ...
 
 
 def verdict_json(result: Verdict) -> str:

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 from bench.judge import verdict as v
 from bench.judge.comparability import host_facts
-from bench.model.records import unit_of
+from bench.model.records import number, unit_of
 from bench.model.units import format_bytes, format_seconds
 from bench.report.tables import (
     COLUMNS_NOTE,
     POLICY_NOTE,
-    ROWS_NOTE,
     TCG_NOTE,
     boundary_note,
     human_column,
+    rows_note,
     summary_display,
 )
 
@@ -44,7 +44,48 @@ TAX_HEADING = "# What libvirt adds, measured\n\n"
 def summary_markdown(model: ReportModel) -> str:
     """summary.md: one Markdown table per run, each headed by its run id and host; the
     differences between the runs' hosts; the isolation boundary; the History section."""
-    return _summary(model) + _boundary(model) + history_section(model.history, model.no_history)
+    return (
+        _summary(model)
+        + _workloads(model)
+        + _neighbours(model)
+        + _boundary(model)
+        + history_section(model.history, model.no_history)
+    )
+
+
+def _workloads(model: ReportModel) -> str:
+    view = model.workloads
+    if view is None:
+        return ""
+    from bench.report.workloads import WORKLOADS_NOTE
+
+    section = view.section
+    parts = ["", f"## Workloads: runtime overhead against native: {section.run_id}", ""]
+    parts += [WORKLOADS_NOTE, ""]
+    if section.native is None:
+        parts += ["> **Note:** no native platform in this run: no ratios.", ""]
+    parts += [view.table.to_markdown(index=False), ""]
+    if section.failures:
+        parts += ["Workload runs that gave no figures:", ""]
+        parts += [f"- {line}" for line in section.failures] + [""]
+    return "\n".join(parts)
+
+
+def _neighbours(model: ReportModel) -> str:
+    view = model.neighbours
+    if view is None:
+        return ""
+    from bench.report.neighbours import NEIGHBOURS_NOTE
+
+    section = view.section
+    parts = ["", f"## Isolation: noisy neighbours: {section.run_id}", ""]
+    parts += [NEIGHBOURS_NOTE, ""]
+    if len(view.table):
+        parts += [view.table.to_markdown(index=False), ""]
+    if section.failures:
+        parts += ["Neighbour runs that gave no figure:", ""]
+        parts += [f"- {line}" for line in section.failures] + [""]
+    return "\n".join(parts)
 
 
 def _boundary(model: ReportModel) -> str:
@@ -79,6 +120,7 @@ def _summary(model: ReportModel) -> str:
             f"status {r.status}, bench {r.metadata.get('bench_version')}",
             "",
             *(f"> **Anomaly:** {line}\n" for line in model.anomalies.get(r.run_id, [])),
+            *([f"{model.ready_means[r.run_id]}.", ""] if r.run_id in model.ready_means else []),
             summary_display(rows, drop=("run", "host"))
             .rename(columns=human_column)
             .to_markdown(index=False),
@@ -104,7 +146,7 @@ def classic_markdown(model: ReportModel) -> str:
     facts = host_facts(r0.metadata)
     where = (
         f"on `{facts.get('hostname')}` ({facts.get('cpu_model')}, {facts.get('cpu_cores')} cores, "
-        f"{format_bytes(facts.get('mem_total_bytes'))}, kernel {facts.get('kernel')})"
+        f"{format_bytes(number(facts.get('mem_total_bytes')))}, kernel {facts.get('kernel')})"
         if not model.multi
         else f"from {len(runs)} runs"
     )
@@ -113,7 +155,7 @@ def classic_markdown(model: ReportModel) -> str:
         "",
         f"Measured {where} by bench {r0.metadata.get('bench_version')}: "
         f"{', '.join(f'`{run_id}`' for run_id in model.run_ids)}. {COLUMNS_NOTE} "
-        f"{ROWS_NOTE}",
+        f"{rows_note([c.table for c in model.classic])}",
         "",
     ]
     if model.tcg:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bench.model.records import Row
+from pydantic import JsonValue
+
+from bench.model.records import Row, obj, text
 from bench.model.results import Run
 from bench.report.frame import Frames
 
@@ -49,6 +51,9 @@ MEASURES: tuple[tuple[str, str, str, bool, float], ...] = (
     ("disk_per_instance_mib", "samples", "disk_writable_bytes", False, MIB),
     ("storage_per_instance_kib", "steps", "disk_growth_bytes", True, KIB),
     ("teardown_per_instance_s", "steps", "teardown_s", True, 1.0),
+    # Last, so that the bootstrap's random stream for the measures above is unchanged.
+    ("vmm_overhead_per_instance_mib", "samples", "vmm_overhead_bytes", False, MIB),
+    ("slab_per_instance_kib", "steps", "slab_growth_bytes", True, KIB),
 )
 COLUMNS = [
     "run",
@@ -123,44 +128,68 @@ def libvirt_tax(
 
 def tax_pairs(run: Run, frames: Frames | None = None) -> list[Pair]:
     """(qemu, libvirt) platforms of one run that boot the same guest."""
-    platforms = run.metadata.get("scenario", {}).get("platforms", [])
-    engines = run.metadata.get("engines") or {}
+    listed = obj(run.metadata.get("scenario")).get("platforms")
+    platforms = [obj(p) for p in listed] if isinstance(listed, list) else []
+    engines = obj(run.metadata.get("engines"))
     ran = set(run.frame["platform"].unique())
-    guests = {
-        p["name"]: _guest(p, engines.get(p["name"]) or {}, run)
-        for p in platforms
-        if p.get("backend") in ("qemu", "libvirt") and p.get("name") in ran
-    }
+    guests = {}
+    for p in platforms:
+        name = text(p.get("name"))
+        if p.get("backend") in ("qemu", "libvirt") and name is not None and name in ran:
+            guests[name] = _guest(p, obj(engines.get(name)), run)
     out = []
     for q, gq in guests.items():
-        if gq["backend"] != "qemu":
+        if gq.backend != "qemu":
             continue
         for lv, gl in guests.items():
-            if gl["backend"] != "libvirt":
+            if gl.backend != "libvirt":
                 continue
-            keys = ("machine", "accel", "memory", "vcpus", "boot", "cmdline")
-            if all(gq[k] == gl[k] for k in keys):
+            if gq.same_guest(gl):
                 notes = []
-                if gq["tsc_early_khz"]:
+                if gq.tsc_early_khz:
                     notes.append(
                         f"{run.run_id}: the direct QEMU guest ({q}) also had "
-                        f"{gq['tsc_early_khz']} on its kernel command line (the qemu "
+                        f"{gq.tsc_early_khz} on its kernel command line (the qemu "
                         "backend's fix for microvm under TCG); the libvirt guest did not."
                     )
-                out.append(Pair(run.run_id, q, lv, gq["machine"], gq["accel"], tuple(notes)))
+                out.append(Pair(run.run_id, q, lv, gq.machine, gq.accel, tuple(notes)))
     return out
 
 
-def _guest(platform: Row, engine: Row, run: Run) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Guest:
+    """What one qemu or libvirt platform boots, from its scenario entry and its engine
+    facts (values as the scenario wrote them: compared, never read)."""
+
+    backend: JsonValue
+    machine: str
+    accel: str | None
+    memory: JsonValue
+    vcpus: JsonValue
+    boot: tuple[JsonValue, ...]
+    cmdline: JsonValue
+    tsc_early_khz: str | None
+
+    def same_guest(self, other: _Guest) -> bool:
+        """Same machine, accel, memory, vCPUs, boot source and command line."""
+        return self._booted() == other._booted()
+
+    def _booted(self) -> tuple[object, ...]:
+        return (self.machine, self.accel, self.memory, self.vcpus, self.boot, self.cmdline)
+
+
+def _guest(platform: Row, engine: Row, run: Run) -> _Guest:
     backend = platform.get("backend")
     if backend == "qemu":
-        machine = engine.get("machine") or platform.get("machine") or QEMU_DEFAULT_MACHINE
+        given = engine.get("machine") or platform.get("machine")
+        machine = str(given) if given else QEMU_DEFAULT_MACHINE
     else:
-        machine = platform.get("machine") or engine.get("machine") or LIBVIRT_DEFAULT_MACHINE
+        given = platform.get("machine") or engine.get("machine")
+        machine = str(given) if given else LIBVIRT_DEFAULT_MACHINE
     df = run.frame
     mine = df.loc[df["platform"] == platform["name"], "accel"].drop_duplicates()
     accels = {a for a in mine if isinstance(a, str)}
-    accel = engine.get("accel") or (accels.pop() if len(accels) == 1 else None)
+    accel = text(engine.get("accel")) or (accels.pop() if len(accels) == 1 else None)
     # What the guest boots: its files, or the bench image (and its rootfs when known).
     boot = (
         platform.get("disk"),
@@ -173,16 +202,16 @@ def _guest(platform: Row, engine: Row, run: Run) -> dict[str, Any]:
     # addition is kept apart.
     used = str(engine.get("cmdline") or "").split()
     tsc = next((w for w in used if w.startswith(TSC_KEY)), None)
-    return {
-        "backend": backend,
-        "machine": machine,
-        "accel": accel,
-        "memory": platform.get("memory"),
-        "vcpus": platform.get("vcpus", 1),
-        "boot": boot,
-        "cmdline": platform.get("cmdline"),
-        "tsc_early_khz": tsc,
-    }
+    return _Guest(
+        backend=backend,
+        machine=machine,
+        accel=accel,
+        memory=platform.get("memory"),
+        vcpus=platform.get("vcpus", 1),
+        boot=boot,
+        cmdline=platform.get("cmdline"),
+        tsc_early_khz=tsc,
+    )
 
 
 def _failure_notes(frames: Frames, pair: Pair) -> list[str]:

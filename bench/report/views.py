@@ -6,19 +6,20 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from bench.model import kinds
-from bench.model.records import Row
+from bench.model.records import Row, obj, text
 from bench.model.units import count_of, format_bytes, format_seconds
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from bench.judge.summary import Density, SummaryRow
     from bench.plan.scenario import Scenario
 
 
 def summary_table(
-    rows: list[Row],
+    rows: list[SummaryRow],
     metadata: Row,
-    density: Mapping[str, Mapping[str, object]] | None = None,
+    density: Mapping[str, Density] | None = None,
 ) -> Table:
     from rich.table import Table
 
@@ -42,54 +43,75 @@ def summary_table(
     # Several hosts: each row says which (statistics never pool hosts).
     several = len({r.get("host") for r in rows}) > 1
     for r in spectrum_order(rows):
-        ok = r["samples"] - r["failures"]
+        samples, failures = _count(r, "samples"), _count(r, "failures")
+        ok = samples - failures
+        platform = str(r["platform"])
         t.add_row(
-            f"{r['platform']} @ {r.get('host')}" if several else r["platform"],
-            r["accel"] or "-",
+            f"{platform} @ {r.get('host')}" if several else platform,
+            str(r["accel"] or "-"),
             str(r["n"]),
-            f"[red]{ok}/{r['samples']}[/]" if r["failures"] else f"{ok}/{r['samples']}",
-            format_seconds(r["ready_p50_s"]),
-            format_seconds(r["ready_p95_s"]),
-            format_seconds(r["ready_max_s"]),
-            format_bytes(r["mem_host_per_instance_bytes"]),
-            format_bytes(r["mem_pss_per_instance_bytes"]),
-            format_bytes(r["mem_engine_per_instance_bytes"]),
-            format_bytes(r["disk_per_instance_bytes"]),
-            format_bytes(r["storage_per_instance_bytes"]),
+            f"[red]{ok}/{samples}[/]" if failures else f"{ok}/{samples}",
+            format_seconds(_statistic(r, "ready_p50_s")),
+            format_seconds(_statistic(r, "ready_p95_s")),
+            format_seconds(_statistic(r, "ready_max_s")),
+            format_bytes(_statistic(r, "mem_host_per_instance_bytes")),
+            format_bytes(_statistic(r, "mem_pss_per_instance_bytes")),
+            format_bytes(_statistic(r, "mem_engine_per_instance_bytes")),
+            format_bytes(_statistic(r, "disk_per_instance_bytes")),
+            format_bytes(_statistic(r, "storage_per_instance_bytes")),
         )
     notes = [
         "per instance (medians): mem host = drop of host MemAvailable; disk rw = its own "
         "writable layer/overlay; storage = growth of the engine's storage"
     ]
-    searches = metadata.get("searches") or {}
+    searches = obj(metadata.get("searches"))
     for platform, d in (density or {}).items():
         # Runs written before ramps existed all restarted from zero at every N.
-        mode = (searches.get(platform) or {}).get("mode", "restart")
+        mode = obj(searches.get(platform)).get("mode", "restart")
         notes.append(
             f"max density {platform}: {d['max_density']} ({mode} mode; "
             f"stopped by {d['limit']}: {d['limit_detail']})"
         )
-    errors = sorted({e for r in rows for e in r["errors"]})
+    errors = sorted({e for r in rows for e in _texts(r, "errors")})
     if errors:
         notes.append("failures: " + "; ".join(errors[:5]))
     t.caption = "\n".join(notes)
     return t
 
 
-def spectrum_order(rows: list[Row]) -> list[Row]:
+def _count(row: SummaryRow, key: str) -> int:
+    v = row[key]
+    return v if isinstance(v, int) else 0
+
+
+def _statistic(row: SummaryRow, key: str) -> float | None:
+    v = row[key]
+    return v if isinstance(v, int | float) else None
+
+
+def _texts(row: SummaryRow, key: str) -> list[str]:
+    v = row[key]
+    return v if isinstance(v, list) else []
+
+
+def spectrum_order(rows: list[SummaryRow]) -> list[SummaryRow]:
     """Summary rows with platforms from container to VM, as the report orders them; a
     kind's platforms, and each platform's rows, in the order they ran."""
     first: dict[str, int] = {}
     for i, r in enumerate(rows):
-        first.setdefault(r["platform"], i)
-    return sorted(rows, key=lambda r: (kinds.order(r.get("kind")), first[r["platform"]]))
+        first.setdefault(str(r["platform"]), i)
+    return sorted(rows, key=lambda r: (kinds.order(text(r.get("kind"))), first[str(r["platform"])]))
 
 
 def plan_table(scenario: Scenario) -> Table:
     from rich.table import Table
 
     t = Table(title=f"{scenario.name}: {scenario.description}".rstrip(": "))
-    for col in ("platform", "backend", "image", "memory", "counts", "repeat", "instances"):
+    # What ready means, when some platform waits for more than the default marker.
+    ready = {p.name: p.ready.describe(short=True) for p in scenario.platforms}
+    shown_ready = any(label != "BENCH_READY" for label in ready.values())
+    cols = ("platform", "backend", "image", "memory", "counts", "repeat", "instances")
+    for col in cols + (("ready",) if shown_ready else ()):
         t.add_column(col)
     total = 0
     searches = False
@@ -115,6 +137,7 @@ def plan_table(scenario: Scenario) -> Table:
             shown,
             str(scenario.repeat),
             f"<= {n}" if search is not None else str(n),
+            *((ready[p.name],) if shown_ready else ()),
         )
     steps = len(scenario.plan())
     t.caption = (

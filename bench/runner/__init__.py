@@ -113,6 +113,8 @@ class Runner:
         if self.ab is not None:
             return self._run_ab(*self.ab)
         sc = self.loaded.scenario
+        if sc.workloads is not None:
+            return self._run_interleaved()
         total = len(sc.plan())
         results: list[StepResult] = []
         for platform in self.platforms or sc.platforms:
@@ -128,6 +130,35 @@ class Runner:
                     continue  # refused: the policy has ended this platform's steps
                 results.append(result)
                 if policy.stops_run(result.failures):
+                    return results
+        return results
+
+    def _run_interleaved(self) -> list[StepResult]:
+        """A workload run: the platforms take turns, one step each (repeat-major), so a
+        host load that drifts over the run falls on every platform alike; the figures
+        are ratios between platforms. Every platform warms up first."""
+        sc = self.loaded.scenario
+        total = len(sc.plan())
+        platforms = self.platforms or sc.platforms
+        policies = {p.name: PlatformPolicy.of(sc, p) for p in platforms}
+        for p in platforms:
+            self._warm_up(p, policies[p.name])
+        turns = {p.name: policies[p.name].steps() for p in platforms}
+        results: list[StepResult] = []
+        while turns:
+            for p in platforms:
+                if p.name not in turns:
+                    continue
+                nxt = next(turns[p.name], None)
+                if nxt is None:
+                    del turns[p.name]
+                    continue
+                n, r = nxt
+                result = self._step(Step(platform=p, n=n, repeat=r), policies[p.name], total)
+                if result is None:
+                    continue  # refused: the policy has ended this platform's steps
+                results.append(result)
+                if policies[p.name].stops_run(result.failures):
                     return results
         return results
 
@@ -197,12 +228,7 @@ class Runner:
             return
         names = [f"{NAME_PREFIX}{self.run_id}-{platform.name}-w-{i}" for i in range(k)]
         launched = self._executor.new_step(
-            backend,
-            names,
-            self.run_id,
-            platform.name,
-            platform.ready.marker,
-            platform.ready.channel,
+            backend, names, self.run_id, platform.name, platform.ready
         )
         self.events.warmup_started(platform.name, k)
         try:
@@ -267,12 +293,7 @@ class Runner:
             instance_name(self.run_id, step.platform.name, index, i) for i in range(step.added)
         ]
         launched = self._executor.new_step(
-            backend,
-            names,
-            self.run_id,
-            step.platform.name,
-            step.platform.ready.marker,
-            step.platform.ready.channel,
+            backend, names, self.run_id, step.platform.name, step.platform.ready
         )
         if ramp is None:
             before = self._measurer.before(backend)

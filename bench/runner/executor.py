@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import heapq
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 
 from bench.backends.base import Backend, Instance
 from bench.machines.clock import Clock
-from bench.machines.console import CONSOLE, Console
 from bench.model.errors import first_line
+from bench.model.settings import ReadyRule
+from bench.runner.readiness import Prober, console_for
 
 # Teardown is not measured: it may use more parallel calls than launches do.
 TEARDOWN_WORKERS = 16
@@ -69,6 +71,8 @@ class LaunchedStep:
     backend: Backend
     launches: list[Launch]
     waiter: StepWait
+    # Probes and exit-status questions the step's ready rule needs (bench.runner.readiness).
+    prober: Prober
     pool: ThreadPoolExecutor | None = None
     start: float = 0.0  # the step's first launch call, on the runner's clock
 
@@ -86,22 +90,18 @@ class StepExecutor:
     _stalled: dict[int, str] = field(default_factory=dict)
 
     def new_step(
-        self,
-        backend: Backend,
-        names: list[str],
-        run_id: str,
-        platform: str,
-        marker: str,
-        channel: str = CONSOLE,
+        self, backend: Backend, names: list[str], run_id: str, platform: str, ready: ReadyRule
     ) -> LaunchedStep:
         waiter = StepWait(self.clock)
         launches = []
         for name in names:
-            console = Console(marker, clock=self.clock.now, channel=channel)
+            console = console_for(ready, self.clock.now)
             launch = Launch(Instance(name=name, run_id=run_id, platform=platform, console=console))
             console.on_change = functools.partial(waiter.wake, launch)
             launches.append(launch)
-        return LaunchedStep(backend, launches, waiter)
+        return LaunchedStep(
+            backend, launches, waiter, Prober(ready, backend, self.clock, len(names))
+        )
 
     def launch(self, step: LaunchedStep) -> None:
         step.start = self.clock.now()
@@ -123,6 +123,7 @@ class StepExecutor:
         # call returns (below), which saves N context switches on the hot path.
         now = self.clock.now
         launch.launch_at = now()
+        launch.inst.launch_wall_ns = time.time_ns()
         try:
             backend.create(launch.inst)
             launch.created_at = now()
@@ -157,15 +158,21 @@ class StepExecutor:
                         continue
                     if launch.error or launch.inst.console.done:
                         finish(launch)
-                    elif launch.launch_at is not None and not launch.deadline_set:
+                        continue
+                    if launch.launch_at is not None and not launch.deadline_set:
                         launch.deadline_set = True
                         heapq.heappush(deadlines, (launch.launch_at + timeout, id(launch), launch))
+                    if launch.launch_at is not None:
+                        step.prober.changed(
+                            launch.inst, launch.launch_at, launch.started_at, timeout
+                        )
                 t = now()
                 while deadlines and deadlines[0][0] <= t:
                     launch = heapq.heappop(deadlines)[2]
                     if not launch.done:
                         finish(launch)
                 if not pending:
+                    step.prober.stop()
                     return
                 # Instances still in their launch call wake us when it returns.
                 if not waiter.changed:
@@ -177,6 +184,7 @@ class StepExecutor:
         if step.pool is not None:
             with self.clock.idle():
                 step.pool.shutdown(wait=True)
+        step.prober.join()
 
     def teardown(self, step: LaunchedStep) -> float:
         """Destroy the step's instances (one retry); returns the seconds it took."""
@@ -190,6 +198,8 @@ class StepExecutor:
                 # Launches still in flight finish first: nothing is created after teardown.
                 with self.clock.idle():
                     step.pool.shutdown(wait=True, cancel_futures=True)
+            # Nor is anything probed once it is being destroyed.
+            step.prober.join()
         start = self.clock.now()
         workers = max(self.concurrency, TEARDOWN_WORKERS)
         for _ in range(2):  # one retry: a busy engine (409)

@@ -29,6 +29,7 @@ from bench.model.records import (
     split_extras,
 )
 from bench.plan.scenario import Step
+from bench.runner import readiness
 from bench.runner.executor import Launch, LaunchedStep
 from bench.runner.policy import Refusal
 
@@ -114,11 +115,13 @@ def sample_row(
             error, failure = "never launched", "launch"
         elif unfinished:
             error, failure = unfinished, "interrupted"
+        elif console.failed_reason is not None:
+            error, failure = console.failed_reason, "probe"
         elif exited:
-            error = f"{console.closed_reason} before {console.awaited}"
-            failure = "exited"
+            error, failure = readiness.not_ready_reason(console, timeout, exited=True), "exited"
         else:
-            error, failure = f"no {console.awaited} within {timeout:g}s", "timeout"
+            error = readiness.not_ready_reason(console, timeout, exited=False)
+            failure = "timeout"
     guest_uptime = _float(console.fields.get("uptime"))
     return Sample(
         **head,
@@ -138,6 +141,10 @@ def sample_row(
         guest_uptime_s=guest_uptime if kinds.own_kernel(head["kind"]) else None,
         guest_kernel=console.fields.get("kernel"),
         marker_fields=console.fields,
+        ready_kind=console.kind,
+        exit_code=console.exit_code,
+        ready_probes=console.probes or None,
+        ready_window_s=console.probe_window_s,
         console_tail=None if ok else console.tail(),
         **phases.console_fields(list(console.lines), console.first_byte_at, console.instants, t0),
         # What the backend and the measurer found: declared fields or extras.

@@ -297,3 +297,20 @@ def test_bench_clean_finds_a_runs_leftovers_on_the_hosts_its_scenario_names(tmp_
     finally:
         purge_docker2(run_id)
         client.close()
+
+
+def test_the_second_dockerd_leaves_the_hosts_network_alone(lab):
+    """A dockerd started with `--bridge none` deletes the link named docker0 when it starts;
+    in the host's namespace that was the first dockerd's default bridge (a lab host's own,
+    with Docker CE): every `network: bridge` start then failed with "could not find bridge
+    docker0". The lab's second dockerd runs in a network namespace of its own."""
+    import docker
+
+    pid = int(Path("/run/docker2.pid").read_text().strip())
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/1/ns/net")
+    client = docker.from_env(timeout=30)
+    try:
+        bridge = client.networks.get("bridge").attrs["Options"]["com.docker.network.bridge.name"]
+    finally:
+        client.close()
+    assert Path("/sys/class/net", bridge).exists(), f"the first dockerd's bridge {bridge} is gone"

@@ -1,0 +1,56 @@
+"""One probe from this host into an instance's address: does a TCP port accept a
+connection, does an HTTP GET on a path answer a status. One attempt each, bounded by a
+short timeout, through the standard library's sockets and http.client (never a shell,
+never a process); bench.runner.readiness retries them until the instance is ready.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from dataclasses import dataclass
+
+# A response body is never read: the status line decides.
+
+
+@dataclass(frozen=True)
+class Answer:
+    ok: bool
+    # What the attempt saw, as a phrase for a failure's reason: "port 8080 refused",
+    # "HTTP 503 on /health".
+    seen: str
+
+
+def _failed(port: int, e: OSError, timeout: float) -> Answer:
+    if isinstance(e, ConnectionRefusedError):
+        return Answer(False, f"port {port} refused")
+    if isinstance(e, TimeoutError):
+        return Answer(False, f"port {port} did not answer within {timeout:g}s")
+    return Answer(False, f"port {port}: {e.strerror or type(e).__name__}")
+
+
+def tcp(host: str, port: int, timeout: float, shown: int | None = None) -> Answer:
+    """Whether `port` at `host` accepts a connection (closed again at once). `shown`:
+    the port as the user named it (inside the instance), when `port` is forwarded."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return Answer(True, f"port {shown or port} accepted a connection")
+    except OSError as e:
+        return _failed(shown or port, e, timeout)
+
+
+def http_status(
+    host: str, port: int, path: str, status: int, timeout: float, shown: int | None = None
+) -> Answer:
+    """Whether GET `path` on `port` at `host` answers `status` (`shown`: as for tcp)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close", "User-Agent": "bench"})
+        got = conn.getresponse().status
+    except OSError as e:
+        return _failed(shown or port, e, timeout)
+    except http.client.HTTPException as e:
+        return Answer(False, f"port {shown or port} answered no HTTP ({type(e).__name__})")
+    finally:
+        conn.close()
+    return Answer(got == status, f"HTTP {got} on {path}")
