@@ -307,7 +307,12 @@ def test_libvirt_gets_a_serial_of_target_isa_debug_at_0xe9_only_when_asked():
 
 
 def test_an_image_built_with_another_init_is_rebuilt_or_refused(monkeypatch, tmp_path):
-    manifest = {"rootfs_sha256": "a", "kernel_release": "k", "init_sha256": "old"}
+    manifest = {
+        "rootfs_sha256": "a",
+        "kernel_release": "k",
+        "init_sha256": "old",
+        "pvh_kernel": False,
+    }
     art = images.VmArtifacts(tmp_path / "k", tmp_path / "i", LOG_CMDLINE, manifest)  # type: ignore[arg-type]
     fresh = images.VmArtifacts(
         tmp_path / "k",
@@ -336,11 +341,11 @@ def test_an_image_built_with_another_init_is_rebuilt_or_refused(monkeypatch, tmp
 
     port = settings(ready=settings().ready.model_copy(update={"channel": "debugcon"}))
     said: list[str] = []
-    with pytest.raises(MissingImage, match="its init is an older bench's: run `bench images"):
+    with pytest.raises(MissingImage, match="an older bench built it: run `bench images"):
         resolve_boot(port, Here(), False, said.append)  # type: ignore[arg-type]
     boot = resolve_boot(port, Here(), True, said.append)  # type: ignore[arg-type]
     assert built == ["busybox"] and boot.kernel is not None
-    assert said == ["rebuilding the bench VM image 'busybox' (its init is an older bench's)..."]
+    assert said == ["rebuilding the bench VM image 'busybox' (an older bench built it)..."]
     # Built by this bench: used as it is, whatever the channel.
     resolve_boot(settings(), Here(), True, said.append)  # type: ignore[arg-type]
     resolve_boot(port, Here(), False, said.append)  # type: ignore[arg-type]

@@ -160,11 +160,19 @@ class BootSource:
 
 
 def resolve_boot(
-    s: GuestSettings, host: Host, build_missing: bool, say: Callable[[str], None]
+    s: GuestSettings,
+    host: Host,
+    build_missing: bool,
+    say: Callable[[str], None],
+    pvh: bool | None = False,
 ) -> BootSource:
     """Where the guest boots from: its disk, or its kernel and initramfs, building the
     bench pair on first use. A remote hypervisor boots files of its own machine: the
-    same paths there, copied from this one's cache when missing or different."""
+    same paths there, copied from this one's cache when missing or different.
+
+    `pvh`: the bench image's kernel is booted uncompressed by its PVH entry (True), as
+    a bzImage through the firmware and its own decompressor (False), or the first when
+    the image has one (None)."""
     allocated = host.allocated_bytes
     if s.disk:
         return BootSource({"boot": "disk", "image": str(s.disk), "image_bytes": allocated(s.disk)})
@@ -182,9 +190,12 @@ def resolve_boot(
     # An image built by an older bench boots an older init: one from before the debug
     # port's byte would never be ready on that channel. Rebuilt, for every platform
     # alike (they share the files).
-    stale = art is not None and art.manifest.get("init_sha256") != images.init_sha256()
+    # One from before the PVH kernel was extracted likewise.
+    stale = art is not None and (
+        art.manifest.get("init_sha256") != images.init_sha256() or "pvh_kernel" not in art.manifest
+    )
     if art is None or stale:
-        why = "its init is an older bench's" if stale else "not built"
+        why = "an older bench built it" if stale else "not built"
         if not build_missing:
             raise MissingImage(f"VM image {s.image!r}: {why}: run `bench images build`")
         say(
@@ -193,18 +204,25 @@ def resolve_boot(
             else f"building the bench VM image {s.image!r} (first use on this host)..."
         )
         art = images.build_rootfs(s.image)
-    for path in (art.kernel, art.initrd):
+    if pvh and art.pvh_kernel is None:
+        raise MissingImage(
+            f"VM image {s.image!r}: its kernel has no PVH entry bench can extract (an "
+            "xz-compressed bzImage with CONFIG_PVH): set pvh: false to boot the bzImage"
+        )
+    kernel = art.pvh_kernel if pvh is not False and art.pvh_kernel else art.kernel
+    for path in (kernel, art.initrd):
         if host.ensure_copy(path, path):  # a no-op on this machine
             say(f"copied {path} to {host.key}")
     return BootSource(
         {
             "boot": "kernel",
             "image": s.image,
-            "image_bytes": allocated(art.kernel) + allocated(art.initrd),
+            "image_bytes": allocated(kernel) + allocated(art.initrd),
             "rootfs_sha256": art.manifest.get("rootfs_sha256"),
             "guest_kernel": art.manifest.get("kernel_release"),
+            "kernel_entry": "pvh" if kernel != art.kernel else "bzimage",
         },
-        (art.kernel, art.initrd, boot_cmdline(s.cmdline or art.cmdline, s)),
+        (kernel, art.initrd, boot_cmdline(s.cmdline or art.cmdline, s)),
     )
 
 

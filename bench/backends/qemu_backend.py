@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, model_validator
 
 from bench.backends.base import (
     NAME_PREFIX,
@@ -77,6 +77,7 @@ from bench.model.errors import BenchError, EngineUnavailable, first_line
 from bench.model.owner import owner_labels, pid_alive
 from bench.model.paths import state_dir
 from bench.model.records import Facts, text
+from bench.model.settings import KeyedValueError
 
 if TYPE_CHECKING:
     from qemu.qmp import QMPClient
@@ -109,6 +110,28 @@ class QemuSettings(GuestSettings):
     machine: Literal["microvm", "q35", "pc"] = Field(
         "microvm", description="microvm: no PCI or firmware (Firecracker's design); q35, pc"
     )
+    pvh: bool | None = Field(
+        None,
+        description="boot the bench image's kernel uncompressed by its PVH entry, with "
+        "no firmware or decompressor, as Firecracker does (default: on microvm); false: "
+        "the bzImage through the firmware",
+    )
+
+    @model_validator(mode="after")
+    def _pvh_for_the_bench_image(self) -> QemuSettings:
+        if self.pvh and (self.kernel or self.disk):
+            raise KeyedValueError(
+                "pvh",
+                "applies to the bench image's kernel: give your own uncompressed vmlinux "
+                "as kernel: instead (QEMU boots an ELF with a PVH note that way)",
+            )
+        return self
+
+    def boots_pvh(self) -> bool | None:
+        """resolve_boot's `pvh`: as set, else microvm's default (when the image has it)."""
+        if self.pvh is not None:
+            return self.pvh
+        return None if self.machine == "microvm" else False
 
 
 # -- files of one instance -----------------------------------------------------------
@@ -517,7 +540,9 @@ class QemuBackend(Backend):
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> Facts:
-        self._boot = resolve_boot(self.settings, self.host, build_missing, say)
+        self._boot = resolve_boot(
+            self.settings, self.host, build_missing, say, pvh=self.settings.boots_pvh()
+        )
         self.accel, accel_detail = self.resolve_accel(
             on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
         )
