@@ -361,6 +361,11 @@ class PlatformBase(Model):
         max_length=512,
         description="the machine its engine runs on: a name from hosts:, or an address",
     )
+    optional: bool = Field(
+        False,
+        description="true: when this host cannot run it (its engine, runtime or image is "
+        "missing or refused), the run goes on without it and stores why",
+    )
 
     _check_name = field_validator("name")(check_name)
 

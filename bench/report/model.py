@@ -280,6 +280,9 @@ def _notes(model: ReportModel) -> list[str]:
         notes.append(f"run {run_id}: {text}" if model.multi else text)
     for r in model.frames.runs:
         notes += r.notes
+        prefix = f"run {r.run_id}: " if model.multi else ""
+        for slot, why in r.part("left_out").items():
+            notes.append(f"{prefix}platform {slot} was not run (optional, this host cannot): {why}")
         if r.status != "complete":
             notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")
     return notes
