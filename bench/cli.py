@@ -11,6 +11,7 @@ way; more repeats or baseline runs would decide), 130 interrupted.
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import os
 import sys
@@ -712,6 +713,17 @@ for _typer in (app, images_app):
 
 
 def main() -> None:
+    try:
+        _main()
+    finally:
+        # The process ends here. Its last garbage collections, as the interpreter
+        # shuts down, walk every object it made (about 70,000 after a `bench run`):
+        # 0.15-0.4 s of its wall time here, for memory the OS takes back anyway. Frozen,
+        # they are skipped; files are still flushed and closed, atexit handlers still run.
+        gc.freeze()
+
+
+def _main() -> None:
     # Typer handles its own usage errors (exit 2); bench's expected errors are one line.
     try:
         app()
