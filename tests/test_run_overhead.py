@@ -22,11 +22,12 @@ NOT_ON_THE_RUN_PATH = ("pandas", "matplotlib", "scipy", "paramiko", "invoke", "a
 
 
 def loaded_after(code: str) -> set[str]:
-    """The top-level packages in sys.modules after `code` ran in a fresh interpreter."""
+    """The modules, and their top-level packages, in sys.modules after `code` ran in a
+    fresh interpreter."""
     probe = textwrap.dedent(code) + textwrap.dedent(
         """
         import json, sys
-        print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+        print(json.dumps(sorted({*sys.modules, *(m.split(".")[0] for m in sys.modules)})))
         """
     )
     p = subprocess.run(
@@ -107,8 +108,29 @@ def test_a_run_loads_neither_the_report_libraries_nor_the_ssh_stack(tmp_path: Pa
             main()
         except SystemExit as e:
             assert not e.code, e.code
+        import gc
+        # main() defers collection during start-up only; the run itself collects.
+        assert gc.isenabled() and gc.get_freeze_count() > 10_000
         """
     )
     assert "bench" in loaded and "typer" in loaded  # the run did happen in this process
     assert not loaded & set(NOT_ON_THE_RUN_PATH), loaded & set(NOT_ON_THE_RUN_PATH)
+    assert "rich.progress" not in loaded  # its output is a pipe: no bars to draw
     assert (tmp_path / "r").is_dir()
+
+
+def test_every_other_command_collects_garbage_as_ever(tmp_path: Path):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: v\ncounts: [1]\nplatforms:\n  - {name: a, backend: fake}\n")
+    loaded_after(
+        f"""
+        import gc, sys
+        from bench.cli import main
+        sys.argv = ["bench", "validate", "--offline", {str(scenario)!r}]
+        try:
+            main()
+        except SystemExit as e:
+            assert not e.code, e.code
+        assert gc.isenabled()
+        """
+    )
