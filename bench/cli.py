@@ -727,14 +727,15 @@ def main() -> None:
     # Start-up makes most of the objects a process keeps (modules, classes, pydantic
     # schemas: about 70,000 after `bench run`'s imports); collecting while they are
     # made walks the same ones again and again, 30-50 ms of `bench run`'s start-up
-    # here. Collection resumes once a command is chosen (`bench run`: after its imports).
+    # here (more on a loaded host). Collection resumes once a command is chosen
+    # (`bench run`: after its imports).
     gc.disable()
     try:
         _main()
     finally:
         # The process ends here. Its last garbage collections, as the interpreter
         # shuts down, walk every object it made (about 70,000 after a `bench run`):
-        # 0.15-0.4 s of its wall time here, for memory the OS takes back anyway. Frozen,
+        # 0.2-0.5 s of its wall time here, for memory the OS takes back anyway. Frozen,
         # they are skipped; files are still flushed and closed, atexit handlers still run.
         gc.freeze()
 
