@@ -228,6 +228,16 @@ class FakeBackend(Backend):
                 },
             }
             return ExecResult(0, json.dumps(doc).encode(), b"")
+        if "sockperf ping-pong" in script:
+            # sockperf's printout, microseconds: a round trip of 1/rate seconds.
+            rtt_us = 1e6 / rate
+            out = (
+                "sockperf: == version #3.7-fake == \n"
+                "sockperf: Total 1000 observations; each percentile contains 10.00 observations\n"
+                f"sockperf: ---> percentile 99.000 = {rtt_us * 3:.3f}\n"
+                f"sockperf: ---> percentile 50.000 = {rtt_us:.3f}\n"
+            )
+            return ExecResult(0, out.encode(), b"")
         if "fio " in script:
             job = {"iops": rate, "bw_bytes": rate * 4096, "io_bytes": 4096}
             doc = {"fio version": "fio-fake", "jobs": [{"read": job, "write": {"io_bytes": 0}}]}
@@ -305,7 +315,7 @@ class FakeBackend(Backend):
         return server.address
 
     def host_address(self, inst: Instance) -> str | None:
-        return None  # its iperf3 is a fake (run_in): no host-side server to talk to
+        return None  # its iperf3 and sockperf are fakes (run_in): no host-side server
 
     def exit_code(self, inst: Instance) -> int | None:
         with self._lock:

@@ -3,9 +3,10 @@
 After an instance is ready, each workload the scenario chooses (its `workloads:` block)
 runs inside it to its end, one after another, through the backend's `run_in` (docker
 and podman exec, native: nsenter into its chroot, qemu and libvirt: the workloads
-image's init runs what bench writes on the serial console). The tools are Debian's stress-ng and
-fio, packed with their libraries into the `workloads` bench image, so a container, a
-native chroot and a VM run identical bytes; bench writes no benchmark kernel of its own.
+image's init runs what bench writes on the serial console). The tools are Debian's
+stress-ng, fio, iperf3 and sockperf, packed with their libraries into the `workloads`
+bench image, so a container, a native chroot and a VM run identical bytes; bench writes
+no benchmark kernel of its own.
 One fresh instance per repeat (the scenario's `repeat`) keeps repeats independent.
 
 Each tool is a plug-in here (`Tool`: the argv it adds, the parser of its
@@ -31,6 +32,7 @@ import contextlib
 import ipaddress
 import json
 import random
+import re
 import shlex
 import shutil
 import socket
@@ -85,6 +87,9 @@ class Tool(ABC):
     # A network tool talks to a server bench runs on this host (HostServer); its args
     # hold {host} and {port}, filled in per run.
     needs_server: ClassVar[bool] = False
+    # A tool with no result-file option prints its result: its stdout and stderr become
+    # the result (the parser then also sees its error lines).
+    result_on_stdout: ClassVar[bool] = False
 
     @abstractmethod
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
@@ -97,6 +102,14 @@ class Tool(ABC):
     def prelude(self, port: int, duration_s: float) -> str:
         """Shell run inside the instance before the tool (a server of its own)."""
         return ""
+
+    def postlude(self) -> str:
+        """Shell run inside the instance after the tool (stops the prelude's server)."""
+        return ""
+
+    def server_argv(self, address: str, port: int) -> list[str]:
+        """The host-side server a `needs_server` tool talks to (HostServer runs it)."""
+        raise NotImplementedError(f"{self.name} needs no server")
 
 
 def _num(value: object) -> float | None:
@@ -253,6 +266,9 @@ class Iperf3(Tool):
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
         return ["iperf3", *args, "-t", f"{duration_s:g}", "-J", "--logfile", RESULT]
 
+    def server_argv(self, address: str, port: int) -> list[str]:
+        return ["iperf3", "-s", "-B", address, "-p", str(port)]
+
     def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
         doc = json.loads(raw.decode("utf-8", "replace"))
         if not isinstance(doc, dict):
@@ -302,7 +318,84 @@ class Iperf3Loopback(Iperf3):
         )
 
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (StressNg(), Fio(), Iperf3(), Iperf3Loopback())}
+class Sockperf(Tool):
+    """sockperf's ping-pong client (TCP) inside the instance: one message of its minimum
+    size (14 bytes) in flight at a time, each answered by bench's sockperf server on
+    this host (HostServer), at the address iperf3's server would have. `--full-rtt`:
+    the round trip itself (sockperf otherwise reports half of it). Its percentiles are
+    printed, not written to a file: stdout is the result. sockperf exits 0 even when it
+    cannot connect, so a result without percentiles is an error, with its ERROR line."""
+
+    name = "sockperf"
+    needs_server = True
+    result_on_stdout = True
+    # -f reads a list of connections from a file; --full-log writes every message's
+    # times to one (megabytes in 5 s); the VMA options load another library.
+    refused = ("f", "file", "full-log", "daemonize", "load-vma", "vmazcopyread")
+    ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+    PERCENTILE = re.compile(r"---> percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
+    FIGURES: ClassVar[dict[str, str]] = {"50.000": "rtt_p50_s", "99.000": "rtt_p99_s"}
+
+    def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
+        return ["sockperf", "ping-pong", "--tcp", *args, "-t", f"{duration_s:g}", "--full-rtt"]
+
+    def server_argv(self, address: str, port: int) -> list[str]:
+        return ["sockperf", "server", "--tcp", "-i", address, "-p", str(port)]
+
+    def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
+        text = self.ESCAPE.sub("", raw.decode("utf-8", "replace"))
+        errors = [ln.split("ERROR:", 1)[1].strip() for ln in text.splitlines() if "ERROR:" in ln]
+        percentiles = {m.group(1): float(m.group(2)) for m in self.PERCENTILE.finditer(text)}
+        figures = [
+            # sockperf prints microseconds; bench's figures are in seconds.
+            WorkloadFigure(figure=name, value=percentiles[p] / 1e6, unit="s", worse="higher")
+            for p, name in self.FIGURES.items()
+            if p in percentiles
+        ]
+        if not figures:
+            raise ValueError(
+                f"sockperf: {errors[0]}" if errors else "sockperf printed no percentiles"
+            )
+        diagnostics: dict[str, float | str] = {}
+        for key, pattern, scale in (
+            ("rtt_mean_s", r"avg-rtt=\s*([0-9.]+)", 1e-6),
+            ("rtt_max_s", r"<MAX> observation\s*=\s*([0-9.]+)", 1e-6),
+            ("observations", r"Total (\d+) observations", 1.0),
+            ("valid_s", r"\[Valid Duration\] RunTime=([0-9.]+) sec", 1.0),
+        ):
+            m = re.search(pattern, text)
+            if m:
+                diagnostics[key] = float(m.group(1)) * scale
+        m = re.search(r"== version #(\S+)", text)
+        if m:
+            diagnostics["sockperf_version"] = m.group(1)
+        return figures, diagnostics
+
+
+class SockperfLoopback(Sockperf):
+    """sockperf's server and client in the same instance, over its loopback (the
+    instance's own network stack, as iperf3-loopback). sockperf's server has no
+    one-off mode: it is bounded by `timeout` and killed once the client is done."""
+
+    name = "sockperf-loopback"
+    needs_server = False
+    LISTEN_PAUSE_S = 1
+
+    def prelude(self, port: int, duration_s: float) -> str:
+        server = self.server_argv("127.0.0.1", port)
+        return (
+            f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(server)} "
+            f">/dev/null 2>&1 & server=$!; sleep {self.LISTEN_PAUSE_S}; "
+        )
+
+    def postlude(self) -> str:
+        return "kill $server 2>/dev/null; "
+
+
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in (StressNg(), Fio(), Iperf3(), Iperf3Loopback(), Sockperf(), SockperfLoopback())
+}
 # A port for an in-instance server: above the usual ephemeral range's start on no
 # particular service; random so that two instances sharing a host's loopback (native)
 # do not meet.
@@ -310,27 +403,32 @@ LOOPBACK_PORTS = (20000, 29999)
 
 
 class HostServer:
-    """An iperf3 server on this host, bound to the one address the instance reaches (never
-    0.0.0.0: a lab host's other interfaces stay closed), on a free port bench picks,
-    stopped when the run ends (a context manager). The host's iperf3 serves; the client
-    is the packed one (the protocol is the same across 3.x)."""
+    """A network tool's server on this host (iperf3's or sockperf's: Tool.server_argv),
+    bound to the one address the instance reaches (never 0.0.0.0: a lab host's other
+    interfaces stay closed), on a free port bench picks, stopped when the run ends (a
+    context manager). The host's tool serves; the client is the packed one (iperf3's
+    protocol is the same across 3.x, sockperf's is the same Debian version)."""
 
     LISTEN_WAIT_S = 5.0
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tool: Tool | None = None) -> None:
         self.address = address
+        self.tool = tool if tool is not None else TOOLS["iperf3"]
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> HostServer:
-        exe = shutil.which("iperf3")
+        argv = self.tool.server_argv(self.address, 0)
+        exe = shutil.which(argv[0])
         if exe is None:
-            raise OSError("network workloads need iperf3 on this host (apt-get install iperf3)")
+            raise OSError(
+                f"network workloads need {argv[0]} on this host (apt-get install {argv[0]})"
+            )
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((self.address, 0))
             self.port = s.getsockname()[1]
         self._proc = subprocess.Popen(
-            [exe, "-s", "-B", self.address, "-p", str(self.port)],
+            [exe, *self.tool.server_argv(self.address, self.port)[1:]],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -340,7 +438,7 @@ class HostServer:
         while not listening(self.address, self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.__exit__()
-                raise OSError(f"iperf3 -s did not listen on {self.address}:{self.port}")
+                raise OSError(f"{argv[0]} did not listen on {self.address}:{self.port}")
             time.sleep(0.05)
         return self
 
@@ -405,6 +503,16 @@ BUILTIN: dict[str, Builtin] = {
         ("-c", "127.0.0.1", "-p", "{port}"),
         "TCP throughput over the instance's own loopback (its network stack)",
     ),
+    "latency": Builtin(
+        "sockperf",
+        ("-i", "{host}", "-p", "{port}"),
+        "TCP request/response round trip instance -> host, p50 and p99 (sockperf ping-pong)",
+    ),
+    "latency-loopback": Builtin(
+        "sockperf-loopback",
+        ("-i", "127.0.0.1", "-p", "{port}"),
+        "TCP request/response round trip over the instance's own loopback",
+    ),
 }
 
 
@@ -412,14 +520,22 @@ def needs_network(tool: str | None) -> bool:
     return tool in TOOLS and TOOLS[tool].needs_server
 
 
-def command(tool_argv: list[str], duration_s: float, prelude: str = "") -> list[str]:
+def command(
+    tool_argv: list[str],
+    duration_s: float,
+    prelude: str = "",
+    postlude: str = "",
+    result_on_stdout: bool = False,
+) -> list[str]:
     """What runs inside the instance: the tool bounded by busybox `timeout`, its
     human-readable output to a file (its last lines on stderr when it fails), then its
-    result file on stdout, whatever the engine's exec does with the two streams."""
+    result file on stdout, whatever the engine's exec does with the two streams. A tool
+    that prints its result (`result_on_stdout`) prints it into the result file."""
+    out = RESULT if result_on_stdout else OUTPUT
     body = (
         f"cd /tmp; rm -f {RESULT}; {prelude}"
-        f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(tool_argv)} >{OUTPUT} 2>&1; "
-        f"rc=$?; [ $rc -eq 0 ] || tail -n 5 {OUTPUT} >&2; cat {RESULT} 2>/dev/null; "
+        f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(tool_argv)} >{out} 2>&1; "
+        f"rc=$?; {postlude}[ $rc -eq 0 ] || tail -n 5 {out} >&2; cat {RESULT} 2>/dev/null; "
         f"rm -f {RESULT} {OUTPUT} {FIO_FILE}; exit $rc"
     )
     return ["/bin/sh", "-c", body]
@@ -450,14 +566,20 @@ def run_workload(
             address = backend.host_address(inst)
             # None: the backend's tools are fakes and need no server (the fake backend).
             if address is not None:
-                server = HostServer(address)
+                server = HostServer(address, tool)
         with server as s:
             port = s.port if s is not None else random.randint(*LOOPBACK_PORTS)
             host = s.address if s is not None else "127.0.0.1"
             args = [a.replace("{host}", host).replace("{port}", str(port)) for a in args]
             argv = tool.argv(name, args, duration_s)
             base["argv"] = argv
-            job = command(argv, duration_s, tool.prelude(port, duration_s))
+            job = command(
+                argv,
+                duration_s,
+                tool.prelude(port, duration_s),
+                tool.postlude(),
+                tool.result_on_stdout,
+            )
             start = clock()
             # The answer's wait: the tool's own bound, and slack for a slow console.
             done = backend.run_in(inst, job, duration_s + GRACE_S + 30)

@@ -69,12 +69,14 @@ class Launch(Model):
 
 class WorkloadSpec(Model):
     """One workload of a scenario's `workloads.run`: a built-in name (cpu, stream,
-    syscall, switch, randread, randwrite, tcp, tcp-loopback), or a name with its own
-    tool: and args:."""
+    syscall, switch, randread, randwrite, tcp, tcp-loopback, latency, latency-loopback),
+    or a name with its own tool: and args:."""
 
     name: str = Field(description="a built-in workload, or a name of your own with tool:")
     tool: str | None = Field(
-        None, description="stress-ng, fio, iperf3 or iperf3-loopback (default: the built-in's)"
+        None,
+        description="stress-ng, fio, iperf3, iperf3-loopback, sockperf or sockperf-loopback "
+        "(default: the built-in's)",
     )
     args: list[str] | None = Field(
         None, description="the tool's arguments (its time and output flags are bench's)"
