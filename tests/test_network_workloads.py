@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from bench.backends.base import ExecResult
 from bench.measurements import workloads as wl
 from bench.model.errors import ScenarioError
 from bench.plan.scenario import parse_scenario
@@ -351,3 +352,92 @@ def test_latency_ratios_and_the_overhead_row_on_the_fake_backend():
     assert any(r["figure"] == "rtt_p99_s (lower is better)" for r in rows)
     cells = report_wl.overhead_cells(section, {"runc": 1})
     assert cells["runc"] == "CPU 0.80, latency 1.25 (N=1, n=3)"
+
+
+def test_peer_workloads_need_pairs_and_a_network():
+    base = "name: t\n{counts}workloads: {{run: [tcp-peer]}}\nplatforms:\n{platform}"
+    bridge = "  - {name: r, backend: docker, image: w, network: b}\n"
+    with pytest.raises(ScenarioError, match=r"tcp-peer run between two instances .* counts: \[2\]"):
+        parse_scenario(base.format(counts="", platform=bridge))
+    with pytest.raises(ScenarioError, match="tcp-peer need a network"):
+        none = "  - {name: r, backend: docker, image: w}\n"
+        parse_scenario(base.format(counts="counts: [2]\n", platform=none))
+    sc = parse_scenario(base.format(counts="counts: [2]\n", platform=bridge))
+    assert sc.workloads is not None and sc.workloads.run[0].tool == "iperf3-peer"
+    assert wl.needs_network("iperf3-peer") and wl.needs_peer("sockperf-peer")
+    # The peer's iperf3 server serves one client and exits.
+    assert wl.TOOLS["iperf3-peer"].server_argv("10.0.0.2", 7) == [
+        "iperf3",
+        "-s",
+        "-B",
+        "10.0.0.2",
+        "-p",
+        "7",
+        "-1",
+    ]
+
+
+def test_a_pair_runs_its_workloads_in_the_first_instance_only():
+    _, sink, _ = run_fake(
+        FAKE.replace("repeat: 3", "repeat: 2\ncounts: [2]").replace(
+            "[cpu, stream, randread, tcp]", "[tcp-peer, latency-peer]"
+        )
+    )
+    by_step: dict[tuple, list[list]] = {}
+    for s in sink.samples:
+        by_step.setdefault((s["platform"], s["repeat"]), []).append(
+            (s.get("extras") or {}).get("workloads")
+        )
+    assert len(by_step) == 6
+    for runs in by_step.values():
+        # Two instances per step: one client (both workloads), one server (none).
+        assert sorted(len(r or []) for r in runs) == [0, 2]
+    section = report_wl.build("net", sink.samples)
+    assert section is not None
+    tcp = {r.platform: r for r in section.rows if r.workload == "tcp-peer"}
+    assert tcp["runc"].n == 2 and tcp["runc"].ratio == pytest.approx(0.8, rel=0.03)
+
+
+class PairBackend:
+    """A backend stand-in for PeerServer: the server's run_in blocks until the kill
+    command comes, as a server in a real instance does; every call is recorded."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.calls: list[str] = []
+        self.killed = threading.Event()
+
+    def instance_address(self, inst):
+        return "10.0.0.2"
+
+    def run_in(self, inst, argv, timeout_s=60.0):
+        script = argv[-1]
+        self.calls.append(f"{inst}: {script}")
+        if "exec timeout" in script:
+            self.started = True
+            self.killed.wait(timeout_s)
+            return ExecResult(137, b"", b"")
+        if script.startswith("cat "):
+            return ExecResult(0 if getattr(self, "started", False) else 1, b"42\n", b"")
+        if script.startswith("kill "):
+            self.killed.set()
+        return ExecResult(0, b"", b"")
+
+
+def test_the_peer_server_starts_before_the_client_and_is_killed_after(monkeypatch):
+    monkeypatch.setattr(wl.PeerServer, "LISTEN_PAUSE_S", 0.0)
+    backend = PairBackend()
+    with wl.PeerServer(backend, "peer", wl.TOOLS["sockperf-peer"], 2) as server:
+        assert server.address == "10.0.0.2" and server.port in range(20000, 30000)
+        backend.calls.append("client")
+        assert not backend.killed.is_set()
+    assert backend.killed.is_set() and server._thread is None
+    serve = next(c for c in backend.calls if "exec timeout" in c)
+    assert serve.startswith("peer: ") and (
+        f"timeout -s KILL {2 + wl.GRACE_S} sockperf server --tcp -i 10.0.0.2 -p {server.port}"
+        in serve
+    )
+    kinds = [c.split(": ", 1)[-1].split()[0] for c in backend.calls]
+    assert kinds.index("client") < kinds.index("kill")
+    assert kinds[-1] == "kill"

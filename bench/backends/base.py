@@ -341,6 +341,11 @@ class Backend(ABC):
         tools are fakes that need no server."""
         raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
 
+    def instance_address(self, inst: Instance) -> str | None:
+        """The address other instances of its network reach a ready instance at (a peer
+        workload's server listens there, bound to it only). None: fake tools, no server."""
+        raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
+
     def exit_code(self, inst: Instance) -> int | None:
         """The exit status of an instance whose console ended (ready: exit), as its
         engine tells; None when it has not exited."""

@@ -317,6 +317,9 @@ class FakeBackend(Backend):
     def host_address(self, inst: Instance) -> str | None:
         return None  # its iperf3 and sockperf are fakes (run_in): no host-side server
 
+    def instance_address(self, inst: Instance) -> str | None:
+        return None  # its tools are fakes: no server in the peer either
+
     def exit_code(self, inst: Instance) -> int | None:
         with self._lock:
             return self._exit_codes.get(inst.name)

@@ -179,6 +179,10 @@ class NativeBackend(Backend):
         # Native shares the host's network namespace: its network figure is loopback's.
         return "127.0.0.1"
 
+    def instance_address(self, inst: Instance) -> str | None:
+        # Two native instances share the host's network namespace: they meet on loopback.
+        return "127.0.0.1"
+
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         with self._lock:
             proc = self._procs.get(inst.name)

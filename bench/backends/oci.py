@@ -504,6 +504,13 @@ class ContainerBackend(Backend):
             raise ValueError("the container has no network (network: none): set network: bridge")
         return route_source(container_ip(self._inspect(inst), network))
 
+    def instance_address(self, inst: Instance) -> str | None:
+        network = self.container_settings.network
+        if network == "none":
+            raise ValueError("the container has no network (network: none): set network: bridge")
+        # network: host shares this host's namespace: its peers meet on loopback.
+        return "127.0.0.1" if network == "host" else container_ip(self._inspect(inst), network)
+
     def exit_code(self, inst: Instance) -> int | None:
         return self._wait_exit(inst)
 

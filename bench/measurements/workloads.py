@@ -37,6 +37,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -87,6 +88,9 @@ class Tool(ABC):
     # A network tool talks to a server bench runs on this host (HostServer); its args
     # hold {host} and {port}, filled in per run.
     needs_server: ClassVar[bool] = False
+    # A peer tool's server runs in a second instance of the step (PeerServer), on the
+    # same network; its args hold {host} (that instance's address) and {port}.
+    needs_peer: ClassVar[bool] = False
     # A tool with no result-file option prints its result: its stdout and stderr become
     # the result (the parser then also sees its error lines).
     result_on_stdout: ClassVar[bool] = False
@@ -392,9 +396,38 @@ class SockperfLoopback(Sockperf):
         return "kill $server 2>/dev/null; "
 
 
+class Iperf3Peer(Iperf3):
+    """iperf3 instance -> instance: the server is one-off (-1) in the step's second
+    instance, on the same network (containers: the bridge, through two veths)."""
+
+    name = "iperf3-peer"
+    needs_server = False
+    needs_peer = True
+
+    def server_argv(self, address: str, port: int) -> list[str]:
+        return [*super().server_argv(address, port), "-1"]
+
+
+class SockperfPeer(Sockperf):
+    """sockperf instance -> instance, its server in the step's second instance."""
+
+    name = "sockperf-peer"
+    needs_server = False
+    needs_peer = True
+
+
 TOOLS: dict[str, Tool] = {
     t.name: t
-    for t in (StressNg(), Fio(), Iperf3(), Iperf3Loopback(), Sockperf(), SockperfLoopback())
+    for t in (
+        StressNg(),
+        Fio(),
+        Iperf3(),
+        Iperf3Loopback(),
+        Iperf3Peer(),
+        Sockperf(),
+        SockperfLoopback(),
+        SockperfPeer(),
+    )
 }
 # A port for an in-instance server: above the usual ephemeral range's start on no
 # particular service; random so that two instances sharing a host's loopback (native)
@@ -451,6 +484,79 @@ class HostServer:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+
+
+PEER_PID = "/tmp/bench-peer.pid"
+
+
+class PeerServer:
+    """A peer tool's server inside another instance (the step's second), bound to that
+    instance's address on their network, on a random port: started through the
+    backend's `run_in` on a thread of its own (run_in waits for its end), bounded by
+    busybox `timeout` there, and killed when the client is done (a context manager).
+    Its shell writes its pid, then execs `timeout`, which execs the server in that pid
+    (busybox's timeout watches from a child): the pid file names the server itself."""
+
+    START_WAIT_S = 10.0  # an exec into a loaded container can take seconds to start
+    LISTEN_PAUSE_S = 1.0  # from its pid to its listening socket (no netstat in busybox)
+
+    def __init__(self, backend: Backend, peer: Instance, tool: Tool, duration_s: float) -> None:
+        self.backend, self.peer, self.tool, self.duration_s = backend, peer, tool, duration_s
+        self.address = ""
+        self.port = random.randint(*LOOPBACK_PORTS)
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def __enter__(self) -> PeerServer:
+        address = self.backend.instance_address(self.peer)
+        if address is None:
+            raise OSError("the peer instance has no address")
+        self.address = address
+        server = shlex.join(self.tool.server_argv(address, self.port))
+        bound = int(self.duration_s + GRACE_S)
+        job = [
+            "/bin/sh",
+            "-c",
+            f"rm -f {PEER_PID}; echo $$ >{PEER_PID}; "
+            f"exec timeout -s KILL {bound} {server} >/dev/null 2>&1",
+        ]
+
+        def serve() -> None:
+            try:
+                self.backend.run_in(self.peer, job, bound + 30)
+            except Exception as e:
+                self.error = first_line(e)
+
+        self._thread = threading.Thread(target=serve, name="bench-peer-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.START_WAIT_S
+        while not self._started():
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.__exit__()
+                raise OSError(
+                    f"{self.tool.server_argv('', 0)[0]} did not start in the peer instance"
+                    + (f": {self.error}" if self.error else "")
+                )
+            time.sleep(0.2)
+        time.sleep(self.LISTEN_PAUSE_S)
+        return self
+
+    def _started(self) -> bool:
+        done = self.backend.run_in(self.peer, ["/bin/sh", "-c", f"cat {PEER_PID}"], 30)
+        return done.rc == 0 and done.stdout.strip().isdigit()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is None:
+            return
+        with contextlib.suppress(Exception):
+            # A one-off server (iperf3 -1) may have gone already: kill finds no one.
+            self.backend.run_in(
+                self.peer,
+                ["/bin/sh", "-c", f"kill -9 $(cat {PEER_PID}) 2>/dev/null; rm -f {PEER_PID}"],
+                30,
+            )
+        self._thread.join(self.duration_s + GRACE_S + 30)
+        self._thread = None
 
 
 def listening(address: str, port: int) -> bool:
@@ -513,11 +619,25 @@ BUILTIN: dict[str, Builtin] = {
         ("-i", "127.0.0.1", "-p", "{port}"),
         "TCP request/response round trip over the instance's own loopback",
     ),
+    "tcp-peer": Builtin(
+        "iperf3-peer",
+        ("-c", "{host}", "-p", "{port}"),
+        "TCP throughput instance -> instance on their network (the step's two instances)",
+    ),
+    "latency-peer": Builtin(
+        "sockperf-peer",
+        ("-i", "{host}", "-p", "{port}"),
+        "TCP request/response round trip instance -> instance on their network",
+    ),
 }
 
 
 def needs_network(tool: str | None) -> bool:
-    return tool in TOOLS and TOOLS[tool].needs_server
+    return tool in TOOLS and (TOOLS[tool].needs_server or TOOLS[tool].needs_peer)
+
+
+def needs_peer(tool: str | None) -> bool:
+    return tool in TOOLS and TOOLS[tool].needs_peer
 
 
 def command(
@@ -549,9 +669,11 @@ def run_workload(
     args: list[str],
     duration_s: float,
     clock: Callable[[], float] = time.monotonic,
+    peer: Instance | None = None,
 ) -> WorkloadRun:
     """One workload inside one running instance, to its end: never raises (a failure is
-    the run's `error`). `clock` times it (bench's own: the runner's)."""
+    the run's `error`). `clock` times it (bench's own: the runner's). A peer tool's
+    server runs in `peer`."""
     tool = TOOLS[tool_name]
     emulated = inst.info.get("accel") == "tcg"
     base = {
@@ -560,13 +682,20 @@ def run_workload(
         "argv": tool.argv(name, args, duration_s),
         "duration_s": duration_s,
     }
-    server: contextlib.AbstractContextManager[HostServer | None] = contextlib.nullcontext()
+    server: contextlib.AbstractContextManager[HostServer | PeerServer | None] = (
+        contextlib.nullcontext()
+    )
     try:
         if tool.needs_server:
             address = backend.host_address(inst)
             # None: the backend's tools are fakes and need no server (the fake backend).
             if address is not None:
                 server = HostServer(address, tool)
+        elif tool.needs_peer:
+            if peer is None:
+                raise ValueError(f"{name} runs between two instances: the step has one")
+            if backend.instance_address(peer) is not None:
+                server = PeerServer(backend, peer, tool, duration_s)
         with server as s:
             port = s.port if s is not None else random.randint(*LOOPBACK_PORTS)
             host = s.address if s is not None else "127.0.0.1"
@@ -631,6 +760,13 @@ class Workloads(InstanceMeasurement):
         chosen = ctx.scenario.workloads
         if chosen is None:
             return {}
+        peer = None
+        if any(needs_peer(w.tool) for w in chosen.run):
+            # A pair: the step's first instance runs the workloads, its second serves
+            # them and runs none (nothing else competes with the pair's traffic).
+            if ctx.instances and inst is not ctx.instances[0]:
+                return {}
+            peer = ctx.instances[1] if len(ctx.instances) > 1 else None
         runs: list[JsonValue] = [
             run_workload(
                 ctx.backend,
@@ -640,6 +776,7 @@ class Workloads(InstanceMeasurement):
                 list(w.args or ()),
                 chosen.duration_of(w),
                 ctx.clock.now,
+                peer,
             ).model_dump(mode="json")
             for w in chosen.run
         ]

@@ -397,6 +397,24 @@ class Scenario(Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _pairs_for_peer_workloads(self) -> Scenario:
+        from bench.measurements.workloads import needs_peer
+
+        if self.workloads is None:
+            return self
+        wants = [w.name for w in self.workloads.run if needs_peer(w.tool)]
+        if not wants:
+            return self
+        # The step's first instance is the client, its second the server: exactly two.
+        if self.neighbours is not None or any(self.counts_for(p) != [2] for p in self.platforms):
+            raise KeyedValueError(
+                "workloads",
+                f"{', '.join(wants)} run between two instances of each platform: set "
+                "counts: [2] (and no neighbours)",
+            )
+        return self
+
     def search_for(self, platform: PlatformBase) -> Density | None:
         """The density search this platform runs, if any (its own block wins)."""
         if platform.density is not None:
