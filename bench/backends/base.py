@@ -97,7 +97,7 @@ class CannotRunIn(BenchError):
 @dataclass(frozen=True)
 class Leftover:
     backend: str
-    kind: str  # "container" | "domain" | "file"
+    kind: str  # "container" | "volume" | "domain" | "file"
     name: str
     run_id: str | None
     owner_pid: int | None = None

@@ -84,6 +84,8 @@ class FakeSettings(PlatformBase):
     # +/- `work_spread` (a fixed cycle, so tests are exact).
     work_rate: float = 1000.0
     work_spread: float = 0.0
+    # Accepted as docker's and native's (the *-volume workloads need it); its fio is a fake.
+    volume: bool = False
     # Noisy neighbours: while an aggressor's stress-ng stressor (cpu, stream, vm, hdd,
     # fork) runs in another instance, a victim's rate is divided by 1 + the sum of the
     # running aggressors' factors (bench.measurements.neighbours).

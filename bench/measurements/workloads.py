@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 RESULT = "/tmp/bench-result"  # where a tool writes its machine-readable result
 OUTPUT = "/tmp/bench-output"  # its human-readable output, kept for an error line
 FIO_FILE = "/tmp/bench-fio.dat"  # in the instance's writable layer (native: the host disk)
+# On the volume bench attaches (`volume: true`; bench.backends.oci.VOLUME_DIR).
+VOLUME_FIO_FILE = "/bench-volume/bench-fio.dat"
 # Beyond its duration a tool may take this long (fio lays out its file first) before
 # busybox `timeout` kills it; the engines' exec call (60 s) must outlast both.
 GRACE_S = 20
@@ -204,11 +206,15 @@ class Fio(Tool):
             if option == "ioengine" and value.split(":")[0] in ("exec", "external"):
                 raise ValueError(f"fio ioengine {value!r} runs a program: not from a scenario")
 
+    file: ClassVar[str] = FIO_FILE
+    # Needs the volume bench attaches (a platform's `volume: true`).
+    needs_volume: ClassVar[bool] = False
+
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
         return [
             "fio",
             f"--name={workload}",
-            f"--filename={FIO_FILE}",
+            f"--filename={self.file}",
             *args,
             f"--runtime={duration_s:g}",
             "--time_based",
@@ -257,6 +263,17 @@ class Fio(Tool):
                 diagnostics[key] = str(options[key])
         diagnostics["fio_version"] = str(doc.get("fio version", "?"))
         return figures, diagnostics
+
+
+class FioVolume(Fio):
+    """fio on the volume bench attaches to the instance (a platform's `volume: true`:
+    docker and podman a named volume, native a directory on the host's disk), not on
+    its writable layer: under gVisor a volume's I/O goes through its gofer to the host
+    file, its rootfs's may stay in the Sentry's memory."""
+
+    name = "fio-volume"
+    file = VOLUME_FIO_FILE
+    needs_volume = True
 
 
 class Iperf3(Tool):
@@ -421,6 +438,7 @@ TOOLS: dict[str, Tool] = {
     for t in (
         StressNg(),
         Fio(),
+        FioVolume(),
         Iperf3(),
         Iperf3Loopback(),
         Iperf3Peer(),
@@ -599,6 +617,16 @@ BUILTIN: dict[str, Builtin] = {
         ("--rw=randwrite", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
         "4 KiB random writes, O_DIRECT, on the writable layer",
     ),
+    "randread-volume": Builtin(
+        "fio-volume",
+        ("--rw=randread", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
+        "4 KiB random reads, O_DIRECT, on an attached volume (volume: true)",
+    ),
+    "randwrite-volume": Builtin(
+        "fio-volume",
+        ("--rw=randwrite", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
+        "4 KiB random writes, O_DIRECT, on an attached volume (volume: true)",
+    ),
     "tcp": Builtin(
         "iperf3",
         ("-c", "{host}", "-p", "{port}"),
@@ -640,6 +668,11 @@ def needs_peer(tool: str | None) -> bool:
     return tool in TOOLS and TOOLS[tool].needs_peer
 
 
+def needs_volume(tool: str | None) -> bool:
+    t = TOOLS.get(tool or "")
+    return isinstance(t, Fio) and t.needs_volume
+
+
 def command(
     tool_argv: list[str],
     duration_s: float,
@@ -656,7 +689,7 @@ def command(
         f"cd /tmp; rm -f {RESULT}; {prelude}"
         f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(tool_argv)} >{out} 2>&1; "
         f"rc=$?; {postlude}[ $rc -eq 0 ] || tail -n 5 {out} >&2; cat {RESULT} 2>/dev/null; "
-        f"rm -f {RESULT} {OUTPUT} {FIO_FILE}; exit $rc"
+        f"rm -f {RESULT} {OUTPUT} {FIO_FILE} {VOLUME_FIO_FILE}; exit $rc"
     )
     return ["/bin/sh", "-c", body]
 
