@@ -94,7 +94,7 @@ def test_latency_over_the_instance_loopback_on_runc_and_runsc(docker_api):
     assert len(runs) == platforms.count("name:")
     for (platform, _), run in runs.items():
         if platform == "runsc" and run.error is not None:
-            # gVisor 2023's Sentry: sockperf's server answers with sendto() on its
+            # gVisor 20221219 (Debian's runsc): sockperf's server answers with sendto() on its
             # connected TCP socket, passing the address recvfrom() left unset; Linux
             # ignores it, gVisor refuses it (EAFNOSUPPORT) and the server exits. The run
             # keeps sockperf's own reason, not a figure.
