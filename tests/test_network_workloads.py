@@ -441,3 +441,9 @@ def test_the_peer_server_starts_before_the_client_and_is_killed_after(monkeypatc
     kinds = [c.split(": ", 1)[-1].split()[0] for c in backend.calls]
     assert kinds.index("client") < kinds.index("kill")
     assert kinds[-1] == "kill"
+
+
+def test_a_failed_sockperf_run_keeps_its_error_not_its_address():
+    line = "IP = 127.0.0.1       PORT = 21997 # TCP sockperf: ERROR: A connection was forcibly"
+    assert wl.TOOLS["sockperf-loopback"].reason(line) == "ERROR: A connection was forcibly"
+    assert wl.TOOLS["iperf3"].reason("iperf3: error - x") == "iperf3: error - x"

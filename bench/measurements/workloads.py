@@ -113,6 +113,10 @@ class Tool(ABC):
         """Shell run inside the instance after the tool (stops the prelude's server)."""
         return ""
 
+    def reason(self, line: str) -> str:
+        """The part of the tool's last output line that says why it failed."""
+        return line
+
     def server_argv(self, address: str, port: int) -> list[str]:
         """The host-side server a `needs_server` tool talks to (HostServer runs it)."""
         raise NotImplementedError(f"{self.name} needs no server")
@@ -362,6 +366,13 @@ class Sockperf(Tool):
 
     def server_argv(self, address: str, port: int) -> list[str]:
         return ["sockperf", "server", "--tcp", "-i", address, "-p", str(port)]
+
+    def reason(self, line: str) -> str:
+        # Its error follows, on the same line, what it printed without a newline (the
+        # address and port: different each run, which would make each failure distinct).
+        line = self.ESCAPE.sub("", line)
+        at = line.find("ERROR:")
+        return line[at:] if at >= 0 else line
 
     def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
         text = self.ESCAPE.sub("", raw.decode("utf-8", "replace"))
@@ -757,7 +768,8 @@ def run_workload(
             wall_s=wall,
             rc=done.rc,
             raw=raw,
-            error=f"{tool_name} exited with {done.rc}: {why[-1][:200] if why else 'no output'}",
+            error=f"{tool_name} exited with {done.rc}: "
+            + (tool.reason(why[-1])[:200] if why else "no output"),
         )
     try:
         figures, diagnostics = tool.parse(done.stdout)
