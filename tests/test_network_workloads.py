@@ -420,7 +420,8 @@ class PairBackend:
             return ExecResult(137, b"", b"")
         if script.startswith("cat "):
             return ExecResult(0 if getattr(self, "started", False) else 1, b"42\n", b"")
-        if script.startswith("kill "):
+        if script.startswith("p=$(cat "):
+            assert "= sockperf ] && kill -9 $p" in script  # only the server, by its name
             self.killed.set()
         return ExecResult(0, b"", b"")
 
@@ -438,9 +439,10 @@ def test_the_peer_server_starts_before_the_client_and_is_killed_after(monkeypatc
         f"timeout -s KILL {2 + wl.GRACE_S} sockperf server --tcp -i 10.0.0.2 -p {server.port}"
         in serve
     )
-    kinds = [c.split(": ", 1)[-1].split()[0] for c in backend.calls]
-    assert kinds.index("client") < kinds.index("kill")
-    assert kinds[-1] == "kill"
+    kinds = [c.split(": ", 1)[-1].split(";")[0] for c in backend.calls]
+    stop = f"p=$(cat {wl.PEER_PID})"
+    assert kinds.index("client") < kinds.index(stop)
+    assert kinds[-1] == stop
 
 
 def test_a_failed_sockperf_run_keeps_its_error_not_its_address():

@@ -577,13 +577,15 @@ class PeerServer:
     def __exit__(self, *exc: object) -> None:
         if self._thread is None:
             return
+        # A one-off server (iperf3 -1) may have gone already, and its pid been reused
+        # (native's pids are the host's): only a process of the server's name is killed.
+        name = self.tool.server_argv("", 0)[0]
+        stop = (
+            f'p=$(cat {PEER_PID}); [ "$(cat /proc/$p/comm 2>/dev/null)" = {name} ] '
+            f"&& kill -9 $p; rm -f {PEER_PID}"
+        )
         with contextlib.suppress(Exception):
-            # A one-off server (iperf3 -1) may have gone already: kill finds no one.
-            self.backend.run_in(
-                self.peer,
-                ["/bin/sh", "-c", f"kill -9 $(cat {PEER_PID}) 2>/dev/null; rm -f {PEER_PID}"],
-                30,
-            )
+            self.backend.run_in(self.peer, ["/bin/sh", "-c", stop], 30)
         self._thread.join(self.duration_s + GRACE_S + 30)
         self._thread = None
 
