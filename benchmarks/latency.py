@@ -164,8 +164,9 @@ def run_text(run_dir: Path) -> str:
             "machines over 10 GbE, Docker's through NAT; here the round trip never leaves "
             "this host (loopback, or veth + bridge to the bridge's own gateway: routed, no "
             "NAT), so a ratio is the extra kernel path (veth, bridge, netfilter hooks) "
-            "against a round trip of about ten microseconds, on 2 cores other sessions "
-            "load: p99 mostly measures waiting for a CPU."
+            "against a round trip of about ten microseconds. p99 spreads far more than "
+            "p50 (the CVs): on 2 cores other sessions load, it measures waiting for a CPU "
+            "as much as the path."
         )
     if any(r.workload.endswith("-peer") for r in section.rows):
         reading.append(
