@@ -291,6 +291,15 @@ def test_sockperf_argv_server_and_refused_options():
     assert f"--full-rtt >{wl.RESULT} 2>&1" in body and f"tail -n 5 {wl.RESULT}" in body
 
 
+def test_the_udp_variant_drops_tcp_on_both_sides():
+    tool = wl.TOOLS["sockperf-udp-loopback"]
+    assert "--tcp" not in tool.argv("u", ["-i", "127.0.0.1", "-p", "7"], 2)
+    assert "--tcp" not in tool.prelude(7, 2) and "sockperf server -i 127.0.0.1 -p 7" in (
+        tool.prelude(7, 2)
+    )
+    assert not wl.needs_network("sockperf-udp-loopback")
+
+
 def test_the_sockperf_loopback_server_is_bounded_and_killed_after_the_client():
     tool = wl.TOOLS["sockperf-loopback"]
     prelude = tool.prelude(23456, 5)
