@@ -10,7 +10,8 @@ native; gVisor's performance guide: its netstack costs more than the host kernel
 - runc over a bridge: a longer round trip than runc on the host's network;
 - runc on the host's network: the round trip of native (within 10 %);
 - podman over its bridge: a longer round trip than native;
-- runsc over its own loopback (gVisor's netstack): a longer round trip than runc's;
+- runsc over its own loopback (gVisor's netstack; TCP, and UDP whose server gVisor
+  serves): a longer round trip than runc's;
 - containers on one bridge, instance to instance: below native's throughput and a
   longer round trip (native's pair meets on the host's loopback).
 
@@ -113,7 +114,7 @@ def run_text(run_dir: Path) -> str:
             continue
         if workload.endswith("-peer"):
             path = PEER_PATHS.get(p, "?")
-        elif workload == "latency-loopback":
+        elif workload.endswith("-loopback"):
             path = PATHS["runsc"] if p == "runsc" else "its own loopback"
         else:
             path = PATHS.get(p, "?")
@@ -122,6 +123,7 @@ def run_text(run_dir: Path) -> str:
             f"{c['spread (min-max, CV)']} | {c['n']} | {c['ratio to native (95% CI)']} |"
         )
     lat, lo, peer = "latency", "latency-loopback", "latency-peer"
+    udp = "latency-udp-loopback"
     checks = [
         (
             "runc over a bridge: a longer round trip than runc on the host's network",
@@ -142,6 +144,10 @@ def run_text(run_dir: Path) -> str:
         (
             "runsc's loopback (gVisor's netstack): a longer round trip than runc's",
             verdict(*ratio(series, ("runsc", lo, P50), ("runc", lo, P50), rng), "above"),
+        ),
+        (
+            "runsc's UDP loopback (gVisor's netstack): a longer round trip than runc's",
+            verdict(*ratio(series, ("runsc", udp, P50), ("runc", udp, P50), rng), "above"),
         ),
         (
             "runc instance to instance over a bridge: a longer round trip than native's pair",
