@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 import platform
 import struct
@@ -51,18 +52,72 @@ class Manifest(TypedDict):
     kernel_release: str
     kernel_bytes: int
     built_at: str
+    init_sha256: str  # of rootfs.INIT_SCRIPT: an image older than the init bench ships
+    # Whether `vmlinux` (the bzImage's own kernel, with a PVH entry) was extracted:
+    # microvm boots it as Firecracker boots its guests. An image without the key is
+    # an older bench's.
+    pvh_kernel: NotRequired[bool]
     # The workloads image: each packed tool's package, version and sha256, and the
     # sha256 of every file added to the busybox tree (binaries and libraries).
     tools: NotRequired[dict[str, dict[str, str]]]
     files_sha256: NotRequired[dict[str, str]]
 
 
+def init_sha256() -> str:
+    """The digest of the init script this bench puts in its image (rootfs.INIT_SCRIPT)."""
+    return hashlib.sha256(rootfs.INIT_SCRIPT.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class VmArtifacts:
-    kernel: Path
+    kernel: Path  # the bzImage: firmware (SeaBIOS, qboot) loads it, it decompresses itself
     initrd: Path
     cmdline: str
     manifest: Manifest
+    pvh_kernel: Path | None = None  # the same kernel uncompressed, entered directly (PVH)
+
+
+# ELF note of a kernel's PVH entry point (Xen's XEN_ELFNOTE_PHYS32_ENTRY, which QEMU
+# reads to boot an uncompressed x86 kernel without firmware).
+PVH_NOTE_NAME, PVH_NOTE_TYPE = b"Xen", 18
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def has_pvh_note(elf: bytes) -> bool:
+    """Whether a 64-bit little-endian ELF carries the PVH entry note QEMU boots by."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+        return False
+    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for i in range(phnum):
+        p_type, _flags, offset, _va, _pa, size = struct.unpack_from(
+            "<IIQQQQ", elf, phoff + i * phentsize
+        )
+        if p_type != 4:  # PT_NOTE
+            continue
+        at, end = offset, min(offset + size, len(elf))
+        while at + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", elf, at)
+            name = elf[at + 12 : at + 12 + namesz].rstrip(b"\0")
+            if name == PVH_NOTE_NAME and ntype == PVH_NOTE_TYPE:
+                return True
+            at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
+
+
+def extract_pvh_kernel(bzimage: Path) -> bytes | None:
+    """The uncompressed kernel inside an xz-compressed bzImage, when it has a PVH entry:
+    what Firecracker boots (no firmware, no decompressor). None for any other kernel
+    (another compression, no PVH note): such a kernel boots as a bzImage."""
+    data = bzimage.read_bytes()
+    start = data.find(XZ_MAGIC)
+    if start < 0:
+        return None
+    try:
+        elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[start:])
+    except lzma.LZMAError:
+        return None
+    return elf if has_pvh_note(elf) else None
 
 
 def image_dir(name: str) -> Path:
@@ -145,6 +200,11 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
     _write(out / "initramfs.cpio.gz", cpio)
     rootfs.copy_file(kernel, out / "vmlinuz")
     (out / "vmlinuz").chmod(0o644)
+    vmlinux = extract_pvh_kernel(kernel)
+    if vmlinux is not None:
+        _write(out / "vmlinux", vmlinux)
+    else:
+        (out / "vmlinux").unlink(missing_ok=True)
     manifest: Manifest = {
         "name": name,
         "rootfs_sha256": hashlib.sha256(tar).hexdigest(),
@@ -155,6 +215,8 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         "kernel_release": kernel_release(kernel),
         "kernel_bytes": kernel.stat().st_size,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "init_sha256": init_sha256(),
+        "pvh_kernel": vmlinux is not None,
     }
     if packed:
         manifest["tools"] = {
@@ -180,7 +242,8 @@ def vm_artifacts(name: str) -> VmArtifacts | None:
     manifest = load_manifest(name)
     if manifest is None or not all((d / f).is_file() for f in ("vmlinuz", "initramfs.cpio.gz")):
         return None
-    return VmArtifacts(d / "vmlinuz", d / "initramfs.cpio.gz", DEFAULT_CMDLINE, manifest)
+    pvh = d / "vmlinux" if manifest.get("pvh_kernel") and (d / "vmlinux").is_file() else None
+    return VmArtifacts(d / "vmlinuz", d / "initramfs.cpio.gz", DEFAULT_CMDLINE, manifest, pvh)
 
 
 def ensure_rootfs(name: str) -> Manifest:
