@@ -97,7 +97,7 @@ class CannotRunIn(BenchError):
 @dataclass(frozen=True)
 class Leftover:
     backend: str
-    kind: str  # "container" | "domain" | "file"
+    kind: str  # "container" | "volume" | "domain" | "file"
     name: str
     run_id: str | None
     owner_pid: int | None = None
@@ -339,6 +339,11 @@ class Backend(ABC):
         """The address of this host that a ready instance reaches over its network (network
         workloads bind their host-side server to it, and only to it). None: the backend's
         tools are fakes that need no server."""
+        raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
+
+    def instance_address(self, inst: Instance) -> str | None:
+        """The address other instances of its network reach a ready instance at (a peer
+        workload's server listens there, bound to it only). None: fake tools, no server."""
         raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
 
     def exit_code(self, inst: Instance) -> int | None:

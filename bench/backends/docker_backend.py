@@ -37,6 +37,7 @@ from bench.backends.oci import (
     PROBE_RUN_ID,
     RUNTIME_NAME,
     RUNTIME_PROBE_TIMEOUT_S,
+    VOLUME_DIR,
     ContainerBackend,
     EngineJson,
     binary_version,
@@ -51,6 +52,7 @@ from bench.backends.oci import (
     probe_verdict,
     run_label,
     section,
+    volume_name,
 )
 from bench.backends.probe_cache import RUNTIME_CACHE, ProbeCache, ProbeResult
 from bench.machines import images, procfs
@@ -107,6 +109,11 @@ class DockerSettings(PlatformBase):
     )
     env: dict[str, str] = Field(
         default_factory=dict, description="environment variables of the container"
+    )
+    volume: bool = Field(
+        False,
+        description="attach a volume bench creates (and removes) at /bench-volume, for the "
+        "*-volume workloads",
     )
     # An OCI runtime the daemon has registered (runc, runsc, crun, ...); default: the
     # daemon's default runtime.
@@ -529,7 +536,16 @@ class DockerBackend(ContainerBackend):
     def _create(self, inst: Instance) -> None:
         api = self.connect()
         s = self.settings
+        binds: list[str] | None = None
+        if s.volume:
+            # Named and labelled like its container: destroy and `bench clean` remove it.
+            volume = api.create_volume(
+                volume_name(inst.name), labels=instance_labels(inst.run_id, inst.platform)
+            )
+            binds = [f"{volume['Name']}:{VOLUME_DIR}:rw"]
+            inst.info["volume"] = volume["Name"]
         host_config = api.create_host_config(
+            binds=binds,
             mem_limit=s.memory,
             memswap_limit=s.memory,  # no swap: a memory limit that swaps measures the disk
             nano_cpus=int(s.cpus * 1e9) if s.cpus else None,
@@ -692,6 +708,17 @@ class DockerBackend(ContainerBackend):
             api.remove_container(name, force=True, v=True)
         except docker.errors.NotFound:
             pass
+
+    def _remove_volume(self, name: str) -> None:
+        import docker.errors
+
+        try:
+            self.connect().remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _list_volumes(self, label: str) -> Sequence[EngineJson]:
+        return self.connect().volumes(filters={"label": label}).get("Volumes") or []
 
     def _disconnect(self) -> None:
         api, self._api = self._api, None
