@@ -56,11 +56,14 @@ from bench.backends.base import (
 )
 from bench.backends.guest import (
     DEFAULT_MEMORY,
+    FORWARDS_KEY,
     BootSource,
     GuestSettings,
     KernelBoot,
     boot_test,
     check_boot_files,
+    forwarded_endpoint,
+    forwards,
     kvm_probe,
     kvm_wait_message,
     make_overlay,
@@ -69,9 +72,10 @@ from bench.backends.guest import (
     run_in_guest,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.machines import images
+from bench.machines import images, netprobe
 from bench.machines.iohub import IOHub
 from bench.model import kinds, phases
+from bench.model.addresses import Forward
 from bench.model.errors import BenchError, EngineUnavailable, first_line
 from bench.model.owner import owner_labels, pid_alive
 from bench.model.paths import state_dir
@@ -107,6 +111,11 @@ class QemuSettings(GuestSettings):
     backend: Literal["qemu"] = Field(description="a VM of qemu-system-x86_64, without libvirt")
     machine: Literal["microvm", "q35", "pc"] = Field(
         "microvm", description="microvm: no PCI or firmware (Firecracker's design); q35, pc"
+    )
+    network: Literal["none", "user"] = Field(
+        "none",
+        description="none: no NIC; user: a virtio-net NIC on QEMU's user networking, the "
+        "guest at 10.0.2.15, ready:'s port forwarded from 127.0.0.1 (tcp:, http: need it)",
     )
 
 
@@ -184,8 +193,10 @@ def qemu_argv(
     paths: InstancePaths,
     kernel: KernelBoot | None = None,
     disk: Path | None = None,
+    nic: list[Forward] | None = None,
 ) -> list[str]:
-    """The command line of one paused instance (never run through a shell)."""
+    """The command line of one paused instance (never run through a shell). `nic`: a
+    virtio-net NIC on user networking with these forwards (None: no NIC)."""
     argv = [
         binary,
         # The name lands in /proc/PID/cmdline: `bench clean` checks it before a kill.
@@ -223,6 +234,18 @@ def qemu_argv(
         if initrd:
             argv += ["-initrd", str(initrd)]
         argv += ["-append", cmdline]
+    if nic is not None:
+        # slirp, in QEMU's process: no host privileges, no bridge, no tap. Each forward
+        # listens on this host's loopback only (addresses.Forward).
+        netdev = ",".join(["user,id=net0", *(f"hostfwd={f.hostfwd}" for f in nic)])
+        # No option ROM on PCI (romfile=): SeaBIOS would load iPXE, a network boot
+        # bench never does, on every boot.
+        device = (
+            "virtio-net-device,netdev=net0"
+            if machine in MMIO_MACHINES
+            else "virtio-net-pci,netdev=net0,romfile="
+        )
+        argv += ["-netdev", netdev, "-device", device]
     if disk:
         blk = "virtio-blk-device" if machine in MMIO_MACHINES else "virtio-blk-pci"
         argv += [
@@ -586,6 +609,10 @@ class QemuBackend(Backend):
         if s.disk:
             make_overlay(self.host, s.disk, paths.overlay)
             disk = paths.overlay
+        nic = None
+        if s.user_net:
+            nic = forwards(s, netprobe.free_local_port)
+            inst.info[FORWARDS_KEY] = {str(f.guest_port): f.host_port for f in nic}
         loop = self._qmp_loop()
         qmp = QMPClient(inst.name)
         serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -603,6 +630,7 @@ class QemuBackend(Backend):
                 paths=paths,
                 kernel=self._boot.kernel,
                 disk=disk,
+                nic=nic,
             )
             with self._lock:
                 if live.destroyed:  # torn down (interrupt) before it was spawned
@@ -649,6 +677,9 @@ class QemuBackend(Backend):
             console.feed,
             lambda err: console.close(f"serial console closed ({err or 'qemu exited'})"),
         )
+
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        return forwarded_endpoint(inst, port)
 
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         # No guest agent: the workloads image's init runs what is written on its serial

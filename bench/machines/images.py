@@ -55,6 +55,11 @@ class Manifest(TypedDict):
     # sha256 of every file added to the busybox tree (binaries and libraries).
     tools: NotRequired[dict[str, dict[str, str]]]
     files_sha256: NotRequired[dict[str, str]]
+    # The init script's digest (an image built by an older bench boots an older init),
+    # and the guest kernel's network modules packed, by name in load order, with their
+    # sha256: none when the kernel's modules were not found (no network: user then).
+    init_sha256: NotRequired[str]
+    net_modules: NotRequired[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,9 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         entries, packed, digests = rootfs.workload_entries(busybox)
     else:
         entries = rootfs.busybox_entries(busybox)
+    release = kernel_release(kernel)
+    modules = net_modules(kernel, release)
+    entries += rootfs.module_entries(modules, {e.path for e in entries})
     tar = rootfs.to_tar(entries)
     cpio = rootfs.to_cpio_gz(entries)
     out = image_dir(name)
@@ -152,9 +160,11 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         "initramfs_bytes": len(cpio),
         "busybox": rootfs.busybox_version(busybox),
         "kernel_source": str(kernel),
-        "kernel_release": kernel_release(kernel),
+        "kernel_release": release,
         "kernel_bytes": kernel.stat().st_size,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "init_sha256": init_sha256(name),
+        "net_modules": {m.name: hashlib.sha256(m.data).hexdigest() for m in modules},
     }
     if packed:
         manifest["tools"] = {
@@ -164,6 +174,32 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         manifest["files_sha256"] = digests
     _write(out / "manifest.json", json.dumps(manifest, indent=2).encode())
     return vm_artifacts(name)  # type: ignore[return-value]
+
+
+def init_sha256(name: str) -> str:
+    """The digest of the init script this bench puts in image `name`."""
+    script = rootfs.WORKLOAD_INIT_SCRIPT if name == "workloads" else rootfs.INIT_SCRIPT
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+def net_modules(kernel: Path, release: str) -> list[rootfs.Module]:
+    """The guest kernel's network modules to pack (rootfs.NET_MODULE_ROOTS and their
+    dependencies), or none when its modules folder is not found: the image still boots,
+    without a NIC driver (a `network: user` platform then says why it cannot run)."""
+    moddir = rootfs.modules_dir(kernel, release)
+    return rootfs.module_closure(moddir) if moddir is not None else []
+
+
+def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
+    """Why a built image no longer matches what this bench would build from its inputs
+    (None: it does): another init, or network modules it lacks that are there now."""
+    if manifest.get("init_sha256") != init_sha256(manifest["name"]):
+        return "its init is an older bench's"
+    if "virtio_net" not in manifest.get("net_modules", {}):
+        source = kernel or Path(manifest["kernel_source"])
+        if rootfs.modules_dir(source, manifest["kernel_release"]) is not None:
+            return "the guest kernel's network modules were not packed"
+    return None
 
 
 def load_manifest(name: str) -> Manifest | None:

@@ -54,3 +54,13 @@ def http_status(
     finally:
         conn.close()
     return Answer(got == status, f"HTTP {got} on {path}")
+
+
+def free_local_port(address: str = "127.0.0.1") -> int:
+    """A TCP port on `address` that no socket holds now (the kernel's pick for a bind to
+    port 0), for a VMM to listen on next. Another program may take it in between: the
+    VMM then fails to start, saying so, and the instance fails; never silently elsewhere."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -381,17 +381,18 @@ class Scenario(Model):
         if not wants:
             return self
         for p in self.platforms:
+            if p.backend in ("qemu", "libvirt"):
+                raise KeyedValueError(
+                    "workloads",
+                    f"{', '.join(wants)} do not run in VMs yet (network: user reaches a "
+                    f"guest's forwarded ports only): drop platform {p.name} or the network "
+                    "workloads",
+                )
             if getattr(p, "network", None) == "none":
                 raise KeyedValueError(
                     "workloads",
                     f"{', '.join(wants)} need a network: set network: bridge (or a network's "
                     f"name) on platform {p.name}",
-                )
-            if p.backend in ("qemu", "libvirt"):
-                raise KeyedValueError(
-                    "workloads",
-                    f"{', '.join(wants)} need a network, and bench gives VMs none yet: drop "
-                    f"platform {p.name} or the network workloads",
                 )
         return self
 
