@@ -539,6 +539,7 @@ class QemuBackend(Backend):
             "qemu_binary": self.binary,
             "qemu_version": self.qemu_version(),
             "machine": self.settings.machine,
+            "network": self.settings.network,
             "accel": self.accel,
             "accel_detail": accel_detail,
             **self._boot.facts,

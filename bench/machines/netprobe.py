@@ -19,13 +19,14 @@ class Answer:
     # What the attempt saw, as a phrase for a failure's reason: "port 8080 refused",
     # "HTTP 503 on /health".
     seen: str
+    timed_out: bool = False  # no answer within the attempt's timeout
 
 
 def _failed(port: int, e: OSError, timeout: float) -> Answer:
     if isinstance(e, ConnectionRefusedError):
         return Answer(False, f"port {port} refused")
     if isinstance(e, TimeoutError):
-        return Answer(False, f"port {port} did not answer within {timeout:g}s")
+        return Answer(False, f"port {port} did not answer within {timeout:g}s", timed_out=True)
     return Answer(False, f"port {port}: {e.strerror or type(e).__name__}")
 
 

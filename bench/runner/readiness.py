@@ -75,6 +75,15 @@ def not_ready_reason(console: Console, timeout: float, exited: bool) -> str:
     return f"no {console.waits_for} within {timeout:g}s"
 
 
+def last_seen(previous: str | None, answer: netprobe.Answer, limit: float) -> str:
+    """What a failed probe saw last, for the failure's reason: this attempt's answer,
+    unless the deadline cut its timeout short and an earlier one said more (a service
+    answering 404 all along is not "no answer within 7 ms")."""
+    if previous and answer.timed_out and limit < ATTEMPT_TIMEOUT_S:
+        return previous
+    return answer.seen
+
+
 class Prober:
     """One step's probes (tcp, http) and exit-status questions (exit), on their own
     threads: the wait loop calls `changed` for each instance it is woken for."""
@@ -145,7 +154,7 @@ class Prober:
             if answer.ok:
                 console.mark_ready(window_s=now() - since)
                 return
-            console.probe_last = answer.seen
+            console.probe_last = last_seen(console.probe_last, answer, limit)
             since = begun
             self.clock.sleep(max(0.0, min(gap, deadline - now())))
             gap = min(gap * GROWTH, MAX_GAP_S)
