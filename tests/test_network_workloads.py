@@ -92,7 +92,7 @@ DOCKER = "name: t\nworkloads: {run: [cpu, tcp]}\nplatforms:\n"
         ),
         (
             "  - {name: vm, backend: qemu, image: workloads}\n",
-            "workloads: tcp do not run in VMs yet",
+            "workloads: tcp need a network: set network: user on platform vm",
         ),
     ],
 )

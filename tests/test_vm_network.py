@@ -386,3 +386,27 @@ def test_network_user_without_modules_says_how_to_get_them(tmp_path, monkeypatch
     with pytest.raises(MissingImage, match="virtio_net module") as e:
         resolve_boot(qemu(network="user"), Host(), False, print)  # type: ignore[arg-type]
     assert e.value.key == "network" and "setup-host.sh" in str(e.value)
+
+
+# -- network workloads in a VM: the guest dials this host's loopback as 10.0.2.2 ------
+
+
+def test_a_vm_on_user_networking_may_run_the_tcp_workload():
+    from bench.plan.scenario import ScenarioError, parse_scenario
+
+    head = "name: t\nworkloads: {run: [tcp]}\nplatforms:\n"
+    vm = "  - {name: vm, backend: qemu, image: workloads, network: user}\n"
+    assert parse_scenario(head + vm).platforms[0].user_net
+    with pytest.raises(ScenarioError, match="set network: user on platform vm"):
+        parse_scenario(head + vm.replace(", network: user", ""))
+
+
+def test_the_guest_dials_its_gateway_for_a_server_on_this_hosts_loopback():
+    from bench.backends.qemu_backend import QemuBackend
+
+    inst = Instance("i", "r", "p", Console("X"))
+    b = QemuBackend(qemu(network="user"))
+    assert b.host_address(inst) == "127.0.0.1"
+    assert b.host_address_seen(inst, "127.0.0.1") == "10.0.2.2"
+    with pytest.raises(ValueError, match="set network: user"):
+        QemuBackend(qemu()).host_address(inst)

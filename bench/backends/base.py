@@ -341,6 +341,12 @@ class Backend(ABC):
         tools are fakes that need no server."""
         raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
 
+    def host_address_seen(self, inst: Instance, bound: str) -> str:
+        """The address the instance dials for a server of this host bound to `bound`
+        (host_address's): the same, unless the instance sees this host under another
+        one (a VM on user-mode networking reaches this host's loopback as its gateway)."""
+        return bound
+
     def exit_code(self, inst: Instance) -> int | None:
         """The exit status of an instance whose console ended (ready: exit), as its
         engine tells; None when it has not exited."""

@@ -257,6 +257,24 @@ def forwards(s: GuestSettings, pick: Callable[[], int]) -> list[Forward]:
     return [Forward(pick(), port) for port in s.forwarded_ports()]
 
 
+def user_net_host_address(s: GuestSettings) -> str:
+    """Where a server of this host listens for a guest on user-mode networking: this
+    host's loopback, which QEMU's slirp gives the guest as its gateway (10.0.2.2) and
+    nothing outside this host reaches (Backend.host_address of a VM backend)."""
+    from bench.model.addresses import FORWARD_ADDRESS
+
+    if not s.user_net:
+        raise ValueError("the VM has no network (network: none): set network: user")
+    return FORWARD_ADDRESS
+
+
+def user_net_address_seen(s: GuestSettings, bound: str) -> str:
+    """The address the guest dials for that server: its gateway, this host under slirp."""
+    from bench.model.addresses import FORWARD_ADDRESS
+
+    return USER_NET.gateway if s.user_net and bound == FORWARD_ADDRESS else bound
+
+
 # Instance.info key of an instance's forwards (guest port -> this host's port).
 FORWARDS_KEY = "forwards"
 

@@ -49,6 +49,8 @@ from bench.backends.guest import (
     probe_guest,
     resolve_boot,
     run_in_guest,
+    user_net_address_seen,
+    user_net_host_address,
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.machines import images, netprobe
@@ -478,6 +480,22 @@ class LibvirtBackend(Backend):
 
     def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
         return forwarded_endpoint(inst, port)
+
+    def host_address(self, inst: Instance) -> str | None:
+        if self.settings.user_net and self._nic_form == PASST:
+            # passt gives the guest the host's own gateway, not 10.0.2.2: not mapped yet.
+            raise ValueError("network workloads in a VM on passt are not done yet")
+        from bench.machines.host import LocalHost
+
+        if not isinstance(self.host, LocalHost) and self.settings.user_net:
+            # The server runs on this machine (as for containers, bench.backends.oci).
+            raise ValueError(
+                "network workloads need the platform on this machine, not on a remote host"
+            )
+        return user_net_host_address(self.settings)
+
+    def host_address_seen(self, inst: Instance, bound: str) -> str:
+        return user_net_address_seen(self.settings, bound)
 
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         # No guest agent: the workloads image's init runs what is written on its serial

@@ -70,6 +70,8 @@ from bench.backends.guest import (
     probe_guest,
     resolve_boot,
     run_in_guest,
+    user_net_address_seen,
+    user_net_host_address,
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.machines import images, netprobe
@@ -681,6 +683,12 @@ class QemuBackend(Backend):
 
     def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
         return forwarded_endpoint(inst, port)
+
+    def host_address(self, inst: Instance) -> str | None:
+        return user_net_host_address(self.settings)
+
+    def host_address_seen(self, inst: Instance, bound: str) -> str:
+        return user_net_address_seen(self.settings, bound)
 
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         # No guest agent: the workloads image's init runs what is written on its serial
