@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.machines import images, rootfs
+from bench.model.records import WorkloadRun
 from tests.integration.bench_runs import run_real
 
 SERVICE = "mkdir -p /www && echo ok > /www/index.html && httpd -p 80 -h /www"
@@ -106,3 +107,25 @@ def test_libvirt_ready_by_http_through_its_forward(libvirt_conn, vm_cache):
     facts = check_ready_by_http(LIBVIRT)
     # passt where libvirt offers it; libvirt 9.0 (Debian 12) refuses it: QEMU's slirp.
     assert facts["nic_backend"] in ("passt", "slirp")
+
+
+@pytest.mark.qemu
+def test_microvm_tcp_workload_reaches_this_hosts_server(qemu_binary, vm_cache):
+    # iperf3's client in the guest against bench's server on this host's loopback,
+    # dialled as 10.0.2.2 through slirp; the figure is emulated under TCG.
+    if shutil.which("iperf3") is None:
+        pytest.fail("the tcp workload needs iperf3 on this host (apt-get install iperf3)")
+    sink, _, left = run_real(
+        "name: vmtcp\ntimeout: 240s\ncounts: [1]\nwarmup: 0\nsettle: 0s\n"
+        "workloads: {duration: 2s, run: [tcp]}\nplatforms:\n"
+        "  - {name: vm, backend: qemu, machine: microvm, image: workloads, accel: tcg,\n"
+        "     memory: 1GiB, network: user}\n"
+    )
+    assert left == []
+    (s,) = sink.samples
+    assert s["ok"], s["error"]
+    (run,) = [WorkloadRun.model_validate(r) for r in s["extras"]["workloads"]]
+    assert run.error is None and run.rc == 0, run.error
+    assert "10.0.2.2" in run.argv and run.emulated
+    (got,) = [f for f in run.figures if f.figure == "received_bits_per_s"]
+    assert got.value > 0
