@@ -410,3 +410,17 @@ def test_the_guest_dials_its_gateway_for_a_server_on_this_hosts_loopback():
     assert b.host_address_seen(inst, "127.0.0.1") == "10.0.2.2"
     with pytest.raises(ValueError, match="set network: user"):
         QemuBackend(qemu()).host_address(inst)
+
+
+def test_doctor_says_whether_network_user_can_work(tmp_path, monkeypatch):
+    from bench.backends.guest import guest_network_check
+
+    kernel = tmp_path / f"vmlinuz-{RELEASE}"
+    monkeypatch.setattr(images, "find_kernel", lambda: kernel)
+    monkeypatch.setattr(images, "kernel_release", lambda path: RELEASE)
+    missing = guest_network_check()
+    assert missing.ok and missing.warn and "setup-host.sh" in missing.fix
+    assert f"no modules of {RELEASE}" in missing.detail
+    module_tree(tmp_path, DEBIAN)
+    found = guest_network_check()
+    assert found.ok and not found.warn and found.detail.startswith("network: user: 9 modules")

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from bench.backends.base import ExecResult, Instance
+from bench.backends.base import Check, ExecResult, Instance
 from bench.backends.probe_cache import ACCEL_CACHE, ProbeCache, ProbeResult
-from bench.machines import images
+from bench.machines import images, rootfs
 from bench.machines.console import Console
 from bench.model.addresses import USER_NET, Forward
 from bench.model.errors import ImageError, MissingImage, first_line
@@ -132,6 +132,27 @@ class GuestSettings(PlatformBase):
                 "for your own guest give kernel:/initrd: or disk:",
             )
         return self
+
+
+def guest_network_check() -> Check:
+    """`bench doctor`'s line on `network: user`: whether the guest kernel's network
+    modules are there to pack (a warning only: boot benchmarks need no NIC)."""
+    name = "guest network"
+    try:
+        kernel = images.find_kernel()
+    except ImageError as e:
+        return Check(name, True, f"network: user unavailable: {e}", warn=True)
+    release = images.kernel_release(kernel)
+    moddir = rootfs.modules_dir(kernel, release)
+    fix = "scripts/setup-host.sh (make setup) extracts them beside the kernel it fetches"
+    if moddir is None:
+        why = f"no modules of {release} beside {kernel} or in /lib/modules/{release}"
+        return Check(name, True, f"network: user unavailable: {why}", fix, warn=True)
+    try:
+        modules = rootfs.module_closure(moddir)
+    except ImageError as e:
+        return Check(name, True, f"network: user unavailable: {e}", fix, warn=True)
+    return Check(name, True, f"network: user: {len(modules)} modules of {release} in {moddir}")
 
 
 def make_overlay(host: Host, base: Path, overlay: Path) -> None:

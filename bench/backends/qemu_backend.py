@@ -64,6 +64,7 @@ from bench.backends.guest import (
     check_boot_files,
     forwarded_endpoint,
     forwards,
+    guest_network_check,
     kvm_probe,
     kvm_wait_message,
     make_overlay,
@@ -475,6 +476,7 @@ class QemuBackend(Backend):
             import qemu.qmp  # noqa: F401
         except ImportError:
             checks.append(Check("qemu.qmp", False, "not installed", "pip install qemu.qmp"))
+        checks.append(guest_network_check())
         if images.vm_artifacts("busybox") is not None:
             accel, detail = self.resolve_accel(
                 on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
