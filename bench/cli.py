@@ -404,9 +404,11 @@ def validate(
     from bench.runner.run import preflight
 
     loaded = load_scenario(scenario)
-    preflight(loaded, engines=not offline)
+    left_out = preflight(loaded, engines=not offline)
     out = _stdout()
     out.print(plan_table(loaded.scenario))
+    for slot, why in left_out.items():
+        out.print(f"[yellow]left out:[/] platform {slot} (optional): {why}", soft_wrap=True)
     if offline:
         out.print(
             "Checked: the file's keys and values, memory per instance against this host. "

@@ -355,6 +355,7 @@ def manifest(**over: object) -> images.Manifest:
         "kernel_source": "/nowhere/vmlinuz",
         "kernel_release": RELEASE,
         "init_sha256": images.init_sha256("busybox"),
+        "pvh_kernel": True,
         "net_modules": {"virtio_net": "x"},
     }
     return {**m, **over}  # type: ignore[return-value]
@@ -362,7 +363,10 @@ def manifest(**over: object) -> images.Manifest:
 
 def test_stale_when_the_init_or_the_modules_differ(tmp_path):
     assert images.stale_reason(manifest()) is None
-    assert images.stale_reason(manifest(init_sha256="0" * 64)) == "its init is an older bench's"
+    assert images.stale_reason(manifest(init_sha256="0" * 64)) == "an older bench built it"
+    no_pvh = manifest()
+    del no_pvh["pvh_kernel"]
+    assert images.stale_reason(no_pvh) == "an older bench built it"
     # No modules packed: stale only once they can be found.
     assert images.stale_reason(manifest(net_modules={})) is None
     module_tree(tmp_path, DEBIAN)

@@ -39,6 +39,7 @@ from bench.backends.base import (
     print_nothing,
 )
 from bench.machines.clock import REAL_CLOCK, Clock, Timer
+from bench.machines.console import CONSOLE, DEBUGCON
 from bench.model.phases import VMM_READY
 from bench.model.records import Facts
 from bench.model.settings import NETWORK_READY, READY_KINDS, PlatformBase, Seconds
@@ -89,6 +90,11 @@ class FakeSettings(PlatformBase):
     # running aggressors' factors (bench.measurements.neighbours).
     neighbour_slowdown: dict[str, float] = Field(default_factory=dict)
     accel: Literal["kvm", "tcg"] | None = None
+    # ready: {channel: debugcon}: the fake writes its debug-port byte this long before
+    # its marker line (test-only: the fake plays a VM's debug port too).
+    port_lead: Seconds = 0.0
+
+    ready_channels: ClassVar[frozenset[str]] = frozenset({CONSOLE, DEBUGCON})
 
 
 @dataclass
@@ -283,6 +289,11 @@ class FakeBackend(Backend):
                 self.clock.call_later(boot * 0.3, inst.console.feed, kernel),
                 self.clock.call_later(boot * 0.9, inst.console.feed, init),
             ]
+        if self.settings.ready.channel == DEBUGCON:
+            lead = min(self.settings.port_lead, boot)
+            self._kernel_timers.setdefault(inst.name, []).append(
+                self.clock.call_later(boot - lead, inst.console.port, b"R")
+            )
         self._timers[inst.name] = self.clock.call_later(boot, self._boot, inst, line)
 
     def _boot(self, inst: Instance, line: bytes) -> None:

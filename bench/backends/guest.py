@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from bench.backends.base import Check, ExecResult, Instance
 from bench.backends.probe_cache import ACCEL_CACHE, ProbeCache, ProbeResult
 from bench.machines import images, rootfs
-from bench.machines.console import Console
+from bench.machines.console import CONSOLE, DEBUGCON, Console
 from bench.model.addresses import USER_NET, Forward
 from bench.model.errors import ImageError, MissingImage, first_line
 from bench.model.records import Facts
@@ -117,6 +117,28 @@ class GuestSettings(PlatformBase):
                 raise KeyedValueError("service", "a service needs a network: set network: user")
         return self
 
+    console: bool = Field(
+        True,
+        description="false: no kernel console on the serial port (8250.nr_uarts=0, no "
+        "console=ttyS0 or earlyprintk); needs ready: {channel: debugcon}",
+    )
+
+    ready_channels: ClassVar[frozenset[str]] = frozenset({CONSOLE, DEBUGCON})
+
+    @model_validator(mode="after")
+    def _console_off(self) -> GuestSettings:
+        if self.console:
+            return self
+        if self.ready.channel == CONSOLE:
+            raise KeyedValueError(
+                "console", "false leaves no console for the marker: add ready: {channel: debugcon}"
+            )
+        if self.disk:
+            raise KeyedValueError(
+                "console", "false edits the kernel command line, which a disk: guest sets itself"
+            )
+        return self
+
     @model_validator(mode="after")
     def _boot_source(self) -> GuestSettings:
         if self.disk and (self.kernel or self.initrd):
@@ -153,6 +175,31 @@ def guest_network_check() -> Check:
     except ImageError as e:
         return Check(name, True, f"network: user unavailable: {e}", fix, warn=True)
     return Check(name, True, f"network: user: {len(modules)} modules of {release} in {moddir}")
+
+
+# The kernel hands an unknown `name=value` word of its command line (no dot in the name)
+# to init as an environment variable: the bench image's init writes its readiness byte
+# to the debug port only when it finds this one (bench.machines.rootfs).
+READY_ENV = "bench_ready"
+# Words that put a kernel console or an early console on the serial port.
+SERIAL_CONSOLE_WORDS = ("console=ttyS", "console=uart", "earlyprintk=", "earlycon")
+
+
+def boot_cmdline(cmdline: str, s: GuestSettings) -> str:
+    """The kernel command line with what `ready.channel` and `console:` ask of the guest.
+
+    `console: false` is Firecracker's boot-time set-up: the 8250 driver registers no
+    port (8250.nr_uarts=0) and the kernel prints nothing on the UART, early or late
+    (on microvm the setup code's one line still reaches it through the firmware), so
+    the boot pays for no emulated serial port; readiness comes by the debug port.
+    """
+    words = cmdline.split()
+    if not s.console:
+        words = [w for w in words if not w.startswith(SERIAL_CONSOLE_WORDS)]
+        words.append("8250.nr_uarts=0")
+    if s.ready.channel == DEBUGCON and not any(w.startswith(f"{READY_ENV}=") for w in words):
+        words.append(f"{READY_ENV}={DEBUGCON}")
+    return " ".join(words)
 
 
 def make_overlay(host: Host, base: Path, overlay: Path) -> None:
@@ -197,11 +244,19 @@ class BootSource:
 
 
 def resolve_boot(
-    s: GuestSettings, host: Host, build_missing: bool, say: Callable[[str], None]
+    s: GuestSettings,
+    host: Host,
+    build_missing: bool,
+    say: Callable[[str], None],
+    pvh: bool | None = False,
 ) -> BootSource:
     """Where the guest boots from: its disk, or its kernel and initramfs, building the
     bench pair on first use. A remote hypervisor boots files of its own machine: the
-    same paths there, copied from this one's cache when missing or different."""
+    same paths there, copied from this one's cache when missing or different.
+
+    `pvh`: the bench image's kernel is booted uncompressed by its PVH entry (True), as
+    a bzImage through the firmware and its own decompressor (False), or the first when
+    the image has one (None)."""
     allocated = host.allocated_bytes
     if s.disk:
         return BootSource({"boot": "disk", "image": str(s.disk), "image_bytes": allocated(s.disk)})
@@ -212,12 +267,14 @@ def resolve_boot(
                 "image": str(s.kernel),
                 "image_bytes": sum(allocated(p) for p in (s.kernel, s.initrd) if p),
             },
-            (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
+            (s.kernel, s.initrd, boot_cmdline(s.cmdline or images.DEFAULT_CMDLINE, s)),
         )
     # GuestSettings refuses any other image name without kernel: or disk:.
     art = images.vm_artifacts(s.image)
-    # An image built from other inputs (an older init, no network modules that are
-    # there now) is rebuilt, for every platform alike (they share the files).
+    # An image built from other inputs (an older init: one from before the debug port's
+    # byte would never be ready on that channel; no PVH kernel extracted; no network
+    # modules that are there now) is rebuilt, for every platform alike (they share
+    # the files).
     stale = images.stale_reason(art.manifest) if art is not None else None
     if art is None or stale:
         why = stale or "not built"
@@ -238,18 +295,25 @@ def resolve_boot(
             "the kernel it fetches), or install that kernel's package",
             key="network",
         )
-    for path in (art.kernel, art.initrd):
+    if pvh and art.pvh_kernel is None:
+        raise MissingImage(
+            f"VM image {s.image!r}: its kernel has no PVH entry bench can extract (an "
+            "xz-compressed bzImage with CONFIG_PVH): set pvh: false to boot the bzImage"
+        )
+    kernel = art.pvh_kernel if pvh is not False and art.pvh_kernel else art.kernel
+    for path in (kernel, art.initrd):
         if host.ensure_copy(path, path):  # a no-op on this machine
             say(f"copied {path} to {host.key}")
     return BootSource(
         {
             "boot": "kernel",
             "image": s.image,
-            "image_bytes": allocated(art.kernel) + allocated(art.initrd),
+            "image_bytes": allocated(kernel) + allocated(art.initrd),
             "rootfs_sha256": art.manifest.get("rootfs_sha256"),
             "guest_kernel": art.manifest.get("kernel_release"),
+            "kernel_entry": "pvh" if kernel != art.kernel else "bzimage",
         },
-        (art.kernel, art.initrd, net_cmdline(s.cmdline or art.cmdline, s)),
+        (kernel, art.initrd, net_cmdline(boot_cmdline(s.cmdline or art.cmdline, s), s)),
     )
 
 

@@ -7,6 +7,7 @@ console sees the guest from its first byte, and `start_s` is the resume call.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -54,6 +55,7 @@ from bench.backends.guest import (
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.machines import images, netprobe
+from bench.machines.console import DEBUGCON, DEBUGCON_PORT, Console
 from bench.model import addresses, kinds
 from bench.model.addresses import FORWARD_ADDRESS, USER_NET, Forward
 from bench.model.errors import (
@@ -83,6 +85,8 @@ SLIRP = "slirp"
 DEFAULT_URI = "qemu:///system"
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
+# The alias libvirt gives the debug port's serial device (the console is serial0).
+DEBUGCON_ALIAS = "serial1"
 
 
 class LibvirtSettings(GuestSettings):
@@ -376,11 +380,15 @@ class LibvirtBackend(Backend):
             network=s.network,
             nic=nic,
             nic_form=self._nic_form,
+            debugcon=s.ready.channel == DEBUGCON,
         )
         inst.info["accel"] = self.accel
-        self._create_xml(inst, xml)
+        self._create_xml(inst, xml, debugcon=s.ready.channel == DEBUGCON)
 
-    def _create_xml(self, inst: Instance, xml: str) -> None:
+    def _create_xml(self, inst: Instance, xml: str, *, debugcon: bool = False) -> None:
+        """Create the domain of `xml` paused and open its console; with `debugcon`
+        (its XML has the debug port, serial1) open that one too. The KVM probe's XML
+        never has it, whatever the platform's channel."""
         libvirt = _ensure_event_loop()
         conn = self.connect()
         dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
@@ -389,6 +397,19 @@ class LibvirtBackend(Backend):
         dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
         inst.info["_stream"] = stream
         console = inst.console
+        if debugcon:
+            # The debug port is a second serial device (its alias, DEBUGCON_ALIAS): a
+            # stream of its own, opened before the resume like the console's.
+            port = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+            dom.openConsole(DEBUGCON_ALIAS, port, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+            inst.info["_port_stream"] = port
+            port.eventAddCallback(
+                libvirt.VIR_STREAM_EVENT_READABLE
+                | libvirt.VIR_STREAM_EVENT_ERROR
+                | libvirt.VIR_STREAM_EVENT_HANGUP,
+                functools.partial(_on_port_event, libvirt, console),
+                None,
+            )
 
         def on_event(st: virStream, events: int, _opaque: object) -> None:
             while True:
@@ -522,9 +543,10 @@ class LibvirtBackend(Backend):
         import libvirt
 
         gone = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
-        stream = inst.info.pop("_stream", None)
-        if stream is not None:
-            _close_stream(stream)
+        for key in ("_stream", "_port_stream"):
+            stream = inst.info.pop(key, None)
+            if stream is not None:
+                _close_stream(stream)
         try:
             dom = inst.handle
             if dom is None:
@@ -632,6 +654,7 @@ def domain_xml(
     network: str | None = None,
     nic: list[Forward] | None = None,
     nic_form: str = "passt",
+    debugcon: bool = False,
 ) -> str:
     """Domain XML built as a tree: names and paths are escaped by the XML library.
     `network`: a libvirt network's name; `nic`: instead, a user-mode NIC (passt) with
@@ -701,6 +724,13 @@ def domain_xml(
     ET.SubElement(serial, "target", port="0")
     console = ET.SubElement(devices, "console", type="pty")
     ET.SubElement(console, "target", type="serial", port="0")
+    if debugcon:
+        # QEMU's isa-debugcon as libvirt (8.1 and later) describes it: a serial device
+        # of target type isa-debug, at the conventional port 0xe9; alias serial1.
+        port = ET.SubElement(devices, "serial", type="pty")
+        target = ET.SubElement(port, "target", type="isa-debug", port="1")
+        ET.SubElement(target, "model", name="isa-debugcon")
+        ET.SubElement(port, "address", type="isa", iobase=f"{DEBUGCON_PORT:#x}")
     ET.register_namespace(METADATA_KEY, METADATA_NS)
     ET.register_namespace("qemu", QEMU_NS)
     return ET.tostring(dom, encoding="unicode")
@@ -738,6 +768,27 @@ def domain_devices(xml: str) -> dict[str, int]:
 def overlay_dir(run_id: str) -> Path:
     """Where a run's overlays live (on the engine's host: create it there)."""
     return state_dir() / "overlays" / run_id
+
+
+def _on_port_event(
+    libvirt: ModuleType, console: Console, st: virStream, events: int, _opaque: object
+) -> None:
+    """The debug port's stream: its bytes go to `console.port`. Its end says nothing:
+    the serial console's stream ends too (the domain stopped), and says so."""
+    while True:
+        try:
+            data = st.recv(4096)
+        except libvirt.libvirtError:
+            _close_stream(st)
+            return
+        if data == -2:  # EAGAIN: drained for now
+            break
+        if not data:
+            _close_stream(st)
+            return
+        console.port(data)
+    if events & (libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP):
+        _close_stream(st)
 
 
 def _close_stream(stream: virStream) -> None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, model_validator
 
 from bench.backends.base import (
     NAME_PREFIX,
@@ -76,6 +76,7 @@ from bench.backends.guest import (
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.machines import images, netprobe
+from bench.machines.console import DEBUGCON, DEBUGCON_PORT
 from bench.machines.iohub import IOHub
 from bench.model import kinds, phases
 from bench.model.addresses import Forward
@@ -83,6 +84,7 @@ from bench.model.errors import BenchError, EngineUnavailable, first_line
 from bench.model.owner import owner_labels, pid_alive
 from bench.model.paths import state_dir
 from bench.model.records import Facts, text
+from bench.model.settings import KeyedValueError
 
 if TYPE_CHECKING:
     from qemu.qmp import QMPClient
@@ -120,6 +122,28 @@ class QemuSettings(GuestSettings):
         description="none: no NIC; user: a virtio-net NIC on QEMU's user networking, the "
         "guest at 10.0.2.15, ready:'s port forwarded from 127.0.0.1 (tcp:, http: need it)",
     )
+    pvh: bool | None = Field(
+        None,
+        description="boot the bench image's kernel uncompressed by its PVH entry, with "
+        "no firmware or decompressor, as Firecracker does (default: on microvm); false: "
+        "the bzImage through the firmware",
+    )
+
+    @model_validator(mode="after")
+    def _pvh_for_the_bench_image(self) -> QemuSettings:
+        if self.pvh and (self.kernel or self.disk):
+            raise KeyedValueError(
+                "pvh",
+                "applies to the bench image's kernel: give your own uncompressed vmlinux "
+                "as kernel: instead (QEMU boots an ELF with a PVH note that way)",
+            )
+        return self
+
+    def boots_pvh(self) -> bool | None:
+        """resolve_boot's `pvh`: as set, else microvm's default (when the image has it)."""
+        if self.pvh is not None:
+            return self.pvh
+        return None if self.machine == "microvm" else False
 
 
 # -- files of one instance -----------------------------------------------------------
@@ -135,6 +159,7 @@ class InstancePaths:
     dir: Path
     qmp: Path
     serial: Path
+    debugcon: Path  # the debug port's chardev (ready: {channel: debugcon})
     pidfile: Path
     log: Path  # QEMU's stderr: why it would not start
     overlay: Path
@@ -149,6 +174,7 @@ class InstancePaths:
             d,
             d / "qmp.sock",
             d / "serial.sock",
+            d / "debugcon.sock",
             d / "qemu.pid",
             d / "qemu.log",
             d / "overlay.qcow2",
@@ -197,6 +223,7 @@ def qemu_argv(
     kernel: KernelBoot | None = None,
     disk: Path | None = None,
     nic: list[Forward] | None = None,
+    debugcon: bool = False,
 ) -> list[str]:
     """The command line of one paused instance (never run through a shell). `nic`: a
     virtio-net NIC on user networking with these forwards (None: no NIC)."""
@@ -231,6 +258,16 @@ def qemu_argv(
         "-pidfile",
         str(paths.pidfile),
     ]
+    if debugcon:
+        # Bochs' "port E9" console: each byte the guest writes to the port reaches the
+        # chardev as it is, no UART between (every machine here has an ISA bus, microvm
+        # too). A client socket like the serial's, opened in command-line order.
+        argv += [
+            "-chardev",
+            f"socket,id=dbg0,path={paths.debugcon}",
+            "-device",
+            f"isa-debugcon,iobase={DEBUGCON_PORT:#x},chardev=dbg0",
+        ]
     if kernel:
         k, initrd, cmdline = kernel
         argv += ["-kernel", str(k)]
@@ -416,6 +453,7 @@ class _Live:
     proc: subprocess.Popen[bytes] | None = None
     qmp: QMPClient | None = None  # once connected
     console: socket.socket | None = None
+    port: socket.socket | None = None  # the debug port's chardev, when it is the channel
     destroyed: bool = False
 
 
@@ -529,7 +567,9 @@ class QemuBackend(Backend):
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> Facts:
-        self._boot = resolve_boot(self.settings, self.host, build_missing, say)
+        self._boot = resolve_boot(
+            self.settings, self.host, build_missing, say, pvh=self.settings.boots_pvh()
+        )
         self.accel, accel_detail = self.resolve_accel(
             on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
         )
@@ -621,9 +661,16 @@ class QemuBackend(Backend):
         loop = self._qmp_loop()
         qmp = QMPClient(inst.name)
         serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        debugcon = s.ready.channel == DEBUGCON
+        port = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) if debugcon else None
+        conn: socket.socket | None = None
+        port_conn: socket.socket | None = None
         try:
             serial.bind(str(paths.serial))
             serial.listen(1)
+            if port is not None:
+                port.bind(str(paths.debugcon))
+                port.listen(1)
             loop.run(qmp.start_server(str(paths.qmp)), QMP_TIMEOUT_S)
             argv = qemu_argv(
                 binary=self.binary,
@@ -636,6 +683,7 @@ class QemuBackend(Backend):
                 kernel=self._boot.kernel,
                 disk=disk,
                 nic=nic,
+                debugcon=debugcon,
             )
             with self._lock:
                 if live.destroyed:  # torn down (interrupt) before it was spawned
@@ -660,9 +708,15 @@ class QemuBackend(Backend):
             serial.settimeout(CONNECT_TIMEOUT_S)
             # QEMU opened its serial chardev before its monitor: already in the backlog.
             conn, _ = serial.accept()
+            if port is not None:  # and its debug port's, in the same pass
+                port.settimeout(CONNECT_TIMEOUT_S)
+                port_conn, _ = port.accept()
         except BaseException:
             with contextlib.suppress(Exception):
                 loop.run(qmp.disconnect(), QMP_TIMEOUT_S)
+            for accepted in (conn, port_conn):
+                if accepted is not None:
+                    accepted.close()
             if live.destroyed:
                 # destroy() ran while this was starting and may have found no files
                 # yet: what it missed goes now (a spawned QEMU it did kill).
@@ -670,9 +724,12 @@ class QemuBackend(Backend):
             raise
         finally:
             serial.close()
+            if port is not None:
+                port.close()
             # Connected: the paths are no longer needed (and would outlive a kill -9).
             paths.qmp.unlink(missing_ok=True)
             paths.serial.unlink(missing_ok=True)
+            paths.debugcon.unlink(missing_ok=True)
         conn.setblocking(False)
         live.console = conn
         console = inst.console
@@ -682,6 +739,11 @@ class QemuBackend(Backend):
             console.feed,
             lambda err: console.close(f"serial console closed ({err or 'qemu exited'})"),
         )
+        if port_conn is not None:
+            port_conn.setblocking(False)
+            live.port = port_conn
+            # Its end is the serial's too (the same QEMU exiting): said there, once.
+            self._io().add_stream(port_conn, console.port, lambda _err: None)
 
     def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
         return forwarded_endpoint(inst, port)
@@ -789,11 +851,12 @@ class QemuBackend(Backend):
             with self._lock:
                 live.destroyed = True
                 proc = live.proc
-            if live.console is not None:
-                if self._hub:
-                    self._hub.remove(live.console)
-                live.console.close()
-                live.console = None
+            for sock in (live.console, live.port):
+                if sock is not None:
+                    if self._hub:
+                        self._hub.remove(sock)
+                    sock.close()
+            live.console = live.port = None
             asked = False
             if live.qmp is not None:
                 asked = self._quit(live.qmp)

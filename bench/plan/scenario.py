@@ -358,6 +358,22 @@ class Scenario(Model):
         return self
 
     @model_validator(mode="after")
+    def _commands_need_a_console(self) -> Scenario:
+        # A VM runs workloads (and neighbours' stressors) through its serial console
+        # (bench.backends.guest.run_in_guest): a guest booted without one cannot.
+        if self.workloads is None and self.neighbours is None:
+            return self
+        key = "workloads" if self.workloads is not None else "neighbours"
+        for p in self.platforms:
+            if getattr(p, "console", True) is False:
+                raise KeyedValueError(
+                    key,
+                    f"a VM runs them through its serial console, and platform {p.name} boots "
+                    "without one (console: false): drop console: false there, or the platform",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _neighbours_set_the_count(self) -> Scenario:
         # One place decides a neighbours step's size: aggressors + 1, never a list of N.
         if self.neighbours is not None and (

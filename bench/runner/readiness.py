@@ -46,7 +46,7 @@ def console_for(rule: ReadyRule, clock: Callable[[], float]) -> Console:
     """The console of one instance, deciding what a console can under `rule`."""
     kind = rule.kind
     if kind == "marker":
-        return Console(rule.marker, clock=clock, kind=kind)
+        return Console(rule.marker, clock=clock, kind=kind, channel=rule.channel)
     if kind == "regex":
         assert rule.regex is not None
         return Console(
@@ -55,6 +55,7 @@ def console_for(rule: ReadyRule, clock: Callable[[], float]) -> Console:
             match=regex_match(re.compile(rule.regex)),
             waits_for=f"line matching {rule.regex!r}",
             kind=kind,
+            channel=rule.channel,
         )
     return Console(
         None, clock=clock, waits_for=rule.describe(), exit_decides=kind == "exit", kind=kind
@@ -67,12 +68,12 @@ def not_ready_reason(console: Console, timeout: float, exited: bool) -> str:
     if exited:
         if console.kind == "exit" and console.exit_code is not None:
             return f"exited {console.exit_code} before ready ({console.waits_for})"
-        return f"{console.closed_reason} before {console.waits_for}"
+        return f"{console.closed_reason} before {console.awaited}"
     if console.kind in NETWORK_READY and console.probe_last:
         return f"{console.probe_last} until the {timeout:g}s timeout"
     if console.kind == "exit":
         return f"still running at the {timeout:g}s timeout (ready: {console.waits_for})"
-    return f"no {console.waits_for} within {timeout:g}s"
+    return f"no {console.awaited} within {timeout:g}s"
 
 
 def last_seen(previous: str | None, answer: netprobe.Answer, limit: float) -> str:
