@@ -254,9 +254,9 @@ def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
         return "an older bench built it"
     source = kernel or Path(manifest.get("kernel_source") or "/nonexistent")
     release = manifest.get("kernel_release") or "unknown"
-    if "virtio_net" not in manifest.get("net_modules", {}):
-        if rootfs.modules_dir(source, release) is not None:
-            return "the guest kernel's network modules were not packed"
+    packed = "virtio_net" in manifest.get("net_modules", {})
+    if not packed and rootfs.modules_dir(source, release) is not None:
+        return "the guest kernel's network modules were not packed"
     return None
 
 
