@@ -61,11 +61,20 @@ def seconds(values: list[float]) -> str:
 def text(run_dirs: list[Path]) -> str:
     by_platform, metas = collect(run_dirs)
     table = [
-        "| platform | ready by | ok/all | ready_s median (min-max) | guest uptime at marker "
-        "| accel | probes (median) | ready_window_s median (max) |",
-        "| --- | --- | ---: | --- | --- | --- | ---: | --- |",
+        "| platform | boot | ready by | ok/all | ready_s median (min-max) | guest uptime at "
+        "marker | accel | probes (median) | ready_window_s median (max) |",
+        "| --- | --- | --- | ---: | --- | --- | --- | ---: | --- |",
     ]
     ready: dict[str, list[float]] = {}
+    # How each platform's guest boots, from its engine facts: the kernel's entry (PVH,
+    # no firmware; or the bzImage through the firmware) and its machine.
+    boots: dict[str, str] = {}
+    for m in metas:
+        for name, e in (m.get("engines") or {}).items():
+            if isinstance(e, dict):
+                machine = e.get("machine") or e.get("engine")
+                # Runs from before PVH boot (no kernel_entry) booted the bzImage.
+                boots[name] = f"{machine}, {e.get('kernel_entry', 'bzimage')}"
     for name, samples in by_platform.items():
         ok = [s for s in samples if s["ok"]]
         ready[name] = [float(s["ready_s"]) for s in ok]
@@ -75,7 +84,8 @@ def text(run_dirs: list[Path]) -> str:
         windows = [float(s["ready_window_s"]) for s in ok if s["ready_window_s"] is not None]
         window = f"{statistics.median(windows):.2f} s ({max(windows):.2f})" if windows else "-"
         table.append(
-            f"| {name} | {samples[0]['ready_kind']} | {len(ok)}/{len(samples)} | "
+            f"| {name} | {boots.get(name, '-')} | {samples[0]['ready_kind']} | "
+            f"{len(ok)}/{len(samples)} | "
             f"{seconds(ready[name]) if ok else '-'} | "
             f"{seconds(uptimes) if uptimes else '-'} | "
             f"{', '.join(accel)}{' (emulated)' if 'tcg' in accel else ''} | "
@@ -93,6 +103,20 @@ def text(run_dirs: list[Path]) -> str:
             f"- {what}: {d:+.2f} s (medians {statistics.median(a):.2f} s against "
             f"{statistics.median(b):.2f} s, n={len(a)} and {len(b)}; {apart})"
         )
+    # The platforms run one after another on a host whose load drifts (other sessions'
+    # runs): a difference between platforms carries that drift too.
+    drift = [
+        "The platforms ran one after another on a host whose load drifted, so each "
+        "difference also carries that drift."
+    ]
+    nonet, marker = ready.get("microvm-nonet"), ready.get("microvm-marker")
+    if nonet and marker and statistics.median(marker) < statistics.median(nonet):
+        drift.append(
+            "microvm-marker (a NIC) ahead of microvm-nonet (none) is not read as a NIC "
+            "making the boot faster (it only adds a device and, after the marker, the "
+            "init's network step): it shows the drift's size."
+        )
+    drift = [" ".join(drift)]
     loads = [f"{(m.get('host') or {}).get('load_avg_1m', 0):.1f}" for m in metas]
     nic = sorted(
         {
@@ -105,9 +129,9 @@ def text(run_dirs: list[Path]) -> str:
     runs = ", ".join(f"{m.get('run_id')} ({m.get('started_at')})" for m in metas)
     return "\n".join(
         [
-            HEADING,
+            f"## Run {runs}",
             "",
-            f"Runs: {runs}. Host: {host_line()}. Host load (1 min) at each run's start: "
+            f"Host: {host_line()}. Host load (1 min) at each run's start: "
             f"{', '.join(loads)} on {(metas[0].get('host') or {}).get('cpu_cores')} cores "
             "(other sessions' tests and VMs shared it). `bench run scenarios/vm-service.yaml`, "
             "then `python benchmarks/vm_service.py RUN_DIR`. libvirt's NIC: "
@@ -120,36 +144,38 @@ def text(run_dirs: list[Path]) -> str:
             "",
             *diffs,
             "",
-            "Reading it. The marker is the init's first line, so marker to HTTP 200 is the "
-            "guest's userspace work for its service (insmod of the virtio and virtio_net "
-            "modules, eth0 up, httpd bound) plus the probe's path (slirp in the VMM, a "
-            "probe every 5-20 ms; `ready_window_s` bounds its lateness per sample), all "
-            "under TCG here: the emulated guest's insmod and its first packets are slow, "
-            "so the figure says what HTTP readiness adds under emulation, not under KVM.",
-            "",
-            "How late ready_s may be. QEMU's slirp accepts a forwarded connection on this "
-            "host's side at once and only then connects to the guest, so before the guest's "
-            "httpd answers, an attempt does not fail fast (refused) as it does into a "
-            "container: it waits out its 1 s timeout. `ready_window_s` (the time from the "
-            "start of the last failed attempt to the successful one's end) is therefore "
-            "often 1-2 s here against the 5-20 ms of a container's probe: each HTTP figure "
-            "is late by up to that, which is as large as the differences above. The "
-            "platforms run one after another on a host whose load drifted (other sessions' "
-            "runs), so a difference between platforms also carries that drift: the "
-            "microvm-nonet row (first in the run) slower than microvm-marker, ranges apart, "
-            "is not read as a NIC making the boot faster (a NIC only adds a device and, "
-            "after the marker, the init's network step); it marks how large the drift is.",
-            "",
-            "Where libvirt's HTTP time goes. A diagnostic run "
-            "(diag-20261206-032233-7ea12725: the guest's service fetches its own page and "
-            "prints SERVED with its uptime, ready by that line) had libvirt's guest serving "
-            "at 2.6 and 2.9 s of its own uptime but seen ready 17.5 and 59.4 s after launch, "
-            "qemu pc's at 7.5 and 14.5 s of uptime, 21.6 and 30.9 s after launch: the "
-            "difference lies in the host's side of the boot under this load (issue 24 §1's "
-            "unexplained phase), not in the forward or the guest's network set-up.",
+            *drift,
             "",
         ]
     )
+
+
+# Said once, after the runs' tables: what every run's figures share.
+READING = [
+    "Reading it. The marker is the init's first line, so marker to HTTP 200 is the "
+    "guest's userspace work for its service (insmod of the virtio and virtio_net "
+    "modules, eth0 up, httpd bound) plus the probe's path (slirp in the VMM, a probe "
+    "every 5-20 ms), all under TCG here: the emulated guest's insmod and its first "
+    "packets are slow, so the figure says what HTTP readiness adds under emulation, "
+    "not under KVM.",
+    "",
+    "How late ready_s may be. QEMU's slirp accepts a forwarded connection on this "
+    "host's side at once and only then connects to the guest, so before the guest's "
+    "httpd answers, an attempt does not fail fast (refused) as it does into a "
+    "container: it waits out its 1 s timeout. `ready_window_s` (the time from the "
+    "start of the last failed attempt to the successful one's end) is therefore often "
+    "about 1 s or more against the 5-20 ms of a container's probe: each HTTP figure is "
+    "late by up to that.",
+    "",
+    "Where libvirt's HTTP time went in the first run. A diagnostic run "
+    "(diag-20261206-032233-7ea12725, before PVH: the guest's service fetches its own "
+    "page and prints SERVED with its uptime, ready by that line) had libvirt's guest "
+    "serving at 2.6 and 2.9 s of its own uptime but seen ready 17.5 and 59.4 s after "
+    "launch, qemu pc's at 7.5 and 14.5 s of uptime, 21.6 and 30.9 s after launch: the "
+    "difference lay in the host's side of the boot under that load (issue 24 §1's "
+    "unexplained phase), not in the forward or the guest's network set-up.",
+    "",
+]
 
 
 def workloads_text(run_dir: Path) -> str:
@@ -197,7 +223,9 @@ def main() -> None:
     parser.add_argument("--workloads", type=Path, help="a scenarios/network-vm.yaml run")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    out = text(args.run_dirs)
+    # One table per run: runs of different bench versions (the microvm's boot path
+    # changed with PVH) are not pooled.
+    out = "\n".join([HEADING, "", *(text([d]) for d in args.run_dirs), *READING])
     if args.workloads:
         out += "\n" + workloads_text(args.workloads)
     print(out)
