@@ -66,6 +66,7 @@ def text(run_dirs: list[Path]) -> str:
         "| --- | --- | --- | ---: | --- | --- | --- | ---: | --- |",
     ]
     ready: dict[str, list[float]] = {}
+    windows_of: dict[str, list[float]] = {}
     # How each platform's guest boots, from its engine facts: the kernel's entry (PVH,
     # no firmware; or the bzImage through the firmware) and its machine.
     boots: dict[str, str] = {}
@@ -82,6 +83,7 @@ def text(run_dirs: list[Path]) -> str:
         probes = [int(s["ready_probes"]) for s in ok if s["ready_probes"] is not None]
         accel = sorted({str(s["accel"]) for s in ok}) or ["-"]
         windows = [float(s["ready_window_s"]) for s in ok if s["ready_window_s"] is not None]
+        windows_of[name] = windows
         window = f"{statistics.median(windows):.2f} s ({max(windows):.2f})" if windows else "-"
         table.append(
             f"| {name} | {boots.get(name, '-')} | {samples[0]['ready_kind']} | "
@@ -92,6 +94,7 @@ def text(run_dirs: list[Path]) -> str:
             f"{statistics.median(probes) if probes else '-'} | {window} |"
         )
     diffs = []
+    backwards: list[str] = []  # machines whose HTTP row came before their marker row
     for what, later, earlier in PAIRS:
         a, b = ready.get(later), ready.get(earlier)
         if not a or not b:
@@ -99,9 +102,15 @@ def text(run_dirs: list[Path]) -> str:
             continue
         d = statistics.median(a) - statistics.median(b)
         apart = "ranges apart" if ranges_apart(a, b) else "ranges overlap: not resolved"
+        late = ""
+        if later.endswith("-http") and windows_of.get(later):
+            w = statistics.median(windows_of[later])
+            late = f"; the HTTP instant is uncertain by its ready_window_s, median {w:.2f} s"
+        if later.endswith("-http") and d < 0:
+            backwards.append(later.removesuffix("-http"))
         diffs.append(
             f"- {what}: {d:+.2f} s (medians {statistics.median(a):.2f} s against "
-            f"{statistics.median(b):.2f} s, n={len(a)} and {len(b)}; {apart})"
+            f"{statistics.median(b):.2f} s, n={len(a)} and {len(b)}; {apart}{late})"
         )
     # The platforms run one after another on a host whose load drifts (other sessions'
     # runs): a difference between platforms carries that drift too.
@@ -110,11 +119,21 @@ def text(run_dirs: list[Path]) -> str:
         "difference also carries that drift."
     ]
     nonet, marker = ready.get("microvm-nonet"), ready.get("microvm-marker")
-    if nonet and marker and statistics.median(marker) < statistics.median(nonet):
+    if (
+        nonet
+        and marker
+        and statistics.median(marker) < statistics.median(nonet)
+        and ranges_apart(marker, nonet)
+    ):
         drift.append(
             "microvm-marker (a NIC) ahead of microvm-nonet (none) is not read as a NIC "
             "making the boot faster (it only adds a device and, after the marker, the "
             "init's network step): it shows the drift's size."
+        )
+    if backwards:
+        drift.append(
+            f"Where HTTP came before the marker ({', '.join(backwards)}), that is the "
+            "drift: the same guest prints its marker before it starts httpd."
         )
     drift = [" ".join(drift)]
     loads = [f"{(m.get('host') or {}).get('load_avg_1m', 0):.1f}" for m in metas]
