@@ -140,10 +140,11 @@ def test_bad_ready_rules_name_the_key(platform, expected):
     assert expected in _error(platform)
 
 
-def test_a_vm_cannot_wait_for_a_port_yet():
+def test_a_vm_waits_for_a_port_only_on_a_network():
     text = "name: x\nplatforms:\n  - name: v\n    backend: qemu\n    ready: {tcp: 22}\n"
-    with pytest.raises(ScenarioError, match=r"platforms\[0\].ready: backend qemu cannot wait"):
+    with pytest.raises(ScenarioError, match=r"platforms\[0\].network: .* set network: user"):
         parse_scenario(text)
+    assert parse_scenario(text.replace("ready:", "network: user\n    ready:")).platforms[0]
 
 
 def test_rules_and_their_kinds():

@@ -224,8 +224,12 @@ def test_http_readiness_needs_network_user_and_tcp_is_refused():
     with pytest.raises(ValidationError, match="set network: user"):
         qemu(ready=HTTP)
     assert qemu(ready=HTTP, network="user").forwarded_ports() == [80]
+    # Direct QEMU asks slirp whether the guest took the connection; libvirt cannot.
+    assert qemu(ready={"tcp": 80}, network="user").forwarded_ports() == [80]
     with pytest.raises(ValidationError, match="accepts on this host's side before the guest"):
-        qemu(ready={"tcp": 80}, network="user")
+        LibvirtSettings(name="vm", backend="libvirt", network="user", ready={"tcp": 80})
+    with pytest.raises(ValidationError, match="set network: user"):
+        qemu(ready={"tcp": 80})
     with pytest.raises(ValidationError, match="not a process's exit status"):
         qemu(ready={"exit": 0})
     with pytest.raises(ValidationError):
@@ -428,3 +432,71 @@ def test_doctor_says_whether_network_user_can_work(tmp_path, monkeypatch):
     module_tree(tmp_path, DEBIAN)
     found = guest_network_check()
     assert found.ok and not found.warn and found.detail.startswith("network: user: 9 modules")
+
+
+# -- ready: tcp through a forward: the guest's side, as slirp's table says ------------
+
+USERNET = """Hub -1 (net0):
+  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+  TCP[SYN_SENT]      13       127.0.0.1 18082       10.0.2.15    80     0     0
+  TCP[HOST_FORWARD]   8       127.0.0.1 18082       10.0.2.15    80     0     0
+"""
+
+
+def test_slirps_table_says_whether_the_guest_took_the_connection():
+    from bench.backends.qemu_backend import guest_established
+
+    # As QEMU 7.2 printed it for a connection to a paused guest: not taken yet.
+    assert not guest_established(USERNET, 80)
+    taken = USERNET.replace("TCP[SYN_SENT]", "TCP[ESTABLISHED]")
+    assert guest_established(taken, 80) and not guest_established(taken, 8080)
+    assert not guest_established("", 80)
+
+
+@pytest.fixture
+def server():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    yield s
+    s.close()
+
+
+def test_a_forwarded_connection_is_ready_only_when_the_guest_took_it(server):
+    import threading
+
+    from bench.machines import netprobe
+
+    port = server.getsockname()[1]
+    asked = []
+
+    def accepted() -> bool:
+        asked.append(1)
+        return len(asked) >= 3  # the guest takes it on the third look
+
+    ok = netprobe.tcp_forwarded("127.0.0.1", port, 2.0, accepted, 80)
+    assert ok == netprobe.Answer(True, "port 80 accepted a connection") and len(asked) == 3
+    # Held open by the forwarder, never taken by the guest: no answer within the timeout.
+    quiet = netprobe.tcp_forwarded("127.0.0.1", port, 0.1, lambda: False, 80)
+    assert quiet == netprobe.Answer(False, "port 80 did not answer within 0.1s", timed_out=True)
+
+    # The forwarder closes it (the guest refused): refused, at once.
+    import socket
+
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        refusing.listen()
+
+        def close_next() -> None:
+            conn, _ = refusing.accept()
+            conn.close()
+
+        closer = threading.Thread(target=close_next)
+        closer.start()
+        refused = netprobe.tcp_forwarded(
+            "127.0.0.1", refusing.getsockname()[1], 2.0, lambda: False, 80
+        )
+        closer.join()
+    assert refused == netprobe.Answer(False, "port 80 refused")

@@ -341,6 +341,13 @@ class Backend(ABC):
         tools are fakes that need no server."""
         raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
 
+    def forward_accepted(self, inst: Instance, port: int) -> bool | None:
+        """Whether the guest itself holds a connection on its TCP `port` that came in
+        through a forward (ready: tcp into a VM): user-mode networking accepts on this
+        host's side first, so a connect alone says nothing. None: the endpoint is no
+        forward (the connect decides) or the backend cannot tell."""
+        return None
+
     def host_address_seen(self, inst: Instance, bound: str) -> str:
         """The address the instance dials for a server of this host bound to `bound`
         (host_address's): the same, unless the instance sees this host under another

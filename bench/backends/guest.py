@@ -84,8 +84,8 @@ class GuestSettings(PlatformBase):
     ready_kinds: ClassVar[frozenset[str]] = frozenset({"marker", "regex", "http"})
     ready_refused: ClassVar[dict[str, str]] = {
         "tcp": "a port forwarded to a VM accepts on this host's side before the guest "
-        "listens (user-mode networking): use ready: {http: {port: PORT}}, which only "
-        "the guest can answer",
+        "listens (user-mode networking), and this backend cannot ask the forwarder: use "
+        "ready: {http: {port: PORT}}, which only the guest can answer",
         "exit": "a VM's end is its VMM's, not a process's exit status",
     }
 

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 from pydantic import Field, JsonValue, model_validator
 
@@ -122,6 +122,10 @@ class QemuSettings(GuestSettings):
         description="none: no NIC; user: a virtio-net NIC on QEMU's user networking, the "
         "guest at 10.0.2.15, ready:'s port forwarded from 127.0.0.1 (tcp:, http: need it)",
     )
+
+    # Direct QEMU can also tell whether the guest took a forwarded connection (slirp's
+    # table over QMP, QemuBackend.forward_accepted): tcp readiness is sound here.
+    ready_kinds: ClassVar[frozenset[str]] = frozenset({"marker", "regex", "tcp", "http"})
     pvh: bool | None = Field(
         None,
         description="boot the bench image's kernel uncompressed by its PVH entry, with "
@@ -334,6 +338,17 @@ async def qom_devices(qmp: QMPClient, device_types: set[str] | None = None) -> d
             if name in device_types:
                 counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def guest_established(usernet: str, port: int) -> bool:
+    """Whether QEMU's `info usernet` lists an established TCP connection to the guest's
+    `port` (rows: `TCP[ESTABLISHED]  FD  src-addr src-port  dst-addr dst-port ...`;
+    the forward itself is TCP[HOST_FORWARD], a connection not yet taken SYN_SENT)."""
+    for line in usernet.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[0] == "TCP[ESTABLISHED]" and fields[5] == str(port):
+            return True
+    return False
 
 
 def host_tsc_khz(cpuinfo: str | None = None) -> int | None:
@@ -747,6 +762,18 @@ class QemuBackend(Backend):
 
     def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
         return forwarded_endpoint(inst, port)
+
+    def forward_accepted(self, inst: Instance, port: int) -> bool | None:
+        # slirp's own connection table (HMP `info usernet`, QEMU's only view of it):
+        # a probe's connection stays SYN_SENT until the guest accepts it.
+        live: _Live | None = inst.handle
+        if not self.settings.user_net or live is None or live.qmp is None:
+            return None
+        table = self._qmp_loop().run(
+            live.qmp.execute("human-monitor-command", {"command-line": "info usernet"}),
+            QMP_TIMEOUT_S,
+        )
+        return guest_established(str(table), port)
 
     def host_address(self, inst: Instance) -> str | None:
         return user_net_host_address(self.settings)

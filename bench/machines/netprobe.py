@@ -7,7 +7,10 @@ never a process); bench.runner.readiness retries them until the instance is read
 from __future__ import annotations
 
 import http.client
+import select
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # A response body is never read: the status line decides.
@@ -38,6 +41,37 @@ def tcp(host: str, port: int, timeout: float, shown: int | None = None) -> Answe
             return Answer(True, f"port {shown or port} accepted a connection")
     except OSError as e:
         return _failed(shown or port, e, timeout)
+
+
+# How often a forwarded connection's guest side is asked about while it is held open.
+CONFIRM_GAP_S = 0.02
+
+
+def tcp_forwarded(
+    host: str, port: int, timeout: float, accepted: Callable[[], bool], shown: int
+) -> Answer:
+    """Whether the guest behind a forwarded `port` accepts a connection: connected on
+    this host's side, the connection is held open until `accepted()` says the guest
+    established it (the forwarder's own view), or the forwarder closes it (the guest
+    refused), or `timeout` passes (no answer yet from the guest)."""
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            while True:
+                if accepted():
+                    return Answer(True, f"port {shown} accepted a connection")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return Answer(
+                        False, f"port {shown} did not answer within {timeout:g}s", timed_out=True
+                    )
+                readable, _, _ = select.select([conn], [], [], min(CONFIRM_GAP_S, left))
+                if readable and not conn.recv(1, socket.MSG_PEEK):
+                    return Answer(False, f"port {shown} refused")
+    except ConnectionResetError:
+        return Answer(False, f"port {shown} refused")
+    except OSError as e:
+        return _failed(shown, e, timeout)
 
 
 def http_status(

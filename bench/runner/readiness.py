@@ -140,6 +140,9 @@ class Prober:
         except Exception as e:
             console.fail(f"no address to probe port {port} at: {first_line(e)}")
             return
+        # A port forwarded into a VM: the backend says whether the guest took the
+        # connection (None: no forward, or it cannot tell; the connect decides).
+        forwarded = rule.tcp is not None and self.backend.forward_accepted(inst, port) is not None
         gap, since = FIRST_GAP_S, started_at
         while not self._stop.is_set() and not console.done:
             begun = now()
@@ -149,6 +152,14 @@ class Prober:
             if rule.http is not None:
                 h = rule.http
                 answer = netprobe.http_status(host, host_port, h.path, h.status, limit, port)
+            elif forwarded:
+                answer = netprobe.tcp_forwarded(
+                    host,
+                    host_port,
+                    limit,
+                    lambda: self.backend.forward_accepted(inst, port) is True,
+                    port,
+                )
             else:
                 answer = netprobe.tcp(host, host_port, limit, port)
             console.probes += 1
