@@ -34,6 +34,7 @@ MACHINES = ("microvm", "pc", "libvirt")
 # The pairs compared: (what, later platform, earlier platform).
 PAIRS = [
     *((f"{m}: HTTP 200 after the marker", f"{m}-http", f"{m}-marker") for m in MACHINES),
+    ("microvm: TCP accepted by the guest after the marker", "microvm-tcp", "microvm-marker"),
     ("microvm: the NIC's cost to the marker", "microvm-marker", "microvm-nonet"),
 ]
 
@@ -103,9 +104,9 @@ def text(run_dirs: list[Path]) -> str:
         d = statistics.median(a) - statistics.median(b)
         apart = "ranges apart" if ranges_apart(a, b) else "ranges overlap: not resolved"
         late = ""
-        if later.endswith("-http") and windows_of.get(later):
+        if later.endswith(("-http", "-tcp")) and windows_of.get(later):
             w = statistics.median(windows_of[later])
-            late = f"; the HTTP instant is uncertain by its ready_window_s, median {w:.2f} s"
+            late = f"; its ready instant is uncertain by its ready_window_s, median {w:.2f} s"
         if later.endswith("-http") and d < 0:
             backwards.append(later.removesuffix("-http"))
         diffs.append(
