@@ -147,8 +147,8 @@ def run_text(run_dir: Path) -> str:
             "this host (loopback, or a veth pair and a Linux bridge to the bridge's own "
             "gateway address: routed, no NAT), so the figure is the kernel's path cost in "
             "CPU time on 2 shared cores, not a wire's. Published latency figures (netperf "
-            "request/response) have no counterpart yet: iperf3 measures none and sockperf "
-            "is not packed."
+            "request/response): sockperf's round trip, in the section \"Network "
+            'workloads: latency and instance to instance" (benchmarks/latency.py).'
         )
     if any(r.workload == "tcp-loopback" for r in section.rows):
         reading.append(

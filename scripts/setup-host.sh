@@ -32,8 +32,9 @@
 #   BENCH_SKIP_ENGINES        =1: do not run scripts/start-engines.sh at the end.
 #   BENCH_DOCKER_DAEMON_JSON  dockerd's configuration, where runsc and crun are registered
 #                             (default /etc/docker/daemon.json).
-#   BENCH_WORKLOADS           =1: also install stress-ng, fio and iperf3, the tools the
-#                             `workloads` bench image packs (`make workloads`; CI=true too).
+#   BENCH_WORKLOADS           =1: also install stress-ng, fio, iperf3 and sockperf, the
+#                             tools the `workloads` bench image packs (`make workloads`;
+#                             CI=true too).
 #   BENCH_SKIP_SSH_LAB        =1 (read by start-engines.sh): no loopback sshd, no second
 #                             dockerd; openssh-server is still installed.
 #
@@ -89,6 +90,7 @@ WORKLOAD_PACKAGES=(
     "stress-ng              cmd:stress-ng"      # CPU, memory, system-call, context-switch stressors
     "fio                    cmd:fio"            # disk I/O
     "iperf3                 cmd:iperf3"         # network throughput
+    "sockperf               cmd:sockperf"       # network request/response latency
 )
 
 # Other OCI runtimes for docker platforms' `runtime:` key. Optional: a distribution

@@ -97,7 +97,7 @@ class CannotRunIn(BenchError):
 @dataclass(frozen=True)
 class Leftover:
     backend: str
-    kind: str  # "container" | "domain" | "file"
+    kind: str  # "container" | "volume" | "domain" | "file"
     name: str
     run_id: str | None
     owner_pid: int | None = None
@@ -353,6 +353,11 @@ class Backend(ABC):
         (host_address's): the same, unless the instance sees this host under another
         one (a VM on user-mode networking reaches this host's loopback as its gateway)."""
         return bound
+
+    def instance_address(self, inst: Instance) -> str | None:
+        """The address other instances of its network reach a ready instance at (a peer
+        workload's server listens there, bound to it only). None: fake tools, no server."""
+        raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
 
     def exit_code(self, inst: Instance) -> int | None:
         """The exit status of an instance whose console ended (ready: exit), as its

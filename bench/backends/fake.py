@@ -85,6 +85,8 @@ class FakeSettings(PlatformBase):
     # +/- `work_spread` (a fixed cycle, so tests are exact).
     work_rate: float = 1000.0
     work_spread: float = 0.0
+    # Accepted as docker's and native's (the *-volume workloads need it); its fio is a fake.
+    volume: bool = False
     # Noisy neighbours: while an aggressor's stress-ng stressor (cpu, stream, vm, hdd,
     # fork) runs in another instance, a victim's rate is divided by 1 + the sum of the
     # running aggressors' factors (bench.measurements.neighbours).
@@ -234,6 +236,16 @@ class FakeBackend(Backend):
                 },
             }
             return ExecResult(0, json.dumps(doc).encode(), b"")
+        if "sockperf ping-pong" in script:
+            # sockperf's printout, microseconds: a round trip of 1/rate seconds.
+            rtt_us = 1e6 / rate
+            out = (
+                "sockperf: == version #3.7-fake == \n"
+                "sockperf: Total 1000 observations; each percentile contains 10.00 observations\n"
+                f"sockperf: ---> percentile 99.000 = {rtt_us * 3:.3f}\n"
+                f"sockperf: ---> percentile 50.000 = {rtt_us:.3f}\n"
+            )
+            return ExecResult(0, out.encode(), b"")
         if "fio " in script:
             job = {"iops": rate, "bw_bytes": rate * 4096, "io_bytes": 4096}
             doc = {"fio version": "fio-fake", "jobs": [{"read": job, "write": {"io_bytes": 0}}]}
@@ -316,7 +328,10 @@ class FakeBackend(Backend):
         return server.address
 
     def host_address(self, inst: Instance) -> str | None:
-        return None  # its iperf3 is a fake (run_in): no host-side server to talk to
+        return None  # its iperf3 and sockperf are fakes (run_in): no host-side server
+
+    def instance_address(self, inst: Instance) -> str | None:
+        return None  # its tools are fakes: no server in the peer either
 
     def exit_code(self, inst: Instance) -> int | None:
         with self._lock:

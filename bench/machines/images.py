@@ -24,7 +24,7 @@ from bench.model.errors import ImageError
 from bench.model.paths import cache_dir
 
 # busybox: the 2 MiB image of boot benchmarks. workloads: busybox plus Debian's
-# stress-ng, fio and iperf3 with their libraries (about 120 MiB), for workload runs;
+# stress-ng, fio, iperf3 and sockperf with their libraries (about 120 MiB), for workload runs;
 # built only when asked for (`bench images build workloads`, `make workloads`).
 BENCH_IMAGES = ("busybox", "workloads")
 DOCKER_REPO = "bench/{name}"

@@ -216,7 +216,7 @@ def copy_file(src: Path, dst: Path) -> None:
 # so a figure differs only by where it ran. Debian's binaries are dynamic: each one is
 # packed with the libraries its loader resolves, at the paths the loader printed, under
 # Debian's merged /usr (lib -> usr/lib), so no ld.so.cache is needed.
-WORKLOAD_TOOLS = ("stress-ng", "fio", "iperf3")
+WORKLOAD_TOOLS = ("stress-ng", "fio", "iperf3", "sockperf")
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 TOOL_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
 # What the tools read from /etc: users for fio and stress-ng's --user checks, and
