@@ -93,7 +93,7 @@ DOCKER = "name: t\nworkloads: {run: [cpu, tcp]}\nplatforms:\n"
         ),
         (
             "  - {name: vm, backend: qemu, image: workloads}\n",
-            "workloads: tcp need a network, and bench gives VMs none yet",
+            "workloads: tcp need a network: set network: user on platform vm",
         ),
     ],
 )

@@ -330,7 +330,7 @@ def test_an_image_built_with_another_init_is_rebuilt_or_refused(monkeypatch, tmp
 
     monkeypatch.setattr(images, "vm_artifacts", lambda name: cached[0])
     monkeypatch.setattr(images, "build_rootfs", build)
-    monkeypatch.setattr(images, "init_sha256", lambda: "new")
+    monkeypatch.setattr(images, "init_sha256", lambda name="busybox": "new")
 
     class Here:
         def allocated_bytes(self, p):

@@ -341,6 +341,19 @@ class Backend(ABC):
         tools are fakes that need no server."""
         raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
 
+    def forward_accepted(self, inst: Instance, port: int) -> bool | None:
+        """Whether the guest itself holds a connection on its TCP `port` that came in
+        through a forward (ready: tcp into a VM): user-mode networking accepts on this
+        host's side first, so a connect alone says nothing. None: the endpoint is no
+        forward (the connect decides) or the backend cannot tell."""
+        return None
+
+    def host_address_seen(self, inst: Instance, bound: str) -> str:
+        """The address the instance dials for a server of this host bound to `bound`
+        (host_address's): the same, unless the instance sees this host under another
+        one (a VM on user-mode networking reaches this host's loopback as its gateway)."""
+        return bound
+
     def instance_address(self, inst: Instance) -> str | None:
         """The address other instances of its network reach a ready instance at (a peer
         workload's server listens there, bound to it only). None: fake tools, no server."""

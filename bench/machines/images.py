@@ -52,7 +52,7 @@ class Manifest(TypedDict):
     kernel_release: str
     kernel_bytes: int
     built_at: str
-    init_sha256: str  # of rootfs.INIT_SCRIPT: an image older than the init bench ships
+    init_sha256: str  # of its init script: an image older than the init bench ships
     # Whether `vmlinux` (the bzImage's own kernel, with a PVH entry) was extracted:
     # microvm boots it as Firecracker boots its guests. An image without the key is
     # an older bench's.
@@ -61,11 +61,9 @@ class Manifest(TypedDict):
     # sha256 of every file added to the busybox tree (binaries and libraries).
     tools: NotRequired[dict[str, dict[str, str]]]
     files_sha256: NotRequired[dict[str, str]]
-
-
-def init_sha256() -> str:
-    """The digest of the init script this bench puts in its image (rootfs.INIT_SCRIPT)."""
-    return hashlib.sha256(rootfs.INIT_SCRIPT.encode()).hexdigest()
+    # The guest kernel's network modules packed, by name in load order, with their
+    # sha256: none when the kernel's modules were not found (no network: user then).
+    net_modules: NotRequired[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -192,6 +190,9 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         entries, packed, digests = rootfs.workload_entries(busybox)
     else:
         entries = rootfs.busybox_entries(busybox)
+    release = kernel_release(kernel)
+    modules = net_modules(kernel, release)
+    entries += rootfs.module_entries(modules, {e.path for e in entries})
     tar = rootfs.to_tar(entries)
     cpio = rootfs.to_cpio_gz(entries)
     out = image_dir(name)
@@ -212,11 +213,12 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         "initramfs_bytes": len(cpio),
         "busybox": rootfs.busybox_version(busybox),
         "kernel_source": str(kernel),
-        "kernel_release": kernel_release(kernel),
+        "kernel_release": release,
         "kernel_bytes": kernel.stat().st_size,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "init_sha256": init_sha256(),
+        "init_sha256": init_sha256(name),
         "pvh_kernel": vmlinux is not None,
+        "net_modules": {m.name: hashlib.sha256(m.data).hexdigest() for m in modules},
     }
     if packed:
         manifest["tools"] = {
@@ -226,6 +228,36 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         manifest["files_sha256"] = digests
     _write(out / "manifest.json", json.dumps(manifest, indent=2).encode())
     return vm_artifacts(name)  # type: ignore[return-value]
+
+
+def init_sha256(name: str = "busybox") -> str:
+    """The digest of the init script this bench puts in image `name`."""
+    script = rootfs.WORKLOAD_INIT_SCRIPT if name == "workloads" else rootfs.INIT_SCRIPT
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+def net_modules(kernel: Path, release: str) -> list[rootfs.Module]:
+    """The guest kernel's network modules to pack (rootfs.NET_MODULE_ROOTS and their
+    dependencies), or none when its modules folder is not found: the image still boots,
+    without a NIC driver (a `network: user` platform then says why it cannot run)."""
+    moddir = rootfs.modules_dir(kernel, release)
+    return rootfs.module_closure(moddir) if moddir is not None else []
+
+
+def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
+    """Why a built image no longer matches what this bench would build from its inputs
+    (None: it does): another init, or network modules it lacks that are there now."""
+    # Another init, or no PVH kernel extracted: an older bench's build.
+    if manifest.get("init_sha256") != init_sha256(manifest.get("name", "busybox")):
+        return "an older bench built it"
+    if "pvh_kernel" not in manifest:
+        return "an older bench built it"
+    source = kernel or Path(manifest.get("kernel_source") or "/nonexistent")
+    release = manifest.get("kernel_release") or "unknown"
+    packed = "virtio_net" in manifest.get("net_modules", {})
+    if not packed and rootfs.modules_dir(source, release) is not None:
+        return "the guest kernel's network modules were not packed"
+    return None
 
 
 def load_manifest(name: str) -> Manifest | None:

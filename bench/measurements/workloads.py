@@ -768,7 +768,7 @@ def run_workload(
                 server = PeerServer(backend, peer, tool, duration_s)
         with server as s:
             port = s.port if s is not None else random.randint(*LOOPBACK_PORTS)
-            host = s.address if s is not None else "127.0.0.1"
+            host = backend.host_address_seen(inst, s.address) if s is not None else "127.0.0.1"
             args = [a.replace("{host}", host).replace("{port}", str(port)) for a in args]
             argv = tool.argv(name, args, duration_s)
             base["argv"] = argv

@@ -372,6 +372,8 @@ class PlatformBase(Model):
     #: The `ready:` kinds this platform's backend can wait for (READY_KINDS): a console
     #: is all a backend must give; the others need its instances' address or exit status.
     ready_kinds: ClassVar[frozenset[str]] = frozenset({"marker", "regex"})
+    #: Why, for a kind not in ready_kinds, when the reason says more than the list.
+    ready_refused: ClassVar[dict[str, str]] = {}
 
     def placed_on(self, address: str) -> PlatformBase:
         """This platform with its engine on the machine at `address`: LOCAL, or
@@ -399,9 +401,11 @@ class PlatformBase(Model):
         kind = self.ready.kind
         if kind not in self.ready_kinds:
             known = ", ".join(k for k in READY_KINDS if k in self.ready_kinds)
+            why = self.ready_refused.get(kind)
             raise KeyedValueError(
                 "ready",
-                f"backend {self.backend} cannot wait for {kind} readiness (it can: {known})",
+                f"backend {self.backend} cannot wait for {kind} readiness"
+                + (f": {why}" if why else f" (it can: {known})"),
             )
         return self
 
