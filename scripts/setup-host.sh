@@ -232,13 +232,14 @@ verify_deb() { # file, expected sha256
 # as modules, which bench packs into the initramfs for `network: user` VMs
 # (bench/machines/rootfs.py: virtio_net, net_failover, failover, the virtio bus and
 # ring); modules.builtin says which are built in instead (other kernels, e.g. cloud).
-NET_MODULE_MEMBERS=(
-    "./lib/modules/*/modules.builtin"
-    "./lib/modules/*/kernel/drivers/virtio/virtio*.ko*"
-    "./lib/modules/*/kernel/drivers/net/virtio_net.ko*"
-    "./lib/modules/*/kernel/drivers/net/net_failover.ko*"
-    "./lib/modules/*/kernel/net/core/failover.ko*"
-)
+# Debian 12's packages ship them under ./lib/modules, Debian 13's (merged /usr) under
+# ./usr/lib/modules: each layout is tried (tar fails on a pattern its archive lacks).
+MODULE_ROOTS=(./usr/lib/modules ./lib/modules)
+net_module_members() { # the archive's modules root
+    printf '%s\n' "$1/*/modules.builtin" "$1/*/kernel/drivers/virtio/virtio*.ko*" \
+        "$1/*/kernel/drivers/net/virtio_net.ko*" "$1/*/kernel/drivers/net/net_failover.ko*" \
+        "$1/*/kernel/net/core/failover.ko*"
+}
 extract_kernel() { # deb, destination folder
     # shellcheck disable=SC2016  # $1 and $2 are expanded by the inner bash
     local untar='d=$1 to=$2; shift 2; dpkg-deb --fsys-tarfile "$d" | tar -x --no-same-owner --no-same-permissions -C "$to" --wildcards "$@"'
@@ -247,13 +248,21 @@ extract_kernel() { # deb, destination folder
     # A package without them (virtio built in, or modules in another package, as
     # Ubuntu's linux-modules-*) still gives a kernel: bench then says what is missing
     # when a platform asks for network: user.
-    "${SUDO[@]}" bash -o pipefail -c "$untar" bash "$1" "$2" "${NET_MODULE_MEMBERS[@]}" 2>/dev/null \
-        || log "WARNING: $1 lacks some of the guest's network modules (virtio_net and its bus): VMs get no network: user"
+    local root members
+    for root in "${MODULE_ROOTS[@]}"; do
+        mapfile -t members < <(net_module_members "$root")
+        if "${SUDO[@]}" bash -o pipefail -c "$untar" bash "$1" "$2" "${members[@]}" 2>/dev/null; then
+            return 0
+        fi
+    done
+    log "WARNING: $1 lacks some of the guest's network modules (virtio_net and its bus): VMs get no network: user"
 }
 
-# The extracted modules of release $2 from $1/lib/modules -> $KERNEL_CACHE_DIR/modules.
+# The extracted modules of release $2 from $1/usr/lib/modules or $1/lib/modules ->
+# $KERNEL_CACHE_DIR/modules.
 install_modules() { # extracted tree, release
-    local from=$1/lib/modules/$2 to=$KERNEL_CACHE_DIR/modules/$2
+    local from=$1/usr/lib/modules/$2 to=$KERNEL_CACHE_DIR/modules/$2
+    [[ -d "$from" ]] || from=$1/lib/modules/$2
     [[ -d "$from" ]] || { log "WARNING: $2 has no modules in its package: VMs get no network: user"; return 0; }
     "${SUDO[@]}" rm -rf -- "$to.tmp"
     "${SUDO[@]}" install -d -m 0755 "$KERNEL_CACHE_DIR/modules"

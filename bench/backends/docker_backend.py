@@ -444,6 +444,11 @@ class DockerBackend(ContainerBackend):
                     )
                 say(f"importing the bench image {self._image_ref} (first use on this engine)...")
                 self.import_image(name)
+            elif build_missing:
+                # One imported from another bench's build (its init, its tools) is not
+                # this bench's userland: import_image imports it again when its rootfs
+                # label differs from this build's, and keeps it when it matches.
+                self.import_image(name)
         if self.settings.runtime is not None and not self._runtime_checked:
             # preflight() could not probe: the bench image was not on the engine yet.
             if not self.has_image(images.docker_ref(PROBE_IMAGE)):

@@ -505,6 +505,10 @@ class PodmanBackend(ContainerBackend):
             say("loading the bench image into podman (first use on this engine)...")
             for n in {PROBE_IMAGE, name if images.is_bench_image(name) else PROBE_IMAGE}:
                 self.import_image(n)
+        elif build_missing and images.is_bench_image(name):
+            # As on docker: another bench build's image is imported again (kept when its
+            # rootfs label is this build's).
+            self.import_image(name)
         self._require_runtime(say)
         img = self._call(
             "get", f"/images/{urllib.parse.quote(self._image_ref, safe='')}/json"

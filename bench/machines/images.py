@@ -279,9 +279,14 @@ def vm_artifacts(name: str) -> VmArtifacts | None:
 
 
 def ensure_rootfs(name: str) -> Manifest:
-    """The manifest of a built rootfs, building it first if the cache lacks it."""
+    """The manifest of a built rootfs, building it first if the cache lacks it or an
+    older bench built it (its init, its packed modules: stale_reason)."""
     manifest = load_manifest(name)
-    if manifest is None or not (image_dir(name) / "rootfs.tar").is_file():
+    if (
+        manifest is None
+        or not (image_dir(name) / "rootfs.tar").is_file()
+        or stale_reason(manifest) is not None
+    ):
         manifest = build_rootfs(name).manifest
     return manifest
 
