@@ -121,22 +121,20 @@ def prepare_backends(
     (engine, runtime, image) is left out with why, unless it is the only one."""
     out = Prepared({}, {})
     slots = slot_names(loaded)
-    optional = {slots[i] for i, p in enumerate(loaded.scenario.platforms) if p.optional}
+    # bench ab names its two platforms: neither is left out.
+    optional = _optional(loaded) if only is None else set()
     try:
         for i, p in enumerate(loaded.scenario.platforms):
             if only is None or p.name in only:
-                with _unless_optional(out, slots[i], slots[i] in optional and only is None):
+                with _unless_optional(out, slots[i], slots[i] in optional):
                     out.backends[slots[i]] = factory(p)
                     out.backends[slots[i]].say = say
         refuse_unreadable(out.backends)
         check_against_host(loaded, {name: b.host for name, b in out.backends.items()})
         # Every platform's cheap checks first: a bad file starts and builds nothing.
-        for i, slot in slots.items():
-            if slot in out.backends:
-                with _unless_optional(out, slot, slot in optional and only is None):
-                    _preflight_one(loaded, i, out.backends[slot])
+        _preflight_all(loaded, out, optional)
         for name, backend in list(out.backends.items()):
-            with _unless_optional(out, name, name in optional and only is None):
+            with _unless_optional(out, name, name in optional):
                 facts = backend.prepare(build_missing=True, say=say)
                 out.engines[name] = EngineFacts.model_validate(facts).on_host(backend.host.key)
         if out.left_out and not out.backends:
@@ -165,11 +163,22 @@ def _unless_optional(out: Prepared, slot: str, optional: bool) -> Iterator[None]
         out.left_out[slot] = first_line(e)
 
 
-def _preflight_one(loaded: LoadedScenario, i: int, backend: Backend) -> None:
-    try:
-        backend.preflight()
-    except (MissingImage, UnknownRuntime) as e:
-        raise loaded.error(("platforms", i, e.key), str(e)) from None
+def _optional(loaded: LoadedScenario) -> set[str]:
+    slots = slot_names(loaded)
+    return {slots[i] for i, p in enumerate(loaded.scenario.platforms) if p.optional}
+
+
+def _preflight_all(loaded: LoadedScenario, out: Prepared, optional: set[str]) -> None:
+    """Each connected platform's preflight, in the scenario's order; an optional one's
+    failure leaves it out."""
+    for i, slot in slot_names(loaded).items():
+        if slot not in out.backends:
+            continue
+        with _unless_optional(out, slot, slot in optional):
+            try:
+                out.backends[slot].preflight()
+            except (MissingImage, UnknownRuntime) as e:
+                raise loaded.error(("platforms", i, e.key), str(e)) from None
 
 
 def preflight(
@@ -182,7 +191,7 @@ def preflight(
     each platform against its host, then (with `engines`) its engine and images. The
     optional platforms a run would leave out: slot -> why."""
     slots = slot_names(loaded)
-    optional = {slots[i] for i, p in enumerate(loaded.scenario.platforms) if p.optional}
+    optional = _optional(loaded)
     out = Prepared({}, {})
     for i, p in enumerate(loaded.scenario.platforms):
         with _unless_optional(out, slots[i], slots[i] in optional):
@@ -197,10 +206,7 @@ def preflight(
             hosts = {name: h for name, h in hosts.items() if isinstance(h, LocalHost)}
         check_against_host(loaded, hosts)
         if engines:
-            for i, slot in slots.items():
-                if slot in out.backends:
-                    with _unless_optional(out, slot, slot in optional):
-                        _preflight_one(loaded, i, out.backends[slot])
+            _preflight_all(loaded, out, optional)
     finally:
         close_all(out.backends)
     return out.left_out
