@@ -15,7 +15,8 @@ only if its command line is still that instance's QEMU.
 
 State layout under bench.model.paths.state_dir():
     qemu/<key>.json   the state file (written first, removed last)
-    qemu/<key>/       sockets, pid file, QEMU's stderr, the disk overlay
+    qemu/<key>/       sockets, pid file, QEMU's stderr, the disk overlay, the volume
+                      (volume: true: a sparse raw file the guest formats)
 <key> is a hash of the instance name: unix socket paths must stay under 108 bytes
 whatever the run id's length.
 """
@@ -57,6 +58,8 @@ from bench.backends.base import (
 from bench.backends.guest import (
     DEFAULT_MEMORY,
     FORWARDS_KEY,
+    VOLUME_BYTES,
+    VOLUME_CACHE_KEY,
     BootSource,
     GuestSettings,
     KernelBoot,
@@ -68,6 +71,7 @@ from bench.backends.guest import (
     kvm_probe,
     kvm_wait_message,
     make_overlay,
+    make_volume,
     probe_guest,
     resolve_boot,
     run_in_guest,
@@ -167,6 +171,7 @@ class InstancePaths:
     pidfile: Path
     log: Path  # QEMU's stderr: why it would not start
     overlay: Path
+    volume: Path  # volume: true's raw file (removed with the directory)
 
     @classmethod
     def of(cls, name: str, root: Path | None = None) -> InstancePaths:
@@ -182,6 +187,7 @@ class InstancePaths:
             d / "qemu.pid",
             d / "qemu.log",
             d / "overlay.qcow2",
+            d / "volume.raw",
         )
 
 
@@ -228,9 +234,11 @@ def qemu_argv(
     disk: Path | None = None,
     nic: list[Forward] | None = None,
     debugcon: bool = False,
+    volume: tuple[Path, str] | None = None,
 ) -> list[str]:
     """The command line of one paused instance (never run through a shell). `nic`: a
-    virtio-net NIC on user networking with these forwards (None: no NIC)."""
+    virtio-net NIC on user networking with these forwards (None: no NIC). `volume`: a
+    raw file and its cache mode, the guest's virtio disk (volume: true)."""
     argv = [
         binary,
         # The name lands in /proc/PID/cmdline: `bench clean` checks it before a kill.
@@ -297,6 +305,18 @@ def qemu_argv(
             f"if=none,id=disk0,format=qcow2,file={disk}",
             "-device",
             f"{blk},drive=disk0,bootindex=0" if blk.endswith("pci") else f"{blk},drive=disk0",
+        ]
+    if volume:
+        path, cache = volume
+        # The guest's /dev/vda (no disk: with it, GuestSettings refuses the pair). A
+        # comma in the path would end QEMU's option: doubled, as QEMU's syntax escapes it.
+        file = str(path).replace(",", ",,")
+        blk = "virtio-blk-device" if machine in MMIO_MACHINES else "virtio-blk-pci"
+        argv += [
+            "-drive",
+            f"file={file},format=raw,if=none,id=vol0,cache={cache}",
+            "-device",
+            f"{blk},drive=vol0",
         ]
     return argv
 
@@ -602,6 +622,8 @@ class QemuBackend(Backend):
             "accel": self.accel,
             "accel_detail": accel_detail,
             **self._boot.facts,
+            # volume: true: each instance's disk (its cache mode is the instance's own fact).
+            **({"volume_bytes": VOLUME_BYTES} if self.settings.volume else {}),
         }
 
     # -- accel: the same rule as libvirt's, by a probe boot of QEMU itself -------------
@@ -669,6 +691,13 @@ class QemuBackend(Backend):
         if s.disk:
             make_overlay(self.host, s.disk, paths.overlay)
             disk = paths.overlay
+        volume = None
+        if s.volume:
+            # In the instance's directory: removed with it (remove_instance_files), and
+            # found with it by `bench clean`.
+            volume = (paths.volume, make_volume(self.host, paths.volume))
+            inst.info["volume"] = str(paths.volume)
+            inst.info[VOLUME_CACHE_KEY] = volume[1]
         nic = None
         if s.user_net:
             nic = forwards(s, netprobe.free_local_port)
@@ -699,6 +728,7 @@ class QemuBackend(Backend):
                 disk=disk,
                 nic=nic,
                 debugcon=debugcon,
+                volume=volume,
             )
             with self._lock:
                 if live.destroyed:  # torn down (interrupt) before it was spawned

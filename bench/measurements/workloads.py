@@ -59,7 +59,9 @@ RESULT = "/tmp/bench-result"  # where a tool writes its machine-readable result
 OUTPUT = "/tmp/bench-output"  # its human-readable output, kept for an error line
 FIO_FILE = "/tmp/bench-fio.dat"  # in the instance's writable layer (native: the host disk)
 # On the volume bench attaches (`volume: true`; bench.backends.oci.VOLUME_DIR).
-VOLUME_FIO_FILE = "/bench-volume/bench-fio.dat"
+# A VM's is a disk its init formats and mounts there (bench.machines.rootfs.VOLUME_BLOCK).
+VOLUME_DIR = "/bench-volume"
+VOLUME_FIO_FILE = f"{VOLUME_DIR}/bench-fio.dat"
 # Beyond its duration a tool may take this long (fio lays out its file first) before
 # busybox `timeout` kills it; the engines' exec call (60 s) must outlast both.
 GRACE_S = 20
@@ -271,7 +273,8 @@ class Fio(Tool):
 
 class FioVolume(Fio):
     """fio on the volume bench attaches to the instance (a platform's `volume: true`:
-    docker and podman a named volume, native a directory on the host's disk), not on
+    docker and podman a named volume, native a directory on the host's disk, a VM a
+    raw file on the host's disk as its virtio disk, ext2 formatted by the guest), not on
     its writable layer: under gVisor a volume's I/O goes through its gofer to the host
     file, its rootfs's may stay in the Sentry's memory."""
 
