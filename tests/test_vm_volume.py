@@ -309,3 +309,18 @@ def test_formatting_time_is_not_in_the_boot():
     # the marker is the same with a disk, and no job is read before the mount.
     init = rootfs.WORKLOAD_INIT_SCRIPT
     assert init.index("BENCH_READY") < init.index("mke2fs") < init.index("BENCH_EXEC")
+
+
+def test_doctor_says_whether_a_vm_can_have_a_disk(tmp_path, monkeypatch):
+    from bench.backends.guest import guest_disk_check
+
+    module_tree(tmp_path, DEBIAN)
+    kernel = tmp_path / f"vmlinuz-{RELEASE}"
+    kernel.write_bytes(b"")
+    monkeypatch.setattr(images, "kernel_release", lambda path: RELEASE)
+    monkeypatch.setenv("BENCH_KERNEL", str(kernel))
+    check = guest_disk_check()
+    assert check.warn and "volume: true unavailable" in check.detail and "make setup" in check.fix
+    module_tree(tmp_path, DISK)
+    check = guest_disk_check()
+    assert not check.warn and check.detail == f"volume: true: virtio_blk and ext4 of {RELEASE}"

@@ -394,6 +394,28 @@ def check_disk_modules(manifest: images.Manifest) -> None:
         )
 
 
+def guest_disk_check() -> Check:
+    """`bench doctor`'s line on `volume: true` in a VM: whether the guest kernel's disk
+    modules are there to pack, or built in (a warning only: a VM needs no disk)."""
+    name = "guest disk"
+    try:
+        kernel = images.find_kernel()
+    except ImageError as e:
+        return Check(name, True, f"volume: true unavailable: {e}", warn=True)
+    release = images.kernel_release(kernel)
+    fix = "make setup (scripts/setup-host.sh fetches the kernel again with its disk modules)"
+    lacking = [
+        m
+        for m in ("virtio_blk", "ext4")
+        if not images.kernel_builtin(kernel, release, m)
+        and not images.kernel_has_module(kernel, release, m)
+    ]
+    if lacking:
+        why = f"no {' or '.join(lacking)} module of {release} beside {kernel}, none built in"
+        return Check(name, True, f"volume: true unavailable: {why}", fix, warn=True)
+    return Check(name, True, f"volume: true: virtio_blk and ext4 of {release}")
+
+
 # The kernel hands an unknown `name=value` word of its command line (no dot in the name)
 # to init as an environment variable: the bench image's init reads these
 # (bench.machines.rootfs.NET_BLOCK, VOLUME_BLOCK).

@@ -67,6 +67,7 @@ from bench.backends.guest import (
     check_boot_files,
     forwarded_endpoint,
     forwards,
+    guest_disk_check,
     guest_network_check,
     kvm_probe,
     kvm_wait_message,
@@ -550,6 +551,7 @@ class QemuBackend(Backend):
         except ImportError:
             checks.append(Check("qemu.qmp", False, "not installed", "pip install qemu.qmp"))
         checks.append(guest_network_check())
+        checks.append(guest_disk_check())
         if images.vm_artifacts("busybox") is not None:
             accel, detail = self.resolve_accel(
                 on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
