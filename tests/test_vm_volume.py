@@ -324,3 +324,18 @@ def test_doctor_says_whether_a_vm_can_have_a_disk(tmp_path, monkeypatch):
     module_tree(tmp_path, DISK)
     check = guest_disk_check()
     assert not check.warn and check.detail == f"volume: true: virtio_blk and ext4 of {RELEASE}"
+
+
+def test_preflight_refuses_a_volume_when_the_kernel_has_no_disk_modules(tmp_path, monkeypatch):
+    from bench.backends.guest import check_volume_kernel
+
+    module_tree(tmp_path, DEBIAN)
+    kernel = tmp_path / f"vmlinuz-{RELEASE}"
+    kernel.write_bytes(b"")
+    monkeypatch.setattr(images, "kernel_release", lambda path: RELEASE)
+    monkeypatch.setenv("BENCH_KERNEL", str(kernel))
+    check_volume_kernel(qemu())  # no volume: nothing asked of the kernel
+    with pytest.raises(MissingImage, match="true needs the guest kernel's virtio_blk and ext4"):
+        check_volume_kernel(qemu(volume=True))
+    module_tree(tmp_path, DISK)
+    check_volume_kernel(qemu(volume=True))

@@ -203,6 +203,28 @@ def guest_network_check() -> Check:
     return Check(name, True, f"network: user: {len(modules)} modules of {release} in {moddir}")
 
 
+def guest_disk_check() -> Check:
+    """`bench doctor`'s line on `volume: true` in a VM: whether the guest kernel's disk
+    modules are there to pack, or built in (a warning only: a VM needs no disk)."""
+    name = "guest disk"
+    try:
+        kernel = images.find_kernel()
+    except ImageError as e:
+        return Check(name, True, f"volume: true unavailable: {e}", warn=True)
+    release = images.kernel_release(kernel)
+    fix = "make setup (scripts/setup-host.sh fetches the kernel again with its disk modules)"
+    lacking = [
+        m
+        for m in ("virtio_blk", "ext4")
+        if not images.kernel_builtin(kernel, release, m)
+        and not images.kernel_has_module(kernel, release, m)
+    ]
+    if lacking:
+        why = f"no {' or '.join(lacking)} module of {release} beside {kernel}, none built in"
+        return Check(name, True, f"volume: true unavailable: {why}", fix, warn=True)
+    return Check(name, True, f"volume: true: virtio_blk and ext4 of {release}")
+
+
 # The kernel hands an unknown `name=value` word of its command line (no dot in the name)
 # to init as an environment variable: the bench image's init writes its readiness byte
 # to the debug port only when it finds this one (bench.machines.rootfs).
@@ -376,44 +398,40 @@ def check_disk_modules(manifest: images.Manifest) -> None:
     """Refuse `volume: true` when the image's guest kernel can drive no virtio disk
     or mount no ext2: neither packed nor built in (a kernel fetched before bench packed
     them)."""
-    packed = images.packed_modules(manifest)
     kernel = Path(manifest.get("kernel_source") or "/nonexistent")
     release = manifest.get("kernel_release") or "unknown"
+    _refuse_without_disk(
+        kernel, release, set(images.packed_modules(manifest)), "packed in the image"
+    )
+
+
+def check_volume_kernel(s: GuestSettings) -> None:
+    """Preflight (`bench validate` too) of `volume: true` on the bench image: the guest
+    kernel bench builds it from has the disk modules to pack, or has them built in."""
+    if not s.volume or s.kernel or s.disk:
+        return
+    try:
+        kernel = images.find_kernel()
+    except ImageError:
+        return  # said by the image build, with its own fix
+    release = images.kernel_release(kernel)
+    have = {m for m in ("virtio_blk", "ext4") if images.kernel_has_module(kernel, release, m)}
+    _refuse_without_disk(kernel, release, have, f"beside {kernel}")
+
+
+def _refuse_without_disk(kernel: Path, release: str, have: set[str], where: str) -> None:
     lacking = [
         m
         for m in ("virtio_blk", "ext4")
-        if m not in packed and not images.kernel_builtin(kernel, release, m)
+        if m not in have and not images.kernel_builtin(kernel, release, m)
     ]
     if lacking:
         raise MissingImage(
-            f"volume: true needs the guest kernel's {' and '.join(lacking)}, neither "
-            f"packed in the image nor built into {release}: run `make setup` "
-            "(scripts/setup-host.sh fetches the kernel again with its disk modules), then "
-            "`bench images build workloads`",
+            f"true needs the guest kernel's {' and '.join(lacking)}, neither "
+            f"{where} nor built into {release}: run `make setup` (scripts/setup-host.sh "
+            "fetches the kernel again with its disk modules)",
             key="volume",
         )
-
-
-def guest_disk_check() -> Check:
-    """`bench doctor`'s line on `volume: true` in a VM: whether the guest kernel's disk
-    modules are there to pack, or built in (a warning only: a VM needs no disk)."""
-    name = "guest disk"
-    try:
-        kernel = images.find_kernel()
-    except ImageError as e:
-        return Check(name, True, f"volume: true unavailable: {e}", warn=True)
-    release = images.kernel_release(kernel)
-    fix = "make setup (scripts/setup-host.sh fetches the kernel again with its disk modules)"
-    lacking = [
-        m
-        for m in ("virtio_blk", "ext4")
-        if not images.kernel_builtin(kernel, release, m)
-        and not images.kernel_has_module(kernel, release, m)
-    ]
-    if lacking:
-        why = f"no {' or '.join(lacking)} module of {release} beside {kernel}, none built in"
-        return Check(name, True, f"volume: true unavailable: {why}", fix, warn=True)
-    return Check(name, True, f"volume: true: virtio_blk and ext4 of {release}")
 
 
 # The kernel hands an unknown `name=value` word of its command line (no dot in the name)

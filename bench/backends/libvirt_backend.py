@@ -44,6 +44,7 @@ from bench.backends.guest import (
     KernelBoot,
     boot_test,
     check_boot_files,
+    check_volume_kernel,
     forwarded_endpoint,
     forwards,
     kvm_probe,
@@ -282,6 +283,7 @@ class LibvirtBackend(Backend):
     def preflight(self) -> None:
         self.connect()
         check_boot_files(self.settings, self.host)
+        check_volume_kernel(self.settings)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing

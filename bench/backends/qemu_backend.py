@@ -65,6 +65,7 @@ from bench.backends.guest import (
     KernelBoot,
     boot_test,
     check_boot_files,
+    check_volume_kernel,
     forwarded_endpoint,
     forwards,
     guest_disk_check,
@@ -600,6 +601,7 @@ class QemuBackend(Backend):
                 f"{self.binary} {self._version} has no {self.settings.machine!r} machine"
             )
         check_boot_files(self.settings, self.host)
+        check_volume_kernel(self.settings)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing

@@ -74,8 +74,9 @@ while :; do sleep 3600 & wait $!; done
 # Debian's kernel mounts ext2 with its ext4 driver (CONFIG_EXT4_USE_FOR_EXT2), which
 # does O_DIRECT. No blocks reserved for root (-m 0), one inode per 64 KiB (-i 65536:
 # a few big files live there): the inode tables mke2fs writes shrink from 16 MiB to
-# 1 MiB, and formatting 256 MiB under TCG from 1.2 s to 0.5 s here (the modules'
-# insmod, ext4's 2 MiB, takes about 2.5 s more under TCG).
+# 1 MiB, and formatting 256 MiB under TCG from 1.2 s to 0.5 s here. The whole block,
+# from the marker to the mount, took 1.8 s under TCG on a quiet host (the modules'
+# insmod, ext4's 2 MiB, most of the rest): not in the boot figure, before any job.
 VOLUME_BLOCK = """if [ -n "$bench_volume" ]; then
   [ -e /dev/urandom ] || mount -t devtmpfs devtmpfs /dev
   if [ -r /etc/bench-disk-modules ]; then
