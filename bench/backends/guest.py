@@ -1,5 +1,6 @@
 """What every VM backend shares: the guest's keys and their rules, where its boot
-files come from, its disk overlay, and the KVM probe.
+files come from, its disk overlay, its attached disk (`volume: true`), and the KVM
+probe.
 
 A VM backend (libvirt, qemu, ...) boots the same guests from the same sources: the
 bench pair (`image: busybox`), a kernel with an optional initramfs, or a qcow2 disk that

@@ -472,6 +472,7 @@ class LibvirtBackend(Backend):
             "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
             "engine_mem_source": "libvirt memoryStats rss",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
+            # A volume is not counted, as a container's volume is not its writable layer.
             "disk_writable_bytes": host.allocated_bytes(overlay) if isinstance(overlay, str) else 0,
         }
         for key in ("actual", "available", "unused", "usable"):

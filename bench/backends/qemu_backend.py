@@ -877,6 +877,7 @@ class QemuBackend(Backend):
             "engine_mem_bytes": None,
             "engine_mem_source": "none (direct QEMU: see the process view)",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
+            # A volume is not counted, as a container's volume is not its writable layer.
             "disk_writable_bytes": host.allocated_bytes(live.paths.overlay) if disk else 0,
         }
 
