@@ -62,6 +62,11 @@ KINDS: dict[str, Kind] = {
         ("--hdd", "1", "--hdd-bytes", "64M"), "disk I/O (64 MiB written, read, removed in turn)"
     ),
     "fork": Kind(("--fork", "1"), "process creation (fork and exit)"),
+    # stress-ng's socket stressor: a client and a server process over the aggressor's
+    # own loopback. It needs no network between instances (network: none works, a VM
+    # included): what a neighbour's network traffic costs the others is the shared
+    # kernel's network stack (softirqs, locks) under containers, or the VMM's CPU.
+    "net": Kind(("--sock", "1"), "network stack (TCP over the aggressor's own loopback)"),
 }
 
 
