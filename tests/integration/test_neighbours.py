@@ -1,8 +1,8 @@
 """Noisy neighbours on a real engine (issue 23 §2): a runc victim and one runc aggressor,
 each limited to one CPU, a short cpu stressor against the victim's cpu workload; the
 victim's runs are stored with positive figures. Then the network kind (stress-ng's
-socket stressor over the aggressor's own loopback, on network: none). run_real removes every container it
-started, even on failure."""
+socket stressor over the aggressor's own loopback, on network: none). run_real removes
+every container it started, even on failure."""
 
 from __future__ import annotations
 
