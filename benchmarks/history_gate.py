@@ -170,7 +170,7 @@ def main() -> int:
             f"{THRESHOLD:.0%}: a newest segment slower by more than half of it, found by the "
             f"job of one of the newest {h.RECENT} runs). Intervals: 95%, Clopper-Pearson for "
             "shares, exact Poisson for counts. For comparison, ruptures' PELT (bench's "
-            "detector before, section below): 0.65 false change points per 100 runs, 2.2% "
+            "detector before, its own section above): 0.65 false change points per 100 runs, 2.2% "
             "of jobs exiting 1, 71.7% found within 8 runs; an oracle one-sided CUSUM told "
             "the level and the step (`benchmarks/history_bound.py`): 91.6% at 0.64 false "
             "alarms per 100 runs.",
