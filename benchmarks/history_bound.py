@@ -3,8 +3,8 @@ not bench's verdict, and a benchmark, not a test.
 
 history_gate.py measures bench's own verdict (FOCuS, online, told neither the level nor
 the size of the step; then the newest-segment rule). This script asks how much of the gap
-to issue 21's "a +10% step found within 8 runs" any method could close at the same false-alarm budget. An
-oracle one-sided CUSUM (Page 1954), told the no-change level, the run-to-run sd and the
+to issue 21's "a +10% step found within 8 runs" any method could close at the same
+false-alarm budget. An oracle one-sided CUSUM (Page 1954), told the no-change level, the run-to-run sd and the
 +10% it looks for, is the optimal sequential detector of a known shift (Moustakides
 1986): no method that does not know those can beat it. Its decision limit `h` is swept;
 for each, false alarms per 100 runs of a no-change series (the CUSUM restarts after each
