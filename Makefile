@@ -16,7 +16,7 @@ help:
 	@echo '  setup   install/start the host engines (scripts/setup-host.sh, may use apt as root),'
 	@echo '          then create $(VENV) and pip install -e ".[dev]" (again only when pyproject.toml changes)'
 	@echo '  demo    setup, then build the images, run scenarios/quickstart.yaml and report it'
-	@echo '  workloads  setup with stress-ng, fio and iperf3 (apt), then build the workloads'
+	@echo '  workloads  setup with stress-ng, fio, iperf3, sockperf (apt), then build the workloads'
 	@echo '          image (`bench images build workloads`) for scenarios/workloads.yaml'
 	@echo '  test    setup, then run the tests: $(VENV)/bin/python -m pytest -q tests $$PYTEST_ARGS'
 	@echo '  lint    ruff check, ruff format --check (bench, tests, benchmarks), then mypy'

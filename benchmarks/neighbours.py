@@ -19,13 +19,12 @@ a section of benchmarks/results.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from results_md import host_line, write_section  # noqa: E402  (this script's folder is on sys.path)
+from results_md import host_line, tabulate_runs  # noqa: E402  (this script's folder is on sys.path)
 
 from bench.model.results import load_run  # noqa: E402
 from bench.report import neighbours as nb  # noqa: E402
@@ -179,14 +178,7 @@ def run_text(run_dir: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", type=Path, nargs="+")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    text = "\n".join([HEADING, "", *(run_text(d) for d in args.run_dirs)])
-    print(text)
-    if not args.no_write:
-        write_section(Path(__file__).parent / "results.md", HEADING, text)
+    tabulate_runs(__doc__ or "", HEADING, run_text)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ band), with the host's load during the run. Writes a section of benchmarks/resul
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from results_md import host_line, write_section  # noqa: E402  (this script's folder is on sys.path)
+from results_md import host_line, tabulate_runs  # noqa: E402  (this script's folder is on sys.path)
 
 from bench.model.records import WorkloadRun  # noqa: E402
 from bench.model.results import load_run  # noqa: E402
@@ -147,8 +146,8 @@ def run_text(run_dir: Path) -> str:
             "this host (loopback, or a veth pair and a Linux bridge to the bridge's own "
             "gateway address: routed, no NAT), so the figure is the kernel's path cost in "
             "CPU time on 2 shared cores, not a wire's. Published latency figures (netperf "
-            "request/response) have no counterpart yet: iperf3 measures none and sockperf "
-            "is not packed."
+            "request/response): sockperf's round trip, in the section \"Network "
+            'workloads: latency and instance to instance" (benchmarks/latency.py).'
         )
     if any(r.workload == "tcp-loopback" for r in section.rows):
         reading.append(
@@ -192,14 +191,7 @@ def run_text(run_dir: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", type=Path, nargs="+")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    text = "\n".join([HEADING, "", *(run_text(d) for d in args.run_dirs)])
-    print(text)
-    if not args.no_write:
-        write_section(Path(__file__).parent / "results.md", HEADING, text)
+    tabulate_runs(__doc__ or "", HEADING, run_text)
 
 
 if __name__ == "__main__":

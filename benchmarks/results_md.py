@@ -3,8 +3,10 @@ rewrite of one benchmark's section, keeping the other benchmarks' sections."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -37,3 +39,17 @@ def write_section(path: Path, heading: str, text: str, *, first: bool = False) -
     nxt = old.find("\n# ", start + 1)
     rest = old[nxt + 1 :] if nxt >= 0 else ""
     path.write_text(old[:start] + text + ("\n" + rest if rest else ""))
+
+
+def tabulate_runs(doc: str, heading: str, run_text: Callable[[Path], str]) -> None:
+    """The command line of a benchmark that tabulates stored runs (`RUN_DIR...
+    [--no-write]`): one `run_text` per run under `heading`, printed and written as that
+    benchmark's section of results.md."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("run_dirs", type=Path, nargs="+")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    text = "\n".join([heading, "", *(run_text(d) for d in args.run_dirs)])
+    print(text)
+    if not args.no_write:
+        write_section(Path(__file__).parent / "results.md", heading, text)

@@ -79,17 +79,20 @@ def emulated_check(section: wl.WorkloadsSection) -> str:
     return f"{verdict}: {len(emulated)} emulated rows, none in a ratio ({'; '.join(slow)})"
 
 
-def reading(section: wl.WorkloadsSection) -> list[str]:
-    """What the run's figures say against the published shape, for the platforms it had."""
+def reading(section: wl.WorkloadsSection, loaded: bool = True) -> list[str]:
+    """What the run's figures say against the published shape, for the platforms it had
+    (`loaded`: the host's load was at or above its cores when the run began)."""
     platforms = {r.platform for r in section.rows}
+    where = "on a host loaded several times over its cores" if loaded else "even on a quiet host"
     out = []
     if {"runc", "runsc"} <= platforms:
         out += [
             "Reading it. The gVisor system-call and context-switch figures agree with "
             "gVisor's guide by a margin no host noise closes. runc's CPU and memory "
-            "bandwidth against native are not decided: with 3 repeats on a host loaded "
-            "several times over its cores, the intervals are wide; a quiet host and more "
-            'repeats are needed to test "within a few percent" (Felter et al.). gVisor\'s '
+            f"bandwidth against native are not decided: with 3 repeats {where}, the "
+            f"intervals are wide; {'a quieter host and ' if loaded else ''}more repeats "
+            "are needed to test "
+            '"within a few percent" (Felter et al.). gVisor\'s '
             "file I/O comes out *above* runc and native, not below: this gVisor "
             "(20221219) accepts O_DIRECT but does not honour it, and its root filesystem's "
             "writes do not reach the host disk synchronously (docs/design/workloads.md §4: "
@@ -161,14 +164,20 @@ def run_text(run_dir: Path) -> str:
     checks.append(("every VM figure under TCG marked emulated and left out of ratios",
                    emulated_check(section)))  # fmt: skip
     checks = [(what, verdict) for what, verdict in checks if verdict != "not measured"]
+    load, cores = float(host.get("load_avg_1m") or 0), int(host.get("cpu_cores") or 1)
+    loaded = load >= cores
+    sharing = (
+        "other work shared this host, so every CPU figure below measures sharing as much as speed"
+        if loaded
+        else "the host was otherwise quiet when it began"
+    )
     return "\n".join(
         [
             f"## Run {run.run_id}, {started} to {finished}",
             "",
             f"Host: {host_line()}. Host load (1 min) when the run started: "
-            f"{host.get('load_avg_1m', 0):.1f} on {host.get('cpu_cores')} cores: other "
-            "sessions' test suites and VMs shared this host the whole time, so every CPU "
-            "figure below measures sharing as much as speed (the `cpu share` column: how "
+            f"{host.get('load_avg_1m', 0):.1f} on {host.get('cpu_cores')} cores: "
+            f"{sharing} (the `cpu share` column: how "
             f"much of one CPU stress-ng's worker got). `bench run {scenario}`, "
             "then `python benchmarks/workloads.py RUN_DIR`; the table is bench's own "
             "(bench.report.workloads), intervals bootstrapped with seed "
@@ -181,7 +190,7 @@ def run_text(run_dir: Path) -> str:
             "",
             *(f"- {what}: **{verdict}**" for what, verdict in checks),
             "",
-            *reading(section),
+            *reading(section, loaded),
             "Workload runs that gave no figures:",
             "",
             *failures,

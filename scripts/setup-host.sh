@@ -32,8 +32,9 @@
 #   BENCH_SKIP_ENGINES        =1: do not run scripts/start-engines.sh at the end.
 #   BENCH_DOCKER_DAEMON_JSON  dockerd's configuration, where runsc and crun are registered
 #                             (default /etc/docker/daemon.json).
-#   BENCH_WORKLOADS           =1: also install stress-ng, fio and iperf3, the tools the
-#                             `workloads` bench image packs (`make workloads`; CI=true too).
+#   BENCH_WORKLOADS           =1: also install stress-ng, fio, iperf3 and sockperf, the
+#                             tools the `workloads` bench image packs (`make workloads`;
+#                             CI=true too).
 #   BENCH_SKIP_SSH_LAB        =1 (read by start-engines.sh): no loopback sshd, no second
 #                             dockerd; openssh-server is still installed.
 #
@@ -66,6 +67,7 @@ PACKAGES=(
     "gcc                    cmd:gcc"            # libvirt-python is built from source
     "qemu-system-x86        cmd:qemu-system-x86_64" # the VM engine (TCG or KVM)
     "qemu-utils             cmd:qemu-img"       # qemu-img
+    "passt                  cmd:passt"          # libvirt's user-mode NIC (network: user) where libvirt offers it (Debian 13; 12's libvirt 9.0 refuses it and bench uses QEMU's slirp)
     "make                   cmd:make"           # the Makefile is the entry point (absent on minimal images)
 )
 # Not needed to measure local engines (so without root only a warning): the SSH lab
@@ -88,6 +90,7 @@ WORKLOAD_PACKAGES=(
     "stress-ng              cmd:stress-ng"      # CPU, memory, system-call, context-switch stressors
     "fio                    cmd:fio"            # disk I/O
     "iperf3                 cmd:iperf3"         # network throughput
+    "sockperf               cmd:sockperf"       # network request/response latency
 )
 
 # Other OCI runtimes for docker platforms' `runtime:` key. Optional: a distribution
@@ -223,13 +226,50 @@ verify_deb() { # file, expected sha256
         || die "$1: SHA256 $actual is not apt's $2; refusing it (set BENCH_KERNEL=/path/to/vmlinuz instead)"
 }
 
-# Only ./boot/vmlinuz-* (like `dpkg -x`, without hundreds of MB of modules), owned by
-# whoever extracts and without the archive's mode bits (no setuid from a .deb).
+# Only ./boot/vmlinuz-* and the modules a guest's NIC needs (like `dpkg -x`, without
+# hundreds of MB of other modules), owned by whoever extracts and without the archive's
+# mode bits (no setuid from a .deb). The modules: Debian builds virtio and virtio_net
+# as modules, which bench packs into the initramfs for `network: user` VMs
+# (bench/machines/rootfs.py: virtio_net, net_failover, failover, the virtio bus and
+# ring); modules.builtin says which are built in instead (other kernels, e.g. cloud).
+# Debian 12's packages ship them under ./lib/modules, Debian 13's (merged /usr) under
+# ./usr/lib/modules: each layout is tried (tar fails on a pattern its archive lacks).
+MODULE_ROOTS=(./usr/lib/modules ./lib/modules)
+net_module_members() { # the archive's modules root
+    printf '%s\n' "$1/*/modules.builtin" "$1/*/kernel/drivers/virtio/virtio*.ko*" \
+        "$1/*/kernel/drivers/net/virtio_net.ko*" "$1/*/kernel/drivers/net/net_failover.ko*" \
+        "$1/*/kernel/net/core/failover.ko*"
+}
 extract_kernel() { # deb, destination folder
     # shellcheck disable=SC2016  # $1 and $2 are expanded by the inner bash
-    "${SUDO[@]}" bash -o pipefail -c \
-        'dpkg-deb --fsys-tarfile "$1" | tar -x --no-same-owner --no-same-permissions -C "$2" --wildcards "./boot/vmlinuz-*"' \
-        bash "$1" "$2" || die "could not extract /boot/vmlinuz-* from $1"
+    local untar='d=$1 to=$2; shift 2; dpkg-deb --fsys-tarfile "$d" | tar -x --no-same-owner --no-same-permissions -C "$to" --wildcards "$@"'
+    "${SUDO[@]}" bash -o pipefail -c "$untar" bash "$1" "$2" "./boot/vmlinuz-*" \
+        || die "could not extract /boot/vmlinuz-* from $1"
+    # A package without them (virtio built in, or modules in another package, as
+    # Ubuntu's linux-modules-*) still gives a kernel: bench then says what is missing
+    # when a platform asks for network: user.
+    local root members
+    for root in "${MODULE_ROOTS[@]}"; do
+        mapfile -t members < <(net_module_members "$root")
+        if "${SUDO[@]}" bash -o pipefail -c "$untar" bash "$1" "$2" "${members[@]}" 2>/dev/null; then
+            return 0
+        fi
+    done
+    log "WARNING: $1 lacks some of the guest's network modules (virtio_net and its bus): VMs get no network: user"
+}
+
+# The extracted modules of release $2 from $1/usr/lib/modules or $1/lib/modules ->
+# $KERNEL_CACHE_DIR/modules.
+install_modules() { # extracted tree, release
+    local from=$1/usr/lib/modules/$2 to=$KERNEL_CACHE_DIR/modules/$2
+    [[ -d "$from" ]] || from=$1/lib/modules/$2
+    [[ -d "$from" ]] || { log "WARNING: $2 has no modules in its package: VMs get no network: user"; return 0; }
+    "${SUDO[@]}" rm -rf -- "$to.tmp"
+    "${SUDO[@]}" install -d -m 0755 "$KERNEL_CACHE_DIR/modules"
+    "${SUDO[@]}" cp -r --no-preserve=mode,ownership -- "$from" "$to.tmp"
+    "${SUDO[@]}" chmod -R u=rwX,go=rX -- "$to.tmp"
+    "${SUDO[@]}" rm -rf -- "$to"
+    "${SUDO[@]}" mv -f -- "$to.tmp" "$to"
 }
 
 # The kernel package behind metapackage $1 (download only, not installed) -> the cache.
@@ -269,6 +309,8 @@ fetch_kernel() { # metapackage (linux-image-amd64, linux-image-generic)
     # 0644: libvirt runs qemu as an unprivileged user that must read the kernel.
     "${SUDO[@]}" install -m 0644 "$vmlinuz" "$KERNEL_CACHE_DIR/.$name.tmp"
     "${SUDO[@]}" mv -f "$KERNEL_CACHE_DIR/.$name.tmp" "$KERNEL_CACHE_DIR/$name"
+    # Its network modules beside it, where bench looks (KERNEL_FOLDER/modules/RELEASE).
+    install_modules "$tmp/x" "${name#vmlinuz-}"
     "${SUDO[@]}" rm -rf -- "$tmp"
     trap - EXIT
     log "guest kernel: $KERNEL_CACHE_DIR/$name"
@@ -397,8 +439,13 @@ elif [[ -n "${BENCH_KERNEL:-}" ]]; then
         || die "BENCH_KERNEL=$BENCH_KERNEL is not a readable file; fix it or unset it to use /boot/vmlinuz-* or a fetched kernel"
     NEED_KERNEL=0
 else
+    # A kernel fetched before bench packed network modules has none beside it: fetched
+    # again (its package's modules are what `network: user` VMs load).
     for f in /boot/vmlinuz-* "$KERNEL_CACHE_DIR"/vmlinuz-*; do
-        if [[ -f "$f" && -r "$f" ]]; then NEED_KERNEL=0; break; fi
+        if [[ -f "$f" && -r "$f" ]] \
+            && [[ "$f" == /boot/* || -d "$KERNEL_CACHE_DIR/modules/${f##*/vmlinuz-}" ]]; then
+            NEED_KERNEL=0; break
+        fi
     done
 fi
 shopt -u nullglob

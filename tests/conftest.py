@@ -139,6 +139,8 @@ def pytest_configure(config):
     from bench.model.paths import cache_dir
 
     kernels = sorted((cache_dir() / "kernel").glob("vmlinuz-*"))
+    # Their network modules too, where scripts/setup-host.sh put them (network: user).
+    modules = cache_dir() / "kernel" / "modules"
     made = []
     # Short names under /tmp: direct QEMU's unix sockets live in the state folder.
     for var, prefix in (("BENCH_CACHE_DIR", "bt-cache-"), ("BENCH_STATE_DIR", "bt-state-")):
@@ -153,6 +155,8 @@ def pytest_configure(config):
         dest.mkdir(mode=0o755)
         for k in kernels:
             shutil.copy2(k, dest / k.name)
+        if modules.is_dir():
+            shutil.copytree(modules, dest / "modules")
     config.stash[_FRESH_DIRS] = made
 
 

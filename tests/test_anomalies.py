@@ -147,7 +147,10 @@ def test_one_slow_vm_among_healthy_ones_is_flagged_with_its_phase():
     samples = [*HEALTHY_VM[:5], vm_sample(5, 0.3, 9.0 + 40, 2.5)]
     (note,) = anomaly_notes(samples)
     assert "dominated 1 of 6 instances" in note
-    assert "in the rest of the boot outside the guest" in note
+    assert (
+        "in the rest of the boot before the guest's clock starts (QEMU start, firmware, "
+        "kernel decompression" in note
+    )
     assert "the host side, not the guest, was slow" in note
 
 

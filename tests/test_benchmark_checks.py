@@ -181,3 +181,17 @@ def test_the_vmm_overhead_against_firecracker_reads_met_or_not_met():
     )
     assert verdict == "fc 4.9 MiB (met); microvm 88.9 MiB (NOT met); vm: not measured"
     assert engine_memory.firecracker_verdict({}) == "no VM platform in the run"
+
+
+def test_the_latency_and_volume_verdicts_need_the_whole_interval_on_one_side():
+    import latency  # noqa: E402  (benchmarks/ is not a package)
+
+    assert latency.verdict("x", (1.3, 1.1, 1.6), "above") == "met: x"
+    assert latency.verdict("x", (1.3, 0.9, 1.6), "above") == "not decided: x straddles 1"
+    assert latency.verdict("x", (0.8, 0.7, 0.9), "above") == "missed: x"
+    assert latency.verdict("x", (0.8, 0.7, 0.9), "below") == "met: x"
+    assert latency.verdict("x", (1.02, 0.95, 1.08), "same") == "met: x"
+    assert latency.verdict("x", (1.2, 1.05, 1.4), "same").startswith("not decided")
+    assert latency.verdict("x", (1.3, 1.15, 1.4), "same") == "missed: x"
+    assert latency.verdict("x", (1.3, None, None), "above") == "not decided: x, too few repeats"
+    assert latency.verdict("not measured", (None, None, None), "above") == "not measured"

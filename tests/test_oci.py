@@ -198,3 +198,41 @@ def test_cgroup_memory_is_read_through_the_engines_host():
     del files[f"{d}/memory.stat"]
     assert cgroup_memory(host, 42, cid) is None
     assert cgroup_memory(host, 43, cid) is None
+
+
+def test_an_instance_volume_is_named_after_it_and_found_and_removed_as_a_leftover():
+    from bench.backends.oci import VOLUME_SUFFIX, volume_leftover, volume_name
+
+    assert volume_name("bench-r1-c-s0-0") == f"bench-r1-c-s0-0{VOLUME_SUFFIX}"
+    row = {"Name": "bench-r1-c-s0-0-vol", "Labels": {LABEL_RUN: "r1", LABEL_OWNER: "42"}}
+    got = volume_leftover("docker", row)
+    assert (got.kind, got.name, got.run_id, got.owner_pid) == (
+        "volume",
+        "bench-r1-c-s0-0-vol",
+        "r1",
+        42,
+    )
+
+    class Volumes(_Lister):
+        removed: list[tuple[str, str]] = []
+
+        def _list_volumes(self, label):
+            return [row] if label.partition("=")[2] in ("", "r1") else []
+
+        def _remove(self, name):
+            self.removed.append(("container", name))
+
+        def _remove_volume(self, name):
+            self.removed.append(("volume", name))
+
+    b = Volumes(PodmanSettings(name="p", backend="podman", image="busybox", volume=True))
+    b.rows = [{"Id": "a" * 64, "Names": ["bench-r1-c-s0-0"], "Labels": {LABEL_RUN: "r1"}}]
+    found = b.leftovers("r1")
+    assert [(x.kind, x.name) for x in found] == [
+        ("container", "bench-r1-c-s0-0"),
+        ("volume", "bench-r1-c-s0-0-vol"),
+    ]
+    assert b.leftovers("r2") == []
+    for x in found:
+        b.remove_leftover(x)
+    assert b.removed == [("container", "bench-r1-c-s0-0"), ("volume", "bench-r1-c-s0-0-vol")]

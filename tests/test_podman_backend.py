@@ -125,6 +125,11 @@ def test_container_spec():
     bare = container_spec(settings(network="mynet"), image="i", name="n", labels={}, rlimits=[])
     assert "command" not in bare and "resource_limits" not in bare and "env" not in bare
     assert bare["netns"] == {"nsmode": "bridge"} and bare["networks"] == {"mynet": {}}
+    assert "volumes" not in bare
+    with_volume = container_spec(
+        settings(volume=True), image="i", name="n", labels={}, rlimits=[], volume="n-vol"
+    )
+    assert with_volume["volumes"] == [{"Name": "n-vol", "Dest": "/bench-volume"}]
 
 
 def test_podman_reason_is_the_runtimes_own():

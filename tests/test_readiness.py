@@ -140,10 +140,11 @@ def test_bad_ready_rules_name_the_key(platform, expected):
     assert expected in _error(platform)
 
 
-def test_a_vm_cannot_wait_for_a_port_yet():
+def test_a_vm_waits_for_a_port_only_on_a_network():
     text = "name: x\nplatforms:\n  - name: v\n    backend: qemu\n    ready: {tcp: 22}\n"
-    with pytest.raises(ScenarioError, match=r"platforms\[0\].ready: backend qemu cannot wait"):
+    with pytest.raises(ScenarioError, match=r"platforms\[0\].network: .* set network: user"):
         parse_scenario(text)
+    assert parse_scenario(text.replace("ready:", "network: user\n    ready:")).platforms[0]
 
 
 def test_rules_and_their_kinds():
@@ -283,7 +284,7 @@ def test_a_listener_that_never_answers_http_times_out(listener):
     port = listener.getsockname()[1]
     assert netprobe.tcp("127.0.0.1", port, 1.0).ok
     answer = netprobe.http_status("127.0.0.1", port, "/", 200, 0.2, shown=80)
-    assert answer == netprobe.Answer(False, "port 80 did not answer within 0.2s")
+    assert answer == netprobe.Answer(False, "port 80 did not answer within 0.2s", timed_out=True)
 
 
 def test_a_service_that_is_not_http(listener):
@@ -304,3 +305,16 @@ def test_a_service_that_is_not_http(listener):
     answer = netprobe.http_status("127.0.0.1", listener.getsockname()[1], "/", 200, 2.0, 22)
     t.join()
     assert answer == netprobe.Answer(False, "port 22 answered no HTTP (BadStatusLine)")
+
+
+def test_an_attempt_cut_by_the_deadline_keeps_the_answer_before_it():
+    from bench.machines.netprobe import Answer
+
+    cut = Answer(False, "port 80 did not answer within 0.007s", timed_out=True)
+    assert readiness.last_seen("HTTP 404 on /x", cut, 0.007) == "HTTP 404 on /x"
+    # A whole attempt's silence, or the first attempt's, is what was seen.
+    full = Answer(False, "port 80 did not answer within 1s", timed_out=True)
+    assert readiness.last_seen("HTTP 404 on /x", full, readiness.ATTEMPT_TIMEOUT_S) == full.seen
+    assert readiness.last_seen(None, cut, 0.007) == cut.seen
+    refused = Answer(False, "port 80 refused")
+    assert readiness.last_seen("HTTP 404 on /x", refused, 0.007) == "port 80 refused"

@@ -52,7 +52,8 @@ def test_tar_has_userland_but_no_device_nodes_and_is_deterministic():
 
 
 def test_init_prints_marker_with_uptime_and_kernel():
-    assert 'echo "BENCH_READY uptime=$up kernel=$(uname -r)"' in INIT_SCRIPT
+    assert "\nkernel=$(uname -r)\n" in INIT_SCRIPT
+    assert 'echo "BENCH_READY uptime=$up kernel=$kernel"' in INIT_SCRIPT
 
 
 @pytest.mark.parametrize("path", ["/bin/busybox"])

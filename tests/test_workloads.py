@@ -395,3 +395,40 @@ def test_native_gives_its_init_only_a_few_device_nodes_not_the_hosts_dev():
     assert "--bind /dev " not in native_backend.ENTER
     assert "tmpfs" in native_backend.ENTER
     assert set(native_backend.DEVICES) == {"null", "zero", "full", "random", "urandom", "tty"}
+
+
+def test_volume_workloads_need_a_volume_and_write_there():
+
+    text = "name: t\nworkloads: {{run: [randwrite-volume]}}\nplatforms:\n  - {platform}\n"
+    with pytest.raises(ScenarioError, match="set volume: true on platform r"):
+        parse_scenario(text.format(platform="{name: r, backend: docker, image: w}"))
+    with pytest.raises(ScenarioError, match="bench gives VMs none yet"):
+        parse_scenario(text.format(platform="{name: v, backend: qemu, image: workloads}"))
+    sc = parse_scenario(text.format(platform="{name: r, backend: docker, image: w, volume: true}"))
+    assert sc.workloads is not None and sc.workloads.run[0].tool == "fio-volume"
+    argv = wl.TOOLS["fio-volume"].argv("rw", ["--rw=randwrite"], 3)
+    assert f"--filename={wl.VOLUME_FIO_FILE}" in argv and wl.VOLUME_FIO_FILE.startswith(
+        "/bench-volume/"
+    )
+    # Its file is removed after the run, as the writable layer's is.
+    assert (
+        f"rm -f {wl.RESULT} {wl.OUTPUT} {wl.FIO_FILE} {wl.VOLUME_FIO_FILE}"
+        in (wl.command(argv, 3)[-1])
+    )
+    # A scenario's args cannot move it elsewhere.
+    with pytest.raises(ValueError, match="filename"):
+        wl.TOOLS["fio-volume"].check_args(["--filename=/etc/passwd"])
+
+
+def test_volume_figures_get_ratios_on_the_fake_backend():
+    _, sink, _ = run_fake(
+        "name: vol\nrepeat: 2\nwarmup: 0\nsettle: 0s\n"
+        "workloads: {duration: 1s, run: [randread, randread-volume]}\nplatforms:\n"
+        "  - {name: native, backend: fake, kind: native, volume: true, work_rate: 1000}\n"
+        "  - {name: runc, backend: fake, kind: container, volume: true, work_rate: 500}\n"
+    )
+    section = report_wl.build("vol", sink.samples)
+    assert section is not None
+    rows = {(r.platform, r.workload, r.figure): r for r in section.rows}
+    assert rows[("runc", "randread-volume", "read_iops")].ratio == pytest.approx(0.5)
+    assert rows[("native", "randread-volume", "read_iops")].why_no_ratio == "baseline"

@@ -97,7 +97,7 @@ class CannotRunIn(BenchError):
 @dataclass(frozen=True)
 class Leftover:
     backend: str
-    kind: str  # "container" | "domain" | "file"
+    kind: str  # "container" | "volume" | "domain" | "file"
     name: str
     run_id: str | None
     owner_pid: int | None = None
@@ -339,6 +339,24 @@ class Backend(ABC):
         """The address of this host that a ready instance reaches over its network (network
         workloads bind their host-side server to it, and only to it). None: the backend's
         tools are fakes that need no server."""
+        raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
+
+    def forward_accepted(self, inst: Instance, port: int) -> bool | None:
+        """Whether the guest itself holds a connection on its TCP `port` that came in
+        through a forward (ready: tcp into a VM): user-mode networking accepts on this
+        host's side first, so a connect alone says nothing. None: the endpoint is no
+        forward (the connect decides) or the backend cannot tell."""
+        return None
+
+    def host_address_seen(self, inst: Instance, bound: str) -> str:
+        """The address the instance dials for a server of this host bound to `bound`
+        (host_address's): the same, unless the instance sees this host under another
+        one (a VM on user-mode networking reaches this host's loopback as its gateway)."""
+        return bound
+
+    def instance_address(self, inst: Instance) -> str | None:
+        """The address other instances of its network reach a ready instance at (a peer
+        workload's server listens there, bound to it only). None: fake tools, no server."""
         raise NotImplementedError(f"{type(self).__name__} gives its instances no network path")
 
     def exit_code(self, inst: Instance) -> int | None:

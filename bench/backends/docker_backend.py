@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.abc
 import json
 import os
 import re
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, ClassVar, Literal, overload
 
 from pydantic import Field, field_validator, model_validator
@@ -32,6 +37,7 @@ from bench.backends.oci import (
     PROBE_RUN_ID,
     RUNTIME_NAME,
     RUNTIME_PROBE_TIMEOUT_S,
+    VOLUME_DIR,
     ContainerBackend,
     EngineJson,
     binary_version,
@@ -46,6 +52,7 @@ from bench.backends.oci import (
     probe_verdict,
     run_label,
     section,
+    volume_name,
 )
 from bench.backends.probe_cache import RUNTIME_CACHE, ProbeCache, ProbeResult
 from bench.machines import images, procfs
@@ -75,6 +82,7 @@ if TYPE_CHECKING:
     from bench.machines.host import Host
 
 TRANSPORT_JOIN_S = 5  # a dying SSH transport's thread ends within a read timeout
+_SDK_LOCK = threading.Lock()
 # Instance.info key (never stored: `_`): the container's init pid, as the engine last said.
 PID_KEY = "_pid"
 
@@ -101,6 +109,11 @@ class DockerSettings(PlatformBase):
     )
     env: dict[str, str] = Field(
         default_factory=dict, description="environment variables of the container"
+    )
+    volume: bool = Field(
+        False,
+        description="attach a volume bench creates (and removes) at /bench-volume, for the "
+        "*-volume workloads",
     )
     # An OCI runtime the daemon has registered (runc, runsc, crun, ...); default: the
     # daemon's default runtime.
@@ -254,8 +267,7 @@ class DockerBackend(ContainerBackend):
 
     def connect(self) -> docker.APIClient:
         if self._api is None:
-            import docker
-
+            docker = docker_sdk(ssh=self.address.startswith("ssh://"))
             try:
                 # `host:` was checked with the scenario; $DOCKER_HOST is checked here,
                 # before docker-py pastes an ssh:// host into the user's ProxyCommand.
@@ -432,6 +444,11 @@ class DockerBackend(ContainerBackend):
                     )
                 say(f"importing the bench image {self._image_ref} (first use on this engine)...")
                 self.import_image(name)
+            elif build_missing:
+                # One imported from another bench's build (its init, its tools) is not
+                # this bench's userland: import_image imports it again when its rootfs
+                # label differs from this build's, and keeps it when it matches.
+                self.import_image(name)
         if self.settings.runtime is not None and not self._runtime_checked:
             # preflight() could not probe: the bench image was not on the engine yet.
             if not self.has_image(images.docker_ref(PROBE_IMAGE)):
@@ -442,8 +459,16 @@ class DockerBackend(ContainerBackend):
                     )
                 self.import_image(PROBE_IMAGE)
             self._require_runtime(say)
-        img = api.inspect_image(self._image_ref)
-        version: EngineJson = api.version()
+        # Three round trips that wait on nothing but the engine (the last: docker info,
+        # then the runtime's `--version` on its host): at once, about 30 ms one after
+        # another here, now about the longest of them (17 ms) before the first launch.
+        with ThreadPoolExecutor(3, thread_name_prefix="bench-prepare") as pool:
+            img_asked = pool.submit(api.inspect_image, self._image_ref)
+            version_asked = pool.submit(api.version)
+            runtime_asked = pool.submit(lambda: self.runtime_version(self.runtime or ""))
+            img = img_asked.result()
+            version: EngineJson = version_asked.result()
+            runtime_version = runtime_asked.result()
         self._network_disabled = self.settings.network == "none" and lacks_deadlock_fix(
             str(version.get("Version") or "")
         )
@@ -455,7 +480,7 @@ class DockerBackend(ContainerBackend):
             )
         components = {c.get("Name"): c.get("Version") for c in entries(version, "Components")}
         info = self.engine_info()
-        self._runtime_version = self.runtime_version(self.runtime) if self.runtime else None
+        self._runtime_version = runtime_version if self.runtime else None
         self.kind = kinds.for_runtime(self.runtime)
         root = Path(text(info.get("DockerRootDir")) or "/var/lib/docker")
         driver = text(info.get("Driver")) or "overlay2"
@@ -481,10 +506,11 @@ class DockerBackend(ContainerBackend):
         }
 
     def has_image(self, ref: str) -> bool:
+        api = self.connect()  # first: it imports the SDK as this engine's address needs
         import docker.errors
 
         try:
-            self.connect().inspect_image(ref)
+            api.inspect_image(ref)
             return True
         except docker.errors.ImageNotFound:
             return False
@@ -515,7 +541,16 @@ class DockerBackend(ContainerBackend):
     def _create(self, inst: Instance) -> None:
         api = self.connect()
         s = self.settings
+        binds: list[str] | None = None
+        if s.volume:
+            # Named and labelled like its container: destroy and `bench clean` remove it.
+            volume = api.create_volume(
+                volume_name(inst.name), labels=instance_labels(inst.run_id, inst.platform)
+            )
+            binds = [f"{volume['Name']}:{VOLUME_DIR}:rw"]
+            inst.info["volume"] = volume["Name"]
         host_config = api.create_host_config(
+            binds=binds,
             mem_limit=s.memory,
             memswap_limit=s.memory,  # no swap: a memory limit that swaps measures the disk
             nano_cpus=int(s.cpus * 1e9) if s.cpus else None,
@@ -658,11 +693,12 @@ class DockerBackend(ContainerBackend):
         return container_boundary(state.get("Pid"), self.kind, "docker")
 
     def halt(self, inst: Instance) -> None:
+        api = self.connect()  # first: it imports the SDK as this engine's address needs
         import docker.errors
 
         self._detach(inst)
         try:
-            self.connect().kill(inst.handle or inst.name)  # SIGKILL
+            api.kill(inst.handle or inst.name)  # SIGKILL
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as e:
@@ -670,12 +706,24 @@ class DockerBackend(ContainerBackend):
                 raise
 
     def _remove(self, name: str) -> None:
+        api = self.connect()  # first: it imports the SDK as this engine's address needs
         import docker.errors
 
         try:
-            self.connect().remove_container(name, force=True, v=True)
+            api.remove_container(name, force=True, v=True)
         except docker.errors.NotFound:
             pass
+
+    def _remove_volume(self, name: str) -> None:
+        import docker.errors
+
+        try:
+            self.connect().remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _list_volumes(self, label: str) -> Sequence[EngineJson]:
+        return self.connect().volumes(filters={"label": label}).get("Volumes") or []
 
     def _disconnect(self) -> None:
         api, self._api = self._api, None
@@ -696,6 +744,46 @@ class DockerBackend(ContainerBackend):
 
 
 DEADLOCK_FIXED_IN = "Engine 20.10.27 and 23.0"
+
+
+class _NoParamiko(importlib.abc.MetaPathFinder):
+    """Refuses `import paramiko` in one thread (the one importing the docker SDK for a
+    socket engine); other threads import it as ever."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "paramiko" and threading.get_ident() == self.thread:
+            raise ImportError("paramiko: not needed for a socket engine", name=name)
+
+
+def docker_sdk(*, ssh: bool) -> ModuleType:
+    """The docker SDK, imported for an engine on a socket (`ssh` False) or over ssh://.
+
+    docker-py imports its ssh:// transport at once, and with it paramiko, cryptography,
+    invoke and asyncio: 0.3 s of `bench run`'s start-up here, and 0.1-0.2 s more as
+    the process exits. It treats paramiko as optional (docker.transport imports the
+    transport under `except ImportError`, as a Windows-only one), so for a socket
+    engine it is imported without; the first ssh:// engine of the process adds the
+    transport where docker.api.client looks it up (docker 7.x)."""
+    with _SDK_LOCK:
+        if not ssh and "docker" not in sys.modules and "paramiko" not in sys.modules:
+            finder = _NoParamiko()
+            sys.meta_path.insert(0, finder)
+            try:
+                import docker
+            finally:
+                sys.meta_path.remove(finder)
+        import docker
+        import docker.api.client
+
+        if ssh and not hasattr(docker.api.client, "SSHHTTPAdapter"):
+            from docker.transport.sshconn import SSHHTTPAdapter
+
+            docker.api.client.SSHHTTPAdapter = SSHHTTPAdapter  # type: ignore[attr-defined]
+            docker.transport.SSHHTTPAdapter = SSHHTTPAdapter  # type: ignore[attr-defined]
+        return docker
 
 
 def lacks_deadlock_fix(version: str) -> bool:

@@ -39,6 +39,7 @@ from bench.backends.base import (
     print_nothing,
 )
 from bench.machines.clock import REAL_CLOCK, Clock, Timer
+from bench.machines.console import CONSOLE, DEBUGCON
 from bench.model.phases import VMM_READY
 from bench.model.records import Facts
 from bench.model.settings import NETWORK_READY, READY_KINDS, PlatformBase, Seconds
@@ -84,11 +85,18 @@ class FakeSettings(PlatformBase):
     # +/- `work_spread` (a fixed cycle, so tests are exact).
     work_rate: float = 1000.0
     work_spread: float = 0.0
+    # Accepted as docker's and native's (the *-volume workloads need it); its fio is a fake.
+    volume: bool = False
     # Noisy neighbours: while an aggressor's stress-ng stressor (cpu, stream, vm, hdd,
     # fork) runs in another instance, a victim's rate is divided by 1 + the sum of the
     # running aggressors' factors (bench.measurements.neighbours).
     neighbour_slowdown: dict[str, float] = Field(default_factory=dict)
     accel: Literal["kvm", "tcg"] | None = None
+    # ready: {channel: debugcon}: the fake writes its debug-port byte this long before
+    # its marker line (test-only: the fake plays a VM's debug port too).
+    port_lead: Seconds = 0.0
+
+    ready_channels: ClassVar[frozenset[str]] = frozenset({CONSOLE, DEBUGCON})
 
 
 @dataclass
@@ -228,6 +236,16 @@ class FakeBackend(Backend):
                 },
             }
             return ExecResult(0, json.dumps(doc).encode(), b"")
+        if "sockperf ping-pong" in script:
+            # sockperf's printout, microseconds: a round trip of 1/rate seconds.
+            rtt_us = 1e6 / rate
+            out = (
+                "sockperf: == version #3.7-fake == \n"
+                "sockperf: Total 1000 observations; each percentile contains 10.00 observations\n"
+                f"sockperf: ---> percentile 99.000 = {rtt_us * 3:.3f}\n"
+                f"sockperf: ---> percentile 50.000 = {rtt_us:.3f}\n"
+            )
+            return ExecResult(0, out.encode(), b"")
         if "fio " in script:
             job = {"iops": rate, "bw_bytes": rate * 4096, "io_bytes": 4096}
             doc = {"fio version": "fio-fake", "jobs": [{"read": job, "write": {"io_bytes": 0}}]}
@@ -283,6 +301,11 @@ class FakeBackend(Backend):
                 self.clock.call_later(boot * 0.3, inst.console.feed, kernel),
                 self.clock.call_later(boot * 0.9, inst.console.feed, init),
             ]
+        if self.settings.ready.channel == DEBUGCON:
+            lead = min(self.settings.port_lead, boot)
+            self._kernel_timers.setdefault(inst.name, []).append(
+                self.clock.call_later(boot - lead, inst.console.port, b"R")
+            )
         self._timers[inst.name] = self.clock.call_later(boot, self._boot, inst, line)
 
     def _boot(self, inst: Instance, line: bytes) -> None:
@@ -305,7 +328,10 @@ class FakeBackend(Backend):
         return server.address
 
     def host_address(self, inst: Instance) -> str | None:
-        return None  # its iperf3 is a fake (run_in): no host-side server to talk to
+        return None  # its iperf3 and sockperf are fakes (run_in): no host-side server
+
+    def instance_address(self, inst: Instance) -> str | None:
+        return None  # its tools are fakes: no server in the peer either
 
     def exit_code(self, inst: Instance) -> int | None:
         with self._lock:

@@ -16,22 +16,33 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from bench.backends.base import ExecResult, Instance
+from bench.backends.base import Check, ExecResult, Instance
 from bench.backends.probe_cache import ACCEL_CACHE, ProbeCache, ProbeResult
-from bench.machines import images
-from bench.machines.console import Console
+from bench.machines import images, rootfs
+from bench.machines.console import CONSOLE, DEBUGCON, Console
+from bench.model.addresses import USER_NET, Forward
 from bench.model.errors import ImageError, MissingImage, first_line
 from bench.model.records import Facts
-from bench.model.settings import DEFAULT_MARKER, Bytes, KeyedValueError, PlatformBase
+from bench.model.settings import (
+    DEFAULT_MARKER,
+    NETWORK_READY,
+    Bytes,
+    KeyedValueError,
+    PlatformBase,
+)
 
 if TYPE_CHECKING:
     from bench.machines.host import Host
 
 DEFAULT_MEMORY = 256 * 2**20
+# `network: user`: the guest on user-mode networking (QEMU's slirp, libvirt's passt).
+USER = "user"
+# The kernel command line holds 2048 bytes on x86: the service's base64 must fit.
+MAX_SERVICE = 512
 KVM_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_KVM_PROBE_TIMEOUT", "20"))
 
 
@@ -54,6 +65,79 @@ class GuestSettings(PlatformBase):
     disk: Path | None = Field(
         None, description="a qcow2 base image; each instance boots its own overlay"
     )
+    # Each backend defines `network:` its own way (qemu: none or user; libvirt: a
+    # network's name, or user); `user` is the same on both (user_net).
+    network: str | None = None
+    service: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SERVICE,
+        description="bench images with network: user: a shell command line the guest's "
+        "init runs in the background once eth0 is up (e.g. httpd -p 80 -h /www)",
+    )
+
+    # A guest's console (marker, regex) and, with network: user, an HTTP answer through
+    # a forwarded port. Not tcp: user-mode networking accepts a forwarded connection on
+    # this host's side before the guest has it (QEMU's slirp does so even while the
+    # guest is paused; passt the same), so a connect says nothing of the guest. No exit
+    # status: a VM's end is its VMM's, not a process's.
+    ready_kinds: ClassVar[frozenset[str]] = frozenset({"marker", "regex", "http"})
+    ready_refused: ClassVar[dict[str, str]] = {
+        "tcp": "a port forwarded to a VM accepts on this host's side before the guest "
+        "listens (user-mode networking), and this backend cannot ask the forwarder: use "
+        "ready: {http: {port: PORT}}, which only the guest can answer",
+        "exit": "a VM's end is its VMM's, not a process's exit status",
+    }
+
+    @property
+    def user_net(self) -> bool:
+        """A virtio-net NIC on user-mode networking, ports forwarded from 127.0.0.1."""
+        return self.network == USER
+
+    def forwarded_ports(self) -> list[int]:
+        """The guest TCP ports this host reaches through forwards: ready:'s port."""
+        port = self.ready.port
+        return [port] if self.user_net and port is not None else []
+
+    @model_validator(mode="after")
+    def _network(self) -> GuestSettings:
+        kind = self.ready.kind
+        if kind in NETWORK_READY and not self.user_net:
+            raise KeyedValueError(
+                "network",
+                f"ready: {kind} probes the guest's port through a port forwarded from this "
+                "host: set network: user",
+            )
+        if self.service is not None:
+            if self.disk or self.kernel:
+                raise KeyedValueError(
+                    "service", "the bench image's init runs it: not with kernel: or disk:"
+                )
+            if not self.user_net:
+                raise KeyedValueError("service", "a service needs a network: set network: user")
+        return self
+
+    console: bool = Field(
+        True,
+        description="false: no kernel console on the serial port (8250.nr_uarts=0, no "
+        "console=ttyS0 or earlyprintk); needs ready: {channel: debugcon}",
+    )
+
+    ready_channels: ClassVar[frozenset[str]] = frozenset({CONSOLE, DEBUGCON})
+
+    @model_validator(mode="after")
+    def _console_off(self) -> GuestSettings:
+        if self.console:
+            return self
+        if self.ready.channel == CONSOLE:
+            raise KeyedValueError(
+                "console", "false leaves no console for the marker: add ready: {channel: debugcon}"
+            )
+        if self.disk:
+            raise KeyedValueError(
+                "console", "false edits the kernel command line, which a disk: guest sets itself"
+            )
+        return self
 
     @model_validator(mode="after")
     def _boot_source(self) -> GuestSettings:
@@ -70,6 +154,52 @@ class GuestSettings(PlatformBase):
                 "for your own guest give kernel:/initrd: or disk:",
             )
         return self
+
+
+def guest_network_check() -> Check:
+    """`bench doctor`'s line on `network: user`: whether the guest kernel's network
+    modules are there to pack (a warning only: boot benchmarks need no NIC)."""
+    name = "guest network"
+    try:
+        kernel = images.find_kernel()
+    except ImageError as e:
+        return Check(name, True, f"network: user unavailable: {e}", warn=True)
+    release = images.kernel_release(kernel)
+    moddir = rootfs.modules_dir(kernel, release)
+    fix = "scripts/setup-host.sh (make setup) extracts them beside the kernel it fetches"
+    if moddir is None:
+        why = f"no modules of {release} beside {kernel} or in /lib/modules/{release}"
+        return Check(name, True, f"network: user unavailable: {why}", fix, warn=True)
+    try:
+        modules = rootfs.module_closure(moddir)
+    except ImageError as e:
+        return Check(name, True, f"network: user unavailable: {e}", fix, warn=True)
+    return Check(name, True, f"network: user: {len(modules)} modules of {release} in {moddir}")
+
+
+# The kernel hands an unknown `name=value` word of its command line (no dot in the name)
+# to init as an environment variable: the bench image's init writes its readiness byte
+# to the debug port only when it finds this one (bench.machines.rootfs).
+READY_ENV = "bench_ready"
+# Words that put a kernel console or an early console on the serial port.
+SERIAL_CONSOLE_WORDS = ("console=ttyS", "console=uart", "earlyprintk=", "earlycon")
+
+
+def boot_cmdline(cmdline: str, s: GuestSettings) -> str:
+    """The kernel command line with what `ready.channel` and `console:` ask of the guest.
+
+    `console: false` is Firecracker's boot-time set-up: the 8250 driver registers no
+    port (8250.nr_uarts=0) and the kernel prints nothing on the UART, early or late
+    (on microvm the setup code's one line still reaches it through the firmware), so
+    the boot pays for no emulated serial port; readiness comes by the debug port.
+    """
+    words = cmdline.split()
+    if not s.console:
+        words = [w for w in words if not w.startswith(SERIAL_CONSOLE_WORDS)]
+        words.append("8250.nr_uarts=0")
+    if s.ready.channel == DEBUGCON and not any(w.startswith(f"{READY_ENV}=") for w in words):
+        words.append(f"{READY_ENV}={DEBUGCON}")
+    return " ".join(words)
 
 
 def make_overlay(host: Host, base: Path, overlay: Path) -> None:
@@ -114,11 +244,19 @@ class BootSource:
 
 
 def resolve_boot(
-    s: GuestSettings, host: Host, build_missing: bool, say: Callable[[str], None]
+    s: GuestSettings,
+    host: Host,
+    build_missing: bool,
+    say: Callable[[str], None],
+    pvh: bool | None = False,
 ) -> BootSource:
     """Where the guest boots from: its disk, or its kernel and initramfs, building the
     bench pair on first use. A remote hypervisor boots files of its own machine: the
-    same paths there, copied from this one's cache when missing or different."""
+    same paths there, copied from this one's cache when missing or different.
+
+    `pvh`: the bench image's kernel is booted uncompressed by its PVH entry (True), as
+    a bzImage through the firmware and its own decompressor (False), or the first when
+    the image has one (None)."""
     allocated = host.allocated_bytes
     if s.disk:
         return BootSource({"boot": "disk", "image": str(s.disk), "image_bytes": allocated(s.disk)})
@@ -129,28 +267,113 @@ def resolve_boot(
                 "image": str(s.kernel),
                 "image_bytes": sum(allocated(p) for p in (s.kernel, s.initrd) if p),
             },
-            (s.kernel, s.initrd, s.cmdline or images.DEFAULT_CMDLINE),
+            (s.kernel, s.initrd, boot_cmdline(s.cmdline or images.DEFAULT_CMDLINE, s)),
         )
     # GuestSettings refuses any other image name without kernel: or disk:.
     art = images.vm_artifacts(s.image)
-    if art is None:
+    # An image built from other inputs (an older init: one from before the debug port's
+    # byte would never be ready on that channel; no PVH kernel extracted; no network
+    # modules that are there now) is rebuilt, for every platform alike (they share
+    # the files).
+    stale = images.stale_reason(art.manifest) if art is not None else None
+    if art is None or stale:
+        why = stale or "not built"
         if not build_missing:
-            raise MissingImage(f"VM image {s.image!r} is not built: run `bench images build`")
-        say(f"building the bench VM image {s.image!r} (first use on this host)...")
+            raise MissingImage(f"VM image {s.image!r}: {why}: run `bench images build`")
+        say(
+            f"rebuilding the bench VM image {s.image!r} ({why})..."
+            if stale
+            else f"building the bench VM image {s.image!r} (first use on this host)..."
+        )
         art = images.build_rootfs(s.image)
-    for path in (art.kernel, art.initrd):
+    if s.user_net and "virtio_net" not in art.manifest.get("net_modules", {}):
+        release = art.manifest.get("kernel_release")
+        raise MissingImage(
+            f"network: user needs the guest kernel's virtio_net module, and no modules of "
+            f"{release} were found beside {art.manifest.get('kernel_source')} or in "
+            f"/lib/modules/{release}: run scripts/setup-host.sh (it extracts them beside "
+            "the kernel it fetches), or install that kernel's package",
+            key="network",
+        )
+    if pvh and art.pvh_kernel is None:
+        raise MissingImage(
+            f"VM image {s.image!r}: its kernel has no PVH entry bench can extract (an "
+            "xz-compressed bzImage with CONFIG_PVH): set pvh: false to boot the bzImage"
+        )
+    kernel = art.pvh_kernel if pvh is not False and art.pvh_kernel else art.kernel
+    for path in (kernel, art.initrd):
         if host.ensure_copy(path, path):  # a no-op on this machine
             say(f"copied {path} to {host.key}")
     return BootSource(
         {
             "boot": "kernel",
             "image": s.image,
-            "image_bytes": allocated(art.kernel) + allocated(art.initrd),
+            "image_bytes": allocated(kernel) + allocated(art.initrd),
             "rootfs_sha256": art.manifest.get("rootfs_sha256"),
             "guest_kernel": art.manifest.get("kernel_release"),
+            "kernel_entry": "pvh" if kernel != art.kernel else "bzimage",
         },
-        (art.kernel, art.initrd, s.cmdline or art.cmdline),
+        (kernel, art.initrd, net_cmdline(boot_cmdline(s.cmdline or art.cmdline, s), s)),
     )
+
+
+# The kernel hands an unknown `name=value` word of its command line (no dot in the name)
+# to init as an environment variable: the bench image's init reads these two
+# (bench.machines.rootfs.NET_BLOCK).
+SERVICE_ENV = "bench_service"
+
+
+def net_cmdline(cmdline: str, s: GuestSettings) -> str:
+    """The kernel command line with the guest's network set-up (network: user) and its
+    service, base64 (no quoting on a kernel command line), for the bench image's init."""
+    import base64
+
+    words = cmdline.split()
+    if s.user_net and not any(w.startswith("bench_net=") for w in words):
+        words.append(USER_NET.kernel_word)
+    if s.service:
+        words.append(f"{SERVICE_ENV}={base64.b64encode(s.service.encode()).decode()}")
+    return " ".join(words)
+
+
+def forwards(s: GuestSettings, pick: Callable[[], int]) -> list[Forward]:
+    """One instance's port forwards: each of the platform's forwarded guest ports from
+    a free port of this host's loopback (`pick`)."""
+    return [Forward(pick(), port) for port in s.forwarded_ports()]
+
+
+def user_net_host_address(s: GuestSettings) -> str:
+    """Where a server of this host listens for a guest on user-mode networking: this
+    host's loopback, which QEMU's slirp gives the guest as its gateway (10.0.2.2) and
+    nothing outside this host reaches (Backend.host_address of a VM backend)."""
+    from bench.model.addresses import FORWARD_ADDRESS
+
+    if not s.user_net:
+        raise ValueError("the VM has no network (network: none): set network: user")
+    return FORWARD_ADDRESS
+
+
+def user_net_address_seen(s: GuestSettings, bound: str) -> str:
+    """The address the guest dials for that server: its gateway, this host under slirp."""
+    from bench.model.addresses import FORWARD_ADDRESS
+
+    return USER_NET.gateway if s.user_net and bound == FORWARD_ADDRESS else bound
+
+
+# Instance.info key of an instance's forwards (guest port -> this host's port).
+FORWARDS_KEY = "forwards"
+
+
+def forwarded_endpoint(inst: Instance, port: int) -> tuple[str, int]:
+    """Where this host reaches guest `port` of a started instance: 127.0.0.1 and the
+    host port forwarded to it (Backend.endpoint of a VM backend)."""
+    from bench.model.addresses import FORWARD_ADDRESS
+
+    mapped = inst.info.get(FORWARDS_KEY)
+    host_port = mapped.get(str(port)) if isinstance(mapped, dict) else None
+    if not isinstance(host_port, int):
+        raise ValueError(f"guest port {port} is not forwarded (network: user forwards ready:'s)")
+    return FORWARD_ADDRESS, host_port
 
 
 def kvm_wait_message(where: str = "") -> str:

@@ -7,6 +7,7 @@ console sees the guest from its first byte, and `start_s` is the resume call.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -35,21 +36,28 @@ from bench.backends.base import (
 )
 from bench.backends.guest import (
     DEFAULT_MEMORY,
+    FORWARDS_KEY,
     BootSource,
     GuestSettings,
     KernelBoot,
     boot_test,
     check_boot_files,
+    forwarded_endpoint,
+    forwards,
     kvm_probe,
     kvm_wait_message,
     make_overlay,
     probe_guest,
     resolve_boot,
     run_in_guest,
+    user_net_address_seen,
+    user_net_host_address,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.machines import images
+from bench.machines import images, netprobe
+from bench.machines.console import DEBUGCON, DEBUGCON_PORT, Console
 from bench.model import addresses, kinds
+from bench.model.addresses import FORWARD_ADDRESS, USER_NET, Forward
 from bench.model.errors import (
     BenchError,
     EngineUnavailable,
@@ -70,16 +78,27 @@ if TYPE_CHECKING:
 
 METADATA_NS = "http://bench.invalid/xmlns/instance/1"
 METADATA_KEY = "bench"
+# libvirt's namespace for QEMU command-line arguments in a domain's XML.
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+PASST = "passt"
+SLIRP = "slirp"
 DEFAULT_URI = "qemu:///system"
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
+# The alias libvirt gives the debug port's serial device (the console is serial0).
+DEBUGCON_ALIAS = "serial1"
 
 
 class LibvirtSettings(GuestSettings):
     backend: Literal["libvirt"] = Field(description="a VM through libvirt")
     uri: str = Field(DEFAULT_URI, min_length=1, max_length=512, description="libvirt URI")
     network: str | None = Field(
-        None, max_length=64, description="a libvirt network name (default: none)"
+        None,
+        min_length=1,
+        max_length=64,
+        description="a libvirt network's name; user: user-mode networking by passt, the "
+        "guest at 10.0.2.15, ready:'s port forwarded from 127.0.0.1 (http: needs it); "
+        "none (the default): no NIC",
     )
 
     @field_validator("uri")
@@ -135,6 +154,9 @@ class LibvirtBackend(Backend):
         self._conn: virConnect | None = None
         self.accel: str | None = None
         self._boot = BootSource({})
+        # network: user's form: passt where this libvirt offers it, else QEMU's slirp
+        # (user_nic_form).
+        self._nic_form = PASST
 
     cli_options = (
         CliOption(
@@ -268,14 +290,22 @@ class LibvirtBackend(Backend):
         )
         lib = conn.getLibVersion()
         hv = conn.getVersion()
-        return {
+        facts: Facts = {
             "engine": "libvirt",
             "uri": self.settings.uri,
             "libvirt_version": version_string(lib),
             "qemu_version": version_string(hv),
             "accel": self.accel,
+            "network": self.settings.network or "none",
             **self._boot.facts,
         }
+        if self.settings.user_net:
+            caps = conn.getDomainCapabilities(
+                None, None, None, "kvm" if self.accel == "kvm" else "qemu"
+            )
+            self._nic_form = user_nic_form(caps)
+            facts["nic_backend"] = self._nic_form
+        return facts
 
     def resolve_accel(self, on_probe: Callable[[], None] = lambda: None) -> tuple[str, str]:
         """(accel, why) for this platform's instances; `on_probe` before a probe boot."""
@@ -327,6 +357,10 @@ class LibvirtBackend(Backend):
     def create(self, inst: Instance) -> None:
         s = self.settings
         overlay = None
+        nic = None
+        if s.user_net:
+            nic = forwards(s, netprobe.free_local_port)
+            inst.info[FORWARDS_KEY] = {str(f.guest_port): f.host_port for f in nic}
         if s.disk:
             overlay = overlay_dir(inst.run_id) / f"{inst.name}.qcow2"
             # Recorded first: destroy() removes it (and its run directory) even when
@@ -344,11 +378,17 @@ class LibvirtBackend(Backend):
             kernel=self._boot.kernel,
             disk=overlay,
             network=s.network,
+            nic=nic,
+            nic_form=self._nic_form,
+            debugcon=s.ready.channel == DEBUGCON,
         )
         inst.info["accel"] = self.accel
-        self._create_xml(inst, xml)
+        self._create_xml(inst, xml, debugcon=s.ready.channel == DEBUGCON)
 
-    def _create_xml(self, inst: Instance, xml: str) -> None:
+    def _create_xml(self, inst: Instance, xml: str, *, debugcon: bool = False) -> None:
+        """Create the domain of `xml` paused and open its console; with `debugcon`
+        (its XML has the debug port, serial1) open that one too. The KVM probe's XML
+        never has it, whatever the platform's channel."""
         libvirt = _ensure_event_loop()
         conn = self.connect()
         dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
@@ -357,6 +397,19 @@ class LibvirtBackend(Backend):
         dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
         inst.info["_stream"] = stream
         console = inst.console
+        if debugcon:
+            # The debug port is a second serial device (its alias, DEBUGCON_ALIAS): a
+            # stream of its own, opened before the resume like the console's.
+            port = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+            dom.openConsole(DEBUGCON_ALIAS, port, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+            inst.info["_port_stream"] = port
+            port.eventAddCallback(
+                libvirt.VIR_STREAM_EVENT_READABLE
+                | libvirt.VIR_STREAM_EVENT_ERROR
+                | libvirt.VIR_STREAM_EVENT_HANGUP,
+                functools.partial(_on_port_event, libvirt, console),
+                None,
+            )
 
         def on_event(st: virStream, events: int, _opaque: object) -> None:
             while True:
@@ -446,6 +499,25 @@ class LibvirtBackend(Backend):
         ]
         return [d for d in dirs if self.host.is_dir(d)]
 
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        return forwarded_endpoint(inst, port)
+
+    def host_address(self, inst: Instance) -> str | None:
+        if self.settings.user_net and self._nic_form == PASST:
+            # passt gives the guest the host's own gateway, not 10.0.2.2: not mapped yet.
+            raise ValueError("network workloads in a VM on passt are not done yet")
+        from bench.machines.host import LocalHost
+
+        if not isinstance(self.host, LocalHost) and self.settings.user_net:
+            # The server runs on this machine (as for containers, bench.backends.oci).
+            raise ValueError(
+                "network workloads need the platform on this machine, not on a remote host"
+            )
+        return user_net_host_address(self.settings)
+
+    def host_address_seen(self, inst: Instance, bound: str) -> str:
+        return user_net_address_seen(self.settings, bound)
+
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         # No guest agent: the workloads image's init runs what is written on its serial
         # console and answers there (bench.backends.guest.run_in_guest).
@@ -471,9 +543,10 @@ class LibvirtBackend(Backend):
         import libvirt
 
         gone = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
-        stream = inst.info.pop("_stream", None)
-        if stream is not None:
-            _close_stream(stream)
+        for key in ("_stream", "_port_stream"):
+            stream = inst.info.pop(key, None)
+            if stream is not None:
+                _close_stream(stream)
         try:
             dom = inst.handle
             if dom is None:
@@ -579,8 +652,13 @@ def domain_xml(
     kernel: KernelBoot | None = None,
     disk: Path | None = None,
     network: str | None = None,
+    nic: list[Forward] | None = None,
+    nic_form: str = "passt",
+    debugcon: bool = False,
 ) -> str:
-    """Domain XML built as a tree: names and paths are escaped by the XML library."""
+    """Domain XML built as a tree: names and paths are escaped by the XML library.
+    `network`: a libvirt network's name; `nic`: instead, a user-mode NIC (passt) with
+    these forwards."""
     dom = ET.Element("domain", type="kvm" if accel == "kvm" else "qemu")
     ET.SubElement(dom, "name").text = name
     meta = ET.SubElement(dom, "metadata")
@@ -612,7 +690,33 @@ def domain_xml(
         ET.SubElement(d, "driver", name="qemu", type="qcow2")
         ET.SubElement(d, "source", file=str(disk))
         ET.SubElement(d, "target", dev="vda", bus="virtio")
-    if network:
+    if nic is not None and nic_form == SLIRP:
+        # QEMU's own slirp with its forwards, as direct QEMU has it: libvirt's
+        # <interface type='user'> (slirp) takes no port forwards, so the NIC is given
+        # on QEMU's command line (libvirt then marks the domain tainted: custom-argv).
+        qemu_cmd = ET.SubElement(dom, f"{{{QEMU_NS}}}commandline")
+        netdev = ",".join(["user,id=benchnet0", *(f"hostfwd={f.hostfwd}" for f in nic)])
+        # QEMU reads these before libvirt's own devices, which libvirt addresses from
+        # PCI slot 2 up: the NIC takes the last slot of the pc machine's bus instead.
+        device = "virtio-net-pci,netdev=benchnet0,romfile=,bus=pci.0,addr=0x1f"
+        for arg in ("-netdev", netdev, "-device", device):
+            ET.SubElement(qemu_cmd, f"{{{QEMU_NS}}}arg", value=arg)
+    elif nic is not None:
+        # passt, a process of its own that libvirt starts beside QEMU. The guest's
+        # address is the one the bench image's init sets (addresses.USER_NET); each
+        # forward listens on this host's loopback only.
+        iface = ET.SubElement(devices, "interface", type="user")
+        ET.SubElement(iface, "backend", type="passt")
+        ET.SubElement(
+            iface, "ip", family="ipv4", address=USER_NET.address, prefix=str(USER_NET.prefix)
+        )
+        for f in nic:
+            fwd = ET.SubElement(iface, "portForward", proto="tcp", address=FORWARD_ADDRESS)
+            ET.SubElement(fwd, "range", start=str(f.host_port), to=str(f.guest_port))
+        ET.SubElement(iface, "model", type="virtio")
+        # No option ROM: SeaBIOS would load iPXE, a network boot bench never does.
+        ET.SubElement(iface, "rom", enabled="no")
+    elif network and network != "none":
         iface = ET.SubElement(devices, "interface", type="network")
         ET.SubElement(iface, "source", network=network)
         ET.SubElement(iface, "model", type="virtio")
@@ -620,8 +724,26 @@ def domain_xml(
     ET.SubElement(serial, "target", port="0")
     console = ET.SubElement(devices, "console", type="pty")
     ET.SubElement(console, "target", type="serial", port="0")
+    if debugcon:
+        # QEMU's isa-debugcon as libvirt (8.1 and later) describes it: a serial device
+        # of target type isa-debug, at the conventional port 0xe9; alias serial1.
+        port = ET.SubElement(devices, "serial", type="pty")
+        target = ET.SubElement(port, "target", type="isa-debug", port="1")
+        ET.SubElement(target, "model", name="isa-debugcon")
+        ET.SubElement(port, "address", type="isa", iobase=f"{DEBUGCON_PORT:#x}")
     ET.register_namespace(METADATA_KEY, METADATA_NS)
+    ET.register_namespace("qemu", QEMU_NS)
     return ET.tostring(dom, encoding="unicode")
+
+
+def user_nic_form(domain_caps: str) -> str:
+    """How a `network: user` NIC is given on this libvirt: passt where its domain
+    capabilities list it as an interface backend (libvirt 9.0, Debian 12's, refuses
+    <backend type='passt'> as invalid, libvirt issue 462, and lists no interface
+    backends), else QEMU's own slirp on the domain's QEMU command line."""
+    root = ET.fromstring(domain_caps)
+    listed = root.findall("./devices/interface/enum[@name='backendType']/value")
+    return PASST if any(v.text == PASST for v in listed) else SLIRP
 
 
 def domain_devices(xml: str) -> dict[str, int]:
@@ -646,6 +768,27 @@ def domain_devices(xml: str) -> dict[str, int]:
 def overlay_dir(run_id: str) -> Path:
     """Where a run's overlays live (on the engine's host: create it there)."""
     return state_dir() / "overlays" / run_id
+
+
+def _on_port_event(
+    libvirt: ModuleType, console: Console, st: virStream, events: int, _opaque: object
+) -> None:
+    """The debug port's stream: its bytes go to `console.port`. Its end says nothing:
+    the serial console's stream ends too (the domain stopped), and says so."""
+    while True:
+        try:
+            data = st.recv(4096)
+        except libvirt.libvirtError:
+            _close_stream(st)
+            return
+        if data == -2:  # EAGAIN: drained for now
+            break
+        if not data:
+            _close_stream(st)
+            return
+        console.port(data)
+    if events & (libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP):
+        _close_stream(st)
 
 
 def _close_stream(stream: virStream) -> None:

@@ -65,6 +65,9 @@ ENTER = (
     ' && exec chroot "$0" /init'
 )
 STOP_WAIT_S = 5.0
+VOLUME = "volume"  # beside the tree (`volume: true`): bound at /bench-volume in it
+# The volume's bind, before ENTER's mounts: in the instance's own mount namespace too.
+ENTER_VOLUME = 'mount --bind "$0/../volume" "$0/bench-volume" && '
 
 
 class NativeSettings(PlatformBase):
@@ -72,6 +75,11 @@ class NativeSettings(PlatformBase):
         description="a plain host process in a chroot of the bench image (the baseline)"
     )
     env: dict[str, str] = Field(default_factory=dict, description="environment of its init")
+    volume: bool = Field(
+        False,
+        description="a directory bench creates (and removes) on the host's disk, bound at "
+        "/bench-volume, for the *-volume workloads",
+    )
 
     @field_validator("image")
     @classmethod
@@ -148,12 +156,21 @@ class NativeBackend(Backend):
         tar = images.image_dir(self.settings.image) / "rootfs.tar"
         with tarfile.open(tar) as t:
             t.extractall(root, filter="tar")  # bench's own archive: no devices, no escapes
+        if self.settings.volume:
+            # Under bench's state folder, removed with the tree (destroy, `bench clean`).
+            (base / VOLUME).mkdir()
+            (root / "bench-volume").mkdir()
+            inst.info["volume"] = str(base / VOLUME)
         inst.handle = root
 
     def start(self, inst: Instance) -> None:
         env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", **self.settings.env}
         proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", ENTER, str(inst.handle)],
+            [
+                *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
+                (ENTER_VOLUME if self.settings.volume else "") + ENTER,
+                str(inst.handle),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -177,6 +194,10 @@ class NativeBackend(Backend):
 
     def host_address(self, inst: Instance) -> str | None:
         # Native shares the host's network namespace: its network figure is loopback's.
+        return "127.0.0.1"
+
+    def instance_address(self, inst: Instance) -> str | None:
+        # Two native instances share the host's network namespace: they meet on loopback.
         return "127.0.0.1"
 
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:

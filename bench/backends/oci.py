@@ -63,6 +63,9 @@ RUNTIME_PROBE_TIMEOUT_S = float(os.environ.get("BENCH_RUNTIME_PROBE_TIMEOUT", "3
 # The run id on a probe container's label: `bench clean` finds one a crash left behind.
 PROBE_RUN_ID = "runtime-probe"
 PROBE_IMAGE = "busybox"  # the bench image a runtime probe starts
+# An instance's volume (`volume: true`): named after it, mounted where fio-volume writes.
+VOLUME_SUFFIX = "-vol"
+VOLUME_DIR = "/bench-volume"
 # What `runtime:` may name: an engine's runtime name, never a path or an option.
 RUNTIME_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 # An engine's JSON answer (a container list row, /info, /version) as its SDK returns it
@@ -142,9 +145,28 @@ def instance_labels(run_id: str, platform: str) -> dict[str, str]:
     return {LABEL_RUN: run_id, LABEL_PLATFORM: platform, **owner_labels(LABEL_PREFIX)}
 
 
+def volume_name(inst_name: str) -> str:
+    """The volume of an instance (`volume: true`): its name plus a suffix, so it carries
+    the run's prefix and `bench clean` can tell it is bench's."""
+    return f"{inst_name}{VOLUME_SUFFIX}"
+
+
 def run_label(run_id: str | None) -> str:
     """The label filter of one run's containers, or of every bench container."""
     return f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+
+
+def volume_leftover(backend: str, row: EngineJson) -> Leftover:
+    """A leftover from one row of the engine's volume list (docker's and libpod's keys)."""
+    labels = section(row, "Labels")
+    return Leftover(
+        backend,
+        "volume",
+        str(row.get("Name")),
+        text(labels.get(LABEL_RUN)),
+        parse_pid(labels.get(LABEL_OWNER)),
+        text(labels.get(LABEL_OWNER_HOST)),
+    )
 
 
 def container_leftover(backend: str, row: EngineJson) -> Leftover:
@@ -350,6 +372,14 @@ class ContainerBackend(Backend):
     def _remove(self, name: str) -> None:
         """Force-remove a container by id or name; already gone is fine."""
 
+    def _remove_volume(self, name: str) -> None:
+        """Remove a volume bench created (its container gone first); gone is fine."""
+        raise NotImplementedError(f"{type(self).__name__} makes no volumes")
+
+    def _list_volumes(self, label: str) -> Sequence[EngineJson]:
+        """The engine's volumes carrying `label` (a key=value filter)."""
+        return []
+
     def _disconnect(self) -> None:
         """Close the engine connection, if any."""
 
@@ -504,6 +534,13 @@ class ContainerBackend(Backend):
             raise ValueError("the container has no network (network: none): set network: bridge")
         return route_source(container_ip(self._inspect(inst), network))
 
+    def instance_address(self, inst: Instance) -> str | None:
+        network = self.container_settings.network
+        if network == "none":
+            raise ValueError("the container has no network (network: none): set network: bridge")
+        # network: host shares this host's namespace: its peers meet on loopback.
+        return "127.0.0.1" if network == "host" else container_ip(self._inspect(inst), network)
+
     def exit_code(self, inst: Instance) -> int | None:
         return self._wait_exit(inst)
 
@@ -537,6 +574,9 @@ class ContainerBackend(Backend):
         # By name when the create call never answered (timeout, dropped connection):
         # the engine may have created it all the same, and names are bench's own.
         self._remove(inst.handle or inst.name)
+        if self.container_settings.volume:
+            # After its container: a volume in use cannot be removed.
+            self._remove_volume(volume_name(inst.name))
 
     def _detach(self, inst: Instance) -> None:
         """Stop reading the container's output (before it is stopped, so its end does
@@ -548,10 +588,16 @@ class ContainerBackend(Backend):
             close_attach(*socks)
 
     def leftovers(self, run_id: str | None = None) -> list[Leftover]:
-        return [container_leftover(self.engine, c) for c in self._list(run_label(run_id))]
+        label = run_label(run_id)
+        return [container_leftover(self.engine, c) for c in self._list(label)] + [
+            volume_leftover(self.engine, v) for v in self._list_volumes(label)
+        ]
 
     def remove_leftover(self, leftover: Leftover) -> None:
-        self._remove(leftover.name)
+        if leftover.kind == "volume":
+            self._remove_volume(leftover.name)
+        else:
+            self._remove(leftover.name)
 
     def close(self) -> None:
         if self._hub:

@@ -48,6 +48,7 @@ from bench.backends.oci import (
     PROBE_RUN_ID,
     RUNTIME_NAME,
     RUNTIME_PROBE_TIMEOUT_S,
+    VOLUME_DIR,
     ContainerBackend,
     Demux,
     EngineJson,
@@ -63,6 +64,7 @@ from bench.backends.oci import (
     run_label,
     section,
     version_line,
+    volume_name,
 )
 from bench.backends.probe_cache import ProbeResult
 from bench.machines import images
@@ -220,6 +222,7 @@ def container_spec(
     labels: dict[str, str],
     rlimits: list[Rlimit],
     command: list[str] | None = None,
+    volume: str | None = None,
 ) -> dict[str, object]:
     """The libpod SpecGenerator of one instance (the body of POST /libpod/containers/create)."""
     s = settings
@@ -236,6 +239,8 @@ def container_spec(
         spec["command"] = cmd
     if s.env:
         spec["env"] = dict(s.env)
+    if volume is not None:
+        spec["volumes"] = [{"Name": volume, "Dest": VOLUME_DIR}]
     limits: dict[str, dict[str, int]] = {}
     if s.memory:
         # swap = limit: no swap (a memory limit that swaps measures the disk), as docker.
@@ -500,6 +505,10 @@ class PodmanBackend(ContainerBackend):
             say("loading the bench image into podman (first use on this engine)...")
             for n in {PROBE_IMAGE, name if images.is_bench_image(name) else PROBE_IMAGE}:
                 self.import_image(n)
+        elif build_missing and images.is_bench_image(name):
+            # As on docker: another bench build's image is imported again (kept when its
+            # rootfs label is this build's).
+            self.import_image(name)
         self._require_runtime(say)
         img = self._call(
             "get", f"/images/{urllib.parse.quote(self._image_ref, safe='')}/json"
@@ -539,12 +548,24 @@ class PodmanBackend(ContainerBackend):
         return import_bench_image(self.connect(), name)
 
     def create(self, inst: Instance) -> None:
+        labels = instance_labels(inst.run_id, inst.platform)
+        volume = None
+        if self.settings.volume:
+            # Named and labelled like its container: destroy and `bench clean` remove it.
+            volume = self._call(
+                "post",
+                "/volumes/create",
+                data=json.dumps({"Name": volume_name(inst.name), "Label": labels}),
+                headers={"content-type": "application/json"},
+            ).json()["Name"]
+            inst.info["volume"] = volume
         spec = container_spec(
             self.settings,
             image=self._image_ref,
             name=inst.name,
-            labels=instance_labels(inst.run_id, inst.platform),
+            labels=labels,
             rlimits=self.rlimits(),
+            volume=volume,
         )
         inst.info["runtime"] = self.settings.runtime
         inst.info["runtime_version"] = self._runtime_version
@@ -661,6 +682,18 @@ class PodmanBackend(ContainerBackend):
             self._call("delete", f"/containers/{name}", params={"force": True, "timeout": 0})
         except NotFound:
             pass
+
+    def _remove_volume(self, name: str) -> None:
+        from podman.errors import NotFound
+
+        try:
+            self._call("delete", f"/volumes/{name}", params={"force": True})
+        except NotFound:
+            pass
+
+    def _list_volumes(self, label: str) -> Sequence[EngineJson]:
+        params = {"filters": json.dumps({"label": [label]})}
+        return self._call("get", "/volumes/json", params=params).json() or []
 
     def _list(self, label: str, size: bool = False) -> Sequence[EngineJson]:
         params: dict[str, str | bool] = {"all": True, "filters": json.dumps({"label": [label]})}

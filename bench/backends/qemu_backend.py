@@ -38,9 +38,9 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, model_validator
 
 from bench.backends.base import (
     NAME_PREFIX,
@@ -56,26 +56,35 @@ from bench.backends.base import (
 )
 from bench.backends.guest import (
     DEFAULT_MEMORY,
+    FORWARDS_KEY,
     BootSource,
     GuestSettings,
     KernelBoot,
     boot_test,
     check_boot_files,
+    forwarded_endpoint,
+    forwards,
+    guest_network_check,
     kvm_probe,
     kvm_wait_message,
     make_overlay,
     probe_guest,
     resolve_boot,
     run_in_guest,
+    user_net_address_seen,
+    user_net_host_address,
 )
 from bench.backends.probe_cache import ProbeResult
-from bench.machines import images
+from bench.machines import images, netprobe
+from bench.machines.console import DEBUGCON, DEBUGCON_PORT
 from bench.machines.iohub import IOHub
 from bench.model import kinds, phases
+from bench.model.addresses import Forward
 from bench.model.errors import BenchError, EngineUnavailable, first_line
 from bench.model.owner import owner_labels, pid_alive
 from bench.model.paths import state_dir
 from bench.model.records import Facts, text
+from bench.model.settings import KeyedValueError
 
 if TYPE_CHECKING:
     from qemu.qmp import QMPClient
@@ -108,6 +117,37 @@ class QemuSettings(GuestSettings):
     machine: Literal["microvm", "q35", "pc"] = Field(
         "microvm", description="microvm: no PCI or firmware (Firecracker's design); q35, pc"
     )
+    network: Literal["none", "user"] = Field(
+        "none",
+        description="none: no NIC; user: a virtio-net NIC on QEMU's user networking, the "
+        "guest at 10.0.2.15, ready:'s port forwarded from 127.0.0.1 (tcp:, http: need it)",
+    )
+
+    # Direct QEMU can also tell whether the guest took a forwarded connection (slirp's
+    # table over QMP, QemuBackend.forward_accepted): tcp readiness is sound here.
+    ready_kinds: ClassVar[frozenset[str]] = frozenset({"marker", "regex", "tcp", "http"})
+    pvh: bool | None = Field(
+        None,
+        description="boot the bench image's kernel uncompressed by its PVH entry, with "
+        "no firmware or decompressor, as Firecracker does (default: on microvm); false: "
+        "the bzImage through the firmware",
+    )
+
+    @model_validator(mode="after")
+    def _pvh_for_the_bench_image(self) -> QemuSettings:
+        if self.pvh and (self.kernel or self.disk):
+            raise KeyedValueError(
+                "pvh",
+                "applies to the bench image's kernel: give your own uncompressed vmlinux "
+                "as kernel: instead (QEMU boots an ELF with a PVH note that way)",
+            )
+        return self
+
+    def boots_pvh(self) -> bool | None:
+        """resolve_boot's `pvh`: as set, else microvm's default (when the image has it)."""
+        if self.pvh is not None:
+            return self.pvh
+        return None if self.machine == "microvm" else False
 
 
 # -- files of one instance -----------------------------------------------------------
@@ -123,6 +163,7 @@ class InstancePaths:
     dir: Path
     qmp: Path
     serial: Path
+    debugcon: Path  # the debug port's chardev (ready: {channel: debugcon})
     pidfile: Path
     log: Path  # QEMU's stderr: why it would not start
     overlay: Path
@@ -137,6 +178,7 @@ class InstancePaths:
             d,
             d / "qmp.sock",
             d / "serial.sock",
+            d / "debugcon.sock",
             d / "qemu.pid",
             d / "qemu.log",
             d / "overlay.qcow2",
@@ -184,8 +226,11 @@ def qemu_argv(
     paths: InstancePaths,
     kernel: KernelBoot | None = None,
     disk: Path | None = None,
+    nic: list[Forward] | None = None,
+    debugcon: bool = False,
 ) -> list[str]:
-    """The command line of one paused instance (never run through a shell)."""
+    """The command line of one paused instance (never run through a shell). `nic`: a
+    virtio-net NIC on user networking with these forwards (None: no NIC)."""
     argv = [
         binary,
         # The name lands in /proc/PID/cmdline: `bench clean` checks it before a kill.
@@ -217,12 +262,34 @@ def qemu_argv(
         "-pidfile",
         str(paths.pidfile),
     ]
+    if debugcon:
+        # Bochs' "port E9" console: each byte the guest writes to the port reaches the
+        # chardev as it is, no UART between (every machine here has an ISA bus, microvm
+        # too). A client socket like the serial's, opened in command-line order.
+        argv += [
+            "-chardev",
+            f"socket,id=dbg0,path={paths.debugcon}",
+            "-device",
+            f"isa-debugcon,iobase={DEBUGCON_PORT:#x},chardev=dbg0",
+        ]
     if kernel:
         k, initrd, cmdline = kernel
         argv += ["-kernel", str(k)]
         if initrd:
             argv += ["-initrd", str(initrd)]
         argv += ["-append", cmdline]
+    if nic is not None:
+        # slirp, in QEMU's process: no host privileges, no bridge, no tap. Each forward
+        # listens on this host's loopback only (addresses.Forward).
+        netdev = ",".join(["user,id=net0", *(f"hostfwd={f.hostfwd}" for f in nic)])
+        # No option ROM on PCI (romfile=): SeaBIOS would load iPXE, a network boot
+        # bench never does, on every boot.
+        device = (
+            "virtio-net-device,netdev=net0"
+            if machine in MMIO_MACHINES
+            else "virtio-net-pci,netdev=net0,romfile="
+        )
+        argv += ["-netdev", netdev, "-device", device]
     if disk:
         blk = "virtio-blk-device" if machine in MMIO_MACHINES else "virtio-blk-pci"
         argv += [
@@ -271,6 +338,17 @@ async def qom_devices(qmp: QMPClient, device_types: set[str] | None = None) -> d
             if name in device_types:
                 counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def guest_established(usernet: str, port: int) -> bool:
+    """Whether QEMU's `info usernet` lists an established TCP connection to the guest's
+    `port` (rows: `TCP[ESTABLISHED]  FD  src-addr src-port  dst-addr dst-port ...`;
+    the forward itself is TCP[HOST_FORWARD], a connection not yet taken SYN_SENT)."""
+    for line in usernet.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[0] == "TCP[ESTABLISHED]" and fields[5] == str(port):
+            return True
+    return False
 
 
 def host_tsc_khz(cpuinfo: str | None = None) -> int | None:
@@ -390,6 +468,7 @@ class _Live:
     proc: subprocess.Popen[bytes] | None = None
     qmp: QMPClient | None = None  # once connected
     console: socket.socket | None = None
+    port: socket.socket | None = None  # the debug port's chardev, when it is the channel
     destroyed: bool = False
 
 
@@ -450,6 +529,7 @@ class QemuBackend(Backend):
             import qemu.qmp  # noqa: F401
         except ImportError:
             checks.append(Check("qemu.qmp", False, "not installed", "pip install qemu.qmp"))
+        checks.append(guest_network_check())
         if images.vm_artifacts("busybox") is not None:
             accel, detail = self.resolve_accel(
                 on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
@@ -502,7 +582,9 @@ class QemuBackend(Backend):
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
     ) -> Facts:
-        self._boot = resolve_boot(self.settings, self.host, build_missing, say)
+        self._boot = resolve_boot(
+            self.settings, self.host, build_missing, say, pvh=self.settings.boots_pvh()
+        )
         self.accel, accel_detail = self.resolve_accel(
             on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
         )
@@ -516,6 +598,7 @@ class QemuBackend(Backend):
             "qemu_binary": self.binary,
             "qemu_version": self.qemu_version(),
             "machine": self.settings.machine,
+            "network": self.settings.network,
             "accel": self.accel,
             "accel_detail": accel_detail,
             **self._boot.facts,
@@ -586,12 +669,23 @@ class QemuBackend(Backend):
         if s.disk:
             make_overlay(self.host, s.disk, paths.overlay)
             disk = paths.overlay
+        nic = None
+        if s.user_net:
+            nic = forwards(s, netprobe.free_local_port)
+            inst.info[FORWARDS_KEY] = {str(f.guest_port): f.host_port for f in nic}
         loop = self._qmp_loop()
         qmp = QMPClient(inst.name)
         serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        debugcon = s.ready.channel == DEBUGCON
+        port = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) if debugcon else None
+        conn: socket.socket | None = None
+        port_conn: socket.socket | None = None
         try:
             serial.bind(str(paths.serial))
             serial.listen(1)
+            if port is not None:
+                port.bind(str(paths.debugcon))
+                port.listen(1)
             loop.run(qmp.start_server(str(paths.qmp)), QMP_TIMEOUT_S)
             argv = qemu_argv(
                 binary=self.binary,
@@ -603,6 +697,8 @@ class QemuBackend(Backend):
                 paths=paths,
                 kernel=self._boot.kernel,
                 disk=disk,
+                nic=nic,
+                debugcon=debugcon,
             )
             with self._lock:
                 if live.destroyed:  # torn down (interrupt) before it was spawned
@@ -627,9 +723,15 @@ class QemuBackend(Backend):
             serial.settimeout(CONNECT_TIMEOUT_S)
             # QEMU opened its serial chardev before its monitor: already in the backlog.
             conn, _ = serial.accept()
+            if port is not None:  # and its debug port's, in the same pass
+                port.settimeout(CONNECT_TIMEOUT_S)
+                port_conn, _ = port.accept()
         except BaseException:
             with contextlib.suppress(Exception):
                 loop.run(qmp.disconnect(), QMP_TIMEOUT_S)
+            for accepted in (conn, port_conn):
+                if accepted is not None:
+                    accepted.close()
             if live.destroyed:
                 # destroy() ran while this was starting and may have found no files
                 # yet: what it missed goes now (a spawned QEMU it did kill).
@@ -637,9 +739,12 @@ class QemuBackend(Backend):
             raise
         finally:
             serial.close()
+            if port is not None:
+                port.close()
             # Connected: the paths are no longer needed (and would outlive a kill -9).
             paths.qmp.unlink(missing_ok=True)
             paths.serial.unlink(missing_ok=True)
+            paths.debugcon.unlink(missing_ok=True)
         conn.setblocking(False)
         live.console = conn
         console = inst.console
@@ -649,6 +754,32 @@ class QemuBackend(Backend):
             console.feed,
             lambda err: console.close(f"serial console closed ({err or 'qemu exited'})"),
         )
+        if port_conn is not None:
+            port_conn.setblocking(False)
+            live.port = port_conn
+            # Its end is the serial's too (the same QEMU exiting): said there, once.
+            self._io().add_stream(port_conn, console.port, lambda _err: None)
+
+    def endpoint(self, inst: Instance, port: int) -> tuple[str, int]:
+        return forwarded_endpoint(inst, port)
+
+    def forward_accepted(self, inst: Instance, port: int) -> bool | None:
+        # slirp's own connection table (HMP `info usernet`, QEMU's only view of it):
+        # a probe's connection stays SYN_SENT until the guest accepts it.
+        live: _Live | None = inst.handle
+        if not self.settings.user_net or live is None or live.qmp is None:
+            return None
+        table = self._qmp_loop().run(
+            live.qmp.execute("human-monitor-command", {"command-line": "info usernet"}),
+            QMP_TIMEOUT_S,
+        )
+        return guest_established(str(table), port)
+
+    def host_address(self, inst: Instance) -> str | None:
+        return user_net_host_address(self.settings)
+
+    def host_address_seen(self, inst: Instance, bound: str) -> str:
+        return user_net_address_seen(self.settings, bound)
 
     def run_in(self, inst: Instance, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         # No guest agent: the workloads image's init runs what is written on its serial
@@ -747,11 +878,12 @@ class QemuBackend(Backend):
             with self._lock:
                 live.destroyed = True
                 proc = live.proc
-            if live.console is not None:
-                if self._hub:
-                    self._hub.remove(live.console)
-                live.console.close()
-                live.console = None
+            for sock in (live.console, live.port):
+                if sock is not None:
+                    if self._hub:
+                        self._hub.remove(sock)
+                    sock.close()
+            live.console = live.port = None
             asked = False
             if live.qmp is not None:
                 asked = self._quit(live.qmp)

@@ -83,7 +83,8 @@ LABELS = {
     "start": "start (start_s - create_s)",
     "boot": "boot (ready_s - start_s)",
     "host": "host-side time (ready_s - guest_uptime_s)",
-    "rest": "the rest of the boot outside the guest (QEMU start, firmware, console)",
+    "rest": "the rest of the boot before the guest's clock starts (QEMU start, firmware, "
+    "kernel decompression, console)",
 }
 # What to do, per phase (rule 1).
 ADVICE = {
@@ -93,7 +94,7 @@ ADVICE = {
     "the host's load at that time",
     "boot": "it was slow to reach its readiness marker (host contention, a stalled "
     "console); re-run, and look at the host's load at that time",
-    "host": "time outside the guest (engine calls, QEMU start, firmware, console) grew; "
+    "host": "time outside the guest (engine calls, QEMU start, firmware, decompression) grew; "
     "re-run, and look at the engine's logs",
 }
 

@@ -10,6 +10,11 @@ expression); otherwise the runner's probes (bench.runner.readiness) tell it: a p
 answered (`mark_ready`), the process exited with some status (`settle_exit`), or the
 instance cannot be probed (`fail`). Whoever decides, the instance's one record of
 readiness is here.
+
+With `channel="debugcon"` readiness is not the marker's line but the first byte a VM
+writes to QEMU's debug I/O port, which its backend pushes into `Console.port`: the
+console's lines are still timed and the marker's key=value fields still read, but
+they no longer decide when the instance is ready.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ MAX_LINE = 8192  # a console that never sends a newline must not grow without bo
 # Lines timed per instance until its marker: a guest kernel's boot log at loglevel 7 is
 # about 300; a console that prints without end must not grow without bound.
 MAX_TIMED_LINES = 2048
+# Where readiness comes from (bench.model.settings.ReadyRule.channel).
+CONSOLE, DEBUGCON = "console", "debugcon"
+DEBUGCON_PORT = 0xE9
 # What a guest answers a command with after its marker (Console.expect_result): its
 # output as base64 between two marker lines. A result larger than this is cut off.
 RESULT_BEGIN = "BENCH_RESULT_BEGIN"
@@ -100,10 +108,13 @@ class Console:
         waits_for: str | None = None,
         exit_decides: bool = False,
         kind: str = "marker",
+        channel: str = CONSOLE,
     ):
         # `marker`: a word that means ready; or `match` decides per line; with neither,
         # no line does (a probe decides).
         self.marker = marker
+        self.channel = channel
+        self._marker_seen = False
         self._match: LineMatch | None = match
         if match is None and marker:
             self._match = functools.partial(_find, marker)
@@ -198,6 +209,25 @@ class Console:
             self.failed_reason = reason
         self.on_change()
 
+    @property
+    def awaited(self) -> str:
+        """What readiness waits for, as a failure names it ("no ... within 120s")."""
+        if self.channel == DEBUGCON:
+            return f"byte on the debug port {DEBUGCON_PORT:#x}"
+        return self.waits_for
+
+    def port(self, data: bytes) -> None:
+        """Bytes from the guest's debug port: with channel debugcon, the first one is
+        the instant the instance is ready (on this console's clock, like its lines)."""
+        if not data or self.channel != DEBUGCON:
+            return
+        now = self._clock()
+        with self._lock:
+            if self.ready_at is not None:
+                return
+            self.ready_at = now
+        self.on_change()
+
     def note(self, name: str) -> None:
         """Record now, on the console's clock, as instant `name` (the first time only):
         what a backend saw happen (its VMM connected), comparable with the lines."""
@@ -213,7 +243,10 @@ class Console:
             self._remember(data)
             if self.first_byte_at is None:
                 self.first_byte_at = now
-            if self.ready_at is not None:
+            # Lines are read until the marker's (its fields), then only a result block a
+            # command asked for; on the console channel readiness also ends them (a
+            # probe or the marker decided), on the debug port only the marker does.
+            if self._marker_seen or (self.ready_at is not None and self.channel != DEBUGCON):
                 if self._result is not None:
                     self._collect(data)
                 return
@@ -231,10 +264,14 @@ class Console:
                 line_at = now
                 fields = self._match(text) if self._match is not None else None
                 if fields is not None:
-                    self.ready_at, self.fields = now, fields
+                    self._marker_seen, self.fields = True, fields
                     break
             else:
                 return
+            # On the debug-port channel the marker's line only brings its fields.
+            if self.channel == DEBUGCON:
+                return
+            self.ready_at = now
         self.on_change()
 
     def expect_result(self) -> None:

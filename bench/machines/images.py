@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 import platform
 import struct
@@ -23,7 +24,7 @@ from bench.model.errors import ImageError
 from bench.model.paths import cache_dir
 
 # busybox: the 2 MiB image of boot benchmarks. workloads: busybox plus Debian's
-# stress-ng, fio and iperf3 with their libraries (about 120 MiB), for workload runs;
+# stress-ng, fio, iperf3 and sockperf with their libraries (about 120 MiB), for workload runs;
 # built only when asked for (`bench images build workloads`, `make workloads`).
 BENCH_IMAGES = ("busybox", "workloads")
 DOCKER_REPO = "bench/{name}"
@@ -51,18 +52,70 @@ class Manifest(TypedDict):
     kernel_release: str
     kernel_bytes: int
     built_at: str
+    init_sha256: str  # of its init script: an image older than the init bench ships
+    # Whether `vmlinux` (the bzImage's own kernel, with a PVH entry) was extracted:
+    # microvm boots it as Firecracker boots its guests. An image without the key is
+    # an older bench's.
+    pvh_kernel: NotRequired[bool]
     # The workloads image: each packed tool's package, version and sha256, and the
     # sha256 of every file added to the busybox tree (binaries and libraries).
     tools: NotRequired[dict[str, dict[str, str]]]
     files_sha256: NotRequired[dict[str, str]]
+    # The guest kernel's network modules packed, by name in load order, with their
+    # sha256: none when the kernel's modules were not found (no network: user then).
+    net_modules: NotRequired[dict[str, str]]
 
 
 @dataclass(frozen=True)
 class VmArtifacts:
-    kernel: Path
+    kernel: Path  # the bzImage: firmware (SeaBIOS, qboot) loads it, it decompresses itself
     initrd: Path
     cmdline: str
     manifest: Manifest
+    pvh_kernel: Path | None = None  # the same kernel uncompressed, entered directly (PVH)
+
+
+# ELF note of a kernel's PVH entry point (Xen's XEN_ELFNOTE_PHYS32_ENTRY, which QEMU
+# reads to boot an uncompressed x86 kernel without firmware).
+PVH_NOTE_NAME, PVH_NOTE_TYPE = b"Xen", 18
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def has_pvh_note(elf: bytes) -> bool:
+    """Whether a 64-bit little-endian ELF carries the PVH entry note QEMU boots by."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+        return False
+    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for i in range(phnum):
+        p_type, _flags, offset, _va, _pa, size = struct.unpack_from(
+            "<IIQQQQ", elf, phoff + i * phentsize
+        )
+        if p_type != 4:  # PT_NOTE
+            continue
+        at, end = offset, min(offset + size, len(elf))
+        while at + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", elf, at)
+            name = elf[at + 12 : at + 12 + namesz].rstrip(b"\0")
+            if name == PVH_NOTE_NAME and ntype == PVH_NOTE_TYPE:
+                return True
+            at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
+
+
+def extract_pvh_kernel(bzimage: Path) -> bytes | None:
+    """The uncompressed kernel inside an xz-compressed bzImage, when it has a PVH entry:
+    what Firecracker boots (no firmware, no decompressor). None for any other kernel
+    (another compression, no PVH note): such a kernel boots as a bzImage."""
+    data = bzimage.read_bytes()
+    start = data.find(XZ_MAGIC)
+    if start < 0:
+        return None
+    try:
+        elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[start:])
+    except lzma.LZMAError:
+        return None
+    return elf if has_pvh_note(elf) else None
 
 
 def image_dir(name: str) -> Path:
@@ -137,6 +190,9 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         entries, packed, digests = rootfs.workload_entries(busybox)
     else:
         entries = rootfs.busybox_entries(busybox)
+    release = kernel_release(kernel)
+    modules = net_modules(kernel, release)
+    entries += rootfs.module_entries(modules, {e.path for e in entries})
     tar = rootfs.to_tar(entries)
     cpio = rootfs.to_cpio_gz(entries)
     out = image_dir(name)
@@ -145,6 +201,11 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
     _write(out / "initramfs.cpio.gz", cpio)
     rootfs.copy_file(kernel, out / "vmlinuz")
     (out / "vmlinuz").chmod(0o644)
+    vmlinux = extract_pvh_kernel(kernel)
+    if vmlinux is not None:
+        _write(out / "vmlinux", vmlinux)
+    else:
+        (out / "vmlinux").unlink(missing_ok=True)
     manifest: Manifest = {
         "name": name,
         "rootfs_sha256": hashlib.sha256(tar).hexdigest(),
@@ -152,9 +213,12 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         "initramfs_bytes": len(cpio),
         "busybox": rootfs.busybox_version(busybox),
         "kernel_source": str(kernel),
-        "kernel_release": kernel_release(kernel),
+        "kernel_release": release,
         "kernel_bytes": kernel.stat().st_size,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "init_sha256": init_sha256(name),
+        "pvh_kernel": vmlinux is not None,
+        "net_modules": {m.name: hashlib.sha256(m.data).hexdigest() for m in modules},
     }
     if packed:
         manifest["tools"] = {
@@ -164,6 +228,36 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         manifest["files_sha256"] = digests
     _write(out / "manifest.json", json.dumps(manifest, indent=2).encode())
     return vm_artifacts(name)  # type: ignore[return-value]
+
+
+def init_sha256(name: str = "busybox") -> str:
+    """The digest of the init script this bench puts in image `name`."""
+    script = rootfs.WORKLOAD_INIT_SCRIPT if name == "workloads" else rootfs.INIT_SCRIPT
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+def net_modules(kernel: Path, release: str) -> list[rootfs.Module]:
+    """The guest kernel's network modules to pack (rootfs.NET_MODULE_ROOTS and their
+    dependencies), or none when its modules folder is not found: the image still boots,
+    without a NIC driver (a `network: user` platform then says why it cannot run)."""
+    moddir = rootfs.modules_dir(kernel, release)
+    return rootfs.module_closure(moddir) if moddir is not None else []
+
+
+def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
+    """Why a built image no longer matches what this bench would build from its inputs
+    (None: it does): another init, or network modules it lacks that are there now."""
+    # Another init, or no PVH kernel extracted: an older bench's build.
+    if manifest.get("init_sha256") != init_sha256(manifest.get("name", "busybox")):
+        return "an older bench built it"
+    if "pvh_kernel" not in manifest:
+        return "an older bench built it"
+    source = kernel or Path(manifest.get("kernel_source") or "/nonexistent")
+    release = manifest.get("kernel_release") or "unknown"
+    packed = "virtio_net" in manifest.get("net_modules", {})
+    if not packed and rootfs.modules_dir(source, release) is not None:
+        return "the guest kernel's network modules were not packed"
+    return None
 
 
 def load_manifest(name: str) -> Manifest | None:
@@ -180,13 +274,19 @@ def vm_artifacts(name: str) -> VmArtifacts | None:
     manifest = load_manifest(name)
     if manifest is None or not all((d / f).is_file() for f in ("vmlinuz", "initramfs.cpio.gz")):
         return None
-    return VmArtifacts(d / "vmlinuz", d / "initramfs.cpio.gz", DEFAULT_CMDLINE, manifest)
+    pvh = d / "vmlinux" if manifest.get("pvh_kernel") and (d / "vmlinux").is_file() else None
+    return VmArtifacts(d / "vmlinuz", d / "initramfs.cpio.gz", DEFAULT_CMDLINE, manifest, pvh)
 
 
 def ensure_rootfs(name: str) -> Manifest:
-    """The manifest of a built rootfs, building it first if the cache lacks it."""
+    """The manifest of a built rootfs, building it first if the cache lacks it or an
+    older bench built it (its init, its packed modules: stale_reason)."""
     manifest = load_manifest(name)
-    if manifest is None or not (image_dir(name) / "rootfs.tar").is_file():
+    if (
+        manifest is None
+        or not (image_dir(name) / "rootfs.tar").is_file()
+        or stale_reason(manifest) is not None
+    ):
         manifest = build_rootfs(name).manifest
     return manifest
 

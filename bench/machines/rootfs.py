@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import lzma
 import shutil
+import struct
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -19,16 +21,46 @@ from pathlib import Path
 
 from bench.model.errors import ImageError
 
+# Networking, only when bench boots a VM with a NIC (network: user): the kernel hands
+# init `bench_net=ADDRESS/PREFIX,GATEWAY` from its command line as an environment
+# variable (a container never has it). The guest kernel's virtio and virtio-net
+# drivers are modules (Debian's): loaded from /etc/bench-modules in dependency order,
+# then eth0 configured statically (no DHCP round trip). `bench_service` (base64 of a
+# shell command line: the platform's `service:`) then runs in the background. After
+# the marker: the boot to the marker is the same with a NIC as without one.
+NET_BLOCK = """if [ -n "$bench_net" ]; then
+  while read -r m; do insmod "$m" || echo "bench: insmod $m failed"; done < /etc/bench-modules
+  ip link set lo up
+  ip addr add "${bench_net%,*}" dev eth0 && ip link set eth0 up &&
+    ip route add default via "${bench_net#*,}" || echo "bench: no network (eth0)"
+fi
+if [ -n "$bench_service" ]; then
+  echo "$bench_service" | base64 -d > /tmp/bench-service && (sh /tmp/bench-service < /dev/null &)
+fi
+"""
+
 # PID 1 in both a container and a VM. It prints the readiness marker with the guest's
 # own view of uptime and kernel, then idles until it is stopped.
-INIT_SCRIPT = """#!/bin/sh
+INIT_SCRIPT = (
+    """#!/bin/sh
 # bench init: PID 1 of the busybox image, in a container and in a VM alike.
 [ -r /proc/uptime ] || mount -t proc proc /proc
 read up _ < /proc/uptime
-echo "BENCH_READY uptime=$up kernel=$(uname -r)"
-trap 'exit 0' TERM INT
+kernel=$(uname -r)
+# ready: {channel: debugcon}: bench boots the VM with bench_ready=debugcon on its
+# kernel command line, which the kernel hands to init as an environment variable (a
+# container never has it). One byte to QEMU's debug console, I/O port 0xe9 (233),
+# before the serial line: readiness that no emulated UART carries. The line follows at
+# once (uname ran before), so its fields reach bench while the instance is measured.
+[ "$bench_ready" = debugcon ] &&
+    printf R | dd of=/dev/port bs=1 seek=233 count=1 conv=notrunc 2>/dev/null
+echo "BENCH_READY uptime=$up kernel=$kernel"
+"""
+    + NET_BLOCK
+    + """trap 'exit 0' TERM INT
 while :; do sleep 3600 & wait $!; done
 """
+)
 
 # PID 1 of the workloads image: the same marker, then, where a console feeds it (a VM's
 # serial line; a container's and native's stdin is empty), it runs the commands bench
@@ -36,13 +68,16 @@ while :; do sleep 3600 & wait $!; done
 # code, output sizes and digest and the output as base64 between two marker lines: a
 # VM's exec without a guest agent (bench.backends.guest.run_in_guest). The kernel's
 # console messages are turned down once ready (PID 1 only: never the host's, natively).
-WORKLOAD_INIT_SCRIPT = """#!/bin/sh
+WORKLOAD_INIT_SCRIPT = (
+    """#!/bin/sh
 # bench init: PID 1 of the workloads image, in a container, natively and in a VM.
 [ -r /proc/uptime ] || mount -t proc proc /proc
 [ -e /dev/urandom ] || mount -t devtmpfs devtmpfs /dev
 read up _ < /proc/uptime
 echo "BENCH_READY uptime=$up kernel=$(uname -r)"
-trap 'exit 0' TERM INT
+"""
+    + NET_BLOCK
+    + """trap 'exit 0' TERM INT
 [ $$ -eq 1 ] && dmesg -n 1 2>/dev/null
 while read -r word job; do
   [ "$word" = BENCH_EXEC ] || continue
@@ -57,6 +92,7 @@ while read -r word job; do
 done
 while :; do sleep 3600 & wait $!; done
 """
+)
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root")
@@ -115,6 +151,8 @@ def busybox_entries(busybox: Path) -> list[Entry]:
     # Device nodes only matter in the initramfs (docker provides /dev itself).
     entries.append(Entry("dev/console", "chr", 0o600, rdev=(5, 1)))
     entries.append(Entry("dev/null", "chr", 0o666, rdev=(1, 3)))
+    # I/O ports, for the debug-console readiness byte (CONFIG_DEVPORT, on in distro kernels).
+    entries.append(Entry("dev/port", "chr", 0o600, rdev=(1, 4)))
     return entries
 
 
@@ -178,7 +216,7 @@ def copy_file(src: Path, dst: Path) -> None:
 # so a figure differs only by where it ran. Debian's binaries are dynamic: each one is
 # packed with the libraries its loader resolves, at the paths the loader printed, under
 # Debian's merged /usr (lib -> usr/lib), so no ld.so.cache is needed.
-WORKLOAD_TOOLS = ("stress-ng", "fio", "iperf3")
+WORKLOAD_TOOLS = ("stress-ng", "fio", "iperf3", "sockperf")
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 TOOL_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
 # What the tools read from /etc: users for fio and stress-ng's --user checks, and
@@ -297,3 +335,129 @@ def workload_entries(
         entries.append(Entry(rel, "file", mode, data))
     digests = {rel: hashlib.sha256(data).hexdigest() for rel, (data, _) in sorted(added.items())}
     return entries, packed, digests
+
+
+# --- the guest's network drivers: kernel modules packed into the initramfs -----------
+# Debian's kernel builds virtio itself as modules: the bus (virtio_mmio for microvm,
+# virtio_pci for pc and q35), the ring, and virtio_net with the failover pair it links
+# against. Each is packed with the modules it depends on (its .modinfo `depends=`, what
+# `modinfo -F depends` prints), deps first, so busybox insmod loads them in file order
+# (no modprobe, no modules.dep: Debian's .deb ships none, depmod makes it on install).
+NET_MODULE_ROOTS = ("virtio_mmio", "virtio_pci", "virtio_net")
+MODULES_LIST = "etc/bench-modules"  # the init's load order, one path a line
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    # In the image: usr/lib/modules/RELEASE/NAME.ko, decompressed (under usr/: the
+    # workloads image's /lib is a link to usr/lib, Debian's merged /usr).
+    path: str
+    data: bytes
+    source: str  # the file it came from, under the modules folder
+
+
+def modinfo(data: bytes) -> dict[str, str]:
+    """The `key=value` strings of an ELF64 kernel module's .modinfo section (the first
+    value of each key), as modinfo(8) reads them."""
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        raise ImageError("not an ELF64 kernel module")
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def section(i: int) -> tuple[int, int, int]:  # name offset, file offset, size
+        base = shoff + i * shentsize
+        (name,) = struct.unpack_from("<I", data, base)
+        offset, size = struct.unpack_from("<QQ", data, base + 0x18)
+        return name, offset, size
+
+    _, str_off, str_size = section(shstrndx)
+    names = data[str_off : str_off + str_size]
+    info: dict[str, str] = {}
+    for i in range(shnum):
+        name, offset, size = section(i)
+        if names[name : names.index(b"\0", name)] != b".modinfo":
+            continue
+        for item in data[offset : offset + size].split(b"\0"):
+            key, eq, value = item.decode(errors="replace").partition("=")
+            if eq:
+                info.setdefault(key, value)
+    return info
+
+
+def modules_dir(kernel: Path, release: str) -> Path | None:
+    """Where the modules of the kernel at `kernel` (release `release`) are: beside a
+    fetched kernel (scripts/setup-host.sh extracts the network ones to
+    KERNEL_FOLDER/modules/RELEASE), else the host's own /lib/modules/RELEASE."""
+    for d in (kernel.parent / "modules" / release, Path("/lib/modules") / release):
+        if (d / "kernel").is_dir():
+            return d
+    return None
+
+
+def _read_module(path: Path) -> bytes:
+    data = path.read_bytes()
+    # busybox insmod may lack xz support: packed decompressed (Debian 13 ships .ko.xz).
+    return lzma.decompress(data) if path.suffix == ".xz" else data
+
+
+def module_closure(moddir: Path, roots: tuple[str, ...] = NET_MODULE_ROOTS) -> list[Module]:
+    """`roots` and every module they depend on, deps first; a module the kernel has
+    built in (modules.builtin) is left out, as are its own dependencies' built-in ones."""
+    release = moddir.name
+    builtin: set[str] = set()
+    if (moddir / "modules.builtin").is_file():
+        builtin = {
+            Path(line.strip()).name.split(".ko")[0].replace("-", "_")
+            for line in (moddir / "modules.builtin").read_text().splitlines()
+            if line.strip()
+        }
+    files: dict[str, Path] = {}
+    for f in sorted((moddir / "kernel").rglob("*.ko*")):
+        if f.name.endswith((".ko", ".ko.xz")):
+            files.setdefault(f.name.split(".ko")[0].replace("-", "_"), f)
+    order: list[Module] = []
+    seen: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in seen or name in builtin:
+            return
+        if name in chain:
+            raise ImageError(f"kernel modules depend on each other in a loop: {' -> '.join(chain)}")
+        f = files.get(name)
+        if f is None:
+            raise ImageError(
+                f"the guest kernel's module {name} is not in {moddir} (neither a module "
+                "nor built in): scripts/setup-host.sh extracts the network ones beside "
+                "a fetched kernel"
+            )
+        data = _read_module(f)
+        info = modinfo(data)
+        if info.get("vermagic", "").split(" ")[0] != release:
+            raise ImageError(
+                f"{f} is for kernel {info.get('vermagic', '?').split(' ')[0]}, not {release}"
+            )
+        for dep in filter(None, info.get("depends", "").split(",")):
+            visit(dep, (*chain, name))
+        seen.add(name)
+        order.append(
+            Module(name, f"usr/lib/modules/{release}/{name}.ko", data, str(f.relative_to(moddir)))
+        )
+
+    for root in roots:
+        visit(root, ())
+    return order
+
+
+def module_entries(modules: list[Module], have: set[str]) -> list[Entry]:
+    """The modules' files, their folders not among `have` (the paths already in the
+    tree) and the init's load list (MODULES_LIST)."""
+    if not modules:
+        return []
+    parts = modules[0].path.split("/")[:-1]
+    dirs = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    entries = [Entry(d, "dir", 0o755) for d in dirs if d not in have]
+    entries += [Entry(m.path, "file", 0o644, m.data) for m in modules]
+    listing = "".join(f"/{m.path}\n" for m in modules).encode()
+    entries.append(Entry(MODULES_LIST, "file", 0o644, listing))
+    return entries

@@ -3,9 +3,10 @@
 After an instance is ready, each workload the scenario chooses (its `workloads:` block)
 runs inside it to its end, one after another, through the backend's `run_in` (docker
 and podman exec, native: nsenter into its chroot, qemu and libvirt: the workloads
-image's init runs what bench writes on the serial console). The tools are Debian's stress-ng and
-fio, packed with their libraries into the `workloads` bench image, so a container, a
-native chroot and a VM run identical bytes; bench writes no benchmark kernel of its own.
+image's init runs what bench writes on the serial console). The tools are Debian's
+stress-ng, fio, iperf3 and sockperf, packed with their libraries into the `workloads`
+bench image, so a container, a native chroot and a VM run identical bytes; bench writes
+no benchmark kernel of its own.
 One fresh instance per repeat (the scenario's `repeat`) keeps repeats independent.
 
 Each tool is a plug-in here (`Tool`: the argv it adds, the parser of its
@@ -31,10 +32,12 @@ import contextlib
 import ipaddress
 import json
 import random
+import re
 import shlex
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -55,6 +58,8 @@ if TYPE_CHECKING:
 RESULT = "/tmp/bench-result"  # where a tool writes its machine-readable result
 OUTPUT = "/tmp/bench-output"  # its human-readable output, kept for an error line
 FIO_FILE = "/tmp/bench-fio.dat"  # in the instance's writable layer (native: the host disk)
+# On the volume bench attaches (`volume: true`; bench.backends.oci.VOLUME_DIR).
+VOLUME_FIO_FILE = "/bench-volume/bench-fio.dat"
 # Beyond its duration a tool may take this long (fio lays out its file first) before
 # busybox `timeout` kills it; the engines' exec call (60 s) must outlast both.
 GRACE_S = 20
@@ -85,6 +90,12 @@ class Tool(ABC):
     # A network tool talks to a server bench runs on this host (HostServer); its args
     # hold {host} and {port}, filled in per run.
     needs_server: ClassVar[bool] = False
+    # A peer tool's server runs in a second instance of the step (PeerServer), on the
+    # same network; its args hold {host} (that instance's address) and {port}.
+    needs_peer: ClassVar[bool] = False
+    # A tool with no result-file option prints its result: its stdout and stderr become
+    # the result (the parser then also sees its error lines).
+    result_on_stdout: ClassVar[bool] = False
 
     @abstractmethod
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
@@ -97,6 +108,18 @@ class Tool(ABC):
     def prelude(self, port: int, duration_s: float) -> str:
         """Shell run inside the instance before the tool (a server of its own)."""
         return ""
+
+    def postlude(self) -> str:
+        """Shell run inside the instance after the tool (stops the prelude's server)."""
+        return ""
+
+    def reason(self, line: str) -> str:
+        """The part of the tool's last output line that says why it failed."""
+        return line
+
+    def server_argv(self, address: str, port: int) -> list[str]:
+        """The host-side server a `needs_server` tool talks to (HostServer runs it)."""
+        raise NotImplementedError(f"{self.name} needs no server")
 
 
 def _num(value: object) -> float | None:
@@ -187,11 +210,15 @@ class Fio(Tool):
             if option == "ioengine" and value.split(":")[0] in ("exec", "external"):
                 raise ValueError(f"fio ioengine {value!r} runs a program: not from a scenario")
 
+    file: ClassVar[str] = FIO_FILE
+    # Needs the volume bench attaches (a platform's `volume: true`).
+    needs_volume: ClassVar[bool] = False
+
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
         return [
             "fio",
             f"--name={workload}",
-            f"--filename={FIO_FILE}",
+            f"--filename={self.file}",
             *args,
             f"--runtime={duration_s:g}",
             "--time_based",
@@ -242,6 +269,17 @@ class Fio(Tool):
         return figures, diagnostics
 
 
+class FioVolume(Fio):
+    """fio on the volume bench attaches to the instance (a platform's `volume: true`:
+    docker and podman a named volume, native a directory on the host's disk), not on
+    its writable layer: under gVisor a volume's I/O goes through its gofer to the host
+    file, its rootfs's may stay in the Sentry's memory."""
+
+    name = "fio-volume"
+    file = VOLUME_FIO_FILE
+    needs_volume = True
+
+
 class Iperf3(Tool):
     """iperf3's client inside the instance, its JSON (-J) result written with --logfile;
     the server is bench's, on this host (HostServer), at the address the instance reaches:
@@ -252,6 +290,9 @@ class Iperf3(Tool):
 
     def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
         return ["iperf3", *args, "-t", f"{duration_s:g}", "-J", "--logfile", RESULT]
+
+    def server_argv(self, address: str, port: int) -> list[str]:
+        return ["iperf3", "-s", "-B", address, "-p", str(port)]
 
     def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
         doc = json.loads(raw.decode("utf-8", "replace"))
@@ -302,7 +343,140 @@ class Iperf3Loopback(Iperf3):
         )
 
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (StressNg(), Fio(), Iperf3(), Iperf3Loopback())}
+class Sockperf(Tool):
+    """sockperf's ping-pong client (TCP) inside the instance: one message of its minimum
+    size (14 bytes) in flight at a time, each answered by bench's sockperf server on
+    this host (HostServer), at the address iperf3's server would have. `--full-rtt`:
+    the round trip itself (sockperf otherwise reports half of it). Its percentiles are
+    printed, not written to a file: stdout is the result. sockperf exits 0 even when it
+    cannot connect, so a result without percentiles is an error, with its ERROR line."""
+
+    name = "sockperf"
+    needs_server = True
+    result_on_stdout = True
+    # -f reads a list of connections from a file; --full-log writes every message's
+    # times to one (megabytes in 5 s); the VMA options load another library.
+    refused = ("f", "file", "full-log", "daemonize", "load-vma", "vmazcopyread")
+    PROTOCOL: ClassVar[tuple[str, ...]] = ("--tcp",)  # sockperf's default is UDP
+    ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+    PERCENTILE = re.compile(r"---> percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
+    FIGURES: ClassVar[dict[str, str]] = {"50.000": "rtt_p50_s", "99.000": "rtt_p99_s"}
+
+    def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
+        return [
+            "sockperf",
+            "ping-pong",
+            *self.PROTOCOL,
+            *args,
+            "-t",
+            f"{duration_s:g}",
+            "--full-rtt",
+        ]
+
+    def server_argv(self, address: str, port: int) -> list[str]:
+        return ["sockperf", "server", *self.PROTOCOL, "-i", address, "-p", str(port)]
+
+    def reason(self, line: str) -> str:
+        # Its error follows, on the same line, what it printed without a newline (the
+        # address and port: different each run, which would make each failure distinct).
+        line = self.ESCAPE.sub("", line)
+        at = line.find("ERROR:")
+        return line[at:] if at >= 0 else line
+
+    def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
+        text = self.ESCAPE.sub("", raw.decode("utf-8", "replace"))
+        errors = [ln.split("ERROR:", 1)[1].strip() for ln in text.splitlines() if "ERROR:" in ln]
+        percentiles = {m.group(1): float(m.group(2)) for m in self.PERCENTILE.finditer(text)}
+        figures = [
+            # sockperf prints microseconds; bench's figures are in seconds.
+            WorkloadFigure(figure=name, value=percentiles[p] / 1e6, unit="s", worse="higher")
+            for p, name in self.FIGURES.items()
+            if p in percentiles
+        ]
+        if not figures:
+            raise ValueError(
+                f"sockperf: {errors[0]}" if errors else "sockperf printed no percentiles"
+            )
+        diagnostics: dict[str, float | str] = {}
+        for key, pattern, scale in (
+            ("rtt_mean_s", r"avg-rtt=\s*([0-9.]+)", 1e-6),
+            ("rtt_max_s", r"<MAX> observation\s*=\s*([0-9.]+)", 1e-6),
+            ("observations", r"Total (\d+) observations", 1.0),
+            ("valid_s", r"\[Valid Duration\] RunTime=([0-9.]+) sec", 1.0),
+        ):
+            m = re.search(pattern, text)
+            if m:
+                diagnostics[key] = float(m.group(1)) * scale
+        m = re.search(r"== version #(\S+)", text)
+        if m:
+            diagnostics["sockperf_version"] = m.group(1)
+        return figures, diagnostics
+
+
+class SockperfLoopback(Sockperf):
+    """sockperf's server and client in the same instance, over its loopback (the
+    instance's own network stack, as iperf3-loopback). sockperf's server has no
+    one-off mode: it is bounded by `timeout` and killed once the client is done."""
+
+    name = "sockperf-loopback"
+    needs_server = False
+    LISTEN_PAUSE_S = 1
+
+    def prelude(self, port: int, duration_s: float) -> str:
+        server = self.server_argv("127.0.0.1", port)
+        return (
+            f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(server)} "
+            f">/dev/null 2>&1 & server=$!; sleep {self.LISTEN_PAUSE_S}; "
+        )
+
+    def postlude(self) -> str:
+        return "kill $server 2>/dev/null; "
+
+
+class SockperfUdpLoopback(SockperfLoopback):
+    """sockperf over UDP on the instance's own loopback: the round trip gVisor's netstack
+    gives (under runsc its TCP server fails: it answers with sendto() and the unset
+    address recvfrom() gave it on a connected TCP socket, which gVisor refuses)."""
+
+    name = "sockperf-udp-loopback"
+    PROTOCOL = ()
+
+
+class Iperf3Peer(Iperf3):
+    """iperf3 instance -> instance: the server is one-off (-1) in the step's second
+    instance, on the same network (containers: the bridge, through two veths)."""
+
+    name = "iperf3-peer"
+    needs_server = False
+    needs_peer = True
+
+    def server_argv(self, address: str, port: int) -> list[str]:
+        return [*super().server_argv(address, port), "-1"]
+
+
+class SockperfPeer(Sockperf):
+    """sockperf instance -> instance, its server in the step's second instance."""
+
+    name = "sockperf-peer"
+    needs_server = False
+    needs_peer = True
+
+
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in (
+        StressNg(),
+        Fio(),
+        FioVolume(),
+        Iperf3(),
+        Iperf3Loopback(),
+        Iperf3Peer(),
+        Sockperf(),
+        SockperfLoopback(),
+        SockperfUdpLoopback(),
+        SockperfPeer(),
+    )
+}
 # A port for an in-instance server: above the usual ephemeral range's start on no
 # particular service; random so that two instances sharing a host's loopback (native)
 # do not meet.
@@ -310,27 +484,32 @@ LOOPBACK_PORTS = (20000, 29999)
 
 
 class HostServer:
-    """An iperf3 server on this host, bound to the one address the instance reaches (never
-    0.0.0.0: a lab host's other interfaces stay closed), on a free port bench picks,
-    stopped when the run ends (a context manager). The host's iperf3 serves; the client
-    is the packed one (the protocol is the same across 3.x)."""
+    """A network tool's server on this host (iperf3's or sockperf's: Tool.server_argv),
+    bound to the one address the instance reaches (never 0.0.0.0: a lab host's other
+    interfaces stay closed), on a free port bench picks, stopped when the run ends (a
+    context manager). The host's tool serves; the client is the packed one (iperf3's
+    protocol is the same across 3.x, sockperf's is the same Debian version)."""
 
     LISTEN_WAIT_S = 5.0
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tool: Tool | None = None) -> None:
         self.address = address
+        self.tool = tool if tool is not None else TOOLS["iperf3"]
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> HostServer:
-        exe = shutil.which("iperf3")
+        argv = self.tool.server_argv(self.address, 0)
+        exe = shutil.which(argv[0])
         if exe is None:
-            raise OSError("network workloads need iperf3 on this host (apt-get install iperf3)")
+            raise OSError(
+                f"network workloads need {argv[0]} on this host (apt-get install {argv[0]})"
+            )
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((self.address, 0))
             self.port = s.getsockname()[1]
         self._proc = subprocess.Popen(
-            [exe, "-s", "-B", self.address, "-p", str(self.port)],
+            [exe, *self.tool.server_argv(self.address, self.port)[1:]],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -340,7 +519,7 @@ class HostServer:
         while not listening(self.address, self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.__exit__()
-                raise OSError(f"iperf3 -s did not listen on {self.address}:{self.port}")
+                raise OSError(f"{argv[0]} did not listen on {self.address}:{self.port}")
             time.sleep(0.05)
         return self
 
@@ -353,6 +532,81 @@ class HostServer:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+
+
+PEER_PID = "/tmp/bench-peer.pid"
+
+
+class PeerServer:
+    """A peer tool's server inside another instance (the step's second), bound to that
+    instance's address on their network, on a random port: started through the
+    backend's `run_in` on a thread of its own (run_in waits for its end), bounded by
+    busybox `timeout` there, and killed when the client is done (a context manager).
+    Its shell writes its pid, then execs `timeout`, which execs the server in that pid
+    (busybox's timeout watches from a child): the pid file names the server itself."""
+
+    START_WAIT_S = 10.0  # an exec into a loaded container can take seconds to start
+    LISTEN_PAUSE_S = 1.0  # from its pid to its listening socket (no netstat in busybox)
+
+    def __init__(self, backend: Backend, peer: Instance, tool: Tool, duration_s: float) -> None:
+        self.backend, self.peer, self.tool, self.duration_s = backend, peer, tool, duration_s
+        self.address = ""
+        self.port = random.randint(*LOOPBACK_PORTS)
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def __enter__(self) -> PeerServer:
+        address = self.backend.instance_address(self.peer)
+        if address is None:
+            raise OSError("the peer instance has no address")
+        self.address = address
+        server = shlex.join(self.tool.server_argv(address, self.port))
+        bound = int(self.duration_s + GRACE_S)
+        job = [
+            "/bin/sh",
+            "-c",
+            f"rm -f {PEER_PID}; echo $$ >{PEER_PID}; "
+            f"exec timeout -s KILL {bound} {server} >/dev/null 2>&1",
+        ]
+
+        def serve() -> None:
+            try:
+                self.backend.run_in(self.peer, job, bound + 30)
+            except Exception as e:
+                self.error = first_line(e)
+
+        self._thread = threading.Thread(target=serve, name="bench-peer-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.START_WAIT_S
+        while not self._started():
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.__exit__()
+                raise OSError(
+                    f"{self.tool.server_argv('', 0)[0]} did not start in the peer instance"
+                    + (f": {self.error}" if self.error else "")
+                )
+            time.sleep(0.2)
+        time.sleep(self.LISTEN_PAUSE_S)
+        return self
+
+    def _started(self) -> bool:
+        done = self.backend.run_in(self.peer, ["/bin/sh", "-c", f"cat {PEER_PID}"], 30)
+        return done.rc == 0 and done.stdout.strip().isdigit()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is None:
+            return
+        # A one-off server (iperf3 -1) may have gone already, and its pid been reused
+        # (native's pids are the host's): only a process of the server's name is killed.
+        name = self.tool.server_argv("", 0)[0]
+        stop = (
+            f'p=$(cat {PEER_PID}); [ "$(cat /proc/$p/comm 2>/dev/null)" = {name} ] '
+            f"&& kill -9 $p; rm -f {PEER_PID}"
+        )
+        with contextlib.suppress(Exception):
+            self.backend.run_in(self.peer, ["/bin/sh", "-c", stop], 30)
+        self._thread.join(self.duration_s + GRACE_S + 30)
+        self._thread = None
 
 
 def listening(address: str, port: int) -> bool:
@@ -395,6 +649,16 @@ BUILTIN: dict[str, Builtin] = {
         ("--rw=randwrite", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
         "4 KiB random writes, O_DIRECT, on the writable layer",
     ),
+    "randread-volume": Builtin(
+        "fio-volume",
+        ("--rw=randread", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
+        "4 KiB random reads, O_DIRECT, on an attached volume (volume: true)",
+    ),
+    "randwrite-volume": Builtin(
+        "fio-volume",
+        ("--rw=randwrite", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
+        "4 KiB random writes, O_DIRECT, on an attached volume (volume: true)",
+    ),
     "tcp": Builtin(
         "iperf3",
         ("-c", "{host}", "-p", "{port}"),
@@ -405,22 +669,64 @@ BUILTIN: dict[str, Builtin] = {
         ("-c", "127.0.0.1", "-p", "{port}"),
         "TCP throughput over the instance's own loopback (its network stack)",
     ),
+    "latency": Builtin(
+        "sockperf",
+        ("-i", "{host}", "-p", "{port}"),
+        "TCP request/response round trip instance -> host, p50 and p99 (sockperf ping-pong)",
+    ),
+    "latency-loopback": Builtin(
+        "sockperf-loopback",
+        ("-i", "127.0.0.1", "-p", "{port}"),
+        "TCP request/response round trip over the instance's own loopback",
+    ),
+    "latency-udp-loopback": Builtin(
+        "sockperf-udp-loopback",
+        ("-i", "127.0.0.1", "-p", "{port}"),
+        "UDP request/response round trip over the instance's own loopback",
+    ),
+    "tcp-peer": Builtin(
+        "iperf3-peer",
+        ("-c", "{host}", "-p", "{port}"),
+        "TCP throughput instance -> instance on their network (the step's two instances)",
+    ),
+    "latency-peer": Builtin(
+        "sockperf-peer",
+        ("-i", "{host}", "-p", "{port}"),
+        "TCP request/response round trip instance -> instance on their network",
+    ),
 }
 
 
 def needs_network(tool: str | None) -> bool:
-    return tool in TOOLS and TOOLS[tool].needs_server
+    return tool in TOOLS and (TOOLS[tool].needs_server or TOOLS[tool].needs_peer)
 
 
-def command(tool_argv: list[str], duration_s: float, prelude: str = "") -> list[str]:
+def needs_peer(tool: str | None) -> bool:
+    return tool in TOOLS and TOOLS[tool].needs_peer
+
+
+def needs_volume(tool: str | None) -> bool:
+    t = TOOLS.get(tool or "")
+    return isinstance(t, Fio) and t.needs_volume
+
+
+def command(
+    tool_argv: list[str],
+    duration_s: float,
+    prelude: str = "",
+    postlude: str = "",
+    result_on_stdout: bool = False,
+) -> list[str]:
     """What runs inside the instance: the tool bounded by busybox `timeout`, its
     human-readable output to a file (its last lines on stderr when it fails), then its
-    result file on stdout, whatever the engine's exec does with the two streams."""
+    result file on stdout, whatever the engine's exec does with the two streams. A tool
+    that prints its result (`result_on_stdout`) prints it into the result file."""
+    out = RESULT if result_on_stdout else OUTPUT
     body = (
         f"cd /tmp; rm -f {RESULT}; {prelude}"
-        f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(tool_argv)} >{OUTPUT} 2>&1; "
-        f"rc=$?; [ $rc -eq 0 ] || tail -n 5 {OUTPUT} >&2; cat {RESULT} 2>/dev/null; "
-        f"rm -f {RESULT} {OUTPUT} {FIO_FILE}; exit $rc"
+        f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(tool_argv)} >{out} 2>&1; "
+        f"rc=$?; {postlude}[ $rc -eq 0 ] || tail -n 5 {out} >&2; cat {RESULT} 2>/dev/null; "
+        f"rm -f {RESULT} {OUTPUT} {FIO_FILE} {VOLUME_FIO_FILE}; exit $rc"
     )
     return ["/bin/sh", "-c", body]
 
@@ -433,9 +739,11 @@ def run_workload(
     args: list[str],
     duration_s: float,
     clock: Callable[[], float] = time.monotonic,
+    peer: Instance | None = None,
 ) -> WorkloadRun:
     """One workload inside one running instance, to its end: never raises (a failure is
-    the run's `error`). `clock` times it (bench's own: the runner's)."""
+    the run's `error`). `clock` times it (bench's own: the runner's). A peer tool's
+    server runs in `peer`."""
     tool = TOOLS[tool_name]
     emulated = inst.info.get("accel") == "tcg"
     base = {
@@ -444,20 +752,33 @@ def run_workload(
         "argv": tool.argv(name, args, duration_s),
         "duration_s": duration_s,
     }
-    server: contextlib.AbstractContextManager[HostServer | None] = contextlib.nullcontext()
+    server: contextlib.AbstractContextManager[HostServer | PeerServer | None] = (
+        contextlib.nullcontext()
+    )
     try:
         if tool.needs_server:
             address = backend.host_address(inst)
             # None: the backend's tools are fakes and need no server (the fake backend).
             if address is not None:
-                server = HostServer(address)
+                server = HostServer(address, tool)
+        elif tool.needs_peer:
+            if peer is None:
+                raise ValueError(f"{name} runs between two instances: the step has one")
+            if backend.instance_address(peer) is not None:
+                server = PeerServer(backend, peer, tool, duration_s)
         with server as s:
             port = s.port if s is not None else random.randint(*LOOPBACK_PORTS)
-            host = s.address if s is not None else "127.0.0.1"
+            host = backend.host_address_seen(inst, s.address) if s is not None else "127.0.0.1"
             args = [a.replace("{host}", host).replace("{port}", str(port)) for a in args]
             argv = tool.argv(name, args, duration_s)
             base["argv"] = argv
-            job = command(argv, duration_s, tool.prelude(port, duration_s))
+            job = command(
+                argv,
+                duration_s,
+                tool.prelude(port, duration_s),
+                tool.postlude(),
+                tool.result_on_stdout,
+            )
             start = clock()
             # The answer's wait: the tool's own bound, and slack for a slow console.
             done = backend.run_in(inst, job, duration_s + GRACE_S + 30)
@@ -473,7 +794,8 @@ def run_workload(
             wall_s=wall,
             rc=done.rc,
             raw=raw,
-            error=f"{tool_name} exited with {done.rc}: {why[-1][:200] if why else 'no output'}",
+            error=f"{tool_name} exited with {done.rc}: "
+            + (tool.reason(why[-1])[:200] if why else "no output"),
         )
     try:
         figures, diagnostics = tool.parse(done.stdout)
@@ -509,6 +831,13 @@ class Workloads(InstanceMeasurement):
         chosen = ctx.scenario.workloads
         if chosen is None:
             return {}
+        peer = None
+        if any(needs_peer(w.tool) for w in chosen.run):
+            # A pair: the step's first instance runs the workloads, its second serves
+            # them and runs none (nothing else competes with the pair's traffic).
+            if ctx.instances and inst is not ctx.instances[0]:
+                return {}
+            peer = ctx.instances[1] if len(ctx.instances) > 1 else None
         runs: list[JsonValue] = [
             run_workload(
                 ctx.backend,
@@ -518,6 +847,7 @@ class Workloads(InstanceMeasurement):
                 list(w.args or ()),
                 chosen.duration_of(w),
                 ctx.clock.now,
+                peer,
             ).model_dump(mode="json")
             for w in chosen.run
         ]

@@ -193,3 +193,57 @@ def check_libvirt(uri: str) -> LibvirtUri:
     if path != "/system":
         raise ValueError(f"{uri!r}: a remote hypervisor is qemu+ssh://[user@]host[:port]/system")
     return LibvirtUri(path, check_ssh_netloc(netloc, uri))
+
+
+# --- a VM's user-mode network: the guest's address and its forwarded ports -----------
+# QEMU's user networking (slirp) puts the guest on 10.0.2.0/24 with this host reachable
+# as 10.0.2.2 (its defaults, which libvirt's passt backend is given too); the guest takes
+# 10.0.2.15, slirp's first DHCP address, set statically by the bench image's init. A
+# forwarded port listens on this host's loopback only: nothing outside reaches a guest.
+FORWARD_ADDRESS = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class GuestNet:
+    """A guest's static IPv4 set-up on a user-mode network."""
+
+    address: str
+    prefix: int
+    gateway: str  # this host, as the guest reaches it
+
+    def __post_init__(self) -> None:
+        net = ipaddress.IPv4Interface(f"{self.address}/{self.prefix}").network
+        if ipaddress.IPv4Address(self.gateway) not in net:
+            raise ValueError(f"gateway {self.gateway} is not on {net}")
+
+    @property
+    def kernel_word(self) -> str:
+        """The kernel command-line word the bench image's init configures eth0 from."""
+        return f"bench_net={self.address}/{self.prefix},{self.gateway}"
+
+
+USER_NET = GuestNet("10.0.2.15", 24, "10.0.2.2")
+
+
+def check_port(port: object, what: str = "port") -> int:
+    """A TCP port number, 1-65535 (a bool or a text is not one)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"{what} {port!r} is not a number from 1 to 65535")
+    return port
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A guest TCP port reached from this host's loopback at `host_port`."""
+
+    host_port: int
+    guest_port: int
+
+    def __post_init__(self) -> None:
+        check_port(self.host_port, "host port")
+        check_port(self.guest_port, "guest port")
+
+    @property
+    def hostfwd(self) -> str:
+        """QEMU's -netdev user `hostfwd=` value: tcp:127.0.0.1:HOST-:GUEST."""
+        return f"tcp:{FORWARD_ADDRESS}:{self.host_port}-:{self.guest_port}"

@@ -490,6 +490,8 @@ class RunMetadata(BaseModel):
     failures: int | None = None
     leftovers: list[str] | None = None
     error: str | None = None
+    # Optional platforms this host could not run (platform name -> why), left out.
+    left_out: dict[str, str] | None = None
 
 
 # -- declarations, read by summary, compare and the report ------------------------------

@@ -180,6 +180,12 @@ class ReadyRule(Model):
         description="the process exits with this status (run to completion: ready means done)",
     )
 
+    channel: Literal["console", "debugcon"] = Field(
+        "console",
+        description="console: the marker's line; debugcon (VMs): a byte the guest writes "
+        "to QEMU's debug I/O port 0xe9, no emulated UART on the way",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, v: object) -> object:
@@ -195,13 +201,23 @@ class ReadyRule(Model):
         # reads {marker: BENCH_READY} as it did before the other kinds existed, and runs
         # from before and after compare as the same setup (bench.judge.comparability).
         dumped: dict[str, object] = handler(self)
-        return {k: v for k, v in dumped.items() if v is not None}
+        # The default channel likewise (runs from before channels existed).
+        return {
+            k: v
+            for k, v in dumped.items()
+            if v is not None and not (k == "channel" and v == "console")
+        }
 
     @model_validator(mode="after")
     def _one_kind(self) -> ReadyRule:
         given = [k for k in READY_KINDS if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give one of {', '.join(READY_KINDS)}, not {' and '.join(given)}")
+        if self.channel != "console" and self.kind not in ("marker", "regex"):
+            raise ValueError(
+                f"channel {self.channel} decides readiness itself: give it with a marker "
+                f"or regex (for the line's fields), not {self.kind}"
+            )
         return self
 
     @field_validator("regex")
@@ -302,6 +318,10 @@ class Density(Model):
 class PlatformBase(Model):
     """Keys every platform has; a backend's Settings subclass adds its own."""
 
+    # The readiness channels (ReadyRule.channel) this platform's backend can watch: a
+    # VM backend adds the debug port (bench.backends.guest).
+    ready_channels: ClassVar[frozenset[str]] = frozenset({"console"})
+
     name: str = Field(
         description="unique in the scenario; letters, digits, '.', '_', '-' (at most 48)"
     )
@@ -323,7 +343,8 @@ class PlatformBase(Model):
         description="when an instance is ready: a marker word on a console line (container "
         "stdout/stderr, VM serial; key=value words after it are stored), or one of "
         "{marker: TEXT}, {regex: PATTERN}, {tcp: PORT}, {http: {port, path, status}}, "
-        "{exit: STATUS}",
+        "{exit: STATUS}; VMs may add channel: debugcon (the debug I/O port decides, "
+        "not the serial line)",
         json_schema_extra=_or_text({"type": "string", "minLength": 1, "maxLength": 200}),
     )
     command: list[str] | None = Field(
@@ -340,12 +361,19 @@ class PlatformBase(Model):
         max_length=512,
         description="the machine its engine runs on: a name from hosts:, or an address",
     )
+    optional: bool = Field(
+        False,
+        description="true: when this host cannot run it (its engine, runtime or image is "
+        "missing or refused), the run goes on without it and stores why",
+    )
 
     _check_name = field_validator("name")(check_name)
 
     #: The `ready:` kinds this platform's backend can wait for (READY_KINDS): a console
     #: is all a backend must give; the others need its instances' address or exit status.
     ready_kinds: ClassVar[frozenset[str]] = frozenset({"marker", "regex"})
+    #: Why, for a kind not in ready_kinds, when the reason says more than the list.
+    ready_refused: ClassVar[dict[str, str]] = {}
 
     def placed_on(self, address: str) -> PlatformBase:
         """This platform with its engine on the machine at `address`: LOCAL, or
@@ -373,9 +401,21 @@ class PlatformBase(Model):
         kind = self.ready.kind
         if kind not in self.ready_kinds:
             known = ", ".join(k for k in READY_KINDS if k in self.ready_kinds)
+            why = self.ready_refused.get(kind)
             raise KeyedValueError(
                 "ready",
-                f"backend {self.backend} cannot wait for {kind} readiness (it can: {known})",
+                f"backend {self.backend} cannot wait for {kind} readiness"
+                + (f": {why}" if why else f" (it can: {known})"),
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ready_channel(self) -> PlatformBase:
+        if self.ready.channel not in self.ready_channels:
+            raise KeyedValueError(
+                "ready",
+                f"channel {self.ready.channel} is for VMs (qemu, libvirt): a {self.backend} "
+                "platform is ready by its console",
             )
         return self
 

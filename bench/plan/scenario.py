@@ -69,12 +69,15 @@ class Launch(Model):
 
 class WorkloadSpec(Model):
     """One workload of a scenario's `workloads.run`: a built-in name (cpu, stream,
-    syscall, switch, randread, randwrite, tcp, tcp-loopback), or a name with its own
-    tool: and args:."""
+    syscall, switch, randread, randwrite, randread-volume, randwrite-volume, tcp,
+    tcp-loopback, tcp-peer, latency, latency-loopback, latency-peer), or a name with its
+    own tool: and args:."""
 
     name: str = Field(description="a built-in workload, or a name of your own with tool:")
     tool: str | None = Field(
-        None, description="stress-ng, fio, iperf3 or iperf3-loopback (default: the built-in's)"
+        None,
+        description="stress-ng, fio, fio-volume, iperf3, iperf3-loopback, iperf3-peer, "
+        "sockperf, sockperf-loopback or sockperf-peer (default: the built-in's)",
     )
     args: list[str] | None = Field(
         None, description="the tool's arguments (its time and output flags are bench's)"
@@ -358,6 +361,22 @@ class Scenario(Model):
         return self
 
     @model_validator(mode="after")
+    def _commands_need_a_console(self) -> Scenario:
+        # A VM runs workloads (and neighbours' stressors) through its serial console
+        # (bench.backends.guest.run_in_guest): a guest booted without one cannot.
+        if self.workloads is None and self.neighbours is None:
+            return self
+        key = "workloads" if self.workloads is not None else "neighbours"
+        for p in self.platforms:
+            if getattr(p, "console", True) is False:
+                raise KeyedValueError(
+                    key,
+                    f"a VM runs them through its serial console, and platform {p.name} boots "
+                    "without one (console: false): drop console: false there, or the platform",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _neighbours_set_the_count(self) -> Scenario:
         # One place decides a neighbours step's size: aggressors + 1, never a list of N.
         if self.neighbours is not None and (
@@ -381,18 +400,62 @@ class Scenario(Model):
         if not wants:
             return self
         for p in self.platforms:
+            if p.backend in ("qemu", "libvirt") and not getattr(p, "user_net", False):
+                raise KeyedValueError(
+                    "workloads",
+                    f"{', '.join(wants)} need a network: set network: user on platform "
+                    f"{p.name} (the guest reaches this host as 10.0.2.2)",
+                )
+            if p.backend in ("qemu", "libvirt"):
+                continue
             if getattr(p, "network", None) == "none":
                 raise KeyedValueError(
                     "workloads",
                     f"{', '.join(wants)} need a network: set network: bridge (or a network's "
                     f"name) on platform {p.name}",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _volume_for_volume_workloads(self) -> Scenario:
+        from bench.measurements.workloads import needs_volume
+
+        if self.workloads is None:
+            return self
+        wants = [w.name for w in self.workloads.run if needs_volume(w.tool)]
+        if not wants:
+            return self
+        for p in self.platforms:
             if p.backend in ("qemu", "libvirt"):
                 raise KeyedValueError(
                     "workloads",
-                    f"{', '.join(wants)} need a network, and bench gives VMs none yet: drop "
-                    f"platform {p.name} or the network workloads",
+                    f"{', '.join(wants)} need an attached volume, and bench gives VMs none "
+                    f"yet: drop platform {p.name} or the volume workloads",
                 )
+            if not getattr(p, "volume", False):
+                raise KeyedValueError(
+                    "workloads",
+                    f"{', '.join(wants)} need an attached volume: set volume: true on "
+                    f"platform {p.name}",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _pairs_for_peer_workloads(self) -> Scenario:
+        from bench.measurements.workloads import needs_peer
+
+        if self.workloads is None:
+            return self
+        wants = [w.name for w in self.workloads.run if needs_peer(w.tool)]
+        if not wants:
+            return self
+        # The step's first instance is the client, its second the server: exactly two.
+        if self.neighbours is not None or any(self.counts_for(p) != [2] for p in self.platforms):
+            raise KeyedValueError(
+                "workloads",
+                f"{', '.join(wants)} run between two instances of each platform: set "
+                "counts: [2] (and no neighbours)",
+            )
         return self
 
     def search_for(self, platform: PlatformBase) -> Density | None:

@@ -11,7 +11,7 @@ out, so two formats cannot say different things.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -114,6 +114,8 @@ class ReportModel:
     table: pd.DataFrame  # the summary as the tables show it (headline statistics)
     runs: list[RunFacts]
     boundary: BoundarySection | None = None  # when the newest run read it
+    # Platforms not ready by the serial marker (the debug port; no UART console).
+    readiness: list[str] = field(default_factory=list)
     # Run id -> what ready meant where a platform's `ready:` is not the default marker.
     ready_means: dict[str, str] = field(default_factory=dict)
     workloads: WorkloadsView | None = None  # when the newest run ran workloads
@@ -187,6 +189,11 @@ def build_model(frames: Frames) -> ReportModel:
     model.ready_means = _ready_means(frames)
     if history is not None:
         model.history_note = f"history of {history.runs} runs: {history.verdict_in_words()}"
+    model.readiness = [
+        (f"run {r.run_id}: " if model.multi else "") + line
+        for r in frames.runs
+        for line in _readiness_notes(r.metadata)
+    ]
     model.notes = _notes(model)
     return model
 
@@ -258,7 +265,8 @@ def overhead_cells(frames: Frames, section: WorkloadsSection) -> dict[str, str]:
 
 
 def _notes(model: ReportModel) -> list[str]:
-    """TCG, phase anomalies, host differences, each run's own notes and status."""
+    """TCG, phase anomalies, host differences, readiness channels, each run's own notes
+    and status."""
     notes = []
     if model.tcg:
         notes.append("VMs ran under TCG (software emulation): not representative of KVM")
@@ -267,12 +275,43 @@ def _notes(model: ReportModel) -> list[str]:
         notes += [prefix + line for line in lines]
     if model.host_differences is not None:
         notes.append("the runs differ in host, engine or scenario: see report.html")
+    notes += model.readiness
     for run_id, text in model.ready_means.items():
         notes.append(f"run {run_id}: {text}" if model.multi else text)
     for r in model.frames.runs:
         notes += r.notes
+        prefix = f"run {r.run_id}: " if model.multi else ""
+        for slot, why in r.part("left_out").items():
+            notes.append(f"{prefix}platform {slot} was not run (optional, this host cannot): {why}")
         if r.status != "complete":
             notes.append(f"run {r.run_id} is {r.status}: its report may miss steps")
+    return notes
+
+
+def _readiness_notes(metadata: Mapping[str, object]) -> list[str]:
+    """Platforms whose ready_s is not the serial marker's: ready by the VM's debug port
+    (ready: {channel: debugcon}), some booted without a kernel console on the UART
+    (console: false). Their figures sit in the same tables as the others'."""
+    scenario = metadata.get("scenario")
+    platforms = scenario.get("platforms") if isinstance(scenario, dict) else None
+    port, quiet = [], []
+    for p in platforms if isinstance(platforms, list) else []:
+        ready = p.get("ready") if isinstance(p, dict) else None
+        if isinstance(ready, dict) and ready.get("channel") == "debugcon":
+            port.append(str(p.get("name")))
+            if p.get("console") is False:
+                quiet.append(str(p.get("name")))
+    notes = []
+    if port:
+        notes.append(
+            "ready by a byte on the VM's debug port 0xe9, not by its serial marker: "
+            + ", ".join(port)
+        )
+    if quiet:
+        notes.append(
+            "booted with no kernel console on the UART (8250.nr_uarts=0), so no boot phase "
+            "past the firmware is seen: " + ", ".join(quiet)
+        )
     return notes
 
 

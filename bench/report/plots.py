@@ -334,7 +334,7 @@ PHASES = (
     ("start", "start call", "#edc948"),
     ("firmware", "firmware and kernel loading", "#9c755f"),
     ("decompression", "kernel decompression", "#b07aa1"),
-    ("firmware_decompression", "firmware and kernel decompression", "#d4a6c8"),
+    ("firmware_decompression", "to the kernel's first line (firmware, decompression)", "#d4a6c8"),
     ("kernel", "kernel init", "#4e79a7"),
     ("userspace", "userspace until the marker", "#76b7b2"),
     ("first_output", "start call → first output byte", "#59a14f"),

@@ -1,7 +1,7 @@
 """Live progress of a run on stderr (rich), fed by the runner's events.
 
-On a terminal: a bar for the steps and one for the current step's instances. Always
-(terminal or CI log): one line per finished or refused step.
+On a terminal: a bar for the steps and one for the current step's instances (not even
+imported elsewhere). Always (terminal or CI log): one line per finished or refused step.
 """
 
 from __future__ import annotations
@@ -17,11 +17,20 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from rich.console import Console
-    from rich.progress import TaskID
+    from rich.progress import Progress, TaskID
 
 
 class RichEvents:
     def __init__(self, console: Console, scenario: Scenario):
+        self._console = console
+        self._progress: Progress | None = None
+        self._steps: TaskID | None = None
+        self._instances: TaskID | None = None
+        self._live = False
+        if not console.is_terminal:
+            # No bars in a pipe or a CI log (rich would draw none): nor their import,
+            # part of `bench run`'s start-up (benchmarks/overhead.py).
+            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -30,7 +39,6 @@ class RichEvents:
             TimeElapsedColumn,
         )
 
-        self._console = console
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -38,12 +46,9 @@ class RichEvents:
             TimeElapsedColumn(),
             console=console,
             transient=True,
-            disable=not console.is_terminal,
         )
         # Until the first step, which brings the runner's own count (bench ab runs fewer).
         self._steps = self._progress.add_task("steps", total=len(scenario.plan()))
-        self._instances: TaskID | None = None
-        self._live = False
 
     def __enter__(self) -> RichEvents:
         return self
@@ -54,10 +59,12 @@ class RichEvents:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._live:
+        if self._live and self._progress is not None:
             self._progress.__exit__(exc_type, exc, tb)
 
     def step_started(self, index: int, total: int, step: Step) -> None:
+        if self._progress is None or self._steps is None:
+            return
         # Shown from the first step on: an error while preparing stays one clean line.
         if not self._live:
             self._progress.__enter__()
@@ -75,15 +82,20 @@ class RichEvents:
         )
 
     def instance_done(self, step: Step, ok: bool) -> None:
-        assert self._instances is not None, "an instance finishes only in a started step"
-        self._progress.advance(self._instances)
+        if self._progress is not None:
+            assert self._instances is not None, "an instance finishes only in a started step"
+            self._progress.advance(self._instances)
+
+    def _step_done(self) -> None:
+        if self._progress is not None and self._steps is not None:
+            self._progress.advance(self._steps)
 
     def step_refused(self, step: Step, reason: str) -> None:
-        self._progress.advance(self._steps)
+        self._step_done()
         self._console.print(f"[yellow]{step.platform.name} N={step.n} refused:[/] {reason}")
 
     def step_finished(self, step: Step, samples: list[Sample], record: StepRecord) -> None:
-        self._progress.advance(self._steps)
+        self._step_done()
         ready = [s.ready_s for s in samples if s.ok and s.ready_s is not None]
         failed = [s for s in samples if not s.ok]
         line = (

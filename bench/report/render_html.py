@@ -66,6 +66,7 @@ def render_html(
     body = [f"<h1>bench report: {escape(runs)}</h1>"]
     if model.tcg:
         body.append(f'<p class="note"><b>Note:</b> {_text(tables.TCG_NOTE)}</p>')
+    body += [f'<p class="note"><b>Note:</b> {_text(n)}</p>' for n in model.readiness]
     for run_id, text in model.ready_means.items():
         where = f"run {run_id}: " if model.multi else ""
         body.append(f'<p class="note">{_text(where + text)}.</p>')

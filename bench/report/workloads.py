@@ -300,6 +300,8 @@ OVERHEAD_PARTS: tuple[tuple[str, Callable[[WorkloadRow], bool]], ...] = (
     ("memory bw", lambda r: r.workload == "stream" and r.figure.endswith("bogo_ops_per_s")),
     ("IOPS", lambda r: r.figure.endswith("_iops")),
     ("network", lambda r: r.unit == "bit/s"),
+    # A round trip's ratio: above 1 is slower than native (its note says so).
+    ("latency", lambda r: r.figure == "rtt_p50_s"),
 )
 OVERHEAD_EMULATED = "emulated (TCG): left out of ratios"
 

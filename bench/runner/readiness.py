@@ -46,7 +46,7 @@ def console_for(rule: ReadyRule, clock: Callable[[], float]) -> Console:
     """The console of one instance, deciding what a console can under `rule`."""
     kind = rule.kind
     if kind == "marker":
-        return Console(rule.marker, clock=clock, kind=kind)
+        return Console(rule.marker, clock=clock, kind=kind, channel=rule.channel)
     if kind == "regex":
         assert rule.regex is not None
         return Console(
@@ -55,6 +55,7 @@ def console_for(rule: ReadyRule, clock: Callable[[], float]) -> Console:
             match=regex_match(re.compile(rule.regex)),
             waits_for=f"line matching {rule.regex!r}",
             kind=kind,
+            channel=rule.channel,
         )
     return Console(
         None, clock=clock, waits_for=rule.describe(), exit_decides=kind == "exit", kind=kind
@@ -67,12 +68,21 @@ def not_ready_reason(console: Console, timeout: float, exited: bool) -> str:
     if exited:
         if console.kind == "exit" and console.exit_code is not None:
             return f"exited {console.exit_code} before ready ({console.waits_for})"
-        return f"{console.closed_reason} before {console.waits_for}"
+        return f"{console.closed_reason} before {console.awaited}"
     if console.kind in NETWORK_READY and console.probe_last:
         return f"{console.probe_last} until the {timeout:g}s timeout"
     if console.kind == "exit":
         return f"still running at the {timeout:g}s timeout (ready: {console.waits_for})"
-    return f"no {console.waits_for} within {timeout:g}s"
+    return f"no {console.awaited} within {timeout:g}s"
+
+
+def last_seen(previous: str | None, answer: netprobe.Answer, limit: float) -> str:
+    """What a failed probe saw last, for the failure's reason: this attempt's answer,
+    unless the deadline cut its timeout short and an earlier one said more (a service
+    answering 404 all along is not "no answer within 7 ms")."""
+    if previous and answer.timed_out and limit < ATTEMPT_TIMEOUT_S:
+        return previous
+    return answer.seen
 
 
 class Prober:
@@ -130,6 +140,9 @@ class Prober:
         except Exception as e:
             console.fail(f"no address to probe port {port} at: {first_line(e)}")
             return
+        # A port forwarded into a VM: the backend says whether the guest took the
+        # connection (None: no forward, or it cannot tell; the connect decides).
+        forwarded = rule.tcp is not None and self.backend.forward_accepted(inst, port) is not None
         gap, since = FIRST_GAP_S, started_at
         while not self._stop.is_set() and not console.done:
             begun = now()
@@ -139,13 +152,21 @@ class Prober:
             if rule.http is not None:
                 h = rule.http
                 answer = netprobe.http_status(host, host_port, h.path, h.status, limit, port)
+            elif forwarded:
+                answer = netprobe.tcp_forwarded(
+                    host,
+                    host_port,
+                    limit,
+                    lambda: self.backend.forward_accepted(inst, port) is True,
+                    port,
+                )
             else:
                 answer = netprobe.tcp(host, host_port, limit, port)
             console.probes += 1
             if answer.ok:
                 console.mark_ready(window_s=now() - since)
                 return
-            console.probe_last = answer.seen
+            console.probe_last = last_seen(console.probe_last, answer, limit)
             since = begun
             self.clock.sleep(max(0.0, min(gap, deadline - now())))
             gap = min(gap * GROWTH, MAX_GAP_S)

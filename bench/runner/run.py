@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -100,44 +100,85 @@ def refuse_unreadable(backends: Mapping[str, Backend]) -> None:
         host_for(b.engine_address())
 
 
+@dataclass
+class Prepared:
+    """The engines of a run, connected and ready to start instances."""
+
+    backends: dict[str, Backend]
+    engines: dict[str, EngineFacts]
+    # Optional platforms this host cannot run, left out: slot -> why (one line).
+    left_out: dict[str, str] = field(default_factory=dict)
+
+
 def prepare_backends(
     loaded: LoadedScenario,
     factory: Callable[[PlatformBase], Backend] = make_backend,
     say: Callable[[str], None] = lambda _msg: None,
     only: Collection[str] | None = None,
-) -> tuple[dict[str, Backend], dict[str, EngineFacts]]:
+) -> Prepared:
     """Connect every platform's engine (or those named in `only`) and resolve its image,
-    or raise before any start."""
-    backends: dict[str, Backend] = {}
-    engines: dict[str, EngineFacts] = {}
+    or raise before any start. A platform marked `optional` that its host cannot run
+    (engine, runtime, image) is left out with why, unless it is the only one."""
+    out = Prepared({}, {})
     slots = slot_names(loaded)
+    # bench ab names its two platforms: neither is left out.
+    optional = _optional(loaded) if only is None else set()
     try:
         for i, p in enumerate(loaded.scenario.platforms):
             if only is None or p.name in only:
-                backends[slots[i]] = factory(p)
-                backends[slots[i]].say = say
-        refuse_unreadable(backends)
-        check_against_host(loaded, {name: b.host for name, b in backends.items()})
+                with _unless_optional(out, slots[i], slots[i] in optional):
+                    out.backends[slots[i]] = factory(p)
+                    out.backends[slots[i]].say = say
+        refuse_unreadable(out.backends)
+        check_against_host(loaded, {name: b.host for name, b in out.backends.items()})
         # Every platform's cheap checks first: a bad file starts and builds nothing.
-        _preflight(loaded, backends)
-        for name, backend in backends.items():
-            facts = backend.prepare(build_missing=True, say=say)
-            engines[name] = EngineFacts.model_validate(facts).on_host(backend.host.key)
+        _preflight_all(loaded, out, optional)
+        for name, backend in list(out.backends.items()):
+            with _unless_optional(out, name, name in optional):
+                facts = backend.prepare(build_missing=True, say=say)
+                out.engines[name] = EngineFacts.model_validate(facts).on_host(backend.host.key)
+        if out.left_out and not out.backends:
+            raise EngineUnavailable(
+                "no platform can run here: "
+                + "; ".join(f"{name}: {why}" for name, why in out.left_out.items())
+            )
     except BaseException:
-        close_all(backends)
+        close_all(out.backends)
         raise
-    return backends, engines
+    return out
 
 
-def _preflight(loaded: LoadedScenario, backends: dict[str, Backend]) -> None:
+@contextmanager
+def _unless_optional(out: Prepared, slot: str, optional: bool) -> Iterator[None]:
+    """An optional platform's failure to connect, pass its checks or prepare leaves it
+    out (its backend closed, why kept); any other platform's is the run's."""
+    try:
+        yield
+    except BenchError as e:
+        if not optional:
+            raise
+        backend = out.backends.pop(slot, None)
+        if backend is not None:
+            close_all({slot: backend})
+        out.left_out[slot] = first_line(e)
+
+
+def _optional(loaded: LoadedScenario) -> set[str]:
     slots = slot_names(loaded)
-    for i, _p in enumerate(loaded.scenario.platforms):
-        if slots[i] not in backends:
+    return {slots[i] for i, p in enumerate(loaded.scenario.platforms) if p.optional}
+
+
+def _preflight_all(loaded: LoadedScenario, out: Prepared, optional: set[str]) -> None:
+    """Each connected platform's preflight, in the scenario's order; an optional one's
+    failure leaves it out."""
+    for i, slot in slot_names(loaded).items():
+        if slot not in out.backends:
             continue
-        try:
-            backends[slots[i]].preflight()
-        except (MissingImage, UnknownRuntime) as e:
-            raise loaded.error(("platforms", i, e.key), str(e)) from None
+        with _unless_optional(out, slot, slot in optional):
+            try:
+                out.backends[slot].preflight()
+            except (MissingImage, UnknownRuntime) as e:
+                raise loaded.error(("platforms", i, e.key), str(e)) from None
 
 
 def preflight(
@@ -145,24 +186,30 @@ def preflight(
     factory: Callable[[PlatformBase], Backend] = make_backend,
     *,
     engines: bool = True,
-) -> None:
+) -> dict[str, str]:
     """What `bench run` checks before it starts anything, on its own (for validate):
-    each platform against its host, then (with `engines`) its engine and images."""
+    each platform against its host, then (with `engines`) its engine and images. The
+    optional platforms a run would leave out: slot -> why."""
     slots = slot_names(loaded)
-    backends = {slots[i]: factory(p) for i, p in enumerate(loaded.scenario.platforms)}
-    for b in backends.values():
+    optional = _optional(loaded)
+    out = Prepared({}, {})
+    for i, p in enumerate(loaded.scenario.platforms):
+        with _unless_optional(out, slots[i], slots[i] in optional):
+            out.backends[slots[i]] = factory(p)
+    for b in out.backends.values():
         b.may_probe = False  # validate starts nothing; a cached probe result still counts
     try:
-        refuse_unreadable(backends)
-        hosts = {name: b.host for name, b in backends.items()}
+        refuse_unreadable(out.backends)
+        hosts = {name: b.host for name, b in out.backends.items()}
         if not engines:
             # Offline is no network at all: a remote machine's memory is not read.
             hosts = {name: h for name, h in hosts.items() if isinstance(h, LocalHost)}
         check_against_host(loaded, hosts)
         if engines:
-            _preflight(loaded, backends)
+            _preflight_all(loaded, out, optional)
     finally:
-        close_all(backends)
+        close_all(out.backends)
+    return out.left_out
 
 
 def leftovers_of_other_runs(backends: dict[str, Backend]) -> list[Leftover]:
@@ -189,13 +236,18 @@ def run_scenario(
     platforms, as counterbalanced step pairs (bench ab)."""
     if ab is not None:
         check_ab(loaded, *ab)
-    backends, engines = _prepare_or_interrupted(loaded, factory, say, ab)
+    prepared = _prepare_or_interrupted(loaded, factory, say, ab)
+    backends, engines = prepared.backends, prepared.engines
     held = contextlib.ExitStack()  # the run's lock (bench.model.owner.run_lock), once it has an id
     try:
+        for slot, why in prepared.left_out.items():
+            warn(f"platform {slot} (optional) is left out: {why}")
         _warn_of_other_runs(backends, warn)
         run_id = new_run_id(name or loaded.scenario.name)
         held.enter_context(run_lock(run_id))  # every instance of it is created and gone within
-        writer = _start_results(loaded, out_dir / run_id, run_id, backends, engines, ab)
+        writer = _start_results(
+            loaded, out_dir / run_id, run_id, backends, engines, ab, prepared.left_out
+        )
         facts = HostFactsGathering(backends, engines, writer)
         runner = _runner(loaded, run_id, backends, writer, facts.events(events), ab)
         results = _run_to_the_end(runner, writer, facts, loaded)
@@ -210,7 +262,7 @@ def _prepare_or_interrupted(
     factory: Callable[[PlatformBase], Backend],
     say: Callable[[str], None],
     ab: tuple[str, str] | None,
-) -> tuple[dict[str, Backend], dict[str, EngineFacts]]:
+) -> Prepared:
     """prepare_backends, with Ctrl-C while preparing said as nothing measured."""
     try:
         return prepare_backends(loaded, factory, say, only=ab)
@@ -238,6 +290,7 @@ def _start_results(
     backends: dict[str, Backend],
     engines: dict[str, EngineFacts],
     ab: tuple[str, str] | None,
+    left_out: dict[str, str] | None = None,
 ) -> RunWriter:
     """The run's folder, its metadata written: the scenario, its engines and hosts."""
     writer = RunWriter(directory, run_id)
@@ -250,6 +303,7 @@ def _start_results(
             "searches": loaded.scenario.searches(),
             "engines": engines,
             **({"ab": AbPairs(baseline=ab[0], candidate=ab[1], pairs=[])} if ab else {}),
+            **({"left_out": left_out} if left_out else {}),
         }
     )
     return writer
@@ -373,7 +427,9 @@ def _runner(
     for p in platforms:
         by_host.setdefault(backends[slot(p)].host.key, []).append(p)
     if ab is not None or len(by_host) == 1:
-        return Runner(loaded, run_id, backends, writer, events, ab=ab, slot_of=slot)
+        return Runner(
+            loaded, run_id, backends, writer, events, ab=ab, platforms=platforms, slot_of=slot
+        )
     counter, recorder = itertools.count(), Recorder(writer)
     runners = {
         key: Runner(

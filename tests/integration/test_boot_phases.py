@@ -28,11 +28,15 @@ QEMU = "{name: microvm, backend: qemu, image: busybox, accel: tcg, memory: 192Mi
 LIBVIRT = "{name: vm, backend: libvirt, image: busybox, accel: tcg, memory: 192MiB}"
 
 
-def check_phases(s: dict, expected: list[str]) -> None:
+def check_phases(s: dict, expected: list[str], setup_line: bool = True) -> None:
     assert s["ok"], (s["error"], s["console_tail"])
     ready = s["ready_s"]
-    # The instants, on bench's clock from the launch call, in the order they happen.
+    # The instants, on bench's clock from the launch call, in the order they happen; a
+    # bzImage's setup code prints its line, a kernel entered by PVH has none.
     order = ["create_s", "start_s", "setup_start_s", "kernel_start_s", "init_start_s", "ready_s"]
+    if not setup_line:
+        assert s["setup_start_s"] is None
+        order.remove("setup_start_s")
     values = [s[k] for k in order]
     assert all(v is not None for v in values), dict(zip(order, values, strict=True))
     assert values == sorted(values), dict(zip(order, values, strict=True))
@@ -54,13 +58,25 @@ def check_phases(s: dict, expected: list[str]) -> None:
 
 
 def test_qemu_microvm_boot_is_explained_by_phases(qemu_binary):
-    sink, _engines, left = run_real(SCENARIO % QEMU)
+    """microvm enters the kernel by PVH (no firmware, no decompressor), as Firecracker."""
+    sink, engines, left = run_real(SCENARIO % QEMU)
     assert left == []
     (s,) = sink.samples
-    names = ["vmm_start", "create", "start", "firmware", "decompression", "kernel", "userspace"]
-    check_phases(s, names)
+    assert engines["microvm"]["kernel_entry"] == "pvh"
+    names = ["vmm_start", "create", "start", "firmware_decompression", "kernel", "userspace"]
+    check_phases(s, names, setup_line=False)
     # QEMU answered QMP within the create call.
     assert 0 < s["vmm_ready_s"] <= s["create_s"]
+
+
+def test_qemu_microvm_bzimage_boot_is_explained_by_phases(qemu_binary):
+    """With pvh: false the bzImage goes through qboot and its own decompressor."""
+    sink, engines, left = run_real(SCENARIO % QEMU.replace("}", ", pvh: false}"))
+    assert left == []
+    (s,) = sink.samples
+    assert engines["microvm"]["kernel_entry"] == "bzimage"
+    names = ["vmm_start", "create", "start", "firmware", "decompression", "kernel", "userspace"]
+    check_phases(s, names)
 
 
 def test_libvirt_pc_boot_is_explained_by_phases(libvirt_conn):

@@ -342,7 +342,11 @@ def _kernel_deb(where: Path) -> Path:
     return build_deb(
         where,
         {"Package": "linux-image-x"},
-        {"boot/vmlinuz-x": ("not a kernel\n", 0o4755), "lib/modules/x/m.ko": ("", 0o644)},
+        {
+            "boot/vmlinuz-x": ("not a kernel\n", 0o4755),
+            "lib/modules/x/m.ko": ("", 0o644),
+            "lib/modules/x/kernel/drivers/net/virtio_net.ko": ("a module\n", 0o4755),
+        },
     )
 
 
@@ -357,7 +361,23 @@ def test_kernel_extraction_drops_setuid(tmp_path):
     kernel = out / "boot" / "vmlinuz-x"
     assert kernel.read_text() == "not a kernel\n"
     assert kernel.stat().st_mode & 0o7000 == 0
-    assert not (out / "lib").exists()  # only ./boot/vmlinuz-*
+    # Only ./boot/vmlinuz-* and the guest's network modules, without setuid either.
+    (module,) = [p for p in (out / "lib").rglob("*") if p.is_file()]
+    assert module.relative_to(out).as_posix() == "lib/modules/x/kernel/drivers/net/virtio_net.ko"
+    assert module.stat().st_mode & 0o7000 == 0
+
+
+def test_installed_modules_go_beside_the_kernel(tmp_path):
+    deb = _kernel_deb(tmp_path)
+    out = tmp_path / "x"
+    out.mkdir()
+    assert _sourced("extract_kernel", str(deb), str(out)).returncode == 0
+    cache = tmp_path / "cache"
+    result = _sourced("install_modules", str(out), "x", BENCH_CACHE_DIR=str(cache))
+    assert result.returncode == 0, result.stderr
+    module = cache / "kernel" / "modules" / "x" / "kernel" / "drivers" / "net" / "virtio_net.ko"
+    assert module.read_text() == "a module\n"
+    assert module.stat().st_mode & 0o7777 == 0o644
 
 
 def test_kernel_deb_with_another_hash_is_refused(tmp_path):
