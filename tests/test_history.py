@@ -96,7 +96,7 @@ def judged(z: list[float]) -> history.Series:
 
 
 def test_the_online_detector_finds_a_ten_percent_step_under_7_percent_drift():
-    # Seed 2: a series the detector finds (it does 80% of the time within 8 runs,
+    # Seed 2: a series the detector finds (it does 86% of the time within 8 runs,
     # benchmarks/history_gate.py). The CI job of each run judges the runs so far.
     z = levels(np.random.default_rng(2), 48, step_at=40)
     verdicts = [judged(z[:end]).verdict for end in range(40, 49)]
@@ -108,7 +108,7 @@ def test_the_online_detector_finds_a_ten_percent_step_under_7_percent_drift():
 
 def test_the_online_detector_is_quiet_on_a_flat_series():
     # 100 runs of 7% drift, no change (seed 4): no change point, and no job of any of its
-    # runs exits 1 (1.9% of such jobs do, benchmarks/history_gate.py).
+    # runs exits 1 (1.7% of such jobs do, benchmarks/history_gate.py).
     z = levels(np.random.default_rng(4), 100)
     assert history.changes(z) == []
     assert {judged(z[:end]).verdict for end in range(history.MIN_RUNS, 101)} == {
