@@ -132,6 +132,17 @@ def test_a_faster_segment_is_the_level_a_later_slow_down_is_measured_against():
     assert s.verdict == history.REGRESSION and 0.07 < (s.change or 0) < 0.13
 
 
+def test_the_allowance_follows_the_threshold():
+    # +10% after run 40, 1% drift: found at its run with a 10% threshold; with 100% the
+    # allowance (0.3 of log 2, some 9 noise sds) exceeds the step (4 sds): never found.
+    rng = np.random.default_rng(6)
+    z = [
+        math.log(0.1) + rng.normal(0, 0.01) + (math.log1p(0.1) if i >= 40 else 0) for i in range(60)
+    ]
+    assert [(c.start, c.slower) for c in history.changes(z, 0.10)] == [(40, True)]
+    assert history.changes(z, 1.0) == []
+
+
 def test_no_change_is_no_regression(tmp_path):
     write_history(tmp_path / "results", 60, seed=5)
     p = invoke(str(tmp_path / "results"))
