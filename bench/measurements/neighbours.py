@@ -64,6 +64,11 @@ KINDS: dict[str, Kind] = {
         "/bench-volume, when it has volume: true, else its writable layer)",
     ),
     "fork": Kind(("--fork", "1"), "process creation (fork and exit)"),
+    # stress-ng's socket stressor: a client and a server process over the aggressor's
+    # own loopback. It needs no network between instances (network: none works, a VM
+    # included): what a neighbour's network traffic costs the others is the shared
+    # kernel's network stack (softirqs, locks) under containers, or the VMM's CPU.
+    "net": Kind(("--sock", "1"), "network stack (TCP over the aggressor's own loopback)"),
 }
 
 

@@ -196,7 +196,7 @@ class Neighbours(Model):
     kinds: list[str] = Field(
         ["cpu", "stream", "io", "fork"],
         min_length=1,
-        description="the aggressors' stressors, in turn: cpu, stream, vm, io, fork",
+        description="the aggressors' stressors, in turn: cpu, stream, vm, io, fork, net",
     )
     victim: str = Field("cpu", description="the victim's workload: a built-in workload name")
     duration: Seconds = Field(5.0, description="the victim's run time under each kind (1s-30s)")
