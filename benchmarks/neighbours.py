@@ -12,8 +12,7 @@ virtualization systems", ExpCS 2007):
 Each expectation is reported met, missed or not measured, with the host's load. Writes
 a section of benchmarks/results.md.
 
-    bench run scenarios/isolation.yaml
-    bench run scenarios/isolation-vm.yaml         (optional: VMs; TCG here)
+    bench run scenarios/isolation.yaml            (containers and VMs; TCG here)
     python benchmarks/neighbours.py RUN_DIR... [--no-write]
 """
 
@@ -65,43 +64,50 @@ def judge(section: nb.NeighboursSection, aggressor: str, expect: str) -> str:
     return f"{verdict} ({band}): {said}"
 
 
-# What the figures say, written after reading run isolation-20261206-010933-105284bc
-# (the only run so far); a later run's figures may read otherwise.
-READING = [
-    "Reading it (run isolation-20261206-010933-105284bc). What agrees: a memory-bandwidth "
-    "neighbour slows a container's CPU-bound victim on every container platform (runc "
-    "1.96x, podman 1.65x, runsc 1.74x): CPU limits (cgroup quotas) do not partition the "
-    "shared caches and memory bus, the IBS finding for OS-level virtualisation. runc's "
-    "disk-I/O neighbour slows its victim 2.2x (the victim is CPU-bound: the aggressor's "
-    "writes make work the host kernel does outside the container's quota, e.g. writeback "
-    "threads: a likely cause, not measured here). What does "
-    "not agree: CPU is not well isolated here (runc 1.26x, podman 1.97x, runsc 1.22x). "
-    "`cpus: 1` is a cap, not a reservation: on 2 cores with a load of 7 from other "
-    "sessions, each runnable task takes a share of the victim's core, and the aggressor "
-    "is one more runnable task beside it; a quiet host, or cpusets (`cpuset-cpus`, not "
-    "offered by bench yet), would be needed to test the IBS claim itself. gVisor's "
-    "disk-I/O neighbour costs its victim less (1.19x) than runc's: its writes go to the "
-    "Sentry's root, which may be memory-backed rather than the host disk (the workloads "
-    "section above says why). The spreads are wide (fork: 1.00-2.89): three repeats on a "
-    "loaded, shared host; "
-    "the medians' order between platforms is not significant. Not measured: VMs (TCG "
-    "here: their slowdown would measure emulation) and a memory-pressure (`vm`) "
-    "aggressor.",
-    "",
-]
-
-
-VM_READING = [
-    "Reading it. Under TCG every VM figure is emulated: QEMU translates each guest "
-    "instruction on a host thread, so the victim's rate is set by how much host CPU its "
-    "QEMU gets on this loaded host, not by the guest's isolation; these rows say that VM "
-    "neighbours run and are measured, not that VMs isolate better or worse than "
-    "containers. The libvirt VM's victim even ran faster beside its neighbour under "
-    "`stream` (0.76x in run isolation-vm-20261206-012028-b52c9f63): the host's other load "
-    "moved more between its alone and contended windows than the neighbour did. The "
-    "VMs' `io` aggressor writes to its initramfs (RAM): no disk yet.",
-    "",
-]
+def reading(section: nb.NeighboursSection, load: float, cores: object) -> list[str]:
+    """What this run's figures say, from the figures themselves (clear slowdowns, noise,
+    emulation), so that the text stays true of whichever run it is written for."""
+    containers = [r for r in section.rows if r.kind not in ("microvm", "vm")]
+    vms = [r for r in section.rows if r.kind in ("microvm", "vm")]
+    clear = [r for r in containers if r.low >= POORLY]
+    faster = [r for r in section.rows if r.median < 1.0]
+    out = []
+    if containers:
+        out.append(
+            "Reading it. Slowdowns of containers whose every repeat is at or above "
+            f"{POORLY:.2f}x, whatever the host's noise: "
+            + (
+                ", ".join(f"{r.platform} {r.aggressor} {r.median:.2f}x" for r in clear)
+                if clear
+                else "none"
+            )
+            + ". "
+            + (
+                f"Medians below 1 ({len(faster)} of {len(section.rows)} rows: "
+                + ", ".join(f"{r.platform} {r.aggressor} {r.median:.2f}x" for r in faster[:6])
+                + ("..." if len(faster) > 6 else "")
+                + ") mean the victim ran faster beside its neighbour: the host's other load "
+                f"(1-min load {load:.1f} on {cores} cores when the run began) moved more "
+                "between its alone and contended windows than the neighbour did, and a "
+                "few repeats of a few seconds cannot separate a 10-20% effect from that. "
+                if faster
+                else ""
+            )
+            + "`cpus: 1` is a cap, not a reservation: every other runnable task on the "
+            "host takes a share of the victim's core too."
+        )
+    if vms:
+        out.append(
+            "Under TCG every VM figure is emulated: QEMU translates each guest "
+            "instruction on a host thread, so a VM victim's rate is set by how much host "
+            "CPU its QEMU gets, not by the guest's isolation; these rows say that VM "
+            "neighbours run and are measured (their `io` aggressor on the VM's own virtio "
+            "disk), not that VMs isolate better or worse than containers."
+            if all(r.emulated for r in vms)
+            else "The VMs ran with hardware virtualisation: their rows compare with the "
+            "containers' directly."
+        )
+    return [line for text in out for line in (text, "")]
 
 
 def vm_check(vms: list[nb.NeighbourRow]) -> str:
@@ -134,7 +140,6 @@ def run_text(run_dir: Path) -> str:
     for c in nb.display_rows(section):
         table.append("| " + " | ".join(str(c[k]) for k in nb.COLUMNS) + " |")
     vms = [r for r in section.rows if r.kind in ("microvm", "vm")]
-    containers = [r for r in section.rows if r.kind not in ("microvm", "vm")]
     checks = [
         ("containers isolate CPU well with limits (cpu aggressor)", judge(section, "cpu", "well")),
         ("containers isolate memory bandwidth poorly (stream aggressor)",
@@ -144,6 +149,8 @@ def run_text(run_dir: Path) -> str:
         ("containers isolate disk I/O poorly (io aggressor)", judge(section, "io", "poorly")),
         ("containers under a fork aggressor (IBS: fork bombs hurt OS-level systems)",
          judge(section, "fork", "poorly")),
+        ("containers under a network-stack aggressor (no IBS expectation: its network "
+         "tests ran between hosts)", judge(section, "net", "poorly")),
         ("VMs isolate memory and disk better than containers", vm_check(vms)),
     ]  # fmt: skip
     checks = [(what, verdict) for what, verdict in checks if verdict != "not measured"]
@@ -168,7 +175,7 @@ def run_text(run_dir: Path) -> str:
             "",
             *(f"- {what}: **{verdict}**" for what, verdict in checks),
             "",
-            *(READING if containers else VM_READING if vms else []),
+            *reading(section, float(host.get("load_avg_1m") or 0), host.get("cpu_cores")),
             "Neighbour runs that gave no figure:",
             "",
             *failures,

@@ -224,3 +224,31 @@ def test_an_undecided_few_percent_check_says_how_many_repeats_would_decide_it():
         dataclasses.replace(runc, ratio_low=0.97, ratio_high=1.04)
     ) == ("met: ratio 1.05 (0.97-1.04)")
     assert workloads.repeats_to_resolve(runc, None) is None
+
+
+def test_the_isolation_reading_is_made_of_the_runs_own_figures():
+    import neighbours  # noqa: E402  (benchmarks/ is not a package)
+
+    from bench.report.neighbours import NeighbourRow, NeighboursSection
+
+    def row(platform, kind, aggressor, median, low, high, emulated=False):
+        return NeighbourRow(
+            platform, kind, "cpu", "cpu.bogo_ops_per_s", aggressor, 1, 3, median, low, high,
+            emulated,
+        )  # fmt: skip
+
+    rows = [
+        row("runc", "container", "cpu", 0.91, 0.62, 1.65),
+        row("runsc", "sandbox", "fork", 4.4, 1.66, 5.99),
+        row("microvm", "microvm", "io", 1.45, 0.81, 1.53, emulated=True),
+    ]
+    section = NeighboursSection("r", rows, [])
+    text = " ".join(neighbours.reading(section, 2.3, 2))
+    assert "at or above 1.25x, whatever the host's noise: runsc fork 4.40x." in text
+    assert "Medians below 1 (1 of 3 rows: runc cpu 0.91x)" in text
+    assert "1-min load 2.3 on 2 cores" in text and "every VM figure is emulated" in text
+    net = NeighboursSection("r", [row("runc", "container", "net", 1.5, 1.3, 2)], [])
+    verdict = neighbours.judge(net, "net", "poorly")
+    assert verdict == "met (every repeat >= 1.25x): runc 1.50x (1.30-2.00)"
+    quiet = " ".join(neighbours.reading(NeighboursSection("r", rows[1:2], []), 0.1, 2))
+    assert "Medians below 1" not in quiet and "emulated" not in quiet
