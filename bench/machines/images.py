@@ -58,7 +58,8 @@ class Manifest(TypedDict):
     # an older bench's.
     pvh_kernel: NotRequired[bool]
     # The workloads image: each packed tool's package, version and sha256, and the
-    # sha256 of every file added to the busybox tree (binaries and libraries).
+    # sha256 of every file added to the busybox tree (binaries, libraries, bench's own
+    # files under etc/: an image without the tools or files this bench packs is stale).
     tools: NotRequired[dict[str, dict[str, str]]]
     files_sha256: NotRequired[dict[str, str]]
     # The guest kernel's network modules packed, by name in load order, with their
@@ -252,6 +253,15 @@ def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
         return "an older bench built it"
     if "pvh_kernel" not in manifest:
         return "an older bench built it"
+    if manifest.get("name") == "workloads":
+        # A tool added to the image since (wrk), or another script of bench's own.
+        lacking = [t for t in rootfs.WORKLOAD_TOOLS if t not in manifest.get("tools", {})]
+        if lacking:
+            return f"it lacks {', '.join(lacking)}"
+        files = manifest.get("files_sha256", {})
+        for rel, data in rootfs.WORKLOAD_ETC.items():
+            if files.get(rel) != hashlib.sha256(data).hexdigest():
+                return "an older bench built it"
     source = kernel or Path(manifest.get("kernel_source") or "/nonexistent")
     release = manifest.get("kernel_release") or "unknown"
     packed = "virtio_net" in manifest.get("net_modules", {})

@@ -82,6 +82,8 @@ class WorkloadRow:
     ratio_high: float | None
     why_no_ratio: str | None
     cpu_share_pct: float | None
+    # Shown in the table and the plot (every row is in the CSV): see `headline`.
+    headline: bool = True
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ def build(run_id: str, samples: Iterable[Mapping[str, object]]) -> WorkloadsSect
         series.values(),
         key=lambda s: (first[s.workload], s.figure, kinds.order(s.kind), first[s.platform]),
     )
+    # An I/O job with IOPS (a random one) shows them; one without (a sequential job,
+    # bench.measurements.workloads.Fio) shows its bandwidth instead.
+    with_iops = {(s.platform, s.workload) for s in series.values() if s.figure.endswith("_iops")}
     for s in ordered:
         v = np.asarray(s.values)
         median = float(np.median(v))
@@ -206,6 +211,10 @@ def build(run_id: str, samples: Iterable[Mapping[str, object]]) -> WorkloadsSect
                 ratio_high=high,
                 why_no_ratio=why,
                 cpu_share_pct=float(np.median(s.cpu_share)) if s.cpu_share else None,
+                headline=not s.figure.endswith("_clat_p99_s")
+                and not (
+                    s.figure.endswith("_bytes_per_s") and (s.platform, s.workload) in with_iops
+                ),
             )
         )
     return WorkloadsSection(run_id, native, rows, failures)
@@ -213,15 +222,18 @@ def build(run_id: str, samples: Iterable[Mapping[str, object]]) -> WorkloadsSect
 
 def headline(row: WorkloadRow) -> bool:
     """The figures the table shows: a stressor's rate (and its per-switch or memory
-    rate), an I/O job's IOPS; the rest (bandwidth, latency percentiles) is in the CSV."""
-    return not row.figure.endswith(("_bytes_per_s", "_clat_p99_s"))
+    rate), a random I/O job's IOPS, a sequential one's bandwidth, a round trip's and a
+    request's percentiles; the rest (a random job's bandwidth, fio's completion-latency
+    percentiles) is in the CSV."""
+    return row.headline
 
 
 def format_value(value: float, unit: str) -> str:
     if unit == "bytes/s":
         return f"{format_bytes(value)}/s"
     if unit == "s":
-        return f"{value * 1e6:.1f} µs"
+        # A request's milliseconds (an application's) read better as ms than as µs.
+        return f"{value * 1e3:.2f} ms" if value >= 1e-3 else f"{value * 1e6:.1f} µs"
     if unit == "bit/s":
         return f"{value / 1e9:.2f} Gbit/s" if value >= 1e8 else f"{value / 1e6:.1f} Mbit/s"
     if abs(value) >= 100:
