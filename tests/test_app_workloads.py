@@ -310,3 +310,35 @@ def test_the_table_shows_sequential_bandwidth_random_iops_and_the_application():
     )
     csv = {(r["workload"], r["figure"]) for r in report_wl.numbers(section)}
     assert ("randread", "read_bytes_per_s") in csv
+
+
+def test_the_overhead_row_and_the_ratio_plot_take_the_new_figures(tmp_path):
+    import subprocess
+    import sys
+
+    from bench.report import plots, runs_in, tables
+    from bench.report.frame import load_frames
+    from bench.report.model import build_model
+
+    # runc at 1/20 of native: ratios from 0.05 to 20 (the latency's) span 400-fold.
+    text = FAKE.replace("repeat: 3", "repeat: 2").replace("work_rate: 500", "work_rate: 50")
+    scenario = tmp_path / "app.yaml"
+    scenario.write_text(text)
+    subprocess.run(
+        [sys.executable, "-m", "bench", "run", str(scenario), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    (run,) = (p.parent for p in tmp_path.rglob("samples.jsonl"))
+    frames = load_frames(runs_in([run]))
+    (classic,) = build_model(frames).classic
+    cell = classic.table.loc[tables.RUNTIME_OVERHEAD, "runc"]
+    # IOPS: randread's only (a sequential job has none); disk bw: the sequential jobs'.
+    for part in ("random memory 0.05", "IOPS 0.05", "disk bw 0.05", "HTTP 0.05"):
+        assert part in cell, cell
+    fig = plots.workload_ratios(frames)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and "(log scale)" in ax.get_xlabel()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert "runc · http-loopback: requests_per_s (n=2, higher is better)" in labels
+    assert not any("seqread: read_iops" in lbl for lbl in labels)

@@ -159,13 +159,22 @@ def build(run_id: str, samples: Iterable[Mapping[str, object]]) -> WorkloadsSect
     rng = np.random.default_rng(SEED)
     rows = []
     # Grouped by workload and figure (as first seen), platforms along the spectrum.
+    # A workload's figures in the order its tool's parser gives them: its headline first
+    # (requests/s before the latency percentiles, IOPS before bandwidth).
     first: dict[str, int] = {}
+    figure_at: dict[tuple[str, str], int] = {}
     for i, s in enumerate(series.values()):
         first.setdefault(s.workload, i)
         first.setdefault(s.platform, i)
+        figure_at.setdefault((s.workload, s.figure), i)
     ordered = sorted(
         series.values(),
-        key=lambda s: (first[s.workload], s.figure, kinds.order(s.kind), first[s.platform]),
+        key=lambda s: (
+            first[s.workload],
+            figure_at[s.workload, s.figure],
+            kinds.order(s.kind),
+            first[s.platform],
+        ),
     )
     # An I/O job with IOPS (a random one) shows them; one without (a sequential job,
     # bench.measurements.workloads.Fio) shows its bandwidth instead.
@@ -310,16 +319,21 @@ def numbers(section: WorkloadsSection) -> list[dict[str, object]]:
 OVERHEAD_PARTS: tuple[tuple[str, Callable[[WorkloadRow], bool]], ...] = (
     ("CPU", lambda r: r.workload == "cpu" and r.figure.endswith("bogo_ops_per_s")),
     ("memory bw", lambda r: r.workload == "stream" and r.figure.endswith("bogo_ops_per_s")),
+    ("random memory", lambda r: r.workload == "randmem" and r.figure.endswith("bogo_ops_per_s")),
     ("IOPS", lambda r: r.figure.endswith("_iops")),
+    # A sequential job's bandwidth (a random job's is not a headline: its IOPS are).
+    ("disk bw", lambda r: r.unit == "bytes/s" and r.headline),
     ("network", lambda r: r.unit == "bit/s"),
     # A round trip's ratio: above 1 is slower than native (its note says so).
     ("latency", lambda r: r.figure == "rtt_p50_s"),
+    ("HTTP", lambda r: r.figure == "requests_per_s"),
 )
 OVERHEAD_EMULATED = "emulated (TCG): left out of ratios"
 
 
 def overhead_cells(section: WorkloadsSection, counts: Mapping[str, int]) -> dict[str, str]:
-    """Per platform, its ratios to native for CPU, memory bandwidth, IOPS and network (the
+    """Per platform, its ratios to native for each resource of OVERHEAD_PARTS (CPU, memory
+    bandwidth, random memory, IOPS, disk bandwidth, network, latency, HTTP: the
     median over that resource's figures, each itself a ratio of medians), with N (the
     instances of its step, `counts`) and n (repeats). Only measured, non-emulated ratios;
     a platform with none of them says why."""
