@@ -38,17 +38,17 @@ def _row(section: wl.WorkloadsSection, platform: str, figure: str) -> wl.Workloa
     return next((r for r in section.rows if r.platform == platform and r.figure == figure), None)
 
 
-def within_few_percent(row: wl.WorkloadRow | None) -> str:
+def within_few_percent(row: wl.WorkloadRow | None, band: float = FEW_PERCENT) -> str:
     if row is None or row.ratio is None:
         return "not measured"
     if row.ratio_low is None or row.ratio_high is None:
         return f"not decided: ratio {row.ratio:.2f}, too few repeats for an interval"
     ci = f"ratio {row.ratio:.2f} ({row.ratio_low:.2f}-{row.ratio_high:.2f})"
-    if row.ratio_low >= 1 - FEW_PERCENT and row.ratio_high <= 1 + FEW_PERCENT:
+    if row.ratio_low >= 1 - band and row.ratio_high <= 1 + band:
         return f"met: {ci}"
-    if row.ratio_high < 1 - FEW_PERCENT or row.ratio_low > 1 + FEW_PERCENT:
+    if row.ratio_high < 1 - band or row.ratio_low > 1 + band:
         return f"missed: {ci}"
-    return f"not decided: {ci} straddles 0.95-1.05"
+    return f"not decided: {ci} straddles {1 - band:.2f}-{1 + band:.2f}"
 
 
 def well_below(section: wl.WorkloadsSection, figure: str, who: str, than: str) -> str:
@@ -125,16 +125,8 @@ def reading(section: wl.WorkloadsSection, loaded: bool = True) -> list[str]:
     return out
 
 
-def run_text(run_dir: Path) -> str:
-    run = load_run(run_dir)
-    section = wl.build(run.run_id, run.iter_samples())
-    if section is None:
-        raise SystemExit(f"{run_dir}: no workload runs in it")
-    meta = run.metadata
-    host = meta.get("host") or {}
-    started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
-    scenario = Path(str(meta.get("scenario_path") or "scenarios/workloads.yaml")).name
-    scenario = f"scenarios/{scenario}"
+def table_lines(section: wl.WorkloadsSection) -> list[str]:
+    """bench's workloads table (its headline rows) as Markdown."""
     table = [
         "| platform | workload | figure | median | spread | n "
         "| ratio to native (95% CI) | cpu share |",
@@ -146,6 +138,20 @@ def run_text(run_dir: Path) -> str:
             f"{c['spread (min-max, CV)']} | {c['n']} | {c['ratio to native (95% CI)']} | "
             f"{c['cpu share']} |"
         )
+    return table
+
+
+def run_text(run_dir: Path) -> str:
+    run = load_run(run_dir)
+    section = wl.build(run.run_id, run.iter_samples())
+    if section is None:
+        raise SystemExit(f"{run_dir}: no workload runs in it")
+    meta = run.metadata
+    host = meta.get("host") or {}
+    started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
+    scenario = Path(str(meta.get("scenario_path") or "scenarios/workloads.yaml")).name
+    scenario = f"scenarios/{scenario}"
+    table = table_lines(section)
     checks = [
         ("runc CPU (cpu) within a few percent of native",
          within_few_percent(_row(section, "runc", "cpu.bogo_ops_per_s"))),

@@ -342,3 +342,28 @@ def test_the_overhead_row_and_the_ratio_plot_take_the_new_figures(tmp_path):
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert "runc · http-loopback: requests_per_s (n=2, higher is better)" in labels
     assert not any("seqread: read_iops" in lbl for lbl in labels)
+
+
+def test_the_app_benchmark_reads_each_workload_row_and_a_miss_as_missed():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import app  # noqa: PLC0415  (benchmarks/ is not a package)
+
+    _, sink, _ = run_fake(FAKE)
+    section = report_wl.build("app", sink.samples)
+    assert section is not None
+    # seqread and randread both give read_bytes_per_s: the row is the workload's.
+    seq = app.row(section, "runc", "seqread", "read_bytes_per_s")
+    rnd = app.row(section, "runc", "randread", "read_bytes_per_s")
+    assert seq is not None and rnd is not None and seq.median > rnd.median
+    # runc at half native: out of a 10 % band, and below native.
+    assert app.within_few_percent(seq, app.BAND).startswith("missed: ratio 0.50")
+    assert app.below(section, "seqread", "read_bytes_per_s", "runc", "native").startswith(
+        "met: runc/native 0.50"
+    )
+    assert app.below(section, "seqread", "read_bytes_per_s", "native", "runc").startswith("missed")
+    assert app.below(section, "seqread-volume", "read_bytes_per_s", "runc", "native") == (
+        "not measured"
+    )
