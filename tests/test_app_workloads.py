@@ -367,3 +367,11 @@ def test_the_app_benchmark_reads_each_workload_row_and_a_miss_as_missed():
     assert app.below(section, "seqread-volume", "read_bytes_per_s", "runc", "native") == (
         "not measured"
     )
+
+
+def test_the_readme_lists_every_built_in_workload_with_its_pinned_options():
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for name, b in wl.BUILTIN.items():
+        assert f"| `{name}` | {b.tool} `{' '.join(b.args)}` | {b.doc} |" in readme, name
