@@ -375,3 +375,13 @@ def test_the_readme_lists_every_built_in_workload_with_its_pinned_options():
     readme = (REPO / "README.md").read_text()
     for name, b in wl.BUILTIN.items():
         assert f"| `{name}` | {b.tool} `{' '.join(b.args)}` | {b.doc} |" in readme, name
+
+
+def test_a_guest_brings_its_loopback_up_before_it_serves_commands():
+    # In a VM without network: user, lo stays down and every loopback workload's
+    # client found "Network is unreachable"; natively PID 1 is the host's init (never
+    # touched), in a container lo is up already.
+    init = rootfs.WORKLOAD_INIT_SCRIPT
+    assert "[ $$ -eq 1 ] && ip link set lo up 2>/dev/null" in init
+    assert init.index("ip link set lo up 2>/dev/null") < init.index("while read -r word job")
+    assert "ip link set lo up 2>/dev/null" not in rootfs.INIT_SCRIPT  # the boot image's

@@ -79,6 +79,9 @@ echo "BENCH_READY uptime=$up kernel=$(uname -r)"
     + NET_BLOCK
     + """trap 'exit 0' TERM INT
 [ $$ -eq 1 ] && dmesg -n 1 2>/dev/null
+# The loopback workloads' servers listen on 127.0.0.1: a guest's lo is down until its
+# PID 1 brings it up (a container's is up already; natively it is the host's).
+[ $$ -eq 1 ] && ip link set lo up 2>/dev/null
 while read -r word job; do
   [ "$word" = BENCH_EXEC ] || continue
   echo "$job" | base64 -d > /tmp/bench-job

@@ -145,9 +145,10 @@ def test_a_microvm_runs_a_workload_through_its_console(qemu_binary):
     """No guest agent: the workloads image's init answers on the serial line. Under TCG
     the figure is kept, marked emulated, and given no ratio."""
     require_tools()
+    require_engine("wrk", shutil.which("wrk") is not None, "`make workloads` installs it")
     sink, engines, left = run_real(
         "name: wl-vm-it\ntimeout: 300s\nsettle: 0s\nwarmup: 0\n"
-        "workloads: {duration: 2s, run: [syscall]}\n"
+        "workloads: {duration: 2s, run: [syscall, http-loopback]}\n"
         "platforms:\n"
         "  - {name: native, backend: native, image: workloads}\n"
         "  - {name: microvm, backend: qemu, machine: microvm, image: workloads, "
@@ -159,6 +160,9 @@ def test_a_microvm_runs_a_workload_through_its_console(qemu_binary):
     run = runs_of(vm)["syscall"]
     assert run.error is None and run.rc == 0 and run.figures[0].value > 0
     assert run.emulated == (vm["accel"] == "tcg")
+    # A loopback workload: the guest's init brought lo up (no network: user here).
+    http = runs_of(vm)["http-loopback"]
+    assert http.error is None and http.figures[0].figure == "requests_per_s", http.error
     section = report_wl.build("wl-vm-it", sink.samples)
     assert section is not None
     row = next(r for r in section.rows if r.platform == "microvm")
