@@ -662,10 +662,11 @@ def history(
     """Judge a CI job's runs as a time series, per (platform, N).
 
     Each run's level (the mean log metric, as compare computes it) in the order
-    the runs started; change points by PELT (ruptures). Exit 1 when the newest
-    runs begin a segment slower than the one before by more than half the
-    threshold (and 3 standard errors) within the newest 10 runs, 6 while a
-    series has too few runs to judge (8), 0 otherwise, 2 usage error. A
+    the runs started; change points by Page-Hinkley tests (river), an online
+    detector. Exit 1 when the newest runs begin a segment slower than the one
+    before by more than half the threshold, found by the job of one of the
+    newest 2 runs; 6 while a series has too few runs to judge (8), 0 otherwise,
+    2 usage error. A
     results folder keeps an index of its runs' levels (.bench-history.sqlite),
     so a long history is read quickly. Warns when the runs differ in what must
     match (host, engine versions, scenario), naming the run each changed at.

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from results_md import host_line, tabulate_runs  # noqa: E402  (this script's folder is on sys.path)
-from workloads import table_lines, well_below, within_few_percent  # noqa: E402
+from workloads import FEW_PERCENT, table_lines, well_below, within_few_percent  # noqa: E402
 
 from bench.model.results import load_run  # noqa: E402
 from bench.report import workloads as wl  # noqa: E402
@@ -50,6 +50,19 @@ def row(
         ),
         None,
     )
+
+
+def near(
+    section: wl.WorkloadsSection,
+    platform: str,
+    workload: str,
+    figure: str,
+    band: float = FEW_PERCENT,
+) -> str:
+    """Whether the platform's ratio to native lies within 1 +/- band (and if undecided,
+    how many repeats would decide it at the measured CVs)."""
+    base = row(section, section.native or "", workload, figure)
+    return within_few_percent(row(section, platform, workload, figure), base, band)
 
 
 def below(section: wl.WorkloadsSection, workload: str, figure: str, who: str, than: str) -> str:
@@ -103,15 +116,15 @@ def run_text(run_dir: Path) -> str:
     started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
     checks = [
         ("runc random memory (randmem) within a few percent of native",
-         within_few_percent(row(section, "runc", "randmem", "vm.bogo_ops_per_s"))),
+         near(section, "runc", "randmem", "vm.bogo_ops_per_s")),
         ("podman random memory (randmem) within a few percent of native",
-         within_few_percent(row(section, "podman", "randmem", "vm.bogo_ops_per_s"))),
+         near(section, "podman", "randmem", "vm.bogo_ops_per_s")),
         ("runc sequential reads on a volume within 10 % of native",
-         within_few_percent(row(section, "runc", "seqread-volume", "read_bytes_per_s"), BAND)),
+         near(section, "runc", "seqread-volume", "read_bytes_per_s", BAND)),
         ("runc sequential writes on a volume within 10 % of native",
-         within_few_percent(row(section, "runc", "seqwrite-volume", "write_bytes_per_s"), BAND)),
+         near(section, "runc", "seqwrite-volume", "write_bytes_per_s", BAND)),
         ("runc HTTP requests/s (httpd + wrk on its loopback) within 10 % of native",
-         within_few_percent(row(section, "runc", "http-loopback", "requests_per_s"), BAND)),
+         near(section, "runc", "http-loopback", "requests_per_s", BAND)),
         ("gVisor's HTTP requests/s well below runc",
          well_below(section, "requests_per_s", "runsc", "runc")),
         ("gVisor's sequential reads on a volume below runc",

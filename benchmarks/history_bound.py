@@ -1,15 +1,16 @@
 """The best any detector could do on benchmarks/history_gate.py's series: a yardstick,
 not bench's verdict, and a benchmark, not a test.
 
-history_gate.py measures bench's own verdict (ruptures' PELT, offline and two-sided, then
-the newest-segment rule). This script asks how much of the gap to issue 21's "a +10%
-step found within 8 runs" any method could close at the same false-alarm budget. An
-oracle one-sided CUSUM (Page 1954), told the no-change level, the run-to-run sd and the
-+10% it looks for, is the optimal sequential detector of a known shift (Moustakides
-1986): no method that does not know those can beat it. Its decision limit `h` is swept;
-for each, false alarms per 100 runs of a no-change series (the CUSUM restarts after each
-alarm, as a change point would end a segment) and the share of +10% steps it flags
-within 8 runs (the CUSUM at zero when the step begins).
+history_gate.py measures bench's own verdict (Page-Hinkley, online, told neither the level
+nor the noise, its allowance set from the threshold; then the newest-segment rule). This
+script asks how much of the gap to issue 21's "a +10% step found within 8 runs" any method
+could close at the same false-alarm budget. An oracle one-sided CUSUM (Page 1954), told
+the no-change level, the run-to-run sd and the +10% it looks for, is the optimal
+sequential detector of a known shift (Moustakides 1986): no method that does not know
+those can beat it. Its decision limit `h` is swept; for each, false alarms per 100 runs of
+a no-change series (the CUSUM restarts after each alarm, as a change point would end a
+segment) and the share of +10% steps it flags within 8 runs (the CUSUM at zero when the
+step begins).
 
 Same model as history_gate.py: a run's level = run-to-run drift N(0, 7%) + its own
 sampling error N(0, 2%), in logs. Seeds drawn at random and printed.

@@ -19,6 +19,7 @@ band), with the host's load during the run. Writes a section of benchmarks/resul
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -38,7 +39,21 @@ def _row(section: wl.WorkloadsSection, platform: str, figure: str) -> wl.Workloa
     return next((r for r in section.rows if r.platform == platform and r.figure == figure), None)
 
 
-def within_few_percent(row: wl.WorkloadRow | None, band: float = FEW_PERCENT) -> str:
+def repeats_to_resolve(
+    row: wl.WorkloadRow, base: wl.WorkloadRow | None, band: float = FEW_PERCENT
+) -> int | None:
+    """About how many repeats per platform a 95% interval of +/-`band` on the ratio of
+    two medians needs at the two rows' measured CVs (normal approximation; a median needs
+    pi/2 times a mean's samples): what "not decided" costs to decide on this host."""
+    if base is None or row.cv is None or base.cv is None:
+        return None
+    spread = math.hypot(row.cv, base.cv)
+    return math.ceil(math.pi / 2 * (1.96 * spread / band) ** 2)
+
+
+def within_few_percent(
+    row: wl.WorkloadRow | None, base: wl.WorkloadRow | None = None, band: float = FEW_PERCENT
+) -> str:
     if row is None or row.ratio is None:
         return "not measured"
     if row.ratio_low is None or row.ratio_high is None:
@@ -48,7 +63,14 @@ def within_few_percent(row: wl.WorkloadRow | None, band: float = FEW_PERCENT) ->
         return f"met: {ci}"
     if row.ratio_high < 1 - band or row.ratio_low > 1 + band:
         return f"missed: {ci}"
-    return f"not decided: {ci} straddles {1 - band:.2f}-{1 + band:.2f}"
+    need = repeats_to_resolve(row, base, band)
+    cost = (
+        f"; at these CVs ({row.cv:.0%} and native's {base.cv:.0%}) about {need} repeats "
+        "per platform would decide it"
+        if need is not None and base is not None and base.cv is not None and row.cv is not None
+        else ""
+    )
+    return f"not decided: {ci} straddles {1 - band:.2f}-{1 + band:.2f}{cost}"
 
 
 def well_below(section: wl.WorkloadsSection, figure: str, who: str, than: str) -> str:
@@ -154,9 +176,11 @@ def run_text(run_dir: Path) -> str:
     table = table_lines(section)
     checks = [
         ("runc CPU (cpu) within a few percent of native",
-         within_few_percent(_row(section, "runc", "cpu.bogo_ops_per_s"))),
+         within_few_percent(_row(section, "runc", "cpu.bogo_ops_per_s"),
+                            _row(section, section.native or "", "cpu.bogo_ops_per_s"))),
         ("runc memory bandwidth (stream read) within a few percent of native",
-         within_few_percent(_row(section, "runc", "stream.read_mb_per_s"))),
+         within_few_percent(_row(section, "runc", "stream.read_mb_per_s"),
+                            _row(section, section.native or "", "stream.read_mb_per_s"))),
         ("gVisor's syscall-heavy workload (get) well below runc",
          well_below(section, "get.bogo_ops_per_s", "runsc", "runc")),
         ("gVisor's context switches well below runc",

@@ -241,6 +241,16 @@ net_module_members() { # the archive's modules root
         "$1/*/kernel/drivers/net/virtio_net.ko*" "$1/*/kernel/drivers/net/net_failover.ko*" \
         "$1/*/kernel/net/core/failover.ko*"
 }
+# The guest's disk (`volume: true`): virtio_blk, and ext4 (which mounts the ext2 the
+# guest's busybox mke2fs makes) with what its .modinfo depends on and the crc32c it asks
+# the crypto API for at mount (bench/machines/rootfs.py DISK_MODULE_ROOTS). Extracted by
+# a tar of their own: a kernel with these built in (modules.builtin) still gets its
+# network ones.
+disk_module_members() { # the archive's modules root
+    printf '%s\n' "$1/*/kernel/drivers/block/virtio_blk.ko*" "$1/*/kernel/fs/ext4/*" \
+        "$1/*/kernel/fs/jbd2/*" "$1/*/kernel/fs/mbcache.ko*" "$1/*/kernel/lib/crc16.ko*" \
+        "$1/*/kernel/crypto/crc32c_generic.ko*"
+}
 extract_kernel() { # deb, destination folder
     # shellcheck disable=SC2016  # $1 and $2 are expanded by the inner bash
     local untar='d=$1 to=$2; shift 2; dpkg-deb --fsys-tarfile "$d" | tar -x --no-same-owner --no-same-permissions -C "$to" --wildcards "$@"'
@@ -249,14 +259,19 @@ extract_kernel() { # deb, destination folder
     # A package without them (virtio built in, or modules in another package, as
     # Ubuntu's linux-modules-*) still gives a kernel: bench then says what is missing
     # when a platform asks for network: user.
-    local root members
+    local root members net=0 disk=0
     for root in "${MODULE_ROOTS[@]}"; do
         mapfile -t members < <(net_module_members "$root")
-        if "${SUDO[@]}" bash -o pipefail -c "$untar" bash "$1" "$2" "${members[@]}" 2>/dev/null; then
-            return 0
+        if ((!net)) && "${SUDO[@]}" bash -o pipefail -c "$untar" bash "$1" "$2" "${members[@]}" 2>/dev/null; then
+            net=1
+        fi
+        mapfile -t members < <(disk_module_members "$root")
+        if ((!disk)) && "${SUDO[@]}" bash -o pipefail -c "$untar" bash "$1" "$2" "${members[@]}" 2>/dev/null; then
+            disk=1
         fi
     done
-    log "WARNING: $1 lacks some of the guest's network modules (virtio_net and its bus): VMs get no network: user"
+    ((net)) || log "WARNING: $1 lacks some of the guest's network modules (virtio_net and its bus): VMs get no network: user"
+    ((disk)) || log "WARNING: $1 lacks some of the guest's disk modules (virtio_blk, ext4 and its dependencies): unless built in, VMs get no volume: true"
 }
 
 # The extracted modules of release $2 from $1/usr/lib/modules or $1/lib/modules ->
@@ -271,6 +286,14 @@ install_modules() { # extracted tree, release
     "${SUDO[@]}" chmod -R u=rwX,go=rX -- "$to.tmp"
     "${SUDO[@]}" rm -rf -- "$to"
     "${SUDO[@]}" mv -f -- "$to.tmp" "$to"
+}
+
+# Whether a fetched kernel's modules folder $1 has what bench packs: its network modules
+# (the folder) and virtio_blk, as a module or built in (modules.builtin).
+has_guest_modules() { # modules folder of one release
+    [[ -d "$1" ]] || return 1
+    [[ -n "$(find "$1/kernel" -name 'virtio_blk.ko*' -print -quit 2>/dev/null)" ]] \
+        || grep -qs '/virtio_blk\.ko' "$1/modules.builtin"
 }
 
 # The kernel package behind metapackage $1 (download only, not installed) -> the cache.
@@ -440,11 +463,12 @@ elif [[ -n "${BENCH_KERNEL:-}" ]]; then
         || die "BENCH_KERNEL=$BENCH_KERNEL is not a readable file; fix it or unset it to use /boot/vmlinuz-* or a fetched kernel"
     NEED_KERNEL=0
 else
-    # A kernel fetched before bench packed network modules has none beside it: fetched
-    # again (its package's modules are what `network: user` VMs load).
+    # A kernel fetched before bench packed network modules has none beside it, one
+    # fetched before it packed disk modules no virtio_blk: fetched again (its package's
+    # modules are what `network: user` and `volume: true` VMs load).
     for f in /boot/vmlinuz-* "$KERNEL_CACHE_DIR"/vmlinuz-*; do
         if [[ -f "$f" && -r "$f" ]] \
-            && [[ "$f" == /boot/* || -d "$KERNEL_CACHE_DIR/modules/${f##*/vmlinuz-}" ]]; then
+            && { [[ "$f" == /boot/* ]] || has_guest_modules "$KERNEL_CACHE_DIR/modules/${f##*/vmlinuz-}"; }; then
             NEED_KERNEL=0; break
         fi
     done

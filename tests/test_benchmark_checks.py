@@ -195,3 +195,32 @@ def test_the_latency_and_volume_verdicts_need_the_whole_interval_on_one_side():
     assert latency.verdict("x", (1.3, 1.15, 1.4), "same") == "missed: x"
     assert latency.verdict("x", (1.3, None, None), "above") == "not decided: x, too few repeats"
     assert latency.verdict("not measured", (None, None, None), "above") == "not measured"
+
+
+def test_an_undecided_few_percent_check_says_how_many_repeats_would_decide_it():
+    import dataclasses
+
+    import workloads  # noqa: E402  (benchmarks/ is not a package)
+
+    from bench.report.workloads import WorkloadRow
+
+    native = WorkloadRow(
+        "native", "native", "cpu", "cpu.bogo_ops_per_s", "ops/s", "lower", 3,
+        1222.0, 1096.0, 1497.0, 0.13, False, None, None, None, None, 100.0,
+    )  # fmt: skip
+    runc = dataclasses.replace(
+        native, platform="runc", kind="docker", cv=0.20, ratio=1.05, ratio_low=0.62,
+        ratio_high=1.39,
+    )  # fmt: skip
+    # sqrt(0.2^2 + 0.13^2) = 0.239; (1.96 * 0.239 / 0.05)^2 = 87.6; x pi/2 = 137.6
+    assert workloads.repeats_to_resolve(runc, native) == 138
+    text = workloads.within_few_percent(runc, native)
+    assert text.startswith("not decided: ratio 1.05 (0.62-1.39) straddles 0.95-1.05")
+    assert "(20% and native's 13%) about 138 repeats per platform" in text
+    # Tighter spreads need fewer: 5% and 5% -> 7.1%; (1.96 * 0.0707 / 0.05)^2 x pi/2 = 12.1
+    tight = dataclasses.replace(runc, cv=0.05, ratio_low=0.99, ratio_high=1.11)
+    assert workloads.repeats_to_resolve(tight, dataclasses.replace(native, cv=0.05)) == 13
+    assert workloads.within_few_percent(
+        dataclasses.replace(runc, ratio_low=0.97, ratio_high=1.04)
+    ) == ("met: ratio 1.05 (0.97-1.04)")
+    assert workloads.repeats_to_resolve(runc, None) is None

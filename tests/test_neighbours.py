@@ -185,6 +185,8 @@ def test_the_aggressor_command_is_marked_bounded_and_quiet():
     assert argv[:2] == ["/bin/sh", "-c"]
     assert argv[2].startswith(nb.MARK)
     assert "timeout -s KILL 27 stress-ng --hdd 1 --hdd-bytes 64M -t 7s --quiet" in argv[2]
+    # The network kind loads the stack over the aggressor's own loopback (no network).
+    assert "stress-ng --sock 1 -t 7s --quiet" in nb.aggressor_command("net", 7)[2]
 
 
 def test_the_report_shows_the_isolation_table_and_the_worst_slowdown(tmp_path):

@@ -72,7 +72,8 @@ def test_the_loopback_variant_starts_a_bounded_one_off_server_in_the_instance():
     job = wl.command(tool.argv("lo", ["-c", "127.0.0.1", "-p", "23456"], 5), 5, prelude)
     # The server first, in the background, then the client bounded as every tool is.
     body = job[-1]
-    assert body.index("iperf3 -s") < body.index("& sleep") < body.index("iperf3 -c")
+    assert body.index("iperf3 -s") < body.index("& n=0; until ") < body.index("iperf3 -c")
+    assert wl.wait_listening(23456) in body  # the client waits for the server's port
     # On network: none, a loopback workload is accepted (it needs no network).
     parse_scenario(
         "name: t\nworkloads: {run: [tcp-loopback]}\n"
@@ -417,6 +418,7 @@ class PairBackend:
 
         self.calls: list[str] = []
         self.killed = threading.Event()
+        self.started = threading.Event()
 
     def instance_address(self, inst):
         return "10.0.0.2"
@@ -425,19 +427,18 @@ class PairBackend:
         script = argv[-1]
         self.calls.append(f"{inst}: {script}")
         if "exec timeout" in script:
-            self.started = True
+            self.started.set()
             self.killed.wait(timeout_s)
             return ExecResult(137, b"", b"")
-        if script.startswith("cat "):
-            return ExecResult(0 if getattr(self, "started", False) else 1, b"42\n", b"")
+        if script.startswith("n=0; until "):  # the wait for its port, inside the peer
+            return ExecResult(0 if self.started.wait(timeout_s) else 1, b"", b"")
         if script.startswith("p=$(cat "):
             assert "= sockperf ] && kill -9 $p" in script  # only the server, by its name
             self.killed.set()
         return ExecResult(0, b"", b"")
 
 
-def test_the_peer_server_starts_before_the_client_and_is_killed_after(monkeypatch):
-    monkeypatch.setattr(wl.PeerServer, "LISTEN_PAUSE_S", 0.0)
+def test_the_peer_server_starts_before_the_client_and_is_killed_after():
     backend = PairBackend()
     with wl.PeerServer(backend, "peer", wl.TOOLS["sockperf-peer"], 2) as server:
         assert server.address == "10.0.0.2" and server.port in range(20000, 30000)
@@ -459,3 +460,42 @@ def test_a_failed_sockperf_run_keeps_its_error_not_its_address():
     line = "IP = 127.0.0.1       PORT = 21997 # TCP sockperf: ERROR: A connection was forcibly"
     assert wl.TOOLS["sockperf-loopback"].reason(line) == "ERROR: A connection was forcibly"
     assert wl.TOOLS["iperf3"].reason("iperf3: error - x") == "iperf3: error - x"
+
+
+@pytest.mark.parametrize("udp", [False, True])
+@pytest.mark.parametrize("shell", ["sh", "busybox"])
+def test_the_wait_for_a_servers_port_returns_when_it_listens_and_fails_when_nothing_does(
+    udp, shell
+):
+    """The shell a server's start waits with (inside the instance), run by the host's sh
+    and by busybox's (the instances' shell) against a real socket of this process."""
+    import socket
+    import subprocess
+    import time
+
+    if shell == "busybox" and shutil.which("busybox") is None:
+        pytest.fail("busybox is not installed: scripts/setup-host.sh installs it")
+    argv = ["busybox", "sh", "-c"] if shell == "busybox" else ["sh", "-c"]
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        if not udp:
+            s.listen()
+        port = s.getsockname()[1]
+        start = time.monotonic()
+        bound = subprocess.run([*argv, wl.wait_listening(port, udp=udp, wait_s=5)], timeout=30)
+        assert bound.returncode == 0 and time.monotonic() - start < 2
+    start = time.monotonic()
+    gone = subprocess.run(
+        [*argv, wl.wait_listening(port, udp=udp, wait_s=1)], capture_output=True, timeout=30
+    )
+    assert gone.returncode == 1 and b"nothing listens on port" in gone.stderr
+    assert 0.9 < time.monotonic() - start < 10
+    # The other protocol's table does not count: a TCP wait ignores a UDP socket.
+    other = socket.SOCK_STREAM if udp else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, other) as s:
+        s.bind(("127.0.0.1", port))
+        if udp:
+            s.listen()
+        wrong = subprocess.run([*argv, wl.wait_listening(port, udp=udp, wait_s=1)], timeout=30)
+        assert wrong.returncode == 1

@@ -20,12 +20,13 @@ PNG = b"\x89PNG\r\n\x1a\n"
 # 60 runs make 120 legend entries: the plots must still lay out (no matplotlib warning).
 @pytest.mark.filterwarnings("error::UserWarning")
 def test_a_synthetic_history_is_judged_in_the_report(tmp_path):
-    # 24 runs, 1% drift, +10% from run index 16 (the 17th run): 8 runs of a slower
-    # segment, new enough to fail the job. N=1's levels (4 instances a run) are noisier
-    # than the drift: seed 1 is one where both series place the step at its run (how
-    # soon and how exactly a step is found is benchmarks/history_gate.py's to measure).
+    # 18 runs, 1% drift, +10% from run index 16 (the 17th run): 2 runs of a slower
+    # segment, found by the job of run 17 or 18, so new enough to fail the job. N=1's
+    # levels (4 instances a run) are noisier than the drift: seed 1 is one where both
+    # series place the step at its run (how soon and how exactly a step is found is
+    # benchmarks/history_gate.py's to measure).
     results = tmp_path / "results"
-    ids = write_history(results, 24, step_at=16, seed=1, drift=0.01)
+    ids = write_history(results, 18, step_at=16, seed=1, drift=0.01)
     out = tmp_path / "report"
     report = build_report([results / i for i in ids], out)
 
@@ -40,9 +41,9 @@ def test_a_synthetic_history_is_judged_in_the_report(tmp_path):
     assert png in report.files and png.read_bytes()[:8] == PNG
     assert f"base64,{base64.b64encode(png.read_bytes()).decode()}" in section
     summary = (out / "summary.md").read_text()
-    assert "## bench history: ready_s, 24 runs" in summary and ids[16] in summary
+    assert "## bench history: ready_s, 18 runs" in summary and ids[16] in summary
     assert "![history](history.png)" in summary
-    assert any(n.startswith("history of 24 runs: Regression") for n in report.notes)
+    assert any(n.startswith("history of 18 runs: Regression") for n in report.notes)
 
     # The same verdict as `bench history` (through its index) gives for these runs.
     doc = json.loads((out / "history.json").read_text())

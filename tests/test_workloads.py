@@ -402,7 +402,7 @@ def test_volume_workloads_need_a_volume_and_write_there():
     text = "name: t\nworkloads: {{run: [randwrite-volume]}}\nplatforms:\n  - {platform}\n"
     with pytest.raises(ScenarioError, match="set volume: true on platform r"):
         parse_scenario(text.format(platform="{name: r, backend: docker, image: w}"))
-    with pytest.raises(ScenarioError, match="bench gives VMs none yet"):
+    with pytest.raises(ScenarioError, match="set volume: true on platform v"):
         parse_scenario(text.format(platform="{name: v, backend: qemu, image: workloads}"))
     sc = parse_scenario(text.format(platform="{name: r, backend: docker, image: w, volume: true}"))
     assert sc.workloads is not None and sc.workloads.run[0].tool == "fio-volume"

@@ -1,5 +1,6 @@
 """What every VM backend shares: the guest's keys and their rules, where its boot
-files come from, its disk overlay, and the KVM probe.
+files come from, its disk overlay, its attached disk (`volume: true`), and the KVM
+probe.
 
 A VM backend (libvirt, qemu, ...) boots the same guests from the same sources: the
 bench pair (`image: busybox`), a kernel with an optional initramfs, or a qcow2 disk that
@@ -117,6 +118,32 @@ class GuestSettings(PlatformBase):
                 raise KeyedValueError("service", "a service needs a network: set network: user")
         return self
 
+    volume: bool = Field(
+        False,
+        description="attach a disk bench creates (and removes): a sparse raw file the "
+        "guest formats and mounts at /bench-volume, for the *-volume workloads (image: "
+        "workloads)",
+    )
+
+    @model_validator(mode="after")
+    def _volume_in_the_bench_image(self) -> GuestSettings:
+        # The workloads image's init formats and mounts the disk (rootfs.VOLUME_BLOCK).
+        if not self.volume:
+            return self
+        if self.disk or self.kernel:
+            raise KeyedValueError(
+                "volume",
+                "true needs the bench image's init, which formats and mounts the disk: "
+                "not with kernel: or disk:",
+            )
+        if self.image not in images.DISK_IMAGES:
+            raise KeyedValueError(
+                "volume",
+                f"true needs image: {' or '.join(images.DISK_IMAGES)} (its init formats "
+                f"and mounts the disk; {self.image} has no disk modules)",
+            )
+        return self
+
     console: bool = Field(
         True,
         description="false: no kernel console on the serial port (8250.nr_uarts=0, no "
@@ -177,6 +204,28 @@ def guest_network_check() -> Check:
     return Check(name, True, f"network: user: {len(modules)} modules of {release} in {moddir}")
 
 
+def guest_disk_check() -> Check:
+    """`bench doctor`'s line on `volume: true` in a VM: whether the guest kernel's disk
+    modules are there to pack, or built in (a warning only: a VM needs no disk)."""
+    name = "guest disk"
+    try:
+        kernel = images.find_kernel()
+    except ImageError as e:
+        return Check(name, True, f"volume: true unavailable: {e}", warn=True)
+    release = images.kernel_release(kernel)
+    fix = "make setup (scripts/setup-host.sh fetches the kernel again with its disk modules)"
+    lacking = [
+        m
+        for m in ("virtio_blk", "ext4")
+        if not images.kernel_builtin(kernel, release, m)
+        and not images.kernel_has_module(kernel, release, m)
+    ]
+    if lacking:
+        why = f"no {' or '.join(lacking)} module of {release} beside {kernel}, none built in"
+        return Check(name, True, f"volume: true unavailable: {why}", fix, warn=True)
+    return Check(name, True, f"volume: true: virtio_blk and ext4 of {release}")
+
+
 # The kernel hands an unknown `name=value` word of its command line (no dot in the name)
 # to init as an environment variable: the bench image's init writes its readiness byte
 # to the debug port only when it finds this one (bench.machines.rootfs).
@@ -211,6 +260,33 @@ def make_overlay(host: Host, base: Path, overlay: Path) -> None:
         raise ImageError("qemu-img not found: `apt-get install qemu-utils`")
     if done.returncode != 0:
         raise ImageError(f"qemu-img create failed: {done.stderr.strip()[:200]}")
+
+
+# The disk of `volume: true`: room for fio-volume's 64 MiB file or the io aggressor's
+# 64 MiB (stress-ng --hdd-bytes), ext2's own blocks, and slack. Sparse: what the guest
+# writes is all it takes on the host.
+VOLUME_BYTES = 256 * 2**20
+# QEMU's cache modes for it: none opens the file O_DIRECT (no host page cache between
+# the guest and the disk, as a container's volume under O_DIRECT has none); a folder
+# whose file system refuses O_DIRECT (tmpfs before Linux 6.6) gets writethrough, the
+# host's page cache with each write synced (directsync is O_DIRECT too: no use there).
+VOLUME_CACHE, VOLUME_CACHE_FALLBACK = "none", "writethrough"
+# Instance.info key of the cache mode a volume got (and the run's facts).
+VOLUME_CACHE_KEY = "volume_cache"
+
+
+def make_volume(host: Host, path: Path, size_bytes: int = VOLUME_BYTES) -> str:
+    """A sparse raw file of `size_bytes` at `path` on the engine's host, for the guest
+    to format (the bench image's init); returns the QEMU cache mode it takes: none,
+    unless one O_DIRECT write there is refused (then VOLUME_CACHE_FALLBACK)."""
+    done = host.run(["truncate", "-s", str(size_bytes), str(path)], timeout=60)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[0]
+        raise ImageError(f"cannot create the volume {path}: {why[:200]}")
+    # One block written O_DIRECT where QEMU will open it: what cache=none needs.
+    probe = ["dd", "if=/dev/zero", f"of={path}", "bs=4096", "count=1"]
+    direct = host.run([*probe, "oflag=direct", "conv=notrunc"], timeout=60)
+    return VOLUME_CACHE if direct.returncode == 0 else VOLUME_CACHE_FALLBACK
 
 
 def check_boot_files(s: GuestSettings, host: Host) -> None:
@@ -286,7 +362,7 @@ def resolve_boot(
             else f"building the bench VM image {s.image!r} (first use on this host)..."
         )
         art = images.build_rootfs(s.image)
-    if s.user_net and "virtio_net" not in art.manifest.get("net_modules", {}):
+    if s.user_net and "virtio_net" not in images.packed_modules(art.manifest):
         release = art.manifest.get("kernel_release")
         raise MissingImage(
             f"network: user needs the guest kernel's virtio_net module, and no modules of "
@@ -295,6 +371,8 @@ def resolve_boot(
             "the kernel it fetches), or install that kernel's package",
             key="network",
         )
+    if s.volume:
+        check_disk_modules(art.manifest)
     if pvh and art.pvh_kernel is None:
         raise MissingImage(
             f"VM image {s.image!r}: its kernel has no PVH entry bench can extract (an "
@@ -317,15 +395,57 @@ def resolve_boot(
     )
 
 
+def check_disk_modules(manifest: images.Manifest) -> None:
+    """Refuse `volume: true` when the image's guest kernel can drive no virtio disk
+    or mount no ext2: neither packed nor built in (a kernel fetched before bench packed
+    them)."""
+    kernel = Path(manifest.get("kernel_source") or "/nonexistent")
+    release = manifest.get("kernel_release") or "unknown"
+    _refuse_without_disk(
+        kernel, release, set(images.packed_modules(manifest)), "packed in the image"
+    )
+
+
+def check_volume_kernel(s: GuestSettings) -> None:
+    """Preflight (`bench validate` too) of `volume: true` on the bench image: the guest
+    kernel bench builds it from has the disk modules to pack, or has them built in."""
+    if not s.volume or s.kernel or s.disk:
+        return
+    try:
+        kernel = images.find_kernel()
+    except ImageError:
+        return  # said by the image build, with its own fix
+    release = images.kernel_release(kernel)
+    have = {m for m in ("virtio_blk", "ext4") if images.kernel_has_module(kernel, release, m)}
+    _refuse_without_disk(kernel, release, have, f"beside {kernel}")
+
+
+def _refuse_without_disk(kernel: Path, release: str, have: set[str], where: str) -> None:
+    lacking = [
+        m
+        for m in ("virtio_blk", "ext4")
+        if m not in have and not images.kernel_builtin(kernel, release, m)
+    ]
+    if lacking:
+        raise MissingImage(
+            f"true needs the guest kernel's {' and '.join(lacking)}, neither "
+            f"{where} nor built into {release}: run `make setup` (scripts/setup-host.sh "
+            "fetches the kernel again with its disk modules)",
+            key="volume",
+        )
+
+
 # The kernel hands an unknown `name=value` word of its command line (no dot in the name)
-# to init as an environment variable: the bench image's init reads these two
-# (bench.machines.rootfs.NET_BLOCK).
+# to init as an environment variable: the bench image's init reads these
+# (bench.machines.rootfs.NET_BLOCK, VOLUME_BLOCK).
 SERVICE_ENV = "bench_service"
+VOLUME_ENV = "bench_volume"
 
 
 def net_cmdline(cmdline: str, s: GuestSettings) -> str:
-    """The kernel command line with the guest's network set-up (network: user) and its
-    service, base64 (no quoting on a kernel command line), for the bench image's init."""
+    """The kernel command line with the guest's network set-up (network: user), its
+    service, base64 (no quoting on a kernel command line), and whether it has a disk
+    to format and mount (volume: true), for the bench image's init."""
     import base64
 
     words = cmdline.split()
@@ -333,6 +453,8 @@ def net_cmdline(cmdline: str, s: GuestSettings) -> str:
         words.append(USER_NET.kernel_word)
     if s.service:
         words.append(f"{SERVICE_ENV}={base64.b64encode(s.service.encode()).decode()}")
+    if s.volume and not any(w.startswith(f"{VOLUME_ENV}=") for w in words):
+        words.append(f"{VOLUME_ENV}=1")
     return " ".join(words)
 
 

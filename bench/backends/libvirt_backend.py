@@ -37,16 +37,20 @@ from bench.backends.base import (
 from bench.backends.guest import (
     DEFAULT_MEMORY,
     FORWARDS_KEY,
+    VOLUME_BYTES,
+    VOLUME_CACHE_KEY,
     BootSource,
     GuestSettings,
     KernelBoot,
     boot_test,
     check_boot_files,
+    check_volume_kernel,
     forwarded_endpoint,
     forwards,
     kvm_probe,
     kvm_wait_message,
     make_overlay,
+    make_volume,
     probe_guest,
     resolve_boot,
     run_in_guest,
@@ -279,6 +283,7 @@ class LibvirtBackend(Backend):
     def preflight(self) -> None:
         self.connect()
         check_boot_files(self.settings, self.host)
+        check_volume_kernel(self.settings)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
@@ -298,6 +303,8 @@ class LibvirtBackend(Backend):
             "accel": self.accel,
             "network": self.settings.network or "none",
             **self._boot.facts,
+            # volume: true: each instance's disk (its cache mode is the instance's own fact).
+            **({"volume_bytes": VOLUME_BYTES} if self.settings.volume else {}),
         }
         if self.settings.user_net:
             caps = conn.getDomainCapabilities(
@@ -368,6 +375,15 @@ class LibvirtBackend(Backend):
             inst.info["_overlay"] = str(overlay)
             self.host.make_dirs(overlay.parent)
             make_overlay(self.host, s.disk, overlay)
+        volume = None
+        if s.volume:
+            # Beside the run's overlays, on the hypervisor's host (libvirt gives its
+            # QEMU user the file, as it does an overlay); recorded first, as an overlay.
+            path = overlay_dir(inst.run_id) / f"{inst.name}{VOLUME_SUFFIX}"
+            inst.info["_volume"] = inst.info["volume"] = str(path)
+            self.host.make_dirs(path.parent)
+            volume = (path, make_volume(self.host, path))
+            inst.info[VOLUME_CACHE_KEY] = volume[1]
         xml = domain_xml(
             inst.name,
             inst.run_id,
@@ -381,6 +397,7 @@ class LibvirtBackend(Backend):
             nic=nic,
             nic_form=self._nic_form,
             debugcon=s.ready.channel == DEBUGCON,
+            volume=volume,
         )
         inst.info["accel"] = self.accel
         self._create_xml(inst, xml, debugcon=s.ready.channel == DEBUGCON)
@@ -455,6 +472,7 @@ class LibvirtBackend(Backend):
             "engine_mem_bytes": stats["rss"] * 1024 if "rss" in stats else None,
             "engine_mem_source": "libvirt memoryStats rss",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
+            # A volume is not counted, as a container's volume is not its writable layer.
             "disk_writable_bytes": host.allocated_bytes(overlay) if isinstance(overlay, str) else 0,
         }
         for key in ("actual", "available", "unused", "usable"):
@@ -571,10 +589,11 @@ class LibvirtBackend(Backend):
                         self.close()
                         self._destroy_by_name(inst.name, gone)
         finally:
-            overlay = inst.info.pop("_overlay", None)
-            if isinstance(overlay, str) and overlay:
-                self.host.remove_file(overlay)
-                self.host.remove_empty_dir(Path(overlay).parent)
+            for key in ("_overlay", "_volume"):
+                path = inst.info.pop(key, None)
+                if isinstance(path, str) and path:
+                    self.host.remove_file(path)
+                    self.host.remove_empty_dir(Path(path).parent)
 
     def _destroy_by_name(self, name: str, gone: tuple[int, ...]) -> None:
         import libvirt
@@ -609,7 +628,7 @@ class LibvirtBackend(Backend):
                 continue
             pid, host = owners.get(rid, (None, None))
             for name in self.host.list_dir(root / rid):
-                if name.endswith(".qcow2"):
+                if name.endswith((".qcow2", VOLUME_SUFFIX)):
                     out.append(Leftover("libvirt", "file", str(root / rid / name), rid, pid, host))
         return out
 
@@ -655,10 +674,12 @@ def domain_xml(
     nic: list[Forward] | None = None,
     nic_form: str = "passt",
     debugcon: bool = False,
+    volume: tuple[Path, str] | None = None,
 ) -> str:
     """Domain XML built as a tree: names and paths are escaped by the XML library.
     `network`: a libvirt network's name; `nic`: instead, a user-mode NIC (passt) with
-    these forwards."""
+    these forwards. `volume`: a raw file and its cache mode, the guest's virtio disk
+    (volume: true)."""
     dom = ET.Element("domain", type="kvm" if accel == "kvm" else "qemu")
     ET.SubElement(dom, "name").text = name
     meta = ET.SubElement(dom, "metadata")
@@ -689,6 +710,13 @@ def domain_xml(
         d = ET.SubElement(devices, "disk", type="file", device="disk")
         ET.SubElement(d, "driver", name="qemu", type="qcow2")
         ET.SubElement(d, "source", file=str(disk))
+        ET.SubElement(d, "target", dev="vda", bus="virtio")
+    if volume:
+        # vda: GuestSettings refuses volume: true with disk:, so it is the only disk.
+        path, cache = volume
+        d = ET.SubElement(devices, "disk", type="file", device="disk")
+        ET.SubElement(d, "driver", name="qemu", type="raw", cache=cache)
+        ET.SubElement(d, "source", file=str(path))
         ET.SubElement(d, "target", dev="vda", bus="virtio")
     if nic is not None and nic_form == SLIRP:
         # QEMU's own slirp with its forwards, as direct QEMU has it: libvirt's
@@ -763,6 +791,10 @@ def domain_devices(xml: str) -> dict[str, int]:
         name = " ".join(words)
         counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
+
+
+# A volume's file (volume: true) beside the run's overlays: <instance>.volume.raw.
+VOLUME_SUFFIX = ".volume.raw"
 
 
 def overlay_dir(run_id: str) -> Path:

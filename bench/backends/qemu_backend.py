@@ -15,7 +15,8 @@ only if its command line is still that instance's QEMU.
 
 State layout under bench.model.paths.state_dir():
     qemu/<key>.json   the state file (written first, removed last)
-    qemu/<key>/       sockets, pid file, QEMU's stderr, the disk overlay
+    qemu/<key>/       sockets, pid file, QEMU's stderr, the disk overlay, the volume
+                      (volume: true: a sparse raw file the guest formats)
 <key> is a hash of the instance name: unix socket paths must stay under 108 bytes
 whatever the run id's length.
 """
@@ -57,17 +58,22 @@ from bench.backends.base import (
 from bench.backends.guest import (
     DEFAULT_MEMORY,
     FORWARDS_KEY,
+    VOLUME_BYTES,
+    VOLUME_CACHE_KEY,
     BootSource,
     GuestSettings,
     KernelBoot,
     boot_test,
     check_boot_files,
+    check_volume_kernel,
     forwarded_endpoint,
     forwards,
+    guest_disk_check,
     guest_network_check,
     kvm_probe,
     kvm_wait_message,
     make_overlay,
+    make_volume,
     probe_guest,
     resolve_boot,
     run_in_guest,
@@ -167,6 +173,7 @@ class InstancePaths:
     pidfile: Path
     log: Path  # QEMU's stderr: why it would not start
     overlay: Path
+    volume: Path  # volume: true's raw file (removed with the directory)
 
     @classmethod
     def of(cls, name: str, root: Path | None = None) -> InstancePaths:
@@ -182,6 +189,7 @@ class InstancePaths:
             d / "qemu.pid",
             d / "qemu.log",
             d / "overlay.qcow2",
+            d / "volume.raw",
         )
 
 
@@ -228,9 +236,11 @@ def qemu_argv(
     disk: Path | None = None,
     nic: list[Forward] | None = None,
     debugcon: bool = False,
+    volume: tuple[Path, str] | None = None,
 ) -> list[str]:
     """The command line of one paused instance (never run through a shell). `nic`: a
-    virtio-net NIC on user networking with these forwards (None: no NIC)."""
+    virtio-net NIC on user networking with these forwards (None: no NIC). `volume`: a
+    raw file and its cache mode, the guest's virtio disk (volume: true)."""
     argv = [
         binary,
         # The name lands in /proc/PID/cmdline: `bench clean` checks it before a kill.
@@ -297,6 +307,18 @@ def qemu_argv(
             f"if=none,id=disk0,format=qcow2,file={disk}",
             "-device",
             f"{blk},drive=disk0,bootindex=0" if blk.endswith("pci") else f"{blk},drive=disk0",
+        ]
+    if volume:
+        path, cache = volume
+        # The guest's /dev/vda (no disk: with it, GuestSettings refuses the pair). A
+        # comma in the path would end QEMU's option: doubled, as QEMU's syntax escapes it.
+        file = str(path).replace(",", ",,")
+        blk = "virtio-blk-device" if machine in MMIO_MACHINES else "virtio-blk-pci"
+        argv += [
+            "-drive",
+            f"file={file},format=raw,if=none,id=vol0,cache={cache}",
+            "-device",
+            f"{blk},drive=vol0",
         ]
     return argv
 
@@ -530,6 +552,7 @@ class QemuBackend(Backend):
         except ImportError:
             checks.append(Check("qemu.qmp", False, "not installed", "pip install qemu.qmp"))
         checks.append(guest_network_check())
+        checks.append(guest_disk_check())
         if images.vm_artifacts("busybox") is not None:
             accel, detail = self.resolve_accel(
                 on_probe=lambda: say(kvm_wait_message(" for direct QEMU"))
@@ -578,6 +601,7 @@ class QemuBackend(Backend):
                 f"{self.binary} {self._version} has no {self.settings.machine!r} machine"
             )
         check_boot_files(self.settings, self.host)
+        check_volume_kernel(self.settings)
 
     def prepare(
         self, *, build_missing: bool = True, say: Callable[[str], None] = print_nothing
@@ -602,6 +626,8 @@ class QemuBackend(Backend):
             "accel": self.accel,
             "accel_detail": accel_detail,
             **self._boot.facts,
+            # volume: true: each instance's disk (its cache mode is the instance's own fact).
+            **({"volume_bytes": VOLUME_BYTES} if self.settings.volume else {}),
         }
 
     # -- accel: the same rule as libvirt's, by a probe boot of QEMU itself -------------
@@ -669,6 +695,13 @@ class QemuBackend(Backend):
         if s.disk:
             make_overlay(self.host, s.disk, paths.overlay)
             disk = paths.overlay
+        volume = None
+        if s.volume:
+            # In the instance's directory: removed with it (remove_instance_files), and
+            # found with it by `bench clean`.
+            volume = (paths.volume, make_volume(self.host, paths.volume))
+            inst.info["volume"] = str(paths.volume)
+            inst.info[VOLUME_CACHE_KEY] = volume[1]
         nic = None
         if s.user_net:
             nic = forwards(s, netprobe.free_local_port)
@@ -699,6 +732,7 @@ class QemuBackend(Backend):
                 disk=disk,
                 nic=nic,
                 debugcon=debugcon,
+                volume=volume,
             )
             with self._lock:
                 if live.destroyed:  # torn down (interrupt) before it was spawned
@@ -843,6 +877,7 @@ class QemuBackend(Backend):
             "engine_mem_bytes": None,
             "engine_mem_source": "none (direct QEMU: see the process view)",
             # No overlay: the guest runs from its initramfs, in RAM, and writes nothing.
+            # A volume is not counted, as a container's volume is not its writable layer.
             "disk_writable_bytes": host.allocated_bytes(live.paths.overlay) if disk else 0,
         }
 

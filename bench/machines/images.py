@@ -27,6 +27,9 @@ from bench.model.paths import cache_dir
 # stress-ng, fio, iperf3 and sockperf with their libraries (about 120 MiB), for workload runs;
 # built only when asked for (`bench images build workloads`, `make workloads`).
 BENCH_IMAGES = ("busybox", "workloads")
+# The images whose init formats and mounts an attached disk (`volume: true`) and which
+# pack the disk's modules (bench.machines.rootfs.DISK_MODULE_ROOTS).
+DISK_IMAGES = ("workloads",)
 DOCKER_REPO = "bench/{name}"
 DOCKER_TAG = "latest"
 LABEL_ROOTFS = "bench.rootfs_sha256"
@@ -62,8 +65,11 @@ class Manifest(TypedDict):
     # files under etc/: an image without the tools or files this bench packs is stale).
     tools: NotRequired[dict[str, dict[str, str]]]
     files_sha256: NotRequired[dict[str, str]]
-    # The guest kernel's network modules packed, by name in load order, with their
-    # sha256: none when the kernel's modules were not found (no network: user then).
+    # The guest kernel's modules packed (network, and in the workloads image the disk's),
+    # by name in load order, with their sha256: none when the kernel's modules were not
+    # found (no network: user, no volume: true then). `net_modules`: an older bench's
+    # name for it, when it packed only the network's (read by packed_modules).
+    guest_modules: NotRequired[dict[str, str]]
     net_modules: NotRequired[dict[str, str]]
 
 
@@ -193,7 +199,9 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         entries = rootfs.busybox_entries(busybox)
     release = kernel_release(kernel)
     modules = net_modules(kernel, release)
-    entries += rootfs.module_entries(modules, {e.path for e in entries})
+    disk = disk_modules(kernel, release) if name in DISK_IMAGES else []
+    entries += rootfs.module_entries(modules, {e.path for e in entries}, disk)
+    packed_mods = {m.name: m for m in [*modules, *disk]}
     tar = rootfs.to_tar(entries)
     cpio = rootfs.to_cpio_gz(entries)
     out = image_dir(name)
@@ -219,7 +227,7 @@ def build_rootfs(name: str = "busybox", kernel: Path | None = None) -> VmArtifac
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "init_sha256": init_sha256(name),
         "pvh_kernel": vmlinux is not None,
-        "net_modules": {m.name: hashlib.sha256(m.data).hexdigest() for m in modules},
+        "guest_modules": {m.name: hashlib.sha256(m.data).hexdigest() for m in packed_mods.values()},
     }
     if packed:
         manifest["tools"] = {
@@ -245,9 +253,49 @@ def net_modules(kernel: Path, release: str) -> list[rootfs.Module]:
     return rootfs.module_closure(moddir) if moddir is not None else []
 
 
+def disk_modules(kernel: Path, release: str) -> list[rootfs.Module]:
+    """The guest kernel's disk modules to pack (rootfs.DISK_MODULE_ROOTS and their
+    dependencies), or none when they are not found: the image still builds, and a
+    `volume: true` platform says why it cannot run (a kernel fetched before bench
+    packed them: scripts/setup-host.sh fetches it again)."""
+    moddir = rootfs.modules_dir(kernel, release)
+    if moddir is None:
+        return []
+    try:
+        return rootfs.module_closure(moddir, rootfs.DISK_MODULE_ROOTS)
+    except ImageError:
+        return []
+
+
+def packed_modules(manifest: Manifest) -> dict[str, str]:
+    """The modules an image packed (name -> sha256), whichever bench built it."""
+    return manifest.get("guest_modules", manifest.get("net_modules", {}))
+
+
+def kernel_has_module(kernel: Path, release: str, name: str) -> bool:
+    """Whether the guest kernel's modules folder has module `name` as a file (a module
+    bench can pack; not one built in, which needs no packing)."""
+    moddir = rootfs.modules_dir(kernel, release)
+    return moddir is not None and any(
+        f.name.split(".ko")[0].replace("-", "_") == name
+        for f in (moddir / "kernel").rglob(f"{name}.ko*")
+    )
+
+
+def kernel_builtin(kernel: Path, release: str, name: str) -> bool:
+    """Whether the guest kernel has module `name` built in (its modules.builtin)."""
+    moddir = rootfs.modules_dir(kernel, release)
+    try:
+        listed = (moddir / "modules.builtin").read_text() if moddir else ""
+    except OSError:
+        return False
+    return any(Path(line.strip()).name.split(".ko")[0] == name for line in listed.splitlines())
+
+
 def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
     """Why a built image no longer matches what this bench would build from its inputs
-    (None: it does): another init, or network modules it lacks that are there now."""
+    (None: it does): another init, or network or disk modules it lacks that are there
+    now."""
     # Another init, or no PVH kernel extracted: an older bench's build.
     if manifest.get("init_sha256") != init_sha256(manifest.get("name", "busybox")):
         return "an older bench built it"
@@ -264,9 +312,15 @@ def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
                 return "an older bench built it"
     source = kernel or Path(manifest.get("kernel_source") or "/nonexistent")
     release = manifest.get("kernel_release") or "unknown"
-    packed = "virtio_net" in manifest.get("net_modules", {})
-    if not packed and rootfs.modules_dir(source, release) is not None:
+    packed = packed_modules(manifest)
+    if "virtio_net" not in packed and rootfs.modules_dir(source, release) is not None:
         return "the guest kernel's network modules were not packed"
+    if (
+        manifest.get("name") in DISK_IMAGES
+        and "virtio_blk" not in packed
+        and kernel_has_module(source, release, "virtio_blk")
+    ):
+        return "the guest kernel's disk modules were not packed"
     return None
 
 

@@ -62,6 +62,40 @@ while :; do sleep 3600 & wait $!; done
 """
 )
 
+# The guest's disk, only when bench attaches one (volume: true): the kernel hands init
+# `bench_volume=1` from its command line. Like the network, after the marker (a boot
+# with a disk is the same boot to the marker as one without) and before the command
+# loop below reads its first job, so a workload never runs before its disk is mounted.
+# devtmpfs for /dev/vda (the initramfs's /dev has three fixed nodes); the disk's
+# modules (/etc/bench-disk-modules: virtio_blk, ext4 and their dependencies; the bus's
+# already loaded for the network are skipped); then the raw file the host made, all
+# zeros, formatted ext2 by busybox's mke2fs (no host tool, no image to ship) and
+# mounted where fio-volume and the io aggressor write (bench.backends.oci.VOLUME_DIR).
+# Debian's kernel mounts ext2 with its ext4 driver (CONFIG_EXT4_USE_FOR_EXT2), which
+# does O_DIRECT. No blocks reserved for root (-m 0), one inode per 64 KiB (-i 65536:
+# a few big files live there): the inode tables mke2fs writes shrink from 16 MiB to
+# 1 MiB, and formatting 256 MiB under TCG from 1.2 s to 0.5 s here. The whole block,
+# from the marker to the mount, took 1.8 s under TCG on a quiet host (the modules'
+# insmod, ext4's 2 MiB, most of the rest): not in the boot figure, before any job.
+VOLUME_BLOCK = """if [ -n "$bench_volume" ]; then
+  [ -e /dev/urandom ] || mount -t devtmpfs devtmpfs /dev
+  if [ -r /etc/bench-disk-modules ]; then
+    while read -r m; do
+      n=${m##*/}; grep -q "^${n%.ko} " /proc/modules ||
+        insmod "$m" || echo "bench: insmod $m failed"
+    done < /etc/bench-disk-modules
+  fi
+  mkdir -p /bench-volume
+  if [ ! -b /dev/vda ]; then echo "bench: no disk (/dev/vda) for /bench-volume"
+  elif ! mke2fs -m 0 -i 65536 /dev/vda > /tmp/bench-mke2fs 2>&1; then
+    echo "bench: mke2fs /dev/vda failed: $(tail -n 1 /tmp/bench-mke2fs)"
+  elif ! mount -t ext2 /dev/vda /bench-volume; then
+    echo "bench: mount /dev/vda on /bench-volume failed"
+  fi
+  rm -f /tmp/bench-mke2fs
+fi
+"""
+
 # PID 1 of the workloads image: the same marker, then, where a console feeds it (a VM's
 # serial line; a container's and native's stdin is empty), it runs the commands bench
 # writes there, `BENCH_EXEC <base64 of a shell script>`, and answers each with its exit
@@ -77,6 +111,7 @@ read up _ < /proc/uptime
 echo "BENCH_READY uptime=$up kernel=$(uname -r)"
 """
     + NET_BLOCK
+    + VOLUME_BLOCK
     + """trap 'exit 0' TERM INT
 [ $$ -eq 1 ] && dmesg -n 1 2>/dev/null
 # The loopback workloads' servers listen on 127.0.0.1: a guest's lo is down until its
@@ -369,14 +404,24 @@ def workload_entries(
     return entries, packed, digests
 
 
-# --- the guest's network drivers: kernel modules packed into the initramfs -----------
+# --- the guest's drivers: kernel modules packed into the initramfs -------------------
 # Debian's kernel builds virtio itself as modules: the bus (virtio_mmio for microvm,
 # virtio_pci for pc and q35), the ring, and virtio_net with the failover pair it links
 # against. Each is packed with the modules it depends on (its .modinfo `depends=`, what
 # `modinfo -F depends` prints), deps first, so busybox insmod loads them in file order
 # (no modprobe, no modules.dep: Debian's .deb ships none, depmod makes it on install).
 NET_MODULE_ROOTS = ("virtio_mmio", "virtio_pci", "virtio_net")
-MODULES_LIST = "etc/bench-modules"  # the init's load order, one path a line
+# The disk of `volume: true`: virtio_blk on the same bus, and ext4 (it mounts the ext2
+# the guest formats; its depends: jbd2, mbcache, crc16) with crc32c_generic, which no
+# .modinfo names: ext4 asks the crypto API for "crc32c" at mount, which would load it by
+# modprobe, and the guest has none ("EXT4-fs (vda): Cannot load crc32c driver"). The
+# generic one: crc32c-intel needs SSE4.2, which TCG's CPU may lack. Only in the workloads image:
+# ext4 is 2 MiB, which would double the busybox image's initramfs and so every VM's
+# boot figure; a disk is for the workloads (fio, the io aggressor) anyway.
+DISK_MODULE_ROOTS = ("virtio_mmio", "virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
+GUEST_MODULE_ROOTS = tuple(dict.fromkeys(NET_MODULE_ROOTS + DISK_MODULE_ROOTS))
+MODULES_LIST = "etc/bench-modules"  # the network's load order, one path a line
+DISK_MODULES_LIST = "etc/bench-disk-modules"  # the disk's (VOLUME_BLOCK)
 
 
 @dataclass(frozen=True)
@@ -460,8 +505,8 @@ def module_closure(moddir: Path, roots: tuple[str, ...] = NET_MODULE_ROOTS) -> l
         if f is None:
             raise ImageError(
                 f"the guest kernel's module {name} is not in {moddir} (neither a module "
-                "nor built in): scripts/setup-host.sh extracts the network ones beside "
-                "a fetched kernel"
+                "nor built in): scripts/setup-host.sh (make setup) extracts the network "
+                "and disk ones beside a fetched kernel"
             )
         data = _read_module(f)
         info = modinfo(data)
@@ -481,15 +526,22 @@ def module_closure(moddir: Path, roots: tuple[str, ...] = NET_MODULE_ROOTS) -> l
     return order
 
 
-def module_entries(modules: list[Module], have: set[str]) -> list[Entry]:
+def module_entries(
+    modules: list[Module], have: set[str], disk: list[Module] | None = None
+) -> list[Entry]:
     """The modules' files, their folders not among `have` (the paths already in the
-    tree) and the init's load list (MODULES_LIST)."""
-    if not modules:
+    tree) and the init's load lists: the network's `modules` (MODULES_LIST) and the
+    disk's `disk` (DISK_MODULES_LIST); a module in both is packed once."""
+    disk = disk or []
+    if not modules and not disk:
         return []
-    parts = modules[0].path.split("/")[:-1]
+    parts = (modules or disk)[0].path.split("/")[:-1]
     dirs = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
     entries = [Entry(d, "dir", 0o755) for d in dirs if d not in have]
-    entries += [Entry(m.path, "file", 0o644, m.data) for m in modules]
-    listing = "".join(f"/{m.path}\n" for m in modules).encode()
-    entries.append(Entry(MODULES_LIST, "file", 0o644, listing))
+    files = {m.path: m for m in [*modules, *disk]}
+    entries += [Entry(m.path, "file", 0o644, m.data) for m in files.values()]
+    for listed, path in ((modules, MODULES_LIST), (disk, DISK_MODULES_LIST)):
+        if listed:
+            listing = "".join(f"/{m.path}\n" for m in listed).encode()
+            entries.append(Entry(path, "file", 0o644, listing))
     return entries

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pydantic import JsonValue
 
 from bench.measurements.base import StepContext, StepMeasurement
-from bench.measurements.workloads import BUILTIN, GRACE_S, run_workload
+from bench.measurements.workloads import BUILTIN, GRACE_S, VOLUME_DIR, run_workload
 from bench.model.errors import first_line
 from bench.model.records import Facts, NeighbourRun
 
@@ -59,16 +59,28 @@ KINDS: dict[str, Kind] = {
     ),
     "vm": Kind(("--vm", "1", "--vm-bytes", "64M"), "memory pressure (64 MiB written and read)"),
     "io": Kind(
-        ("--hdd", "1", "--hdd-bytes", "64M"), "disk I/O (64 MiB written, read, removed in turn)"
+        ("--hdd", "1", "--hdd-bytes", "64M"),
+        "disk I/O (64 MiB written, read, removed in turn; on the platform's volume, "
+        "/bench-volume, when it has volume: true, else its writable layer)",
     ),
     "fork": Kind(("--fork", "1"), "process creation (fork and exit)"),
+    # stress-ng's socket stressor: a client and a server process over the aggressor's
+    # own loopback. It needs no network between instances (network: none works, a VM
+    # included): what a neighbour's network traffic costs the others is the shared
+    # kernel's network stack (softirqs, locks) under containers, or the VMM's CPU.
+    "net": Kind(("--sock", "1"), "network stack (TCP over the aggressor's own loopback)"),
 }
 
 
-def aggressor_command(kind: str, duration_s: float) -> list[str]:
+def aggressor_command(kind: str, duration_s: float, volume: bool = False) -> list[str]:
     """The stressor of `kind` for `duration_s`, bounded by busybox `timeout`; its
-    output is dropped (only whether it ran to its end matters)."""
-    tool = ["stress-ng", *KINDS[kind].args, "-t", f"{duration_s:g}s", "--quiet"]
+    output is dropped (only whether it ran to its end matters). `volume`: the platform
+    has volume: true, and the io kind writes there (stress-ng's --temp-path), on every
+    backend alike: in a VM its writable layer is RAM, which no disk I/O reaches."""
+    args = list(KINDS[kind].args)
+    if volume and kind == "io":
+        args += ["--temp-path", VOLUME_DIR]
+    tool = ["stress-ng", *args, "-t", f"{duration_s:g}s", "--quiet"]
     body = (
         f"{MARK} cd /tmp; timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(tool)} "
         ">/tmp/bench-aggressor 2>&1; rc=$?; [ $rc -eq 0 ] || tail -n 3 /tmp/bench-aggressor >&2; "
@@ -79,8 +91,10 @@ def aggressor_command(kind: str, duration_s: float) -> list[str]:
 
 def _aggress(backend: Backend, inst: Instance, kind: str, duration_s: float) -> str | None:
     """One aggressor's run; its error line, or None."""
+    volume = bool(getattr(backend.settings, "volume", False))
+    command = aggressor_command(kind, duration_s, volume)
     try:
-        done = backend.run_in(inst, aggressor_command(kind, duration_s), duration_s + GRACE_S + 30)
+        done = backend.run_in(inst, command, duration_s + GRACE_S + 30)
     except Exception as e:
         return f"{inst.handle}: {first_line(e)}"
     if done.rc != 0:

@@ -61,10 +61,35 @@ RESULT = "/tmp/bench-result"  # where a tool writes its machine-readable result
 OUTPUT = "/tmp/bench-output"  # its human-readable output, kept for an error line
 FIO_FILE = "/tmp/bench-fio.dat"  # in the instance's writable layer (native: the host disk)
 # On the volume bench attaches (`volume: true`; bench.backends.oci.VOLUME_DIR).
-VOLUME_FIO_FILE = "/bench-volume/bench-fio.dat"
+# A VM's is a disk its init formats and mounts there (bench.machines.rootfs.VOLUME_BLOCK).
+VOLUME_DIR = "/bench-volume"
+VOLUME_FIO_FILE = f"{VOLUME_DIR}/bench-fio.dat"
 # Beyond its duration a tool may take this long (fio lays out its file first) before
 # busybox `timeout` kills it; the engines' exec call (60 s) must outlast both.
 GRACE_S = 20
+# How long a server inside an instance may take to bind its port (an exec into a loaded
+# container can take seconds to start it).
+LISTEN_WAIT_S = 10
+
+
+def wait_listening(port: int, udp: bool = False, wait_s: int = LISTEN_WAIT_S) -> str:
+    """Shell that returns once a socket is bound to `port` inside the instance (TCP in
+    LISTEN, or UDP bound), reading /proc/net (busybox has no netstat; gVisor's Sentry
+    serves these files too), and fails after `wait_s`: the wait happens where the
+    server runs, without a round trip per look nor a fixed pause that is too short on a
+    loaded host and wasted on a quiet one."""
+    tables = "/proc/net/udp /proc/net/udp6" if udp else "/proc/net/tcp /proc/net/tcp6"
+    state = "07" if udp else "0A"
+    look = (
+        f"cat {tables} 2>/dev/null | awk -v p=':{port:04X}' -v s={state} "
+        "'substr($2, length($2) - 4) == p && $4 == s {f=1} END {exit !f}'"
+    )
+    return (
+        f"n=0; until {look}; do n=$((n+1)); [ $n -ge {wait_s * 20} ] && "
+        f"{{ echo 'bench: nothing listens on port {port}' >&2; exit 1; }}; sleep 0.05; done"
+    )
+
+
 MAX_DURATION_S = 30.0
 RAW_LIMIT = 64 * 1024  # a tool's result larger than this is cut when stored
 
@@ -106,6 +131,9 @@ class Tool(ABC):
     @abstractmethod
     def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
         """Figures (unit and direction each) and diagnostics from its result file."""
+
+    # Its server's socket is UDP (what wait_listening looks for), not TCP.
+    udp: ClassVar[bool] = False
 
     def prelude(self, port: int, duration_s: float) -> str:
         """Shell run inside the instance before the tool (a server of its own)."""
@@ -292,7 +320,8 @@ class Fio(Tool):
 
 class FioVolume(Fio):
     """fio on the volume bench attaches to the instance (a platform's `volume: true`:
-    docker and podman a named volume, native a directory on the host's disk), not on
+    docker and podman a named volume, native a directory on the host's disk, a VM a
+    raw file on the host's disk as its virtio disk, ext2 formatted by the guest), not on
     its writable layer: under gVisor a volume's I/O goes through its gofer to the host
     file, its rootfs's may stay in the Sentry's memory."""
 
@@ -354,13 +383,12 @@ class Iperf3Loopback(Iperf3):
 
     name = "iperf3-loopback"
     needs_server = False
-    LISTEN_PAUSE_S = 1
 
     def prelude(self, port: int, duration_s: float) -> str:
         server = ["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)]
         return (
             f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(server)} "
-            f">/dev/null 2>&1 & sleep {self.LISTEN_PAUSE_S}; "
+            f">/dev/null 2>&1 & {wait_listening(port)}; "
         )
 
 
@@ -441,13 +469,12 @@ class SockperfLoopback(Sockperf):
 
     name = "sockperf-loopback"
     needs_server = False
-    LISTEN_PAUSE_S = 1
 
     def prelude(self, port: int, duration_s: float) -> str:
         server = self.server_argv("127.0.0.1", port)
         return (
             f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(server)} "
-            f">/dev/null 2>&1 & server=$!; sleep {self.LISTEN_PAUSE_S}; "
+            f">/dev/null 2>&1 & server=$!; {wait_listening(port, udp=self.udp)}; "
         )
 
     def postlude(self) -> str:
@@ -461,6 +488,7 @@ class SockperfUdpLoopback(SockperfLoopback):
 
     name = "sockperf-udp-loopback"
     PROTOCOL = ()
+    udp = True
 
 
 class Wrk(Tool):
@@ -473,7 +501,6 @@ class Wrk(Tool):
     wrk takes whole seconds: a fractional duration is rounded up."""
 
     name = "wrk"
-    LISTEN_PAUSE_S = 1
     WWW = "/tmp/bench-www"
     FILE = "bench-4k"  # the file served: 4 KiB, a small static page's size
     FILE_BYTES = 4096
@@ -518,7 +545,7 @@ class Wrk(Tool):
             f"mkdir -p {self.WWW} && head -c {self.FILE_BYTES} /dev/zero >{self.WWW}/{self.FILE}; "
             f"export {WRK_RESULT_ENV}={RESULT}; "
             f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(server)} "
-            f">/dev/null 2>&1 & server=$!; sleep {self.LISTEN_PAUSE_S}; "
+            f">/dev/null 2>&1 & server=$!; {wait_listening(port)}; "
         )
 
     def postlude(self) -> str:
@@ -677,9 +704,6 @@ class PeerServer:
     Its shell writes its pid, then execs `timeout`, which execs the server in that pid
     (busybox's timeout watches from a child): the pid file names the server itself."""
 
-    START_WAIT_S = 10.0  # an exec into a loaded container can take seconds to start
-    LISTEN_PAUSE_S = 1.0  # from its pid to its listening socket (no netstat in busybox)
-
     def __init__(self, backend: Backend, peer: Instance, tool: Tool, duration_s: float) -> None:
         self.backend, self.peer, self.tool, self.duration_s = backend, peer, tool, duration_s
         self.address = ""
@@ -709,21 +733,23 @@ class PeerServer:
 
         self._thread = threading.Thread(target=serve, name="bench-peer-server", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + self.START_WAIT_S
-        while not self._started():
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.__exit__()
-                raise OSError(
-                    f"{self.tool.server_argv('', 0)[0]} did not start in the peer instance"
-                    + (f": {self.error}" if self.error else "")
-                )
-            time.sleep(0.2)
-        time.sleep(self.LISTEN_PAUSE_S)
+        # One exec that returns when the server listens, waiting inside the peer.
+        try:
+            done = self.backend.run_in(
+                self.peer,
+                ["/bin/sh", "-c", wait_listening(self.port, udp=self.tool.udp)],
+                LISTEN_WAIT_S + 30,
+            )
+            why = None if done.rc == 0 else f"it did not listen within {LISTEN_WAIT_S} s"
+        except Exception as e:
+            why = first_line(e)
+        if why is not None:
+            self.__exit__()
+            raise OSError(
+                f"{self.tool.server_argv('', 0)[0]} did not start in the peer instance: "
+                + (self.error or why)
+            )
         return self
-
-    def _started(self) -> bool:
-        done = self.backend.run_in(self.peer, ["/bin/sh", "-c", f"cat {PEER_PID}"], 30)
-        return done.rc == 0 and done.stdout.strip().isdigit()
 
     def __exit__(self, *exc: object) -> None:
         if self._thread is None:

@@ -235,7 +235,7 @@ def history_cases(result: History) -> list[JUnitCase]:
             msg = f"regression since {start}"
             out.append(JUnitCase(s.name, "bench.history", FAILED, msg, what))
         elif s.verdict == h.TOO_SHORT:
-            msg = f"too short: {len(s.points)} runs of {2 * h.MIN_SEGMENT} needed"
+            msg = f"too short: {len(s.points)} runs of {h.MIN_RUNS} needed"
             out.append(JUnitCase(s.name, "bench.history", SKIPPED, msg, msg))
         else:
             out.append(JUnitCase(s.name, "bench.history", PASSED, s.verdict, what))

@@ -640,7 +640,7 @@ def run_history(
     if len(frames.runs) < h.MIN_RUNS:
         return None, (
             f"No history: {len(frames.runs)} runs of {names[0]}; `bench history` judges "
-            f"{h.MIN_RUNS} runs or more (its change points need {h.MIN_SEGMENT} on each side)."
+            f"{h.MIN_RUNS} runs or more (its noise scale needs a few runs)."
         )
     if found is None:
         found = mismatches(frames)

@@ -380,6 +380,55 @@ def test_installed_modules_go_beside_the_kernel(tmp_path):
     assert module.stat().st_mode & 0o7777 == 0o644
 
 
+def test_disk_modules_are_extracted_by_a_tar_of_their_own(tmp_path):
+    """Debian 13's layout (usr/lib/modules): the network and the disk modules both; a
+    kernel whose disk modules are built in (none in its package) still gets its
+    network ones, with a warning for the disk."""
+    root = "usr/lib/modules/x/kernel"
+    net = {f"{root}/drivers/net/virtio_net.ko": ("net\n", 0o644)}
+    disk = {
+        f"{root}/drivers/block/virtio_blk.ko.xz": ("blk\n", 0o644),
+        f"{root}/fs/ext4/ext4.ko.xz": ("ext4\n", 0o644),
+        f"{root}/fs/jbd2/jbd2.ko.xz": ("jbd2\n", 0o644),
+        f"{root}/fs/mbcache.ko.xz": ("mb\n", 0o644),
+        f"{root}/lib/crc16.ko.xz": ("crc16\n", 0o644),
+        f"{root}/crypto/crc32c_generic.ko.xz": ("crc32c\n", 0o644),
+        f"{root}/fs/xfs/xfs.ko.xz": ("not asked for\n", 0o644),
+    }
+    files = {"boot/vmlinuz-x": ("k\n", 0o644), **net, **disk}
+    deb = build_deb(tmp_path / "both", {"Package": "linux-image-x"}, files)
+    out = tmp_path / "x"
+    out.mkdir()
+    result = _sourced("extract_kernel", str(deb), str(out))
+    assert result.returncode == 0, result.stderr
+    got = {p.relative_to(out).as_posix() for p in (out / "usr").rglob("*") if p.is_file()}
+    assert got == {*net, *disk} - {f"{root}/fs/xfs/xfs.ko.xz"}
+    assert "disk modules" not in result.stderr
+    # Built in: the package has only the network's.
+    files = {"boot/vmlinuz-x": ("k\n", 0o644), **net}
+    deb = build_deb(tmp_path / "net", {"Package": "linux-image-x"}, files)
+    out = tmp_path / "y"
+    out.mkdir()
+    result = _sourced("extract_kernel", str(deb), str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / f"{root}/drivers/net/virtio_net.ko").read_text() == "net\n"
+    assert "lacks some of the guest's disk modules" in result.stderr
+
+
+def test_a_fetched_kernel_without_virtio_blk_is_fetched_again(tmp_path):
+    mods = tmp_path / "modules" / "x"
+    (mods / "kernel" / "drivers" / "net").mkdir(parents=True)
+    (mods / "modules.builtin").write_text("kernel/drivers/block/loop.ko\n")
+    assert _sourced("has_guest_modules", str(mods)).returncode == 1  # network only
+    assert _sourced("has_guest_modules", str(tmp_path / "none")).returncode == 1
+    (mods / "modules.builtin").write_text("kernel/drivers/block/virtio_blk.ko\n")
+    assert _sourced("has_guest_modules", str(mods)).returncode == 0  # built in
+    (mods / "modules.builtin").write_text("")
+    (mods / "kernel" / "drivers" / "block").mkdir()
+    (mods / "kernel" / "drivers" / "block" / "virtio_blk.ko.xz").write_text("")
+    assert _sourced("has_guest_modules", str(mods)).returncode == 0
+
+
 def test_kernel_deb_with_another_hash_is_refused(tmp_path):
     deb = _kernel_deb(tmp_path)
     good = hashlib.sha256(deb.read_bytes()).hexdigest()

@@ -101,7 +101,7 @@ def check_ready_by_http(platform: str) -> dict:
 def test_microvm_ready_by_http_through_its_forward(qemu_binary, vm_cache):
     check_ready_by_http(MICROVM)
     manifest = images.load_manifest("busybox")
-    assert manifest is not None and "virtio_net" in manifest["net_modules"]
+    assert manifest is not None and "virtio_net" in images.packed_modules(manifest)
 
 
 @pytest.mark.qemu
