@@ -294,22 +294,13 @@ def kernel_builtin(kernel: Path, release: str, name: str) -> bool:
 
 def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
     """Why a built image no longer matches what this bench would build from its inputs
-    (None: it does): another init, or network or disk modules it lacks that are there
-    now."""
+    (None: it does): another init, network or disk modules it lacks that are there
+    now, or (the workloads image) a tool or a file of bench's own it lacks."""
     # Another init, or no PVH kernel extracted: an older bench's build.
     if manifest.get("init_sha256") != init_sha256(manifest.get("name", "busybox")):
         return "an older bench built it"
     if "pvh_kernel" not in manifest:
         return "an older bench built it"
-    if manifest.get("name") == "workloads":
-        # A tool added to the image since (wrk), or another script of bench's own.
-        lacking = [t for t in rootfs.WORKLOAD_TOOLS if t not in manifest.get("tools", {})]
-        if lacking:
-            return f"it lacks {', '.join(lacking)}"
-        files = manifest.get("files_sha256", {})
-        for rel, data in rootfs.WORKLOAD_ETC.items():
-            if files.get(rel) != hashlib.sha256(data).hexdigest():
-                return "an older bench built it"
     source = kernel or Path(manifest.get("kernel_source") or "/nonexistent")
     release = manifest.get("kernel_release") or "unknown"
     packed = packed_modules(manifest)
@@ -321,6 +312,15 @@ def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
         and kernel_has_module(source, release, "virtio_blk")
     ):
         return "the guest kernel's disk modules were not packed"
+    if manifest.get("name") == "workloads":
+        # A tool added to the image since (wrk), or another script of bench's own.
+        lacking = [t for t in rootfs.WORKLOAD_TOOLS if t not in manifest.get("tools", {})]
+        if lacking:
+            return f"it lacks {', '.join(lacking)}"
+        files = manifest.get("files_sha256", {})
+        for rel, data in rootfs.WORKLOAD_ETC.items():
+            if files.get(rel) != hashlib.sha256(data).hexdigest():
+                return "an older bench built it"
     return None
 
 
