@@ -39,34 +39,38 @@ def _row(section: wl.WorkloadsSection, platform: str, figure: str) -> wl.Workloa
     return next((r for r in section.rows if r.platform == platform and r.figure == figure), None)
 
 
-def repeats_to_resolve(row: wl.WorkloadRow, base: wl.WorkloadRow | None) -> int | None:
-    """About how many repeats per platform a 95% interval of +/-5% on the ratio of two
-    medians needs at the two rows' measured CVs (normal approximation; a median needs
+def repeats_to_resolve(
+    row: wl.WorkloadRow, base: wl.WorkloadRow | None, band: float = FEW_PERCENT
+) -> int | None:
+    """About how many repeats per platform a 95% interval of +/-`band` on the ratio of
+    two medians needs at the two rows' measured CVs (normal approximation; a median needs
     pi/2 times a mean's samples): what "not decided" costs to decide on this host."""
     if base is None or row.cv is None or base.cv is None:
         return None
     spread = math.hypot(row.cv, base.cv)
-    return math.ceil(math.pi / 2 * (1.96 * spread / FEW_PERCENT) ** 2)
+    return math.ceil(math.pi / 2 * (1.96 * spread / band) ** 2)
 
 
-def within_few_percent(row: wl.WorkloadRow | None, base: wl.WorkloadRow | None = None) -> str:
+def within_few_percent(
+    row: wl.WorkloadRow | None, base: wl.WorkloadRow | None = None, band: float = FEW_PERCENT
+) -> str:
     if row is None or row.ratio is None:
         return "not measured"
     if row.ratio_low is None or row.ratio_high is None:
         return f"not decided: ratio {row.ratio:.2f}, too few repeats for an interval"
     ci = f"ratio {row.ratio:.2f} ({row.ratio_low:.2f}-{row.ratio_high:.2f})"
-    if row.ratio_low >= 1 - FEW_PERCENT and row.ratio_high <= 1 + FEW_PERCENT:
+    if row.ratio_low >= 1 - band and row.ratio_high <= 1 + band:
         return f"met: {ci}"
-    if row.ratio_high < 1 - FEW_PERCENT or row.ratio_low > 1 + FEW_PERCENT:
+    if row.ratio_high < 1 - band or row.ratio_low > 1 + band:
         return f"missed: {ci}"
-    need = repeats_to_resolve(row, base)
+    need = repeats_to_resolve(row, base, band)
     cost = (
         f"; at these CVs ({row.cv:.0%} and native's {base.cv:.0%}) about {need} repeats "
         "per platform would decide it"
         if need is not None and base is not None and base.cv is not None and row.cv is not None
         else ""
     )
-    return f"not decided: {ci} straddles 0.95-1.05{cost}"
+    return f"not decided: {ci} straddles {1 - band:.2f}-{1 + band:.2f}{cost}"
 
 
 def well_below(section: wl.WorkloadsSection, figure: str, who: str, than: str) -> str:
@@ -143,16 +147,8 @@ def reading(section: wl.WorkloadsSection, loaded: bool = True) -> list[str]:
     return out
 
 
-def run_text(run_dir: Path) -> str:
-    run = load_run(run_dir)
-    section = wl.build(run.run_id, run.iter_samples())
-    if section is None:
-        raise SystemExit(f"{run_dir}: no workload runs in it")
-    meta = run.metadata
-    host = meta.get("host") or {}
-    started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
-    scenario = Path(str(meta.get("scenario_path") or "scenarios/workloads.yaml")).name
-    scenario = f"scenarios/{scenario}"
+def table_lines(section: wl.WorkloadsSection) -> list[str]:
+    """bench's workloads table (its headline rows) as Markdown."""
     table = [
         "| platform | workload | figure | median | spread | n "
         "| ratio to native (95% CI) | cpu share |",
@@ -164,6 +160,20 @@ def run_text(run_dir: Path) -> str:
             f"{c['spread (min-max, CV)']} | {c['n']} | {c['ratio to native (95% CI)']} | "
             f"{c['cpu share']} |"
         )
+    return table
+
+
+def run_text(run_dir: Path) -> str:
+    run = load_run(run_dir)
+    section = wl.build(run.run_id, run.iter_samples())
+    if section is None:
+        raise SystemExit(f"{run_dir}: no workload runs in it")
+    meta = run.metadata
+    host = meta.get("host") or {}
+    started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
+    scenario = Path(str(meta.get("scenario_path") or "scenarios/workloads.yaml")).name
+    scenario = f"scenarios/{scenario}"
+    table = table_lines(section)
     checks = [
         ("runc CPU (cpu) within a few percent of native",
          within_few_percent(_row(section, "runc", "cpu.bogo_ops_per_s"),

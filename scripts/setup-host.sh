@@ -32,7 +32,7 @@
 #   BENCH_SKIP_ENGINES        =1: do not run scripts/start-engines.sh at the end.
 #   BENCH_DOCKER_DAEMON_JSON  dockerd's configuration, where runsc and crun are registered
 #                             (default /etc/docker/daemon.json).
-#   BENCH_WORKLOADS           =1: also install stress-ng, fio, iperf3 and sockperf, the
+#   BENCH_WORKLOADS           =1: also install stress-ng, fio, iperf3, sockperf and wrk, the
 #                             tools the `workloads` bench image packs (`make workloads`;
 #                             CI=true too).
 #   BENCH_SKIP_SSH_LAB        =1 (read by start-engines.sh): no loopback sshd, no second
@@ -91,6 +91,7 @@ WORKLOAD_PACKAGES=(
     "fio                    cmd:fio"            # disk I/O
     "iperf3                 cmd:iperf3"         # network throughput
     "sockperf               cmd:sockperf"       # network request/response latency
+    "wrk                    cmd:wrk"            # HTTP load against busybox httpd (the application workload)
 )
 
 # Other OCI runtimes for docker platforms' `runtime:` key. Optional: a distribution

@@ -210,6 +210,7 @@ def test_the_report_has_the_row_and_the_ratio_plot(tmp_path):
     # runc's four headline figures; native is the baseline, microvm is emulated.
     assert len(labels) == 4 and all(lbl.startswith("runc · ") for lbl in labels)
     assert "microvm" in ax.get_title()
+    assert ax.get_xscale() == "linear"  # ratios near 1: no log axis (plots.LOG_RATIO_SPAN)
 
 
 # sockperf 3.7's ping-pong printout (a 2 s --full-rtt run to 127.0.0.1), its colour

@@ -5,6 +5,7 @@ file made, removed on stop and on a failed start, and found by `bench clean`."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -88,6 +89,11 @@ def manifest(name: str = "workloads", **over: object) -> images.Manifest:
         "pvh_kernel": True,
         "guest_modules": {"virtio_net": "x", "virtio_blk": "x", "ext4": "x"},
     }
+    if name == "workloads":  # every tool and file this bench packs there
+        m["tools"] = {t: {} for t in rootfs.WORKLOAD_TOOLS}
+        m["files_sha256"] = {
+            rel: hashlib.sha256(data).hexdigest() for rel, data in rootfs.WORKLOAD_ETC.items()
+        }
     return {**m, **over}  # type: ignore[return-value]
 
 
@@ -153,8 +159,14 @@ def test_volume_workloads_run_in_vms_with_a_volume_and_the_writable_layers_do_no
         parse_scenario(text.format(run="randwrite-volume", platform="{name: v, backend: libvirt}"))
     for backend in ("qemu", "libvirt"):
         platform = f"{{name: v, backend: {backend}, image: workloads, volume: true}}"
-        with pytest.raises(ScenarioError, match="randread-volume or randwrite-volume with volume"):
+        with pytest.raises(ScenarioError, match="use randread-volume with volume: true"):
             parse_scenario(text.format(run="randread", platform=platform))
+    # Each built-in's own volume form; a workload of one's own gets the random pair.
+    with pytest.raises(ScenarioError, match="use seqread-volume or seqwrite-volume with volume"):
+        parse_scenario(text.format(run="seqread, seqwrite", platform=vm))
+    mine = "{name: m, tool: fio, args: [--rw=read]}"
+    with pytest.raises(ScenarioError, match="use randread-volume or randwrite-volume with volume"):
+        parse_scenario(text.format(run=mine, platform=vm))
     # A noisy-neighbour victim alike.
     with pytest.raises(ScenarioError, match="randwrite run fio on the writable layer"):
         parse_scenario(

@@ -247,8 +247,25 @@ class FakeBackend(Backend):
             )
             return ExecResult(0, out.encode(), b"")
         if "fio " in script:
-            job = {"iops": rate, "bw_bytes": rate * 4096, "io_bytes": 4096}
-            doc = {"fio version": "fio-fake", "jobs": [{"read": job, "write": {"io_bytes": 0}}]}
+            # The direction and order its --rw asks (fio's JSON names them in "job
+            # options"); a sequential job's bandwidth is at 1 MiB blocks.
+            rw = script.split("--rw=", 1)[1].split()[0] if "--rw=" in script else "read"
+            block = 4096 if rw.startswith("rand") else 2**20
+            job = {"iops": rate, "bw_bytes": rate * block, "io_bytes": block}
+            idle = {"io_bytes": 0}
+            parts = {"write": job, "read": idle} if "write" in rw else {"read": job, "write": idle}
+            doc = {"fio version": "fio-fake", "jobs": [{"job options": {"rw": rw}, **parts}]}
+            return ExecResult(0, json.dumps(doc).encode(), b"")
+        if "wrk " in script:
+            # The JSON of the workloads image's wrk script: `rate` requests a second for
+            # 2 s, each answered in 1/rate s (p99: three times that).
+            doc = {
+                "duration_us": 2e6,
+                "requests": rate * 2,
+                "bytes": rate * 2 * 4300,
+                "errors": {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0},
+                "latency_us": {"p50": 1e6 / rate, "p99": 3e6 / rate, "mean": 1.2e6 / rate},
+            }
             return ExecResult(0, json.dumps(doc).encode(), b"")
         return ExecResult(127, b"", b"sh: not found\n")
 

@@ -61,7 +61,8 @@ class Manifest(TypedDict):
     # an older bench's.
     pvh_kernel: NotRequired[bool]
     # The workloads image: each packed tool's package, version and sha256, and the
-    # sha256 of every file added to the busybox tree (binaries and libraries).
+    # sha256 of every file added to the busybox tree (binaries, libraries, bench's own
+    # files under etc/: an image without the tools or files this bench packs is stale).
     tools: NotRequired[dict[str, dict[str, str]]]
     files_sha256: NotRequired[dict[str, str]]
     # The guest kernel's modules packed (network, and in the workloads image the disk's),
@@ -293,8 +294,8 @@ def kernel_builtin(kernel: Path, release: str, name: str) -> bool:
 
 def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
     """Why a built image no longer matches what this bench would build from its inputs
-    (None: it does): another init, or network or disk modules it lacks that are there
-    now."""
+    (None: it does): another init, network or disk modules it lacks that are there
+    now, or (the workloads image) a tool or a file of bench's own it lacks."""
     # Another init, or no PVH kernel extracted: an older bench's build.
     if manifest.get("init_sha256") != init_sha256(manifest.get("name", "busybox")):
         return "an older bench built it"
@@ -311,6 +312,15 @@ def stale_reason(manifest: Manifest, kernel: Path | None = None) -> str | None:
         and kernel_has_module(source, release, "virtio_blk")
     ):
         return "the guest kernel's disk modules were not packed"
+    if manifest.get("name") == "workloads":
+        # A tool added to the image since (wrk), or another script of bench's own.
+        lacking = [t for t in rootfs.WORKLOAD_TOOLS if t not in manifest.get("tools", {})]
+        if lacking:
+            return f"it lacks {', '.join(lacking)}"
+        files = manifest.get("files_sha256", {})
+        for rel, data in rootfs.WORKLOAD_ETC.items():
+            if files.get(rel) != hashlib.sha256(data).hexdigest():
+                return "an older bench built it"
     return None
 
 

@@ -114,6 +114,9 @@ echo "BENCH_READY uptime=$up kernel=$(uname -r)"
     + VOLUME_BLOCK
     + """trap 'exit 0' TERM INT
 [ $$ -eq 1 ] && dmesg -n 1 2>/dev/null
+# The loopback workloads' servers listen on 127.0.0.1: a guest's lo is down until its
+# PID 1 brings it up (a container's is up already; natively it is the host's).
+[ $$ -eq 1 ] && ip link set lo up 2>/dev/null
 while read -r word job; do
   [ "$word" = BENCH_EXEC ] || continue
   echo "$job" | base64 -d > /tmp/bench-job
@@ -251,7 +254,7 @@ def copy_file(src: Path, dst: Path) -> None:
 # so a figure differs only by where it ran. Debian's binaries are dynamic: each one is
 # packed with the libraries its loader resolves, at the paths the loader printed, under
 # Debian's merged /usr (lib -> usr/lib), so no ld.so.cache is needed.
-WORKLOAD_TOOLS = ("stress-ng", "fio", "iperf3", "sockperf")
+WORKLOAD_TOOLS = ("stress-ng", "fio", "iperf3", "sockperf", "wrk")
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 TOOL_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
 # What the tools read from /etc: users for fio and stress-ng's --user checks, and
@@ -261,6 +264,34 @@ WORKLOAD_ETC = {
     "etc/group": b"root:x:0:\nnogroup:x:65534:\n",
     "etc/hosts": b"127.0.0.1 localhost\n::1 localhost\n",
 }
+# wrk's machine-readable result: its Lua `done` hook (wrk's SCRIPTING) writes the run's
+# summary and latency percentiles as one JSON object to the file named by the variable
+# WRK_RESULT_ENV (bench sets it; bench.measurements.workloads.Wrk reads the file), so
+# wrk's human-readable printout is never parsed. Microseconds, as wrk counts them.
+WRK_SCRIPT = "/etc/bench/wrk-report.lua"
+WRK_RESULT_ENV = "BENCH_WRK_RESULT"
+WRK_REPORT_LUA = f"""-- bench: the run as one JSON object, for bench to read (not wrk's printout).
+function done(summary, latency, requests)
+  local function n(v) return string.format("%.17g", v) end
+  local e = summary.errors
+  local text = "{{" ..
+    '"duration_us": ' .. n(summary.duration) ..
+    ', "requests": ' .. n(summary.requests) ..
+    ', "bytes": ' .. n(summary.bytes) ..
+    ', "errors": {{"connect": ' .. n(e.connect) .. ', "read": ' .. n(e.read) ..
+    ', "write": ' .. n(e.write) .. ', "status": ' .. n(e.status) ..
+    ', "timeout": ' .. n(e.timeout) .. '}}' ..
+    ', "latency_us": {{"p50": ' .. n(latency:percentile(50)) ..
+    ', "p99": ' .. n(latency:percentile(99)) .. ', "mean": ' .. n(latency.mean) ..
+    ', "max": ' .. n(latency.max) .. '}}' ..
+    "}}\\n"
+  local path = os.getenv("{WRK_RESULT_ENV}")
+  local out = path and io.open(path, "w") or io.stdout
+  out:write(text)
+  if path then out:close() end
+end
+"""
+WORKLOAD_ETC[WRK_SCRIPT.lstrip("/")] = WRK_REPORT_LUA.encode()
 
 
 @dataclass(frozen=True)
@@ -359,7 +390,7 @@ def workload_entries(
             # The host's mode: the loader must stay executable (the kernel execs it).
             added.setdefault(image_path(lib), (real.read_bytes(), real.stat().st_mode & 0o755))
     dirs = {"usr/lib", "usr/lib64"}
-    for rel in added:
+    for rel in [*added, *WORKLOAD_ETC]:
         parts = rel.split("/")[:-1]
         dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
     entries += [Entry(d, "dir", 0o755) for d in sorted(dirs - have)]
@@ -369,6 +400,7 @@ def workload_entries(
     for rel, (data, mode) in sorted(added.items()):
         entries.append(Entry(rel, "file", mode, data))
     digests = {rel: hashlib.sha256(data).hexdigest() for rel, (data, _) in sorted(added.items())}
+    digests |= {rel: hashlib.sha256(data).hexdigest() for rel, data in WORKLOAD_ETC.items()}
     return entries, packed, digests
 
 

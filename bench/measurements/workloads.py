@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import random
 import re
 import shlex
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, ClassVar
 import yaml
 from pydantic import JsonValue
 
+from bench.machines.rootfs import WRK_RESULT_ENV, WRK_SCRIPT
 from bench.measurements.base import Found, InstanceMeasurement, StepContext
 from bench.model.errors import first_line
 from bench.model.records import Facts, WorkloadFigure, WorkloadRun, Worse
@@ -254,12 +256,24 @@ class Fio(Tool):
             f"--output={RESULT}",
         ]
 
+    @staticmethod
+    def sequential(options: dict[str, object]) -> bool:
+        """Whether the job read or wrote its file in order (fio's rw: read, write, rw,
+        trim; `read` when not given), not at random offsets."""
+        rw = str(options.get("rw") or options.get("readwrite") or "read")
+        return not rw.startswith("rand") and "percentage_random" not in options
+
     def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
         doc = json.loads(raw.decode("utf-8", "replace"))
         jobs = doc.get("jobs") if isinstance(doc, dict) else None
         if not isinstance(jobs, list) or not jobs or not isinstance(jobs[0], dict):
             raise ValueError("fio wrote no jobs")
         job = jobs[0]
+        options = job.get("job options") or {}
+        # A sequential job's figure is its bandwidth (its IOPS at 1 MiB blocks are the
+        # same number over the block size: a diagnostic); a random job's, its IOPS.
+        # The first figure is the headline (the neighbours' victim reads it).
+        sequential = self.sequential(options if isinstance(options, dict) else {})
         figures: list[WorkloadFigure] = []
         diagnostics: dict[str, float | str] = {}
         for direction in ("read", "write"):
@@ -267,18 +281,26 @@ class Fio(Tool):
             if not isinstance(part, dict) or not part.get("io_bytes"):
                 continue  # the job did not do this direction
             iops, bw = _num(part.get("iops")), _num(part.get("bw_bytes"))
-            if iops is not None:
-                figures.append(
-                    WorkloadFigure(
-                        figure=f"{direction}_iops", value=iops, unit="IO/s", worse="lower"
-                    )
-                )
-            if bw is not None:
-                figures.append(
+            rate = (
+                [WorkloadFigure(figure=f"{direction}_iops", value=iops, unit="IO/s", worse="lower")]
+                if iops is not None
+                else []
+            )
+            band = (
+                [
                     WorkloadFigure(
                         figure=f"{direction}_bytes_per_s", value=bw, unit="bytes/s", worse="lower"
                     )
-                )
+                ]
+                if bw is not None
+                else []
+            )
+            if sequential:
+                figures += band
+                if iops is not None:
+                    diagnostics[f"{direction}_iops"] = iops
+            else:
+                figures += rate + band
             pct = (part.get("clat_ns") or {}).get("percentile") or {}
             p99 = _num(pct.get("99.000000"))
             if p99 is not None:
@@ -289,7 +311,6 @@ class Fio(Tool):
                 )
         if not figures:
             raise ValueError("fio's job did no I/O")
-        options = job.get("job options") or {}
         for key in ("rw", "bs", "direct", "ioengine", "size"):
             if key in options:
                 diagnostics[key] = str(options[key])
@@ -470,6 +491,115 @@ class SockperfUdpLoopback(SockperfLoopback):
     udp = True
 
 
+class Wrk(Tool):
+    """An application: busybox `httpd` serving one small file, and Debian's wrk as its
+    client, both in the instance over its own loopback (no network needed), so the
+    figure is what serving HTTP costs inside the platform: accept, fork, read, write.
+    The server is bound to 127.0.0.1 on a port bench picks, bounded by `timeout` and
+    killed after the client. wrk's result is the JSON its Lua `done` hook writes (the
+    workloads image's WRK_SCRIPT, to the file WRK_RESULT_ENV names), never its printout.
+    wrk takes whole seconds: a fractional duration is rounded up."""
+
+    name = "wrk"
+    WWW = "/tmp/bench-www"
+    FILE = "bench-4k"  # the file served: 4 KiB, a small static page's size
+    FILE_BYTES = 4096
+    # wrk's options that take a value (getopt: "-c4" or "-c 4"); -s names a Lua script
+    # to run, and a script is a program: bench's own is the only one.
+    WITH_VALUE = frozenset("tcdHT")
+    LONG = ("connections", "duration", "threads", "script", "header", "latency", "timeout")
+
+    def check_args(self, args: list[str]) -> None:
+        for a in args:
+            if a == "--":
+                # What follows goes to the script's init(): bench's script takes none.
+                raise ValueError("wrk arguments after '--' go to a Lua script: not from a scenario")
+            if a.startswith("--"):
+                option = a[2:].split("=", 1)[0]
+                # getopt_long takes any unambiguous prefix of a long option (--scr).
+                if (
+                    option
+                    and "script".startswith(option)
+                    and not any(o.startswith(option) for o in self.LONG if o != "script")
+                ):
+                    raise ValueError(self._refused())
+            elif a.startswith("-"):
+                for ch in a[1:]:
+                    if ch == "s":
+                        raise ValueError(self._refused())
+                    if ch in self.WITH_VALUE:
+                        break  # the rest is that option's value
+
+    def _refused(self) -> str:
+        return (
+            "wrk option 'script' is bench's to set, not the scenario's "
+            "(a Lua script is a program, and bench runs as root)"
+        )
+
+    def argv(self, workload: str, args: list[str], duration_s: float) -> list[str]:
+        return ["wrk", "-d", f"{math.ceil(duration_s)}s", "-s", WRK_SCRIPT, *args]
+
+    def prelude(self, port: int, duration_s: float) -> str:
+        server = ["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", self.WWW]
+        return (
+            f"mkdir -p {self.WWW} && head -c {self.FILE_BYTES} /dev/zero >{self.WWW}/{self.FILE}; "
+            f"export {WRK_RESULT_ENV}={RESULT}; "
+            f"timeout -s KILL {int(duration_s + GRACE_S)} {shlex.join(server)} "
+            f">/dev/null 2>&1 & server=$!; {wait_listening(port)}; "
+        )
+
+    def postlude(self) -> str:
+        return f"kill $server 2>/dev/null; rm -rf {self.WWW}; "
+
+    def parse(self, raw: bytes) -> tuple[list[WorkloadFigure], dict[str, float | str]]:
+        doc = json.loads(raw.decode("utf-8", "replace"))
+        if not isinstance(doc, dict):
+            raise ValueError("wrk's report is no JSON object")
+        requests, duration_us = _num(doc.get("requests")), _num(doc.get("duration_us"))
+        errors = doc.get("errors")
+        errors = errors if isinstance(errors, dict) else {}
+        counts = {k: _num(v) or 0.0 for k, v in errors.items()}
+        if not requests or not duration_us:
+            raise ValueError(
+                f"wrk: no request answered ({counts.get('connect', 0):.0f} connect errors)"
+            )
+        if counts.get("status"):
+            raise ValueError(
+                f"wrk: {counts['status']:.0f} of {requests:.0f} answers were HTTP errors"
+            )
+        latency = doc.get("latency_us")
+        latency = latency if isinstance(latency, dict) else {}
+        figures = [
+            WorkloadFigure(
+                figure="requests_per_s",
+                value=requests / (duration_us / 1e6),
+                unit="requests/s",
+                worse="lower",
+            )
+        ]
+        for key in ("p50", "p99"):
+            value = _num(latency.get(key))
+            if value is not None:
+                figures.append(
+                    WorkloadFigure(
+                        figure=f"latency_{key}_s", value=value / 1e6, unit="s", worse="higher"
+                    )
+                )
+        diagnostics: dict[str, float | str] = {
+            "requests": requests,
+            "duration_s": duration_us / 1e6,
+            **{f"{k}_errors": v for k, v in counts.items()},
+        }
+        for key in ("mean", "max"):
+            value = _num(latency.get(key))
+            if value is not None:
+                diagnostics[f"latency_{key}_s"] = value / 1e6
+        received = _num(doc.get("bytes"))
+        if received is not None:
+            diagnostics["received_bytes_per_s"] = received / (duration_us / 1e6)
+        return figures, diagnostics
+
+
 class Iperf3Peer(Iperf3):
     """iperf3 instance -> instance: the server is one-off (-1) in the step's second
     instance, on the same network (containers: the bridge, through two veths)."""
@@ -503,6 +633,7 @@ TOOLS: dict[str, Tool] = {
         SockperfLoopback(),
         SockperfUdpLoopback(),
         SockperfPeer(),
+        Wrk(),
     )
 }
 # A port for an in-instance server: above the usual ephemeral range's start on no
@@ -664,6 +795,12 @@ BUILTIN: dict[str, Builtin] = {
         ("--stream", "1", "--stream-l3-size", "8M"),
         "memory bandwidth (STREAM, fixed 8 MiB L3 size: about 100 MB of arrays)",
     ),
+    "randmem": Builtin(
+        "stress-ng",
+        ("--vm", "1", "--vm-bytes", "256M", "--vm-method", "prime-0", "--vm-keep"),
+        "random memory access: 256 MiB stepped through in prime strides, no two touches "
+        "near each other (stress-ng vm, prime-0)",
+    ),
     "syscall": Builtin("stress-ng", ("--get", "1"), "system calls (the get* family)"),
     "switch": Builtin("stress-ng", ("--switch", "1"), "context switches (pipe ping-pong)"),
     "randread": Builtin(
@@ -685,6 +822,26 @@ BUILTIN: dict[str, Builtin] = {
         "fio-volume",
         ("--rw=randwrite", "--bs=4k", "--size=64m", "--direct=1", "--ioengine=psync"),
         "4 KiB random writes, O_DIRECT, on an attached volume (volume: true)",
+    ),
+    "seqread": Builtin(
+        "fio",
+        ("--rw=read", "--bs=1m", "--size=64m", "--direct=1", "--ioengine=psync"),
+        "1 MiB sequential reads, O_DIRECT, on the writable layer (bandwidth)",
+    ),
+    "seqwrite": Builtin(
+        "fio",
+        ("--rw=write", "--bs=1m", "--size=64m", "--direct=1", "--ioengine=psync"),
+        "1 MiB sequential writes, O_DIRECT, on the writable layer (bandwidth)",
+    ),
+    "seqread-volume": Builtin(
+        "fio-volume",
+        ("--rw=read", "--bs=1m", "--size=64m", "--direct=1", "--ioengine=psync"),
+        "1 MiB sequential reads, O_DIRECT, on an attached volume (volume: true)",
+    ),
+    "seqwrite-volume": Builtin(
+        "fio-volume",
+        ("--rw=write", "--bs=1m", "--size=64m", "--direct=1", "--ioengine=psync"),
+        "1 MiB sequential writes, O_DIRECT, on an attached volume (volume: true)",
     ),
     "tcp": Builtin(
         "iperf3",
@@ -710,6 +867,12 @@ BUILTIN: dict[str, Builtin] = {
         "sockperf-udp-loopback",
         ("-i", "127.0.0.1", "-p", "{port}"),
         "UDP request/response round trip over the instance's own loopback",
+    ),
+    "http-loopback": Builtin(
+        "wrk",
+        ("-t", "1", "-c", "4", "http://127.0.0.1:{port}/" + Wrk.FILE),
+        "an application: busybox httpd serving a 4 KiB file to wrk (1 thread, 4 "
+        "connections) over the instance's own loopback",
     ),
     "tcp-peer": Builtin(
         "iperf3-peer",

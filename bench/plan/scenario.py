@@ -446,11 +446,14 @@ class Scenario(Model):
             wants.append(self.neighbours.victim)
         vms = [p.name for p in self.platforms if p.backend in ("qemu", "libvirt")]
         if wants and vms:
+            # A built-in's own -volume form (seqread: seqread-volume), else the random pair.
+            instead = list(dict.fromkeys(f"{w}-volume" for w in wants if f"{w}-volume" in BUILTIN))
             raise KeyedValueError(
                 "workloads",
                 f"{', '.join(wants)} run fio on the writable layer, which in a VM is its "
-                f"initramfs (RAM, no O_DIRECT): on platform {vms[0]} use randread-volume "
-                "or randwrite-volume with volume: true",
+                f"initramfs (RAM, no O_DIRECT): on platform {vms[0]} use "
+                f"{' or '.join(instead or ['randread-volume', 'randwrite-volume'])} "
+                "with volume: true",
             )
         return self
 

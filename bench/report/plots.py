@@ -586,6 +586,9 @@ def neighbour_slowdown(frames: Frames) -> Figure:
     return fig
 
 
+LOG_RATIO_SPAN = 10.0  # workload ratios spanning more than this go on a log axis
+
+
 def workload_ratios(frames: Frames) -> Figure:
     """Each platform's workload figures as ratios to native, with their bootstrap
     intervals (bench.report.workloads), one row per (workload figure, platform); figures
@@ -627,7 +630,20 @@ def workload_ratios(frames: Frames) -> Figure:
     ]
     ax.set_yticks(range(len(rows)), labels[::-1], fontsize="small")
     ax.axvline(1.0, color="grey", lw=1, ls="--")
-    ax.set_xlabel(f"ratio to native ({section.native}), 95% bootstrap interval")
+    # Ratios are factors: when they span more than tenfold (gVisor's HTTP at 1/20 of
+    # native beside its cached I/O at 5x), a linear axis squeezes every ratio near 1
+    # into one point; a log axis keeps 1/2 and 2 equally far from native.
+    ends = [v for r in rows for v in (r.ratio_low, r.ratio, r.ratio_high) if v and v > 0]
+    log = bool(ends) and max(ends) / min(ends) > LOG_RATIO_SPAN
+    if log:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.1, not 10⁻¹
+    ax.set_xlabel(
+        f"ratio to native ({section.native}), 95% bootstrap interval"
+        + (" (log scale)" if log else "")
+    )
     ax.grid(alpha=0.3, axis="x")
     title = "Workloads: each platform against native"
     if emulated:

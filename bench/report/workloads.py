@@ -82,6 +82,8 @@ class WorkloadRow:
     ratio_high: float | None
     why_no_ratio: str | None
     cpu_share_pct: float | None
+    # Shown in the table and the plot (every row is in the CSV): see `headline`.
+    headline: bool = True
 
 
 @dataclass(frozen=True)
@@ -157,14 +159,26 @@ def build(run_id: str, samples: Iterable[Mapping[str, object]]) -> WorkloadsSect
     rng = np.random.default_rng(SEED)
     rows = []
     # Grouped by workload and figure (as first seen), platforms along the spectrum.
+    # A workload's figures in the order its tool's parser gives them: its headline first
+    # (requests/s before the latency percentiles, IOPS before bandwidth).
     first: dict[str, int] = {}
+    figure_at: dict[tuple[str, str], int] = {}
     for i, s in enumerate(series.values()):
         first.setdefault(s.workload, i)
         first.setdefault(s.platform, i)
+        figure_at.setdefault((s.workload, s.figure), i)
     ordered = sorted(
         series.values(),
-        key=lambda s: (first[s.workload], s.figure, kinds.order(s.kind), first[s.platform]),
+        key=lambda s: (
+            first[s.workload],
+            figure_at[s.workload, s.figure],
+            kinds.order(s.kind),
+            first[s.platform],
+        ),
     )
+    # An I/O job with IOPS (a random one) shows them; one without (a sequential job,
+    # bench.measurements.workloads.Fio) shows its bandwidth instead.
+    with_iops = {(s.platform, s.workload) for s in series.values() if s.figure.endswith("_iops")}
     for s in ordered:
         v = np.asarray(s.values)
         median = float(np.median(v))
@@ -206,6 +220,10 @@ def build(run_id: str, samples: Iterable[Mapping[str, object]]) -> WorkloadsSect
                 ratio_high=high,
                 why_no_ratio=why,
                 cpu_share_pct=float(np.median(s.cpu_share)) if s.cpu_share else None,
+                headline=not s.figure.endswith("_clat_p99_s")
+                and not (
+                    s.figure.endswith("_bytes_per_s") and (s.platform, s.workload) in with_iops
+                ),
             )
         )
     return WorkloadsSection(run_id, native, rows, failures)
@@ -213,15 +231,18 @@ def build(run_id: str, samples: Iterable[Mapping[str, object]]) -> WorkloadsSect
 
 def headline(row: WorkloadRow) -> bool:
     """The figures the table shows: a stressor's rate (and its per-switch or memory
-    rate), an I/O job's IOPS; the rest (bandwidth, latency percentiles) is in the CSV."""
-    return not row.figure.endswith(("_bytes_per_s", "_clat_p99_s"))
+    rate), a random I/O job's IOPS, a sequential one's bandwidth, a round trip's and a
+    request's percentiles; the rest (a random job's bandwidth, fio's completion-latency
+    percentiles) is in the CSV."""
+    return row.headline
 
 
 def format_value(value: float, unit: str) -> str:
     if unit == "bytes/s":
         return f"{format_bytes(value)}/s"
     if unit == "s":
-        return f"{value * 1e6:.1f} µs"
+        # A request's milliseconds (an application's) read better as ms than as µs.
+        return f"{value * 1e3:.2f} ms" if value >= 1e-3 else f"{value * 1e6:.1f} µs"
     if unit == "bit/s":
         return f"{value / 1e9:.2f} Gbit/s" if value >= 1e8 else f"{value / 1e6:.1f} Mbit/s"
     if abs(value) >= 100:
@@ -298,16 +319,21 @@ def numbers(section: WorkloadsSection) -> list[dict[str, object]]:
 OVERHEAD_PARTS: tuple[tuple[str, Callable[[WorkloadRow], bool]], ...] = (
     ("CPU", lambda r: r.workload == "cpu" and r.figure.endswith("bogo_ops_per_s")),
     ("memory bw", lambda r: r.workload == "stream" and r.figure.endswith("bogo_ops_per_s")),
+    ("random memory", lambda r: r.workload == "randmem" and r.figure.endswith("bogo_ops_per_s")),
     ("IOPS", lambda r: r.figure.endswith("_iops")),
+    # A sequential job's bandwidth (a random job's is not a headline: its IOPS are).
+    ("disk bw", lambda r: r.unit == "bytes/s" and r.headline),
     ("network", lambda r: r.unit == "bit/s"),
     # A round trip's ratio: above 1 is slower than native (its note says so).
     ("latency", lambda r: r.figure == "rtt_p50_s"),
+    ("HTTP", lambda r: r.figure == "requests_per_s"),
 )
 OVERHEAD_EMULATED = "emulated (TCG): left out of ratios"
 
 
 def overhead_cells(section: WorkloadsSection, counts: Mapping[str, int]) -> dict[str, str]:
-    """Per platform, its ratios to native for CPU, memory bandwidth, IOPS and network (the
+    """Per platform, its ratios to native for each resource of OVERHEAD_PARTS (CPU, memory
+    bandwidth, random memory, IOPS, disk bandwidth, network, latency, HTTP: the
     median over that resource's figures, each itself a ratio of medians), with N (the
     instances of its step, `counts`) and n (repeats). Only measured, non-emulated ratios;
     a platform with none of them says why."""
