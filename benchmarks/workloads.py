@@ -11,8 +11,7 @@ bootstrap intervals), set beside the published shape:
 Each expectation is reported met, missed or not decided (the interval straddles the
 band), with the host's load during the run. Writes a section of benchmarks/results.md.
 
-    bench run scenarios/workloads.yaml
-    bench run scenarios/workloads-vm.yaml         (optional: VMs; TCG here)
+    bench run scenarios/workloads.yaml            (containers, native and VMs; TCG here)
     python benchmarks/workloads.py RUN_DIR... [--no-write]
 """
 
@@ -105,27 +104,49 @@ def reading(section: wl.WorkloadsSection, loaded: bool = True) -> list[str]:
     """What the run's figures say against the published shape, for the platforms it had
     (`loaded`: the host's load was at or above its cores when the run began)."""
     platforms = {r.platform for r in section.rows}
-    where = "on a host loaded several times over its cores" if loaded else "even on a quiet host"
     out = []
     if {"runc", "runsc"} <= platforms:
-        out += [
-            "Reading it. The gVisor system-call and context-switch figures agree with "
-            "gVisor's guide by a margin no host noise closes. runc's CPU and memory "
-            f"bandwidth against native are not decided: with 3 repeats {where}, the "
-            f"intervals are wide; {'a quieter host and ' if loaded else ''}more repeats "
-            "are needed to test "
-            '"within a few percent" (Felter et al.). gVisor\'s '
-            "file I/O comes out *above* runc and native, not below: this gVisor "
-            "(20221219) accepts O_DIRECT but does not honour it, and its root filesystem's "
-            "writes do not reach the host disk synchronously (docs/design/workloads.md §4: "
-            "even fsync'd writes ran about 3x native), so these IOPS measure the Sentry's "
-            "memory, not file I/O through the gofer; a fair comparison needs a volume with "
-            "a check that writes reach the host (not done yet). stress-ng printed no "
-            "memory rate in some stream runs (its bogo-op rate is there): the stream "
-            "rows' n says how many. runsc's `cpu share` is gVisor's own accounting (it "
-            "can pass 100%) and is not comparable with the others'.",
-            "",
-        ]
+        said = []
+        for figure, what in (("get.bogo_ops_per_s", "system calls"),
+                             ("switch.bogo_ops_per_s", "context switches")):  # fmt: skip
+            a, b = _row(section, "runsc", figure), _row(section, "runc", figure)
+            if a is not None and b is not None and b.median:
+                ratio = a.median / b.median
+                agree = "agrees with" if ratio < WELL_BELOW else "does not show"
+                said.append(
+                    f"gVisor's {what} ran at {ratio:.2f} of runc's ({agree} gVisor's guide: "
+                    "every system call through the Sentry)"
+                )
+        native = section.native or ""
+        for figure in ("cpu.bogo_ops_per_s", "stream.read_mb_per_s"):
+            runc, base = _row(section, "runc", figure), _row(section, native, figure)
+            verdict = within_few_percent(runc, base)
+            if verdict.startswith("not decided"):
+                said.append(
+                    f"runc's {figure.split('.')[0]} against native is {verdict} "
+                    f"({'loaded' if loaded else 'quiet'} host)"
+                )
+        cached = [
+            f"{r.workload} {r.ratio:.2f}x"
+            for r in section.rows
+            if r.platform == "runsc" and r.figure in ("read_iops", "write_iops")
+            and r.ratio is not None and r.ratio > 1
+        ]  # fmt: skip
+        if cached:
+            said.append(
+                "gVisor's 4 KiB O_DIRECT I/O comes out *above* native ("
+                + ", ".join(cached)
+                + "): this gVisor (20221219) accepts O_DIRECT but does not honour it, so "
+                "these IOPS measure caching in the sandbox, not file I/O through its gofer "
+                "(docs/design/workloads.md §4)"
+            )
+        if any(r.platform == "runsc" and (r.cpu_share_pct or 0) > 100 for r in section.rows):
+            said.append(
+                "runsc's `cpu share` is gVisor's own accounting (it can pass 100%) and is "
+                "not comparable with the others'"
+            )
+        if said:
+            out += ["Reading it. " + "; ".join(said) + ".", ""]
     slow = [
         r.median / base.median
         for r in section.rows

@@ -252,3 +252,36 @@ def test_the_isolation_reading_is_made_of_the_runs_own_figures():
     assert verdict == "met (every repeat >= 1.25x): runc 1.50x (1.30-2.00)"
     quiet = " ".join(neighbours.reading(NeighboursSection("r", rows[1:2], []), 0.1, 2))
     assert "Medians below 1" not in quiet and "emulated" not in quiet
+
+
+def test_the_workloads_reading_is_made_of_the_runs_own_figures():
+    import dataclasses
+
+    import workloads  # noqa: E402  (benchmarks/ is not a package)
+
+    from bench.report.workloads import WorkloadRow, WorkloadsSection
+
+    base = WorkloadRow(
+        "native", "native", "syscall", "get.bogo_ops_per_s", "ops/s", "lower", 3,
+        10000.0, 9000.0, 11000.0, 0.1, False, None, None, None, None, 100.0,
+    )  # fmt: skip
+    rows = [
+        base,
+        dataclasses.replace(base, platform="runc", kind="docker", median=6000.0),
+        dataclasses.replace(base, platform="runsc", kind="docker", median=200.0),
+        dataclasses.replace(
+            base,
+            platform="runsc",
+            kind="docker",
+            workload="randread-volume",
+            figure="read_iops",
+            ratio=1.4,
+            cpu_share_pct=129.0,
+        ),  # fmt: skip
+    ]
+    text = " ".join(workloads.reading(WorkloadsSection("r", "native", rows, [])))
+    assert "gVisor's system calls ran at 0.03 of runc's (agrees with gVisor's guide" in text
+    assert "O_DIRECT I/O comes out *above* native (randread-volume 1.40x)" in text
+    assert "runsc's `cpu share` is gVisor's own accounting" in text
+    assert "context switches" not in text  # not in the run: nothing said about it
+    assert workloads.reading(WorkloadsSection("r", "native", rows[:2], [])) == []
