@@ -467,6 +467,10 @@ class DockerBackend(ContainerBackend):
             version_asked = pool.submit(api.version)
             runtime_asked = pool.submit(lambda: self.runtime_version(self.runtime or ""))
             img = img_asked.result()
+            # Instances are created from this image by its id, not its tag: another bench
+            # build on the same engine may import its own image under the tag mid-run,
+            # and one run's instances must all run the userland it recorded.
+            self._image_pin = str(img["Id"])
             version: EngineJson = version_asked.result()
             runtime_version = runtime_asked.result()
         self._network_disabled = self.settings.network == "none" and lacks_deadlock_fix(
@@ -560,7 +564,7 @@ class DockerBackend(ContainerBackend):
         inst.info["runtime"] = self.runtime
         inst.info["runtime_version"] = self._runtime_version
         created = api.create_container(
-            self._image_ref,
+            self._image_pin or self._image_ref,
             command=s.command,
             name=inst.name,
             labels=instance_labels(inst.run_id, inst.platform),

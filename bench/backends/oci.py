@@ -328,6 +328,8 @@ class ContainerBackend(Backend):
         self.kind = kinds.for_runtime(settings.runtime)
         self._hub: IOHub | None = None
         self._image_ref = settings.image
+        # The prepared image's id, which instances are created from (None until prepare).
+        self._image_pin: str | None = None
         self._lock = threading.Lock()
         self._sizes: dict[str, int | None] = {}
         self._procs: ProcessTable | None = None  # host process table, per sampling round

@@ -513,6 +513,8 @@ class PodmanBackend(ContainerBackend):
         img = self._call(
             "get", f"/images/{urllib.parse.quote(self._image_ref, safe='')}/json"
         ).json()
+        # Created by id, not tag (as on docker: another build may re-tag mid-run).
+        self._image_pin = text(img.get("Id"))
         info = self.engine_info()
         host_info = section(info, "host")
         store = section(info, "store")
@@ -561,7 +563,7 @@ class PodmanBackend(ContainerBackend):
             inst.info["volume"] = volume
         spec = container_spec(
             self.settings,
-            image=self._image_ref,
+            image=self._image_pin or self._image_ref,
             name=inst.name,
             labels=labels,
             rlimits=self.rlimits(),
