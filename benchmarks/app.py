@@ -30,9 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from results_md import host_line, tabulate_runs  # noqa: E402  (this script's folder is on sys.path)
-from workloads import FEW_PERCENT, table_lines, well_below, within_few_percent  # noqa: E402
+from workloads import (  # noqa: E402
+    FEW_PERCENT,
+    load_section,
+    table_lines,
+    well_below,
+    within_few_percent,
+)
 
-from bench.model.results import load_run  # noqa: E402
 from bench.report import workloads as wl  # noqa: E402
 
 HEADING = "# Workloads: an application, random memory, sequential I/O (issue 23 §1)"
@@ -107,12 +112,8 @@ def reading(section: wl.WorkloadsSection) -> list[str]:
 
 
 def run_text(run_dir: Path) -> str:
-    run = load_run(run_dir)
-    section = wl.build(run.run_id, run.iter_samples())
-    if section is None:
-        raise SystemExit(f"{run_dir}: no workload runs in it")
+    run, section, host = load_section(run_dir)
     meta = run.metadata
-    host = meta.get("host") or {}
     started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
     checks = [
         ("runc random memory (randmem) within a few percent of native",

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from results_md import host_line, write_section  # noqa: E402  (this script's folder is on sys.path)
 
-from bench.model.results import load_run  # noqa: E402
+from bench.model.results import Run, load_run  # noqa: E402
 from bench.report import workloads as wl  # noqa: E402
 
 HEADING = "# Workloads: runtime overhead against native (issue 23 §1)"
@@ -192,13 +192,19 @@ def table_lines(section: wl.WorkloadsSection) -> list[str]:
     return table
 
 
-def run_text(run_dir: Path) -> str:
+def load_section(run_dir: Path) -> tuple[Run, wl.WorkloadsSection, dict[str, object]]:
+    """A stored run, bench's workloads table of it, and its host's metadata (a run with
+    no workload runs stops the benchmark, naming it)."""
     run = load_run(run_dir)
     section = wl.build(run.run_id, run.iter_samples())
     if section is None:
         raise SystemExit(f"{run_dir}: no workload runs in it")
+    return run, section, dict(run.metadata.get("host") or {})
+
+
+def run_text(run_dir: Path) -> str:
+    run, section, host = load_section(run_dir)
     meta = run.metadata
-    host = meta.get("host") or {}
     started, finished = str(meta.get("started_at")), str(meta.get("finished_at"))
     scenario = Path(str(meta.get("scenario_path") or "scenarios/workloads.yaml")).name
     scenario = f"scenarios/{scenario}"
