@@ -515,3 +515,36 @@ def test_the_report_shows_the_boundary_and_the_classic_tables_isolation_row(tmp_
     lines = classic.splitlines()
     assert lines.index(row) < [i for i, x in enumerate(lines) if x.startswith("| density")][0]
     assert "Isolation boundary, as read" in (out / "report.html").read_text()
+
+
+def test_the_isolation_row_says_a_process_not_read_once():
+    import pandas as pd
+
+    from bench.report.tables import _isolation_cell
+
+    why = "not read (the NativeBackend does not say which host processes run its instances)"
+    native = pd.Series(
+        {
+            "system calls answered by": "host kernel 6.1",
+            "host process": why,
+            "user": why,
+            "seccomp": why,
+            "capabilities": why,
+            "namespaces not shared with the host": why,
+        }
+    )
+    assert _isolation_cell(native) == f"host kernel 6.1; host process {why}"
+    runc = native.copy()
+    runc.update(
+        {
+            "host process": "container: sh",
+            "user": "root",
+            "seccomp": "filter, 1 filter",
+            "capabilities": "14 (00000000a80425fb)",
+            "namespaces not shared with the host": "ipc mnt net pid uts",
+        }
+    )
+    assert _isolation_cell(runc) == (
+        "host kernel 6.1; container: sh, user root: seccomp filter, 1 filter, 14 capabilities, "
+        "namespaces of its own: ipc mnt net pid uts"
+    )

@@ -730,6 +730,10 @@ def _isolation_cell(row: pd.Series) -> str:
     process between it and the host with its confinement."""
     answered = str(row["system calls answered by"])
     process = str(row["host process"]).split(";")[0]
+    if process.startswith("not read"):
+        # Nothing of the process could be read: its confinement facts would each repeat
+        # the one reason (a native instance: the backend names no host process).
+        return f"{answered}; host process {process}"
     caps = str(row["capabilities"]).split(" ")[0]
     namespaces = str(row["namespaces not shared with the host"])
     return (
