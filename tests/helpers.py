@@ -109,6 +109,11 @@ class FakeHost:
     def read_links(self, paths):
         return dict.fromkeys(paths)
 
+    def seccomp_programs(self, pid):
+        from bench.machines.seccomp import FilterError
+
+        raise FilterError("a fake host's processes have no filters to read")
+
     def allocated_bytes(self, path):
         return 0
 

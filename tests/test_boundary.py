@@ -72,6 +72,12 @@ class PlantedHost(FakeHost):
         super().__init__(list, key=key)
         self.root, self.asked = root, []
 
+    def seccomp_programs(self, pid):
+        # Every planted process: one program allowing read, write and exit_group.
+        from tests.test_seccomp import THREE
+
+        return [THREE]
+
     def _at(self, p: str) -> Path:
         self.asked.append(p)
         return self.root / p.lstrip("/")
@@ -204,6 +210,7 @@ def test_a_planted_container_process_is_read_with_its_namespaces(tmp_path):
         "user": "bench",
         "seccomp": "filter",
         "seccomp_filters": 1,
+        "seccomp_syscalls_allowed": 3,  # the planted program: read, write, exit_group
         "cap_eff": "00000000a80425fb",
         "capabilities": DOCKER_CAPS,
         "no_new_privs": False,
@@ -292,8 +299,9 @@ def test_a_run_stores_each_instances_boundary_under_extras(tmp_path, monkeypatch
             "container.user": "uid 1000 is not in the host's /etc/passwd",
         }
         assert b.read_s == 0.0  # on the run's virtual clock
+    assert b.processes["container"].seccomp_syscalls_allowed == 3
     (row,) = boundary_table(sink.samples)
-    assert row["seccomp"] == "filter, 1 filter"
+    assert row["seccomp"] == "filter, 1 filter: 3 host system calls allowed"
     assert row["namespaces not shared with the host"] == "ipc mnt net pid uts"
     assert row["capabilities"] == "14 (00000000a80425fb)"
     assert row["user namespace (uid map)"] == "0 0 1"
@@ -481,7 +489,9 @@ def test_a_sandboxs_child_is_read_as_where_the_instances_code_runs(tmp_path, mon
         "sandbox: runsc-sandbox; the instance's code runs in its child exe, traced by it, "
         "seccomp filter"
     )
-    assert row["seccomp"] == "filter, 3 filters"  # the sandbox's own
+    # The sandbox's own (its child's filters are not read: it is traced by the sandbox).
+    assert row["seccomp"] == "filter, 3 filters: 3 host system calls allowed"
+    assert w.seccomp_syscalls_allowed is None
 
 
 def test_a_sandbox_without_children_says_so(tmp_path, monkeypatch):
@@ -510,7 +520,7 @@ def test_the_report_shows_the_boundary_and_the_classic_tables_isolation_row(tmp_
     assert "ipc mnt net pid uts" in summary
     classic = (out / "containers-vs-vms.md").read_text()
     (row,) = [line for line in classic.splitlines() if line.startswith("| isolation")]
-    assert "seccomp filter, 1 filter, 14 capabilities" in row
+    assert "seccomp filter, 1 filter: 3 host system calls allowed, 14 capabilities" in row
     assert "strong at process level vs strong at the level of a whole OS" in row
     lines = classic.splitlines()
     assert lines.index(row) < [i for i, x in enumerate(lines) if x.startswith("| density")][0]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import bench
-from bench.machines import procfs
+from bench.machines import procfs, seccomp
 from bench.machines.procfs import ProcessTable
 from bench.model import addresses
 from bench.model.errors import UsageError
@@ -65,6 +65,11 @@ class Host(Protocol):
     def read_links(self, paths: Sequence[str]) -> dict[str, str | None]:
         """Several symbolic links' targets (/proc/PID/ns/*) in one go; None for one that
         cannot be read (a vanished process, another user's)."""
+        ...
+
+    def seccomp_programs(self, pid: int) -> list[list[seccomp.Instruction]]:
+        """The seccomp filter programs of process `pid`, oldest first; raises
+        seccomp.FilterError saying why they cannot be read."""
         ...
 
     def allocated_bytes(self, path: str | Path) -> int:
@@ -223,6 +228,11 @@ class LocalHost:
 
     def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
         return {p: _read_text(Path(p)) for p in paths}
+
+    def seccomp_programs(self, pid: int) -> list[list[seccomp.Instruction]]:
+        if os.geteuid() != 0:
+            raise seccomp.FilterError("reading its filters (ptrace) needs root")
+        return seccomp.read_filters(pid)
 
     def read_links(self, paths: Sequence[str]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bench
-from bench.machines import procfs
+from bench.machines import procfs, seccomp
 from bench.machines.procfs import ProcessTable
 from bench.model import addresses
 from bench.model.errors import EngineUnavailable, UsageError
@@ -363,6 +363,10 @@ class SshHost:
 
     def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
         return self._read_files(paths)
+
+    def seccomp_programs(self, pid: int) -> list[list[seccomp.Instruction]]:
+        # ptrace needs a process of its own on that machine: bench runs none there.
+        raise seccomp.FilterError("its filters are read by ptrace, on bench's own machine only")
 
     def read_links(self, paths: Sequence[str]) -> dict[str, str | None]:
         """Several links' targets in one round trip; None for one that cannot be read."""

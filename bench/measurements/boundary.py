@@ -32,12 +32,14 @@ table.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from bench.machines import seccomp
 from bench.measurements.base import Found, InstanceMeasurement, StepContext
 from bench.model.errors import first_line
 
@@ -114,6 +116,8 @@ class ProcessFacts(BaseModel):
     user: str | None = None  # uid's name in the host's /etc/passwd
     seccomp: str | None = None  # disabled, strict or filter
     seccomp_filters: int | None = None
+    # How many x86-64 system call numbers its filters may allow (bench.machines.seccomp).
+    seccomp_syscalls_allowed: int | None = None
     cap_eff: str | None = None  # hex, as the kernel writes it
     capabilities: list[str] | None = None  # CapEff's names
     no_new_privs: bool | None = None
@@ -286,6 +290,23 @@ def reference_namespaces(host: Host) -> tuple[dict[str, int], str]:
     return {}, "none readable"
 
 
+@functools.lru_cache(maxsize=64)
+def _count_allowed(programs: tuple[tuple[seccomp.Instruction, ...], ...]) -> int:
+    # Every instance of a platform carries the same programs: evaluated once (0.3 s for
+    # Docker's default profile), read (ptrace, milliseconds) per instance.
+    return len(seccomp.allowed_syscalls(programs))
+
+
+def syscalls_allowed(host: Host, pid: int) -> tuple[int | None, str]:
+    """How many host system calls process `pid`'s seccomp filters may allow, or None and
+    why not (its Host copies the programs out: ptrace, on bench's own machine, as root)."""
+    try:
+        programs = host.seccomp_programs(pid)
+        return _count_allowed(tuple(tuple(p) for p in programs)), ""
+    except (seccomp.FilterError, OSError) as e:
+        return None, first_line(e)
+
+
 def read_process(
     host: Host, role: str, pid: int, reference: Mapping[str, int], users: Mapping[int, str]
 ) -> tuple[ProcessFacts, dict[str, str]]:
@@ -322,6 +343,12 @@ def read_process(
         ):
             if facts[f] is None:
                 missing[f"{role}.{f}"] = _status_why(base, line, status)
+    if facts.get("seccomp") == "filter" and role in ROLES:
+        allowed, why = syscalls_allowed(host, pid)
+        if allowed is None:
+            missing[f"{role}.seccomp_syscalls_allowed"] = why
+        else:
+            facts["seccomp_syscalls_allowed"] = allowed
     uid = facts.get("uid")
     if isinstance(uid, int):  # parse_effective_uid's: an int, or None
         facts["user"] = users.get(uid)
@@ -526,6 +553,10 @@ def _process_cells(b: Boundary) -> dict[str, str]:
             else f", filters {missing('seccomp_filters')}"
         )
         seccomp = p.seccomp + (filters if p.seccomp == "filter" or p.seccomp_filters else "")
+        if p.seccomp_syscalls_allowed is not None:
+            seccomp += f": {p.seccomp_syscalls_allowed} host system calls allowed"
+        elif f"{role}.seccomp_syscalls_allowed" in b.not_read:  # (a run before: neither)
+            seccomp += f": calls allowed {missing('seccomp_syscalls_allowed')}"
     caps = missing("cap_eff")
     if p.capabilities is not None:
         caps = f"{len(p.capabilities)} ({p.cap_eff})"

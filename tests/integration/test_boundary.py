@@ -71,6 +71,12 @@ def test_runc_and_runsc_differ_as_a_container_and_a_sandbox(docker_api):
     # itself under a seccomp filter.
     w = runsc.processes["workload"]
     assert w.pid != s.pid and w.seccomp == "filter"
+    # The host system calls each may make, read from its filters: Docker's default profile
+    # lets a container make most of them; gVisor's Sentry a few dozen (69 here, 292 for
+    # runc's container, 2026-12-06).
+    assert c.seccomp_syscalls_allowed is not None and s.seccomp_syscalls_allowed is not None
+    assert c.seccomp_syscalls_allowed > 200
+    assert 20 < s.seccomp_syscalls_allowed < c.seccomp_syscalls_allowed / 2
 
     rows = {r["platform"]: r for r in boundary_table(samples, ["runc", "runsc"])}
     assert list(rows) == ["runc", "runsc"]
