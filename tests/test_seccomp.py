@@ -74,3 +74,21 @@ def test_the_filters_of_a_real_process_are_read_and_it_goes_on():
     finally:
         child.kill()
         child.wait()
+
+
+def test_an_evaluated_program_is_counted_once_per_machine(monkeypatch, tmp_path):
+    from bench.measurements import boundary
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    boundary._count_allowed.cache_clear()
+    programs = (tuple(THREE),)
+    assert boundary._count_allowed(programs) == 3
+    assert (tmp_path / boundary.SECCOMP_CACHE).is_file()
+    boundary._count_allowed.cache_clear()  # another bench process on this machine
+
+    def not_again(_programs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(sc, "allowed_syscalls", not_again)
+    assert boundary._count_allowed(programs) == 3
+    boundary._count_allowed.cache_clear()
