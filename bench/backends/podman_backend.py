@@ -22,6 +22,7 @@ import json
 import os
 import resource
 import socket
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -364,9 +365,18 @@ class PodmanBackend(ContainerBackend):
         params = {"stream": "false", "since": since.split(".")[0]}
         params["until"] = str(int(until.split(".")[0]) + 1)
         params["filters"] = json.dumps(filters)
-        body = self._call("get", "/events", params=params).text
-        rows = [json.loads(line) for line in body.splitlines() if line.strip()]
-        return EngineEvents(first_events(rows, {i.name for i in insts}))
+        names = {i.name for i in insts}
+        for attempt in range(2):
+            body = self._call("get", "/events", params=params).text
+            rows = [json.loads(line) for line in body.splitlines() if line.strip()]
+            found = first_events(rows, names)
+            if all({"create", "start"} <= found.get(n, {}).keys() for n in names) or attempt:
+                return EngineEvents(found)
+            # podman writes its event log after it answers the start call: on a busy
+            # host a container's events can be read before they are there (seen once in
+            # a full test suite). Asked again once, a moment later.
+            time.sleep(0.5)
+        return EngineEvents(found)
 
     @property
     def api(self) -> APIClient:
