@@ -135,3 +135,33 @@ def test_container_spec():
 def test_podman_reason_is_the_runtimes_own():
     reason = "cgroups in hybrid mode not supported, drop all controllers from cgroupv2"
     assert podman_reason(f"crun: {reason}: OCI runtime error", "crun") == reason
+
+
+def test_engine_events_are_asked_again_once_when_podman_has_not_written_them_yet(monkeypatch):
+    import json
+    import time
+
+    from bench.backends import podman_backend
+    from bench.backends.base import Instance
+    from bench.machines.console import Console
+
+    inst = Instance("bench-r-p-s0-0", "r", "p", Console("BENCH_READY"))
+    inst.launch_wall_ns = time.time_ns()
+    create = {"Type": "container", "Action": "create", "timeNano": inst.launch_wall_ns + 10,
+              "Actor": {"Attributes": {"name": inst.name}}}  # fmt: skip
+    start = {**create, "Action": "start", "timeNano": inst.launch_wall_ns + 20}
+    answers = [[create], [create, start]]  # the start event written after the first read
+
+    class Response:
+        def __init__(self, rows):
+            self.text = "\n".join(json.dumps(r) for r in rows)
+
+    backend = PodmanBackend(settings())
+    calls = []
+    monkeypatch.setattr(
+        backend, "_call", lambda *a, **k: calls.append(a) or Response(answers.pop(0))
+    )
+    monkeypatch.setattr(podman_backend.time, "sleep", lambda s: None)
+    events = backend.engine_events([inst])
+    assert len(calls) == 2
+    assert events.wall_ns[inst.name] == {"create": create["timeNano"], "start": start["timeNano"]}
